@@ -1,0 +1,663 @@
+"""The matching engine of one market: commands in, ordered events out.
+
+Pure and deterministic: no I/O, no clock, no logging, no randomness. The same
+command stream always yields the same events (ids included), and
+``MatchingEngine.restore(engine.snapshot())`` continues exactly like the
+engine it was taken from.
+
+``apply(command)`` gives the command the market's next sequence number and
+returns its events as tuples ``(kind, seq, *fields)`` -- see ``EVENT_FIELDS``
+in ``models`` and docs/matching-engine.md. Event order within a command:
+
+1. ``command_accepted`` or ``command_rejected`` (a rejection is the only event);
+2. for a taker, level by level: each ``trade_executed`` followed by the
+   maker's ``order_done`` if it filled (self-trade-expired makers get their
+   ``order_done`` in queue order too), then one ``book_level_changed`` for the
+   level with its final total;
+3. the taker's ``order_done`` (filled / expired) or, if it rests, the
+   ``book_level_changed`` of its own level.
+
+The hot paths (``_place``, ``_cancel``, ``_match``) are written for CPython
+speed: locals instead of attributes, list records indexed by literal ints
+(``book.OID`` .. ``book.POST``: 0 order_id, 1 user_id, 2 side, 3 price,
+4 remaining, 5 filled, 6 quantity, 7 stp, 8 post_only; a level is
+0 total, 1 queue, 2 compact_at), tuples for events.
+"""
+
+from collections import deque
+from heapq import heappop
+from typing import Hashable, Optional
+
+from .book import OrderBook, compact, order_view
+from .models import (
+    BOOK_LEVEL_CHANGED,
+    CANCELLED,
+    COMMAND_ACCEPTED,
+    COMMAND_REJECTED,
+    DONE_CANCEL,
+    DONE_CANCEL_ALL,
+    DONE_SELF_TRADE,
+    DONE_TIME_IN_FORCE,
+    EXPIRE_MAKER,
+    EXPIRE_TAKER,
+    EXPIRED,
+    FILLED,
+    FOK,
+    GTC,
+    IOC,
+    LIMIT,
+    MARKET,
+    MARKET_STATUS_CHANGED,
+    MAX_PRICE_TICKS,
+    ORDER_AMENDED,
+    ORDER_DONE,
+    REFERENCE_PRICE_SET,
+    SIDES,
+    STP_MODES,
+    STP_NONE,
+    TRADE_EXECUTED,
+    AmendOrder,
+    CancelAll,
+    CancelOrder,
+    Halt,
+    InvalidCommand,
+    MarketConfig,
+    PlaceOrder,
+    Reason,
+    Resume,
+    SetReferencePrice,
+)
+
+SNAPSHOT_VERSION = 1
+
+PLACE = "place_order"
+CANCEL = "cancel_order"
+CANCEL_ALL = "cancel_all"
+AMEND = "amend_order"
+
+
+class MatchingEngine:
+    """One market's order book and rules. Not thread-safe: one caller at a time."""
+
+    def __init__(self, config: MarketConfig):
+        self.config = config
+        self.book = OrderBook()
+        self.seq = 0  # sequence number of the last command applied
+        self.trade_seq = 0  # id of the last trade (trade ids are 1, 2, 3, ... per market)
+        self.last_price: Optional[int] = None  # price of the last trade, ticks
+        self.reference_price: Optional[int] = None  # price band centre, ticks
+        self.halted = config.halted
+        self._dispatch = {
+            PlaceOrder: self._place,
+            CancelOrder: self._cancel,
+            CancelAll: self._cancel_all,
+            AmendOrder: self._amend,
+            Halt: self._halt,
+            Resume: self._resume,
+            SetReferencePrice: self._set_reference_price,
+        }
+
+    # ------------------------------------------------------------ public API
+
+    def apply(self, command: tuple) -> list:
+        """Apply one command; return its events (tuples). Raises InvalidCommand
+        only for an object that is not one of the command types."""
+        try:
+            handler = self._dispatch[command.__class__]
+        except KeyError:
+            raise InvalidCommand(f"not a command: {command!r}") from None
+        return handler(command)
+
+    def best_bid(self) -> Optional[int]:
+        return self.book.best_bid()
+
+    def best_ask(self) -> Optional[int]:
+        return self.book.best_ask()
+
+    def depth(self, n: Optional[int] = None) -> dict:
+        return self.book.depth(n)
+
+    def order(self, order_id) -> Optional[dict]:
+        return self.book.order(order_id)
+
+    def open_orders(self, user_id: Hashable) -> list:
+        return self.book.open_orders(user_id)
+
+    def snapshot(self) -> dict:
+        """A JSON-serialisable image of the whole engine state."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "config": self.config.to_dict(),
+            "seq": self.seq,
+            "trade_seq": self.trade_seq,
+            "last_price": self.last_price,
+            "reference_price": self.reference_price,
+            "halted": self.halted,
+            "bids": self.book.snapshot_levels(0),
+            "asks": self.book.snapshot_levels(1),
+        }
+
+    @classmethod
+    def restore(cls, snapshot: dict) -> "MatchingEngine":
+        """A new engine identical in behaviour to the one that took ``snapshot``."""
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported snapshot version {snapshot.get('version')!r}")
+        engine = cls(MarketConfig.from_dict(snapshot["config"]))
+        engine.seq = snapshot["seq"]
+        engine.trade_seq = snapshot["trade_seq"]
+        engine.last_price = snapshot["last_price"]
+        engine.reference_price = snapshot["reference_price"]
+        engine.halted = snapshot["halted"]
+        engine.book.restore_levels(0, snapshot["bids"])
+        engine.book.restore_levels(1, snapshot["asks"])
+        return engine
+
+    # ------------------------------------------------------------ place
+
+    def _place(self, cmd: PlaceOrder) -> list:
+        oid, uid, side, otype, price, qty, quote, tif, post_only, stp = cmd
+        self.seq = seq = self.seq + 1
+        if self.halted:
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.MARKET_HALTED)]
+        if side == "buy":
+            s = 0
+        elif side == "sell":
+            s = 1
+        else:
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_SIDE)]
+        if otype != "limit":
+            if otype == "market":
+                return self._place_market(seq, oid, uid, s, side, price, qty, quote, tif, post_only, stp)
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_ORDER_TYPE)]
+        if tif is None or tif == "GTC":
+            rests = True
+        elif tif == "IOC" or tif == "FOK":
+            rests = False
+        else:
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_TIME_IN_FORCE)]
+        if post_only is not False and (post_only is not True or not rests):
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_POST_ONLY)]
+        if stp is None:
+            stp = self.config.default_stp
+        elif stp not in STP_MODES:
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_STP_MODE)]
+        if type(price) is not int or not 0 < price <= MAX_PRICE_TICKS:
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_PRICE)]
+        if type(qty) is not int or qty <= 0 or quote is not None:
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_QUANTITY)]
+        book = self.book
+        orders = book.orders
+        if oid in orders:
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.DUPLICATE_ORDER_ID)]
+        reason = self._check_rules(price, qty, True)
+        if reason is not None:
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, reason)]
+        user_orders = book.user_orders
+        if rests:
+            limit = self.config.max_open_orders
+            if limit is not None:
+                mine = user_orders.get(uid)
+                if mine is not None and len(mine) >= limit:
+                    return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.TOO_MANY_OPEN_ORDERS)]
+
+        # Limit key against the opposite side: it crosses keys <= lk.
+        lk = price if s == 0 else -price
+        opp_best = book.best[1 - s]
+        rem = qty
+        if opp_best is not None and opp_best <= lk:
+            if post_only:
+                return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.POST_ONLY_WOULD_TAKE)]
+            if tif == "FOK" and not self._fillable(1 - s, lk, uid, qty, stp):
+                return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.FOK_NOT_FILLABLE)]
+            ev = [(COMMAND_ACCEPTED, seq, PLACE, oid, uid)]
+            rem, killed = self._match(seq, ev, s, lk, oid, uid, qty, stp, side)
+            if not rem:
+                ev.append((ORDER_DONE, seq, oid, uid, side, "filled", None, qty, 0, None))
+                return ev
+            if killed:
+                ev.append((ORDER_DONE, seq, oid, uid, side, "expired", "SELF_TRADE", qty - rem, rem, None))
+                return ev
+        elif tif == "FOK":
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.FOK_NOT_FILLABLE)]
+        else:
+            ev = [(COMMAND_ACCEPTED, seq, PLACE, oid, uid)]
+        if not rests:
+            ev.append((ORDER_DONE, seq, oid, uid, side, "expired", "TIME_IN_FORCE", qty - rem, rem, None))
+            return ev
+
+        # Rest the remainder at the back of its level.
+        order = [oid, uid, s, price, rem, qty - rem, qty, stp, post_only]
+        key = -lk
+        levels = book.levels[s]
+        level = levels.get(key)
+        if level is None:
+            levels[key] = [rem, deque((order,)), 16]
+            book.level_added(s, key)
+            total = rem
+        else:
+            total = level[0] + rem
+            level[0] = total
+            queue = level[1]
+            queue.append(order)
+            if len(queue) > level[2]:
+                compact(level)
+        orders[oid] = order
+        mine = user_orders.get(uid)
+        if mine is None:
+            user_orders[uid] = {oid: order}
+        else:
+            mine[oid] = order
+        ev.append((BOOK_LEVEL_CHANGED, seq, side, price, total))
+        return ev
+
+    def _check_rules(self, price: int, qty: int, band: bool) -> Optional[str]:
+        """Quantity bounds, min notional and (if ``band``) the price band."""
+        config = self.config
+        if qty < config.min_lots:
+            return Reason.QTY_BELOW_MIN
+        max_lots = config.max_lots
+        if max_lots is not None and qty > max_lots:
+            return Reason.QTY_ABOVE_MAX
+        if price * qty < config.min_notional_units:
+            return Reason.NOTIONAL_BELOW_MIN
+        if band and config.band_num is not None:
+            ref = self.reference_price
+            if ref is not None and abs(price - ref) * 100 * config.band_den > ref * config.band_num:
+                return Reason.PRICE_OUT_OF_BAND
+        return None
+
+    def _place_market(self, seq, oid, uid, s, side, price, qty, quote, tif, post_only, stp) -> list:
+        def reject(reason: str) -> list:
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, reason)]
+
+        if tif is None:
+            tif = IOC
+        if tif != IOC and (tif != FOK or quote is not None):
+            return reject(Reason.INVALID_TIME_IN_FORCE)
+        if post_only is not False:
+            return reject(Reason.INVALID_POST_ONLY)
+        if stp is None:
+            stp = self.config.default_stp
+        elif stp not in STP_MODES:
+            return reject(Reason.INVALID_STP_MODE)
+        if price is not None:
+            return reject(Reason.INVALID_PRICE)
+        if quote is not None:
+            if s != 0 or qty is not None or type(quote) is not int or quote <= 0:
+                return reject(Reason.INVALID_QUANTITY)
+        elif type(qty) is not int or qty <= 0:
+            return reject(Reason.INVALID_QUANTITY)
+        book = self.book
+        if oid in book.orders:
+            return reject(Reason.DUPLICATE_ORDER_ID)
+        config = self.config
+        if quote is None:
+            if qty < config.min_lots:
+                return reject(Reason.QTY_BELOW_MIN)
+            if config.max_lots is not None and qty > config.max_lots:
+                return reject(Reason.QTY_ABOVE_MAX)
+        elif quote < config.min_notional_units:
+            return reject(Reason.NOTIONAL_BELOW_MIN)
+        o = 1 - s
+        if book.best[o] is None:
+            return reject(Reason.NO_LIQUIDITY)
+        lk = _NO_LIMIT
+        if tif == FOK and not self._fillable(o, lk, uid, qty, stp):
+            return reject(Reason.FOK_NOT_FILLABLE)
+        ev = [(COMMAND_ACCEPTED, seq, PLACE, oid, uid)]
+        if quote is None:
+            rem, killed = self._match(seq, ev, s, lk, oid, uid, qty, stp, side)
+            if not rem:
+                ev.append((ORDER_DONE, seq, oid, uid, side, FILLED, None, qty, 0, None))
+            else:
+                why = DONE_SELF_TRADE if killed else DONE_TIME_IN_FORCE
+                ev.append((ORDER_DONE, seq, oid, uid, side, EXPIRED, why, qty - rem, rem, None))
+            return ev
+        left, filled, killed, spent_out = self._match_quote(seq, ev, oid, uid, quote, stp)
+        if killed:
+            ev.append((ORDER_DONE, seq, oid, uid, side, EXPIRED, DONE_SELF_TRADE, filled, 0, left))
+        elif spent_out and filled:
+            ev.append((ORDER_DONE, seq, oid, uid, side, FILLED, None, filled, 0, left))
+        else:
+            ev.append((ORDER_DONE, seq, oid, uid, side, EXPIRED, DONE_TIME_IN_FORCE, filled, 0, left))
+        return ev
+
+    # ------------------------------------------------------------ matching
+
+    def _match(self, seq, ev, s, lk, oid, uid, rem, stp, taker_side):
+        """Take liquidity from the side opposite ``s`` at keys <= ``lk``.
+
+        Appends trade / maker done / level events to ``ev``; returns
+        ``(remaining, killed)`` where ``killed`` means self-trade prevention
+        expired the taker.
+        """
+        book = self.book
+        o = 1 - s
+        levels = book.levels[o]
+        heap = book.heaps[o]
+        orders = book.orders
+        user_orders = book.user_orders
+        append = ev.append
+        maker_side = SIDES[o]
+        bids = o == 0
+        stp_on = stp != "NONE"
+        expire_maker = stp != "EXPIRE_TAKER"
+        expire_taker = stp != "EXPIRE_MAKER"
+        tid = self.trade_seq
+        killed = False
+        last = None
+        key = book.best[o]
+        while key is not None and key <= lk:
+            level = levels[key]
+            queue = level[1]
+            total = before = level[0]
+            price = -key if bids else key
+            while True:  # total > 0, so the queue holds a live record
+                m = queue[0]
+                mrem = m[4]
+                if not mrem:
+                    queue.popleft()
+                    continue
+                if stp_on and m[1] == uid:
+                    if expire_maker:
+                        queue.popleft()
+                        moid = m[0]
+                        del orders[moid]
+                        mine = user_orders[uid]
+                        del mine[moid]
+                        if not mine:
+                            del user_orders[uid]
+                        m[4] = 0
+                        total -= mrem
+                        append((ORDER_DONE, seq, moid, uid, maker_side, "expired", "SELF_TRADE", m[5], mrem, None))
+                    if expire_taker:
+                        killed = True
+                        break
+                    if not total:
+                        break
+                    continue
+                tid += 1
+                last = price
+                if mrem <= rem:
+                    queue.popleft()
+                    m[4] = 0
+                    filled = m[5] + mrem
+                    m[5] = filled
+                    moid = m[0]
+                    muid = m[1]
+                    del orders[moid]
+                    mine = user_orders[muid]
+                    del mine[moid]
+                    if not mine:
+                        del user_orders[muid]
+                    append((TRADE_EXECUTED, seq, tid, price, mrem, taker_side, moid, muid, oid, uid))
+                    append((ORDER_DONE, seq, moid, muid, maker_side, "filled", None, filled, 0, None))
+                    rem -= mrem
+                    total -= mrem
+                    if not rem or not total:
+                        break
+                else:
+                    m[4] = mrem - rem
+                    m[5] += rem
+                    append((TRADE_EXECUTED, seq, tid, price, rem, taker_side, m[0], m[1], oid, uid))
+                    total -= rem
+                    rem = 0
+                    break
+            if total != before:
+                level[0] = total
+                append((BOOK_LEVEL_CHANGED, seq, maker_side, price, total))
+            if total:
+                break  # level survives: the taker is done or was expired
+            del levels[key]
+            while heap and heap[0] not in levels:
+                heappop(heap)
+            key = heap[0] if heap else None
+            if killed or not rem:
+                break
+        book.best[o] = key
+        if last is not None:
+            self.trade_seq = tid
+            self.last_price = self.reference_price = last
+        return rem, killed
+
+    def _match_quote(self, seq, ev, oid, uid, budget, stp):
+        """A market buy spending ``budget`` notional units against the asks.
+
+        Each fill takes as many whole lots as the maker has and the budget
+        affords at the maker's price (``budget // price``). Returns
+        ``(unspent, filled_lots, killed, budget_bound)``; ``budget_bound`` is
+        True when matching stopped because the unspent amount cannot buy one
+        lot at the next price.
+        """
+        book = self.book
+        levels = book.levels[1]
+        heap = book.heaps[1]
+        orders = book.orders
+        user_orders = book.user_orders
+        append = ev.append
+        stp_on = stp != STP_NONE
+        expire_maker = stp != EXPIRE_TAKER
+        expire_taker = stp != EXPIRE_MAKER
+        tid = self.trade_seq
+        killed = False
+        budget_bound = False
+        last = None
+        filled_total = 0
+        key = book.best[1]
+        while key is not None:
+            level = levels[key]
+            queue = level[1]
+            total = before = level[0]
+            price = key
+            while True:
+                m = queue[0]
+                mrem = m[4]
+                if not mrem:
+                    queue.popleft()
+                    continue
+                if stp_on and m[1] == uid:
+                    if expire_maker:
+                        queue.popleft()
+                        del orders[m[0]]
+                        mine = user_orders[uid]
+                        del mine[m[0]]
+                        if not mine:
+                            del user_orders[uid]
+                        m[4] = 0
+                        total -= mrem
+                        append((ORDER_DONE, seq, m[0], uid, "sell", EXPIRED, DONE_SELF_TRADE, m[5], mrem, None))
+                    if expire_taker:
+                        killed = True
+                        break
+                    if not total:
+                        break
+                    continue
+                afford = budget // price
+                if not afford:
+                    budget_bound = True
+                    break
+                tq = mrem if mrem <= afford else afford
+                tid += 1
+                last = price
+                budget -= tq * price
+                filled_total += tq
+                total -= tq
+                m[5] += tq
+                if tq == mrem:
+                    queue.popleft()
+                    m[4] = 0
+                    del orders[m[0]]
+                    mine = user_orders[m[1]]
+                    del mine[m[0]]
+                    if not mine:
+                        del user_orders[m[1]]
+                    append((TRADE_EXECUTED, seq, tid, price, tq, "buy", m[0], m[1], oid, uid))
+                    append((ORDER_DONE, seq, m[0], m[1], "sell", FILLED, None, m[5], 0, None))
+                    if not total:
+                        break
+                else:
+                    m[4] = mrem - tq
+                    append((TRADE_EXECUTED, seq, tid, price, tq, "buy", m[0], m[1], oid, uid))
+            if total != before:
+                level[0] = total
+                append((BOOK_LEVEL_CHANGED, seq, "sell", price, total))
+            if total:
+                break
+            del levels[key]
+            while heap and heap[0] not in levels:
+                heappop(heap)
+            key = heap[0] if heap else None
+            if killed:
+                break
+        if not killed and key is None and not budget:
+            budget_bound = True
+        book.best[1] = key
+        if last is not None:
+            self.trade_seq = tid
+            self.last_price = self.reference_price = last
+        return budget, filled_total, killed, budget_bound
+
+    def _fillable(self, o: int, lk: int, uid, need: int, stp: str) -> bool:
+        """Would an IOC taker of ``need`` lots fill completely? (FOK pre-check, no side effects.)"""
+        book = self.book
+        levels = book.levels[o]
+        stp_on = stp != STP_NONE
+        expire_taker = stp in (EXPIRE_TAKER, "EXPIRE_BOTH")
+        for key in book.index[o].irange(maximum=lk):
+            level = levels.get(key)
+            if level is None:
+                continue
+            for m in level[1]:
+                mrem = m[4]
+                if not mrem:
+                    continue
+                if stp_on and m[1] == uid:
+                    if expire_taker:
+                        return False
+                    continue
+                need -= mrem
+                if need <= 0:
+                    return True
+        return False
+
+    # ------------------------------------------------------------ cancel
+
+    def _cancel(self, cmd: CancelOrder) -> list:
+        oid, uid = cmd
+        self.seq = seq = self.seq + 1
+        book = self.book
+        order = book.orders.get(oid)
+        if order is None or (uid is not None and order[1] != uid):
+            return [(COMMAND_REJECTED, seq, CANCEL, oid, uid, Reason.UNKNOWN_ORDER)]
+        rem = order[4]
+        total = book.unlink(order)
+        side = SIDES[order[2]]
+        owner = order[1]
+        return [
+            (COMMAND_ACCEPTED, seq, CANCEL, oid, owner),
+            (ORDER_DONE, seq, oid, owner, side, CANCELLED, DONE_CANCEL, order[5], rem, None),
+            (BOOK_LEVEL_CHANGED, seq, side, order[3], total),
+        ]
+
+    def _cancel_all(self, cmd: CancelAll) -> list:
+        (uid,) = cmd
+        self.seq = seq = self.seq + 1
+        book = self.book
+        ev = [(COMMAND_ACCEPTED, seq, CANCEL_ALL, None, uid)]
+        mine = book.user_orders.get(uid)
+        if mine:
+            for oid in sorted(mine):
+                order = mine[oid]
+                rem = order[4]
+                total = book.unlink(order)
+                side = SIDES[order[2]]
+                ev.append((ORDER_DONE, seq, oid, uid, side, CANCELLED, DONE_CANCEL_ALL, order[5], rem, None))
+                ev.append((BOOK_LEVEL_CHANGED, seq, side, order[3], total))
+        return ev
+
+    # ------------------------------------------------------------ amend
+
+    def _amend(self, cmd: AmendOrder) -> list:
+        oid, uid, new_price, new_qty = cmd
+        self.seq = seq = self.seq + 1
+
+        def reject(reason: str) -> list:
+            return [(COMMAND_REJECTED, seq, AMEND, oid, uid, reason)]
+
+        if self.halted:
+            return reject(Reason.MARKET_HALTED)
+        book = self.book
+        order = book.orders.get(oid)
+        if order is None or (uid is not None and order[1] != uid):
+            return reject(Reason.UNKNOWN_ORDER)
+        if new_price is not None and (type(new_price) is not int or not 0 < new_price <= MAX_PRICE_TICKS):
+            return reject(Reason.INVALID_PRICE)
+        if new_qty is not None and (type(new_qty) is not int or new_qty <= 0):
+            return reject(Reason.INVALID_QUANTITY)
+        old_price, old_qty, filled = order[3], order[6], order[5]
+        price = old_price if new_price is None else new_price
+        qty = old_qty if new_qty is None else new_qty
+        if qty <= filled:
+            return reject(Reason.QTY_NOT_ABOVE_FILLED)
+        reason = self._check_rules(price, qty, price != old_price)
+        if reason is not None:
+            return reject(reason)
+        s, owner, stp, post_only = order[2], order[1], order[7], order[8]
+        side = SIDES[s]
+        rem = qty - filled
+        ev = [(COMMAND_ACCEPTED, seq, AMEND, oid, owner)]
+        if price == old_price and qty <= old_qty:
+            ev.append((ORDER_AMENDED, seq, oid, owner, side, price, qty, rem, True))
+            if qty != old_qty:
+                level = book.levels[s][-price if s == 0 else price]
+                level[0] -= order[4] - rem
+                order[4] = rem
+                order[6] = qty
+                ev.append((BOOK_LEVEL_CHANGED, seq, side, price, level[0]))
+            return ev
+
+        lk = price if s == 0 else -price
+        opp_best = book.best[1 - s]
+        crosses = opp_best is not None and opp_best <= lk
+        if crosses and post_only:
+            return reject(Reason.POST_ONLY_WOULD_TAKE)
+        # Lose priority: the old record dies, a new one takes its place.
+        total = book.unlink(order)
+        ev.append((ORDER_AMENDED, seq, oid, owner, side, price, qty, rem, False))
+        ev.append((BOOK_LEVEL_CHANGED, seq, side, old_price, total))
+        if crosses:
+            # The amended order is not in the book while it takes liquidity.
+            rem, killed = self._match(seq, ev, s, lk, oid, owner, rem, stp, side)
+            if not rem:
+                ev.append((ORDER_DONE, seq, oid, owner, side, FILLED, None, qty, 0, None))
+                return ev
+            if killed:
+                ev.append((ORDER_DONE, seq, oid, owner, side, EXPIRED, DONE_SELF_TRADE, qty - rem, rem, None))
+                return ev
+        total = book.rest([oid, owner, s, price, rem, qty - rem, qty, stp, post_only])
+        ev.append((BOOK_LEVEL_CHANGED, seq, side, price, total))
+        return ev
+
+    # ------------------------------------------------------------ market state
+
+    def _halt(self, cmd: Halt) -> list:
+        self.seq = seq = self.seq + 1
+        self.halted = True
+        return [(COMMAND_ACCEPTED, seq, "halt", None, None), (MARKET_STATUS_CHANGED, seq, True)]
+
+    def _resume(self, cmd: Resume) -> list:
+        self.seq = seq = self.seq + 1
+        self.halted = False
+        return [(COMMAND_ACCEPTED, seq, "resume", None, None), (MARKET_STATUS_CHANGED, seq, False)]
+
+    def _set_reference_price(self, cmd: SetReferencePrice) -> list:
+        (price,) = cmd
+        self.seq = seq = self.seq + 1
+        if type(price) is not int or not 0 < price <= MAX_PRICE_TICKS:
+            return [(COMMAND_REJECTED, seq, "set_reference_price", None, None, Reason.INVALID_PRICE)]
+        self.reference_price = price
+        return [(COMMAND_ACCEPTED, seq, "set_reference_price", None, None), (REFERENCE_PRICE_SET, seq, price)]
+
+
+# A limit key beyond every valid price: market orders cross every level.
+_NO_LIMIT = MAX_PRICE_TICKS + 1
