@@ -77,17 +77,59 @@ AMEND = "amend_order"
 
 
 class MatchingEngine:
-    """One market's order book and rules. Not thread-safe: one caller at a time."""
+    """One market's order book and rules. Not thread-safe: one caller at a time.
+
+    ``apply(command)`` applies one command and returns its events (tuples).
+    It raises ``InvalidCommand`` only for an object that is not a command;
+    every command, valid or not, consumes the next sequence number.
+    """
+
+    __slots__ = (
+        "config",
+        "book",
+        "seq",
+        "trade_seq",
+        "last_price",
+        "reference_price",
+        "halted",
+        "apply",
+        # Direct references to the book's containers and the config's ints,
+        # so the hot paths read one attribute instead of two.
+        "_orders",
+        "_user_orders",
+        "_levels",
+        "_heaps",
+        "_best",
+        "_min_lots",
+        "_max_lots",
+        "_min_notional",
+        "_band_num",
+        "_band_den100",
+        "_max_open",
+        "_default_stp",
+    )
 
     def __init__(self, config: MarketConfig):
         self.config = config
-        self.book = OrderBook()
+        self.book = book = OrderBook()
         self.seq = 0  # sequence number of the last command applied
         self.trade_seq = 0  # id of the last trade (trade ids are 1, 2, 3, ... per market)
         self.last_price: Optional[int] = None  # price of the last trade, ticks
         self.reference_price: Optional[int] = None  # price band centre, ticks
         self.halted = config.halted
-        self._dispatch = {
+        self._orders = book.orders
+        self._user_orders = book.user_orders
+        self._levels = book.levels
+        self._heaps = book.heaps
+        self._best = book.best
+        self._min_lots = config.min_lots
+        self._max_lots = config.max_lots
+        self._min_notional = config.min_notional_units
+        self._band_num = config.band_num
+        self._band_den100 = None if config.band_den is None else 100 * config.band_den
+        self._max_open = config.max_open_orders
+        self._default_stp = config.default_stp
+        dispatch = {
             PlaceOrder: self._place,
             CancelOrder: self._cancel,
             CancelAll: self._cancel_all,
@@ -97,30 +139,37 @@ class MatchingEngine:
             SetReferencePrice: self._set_reference_price,
         }
 
+        def apply(command: tuple) -> list:
+            """Apply one command; return its events as tuples ``(kind, seq, *fields)``."""
+            try:
+                handler = dispatch[command.__class__]
+            except KeyError:
+                raise InvalidCommand(f"not a command: {command!r}") from None
+            return handler(command)
+
+        self.apply = apply
+
     # ------------------------------------------------------------ public API
 
-    def apply(self, command: tuple) -> list:
-        """Apply one command; return its events (tuples). Raises InvalidCommand
-        only for an object that is not one of the command types."""
-        try:
-            handler = self._dispatch[command.__class__]
-        except KeyError:
-            raise InvalidCommand(f"not a command: {command!r}") from None
-        return handler(command)
-
     def best_bid(self) -> Optional[int]:
-        return self.book.best_bid()
+        """Best bid price in ticks (None if no bids). O(1)."""
+        best = self._best[0]
+        return None if best is None else -best
 
     def best_ask(self) -> Optional[int]:
-        return self.book.best_ask()
+        """Best ask price in ticks (None if no asks). O(1)."""
+        return self._best[1]
 
     def depth(self, n: Optional[int] = None) -> dict:
+        """``{"buy": [(price, quantity), ...], "sell": [...]}``, best first, ``n`` levels per side."""
         return self.book.depth(n)
 
     def order(self, order_id) -> Optional[dict]:
+        """An open order as a dict (see ``book.order_view``), or None."""
         return self.book.order(order_id)
 
     def open_orders(self, user_id: Hashable) -> list:
+        """A user's open orders as dicts, ascending order id."""
         return self.book.open_orders(user_id)
 
     def snapshot(self) -> dict:
@@ -157,18 +206,14 @@ class MatchingEngine:
     def _place(self, cmd: PlaceOrder) -> list:
         oid, uid, side, otype, price, qty, quote, tif, post_only, stp = cmd
         self.seq = seq = self.seq + 1
-        if self.halted:
-            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.MARKET_HALTED)]
+        if otype != "limit" or self.halted:
+            return self._place_other(seq, cmd)
         if side == "buy":
             s = 0
         elif side == "sell":
             s = 1
         else:
             return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_SIDE)]
-        if otype != "limit":
-            if otype == "market":
-                return self._place_market(seq, oid, uid, s, side, price, qty, quote, tif, post_only, stp)
-            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_ORDER_TYPE)]
         if tif is None or tif == "GTC":
             rests = True
         elif tif == "IOC" or tif == "FOK":
@@ -178,32 +223,39 @@ class MatchingEngine:
         if post_only is not False and (post_only is not True or not rests):
             return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_POST_ONLY)]
         if stp is None:
-            stp = self.config.default_stp
+            stp = self._default_stp
         elif stp not in STP_MODES:
             return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_STP_MODE)]
         if type(price) is not int or not 0 < price <= MAX_PRICE_TICKS:
             return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_PRICE)]
         if type(qty) is not int or qty <= 0 or quote is not None:
             return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_QUANTITY)]
-        book = self.book
-        orders = book.orders
+        orders = self._orders
         if oid in orders:
             return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.DUPLICATE_ORDER_ID)]
-        reason = self._check_rules(price, qty, True)
-        if reason is not None:
-            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, reason)]
-        user_orders = book.user_orders
-        if rests:
-            limit = self.config.max_open_orders
-            if limit is not None:
-                mine = user_orders.get(uid)
-                if mine is not None and len(mine) >= limit:
-                    return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.TOO_MANY_OPEN_ORDERS)]
+        # Market rules (same order as _check_rules).
+        if qty < self._min_lots:
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.QTY_BELOW_MIN)]
+        max_lots = self._max_lots
+        if max_lots is not None and qty > max_lots:
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.QTY_ABOVE_MAX)]
+        if price * qty < self._min_notional:
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.NOTIONAL_BELOW_MIN)]
+        band_num = self._band_num
+        if band_num is not None:
+            ref = self.reference_price
+            if ref is not None and abs(price - ref) * self._band_den100 > ref * band_num:
+                return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.PRICE_OUT_OF_BAND)]
+        user_orders = self._user_orders
+        mine = user_orders.get(uid)
+        if rests and mine is not None:
+            limit = self._max_open
+            if limit is not None and len(mine) >= limit:
+                return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.TOO_MANY_OPEN_ORDERS)]
 
-        # Limit key against the opposite side: it crosses keys <= lk.
+        # lk: limit key against the opposite side, which crosses keys <= lk.
         lk = price if s == 0 else -price
-        opp_best = book.best[1 - s]
-        rem = qty
+        opp_best = self._best[1 - s]
         if opp_best is not None and opp_best <= lk:
             if post_only:
                 return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.POST_ONLY_WOULD_TAKE)]
@@ -217,38 +269,59 @@ class MatchingEngine:
             if killed:
                 ev.append((ORDER_DONE, seq, oid, uid, side, "expired", "SELF_TRADE", qty - rem, rem, None))
                 return ev
+            if not rests:
+                ev.append((ORDER_DONE, seq, oid, uid, side, "expired", "TIME_IN_FORCE", qty - rem, rem, None))
+                return ev
+            mine = user_orders.get(uid)  # matching may have dropped the user's entry
+            order = [oid, uid, s, price, rem, qty - rem, qty, stp, post_only]
+        elif rests:
+            ev = [(COMMAND_ACCEPTED, seq, PLACE, oid, uid)]
+            rem = qty
+            order = [oid, uid, s, price, qty, 0, qty, stp, post_only]
         elif tif == "FOK":
             return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.FOK_NOT_FILLABLE)]
         else:
-            ev = [(COMMAND_ACCEPTED, seq, PLACE, oid, uid)]
-        if not rests:
-            ev.append((ORDER_DONE, seq, oid, uid, side, "expired", "TIME_IN_FORCE", qty - rem, rem, None))
-            return ev
+            return [
+                (COMMAND_ACCEPTED, seq, PLACE, oid, uid),
+                (ORDER_DONE, seq, oid, uid, side, "expired", "TIME_IN_FORCE", 0, qty, None),
+            ]
 
-        # Rest the remainder at the back of its level.
-        order = [oid, uid, s, price, rem, qty - rem, qty, stp, post_only]
+        # Rest at the back of the level.
         key = -lk
-        levels = book.levels[s]
+        levels = self._levels[s]
         level = levels.get(key)
         if level is None:
             levels[key] = [rem, deque((order,)), 16]
-            book.level_added(s, key)
+            self.book.level_added(s, key)
             total = rem
         else:
-            total = level[0] + rem
-            level[0] = total
+            level[0] = total = level[0] + rem
             queue = level[1]
             queue.append(order)
             if len(queue) > level[2]:
                 compact(level)
         orders[oid] = order
-        mine = user_orders.get(uid)
         if mine is None:
             user_orders[uid] = {oid: order}
         else:
             mine[oid] = order
         ev.append((BOOK_LEVEL_CHANGED, seq, side, price, total))
         return ev
+
+    def _place_other(self, seq: int, cmd: PlaceOrder) -> list:
+        """Halted market, market orders and unknown order types."""
+        oid, uid, side, otype, price, qty, quote, tif, post_only, stp = cmd
+        if self.halted:
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.MARKET_HALTED)]
+        if side == "buy":
+            s = 0
+        elif side == "sell":
+            s = 1
+        else:
+            return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_SIDE)]
+        if otype == MARKET:
+            return self._place_market(seq, oid, uid, s, side, price, qty, quote, tif, post_only, stp)
+        return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_ORDER_TYPE)]
 
     def _check_rules(self, price: int, qty: int, band: bool) -> Optional[str]:
         """Quantity bounds, min notional and (if ``band``) the price band."""
@@ -329,24 +402,22 @@ class MatchingEngine:
 
         Appends trade / maker done / level events to ``ev``; returns
         ``(remaining, killed)`` where ``killed`` means self-trade prevention
-        expired the taker.
+        expired the taker. Records of fully filled makers are dropped without
+        being updated: nothing references them any more.
         """
-        book = self.book
         o = 1 - s
-        levels = book.levels[o]
-        heap = book.heaps[o]
-        orders = book.orders
-        user_orders = book.user_orders
+        levels = self._levels[o]
+        heap = self._heaps[o]
+        orders = self._orders
+        user_orders = self._user_orders
         append = ev.append
-        maker_side = SIDES[o]
+        maker_side = "buy" if o == 0 else "sell"
         bids = o == 0
         stp_on = stp != "NONE"
-        expire_maker = stp != "EXPIRE_TAKER"
-        expire_taker = stp != "EXPIRE_MAKER"
         tid = self.trade_seq
         killed = False
         last = None
-        key = book.best[o]
+        key = self._best[o]
         while key is not None and key <= lk:
             level = levels[key]
             queue = level[1]
@@ -359,7 +430,7 @@ class MatchingEngine:
                     queue.popleft()
                     continue
                 if stp_on and m[1] == uid:
-                    if expire_maker:
+                    if stp != "EXPIRE_TAKER":  # expire the maker
                         queue.popleft()
                         moid = m[0]
                         del orders[moid]
@@ -370,7 +441,7 @@ class MatchingEngine:
                         m[4] = 0
                         total -= mrem
                         append((ORDER_DONE, seq, moid, uid, maker_side, "expired", "SELF_TRADE", m[5], mrem, None))
-                    if expire_taker:
+                    if stp != "EXPIRE_MAKER":  # expire the taker
                         killed = True
                         break
                     if not total:
@@ -380,9 +451,6 @@ class MatchingEngine:
                 last = price
                 if mrem <= rem:
                     queue.popleft()
-                    m[4] = 0
-                    filled = m[5] + mrem
-                    m[5] = filled
                     moid = m[0]
                     muid = m[1]
                     del orders[moid]
@@ -391,7 +459,7 @@ class MatchingEngine:
                     if not mine:
                         del user_orders[muid]
                     append((TRADE_EXECUTED, seq, tid, price, mrem, taker_side, moid, muid, oid, uid))
-                    append((ORDER_DONE, seq, moid, muid, maker_side, "filled", None, filled, 0, None))
+                    append((ORDER_DONE, seq, moid, muid, maker_side, "filled", None, m[6], 0, None))
                     rem -= mrem
                     total -= mrem
                     if not rem or not total:
@@ -407,14 +475,14 @@ class MatchingEngine:
                 level[0] = total
                 append((BOOK_LEVEL_CHANGED, seq, maker_side, price, total))
             if total:
-                break  # level survives: the taker is done or was expired
+                break  # the level survives: the taker is done or was expired
             del levels[key]
             while heap and heap[0] not in levels:
                 heappop(heap)
             key = heap[0] if heap else None
             if killed or not rem:
                 break
-        book.best[o] = key
+        self._best[o] = key
         if last is not None:
             self.trade_seq = tid
             self.last_price = self.reference_price = last
@@ -545,18 +613,31 @@ class MatchingEngine:
     def _cancel(self, cmd: CancelOrder) -> list:
         oid, uid = cmd
         self.seq = seq = self.seq + 1
-        book = self.book
-        order = book.orders.get(oid)
+        order = self._orders.get(oid)
         if order is None or (uid is not None and order[1] != uid):
             return [(COMMAND_REJECTED, seq, CANCEL, oid, uid, Reason.UNKNOWN_ORDER)]
-        rem = order[4]
-        total = book.unlink(order)
-        side = SIDES[order[2]]
+        # Inline OrderBook.unlink.
+        del self._orders[oid]
         owner = order[1]
+        user_orders = self._user_orders
+        mine = user_orders[owner]
+        del mine[oid]
+        if not mine:
+            del user_orders[owner]
+        rem = order[4]
+        order[4] = 0
+        s = order[2]
+        price = order[3]
+        key = -price if s == 0 else price
+        level = self._levels[s][key]
+        level[0] = total = level[0] - rem
+        if not total:
+            self.book.level_removed(s, key)
+        side = "buy" if s == 0 else "sell"
         return [
             (COMMAND_ACCEPTED, seq, CANCEL, oid, owner),
             (ORDER_DONE, seq, oid, owner, side, CANCELLED, DONE_CANCEL, order[5], rem, None),
-            (BOOK_LEVEL_CHANGED, seq, side, order[3], total),
+            (BOOK_LEVEL_CHANGED, seq, side, price, total),
         ]
 
     def _cancel_all(self, cmd: CancelAll) -> list:

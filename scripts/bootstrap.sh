@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what the stack needs on Debian/Ubuntu: Debian packages, then the
+# project virtualenv (.venv) from requirements.txt. Idempotent and quiet when
+# nothing is missing. Any problem ends in one line naming it and the fix.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "[bootstrap] ERROR: $*" >&2; exit 2; }
+say() { echo "[bootstrap] $*"; }
+
+PYTHON=${PYTHON:-python3}
+DEBIAN_PACKAGES="python3 python3-venv rabbitmq-server memcached postgresql openjdk-17-jre-headless maven procps"
+
+command -v dpkg-query >/dev/null || die "dpkg not found: this setup needs Debian or Ubuntu"
+
+missing=()
+for pkg in $DEBIAN_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"
+        else die "installing ${missing[*]} needs root: run as root or with passwordless sudo"; fi
+    fi
+    say "installing Debian packages: ${missing[*]}"
+    # The packages' own system services (5672, 11211, 5432...) are not ours and
+    # are not needed: keep apt from starting them.
+    policy=/usr/sbin/policy-rc.d
+    added_policy=0
+    if [ ! -e $policy ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee $policy >/dev/null && $SUDO chmod +x $policy && added_policy=1
+    fi
+    log=$(mktemp)
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >"$log" 2>&1 \
+        || { [ $added_policy = 1 ] && $SUDO rm -f $policy; die "apt-get update failed (see $log): check access to the Debian package mirrors"; }
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$log" 2>&1
+    rc=$?
+    [ $added_policy = 1 ] && $SUDO rm -f $policy
+    [ $rc = 0 ] || die "apt-get install ${missing[*]} failed (see $log)"
+    rm -f "$log"
+fi
+
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found: install python3 (3.11 or newer)"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python 3.11 or newer is needed ($PYTHON is $("$PYTHON" -V 2>&1))"
+
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
+    say "installing Python dependencies into .venv"
+    [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv || die "could not create .venv: install python3-venv"
+    log=$(mktemp)
+    .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt >"$log" 2>&1 \
+        || die "pip install -r requirements.txt failed (see $log): check access to PyPI"
+    echo "$want" > $stamp
+    rm -f "$log"
+fi

@@ -1,0 +1,93 @@
+"""Prepare the running servers: roles, databases, vhosts, schemas, realm.
+
+Every step is idempotent; `make up` runs all of them each time.
+"""
+from __future__ import annotations
+
+from services.common import migrations
+from services.common.config import REPO_ROOT, Settings
+from stack import servers
+
+# Tests run in their own namespaces so they never touch the demo's data:
+# database <db>_test, vhost <vhost>_test, keyspace <keyspace>_test.
+TEST_SUFFIX = "_test"
+
+
+def postgres(settings: Settings) -> list[str]:
+    from psycopg import sql
+    user, password = settings["EXCHANGE_POSTGRES_USER"], settings["EXCHANGE_POSTGRES_PASSWORD"]
+    done = []
+    with servers.pg_admin_connect(settings) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(sql.SQL(verb + " ROLE {} LOGIN CREATEDB PASSWORD {}").format(
+            sql.Identifier(user), sql.Literal(password)))
+        for db in (settings["EXCHANGE_POSTGRES_DB"], settings["EXCHANGE_POSTGRES_DB"] + TEST_SUFFIX):
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(db), sql.Identifier(user)))
+                done.append(f"database {db} created")
+    import psycopg
+    with psycopg.connect(settings.postgres_dsn()) as conn:
+        applied = migrations.apply_sql_migrations(conn, migrations.service_sql_migrations())
+    done.extend(f"migration {m.component}/{m.version:03d}_{m.name}" for m in applied)
+    return done
+
+
+def rabbitmq(settings: Settings) -> list[str]:
+    done = []
+    user = settings["EXCHANGE_RABBITMQ_USER"]
+    vhosts = set(servers.rabbitmqctl(settings, "list_vhosts", "--no-table-headers").split())
+    for vhost in (settings["EXCHANGE_RABBITMQ_VHOST"],
+                  settings["EXCHANGE_RABBITMQ_VHOST"] + TEST_SUFFIX):
+        if vhost not in vhosts:
+            servers.rabbitmqctl(settings, "add_vhost", vhost)
+            done.append(f"vhost {vhost} created")
+        servers.rabbitmqctl(settings, "set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    return done
+
+
+def cassandra_session(settings: Settings):
+    from cassandra.cluster import Cluster
+    cluster = Cluster([settings.host], port=settings.int("EXCHANGE_CASSANDRA_PORT"),
+                      protocol_version=5, connect_timeout=5)
+    return cluster, cluster.connect()
+
+
+def cql_migrations() -> list[migrations.Migration]:
+    return migrations.read_migrations("cql", REPO_ROOT / "cql", "cql")
+
+
+def cassandra(settings: Settings) -> list[str]:
+    cluster, session = cassandra_session(settings)
+    try:
+        done = []
+        for keyspace in (settings["EXCHANGE_CASSANDRA_KEYSPACE"],
+                         settings["EXCHANGE_CASSANDRA_KEYSPACE"] + TEST_SUFFIX):
+            applied = migrations.apply_cql_migrations(
+                session, keyspace, settings["EXCHANGE_CASSANDRA_REPLICATION"], cql_migrations())
+            done.extend(f"cql {keyspace} {m.version:03d}_{m.name}" for m in applied)
+        return done
+    finally:
+        cluster.shutdown()
+
+
+def keycloak(settings: Settings) -> list[str]:
+    """The realm is imported by Keycloak at start (`--import-realm`, skipped when
+    it exists); here we only confirm the backend client's service account works."""
+    import requests
+    response = requests.post(
+        f"{settings.keycloak_issuer}/protocol/openid-connect/token",
+        data={"grant_type": "client_credentials",
+              "client_id": settings["EXCHANGE_KEYCLOAK_BACKEND_CLIENT_ID"],
+              "client_secret": settings["EXCHANGE_KEYCLOAK_BACKEND_CLIENT_SECRET"]},
+        timeout=10)
+    if response.status_code != 200:
+        raise servers.StackError(
+            f"Keycloak realm is not as expected (backend client token: HTTP "
+            f"{response.status_code}); `make clean && make up` re-imports it")
+    return []
+
+
+STEPS = {"postgresql": postgres, "rabbitmq": rabbitmq, "cassandra": cassandra,
+         "keycloak": keycloak}

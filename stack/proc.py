@@ -1,0 +1,110 @@
+"""Start, find and stop the stack's processes by pid file.
+
+A pid file holds the pid and the process start time (from /proc), so a pid
+that the kernel has recycled for somebody else's process is never mistaken
+for ours, and `make down` can only ever signal what `make up` started.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class StackError(Exception):
+    """A problem the operator must fix; printed as one line, no traceback."""
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # Field 22 (starttime) counted after the parenthesised command name.
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] == "Z":
+        return None
+    return fields[19]
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    log: Path
+    pid_file: Path
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    user: str | None = None
+
+    def running_pid(self) -> int | None:
+        try:
+            pid_text, started = self.pid_file.read_text().split()
+            pid = int(pid_text)
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _start_time(pid) == started else None
+
+    def start(self) -> int:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **self.env}
+        kwargs = {}
+        if self.user and os.geteuid() == 0:
+            entry = pwd.getpwnam(self.user)
+            kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+            env.setdefault("HOME", entry.pw_dir)
+        with open(self.log, "ab") as log:
+            proc = subprocess.Popen(
+                self.argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+        started = None
+        for _ in range(50):
+            started = _start_time(proc.pid)
+            if started:
+                break
+            time.sleep(0.01)
+        if started is None:
+            raise StackError(f"{self.name} exited at once; see {self.log}")
+        self.pid_file.write_text(f"{proc.pid} {started}\n")
+        return proc.pid
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the process group we started; True when something was stopped."""
+        pid = self.running_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        # The whole session: servers fork helpers (erl_child_setup, epmd...).
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.running_pid() is not None:
+            time.sleep(0.1)
+        if self.running_pid() is not None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            time.sleep(0.2)
+        self._reap_group(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    @staticmethod
+    def _reap_group(pgid: int) -> None:
+        """Kill what is left in the session (children that outlived the leader)."""
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
