@@ -87,6 +87,11 @@ class Settings:
         }
 
 
+def service_names() -> list[str]:
+    """The Nameko services of this repo: every services/<name>/service.py."""
+    return sorted(p.parent.name for p in (REPO_ROOT / "services").glob("*/service.py"))
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     values = read_env_file(DEFAULTS_FILE)

@@ -1,0 +1,66 @@
+"""PostgreSQL access for services: one connection pool per service process,
+eventlet-cooperative (see services.common.green), behind a Nameko provider.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import psycopg
+from nameko.extensions import DependencyProvider
+from psycopg_pool import ConnectionPool
+
+from services.common import green
+from services.common.config import Settings, load_settings
+
+green.install()
+
+
+def make_pool(settings: Settings, dbname: str | None = None, **overrides) -> ConnectionPool:
+    kwargs = dict(min_size=settings.int("EXCHANGE_POSTGRES_POOL_MIN"),
+                  max_size=settings.int("EXCHANGE_POSTGRES_POOL_MAX"),
+                  timeout=10, open=True, name="exchange")
+    kwargs.update(overrides)
+    pool = ConnectionPool(settings.postgres_dsn(dbname), **kwargs)
+    pool.wait(timeout=10)
+    return pool
+
+
+class Database:
+    """What a worker gets: transactions on pooled connections."""
+
+    def __init__(self, pool: ConnectionPool):
+        self.pool = pool
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        """A connection inside one transaction: committed when the block ends,
+        rolled back when it raises."""
+        with self.pool.connection() as conn:
+            with conn.transaction():
+                yield conn
+
+
+class PostgresPool(DependencyProvider):
+    """Nameko provider: the pool lives as long as the service container.
+
+    The database name comes from EXCHANGE_POSTGRES_DB unless the container
+    config has POSTGRES_DB (tests point services at the test database).
+    """
+
+    def setup(self):
+        settings = load_settings()
+        config = self.container.config
+        overrides = {}
+        if "POSTGRES_POOL_MAX" in config:
+            overrides["max_size"] = int(config["POSTGRES_POOL_MAX"])
+        self.pool = make_pool(settings, config.get("POSTGRES_DB"), **overrides)
+
+    def stop(self):
+        self.pool.close()
+
+    def kill(self):
+        self.pool.close(timeout=0)
+
+    def get_dependency(self, worker_ctx):
+        return Database(self.pool)

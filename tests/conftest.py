@@ -1,0 +1,42 @@
+"""Shared fixtures. Tests run under eventlet, as the services do: the patch
+must come before anything imports socket, threading or select."""
+import eventlet
+
+eventlet.monkey_patch()
+
+import uuid  # noqa: E402
+
+import pytest  # noqa: E402
+
+from services.common.config import load_settings  # noqa: E402
+
+TEST_SUFFIX = "_test"
+
+
+@pytest.fixture(scope="session")
+def settings():
+    """The demo stack's settings (what `make up` started)."""
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def test_settings(settings):
+    """Same servers, but the test namespaces: database, vhost and keyspace
+    with the _test suffix, created by `make test`'s provisioning."""
+    return settings.with_overrides(
+        EXCHANGE_POSTGRES_DB=settings["EXCHANGE_POSTGRES_DB"] + TEST_SUFFIX,
+        EXCHANGE_RABBITMQ_VHOST=settings["EXCHANGE_RABBITMQ_VHOST"] + TEST_SUFFIX,
+        EXCHANGE_CASSANDRA_KEYSPACE=settings["EXCHANGE_CASSANDRA_KEYSPACE"] + TEST_SUFFIX,
+    )
+
+
+@pytest.fixture
+def nameko_config(test_settings):
+    """Config for service containers started in-process by a test."""
+    config = test_settings.nameko_config()
+    config.update({
+        "POSTGRES_DB": test_settings["EXCHANGE_POSTGRES_DB"],
+        "CASSANDRA_KEYSPACE": test_settings["EXCHANGE_CASSANDRA_KEYSPACE"],
+        "CACHE_PREFIX": f"test:{uuid.uuid4().hex[:8]}:",
+    })
+    return config
