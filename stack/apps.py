@@ -59,7 +59,9 @@ def apps(settings: Settings) -> list[App]:
     env = {k: v for k, v in settings.values.items()}
     env["PYTHONPATH"] = str(REPO_ROOT)
     env["PYTHONUNBUFFERED"] = "1"
-    user = settings["EXCHANGE_SYSTEM_USER"]
+    # Our Python processes run as the invoking user: the virtualenv's
+    # interpreter may live where the servers' system user cannot read (pyenv).
+    user = None
     found = []
     config = run_dir(settings, "nameko.yaml")
     for name in service_names():

@@ -59,9 +59,12 @@ class Process:
             kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
             env.setdefault("HOME", entry.pw_dir)
         with open(self.log, "ab") as log:
-            proc = subprocess.Popen(
-                self.argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+            try:
+                proc = subprocess.Popen(
+                    self.argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+            except OSError as exc:
+                raise StackError(f"cannot start {self.name}: {exc}") from None
         started = None
         for _ in range(50):
             started = _start_time(proc.pid)

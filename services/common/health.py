@@ -85,9 +85,8 @@ def probe_cassandra(settings: Settings, session=None) -> Probe:
         port = settings.int("EXCHANGE_CASSANDRA_PORT")
         if not port_open(settings.host, port):
             raise ConnectionError(f"nothing listens on {settings.host}:{port}")
-        from cassandra.cluster import Cluster
-        cluster = Cluster([settings.host], port=port, connect_timeout=PROBE_TIMEOUT,
-                          protocol_version=5)
+        from services.common.cassandra import make_cluster
+        cluster = make_cluster(settings)
         try:
             row = cluster.connect().execute("SELECT release_version FROM system.local",
                                             timeout=PROBE_TIMEOUT).one()
@@ -114,6 +113,14 @@ DEPENDENCY_PROBES = {
     "cassandra": probe_cassandra,
     "keycloak": probe_keycloak,
 }
+
+
+def probe_all(settings: Settings, rpc_proxy_factory, services: list[str], spawn) -> list[Probe]:
+    """Every dependency and service, probed concurrently with ``spawn``
+    (eventlet's GreenPool.imap in the gateway, a thread pool elsewhere)."""
+    checks = [lambda p=p: p(settings) for p in DEPENDENCY_PROBES.values()]
+    checks += [lambda s=s: probe_service(rpc_proxy_factory, s) for s in services]
+    return list(spawn(lambda check: check(), checks))
 
 
 def probe_service(rpc_proxy_factory, service: str) -> Probe:

@@ -1,0 +1,1 @@
+"""The public edge: Flask REST API and Flask-SocketIO live push."""
