@@ -1,7 +1,7 @@
 """Memcached access: a pooled client with JSON values and a key prefix.
 
 A cache is an optimisation, never a source of truth: an unreachable Memcached
-reads as a miss and a failed write is dropped (ignore_exc), so callers fall
+reads as a miss (ignore_exc) and a failed write is dropped, so callers fall
 back to the real store and never see an error from here.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 
 from nameko.extensions import DependencyProvider
 from pymemcache.client.base import PooledClient
+from pymemcache.exceptions import MemcacheError
 
 from services.common.config import Settings, load_settings
 
@@ -30,11 +31,20 @@ class Cache:
         """Store for ``ttl`` seconds (0 is not allowed: every entry must expire)."""
         if ttl <= 0:
             raise ValueError("cache entries must expire")
-        return bool(self.client.set(self._key(key), json.dumps(value, separators=(",", ":")),
-                                    expire=ttl, noreply=False))
+        try:
+            return bool(self.client.set(self._key(key), json.dumps(value, separators=(",", ":")),
+                                        expire=ttl, noreply=False))
+        except (OSError, MemcacheError):
+            return False
 
-    def delete(self, key: str) -> None:
-        self.client.delete(self._key(key), noreply=False)
+    def delete(self, key: str) -> bool:
+        """False when Memcached could not be told; callers that must not serve
+        stale data keep entries short-lived for exactly this case."""
+        try:
+            self.client.delete(self._key(key), noreply=False)
+            return True
+        except (OSError, MemcacheError):
+            return False
 
 
 def make_cache(settings: Settings, prefix: str = "") -> Cache:

@@ -1,0 +1,114 @@
+"""Every blocking client the services use must yield to eventlet's hub.
+
+20 concurrent RPC calls go into one service whose handler waits on a server:
+PostgreSQL (``pg_sleep(0.1)``), Cassandra (a read of a ~2 MB partition:
+Cassandra has no server-side sleep) and Keycloak over HTTP (a token request).
+Each handler records when its wait started and ended; if the client
+cooperates, the waits overlap (peak concurrency near 20); if it blocks the
+hub, they queue one behind the other (peak concurrency 1). The control test
+puts psycopg's C wait back and must see the queueing, which shows this test
+can fail.
+"""
+import time
+
+import psycopg.waiting
+import pytest
+import requests
+from nameko.rpc import rpc
+from nameko.standalone.rpc import ServiceRpcProxy
+
+from services.common.cassandra import CassandraSession
+from services.common.config import load_settings
+from services.common.postgres import PostgresPool
+
+CALLS = 20
+ROWS, ROW_BYTES = 2000, 1024
+
+
+class CooperationProbe:
+    name = "stack_cooperation"
+    db = PostgresPool()
+    cassandra = CassandraSession()
+
+    @rpc
+    def pg_wait(self):
+        started = time.monotonic()
+        with self.db.transaction() as conn:
+            conn.execute("SELECT pg_sleep(0.1)")
+        return started, time.monotonic()
+
+    @rpc
+    def cassandra_wait(self):
+        started = time.monotonic()
+        rows = list(self.cassandra.execute(
+            "SELECT c, payload FROM cooperation_rows WHERE p = 1"))
+        assert len(rows) == ROWS
+        return started, time.monotonic()
+
+    @rpc
+    def keycloak_wait(self):
+        settings = load_settings()
+        started = time.monotonic()
+        response = requests.post(
+            f"{settings.keycloak_issuer}/protocol/openid-connect/token",
+            data={"grant_type": "client_credentials",
+                  "client_id": settings["EXCHANGE_KEYCLOAK_BACKEND_CLIENT_ID"],
+                  "client_secret": settings["EXCHANGE_KEYCLOAK_BACKEND_CLIENT_SECRET"]},
+            timeout=30)
+        response.raise_for_status()
+        return started, time.monotonic()
+
+
+def peak_concurrency(intervals):
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals],
+                    key=lambda ev: (ev[0], ev[1]))
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.fixture(scope="module")
+def partition(test_settings):
+    from services.common.cassandra import make_cluster
+    cluster = make_cluster(test_settings)
+    session = cluster.connect(test_settings["EXCHANGE_CASSANDRA_KEYSPACE"])
+    session.execute("CREATE TABLE IF NOT EXISTS cooperation_rows "
+                    "(p int, c int, payload blob, PRIMARY KEY (p, c))")
+    insert = session.prepare("INSERT INTO cooperation_rows (p, c, payload) VALUES (1, ?, ?)")
+    payload = b"x" * ROW_BYTES
+    for start in range(0, ROWS, 200):
+        futures = [session.execute_async(insert, (c, payload)) for c in range(start, start + 200)]
+        for future in futures:
+            future.result()
+    cluster.shutdown()
+
+
+@pytest.fixture
+def probe_service(container_factory, nameko_config, partition):
+    config = {**nameko_config, "max_workers": CALLS + 5, "POSTGRES_POOL_MAX": CALLS + 5}
+    container = container_factory(CooperationProbe, config)
+    container.start()
+    return config
+
+
+def call_concurrently(config, method):
+    with ServiceRpcProxy("stack_cooperation", config, timeout=60) as proxy:
+        started = time.monotonic()
+        replies = [getattr(proxy, method).call_async() for _ in range(CALLS)]
+        intervals = [tuple(reply.result()) for reply in replies]
+        elapsed = time.monotonic() - started
+    peak = peak_concurrency(intervals)
+    print(f"{method}: {CALLS} calls in {elapsed * 1000:.0f} ms, peak concurrency {peak}")
+    return peak
+
+
+@pytest.mark.parametrize("method", ["pg_wait", "cassandra_wait", "keycloak_wait"])
+def test_waits_on_servers_overlap(probe_service, method):
+    assert call_concurrently(probe_service, method) >= CALLS // 2
+
+
+def test_control_psycopg_c_wait_blocks_the_hub(probe_service, monkeypatch):
+    monkeypatch.setattr(psycopg.waiting, "wait", psycopg.waiting.wait_c)
+    assert call_concurrently(probe_service, "pg_wait") == 1
