@@ -1,0 +1,79 @@
+"""The health view through the public interfaces: `GET /health` on the
+gateway and `python -m stack status` (what `make status` runs)."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from services.common.config import REPO_ROOT
+from stack.servers import SERVERS
+
+
+def stack_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "stack", *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})})
+
+
+def health(settings):
+    response = requests.get(f"{settings.gateway_url}/health", timeout=15)
+    return response.status_code, {c["name"]: c for c in response.json()["components"]}
+
+
+def test_every_component_is_up(settings):
+    status, components = health(settings)
+    assert status == 200
+    for name in ("postgresql", "rabbitmq", "memcached", "cassandra", "keycloak"):
+        assert components[name]["up"], components[name]
+        assert components[name]["latency_ms"] > 0
+    result = stack_cli("status")
+    assert result.returncode == 0, result.stdout
+    assert "DOWN" not in result.stdout
+
+
+@pytest.fixture
+def memcached_killed(settings):
+    server = next(s for s in SERVERS if s.name == "memcached")
+    process = server.process(settings)
+    pid = process.running_pid()
+    assert pid is not None, "memcached of the stack is not running"
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while process.running_pid() is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    yield
+    process.start()
+    deadline = time.monotonic() + 10
+    while not server.probe(settings).up and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_a_dead_server_is_reported_down(settings, memcached_killed):
+    status, components = health(settings)
+    assert status == 503
+    assert not components["memcached"]["up"]
+    assert components["postgresql"]["up"]
+    result = stack_cli("status")
+    assert result.returncode == 1
+    line = next(l for l in result.stdout.splitlines() if l.startswith("memcached"))
+    assert "DOWN" in line
+
+
+def test_a_taken_port_stops_up_with_one_line(settings):
+    taken = settings["EXCHANGE_POSTGRES_PORT"]
+    # A second stack in its own run directory: the running stack holds its ports.
+    scratch = settings.run_dir / "scratch-port-test"
+    try:
+        result = stack_cli("up", env={"EXCHANGE_RUN_DIR": str(scratch)})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"port {taken} for postgresql is already taken" in lines[0]
+    assert "EXCHANGE_POSTGRES_PORT" in lines[0]
