@@ -1,0 +1,642 @@
+"""Storage of the wallets service: the ``Ledger`` Nameko provider and the
+``PostgresLedger`` object its workers get, whose verbs read the locked
+accounts, ask the pure core (services.wallets.ledger) what to post, and write
+it -- each verb in one PostgreSQL transaction.
+
+How money moves in SQL: every verb ends in ``POST_ENTRIES``, one statement
+that inserts the journal transactions and their postings; the statement
+trigger ``wallets.apply_postings`` (migration 001) moves the balances and the
+CHECK constraints refuse a negative one. Verbs that touch several accounts
+first lock them with ``SELECT ... ORDER BY id FOR UPDATE`` so concurrent
+verbs always lock in the same order and cannot deadlock; single-account verbs
+(hold, release) are one autocommitted statement.
+"""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Callable, Iterable, Iterator, Optional
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool
+
+from services.common.postgres import PostgresPool
+from services.wallets import addresses
+from services.wallets.amounts import format_amount
+from services.wallets.assets import ASSETS, Asset
+from services.wallets.audit import run_audit
+from services.wallets.errors import (
+    IdempotencyConflict,
+    InsufficientFunds,
+    InsufficientLocked,
+    UnknownAddress,
+    UnknownUser,
+    WithdrawalNotFound,
+)
+from services.wallets.ledger import (
+    DEPOSIT_FIELDS,
+    DEPOSITS_CLEARING,
+    FEE_REVENUE,
+    MARK_SENT,
+    MOVEMENT_FIELDS,
+    PENDING,
+    SYSTEM_KINDS,
+    TRADE_FIELDS,
+    USER,
+    WITHDRAWALS_CLEARING,
+    Account,
+    JournalEntry,
+    Trade,
+    Withdrawal,
+    WorkingBalances,
+    adjustment_entry,
+    check_replay,
+    check_withdrawal_request,
+    deposit_entry,
+    history_entry,
+    hold_entry,
+    movement_result,
+    release_entry,
+    settle_trade,
+    system_owner,
+    trade_result,
+    withdrawal_entries,
+    withdrawal_hold_entry,
+    withdrawal_step,
+)
+
+RETRIES = 3
+
+# ---------------------------------------------------------------- SQL
+
+POST_ENTRIES = """
+WITH new_transactions AS (
+    INSERT INTO wallets.transactions (idempotency_key, type, details)
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]::jsonb[])
+    {on_conflict}
+    RETURNING id, idempotency_key, created_at
+), new_postings AS (
+    INSERT INTO wallets.postings (transaction_id, account_id, bucket, asset, amount)
+    SELECT t.id, p.account_id, p.bucket, p.asset, p.amount
+      FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[]::numeric[])
+           AS p (idempotency_key, account_id, bucket, asset, amount)
+      JOIN new_transactions t USING (idempotency_key)
+)
+SELECT idempotency_key, id, created_at FROM new_transactions
+"""
+POST_NEW_ENTRIES = POST_ENTRIES.format(on_conflict="")
+POST_ENTRIES_SKIPPING_KNOWN_KEYS = POST_ENTRIES.format(
+    on_conflict="ON CONFLICT (idempotency_key) DO NOTHING")
+
+STORED_TRANSACTIONS = """
+SELECT idempotency_key, id, created_at, details
+  FROM wallets.transactions
+ WHERE idempotency_key = ANY(%s::text[])
+"""
+
+ACCOUNT_ID = "SELECT id FROM wallets.accounts WHERE owner = %s AND asset = %s"
+
+LOCK_ACCOUNTS = """
+SELECT a.id, a.owner, a.kind, a.asset, a.available, a.locked, t.tier
+  FROM wallets.accounts a
+  LEFT JOIN wallets.fee_tiers t ON t.user_id = a.owner
+ WHERE (a.owner, a.asset) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+ ORDER BY a.id
+   FOR UPDATE OF a
+"""
+
+OPEN_ACCOUNTS = """
+INSERT INTO wallets.accounts (owner, kind, asset)
+SELECT o, k, a FROM unnest(%s::text[], %s::text[], %s::text[]) AS x (o, k, a)
+ON CONFLICT (owner, asset) DO NOTHING
+"""
+
+USER_BALANCES = """
+SELECT asset, available, locked FROM wallets.accounts
+ WHERE owner = %s AND kind = 'user' ORDER BY asset
+"""
+
+WITHDRAWAL_COLUMNS = """id, user_id, asset, account_id, address, amount, fee, status, txid,
+       created_at, updated_at, request_key"""
+
+HISTORY_PAGE = """
+WITH page AS (
+    SELECT transaction_id,
+           coalesce(sum(amount) FILTER (WHERE bucket = 'available'), 0) AS available_delta,
+           coalesce(sum(amount) FILTER (WHERE bucket = 'locked'), 0) AS locked_delta
+      FROM wallets.postings
+     WHERE account_id = %s AND transaction_id < %s
+     GROUP BY transaction_id
+     ORDER BY transaction_id DESC
+     LIMIT %s
+)
+SELECT t.id, t.type, t.created_at, t.details, page.available_delta, page.locked_delta
+  FROM page JOIN wallets.transactions t ON t.id = page.transaction_id
+ ORDER BY t.id DESC
+"""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def iso(timestamp) -> str:
+    return timestamp.isoformat()
+
+
+def _account(row) -> Account:
+    return Account(row[0], row[1], row[2], row[3], int(row[4]), int(row[5]))
+
+
+def _withdrawal(row) -> Withdrawal:
+    return Withdrawal(row[0], row[1], row[2], row[3], row[4], int(row[5]), int(row[6]), row[7],
+                      row[8], iso(row[9]), iso(row[10]))
+
+
+def _refusal(exc: pg_errors.CheckViolation, message: str) -> Exception:
+    """The typed error for a balance the database refused to take below zero."""
+    constraint = exc.diag.constraint_name
+    if constraint == "accounts_available_nonnegative":
+        return InsufficientFunds(message)
+    if constraint == "accounts_locked_nonnegative":
+        return InsufficientLocked(message)
+    return exc
+
+
+def retry_on_conflict(verb: Callable) -> Callable:
+    """Run a verb again when PostgreSQL aborted it for a deadlock, a
+    serialization failure, or a key a concurrent verb inserted first (the
+    next attempt sees that row and treats it as a replay)."""
+    def retrying(*args, **kwargs):
+        for attempt in range(RETRIES):
+            try:
+                return verb(*args, **kwargs)
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure,
+                    pg_errors.UniqueViolation):
+                if attempt == RETRIES - 1:
+                    raise
+    retrying.__name__ = verb.__name__
+    retrying.__doc__ = verb.__doc__
+    return retrying
+
+
+# ---------------------------------------------------------------- the ledger
+
+
+class PostgresLedger:
+    """The ledger's verbs. Inputs are validated values (services.wallets.schemas):
+    minor-unit ints, ``Asset`` objects, checked ids. Outputs are JSON-ready
+    dicts with decimal-string amounts.
+
+    Shared by all workers of a container (it holds only the pool and an
+    immutable (owner, asset) -> account id cache).
+    """
+
+    def __init__(self, pool: ConnectionPool, random_bytes: Callable[[int], bytes] = os.urandom):
+        self.pool = pool
+        self.random_bytes = random_bytes
+        self._account_ids: dict[tuple[str, str], int] = {}
+
+    # -- connections --------------------------------------------------------
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection in autocommit mode: a lone statement commits by
+        itself, ``with conn.transaction()`` groups several."""
+        with self.pool.connection() as conn:
+            if not conn.autocommit:
+                conn.autocommit = True
+            yield conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection]:
+        with self._connection() as conn, conn.transaction():
+            yield conn
+
+    # -- building blocks ----------------------------------------------------
+
+    def _post(self, conn, entries: list[JournalEntry], skip_known_keys: bool = False) -> dict:
+        """Insert ``entries``; returns {key: (transaction id, created_at)} of
+        those inserted (with ``skip_known_keys``, an entry whose key exists is
+        skipped instead of failing)."""
+        keys, types, details = [], [], []
+        p_keys, p_accounts, p_buckets, p_assets, p_amounts = [], [], [], [], []
+        dumps = json.dumps
+        for entry in entries:
+            keys.append(entry.key)
+            types.append(entry.type)
+            details.append(dumps(entry.details, separators=(",", ":")))
+            for posting in entry.postings:
+                p_keys.append(entry.key)
+                p_accounts.append(posting.account_id)
+                p_buckets.append(posting.bucket)
+                p_assets.append(posting.asset)
+                p_amounts.append(str(posting.amount))
+        statement = POST_ENTRIES_SKIPPING_KNOWN_KEYS if skip_known_keys else POST_NEW_ENTRIES
+        rows = conn.execute(statement, (keys, types, details, p_keys, p_accounts, p_buckets,
+                                        p_assets, p_amounts)).fetchall()
+        return {key: (transaction_id, created_at) for key, transaction_id, created_at in rows}
+
+    def _stored(self, conn, keys: list[str]) -> dict:
+        """{key: (transaction id, created_at, details)} of the keys already journaled."""
+        rows = conn.execute(STORED_TRANSACTIONS, (keys,)).fetchall()
+        return {key: (transaction_id, created_at, details)
+                for key, transaction_id, created_at, details in rows}
+
+    def _account_id(self, conn, owner: str, asset: str) -> int:
+        """The account's id (cached: ids never change); UnknownUser if none."""
+        account_id = self._account_ids.get((owner, asset))
+        if account_id is None:
+            row = conn.execute(ACCOUNT_ID, (owner, asset)).fetchone()
+            if row is None:
+                raise UnknownUser(f"{owner} has no {asset} account (open_accounts was not called)")
+            account_id = self._account_ids[(owner, asset)] = row[0]
+        return account_id
+
+    def _lock(self, conn, pairs: Iterable[tuple[str, str]]) -> tuple[dict, dict]:
+        """Lock the (owner, asset) accounts in id order; returns
+        ({(owner, asset): Account}, {owner: fee tier}). Missing ones are absent."""
+        owners, assets = zip(*set(pairs))
+        accounts, tiers = {}, {}
+        for row in conn.execute(LOCK_ACCOUNTS, (list(owners), list(assets))).fetchall():
+            account = _account(row)
+            accounts[(account.owner, account.asset)] = account
+            if row[6] is not None:
+                tiers[account.owner] = row[6]
+        return accounts, tiers
+
+    @staticmethod
+    def _require(accounts: dict, pairs: Iterable[tuple[str, str]], context: str) -> None:
+        for owner, asset in sorted(pairs):
+            if (owner, asset) not in accounts:
+                raise UnknownUser(f"{context}: {owner} has no {asset} account")
+
+    # -- accounts -----------------------------------------------------------
+
+    def health(self) -> dict:
+        with self._connection() as conn:
+            conn.execute("SELECT 1 FROM wallets.accounts LIMIT 1").fetchall()
+        return {"status": "ok", "database": "ok"}
+
+    def ensure_system_accounts(self) -> None:
+        """The fee revenue and clearing accounts of every listed asset."""
+        owners, kinds, assets = [], [], []
+        for asset in ASSETS:
+            for kind in SYSTEM_KINDS:
+                owners.append(system_owner(kind))
+                kinds.append(kind)
+                assets.append(asset)
+        with self._connection() as conn:
+            conn.execute(OPEN_ACCOUNTS, (owners, kinds, assets))
+
+    def open_accounts(self, user: str) -> dict:
+        """One account per listed asset for ``user`` (idempotent); the balances."""
+        codes = sorted(ASSETS)
+        with self._connection() as conn:
+            conn.execute(OPEN_ACCOUNTS, ([user] * len(codes), [USER] * len(codes), codes))
+        return self.balances(user)
+
+    def balances(self, user: str) -> dict:
+        with self._connection() as conn:
+            rows = conn.execute(USER_BALANCES, (user,)).fetchall()
+        if not rows:
+            raise UnknownUser(f"{user} has no accounts (open_accounts was not called)")
+        return {"user": user, "balances": {
+            asset: {"available": format_amount(ASSETS[asset], int(available)),
+                    "locked": format_amount(ASSETS[asset], int(locked))}
+            for asset, available, locked in rows}}
+
+    def balance(self, user: str, asset: Asset) -> dict:
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT available, locked FROM wallets.accounts WHERE owner = %s AND asset = %s",
+                (user, asset.code)).fetchone()
+        if row is None:
+            raise UnknownUser(f"{user} has no {asset.code} account (open_accounts was not called)")
+        return {"user": user, "asset": asset.code,
+                "available": format_amount(asset, int(row[0])),
+                "locked": format_amount(asset, int(row[1]))}
+
+    # -- hold / release / adjust --------------------------------------------
+
+    def hold(self, user: str, asset: Asset, amount: int, ref: str) -> dict:
+        """Lock ``amount`` of the user's available balance; idempotent by ``ref``."""
+        return self._move(hold_entry, user, asset, amount, ref)
+
+    def release(self, user: str, asset: Asset, amount: int, ref: str) -> dict:
+        """Unlock ``amount`` of the user's locked balance; idempotent by ``ref``."""
+        return self._move(release_entry, user, asset, amount, ref)
+
+    def _move(self, build, user: str, asset: Asset, amount: int, ref: str) -> dict:
+        with self._connection() as conn:
+            account = Account(self._account_id(conn, user, asset.code), user, USER, asset.code, 0, 0)
+            entry = build(account, amount, ref)
+            try:
+                inserted = self._post(conn, [entry], skip_known_keys=True)
+            except pg_errors.CheckViolation as exc:
+                bucket = "available" if entry.type == "hold" else "locked"
+                raise _refusal(exc, f"{entry.type} {ref}: {user} has less than "
+                                    f"{format_amount(asset, amount)} {asset.code} {bucket}") from None
+            if entry.key in inserted:
+                transaction_id, created_at = inserted[entry.key]
+                return movement_result(entry.details, transaction_id, iso(created_at))
+            transaction_id, created_at, details = self._stored(conn, [entry.key])[entry.key]
+        check_replay(entry.key, details, entry.details, MOVEMENT_FIELDS)
+        return movement_result(details, transaction_id, iso(created_at))
+
+    @retry_on_conflict
+    def adjust_balance(self, user: str, asset: Asset, amount: int, ref: str, reason: str) -> dict:
+        """Credit (amount > 0) or debit (< 0) a user against the fee revenue
+        account of the asset; idempotent by ``ref``."""
+        fee_owner = system_owner(FEE_REVENUE)
+        with self._transaction() as conn:
+            accounts, _ = self._lock(conn, [(user, asset.code), (fee_owner, asset.code)])
+            self._require(accounts, [(user, asset.code)], f"adjustment {ref}")
+            entry = adjustment_entry(accounts[(user, asset.code)], accounts[(fee_owner, asset.code)],
+                                     amount, ref, reason)
+            stored = self._stored(conn, [entry.key]).get(entry.key)
+            if stored is None:
+                WorkingBalances(accounts.values()).apply(entry, f"adjustment {ref}")
+                transaction_id, created_at = self._post(conn, [entry])[entry.key]
+                return movement_result(entry.details, transaction_id, iso(created_at))
+        transaction_id, created_at, details = stored
+        check_replay(entry.key, details, entry.details, MOVEMENT_FIELDS + ("reason",))
+        return movement_result(details, transaction_id, iso(created_at))
+
+    # -- trades -------------------------------------------------------------
+
+    @retry_on_conflict
+    def settle_trades(self, trades: list[Trade]) -> list[dict]:
+        """Settle a batch in one transaction: all of it or none of it.
+
+        Idempotent per trade (key ``trade:<market>:<trade_id>``): a trade seen
+        before -- in an earlier batch or earlier in this one -- is not posted
+        again, and its original result is returned; with different content it
+        is an IdempotencyConflict. Returns one result per trade, in order.
+        """
+        fee_owner = system_owner(FEE_REVENUE)
+        pairs = set()
+        for trade in trades:
+            market = trade.market
+            for owner in (trade.maker_user, trade.taker_user, fee_owner):
+                pairs.add((owner, market.base))
+                pairs.add((owner, market.quote))
+        with self._transaction() as conn:
+            accounts, tiers = self._lock(conn, pairs)
+            stored = self._stored(conn, [trade.key for trade in trades])
+            balances = WorkingBalances(accounts.values())
+            entries: list[JournalEntry] = []
+            batch: dict[str, dict] = {}
+            for trade in trades:
+                previous = stored[trade.key][2] if trade.key in stored else batch.get(trade.key)
+                if previous is not None:
+                    check_replay(trade.key, previous, trade.request_details(), TRADE_FIELDS)
+                    continue
+                self._require(accounts, ((user, asset) for user in (trade.maker_user, trade.taker_user)
+                                         for asset in (trade.market.base, trade.market.quote)),
+                              f"trade {trade.key}")
+                trade_entry, fee_entry = settle_trade(trade, accounts, tiers)
+                balances.apply(trade_entry, f"trade {trade.key}")
+                entries.append(trade_entry)
+                if fee_entry is not None:
+                    balances.apply(fee_entry, f"fee of trade {trade.key}")
+                    entries.append(fee_entry)
+                batch[trade.key] = trade_entry.details
+            inserted = self._post(conn, entries) if entries else {}
+        results = []
+        for trade in trades:
+            if trade.key in inserted:
+                results.append(trade_result(batch[trade.key], inserted[trade.key][0]))
+            else:
+                transaction_id, _, details = stored[trade.key]
+                results.append(trade_result(details, transaction_id))
+        return results
+
+    # -- fee tiers ----------------------------------------------------------
+
+    def set_fee_tier(self, user: str, tier: Optional[str]) -> dict:
+        """Put ``user`` in ``tier`` (None: back to the markets' own schedule)."""
+        with self._connection() as conn:
+            self._account_id(conn, user, sorted(ASSETS)[0])
+            if tier is None:
+                conn.execute("DELETE FROM wallets.fee_tiers WHERE user_id = %s", (user,))
+            else:
+                conn.execute(
+                    "INSERT INTO wallets.fee_tiers (user_id, tier) VALUES (%s, %s) "
+                    "ON CONFLICT (user_id) DO UPDATE SET tier = excluded.tier, updated_at = now()",
+                    (user, tier))
+        return {"user": user, "tier": tier}
+
+    # -- deposits -----------------------------------------------------------
+
+    def deposit_address(self, user: str, asset: Asset) -> dict:
+        """The user's deposit address for ``asset``, created on first request."""
+        with self._connection() as conn:
+            account_id = self._account_id(conn, user, asset.code)
+            for _ in range(5):
+                row = conn.execute(
+                    "SELECT address, created_at FROM wallets.deposit_addresses "
+                    "WHERE user_id = %s AND asset = %s", (user, asset.code)).fetchone()
+                if row is not None:
+                    return {"user": user, "asset": asset.code, "address": row[0],
+                            "created_at": iso(row[1])}
+                address = addresses.deposit_address(asset, self.random_bytes(20))
+                conn.execute(
+                    "INSERT INTO wallets.deposit_addresses (asset, address, user_id, account_id) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (asset.code, address, user, account_id))
+        raise RuntimeError("could not allocate a unique deposit address")
+
+    @retry_on_conflict
+    def credit_deposit(self, asset: Asset, address: str, amount: int, txid: str,
+                       confirmations: int) -> dict:
+        """Credit a chain deposit once per (asset, txid), and only from the
+        asset's required confirmations on; before that nothing is written and
+        the status is ``awaiting_confirmations``."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT user_id FROM wallets.deposit_addresses WHERE asset = %s AND address = %s",
+                (asset.code, address)).fetchone()
+            if row is None:
+                raise UnknownAddress(f"{address} is not a {asset.code} deposit address")
+            user = row[0]
+            clearing = system_owner(DEPOSITS_CLEARING)
+            accounts, _ = self._lock(conn, [(user, asset.code), (clearing, asset.code)])
+            entry = deposit_entry(accounts[(user, asset.code)], accounts[(clearing, asset.code)],
+                                  amount, txid, address)
+            stored = self._stored(conn, [entry.key]).get(entry.key)
+            if stored is None:
+                if confirmations < asset.confirmations:
+                    return {"status": "awaiting_confirmations", "asset": asset.code,
+                            "address": address, "txid": txid,
+                            "amount": format_amount(asset, amount),
+                            "confirmations": confirmations, "required": asset.confirmations}
+                transaction_id, created_at = self._post(conn, [entry])[entry.key]
+                return {"status": "credited",
+                        **movement_result(entry.details, transaction_id, iso(created_at))}
+        transaction_id, created_at, details = stored
+        check_replay(entry.key, details, entry.details, DEPOSIT_FIELDS)
+        return {"status": "credited", **movement_result(details, transaction_id, iso(created_at))}
+
+    # -- withdrawals --------------------------------------------------------
+
+    def _load_withdrawal(self, conn, withdrawal_id: int, lock: bool) -> Withdrawal:
+        row = conn.execute(
+            f"SELECT {WITHDRAWAL_COLUMNS} FROM wallets.withdrawals WHERE id = %s"
+            + (" FOR UPDATE" if lock else ""), (withdrawal_id,)).fetchone()
+        if row is None:
+            raise WithdrawalNotFound(f"no withdrawal {withdrawal_id}")
+        return _withdrawal(row)
+
+    @retry_on_conflict
+    def request_withdrawal(self, user: str, asset: Asset, address: str, amount: int,
+                           ref: str) -> dict:
+        """Hold ``amount`` plus the asset's withdrawal fee and create a pending
+        withdrawal; idempotent by (user, ref): a repeat returns the withdrawal
+        as it is now."""
+        request_key = f"{user}:{ref}"
+        with self._transaction() as conn:
+            accounts, _ = self._lock(conn, [(user, asset.code)])
+            self._require(accounts, [(user, asset.code)], f"withdrawal {ref}")
+            account = accounts[(user, asset.code)]
+            row = conn.execute(
+                f"SELECT {WITHDRAWAL_COLUMNS} FROM wallets.withdrawals WHERE request_key = %s",
+                (request_key,)).fetchone()
+            if row is not None:
+                existing = _withdrawal(row)
+                for name, stored_value, value in (("asset", existing.asset, asset.code),
+                                                  ("address", existing.address, address),
+                                                  ("amount", existing.amount, amount)):
+                    if stored_value != value:
+                        raise IdempotencyConflict(
+                            f"withdrawal ref {ref} was already used with another {name}")
+                return existing.as_dict()
+            recent = conn.execute(
+                "SELECT coalesce(sum(amount), 0) FROM wallets.withdrawals "
+                "WHERE user_id = %s AND asset = %s AND created_at > now() - interval '24 hours' "
+                "AND status NOT IN ('rejected', 'cancelled')", (user, asset.code)).fetchone()[0]
+            fee = check_withdrawal_request(asset, amount, int(recent))
+            if account.available < amount + fee:
+                raise InsufficientFunds(
+                    f"withdrawal {ref}: {user} has {format_amount(asset, account.available)} "
+                    f"{asset.code} available, needs {format_amount(asset, amount + fee)} "
+                    f"(amount + fee {format_amount(asset, fee)})")
+            row = conn.execute(
+                "INSERT INTO wallets.withdrawals (request_key, user_id, asset, account_id, address, "
+                "amount, fee) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                f"RETURNING {WITHDRAWAL_COLUMNS}",
+                (request_key, user, asset.code, account.id, address, amount, fee)).fetchone()
+            withdrawal = _withdrawal(row)
+            entry = withdrawal_hold_entry(withdrawal.id, account, amount, fee)
+            transaction_id, _ = self._post(conn, [entry])[entry.key]
+            self._record_transition(conn, withdrawal.id, None, PENDING, user, None, transaction_id)
+        return withdrawal.as_dict()
+
+    @retry_on_conflict
+    def change_withdrawal(self, withdrawal_id: int, action: str, actor: str,
+                          reason: Optional[str] = None, txid: Optional[str] = None,
+                          owner: Optional[str] = None) -> dict:
+        """Apply ``action`` (approve, reject, cancel, mark_sent) to a withdrawal.
+
+        ``owner``: the user who must own it (cancel); ``txid`` (mark_sent) is
+        checked against the asset's format. Repeating the action that led to
+        the current status returns the withdrawal unchanged; any other step
+        the state machine lacks is IllegalWithdrawalTransition.
+        """
+        with self._transaction() as conn:
+            withdrawal = self._load_withdrawal(conn, withdrawal_id, lock=True)
+            if owner is not None and withdrawal.user_id != owner:
+                raise WithdrawalNotFound(f"no withdrawal {withdrawal_id} of {owner}")
+            asset = ASSETS[withdrawal.asset]
+            if action == MARK_SENT:
+                txid = addresses.normalize_txid(asset, txid)
+            target = withdrawal_step(withdrawal, action, txid)
+            if target is None:
+                return withdrawal.as_dict()
+            pairs = [(withdrawal.user_id, asset.code)] + [
+                (system_owner(kind), asset.code) for kind in (WITHDRAWALS_CLEARING, FEE_REVENUE)]
+            accounts, _ = self._lock(conn, pairs)
+            moved = replace(withdrawal, status=target,
+                            txid=txid if action == MARK_SENT else withdrawal.txid)
+            entries = withdrawal_entries(moved, target, accounts)
+            balances = WorkingBalances(accounts.values())
+            for entry in entries:
+                balances.apply(entry, f"withdrawal {withdrawal_id} {action}")
+            row = conn.execute(
+                "UPDATE wallets.withdrawals SET status = %s, txid = %s, updated_at = now() "
+                f"WHERE id = %s RETURNING {WITHDRAWAL_COLUMNS}",
+                (target, moved.txid, withdrawal_id)).fetchone()
+            inserted = self._post(conn, entries) if entries else {}
+            transaction_id = inserted[entries[0].key][0] if entries else None
+            self._record_transition(conn, withdrawal_id, withdrawal.status, target, actor, reason,
+                                    transaction_id)
+        return _withdrawal(row).as_dict()
+
+    @staticmethod
+    def _record_transition(conn, withdrawal_id, from_status, to_status, actor, reason,
+                           transaction_id) -> None:
+        conn.execute(
+            "INSERT INTO wallets.withdrawal_transitions "
+            "(withdrawal_id, from_status, to_status, actor, reason, transaction_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            (withdrawal_id, from_status, to_status, actor, reason, transaction_id))
+
+    def withdrawal(self, withdrawal_id: int, owner: Optional[str] = None) -> dict:
+        """One withdrawal with its transitions (``owner``: only if it is theirs)."""
+        with self._connection() as conn:
+            withdrawal = self._load_withdrawal(conn, withdrawal_id, lock=False)
+            if owner is not None and withdrawal.user_id != owner:
+                raise WithdrawalNotFound(f"no withdrawal {withdrawal_id} of {owner}")
+            rows = conn.execute(
+                "SELECT from_status, to_status, actor, reason, transaction_id, at "
+                "FROM wallets.withdrawal_transitions WHERE withdrawal_id = %s ORDER BY at, to_status",
+                (withdrawal_id,)).fetchall()
+        return {**withdrawal.as_dict(), "transitions": [
+            {"from": r[0], "to": r[1], "actor": r[2], "reason": r[3], "transaction_id": r[4],
+             "at": iso(r[5])} for r in rows]}
+
+    def withdrawals(self, user: str, limit: int) -> list[dict]:
+        """The user's latest withdrawals, newest first."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT {WITHDRAWAL_COLUMNS} FROM wallets.withdrawals WHERE user_id = %s "
+                "ORDER BY id DESC LIMIT %s", (user, limit)).fetchall()
+        return [_withdrawal(row).as_dict() for row in rows]
+
+    # -- history ------------------------------------------------------------
+
+    def history(self, user: str, asset: Asset, before: Optional[int], limit: int) -> dict:
+        """A page of the account's journal, newest first. ``next_cursor`` is
+        None on the last page."""
+        with self._connection() as conn:
+            account_id = self._account_id(conn, user, asset.code)
+            rows = conn.execute(HISTORY_PAGE, (account_id, before or (1 << 63) - 1,
+                                               limit + 1)).fetchall()
+        entries = [history_entry(asset, r[0], r[1], iso(r[2]), r[3], int(r[4]), int(r[5]))
+                   for r in rows[:limit]]
+        next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
+        return {"user": user, "asset": asset.code, "entries": entries, "next_cursor": next_cursor}
+
+    # -- audit --------------------------------------------------------------
+
+    def audit(self) -> list[dict]:
+        """Every invariant, checked in one consistent snapshot; the findings
+        (empty when the ledger is clean). See services.wallets.audit."""
+        with self._connection() as conn:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                return run_audit(conn)
+
+
+class Ledger(PostgresPool):
+    """Nameko provider: workers get the container's PostgresLedger."""
+
+    def setup(self):
+        super().setup()
+        self.ledger = PostgresLedger(self.pool)
+        self.ledger.ensure_system_accounts()
+
+    def get_dependency(self, worker_ctx):
+        return self.ledger

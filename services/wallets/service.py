@@ -1,0 +1,203 @@
+"""The ``wallets`` Nameko service: balances, holds, trade settlement, deposits
+and withdrawals on a double-entry ledger in PostgreSQL.
+
+Each RPC validates its input (services.wallets.schemas), calls one verb of
+the ``Ledger`` provider (which asks the pure core and writes in one database
+transaction), and dispatches ``balances_changed`` when money may have moved.
+
+Units: amounts and prices are decimal strings in whole units (``"0.015"``
+BTC); ints are accepted as whole units; floats are refused. Results carry
+amounts as decimal strings with the asset's full scale. Errors are the typed
+exceptions of services.wallets.errors (over RPC: RemoteError with that class
+name as ``exc_type`` and ``"<CODE>: ..."`` as value); when one is raised
+nothing was written. See docs/wallets.md for the whole contract.
+"""
+from __future__ import annotations
+
+from nameko.events import EventDispatcher
+from nameko.rpc import rpc
+
+from services.wallets import addresses, schemas
+from services.wallets.errors import InvalidRequest, WalletsError
+from services.wallets.ledger import APPROVE, CANCEL, MARK_SENT, REJECT
+from services.wallets.providers import Ledger
+
+BALANCES_CHANGED = "balances_changed"
+
+
+class WalletsService:
+    name = "wallets"
+
+    books = Ledger()  # the provider; `ledger` is the history RPC below
+    dispatch = EventDispatcher()
+
+    def _changed(self, *pairs: tuple[str, str]) -> None:
+        """Tell listeners (the gateway) which (user, asset) balances to re-read."""
+        changes = sorted({(user, asset) for user, asset in pairs})
+        self.dispatch(BALANCES_CHANGED, {"changes": [{"user": u, "asset": a} for u, a in changes]})
+
+    # -- health & accounts --------------------------------------------------
+
+    @rpc
+    def health(self):
+        return {"service": self.name, **self.books.health()}
+
+    @rpc(expected_exceptions=WalletsError)
+    def open_accounts(self, user):
+        """Open the user's accounts, one per listed asset (idempotent; called by
+        the users service at sign-up). A user without accounts is unknown."""
+        return self.books.open_accounts(schemas.load_user_id(user))
+
+    @rpc(expected_exceptions=WalletsError)
+    def balances(self, user):
+        return self.books.balances(schemas.load_user_id(user))
+
+    @rpc(expected_exceptions=WalletsError)
+    def balance(self, user, asset):
+        return self.books.balance(schemas.load_user_id(user), schemas.load_asset(asset))
+
+    # -- holds --------------------------------------------------------------
+
+    @rpc(expected_exceptions=WalletsError)
+    def hold(self, user, asset, amount, ref):
+        """Move ``amount`` from available to locked. Idempotent by ``ref``
+        (global): a repeat returns the original result."""
+        user = schemas.load_user_id(user)
+        asset = schemas.load_asset(asset)
+        result = self.books.hold(user, asset, schemas.load_amount(asset, amount),
+                                  schemas.load_ref(ref))
+        self._changed((user, asset.code))
+        return result
+
+    @rpc(expected_exceptions=WalletsError)
+    def release(self, user, asset, amount, ref):
+        """Move ``amount`` from locked back to available. Idempotent by ``ref``."""
+        user = schemas.load_user_id(user)
+        asset = schemas.load_asset(asset)
+        result = self.books.release(user, asset, schemas.load_amount(asset, amount),
+                                     schemas.load_ref(ref))
+        self._changed((user, asset.code))
+        return result
+
+    # -- trades -------------------------------------------------------------
+
+    @rpc(expected_exceptions=WalletsError)
+    def settle_trades(self, trades):
+        """Settle a batch of trades in one database transaction (all or none).
+        Idempotent per (market, trade id). Returns ``{"trades": [...]}`` with
+        each trade's journal transaction id and maker / taker fees."""
+        loaded = schemas.load_trades(trades)
+        results = self.books.settle_trades(loaded)
+        self._changed(*((user, asset) for trade in loaded
+                        for user in (trade.maker_user, trade.taker_user)
+                        for asset in (trade.market.base, trade.market.quote)))
+        return {"trades": results}
+
+    @rpc(expected_exceptions=WalletsError)
+    def set_fee_tier(self, user, tier):
+        """Give ``user`` a fee tier (None: the markets' own schedule)."""
+        return self.books.set_fee_tier(schemas.load_user_id(user), schemas.load_fee_tier(tier))
+
+    # -- deposits -----------------------------------------------------------
+
+    @rpc(expected_exceptions=WalletsError)
+    def deposit_address(self, user, asset):
+        """The user's unique deposit address for ``asset`` (created once)."""
+        return self.books.deposit_address(schemas.load_user_id(user), schemas.load_asset(asset))
+
+    @rpc(expected_exceptions=WalletsError)
+    def credit_deposit(self, asset, address, amount, txid, confirmations):
+        """For the operator or a chain watcher: credit a deposit to the owner of
+        ``address`` once per (asset, txid), once it has the asset's required
+        confirmations (before: ``status: awaiting_confirmations``, nothing written)."""
+        asset = schemas.load_asset(asset)
+        address = addresses.normalize_address(asset, address)
+        result = self.books.credit_deposit(asset, address, schemas.load_amount(asset, amount),
+                                            addresses.normalize_txid(asset, txid),
+                                            schemas.load_confirmations(confirmations))
+        if result["status"] == "credited":
+            self._changed((result["user"], asset.code))
+        return result
+
+    # -- withdrawals --------------------------------------------------------
+
+    @rpc(expected_exceptions=WalletsError)
+    def request_withdrawal(self, user, asset, address, amount, ref):
+        """Hold amount + the asset's fee and open a pending withdrawal.
+        Idempotent by (user, ref)."""
+        user = schemas.load_user_id(user)
+        asset = schemas.load_asset(asset)
+        result = self.books.request_withdrawal(
+            user, asset, addresses.normalize_address(asset, address),
+            schemas.load_amount(asset, amount), schemas.load_ref(ref))
+        self._changed((user, asset.code))
+        return result
+
+    @rpc(expected_exceptions=WalletsError)
+    def approve_withdrawal(self, withdrawal_id, admin):
+        return self._change_withdrawal(withdrawal_id, APPROVE, schemas.load_user_id(admin, "admin"))
+
+    @rpc(expected_exceptions=WalletsError)
+    def reject_withdrawal(self, withdrawal_id, admin, reason):
+        """Reject a pending or approved withdrawal: its hold is released."""
+        return self._change_withdrawal(withdrawal_id, REJECT, schemas.load_user_id(admin, "admin"),
+                                       reason=schemas.load_text(reason, "reason"))
+
+    @rpc(expected_exceptions=WalletsError)
+    def mark_withdrawal_sent(self, withdrawal_id, txid, admin):
+        """Record that an approved withdrawal went out in chain transaction ``txid``."""
+        if not isinstance(txid, str) or len(txid) > 100:
+            raise InvalidRequest("txid must be a transaction id string")
+        return self._change_withdrawal(withdrawal_id, MARK_SENT,
+                                       schemas.load_user_id(admin, "admin"), txid=txid)
+
+    @rpc(expected_exceptions=WalletsError)
+    def cancel_withdrawal(self, user, withdrawal_id):
+        """The owner cancels a pending withdrawal: its hold is released."""
+        user = schemas.load_user_id(user)
+        return self._change_withdrawal(withdrawal_id, CANCEL, user, owner=user)
+
+    def _change_withdrawal(self, withdrawal_id, action, actor, **kwargs):
+        result = self.books.change_withdrawal(schemas.load_withdrawal_id(withdrawal_id), action,
+                                               actor, **kwargs)
+        self._changed((result["user"], result["asset"]))
+        return result
+
+    @rpc(expected_exceptions=WalletsError)
+    def withdrawal(self, withdrawal_id, user=None):
+        """One withdrawal and its transitions (with ``user``: only the owner's)."""
+        owner = None if user is None else schemas.load_user_id(user)
+        return self.books.withdrawal(schemas.load_withdrawal_id(withdrawal_id), owner)
+
+    @rpc(expected_exceptions=WalletsError)
+    def withdrawals(self, user, limit=None):
+        _, limit = schemas.load_page(None, limit)
+        return self.books.withdrawals(schemas.load_user_id(user), limit)
+
+    # -- history, corrections, audit ----------------------------------------
+
+    @rpc(expected_exceptions=WalletsError)
+    def ledger(self, user, asset, cursor=None, limit=None):
+        """A page of the (user, asset) account's journal, newest first:
+        ``{"entries": [...], "next_cursor": str | None}``."""
+        before, limit = schemas.load_page(cursor, limit)
+        return self.books.history(schemas.load_user_id(user), schemas.load_asset(asset),
+                                   before, limit)
+
+    @rpc(expected_exceptions=WalletsError)
+    def adjust_balance(self, user, asset, amount, ref, reason):
+        """Operator correction: a signed amount to the user's available balance,
+        against the exchange's fee revenue. Idempotent by ``ref``."""
+        user = schemas.load_user_id(user)
+        asset = schemas.load_asset(asset)
+        result = self.books.adjust_balance(user, asset,
+                                            schemas.load_amount(asset, amount, signed=True),
+                                            schemas.load_ref(ref), schemas.load_text(reason, "reason"))
+        self._changed((user, asset.code))
+        return result
+
+    @rpc
+    def audit(self):
+        """Every ledger invariant checked against the database: the findings,
+        ``[]`` when clean."""
+        return self.books.audit()
