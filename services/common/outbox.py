@@ -1,0 +1,164 @@
+"""Transactional outbox: nothing is published for an uncommitted change, and
+nothing committed goes unpublished.
+
+Writers call ``enqueue_event`` / ``enqueue_command`` inside the transaction that
+makes the change. An ``OutboxRelay`` provider (one per stream) publishes rows
+in id order with publisher confirms, then deletes them. Exactly one relay per
+stream works at a time: it holds a PostgreSQL advisory lock on a dedicated
+session, so a second process (another zone) stands by and takes over when the
+first dies (its session ends, its lock is released). Delivery is at least
+once: a relay killed between the broker's confirm and the delete publishes
+those rows again, so every consumer dedupes by ``message_id``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+
+import eventlet
+from kombu import Connection, Exchange, Producer, Queue
+from nameko.extensions import DependencyProvider
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from services.common.config import load_settings
+from services.common.postgres import make_pool
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+def _channel(stream: str) -> str:
+    return f"outbox_{stream}"
+
+
+def enqueue(conn, stream: str, exchange: str, routing_key: str, message_id: str,
+            payload: dict) -> None:
+    conn.execute(
+        "INSERT INTO outbox (stream, exchange, routing_key, message_id, payload) "
+        "VALUES (%s, %s, %s, %s, %s)",
+        (stream, exchange, routing_key, message_id, Jsonb(payload)))
+    # Delivered at commit, wakes the relay; dropped with a rollback.
+    conn.execute("SELECT pg_notify(%s, '')", (_channel(stream),))
+
+
+def enqueue_event(conn, stream: str, source_service: str, event_type: str,
+                  message_id: str, payload: dict) -> None:
+    """A Nameko event from ``source_service`` (consumed by ``@event_handler``)."""
+    enqueue(conn, stream, f"{source_service}.events", event_type, message_id, payload)
+
+
+def command_queue(name: str) -> Queue:
+    """A work queue with exactly one active consumer and hot standbys: a quorum
+    queue (replicated, durable) with single-active-consumer."""
+    return Queue(name, exchange=Exchange(""), routing_key=name, durable=True,
+                 queue_arguments={"x-queue-type": "quorum", "x-single-active-consumer": True})
+
+
+def enqueue_command(conn, stream: str, queue: str, message_id: str, payload: dict) -> None:
+    enqueue(conn, stream, "", queue, message_id, payload)
+
+
+class Relay:
+    """Publishes one stream's rows. Runs in a greenthread of the owning service."""
+
+    def __init__(self, pool, amqp_uri: str, stream: str):
+        self.pool = pool
+        self.amqp_uri = amqp_uri
+        self.stream = stream
+        self.lock_key = zlib.crc32(f"outbox:{stream}".encode())
+        self.declared: set[str] = set()
+        self.running = True
+        self.active = False
+        self.published = 0
+
+    def run(self) -> None:
+        while self.running:
+            try:
+                with self.pool.connection() as lock_conn:
+                    lock_conn.autocommit = True
+                    if not lock_conn.execute("SELECT pg_try_advisory_lock(%s)",
+                                             (self.lock_key,)).fetchone()[0]:
+                        self.active = False
+                        eventlet.sleep(0.5)
+                        continue
+                    try:
+                        self.active = True
+                        self._relay(lock_conn)
+                    finally:
+                        self.active = False
+                        if not lock_conn.closed:
+                            lock_conn.execute("SELECT pg_advisory_unlock(%s)", (self.lock_key,))
+            except Exception:
+                if not self.running:
+                    return
+                log.exception("outbox relay %s failed; retrying", self.stream)
+                eventlet.sleep(1)
+
+    def _relay(self, lock_conn) -> None:
+        lock_conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(_channel(self.stream))))
+        with Connection(self.amqp_uri, transport_options={"confirm_publish": True}) as amqp:
+            producer = Producer(amqp.channel())
+            while self.running:
+                if self.publish_batch(producer, amqp) == 0:
+                    # Sleep until a writer commits (NOTIFY) or a second passes.
+                    for _ in lock_conn.notifies(timeout=1.0, stop_after=1):
+                        pass
+
+    def publish_batch(self, producer, amqp) -> int:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, exchange, routing_key, message_id, payload FROM outbox "
+                "WHERE stream = %s ORDER BY id LIMIT %s", (self.stream, BATCH)).fetchall()
+            if not rows:
+                return 0
+            for _, exchange, routing_key, message_id, payload in rows:
+                target = self._declare(amqp, exchange, routing_key)
+                producer.publish(json.dumps(payload), exchange=target, routing_key=routing_key,
+                                 content_type="application/json", content_encoding="utf-8",
+                                 message_id=message_id, delivery_mode=2, retry=True)
+            conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([r[0] for r in rows],))
+            conn.commit()
+        self.published += len(rows)
+        return len(rows)
+
+    def _declare(self, amqp, exchange: str, routing_key: str):
+        if exchange == "":
+            if routing_key not in self.declared:
+                command_queue(routing_key)(amqp.default_channel).declare()
+                self.declared.add(routing_key)
+            return ""
+        target = Exchange(exchange, type="topic", durable=True)
+        if exchange not in self.declared:
+            target(amqp.default_channel).declare()
+            self.declared.add(exchange)
+        return target
+
+
+class OutboxRelay(DependencyProvider):
+    """Runs the relay for ``stream`` for as long as the service container runs."""
+
+    def __init__(self, stream: str):
+        self.stream = stream
+
+    def setup(self):
+        settings = load_settings()
+        config = self.container.config
+        self.pool = make_pool(settings, config.get("POSTGRES_DB"), min_size=1, max_size=3,
+                              name=f"outbox-{self.stream}")
+        self.relay = Relay(self.pool, config["AMQP_URI"], self.stream)
+
+    def start(self):
+        self.thread = self.container.spawn_managed_thread(self.relay.run)
+
+    def stop(self):
+        self.relay.running = False
+        self.thread.kill()
+        self.pool.close()
+
+    kill = stop
+
+    def get_dependency(self, worker_ctx):
+        return self.relay

@@ -1,0 +1,121 @@
+"""The transactional outbox against real PostgreSQL and RabbitMQ."""
+import time
+import uuid
+
+import eventlet
+import pytest
+from kombu import Connection, Consumer
+from nameko.events import event_handler
+from nameko.testing.services import entrypoint_waiter
+
+from services.common.outbox import Relay, command_queue, enqueue_command, enqueue_event
+from services.common.postgres import Database, make_pool
+
+
+@pytest.fixture(scope="module")
+def pool(test_settings):
+    pool = make_pool(test_settings, max_size=8)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def stream():
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def relay(pool, nameko_config, stream):
+    relays = []
+
+    def start():
+        r = Relay(pool, nameko_config["AMQP_URI"], stream)
+        r.thread = eventlet.spawn(r.run)
+        relays.append(r)
+        return r
+    yield start
+    for r in relays:
+        r.running = False
+        r.thread.kill()
+
+
+class Listener:
+    name = "outbox_listener"
+    received = []
+
+    @event_handler("outbox_source", "thing_happened")
+    def on_thing(self, payload):
+        Listener.received.append(payload["n"])
+        return payload["n"]
+
+
+def test_committed_event_reaches_a_nameko_handler_and_rollback_publishes_nothing(
+        pool, relay, stream, container_factory, nameko_config):
+    container = container_factory(Listener, nameko_config)
+    container.start()
+    Listener.received.clear()
+    relay()
+    db = Database(pool)
+    with pytest.raises(RuntimeError):
+        with db.transaction() as conn:
+            enqueue_event(conn, stream, "outbox_source", "thing_happened", "m-rolled-back", {"n": -1})
+            raise RuntimeError("the change failed")
+    with entrypoint_waiter(container, "on_thing", timeout=10) as result:
+        with db.transaction() as conn:
+            enqueue_event(conn, stream, "outbox_source", "thing_happened", "m-1", {"n": 1})
+    assert result.get() == 1
+    eventlet.sleep(0.3)
+    assert Listener.received == [1]
+    with pool.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM outbox WHERE stream = %s",
+                            (stream,)).fetchone()[0] == 0
+
+
+def drain(nameko_config, queue_name, expected, timeout=15):
+    got = []
+    with Connection(nameko_config["AMQP_URI"]) as conn:
+        queue = command_queue(queue_name)(conn.default_channel)
+        queue.declare()
+
+        def on_message(body, message):
+            got.append((message.properties.get("message_id"), body["n"]))
+            message.ack()
+        with Consumer(conn, [queue], callbacks=[on_message], accept=["json"]):
+            deadline = time.monotonic() + timeout
+            while len(got) < expected and time.monotonic() < deadline:
+                try:
+                    conn.drain_events(timeout=0.5)
+                except Exception:
+                    pass
+        queue.delete()
+    return got
+
+
+def test_commands_are_published_in_commit_order(pool, relay, stream, nameko_config):
+    queue_name = f"test.commands.{stream}"
+    db = Database(pool)
+    for n in range(120):
+        with db.transaction() as conn:
+            enqueue_command(conn, stream, queue_name, f"cmd-{n}", {"n": n})
+    relay()
+    got = drain(nameko_config, queue_name, 120)
+    assert [n for _, n in got] == list(range(120))
+    assert [m for m, _ in got] == [f"cmd-{n}" for n in range(120)]
+
+
+def test_one_relay_per_stream_and_the_standby_takes_over(pool, relay, stream, nameko_config):
+    first, second = relay(), relay()
+    deadline = time.monotonic() + 10
+    while not (first.active or second.active) and time.monotonic() < deadline:
+        eventlet.sleep(0.05)
+    eventlet.sleep(1.0)
+    assert [first.active, second.active].count(True) == 1
+    active, standby = (first, second) if first.active else (second, first)
+    active.running = False
+    active.thread.kill()
+    queue_name = f"test.commands.{stream}"
+    with Database(pool).transaction() as conn:
+        enqueue_command(conn, stream, queue_name, "after-takeover", {"n": 7})
+    got = drain(nameko_config, queue_name, 1)
+    assert got == [("after-takeover", 7)]
+    assert standby.active and standby.published == 1
