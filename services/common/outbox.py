@@ -44,6 +44,19 @@ def enqueue(conn, stream: str, exchange: str, routing_key: str, message_id: str,
     conn.execute("SELECT pg_notify(%s, '')", (_channel(stream),))
 
 
+def enqueue_many(conn, stream: str, rows: list[tuple[str, str, str, dict]]) -> None:
+    """Several ``(exchange, routing_key, message_id, payload)`` rows, one wake-up."""
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO outbox (stream, exchange, routing_key, message_id, payload) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            [(stream, exchange, key, message_id, Jsonb(payload))
+             for exchange, key, message_id, payload in rows])
+    conn.execute("SELECT pg_notify(%s, '')", (_channel(stream),))
+
+
 def enqueue_event(conn, stream: str, source_service: str, event_type: str,
                   message_id: str, payload: dict) -> None:
     """A Nameko event from ``source_service`` (consumed by ``@event_handler``)."""

@@ -1,0 +1,242 @@
+"""Hosting the engines: command queues in, journal + outbox out.
+
+Every matching process hosts every market. Each market has one RabbitMQ
+quorum queue with single-active-consumer: the broker delivers its commands to
+exactly one process at a time (the active engine); the others are hot
+standbys that keep their engine current by replaying the journal, and the
+broker hands the queue to one of them when the active one's connection dies.
+
+Per batch of commands, in ONE PostgreSQL transaction: catch up with the
+journal, skip commands already journaled (redelivery after a crash), apply
+the rest to the engine, append them to the journal and their events to the
+outbox. Only after the commit are the messages acknowledged. So:
+
+* a crash before the commit loses nothing: the messages are redelivered and
+  the next engine rebuilds its state from the journal;
+* a crash after the commit but before the ack redelivers commands that the
+  journal already holds, and they are skipped;
+* a stale engine cannot write: the journal's primary key (market, seq)
+  rejects a second writer of the same sequence number, and the loser rebuilds.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+import eventlet
+from kombu import Connection, Consumer
+from nameko.extensions import DependencyProvider
+from psycopg.types.json import Jsonb
+
+from services.common.config import load_settings
+from services.common.outbox import command_queue, enqueue_many
+from services.common.postgres import make_pool
+
+from .engine import MatchingEngine
+from .models import InvalidCommand, MarketConfig, command_from_dict
+from .wire import wire_messages
+
+log = logging.getLogger(__name__)
+
+OUTBOX_STREAM = "matching"
+BATCH = 200
+SNAPSHOT_EVERY = 5000
+IDLE_POLL = 0.25
+
+
+def command_queue_name(market: str) -> str:
+    return f"matching.commands.{market}"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class StaleEngine(Exception):
+    """Another process journaled this market's next sequence number."""
+
+
+class MarketHost:
+    """One market in this process."""
+
+    def __init__(self, config: MarketConfig, pool, amqp_uri: str, clock=now_ms):
+        self.config = config
+        self.market = config.symbol
+        self.pool = pool
+        self.amqp_uri = amqp_uri
+        self.clock = clock
+        self.engine: MatchingEngine | None = None
+        self.snapshot_seq = 0
+        self.active = False
+        self.running = True
+        self.processed = 0
+
+    # -- state ---------------------------------------------------------------
+    def rebuild(self) -> None:
+        """Latest snapshot, then the journal after it."""
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT seq, snapshot FROM matching_snapshots WHERE market = %s "
+                "ORDER BY seq DESC LIMIT 1", (self.market,)).fetchone()
+            engine = MatchingEngine.restore(row[1]) if row else MatchingEngine(self.config)
+            self.snapshot_seq = row[0] if row else 0
+            self._replay(conn, engine)
+        self.engine = engine
+
+    def _replay(self, conn, engine: MatchingEngine) -> int:
+        rows = conn.execute(
+            "SELECT seq, command FROM matching_journal WHERE market = %s AND seq > %s "
+            "ORDER BY seq", (self.market, engine.seq)).fetchall()
+        for seq, command in rows:
+            engine.apply(command_from_dict(command))
+            if engine.seq != seq:
+                raise RuntimeError(f"{self.market}: journal gap at seq {seq}")
+        return len(rows)
+
+    def keep_warm(self) -> None:
+        if self.engine is None:
+            self.rebuild()
+            return
+        with self.pool.connection() as conn:
+            self._replay(conn, self.engine)
+
+    # -- commands ------------------------------------------------------------
+    def process(self, batch: list[tuple[str, dict]]) -> int:
+        """Journal and apply ``(command_id, body)`` pairs; return how many were new.
+        On any failure the in-memory engine is dropped (it may be ahead of the
+        database) and rebuilt before the next batch."""
+        if self.engine is None:
+            self.rebuild()
+        engine, market = self.engine, self.market
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                self._replay(conn, engine)
+                ids = [command_id for command_id, _ in batch]
+                seen = {r[0] for r in conn.execute(
+                    "SELECT command_id FROM matching_journal WHERE market = %s "
+                    "AND command_id = ANY(%s)", (market, ids))}
+                at_ms = self.clock()
+                journal, outbox = [], []
+                for command_id, body in batch:
+                    if command_id in seen:
+                        continue
+                    seen.add(command_id)
+                    try:
+                        command = command_from_dict(body["command"])
+                    except (InvalidCommand, KeyError, TypeError):
+                        log.error("%s: dropping malformed command %s: %r", market, command_id, body)
+                        continue
+                    events = engine.apply(command)
+                    journal.append((market, engine.seq, command_id, Jsonb(body["command"]), at_ms))
+                    for event_type, message_id, payload in wire_messages(self.config, events, at_ms):
+                        outbox.append(("matching.events", event_type, message_id, payload))
+                if journal:
+                    with conn.cursor() as cur:
+                        cur.executemany(
+                            "INSERT INTO matching_journal (market, seq, command_id, command, at_ms) "
+                            "VALUES (%s, %s, %s, %s, %s)", journal)
+                    enqueue_many(conn, OUTBOX_STREAM, outbox)
+        except Exception:
+            self.engine = None
+            raise
+        self.processed += len(journal)
+        if engine.seq - self.snapshot_seq >= SNAPSHOT_EVERY:
+            self.write_snapshot()
+        return len(journal)
+
+    def write_snapshot(self) -> None:
+        snapshot = self.engine.snapshot()
+        with self.pool.connection() as conn:
+            conn.execute("INSERT INTO matching_snapshots (market, seq, snapshot) VALUES (%s, %s, %s) "
+                         "ON CONFLICT DO NOTHING", (self.market, snapshot["seq"], Jsonb(snapshot)))
+        self.snapshot_seq = snapshot["seq"]
+
+    # -- the consumer ----------------------------------------------------------
+    def run(self) -> None:
+        while self.running:
+            try:
+                self.keep_warm()
+                self._consume()
+            except Exception:
+                if not self.running:
+                    return
+                log.exception("%s: engine host failed; rebuilding", self.market)
+                self.active = False
+                self.engine = None
+                eventlet.sleep(0.5)
+
+    def _consume(self) -> None:
+        buffer: list = []
+        with Connection(self.amqp_uri, heartbeat=10) as amqp:
+            channel = amqp.channel()
+            channel.basic_qos(0, BATCH, False)
+            queue = command_queue(command_queue_name(self.market))(channel)
+            queue.declare()
+            on_message = lambda body, message: buffer.append((body, message))  # noqa: E731
+            with Consumer(channel, [queue], callbacks=[on_message], accept=["json"]):
+                while self.running:
+                    try:
+                        amqp.drain_events(timeout=IDLE_POLL)
+                    except socket.timeout:
+                        self.keep_warm()
+                        continue
+                    while len(buffer) < BATCH:
+                        try:
+                            amqp.drain_events(timeout=0)
+                        except socket.timeout:
+                            break
+                    self.active = True
+                    batch, buffer[:] = buffer[:], []
+                    # Commands come from the outbox, which always sets message_id:
+                    # it is the dedup key, so a message without one cannot be applied.
+                    self.process([(m.properties["message_id"], body) for body, m in batch
+                                  if m.properties.get("message_id")])
+                    channel.basic_ack(batch[-1][1].delivery_tag, multiple=True)
+
+
+class MarketEngines(DependencyProvider):
+    """Hosts every market's engine for the service container's lifetime and
+    picks up markets created later."""
+
+    def setup(self):
+        settings = load_settings()
+        config = self.container.config
+        self.pool = make_pool(settings, config.get("POSTGRES_DB"), min_size=2, max_size=8,
+                              name="matching")
+        self.amqp_uri = config["AMQP_URI"]
+        self.hosts: dict[str, MarketHost] = {}
+        self.threads = []
+
+    def start(self):
+        self.discover()
+        self.threads.append(self.container.spawn_managed_thread(self._watch_markets))
+
+    def _watch_markets(self):
+        while True:
+            eventlet.sleep(2)
+            try:
+                self.discover()
+            except Exception:
+                log.exception("market discovery failed")
+
+    def discover(self) -> None:
+        with self.pool.connection() as conn:
+            rows = conn.execute("SELECT symbol, config FROM markets ORDER BY symbol").fetchall()
+        for symbol, config in rows:
+            if symbol not in self.hosts:
+                host = MarketHost(MarketConfig.from_dict(config), self.pool, self.amqp_uri)
+                self.hosts[symbol] = host
+                self.threads.append(self.container.spawn_managed_thread(host.run))
+
+    def stop(self):
+        for host in self.hosts.values():
+            host.running = False
+        for thread in self.threads:
+            thread.kill()
+        self.pool.close()
+
+    kill = stop
+
+    def get_dependency(self, worker_ctx):
+        return self

@@ -1,0 +1,91 @@
+"""Nameko service `matching`: hosts one engine per market (see providers.py)
+and answers admin and query RPCs. Orders reach the engines through the command
+queues, not through RPC."""
+from __future__ import annotations
+
+import uuid
+
+from nameko.rpc import rpc
+
+from services.common.outbox import OutboxRelay, enqueue_command
+from services.common.postgres import PostgresPool
+from psycopg.types.json import Jsonb
+
+from .errors import InvalidMarket, MarketExists, UnknownMarket
+from .models import ConfigError, Halt, MarketConfig, Resume, command_to_dict
+from .providers import OUTBOX_STREAM, MarketEngines, command_queue_name
+
+
+class MatchingService:
+    name = "matching"
+
+    db = PostgresPool()
+    engines = MarketEngines()
+    relay = OutboxRelay(OUTBOX_STREAM)
+
+    @rpc
+    def health(self):
+        with self.db.transaction() as conn:
+            conn.execute("SELECT 1")
+        return {"status": "ok", "markets": {m: {"active": h.active, "seq": h.engine and h.engine.seq}
+                                            for m, h in self.engines.hosts.items()}}
+
+    # -- markets (admin) -------------------------------------------------------
+    @rpc
+    def list_markets(self):
+        with self.db.transaction() as conn:
+            rows = conn.execute("SELECT config FROM markets ORDER BY symbol").fetchall()
+        return [row[0] for row in rows]
+
+    @rpc
+    def create_market(self, config: dict):
+        try:
+            market = MarketConfig.from_dict(config)
+        except (ConfigError, TypeError, KeyError, ValueError) as exc:
+            raise InvalidMarket(str(exc)) from None
+        with self.db.transaction() as conn:
+            inserted = conn.execute(
+                "INSERT INTO markets (symbol, config) VALUES (%s, %s) ON CONFLICT DO NOTHING "
+                "RETURNING symbol", (market.symbol, Jsonb(market.to_dict()))).fetchone()
+        if not inserted:
+            raise MarketExists(market.symbol)
+        return market.to_dict()
+
+    @rpc
+    def halt_market(self, market: str):
+        return self._send(market, Halt(), "halt")
+
+    @rpc
+    def resume_market(self, market: str):
+        return self._send(market, Resume(), "resume")
+
+    def _send(self, market: str, command, verb: str):
+        with self.db.transaction() as conn:
+            if not conn.execute("SELECT 1 FROM markets WHERE symbol = %s", (market,)).fetchone():
+                raise UnknownMarket(market)
+            command_id = f"{verb}:{market}:{uuid.uuid4()}"
+            enqueue_command(conn, OUTBOX_STREAM, command_queue_name(market), command_id,
+                            {"command": command_to_dict(command)})
+        return {"market": market, "command_id": command_id}
+
+    # -- queries (from this process's engine: the active one, or a warm standby) --
+    def _host(self, market: str):
+        host = self.engines.hosts.get(market)
+        if host is None:
+            raise UnknownMarket(market)
+        if host.engine is None:
+            host.keep_warm()
+        return host
+
+    @rpc
+    def get_depth(self, market: str, limit: int = 50):
+        host = self._host(market)
+        engine, config = host.engine, host.config
+        depth = engine.depth(max(1, min(int(limit), 1000)))
+        return {"market": market, "seq": engine.seq, "halted": engine.halted,
+                **{side: [[config.ticks_to_price(p), config.lots_to_qty(q)] for p, q in levels]
+                   for side, levels in depth.items()}}
+
+    @rpc
+    def get_engine_order(self, market: str, order_id: int):
+        return self._host(market).engine.order(order_id)

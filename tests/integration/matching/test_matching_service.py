@@ -1,0 +1,144 @@
+"""The matching service on real RabbitMQ and PostgreSQL: commands through the
+outbox and the market's command queue, events out through the outbox."""
+import time
+import uuid
+
+import eventlet
+import pytest
+from kombu import Connection, Producer
+from nameko.events import event_handler
+from nameko.standalone.rpc import ServiceRpcProxy
+
+from services.common.outbox import command_queue, enqueue_command
+from services.common.postgres import Database, make_pool
+from services.matching.models import CancelOrder, PlaceOrder, command_to_dict
+from services.matching.providers import command_queue_name
+from services.matching.service import MatchingService
+
+
+class TradeListener:
+    name = "trade_listener"
+    trades = []
+    orders = []
+
+    @event_handler("matching", "trade_executed")
+    def on_trade(self, payload):
+        TradeListener.trades.append(payload)
+
+    @event_handler("matching", "order_updated")
+    def on_order(self, payload):
+        TradeListener.orders.append(payload)
+
+
+@pytest.fixture(scope="module")
+def pool(test_settings):
+    pool = make_pool(test_settings, max_size=6)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def market(nameko_config, container_factory):
+    symbol = f"T{uuid.uuid4().hex[:6].upper()}-USDT"
+    rpc_only = container_factory(MatchingService, nameko_config)
+    rpc_only.start()
+    with ServiceRpcProxy("matching", nameko_config, timeout=20) as matching:
+        matching.create_market({"symbol": symbol, "base_asset": "TST", "quote_asset": "USDT",
+                                "tick_size": "0.01", "lot_size": "0.001"})
+    rpc_only.kill()
+    TradeListener.trades.clear()
+    TradeListener.orders.clear()
+    return symbol
+
+
+def send(pool, market, command_id, command, stream="test-orders"):
+    with Database(pool).transaction() as conn:
+        enqueue_command(conn, stream, command_queue_name(market), command_id,
+                        {"command": command_to_dict(command)})
+
+
+def wait_until(predicate, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        eventlet.sleep(0.05)
+
+
+def journal(pool, market):
+    with pool.connection() as conn:
+        return conn.execute("SELECT seq, command_id FROM matching_journal WHERE market = %s "
+                            "ORDER BY seq", (market,)).fetchall()
+
+
+@pytest.fixture
+def relay(pool, nameko_config):
+    from services.common.outbox import Relay
+    relay = Relay(pool, nameko_config["AMQP_URI"], "test-orders")
+    thread = eventlet.spawn(relay.run)
+    yield relay
+    relay.running = False
+    thread.kill()
+
+
+def test_orders_match_and_events_leave_through_the_outbox(
+        market, pool, relay, container_factory, nameko_config):
+    container_factory(TradeListener, nameko_config).start()
+    container_factory(MatchingService, nameko_config).start()
+    send(pool, market, "place:1", PlaceOrder(1, "maker", "sell", price=10_000, quantity=3_000))
+    send(pool, market, "place:2", PlaceOrder(2, "maker", "sell", price=10_001, quantity=1_000))
+    send(pool, market, "place:3", PlaceOrder(3, "taker", "buy", price=10_001, quantity=3_500))
+    wait_until(lambda: len(TradeListener.trades) == 2)
+    first, second = sorted(TradeListener.trades, key=lambda t: t["trade_id"])
+    assert (first["price"], first["quantity"], first["maker_order_id"]) == ("100.00", "3.000", 1)
+    assert (second["price"], second["quantity"], second["maker_order_id"]) == ("100.01", "0.500", 2)
+    assert first["quote_quantity"] == "300.00000"
+    assert first["trade_id"] == f"{market}-1" and first["taker_side"] == "buy"
+    assert [seq for seq, _ in journal(pool, market)] == [1, 2, 3]
+    wait_until(lambda: any(o["event"] == "order_done" and o["order_id"] == 3
+                           for o in TradeListener.orders))
+    done = next(o for o in TradeListener.orders if o["event"] == "order_done" and o["order_id"] == 3)
+    assert done["status"] == "filled" and done["filled_quantity"] == "3.500"
+
+
+def test_a_redelivered_command_is_applied_once(market, pool, nameko_config, container_factory):
+    container_factory(MatchingService, nameko_config).start()
+    body = {"command": command_to_dict(PlaceOrder(7, "u", "buy", price=9_000, quantity=1_000))}
+    with Connection(nameko_config["AMQP_URI"]) as conn:
+        queue = command_queue(command_queue_name(market))(conn.default_channel)
+        queue.declare()
+        producer = Producer(conn.default_channel)
+        for _ in range(3):
+            producer.publish(body, routing_key=queue.name, serializer="json", message_id="place:7")
+    wait_until(lambda: len(journal(pool, market)) == 1)
+    eventlet.sleep(1.0)
+    assert journal(pool, market) == [(1, "place:7")]
+
+
+def test_the_standby_takes_over_with_the_same_book(
+        market, pool, relay, nameko_config, container_factory):
+    first = container_factory(MatchingService, nameko_config)
+    second = container_factory(MatchingService, nameko_config)
+    first.start()
+    second.start()
+    for n in range(1, 21):
+        send(pool, market, f"place:{n}", PlaceOrder(n, f"u{n % 3}", "buy" if n % 2 else "sell",
+                                                    price=10_000 + (n % 5) * (1 if n % 2 else -1) * 3,
+                                                    quantity=1_000 + n))
+    wait_until(lambda: len(journal(pool, market)) == 20)
+    hosts = [c for c in (first, second)
+             if next(iter(d for d in c.dependencies if d.attr_name == "engines")).hosts[market].active]
+    assert len(hosts) == 1
+    active = hosts[0]
+    standby = second if active is first else first
+    active.kill()
+    send(pool, market, "cancel:5", CancelOrder(5))
+    send(pool, market, "place:21", PlaceOrder(21, "u9", "sell", price=9_990, quantity=500))
+    wait_until(lambda: len(journal(pool, market)) == 22)
+    engines = next(iter(d for d in standby.dependencies if d.attr_name == "engines"))
+    assert engines.hosts[market].active
+    # The standby's book equals a fresh replay of the whole journal.
+    from services.matching.providers import MarketHost
+    replayed = MarketHost(engines.hosts[market].config, pool, nameko_config["AMQP_URI"])
+    replayed.rebuild()
+    assert replayed.engine.snapshot() == engines.hosts[market].engine.snapshot()
+    assert replayed.engine.seq == 22
