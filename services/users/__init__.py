@@ -1,0 +1,1 @@
+"""The users service: identity (Keycloak), account states, partner API keys."""
