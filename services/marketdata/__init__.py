@@ -1,0 +1,2 @@
+"""marketdata: trade history and candles in Cassandra, hot reads from Memcached
+(docs/marketdata.md, cql/README.md)."""

@@ -1,0 +1,988 @@
+"""Everything of marketdata that does I/O: Cassandra, Memcached, the ingest
+pipeline and the depth keeper, behind Nameko dependency providers.
+
+One ``Backend`` (a Nameko SharedExtension) per container owns the long-lived
+pieces -- the Cassandra session with its prepared statements, the Memcached
+client, the candle aggregator and the ingest pipeline's flusher greenthread,
+the depth books -- and the dependency providers hand workers small objects
+with domain verbs (``TradeLog.record``, ``MarketReads.candles`` ...).
+
+Consistency levels and cache keys are documented in docs/marketdata.md.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Iterable, NamedTuple, Optional
+
+import eventlet
+from cassandra import ConsistencyLevel
+from cassandra.cluster import EXEC_PROFILE_DEFAULT
+from cassandra.concurrent import execute_concurrent
+from cassandra.query import BatchStatement, BatchType, tuple_factory
+from eventlet.event import Event
+from eventlet.queue import LightQueue
+from nameko.extensions import DependencyProvider, SharedExtension
+from pymemcache.exceptions import MemcacheError
+
+from services.common.cache import Cache, make_cache
+from services.common.cassandra import make_cluster
+from services.common.config import Settings, load_settings
+from services.marketdata import queries, schemas
+from services.marketdata.candles import (CHAIN, DAY, HOUR, INTERVALS, MINUTE, CandleAggregator,
+                                         CandleChanges, Needs, bucket_start, floor_to,
+                                         partition_start, partitions)
+from services.marketdata.depth import DepthBook
+from services.marketdata.errors import DepthUnavailable, RangeTooLarge
+from services.marketdata.markets import MarketRegistry
+from services.marketdata.models import Candle, Trade, TradeRef, format_decimal, order_key
+from services.marketdata.schemas import BookChange
+from services.marketdata.ticker import TickerWindow, compute_ticker, window_start
+
+log = logging.getLogger(__name__)
+
+TRADE_BUCKET = HOUR            # trades_by_market / trades_by_user partition span
+MAX_TRADE_BUCKETS_PER_READ = 24
+RECENT_TRADES = 200            # the cached "latest trades" list per market
+MAX_REBUILD_MS = DAY           # one rebuild call; the CLI loops over longer ranges
+DEPTH_LEVELS = 1000            # levels per side kept in the cached depth snapshot
+
+# Memcached TTLs (seconds); see docs/marketdata.md for why each is safe.
+TTL_CANDLE_VERSION = 3600
+TTL_CANDLE_CHUNK = 300
+TTL_RECENT_TRADES = 60
+TTL_TICKER = 120
+TTL_DEPTH = 10
+
+
+def trade_bucket(t: int) -> int:
+    return t - t % TRADE_BUCKET
+
+
+class _Row(NamedTuple):
+    executed_at: int
+    item: dict
+
+
+# ================================================================ Cassandra
+
+_TRADE_COLUMNS = ("toUnixTimestamp(executed_at), seq, trade_id, price, quantity, quote_quantity, "
+                  "taker_side, maker_order_id, maker_user_id, taker_order_id, taker_user_id")
+_CANDLE_COLUMNS = ("toUnixTimestamp(open_time), open, high, low, close, volume, quote_volume, "
+                   "trade_count, toUnixTimestamp(first_at), first_seq, first_trade_id, "
+                   "toUnixTimestamp(last_at), last_seq, last_trade_id")
+_PUBLIC_CANDLE_COLUMNS = ("toUnixTimestamp(open_time), open, high, low, close, volume, "
+                          "quote_volume, trade_count")
+
+
+def _consistency(settings: Settings, role: str) -> int:
+    """Per-role level: EXCHANGE_MARKETDATA_<ROLE>_CONSISTENCY if set, else the
+    deployment's EXCHANGE_CASSANDRA_CONSISTENCY (LOCAL_ONE locally, LOCAL_QUORUM
+    in production)."""
+    name = settings.get(f"EXCHANGE_MARKETDATA_{role}_CONSISTENCY",
+                        settings["EXCHANGE_CASSANDRA_CONSISTENCY"])
+    return ConsistencyLevel.name_to_value[name]
+
+
+class CassandraStore:
+    """Prepared statements and the queries of docs/marketdata.md.
+
+    Writes are idempotent upserts keyed by what identifies the fact (a trade
+    by market and trade id, a candle by market, interval and open time), sent
+    as concurrent asynchronous requests (``execute_concurrent``; trades go in
+    unlogged batches of one partition each).
+    """
+
+    def __init__(self, session, write_cl: int, read_cl: int, concurrency: int = 64,
+                 batch_rows: int = 50):
+        self.session = session
+        self.concurrency = concurrency
+        self.batch_rows = batch_rows
+        self.write_cl = write_cl
+        self.tuples = session.execution_profile_clone_update(EXEC_PROFILE_DEFAULT,
+                                                             row_factory=tuple_factory)
+
+        def prep(cql: str, cl: int):
+            statement = session.prepare(cql)
+            statement.consistency_level = cl
+            return statement
+
+        w, r = write_cl, read_cl
+        self.insert_trade = prep(
+            "INSERT INTO trades_by_market (market, bucket, executed_at, seq, trade_id, price, "
+            "quantity, quote_quantity, taker_side, maker_order_id, maker_user_id, "
+            "taker_order_id, taker_user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", w)
+        self.insert_user_trade = prep(
+            "INSERT INTO trades_by_user (user_id, bucket, executed_at, market, trade_id, role, "
+            "seq, side, price, quantity, quote_quantity, order_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", w)
+        self.insert_market_bucket = prep(
+            "INSERT INTO trade_buckets_by_market (market, bucket) VALUES (?, ?)", w)
+        self.insert_user_bucket = prep(
+            "INSERT INTO trade_buckets_by_user (user_id, bucket) VALUES (?, ?)", w)
+        self.upsert_candle = prep(
+            "INSERT INTO candles (market, interval, bucket, open_time, open, high, low, close, "
+            "volume, quote_volume, trade_count, first_at, first_seq, first_trade_id, last_at, "
+            "last_seq, last_trade_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", w)
+        self.delete_candle = prep(
+            "DELETE FROM candles WHERE market = ? AND interval = ? AND bucket = ? "
+            "AND open_time = ?", w)
+        self.select_trades_range = prep(
+            f"SELECT {_TRADE_COLUMNS} FROM trades_by_market WHERE market = ? AND bucket = ? "
+            "AND executed_at >= ? AND executed_at < ?", r)
+        self.select_trades_page = prep(
+            f"SELECT {_TRADE_COLUMNS} FROM trades_by_market WHERE market = ? AND bucket = ? "
+            "AND executed_at >= ? AND executed_at < ? LIMIT ?", r)
+        self.select_trades_at = prep(
+            f"SELECT {_TRADE_COLUMNS} FROM trades_by_market WHERE market = ? AND bucket = ? "
+            "AND executed_at = ?", r)
+        self.select_market_buckets = prep(
+            "SELECT toUnixTimestamp(bucket) FROM trade_buckets_by_market WHERE market = ? "
+            "AND bucket >= ? AND bucket <= ? LIMIT ?", r)
+        self.select_user_buckets = prep(
+            "SELECT toUnixTimestamp(bucket) FROM trade_buckets_by_user WHERE user_id = ? "
+            "AND bucket >= ? AND bucket <= ? LIMIT ?", r)
+        self.select_user_trades = prep(
+            "SELECT toUnixTimestamp(executed_at), market, trade_id, role, seq, side, price, "
+            "quantity, quote_quantity, order_id FROM trades_by_user WHERE user_id = ? "
+            "AND bucket = ? AND executed_at >= ? AND executed_at < ? LIMIT ?", r)
+        self.select_candles = prep(
+            f"SELECT {_CANDLE_COLUMNS} FROM candles WHERE market = ? AND interval = ? "
+            "AND bucket = ? AND open_time >= ? AND open_time < ?", r)
+        self.select_candle_partition = prep(
+            f"SELECT {_PUBLIC_CANDLE_COLUMNS} FROM candles WHERE market = ? AND interval = ? "
+            "AND bucket = ?", r)
+        self.select_candle_before = prep(
+            f"SELECT {_CANDLE_COLUMNS} FROM candles WHERE market = ? AND interval = ? "
+            "AND bucket = ? AND open_time < ? LIMIT 1", r)
+
+    # -- execution helpers -----------------------------------------------------
+    def _all(self, statements: list) -> None:
+        """Run (statement, params) pairs concurrently; raise the first failure
+        after all have finished (every request either landed or failed)."""
+        if not statements:
+            return
+        results = execute_concurrent(self.session, statements, concurrency=self.concurrency,
+                                     raise_on_first_error=False)
+        for ok, result in results:
+            if not ok:
+                raise result
+
+    def _rows(self, statement, params) -> list:
+        return list(self.session.execute(statement, params, execution_profile=self.tuples))
+
+    def _batched(self, statement, rows_by_partition: dict) -> list:
+        out = []
+        for rows in rows_by_partition.values():
+            for i in range(0, len(rows), self.batch_rows):
+                chunk = rows[i:i + self.batch_rows]
+                if len(chunk) == 1:
+                    out.append((statement, chunk[0]))
+                    continue
+                batch = BatchStatement(BatchType.UNLOGGED, consistency_level=self.write_cl)
+                for params in chunk:
+                    batch.add(statement, params)
+                out.append((batch, None))
+        return out
+
+    # -- writes ----------------------------------------------------------------
+    def write_trades(self, trades: list[Trade], market_buckets: Iterable[tuple[str, int]],
+                     user_buckets: Iterable[tuple[str, int]]) -> None:
+        """Bucket-index rows first (so a reader never misses a partition that
+        holds an acknowledged trade), then the trade rows."""
+        self._all([(self.insert_market_bucket, key) for key in market_buckets]
+                  + [(self.insert_user_bucket, key) for key in user_buckets])
+        by_market: dict = defaultdict(list)
+        by_user: dict = defaultdict(list)
+        for t in trades:
+            bucket = trade_bucket(t.executed_at)
+            by_market[(t.market, bucket)].append((
+                t.market, bucket, t.executed_at, t.seq, t.trade_id, t.price, t.quantity,
+                t.quote_quantity, t.taker_side, t.maker_order_id, t.maker_user_id,
+                t.taker_order_id, t.taker_user_id))
+            maker_side = "sell" if t.taker_side == "buy" else "buy"
+            for role, user, side, order in (("maker", t.maker_user_id, maker_side, t.maker_order_id),
+                                            ("taker", t.taker_user_id, t.taker_side, t.taker_order_id)):
+                by_user[(user, bucket)].append((
+                    user, bucket, t.executed_at, t.market, t.trade_id, role, t.seq, side,
+                    t.price, t.quantity, t.quote_quantity, order))
+        self._all(self._batched(self.insert_trade, by_market)
+                  + self._batched(self.insert_user_trade, by_user))
+
+    def write_candles(self, changes: CandleChanges) -> None:
+        statements = []
+        for c in changes.upserts:
+            statements.append((self.upsert_candle, (
+                c.market, c.interval, partition_start(c.open_time, c.interval), c.open_time,
+                c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trade_count,
+                c.first.executed_at, c.first.seq, c.first.trade_id,
+                c.last.executed_at, c.last.seq, c.last.trade_id)))
+        for market, interval, open_time in changes.deletes:
+            statements.append((self.delete_candle, (
+                market, interval, partition_start(open_time, interval), open_time)))
+        self._all(statements)
+
+    # -- reads: trades ---------------------------------------------------------
+    @staticmethod
+    def _trade(market: str, row) -> Trade:
+        return Trade(market, row[2], row[1], row[3], row[4], row[5], row[6], row[7], row[8],
+                     row[9], row[10], row[0])
+
+    def trades_between(self, market: str, start: int, end: int) -> list[Trade]:
+        """Every trade of ``market`` in ``[start, end)``; callers bound the range
+        (a minute for the aggregator, an hour per step for rebuild)."""
+        out = []
+        for bucket in range(trade_bucket(start), end, TRADE_BUCKET):
+            out.extend(self._trade(market, r) for r in
+                       self._rows(self.select_trades_range, (market, bucket, start, end)))
+        return out
+
+    def trades_at(self, market: str, executed_at: int) -> list[Trade]:
+        return [self._trade(market, r) for r in self._rows(
+            self.select_trades_at, (market, trade_bucket(executed_at), executed_at))]
+
+    def latest_trades(self, market: str, start: Optional[int], end: Optional[int],
+                      limit: int) -> tuple[list[Trade], Optional[int], bool]:
+        """Newest first, up to ``limit + 1`` trades of ``[start, end)`` (the
+        extra one tells the caller whether more exist), walking the market's
+        non-empty hour buckets from the index, at most
+        MAX_TRADE_BUCKETS_PER_READ of them.
+        -> (trades, resume_end, exhausted): ``resume_end`` is set when the
+        bucket cap stopped the walk; ``exhausted`` when no older trade exists."""
+        low = schemas.MIN_TIME_MS if start is None else start
+        high = schemas.MAX_TIME_MS if end is None else end
+        if high <= low:
+            return [], None, True
+        buckets = [r[0] for r in self._rows(self.select_market_buckets, (
+            market, trade_bucket(low), trade_bucket(high - 1), MAX_TRADE_BUCKETS_PER_READ + 1))]
+        out: list[Trade] = []
+        for i, bucket in enumerate(buckets):
+            if i == MAX_TRADE_BUCKETS_PER_READ:
+                return out, bucket + TRADE_BUCKET, False
+            rows = self._rows(self.select_trades_page, (
+                market, bucket, max(low, bucket), min(high, bucket + TRADE_BUCKET),
+                limit + 1 - len(out)))
+            out.extend(self._trade(market, r) for r in rows)
+            if len(out) > limit:
+                return out, None, False
+        return out, None, True
+
+    def user_trades(self, user_id: str, start: Optional[int], end: Optional[int],
+                    limit: int) -> list[dict]:
+        low = schemas.MIN_TIME_MS if start is None else start
+        high = schemas.MAX_TIME_MS if end is None else end
+        out: list[dict] = []
+        buckets = [r[0] for r in self._rows(self.select_user_buckets, (
+            user_id, trade_bucket(low), trade_bucket(high - 1), MAX_TRADE_BUCKETS_PER_READ))]
+        for bucket in buckets:
+            for r in self._rows(self.select_user_trades, (
+                    user_id, bucket, max(low, bucket), min(high, bucket + TRADE_BUCKET),
+                    limit - len(out))):
+                out.append({"executed_at": r[0], "market": r[1], "trade_id": r[2], "role": r[3],
+                            "seq": r[4], "side": r[5], "price": format_decimal(r[6]),
+                            "quantity": format_decimal(r[7]),
+                            "quote_quantity": format_decimal(r[8]), "order_id": r[9]})
+            if len(out) >= limit:
+                break
+        return out
+
+    # -- reads: candles --------------------------------------------------------
+    @staticmethod
+    def _candle(market: str, interval: str, r) -> Candle:
+        return Candle(market, interval, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7],
+                      TradeRef(r[8], r[9], r[10]), TradeRef(r[11], r[12], r[13]))
+
+    def candles_between(self, market: str, interval: str, start: int, end: int) -> list[Candle]:
+        out = []
+        for part in partitions(interval, start, end):
+            out.extend(self._candle(market, interval, r) for r in self._rows(
+                self.select_candles, (market, interval, part, start, end)))
+        return out
+
+    def candle_partition(self, market: str, interval: str, part: int) -> list[list]:
+        """A whole partition as compact public rows, oldest first:
+        [open_time, open, high, low, close, volume, quote_volume, trade_count]."""
+        rows = self._rows(self.select_candle_partition, (market, interval, part))
+        fmt = format_decimal
+        return [[r[0], fmt(r[1]), fmt(r[2]), fmt(r[3]), fmt(r[4]), fmt(r[5]), fmt(r[6]), r[7]]
+                for r in reversed(rows)]
+
+    def candle_before(self, market: str, interval: str, t: int,
+                      max_partitions: int = 2) -> Optional[Candle]:
+        """The latest candle opening before ``t``, looking back at most
+        ``max_partitions`` partitions."""
+        part = partition_start(t - 1, interval)
+        for _ in range(max_partitions):
+            rows = self._rows(self.select_candle_before, (market, interval, part, t))
+            if rows:
+                return self._candle(market, interval, rows[0])
+            part -= INTERVALS[interval].span
+        return None
+
+    def ticker_inputs(self, market: str, now: int) -> tuple[list[Candle], Optional[Candle]]:
+        """The 1m candles of the ticker window and the latest one before it
+        (for ``last`` in a quiet window): at most 2 + 1 + 2 partition reads."""
+        start = window_start(now)
+        minutes = self.candles_between(market, "1m", start, floor_to(now, MINUTE) + MINUTE)
+        previous = self.candle_before(market, "1m", start, max_partitions=1)
+        if previous is None:
+            # No trade between the start of the day holding start - 1 and the
+            # window: the latest trade before the window is the close of the
+            # latest daily candle opening before that day.
+            day = self.candle_before(market, "1d", floor_to(start - 1, DAY))
+            if day is not None:
+                previous = Candle(market, "1m", floor_to(day.last.executed_at, MINUTE),
+                                  day.close, day.close, day.close, day.close, Decimal(0),
+                                  Decimal(0), 0, day.last, day.last)
+        return minutes, previous
+
+
+# ================================================================ Memcached
+
+class HotCache:
+    """Memcached with this service's keys (docs/marketdata.md). Never raises:
+    an unreachable Memcached reads as a miss and a failed write returns False."""
+
+    def __init__(self, cache: Cache):
+        self.cache = cache
+
+    # -- low level (add and get_many are not in services.common.cache) ----------
+    def _add(self, key: str, value, ttl: int) -> bool:
+        try:
+            return bool(self.cache.client.add(self.cache._key(key), json.dumps(
+                value, separators=(",", ":")), expire=ttl, noreply=False))
+        except (OSError, MemcacheError):
+            return False
+
+    def _get_many(self, keys: list[str]) -> dict:
+        full = {self.cache._key(k): k for k in keys}
+        try:
+            found = self.cache.client.get_many(list(full))
+        except (OSError, MemcacheError):
+            return {}
+        return {full[k]: json.loads(v) for k, v in found.items()}
+
+    def get(self, key: str):
+        try:
+            return self.cache.get(key)
+        except (OSError, MemcacheError, ValueError):
+            return None
+
+    def set(self, key: str, value, ttl: int) -> bool:
+        return self.cache.set(key, value, ttl)
+
+    def delete(self, key: str) -> bool:
+        return self.cache.delete(key)
+
+    # -- keys --------------------------------------------------------------------
+    @staticmethod
+    def candle_version_key(market: str, interval: str, part: int) -> str:
+        return f"md1:cv:{market}:{interval}:{part}"
+
+    @staticmethod
+    def candle_chunk_key(market: str, interval: str, part: int, version: str) -> str:
+        return f"md1:c:{market}:{interval}:{part}:{version}"
+
+    @staticmethod
+    def recent_key(market: str) -> str:
+        return f"md1:trades:{market}"
+
+    @staticmethod
+    def ticker_key(market: str) -> str:
+        return f"md1:ticker:{market}"
+
+    @staticmethod
+    def depth_key(market: str) -> str:
+        return f"md1:depth:{market}"
+
+    @staticmethod
+    def bbo_key(market: str) -> str:
+        return f"md1:bbo:{market}"
+
+    # -- candles: versioned chunks -----------------------------------------------
+    def candle_version(self, market: str, interval: str, part: int) -> Optional[str]:
+        """The partition's current version token, created if missing; None
+        when Memcached is unreachable."""
+        key = self.candle_version_key(market, interval, part)
+        version = self.get(key)
+        if version is None:
+            self._add(key, uuid.uuid4().hex[:12], TTL_CANDLE_VERSION)
+            version = self.get(key)
+        return version
+
+    def bump_candles(self, market: str, interval: str, part: int) -> bool:
+        """After the partition's rows changed: entries under older tokens are
+        unreachable from now on."""
+        return self.set(self.candle_version_key(market, interval, part),
+                        uuid.uuid4().hex[:12], TTL_CANDLE_VERSION)
+
+
+# ================================================================ ingest
+
+@dataclass
+class _Job:
+    kind: str                     # "trades" | "rebuild" | "refresh" | "stop"
+    done: Event
+    trades: list = None
+    now: int = 0
+    args: tuple = ()
+
+
+class IngestPipeline:
+    """Group commit of trades into Cassandra and Memcached.
+
+    ``record(trades, now)`` blocks the calling greenthread until its trades and
+    every candle they touch are durable in Cassandra (so the event is
+    acknowledged only then); one flusher greenthread takes all waiting trades
+    at once (up to ``max_batch``) and, per flush:
+
+    1. writes the trade rows (idempotent upserts; bucket index rows first);
+    2. loads the aggregator state the batch needs (a minute's trades, a
+       parent's child candles) -- only for buckets not in memory;
+    3. applies the batch to the candle aggregator (pure) and upserts the
+       changed candles of all 8 intervals;
+    4. publishes to Memcached: bumps the versions of changed candle
+       partitions, sets the latest-trades list and the ticker.
+
+    A failure in 1-3 fails every waiter of the flush (their events are
+    requeued and redelivered: harmless, everything is idempotent). Memcached
+    failures never fail a flush; what could not be published is retried.
+    All state is touched only by the flusher, so there are no races.
+    """
+
+    def __init__(self, store: CassandraStore, cache: HotCache,
+                 aggregator: Optional[CandleAggregator] = None, max_batch: int = 5000):
+        self.store = store
+        self.cache = cache
+        self.aggregator = aggregator or CandleAggregator()
+        self.max_batch = max_batch
+        self.jobs: LightQueue = LightQueue()
+        self.recent: dict[str, dict] = {}               # market -> {"trades": [...], "complete"}
+        self.tickers: dict[str, TickerWindow] = {}
+        self.ticker_minute: dict[str, int] = {}
+        self.pending_bumps: set[tuple[str, str, int]] = set()
+        self.pending_deletes: set[str] = set()
+        self._seen_buckets: OrderedDict = OrderedDict()
+        self._thread = None
+        self.flushes = 0
+
+    # -- public verbs (any greenthread) ---------------------------------------
+    def record(self, trades: list[Trade], now: int) -> None:
+        self._submit(_Job("trades", Event(), trades=list(trades), now=now))
+
+    def rebuild(self, market: str, start: int, end: int, now: int) -> dict:
+        return self._submit(_Job("rebuild", Event(), now=now, args=(market, start, end)))
+
+    def refresh(self, now: int) -> None:
+        self._submit(_Job("refresh", Event(), now=now))
+
+    def _submit(self, job: _Job):
+        self.jobs.put(job)
+        return job.done.wait()
+
+    def start(self, spawn=eventlet.spawn) -> None:
+        self._thread = spawn(self.run)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.jobs.put(_Job("stop", Event()))
+            self._thread.wait()
+            self._thread = None
+
+    # -- the flusher -------------------------------------------------------------
+    def run(self) -> None:
+        carry = None
+        while True:
+            job = carry or self.jobs.get()
+            carry = None
+            if job.kind == "stop":
+                job.done.send(None)
+                return
+            if job.kind != "trades":
+                self._run_one(job)
+                continue
+            batch, count = [job], len(job.trades)
+            while count < self.max_batch:
+                try:
+                    nxt = self.jobs.get_nowait()
+                except eventlet.queue.Empty:
+                    break
+                if nxt.kind != "trades":
+                    carry = nxt
+                    break
+                batch.append(nxt)
+                count += len(nxt.trades)
+            self._flush(batch)
+
+    def _run_one(self, job: _Job) -> None:
+        try:
+            if job.kind == "rebuild":
+                result = self._rebuild(*job.args, now=job.now)
+            else:
+                result = self._refresh(job.now)
+        except Exception as exc:
+            log.exception("marketdata %s failed", job.kind)
+            job.done.send_exception(exc)
+        else:
+            job.done.send(result)
+
+    def _flush(self, jobs: list[_Job]) -> None:
+        distinct: dict[tuple[str, str], Trade] = {}
+        for job in jobs:
+            for trade in job.trades:
+                distinct.setdefault((trade.market, trade.trade_id), trade)
+        trades = list(distinct.values())
+        now = max(job.now for job in jobs)
+        try:
+            changes = self._persist(trades)
+        except Exception as exc:
+            log.warning("marketdata flush of %d trades failed: %r", len(trades), exc)
+            for job in jobs:
+                job.done.send_exception(exc)
+            return
+        self.flushes += 1
+        self._publish(trades, changes, now)
+        for job in jobs:
+            job.done.send(None)
+
+    def _persist(self, trades: list[Trade]) -> CandleChanges:
+        market_buckets, user_buckets = set(), set()
+        for t in trades:
+            bucket = trade_bucket(t.executed_at)
+            for key, target in (((t.market, bucket), market_buckets),
+                                ((t.maker_user_id, bucket), user_buckets),
+                                ((t.taker_user_id, bucket), user_buckets)):
+                if (target is market_buckets, key) not in self._seen_buckets:
+                    target.add(key)
+        self.store.write_trades(trades, market_buckets, user_buckets)
+        for flag, keys in ((True, market_buckets), (False, user_buckets)):
+            for key in keys:
+                self._seen_buckets[(flag, key)] = True
+        while len(self._seen_buckets) > 200_000:
+            self._seen_buckets.popitem(last=False)
+        self._load(self.aggregator.missing(trades))
+        changes = self.aggregator.apply(trades)
+        self.store.write_candles(changes)
+        return changes
+
+    def _load(self, needs: Needs) -> None:
+        if not needs:
+            return
+        pool = eventlet.GreenPool(16)
+
+        def minute(key):
+            market, start = key
+            return "m", key, self.store.trades_between(market, start, start + MINUTE)
+
+        def children(key):
+            market, parent, start = key
+            child = INTERVALS[parent].child
+            return "c", key, self.store.candles_between(market, child, start,
+                                                        start + INTERVALS[parent].ms)
+
+        calls = [(minute, k) for k in needs.minutes] + [(children, k) for k in needs.children]
+        for kind, key, rows in pool.imap(lambda call: call[0](call[1]), calls):
+            if kind == "m":
+                self.aggregator.load_minute(key[0], key[1], rows)
+            else:
+                self.aggregator.load_children(key[0], key[1], key[2], rows)
+
+    # -- Memcached publication (never raises) --------------------------------------
+    def _publish(self, trades: list[Trade], changes: CandleChanges, now: int) -> None:
+        try:
+            for c in changes.upserts:
+                self.pending_bumps.add((c.market, c.interval, partition_start(c.open_time, c.interval)))
+            for market, interval, open_time in changes.deletes:
+                self.pending_bumps.add((market, interval, partition_start(open_time, interval)))
+            self._retry_pending()
+            markets = {t.market for t in trades}
+            for market in markets:
+                self._publish_recent(market, [t for t in trades if t.market == market])
+            minutes = defaultdict(list)
+            for c in changes.upserts:
+                if c.interval == "1m":
+                    minutes[c.market].append(c)
+            for market in markets | set(minutes):
+                self._publish_ticker(market, minutes.get(market, ()), now)
+        except Exception:
+            log.exception("marketdata cache publication failed")
+
+    def _retry_pending(self) -> None:
+        for key in list(self.pending_bumps):
+            if self.cache.bump_candles(*key):
+                self.pending_bumps.discard(key)
+        for key in list(self.pending_deletes):
+            if self.cache.delete(key):
+                self.pending_deletes.discard(key)
+
+    def _invalidate(self, key: str) -> None:
+        if not self.cache.delete(key):
+            self.pending_deletes.add(key)
+
+    def _publish_recent(self, market: str, trades: list[Trade]) -> None:
+        key = self.cache.recent_key(market)
+        try:
+            state = self.recent.get(market)
+            if state is None:
+                rows, _, exhausted = self.store.latest_trades(market, None, None, RECENT_TRADES)
+                state = {"trades": {t.trade_id: t for t in rows}, "complete": exhausted}
+                self.recent[market] = state
+            known = state["trades"]
+            for t in trades:
+                known[t.trade_id] = t
+            if len(known) > RECENT_TRADES:
+                keep = sorted(known.values(), key=lambda t: t.key, reverse=True)[:RECENT_TRADES]
+                state["trades"] = {t.trade_id: t for t in keep}
+                state["complete"] = False
+        except Exception:
+            log.exception("latest trades of %s not published", market)
+            self.recent.pop(market, None)
+            self._invalidate(key)
+            return
+        ordered = sorted(state["trades"].values(), key=lambda t: t.key, reverse=True)
+        if not self.cache.set(key, {"complete": state["complete"],
+                                    "trades": [t.public() for t in ordered]}, TTL_RECENT_TRADES):
+            self._invalidate(key)
+
+    def _publish_ticker(self, market: str, minute_candles: Iterable[Candle], now: int) -> None:
+        key = self.cache.ticker_key(market)
+        try:
+            window = self.tickers.get(market)
+            if window is None:
+                window = TickerWindow(market, *self.store.ticker_inputs(market, now))
+                self.tickers[market] = window
+            for candle in minute_candles:
+                window.update(candle)
+            snapshot = window.snapshot(now)
+        except Exception:
+            log.exception("ticker of %s not published", market)
+            self.tickers.pop(market, None)
+            self._invalidate(key)
+            return
+        if self.cache.set(key, snapshot, TTL_TICKER):
+            self.ticker_minute[market] = snapshot["minute"]
+        else:
+            self._invalidate(key)
+
+    def _refresh(self, now: int) -> None:
+        """Timer: retry what Memcached refused, and roll tickers whose window
+        moved to a new minute (and keep their entries alive)."""
+        self._retry_pending()
+        minute = floor_to(now, MINUTE)
+        for market in list(self.tickers):
+            if self.ticker_minute.get(market) != minute:
+                self._publish_ticker(market, (), now)
+
+    # -- rebuild -------------------------------------------------------------------
+    def _rebuild(self, market: str, start: int, end: int, now: int) -> dict:
+        """Recompute the candles of ``[start, end)`` (widened to whole minutes)
+        from the trades table, an hour at a time, deleting candles whose
+        bucket has no trade any more; coarser buckets overlapping the range are
+        recomputed from their children."""
+        start, end = floor_to(start, MINUTE), floor_to(end + MINUTE - 1, MINUTE)
+        if end - start > MAX_REBUILD_MS:
+            raise RangeTooLarge(f"rebuild at most {MAX_REBUILD_MS // HOUR} hours per call")
+        totals = {"market": market, "start": start, "end": end, "trades": 0,
+                  "upserts": 0, "deletes": 0}
+        step_start = start
+        while step_start < end:
+            step_end = min(end, trade_bucket(step_start) + TRADE_BUCKET)
+            trades = self.store.trades_between(market, step_start, step_end)
+            by_minute = {m: [] for m in range(step_start, step_end, MINUTE)}
+            for t in trades:
+                by_minute[floor_to(t.executed_at, MINUTE)].append(t)
+            self._load(self.aggregator.missing_at(((market, m) for m in by_minute), minutes=False))
+            changes = self.aggregator.rebuild(market, by_minute)
+            self.store.write_candles(changes)
+            for c in changes.upserts:
+                self.pending_bumps.add((market, c.interval, partition_start(c.open_time, c.interval)))
+            for _, interval, open_time in changes.deletes:
+                self.pending_bumps.add((market, interval, partition_start(open_time, interval)))
+            totals["trades"] += len(trades)
+            totals["upserts"] += len(changes.upserts)
+            totals["deletes"] += len(changes.deletes)
+            step_start = step_end
+        self._retry_pending()
+        self.tickers.pop(market, None)
+        self._publish_ticker(market, (), now)
+        return totals
+
+
+# ================================================================ depth
+
+class DepthKeeper:
+    """The depth books of this process, fed by ``book_changed`` events, and a
+    writer greenthread that publishes changed books to Memcached (at most one
+    write in flight per market: bursts coalesce into the latest state)."""
+
+    def __init__(self, cache: HotCache):
+        self.cache = cache
+        self.books: dict[str, DepthBook] = {}
+        self._dirty: set[str] = set()
+        self._wake = eventlet.queue.LightQueue()
+        self._thread = None
+
+    def apply(self, change: BookChange) -> str:
+        book = self.books.get(change.market)
+        if book is None:
+            book = self.books[change.market] = DepthBook(change.market)
+        was_synced = book.synced
+        outcome = book.apply(change.seq, change.at, change.changes, change.prev_seq)
+        if outcome == "applied":
+            self._mark(change.market)
+        elif was_synced and not book.synced:
+            log.warning("depth of %s is stale: gap after seq %s", change.market, book.seq)
+            self._mark(change.market)
+        return outcome
+
+    def _mark(self, market: str) -> None:
+        if market not in self._dirty:
+            self._dirty.add(market)
+            self._wake.put(market)
+
+    def refresh(self) -> None:
+        for market, book in self.books.items():
+            if book.synced:
+                self._mark(market)
+
+    def local(self, market: str) -> Optional[DepthBook]:
+        book = self.books.get(market)
+        return book if book is not None and book.synced else None
+
+    def start(self, spawn=eventlet.spawn) -> None:
+        self._thread = spawn(self.run)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._wake.put(None)
+            self._thread.wait()
+            self._thread = None
+
+    def run(self) -> None:
+        while True:
+            market = self._wake.get()
+            if market is None:
+                return
+            self._dirty.discard(market)
+            try:
+                self._write(market)
+            except Exception:
+                log.exception("depth of %s not published", market)
+
+    def _write(self, market: str) -> None:
+        book = self.books[market]
+        depth_key, bbo_key = self.cache.depth_key(market), self.cache.bbo_key(market)
+        if not book.synced:
+            self.cache.delete(depth_key)
+            self.cache.delete(bbo_key)
+            return
+        snapshot, best = book.snapshot(DEPTH_LEVELS), book.best()
+        if not (self.cache.set(depth_key, snapshot, TTL_DEPTH)
+                and self.cache.set(bbo_key, best, TTL_DEPTH)):
+            self.cache.delete(depth_key)
+            self.cache.delete(bbo_key)
+
+
+# ================================================================ reads
+
+class MarketReads:
+    """The read RPCs: Memcached when fresh, Cassandra (or this process's
+    depth book) otherwise. Cache misses never write over what an ingest
+    published: they only ``add`` (or store under a version token)."""
+
+    def __init__(self, store: CassandraStore, cache: HotCache, depth: DepthKeeper):
+        self.store = store
+        self.cache = cache
+        self.depth_keeper = depth
+
+    # -- candles ---------------------------------------------------------------
+    def candles(self, market: str, interval: str, start: Optional[int], end: Optional[int],
+                limit: int, now: int) -> dict:
+        first, last, next_start = queries.candle_window(interval, start, end, limit, now)
+        step = INTERVALS[interval].ms
+        rows: list = []
+        for part in partitions(interval, first, last):
+            for row in self._candle_chunk(market, interval, part):
+                if first <= row[0] < last:
+                    rows.append(row)
+        return {"market": market, "interval": interval, "start": first, "end": last,
+                "next_start": next_start,
+                "candles": [{"open_time": r[0], "close_time": r[0] + step - 1, "open": r[1],
+                             "high": r[2], "low": r[3], "close": r[4], "volume": r[5],
+                             "quote_volume": r[6], "trade_count": r[7]} for r in rows]}
+
+    def _candle_chunk(self, market: str, interval: str, part: int) -> list:
+        version = self.cache.candle_version(market, interval, part)
+        if version is not None:
+            rows = self.cache.get(self.cache.candle_chunk_key(market, interval, part, version))
+            if rows is not None:
+                return rows
+        rows = self.store.candle_partition(market, interval, part)
+        if version is not None:
+            self.cache.set(self.cache.candle_chunk_key(market, interval, part, version), rows,
+                           TTL_CANDLE_CHUNK)
+        return rows
+
+    # -- trades ----------------------------------------------------------------
+    def trades(self, market: str, start: Optional[int], end: Optional[int], limit: int) -> dict:
+        if start is None and end is None and limit < RECENT_TRADES:
+            key = self.cache.recent_key(market)
+            cached = self.cache.get(key)
+            if cached is None:
+                rows, _, exhausted = self.store.latest_trades(market, None, None, RECENT_TRADES)
+                rows.sort(key=lambda t: t.key, reverse=True)
+                cached = {"complete": exhausted,
+                          "trades": [t.public() for t in rows[:RECENT_TRADES]]}
+                # add, not set: never overwrite what an ingest published meanwhile
+                self.cache._add(key, cached, TTL_RECENT_TRADES)
+            page = self._page_from_recent(cached, limit)
+            if page is not None:
+                return {"market": market, **page}
+        rows, resume_end, _ = self.store.latest_trades(market, start, end, limit)
+        rows.sort(key=lambda t: t.key, reverse=True)
+        page, next_end, split = queries.cut_trade_page(rows, limit)
+        if split is not None:
+            group = sorted(self.store.trades_at(market, split), key=lambda t: t.key, reverse=True)
+            page, next_end = queries.resolve_split(rows, limit, split, group)
+        elif len(rows) <= limit:
+            next_end = resume_end
+        return {"market": market, "trades": [t.public() for t in page], "next_end": next_end}
+
+    @staticmethod
+    def _page_from_recent(cached: dict, limit: int) -> Optional[dict]:
+        """The page Cassandra would give, cut from the cached newest-first list;
+        None when the list cannot tell (too short, or the millisecond at the
+        cut runs past the list's end)."""
+        items = cached["trades"]
+        if len(items) <= limit:
+            return {"trades": items, "next_end": None} if cached["complete"] else None
+        rows = [_Row(i["executed_at"], i) for i in items]
+        page, next_end, split = queries.cut_trade_page(rows, limit)
+        if split is not None:
+            if rows[-1].executed_at == split and not cached["complete"]:
+                return None
+            group = [r for r in rows if r.executed_at == split]
+            page, next_end = queries.resolve_split(rows, limit, split, group)
+        return {"trades": [r.item for r in page], "next_end": next_end}
+
+    def user_trades(self, user_id: str, start, end, limit: int) -> dict:
+        return {"user_id": user_id, "trades": self.store.user_trades(user_id, start, end, limit)}
+
+    # -- ticker ----------------------------------------------------------------
+    def ticker(self, market: str, now: int) -> dict:
+        return self.tickers([market], now)[0]
+
+    def tickers(self, markets: list[str], now: int) -> list[dict]:
+        minute = floor_to(now, MINUTE)
+        keys = [self.cache.ticker_key(m) for m in markets] + [self.cache.bbo_key(m) for m in markets]
+        found = self.cache._get_many(keys)
+        out = []
+        for market in markets:
+            ticker = found.get(self.cache.ticker_key(market))
+            if ticker is None or ticker.get("minute") != minute:
+                ticker = compute_ticker(market, *self.store.ticker_inputs(market, now), now)
+                self.cache._add(self.cache.ticker_key(market), ticker, TTL_TICKER)
+            best = found.get(self.cache.bbo_key(market))
+            if best is None:
+                book = self.depth_keeper.local(market)
+                best = book.best() if book is not None else None
+            ticker = dict(ticker)
+            ticker["best_bid"] = best["best_bid"] if best else None
+            ticker["best_ask"] = best["best_ask"] if best else None
+            ticker["book_seq"] = best["seq"] if best else None
+            out.append(ticker)
+        return out
+
+    # -- depth -----------------------------------------------------------------
+    def depth(self, market: str, limit: int) -> dict:
+        cached = self.cache.get(self.cache.depth_key(market))
+        book = self.depth_keeper.local(market)
+        if cached is not None and (book is None or cached["seq"] >= book.seq):
+            return {**cached, "bids": cached["bids"][:limit], "asks": cached["asks"][:limit]}
+        if book is not None:
+            return book.snapshot(limit)
+        raise DepthUnavailable(f"no trustworthy depth for {market} in this process yet")
+
+
+# ================================================================ Nameko glue
+
+class Backend(SharedExtension):
+    """The container's single set of long-lived marketdata objects.
+
+    Container config: CASSANDRA_KEYSPACE (tests), CACHE_PREFIX,
+    MEMCACHED_PORT (overrides EXCHANGE_MEMCACHED_PORT; tests point the cache at
+    a throw-away server), MARKETDATA_MARKETS (extra markets).
+    """
+
+    def setup(self):
+        settings = load_settings()
+        config = self.container.config
+        if config.get("MEMCACHED_PORT"):
+            settings = settings.with_overrides(EXCHANGE_MEMCACHED_PORT=str(config["MEMCACHED_PORT"]))
+        self.markets = MarketRegistry.from_config(config)
+        self.cluster = make_cluster(settings)
+        self.session = self.cluster.connect(
+            config.get("CASSANDRA_KEYSPACE", settings["EXCHANGE_CASSANDRA_KEYSPACE"]))
+        self.store = CassandraStore(self.session, write_cl=_consistency(settings, "WRITE"),
+                                    read_cl=_consistency(settings, "READ"))
+        self.cache = HotCache(make_cache(settings, config.get("CACHE_PREFIX", "")))
+        self.pipeline = IngestPipeline(self.store, self.cache)
+        self.depth = DepthKeeper(self.cache)
+        self.reads = MarketReads(self.store, self.cache, self.depth)
+
+    def start(self):
+        self.pipeline.start(self.container.spawn_managed_thread)
+        self.depth.start(self.container.spawn_managed_thread)
+
+    def stop(self):
+        self.pipeline.stop()
+        self.depth.stop()
+        self.cache.cache.client.close()
+        self.cluster.shutdown()
+
+    def kill(self):
+        self.cache.cache.client.close()
+        self.cluster.shutdown()
+
+
+class TradeLog(DependencyProvider):
+    """Workers get the ingest pipeline: ``record``, ``rebuild``, ``refresh``."""
+
+    backend = Backend()
+
+    def get_dependency(self, worker_ctx):
+        return self.backend.pipeline
+
+
+class DepthBooks(DependencyProvider):
+    backend = Backend()
+
+    def get_dependency(self, worker_ctx):
+        return self.backend.depth
+
+
+class Reads(DependencyProvider):
+    backend = Backend()
+
+    def get_dependency(self, worker_ctx):
+        return self.backend.reads
+
+
+class Markets(DependencyProvider):
+    backend = Backend()
+
+    def get_dependency(self, worker_ctx):
+        return self.backend.markets
+
+
+class Clock(DependencyProvider):
+    """Wall-clock time in epoch ms: the only place the service reads the clock.
+    Tests subclass the service with a clock they control."""
+
+    def get_dependency(self, worker_ctx):
+        return lambda: time.time_ns() // 1_000_000

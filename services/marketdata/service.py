@@ -1,0 +1,130 @@
+"""The marketdata Nameko service: trade history, candles, tickers and depth.
+
+Thin by design: validate (schemas) -> provider verb -> result. The candle and
+ticker maths live in candles.py / ticker.py, the depth book in depth.py,
+the I/O in providers.py. Contract: docs/marketdata.md.
+"""
+from __future__ import annotations
+
+import logging
+
+from nameko.events import BROADCAST, event_handler
+from nameko.rpc import rpc
+from nameko.timer import timer
+
+from services.marketdata import schemas
+from services.marketdata.errors import (InvalidArgument, InvalidEvent, MarketDataError,
+                                        UnknownMarket)
+from services.marketdata.providers import Clock, DepthBooks, Markets, Reads, TradeLog
+
+log = logging.getLogger(__name__)
+
+
+class MarketDataService:
+    name = "marketdata"
+
+    clock = Clock()
+    markets = Markets()
+    trade_log = TradeLog()
+    depth_books = DepthBooks()
+    reads = Reads()
+
+    # ------------------------------------------------------------ events in
+
+    @event_handler("matching", "trade_executed", requeue_on_error=True)
+    def on_trade_executed(self, payload):
+        """Idempotent by trade id. Returns once the trade and its candles are
+        in Cassandra (the event is acknowledged only then); a storage failure
+        raises and the event is requeued. Invalid events are logged and dropped."""
+        try:
+            trade = schemas.trade_from_event(payload, self.markets)
+        except (InvalidEvent, UnknownMarket) as exc:
+            log.error("trade_executed dropped: %s", exc)
+            return {"dropped": exc.code}
+        self.trade_log.record([trade], now=self.clock())
+        return {"recorded": trade.trade_id}
+
+    @event_handler("matching", "book_changed", handler_type=BROADCAST, reliable_delivery=False)
+    def on_book_changed(self, payload):
+        """Every instance keeps every book (broadcast); see depth.py for the
+        sequence rules."""
+        try:
+            change = schemas.book_change_from_event(payload, self.markets)
+        except (InvalidEvent, UnknownMarket) as exc:
+            log.error("book_changed dropped: %s", exc)
+            return {"dropped": exc.code}
+        return {"seq": change.seq, "outcome": self.depth_books.apply(change)}
+
+    @timer(interval=1.0)
+    def refresh(self):
+        """Roll tickers into the new minute, retry cache writes Memcached
+        refused, keep depth snapshots from expiring."""
+        self.trade_log.refresh(now=self.clock())
+        self.depth_books.refresh()
+
+    # ------------------------------------------------------------ reads
+
+    @rpc(expected_exceptions=MarketDataError)
+    def get_depth(self, market, limit=None):
+        """{market, seq, at, bids: [[price, qty]...] best first, asks: ...}.
+        Raises DepthUnavailable when no trustworthy book is known."""
+        self.markets.get(market)
+        return self.reads.depth(market, schemas.limit(
+            limit, schemas.DEPTH_DEFAULT_LIMIT, schemas.DEPTH_MAX_LIMIT))
+
+    @rpc(expected_exceptions=MarketDataError)
+    def get_trades(self, market, limit=None, start=None, end=None):
+        """Newest first, ``[start, end)`` on executed_at (epoch ms);
+        ``next_end`` continues a cut page (docs/marketdata.md)."""
+        self.markets.get(market)
+        start, end = schemas.time_range(start, end)
+        return self.reads.trades(market, start, end, schemas.limit(
+            limit, schemas.TRADES_DEFAULT_LIMIT, schemas.TRADES_MAX_LIMIT))
+
+    @rpc(expected_exceptions=MarketDataError)
+    def get_candles(self, market, interval, start=None, end=None, limit=None):
+        """Oldest first, ``[start, end)`` on open_time, at most ``limit``
+        buckets of time; buckets without trades are absent."""
+        self.markets.get(market)
+        interval = schemas.interval(interval)
+        start, end = schemas.time_range(start, end)
+        return self.reads.candles(market, interval, start, end, schemas.limit(
+            limit, schemas.CANDLES_DEFAULT_LIMIT, schemas.CANDLES_MAX_LIMIT), self.clock())
+
+    @rpc(expected_exceptions=MarketDataError)
+    def get_ticker(self, market):
+        self.markets.get(market)
+        return self.reads.ticker(market, self.clock())
+
+    @rpc(expected_exceptions=MarketDataError)
+    def get_tickers(self):
+        return self.reads.tickers(self.markets.symbols(), self.clock())
+
+    @rpc(expected_exceptions=MarketDataError)
+    def get_user_trades(self, user_id, limit=None, start=None, end=None):
+        """A user's fills, newest first (private: the gateway must pass the
+        authenticated user's id, never one taken from the request)."""
+        if not isinstance(user_id, str) or not 1 <= len(user_id) <= 128:
+            raise InvalidArgument("user_id must be a string of 1 to 128 characters")
+        start, end = schemas.time_range(start, end)
+        return self.reads.user_trades(user_id, start, end, schemas.limit(
+            limit, schemas.TRADES_DEFAULT_LIMIT, schemas.TRADES_MAX_LIMIT))
+
+    # ------------------------------------------------------------ maintenance
+
+    @rpc(expected_exceptions=MarketDataError)
+    def rebuild_candles(self, market, start, end):
+        """Recompute the candles of ``[start, end)`` (at most a day) from the
+        trades table; serialised with ingestion. See ``python -m
+        services.marketdata rebuild`` for longer ranges."""
+        self.markets.get(market)
+        start = schemas.timestamp(start, "start", optional=False)
+        end = schemas.timestamp(end, "end", optional=False)
+        schemas.time_range(start, end)
+        return self.trade_log.rebuild(market, start, end, now=self.clock())
+
+    @rpc(expected_exceptions=MarketDataError)
+    def health(self):
+        return {"status": "ok", "service": self.name, "markets": self.markets.symbols(),
+                "depth": {m: b.state for m, b in self.depth_books.books.items()},
+                "flushes": self.trade_log.flushes}

@@ -1,0 +1,86 @@
+"""The 24h rolling ticker (pure, no I/O; ``now`` is always an argument).
+
+The window is made of whole 1m candles: the 1440 minutes ending with the
+current one, i.e. candles with ``floor_minute(now) - 1439 min <= open_time
+<= floor_minute(now)`` (a trade stamped in a later minute, by clock skew,
+counts once that minute comes).
+It therefore covers between 23h59m and 24h of history, rolls forward once a
+minute, and is computed the same way from memory (the ingest path) and from
+the candles table (the cache-miss path), so both give identical answers.
+
+* open / close(``last``) are the first / last trades in the window by the
+  trade order (models.py); high / low / volume / quote_volume / trade_count
+  are over the window.
+* ``change`` = last - open; ``change_percent`` = change / open * 100, rounded
+  half-even to 2 decimals. Decimal throughout.
+* A window without trades: open/high/low/change are null, volumes "0", and
+  ``last`` is still the last price ever traded (``previous``: the latest 1m
+  candle before the window), or null for a market that never traded.
+"""
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Iterable, Optional
+
+from services.marketdata.candles import MINUTE, floor_to
+from services.marketdata.models import Aggregate, Candle, format_decimal
+
+WINDOW_MINUTES = 1440
+_CENT = Decimal("0.01")
+
+
+def window_start(now: int) -> int:
+    return floor_to(now, MINUTE) - (WINDOW_MINUTES - 1) * MINUTE
+
+
+def compute_ticker(market: str, minutes: Iterable[Candle], previous: Optional[Candle],
+                   now: int) -> dict:
+    """``minutes``: 1m candles (any extra outside the window is ignored);
+    ``previous``: the latest 1m candle before the window, if known."""
+    start, current = window_start(now), floor_to(now, MINUTE)
+    agg = Aggregate()
+    for candle in minutes:
+        if start <= candle.open_time <= current:
+            agg.add_candle(candle)
+        elif candle.open_time < start and (previous is None
+                                            or candle.last.key > previous.last.key):
+            previous = candle
+    ticker = {"market": market, "window_start": start, "minute": current,
+              "open": None, "high": None, "low": None, "last": None,
+              "volume": "0", "quote_volume": "0", "change": None, "change_percent": None,
+              "trade_count": 0, "first_trade_at": None, "last_trade_at": None}
+    if agg.count:
+        change = agg.close - agg.open
+        percent = (change * 100 / agg.open).quantize(_CENT, rounding=ROUND_HALF_EVEN)
+        ticker.update({
+            "open": format_decimal(agg.open), "high": format_decimal(agg.high),
+            "low": format_decimal(agg.low), "last": format_decimal(agg.close),
+            "volume": format_decimal(agg.volume),
+            "quote_volume": format_decimal(agg.quote_volume),
+            "change": format_decimal(change), "change_percent": format_decimal(percent),
+            "trade_count": agg.count, "first_trade_at": agg.first.executed_at,
+            "last_trade_at": agg.last.executed_at})
+    elif previous is not None:
+        ticker.update({"last": format_decimal(previous.close),
+                       "last_trade_at": previous.last.executed_at})
+    return ticker
+
+
+class TickerWindow:
+    """One market's window, fed with every changed 1m candle by the ingest path."""
+
+    def __init__(self, market: str, minutes: Iterable[Candle], previous: Optional[Candle]):
+        self.market = market
+        self.minutes: dict[int, Candle] = {c.open_time: c for c in minutes}
+        self.previous = previous
+
+    def update(self, candle: Candle) -> None:
+        self.minutes[candle.open_time] = candle
+
+    def snapshot(self, now: int) -> dict:
+        start = window_start(now)
+        for open_time in [t for t in self.minutes if t < start]:
+            old = self.minutes.pop(open_time)
+            if self.previous is None or old.last.key > self.previous.last.key:
+                self.previous = old
+        return compute_ticker(self.market, self.minutes.values(), self.previous, now)
