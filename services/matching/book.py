@@ -17,7 +17,9 @@ Layout (chosen by profiling; see docs/matching-engine.md):
   are skipped lazily.
 * ``index[side]`` is a ``SortedList`` of keys in price order for ordered walks
   (depth, snapshot, FOK). It may hold keys of removed levels (``known[side]`` is
-  the same key set, for O(1) membership) and is pruned when they pile up.
+  the same key set, for O(1) membership). Heap and index are each rebuilt from
+  the live levels when they exceed ``2 * live + PRUNE_SLACK`` entries, so both
+  stay O(live levels) and the rebuild cost is amortised O(1) per level.
 
 ``SortedList.add`` + ``remove`` cost about 2 us and ``irange`` about 2 us on
 the reference machine, so the hot path touches the sorted index only when a
@@ -115,12 +117,19 @@ class OrderBook:
         best = self.best[side]
         if best is None or key < best:
             self.best[side] = key
+        live = len(self.levels[side])
         known = self.known[side]
         if key not in known:
             known.add(key)
             self.index[side].add(key)
-        if len(heap) > 2 * len(self.levels[side]) + PRUNE_SLACK:
-            self.prune(side)
+            if len(known) > 2 * live + PRUNE_SLACK:
+                known.clear()
+                known.update(self.levels[side])
+                self.index[side].clear()
+                self.index[side].update(known)
+        if len(heap) > 2 * live + PRUNE_SLACK:
+            heap[:] = self.levels[side]
+            heapify(heap)
 
     def level_removed(self, side: int, key: int) -> None:
         """Delete ``levels[side][key]`` and move the best price if it was the best."""
@@ -131,18 +140,6 @@ class OrderBook:
             while heap and heap[0] not in levels:
                 heappop(heap)
             self.best[side] = heap[0] if heap else None
-
-    def prune(self, side: int) -> None:
-        """Drop heap and index entries of removed levels."""
-        levels = self.levels[side]
-        heap = self.heaps[side]
-        heap[:] = levels
-        heapify(heap)
-        if len(self.known[side]) > 2 * len(levels) + PRUNE_SLACK:
-            self.known[side].clear()
-            self.known[side].update(levels)
-            self.index[side].clear()
-            self.index[side].update(levels)
 
     # ------------------------------------------------------------ queries
 

@@ -34,13 +34,13 @@ from services.matching.models import (
 )
 
 EXAMPLES = int(os.environ.get("MATCHING_EXAMPLES", "150"))
+_NO_SHRINK = {"phases": [Phase.explicit, Phase.generate]} if os.environ.get("MATCHING_NO_SHRINK") else {}
 PROPERTY = settings(
     max_examples=EXAMPLES,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    # MATCHING_NO_SHRINK=1: report the first failure unshrunk (mutation testing).
-    phases=[Phase.explicit, Phase.generate] if os.environ.get("MATCHING_NO_SHRINK") else None,
+    **_NO_SHRINK,  # MATCHING_NO_SHRINK=1: report the first failure unshrunk (mutation testing)
 )
 
 USERS = ["alice", "bob", "carol", 7]  # any hashable user id is carried as is
