@@ -21,7 +21,8 @@ The checks (names are stable):
   deposits - withdrawals;
 * ``system_account_misuse`` -- a system account moved by a transaction type
   that must not touch it (deposits clearing: deposits only; withdrawals
-  clearing: withdrawals only; fee revenue: fees and adjustments only);
+  clearing: withdrawals only; fee revenue: trades (their fees), fees and
+  adjustments only);
 * ``withdrawals_clearing_mismatch`` -- withdrawals clearing differs from the
   sum of sent withdrawals;
 * ``open_withdrawals_exceed_locked`` -- pending and approved withdrawals
@@ -130,7 +131,7 @@ def run_audit(conn) -> list[dict]:
              WHERE a.kind <> 'user'
                AND NOT (a.kind = 'deposits_clearing' AND t.type = 'deposit'
                      OR a.kind = 'withdrawals_clearing' AND t.type = 'withdrawal'
-                     OR a.kind = 'fee_revenue' AND t.type IN ('fee', 'adjustment'))
+                     OR a.kind = 'fee_revenue' AND t.type IN ('trade', 'fee', 'adjustment'))
              GROUP BY a.kind, t.type ORDER BY 1, 2"""):
         found("system_account_misuse", f"{count} {type_} posting(s) on a {kind} account")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, NamedTuple, Optional
 
 from services.wallets.amounts import format_amount, format_price
-from services.wallets.assets import ASSETS, Asset, Market, fee_rates
+from services.wallets.assets import ASSETS, MARKETS, Asset, Market, fee_rates
 from services.wallets.errors import (
     IdempotencyConflict,
     IllegalWithdrawalTransition,
@@ -64,8 +64,7 @@ class LedgerBug(AssertionError):
     """An entry the core itself built does not balance: a programming error."""
 
 
-@dataclass(frozen=True)
-class Account:
+class Account(NamedTuple):
     """A snapshot of one account row (balances in minor units)."""
 
     id: int
@@ -152,9 +151,14 @@ class WorkingBalances:
 # ---------------------------------------------------------------- hold / release / adjust
 
 
+def movement_key(kind: str, ref: str) -> str:
+    """The idempotency key of a hold or release: ``hold:<ref>``, ``release:<ref>``."""
+    return f"{kind}:{ref}"
+
+
 def hold_entry(account: Account, amount: int, ref: str) -> JournalEntry:
     """Move ``amount`` from available to locked (key ``hold:<ref>``)."""
-    return journal_entry(f"hold:{ref}", HOLD, (
+    return journal_entry(movement_key(HOLD, ref), HOLD, (
         Posting(account.id, account.asset, AVAILABLE, -amount),
         Posting(account.id, account.asset, LOCKED, amount),
     ), {"user": account.owner, "asset": account.asset,
@@ -163,11 +167,14 @@ def hold_entry(account: Account, amount: int, ref: str) -> JournalEntry:
 
 def release_entry(account: Account, amount: int, ref: str) -> JournalEntry:
     """Move ``amount`` from locked back to available (key ``release:<ref>``)."""
-    return journal_entry(f"release:{ref}", RELEASE, (
+    return journal_entry(movement_key(RELEASE, ref), RELEASE, (
         Posting(account.id, account.asset, LOCKED, -amount),
         Posting(account.id, account.asset, AVAILABLE, amount),
     ), {"user": account.owner, "asset": account.asset,
         "amount": format_amount(ASSETS[account.asset], amount), "ref": ref})
+
+
+MOVEMENTS = {HOLD: hold_entry, RELEASE: release_entry}
 
 
 def adjustment_entry(account: Account, fee_account: Account, amount: int, ref: str,
@@ -239,10 +246,6 @@ class Trade(NamedTuple):
         return f"trade:{self.market.symbol}:{self.trade_id}"
 
     @property
-    def fee_key(self) -> str:
-        return f"fee:trade:{self.market.symbol}:{self.trade_id}"
-
-    @property
     def buyer(self) -> str:
         return self.taker_user if self.taker_side == BUY else self.maker_user
 
@@ -285,14 +288,15 @@ def fee_amount(received: int, rate: tuple[int, int]) -> int:
 
 
 def settle_trade(trade: Trade, accounts: Mapping[tuple[str, str], Account],
-                 tiers: Mapping[str, Optional[str]]) -> tuple[JournalEntry, Optional[JournalEntry]]:
-    """The trade entry and, if any fee is due, the fee entry.
+                 tiers: Mapping[str, Optional[str]]) -> JournalEntry:
+    """The journal entry of one trade, fees included.
 
     The seller's locked base goes to the buyer's available; the buyer's locked
     quote goes to the seller's available. Each side pays its fee (maker or
-    taker rate of its tier) on what it receives, to the fee revenue account.
-    ``accounts`` maps (owner, asset) to the locked accounts; every party must
-    be present (the caller checks for unknown users).
+    taker rate of its tier) on what it receives, to the fee revenue account of
+    that asset -- in the same entry, so a trade and its fees are one atomic,
+    idempotent unit. ``accounts`` maps (owner, asset) to the locked accounts;
+    every party must be present (the caller checks for unknown users).
     """
     market = trade.market
     base, quote = market.base, market.quote
@@ -302,32 +306,24 @@ def settle_trade(trade: Trade, accounts: Mapping[tuple[str, str], Account],
                            fee_rates(market, tiers.get(buyer)).rate(is_maker=buyer_is_maker))
     seller_fee = fee_amount(trade.quote_amount,
                             fee_rates(market, tiers.get(seller)).rate(is_maker=not buyer_is_maker))
-    maker_fee, taker_fee = ((base, buyer_fee), (quote, seller_fee)) if buyer_is_maker else (
-        (quote, seller_fee), (base, buyer_fee))
+    buyer_fee_text = format_amount(ASSETS[base], buyer_fee)
+    seller_fee_text = format_amount(ASSETS[quote], seller_fee)
     details = trade.request_details()
-    details["maker_fee"] = {"asset": maker_fee[0], "amount": format_amount(ASSETS[maker_fee[0]], maker_fee[1])}
-    details["taker_fee"] = {"asset": taker_fee[0], "amount": format_amount(ASSETS[taker_fee[0]], taker_fee[1])}
-
-    buyer_base, buyer_quote = accounts[(buyer, base)], accounts[(buyer, quote)]
-    seller_base, seller_quote = accounts[(seller, base)], accounts[(seller, quote)]
-    trade_entry = journal_entry(trade.key, TRADE, (
-        Posting(seller_base.id, base, LOCKED, -trade.base_amount),
-        Posting(buyer_base.id, base, AVAILABLE, trade.base_amount),
-        Posting(buyer_quote.id, quote, LOCKED, -trade.quote_amount),
-        Posting(seller_quote.id, quote, AVAILABLE, trade.quote_amount),
+    if buyer_is_maker:
+        details["maker_fee"] = {"asset": base, "amount": buyer_fee_text}
+        details["taker_fee"] = {"asset": quote, "amount": seller_fee_text}
+    else:
+        details["maker_fee"] = {"asset": quote, "amount": seller_fee_text}
+        details["taker_fee"] = {"asset": base, "amount": buyer_fee_text}
+    fee_owner = system_owner(FEE_REVENUE)
+    return journal_entry(trade.key, TRADE, (
+        Posting(accounts[(seller, base)].id, base, LOCKED, -trade.base_amount),
+        Posting(accounts[(buyer, base)].id, base, AVAILABLE, trade.base_amount - buyer_fee),
+        Posting(accounts[(fee_owner, base)].id, base, AVAILABLE, buyer_fee),
+        Posting(accounts[(buyer, quote)].id, quote, LOCKED, -trade.quote_amount),
+        Posting(accounts[(seller, quote)].id, quote, AVAILABLE, trade.quote_amount - seller_fee),
+        Posting(accounts[(fee_owner, quote)].id, quote, AVAILABLE, seller_fee),
     ), details)
-    if not buyer_fee and not seller_fee:
-        return trade_entry, None
-    fee_base = accounts[(system_owner(FEE_REVENUE), base)]
-    fee_quote = accounts[(system_owner(FEE_REVENUE), quote)]
-    fee_entry = journal_entry(trade.fee_key, FEE, (
-        Posting(buyer_base.id, base, AVAILABLE, -buyer_fee),
-        Posting(fee_base.id, base, AVAILABLE, buyer_fee),
-        Posting(seller_quote.id, quote, AVAILABLE, -seller_fee),
-        Posting(fee_quote.id, quote, AVAILABLE, seller_fee),
-    ), {"market": market.symbol, "trade_id": trade.trade_id,
-        "maker_fee": details["maker_fee"], "taker_fee": details["taker_fee"]})
-    return trade_entry, fee_entry
 
 
 def trade_result(details: dict, transaction_id: int) -> dict:
@@ -464,15 +460,32 @@ PUBLIC_DETAILS = {
     HOLD: ("ref", "withdrawal_id"),
     RELEASE: ("ref", "withdrawal_id", "status"),
     TRADE: ("market", "trade_id", "price", "quantity", "quote_amount"),
-    FEE: ("market", "trade_id", "withdrawal_id"),
+    FEE: ("withdrawal_id",),
     ADJUSTMENT: ("ref", "reason"),
 }
 
 
-def history_entry(asset: Asset, transaction_id: int, type_: str, created_at: str, details: dict,
-                  available_delta: int, locked_delta: int) -> dict:
-    """One line of a user's ledger page for one account."""
+def history_entry(user: str, asset: Asset, transaction_id: int, type_: str, created_at: str,
+                  details: dict, available_delta: int, locked_delta: int) -> dict:
+    """One line of ``user``'s ledger page for their ``asset`` account. A trade
+    line also says the user's side and role, and the fee this account paid
+    (its ``available_delta`` is net of it)."""
     shown = {name: details[name] for name in PUBLIC_DETAILS[type_] if name in details}
+    if type_ == TRADE:
+        taker_buys = details["taker_side"] == BUY
+        buyer = details["taker_user"] if taker_buys else details["maker_user"]
+        seller = details["maker_user"] if taker_buys else details["taker_user"]
+        market = MARKETS[details["market"]]
+        base, quote = market.base, market.quote
+        shown["side"] = BUY if user == buyer else SELL
+        shown["role"] = "taker" if user == details["taker_user"] else "maker"
+        paid_here = (asset.code == base and user == buyer) or (asset.code == quote and user == seller)
+        fee = format_amount(asset, 0)
+        if paid_here:
+            for charged in (details["maker_fee"], details["taker_fee"]):
+                if charged["asset"] == asset.code:
+                    fee = charged["amount"]
+        shown["fee"] = fee
     return {"transaction_id": transaction_id, "type": type_, "created_at": created_at,
             "available_delta": format_amount(asset, available_delta),
             "locked_delta": format_amount(asset, locked_delta), "details": shown}

@@ -19,7 +19,11 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Callable, Iterable, Iterator, Optional
 
+import eventlet
 import psycopg
+from eventlet.event import Event
+from eventlet.queue import Empty, LightQueue
+from eventlet.semaphore import Semaphore
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
@@ -40,9 +44,12 @@ from services.wallets.ledger import (
     DEPOSIT_FIELDS,
     DEPOSITS_CLEARING,
     FEE_REVENUE,
+    HOLD,
+    MOVEMENTS,
     MARK_SENT,
     MOVEMENT_FIELDS,
     PENDING,
+    RELEASE,
     SYSTEM_KINDS,
     TRADE_FIELDS,
     USER,
@@ -57,9 +64,8 @@ from services.wallets.ledger import (
     check_withdrawal_request,
     deposit_entry,
     history_entry,
-    hold_entry,
+    movement_key,
     movement_result,
-    release_entry,
     settle_trade,
     system_owner,
     trade_result,
@@ -72,18 +78,20 @@ RETRIES = 3
 
 # ---------------------------------------------------------------- SQL
 
+# Two JSON parameters: the entries [{"k": key, "t": type, "d": details}] and
+# their postings [{"k": key, "a": account id, "b": bucket, "s": asset,
+# "m": amount}] (amounts as JSON integers: exact, parsed as NUMERIC).
 POST_ENTRIES = """
 WITH new_transactions AS (
     INSERT INTO wallets.transactions (idempotency_key, type, details)
-    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]::jsonb[])
+    SELECT k, t, d FROM json_to_recordset(%s::json) AS e (k text, t text, d jsonb)
     {on_conflict}
     RETURNING id, idempotency_key, created_at
 ), new_postings AS (
     INSERT INTO wallets.postings (transaction_id, account_id, bucket, asset, amount)
-    SELECT t.id, p.account_id, p.bucket, p.asset, p.amount
-      FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[]::numeric[])
-           AS p (idempotency_key, account_id, bucket, asset, amount)
-      JOIN new_transactions t USING (idempotency_key)
+    SELECT t.id, p.a, p.b, p.s, p.m
+      FROM json_to_recordset(%s::json) AS p (k text, a bigint, b text, s text, m numeric)
+      JOIN new_transactions t ON t.idempotency_key = p.k
 )
 SELECT idempotency_key, id, created_at FROM new_transactions
 """
@@ -106,6 +114,11 @@ SELECT a.id, a.owner, a.kind, a.asset, a.available, a.locked, t.tier
  WHERE (a.owner, a.asset) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
  ORDER BY a.id
    FOR UPDATE OF a
+"""
+
+LOCK_ACCOUNTS_BY_ID = """
+SELECT id, owner, kind, asset, available, locked FROM wallets.accounts
+ WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE
 """
 
 OPEN_ACCOUNTS = """
@@ -140,6 +153,9 @@ SELECT t.id, t.type, t.created_at, t.details, page.available_delta, page.locked_
 
 
 # ---------------------------------------------------------------- helpers
+
+
+_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def iso(timestamp) -> str:
@@ -182,6 +198,65 @@ def retry_on_conflict(verb: Callable) -> Callable:
     return retrying
 
 
+# ---------------------------------------------------------------- group commit
+
+
+class GroupCommit:
+    """Concurrent calls share database transactions (group commit).
+
+    ``submit(request)`` queues the request and waits; a serving greenthread
+    takes everything queued (up to ``max_batch``) as one batch and runs
+    ``run_batch(requests) -> outcomes`` with at most ``max_in_flight``
+    batches at a time. While those run, new requests queue up, so the batch
+    size follows the load: one request alone when idle, many under
+    concurrency. An outcome that is an exception is raised in its caller only.
+    """
+
+    def __init__(self, run_batch: Callable[[list], list], max_batch: int = 200,
+                 max_in_flight: int = 2):
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self.requests: LightQueue = LightQueue()
+        self.slots = Semaphore(max_in_flight)
+        self.server = None
+
+    def submit(self, request):
+        if self.server is None or self.server.dead:
+            self.server = eventlet.spawn(self._serve)
+        waiter = Event()
+        self.requests.put((request, waiter))
+        return waiter.wait()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.kill()
+            self.server = None
+
+    def _serve(self) -> None:
+        while True:
+            self.slots.acquire()
+            batch = [self.requests.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self.requests.get_nowait())
+                except Empty:
+                    break
+            eventlet.spawn_n(self._run, batch)
+
+    def _run(self, batch: list) -> None:
+        try:
+            outcomes = self.run_batch([request for request, _ in batch])
+        except Exception as exc:  # a bug: every caller of the batch sees it
+            outcomes = [exc] * len(batch)
+        finally:
+            self.slots.release()
+        for (_, waiter), outcome in zip(batch, outcomes):
+            if isinstance(outcome, BaseException):
+                waiter.send_exception(outcome)
+            else:
+                waiter.send(outcome)
+
+
 # ---------------------------------------------------------------- the ledger
 
 
@@ -194,10 +269,18 @@ class PostgresLedger:
     immutable (owner, asset) -> account id cache).
     """
 
-    def __init__(self, pool: ConnectionPool, random_bytes: Callable[[int], bytes] = os.urandom):
+    def __init__(self, pool: ConnectionPool, random_bytes: Callable[[int], bytes] = os.urandom,
+                 group_commit: bool = True):
+        """``group_commit``: concurrent hold / release calls share database
+        transactions (see GroupCommit); off, each runs alone in one statement."""
         self.pool = pool
         self.random_bytes = random_bytes
         self._account_ids: dict[tuple[str, str], int] = {}
+        self._movements = GroupCommit(self._move_batch) if group_commit else None
+
+    def close(self) -> None:
+        if self._movements is not None:
+            self._movements.close()
 
     # -- connections --------------------------------------------------------
 
@@ -221,23 +304,23 @@ class PostgresLedger:
         """Insert ``entries``; returns {key: (transaction id, created_at)} of
         those inserted (with ``skip_known_keys``, an entry whose key exists is
         skipped instead of failing)."""
-        keys, types, details = [], [], []
-        p_keys, p_accounts, p_buckets, p_assets, p_amounts = [], [], [], [], []
-        dumps = json.dumps
+        return self._inserted(self._send_post(conn, entries, skip_known_keys))
+
+    @staticmethod
+    def _send_post(conn, entries: list[JournalEntry], skip_known_keys: bool = False):
+        transactions, postings = [], []
         for entry in entries:
-            keys.append(entry.key)
-            types.append(entry.type)
-            details.append(dumps(entry.details, separators=(",", ":")))
-            for posting in entry.postings:
-                p_keys.append(entry.key)
-                p_accounts.append(posting.account_id)
-                p_buckets.append(posting.bucket)
-                p_assets.append(posting.asset)
-                p_amounts.append(str(posting.amount))
+            key = entry.key
+            transactions.append({"k": key, "t": entry.type, "d": entry.details})
+            for account_id, asset, bucket, amount in entry.postings:
+                postings.append({"k": key, "a": account_id, "b": bucket, "s": asset, "m": amount})
         statement = POST_ENTRIES_SKIPPING_KNOWN_KEYS if skip_known_keys else POST_NEW_ENTRIES
-        rows = conn.execute(statement, (keys, types, details, p_keys, p_accounts, p_buckets,
-                                        p_assets, p_amounts)).fetchall()
-        return {key: (transaction_id, created_at) for key, transaction_id, created_at in rows}
+        return conn.execute(statement, (_json(transactions), _json(postings)))
+
+    @staticmethod
+    def _inserted(cursor) -> dict:
+        return {key: (transaction_id, created_at)
+                for key, transaction_id, created_at in cursor.fetchall()}
 
     def _stored(self, conn, keys: list[str]) -> dict:
         """{key: (transaction id, created_at, details)} of the keys already journaled."""
@@ -258,13 +341,21 @@ class PostgresLedger:
     def _lock(self, conn, pairs: Iterable[tuple[str, str]]) -> tuple[dict, dict]:
         """Lock the (owner, asset) accounts in id order; returns
         ({(owner, asset): Account}, {owner: fee tier}). Missing ones are absent."""
+        return self._locked_accounts(self._send_lock(conn, pairs).fetchall())
+
+    @staticmethod
+    def _send_lock(conn, pairs: Iterable[tuple[str, str]]):
         owners, assets = zip(*set(pairs))
+        return conn.execute(LOCK_ACCOUNTS, (list(owners), list(assets)))
+
+    @staticmethod
+    def _locked_accounts(rows) -> tuple[dict, dict]:
         accounts, tiers = {}, {}
-        for row in conn.execute(LOCK_ACCOUNTS, (list(owners), list(assets))).fetchall():
-            account = _account(row)
-            accounts[(account.owner, account.asset)] = account
-            if row[6] is not None:
-                tiers[account.owner] = row[6]
+        for account_id, owner, kind, asset, available, locked, tier in rows:
+            accounts[(owner, asset)] = Account(account_id, owner, kind, asset, int(available),
+                                               int(locked))
+            if tier is not None:
+                tiers[owner] = tier
         return accounts, tiers
 
     @staticmethod
@@ -323,16 +414,23 @@ class PostgresLedger:
 
     def hold(self, user: str, asset: Asset, amount: int, ref: str) -> dict:
         """Lock ``amount`` of the user's available balance; idempotent by ``ref``."""
-        return self._move(hold_entry, user, asset, amount, ref)
+        return self._move(HOLD, user, asset, amount, ref)
 
     def release(self, user: str, asset: Asset, amount: int, ref: str) -> dict:
         """Unlock ``amount`` of the user's locked balance; idempotent by ``ref``."""
-        return self._move(release_entry, user, asset, amount, ref)
+        return self._move(RELEASE, user, asset, amount, ref)
 
-    def _move(self, build, user: str, asset: Asset, amount: int, ref: str) -> dict:
+    def _move(self, kind: str, user: str, asset: Asset, amount: int, ref: str) -> dict:
+        if self._movements is not None:
+            return self._movements.submit((kind, user, asset, amount, ref))
+        return self._move_alone(kind, user, asset, amount, ref)
+
+    def _move_alone(self, kind: str, user: str, asset: Asset, amount: int, ref: str) -> dict:
+        """One hold / release as one autocommitted statement; the database's
+        CHECK constraints decide whether the balance suffices."""
         with self._connection() as conn:
             account = Account(self._account_id(conn, user, asset.code), user, USER, asset.code, 0, 0)
-            entry = build(account, amount, ref)
+            entry = MOVEMENTS[kind](account, amount, ref)
             try:
                 inserted = self._post(conn, [entry], skip_known_keys=True)
             except pg_errors.CheckViolation as exc:
@@ -345,6 +443,77 @@ class PostgresLedger:
             transaction_id, created_at, details = self._stored(conn, [entry.key])[entry.key]
         check_replay(entry.key, details, entry.details, MOVEMENT_FIELDS)
         return movement_result(details, transaction_id, iso(created_at))
+
+    def _move_batch(self, requests: list) -> list:
+        """Outcomes (results or typed errors) of many holds / releases, decided
+        together in one transaction; if that fails unexpectedly, each request
+        runs alone so one bad request cannot fail the others."""
+        try:
+            return self._move_together(requests)
+        except (psycopg.Error, LookupError):
+            outcomes = []
+            for request in requests:
+                try:
+                    outcomes.append(self._move_alone(*request))
+                except Exception as exc:
+                    outcomes.append(exc)
+            return outcomes
+
+    @retry_on_conflict
+    def _move_together(self, requests: list) -> list:
+        outcomes: list = [None] * len(requests)
+        entries: dict[int, JournalEntry] = {}
+        with self._connection() as conn:
+            account_ids = {}
+            for i, (_, user, asset, _, _) in enumerate(requests):
+                try:
+                    account_ids[i] = self._account_id(conn, user, asset.code)
+                except UnknownUser as exc:
+                    outcomes[i] = exc
+            keys = [movement_key(kind, ref) for kind, _, _, _, ref in requests]
+            # Two round trips: (BEGIN, lock, look up keys), then (insert, COMMIT).
+            with conn.pipeline(), conn.transaction():
+                locking = conn.execute(LOCK_ACCOUNTS_BY_ID, (sorted(set(account_ids.values())),))
+                looking_up = conn.execute(STORED_TRANSACTIONS, (keys,))
+                accounts = {row[0]: Account(row[0], row[1], row[2], row[3], int(row[4]), int(row[5]))
+                            for row in locking.fetchall()}
+                stored = {key: (transaction_id, created_at, details)
+                          for key, transaction_id, created_at, details in looking_up.fetchall()}
+                for i, account_id in account_ids.items():
+                    kind, _, _, amount, ref = requests[i]
+                    entries[i] = MOVEMENTS[kind](accounts[account_id], amount, ref)
+                balances = WorkingBalances(accounts.values())
+                first: dict[str, int] = {}
+                to_post = []
+                for i, entry in entries.items():
+                    if entry.key in stored or entry.key in first:
+                        continue
+                    try:
+                        balances.apply(entry, f"{entry.type} {entry.details['ref']}")
+                    except (InsufficientFunds, InsufficientLocked) as exc:
+                        outcomes[i] = exc
+                        continue
+                    first[entry.key] = i
+                    to_post.append(entry)
+                posting = self._send_post(conn, to_post, skip_known_keys=True) if to_post else None
+            inserted = self._inserted(posting) if posting is not None else {}
+            missing = [key for key in first if key not in inserted]
+            if missing:  # taken meanwhile by a request on another account: a conflict
+                stored.update(self._stored(conn, missing))
+        for i, entry in entries.items():
+            if outcomes[i] is not None:
+                continue
+            if entry.key in inserted:
+                transaction_id, created_at = inserted[entry.key]
+                details = entries[first[entry.key]].details
+            else:
+                transaction_id, created_at, details = stored[entry.key]
+            try:
+                check_replay(entry.key, details, entry.details, MOVEMENT_FIELDS)
+                outcomes[i] = movement_result(details, transaction_id, iso(created_at))
+            except IdempotencyConflict as exc:
+                outcomes[i] = exc
+        return outcomes
 
     @retry_on_conflict
     def adjust_balance(self, user: str, asset: Asset, amount: int, ref: str, reason: str) -> dict:
@@ -383,9 +552,13 @@ class PostgresLedger:
             for owner in (trade.maker_user, trade.taker_user, fee_owner):
                 pairs.add((owner, market.base))
                 pairs.add((owner, market.quote))
-        with self._transaction() as conn:
-            accounts, tiers = self._lock(conn, pairs)
-            stored = self._stored(conn, [trade.key for trade in trades])
+        # Two round trips: (BEGIN, lock, look up keys), then (insert, COMMIT).
+        with self._connection() as conn, conn.pipeline(), conn.transaction():
+            locking = self._send_lock(conn, pairs)
+            looking_up = conn.execute(STORED_TRANSACTIONS, ([trade.key for trade in trades],))
+            accounts, tiers = self._locked_accounts(locking.fetchall())
+            stored = {key: (transaction_id, created_at, details)
+                      for key, transaction_id, created_at, details in looking_up.fetchall()}
             balances = WorkingBalances(accounts.values())
             entries: list[JournalEntry] = []
             batch: dict[str, dict] = {}
@@ -397,14 +570,12 @@ class PostgresLedger:
                 self._require(accounts, ((user, asset) for user in (trade.maker_user, trade.taker_user)
                                          for asset in (trade.market.base, trade.market.quote)),
                               f"trade {trade.key}")
-                trade_entry, fee_entry = settle_trade(trade, accounts, tiers)
-                balances.apply(trade_entry, f"trade {trade.key}")
-                entries.append(trade_entry)
-                if fee_entry is not None:
-                    balances.apply(fee_entry, f"fee of trade {trade.key}")
-                    entries.append(fee_entry)
-                batch[trade.key] = trade_entry.details
-            inserted = self._post(conn, entries) if entries else {}
+                entry = settle_trade(trade, accounts, tiers)
+                balances.apply(entry, f"trade {trade.key}")
+                entries.append(entry)
+                batch[trade.key] = entry.details
+            posting = self._send_post(conn, entries) if entries else None
+        inserted = self._inserted(posting) if posting is not None else {}
         results = []
         for trade in trades:
             if trade.key in inserted:
@@ -614,7 +785,7 @@ class PostgresLedger:
             account_id = self._account_id(conn, user, asset.code)
             rows = conn.execute(HISTORY_PAGE, (account_id, before or (1 << 63) - 1,
                                                limit + 1)).fetchall()
-        entries = [history_entry(asset, r[0], r[1], iso(r[2]), r[3], int(r[4]), int(r[5]))
+        entries = [history_entry(user, asset, r[0], r[1], iso(r[2]), r[3], int(r[4]), int(r[5]))
                    for r in rows[:limit]]
         next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
         return {"user": user, "asset": asset.code, "entries": entries, "next_cursor": next_cursor}
@@ -637,6 +808,14 @@ class Ledger(PostgresPool):
         super().setup()
         self.ledger = PostgresLedger(self.pool)
         self.ledger.ensure_system_accounts()
+
+    def stop(self):
+        self.ledger.close()
+        super().stop()
+
+    def kill(self):
+        self.ledger.close()
+        super().kill()
 
     def get_dependency(self, worker_ctx):
         return self.ledger

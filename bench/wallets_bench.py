@@ -1,0 +1,216 @@
+"""Wallets benchmark against the real PostgreSQL of the local stack.
+
+    PYTHONPATH=. .venv/bin/python bench/wallets_bench.py                 # defaults below
+    PYTHONPATH=. .venv/bin/python bench/wallets_bench.py --batches 50 --holds 5000  # quick run
+
+Runs in its own database, ``exchange_bench`` (created on first run with the
+wallets migrations; it only grows -- drop it to start afresh), so the test
+database stays small.
+
+* ``settle_trades``: ``--batches`` batches of ``--batch-size`` trades through
+  ``PostgresLedger.settle_trades`` (the provider verb the RPC calls), one
+  batch after the other as a market's settler would; trades alternate
+  BTC-USDT / ETH-USDT between ``--users`` funded users (random maker, taker
+  and side; 1 trade in 10 charges a fee tier). Reports trades/s and the
+  per-batch latency percentiles.
+* ``hold``: ``--holds`` holds of 0.0001 BTC by ``--concurrency`` greenthreads
+  (eventlet GreenPool) through ``PostgresLedger.hold`` on one pool of as many
+  connections; each hold has its own ref, users are picked at random.
+  Reports holds/s and per-call latency percentiles.
+
+Setup (untimed): users get accounts, deposits and holds large enough for
+every trade. The audit runs at the end (untimed) and must be clean.
+"""
+import eventlet
+
+eventlet.monkey_patch()
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import random  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import psycopg  # noqa: E402
+from psycopg import sql  # noqa: E402
+
+from services.common.config import load_settings  # noqa: E402
+from services.common.config import REPO_ROOT  # noqa: E402
+from services.common.migrations import apply_sql_migrations, read_migrations  # noqa: E402
+from services.common.postgres import make_pool  # noqa: E402
+from services.wallets import schemas  # noqa: E402
+from services.wallets.assets import ASSETS  # noqa: E402
+from services.wallets.providers import PostgresLedger  # noqa: E402
+
+BENCH_DB = "exchange_bench"
+
+
+def percentiles(samples_s: list[float]) -> str:
+    ordered = sorted(samples_s)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    return (f"p50 {at(0.50):.2f} ms  p95 {at(0.95):.2f} ms  p99 {at(0.99):.2f} ms  "
+            f"max {ordered[-1] * 1000:.2f} ms")
+
+
+def machine(settings) -> str:
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    with psycopg.connect(settings.postgres_dsn(BENCH_DB)) as conn:
+        server = conn.execute("SELECT version()").fetchone()[0].split(" on ")[0]
+        commit = conn.execute("SHOW synchronous_commit").fetchone()[0]
+        fsync = conn.execute("SHOW fsync").fetchone()[0]
+    return (f"{platform.node()}: {os.cpu_count()} x {cpu}, Python {platform.python_version()}, "
+            f"{server} (fsync={fsync}, synchronous_commit={commit}), same host")
+
+
+def prepare_database(settings) -> None:
+    with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
+    with psycopg.connect(settings.postgres_dsn(BENCH_DB)) as conn:
+        apply_sql_migrations(conn, read_migrations(
+            "wallets", REPO_ROOT / "services" / "wallets" / "migrations", "sql"))
+
+
+def fund_users(ledger: PostgresLedger, count: int) -> list[str]:
+    """Users with plenty of every asset, most of it locked (as open orders would)."""
+    users = []
+    pool = eventlet.GreenPool(16)
+
+    def one(_):
+        user = f"bench-{uuid.uuid4()}"
+        ledger.open_accounts(user)
+        for code, whole in (("BTC", 10_000), ("ETH", 100_000), ("USDT", 10 ** 10)):
+            asset = ASSETS[code]
+            amount = whole * asset.unit
+            address = ledger.deposit_address(user, asset)["address"]
+            txid = uuid.uuid4().hex * 2
+            txid = txid if asset.chain == "bitcoin" else "0x" + txid
+            ledger.credit_deposit(asset, address, amount, txid, asset.confirmations)
+            ledger.hold(user, asset, amount // 2, f"bench-setup-{user}-{code}")
+        return user
+
+    for user in pool.imap(one, range(count)):
+        users.append(user)
+    for user in users[::10]:
+        ledger.set_fee_tier(user, "vip1")
+    return users
+
+
+def make_batches(users: list[str], batches: int, size: int, rng: random.Random) -> list:
+    run = uuid.uuid4().hex[:12]
+    result = []
+    sequence = 0
+    for _ in range(batches):
+        raw = []
+        for _ in range(size):
+            sequence += 1
+            maker, taker = rng.sample(users, 2)
+            btc = sequence % 2 == 0
+            raw.append({
+                "trade_id": f"{run}-{sequence}",
+                "market": "BTC-USDT" if btc else "ETH-USDT",
+                "price": f"{rng.randint(2_900_000, 3_100_000) / 100:.2f}" if btc
+                else f"{rng.randint(190_000, 210_000) / 100:.2f}",
+                "quantity": f"{rng.randint(1, 500) / 10_000:.4f}",
+                "taker_side": rng.choice(("buy", "sell")),
+                "maker_user_id": maker,
+                "taker_user_id": taker,
+            })
+        result.append(schemas.load_trades(raw))
+    return result
+
+
+def bench_settle(ledger: PostgresLedger, batches: list) -> None:
+    latencies = []
+    for batch in batches[:3]:  # warm-up: prepared statements, caches
+        ledger.settle_trades(batch)
+    timed = batches[3:]
+    started, cpu = time.perf_counter(), time.process_time()
+    for batch in timed:
+        t0 = time.perf_counter()
+        ledger.settle_trades(batch)
+        latencies.append(time.perf_counter() - t0)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    trades = sum(len(b) for b in timed)
+    print(f"settle_trades: {trades} trades in {len(timed)} batches of {len(timed[0])}: "
+          f"{trades / elapsed:,.0f} trades/s ({elapsed:.2f} s; this process used "
+          f"{cpu / elapsed:.0%} of a core)")
+    print(f"  per batch: {percentiles(latencies)}")
+
+
+def bench_hold(ledger: PostgresLedger, users: list[str], holds: int, concurrency: int,
+               rng: random.Random) -> None:
+    btc = ASSETS["BTC"]
+    run = uuid.uuid4().hex[:12]
+    picks = [rng.choice(users) for _ in range(holds)]
+    latencies = []
+
+    def one(i):
+        t0 = time.perf_counter()
+        ledger.hold(picks[i], btc, 10_000, f"bench-hold-{run}-{i}")
+        latencies.append(time.perf_counter() - t0)
+
+    pool = eventlet.GreenPool(concurrency)
+    for i in range(min(200, holds)):  # warm-up
+        pool.spawn_n(one, i)
+    pool.waitall()
+    latencies.clear()
+    started, cpu = time.perf_counter(), time.process_time()
+    for i in range(200, holds):
+        pool.spawn_n(one, i)
+    pool.waitall()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    done = holds - 200
+    print(f"hold: {done} holds, {concurrency} concurrent callers: {done / elapsed:,.0f} holds/s "
+          f"({elapsed:.2f} s; this process used {cpu / elapsed:.0%} of a core)")
+    print(f"  per call: {percentiles(latencies)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--holds", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--only", choices=("settle", "hold"))
+    args = parser.parse_args()
+
+    settings = load_settings()
+    prepare_database(settings)
+    pool = make_pool(settings, BENCH_DB, min_size=args.concurrency, max_size=args.concurrency,
+                     name="wallets-bench")
+    ledger = PostgresLedger(pool)
+    ledger.ensure_system_accounts()
+    rng = random.Random(args.seed)
+    print(f"machine: {machine(settings)}")
+    t0 = time.perf_counter()
+    users = fund_users(ledger, args.users)
+    print(f"setup: {len(users)} funded users in {time.perf_counter() - t0:.1f} s (untimed)")
+    if args.only in (None, "settle"):
+        bench_settle(ledger, make_batches(users, args.batches + 3, args.batch_size, rng))
+    if args.only in (None, "hold"):
+        bench_hold(ledger, users, args.holds + 200, args.concurrency, rng)
+    t0 = time.perf_counter()
+    findings = ledger.audit()
+    print(f"audit: {'clean' if not findings else findings} ({time.perf_counter() - t0:.1f} s, untimed)")
+    pool.close()
+    if findings:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
