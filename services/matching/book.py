@@ -9,9 +9,10 @@ Layout (chosen by profiling; see docs/matching-engine.md):
   ``key = price`` for asks. One ascending order then serves both sides.
 * ``levels[side]`` maps key -> level ``[total, queue, compact_at]``: the open
   quantity of the level, a ``deque`` of order records in time priority, and the
-  queue length that triggers dropping dead records. Cancels only mark a record
-  dead (O(1)); matching pops dead records from the front and ``rest`` compacts
-  a queue whose length has doubled.
+  queue length that triggers dropping dead records. A cancel removes its
+  record from a short queue (``SHORT_QUEUE``) at once and otherwise only marks
+  it dead (O(1)); matching pops dead records from the front and ``rest``
+  compacts a queue whose length has doubled.
 * ``heaps[side]`` is a binary heap of keys whose smallest live entry is the
   best price, kept in ``best[side]`` for O(1) reads. Entries of removed levels
   are skipped lazily.
@@ -41,6 +42,7 @@ OID, UID, SIDE, PRICE, REM, FILLED, QTY, STP, POST = range(9)
 TOTAL, QUEUE, COMPACT_AT = range(3)
 
 COMPACT_MIN = 16  # a queue is never compacted below this length
+SHORT_QUEUE = 8  # a cancel removes its record from a queue this short at once
 PRUNE_SLACK = 64  # stale heap/index entries tolerated beyond the live count
 
 
@@ -108,6 +110,8 @@ class OrderBook:
         level[TOTAL] = total
         if not total:
             self.level_removed(side, key)
+        elif len(level[QUEUE]) <= SHORT_QUEUE:
+            level[QUEUE].remove(order)
         return total
 
     def level_added(self, side: int, key: int) -> None:

@@ -28,7 +28,7 @@ from collections import deque
 from heapq import heappop
 from typing import Hashable, Optional
 
-from .book import OrderBook, compact, order_view
+from .book import SHORT_QUEUE, OrderBook, compact, order_view
 from .models import (
     BOOK_LEVEL_CHANGED,
     CANCELLED,
@@ -272,12 +272,29 @@ class MatchingEngine:
             if not rests:
                 ev.append((ORDER_DONE, seq, oid, uid, side, "expired", "TIME_IN_FORCE", qty - rem, rem, None))
                 return ev
-            mine = user_orders.get(uid)  # matching may have dropped the user's entry
             order = [oid, uid, s, price, rem, qty - rem, qty, stp, post_only]
         elif rests:
-            ev = [(COMMAND_ACCEPTED, seq, PLACE, oid, uid)]
-            rem = qty
+            # Passive: the common case, done in one go.
             order = [oid, uid, s, price, qty, 0, qty, stp, post_only]
+            key = -lk
+            levels = self._levels[s]
+            level = levels.get(key)
+            if level is None:
+                levels[key] = [qty, deque((order,)), 16]
+                self.book.level_added(s, key)
+                total = qty
+            else:
+                level[0] = total = level[0] + qty
+                queue = level[1]
+                queue.append(order)
+                if len(queue) > level[2]:
+                    compact(level)
+            orders[oid] = order
+            if mine is None:
+                user_orders[uid] = {oid: order}
+            else:
+                mine[oid] = order
+            return [(COMMAND_ACCEPTED, seq, PLACE, oid, uid), (BOOK_LEVEL_CHANGED, seq, side, price, total)]
         elif tif == "FOK":
             return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.FOK_NOT_FILLABLE)]
         else:
@@ -286,25 +303,8 @@ class MatchingEngine:
                 (ORDER_DONE, seq, oid, uid, side, "expired", "TIME_IN_FORCE", 0, qty, None),
             ]
 
-        # Rest at the back of the level.
-        key = -lk
-        levels = self._levels[s]
-        level = levels.get(key)
-        if level is None:
-            levels[key] = [rem, deque((order,)), 16]
-            self.book.level_added(s, key)
-            total = rem
-        else:
-            level[0] = total = level[0] + rem
-            queue = level[1]
-            queue.append(order)
-            if len(queue) > level[2]:
-                compact(level)
-        orders[oid] = order
-        if mine is None:
-            user_orders[uid] = {oid: order}
-        else:
-            mine[oid] = order
+        # The remainder of a crossing GTC order rests at the back of its level.
+        total = self.book.rest(order)
         ev.append((BOOK_LEVEL_CHANGED, seq, side, price, total))
         return ev
 
@@ -633,6 +633,8 @@ class MatchingEngine:
         level[0] = total = level[0] - rem
         if not total:
             self.book.level_removed(s, key)
+        elif len(level[1]) <= SHORT_QUEUE:
+            level[1].remove(order)  # short queue: drop the record now (C-level scan)
         side = "buy" if s == 0 else "sell"
         return [
             (COMMAND_ACCEPTED, seq, CANCEL, oid, owner),
