@@ -12,7 +12,7 @@ from services.common.postgres import PostgresPool
 from psycopg.types.json import Jsonb
 
 from .errors import InvalidMarket, MarketExists, UnknownMarket
-from .models import ConfigError, Halt, MarketConfig, Resume, command_to_dict
+from .models import CancelAll, ConfigError, Halt, InvalidValue, SetReferencePrice, MarketConfig, Resume, command_to_dict
 from .providers import OUTBOX_STREAM, MarketEngines, command_queue_name
 
 
@@ -59,6 +59,23 @@ class MatchingService:
     def resume_market(self, market: str):
         return self._send(market, Resume(), "resume")
 
+    @rpc
+    def set_reference_price(self, market: str, price: str):
+        """The price band's reference (trades move it too), e.g. when opening a market."""
+        config = self._host(market).config
+        try:
+            ticks = config.price_to_ticks(price)
+        except InvalidValue as exc:
+            raise InvalidMarket(str(exc)) from None
+        return self._send(market, SetReferencePrice(ticks), "reference_price")
+
+    @rpc
+    def cancel_market_orders(self, market: str):
+        """Operator sweep (delisting, incident): cancel every resting order of
+        the market, as one journaled CancelAll per user who has any."""
+        users = sorted(self._host(market).engine.book.user_orders, key=str)
+        return [self._send(market, CancelAll(user), "cancel_all")["command_id"] for user in users]
+
     def _send(self, market: str, command, verb: str):
         with self.db.transaction() as conn:
             if not conn.execute("SELECT 1 FROM markets WHERE symbol = %s", (market,)).fetchone():
@@ -82,7 +99,9 @@ class MatchingService:
         host = self._host(market)
         engine, config = host.engine, host.config
         depth = engine.depth(max(1, min(int(limit), 1000)))
+        reference = engine.reference_price
         return {"market": market, "seq": engine.seq, "halted": engine.halted,
+                "reference_price": None if reference is None else config.ticks_to_price(reference),
                 **{side: [[config.ticks_to_price(p), config.lots_to_qty(q)] for p, q in levels]
                    for side, levels in depth.items()}}
 

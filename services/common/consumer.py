@@ -1,0 +1,111 @@
+"""Ordered, batched, at-least-once consumption with one active consumer.
+
+A ``BatchConsumer`` reads a quorum queue with single-active-consumer bound to
+an exchange, hands messages to ``handle(batch)`` in publish order, and acks
+them only after ``handle`` returned (it commits its own transaction). A crash
+anywhere before the ack redelivers the batch, so ``handle`` must be idempotent
+by message id. Other processes running the same consumer are hot standbys.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+
+import eventlet
+from kombu import Connection, Consumer, Exchange
+from nameko.extensions import DependencyProvider
+
+from services.common.outbox import command_queue
+
+log = logging.getLogger(__name__)
+
+
+class BatchConsumer:
+    def __init__(self, amqp_uri: str, queue: str, exchange: str, routing_keys: list[str],
+                 handle, batch: int = 200, idle=None, idle_every: float = 0.5):
+        self.amqp_uri = amqp_uri
+        self.queue_name = queue
+        self.exchange = Exchange(exchange, type="topic", durable=True)
+        self.routing_keys = routing_keys
+        self.handle = handle
+        self.batch = batch
+        self.idle = idle
+        self.idle_every = idle_every
+        self.running = True
+        self.active = False
+        self.handled = 0
+
+    def run(self) -> None:
+        while self.running:
+            try:
+                self._consume()
+            except Exception:
+                if not self.running:
+                    return
+                log.exception("consumer %s failed; reconnecting", self.queue_name)
+                self.active = False
+                eventlet.sleep(0.5)
+
+    def _consume(self) -> None:
+        buffer: list = []
+        with Connection(self.amqp_uri, heartbeat=10) as amqp:
+            channel = amqp.channel()
+            channel.basic_qos(0, self.batch, False)
+            self.exchange(channel).declare()
+            queue = command_queue(self.queue_name)(channel)
+            queue.declare()
+            for key in self.routing_keys:
+                queue.bind_to(self.exchange, routing_key=key)
+            on_message = lambda body, message: buffer.append((body, message))  # noqa: E731
+            with Consumer(channel, [queue], callbacks=[on_message], accept=["json"]):
+                while self.running:
+                    try:
+                        amqp.drain_events(timeout=self.idle_every)
+                    except socket.timeout:
+                        if self.idle is not None:
+                            self.idle()
+                        continue
+                    while len(buffer) < self.batch:
+                        try:
+                            amqp.drain_events(timeout=0)
+                        except socket.timeout:
+                            break
+                    self.active = True
+                    batch, buffer[:] = buffer[:], []
+                    self.handle([(m.delivery_info["routing_key"], m.properties.get("message_id"), body)
+                                 for body, m in batch])
+                    channel.basic_ack(batch[-1][1].delivery_tag, multiple=True)
+                    self.handled += len(batch)
+
+
+class BatchConsumerProvider(DependencyProvider):
+    """Runs a BatchConsumer for the container's lifetime. Subclasses give the
+    queue, exchange and keys, and implement ``handle(batch)``."""
+
+    queue: str
+    exchange: str
+    routing_keys: list[str]
+    batch = 200
+
+    def setup_consumer(self) -> None:
+        """Open what ``handle`` needs (pools); called in ``setup``."""
+
+    def handle(self, batch) -> None:
+        raise NotImplementedError
+
+    def setup(self):
+        self.setup_consumer()
+        self.consumer = BatchConsumer(self.container.config["AMQP_URI"], self.queue,
+                                      self.exchange, self.routing_keys, self.handle, self.batch)
+
+    def start(self):
+        self.thread = self.container.spawn_managed_thread(self.consumer.run)
+
+    def stop(self):
+        self.consumer.running = False
+        self.thread.kill()
+
+    kill = stop
+
+    def get_dependency(self, worker_ctx):
+        return self.consumer

@@ -1,0 +1,40 @@
+"""Typed errors of the orders RPC API; ``code`` is part of the public contract."""
+
+
+class OrdersError(Exception):
+    code = "ORDERS_ERROR"
+
+    def __init__(self, message: str):
+        super().__init__(f"{self.code}: {message}")
+        self.detail = message
+
+
+class InvalidOrder(OrdersError):
+    """The request itself is wrong (missing/extra fields, bad types, off grid...)."""
+    code = "INVALID_ORDER"
+
+
+class UnknownMarket(OrdersError):
+    code = "UNKNOWN_MARKET"
+
+
+class DuplicateClientOrderId(OrdersError):
+    code = "DUPLICATE_CLIENT_ORDER_ID"
+
+
+class OrderRejected(OrdersError):
+    """Well-formed but refused (insufficient funds, market halted, rule breached).
+    Nothing is held for a rejected order."""
+    code = "ORDER_REJECTED"
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+class UnknownOrder(OrdersError):
+    code = "UNKNOWN_ORDER"
+
+
+class OrderNotOpen(OrdersError):
+    code = "ORDER_NOT_OPEN"

@@ -1,0 +1,343 @@
+"""Nameko service `orders`: the trading API in front of the engines.
+
+place_order: validate (grid, types) -> write the order as `pending` -> hold the
+funds in wallets (idempotent by ref `order:<id>`) -> in one transaction mark it
+`new` and put the engine command in the outbox -> return the accepted order.
+"Accepted" means: durably recorded with its funds held and its command
+committed for the engine; it cannot be lost by any single process dying
+(docs/order-flow.md). A rejected order holds nothing.
+
+A `pending` order left by a crash between those steps is finished by
+`recover_pending`: the hold is retried with the same ref (so it happens at most
+once) and the order is accepted, or rejected if the funds are not there.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from decimal import Decimal
+
+from nameko.exceptions import RemoteError
+from nameko.rpc import RpcProxy, rpc
+from nameko.timer import timer
+
+from services.common.outbox import OutboxRelay, enqueue_command
+from services.matching.models import (
+    AmendOrder, CancelAll, CancelOrder, InvalidValue, MarketConfig, command_to_dict,
+    place_order_from_decimals, to_decimal,
+)
+from services.matching.providers import command_queue_name
+
+from . import holds
+from .errors import (
+    DuplicateClientOrderId, InvalidOrder, OrderNotOpen, OrderRejected, OrdersError, UnknownMarket,
+    UnknownOrder,
+)
+from .providers import OPEN, MarketCatalog, MatchingEvents, OrderStore
+
+OUTBOX_STREAM = "orders"
+CATALOG_TTL = 5.0
+PENDING_GRACE_SECONDS = 10
+MAX_PAGE = 500
+
+
+def _text(name: str, value, max_len: int = 64, optional=False):
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise InvalidOrder(f"{name} must be a non-empty string of at most {max_len} characters")
+    return value
+
+
+def _choice(name: str, value, allowed, default=None):
+    if value is None:
+        return default
+    if value not in allowed:
+        raise InvalidOrder(f"{name} must be one of {', '.join(allowed)}")
+    return value
+
+
+def _decimal(name: str, value):
+    if value is None:
+        return None
+    try:
+        return to_decimal(value)
+    except InvalidValue as exc:
+        raise InvalidOrder(f"{name}: {exc}") from None
+
+
+def _int_id(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InvalidOrder(f"{name} must be an integer")
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidOrder(f"{name} must be an integer") from None
+    if not 0 < number < 2 ** 63:
+        raise InvalidOrder(f"{name} is out of range")
+    return number
+
+
+def _amount_text(amount: Decimal) -> str:
+    return format(amount.normalize(), "f")
+
+
+class OrdersService:
+    name = "orders"
+
+    db = OrderStore()
+    catalog = MarketCatalog()
+    events = MatchingEvents()
+    relay = OutboxRelay(OUTBOX_STREAM)
+    wallets_rpc = RpcProxy("wallets")
+    matching_rpc = RpcProxy("matching")
+
+    @rpc
+    def health(self):
+        with self.db.transaction() as conn:
+            conn.execute("SELECT 1")
+        return {"status": "ok", "events_consumer_active": self.events.active}
+
+    # -- markets ---------------------------------------------------------------
+    def _market(self, symbol) -> MarketConfig:
+        symbol = _text("market", symbol, 32)
+        if time.monotonic() - self.catalog.loaded_at > CATALOG_TTL or symbol not in self.catalog.markets:
+            self.catalog.markets = {m["symbol"]: m for m in self.matching_rpc.list_markets()}
+            self.catalog.loaded_at = time.monotonic()
+        if symbol not in self.catalog.markets:
+            raise UnknownMarket(symbol)
+        return MarketConfig.from_dict(self.catalog.markets[symbol])
+
+    # -- place -------------------------------------------------------------------
+    @rpc(expected_exceptions=OrdersError)
+    def place_order(self, user, market, side, type="limit", quantity=None, quote_amount=None,
+                    price=None, time_in_force=None, post_only=False, stp_mode=None,
+                    client_order_id=None):
+        user = _text("user", user)
+        config = self._market(market)
+        side = _choice("side", side, ("buy", "sell"))
+        if side is None:
+            raise InvalidOrder("side is required")
+        order_type = _choice("type", type, ("limit", "market"), "limit")
+        tif = _choice("time_in_force", time_in_force, ("GTC", "IOC", "FOK"))
+        stp = _choice("stp_mode", stp_mode, ("NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"))
+        if not isinstance(post_only, bool):
+            raise InvalidOrder("post_only must be true or false")
+        client_order_id = _text("client_order_id", client_order_id, 36, optional=True)
+        price, quantity, quote_amount = (_decimal("price", price), _decimal("quantity", quantity),
+                                         _decimal("quote_amount", quote_amount))
+        engine_type, engine_price = order_type, price
+        if order_type == "limit":
+            if price is None or quantity is None or quote_amount is not None:
+                raise InvalidOrder("a limit order needs price and quantity, and no quote_amount")
+            tif = tif or "GTC"
+        else:
+            if price is not None or post_only:
+                raise InvalidOrder("a market order has no price and cannot be post-only")
+            if (quantity is None) == (quote_amount is None):
+                raise InvalidOrder("a market order needs exactly one of quantity or quote_amount")
+            if quote_amount is not None and side == "sell":
+                raise InvalidOrder("a market sell is by quantity")
+            tif = tif or "IOC"
+            if tif == "GTC":
+                raise InvalidOrder("a market order is IOC or FOK")
+            if side == "buy" and quantity is not None:
+                # Protect the hold: an IOC limit at the band's edge above the best ask.
+                engine_type, engine_price = "limit", self._protection_price(config)
+        try:
+            place = place_order_from_decimals(config, 0, user, side, engine_type, engine_price,
+                                              quantity, quote_amount, tif, post_only, stp)
+        except InvalidValue as exc:
+            raise InvalidOrder(str(exc)) from None
+        hold = holds.initial_hold(config.base_asset, config.quote_asset, side, order_type,
+                                  engine_price, quantity, quote_amount)
+
+        with self.db.transaction() as conn:
+            order_id = self.db.next_order_id(conn)
+            duplicate = conn.execute(
+                "INSERT INTO orders (order_id, user_id, market, client_order_id, side, order_type, "
+                "price, quantity, quote_amount, time_in_force, post_only, stp_mode, status, "
+                "hold_asset, hold_amount, cap_price, cap_quantity) VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s) "
+                "ON CONFLICT (user_id, client_order_id) WHERE client_order_id IS NOT NULL "
+                "DO NOTHING RETURNING order_id",
+                (order_id, user, config.symbol, client_order_id, side, order_type, price, quantity,
+                 quote_amount, tif, post_only, stp, hold.asset, hold.amount, hold.cap_price,
+                 hold.cap_quantity)).fetchone() is None
+        if duplicate:
+            raise DuplicateClientOrderId(f"{client_order_id!r} is already used by this user")
+        return self._hold_and_send(order_id, user, config.symbol, hold.asset, hold.amount,
+                                   command_to_dict(place._replace(order_id=order_id)))
+
+    def _protection_price(self, config: MarketConfig) -> Decimal:
+        depth = self.matching_rpc.get_depth(config.symbol, 1)
+        if not depth["sell"]:
+            raise OrderRejected("NO_LIQUIDITY", "no sell orders to buy from")
+        best_ask = Decimal(depth["sell"][0][0])
+        band = 1 + Decimal(config.price_band_percent or "5") / 100
+        # Within the engine's band around its reference price, or it would be refused.
+        anchor = Decimal(depth["reference_price"] or best_ask)
+        cap = min(best_ask, anchor) * band
+        tick = Decimal(config.tick_size)
+        return max(best_ask, (cap / tick).to_integral_value(rounding="ROUND_FLOOR") * tick)
+
+    def _hold_and_send(self, order_id, user, market, asset, amount, command) -> dict:
+        try:
+            self.wallets_rpc.hold(user, asset, _amount_text(amount), f"order:{order_id}")
+        except RemoteError as exc:
+            with self.db.transaction() as conn:
+                conn.execute("UPDATE orders SET status = 'rejected', reason = %s, hold_amount = 0, "
+                             "updated_at = now() WHERE order_id = %s AND status = 'pending'",
+                             (exc.value.split(":")[0] if exc.value else exc.exc_type, order_id))
+            reason = (exc.value or "").split(":")[0] or exc.exc_type
+            raise OrderRejected(reason, exc.value or exc.exc_type) from None
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE orders SET status = 'new', updated_at = now() "
+                         "WHERE order_id = %s AND status = 'pending'", (order_id,))
+            enqueue_command(conn, OUTBOX_STREAM, command_queue_name(market), f"place:{order_id}",
+                            {"command": command})
+            return self.db.get(conn, user, order_id=order_id)
+
+    @timer(interval=5)
+    def recover_pending(self):
+        """Finish orders a crash left between `pending` and `new`."""
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT order_id, user_id, market, side, order_type, price, quantity, quote_amount, "
+                "time_in_force, post_only, stp_mode, hold_asset, hold_amount FROM orders "
+                "WHERE status = 'pending' AND created_at < now() - make_interval(secs => %s) "
+                "ORDER BY order_id LIMIT 100", (PENDING_GRACE_SECONDS,)).fetchall()
+        for (order_id, user, market, side, order_type, price, quantity, quote_amount, tif,
+             post_only, stp, asset, amount) in rows:
+            config = self._market(market)
+            if order_type == "market" and side == "buy" and quantity is not None:
+                engine_type, engine_price = "limit", amount / quantity
+            else:
+                engine_type, engine_price = order_type, price
+            place = place_order_from_decimals(config, order_id, user, side, engine_type,
+                                              engine_price, quantity, quote_amount, tif,
+                                              post_only, stp)
+            try:
+                self._hold_and_send(order_id, user, market, asset, amount, command_to_dict(place))
+            except OrderRejected:
+                pass
+
+    # -- cancel / amend ------------------------------------------------------------
+    def _open_order(self, conn, user, order_id) -> dict:
+        order = self.db.get(conn, _text("user", user), order_id=_int_id("order_id", order_id),
+                            lock=True)
+        if order is None:
+            raise UnknownOrder(f"no order {order_id} for this user")
+        if order["status"] not in OPEN:
+            raise OrderNotOpen(f"order {order_id} is {order['status']}")
+        return order
+
+    def _send(self, conn, market: str, message_id: str, command) -> None:
+        enqueue_command(conn, OUTBOX_STREAM, command_queue_name(market), message_id,
+                        {"command": command_to_dict(command)})
+
+    @rpc(expected_exceptions=OrdersError)
+    def cancel_order(self, user, order_id):
+        """Ask the engine to cancel; the order becomes `cancelled` when it has."""
+        with self.db.transaction() as conn:
+            order = self._open_order(conn, user, order_id)
+            self._send(conn, order["market"], f"cancel:{order['order_id']}:{uuid.uuid4()}",
+                       CancelOrder(order["order_id"], order["user_id"]))
+        return {**order, "cancel_requested": True}
+
+    @rpc(expected_exceptions=OrdersError)
+    def cancel_all(self, user, market):
+        user = _text("user", user)
+        config = self._market(market)
+        with self.db.transaction() as conn:
+            self._send(conn, config.symbol, f"cancel_all:{config.symbol}:{user}:{uuid.uuid4()}",
+                       CancelAll(user))
+            count = conn.execute("SELECT count(*) FROM orders WHERE user_id = %s AND market = %s "
+                                 "AND status IN ('new', 'partially_filled')",
+                                 (user, config.symbol)).fetchone()[0]
+        return {"market": config.symbol, "open_orders": count, "cancel_requested": True}
+
+    @rpc(expected_exceptions=OrdersError)
+    def amend_order(self, user, order_id, price=None, quantity=None):
+        """New price and/or new total quantity. Raising either holds the extra
+        first; whatever is left over is released when the order ends."""
+        price, quantity = _decimal("price", price), _decimal("quantity", quantity)
+        if price is None and quantity is None:
+            raise InvalidOrder("give a new price or quantity")
+        with self.db.transaction() as conn:
+            order = self._open_order(conn, user, order_id)
+            if order["order_type"] != "limit":
+                raise InvalidOrder("only limit orders can be amended")
+            config = self._market(order["market"])
+            row = conn.execute("SELECT hold_amount, cap_price, cap_quantity, amends FROM orders "
+                               "WHERE order_id = %s", (order["order_id"],)).fetchone()
+            hold, cap_price, cap_quantity, amends = row
+            new_price = price if price is not None else Decimal(order["price"])
+            new_quantity = quantity if quantity is not None else Decimal(order["quantity"])
+            try:
+                command = AmendOrder(order["order_id"], order["user_id"],
+                                     None if price is None else config.price_to_ticks(price),
+                                     None if quantity is None else config.qty_to_lots(quantity))
+            except InvalidValue as exc:
+                raise InvalidOrder(str(exc)) from None
+            extra, cap_price, cap_quantity = holds.amend_extra(
+                order["side"], hold, cap_price, cap_quantity, new_price, new_quantity)
+            amends += 1
+        if extra > 0:
+            try:
+                self.wallets_rpc.hold(order["user_id"], order["hold_asset"], _amount_text(extra),
+                                      f"order:{order['order_id']}:amend:{amends}")
+            except RemoteError as exc:
+                raise OrderRejected((exc.value or "").split(":")[0] or exc.exc_type,
+                                    exc.value or exc.exc_type) from None
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE orders SET hold_amount = hold_amount + %s, cap_price = %s, "
+                         "cap_quantity = %s, amends = %s, updated_at = now() WHERE order_id = %s",
+                         (extra, cap_price, cap_quantity, amends, order["order_id"]))
+            self._send(conn, order["market"], f"amend:{order['order_id']}:{amends}", command)
+            return {**self.db.get(conn, order["user_id"], order_id=order["order_id"]),
+                    "amend_requested": True}
+
+    # -- queries -----------------------------------------------------------------
+    @rpc(expected_exceptions=OrdersError)
+    def get_order(self, user, order_id=None, client_order_id=None):
+        user = _text("user", user)
+        if (order_id is None) == (client_order_id is None):
+            raise InvalidOrder("give exactly one of order_id or client_order_id")
+        with self.db.transaction() as conn:
+            order = self.db.get(conn, user, order_id=None if order_id is None else
+                                _int_id("order_id", order_id),
+                                client_order_id=_text("client_order_id", client_order_id, 36,
+                                                      optional=True))
+        if order is None:
+            raise UnknownOrder("no such order for this user")
+        return order
+
+    @rpc(expected_exceptions=OrdersError)
+    def open_orders(self, user, market=None):
+        user = _text("user", user)
+        from .providers import SELECT_ORDER, order_view
+        with self.db.transaction() as conn:
+            if market is None:
+                rows = conn.execute(f"{SELECT_ORDER} WHERE user_id = %s AND status = ANY(%s) "
+                                    "ORDER BY order_id", (user, list(OPEN))).fetchall()
+            else:
+                rows = conn.execute(f"{SELECT_ORDER} WHERE user_id = %s AND market = %s AND "
+                                    "status = ANY(%s) ORDER BY order_id",
+                                    (user, self._market(market).symbol, list(OPEN))).fetchall()
+        return [order_view(row) for row in rows]
+
+    @rpc(expected_exceptions=OrdersError)
+    def order_history(self, user, cursor=None, limit=100):
+        """Newest first; pass the returned ``next_cursor`` for the next page."""
+        user = _text("user", user)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise InvalidOrder(f"limit must be an integer from 1 to {MAX_PAGE}")
+        before = 2 ** 63 - 1 if cursor is None else _int_id("cursor", cursor)
+        from .providers import SELECT_ORDER, order_view
+        with self.db.transaction() as conn:
+            rows = conn.execute(f"{SELECT_ORDER} WHERE user_id = %s AND order_id < %s "
+                                "ORDER BY order_id DESC LIMIT %s", (user, before, limit)).fetchall()
+        orders = [order_view(row) for row in rows]
+        return {"orders": orders,
+                "next_cursor": orders[-1]["order_id"] if len(orders) == limit else None}

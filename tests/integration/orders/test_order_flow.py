@@ -1,0 +1,157 @@
+"""Placing, matching and settling orders across the real services."""
+from decimal import Decimal as D
+
+import pytest
+from nameko.exceptions import RemoteError
+
+from tests.integration.orders.conftest import (
+    balance, fund, wait_for, wait_settled, wait_status,
+)
+
+FINAL = ("filled", "cancelled", "expired", "rejected")
+
+
+def place(rpc, user, side, price=None, quantity=None, **kw):
+    return rpc.orders.place_order(user, kw.pop("market", "BTC-USDT"), side,
+                                  kw.pop("type", "limit"), quantity=quantity, price=price, **kw)
+
+
+def test_a_limit_buy_fills_at_the_makers_price_and_the_improvement_is_released(exchange):
+    seller = fund(exchange, {"BTC": "1"})
+    buyer = fund(exchange, {"USDT": "1000"})
+    ask = place(exchange, seller, "sell", "100", "0.5")
+    assert ask["status"] == "new" and ask["hold_amount"] == "0.5"
+    assert balance(exchange, seller, "BTC") == (D("0.5"), D("0.5"))
+    bid = place(exchange, buyer, "buy", "101", "0.5", client_order_id="bid-1")
+    assert bid["hold_amount"] == "50.5" and bid["client_order_id"] == "bid-1"
+
+    assert wait_status(exchange, buyer, bid["order_id"], FINAL)["status"] == "filled"
+    assert wait_status(exchange, seller, ask["order_id"], FINAL)["status"] == "filled"
+    # Taker pays 0.2% of the 0.5 BTC it receives; maker 0.1% of the 50 USDT.
+    wait_settled(exchange, buyer, "BTC", "0.499")
+    wait_settled(exchange, buyer, "USDT", "950")
+    wait_settled(exchange, seller, "USDT", "49.95")
+    wait_settled(exchange, seller, "BTC", "0.5")
+    done = exchange.orders.get_order(buyer, client_order_id="bid-1")
+    assert (done["filled_quantity"], done["filled_quote"], done["released_amount"]) == \
+        ("0.5", "50", "0.5")
+
+
+def test_an_ioc_sweeps_several_makers_and_its_remainder_expires(exchange):
+    makers = [fund(exchange, {"BTC": "1"}) for _ in range(3)]
+    for maker, (price, qty) in zip(makers, [("100", "0.1"), ("101", "0.2"), ("103", "0.3")]):
+        place(exchange, maker, "sell", price, qty)
+    taker = fund(exchange, {"USDT": "1000"})
+    order = place(exchange, taker, "buy", "102", "0.5", time_in_force="IOC")
+    done = wait_status(exchange, taker, order["order_id"], FINAL)
+    assert done["status"] == "expired"
+    assert (done["filled_quantity"], done["filled_quote"]) == ("0.3", "30.2")
+    wait_settled(exchange, taker, "USDT", "969.8")
+    wait_settled(exchange, taker, "BTC", "0.2994")
+    wait_settled(exchange, makers[0], "USDT", "9.99")
+    wait_settled(exchange, makers[1], "USDT", "20.1798")
+    assert balance(exchange, makers[2], "BTC") == (D("0.7"), D("0.3"))
+    assert [o["price"] for o in exchange.orders.open_orders(makers[2], "BTC-USDT")] == ["103"]
+
+
+def test_market_orders_by_quote_amount_and_by_quantity(exchange):
+    maker = fund(exchange, {"BTC": "1", "USDT": "1000"})
+    place(exchange, maker, "sell", "100", "0.1")
+    place(exchange, maker, "sell", "110", "0.2")
+    buyer = fund(exchange, {"USDT": "100"})
+    by_quote = place(exchange, buyer, "buy", type="market", quote_amount="25")
+    done = wait_status(exchange, buyer, by_quote["order_id"], FINAL)
+    spent = D(done["filled_quote"])
+    assert D("24") < spent <= D("25"), done
+    wait_settled(exchange, buyer, "USDT", str(D("100") - spent))
+
+    # By quantity: sent as an IOC limit at a protection price inside the band,
+    # the hold covers quantity x that price, the leftover comes back.
+    buyer2 = fund(exchange, {"USDT": "100"})
+    by_qty = place(exchange, buyer2, "buy", type="market", quantity="0.05")
+    done = wait_status(exchange, buyer2, by_qty["order_id"], FINAL)
+    assert (done["status"], done["order_type"], done["filled_quote"]) == ("filled", "market", "5.5")
+    wait_settled(exchange, buyer2, "USDT", "94.5")
+
+    place(exchange, maker, "buy", "90", "0.2")
+    seller = fund(exchange, {"BTC": "0.05"})
+    sold = place(exchange, seller, "sell", type="market", quantity="0.05")
+    sold = wait_status(exchange, seller, sold["order_id"], FINAL)
+    assert (sold["status"], sold["reason"]) == ("filled", None)
+    wait_settled(exchange, seller, "USDT", str(D("4.5") * (1 - D("0.002"))))
+
+
+
+def test_fok_and_post_only_rejections_hold_nothing_afterwards(exchange):
+    maker = fund(exchange, {"BTC": "1"})
+    place(exchange, maker, "sell", "100", "0.1")
+    taker = fund(exchange, {"USDT": "1000"})
+    fok = place(exchange, taker, "buy", "100", "0.2", time_in_force="FOK")
+    post = place(exchange, taker, "buy", "100", "0.05", post_only=True)
+    for order in (fok, post):
+        wait_status(exchange, taker, order["order_id"], FINAL)
+    assert exchange.orders.get_order(taker, fok["order_id"])["status"] in ("rejected", "expired")
+    rejected = exchange.orders.get_order(taker, post["order_id"])
+    assert (rejected["status"], rejected["reason"]) == ("rejected", "POST_ONLY_WOULD_TAKE")
+    wait_settled(exchange, taker, "USDT", "1000")
+
+
+def test_cancel_releases_and_amend_holds_the_difference(exchange):
+    user = fund(exchange, {"USDT": "1000"})
+    order = place(exchange, user, "buy", "100", "1")
+    assert balance(exchange, user, "USDT") == (D("900"), D("100"))
+    amended = exchange.orders.amend_order(user, order["order_id"], price="120", quantity="2")
+    assert amended["hold_amount"] == "240"
+    assert balance(exchange, user, "USDT") == (D("760"), D("240"))
+    wait_for(lambda: exchange.orders.get_order(user, order["order_id"])["price"] == "120",
+             what="the amend to reach the engine")
+    exchange.orders.cancel_order(user, order["order_id"])
+    assert wait_status(exchange, user, order["order_id"], FINAL)["status"] == "cancelled"
+    wait_settled(exchange, user, "USDT", "1000")
+    with pytest.raises(RemoteError) as error:
+        exchange.orders.cancel_order(user, order["order_id"])
+    assert error.value.exc_type == "OrderNotOpen"
+
+
+def test_a_halted_market_rejects_new_orders_but_cancels_work(exchange):
+    user = fund(exchange, {"USDT": "1000"})
+    resting = place(exchange, user, "buy", "100", "1")
+    wait_for(lambda: exchange.matching.get_depth("BTC-USDT", 5)["buy"], what="the bid to rest")
+    exchange.matching.halt_market("BTC-USDT")
+    wait_for(lambda: exchange.matching.get_depth("BTC-USDT", 1)["halted"], what="the halt")
+    late = place(exchange, user, "buy", "99", "1")
+    rejected = wait_status(exchange, user, late["order_id"], FINAL)
+    assert (rejected["status"], rejected["reason"]) == ("rejected", "MARKET_HALTED")
+    exchange.orders.cancel_order(user, resting["order_id"])
+    assert wait_status(exchange, user, resting["order_id"], FINAL)["status"] == "cancelled"
+    wait_settled(exchange, user, "USDT", "1000")
+    exchange.matching.resume_market("BTC-USDT")
+    wait_for(lambda: not exchange.matching.get_depth("BTC-USDT", 1)["halted"], what="resume")
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"price": "100", "quantity": 0.5}, "InvalidOrder"),            # a float
+    ({"price": "100.001", "quantity": "0.5"}, "InvalidOrder"),     # off tick
+    ({"price": "100", "quantity": "0.00005"}, "InvalidOrder"),     # off lot
+    ({"price": "-1", "quantity": "0.5"}, "InvalidOrder"),
+    ({"price": "NaN", "quantity": "0.5"}, "InvalidOrder"),
+    ({"price": "100", "quantity": "0.5", "market": "DOGE-USDT"}, "UnknownMarket"),
+    ({"price": "100", "quantity": "0.5", "time_in_force": "GTD"}, "InvalidOrder"),
+    ({"price": "100", "quantity": "100"}, "OrderRejected"),        # more than the balance
+])
+def test_bad_orders_get_typed_errors_and_hold_nothing(exchange, kwargs, error):
+    user = fund(exchange, {"USDT": "1000"})
+    with pytest.raises(RemoteError) as raised:
+        place(exchange, user, "buy", **kwargs)
+    assert raised.value.exc_type == error
+    assert balance(exchange, user, "USDT") == (D("1000"), D("0"))
+    assert exchange.orders.open_orders(user) == []
+
+
+def test_a_client_order_id_is_used_once(exchange):
+    user = fund(exchange, {"USDT": "1000"})
+    place(exchange, user, "buy", "100", "0.1", client_order_id="same")
+    with pytest.raises(RemoteError) as raised:
+        place(exchange, user, "buy", "100", "0.1", client_order_id="same")
+    assert raised.value.exc_type == "DuplicateClientOrderId"
+    assert balance(exchange, user, "USDT") == (D("990"), D("10"))
