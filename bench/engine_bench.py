@@ -6,7 +6,9 @@
 Workload (generated before timing, by driving a shadow engine so that cancels
 always target orders that are live at that point of the stream):
 
-* build-up (untimed): ``--build-up`` passive limit orders around the mid;
+* build-up (untimed): ``--build-up`` passive limit orders around the mid
+  (default 2,000: about the book this flow settles to, so the timed run starts
+  in steady state; ``--build-up 10000`` starts from a far denser book);
 * then the timed stream, per command:
   - 60% passive GTC limit orders: side 50/50, price = mid -/+ (1 + an
     exponential offset, mean 40 ticks), never crossing the opposite best;
@@ -60,6 +62,7 @@ CONFIG = MarketConfig(
     max_open_orders=500,
     default_stp="EXPIRE_MAKER",
 )
+CATEGORIES = ("passive", "cancel", "aggressive", "market")
 START_MID = 3_000_000  # 30,000.00 USDT in ticks
 USERS = 1000
 MEAN_OFFSET = 40  # ticks
@@ -80,6 +83,8 @@ class Workload:
         self.live: list = []  # live order ids, for uniform choice
         self.slot: dict = {}  # order id -> index in self.live
         self.mix = {"passive": 0, "cancel": 0, "aggressive": 0, "market": 0}
+        self.kinds = bytearray()  # per generated command: index into CATEGORIES
+        self.last_kind = "passive"
 
     def _apply(self, cmd) -> None:
         events = self.engine.apply(cmd)
@@ -124,6 +129,7 @@ class Workload:
                 price = bid + 1
             side = "sell"
         self.mix["passive"] += 1
+        self.last_kind = "passive"
         return PlaceOrder(self._new_id(), rng.choice(self.users), side, price=price, quantity=self._qty())
 
     def cancel(self):
@@ -131,6 +137,7 @@ class Workload:
             return self.passive()
         oid = self.live[self.rng.randrange(len(self.live))]
         self.mix["cancel"] += 1
+        self.last_kind = "cancel"
         return CancelOrder(oid)
 
     def aggressive(self):
@@ -146,6 +153,7 @@ class Workload:
         qty = before + max(1, levels[-1][1] * rng.randint(50, 150) // 100)
         tif = "GTC" if rng.random() < 0.7 else "IOC"
         self.mix["aggressive"] += 1
+        self.last_kind = "aggressive"
         return PlaceOrder(self._new_id(), rng.choice(self.users), side, price=price, quantity=qty, time_in_force=tif)
 
     def market(self):
@@ -156,6 +164,7 @@ class Workload:
             return self.passive()
         qty = max(CONFIG.min_lots, sum(q for _, q in levels) * rng.randint(30, 100) // 100)
         self.mix["market"] += 1
+        self.last_kind = "market"
         if side == "buy" and rng.random() < 0.25:
             quote = max(CONFIG.min_notional_units, qty * levels[0][0])
             return PlaceOrder(self._new_id(), rng.choice(self.users), side, "market", quote_amount=quote)
@@ -168,6 +177,7 @@ class Workload:
             self._apply(cmd)
             out.append(cmd)
         self.mix = dict.fromkeys(self.mix, 0)
+        self.kinds = bytearray()
         return out
 
     def stream(self, count: int) -> list:
@@ -187,6 +197,7 @@ class Workload:
                 cmd = self.market()
             self._apply(cmd)
             out.append(cmd)
+            self.kinds.append(CATEGORIES.index(self.last_kind))
         return out
 
 
@@ -200,17 +211,23 @@ def fresh_engine(build_up: list) -> MatchingEngine:
     return engine
 
 
+def collections() -> int:
+    return sum(g["collections"] for g in gc.get_stats())
+
+
 def timed_run(build_up: list, stream: list):
-    """Per-command latencies; returns (engine, latencies, wall_ns, events)."""
+    """One ``perf_counter_ns`` pair around each ``apply``; returns
+    (engine, latencies, wall_ns, events, gc_collections)."""
     engine = fresh_engine(build_up)
     latencies = array("q", bytes(8 * len(stream)))
     clock = time.perf_counter_ns
     apply = engine.apply
     events = 0
     gc.collect()
-    gc.freeze()
-    start = clock()
+    gc.freeze()  # the workload and the built-up book are long-lived: keep them out of GC passes
+    before = collections()
     i = 0
+    start = clock()
     for cmd in stream:
         t0 = clock()
         out = apply(cmd)
@@ -219,8 +236,9 @@ def timed_run(build_up: list, stream: list):
         i += 1
         events += len(out)
     wall = clock() - start
+    ran = collections() - before
     gc.unfreeze()
-    return engine, latencies, wall, events
+    return engine, latencies, wall, events, ran
 
 
 def untimed_run(build_up: list, stream: list):
@@ -242,6 +260,14 @@ def percentile(sorted_values, q: float) -> int:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
+def describe(values) -> str:
+    v = sorted(values)
+    if not v:
+        return "-"
+    return (f"p50 {percentile(v, 0.50) / 1000:.1f}  p99 {percentile(v, 0.99) / 1000:.1f}  "
+            f"p99.9 {percentile(v, 0.999) / 1000:.1f}  mean {sum(v) / len(v) / 1000:.1f}")
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -257,31 +283,36 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--commands", type=int, default=1_000_000, help="timed commands (default 1,000,000)")
     parser.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
-    parser.add_argument("--build-up", type=int, default=10_000, help="untimed passive orders first (default 10,000)")
+    parser.add_argument("--build-up", type=int, default=2_000,
+                        help="untimed passive orders placed first (default 2,000, about the steady-state book of this flow)")
     parser.add_argument("--repeat", type=int, default=1, help="untimed throughput runs, best reported (default 1)")
     args = parser.parse_args(argv)
 
-    print(f"machine:   {cpu_model()}, {os.cpu_count()} cpus; Python {platform.python_version()} ({platform.python_implementation()})")
+    print(f"machine:    {cpu_model()}, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}; "
+          f"Python {platform.python_version()} ({platform.python_implementation()})")
     t = time.perf_counter()
     workload = Workload(args.seed)
     build_up = workload.build_up(args.build_up)
     stream = workload.stream(args.commands)
+    kinds = workload.kinds
     gen_s = time.perf_counter() - t
-    mix = ", ".join(f"{k} {100 * v / len(stream):.1f}%" for k, v in workload.mix.items())
-    print(f"workload:  seed {args.seed}, {len(build_up):,} build-up orders, {len(stream):,} timed commands ({mix}); generated in {gen_s:.1f} s")
+    n = len(stream)
+    mix = ", ".join(f"{k} {100 * v / n:.1f}%" for k, v in workload.mix.items())
+    print(f"workload:   seed {args.seed}; {len(build_up):,} build-up orders, then {n:,} timed commands "
+          f"({mix}); generated in {gen_s:.1f} s")
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    engine, latencies, wall, events = timed_run(build_up, stream)
-    trades = engine.trade_seq - fresh_trade_count(build_up)
+    build_trades = fresh_engine(build_up).trade_seq
+    engine, latencies, wall, events, gcs = timed_run(build_up, stream)
     rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-    n = len(stream)
-    lat = sorted(latencies)
-    print(f"timed loop: {n / (wall / 1e9):,.0f} commands/s, {trades / (wall / 1e9):,.0f} trades/s "
-          f"({trades:,} trades, {events:,} events in {wall / 1e9:.3f} s)")
-    print(f"latency per command (ns): p50 {percentile(lat, 0.50):,}  p90 {percentile(lat, 0.90):,}  "
-          f"p99 {percentile(lat, 0.99):,}  p99.9 {percentile(lat, 0.999):,}  max {lat[-1]:,}  "
-          f"mean {sum(lat) / n:,.0f}")
+    trades = engine.trade_seq - build_trades
+    secs = wall / 1e9
+    print(f"timed loop: {n / secs:,.0f} commands/s, {trades / secs:,.0f} trades/s "
+          f"({trades:,} trades, {events:,} events in {secs:.3f} s; {gcs} GC passes)")
+    print(f"latency per command, us (perf_counter_ns pair included): {describe(latencies)}  "
+          f"max {max(latencies) / 1000:.1f}")
+    for k, name in enumerate(CATEGORIES):
+        print(f"  {name:<11} {describe(lat for lat, kind in zip(latencies, kinds) if kind == k)}")
     best = None
     for _ in range(max(1, args.repeat)):
         _, untimed_wall, untimed_events = untimed_run(build_up, stream)
@@ -289,15 +320,11 @@ def main(argv=None) -> int:
     assert untimed_events == events, "runs diverged"
     print(f"untimed loop: {n / (best / 1e9):,.0f} commands/s, {trades / (best / 1e9):,.0f} trades/s ({best / 1e9:.3f} s)")
     book = engine.book
-    print(f"book after: {len(book.orders):,} open orders on {len(book.levels[0]):,} bid / {len(book.levels[1]):,} ask levels; "
-          f"best {engine.best_bid()} / {engine.best_ask()} ticks")
-    print(f"memory:    peak RSS {rss_peak / 1024:,.1f} MiB (ru_maxrss; {rss_before / 1024:,.1f} MiB before the timed run, "
-          f"workload included)")
+    print(f"book after: {len(book.orders):,} open orders on {len(book.levels[0]):,} bid / "
+          f"{len(book.levels[1]):,} ask levels; best {engine.best_bid()} / {engine.best_ask()} ticks")
+    print(f"memory:     peak RSS {rss_peak / 1024:,.1f} MiB (ru_maxrss of the whole process; "
+          f"{rss_before / 1024:,.1f} MiB before the timed run, the generated workload included)")
     return 0
-
-
-def fresh_trade_count(build_up: list) -> int:
-    return fresh_engine(build_up).trade_seq
 
 
 if __name__ == "__main__":
