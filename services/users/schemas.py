@@ -84,3 +84,11 @@ def parse_uuid(value: Any, code: str = "INVALID_REQUEST", what: str = "id") -> s
         return str(uuid.UUID(str(value)))
     except (ValueError, TypeError, AttributeError):
         raise error(code, f"{what} must be a UUID") from None
+
+
+def is_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+        return True
+    except (ValueError, TypeError, AttributeError):
+        return False
