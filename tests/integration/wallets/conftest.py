@@ -62,12 +62,52 @@ def new_user(ledger):
 
 @pytest.fixture
 def fund(ledger):
-    """Credit a user through a real confirmed deposit."""
+    """Credit a user (minor units) through a real confirmed deposit."""
     def deposit(user, asset_code, amount):
         asset = ASSETS[asset_code]
         address = ledger.deposit_address(user, asset)["address"]
-        txid = uuid.uuid4().hex * 2
-        if asset.chain != "bitcoin":
-            txid = "0x" + txid
-        return ledger.credit_deposit(asset, address, amount, txid, asset.confirmations)
+        return ledger.credit_deposit(asset, address, amount, txid_for(asset_code), asset.confirmations)
     return deposit
+
+
+@pytest.fixture(scope="session")
+def db(wallets_schema):
+    """A plain connection for reading the tables directly (autocommit)."""
+    with psycopg.connect(wallets_schema, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def footprint(db):
+    """Everything stored about a user: balances, postings, withdrawals,
+    deposit addresses, fee tier. Equal before and after = nothing written."""
+    def read(user):
+        return {
+            "accounts": db.execute(
+                "SELECT asset, available, locked FROM wallets.accounts WHERE owner = %s ORDER BY asset",
+                (user,)).fetchall(),
+            "postings": db.execute(
+                "SELECT p.transaction_id, p.bucket, p.amount FROM wallets.postings p "
+                "JOIN wallets.accounts a ON a.id = p.account_id WHERE a.owner = %s "
+                "ORDER BY 1, 2", (user,)).fetchall(),
+            "withdrawals": db.execute(
+                "SELECT id, status, txid FROM wallets.withdrawals WHERE user_id = %s ORDER BY id",
+                (user,)).fetchall(),
+            "addresses": db.execute(
+                "SELECT asset, address FROM wallets.deposit_addresses WHERE user_id = %s ORDER BY 1",
+                (user,)).fetchall(),
+            "tier": db.execute("SELECT tier FROM wallets.fee_tiers WHERE user_id = %s",
+                               (user,)).fetchall(),
+        }
+    return read
+
+
+def txid_for(asset_code):
+    """A fresh transaction id in the asset's chain format."""
+    txid = uuid.uuid4().hex * 2
+    return txid if ASSETS[asset_code].chain == "bitcoin" else "0x" + txid
+
+
+@pytest.fixture
+def new_txid():
+    return txid_for

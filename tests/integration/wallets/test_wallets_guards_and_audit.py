@@ -1,0 +1,118 @@
+"""The database refuses to lose or invent money by itself, and the audit finds
+it when someone gets around the guards (simulated inside a transaction that
+is rolled back, so the shared test database stays clean)."""
+import psycopg
+import pytest
+from psycopg import errors as pg_errors
+
+from services.wallets.assets import ASSETS
+from services.wallets.audit import run_audit
+
+ADDRESS = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
+
+
+@pytest.fixture
+def funded_account(ledger, new_user, fund, db):
+    user = new_user()
+    fund(user, "BTC", 10 ** 8)
+    account_id = db.execute("SELECT id FROM wallets.accounts WHERE owner = %s AND asset = 'BTC'",
+                            (user,)).fetchone()[0]
+    fee_id = db.execute("SELECT id FROM wallets.accounts WHERE owner = 'system:fee_revenue' "
+                        "AND asset = 'BTC'").fetchone()[0]
+    return user, account_id, fee_id
+
+
+@pytest.fixture
+def scratch(wallets_schema):
+    """A connection whose every change is rolled back."""
+    with psycopg.connect(wallets_schema) as conn:
+        yield conn
+        conn.rollback()
+
+
+def journal(conn, key="guard-test", type_="adjustment"):
+    return conn.execute("INSERT INTO wallets.transactions (idempotency_key, type) "
+                        "VALUES (%s, %s) RETURNING id", (key, type_)).fetchone()[0]
+
+
+def refused(conn, statement, params=(), error=psycopg.Error):
+    conn.execute("SAVEPOINT attempt")
+    with pytest.raises(error) as raised:
+        conn.execute(statement, params)
+    conn.execute("ROLLBACK TO SAVEPOINT attempt")
+    return raised.value
+
+
+def test_the_database_refuses_every_way_around_the_journal(funded_account, scratch):
+    user, account_id, fee_id = funded_account
+    tx = journal(scratch)
+    post = "INSERT INTO wallets.postings (account_id, transaction_id, bucket, asset, amount) VALUES "
+    refused(scratch, "UPDATE wallets.accounts SET available = available + 1 WHERE id = %s", (account_id,),
+            pg_errors.IntegrityConstraintViolation)
+    refused(scratch, "INSERT INTO wallets.accounts (owner, kind, asset, available) "
+                     "VALUES ('rich', 'user', 'BTC', 100)", (), pg_errors.IntegrityConstraintViolation)
+    assert refused(scratch, post + "(%s, %s, 'available', 'BTC', 5)", (account_id, tx),
+                   pg_errors.CheckViolation).diag.constraint_name == "postings_balance_per_asset"
+    assert refused(scratch, post + "(%s, %s, 'available', 'BTC', -200000000), (%s, %s, 'available', 'BTC', 200000000)",
+                   (account_id, tx, fee_id, tx),
+                   pg_errors.CheckViolation).diag.constraint_name == "accounts_available_nonnegative"
+    assert refused(scratch, post + "(%s, %s, 'available', 'ETH', -5), (%s, %s, 'available', 'ETH', 5)",
+                   (account_id, tx, fee_id, tx),
+                   pg_errors.ForeignKeyViolation).diag.constraint_name == "postings_account_exists"
+    assert refused(scratch, post + "(%s, %s, 'available', 'BTC', -5), (%s, %s, 'available', 'BTC', 5)",
+                   (account_id, 2 ** 62, fee_id, 2 ** 62),
+                   pg_errors.ForeignKeyViolation).diag.constraint_name == "postings_transaction_exists"
+    refused(scratch, "DELETE FROM wallets.postings WHERE account_id = %s", (account_id,),
+            pg_errors.IntegrityConstraintViolation)
+    refused(scratch, "UPDATE wallets.transactions SET type = 'fee' WHERE id = %s", (tx,),
+            pg_errors.IntegrityConstraintViolation)
+    refused(scratch, "TRUNCATE wallets.postings", (), pg_errors.IntegrityConstraintViolation)
+    refused(scratch, "DELETE FROM wallets.accounts WHERE id = %s", (account_id,),
+            pg_errors.IntegrityConstraintViolation)
+    # a balanced posting through the journal is the one way that works
+    scratch.execute(post + "(%s, %s, 'available', 'BTC', -5), (%s, %s, 'available', 'BTC', 5)",
+                    (account_id, tx, fee_id, tx))
+    assert run_audit(scratch) == []
+
+
+def test_the_database_enforces_the_withdrawal_state_machine(ledger, funded_account, scratch):
+    user, _, _ = funded_account
+    withdrawal = ledger.request_withdrawal(user, ASSETS["BTC"], ADDRESS, 10 ** 7, "guard")
+    refused(scratch, "UPDATE wallets.withdrawals SET status = 'sent', txid = 'x' WHERE id = %s",
+            (withdrawal["withdrawal_id"],), pg_errors.CheckViolation)
+    refused(scratch, "UPDATE wallets.withdrawals SET amount = 1 WHERE id = %s",
+            (withdrawal["withdrawal_id"],), pg_errors.IntegrityConstraintViolation)
+    ledger.change_withdrawal(withdrawal["withdrawal_id"], "cancel", user, owner=user)
+
+
+def test_the_audit_finds_money_invented_behind_the_journals_back(funded_account, scratch):
+    user, account_id, _ = funded_account
+    assert run_audit(scratch) == []
+    scratch.execute("ALTER TABLE wallets.accounts DISABLE TRIGGER accounts_balances_via_postings")
+    scratch.execute("UPDATE wallets.accounts SET available = available + 7 WHERE id = %s", (account_id,))
+    checks = {finding["check"] for finding in run_audit(scratch)}
+    assert checks == {"balance_differs_from_postings", "equation_does_not_hold"}
+
+
+def test_the_audit_finds_an_unbalanced_transaction(funded_account, scratch):
+    _, account_id, fee_id = funded_account
+    scratch.execute("ALTER TABLE wallets.postings DISABLE TRIGGER postings_apply")
+    tx = journal(scratch, "audit-unbalanced", "hold")  # and a hold must not touch fee revenue
+    scratch.execute("INSERT INTO wallets.postings (account_id, transaction_id, bucket, asset, amount) "
+                    "VALUES (%s, %s, 'available', 'BTC', 3)", (fee_id, tx))
+    checks = {finding["check"] for finding in run_audit(scratch)}
+    assert {"unbalanced_transaction", "transaction_without_postings", "asset_does_not_balance",
+            "balance_differs_from_postings", "system_account_misuse"} <= checks
+
+
+def test_the_audit_finds_negative_balances_and_open_withdrawals_without_funds(ledger, funded_account, scratch):
+    user, account_id, _ = funded_account
+    ledger.request_withdrawal(user, ASSETS["BTC"], ADDRESS, 10 ** 7, "audit")
+    scratch.execute("ALTER TABLE wallets.accounts DISABLE TRIGGER accounts_balances_via_postings")
+    scratch.execute("ALTER TABLE wallets.accounts DROP CONSTRAINT accounts_locked_nonnegative")
+    scratch.execute("UPDATE wallets.accounts SET locked = -1 WHERE id = %s", (account_id,))
+    checks = {finding["check"] for finding in run_audit(scratch)}
+    assert {"negative_balance", "open_withdrawals_exceed_locked"} <= checks
+    scratch.rollback()
+    withdrawal_id = ledger.withdrawals(user, 1)[0]["withdrawal_id"]
+    ledger.change_withdrawal(withdrawal_id, "cancel", user, owner=user)
