@@ -1,0 +1,258 @@
+"""The wallets Nameko service on the real PostgreSQL and RabbitMQ: bad input is
+a typed error with a stable code and writes nothing; errors cross RPC with
+their class name and code; history pages; health; the balances event."""
+import uuid
+
+import pytest
+from nameko.containers import ServiceContainer
+from nameko.events import event_handler
+from nameko.exceptions import RemoteError
+from nameko.standalone.rpc import ServiceRpcProxy
+from nameko.testing.services import entrypoint_hook, entrypoint_waiter
+
+from services.wallets import errors
+from services.wallets.assets import ASSETS
+from services.wallets.service import WalletsService
+
+BTC_ADDRESS = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
+ETH_ADDRESS = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+
+
+@pytest.fixture(scope="module")
+def service_config(test_settings, wallets_schema):
+    config = test_settings.nameko_config()
+    config["POSTGRES_DB"] = test_settings["EXCHANGE_POSTGRES_DB"]
+    return config
+
+
+@pytest.fixture(scope="module")
+def wallets_container(service_config):
+    container = ServiceContainer(WalletsService, service_config)
+    container.start()
+    yield container
+    container.stop()
+
+
+@pytest.fixture
+def call(wallets_container):
+    def call(method, *args):
+        with entrypoint_hook(wallets_container, method) as hook:
+            return hook(*args)
+    return call
+
+
+@pytest.fixture
+def alice(call, ledger):
+    """A user with 1 BTC available, 0.5 BTC locked, 1000 USDT locked, and a
+    deposit address."""
+    user = f"alice-{uuid.uuid4()}"
+    call("open_accounts", user)
+    for asset, amount, locked in (("BTC", "1.5", "0.5"), ("USDT", "1000", "1000")):
+        address = call("deposit_address", user, asset)["address"]
+        txid = uuid.uuid4().hex * 2
+        call("credit_deposit", asset, address, amount, txid if asset == "BTC" else "0x" + txid, 100)
+        call("hold", user, asset, locked, f"setup:{user}:{asset}")
+    return user
+
+
+def trade(alice, **changes):
+    base = {"trade_id": f"t-{uuid.uuid4().hex}", "market": "BTC-USDT", "price": "100",
+            "quantity": "0.1", "taker_side": "buy", "maker_user_id": alice, "taker_user_id": alice}
+    return {**base, **changes}
+
+
+GHOST = "ghost-00000000-0000-0000-0000-000000000000"
+
+# (method, arguments -- "ALICE" stands for the funded user --, expected error)
+BAD_INPUT = [
+    *[("hold", ("ALICE", "BTC", amount, "r1"), errors.InvalidAmount) for amount in (
+        -1, "-1", 0, "0", "0.0", "NaN", "nan", "Infinity", "-Infinity", 1.5, 0.1, "1e3", "1E-8", "abc",
+        "", " 1", "0x10", None, True, [], {"amount": 1}, "9" * 50, 10 ** 40)],
+    ("hold", ("ALICE", "BTC", "0.000000001", "r1"), errors.AmountTooPrecise),
+    ("hold", ("ALICE", "BTC", "0.123456789", "r1"), errors.AmountTooPrecise),
+    ("hold", ("ALICE", "USDT", "0.0000001", "r1"), errors.AmountTooPrecise),
+    ("hold", ("ALICE", "DOGE", "1", "r1"), errors.UnknownAsset),
+    ("hold", ("ALICE", "btc", "1", "r1"), errors.UnknownAsset),
+    ("hold", ("ALICE", None, "1", "r1"), errors.UnknownAsset),
+    ("hold", ("ALICE", "BTC", "2", "r1"), errors.InsufficientFunds),
+    ("hold", (GHOST, "BTC", "1", "r1"), errors.UnknownUser),
+    *[("hold", (user, "BTC", "1", "r1"), errors.InvalidId) for user in (
+        "", " ", "a b", "x" * 65, None, 42, "system:fee_revenue", "../etc/passwd", "al\nice", "ü")],
+    *[("hold", ("ALICE", "BTC", "1", ref), errors.InvalidId) for ref in (
+        "", " ", "a b", "x" * 129, None, 7, "-leading-dash", "r\n1")],
+    ("release", ("ALICE", "BTC", "0.6", "r2"), errors.InsufficientLocked),
+    ("release", ("ALICE", "BTC", 0.5, "r2"), errors.InvalidAmount),
+    ("balances", (GHOST,), errors.UnknownUser),
+    ("balance", ("ALICE", "XRP"), errors.UnknownAsset),
+    ("deposit_address", (GHOST, "BTC"), errors.UnknownUser),
+    ("deposit_address", ("ALICE", "DOGE"), errors.UnknownAsset),
+    ("settle_trades", ("not a list",), errors.InvalidRequest),
+    ("settle_trades", ([],), errors.InvalidRequest),
+    ("settle_trades", ([{}],), errors.InvalidRequest),
+    ("settle_trades", (["trade"],), errors.InvalidRequest),
+    ("settle_trades", ([{"TRADE": "ALICE", "extra": 1}],), errors.InvalidRequest),
+    ("settle_trades", ([{"TRADE": "ALICE", "market": "DOGE-USDT"}],), errors.UnknownMarket),
+    ("settle_trades", ([{"TRADE": "ALICE", "price": 100.5}],), errors.InvalidAmount),
+    ("settle_trades", ([{"TRADE": "ALICE", "price": "0"}],), errors.InvalidAmount),
+    ("settle_trades", ([{"TRADE": "ALICE", "price": "NaN"}],), errors.InvalidAmount),
+    ("settle_trades", ([{"TRADE": "ALICE", "quantity": "-0.1"}],), errors.InvalidAmount),
+    ("settle_trades", ([{"TRADE": "ALICE", "quantity": "0.000000001"}],), errors.AmountTooPrecise),
+    ("settle_trades", ([{"TRADE": "ALICE", "price": "0.001", "quantity": "0.00000001"}],),
+     errors.AmountTooPrecise),
+    ("settle_trades", ([{"TRADE": "ALICE", "taker_side": "short"}],), errors.InvalidRequest),
+    ("settle_trades", ([{"TRADE": "ALICE", "trade_id": ""}],), errors.InvalidId),
+    ("settle_trades", ([{"TRADE": "ALICE", "trade_id": -1}],), errors.InvalidId),
+    ("settle_trades", ([{"TRADE": "ALICE", "trade_id": 1.5}],), errors.InvalidId),
+    ("settle_trades", ([{"TRADE": "ALICE", "maker_user_id": "no way"}],), errors.InvalidId),
+    ("settle_trades", ([{"TRADE": "ALICE", "maker_user_id": GHOST}],), errors.UnknownUser),
+    ("settle_trades", ([{"TRADE": "ALICE", "quantity": "0.6"}],), errors.InsufficientLocked),
+    ("settle_trades", ([{"TRADE": "ALICE"}, {"TRADE": "ALICE", "quantity": "1"}],),
+     errors.InsufficientLocked),
+    ("credit_deposit", ("BTC", "not-an-address", "1", "ab" * 32, 3), errors.InvalidAddress),
+    ("credit_deposit", ("BTC", ETH_ADDRESS, "1", "ab" * 32, 3), errors.InvalidAddress),
+    ("credit_deposit", ("BTC", BTC_ADDRESS, "1", "ab" * 32, 3), errors.UnknownAddress),
+    ("credit_deposit", ("BTC", "ADDRESS", "1", "xyz", 3), errors.InvalidId),
+    ("credit_deposit", ("BTC", "ADDRESS", "1", "0x" + "ab" * 32, 3), errors.InvalidId),
+    ("credit_deposit", ("BTC", "ADDRESS", "-1", "ab" * 32, 3), errors.InvalidAmount),
+    ("credit_deposit", ("BTC", "ADDRESS", 1.0, "ab" * 32, 3), errors.InvalidAmount),
+    *[("credit_deposit", ("BTC", "ADDRESS", "1", "ab" * 32, confirmations), errors.InvalidRequest)
+      for confirmations in (-1, "12", 1.5, None, True)],
+    ("request_withdrawal", ("ALICE", "BTC", ETH_ADDRESS, "0.01", "w1"), errors.InvalidAddress),
+    ("request_withdrawal", ("ALICE", "ETH", BTC_ADDRESS, "0.01", "w1"), errors.InvalidAddress),
+    ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, 0.01, "w1"), errors.InvalidAmount),
+    ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, "0.0001", "w1"), errors.WithdrawalBelowMinimum),
+    ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, "0.9999", "w1"), errors.InsufficientFunds),
+    ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, "11", "w1"), errors.WithdrawalLimitExceeded),
+    ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, "0.01", None), errors.InvalidId),
+    *[("approve_withdrawal", (withdrawal_id, "admin"), errors.InvalidId)
+      for withdrawal_id in ("1", 0, -5, 1.5, True, None, 2 ** 63)],
+    ("approve_withdrawal", (2 ** 62, "admin"), errors.WithdrawalNotFound),
+    ("approve_withdrawal", ("WITHDRAWAL", ""), errors.InvalidId),
+    ("reject_withdrawal", ("WITHDRAWAL", "admin", ""), errors.InvalidRequest),
+    ("mark_withdrawal_sent", ("WITHDRAWAL", "ab" * 32, "admin"), errors.IllegalWithdrawalTransition),
+    ("mark_withdrawal_sent", ("WITHDRAWAL", 12345, "admin"), errors.InvalidRequest),
+    ("cancel_withdrawal", (GHOST, "WITHDRAWAL"), errors.WithdrawalNotFound),
+    *[("ledger", ("ALICE", "BTC", cursor, 10), errors.InvalidId) for cursor in ("abc", "0", "-1", 5, "1.5")],
+    *[("ledger", ("ALICE", "BTC", None, limit), errors.InvalidRequest) for limit in (0, 1000, "10", 2.5)],
+    ("ledger", (GHOST, "BTC", None, 10), errors.UnknownUser),
+    ("set_fee_tier", ("ALICE", "gold"), errors.UnknownFeeTier),
+    ("set_fee_tier", (GHOST, "vip1"), errors.UnknownUser),
+    ("adjust_balance", ("ALICE", "BTC", "0", "adj1", "typo"), errors.InvalidAmount),
+    ("adjust_balance", ("ALICE", "BTC", "1", "adj1", ""), errors.InvalidRequest),
+    ("adjust_balance", ("ALICE", "BTC", "-5", "adj1", "too much"), errors.InsufficientFunds),
+    ("adjust_balance", ("ALICE", "BTC", "1000000", "adj1", "more than the exchange earned"),
+     errors.InsufficientFunds),
+]
+
+
+def resolve(value, alice, address, withdrawal_id):
+    if value == "ALICE":
+        return alice
+    if value == "ADDRESS":
+        return address
+    if value == "WITHDRAWAL":
+        return withdrawal_id
+    if isinstance(value, list):
+        return [resolve(item, alice, address, withdrawal_id) for item in value]
+    if isinstance(value, dict) and "TRADE" in value:
+        return trade(alice, **{k: v for k, v in value.items() if k != "TRADE"})
+    return value
+
+
+@pytest.mark.parametrize("method, arguments, error", BAD_INPUT,
+                         ids=[f"{m}-{i}" for i, (m, _, _) in enumerate(BAD_INPUT)])
+def test_bad_input_is_a_typed_error_and_writes_nothing(call, alice, footprint, method, arguments, error):
+    address = call("deposit_address", alice, "BTC")["address"]
+    withdrawal_id = call("request_withdrawal", alice, "BTC", BTC_ADDRESS, "0.01", f"w:{alice}")["withdrawal_id"]
+    before = footprint(alice)
+    with pytest.raises(error) as raised:
+        call(method, *[resolve(a, alice, address, withdrawal_id) for a in arguments])
+    assert type(raised.value) is error
+    assert str(raised.value).startswith(f"{error.code}: ")
+    assert footprint(alice) == before
+    call("cancel_withdrawal", alice, withdrawal_id)
+
+
+def test_error_codes_are_unique_and_stable():
+    codes = [cls.code for cls in errors.ALL_ERRORS]
+    assert len(codes) == len(set(codes))
+    assert {"INSUFFICIENT_FUNDS", "INVALID_AMOUNT", "AMOUNT_TOO_PRECISE", "UNKNOWN_ASSET", "UNKNOWN_USER",
+            "UNKNOWN_ADDRESS", "INVALID_ID", "ILLEGAL_WITHDRAWAL_TRANSITION",
+            "IDEMPOTENCY_CONFLICT"} <= set(codes)
+
+
+def test_over_rpc_the_caller_gets_the_class_name_and_the_code(wallets_container, service_config, alice):
+    with ServiceRpcProxy("wallets", service_config, timeout=10) as wallets:
+        assert wallets.health()["status"] == "ok"
+        with pytest.raises(RemoteError) as raised:
+            wallets.hold(alice, "BTC", 0.5, "float-amount")
+        assert raised.value.exc_type == "InvalidAmount"
+        assert raised.value.value.startswith("INVALID_AMOUNT: ")
+        with pytest.raises(RemoteError) as raised:
+            wallets.hold(alice, "BTC", "5", f"too-much:{alice}")
+        assert raised.value.exc_type == "InsufficientFunds"
+        assert raised.value.value.split(":")[0] == "INSUFFICIENT_FUNDS"
+        held = wallets.hold(alice, "BTC", "0.25", f"ok:{alice}")
+        assert wallets.hold(alice, "BTC", "0.25", f"ok:{alice}") == held
+
+
+def test_history_pages_cover_every_entry_once_newest_first(call, alice):
+    for i in range(5):
+        call("release", alice, "BTC", "0.01", f"page:{alice}:{i}")
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = call("ledger", alice, "BTC", cursor, 3)
+        seen.extend(entry["transaction_id"] for entry in page["entries"])
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    # deposit, setup hold, five releases
+    assert len(seen) == 7 and len(set(seen)) == 7 and seen == sorted(seen, reverse=True)
+    assert pages == 3
+    newest = call("ledger", alice, "BTC", None, 1)["entries"][0]
+    assert newest["type"] == "release" and newest["available_delta"] == "0.01000000"
+    assert newest["locked_delta"] == "-0.01000000" and newest["details"] == {"ref": f"page:{alice}:4"}
+
+
+def test_a_settled_trade_shows_in_both_histories_without_the_counterparty(call, alice):
+    bob = f"bob-{uuid.uuid4()}"
+    call("open_accounts", bob)
+    address = call("deposit_address", bob, "USDT")["address"]
+    call("credit_deposit", "USDT", address, "500", "0x" + uuid.uuid4().hex * 2, 12)
+    call("hold", bob, "USDT", "500", f"bob:{bob}")
+    result = call("settle_trades", [trade(alice, taker_user_id=bob, quantity="0.2")])
+    (settled,) = result["trades"]
+    alice_line = call("ledger", alice, "BTC", None, 1)["entries"][0]
+    bob_line = call("ledger", bob, "BTC", None, 1)["entries"][0]
+    assert alice_line["transaction_id"] == bob_line["transaction_id"] == settled["transaction_id"]
+    assert alice_line["locked_delta"] == "-0.20000000"
+    assert bob_line["available_delta"] == "0.19960000" and bob_line["details"]["fee"] == "0.00040000"
+    assert bob not in str(alice_line) and alice not in str(bob_line)
+
+
+class BalanceListener:
+    name = "wallets_balance_listener"
+
+    @event_handler("wallets", "balances_changed")
+    def on_balances_changed(self, payload):
+        return payload
+
+
+def test_a_hold_announces_which_balances_changed(wallets_container, service_config, alice, container_factory):
+    listener = container_factory(BalanceListener, service_config)
+    listener.start()
+    with entrypoint_waiter(listener, "on_balances_changed", timeout=10,
+                           callback=lambda worker_ctx, result, exc_info: alice in str(result)) as waited:
+        with entrypoint_hook(wallets_container, "hold") as hold:
+            hold(alice, "BTC", "0.1", f"event:{alice}")
+    assert waited.get() == {"changes": [{"user": alice, "asset": "BTC"}]}
+
+
+def test_health_checks_the_database(call):
+    assert call("health") == {"service": "wallets", "status": "ok", "database": "ok"}
+
+
+def test_audit_over_the_service_is_clean(call):
+    assert call("audit") == []
+    assert ASSETS  # the registry the audit checks system accounts against
