@@ -11,6 +11,7 @@ import uuid
 
 import psycopg
 import pytest
+from nameko.containers import ServiceContainer
 from nameko.standalone.rpc import ServiceRpcProxy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -100,6 +101,35 @@ def start_users(container_factory, users_config):
     start.containers = []
     start.stop_all = stop_all
     return start
+
+
+@pytest.fixture(scope="module")
+def shared_users(test_settings):
+    """One users (+ wallets) service for a whole module, for modules whose
+    tests need no special configuration: starting containers per test costs
+    more than the tests. Do not mix with ``start_users`` in one module (two
+    containers named users would share the RPC queue)."""
+    config = test_settings.nameko_config()
+    config.update({"POSTGRES_DB": test_settings["EXCHANGE_POSTGRES_DB"],
+                   "EXCHANGE_USERS_WALLETS_TIMEOUT_S": "15"})
+    containers = [ServiceContainer(WalletsService, config), ServiceContainer(UsersService, config)]
+    for container in containers:
+        container.start()
+    try:
+        with ServiceRpcProxy("users", config, timeout=RPC_TIMEOUT) as proxy:
+            yield proxy
+    finally:
+        for container in reversed(containers):
+            container.kill()   # as nameko's container_factory does: fast
+
+
+@pytest.fixture(scope="module")
+def module_trader(shared_users, master, settings):
+    """A signed-up trader shared by a module's tests: ``(username, user_id)``."""
+    request = signup_request()
+    result = shared_users.sign_up(request)
+    yield request["username"], result["user_id"]
+    master.call("DELETE", f"/{settings['EXCHANGE_KEYCLOAK_REALM']}/users/{result['user_id']}")
 
 
 @pytest.fixture
