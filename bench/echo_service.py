@@ -1,0 +1,10 @@
+"""An empty Nameko service: the RPC round trip the order benchmark compares to."""
+from nameko.rpc import rpc
+
+
+class EchoService:
+    name = "bench_echo"
+
+    @rpc
+    def echo(self, value):
+        return value
