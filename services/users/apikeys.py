@@ -81,13 +81,16 @@ def normalize_allowlist(entries: Iterable[str] | None) -> tuple[str, ...] | None
 
 
 def check_new_key(permissions: tuple[str, ...], allowlist: tuple[str, ...] | None,
-                  expires_at_ms: int | None, live_keys: int, now_ms: int) -> None:
-    """Rules for creating a key (beyond the owner's role/state, checked by the caller)."""
+                  expires_at_ms: int | None, now_ms: int) -> None:
+    """Rules on the requested key itself (checked before anything else)."""
     if WITHDRAW in permissions and not allowlist:
         raise error("APIKEY_WITHDRAW_NEEDS_IP_ALLOWLIST",
                     "a key that may withdraw must be restricted to an IP allow-list")
     if expires_at_ms is not None and expires_at_ms <= now_ms:
         raise error("INVALID_REQUEST", "expires_at must be in the future")
+
+
+def check_key_limit(live_keys: int) -> None:
     if live_keys >= MAX_KEYS_PER_USER:
         raise error("APIKEY_LIMIT_REACHED", f"at most {MAX_KEYS_PER_USER} live keys per user")
 

@@ -451,6 +451,7 @@ class UsersService:
         req = schemas.load(schemas.CreateApiKeyRequest, request)
         permissions = apikeys.normalize_permissions(req.permissions)
         allowlist = apikeys.normalize_allowlist(req.ip_allowlist)
+        apikeys.check_new_key(permissions, allowlist, req.expires_at, now_ms())
         if apikeys.WITHDRAW in permissions:
             authz.require_strong_auth(claims, now_ms() // 1000, self.config.step_up_max_age_s)
         user_id = claims["sub"]
@@ -460,8 +461,7 @@ class UsersService:
         with self.store.transaction() as tx:
             tx.lock_user_keys(user_id)
             accounts.require_can_trade(self._account(tx, user_id))
-            apikeys.check_new_key(permissions, allowlist, req.expires_at,
-                                  tx.count_live_keys(user_id), now_ms())
+            apikeys.check_key_limit(tx.count_live_keys(user_id))
             created = tx.insert_api_key(key_id, api_key, user_id, req.label, permissions,
                                         allowlist, req.expires_at, sealed)
             tx.audit("api_key_created", f"user:{user_id}", user_id,

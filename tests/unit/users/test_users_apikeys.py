@@ -249,15 +249,16 @@ def test_allowlist_is_normalised_and_validated():
 
 def test_withdraw_keys_need_an_allow_list_and_keys_are_limited():
     with pytest.raises(UsersError) as caught:
-        apikeys.check_new_key(("read", "withdraw"), None, None, 0, NOW)
+        apikeys.check_new_key(("read", "withdraw"), None, None, NOW)
     assert caught.value.code == "APIKEY_WITHDRAW_NEEDS_IP_ALLOWLIST"
-    apikeys.check_new_key(("read", "withdraw"), ("10.0.0.0/8",), NOW + 1, 29, NOW)
+    apikeys.check_new_key(("read", "withdraw"), ("10.0.0.0/8",), NOW + 1, NOW)
     with pytest.raises(UsersError) as caught:
-        apikeys.check_new_key(("read",), None, None, 30, NOW)
-    assert caught.value.code == "APIKEY_LIMIT_REACHED"
-    with pytest.raises(UsersError) as caught:
-        apikeys.check_new_key(("read",), None, NOW, 0, NOW)
+        apikeys.check_new_key(("read",), None, NOW, NOW)
     assert caught.value.code == "INVALID_REQUEST"
+    apikeys.check_key_limit(29)
+    with pytest.raises(UsersError) as caught:
+        apikeys.check_key_limit(30)
+    assert caught.value.code == "APIKEY_LIMIT_REACHED"
 
 
 def test_generated_keys_are_64_letters_and_digits_and_differ():
