@@ -689,6 +689,9 @@ class IngestPipeline:
             raise RangeTooLarge(f"rebuild at most {MAX_REBUILD_MS // HOUR} hours per call")
         totals = {"market": market, "start": start, "end": end, "trades": 0,
                   "upserts": 0, "deletes": 0}
+        # Start from the tables, not from memory: a row written behind this
+        # process's back must be seen (and deleted if no trade backs it).
+        self.aggregator.forget_market(market)
         step_start = start
         while step_start < end:
             step_end = min(end, trade_bucket(step_start) + TRADE_BUCKET)
