@@ -28,13 +28,36 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def totp(secret: str, at: float | None = None, period: int = 30, digits: int = 6) -> str:
+def totp(secret: str, at: float | None = None, period: int = 30, digits: int = 6,
+         counter: int | None = None) -> str:
     """RFC 6238 with HMAC-SHA1; Keycloak keys the HMAC with the secret's UTF-8 bytes."""
-    counter = int((time.time() if at is None else at) // period)
+    if counter is None:
+        counter = int((time.time() if at is None else at) // period)
     mac = hmac.new(secret.encode(), struct.pack(">Q", counter), hashlib.sha1).digest()
     offset = mac[-1] & 0x0F
     code = (struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF) % 10 ** digits
     return str(code).zfill(digits)
+
+
+class OtpDevice:
+    """An authenticator app: never offers Keycloak the same code twice (the
+    realm refuses reused codes), using the +-1 step the realm's look-around allows."""
+
+    def __init__(self, secret: str, period: int = 30):
+        self.secret = secret
+        self.period = period
+        self.used: set[int] = set()
+
+    def use(self, counter: int) -> str:
+        self.used.add(counter)
+        return totp(self.secret, counter=counter)
+
+    def code(self) -> str:
+        now = int(time.time() // self.period)
+        for counter in (now, now + 1, now - 1):
+            if counter not in self.used:
+                return self.use(counter)
+        raise AssertionError("all codes of the look-around window are used")
 
 
 class MasterAdmin:
@@ -133,12 +156,14 @@ class BrowserLogin:
         assert self.form_id(page) == "kc-otp-login-form", page.text[:500]
         return self._submit(page, {"otp": code})
 
-    def configure_totp(self, page) -> tuple[str, object]:
-        """Answer the CONFIGURE_TOTP required action: the secret Keycloak
-        generated (a hidden field of its form) and the next response."""
+    def configure_totp(self, page) -> tuple[OtpDevice, object]:
+        """Answer the CONFIGURE_TOTP required action like a user with an
+        authenticator app: the app (holding the secret Keycloak generated, a
+        field of its form) and the next response."""
         assert self.form_id(page) == "kc-totp-settings-form", page.text[:500]
         secret = html.unescape(re.search(r'name="totpSecret" value="([^"]+)"', page.text).group(1))
-        return secret, self._submit(page, {"totp": totp(secret), "totpSecret": secret,
+        device = OtpDevice(secret)
+        return device, self._submit(page, {"totp": device.code(), "totpSecret": secret,
                                            "userLabel": "test phone"})
 
     def tokens(self, response) -> dict:
