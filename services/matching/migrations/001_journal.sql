@@ -30,8 +30,8 @@ CREATE TABLE matching_snapshots (
 
 INSERT INTO markets (symbol, config) VALUES
   ('BTC-USDT', '{"symbol": "BTC-USDT", "base_asset": "BTC", "quote_asset": "USDT",
-                 "tick_size": "0.01", "lot_size": "0.00001",
-                 "min_quantity": "0.00001", "max_quantity": "1000",
+                 "tick_size": "0.01", "lot_size": "0.0001",
+                 "min_quantity": "0.0001", "max_quantity": "1000",
                  "min_notional": "5", "price_band_percent": "20",
                  "max_open_orders": 200, "default_stp": "EXPIRE_TAKER"}'),
   ('ETH-USDT', '{"symbol": "ETH-USDT", "base_asset": "ETH", "quote_asset": "USDT",
