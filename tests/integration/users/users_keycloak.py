@@ -65,13 +65,22 @@ class MasterAdmin:
 
     def __init__(self, settings):
         self.base = settings.keycloak_url
-        response = requests.post(
-            f"{self.base}/realms/master/protocol/openid-connect/token",
-            data={"grant_type": "password", "client_id": "admin-cli",
-                  "username": settings["EXCHANGE_KEYCLOAK_ADMIN"],
-                  "password": settings["EXCHANGE_KEYCLOAK_ADMIN_PASSWORD"]}, timeout=30)
-        response.raise_for_status()
-        self.headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+        self.credentials = {"grant_type": "password", "client_id": "admin-cli",
+                            "username": settings["EXCHANGE_KEYCLOAK_ADMIN"],
+                            "password": settings["EXCHANGE_KEYCLOAK_ADMIN_PASSWORD"]}
+        self.token, self.expires = None, 0.0
+
+    @property
+    def headers(self) -> dict:
+        # the master realm's tokens live 60 s: fetch a new one when needed
+        if time.monotonic() > self.expires:
+            response = requests.post(f"{self.base}/realms/master/protocol/openid-connect/token",
+                                     data=self.credentials, timeout=30)
+            response.raise_for_status()
+            body = response.json()
+            self.token = body["access_token"]
+            self.expires = time.monotonic() + body["expires_in"] - 15
+        return {"Authorization": f"Bearer {self.token}"}
 
     def call(self, method: str, path: str, **kwargs):
         response = requests.request(method, f"{self.base}/admin/realms{path}",
