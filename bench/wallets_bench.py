@@ -13,10 +13,16 @@ database stays small.
   BTC-USDT / ETH-USDT between ``--users`` funded users (random maker, taker
   and side; 1 trade in 10 charges a fee tier). Reports trades/s and the
   per-batch latency percentiles.
+  Then the same again with one settler per market running concurrently.
 * ``hold``: ``--holds`` holds of 0.0001 BTC by ``--concurrency`` greenthreads
   (eventlet GreenPool) through ``PostgresLedger.hold`` on one pool of as many
   connections; each hold has its own ref, users are picked at random.
-  Reports holds/s and per-call latency percentiles.
+  Reports holds/s and per-call latency percentiles; then a quarter as many
+  with group commit off (each hold one autocommitted statement), for comparison.
+
+Every figure comes with the CPU it cost (this process and the PostgreSQL
+backends of the bench's pool, from /proc) and the load average, because the
+machine may be shared.
 
 Setup (untimed): users get accounts, deposits and holds large enough for
 every trade. The audit runs at the end (untimed) and must be clean.
@@ -47,6 +53,42 @@ from services.wallets.assets import ASSETS  # noqa: E402
 from services.wallets.providers import PostgresLedger  # noqa: E402
 
 BENCH_DB = "exchange_bench"
+APPLICATION_NAME = "wallets-bench"
+
+
+class CpuMeter:
+    """CPU seconds used by this process and by the PostgreSQL backends serving
+    the bench's pool (read from /proc: the server runs on this host), so a
+    figure taken on a busy machine says how much work it cost, not only how
+    long it waited."""
+
+    def __init__(self, settings):
+        with psycopg.connect(settings.postgres_dsn(BENCH_DB)) as conn:
+            self.pids = [row[0] for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,))]
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def backends(self) -> float:
+        total = 0
+        for pid in self.pids:
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except OSError:
+                pass
+        return total / self.ticks
+
+    def start(self) -> None:
+        self.wall, self.own, self.server = time.perf_counter(), time.process_time(), self.backends()
+        self.load = os.getloadavg()[0]
+
+    def report(self, units: int, unit: str) -> str:
+        wall = time.perf_counter() - self.wall
+        own, server = time.process_time() - self.own, self.backends() - self.server
+        return (f"CPU per {unit}: bench process {own / units * 1e6:.0f} us + PostgreSQL "
+                f"{server / units * 1e6:.0f} us; load average {self.load:.2f} -> "
+                f"{os.getloadavg()[0]:.2f} (2 cores)")
 
 
 def percentiles(samples_s: list[float]) -> str:
@@ -132,26 +174,58 @@ def make_batches(users: list[str], batches: int, size: int, rng: random.Random) 
     return result
 
 
-def bench_settle(ledger: PostgresLedger, batches: list) -> None:
+def bench_settle(ledger: PostgresLedger, batches: list, meter: CpuMeter) -> None:
     latencies = []
     for batch in batches[:3]:  # warm-up: prepared statements, caches
         ledger.settle_trades(batch)
     timed = batches[3:]
-    started, cpu = time.perf_counter(), time.process_time()
+    meter.start()
+    started = time.perf_counter()
     for batch in timed:
         t0 = time.perf_counter()
         ledger.settle_trades(batch)
         latencies.append(time.perf_counter() - t0)
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    elapsed = time.perf_counter() - started
     trades = sum(len(b) for b in timed)
-    print(f"settle_trades: {trades} trades in {len(timed)} batches of {len(timed[0])}: "
-          f"{trades / elapsed:,.0f} trades/s ({elapsed:.2f} s; this process used "
-          f"{cpu / elapsed:.0%} of a core)")
+    print(f"settle_trades: {trades} trades in {len(timed)} batches of {len(timed[0])}, one settler: "
+          f"{trades / elapsed:,.0f} trades/s ({elapsed:.2f} s)")
     print(f"  per batch: {percentiles(latencies)}")
+    print(f"  {meter.report(trades, 'trade')}")
+
+
+def bench_settle_per_market(ledger: PostgresLedger, batches: list, meter: CpuMeter) -> None:
+    """One settler per market, concurrently (as the exchange runs them)."""
+    by_market: dict[str, list] = {}
+    for batch in batches:
+        for trade in batch:
+            by_market.setdefault(trade.market.symbol, []).append(trade)
+    size = len(batches[0])
+    queues = {market: [trades[i:i + size] for i in range(0, len(trades), size)]
+              for market, trades in by_market.items()}
+    latencies = []
+
+    def settler(market):
+        for batch in queues[market]:
+            t0 = time.perf_counter()
+            ledger.settle_trades(batch)
+            latencies.append(time.perf_counter() - t0)
+
+    meter.start()
+    started = time.perf_counter()
+    pool = eventlet.GreenPool(len(queues))
+    for market in queues:
+        pool.spawn_n(settler, market)
+    pool.waitall()
+    elapsed = time.perf_counter() - started
+    trades = sum(len(t) for t in by_market.values())
+    print(f"settle_trades: {trades} trades in batches of {size}, one settler per market "
+          f"({', '.join(sorted(queues))}) concurrently: {trades / elapsed:,.0f} trades/s ({elapsed:.2f} s)")
+    print(f"  per batch: {percentiles(latencies)}")
+    print(f"  {meter.report(trades, 'trade')}")
 
 
 def bench_hold(ledger: PostgresLedger, users: list[str], holds: int, concurrency: int,
-               rng: random.Random) -> None:
+               rng: random.Random, meter: CpuMeter) -> None:
     btc = ASSETS["BTC"]
     run = uuid.uuid4().hex[:12]
     picks = [rng.choice(users) for _ in range(holds)]
@@ -167,15 +241,18 @@ def bench_hold(ledger: PostgresLedger, users: list[str], holds: int, concurrency
         pool.spawn_n(one, i)
     pool.waitall()
     latencies.clear()
-    started, cpu = time.perf_counter(), time.process_time()
+    meter.start()
+    started = time.perf_counter()
     for i in range(200, holds):
         pool.spawn_n(one, i)
     pool.waitall()
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    elapsed = time.perf_counter() - started
     done = holds - 200
-    print(f"hold: {done} holds, {concurrency} concurrent callers: {done / elapsed:,.0f} holds/s "
-          f"({elapsed:.2f} s; this process used {cpu / elapsed:.0%} of a core)")
+    mode = "group commit" if ledger._movements is not None else "one statement each"
+    print(f"hold: {done} holds, {concurrency} concurrent callers ({mode}): {done / elapsed:,.0f} holds/s "
+          f"({elapsed:.2f} s)")
     print(f"  per call: {percentiles(latencies)}")
+    print(f"  {meter.report(done, 'hold')}")
 
 
 def main() -> None:
@@ -192,18 +269,22 @@ def main() -> None:
     settings = load_settings()
     prepare_database(settings)
     pool = make_pool(settings, BENCH_DB, min_size=args.concurrency, max_size=args.concurrency,
-                     name="wallets-bench")
+                     name="wallets-bench", kwargs={"application_name": APPLICATION_NAME})
     ledger = PostgresLedger(pool)
     ledger.ensure_system_accounts()
+    meter = CpuMeter(settings)
     rng = random.Random(args.seed)
     print(f"machine: {machine(settings)}")
     t0 = time.perf_counter()
     users = fund_users(ledger, args.users)
     print(f"setup: {len(users)} funded users in {time.perf_counter() - t0:.1f} s (untimed)")
     if args.only in (None, "settle"):
-        bench_settle(ledger, make_batches(users, args.batches + 3, args.batch_size, rng))
+        bench_settle(ledger, make_batches(users, args.batches + 3, args.batch_size, rng), meter)
+        bench_settle_per_market(ledger, make_batches(users, args.batches, args.batch_size, rng), meter)
     if args.only in (None, "hold"):
-        bench_hold(ledger, users, args.holds + 200, args.concurrency, rng)
+        bench_hold(ledger, users, args.holds + 200, args.concurrency, rng, meter)
+        solo = PostgresLedger(pool, group_commit=False)
+        bench_hold(solo, users, args.holds // 4 + 200, args.concurrency, rng, meter)
     t0 = time.perf_counter()
     findings = ledger.audit()
     print(f"audit: {'clean' if not findings else findings} ({time.perf_counter() - t0:.1f} s, untimed)")

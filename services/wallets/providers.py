@@ -300,14 +300,11 @@ class PostgresLedger:
 
     # -- building blocks ----------------------------------------------------
 
-    def _post(self, conn, entries: list[JournalEntry], skip_known_keys: bool = False) -> dict:
-        """Insert ``entries``; returns {key: (transaction id, created_at)} of
-        those inserted (with ``skip_known_keys``, an entry whose key exists is
-        skipped instead of failing)."""
-        return self._inserted(self._send_post(conn, entries, skip_known_keys))
-
     @staticmethod
-    def _send_post(conn, entries: list[JournalEntry], skip_known_keys: bool = False):
+    def _post(conn, entries: list[JournalEntry], skip_known_keys: bool = False) -> dict:
+        """Insert ``entries`` in one statement; returns {key: (transaction id,
+        created_at)} of those inserted (with ``skip_known_keys``, an entry
+        whose key exists is skipped instead of failing)."""
         transactions, postings = [], []
         for entry in entries:
             key = entry.key
@@ -315,12 +312,8 @@ class PostgresLedger:
             for account_id, asset, bucket, amount in entry.postings:
                 postings.append({"k": key, "a": account_id, "b": bucket, "s": asset, "m": amount})
         statement = POST_ENTRIES_SKIPPING_KNOWN_KEYS if skip_known_keys else POST_NEW_ENTRIES
-        return conn.execute(statement, (_json(transactions), _json(postings)))
-
-    @staticmethod
-    def _inserted(cursor) -> dict:
-        return {key: (transaction_id, created_at)
-                for key, transaction_id, created_at in cursor.fetchall()}
+        rows = conn.execute(statement, (_json(transactions), _json(postings))).fetchall()
+        return {key: (transaction_id, created_at) for key, transaction_id, created_at in rows}
 
     def _stored(self, conn, keys: list[str]) -> dict:
         """{key: (transaction id, created_at, details)} of the keys already journaled."""
@@ -338,20 +331,14 @@ class PostgresLedger:
             account_id = self._account_ids[(owner, asset)] = row[0]
         return account_id
 
-    def _lock(self, conn, pairs: Iterable[tuple[str, str]]) -> tuple[dict, dict]:
+    @staticmethod
+    def _lock(conn, pairs: Iterable[tuple[str, str]]) -> tuple[dict, dict]:
         """Lock the (owner, asset) accounts in id order; returns
         ({(owner, asset): Account}, {owner: fee tier}). Missing ones are absent."""
-        return self._locked_accounts(self._send_lock(conn, pairs).fetchall())
-
-    @staticmethod
-    def _send_lock(conn, pairs: Iterable[tuple[str, str]]):
         owners, assets = zip(*set(pairs))
-        return conn.execute(LOCK_ACCOUNTS, (list(owners), list(assets)))
-
-    @staticmethod
-    def _locked_accounts(rows) -> tuple[dict, dict]:
         accounts, tiers = {}, {}
-        for account_id, owner, kind, asset, available, locked, tier in rows:
+        for account_id, owner, kind, asset, available, locked, tier in conn.execute(
+                LOCK_ACCOUNTS, (list(owners), list(assets))).fetchall():
             accounts[(owner, asset)] = Account(account_id, owner, kind, asset, int(available),
                                                int(locked))
             if tier is not None:
@@ -471,14 +458,11 @@ class PostgresLedger:
                 except UnknownUser as exc:
                     outcomes[i] = exc
             keys = [movement_key(kind, ref) for kind, _, _, _, ref in requests]
-            # Two round trips: (BEGIN, lock, look up keys), then (insert, COMMIT).
-            with conn.pipeline(), conn.transaction():
-                locking = conn.execute(LOCK_ACCOUNTS_BY_ID, (sorted(set(account_ids.values())),))
-                looking_up = conn.execute(STORED_TRANSACTIONS, (keys,))
+            with conn.transaction():
+                rows = conn.execute(LOCK_ACCOUNTS_BY_ID, (sorted(set(account_ids.values())),)).fetchall()
                 accounts = {row[0]: Account(row[0], row[1], row[2], row[3], int(row[4]), int(row[5]))
-                            for row in locking.fetchall()}
-                stored = {key: (transaction_id, created_at, details)
-                          for key, transaction_id, created_at, details in looking_up.fetchall()}
+                            for row in rows}
+                stored = self._stored(conn, keys)
                 for i, account_id in account_ids.items():
                     kind, _, _, amount, ref = requests[i]
                     entries[i] = MOVEMENTS[kind](accounts[account_id], amount, ref)
@@ -495,8 +479,7 @@ class PostgresLedger:
                         continue
                     first[entry.key] = i
                     to_post.append(entry)
-                posting = self._send_post(conn, to_post, skip_known_keys=True) if to_post else None
-            inserted = self._inserted(posting) if posting is not None else {}
+                inserted = self._post(conn, to_post, skip_known_keys=True) if to_post else {}
             missing = [key for key in first if key not in inserted]
             if missing:  # taken meanwhile by a request on another account: a conflict
                 stored.update(self._stored(conn, missing))
@@ -552,13 +535,9 @@ class PostgresLedger:
             for owner in (trade.maker_user, trade.taker_user, fee_owner):
                 pairs.add((owner, market.base))
                 pairs.add((owner, market.quote))
-        # Two round trips: (BEGIN, lock, look up keys), then (insert, COMMIT).
-        with self._connection() as conn, conn.pipeline(), conn.transaction():
-            locking = self._send_lock(conn, pairs)
-            looking_up = conn.execute(STORED_TRANSACTIONS, ([trade.key for trade in trades],))
-            accounts, tiers = self._locked_accounts(locking.fetchall())
-            stored = {key: (transaction_id, created_at, details)
-                      for key, transaction_id, created_at, details in looking_up.fetchall()}
+        with self._transaction() as conn:
+            accounts, tiers = self._lock(conn, pairs)
+            stored = self._stored(conn, [trade.key for trade in trades])
             balances = WorkingBalances(accounts.values())
             entries: list[JournalEntry] = []
             batch: dict[str, dict] = {}
@@ -574,8 +553,7 @@ class PostgresLedger:
                 balances.apply(entry, f"trade {trade.key}")
                 entries.append(entry)
                 batch[trade.key] = entry.details
-            posting = self._send_post(conn, entries) if entries else None
-        inserted = self._inserted(posting) if posting is not None else {}
+            inserted = self._post(conn, entries) if entries else {}
         results = []
         for trade in trades:
             if trade.key in inserted:

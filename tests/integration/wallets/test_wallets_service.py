@@ -63,25 +63,26 @@ def trade(alice, **changes):
 
 GHOST = "ghost-00000000-0000-0000-0000-000000000000"
 
-# (method, arguments -- "ALICE" stands for the funded user --, expected error)
+# (method, arguments, expected error); "ALICE" is the funded user, "REF" a fresh
+# ref, "ADDRESS" her BTC deposit address, "WITHDRAWAL" her pending withdrawal
 BAD_INPUT = [
-    *[("hold", ("ALICE", "BTC", amount, "r1"), errors.InvalidAmount) for amount in (
+    *[("hold", ("ALICE", "BTC", amount, "REF"), errors.InvalidAmount) for amount in (
         -1, "-1", 0, "0", "0.0", "NaN", "nan", "Infinity", "-Infinity", 1.5, 0.1, "1e3", "1E-8", "abc",
         "", " 1", "0x10", None, True, [], {"amount": 1}, "9" * 50, 10 ** 40)],
-    ("hold", ("ALICE", "BTC", "0.000000001", "r1"), errors.AmountTooPrecise),
-    ("hold", ("ALICE", "BTC", "0.123456789", "r1"), errors.AmountTooPrecise),
-    ("hold", ("ALICE", "USDT", "0.0000001", "r1"), errors.AmountTooPrecise),
-    ("hold", ("ALICE", "DOGE", "1", "r1"), errors.UnknownAsset),
-    ("hold", ("ALICE", "btc", "1", "r1"), errors.UnknownAsset),
-    ("hold", ("ALICE", None, "1", "r1"), errors.UnknownAsset),
-    ("hold", ("ALICE", "BTC", "2", "r1"), errors.InsufficientFunds),
-    ("hold", (GHOST, "BTC", "1", "r1"), errors.UnknownUser),
-    *[("hold", (user, "BTC", "1", "r1"), errors.InvalidId) for user in (
+    ("hold", ("ALICE", "BTC", "0.000000001", "REF"), errors.AmountTooPrecise),
+    ("hold", ("ALICE", "BTC", "0.123456789", "REF"), errors.AmountTooPrecise),
+    ("hold", ("ALICE", "USDT", "0.0000001", "REF"), errors.AmountTooPrecise),
+    ("hold", ("ALICE", "DOGE", "1", "REF"), errors.UnknownAsset),
+    ("hold", ("ALICE", "btc", "1", "REF"), errors.UnknownAsset),
+    ("hold", ("ALICE", None, "1", "REF"), errors.UnknownAsset),
+    ("hold", ("ALICE", "BTC", "2", "REF"), errors.InsufficientFunds),
+    ("hold", (GHOST, "BTC", "1", "REF"), errors.UnknownUser),
+    *[("hold", (user, "BTC", "1", "REF"), errors.InvalidId) for user in (
         "", " ", "a b", "x" * 65, None, 42, "system:fee_revenue", "../etc/passwd", "al\nice", "ü")],
     *[("hold", ("ALICE", "BTC", "1", ref), errors.InvalidId) for ref in (
         "", " ", "a b", "x" * 129, None, 7, "-leading-dash", "r\n1")],
-    ("release", ("ALICE", "BTC", "0.6", "r2"), errors.InsufficientLocked),
-    ("release", ("ALICE", "BTC", 0.5, "r2"), errors.InvalidAmount),
+    ("release", ("ALICE", "BTC", "0.6", "REF"), errors.InsufficientLocked),
+    ("release", ("ALICE", "BTC", 0.5, "REF"), errors.InvalidAmount),
     ("balances", (GHOST,), errors.UnknownUser),
     ("balance", ("ALICE", "XRP"), errors.UnknownAsset),
     ("deposit_address", (GHOST, "BTC"), errors.UnknownUser),
@@ -117,12 +118,12 @@ BAD_INPUT = [
     ("credit_deposit", ("BTC", "ADDRESS", 1.0, "ab" * 32, 3), errors.InvalidAmount),
     *[("credit_deposit", ("BTC", "ADDRESS", "1", "ab" * 32, confirmations), errors.InvalidRequest)
       for confirmations in (-1, "12", 1.5, None, True)],
-    ("request_withdrawal", ("ALICE", "BTC", ETH_ADDRESS, "0.01", "w1"), errors.InvalidAddress),
-    ("request_withdrawal", ("ALICE", "ETH", BTC_ADDRESS, "0.01", "w1"), errors.InvalidAddress),
-    ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, 0.01, "w1"), errors.InvalidAmount),
-    ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, "0.0001", "w1"), errors.WithdrawalBelowMinimum),
-    ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, "0.9999", "w1"), errors.InsufficientFunds),
-    ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, "11", "w1"), errors.WithdrawalLimitExceeded),
+    ("request_withdrawal", ("ALICE", "BTC", ETH_ADDRESS, "0.01", "REF"), errors.InvalidAddress),
+    ("request_withdrawal", ("ALICE", "ETH", BTC_ADDRESS, "0.01", "REF"), errors.InvalidAddress),
+    ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, 0.01, "REF"), errors.InvalidAmount),
+    ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, "0.0001", "REF"), errors.WithdrawalBelowMinimum),
+    ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, "0.9999", "REF"), errors.InsufficientFunds),
+    ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, "11", "REF"), errors.WithdrawalLimitExceeded),
     ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, "0.01", None), errors.InvalidId),
     *[("approve_withdrawal", (withdrawal_id, "admin"), errors.InvalidId)
       for withdrawal_id in ("1", 0, -5, 1.5, True, None, 2 ** 63)],
@@ -137,10 +138,10 @@ BAD_INPUT = [
     ("ledger", (GHOST, "BTC", None, 10), errors.UnknownUser),
     ("set_fee_tier", ("ALICE", "gold"), errors.UnknownFeeTier),
     ("set_fee_tier", (GHOST, "vip1"), errors.UnknownUser),
-    ("adjust_balance", ("ALICE", "BTC", "0", "adj1", "typo"), errors.InvalidAmount),
-    ("adjust_balance", ("ALICE", "BTC", "1", "adj1", ""), errors.InvalidRequest),
-    ("adjust_balance", ("ALICE", "BTC", "-5", "adj1", "too much"), errors.InsufficientFunds),
-    ("adjust_balance", ("ALICE", "BTC", "1000000", "adj1", "more than the exchange earned"),
+    ("adjust_balance", ("ALICE", "BTC", "0", "REF", "typo"), errors.InvalidAmount),
+    ("adjust_balance", ("ALICE", "BTC", "1", "REF", ""), errors.InvalidRequest),
+    ("adjust_balance", ("ALICE", "BTC", "-5", "REF", "too much"), errors.InsufficientFunds),
+    ("adjust_balance", ("ALICE", "BTC", "1000000", "REF", "more than the exchange earned"),
      errors.InsufficientFunds),
 ]
 
@@ -148,6 +149,8 @@ BAD_INPUT = [
 def resolve(value, alice, address, withdrawal_id):
     if value == "ALICE":
         return alice
+    if value == "REF":  # fresh: the database persists and refs are global
+        return f"bad-input:{uuid.uuid4()}"
     if value == "ADDRESS":
         return address
     if value == "WITHDRAWAL":
