@@ -80,15 +80,19 @@ class FeeRates:
     maker: str
     taker: str
 
+    maker_ratio: tuple[int, int] = field(init=False, repr=False, compare=False)
+    taker_ratio: tuple[int, int] = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         for name in ("maker", "taker"):
             rate = Decimal(getattr(self, name))
             if not rate.is_finite() or rate < 0 or rate >= Decimal("0.1"):
                 raise ValueError(f"fee rate {name}={rate} must be in [0, 0.1)")
+            object.__setattr__(self, f"{name}_ratio", rate.as_integer_ratio())
 
     def rate(self, is_maker: bool) -> tuple[int, int]:
         """The rate as an exact fraction ``(numerator, denominator)``."""
-        return Decimal(self.maker if is_maker else self.taker).as_integer_ratio()
+        return self.maker_ratio if is_maker else self.taker_ratio
 
 
 # Per-user tiers override a market's schedule in every market.

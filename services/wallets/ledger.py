@@ -92,20 +92,22 @@ class JournalEntry(NamedTuple):
 def journal_entry(key: str, type_: str, postings: Iterable[Posting], details: dict) -> JournalEntry:
     """Merge postings to the same (account, bucket), drop zeros, and check the
     result balances per asset. Raises LedgerBug when it does not."""
-    merged: dict[tuple[int, str], list] = {}
+    merged: dict[tuple[int, str], Posting] = {}
     for posting in postings:
-        slot = merged.get((posting.account_id, posting.bucket))
-        if slot is None:
-            merged[(posting.account_id, posting.bucket)] = [posting.asset, posting.amount]
-        elif slot[0] != posting.asset:
-            raise LedgerBug(f"{key}: account {posting.account_id} posted in two assets")
-        else:
-            slot[1] += posting.amount
-    result = tuple(Posting(account_id, asset, bucket, amount)
-                   for (account_id, bucket), (asset, amount) in merged.items() if amount)
-    sums: dict[str, int] = {}
-    for posting in result:
-        sums[posting.asset] = sums.get(posting.asset, 0) + posting.amount
+        place = (posting.account_id, posting.bucket)
+        previous = merged.get(place)
+        if previous is not None:
+            if previous.asset != posting.asset:
+                raise LedgerBug(f"{key}: account {posting.account_id} posted in two assets")
+            posting = Posting(posting.account_id, posting.asset, posting.bucket,
+                              previous.amount + posting.amount)
+        merged[place] = posting
+    kept, sums = [], {}
+    for posting in merged.values():
+        if posting.amount:
+            kept.append(posting)
+            sums[posting.asset] = sums.get(posting.asset, 0) + posting.amount
+    result = tuple(kept)
     if len(result) < 2 or any(sums.values()):
         raise LedgerBug(f"{key}: postings {result} do not balance")
     return JournalEntry(key, type_, result, details)
@@ -126,10 +128,12 @@ class WorkingBalances:
     def apply(self, entry: JournalEntry, context: str) -> None:
         """Apply ``entry`` or raise InsufficientFunds / InsufficientLocked
         (leaving the balances as they were)."""
-        available, locked = dict(), dict()
-        for posting in entry.postings:
-            target, moved = (self.available, available) if posting.bucket == AVAILABLE else (self.locked, locked)
-            moved[posting.account_id] = moved.get(posting.account_id, target[posting.account_id]) + posting.amount
+        available, locked = {}, {}
+        for account_id, _, bucket, amount in entry.postings:
+            if bucket == AVAILABLE:
+                available[account_id] = available.get(account_id, self.available[account_id]) + amount
+            else:
+                locked[account_id] = locked.get(account_id, self.locked[account_id]) + amount
         for account_id, value in available.items():
             account = self.accounts[account_id]
             if value < 0 and account.kind != DEPOSITS_CLEARING:
