@@ -107,11 +107,16 @@ SELECT idempotency_key, id, created_at, details
 
 ACCOUNT_ID = "SELECT id FROM wallets.accounts WHERE owner = %s AND asset = %s"
 
+ACCOUNT_IDS = """
+SELECT owner, asset, id FROM wallets.accounts
+ WHERE (owner, asset) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+"""
+
 LOCK_ACCOUNTS = """
 SELECT a.id, a.owner, a.kind, a.asset, a.available, a.locked, t.tier
   FROM wallets.accounts a
   LEFT JOIN wallets.fee_tiers t ON t.user_id = a.owner
- WHERE (a.owner, a.asset) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+ WHERE a.id = ANY(%s::bigint[])
  ORDER BY a.id
    FOR UPDATE OF a
 """
@@ -331,14 +336,24 @@ class PostgresLedger:
             account_id = self._account_ids[(owner, asset)] = row[0]
         return account_id
 
-    @staticmethod
-    def _lock(conn, pairs: Iterable[tuple[str, str]]) -> tuple[dict, dict]:
+    def _lock(self, conn, pairs: Iterable[tuple[str, str]]) -> tuple[dict, dict]:
         """Lock the (owner, asset) accounts in id order; returns
         ({(owner, asset): Account}, {owner: fee tier}). Missing ones are absent."""
-        owners, assets = zip(*set(pairs))
+        ids, missing = [], []
+        for pair in set(pairs):
+            account_id = self._account_ids.get(pair)
+            if account_id is None:
+                missing.append(pair)
+            else:
+                ids.append(account_id)
+        if missing:
+            owners, assets = zip(*missing)
+            for owner, asset, account_id in conn.execute(ACCOUNT_IDS, (list(owners), list(assets))):
+                self._account_ids[(owner, asset)] = account_id
+                ids.append(account_id)
         accounts, tiers = {}, {}
         for account_id, owner, kind, asset, available, locked, tier in conn.execute(
-                LOCK_ACCOUNTS, (list(owners), list(assets))).fetchall():
+                LOCK_ACCOUNTS, (ids,)).fetchall():
             accounts[(owner, asset)] = Account(account_id, owner, kind, asset, int(available),
                                                int(locked))
             if tier is not None:
