@@ -159,6 +159,12 @@ class Aggregate:
         self.quote_volume += quote
         self.count += count
 
+    def copy(self) -> "Aggregate":
+        other = Aggregate()
+        for name in self.__slots__:
+            setattr(other, name, getattr(self, name))
+        return other
+
     def candle(self, market: str, interval: str, open_time: int) -> Optional[Candle]:
         if self.count == 0:
             return None

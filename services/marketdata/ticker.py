@@ -22,7 +22,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Iterable, Optional
 
-from services.marketdata.candles import MINUTE, floor_to
+from services.marketdata.candles import HOUR, MINUTE, floor_to
 from services.marketdata.models import Aggregate, Candle, format_decimal
 
 WINDOW_MINUTES = 1440
@@ -35,7 +35,7 @@ def window_start(now: int) -> int:
 
 def compute_ticker(market: str, minutes: Iterable[Candle], previous: Optional[Candle],
                    now: int) -> dict:
-    """``minutes``: 1m candles (any extra outside the window is ignored);
+    """``minutes``: 1m candles (any outside the window is ignored);
     ``previous``: the latest 1m candle before the window, if known."""
     start, current = window_start(now), floor_to(now, MINUTE)
     agg = Aggregate()
@@ -45,6 +45,11 @@ def compute_ticker(market: str, minutes: Iterable[Candle], previous: Optional[Ca
         elif candle.open_time < start and (previous is None
                                             or candle.last.key > previous.last.key):
             previous = candle
+    return _ticker(market, agg, previous, start, current)
+
+
+def _ticker(market: str, agg: Aggregate, previous: Optional[Candle], start: int,
+            current: int) -> dict:
     ticker = {"market": market, "window_start": start, "minute": current,
               "open": None, "high": None, "low": None, "last": None,
               "volume": "0", "quote_volume": "0", "change": None, "change_percent": None,
@@ -67,20 +72,40 @@ def compute_ticker(market: str, minutes: Iterable[Candle], previous: Optional[Ca
 
 
 class TickerWindow:
-    """One market's window, fed with every changed 1m candle by the ingest path."""
+    """One market's window, fed with every changed 1m candle by the ingest path.
+
+    ``snapshot`` merges a cached aggregate of the window's minutes before the
+    current hour (recomputed when the window moves, i.e. once a minute, or when
+    a late trade changes one of them) with the current hour's <= 60 minutes,
+    so a snapshot after each flush costs O(60), not O(1440)."""
 
     def __init__(self, market: str, minutes: Iterable[Candle], previous: Optional[Candle]):
         self.market = market
         self.minutes: dict[int, Candle] = {c.open_time: c for c in minutes}
         self.previous = previous
+        self._base: Optional[tuple[int, int, Aggregate]] = None  # (start, end, aggregate)
 
     def update(self, candle: Candle) -> None:
         self.minutes[candle.open_time] = candle
+        if self._base is not None and candle.open_time < self._base[1]:
+            self._base = None
 
     def snapshot(self, now: int) -> dict:
-        start = window_start(now)
+        start, current = window_start(now), floor_to(now, MINUTE)
         for open_time in [t for t in self.minutes if t < start]:
             old = self.minutes.pop(open_time)
             if self.previous is None or old.last.key > self.previous.last.key:
                 self.previous = old
-        return compute_ticker(self.market, self.minutes.values(), self.previous, now)
+        base_end = floor_to(now, HOUR)
+        if self._base is None or self._base[:2] != (start, base_end):
+            base = Aggregate()
+            for open_time, candle in self.minutes.items():
+                if start <= open_time < base_end:
+                    base.add_candle(candle)
+            self._base = (start, base_end, base)
+        agg = self._base[2].copy()
+        for open_time in range(base_end, current + MINUTE, MINUTE):
+            candle = self.minutes.get(open_time)
+            if candle is not None:
+                agg.add_candle(candle)
+        return _ticker(self.market, agg, self.previous, start, current)

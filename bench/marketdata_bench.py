@@ -1,0 +1,274 @@
+"""Market-data benchmark on the real stack (Cassandra, Memcached, RabbitMQ).
+
+    PYTHONPATH=. .venv/bin/python bench/marketdata_bench.py            # defaults below
+    PYTHONPATH=. .venv/bin/python bench/marketdata_bench.py --trades 20000 --reads 200
+
+1. Ingest: ``--trades`` synthetic trades of one fresh market (a random walk
+   around 64,000 USDT, 1,000 users, stamped 5 per millisecond: 5,000 trades/s
+   of market time) are handed to the service's own ingest pipeline
+   (providers.IngestPipeline) by ``--producers`` concurrent greenthreads, one
+   trade per call, as the ``trade_executed`` handler does. Timed until the last
+   call returned, i.e. until every trade row (by market and by user) and every
+   candle of the 8 intervals it touches is acknowledged by Cassandra. The rows
+   are counted back afterwards.
+2. ``get_candles`` for one day of 1m candles (1,440 candles, a full UTC day
+   ingested first): ``--reads`` calls served from Memcached, then ``--reads``
+   calls forced to Cassandra (the partition's cache version is bumped before
+   each, as an ingest would), both through the service's read path
+   (providers.MarketReads) and through Nameko RPC on RabbitMQ.
+3. Optionally (``--events N``) N ``trade_executed`` events published on
+   RabbitMQ into a running service container: the end-to-end ingest rate.
+
+Data goes to the test keyspace under fresh market names and is deleted at the
+end (partition deletes). Figures are recorded in bench/README.md.
+"""
+import eventlet
+
+eventlet.monkey_patch()
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import random  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+import warnings  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from decimal import Decimal  # noqa: E402
+
+warnings.filterwarnings("ignore")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import cassandra  # noqa: E402
+
+from services.common.cache import make_cache  # noqa: E402
+from services.common.cassandra import make_cluster  # noqa: E402
+from services.common.config import load_settings  # noqa: E402
+from services.marketdata.candles import CHAIN, DAY, MINUTE, floor_to, partition_start  # noqa: E402
+from services.marketdata.models import Trade  # noqa: E402
+from services.marketdata.providers import (TRADE_BUCKET, CassandraStore, DepthKeeper,  # noqa: E402
+                                           HotCache, IngestPipeline, MarketReads,
+                                           _consistency, trade_bucket)
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()
+    return (f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu}), "
+            f"Python {platform.python_version()}, load avg {load[0]:.2f} {load[1]:.2f}")
+
+
+def synthetic_trades(market: str, count: int, start_ms: int, per_ms: int, seed: int = 1):
+    rnd = random.Random(seed)
+    price = 6_400_000  # cents
+    users = [f"user-{i:04d}" for i in range(1000)]
+    out = []
+    for n in range(1, count + 1):
+        price = max(100, price + rnd.choice((-1, 0, 1)) * rnd.randint(1, 50))
+        p = Decimal(price).scaleb(-2)
+        q = Decimal(rnd.randint(1, 200_000)).scaleb(-5)
+        maker, taker = rnd.sample(users, 2)
+        out.append(Trade(market, f"{market}-{n}", n, p, q, p * q, rnd.choice(("buy", "sell")),
+                         n * 2, maker, n * 2 + 1, taker, start_ms + (n - 1) // per_ms))
+    return out
+
+
+def ingest(pipeline: IngestPipeline, trades, producers: int) -> float:
+    pool = eventlet.GreenPool(producers)
+    started = time.perf_counter()
+    for _ in pool.imap(lambda t: pipeline.record([t], now=t.executed_at), trades):
+        pass
+    return time.perf_counter() - started
+
+
+def count_rows(session, market: str, start: int, end: int) -> tuple[int, int]:
+    rows = 0
+    for bucket in range(trade_bucket(start), end + 1, TRADE_BUCKET):
+        rows += session.execute("SELECT count(*) FROM trades_by_market WHERE market=%s AND bucket=%s",
+                                (market, bucket), timeout=60).one()[0]
+    candle_trades = 0
+    for part in {partition_start(t, "1m") for t in (start, end)}:
+        for r in session.execute("SELECT trade_count FROM candles WHERE market=%s AND interval='1m' "
+                                 "AND bucket=%s", (market, part)):
+            candle_trades += r.trade_count
+    return rows, candle_trades
+
+
+def cleanup(session, market: str, trades):
+    buckets = {trade_bucket(t.executed_at) for t in trades}
+    users = {(u, trade_bucket(t.executed_at)) for t in trades for u in (t.maker_user_id, t.taker_user_id)}
+    for b in buckets:
+        session.execute("DELETE FROM trades_by_market WHERE market=%s AND bucket=%s", (market, b))
+    session.execute("DELETE FROM trade_buckets_by_market WHERE market=%s", (market,))
+    for u, b in users:
+        session.execute("DELETE FROM trades_by_user WHERE user_id=%s AND bucket=%s", (u, b))
+    parts = {(i, partition_start(t.executed_at, i)) for t in trades for i in CHAIN}
+    for interval, part in parts:
+        session.execute("DELETE FROM candles WHERE market=%s AND interval=%s AND bucket=%s",
+                        (market, interval, part))
+
+
+def timed(fn, n):
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def show(label, samples):
+    print(f"  {label:<44} p50 {percentile(samples, 50):7.2f} ms   p99 {percentile(samples, 99):7.2f} ms"
+          f"   max {max(samples):7.2f} ms   (n={len(samples)})")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trades", type=int, default=100_000)
+    parser.add_argument("--producers", type=int, default=200)
+    parser.add_argument("--reads", type=int, default=300)
+    parser.add_argument("--events", type=int, default=0)
+    parser.add_argument("--keep", action="store_true", help="do not delete the benchmark data")
+    args = parser.parse_args()
+
+    settings = load_settings()
+    settings = settings.with_overrides(
+        EXCHANGE_CASSANDRA_KEYSPACE=settings["EXCHANGE_CASSANDRA_KEYSPACE"] + "_test",
+        EXCHANGE_RABBITMQ_VHOST=settings["EXCHANGE_RABBITMQ_VHOST"] + "_test")
+    keyspace = settings["EXCHANGE_CASSANDRA_KEYSPACE"]
+    print(f"machine: {machine()}")
+    print(f"stack:   Cassandra {settings['EXCHANGE_CASSANDRA_VERSION']} (heap {settings['EXCHANGE_CASSANDRA_HEAP']}, "
+          f"keyspace {keyspace}, CL {settings['EXCHANGE_CASSANDRA_CONSISTENCY']}), Memcached, same host")
+    cluster = make_cluster(settings)
+    session = cluster.connect(keyspace)
+    print(f"driver:  cassandra-driver {cassandra.__version__}, {cluster.connection_class.__name__}, "
+          f"protocol v{cluster.protocol_version}")
+    store = CassandraStore(session, _consistency(settings, "WRITE"), _consistency(settings, "READ"))
+    prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+    cache = HotCache(make_cache(settings, prefix))
+    tag = uuid.uuid4().hex[:6].upper()
+    markets = {"ingest": f"BI{tag}-USDT", "day": f"BD{tag}-USDT", "events": f"BE{tag}-USDT"}
+    now = int(time.time() * 1000)
+    written = {}
+    try:
+        # ------------------------------------------------------------ 1. ingest
+        pipeline = IngestPipeline(store, cache)
+        pipeline.start()
+        warm = synthetic_trades(markets["ingest"], 2000, now - 600_000, 5, seed=2)
+        ingest(pipeline, warm, args.producers)          # connections, prepared paths, first loads
+        trades = synthetic_trades(markets["ingest"], args.trades, now - 300_000, 5)
+        flushes0 = pipeline.flushes
+        elapsed = ingest(pipeline, trades, args.producers)
+        flushes = pipeline.flushes - flushes0
+        written["ingest"] = warm + trades
+        rows, candle_trades = count_rows(session, markets["ingest"], trades[0].executed_at,
+                                         trades[-1].executed_at)
+        print(f"\ningest: {len(trades):,} trades via {args.producers} concurrent producers, "
+              f"{flushes} flushes (avg batch {len(trades) / max(flushes, 1):.0f})")
+        print(f"  {len(trades) / elapsed:,.0f} trades/s   ({elapsed:.2f} s; each trade = 1 market row + 2 user rows, "
+              f"8 candle intervals upserted per flush)")
+        print(f"  check: {rows:,} trades_by_market rows, 1m candles count {candle_trades - len(warm):,} "
+              f"trades (expected {len(trades):,} each)")
+
+        # ------------------------------------------------------------ 2. reads
+        day = floor_to(now, DAY) - 2 * DAY
+        day_trades = synthetic_trades(markets["day"], 1440 * 3, day, 1, seed=3)
+        day_trades = [replace(t, executed_at=day + (i // 3) * MINUTE + (i % 3) * 1000)
+                      for i, t in enumerate(day_trades)]
+        ingest(pipeline, day_trades, args.producers)
+        written["day"] = day_trades
+        reads = MarketReads(store, cache, DepthKeeper(cache))
+        market = markets["day"]
+
+        def read():
+            result = reads.candles(market, "1m", day, day + DAY, 1440, now)
+            assert len(result["candles"]) == 1440, len(result["candles"])
+
+        read()
+        print(f"\nget_candles(1m, one UTC day = 1,440 candles), service read path (providers.MarketReads):")
+        show("from Memcached", timed(read, args.reads))
+        part = partition_start(day, "1m")
+
+        def cold():
+            cache.bump_candles(market, "1m", part)
+            read()
+
+        show("from Cassandra (cache version bumped first)", timed(cold, args.reads))
+
+        from nameko.containers import ServiceContainer
+        from nameko.standalone.rpc import ServiceRpcProxy
+        from services.marketdata.service import MarketDataService
+        config = settings.nameko_config()
+        config.update({"CASSANDRA_KEYSPACE": keyspace, "CACHE_PREFIX": prefix, "max_workers": 50,
+                       "MARKETDATA_MARKETS": [{"symbol": m, "base_asset": m.split("-")[0],
+                                               "quote_asset": "USDT", "tick_size": "0.01",
+                                               "lot_size": "0.00001"} for m in markets.values()]})
+        container = ServiceContainer(MarketDataService, config)
+        container.start()
+        try:
+            with ServiceRpcProxy("marketdata", config, timeout=30) as rpc:
+                def rpc_read():
+                    assert len(rpc.get_candles(market, "1m", day, day + DAY, 1440)["candles"]) == 1440
+
+                rpc_read()
+                print("get_candles, same request over Nameko RPC (RabbitMQ round trip, JSON):")
+                show("from Memcached", timed(rpc_read, args.reads))
+
+                def rpc_cold():
+                    cache.bump_candles(market, "1m", part)
+                    rpc_read()
+                show("from Cassandra (cache version bumped first)", timed(rpc_cold, args.reads))
+
+                # ------------------------------------------------------------ 3. events
+                if args.events:
+                    from nameko.standalone.events import event_dispatcher
+                    ev = synthetic_trades(markets["events"], args.events, now - 60_000, 5, seed=4)
+                    written["events"] = ev
+                    dispatch = event_dispatcher(config)
+                    started = time.perf_counter()
+                    for t in ev:
+                        dispatch("matching", "trade_executed", {
+                            "market": t.market, "seq": t.seq, "trade_id": t.trade_id,
+                            "price": str(t.price), "quantity": str(t.quantity),
+                            "quote_quantity": str(t.quote_quantity), "taker_side": t.taker_side,
+                            "maker_order_id": t.maker_order_id, "maker_user_id": t.maker_user_id,
+                            "taker_order_id": t.taker_order_id, "taker_user_id": t.taker_user_id,
+                            "executed_at": t.executed_at})
+                    published = time.perf_counter() - started
+                    while True:
+                        got = rpc.get_trades(t.market, 1)["trades"]
+                        if got and got[0]["trade_id"] == ev[-1].trade_id:
+                            rows, _ = count_rows(session, t.market, ev[0].executed_at, ev[-1].executed_at)
+                            if rows == len(ev):
+                                break
+                        eventlet.sleep(0.05)
+                    elapsed = time.perf_counter() - started
+                    print(f"\nend to end: {len(ev):,} trade_executed events over RabbitMQ into the service "
+                          f"(max_workers 50): {len(ev) / elapsed:,.0f} trades/s "
+                          f"(publishing alone {len(ev) / published:,.0f}/s)")
+        finally:
+            container.stop()
+        pipeline.stop()
+    finally:
+        if not args.keep:
+            for key, trades in written.items():
+                cleanup(session, markets[key], trades)
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main()
