@@ -99,6 +99,19 @@ POST_NEW_ENTRIES = POST_ENTRIES.format(on_conflict="")
 POST_ENTRIES_SKIPPING_KNOWN_KEYS = POST_ENTRIES.format(
     on_conflict="ON CONFLICT (idempotency_key) DO NOTHING")
 
+# The same in one autocommitted statement that first locks the accounts in id
+# order (the ``locked`` CTE runs as a one-time filter before any row is
+# inserted, so before the trigger updates them): group commit's fast path.
+POST_LOCKED_ENTRIES_SKIPPING_KNOWN_KEYS = POST_ENTRIES.format(
+    on_conflict="ON CONFLICT (idempotency_key) DO NOTHING").replace(
+    "WITH new_transactions AS (",
+    """WITH locked AS (
+    SELECT id FROM wallets.accounts WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE
+), new_transactions AS (""").replace(
+    "    SELECT k, t, d FROM json_to_recordset(%s::json) AS e (k text, t text, d jsonb)\n",
+    "    SELECT k, t, d FROM json_to_recordset(%s::json) AS e (k text, t text, d jsonb)\n"
+    "     WHERE (SELECT count(*) FROM locked) >= 0\n")
+
 STORED_TRANSACTIONS = """
 SELECT idempotency_key, id, created_at, details
   FROM wallets.transactions
@@ -275,13 +288,15 @@ class PostgresLedger:
     """
 
     def __init__(self, pool: ConnectionPool, random_bytes: Callable[[int], bytes] = os.urandom,
-                 group_commit: bool = True):
+                 group_commit: bool = True, batches_in_flight: int = 2):
         """``group_commit``: concurrent hold / release calls share database
-        transactions (see GroupCommit); off, each runs alone in one statement."""
+        transactions, at most ``batches_in_flight`` at a time (see
+        GroupCommit); off, each call runs alone in one statement."""
         self.pool = pool
         self.random_bytes = random_bytes
         self._account_ids: dict[tuple[str, str], int] = {}
-        self._movements = GroupCommit(self._move_batch) if group_commit else None
+        self._movements = (GroupCommit(self._move_batch, max_in_flight=batches_in_flight)
+                           if group_commit else None)
 
     def close(self) -> None:
         if self._movements is not None:
@@ -306,18 +321,24 @@ class PostgresLedger:
     # -- building blocks ----------------------------------------------------
 
     @staticmethod
-    def _post(conn, entries: list[JournalEntry], skip_known_keys: bool = False) -> dict:
+    def _post(conn, entries: list[JournalEntry], skip_known_keys: bool = False,
+              lock: Optional[list[int]] = None) -> dict:
         """Insert ``entries`` in one statement; returns {key: (transaction id,
         created_at)} of those inserted (with ``skip_known_keys``, an entry
-        whose key exists is skipped instead of failing)."""
+        whose key exists is skipped instead of failing; with ``lock``, those
+        account ids are first locked in id order, in the same statement)."""
         transactions, postings = [], []
         for entry in entries:
             key = entry.key
             transactions.append({"k": key, "t": entry.type, "d": entry.details})
             for account_id, asset, bucket, amount in entry.postings:
                 postings.append({"k": key, "a": account_id, "b": bucket, "s": asset, "m": amount})
-        statement = POST_ENTRIES_SKIPPING_KNOWN_KEYS if skip_known_keys else POST_NEW_ENTRIES
-        rows = conn.execute(statement, (_json(transactions), _json(postings))).fetchall()
+        if lock is not None:
+            rows = conn.execute(POST_LOCKED_ENTRIES_SKIPPING_KNOWN_KEYS,
+                                (lock, _json(transactions), _json(postings))).fetchall()
+        else:
+            statement = POST_ENTRIES_SKIPPING_KNOWN_KEYS if skip_known_keys else POST_NEW_ENTRIES
+            rows = conn.execute(statement, (_json(transactions), _json(postings))).fetchall()
         return {key: (transaction_id, created_at) for key, transaction_id, created_at in rows}
 
     def _stored(self, conn, keys: list[str]) -> dict:
@@ -447,19 +468,73 @@ class PostgresLedger:
         return movement_result(details, transaction_id, iso(created_at))
 
     def _move_batch(self, requests: list) -> list:
-        """Outcomes (results or typed errors) of many holds / releases, decided
-        together in one transaction; if that fails unexpectedly, each request
-        runs alone so one bad request cannot fail the others."""
+        """Outcomes (results or typed errors) of many holds / releases.
+
+        First optimistically in one statement, the CHECK constraints deciding;
+        if a balance would go below zero, the batch is decided again request
+        by request on locked balances (``_move_together``); if that fails
+        unexpectedly, each request runs alone so one cannot fail the others."""
+        try:
+            return self._move_optimistically(requests)
+        except pg_errors.CheckViolation:
+            pass
+        except (psycopg.Error, LookupError):
+            return self._move_each_alone(requests)
         try:
             return self._move_together(requests)
         except (psycopg.Error, LookupError):
-            outcomes = []
-            for request in requests:
+            return self._move_each_alone(requests)
+
+    def _move_each_alone(self, requests: list) -> list:
+        outcomes = []
+        for request in requests:
+            try:
+                outcomes.append(self._move_alone(*request))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _move_optimistically(self, requests: list) -> list:
+        outcomes: list = [None] * len(requests)
+        entries: dict[int, JournalEntry] = {}
+        first: dict[str, int] = {}
+        with self._connection() as conn:
+            for i, (kind, user, asset, amount, ref) in enumerate(requests):
                 try:
-                    outcomes.append(self._move_alone(*request))
-                except Exception as exc:
-                    outcomes.append(exc)
-            return outcomes
+                    account_id = self._account_id(conn, user, asset.code)
+                except UnknownUser as exc:
+                    outcomes[i] = exc
+                    continue
+                entries[i] = MOVEMENTS[kind](Account(account_id, user, USER, asset.code, 0, 0),
+                                             amount, ref)
+                first.setdefault(entries[i].key, i)
+            to_post = [entries[i] for i in first.values()]
+            inserted = self._post(conn, to_post, skip_known_keys=True,
+                                  lock=sorted({e.postings[0].account_id for e in to_post})) \
+                if to_post else {}
+            missing = [key for key in first if key not in inserted]
+            stored = self._stored(conn, missing) if missing else {}
+        return self._movement_outcomes(outcomes, entries, first, inserted, stored)
+
+    @staticmethod
+    def _movement_outcomes(outcomes: list, entries: dict, first: dict, inserted: dict,
+                           stored: dict) -> list:
+        """Each request's result: its own entry if it was inserted now, else the
+        stored one (a replay, or a conflict when the request differs)."""
+        for i, entry in entries.items():
+            if outcomes[i] is not None:
+                continue
+            if entry.key in inserted:
+                transaction_id, created_at = inserted[entry.key]
+                details = entries[first[entry.key]].details
+            else:
+                transaction_id, created_at, details = stored[entry.key]
+            try:
+                check_replay(entry.key, details, entry.details, MOVEMENT_FIELDS)
+                outcomes[i] = movement_result(details, transaction_id, iso(created_at))
+            except IdempotencyConflict as exc:
+                outcomes[i] = exc
+        return outcomes
 
     @retry_on_conflict
     def _move_together(self, requests: list) -> list:
@@ -498,20 +573,7 @@ class PostgresLedger:
             missing = [key for key in first if key not in inserted]
             if missing:  # taken meanwhile by a request on another account: a conflict
                 stored.update(self._stored(conn, missing))
-        for i, entry in entries.items():
-            if outcomes[i] is not None:
-                continue
-            if entry.key in inserted:
-                transaction_id, created_at = inserted[entry.key]
-                details = entries[first[entry.key]].details
-            else:
-                transaction_id, created_at, details = stored[entry.key]
-            try:
-                check_replay(entry.key, details, entry.details, MOVEMENT_FIELDS)
-                outcomes[i] = movement_result(details, transaction_id, iso(created_at))
-            except IdempotencyConflict as exc:
-                outcomes[i] = exc
-        return outcomes
+        return self._movement_outcomes(outcomes, entries, first, inserted, stored)
 
     @retry_on_conflict
     def adjust_balance(self, user: str, asset: Asset, amount: int, ref: str, reason: str) -> dict:
