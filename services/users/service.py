@@ -210,9 +210,10 @@ class UsersService:
                               SignupState.COMPENSATING, signup.user_id, signup.state,
                               signup.created_at_ms)
         self._save(compensating, error_code=exc.code, message=exc.message, failed=True)
-        self._compensate(compensating)
-        raise error("SIGNUP_FAILED", f"{exc.code}: {exc.message}; nothing was kept, "
-                                     "try again later")
+        undone = self._compensate(compensating)
+        raise error("SIGNUP_FAILED", f"{exc.code}: {exc.message}; " + (
+            "nothing was kept, try again later" if undone else
+            "what was created is being removed, try again in a few minutes"))
 
     def _compensate(self, signup: Signup) -> bool:
         """Undo what the saga did; True when rolled back. On failure the row
