@@ -794,7 +794,7 @@ class IngestPipeline:
         bucket has no trade any more; coarser buckets overlapping the range are
         recomputed from their children."""
         start, end = floor_to(start, MINUTE), floor_to(end + MINUTE - 1, MINUTE)
-        if end - start > MAX_REBUILD_MS:
+        if end - start > MAX_REBUILD_MS + 2 * MINUTE:
             raise RangeTooLarge(f"rebuild at most {MAX_REBUILD_MS // HOUR} hours per call")
         totals = {"market": market, "start": start, "end": end, "trades": 0,
                   "upserts": 0, "deletes": 0}

@@ -14,8 +14,9 @@ from nameko.timer import timer
 
 from services.marketdata import schemas
 from services.marketdata.errors import (InvalidArgument, InvalidEvent, MarketDataError,
-                                        UnknownMarket)
-from services.marketdata.providers import Clock, DepthBooks, Markets, Reads, TradeLog
+                                        RangeTooLarge, UnknownMarket)
+from services.marketdata.providers import (MAX_REBUILD_MS, Clock, DepthBooks, Markets, Reads,
+                                           TradeLog)
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ class MarketDataService:
         start = schemas.timestamp(start, "start", optional=False)
         end = schemas.timestamp(end, "end", optional=False)
         schemas.time_range(start, end)
+        if end - start > MAX_REBUILD_MS:
+            raise RangeTooLarge(f"rebuild at most {MAX_REBUILD_MS // 3_600_000} hours per call")
         return self.trade_log.rebuild(market, start, end, now=self.clock())
 
     @rpc(expected_exceptions=MarketDataError)
