@@ -173,6 +173,69 @@ class MatchingEvents(BatchConsumerProvider):
         return len(rows)
 
 
+def user_lock(conn, user: str, shared: bool) -> None:
+    """Serialises a freeze against in-flight placements of the same user: a
+    placement either commits (and its command is queued) before the freeze's
+    cancel, or sees the block."""
+    fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    conn.execute(f"SELECT {fn}(hashtextextended(%s, 7))", (f"user:{user}",))
+
+
+def trading_block(conn, user: str):
+    row = conn.execute("SELECT state FROM user_trading_blocks WHERE user_id = %s",
+                       (user,)).fetchone()
+    return None if row is None else row[0]
+
+
+class UserStates(BatchConsumerProvider):
+    """Frozen and closed users from the users service: block them, and cancel
+    what they have open (one CancelAll per market, through the outbox)."""
+
+    queue = "orders.user-states"
+    exchange = "users.events"
+    routing_keys = ["user_frozen", "user_unfrozen", "user_closed"]
+    batch = 50
+
+    def setup_consumer(self):
+        self.pool = make_pool(load_settings(), self.container.config.get("POSTGRES_DB"),
+                              min_size=1, max_size=2, name="orders-users")
+
+    def stop(self):
+        super().stop()
+        self.pool.close()
+
+    kill = stop
+
+    def handle(self, batch) -> None:
+        from services.matching.models import CancelAll, command_to_dict
+        from services.matching.providers import command_queue_name
+        from services.common.outbox import enqueue_command
+        with self.pool.connection() as conn, conn.transaction():
+            for routing_key, message_id, body in batch:
+                user, at = body["user_id"], int(body.get("at") or 0)
+                user_lock(conn, user, shared=False)
+                if routing_key == "user_unfrozen":
+                    conn.execute("DELETE FROM user_trading_blocks WHERE user_id = %s AND "
+                                 "state = 'frozen' AND event_at <= %s", (user, at))
+                    continue
+                state = "closed" if routing_key == "user_closed" else "frozen"
+                conn.execute(
+                    "INSERT INTO user_trading_blocks (user_id, state, event_at) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (user_id) DO UPDATE SET state = CASE WHEN "
+                    "user_trading_blocks.state = 'closed' THEN 'closed' ELSE EXCLUDED.state END, "
+                    "event_at = greatest(user_trading_blocks.event_at, EXCLUDED.event_at), "
+                    "updated_at = now()", (user, state, at))
+                markets = [r[0] for r in conn.execute(
+                    "SELECT DISTINCT market FROM orders WHERE user_id = %s AND status IN "
+                    "('pending', 'new', 'partially_filled')", (user,))]
+                # The engine dedupes commands by id: one per event and market.
+                event_id = message_id or f"{user}:{at}"
+                for market in markets:
+                    enqueue_command(conn, "orders", command_queue_name(market),
+                                    f"{routing_key}:{event_id}:{market}",
+                                    {"command": command_to_dict(CancelAll(user))})
+
+
 class MarketCatalog(DependencyProvider):
     """Market configs, cached per process (refreshed from matching by the service)."""
 

@@ -33,7 +33,9 @@ from .errors import (
     DuplicateClientOrderId, InvalidOrder, OrderNotOpen, OrderRejected, OrdersError, UnknownMarket,
     UnknownOrder,
 )
-from .providers import OPEN, MarketCatalog, MatchingEvents, OrderStore
+from .providers import (
+    OPEN, MarketCatalog, MatchingEvents, OrderStore, UserStates, trading_block, user_lock,
+)
 
 OUTBOX_STREAM = "orders"
 CATALOG_TTL = 5.0
@@ -88,6 +90,7 @@ class OrdersService:
     db = OrderStore()
     catalog = MarketCatalog()
     events = MatchingEvents()
+    user_states = UserStates()
     relay = OutboxRelay(OUTBOX_STREAM)
     wallets_rpc = RpcProxy("wallets")
     matching_rpc = RpcProxy("matching")
@@ -153,6 +156,9 @@ class OrdersService:
                                   engine_price, quantity, quote_amount)
 
         with self.db.transaction() as conn:
+            blocked = trading_block(conn, user)
+            if blocked:
+                raise OrderRejected(f"USER_{blocked.upper()}", f"this user is {blocked}")
             order_id = self.db.next_order_id(conn)
             duplicate = conn.execute(
                 "INSERT INTO orders (order_id, user_id, market, client_order_id, side, order_type, "
@@ -192,10 +198,25 @@ class OrdersService:
             reason = (exc.value or "").split(":")[0] or exc.exc_type
             raise OrderRejected(reason, exc.value or exc.exc_type) from None
         with self.db.transaction() as conn:
-            conn.execute("UPDATE orders SET status = 'new', updated_at = now() "
-                         "WHERE order_id = %s AND status = 'pending'", (order_id,))
-            enqueue_command(conn, OUTBOX_STREAM, command_queue_name(market), f"place:{order_id}",
-                            {"command": command})
+            user_lock(conn, user, shared=True)
+            blocked = trading_block(conn, user)
+            if blocked:
+                # Frozen while its funds were being held: give them back.
+                conn.execute("UPDATE orders SET status = 'rejected', reason = %s, "
+                             "released_amount = hold_amount, updated_at = now() "
+                             "WHERE order_id = %s AND status = 'pending'",
+                             (f"USER_{blocked.upper()}", order_id))
+                conn.execute("INSERT INTO pending_releases (ref, order_id, user_id, asset, amount) "
+                             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                             (f"order:{order_id}:final", order_id, user, asset, amount))
+            else:
+                conn.execute("UPDATE orders SET status = 'new', updated_at = now() "
+                             "WHERE order_id = %s AND status = 'pending'", (order_id,))
+                enqueue_command(conn, OUTBOX_STREAM, command_queue_name(market),
+                                f"place:{order_id}", {"command": command})
+        if blocked:
+            raise OrderRejected(f"USER_{blocked.upper()}", f"this user is {blocked}")
+        with self.db.transaction() as conn:
             return self.db.get(conn, user, order_id=order_id)
 
     @timer(interval=5)

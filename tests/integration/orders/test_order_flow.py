@@ -155,3 +155,37 @@ def test_a_client_order_id_is_used_once(exchange):
         place(exchange, user, "buy", "100", "0.1", client_order_id="same")
     assert raised.value.exc_type == "DuplicateClientOrderId"
     assert balance(exchange, user, "USDT") == (D("990"), D("10"))
+
+
+def test_a_frozen_user_cannot_trade_and_its_open_orders_are_cancelled(exchange, nameko_config):
+    """The users service's `user_frozen` / `user_unfrozen` events (the documented
+    contract, docs/users.md), published on the real broker as users does."""
+    from nameko.standalone.events import event_dispatcher
+    import time as clock
+    user = fund(exchange, {"USDT": "1000", "BTC": "1"})
+    bid = place(exchange, user, "buy", "99", "1")
+    ask = place(exchange, user, "sell", "120", "0.5", market="BTC-USDT")
+    dispatch = event_dispatcher(nameko_config)
+    dispatch("users", "user_frozen", {"user_id": user, "state": "frozen", "previous_state": "active",
+                                      "reason": "test", "by": "admin", "at": int(clock.time() * 1000)})
+    for order in (bid, ask):
+        assert wait_status(exchange, user, order["order_id"], FINAL)["status"] == "cancelled"
+    wait_settled(exchange, user, "USDT", "1000")
+    wait_settled(exchange, user, "BTC", "1")
+    with pytest.raises(RemoteError) as raised:
+        place(exchange, user, "buy", "99", "1")
+    assert raised.value.exc_type == "OrderRejected" and "USER_FROZEN" in raised.value.value
+    assert balance(exchange, user, "USDT") == (D("1000"), D("0"))
+
+    dispatch("users", "user_unfrozen", {"user_id": user, "state": "active", "previous_state": "frozen",
+                                        "reason": "test", "by": "admin",
+                                        "at": int(clock.time() * 1000) + 1})
+    again = wait_for(lambda: _try_place(exchange, user), what="trading to be allowed again")
+    assert again["status"] == "new"
+
+
+def _try_place(rpc, user):
+    try:
+        return place(rpc, user, "buy", "99", "1")
+    except RemoteError:
+        return None
