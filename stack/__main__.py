@@ -7,6 +7,7 @@ line (exit 2), never as a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import pwd
 import shutil
@@ -17,6 +18,7 @@ import warnings
 
 from services.common import health
 from services.common.config import Settings, load_settings
+from services.common.migrations import MigrationError
 from stack import apps as app_defs
 from stack import prepare
 from stack.proc import StackError
@@ -25,6 +27,8 @@ from stack.servers import SERVERS, Server, run_dir
 
 # Nameko runs on eventlet by design (see docs/eventlet.md); its banner is noise here.
 warnings.filterwarnings("ignore", message="\nEventlet is deprecated")
+# Replies racing a closing channel are harmless; py-amqp logs each as a warning.
+logging.getLogger("amqp").setLevel(logging.ERROR)
 
 
 def say(message: str) -> None:
@@ -119,6 +123,11 @@ def up(settings: Settings, with_apps: bool) -> int:
                     raise StackError(f"{app.name} did not become healthy ({probe.detail}); "
                                      f"see {app.process.log}")
                 time.sleep(0.5)
+        names = {app.name for app in apps}
+        if {"service:users", "service:wallets", "service:orders", "service:matching"} <= names:
+            from stack.seed import seed
+            for line in seed(settings):
+                say(f"demo: {line}")
     say(f"up in {time.monotonic() - started_at:.0f}s")
     return status(settings)
 
@@ -201,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "servers":
             return up(settings, with_apps=False)
         return {"down": down, "status": status, "logs": logs, "clean": clean}[args.command](settings)
-    except StackError as problem:
+    except (StackError, MigrationError) as problem:
         print(f"[stack] ERROR: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
