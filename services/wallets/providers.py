@@ -84,7 +84,7 @@ RETRIES = 3
 POST_ENTRIES = """
 WITH new_transactions AS (
     INSERT INTO wallets.transactions (idempotency_key, type, details)
-    SELECT k, t, d FROM json_to_recordset(%s::json) AS e (k text, t text, d jsonb)
+    SELECT k, t, d FROM json_to_recordset(%s::json) AS e (k text, t text, d json)
     {on_conflict}
     RETURNING id, idempotency_key, created_at
 ), new_postings AS (
@@ -108,8 +108,8 @@ POST_LOCKED_ENTRIES_SKIPPING_KNOWN_KEYS = POST_ENTRIES.format(
     """WITH locked AS (
     SELECT id FROM wallets.accounts WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE
 ), new_transactions AS (""").replace(
-    "    SELECT k, t, d FROM json_to_recordset(%s::json) AS e (k text, t text, d jsonb)\n",
-    "    SELECT k, t, d FROM json_to_recordset(%s::json) AS e (k text, t text, d jsonb)\n"
+    "    SELECT k, t, d FROM json_to_recordset(%s::json) AS e (k text, t text, d json)\n",
+    "    SELECT k, t, d FROM json_to_recordset(%s::json) AS e (k text, t text, d json)\n"
     "     WHERE (SELECT count(*) FROM locked) >= 0\n")
 
 STORED_TRANSACTIONS = """
