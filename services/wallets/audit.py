@@ -1,9 +1,10 @@
 """The ledger audit: every invariant, checked against the database itself.
 
-``run_audit(conn)`` runs each check as one query (the caller opens a
-REPEATABLE READ, READ ONLY transaction so they all see the same snapshot) and
-returns the findings: ``[{"check": <name>, "detail": <text>}, ...]``, empty
-when the ledger is clean. Each check reports at most ``LIMIT`` rows.
+``run_audit(conn)`` runs the checks (the caller opens a REPEATABLE READ, READ
+ONLY transaction so they all see the same snapshot) and returns the findings:
+``[{"check": <name>, "detail": <text>}, ...]``, empty when the ledger is clean.
+The postings are read twice -- once grouped per transaction, once per account
+-- and only problem rows come back; each check reports at most ``LIMIT`` rows.
 
 The checks (names are stable):
 
@@ -11,7 +12,9 @@ The checks (names are stable):
   to zero in some asset;
 * ``transaction_without_postings`` -- a transaction with fewer than two postings;
 * ``asset_does_not_balance`` -- all postings of an asset do not sum to zero;
-* ``posting_asset_mismatch`` -- a posting in another asset than its account;
+* ``posting_asset_mismatch`` -- a posting in another asset than its account's
+  (or on an account that does not exist);
+* ``posting_without_transaction`` -- postings naming a missing transaction;
 * ``balance_differs_from_postings`` -- an account's available / locked is not
   the sum of its postings;
 * ``negative_balance`` -- a negative available or locked (a positive deposits
@@ -44,50 +47,106 @@ def _amount(asset: str, minor) -> str:
     return format_amount(ASSETS[asset], value) if asset in ASSETS else str(value)
 
 
+# One pass over the postings per transaction: only problem rows come back.
+_TRANSACTIONS_PASS = f"""
+WITH per_transaction_asset AS MATERIALIZED (
+    SELECT p.transaction_id, p.asset,
+           sum(p.amount) AS total,
+           count(*) AS postings,
+           count(*) FILTER (WHERE a.id IS NULL OR a.asset <> p.asset) AS mismatched,
+           bool_or(a.kind = 'deposits_clearing') AS deposits_clearing,
+           bool_or(a.kind = 'withdrawals_clearing') AS withdrawals_clearing,
+           bool_or(a.kind = 'fee_revenue') AS fee_revenue
+      FROM wallets.postings p
+      LEFT JOIN wallets.accounts a ON a.id = p.account_id
+     GROUP BY p.transaction_id, p.asset
+), per_transaction AS (
+    SELECT transaction_id, sum(postings) AS postings, bool_or(total <> 0) AS unbalanced,
+           sum(mismatched) AS mismatched, bool_or(deposits_clearing) AS deposits_clearing,
+           bool_or(withdrawals_clearing) AS withdrawals_clearing, bool_or(fee_revenue) AS fee_revenue
+      FROM per_transaction_asset GROUP BY transaction_id
+), problems AS (
+    SELECT coalesce(t.id, x.transaction_id) AS transaction_id, t.idempotency_key, t.type,
+           coalesce(x.postings, 0) AS postings, coalesce(x.unbalanced, false) AS unbalanced,
+           coalesce(x.mismatched, 0) AS mismatched,
+           x.deposits_clearing AND t.type <> 'deposit' AS deposits_clearing_misused,
+           x.withdrawals_clearing AND t.type <> 'withdrawal' AS withdrawals_clearing_misused,
+           x.fee_revenue AND t.type NOT IN ('trade', 'fee', 'adjustment') AS fee_revenue_misused
+      FROM wallets.transactions t
+      FULL JOIN per_transaction x ON x.transaction_id = t.id
+     WHERE t.id IS NULL OR x.transaction_id IS NULL OR x.postings < 2 OR x.unbalanced
+        OR x.mismatched > 0
+        OR (x.deposits_clearing AND t.type <> 'deposit')
+        OR (x.withdrawals_clearing AND t.type <> 'withdrawal')
+        OR (x.fee_revenue AND t.type NOT IN ('trade', 'fee', 'adjustment'))
+     ORDER BY 1 LIMIT {LIMIT}
+)
+SELECT 'transaction', transaction_id, idempotency_key, type, postings, unbalanced, mismatched,
+       deposits_clearing_misused, withdrawals_clearing_misused, fee_revenue_misused, NULL, NULL
+  FROM problems
+UNION ALL
+SELECT 'asset', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, asset, sum(total)
+  FROM per_transaction_asset GROUP BY asset HAVING sum(total) <> 0
+"""
+
+# One pass over the postings per account.
+_ACCOUNTS_PASS = f"""
+WITH per_account AS (
+    SELECT account_id,
+           coalesce(sum(amount) FILTER (WHERE bucket = 'available'), 0) AS available,
+           coalesce(sum(amount) FILTER (WHERE bucket = 'locked'), 0) AS locked
+      FROM wallets.postings GROUP BY account_id
+)
+SELECT a.id, a.owner, a.asset, a.available, a.locked,
+       coalesce(p.available, 0), coalesce(p.locked, 0)
+  FROM wallets.accounts a
+  LEFT JOIN per_account p ON p.account_id = a.id
+ WHERE a.available <> coalesce(p.available, 0) OR a.locked <> coalesce(p.locked, 0)
+ ORDER BY a.id LIMIT {LIMIT}
+"""
+
+
 def run_audit(conn) -> list[dict]:
     findings: list[dict] = []
 
     def found(check: str, detail: str) -> None:
         findings.append({"check": check, "detail": detail})
 
-    for transaction_id, asset, total in conn.execute(f"""
-            SELECT transaction_id, asset, sum(amount) FROM wallets.postings
-             GROUP BY transaction_id, asset HAVING sum(amount) <> 0
-             ORDER BY transaction_id LIMIT {LIMIT}"""):
-        found("unbalanced_transaction",
-              f"transaction {transaction_id} sums to {_amount(asset, total)} {asset}")
+    unbalanced_ids = []
+    for (what, transaction_id, key, type_, postings, unbalanced, mismatched, deposits_misused,
+         withdrawals_misused, fees_misused, asset, total) in conn.execute(_TRANSACTIONS_PASS):
+        if what == "asset":
+            found("asset_does_not_balance", f"all {asset} postings sum to {_amount(asset, total)}")
+            continue
+        if key is None:
+            found("posting_without_transaction",
+                  f"{postings} posting(s) name transaction {transaction_id}, which does not exist")
+            continue
+        if postings < 2:
+            found("transaction_without_postings",
+                  f"transaction {transaction_id} ({key}) has {postings} posting(s)")
+        if unbalanced:
+            unbalanced_ids.append(transaction_id)
+        if mismatched:
+            found("posting_asset_mismatch",
+                  f"transaction {transaction_id} ({key}) has {mismatched} posting(s) in another asset "
+                  "than their account's, or on no account")
+        for misused, kind in ((deposits_misused, "deposits_clearing"),
+                              (withdrawals_misused, "withdrawals_clearing"),
+                              (fees_misused, "fee_revenue")):
+            if misused:
+                found("system_account_misuse",
+                      f"transaction {transaction_id} ({key}), a {type_}, moves a {kind} account")
+    if unbalanced_ids:
+        for transaction_id, asset, total in conn.execute(
+                "SELECT transaction_id, asset, sum(amount) FROM wallets.postings "
+                "WHERE transaction_id = ANY(%s) GROUP BY 1, 2 HAVING sum(amount) <> 0 ORDER BY 1, 2",
+                (unbalanced_ids,)):
+            found("unbalanced_transaction",
+                  f"transaction {transaction_id} sums to {_amount(asset, total)} {asset}")
 
-    for transaction_id, key, count in conn.execute(f"""
-            SELECT t.id, t.idempotency_key, count(p.transaction_id)
-              FROM wallets.transactions t
-              LEFT JOIN wallets.postings p ON p.transaction_id = t.id
-             GROUP BY t.id HAVING count(p.transaction_id) < 2
-             ORDER BY t.id LIMIT {LIMIT}"""):
-        found("transaction_without_postings",
-              f"transaction {transaction_id} ({key}) has {count} posting(s)")
-
-    for asset, total in conn.execute("""
-            SELECT asset, sum(amount) FROM wallets.postings
-             GROUP BY asset HAVING sum(amount) <> 0 ORDER BY asset"""):
-        found("asset_does_not_balance", f"all {asset} postings sum to {_amount(asset, total)}")
-
-    for transaction_id, account_id, posted, held in conn.execute(f"""
-            SELECT p.transaction_id, p.account_id, p.asset, a.asset
-              FROM wallets.postings p JOIN wallets.accounts a ON a.id = p.account_id
-             WHERE p.asset <> a.asset LIMIT {LIMIT}"""):
-        found("posting_asset_mismatch",
-              f"transaction {transaction_id} posts {posted} to {held} account {account_id}")
-
-    for account_id, owner, asset, available, locked, posted_available, posted_locked in conn.execute(f"""
-            SELECT a.id, a.owner, a.asset, a.available, a.locked,
-                   coalesce(p.available, 0), coalesce(p.locked, 0)
-              FROM wallets.accounts a
-              LEFT JOIN (SELECT account_id,
-                                sum(amount) FILTER (WHERE bucket = 'available') AS available,
-                                sum(amount) FILTER (WHERE bucket = 'locked') AS locked
-                           FROM wallets.postings GROUP BY account_id) p ON p.account_id = a.id
-             WHERE a.available <> coalesce(p.available, 0) OR a.locked <> coalesce(p.locked, 0)
-             ORDER BY a.id LIMIT {LIMIT}"""):
+    for account_id, owner, asset, available, locked, posted_available, posted_locked in conn.execute(
+            _ACCOUNTS_PASS):
         found("balance_differs_from_postings",
               f"account {account_id} ({owner} {asset}) holds {_amount(asset, available)} / "
               f"{_amount(asset, locked)}, postings say {_amount(asset, posted_available)} / "
@@ -122,18 +181,6 @@ def run_audit(conn) -> list[dict]:
             found("equation_does_not_hold",
                   f"{asset}: user balances {_amount(asset, users)} + fees {_amount(asset, fees)} "
                   f"!= deposits {_amount(asset, deposits)} - withdrawals {_amount(asset, withdrawals)}")
-
-    for kind, type_, count in conn.execute("""
-            SELECT a.kind, t.type, count(*)
-              FROM wallets.postings p
-              JOIN wallets.accounts a ON a.id = p.account_id
-              JOIN wallets.transactions t ON t.id = p.transaction_id
-             WHERE a.kind <> 'user'
-               AND NOT (a.kind = 'deposits_clearing' AND t.type = 'deposit'
-                     OR a.kind = 'withdrawals_clearing' AND t.type = 'withdrawal'
-                     OR a.kind = 'fee_revenue' AND t.type IN ('trade', 'fee', 'adjustment'))
-             GROUP BY a.kind, t.type ORDER BY 1, 2"""):
-        found("system_account_misuse", f"{count} {type_} posting(s) on a {kind} account")
 
     for asset, cleared, sent in conn.execute("""
             SELECT a.asset, a.available, coalesce(w.sent, 0)

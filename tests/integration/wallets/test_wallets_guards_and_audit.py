@@ -116,3 +116,18 @@ def test_the_audit_finds_negative_balances_and_open_withdrawals_without_funds(le
     scratch.rollback()
     withdrawal_id = ledger.withdrawals(user, 1)[0]["withdrawal_id"]
     ledger.change_withdrawal(withdrawal_id, "cancel", user, owner=user)
+
+
+def test_the_audit_finds_postings_on_missing_transactions_or_in_the_wrong_asset(funded_account, scratch):
+    _, account_id, fee_id = funded_account
+    scratch.execute("ALTER TABLE wallets.postings DISABLE TRIGGER postings_apply")
+    tx = journal(scratch, "audit-wrong-asset")
+    scratch.execute("INSERT INTO wallets.postings (account_id, transaction_id, bucket, asset, amount) VALUES "
+                    "(%s, %s, 'available', 'ETH', -4), (%s, %s, 'available', 'ETH', 4)",
+                    (account_id, tx, fee_id, tx))
+    scratch.execute("INSERT INTO wallets.postings (account_id, transaction_id, bucket, asset, amount) VALUES "
+                    "(%s, %s, 'available', 'BTC', -4), (%s, %s, 'available', 'BTC', 4)",
+                    (account_id, 2 ** 62, fee_id, 2 ** 62))
+    checks = {finding["check"] for finding in run_audit(scratch)}
+    assert {"posting_asset_mismatch", "posting_without_transaction",
+            "balance_differs_from_postings"} <= checks
