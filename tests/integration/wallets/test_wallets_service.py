@@ -41,11 +41,9 @@ def call(wallets_container):
     return call
 
 
-@pytest.fixture
-def alice(call, ledger):
-    """A user with 1 BTC available, 0.5 BTC locked, 1000 USDT locked, and a
-    deposit address."""
-    user = f"alice-{uuid.uuid4()}"
+def open_funded_user(call, name):
+    """A user with 1 BTC available, 0.5 BTC locked and 1000 USDT locked."""
+    user = f"{name}-{uuid.uuid4()}"
     call("open_accounts", user)
     for asset, amount, locked in (("BTC", "1.5", "0.5"), ("USDT", "1000", "1000")):
         address = call("deposit_address", user, asset)["address"]
@@ -53,6 +51,26 @@ def alice(call, ledger):
         call("credit_deposit", asset, address, amount, txid if asset == "BTC" else "0x" + txid, 100)
         call("hold", user, asset, locked, f"setup:{user}:{asset}")
     return user
+
+
+@pytest.fixture
+def alice(call, ledger):
+    return open_funded_user(call, "alice")
+
+
+@pytest.fixture(scope="module")
+def carol(wallets_container):
+    """For the bad-input cases, which write nothing, so they can share her:
+    funded like alice, with a BTC deposit address and a pending withdrawal of
+    0.01 BTC (so 0.9898 BTC available)."""
+    def call(method, *args):
+        with entrypoint_hook(wallets_container, method) as hook:
+            return hook(*args)
+    user = open_funded_user(call, "carol")
+    address = call("deposit_address", user, "BTC")["address"]
+    withdrawal_id = call("request_withdrawal", user, "BTC", BTC_ADDRESS, "0.01", f"w:{user}")["withdrawal_id"]
+    yield user, address, withdrawal_id
+    call("cancel_withdrawal", user, withdrawal_id)
 
 
 def trade(alice, **changes):
@@ -63,8 +81,8 @@ def trade(alice, **changes):
 
 GHOST = "ghost-00000000-0000-0000-0000-000000000000"
 
-# (method, arguments, expected error); "ALICE" is the funded user, "REF" a fresh
-# ref, "ADDRESS" her BTC deposit address, "WITHDRAWAL" her pending withdrawal
+# (method, arguments, expected error); "ALICE" is the funded user (carol), "REF"
+# a fresh ref, "ADDRESS" her BTC deposit address, "WITHDRAWAL" her pending withdrawal
 BAD_INPUT = [
     *[("hold", ("ALICE", "BTC", amount, "REF"), errors.InvalidAmount) for amount in (
         -1, "-1", 0, "0", "0.0", "NaN", "nan", "Infinity", "-Infinity", 1.5, 0.1, "1e3", "1E-8", "abc",
@@ -164,16 +182,15 @@ def resolve(value, alice, address, withdrawal_id):
 
 @pytest.mark.parametrize("method, arguments, error", BAD_INPUT,
                          ids=[f"{m}-{i}" for i, (m, _, _) in enumerate(BAD_INPUT)])
-def test_bad_input_is_a_typed_error_and_writes_nothing(call, alice, footprint, method, arguments, error):
-    address = call("deposit_address", alice, "BTC")["address"]
-    withdrawal_id = call("request_withdrawal", alice, "BTC", BTC_ADDRESS, "0.01", f"w:{alice}")["withdrawal_id"]
-    before = footprint(alice)
+def test_bad_input_is_a_typed_error_and_writes_nothing(call, carol, ledger, footprint, method, arguments,
+                                                      error):
+    user, address, withdrawal_id = carol
+    before = footprint(user)
     with pytest.raises(error) as raised:
-        call(method, *[resolve(a, alice, address, withdrawal_id) for a in arguments])
+        call(method, *[resolve(a, user, address, withdrawal_id) for a in arguments])
     assert type(raised.value) is error
     assert str(raised.value).startswith(f"{error.code}: ")
-    assert footprint(alice) == before
-    call("cancel_withdrawal", alice, withdrawal_id)
+    assert footprint(user) == before
 
 
 def test_error_codes_are_unique_and_stable():
