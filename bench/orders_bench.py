@@ -72,7 +72,7 @@ def start_processes(settings, config):
     env = {**settings.values, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     modules = {"orders-a": "services.orders.service", "orders-b": "services.orders.service",
                "matching-a": "services.matching.service", "matching-b": "services.matching.service",
-               "wallets": "tests.integration.crash.wallets_with_settlement",
+               "wallets": "services.wallets.service",
                "echo-a": "bench.echo_service", "echo-b": "bench.echo_service"}
     procs = {}
     for name, module in modules.items():

@@ -21,6 +21,7 @@ from services.wallets import addresses, schemas
 from services.wallets.errors import InvalidRequest, WalletsError
 from services.wallets.ledger import APPROVE, CANCEL, MARK_SENT, REJECT
 from services.wallets.providers import Ledger
+from services.wallets.settlement import TradeSettlement
 
 BALANCES_CHANGED = "balances_changed"
 
@@ -30,6 +31,9 @@ class WalletsService:
 
     books = Ledger()  # the provider; `ledger` is the history RPC below
     dispatch = EventDispatcher()
+    # Settles the engines' trades from the ordered settlement queue (one active
+    # wallets process at a time, the others standing by).
+    settlement = TradeSettlement()
 
     def _changed(self, *pairs: tuple[str, str]) -> None:
         """Tell listeners (the gateway) which (user, asset) balances to re-read."""

@@ -11,13 +11,8 @@ from nameko.standalone.rpc import ClusterRpcProxy
 from services.matching.service import MatchingService
 from services.orders.service import OrdersService
 from services.wallets.service import WalletsService
-from services.wallets.settlement import TradeSettlement
 
 MARKETS = ("BTC-USDT", "ETH-USDT")
-
-
-class WalletsWithSettlement(WalletsService):
-    settlement = TradeSettlement()
 
 
 def empty_books(rpc):
@@ -40,7 +35,7 @@ def empty_books(rpc):
 
 @pytest.fixture
 def exchange(container_factory, nameko_config):
-    for cls in (WalletsWithSettlement, MatchingService, OrdersService):
+    for cls in (WalletsService, MatchingService, OrdersService):
         container_factory(cls, nameko_config).start()
     with ClusterRpcProxy(nameko_config, timeout=30) as rpc:
         empty_books(rpc)
