@@ -2,11 +2,12 @@
 
 Signature (RS256 only: ``alg=none`` and HMAC confusion are refused), issuer,
 audience, expiry and not-before are all checked. Keys are cached; a token
-signed with an unknown key id triggers one refetch of the JWKS, so a Keycloak
-key rotation is picked up without a restart.
+signed with an unknown key id triggers a refetch of the JWKS (at most one per
+10 s), so a Keycloak key rotation is picked up without a restart.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import jwt
@@ -34,16 +35,38 @@ class Principal:
         return role in self.roles
 
 
+class _JWKClient(PyJWKClient):
+    """PyJWKClient whose refetch on an unknown key id happens at most once per
+    ``min_refresh`` seconds: a stream of tokens with made-up key ids must not
+    turn into a stream of requests to Keycloak."""
+
+    def __init__(self, url: str, min_refresh: float, **kwargs):
+        super().__init__(url, **kwargs)
+        self.min_refresh = min_refresh
+        self.refreshed_at = float("-inf")
+
+    def get_signing_key(self, kid: str):
+        key = self.match_kid(self.get_signing_keys(), kid)
+        if key is None and time.monotonic() - self.refreshed_at >= self.min_refresh:
+            self.refreshed_at = time.monotonic()
+            key = self.match_kid(self.get_signing_keys(refresh=True), kid)
+        if key is None:
+            raise jwt.PyJWKClientError(f"no signing key matches key id {kid!r}")
+        return key
+
+
 class TokenVerifier:
     ALGORITHMS = ["RS256"]
 
     def __init__(self, issuer: str, audience: str, jwks_url: str | None = None,
-                 leeway: int = 0):
+                 leeway: int = 0, min_refresh: float = 10.0, jwks_lifespan: int = 300):
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
-        self.jwks = PyJWKClient(jwks_url or f"{issuer}/protocol/openid-connect/certs",
-                                cache_keys=True, lifespan=3600, timeout=5)
+        # A key removed from the realm stays trusted until the JWKS is next
+        # fetched: at most ``jwks_lifespan`` seconds.
+        self.jwks = _JWKClient(jwks_url or f"{issuer}/protocol/openid-connect/certs",
+                               min_refresh, cache_keys=True, lifespan=jwks_lifespan, timeout=5)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TokenVerifier":

@@ -67,3 +67,19 @@ def test_token_for_another_audience_is_rejected(settings, access_token):
     with pytest.raises(InvalidToken) as error:
         verifier.verify(access_token)
     assert error.value.code == "TOKEN_AUDIENCE"
+
+
+def test_unknown_key_ids_refetch_the_jwks_at_most_once_per_interval(settings, access_token):
+    verifier = TokenVerifier.from_settings(settings)
+    verifier.verify(access_token)
+    fetches = []
+    original = verifier.jwks.fetch_data
+    verifier.jwks.fetch_data = lambda: fetches.append(1) or original()
+    header, payload, signature = access_token.split(".")
+    for n in range(5):
+        forged_header = _b64({"alg": "RS256", "typ": "JWT", "kid": f"made-up-{n}"})
+        with pytest.raises(InvalidToken) as error:
+            verifier.verify(".".join([forged_header, payload, signature]))
+        assert error.value.code == "TOKEN_UNKNOWN_KEY"
+    assert len(fetches) == 1
+    verifier.verify(access_token)  # the real key is still cached
