@@ -40,6 +40,7 @@ import random
 import resource
 import sys
 import time
+import tracemalloc
 from array import array
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -261,6 +262,19 @@ def untimed_run(build_up: list, stream: list):
     return engine, wall, cpu, events
 
 
+def engine_bytes(engine: MatchingEngine) -> int:
+    """Memory held by an engine rebuilt from ``engine``'s snapshot (no dead records)."""
+    snapshot = engine.snapshot()
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    restored = MatchingEngine.restore(snapshot)
+    held = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    del restored
+    return held
+
+
 def percentile(sorted_values, q: float) -> int:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
@@ -334,7 +348,8 @@ def main(argv=None) -> int:
     print(f"book after: {len(book.orders):,} open orders on {len(book.levels[0]):,} bid / "
           f"{len(book.levels[1]):,} ask levels; best {engine.best_bid()} / {engine.best_ask()} ticks")
     print(f"memory:     peak RSS {rss_peak / 1024:,.1f} MiB (ru_maxrss of the whole process; "
-          f"{rss_before / 1024:,.1f} MiB before the timed run, the generated workload included)")
+          f"{rss_before / 1024:,.1f} MiB before the timed run, the generated workload included); "
+          f"engine state {engine_bytes(engine) / 1024:,.0f} KiB (tracemalloc, book restored from its snapshot)")
     return 0
 
 
