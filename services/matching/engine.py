@@ -28,7 +28,7 @@ from collections import deque
 from heapq import heappop
 from typing import Hashable, Optional
 
-from .book import SHORT_QUEUE, OrderBook, compact, order_view
+from .book import SHORT_QUEUE, OrderBook, compact
 from .models import (
     BOOK_LEVEL_CHANGED,
     CANCELLED,
@@ -43,9 +43,7 @@ from .models import (
     EXPIRED,
     FILLED,
     FOK,
-    GTC,
     IOC,
-    LIMIT,
     MARKET,
     MARKET_STATUS_CHANGED,
     MAX_PRICE_TICKS,
