@@ -99,18 +99,27 @@ POST_NEW_ENTRIES = POST_ENTRIES.format(on_conflict="")
 POST_ENTRIES_SKIPPING_KNOWN_KEYS = POST_ENTRIES.format(
     on_conflict="ON CONFLICT (idempotency_key) DO NOTHING")
 
-# The same in one autocommitted statement that first locks the accounts in id
-# order (the ``locked`` CTE runs as a one-time filter before any row is
-# inserted, so before the trigger updates them): group commit's fast path.
-POST_LOCKED_ENTRIES_SKIPPING_KNOWN_KEYS = POST_ENTRIES.format(
-    on_conflict="ON CONFLICT (idempotency_key) DO NOTHING").replace(
-    "WITH new_transactions AS (",
-    """WITH locked AS (
-    SELECT id FROM wallets.accounts WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE
-), new_transactions AS (""").replace(
-    "    SELECT k, t, d FROM json_to_recordset(%s::json) AS e (k text, t text, d json)\n",
-    "    SELECT k, t, d FROM json_to_recordset(%s::json) AS e (k text, t text, d json)\n"
-    "     WHERE (SELECT count(*) FROM locked) >= 0\n")
+
+def _locking_first(statement: str) -> str:
+    """``statement`` preceded, in the same statement, by locking the accounts
+    whose ids are its first parameter, in id order: the ``locked`` CTE runs as
+    a one-time filter before any row is inserted, so before the trigger
+    updates them. For the fast paths: one autocommitted statement per batch."""
+    return statement.replace(
+        "WITH new_transactions AS (",
+        "WITH locked AS (\n"
+        "    SELECT id FROM wallets.accounts WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE\n"
+        "), new_transactions AS (").replace(
+        "AS e (k text, t text, d json)\n",
+        "AS e (k text, t text, d json)\n     WHERE (SELECT count(*) FROM locked) >= 0\n")
+
+
+POST_LOCKED_NEW_ENTRIES = _locking_first(POST_NEW_ENTRIES)
+POST_LOCKED_ENTRIES_SKIPPING_KNOWN_KEYS = _locking_first(POST_ENTRIES_SKIPPING_KNOWN_KEYS)
+
+FEE_TIERS = """
+SELECT t.user_id, t.tier FROM wallets.fee_tiers t JOIN unnest(%s::text[]) AS u (id) ON u.id = t.user_id
+"""
 
 STORED_TRANSACTIONS = """
 SELECT idempotency_key, id, created_at, details
@@ -329,16 +338,18 @@ class PostgresLedger:
         account ids are first locked in id order, in the same statement)."""
         transactions, postings = [], []
         for entry in entries:
-            key = entry.key
-            transactions.append({"k": key, "t": entry.type, "d": entry.details})
-            for account_id, asset, bucket, amount in entry.postings:
-                postings.append({"k": key, "a": account_id, "b": bucket, "s": asset, "m": amount})
+            transactions.append({"k": entry.key, "t": entry.type, "d": entry.details})
+            key = _json(entry.key)
+            for account_id, asset, bucket, amount in entry.postings:  # ints and registry names
+                postings.append(f'{{"k":{key},"a":{account_id:d},"b":"{bucket}","s":"{asset}","m":{amount:d}}}')
         if lock is not None:
-            rows = conn.execute(POST_LOCKED_ENTRIES_SKIPPING_KNOWN_KEYS,
-                                (lock, _json(transactions), _json(postings))).fetchall()
+            statement = POST_LOCKED_ENTRIES_SKIPPING_KNOWN_KEYS if skip_known_keys \
+                else POST_LOCKED_NEW_ENTRIES
+            rows = conn.execute(statement, (lock, _json(transactions),
+                                            f"[{','.join(postings)}]")).fetchall()
         else:
             statement = POST_ENTRIES_SKIPPING_KNOWN_KEYS if skip_known_keys else POST_NEW_ENTRIES
-            rows = conn.execute(statement, (_json(transactions), _json(postings))).fetchall()
+            rows = conn.execute(statement, (_json(transactions), f"[{','.join(postings)}]")).fetchall()
         return {key: (transaction_id, created_at) for key, transaction_id, created_at in rows}
 
     def _stored(self, conn, keys: list[str]) -> dict:
@@ -357,21 +368,25 @@ class PostgresLedger:
             account_id = self._account_ids[(owner, asset)] = row[0]
         return account_id
 
-    def _lock(self, conn, pairs: Iterable[tuple[str, str]]) -> tuple[dict, dict]:
-        """Lock the (owner, asset) accounts in id order; returns
-        ({(owner, asset): Account}, {owner: fee tier}). Missing ones are absent."""
-        ids, missing = [], []
+    def _account_ids_of(self, conn, pairs: Iterable[tuple[str, str]]) -> dict:
+        """{(owner, asset): account id} of those that exist (cached; no locks)."""
+        found, missing = {}, []
         for pair in set(pairs):
             account_id = self._account_ids.get(pair)
             if account_id is None:
                 missing.append(pair)
             else:
-                ids.append(account_id)
+                found[pair] = account_id
         if missing:
             owners, assets = zip(*missing)
             for owner, asset, account_id in conn.execute(ACCOUNT_IDS, (list(owners), list(assets))):
-                self._account_ids[(owner, asset)] = account_id
-                ids.append(account_id)
+                self._account_ids[(owner, asset)] = found[(owner, asset)] = account_id
+        return found
+
+    def _lock(self, conn, pairs: Iterable[tuple[str, str]]) -> tuple[dict, dict]:
+        """Lock the (owner, asset) accounts in id order; returns
+        ({(owner, asset): Account}, {owner: fee tier}). Missing ones are absent."""
+        ids = list(self._account_ids_of(conn, pairs).values())
         accounts, tiers = {}, {}
         for account_id, owner, kind, asset, available, locked, tier in conn.execute(
                 LOCK_ACCOUNTS, (ids,)).fetchall():
@@ -596,15 +611,30 @@ class PostgresLedger:
 
     # -- trades -------------------------------------------------------------
 
-    @retry_on_conflict
     def settle_trades(self, trades: list[Trade]) -> list[dict]:
-        """Settle a batch in one transaction: all of it or none of it.
+        """Settle a batch in one database transaction: all of it or none of it.
 
         Idempotent per trade (key ``trade:<market>:<trade_id>``): a trade seen
         before -- in an earlier batch or earlier in this one -- is not posted
         again, and its original result is returned; with different content it
         is an IdempotencyConflict. Returns one result per trade, in order.
+
+        Fast path: read the fee tiers and the known keys without locks, build
+        the entries, then one autocommitted statement locks the accounts in id
+        order and inserts everything, the CHECK constraints deciding. If a
+        balance would go below zero, the batch is decided again on locked
+        balances, which names the trade the funds do not cover.
         """
+        try:
+            return self._settle_optimistically(trades)
+        except pg_errors.CheckViolation as exc:
+            if exc.diag.constraint_name not in ("accounts_available_nonnegative",
+                                                "accounts_locked_nonnegative"):
+                raise
+        return self._settle_exactly(trades)
+
+    @staticmethod
+    def _settlement_pairs(trades: list[Trade]) -> set:
         fee_owner = system_owner(FEE_REVENUE)
         pairs = set()
         for trade in trades:
@@ -612,25 +642,56 @@ class PostgresLedger:
             for owner in (trade.maker_user, trade.taker_user, fee_owner):
                 pairs.add((owner, market.base))
                 pairs.add((owner, market.quote))
-        with self._transaction() as conn:
-            accounts, tiers = self._lock(conn, pairs)
+        return pairs
+
+    @retry_on_conflict
+    def _settle_optimistically(self, trades: list[Trade]) -> list[dict]:
+        with self._connection() as conn:
+            accounts = {(owner, asset): Account(account_id, owner, "", asset, 0, 0)
+                        for (owner, asset), account_id
+                        in self._account_ids_of(conn, self._settlement_pairs(trades)).items()}
+            users = sorted({user for trade in trades for user in (trade.maker_user, trade.taker_user)})
+            tiers = dict(conn.execute(FEE_TIERS, (users,)).fetchall())
             stored = self._stored(conn, [trade.key for trade in trades])
-            balances = WorkingBalances(accounts.values())
-            entries: list[JournalEntry] = []
-            batch: dict[str, dict] = {}
-            for trade in trades:
-                previous = stored[trade.key][2] if trade.key in stored else batch.get(trade.key)
-                if previous is not None:
-                    check_replay(trade.key, previous, trade.request_details(), TRADE_FIELDS)
-                    continue
-                self._require(accounts, ((user, asset) for user in (trade.maker_user, trade.taker_user)
-                                         for asset in (trade.market.base, trade.market.quote)),
-                              f"trade {trade.key}")
-                entry = settle_trade(trade, accounts, tiers)
-                balances.apply(entry, f"trade {trade.key}")
-                entries.append(entry)
-                batch[trade.key] = entry.details
+            entries, batch = self._settlement_entries(trades, accounts, tiers, stored, None)
+            lock = sorted({posting.account_id for entry in entries for posting in entry.postings})
+            inserted = self._post(conn, entries, lock=lock) if entries else {}
+        return self._settlement_results(trades, inserted, batch, stored)
+
+    @retry_on_conflict
+    def _settle_exactly(self, trades: list[Trade]) -> list[dict]:
+        with self._transaction() as conn:
+            accounts, tiers = self._lock(conn, self._settlement_pairs(trades))
+            stored = self._stored(conn, [trade.key for trade in trades])
+            entries, batch = self._settlement_entries(trades, accounts, tiers, stored,
+                                                      WorkingBalances(accounts.values()))
             inserted = self._post(conn, entries) if entries else {}
+        return self._settlement_results(trades, inserted, batch, stored)
+
+    def _settlement_entries(self, trades: list[Trade], accounts: dict, tiers: dict, stored: dict,
+                            balances: Optional[WorkingBalances]) -> tuple[list, dict]:
+        """The entries of the trades not settled before (replays are checked
+        against what was stored); with ``balances``, each is also checked
+        against the locked balances."""
+        entries: list[JournalEntry] = []
+        batch: dict[str, dict] = {}
+        for trade in trades:
+            previous = stored[trade.key][2] if trade.key in stored else batch.get(trade.key)
+            if previous is not None:
+                check_replay(trade.key, previous, trade.request_details(), TRADE_FIELDS)
+                continue
+            self._require(accounts, ((user, asset) for user in (trade.maker_user, trade.taker_user)
+                                     for asset in (trade.market.base, trade.market.quote)),
+                          f"trade {trade.key}")
+            entry = settle_trade(trade, accounts, tiers)
+            if balances is not None:
+                balances.apply(entry, f"trade {trade.key}")
+            entries.append(entry)
+            batch[trade.key] = entry.details
+        return entries, batch
+
+    @staticmethod
+    def _settlement_results(trades: list[Trade], inserted: dict, batch: dict, stored: dict) -> list:
         results = []
         for trade in trades:
             if trade.key in inserted:
