@@ -116,8 +116,13 @@ def test_nothing_acknowledged_is_lost_when_processes_are_killed(
         processes, nameko_config, test_settings):
     rng = random.Random(SEED)
     with ClusterRpcProxy(nameko_config, timeout=60) as rpc:
-        wait_for(lambda: all(rpc.orders.health() and rpc.matching.health() and
-                             rpc.wallets.health() for _ in range(3)), 60, "services up")
+        def services_up():
+            try:
+                return all(rpc.orders.health() and rpc.matching.health() and
+                           rpc.wallets.health() for _ in range(3))
+            except Exception:  # not consuming yet: UnknownService, timeouts
+                return False
+        wait_for(services_up, 90, "services up")
         empty_books(rpc)
         deposits = {"BTC": D("50"), "USDT": D("100000")}
         users = [fund(rpc, {k: str(v) for k, v in deposits.items()}) for _ in range(USERS)]

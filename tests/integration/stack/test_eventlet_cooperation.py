@@ -10,6 +10,7 @@ puts psycopg's C wait back and must see the queueing, which shows this test
 can fail.
 """
 import time
+import uuid
 
 import psycopg.waiting
 import pytest
@@ -46,15 +47,17 @@ class CooperationProbe:
         return started, time.monotonic()
 
     @rpc
-    def keycloak_wait(self):
+    def keycloak_wait(self, username, password):
         settings = load_settings()
         started = time.monotonic()
+        # A password grant: Keycloak spends ~100 ms hashing the password (PBKDF2),
+        # a server-side wait long enough to show overlap, as pg_sleep does.
         response = requests.post(
             f"{settings.keycloak_issuer}/protocol/openid-connect/token",
-            data={"grant_type": "client_credentials",
+            data={"grant_type": "password", "username": username, "password": password,
                   "client_id": settings["EXCHANGE_KEYCLOAK_BACKEND_CLIENT_ID"],
                   "client_secret": settings["EXCHANGE_KEYCLOAK_BACKEND_CLIENT_SECRET"]},
-            timeout=30)
+            timeout=60)
         response.raise_for_status()
         return started, time.monotonic()
 
@@ -93,10 +96,17 @@ def probe_service(container_factory, nameko_config, partition):
     return config
 
 
-def call_concurrently(config, method):
-    with ServiceRpcProxy("stack_cooperation", config, timeout=60) as proxy:
+def call_concurrently(config, method, per_call_args=None):
+    with ServiceRpcProxy("stack_cooperation", config, timeout=120) as proxy:
+        # Untimed warm-up: the first round would also measure the connection
+        # pools growing (new connections, authentication), not the hub.
+        warm = [getattr(proxy, method).call_async(*(per_call_args[n] if per_call_args else ()))
+                for n in range(CALLS)]
+        for reply in warm:
+            reply.result()
         started = time.monotonic()
-        replies = [getattr(proxy, method).call_async() for _ in range(CALLS)]
+        replies = [getattr(proxy, method).call_async(*(per_call_args[n] if per_call_args else ()))
+                   for n in range(CALLS)]
         intervals = [tuple(reply.result()) for reply in replies]
         elapsed = time.monotonic() - started
     peak = peak_concurrency(intervals)
@@ -104,9 +114,32 @@ def call_concurrently(config, method):
     return peak
 
 
-@pytest.mark.parametrize("method", ["pg_wait", "cassandra_wait", "keycloak_wait"])
+@pytest.fixture(scope="module")
+def keycloak_users(settings):
+    """One user per call: Keycloak refuses concurrent password grants of one user."""
+    from services.common.identity import backend_admin
+    admin = backend_admin(settings)
+    users, password = [], "cooperation-password-1"
+    for _ in range(CALLS):
+        username = f"coop-{uuid.uuid4().hex[:8]}"
+        user_id = admin.create_user({
+            "username": username, "email": f"{username}@example.test", "enabled": True,
+            "emailVerified": True, "firstName": "Co", "lastName": "Op",
+            "credentials": [{"type": "password", "value": password, "temporary": False}]})
+        users.append((username, password, user_id))
+    yield users
+    for *_, user_id in users:
+        admin.delete_user(user_id)
+
+
+@pytest.mark.parametrize("method", ["pg_wait", "cassandra_wait"])
 def test_waits_on_servers_overlap(probe_service, method):
     assert call_concurrently(probe_service, method) >= CALLS // 2
+
+
+def test_waits_on_keycloak_overlap(probe_service, keycloak_users):
+    logins = [(username, password) for username, password, _ in keycloak_users]
+    assert call_concurrently(probe_service, "keycloak_wait", logins) >= CALLS // 2
 
 
 def test_control_psycopg_c_wait_blocks_the_hub(probe_service, monkeypatch):
