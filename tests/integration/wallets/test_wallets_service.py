@@ -8,7 +8,7 @@ from nameko.containers import ServiceContainer
 from nameko.events import event_handler
 from nameko.exceptions import RemoteError
 from nameko.standalone.rpc import ServiceRpcProxy
-from nameko.testing.services import entrypoint_hook, entrypoint_waiter
+from nameko.testing.services import entrypoint_hook, entrypoint_waiter, replace_dependencies
 
 from services.wallets import errors
 from services.wallets.assets import ASSETS
@@ -28,6 +28,9 @@ def service_config(test_settings, wallets_schema):
 @pytest.fixture(scope="module")
 def wallets_container(service_config):
     container = ServiceContainer(WalletsService, service_config)
+    if "settlement" in {dependency.attr_name for dependency in container.dependencies}:
+        # the shared trade settlement queue belongs to the trading-path tests
+        replace_dependencies(container, "settlement")
     container.start()
     yield container
     container.stop()
