@@ -444,38 +444,58 @@ class CassandraStore:
 
 class HotCache:
     """Memcached with this service's keys (docs/marketdata.md). Never raises:
-    an unreachable Memcached reads as a miss and a failed write returns False."""
+    an unreachable Memcached reads as a miss and a failed write returns False.
+
+    After a failure the cache is skipped for ``OUTAGE_BACKOFF`` seconds (a
+    breaker): a Memcached that hangs instead of refusing connections would
+    otherwise cost every call its full 0.5 s timeout, ingestion included.
+    """
+
+    OUTAGE_BACKOFF = 1.0
 
     def __init__(self, cache: Cache):
         self.cache = cache
+        cache.client.ignore_exc = False   # failures must be seen to open the breaker
+        self._closed_until = 0.0
 
-    # -- low level (add and get_many are not in services.common.cache) ----------
-    def _add(self, key: str, value, ttl: int) -> bool:
+    def _call(self, fn, default):
+        if time.monotonic() < self._closed_until:
+            return default
         try:
-            return bool(self.cache.client.add(self.cache._key(key), json.dumps(
-                value, separators=(",", ":")), expire=ttl, noreply=False))
-        except (OSError, MemcacheError):
-            return False
+            return fn()
+        except (OSError, MemcacheError, ValueError):
+            self._closed_until = time.monotonic() + self.OUTAGE_BACKOFF
+            return default
 
-    def _get_many(self, keys: list[str]) -> dict:
-        full = {self.cache._key(k): k for k in keys}
-        try:
-            found = self.cache.client.get_many(list(full))
-        except (OSError, MemcacheError):
-            return {}
-        return {full[k]: json.loads(v) for k, v in found.items()}
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._closed_until
+
+    def _dump(self, value) -> str:
+        return json.dumps(value, separators=(",", ":"))
 
     def get(self, key: str):
-        try:
-            return self.cache.get(key)
-        except (OSError, MemcacheError, ValueError):
-            return None
+        raw = self._call(lambda: self.cache.client.get(self.cache._key(key)), None)
+        return None if raw is None else json.loads(raw)
 
     def set(self, key: str, value, ttl: int) -> bool:
-        return self.cache.set(key, value, ttl)
+        return bool(self._call(lambda: self.cache.client.set(
+            self.cache._key(key), self._dump(value), expire=ttl, noreply=False), False))
+
+    def add(self, key: str, value, ttl: int) -> bool:
+        """Store only if absent: cache fills after a miss use this, so they
+        never overwrite what an ingest published meanwhile."""
+        return bool(self._call(lambda: self.cache.client.add(
+            self.cache._key(key), self._dump(value), expire=ttl, noreply=False), False))
 
     def delete(self, key: str) -> bool:
-        return self.cache.delete(key)
+        return self._call(lambda: self.cache.client.delete(
+            self.cache._key(key), noreply=False) or True, False)
+
+    def get_many(self, keys: list[str]) -> dict:
+        full = {self.cache._key(k): k for k in keys}
+        found = self._call(lambda: self.cache.client.get_many(list(full)), {})
+        return {full[k]: json.loads(v) for k, v in found.items()}
 
     # -- keys --------------------------------------------------------------------
     @staticmethod
@@ -509,7 +529,7 @@ class HotCache:
         key = self.candle_version_key(market, interval, part)
         version = self.get(key)
         if version is None:
-            self._add(key, uuid.uuid4().hex[:12], TTL_CANDLE_VERSION)
+            self.add(key, uuid.uuid4().hex[:12], TTL_CANDLE_VERSION)
             version = self.get(key)
         return version
 
@@ -835,6 +855,7 @@ class DepthKeeper:
     def __init__(self, cache: HotCache):
         self.cache = cache
         self.books: dict[str, DepthBook] = {}
+        self.unpublished: set[str] = set()    # Memcached may hold an outdated snapshot
         self._dirty: set[str] = set()
         self._wake = eventlet.queue.LightQueue()
         self._thread = None
@@ -858,8 +879,9 @@ class DepthKeeper:
             self._wake.put(market)
 
     def refresh(self) -> None:
+        """Timer: keep synced snapshots from expiring, retry failed publications."""
         for market, book in self.books.items():
-            if book.synced:
+            if book.synced or market in self.unpublished:
                 self._mark(market)
 
     def local(self, market: str) -> Optional[DepthBook]:
@@ -889,15 +911,15 @@ class DepthKeeper:
     def _write(self, market: str) -> None:
         book = self.books[market]
         depth_key, bbo_key = self.cache.depth_key(market), self.cache.bbo_key(market)
-        if not book.synced:
-            self.cache.delete(depth_key)
-            self.cache.delete(bbo_key)
+        if (book.synced and self.cache.set(depth_key, book.snapshot(DEPTH_LEVELS), TTL_DEPTH)
+                and self.cache.set(bbo_key, book.best(), TTL_DEPTH)):
+            self.unpublished.discard(market)
             return
-        snapshot, best = book.snapshot(DEPTH_LEVELS), book.best()
-        if not (self.cache.set(depth_key, snapshot, TTL_DEPTH)
-                and self.cache.set(bbo_key, best, TTL_DEPTH)):
-            self.cache.delete(depth_key)
-            self.cache.delete(bbo_key)
+        # nothing trustworthy to publish, or publishing failed: remove what is there
+        if self.cache.delete(depth_key) and self.cache.delete(bbo_key):
+            self.unpublished.discard(market)
+        else:
+            self.unpublished.add(market)
 
 
 # ================================================================ reads
@@ -907,10 +929,21 @@ class MarketReads:
     depth book) otherwise. Cache misses never write over what an ingest
     published: they only ``add`` (or store under a version token)."""
 
-    def __init__(self, store: CassandraStore, cache: HotCache, depth: DepthKeeper):
+    def __init__(self, store: CassandraStore, cache: HotCache, depth: DepthKeeper,
+                 pipeline: Optional["IngestPipeline"] = None):
         self.store = store
         self.cache = cache
         self.depth_keeper = depth
+        self.pipeline = pipeline
+
+    def _unpublished(self, version_key: tuple = None, key: str = None) -> bool:
+        """True when this process changed the data but could not yet tell
+        Memcached (its retry is pending): the entry there may be stale, so it
+        is not read. Other processes are covered by the retry and the TTLs."""
+        if self.pipeline is None:
+            return False
+        return (version_key in self.pipeline.pending_bumps
+                or key in self.pipeline.pending_deletes)
 
     # -- candles ---------------------------------------------------------------
     def candles(self, market: str, interval: str, start: Optional[int], end: Optional[int],
@@ -929,6 +962,8 @@ class MarketReads:
                              "quote_volume": r[6], "trade_count": r[7]} for r in rows]}
 
     def _candle_chunk(self, market: str, interval: str, part: int) -> list:
+        if self._unpublished(version_key=(market, interval, part)):
+            return self.store.candle_partition(market, interval, part)
         version = self.cache.candle_version(market, interval, part)
         if version is not None:
             rows = self.cache.get(self.cache.candle_chunk_key(market, interval, part, version))
@@ -942,8 +977,8 @@ class MarketReads:
 
     # -- trades ----------------------------------------------------------------
     def trades(self, market: str, start: Optional[int], end: Optional[int], limit: int) -> dict:
-        if start is None and end is None and limit < RECENT_TRADES:
-            key = self.cache.recent_key(market)
+        key = self.cache.recent_key(market)
+        if start is None and end is None and limit < RECENT_TRADES and not self._unpublished(key=key):
             cached = self.cache.get(key)
             if cached is None:
                 rows, _, exhausted = self.store.latest_trades(market, None, None, RECENT_TRADES)
@@ -951,7 +986,7 @@ class MarketReads:
                 cached = {"complete": exhausted,
                           "trades": [t.public() for t in rows[:RECENT_TRADES]]}
                 # add, not set: never overwrite what an ingest published meanwhile
-                self.cache._add(key, cached, TTL_RECENT_TRADES)
+                self.cache.add(key, cached, TTL_RECENT_TRADES)
             page = self._page_from_recent(cached, limit)
             if page is not None:
                 return {"market": market, **page}
@@ -992,14 +1027,18 @@ class MarketReads:
     def tickers(self, markets: list[str], now: int) -> list[dict]:
         minute = floor_to(now, MINUTE)
         keys = [self.cache.ticker_key(m) for m in markets] + [self.cache.bbo_key(m) for m in markets]
-        found = self.cache._get_many(keys)
+        found = self.cache.get_many(keys)
         out = []
         for market in markets:
             ticker = found.get(self.cache.ticker_key(market))
+            if self._unpublished(key=self.cache.ticker_key(market)):
+                ticker = None
             if ticker is None or ticker.get("minute") != minute:
                 ticker = compute_ticker(market, *self.store.ticker_inputs(market, now), now)
-                self.cache._add(self.cache.ticker_key(market), ticker, TTL_TICKER)
-            best = found.get(self.cache.bbo_key(market))
+                self.cache.add(self.cache.ticker_key(market), ticker, TTL_TICKER)
+            best = None
+            if market not in self.depth_keeper.unpublished:
+                best = found.get(self.cache.bbo_key(market))
             if best is None:
                 book = self.depth_keeper.local(market)
                 best = book.best() if book is not None else None
@@ -1012,8 +1051,9 @@ class MarketReads:
 
     # -- depth -----------------------------------------------------------------
     def depth(self, market: str, limit: int) -> dict:
-        cached = self.cache.get(self.cache.depth_key(market))
-        book = self.depth_keeper.local(market)
+        keeper = self.depth_keeper
+        cached = None if market in keeper.unpublished else self.cache.get(self.cache.depth_key(market))
+        book = keeper.local(market)
         if cached is not None and (book is None or cached["seq"] >= book.seq):
             return {**cached, "bids": cached["bids"][:limit], "asks": cached["asks"][:limit]}
         if book is not None:
@@ -1045,7 +1085,7 @@ class Backend(SharedExtension):
         self.cache = HotCache(make_cache(settings, config.get("CACHE_PREFIX", "")))
         self.pipeline = IngestPipeline(self.store, self.cache)
         self.depth = DepthKeeper(self.cache)
-        self.reads = MarketReads(self.store, self.cache, self.depth)
+        self.reads = MarketReads(self.store, self.cache, self.depth, self.pipeline)
 
     def start(self):
         self.pipeline.start(self.container.spawn_managed_thread)
