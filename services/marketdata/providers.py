@@ -188,61 +188,65 @@ class CassandraStore:
         self.tuples = session.execution_profile_clone_update(EXEC_PROFILE_DEFAULT,
                                                              row_factory=tuple_factory)
 
+        keyspace = session.keyspace
+
         def prep(cql: str, cl: int):
-            statement = _with_fast_serializers(session.prepare(cql))
+            # fully qualified names: Cassandra 5 warns about prepared statements
+            # that rely on the session's keyspace
+            statement = _with_fast_serializers(session.prepare(cql.replace("{ks}", keyspace)))
             statement.consistency_level = cl
             return statement
 
         w, r = write_cl, read_cl
         self.insert_trade = prep(
-            "INSERT INTO trades_by_market (market, bucket, executed_at, seq, trade_id, price, "
+            "INSERT INTO {ks}.trades_by_market (market, bucket, executed_at, seq, trade_id, price, "
             "quantity, quote_quantity, taker_side, maker_order_id, maker_user_id, "
             "taker_order_id, taker_user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", w)
         self.insert_user_trade = prep(
-            "INSERT INTO trades_by_user (user_id, bucket, executed_at, market, trade_id, role, "
+            "INSERT INTO {ks}.trades_by_user (user_id, bucket, executed_at, market, trade_id, role, "
             "seq, side, price, quantity, quote_quantity, order_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", w)
         self.insert_market_bucket = prep(
-            "INSERT INTO trade_buckets_by_market (market, bucket) VALUES (?, ?)", w)
+            "INSERT INTO {ks}.trade_buckets_by_market (market, bucket) VALUES (?, ?)", w)
         self.insert_user_bucket = prep(
-            "INSERT INTO trade_buckets_by_user (user_id, bucket) VALUES (?, ?)", w)
+            "INSERT INTO {ks}.trade_buckets_by_user (user_id, bucket) VALUES (?, ?)", w)
         self.upsert_candle = prep(
-            "INSERT INTO candles (market, interval, bucket, open_time, open, high, low, close, "
+            "INSERT INTO {ks}.candles (market, interval, bucket, open_time, open, high, low, close, "
             "volume, quote_volume, trade_count, first_at, first_seq, first_trade_id, last_at, "
             "last_seq, last_trade_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", w)
         self.delete_candle = prep(
-            "DELETE FROM candles WHERE market = ? AND interval = ? AND bucket = ? "
+            "DELETE FROM {ks}.candles WHERE market = ? AND interval = ? AND bucket = ? "
             "AND open_time = ?", w)
         self.bind_trade = _Binder(self.insert_trade)
         self.bind_user_trade = _Binder(self.insert_user_trade)
         self.bind_candle = _Binder(self.upsert_candle)
         self.select_trades_range = prep(
-            f"SELECT {_TRADE_COLUMNS} FROM trades_by_market WHERE market = ? AND bucket = ? "
+            f"SELECT {_TRADE_COLUMNS} FROM {{ks}}.trades_by_market WHERE market = ? AND bucket = ? "
             "AND executed_at >= ? AND executed_at < ?", r)
         self.select_trades_page = prep(
-            f"SELECT {_TRADE_COLUMNS} FROM trades_by_market WHERE market = ? AND bucket = ? "
+            f"SELECT {_TRADE_COLUMNS} FROM {{ks}}.trades_by_market WHERE market = ? AND bucket = ? "
             "AND executed_at >= ? AND executed_at < ? LIMIT ?", r)
         self.select_trades_at = prep(
-            f"SELECT {_TRADE_COLUMNS} FROM trades_by_market WHERE market = ? AND bucket = ? "
+            f"SELECT {_TRADE_COLUMNS} FROM {{ks}}.trades_by_market WHERE market = ? AND bucket = ? "
             "AND executed_at = ?", r)
         self.select_market_buckets = prep(
-            "SELECT toUnixTimestamp(bucket) FROM trade_buckets_by_market WHERE market = ? "
+            "SELECT toUnixTimestamp(bucket) FROM {ks}.trade_buckets_by_market WHERE market = ? "
             "AND bucket >= ? AND bucket <= ? LIMIT ?", r)
         self.select_user_buckets = prep(
-            "SELECT toUnixTimestamp(bucket) FROM trade_buckets_by_user WHERE user_id = ? "
+            "SELECT toUnixTimestamp(bucket) FROM {ks}.trade_buckets_by_user WHERE user_id = ? "
             "AND bucket >= ? AND bucket <= ? LIMIT ?", r)
         self.select_user_trades = prep(
             "SELECT toUnixTimestamp(executed_at), market, trade_id, role, seq, side, price, "
-            "quantity, quote_quantity, order_id FROM trades_by_user WHERE user_id = ? "
+            "quantity, quote_quantity, order_id FROM {ks}.trades_by_user WHERE user_id = ? "
             "AND bucket = ? AND executed_at >= ? AND executed_at < ? LIMIT ?", r)
         self.select_candles = prep(
-            f"SELECT {_CANDLE_COLUMNS} FROM candles WHERE market = ? AND interval = ? "
+            f"SELECT {_CANDLE_COLUMNS} FROM {{ks}}.candles WHERE market = ? AND interval = ? "
             "AND bucket = ? AND open_time >= ? AND open_time < ?", r)
         self.select_candle_partition = prep(
-            f"SELECT {_PUBLIC_CANDLE_COLUMNS} FROM candles WHERE market = ? AND interval = ? "
+            f"SELECT {_PUBLIC_CANDLE_COLUMNS} FROM {{ks}}.candles WHERE market = ? AND interval = ? "
             "AND bucket = ?", r)
         self.select_candle_before = prep(
-            f"SELECT {_CANDLE_COLUMNS} FROM candles WHERE market = ? AND interval = ? "
+            f"SELECT {_CANDLE_COLUMNS} FROM {{ks}}.candles WHERE market = ? AND interval = ? "
             "AND bucket = ? AND open_time < ? LIMIT 1", r)
 
     # -- execution helpers -----------------------------------------------------

@@ -129,3 +129,22 @@ def test_a_users_trades_are_kept_on_both_sides(matching, market, rpc):
     assert [(t["trade_id"], t["role"], t["side"]) for t in alice] == [
         (f"{market}-2", "taker", "sell"), (f"{market}-1", "maker", "sell")]
     assert [t["side"] for t in rpc.get_user_trades(bob)["trades"]] == ["buy", "buy"]
+
+
+def test_the_rebuild_command_covers_a_range_longer_than_a_day(matching, market, cql, md_config):
+    import io
+
+    from services.marketdata.__main__ import main
+    ManualClock.now = T0 + 3 * DAY
+    trades = [matching.trade(n, T0 + n * 7 * HOUR, f"{100 + n}.00") for n in range(1, 9)]
+    matching.trades(trades)
+    incremental = stored_candles(cql, market, trades)
+    for interval in CHAIN:
+        for part in {partition_start(p["executed_at"], interval) for p in trades}:
+            cql.execute("DELETE FROM candles WHERE market=%s AND interval=%s AND bucket=%s",
+                        (market, interval, part))
+    out = io.StringIO()
+    assert main(["rebuild", "--market", market, "--start", "2026-11-23T00:00:00Z",
+                 "--end", str(T0 + 3 * DAY)], nameko_config=md_config, out=out) == 0
+    assert stored_candles(cql, market, trades) == incremental
+    assert out.getvalue().count("\n") == 4 and "8 trades" in out.getvalue().splitlines()[-1]

@@ -133,3 +133,11 @@ def test_a_trade_page_never_splits_a_millisecond():
     page, next_end = queries.resolve_split(rows[1:], 2, split, rows[1:4])
     assert [r.n for r in page] == [2, 3, 4] and next_end == 40    # one whole millisecond
     assert queries.cut_trade_page(rows, 10) == (rows, None, None)
+
+
+def test_the_rebuild_command_cuts_ranges_at_utc_midnight():
+    from services.marketdata.__main__ import day_chunks, parse_time
+    assert parse_time("2026-11-23T00:00:00Z") == T0 == parse_time(str(T0))
+    assert parse_time("2026-11-23T01:00:00+01:00") == T0
+    assert day_chunks(T0 - 5, T0 + DAY + 7) == [(T0 - 5, T0), (T0, T0 + DAY), (T0 + DAY, T0 + DAY + 7)]
+    assert day_chunks(T0, T0) == []
