@@ -3,9 +3,10 @@
     PYTHONPATH=. .venv/bin/python bench/wallets_bench.py                 # defaults below
     PYTHONPATH=. .venv/bin/python bench/wallets_bench.py --batches 50 --holds 5000  # quick run
 
-Runs in its own database, ``exchange_bench`` (created on first run with the
-wallets migrations; it only grows -- drop it to start afresh), so the test
-database stays small.
+Runs in its own database, ``exchange_bench``, dropped and created afresh with
+the wallets migrations at every run (``--keep-database`` reuses it), so the
+figures do not depend on what earlier runs left and the test database stays
+small.
 
 * ``settle_trades``: ``--batches`` batches of ``--batch-size`` trades through
   ``PostgresLedger.settle_trades`` (the provider verb the RPC calls), one
@@ -116,8 +117,10 @@ def machine(settings) -> str:
             f"{server} (fsync={fsync}, synchronous_commit={commit}), same host")
 
 
-def prepare_database(settings) -> None:
+def prepare_database(settings, fresh: bool) -> None:
     with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
+        if fresh:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(BENCH_DB)))
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
     with psycopg.connect(settings.postgres_dsn(BENCH_DB)) as conn:
@@ -264,10 +267,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", choices=("settle", "hold"))
+    parser.add_argument("--keep-database", action="store_true",
+                        help=f"reuse {BENCH_DB} as the last run left it (default: start afresh)")
     args = parser.parse_args()
 
     settings = load_settings()
-    prepare_database(settings)
+    prepare_database(settings, fresh=not args.keep_database)
     pool = make_pool(settings, BENCH_DB, min_size=args.concurrency, max_size=args.concurrency,
                      name="wallets-bench", kwargs={"application_name": APPLICATION_NAME})
     ledger = PostgresLedger(pool)
