@@ -419,9 +419,10 @@ def withdrawal_step(withdrawal: Withdrawal, action: str, txid: Optional[str] = N
         return target
     if withdrawal.status == ACTION_TARGETS[action] and (action != MARK_SENT or txid == withdrawal.txid):
         return None
+    resent = action == MARK_SENT and withdrawal.txid
     raise IllegalWithdrawalTransition(
         f"withdrawal {withdrawal.id} is {withdrawal.status}: cannot {action}"
-        + (f" with txid {txid} (sent as {withdrawal.txid})" if action == MARK_SENT and withdrawal.txid else ""))
+        + (f" with txid {txid} (sent as {withdrawal.txid})" if resent else ""))
 
 
 def withdrawal_entries(withdrawal: Withdrawal, target: str,

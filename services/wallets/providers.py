@@ -1,15 +1,19 @@
 """Storage of the wallets service: the ``Ledger`` Nameko provider and the
-``PostgresLedger`` object its workers get, whose verbs read the locked
-accounts, ask the pure core (services.wallets.ledger) what to post, and write
-it -- each verb in one PostgreSQL transaction.
+``PostgresLedger`` object its workers get, whose verbs read what they need,
+ask the pure core (services.wallets.ledger) what to post, and write it -- each
+verb in one PostgreSQL transaction.
 
-How money moves in SQL: every verb ends in ``POST_ENTRIES``, one statement
+How money moves in SQL: every write ends in ``POST_ENTRIES``, one statement
 that inserts the journal transactions and their postings; the statement
-trigger ``wallets.apply_postings`` (migration 001) moves the balances and the
-CHECK constraints refuse a negative one. Verbs that touch several accounts
-first lock them with ``SELECT ... ORDER BY id FOR UPDATE`` so concurrent
-verbs always lock in the same order and cannot deadlock; single-account verbs
-(hold, release) are one autocommitted statement.
+trigger ``wallets.apply_postings`` moves the balances and the CHECK
+constraints refuse a negative one. Writes that touch several accounts lock
+them in id order first (``SELECT ... ORDER BY id FOR UPDATE``, or a CTE at the
+head of the inserting statement), so concurrent writes cannot deadlock.
+
+Fast paths (settle_trades, and hold / release under group commit) are one
+autocommitted statement per batch, the CHECK constraints deciding; when one
+refuses, the batch is decided again on locked balances, which gives each
+request its precise answer. See docs/wallets.md.
 """
 from __future__ import annotations
 
@@ -189,10 +193,6 @@ def iso(timestamp) -> str:
     return timestamp.isoformat()
 
 
-def _account(row) -> Account:
-    return Account(row[0], row[1], row[2], row[3], int(row[4]), int(row[5]))
-
-
 def _withdrawal(row) -> Withdrawal:
     return Withdrawal(row[0], row[1], row[2], row[3], row[4], int(row[5]), int(row[6]), row[7],
                       row[8], iso(row[9]), iso(row[10]))
@@ -341,7 +341,8 @@ class PostgresLedger:
             transactions.append({"k": entry.key, "t": entry.type, "d": entry.details})
             key = _json(entry.key)
             for account_id, asset, bucket, amount in entry.postings:  # ints and registry names
-                postings.append(f'{{"k":{key},"a":{account_id:d},"b":"{bucket}","s":"{asset}","m":{amount:d}}}')
+                postings.append(
+                    f'{{"k":{key},"a":{account_id:d},"b":"{bucket}","s":"{asset}","m":{amount:d}}}')
         if lock is not None:
             statement = POST_LOCKED_ENTRIES_SKIPPING_KNOWN_KEYS if skip_known_keys \
                 else POST_LOCKED_NEW_ENTRIES
