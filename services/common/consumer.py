@@ -21,11 +21,13 @@ log = logging.getLogger(__name__)
 
 
 class BatchConsumer:
-    def __init__(self, amqp_uri: str, queue: str, exchange: str, routing_keys: list[str],
+    def __init__(self, amqp_uri: str, queue: str, exchange: str | None, routing_keys: list[str],
                  handle, batch: int = 200, idle=None, idle_every: float = 0.5):
+        """``exchange`` None: the queue is fed directly (default exchange), not bound.
+        ``idle`` is called whenever nothing arrived for ``idle_every`` seconds."""
         self.amqp_uri = amqp_uri
         self.queue_name = queue
-        self.exchange = Exchange(exchange, type="topic", durable=True)
+        self.exchange = None if exchange is None else Exchange(exchange, type="topic", durable=True)
         self.routing_keys = routing_keys
         self.handle = handle
         self.batch = batch
@@ -51,11 +53,12 @@ class BatchConsumer:
         with Connection(self.amqp_uri, heartbeat=10) as amqp:
             channel = amqp.channel()
             channel.basic_qos(0, self.batch, False)
-            self.exchange(channel).declare()
             queue = command_queue(self.queue_name)(channel)
             queue.declare()
-            for key in self.routing_keys:
-                queue.bind_to(self.exchange, routing_key=key)
+            if self.exchange is not None:
+                self.exchange(channel).declare()
+                for key in self.routing_keys:
+                    queue.bind_to(self.exchange, routing_key=key)
             on_message = lambda body, message: buffer.append((body, message))  # noqa: E731
             with Consumer(channel, [queue], callbacks=[on_message], accept=["json"]):
                 while self.running:

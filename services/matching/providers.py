@@ -21,15 +21,14 @@ outbox. Only after the commit are the messages acknowledged. So:
 from __future__ import annotations
 
 import logging
-import socket
 import time
 
 import eventlet
-from kombu import Connection, Consumer
 from nameko.extensions import DependencyProvider
 from psycopg.types.json import Jsonb
 
 from services.common.config import load_settings
+from services.common.consumer import BatchConsumer
 from services.common.outbox import command_queue, enqueue_many
 from services.common.postgres import make_pool
 
@@ -153,46 +152,32 @@ class MarketHost:
         self.snapshot_seq = snapshot["seq"]
 
     # -- the consumer ----------------------------------------------------------
+    def handle(self, batch) -> None:
+        # Commands come from the outbox, which always sets message_id: it is the
+        # dedup key, so a message without one cannot be applied.
+        self.active = True
+        self.process([(message_id, body) for _key, message_id, body in batch if message_id])
+
     def run(self) -> None:
+        self.consumer = BatchConsumer(self.amqp_uri, command_queue_name(self.market), None, [],
+                                      self.handle, BATCH, idle=self.keep_warm,
+                                      idle_every=IDLE_POLL)
         while self.running:
             try:
                 self.keep_warm()
-                self._consume()
+                self.consumer.run()
+                return
             except Exception:
                 if not self.running:
                     return
                 log.exception("%s: engine host failed; rebuilding", self.market)
-                self.active = False
                 self.engine = None
                 eventlet.sleep(0.5)
 
-    def _consume(self) -> None:
-        buffer: list = []
-        with Connection(self.amqp_uri, heartbeat=10) as amqp:
-            channel = amqp.channel()
-            channel.basic_qos(0, BATCH, False)
-            queue = command_queue(command_queue_name(self.market))(channel)
-            queue.declare()
-            on_message = lambda body, message: buffer.append((body, message))  # noqa: E731
-            with Consumer(channel, [queue], callbacks=[on_message], accept=["json"]):
-                while self.running:
-                    try:
-                        amqp.drain_events(timeout=IDLE_POLL)
-                    except socket.timeout:
-                        self.keep_warm()
-                        continue
-                    while len(buffer) < BATCH:
-                        try:
-                            amqp.drain_events(timeout=0)
-                        except socket.timeout:
-                            break
-                    self.active = True
-                    batch, buffer[:] = buffer[:], []
-                    # Commands come from the outbox, which always sets message_id:
-                    # it is the dedup key, so a message without one cannot be applied.
-                    self.process([(m.properties["message_id"], body) for body, m in batch
-                                  if m.properties.get("message_id")])
-                    channel.basic_ack(batch[-1][1].delivery_tag, multiple=True)
+    def stop(self) -> None:
+        self.running = False
+        if getattr(self, "consumer", None) is not None:
+            self.consumer.running = False
 
 
 class MarketEngines(DependencyProvider):
@@ -231,7 +216,7 @@ class MarketEngines(DependencyProvider):
 
     def stop(self):
         for host in self.hosts.values():
-            host.running = False
+            host.stop()
         for thread in self.threads:
             thread.kill()
         self.pool.close()
