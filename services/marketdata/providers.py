@@ -157,8 +157,11 @@ _TRADE_COLUMNS = ("toUnixTimestamp(executed_at), seq, trade_id, price, quantity,
 _CANDLE_COLUMNS = ("toUnixTimestamp(open_time), open, high, low, close, volume, quote_volume, "
                    "trade_count, toUnixTimestamp(first_at), first_seq, first_trade_id, "
                    "toUnixTimestamp(last_at), last_seq, last_trade_id")
-_PUBLIC_CANDLE_COLUMNS = ("toUnixTimestamp(open_time), open, high, low, close, volume, "
-                          "quote_volume, trade_count")
+# The hot read: decimals come back as text cast by Cassandra, which saves the
+# driver's Decimal construction and our formatting (half the read's cost).
+_PUBLIC_CANDLE_COLUMNS = ("toUnixTimestamp(open_time), CAST(open AS text), CAST(high AS text), "
+                          "CAST(low AS text), CAST(close AS text), CAST(volume AS text), "
+                          "CAST(quote_volume AS text), trade_count")
 
 
 def _consistency(settings: Settings, role: str) -> int:
@@ -410,9 +413,12 @@ class CassandraStore:
         """A whole partition as compact public rows, oldest first:
         [open_time, open, high, low, close, volume, quote_volume, trade_count]."""
         rows = self._rows(self.select_candle_partition, (market, interval, part))
-        fmt = format_decimal
-        return [[r[0], fmt(r[1]), fmt(r[2]), fmt(r[3]), fmt(r[4]), fmt(r[5]), fmt(r[6]), r[7]]
-                for r in reversed(rows)]
+        out = [list(r) for r in reversed(rows)]
+        for row in out:
+            for i in range(1, 7):
+                if "E" in row[i]:      # Java's BigDecimal.toString: 1E-8, 1E+3
+                    row[i] = format_decimal(Decimal(row[i]))
+        return out
 
     def candle_before(self, market: str, interval: str, t: int,
                       max_partitions: int = 2) -> Optional[Candle]:

@@ -41,9 +41,10 @@ class MarketDataService:
             trade = schemas.trade_from_event(payload, self.markets)
         except (InvalidEvent, UnknownMarket) as exc:
             log.error("trade_executed dropped: %s", exc)
-            return {"dropped": exc.code}
+            return {"market": payload.get("market") if isinstance(payload, dict) else None,
+                    "dropped": exc.code}
         self.trade_log.record([trade], now=self.clock())
-        return {"recorded": trade.trade_id}
+        return {"market": trade.market, "recorded": trade.trade_id}
 
     @event_handler("matching", "book_changed", handler_type=BROADCAST, reliable_delivery=False)
     def on_book_changed(self, payload):
@@ -53,8 +54,10 @@ class MarketDataService:
             change = schemas.book_change_from_event(payload, self.markets)
         except (InvalidEvent, UnknownMarket) as exc:
             log.error("book_changed dropped: %s", exc)
-            return {"dropped": exc.code}
-        return {"seq": change.seq, "outcome": self.depth_books.apply(change)}
+            return {"market": payload.get("market") if isinstance(payload, dict) else None,
+                    "dropped": exc.code}
+        return {"market": change.market, "seq": change.seq,
+                "outcome": self.depth_books.apply(change)}
 
     @timer(interval=1.0)
     def refresh(self):

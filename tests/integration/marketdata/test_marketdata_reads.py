@@ -172,3 +172,15 @@ def test_absurd_ranges_do_bounded_work(matching, market, rpc):
     assert ten_years["end"] - ten_years["start"] <= 1500 * MINUTE
     assert ten_years["next_start"] == ten_years["end"] and ten_years["candles"] == []
     assert len(rpc.get_trades(market, 1000, T0 - 3650 * DAY, T0 + DAY)["trades"]) == 1
+
+
+def test_decimals_read_back_in_plain_notation(market, rpc, cql):
+    # Cassandra casts decimals to text with Java's BigDecimal.toString (1E-8)
+    cql.execute("INSERT INTO candles (market, interval, bucket, open_time, open, high, low, close, "
+                "volume, quote_volume, trade_count) VALUES (%s, '1m', %s, %s, 0.00000012, "
+                "1000000000000, 0.00000001, 1E+3, 0.00000001, 0.0000000100, 1)",
+                (market, partition_start(T0, "1m"), T0))
+    [candle] = rpc.get_candles(market, "1m", T0, T0 + MINUTE)["candles"]
+    assert (candle["open"], candle["high"], candle["low"], candle["close"], candle["volume"],
+            candle["quote_volume"]) == ("0.00000012", "1000000000000", "0.00000001", "1000",
+                                        "0.00000001", "0.0000000100")
