@@ -36,6 +36,7 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -177,7 +178,7 @@ def make_batches(users: list[str], batches: int, size: int, rng: random.Random) 
     return result
 
 
-def bench_settle(ledger: PostgresLedger, batches: list, meter: CpuMeter) -> None:
+def bench_settle(ledger: PostgresLedger, batches: list, meter: CpuMeter) -> float:
     latencies = []
     for batch in batches[:3]:  # warm-up: prepared statements, caches
         ledger.settle_trades(batch)
@@ -194,9 +195,10 @@ def bench_settle(ledger: PostgresLedger, batches: list, meter: CpuMeter) -> None
           f"{trades / elapsed:,.0f} trades/s ({elapsed:.2f} s)")
     print(f"  per batch: {percentiles(latencies)}")
     print(f"  {meter.report(trades, 'trade')}")
+    return trades / elapsed
 
 
-def bench_settle_per_market(ledger: PostgresLedger, batches: list, meter: CpuMeter) -> None:
+def bench_settle_per_market(ledger: PostgresLedger, batches: list, meter: CpuMeter) -> float:
     """One settler per market, concurrently (as the exchange runs them)."""
     by_market: dict[str, list] = {}
     for batch in batches:
@@ -225,10 +227,11 @@ def bench_settle_per_market(ledger: PostgresLedger, batches: list, meter: CpuMet
           f"({', '.join(sorted(queues))}) concurrently: {trades / elapsed:,.0f} trades/s ({elapsed:.2f} s)")
     print(f"  per batch: {percentiles(latencies)}")
     print(f"  {meter.report(trades, 'trade')}")
+    return trades / elapsed
 
 
 def bench_hold(ledger: PostgresLedger, users: list[str], holds: int, concurrency: int,
-               rng: random.Random, meter: CpuMeter) -> None:
+               rng: random.Random, meter: CpuMeter) -> float:
     btc = ASSETS["BTC"]
     run = uuid.uuid4().hex[:12]
     picks = [rng.choice(users) for _ in range(holds)]
@@ -256,6 +259,7 @@ def bench_hold(ledger: PostgresLedger, users: list[str], holds: int, concurrency
           f"({elapsed:.2f} s)")
     print(f"  per call: {percentiles(latencies)}")
     print(f"  {meter.report(done, 'hold')}")
+    return done / elapsed
 
 
 def main() -> None:
@@ -266,6 +270,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run every measurement this many times (fresh trades and refs each time)")
     parser.add_argument("--only", choices=("settle", "hold"))
     parser.add_argument("--keep-database", action="store_true",
                         help=f"reuse {BENCH_DB} as the last run left it (default: start afresh)")
@@ -283,13 +289,24 @@ def main() -> None:
     t0 = time.perf_counter()
     users = fund_users(ledger, args.users)
     print(f"setup: {len(users)} funded users in {time.perf_counter() - t0:.1f} s (untimed)")
-    if args.only in (None, "settle"):
-        bench_settle(ledger, make_batches(users, args.batches + 3, args.batch_size, rng), meter)
-        bench_settle_per_market(ledger, make_batches(users, args.batches, args.batch_size, rng), meter)
-    if args.only in (None, "hold"):
-        bench_hold(ledger, users, args.holds + 200, args.concurrency, rng, meter)
-        solo = PostgresLedger(pool, group_commit=False)
-        bench_hold(solo, users, args.holds // 4 + 200, args.concurrency, rng, meter)
+    figures: dict[str, list[float]] = {}
+    solo = PostgresLedger(pool, group_commit=False)
+    for _ in range(args.repeat):
+        if args.only in (None, "settle"):
+            figures.setdefault("settle_trades, one settler (trades/s)", []).append(bench_settle(
+                ledger, make_batches(users, args.batches + 3, args.batch_size, rng), meter))
+            figures.setdefault("settle_trades, one settler per market (trades/s)", []).append(
+                bench_settle_per_market(ledger, make_batches(users, args.batches, args.batch_size, rng),
+                                        meter))
+        if args.only in (None, "hold"):
+            figures.setdefault("hold, group commit (holds/s)", []).append(
+                bench_hold(ledger, users, args.holds + 200, args.concurrency, rng, meter))
+            figures.setdefault("hold, one statement each (holds/s)", []).append(
+                bench_hold(solo, users, args.holds // 4 + 200, args.concurrency, rng, meter))
+    if args.repeat > 1:
+        print(f"summary of {args.repeat} runs (best / median):")
+        for name, values in figures.items():
+            print(f"  {name}: {max(values):,.0f} / {statistics.median(values):,.0f}")
     t0 = time.perf_counter()
     findings = ledger.audit()
     print(f"audit: {'clean' if not findings else findings} ({time.perf_counter() - t0:.1f} s, untimed)")
