@@ -101,14 +101,19 @@ class MatchingEvents(BatchConsumerProvider):
                     self._order_update(conn, body)
 
     def _trade(self, conn, trade) -> None:
-        for order_id, is_maker in ((trade["maker_order_id"], True), (trade["taker_order_id"], False)):
+        for order_id, user, is_maker in ((trade["maker_order_id"], trade["maker_user_id"], True),
+                                         (trade["taker_order_id"], trade["taker_user_id"], False)):
+            # Only an order of this market and user: an engine command that did not
+            # come through this service (an operator's, a test's) cannot touch ours.
             inserted = conn.execute(
                 "INSERT INTO order_fills (trade_id, order_id, market, price, quantity, "
                 "quote_quantity, is_maker, executed_at) "
-                "SELECT %s, order_id, %s, %s, %s, %s, %s, %s FROM orders WHERE order_id = %s "
+                "SELECT %s, order_id, %s, %s, %s, %s, %s, %s FROM orders "
+                "WHERE order_id = %s AND market = %s AND user_id = %s "
                 "ON CONFLICT DO NOTHING RETURNING order_id",
                 (trade["trade_id"], trade["market"], trade["price"], trade["quantity"],
-                 trade["quote_quantity"], is_maker, trade["executed_at"], order_id)).fetchone()
+                 trade["quote_quantity"], is_maker, trade["executed_at"], order_id,
+                 trade["market"], str(user))).fetchone()
             if inserted:
                 conn.execute(
                     "UPDATE orders SET filled_quantity = filled_quantity + %s, "
@@ -121,20 +126,23 @@ class MatchingEvents(BatchConsumerProvider):
         event, order_id = update["event"], update.get("order_id")
         if order_id is None:
             return
+        key = (order_id, update["market"], str(update.get("user_id")))
         if event == "command_rejected" and update.get("command") == "place_order":
-            self._finish(conn, order_id, "rejected", update.get("reason"))
+            self._finish(conn, key, "rejected", update.get("reason"))
         elif event == "order_done":
-            self._finish(conn, order_id, update["status"], update.get("reason"))
+            self._finish(conn, key, update["status"], update.get("reason"))
         elif event == "order_amended":
             conn.execute("UPDATE orders SET price = %s, quantity = %s, updated_at = now() "
-                         "WHERE order_id = %s AND status IN ('new', 'partially_filled')",
-                         (update["price"], update["quantity"], order_id))
+                         "WHERE order_id = %s AND market = %s AND user_id = %s "
+                         "AND status IN ('new', 'partially_filled')",
+                         (update["price"], update["quantity"], *key))
 
-    def _finish(self, conn, order_id: int, status: str, reason) -> None:
+    def _finish(self, conn, key: tuple, status: str, reason) -> None:
+        order_id = key[0]
         row = conn.execute(
             "SELECT user_id, side, hold_asset, hold_amount, filled_quantity, filled_quote "
-            "FROM orders WHERE order_id = %s AND status IN ('pending', 'new', 'partially_filled') "
-            "FOR UPDATE", (order_id,)).fetchone()
+            "FROM orders WHERE order_id = %s AND market = %s AND user_id = %s "
+            "AND status IN ('pending', 'new', 'partially_filled') FOR UPDATE", key).fetchone()
         if row is None:
             return  # not ours, or already final (a redelivery)
         user, side, asset, hold, filled_quantity, filled_quote = row

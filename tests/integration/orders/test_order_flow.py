@@ -189,3 +189,26 @@ def _try_place(rpc, user):
         return place(rpc, user, "buy", "99", "1")
     except RemoteError:
         return None
+
+
+def test_engine_events_of_another_market_or_user_never_touch_an_order(exchange, nameko_config):
+    """Trades and order updates whose ids collide with one of our orders but
+    name another market or user (an operator's or a test's raw engine command)
+    are ignored by the orders consumer."""
+    from nameko.standalone.events import event_dispatcher
+    user = fund(exchange, {"USDT": "1000"})
+    order = place(exchange, user, "buy", "100", "0.1")
+    dispatch = event_dispatcher(nameko_config)
+    foreign = {"market": "ZZZ-USDT", "seq": 1, "trade_id": "ZZZ-USDT-1", "price": "100.00",
+               "quantity": "5.0000", "quote_quantity": "500.000000", "taker_side": "buy",
+               "maker_order_id": order["order_id"] + 10**9, "maker_user_id": "someone",
+               "taker_order_id": order["order_id"], "taker_user_id": user, "executed_at": 1}
+    dispatch("matching", "trade_executed", foreign)
+    dispatch("matching", "order_updated", {**foreign, "event": "order_done", "status": "filled",
+                                           "order_id": order["order_id"], "user_id": "someone",
+                                           "market": "BTC-USDT", "side": "buy"})
+    marker = place(exchange, user, "buy", "99", "0.1")  # goes through the same ordered queue
+    exchange.orders.cancel_order(user, marker["order_id"])
+    wait_status(exchange, user, marker["order_id"], FINAL)
+    mine = exchange.orders.get_order(user, order["order_id"])
+    assert (mine["status"], mine["filled_quantity"]) == ("new", "0")
