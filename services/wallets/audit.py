@@ -221,4 +221,9 @@ def run_audit(conn) -> list[dict]:
               f"withdrawal {withdrawal_id} is {status} but hold={held} release={released} "
               f"sent={sent} fee={charged}")
 
+    for market, trade_id, error in conn.execute(
+            f"SELECT market, trade_id, error FROM wallets.unsettled_trades "
+            f"ORDER BY parked_at LIMIT {LIMIT}"):
+        found("trade_not_settled", f"{market} trade {trade_id} was refused: {error}")
+
     return findings

@@ -2,16 +2,20 @@
 with one active consumer, in batches, each batch in one ledger transaction
 (PostgresLedger.settle_trades, idempotent per trade id), acknowledged after the
 commit. A crash before the ack redelivers the batch and settles nothing twice.
+A trade the ledger refuses (unknown market, locked funds short) is parked in
+wallets.unsettled_trades, reported by audit(), and the stream goes on.
 """
 from __future__ import annotations
 
 import logging
 
+from psycopg.types.json import Jsonb
+
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumerProvider
 from services.common.postgres import make_pool
 from services.wallets import schemas
-from services.wallets.errors import InvalidInput
+from services.wallets.errors import InvalidInput, WalletsError
 from services.wallets.providers import PostgresLedger
 
 log = logging.getLogger(__name__)
@@ -37,12 +41,29 @@ class TradeSettlement(BatchConsumerProvider):
 
     def handle(self, batch) -> None:
         trades = []
-        for _key, message_id, body in batch:
+        for _key, _message_id, body in batch:
             try:
-                trades.append(schemas.load_trade({k: body.get(k) for k in schemas.TRADE_KEYS}))
+                trades.append((body, schemas.load_trade({k: body.get(k) for k in schemas.TRADE_KEYS})))
             except InvalidInput as exc:
-                # Not settleable by this ledger (e.g. a market it does not list):
-                # retrying cannot help, so it is logged for the operator.
-                log.error("trade %s cannot be settled: %s", message_id, exc)
-        if trades:
-            self.ledger.settle_trades(trades)
+                self.park(body, exc)
+        if not trades:
+            return
+        try:
+            self.ledger.settle_trades([trade for _, trade in trades])
+        except WalletsError:
+            # One refused trade must not stop the stream: settle one by one and
+            # park what the ledger refuses (audit() reports it until resolved).
+            for body, trade in trades:
+                try:
+                    self.ledger.settle_trades([trade])
+                except WalletsError as exc:
+                    self.park(body, exc)
+
+    def park(self, body: dict, error: Exception) -> None:
+        log.error("trade %s of %s cannot be settled: %s", body.get("trade_id"), body.get("market"),
+                  error)
+        with self.pool.connection() as conn:
+            conn.execute("INSERT INTO wallets.unsettled_trades (market, trade_id, trade, error) "
+                         "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                         (str(body.get("market")), str(body.get("trade_id")), Jsonb(body),
+                          str(error)[:500]))
