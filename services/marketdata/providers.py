@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import uuid
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Iterable, NamedTuple, Optional
@@ -34,13 +34,15 @@ from pymemcache.exceptions import MemcacheError
 
 from services.common.cache import Cache, make_cache
 from services.common.cassandra import make_cluster
+from services.common.consumer import BatchConsumerProvider
 from services.common.config import Settings, load_settings
 from services.marketdata import queries, schemas
 from services.marketdata.candles import (CHAIN, DAY, HOUR, INTERVALS, MINUTE, CandleAggregator,
                                          CandleChanges, Needs, bucket_start, floor_to,
                                          partition_start, partitions)
 from services.marketdata.depth import DepthBook
-from services.marketdata.errors import DepthUnavailable, RangeTooLarge
+from services.marketdata.errors import (DepthUnavailable, InvalidEvent, RangeTooLarge,
+                                        UnknownMarket)
 from services.marketdata.markets import MarketRegistry
 from services.marketdata.models import Candle, Trade, TradeRef, format_decimal, order_key
 from services.marketdata.schemas import BookChange
@@ -77,6 +79,15 @@ TTL_DEPTH = 10
 
 def trade_bucket(t: int) -> int:
     return t - t % TRADE_BUCKET
+
+
+def user_partition_key(user_id: str, bucket: int) -> bytes:
+    """trades_by_user's serialized partition key (user_id text, bucket
+    timestamp), as the driver would compute it from a bound statement: each
+    component length-prefixed and followed by a zero byte."""
+    user = user_id.encode()
+    return b"".join((len(user).to_bytes(2, "big"), user, b"\x00",
+                     b"\x00\x08", bucket.to_bytes(8, "big", signed=True), b"\x00"))
 
 
 class _Row(NamedTuple):
@@ -267,26 +278,23 @@ class CassandraStore:
     def _rows(self, statement, params) -> list:
         return list(self.session.execute(statement, params, execution_profile=self.tuples))
 
-    def _batches(self, groups: dict) -> list:
-        """Unlogged batches of at most ``batch_rows`` bound statements, each
-        batch holding one group: rows of one partition (Cassandra applies the
-        batch as a single mutation), or rows whose partitions share a primary
-        replica (the batch is routed to that replica, which coordinates only
-        the other replicas of its own rows). A batch costs one request
-        instead of one per row; unlogged, it is not atomic and need not be:
-        every row is an idempotent upsert."""
-        out = []
+    def _batches(self, binder: "_Binder", groups: dict):
+        """Unlogged batches of at most ``batch_rows`` rows; each batch holds one group: rows of one partition (Cassandra
+        applies the batch as a single mutation), or rows whose partitions
+        share a primary replica (the batch is routed to that replica, which
+        coordinates only the other replicas of its own rows). A batch costs
+        one request instead of one per row; unlogged, it is not atomic and
+        need not be: every row is an idempotent upsert."""
         for members in groups.values():
             for i in range(0, len(members), self.batch_rows):
                 chunk = members[i:i + self.batch_rows]
                 if len(chunk) == 1:
-                    out.append((chunk[0], None))
+                    yield binder.bind(chunk[0]), None
                     continue
                 batch = BatchStatement(BatchType.UNLOGGED, consistency_level=self.write_cl)
-                for bound in chunk:
-                    batch.add(bound)
-                out.append((batch, None))
-        return out
+                for row in chunk:
+                    batch.add(binder.bind(row))
+                yield batch, None
 
     def _primary_replica(self, routing_key: bytes):
         replicas = self.session.cluster.metadata.get_replicas(self.session.keyspace, routing_key)
@@ -301,13 +309,13 @@ class CassandraStore:
                   + [(self.insert_user_bucket, key) for key in user_buckets])
         by_partition: dict = defaultdict(list)
         by_replica: dict = defaultdict(list)
-        trade_row, user_row = self.bind_trade.bind, self.bind_user_trade.bind
+        replica_of: dict = {}
         for t in trades:
             bucket = trade_bucket(t.executed_at)
-            by_partition[(t.market, bucket)].append(trade_row((
+            by_partition[(t.market, bucket)].append((
                 t.market, bucket, t.executed_at, t.seq, t.trade_id, t.price, t.quantity,
                 t.quote_quantity, t.taker_side, t.maker_order_id, t.maker_user_id,
-                t.taker_order_id, t.taker_user_id)))
+                t.taker_order_id, t.taker_user_id))
             maker_side = "sell" if t.taker_side == "buy" else "buy"
             for row in ((t.maker_user_id, bucket, t.executed_at, t.market, t.trade_id, "maker",
                          t.seq, maker_side, t.price, t.quantity, t.quote_quantity,
@@ -315,9 +323,14 @@ class CassandraStore:
                         (t.taker_user_id, bucket, t.executed_at, t.market, t.trade_id, "taker",
                          t.seq, t.taker_side, t.price, t.quantity, t.quote_quantity,
                          t.taker_order_id)):
-                bound = user_row(row)
-                by_replica[self._primary_replica(bound.routing_key)].append(bound)
-        self._all(self._batches(by_partition) + self._batches(by_replica))
+                partition = (row[0], bucket)
+                replica = replica_of.get(partition)
+                if replica is None:
+                    replica = replica_of[partition] = self._primary_replica(
+                        user_partition_key(*partition))
+                by_replica[replica].append(row)
+        self._all([*self._batches(self.bind_trade, by_partition),
+                   *self._batches(self.bind_user_trade, by_replica)])
 
     def write_candles(self, changes: CandleChanges) -> None:
         statements = []
@@ -1078,12 +1091,16 @@ class Backend(SharedExtension):
 
     Container config: CASSANDRA_KEYSPACE (tests), CACHE_PREFIX,
     MEMCACHED_PORT (overrides EXCHANGE_MEMCACHED_PORT; tests point the cache at
-    a throw-away server), MARKETDATA_MARKETS (extra markets).
+    a throw-away server), MARKETDATA_MARKETS (extra markets),
+    MARKETDATA_TRADE_QUEUE (the trade queue's name; tests use their own).
     """
+
+    clock = staticmethod(lambda: time.time_ns() // 1_000_000)   # the Clock provider sets it
 
     def setup(self):
         settings = load_settings()
         config = self.container.config
+        self.ingested: Counter = Counter()     # valid trade events handled, per market
         if config.get("MEMCACHED_PORT"):
             settings = settings.with_overrides(EXCHANGE_MEMCACHED_PORT=str(config["MEMCACHED_PORT"]))
         self.markets = MarketRegistry.from_config(config)
@@ -1110,6 +1127,37 @@ class Backend(SharedExtension):
     def kill(self):
         self.cache.cache.client.close()
         self.cluster.shutdown()
+
+
+class TradeEvents(BatchConsumerProvider):
+    """``trade_executed`` from the matching engines, consumed in batches, in
+    publish order, by one process at a time (a quorum queue with a single
+    active consumer; other instances are hot standbys). That makes this
+    process the single writer of the candles (docs/marketdata.md). A batch is
+    acknowledged only once its trades and every candle they touch are in
+    Cassandra; if that fails, the batch is redelivered (all writes are
+    idempotent). Invalid events are logged and dropped, never retried."""
+
+    queue = "marketdata.trades"
+    exchange = "matching.events"
+    routing_keys = ["trade_executed"]
+    batch = 1000
+
+    backend = Backend()
+
+    def setup_consumer(self):
+        self.queue = self.container.config.get("MARKETDATA_TRADE_QUEUE", type(self).queue)
+
+    def handle(self, batch) -> None:
+        trades = []
+        for _routing_key, _message_id, body in batch:
+            try:
+                trades.append(schemas.trade_from_event(body, self.backend.markets))
+            except (InvalidEvent, UnknownMarket) as exc:
+                log.error("trade_executed dropped: %s", exc)
+        if trades:
+            self.backend.pipeline.record(trades, now=self.backend.clock())
+            self.backend.ingested.update(t.market for t in trades)
 
 
 class TradeLog(DependencyProvider):
@@ -1143,8 +1191,17 @@ class Markets(DependencyProvider):
 
 
 class Clock(DependencyProvider):
-    """Wall-clock time in epoch ms: the only place the service reads the clock.
-    Tests subclass the service with a clock they control."""
+    """Wall-clock time in epoch ms: the only place the service reads the
+    clock (workers get ``now``; the trade consumer uses the same). Tests
+    subclass it with a clock they set."""
+
+    backend = Backend()
+
+    def setup(self):
+        self.backend.clock = self.now
+
+    def now(self) -> int:
+        return time.time_ns() // 1_000_000
 
     def get_dependency(self, worker_ctx):
-        return lambda: time.time_ns() // 1_000_000
+        return self.now

@@ -16,7 +16,7 @@ from services.marketdata import schemas
 from services.marketdata.errors import (InvalidArgument, InvalidEvent, MarketDataError,
                                         RangeTooLarge, UnknownMarket)
 from services.marketdata.providers import (MAX_REBUILD_MS, Clock, DepthBooks, Markets, Reads,
-                                           TradeLog)
+                                           TradeEvents, TradeLog)
 
 log = logging.getLogger(__name__)
 
@@ -26,25 +26,12 @@ class MarketDataService:
 
     clock = Clock()
     markets = Markets()
+    trade_events = TradeEvents()      # trade_executed -> trades, candles, tickers (providers.py)
     trade_log = TradeLog()
     depth_books = DepthBooks()
     reads = Reads()
 
     # ------------------------------------------------------------ events in
-
-    @event_handler("matching", "trade_executed", requeue_on_error=True)
-    def on_trade_executed(self, payload):
-        """Idempotent by trade id. Returns once the trade and its candles are
-        in Cassandra (the event is acknowledged only then); a storage failure
-        raises and the event is requeued. Invalid events are logged and dropped."""
-        try:
-            trade = schemas.trade_from_event(payload, self.markets)
-        except (InvalidEvent, UnknownMarket) as exc:
-            log.error("trade_executed dropped: %s", exc)
-            return {"market": payload.get("market") if isinstance(payload, dict) else None,
-                    "dropped": exc.code}
-        self.trade_log.record([trade], now=self.clock())
-        return {"market": trade.market, "recorded": trade.trade_id}
 
     @event_handler("matching", "book_changed", handler_type=BROADCAST, reliable_delivery=False)
     def on_book_changed(self, payload):
@@ -133,4 +120,5 @@ class MarketDataService:
     def health(self):
         return {"status": "ok", "service": self.name, "markets": self.markets.symbols(),
                 "depth": {m: b.state for m, b in self.depth_books.books.items()},
-                "flushes": self.trade_log.flushes}
+                "flushes": self.trade_log.flushes,
+                "consuming_trades": self.trade_events.active}

@@ -4,6 +4,8 @@ publisher standing in for the matching service, direct CQL and Memcached
 access for checking what the service stored."""
 import os
 import shutil
+
+import eventlet
 import socket
 import subprocess
 import time
@@ -11,26 +13,28 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from nameko.extensions import DependencyProvider
+from kombu import Connection, Exchange
 from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ServiceRpcProxy
 from nameko.testing.services import entrypoint_waiter
 
 from services.common.cache import make_cache
 from services.common.cassandra import make_cluster
+from services.common.outbox import command_queue
+from services.marketdata.providers import Backend, Clock
 from services.marketdata.service import MarketDataService
 
 T0 = 1_795_392_000_000  # 2026-11-23T00:00:00Z, a Monday: every interval starts here
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 
 
-class ManualClock(DependencyProvider):
+class ManualClock(Clock):
     """The service's clock, set by the test (epoch ms)."""
 
-    now = T0
+    at = T0
 
-    def get_dependency(self, worker_ctx):
-        return lambda: ManualClock.now
+    def now(self) -> int:
+        return ManualClock.at
 
 
 class MarketDataUnderTest(MarketDataService):
@@ -71,7 +75,16 @@ class Matching:
         assert all(exc is None for exc in handled), handled
 
     def trades(self, payloads, timeout=30):
-        self.publish("trade_executed", payloads, "on_trade_executed", timeout)
+        """Publish trade_executed events; wait until the service has handled
+        them (its trade consumer counts what it recorded, per market)."""
+        backend = self.container.shared_extensions[Backend]
+        target = backend.ingested[self.market] + len(payloads)
+        for payload in payloads:
+            self.dispatch("matching", "trade_executed", payload)
+        deadline = time.monotonic() + timeout
+        while backend.ingested[self.market] < target:
+            assert time.monotonic() < deadline, "trades not ingested in time"
+            eventlet.sleep(0.01)
 
     def book(self, payloads, timeout=30):
         self.publish("book_changed", payloads, "on_book_changed", timeout)
@@ -83,15 +96,35 @@ def market():
 
 
 @pytest.fixture
-def md_config(nameko_config, market):
-    ManualClock.now = T0
-    return {**nameko_config, "max_workers": 50, "MARKETDATA_MARKETS": [
+def trade_queue(nameko_config):
+    """A trade queue of the test's own (the service's is shared by name and
+    single-active-consumer), deleted afterwards so no orphan queue collects
+    the test vhost's events."""
+    name = f"marketdata.trades.test-{uuid.uuid4().hex[:8]}"
+    with Connection(nameko_config["AMQP_URI"]) as amqp:
+        # declared and bound before the service starts, so that events
+        # published right after its start are queued, not dropped
+        queue = command_queue(name)(amqp.default_channel)
+        queue.declare()
+        exchange = Exchange("matching.events", type="topic", durable=True)(amqp.default_channel)
+        exchange.declare()
+        queue.bind_to(exchange, routing_key="trade_executed")
+    yield name
+    with Connection(nameko_config["AMQP_URI"]) as amqp:
+        command_queue(name)(amqp.default_channel).delete()
+
+
+@pytest.fixture
+def md_config(trade_queue, nameko_config, market):
+    ManualClock.at = T0
+    return {**nameko_config, "max_workers": 50, "MARKETDATA_TRADE_QUEUE": trade_queue,
+            "MARKETDATA_MARKETS": [
         {"symbol": market, "base_asset": market.split("-")[0], "quote_asset": "USDT",
          "tick_size": "0.01", "lot_size": "0.0001"}]}
 
 
 @pytest.fixture
-def service(container_factory, md_config):
+def service(md_config, container_factory):
     container = container_factory(MarketDataUnderTest, md_config)
     container.start()
     return container

@@ -43,7 +43,7 @@ def test_each_trade_lands_exactly_once_whatever_the_redeliveries(matching, marke
 
 
 def test_candles_at_the_edges_equal_the_direct_computation(matching, market, rpc, md_config):
-    ManualClock.now = T0 + 3 * DAY
+    ManualClock.at = T0 + 3 * DAY
     trades = [
         matching.trade(1, T0 - 1, "50.00"),                       # last ms of the previous week
         matching.trade(2, T0, "60.00"),                           # exactly on every boundary
@@ -79,7 +79,7 @@ def test_candles_at_the_edges_equal_the_direct_computation(matching, market, rpc
 def test_the_first_trade_of_a_market_makes_every_candle_and_the_ticker(matching, market, rpc):
     assert rpc.get_candles(market, "1m")["candles"] == []
     assert rpc.get_ticker(market)["last"] is None
-    ManualClock.now = T0 + 30_000
+    ManualClock.at = T0 + 30_000
     matching.trades([matching.trade(1, T0 + 12_345, "123.45", "0.5000")])
     for interval in CHAIN:
         [candle] = rpc.get_candles(market, interval)["candles"]
@@ -90,7 +90,7 @@ def test_the_first_trade_of_a_market_makes_every_candle_and_the_ticker(matching,
 
 def test_rebuild_from_the_trades_table_equals_the_incremental_result(
         matching, market, rpc, cql, md_config):
-    ManualClock.now = T0 + 2 * DAY
+    ManualClock.at = T0 + 2 * DAY
     rnd = random.Random(11)
     trades = [matching.trade(n, T0 + rnd.randrange(DAY), f"{rnd.randint(100, 200)}.{rnd.randint(0, 99):02d}")
               for n in range(1, 121)]
@@ -121,7 +121,7 @@ def test_rebuild_from_the_trades_table_equals_the_incremental_result(
 
 
 def test_a_users_trades_are_kept_on_both_sides(matching, market, rpc):
-    ManualClock.now = T0 + HOUR
+    ManualClock.at = T0 + HOUR
     alice, bob = f"alice-{market}", f"bob-{market}"
     matching.trades([matching.trade(1, T0 + 5, "10.00", maker=alice, taker=bob, side="buy"),
                      matching.trade(2, T0 + 6, "11.00", maker=bob, taker=alice, side="sell")])
@@ -135,7 +135,7 @@ def test_the_rebuild_command_covers_a_range_longer_than_a_day(matching, market, 
     import io
 
     from services.marketdata.__main__ import main
-    ManualClock.now = T0 + 3 * DAY
+    ManualClock.at = T0 + 3 * DAY
     trades = [matching.trade(n, T0 + n * 7 * HOUR, f"{100 + n}.00") for n in range(1, 9)]
     matching.trades(trades)
     incremental = stored_candles(cql, market, trades)
@@ -148,3 +148,14 @@ def test_the_rebuild_command_covers_a_range_longer_than_a_day(matching, market, 
                  "--end", str(T0 + 3 * DAY)], nameko_config=md_config, out=out) == 0
     assert stored_candles(cql, market, trades) == incremental
     assert out.getvalue().count("\n") == 4 and "8 trades" in out.getvalue().splitlines()[-1]
+
+
+def test_user_partition_keys_are_the_drivers(cql):
+    from decimal import Decimal
+
+    from services.marketdata.providers import CassandraStore, user_partition_key
+    store = CassandraStore(cql, 1, 1)
+    for user in ("u-1", "ü-ñ", "x" * 100):
+        bound = store.insert_user_trade.bind((user, T0, T0, "M", "t", "maker", 1, "buy", Decimal(1),
+                                              Decimal(1), Decimal(1), 1))
+        assert bound.routing_key == user_partition_key(user, T0)

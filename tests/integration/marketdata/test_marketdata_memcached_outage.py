@@ -30,7 +30,7 @@ def start(container_factory, cls, md_config, market, port):
 
 
 @pytest.fixture
-def own_cache_service(container_factory, md_config, market, throwaway_memcached):
+def own_cache_service(md_config, container_factory, market, throwaway_memcached):
     config, container = start(container_factory, MarketDataUnderTest, md_config, market,
                               throwaway_memcached.port)
     with ServiceRpcProxy("marketdata", config, timeout=30) as rpc:
@@ -47,7 +47,7 @@ def snapshot(rpc, market):
 def test_memcached_killed_mid_test_reads_stay_correct_and_ingest_goes_on(
         own_cache_service, market, throwaway_memcached, memcached_of):
     rpc, matching, config = own_cache_service
-    ManualClock.now = T0 + 2 * HOUR
+    ManualClock.at = T0 + 2 * HOUR
     matching.trades([matching.trade(1, T0 + 5, "10.00"), matching.trade(2, T0 + MINUTE, "12.00")])
     before = snapshot(rpc, market)
     cache = memcached_of(config, port=throwaway_memcached.port)
@@ -76,13 +76,13 @@ def test_memcached_killed_mid_test_reads_stay_correct_and_ingest_goes_on(
 
 
 def test_entries_the_data_outlived_are_never_served(
-        container_factory, md_config, market, throwaway_memcached, memcached_of, monkeypatch):
+        md_config, container_factory, market, throwaway_memcached, memcached_of, monkeypatch):
     monkeypatch.setattr(HotCache, "OUTAGE_BACKOFF", 0.2)
     config, container = start(container_factory, WithoutRetryTimer, md_config, market,
                               throwaway_memcached.port)
     matching = Matching(config, container, market)
     with ServiceRpcProxy("marketdata", config, timeout=30) as rpc:
-        ManualClock.now = T0 + HOUR
+        ManualClock.at = T0 + HOUR
         matching.trades([matching.trade(1, T0 + 5, "10.00")])
         cached = snapshot(rpc, market)                             # now in Memcached
 

@@ -14,7 +14,7 @@ from services.marketdata.providers import HotCache
 
 def test_candles_come_from_memcached_until_an_ingest_changes_their_partition(
         matching, market, rpc, cql, md_config, memcached_of):
-    ManualClock.now = T0 + 2 * DAY
+    ManualClock.at = T0 + 2 * DAY
     matching.trades([matching.trade(1, T0 + 10, "10.00"), matching.trade(2, T0 + MINUTE + 10, "20.00")])
     first = rpc.get_candles(market, "1m", T0, T0 + DAY, 1440)["candles"]
     assert [c["close"] for c in first] == ["10.00", "20.00"]
@@ -37,7 +37,7 @@ def test_candles_come_from_memcached_until_an_ingest_changes_their_partition(
 
 
 def test_latest_trades_and_ticker_follow_each_ingest(matching, market, rpc, md_config, memcached_of):
-    ManualClock.now = T0 + HOUR
+    ManualClock.at = T0 + HOUR
     matching.trades([matching.trade(n, T0 + n, f"{10 + n}.00") for n in range(1, 4)])
     assert [t["price"] for t in rpc.get_trades(market, 10)["trades"]] == ["13.00", "12.00", "11.00"]
     assert rpc.get_ticker(market)["last"] == "13.00"
@@ -53,19 +53,19 @@ def test_latest_trades_and_ticker_follow_each_ingest(matching, market, rpc, md_c
 
 
 def test_the_24h_ticker_rolls_off_old_trades(matching, market, rpc, md_config, memcached_of):
-    ManualClock.now = T0 + 2 * HOUR
+    ManualClock.at = T0 + 2 * HOUR
     matching.trades([matching.trade(1, T0 + 30 * MINUTE + 5, "100.00"),
                      matching.trade(2, T0 + HOUR, "120.00", "2.0000")])
     ticker = rpc.get_ticker(market)
     assert (ticker["open"], ticker["last"], ticker["volume"]) == ("100.00", "120.00", "3.0000")
     assert ticker["change_percent"] == "20.00"
 
-    ManualClock.now = T0 + 30 * MINUTE + DAY - 1          # the first trade's minute still in
+    ManualClock.at = T0 + 30 * MINUTE + DAY - 1          # the first trade's minute still in
     assert rpc.get_ticker(market)["trade_count"] == 2
-    ManualClock.now = T0 + 30 * MINUTE + DAY              # ... and now rolled off
+    ManualClock.at = T0 + 30 * MINUTE + DAY              # ... and now rolled off
     rolled = rpc.get_ticker(market)
     assert (rolled["open"], rolled["volume"], rolled["trade_count"]) == ("120.00", "2.0000", 1)
-    ManualClock.now = T0 + HOUR + DAY                     # a quiet window keeps the last price
+    ManualClock.at = T0 + HOUR + DAY                     # a quiet window keeps the last price
     quiet = rpc.get_ticker(market)
     assert (quiet["last"], quiet["volume"], quiet["open"]) == ("120.00", "0", None)
     # the timer rolls the cached ticker into the new minute as well
@@ -81,7 +81,7 @@ def test_the_24h_ticker_rolls_off_old_trades(matching, market, rpc, md_config, m
 
 
 def test_pages_of_trades_never_split_a_millisecond(matching, market, rpc):
-    ManualClock.now = T0 + DAY
+    ManualClock.at = T0 + DAY
     # 3 trades at T0+10 (one command), 2 at T0+5, 1 at T0+1, spread over two hours too
     trades = ([matching.trade(n, T0 + 10, "10.00", seq=9) for n in (4, 5, 6)]
               + [matching.trade(n, T0 + 5, "10.00") for n in (2, 3)]
@@ -166,7 +166,7 @@ def test_bad_input_is_a_typed_error(rpc, market, call, error):
 
 
 def test_absurd_ranges_do_bounded_work(matching, market, rpc):
-    ManualClock.now = T0 + DAY
+    ManualClock.at = T0 + DAY
     matching.trades([matching.trade(1, T0 + 5)])
     ten_years = rpc.get_candles(market, "1m", T0 - 3650 * DAY, T0 + DAY, 1500)
     assert ten_years["end"] - ten_years["start"] <= 1500 * MINUTE
