@@ -1,26 +1,28 @@
 """Market-data benchmark on the real stack (Cassandra, Memcached, RabbitMQ).
 
     PYTHONPATH=. .venv/bin/python bench/marketdata_bench.py            # defaults below
-    PYTHONPATH=. .venv/bin/python bench/marketdata_bench.py --trades 20000 --reads 200
+    PYTHONPATH=. .venv/bin/python bench/marketdata_bench.py --trades 20000 --reads 100
 
-1. Ingest: ``--trades`` synthetic trades of one fresh market (a random walk
-   around 64,000 USDT, 1,000 users, stamped 5 per millisecond: 5,000 trades/s
-   of market time) are handed to the service's own ingest pipeline
-   (providers.IngestPipeline) by ``--producers`` concurrent greenthreads, one
-   trade per call, as the ``trade_executed`` handler does. Timed until the last
-   call returned, i.e. until every trade row (by market and by user) and every
-   candle of the 8 intervals it touches is acknowledged by Cassandra. The rows
-   are counted back afterwards.
-2. ``get_candles`` for one day of 1m candles (1,440 candles, a full UTC day
+1. Ingest, service pipeline: ``--trades`` synthetic trades of one fresh market
+   (a random walk around 64,000 USDT, 1,000 users, 5 trades per millisecond of
+   market time) handed to the service's ingest pipeline
+   (providers.IngestPipeline.record) in batches of ``--batch``, one batch at a
+   time, exactly as the trade consumer does. Timed until the last call
+   returned, i.e. until every trade row (by market, and by user for both
+   sides) and every candle of the 8 intervals is acknowledged by Cassandra and
+   the cache is published. The rows are counted back afterwards.
+2. Ingest, end to end: ``--events`` trade_executed messages are published on
+   RabbitMQ into the service's trade queue first, then a service container
+   is started and timed until it has recorded them all (consume, validate,
+   write, candles, cache, ack).
+3. ``get_candles`` for one day of 1m candles (1,440 candles, a full UTC day
    ingested first): ``--reads`` calls served from Memcached, then ``--reads``
    calls forced to Cassandra (the partition's cache version is bumped before
-   each, as an ingest would), both through the service's read path
+   each, as an ingest would), through the service's read path
    (providers.MarketReads) and through Nameko RPC on RabbitMQ.
-3. Optionally (``--events N``) N ``trade_executed`` events published on
-   RabbitMQ into a running service container: the end-to-end ingest rate.
 
-Data goes to the test keyspace under fresh market names and is deleted at the
-end (partition deletes). Figures are recorded in bench/README.md.
+Data goes to the test keyspace and vhost under fresh market names and is
+deleted at the end (partition deletes). Figures are recorded in bench/README.md.
 """
 import eventlet
 
@@ -87,12 +89,20 @@ def synthetic_trades(market: str, count: int, start_ms: int, per_ms: int, seed: 
     return out
 
 
-def ingest(pipeline: IngestPipeline, trades, producers: int) -> float:
-    pool = eventlet.GreenPool(producers)
+def ingest(pipeline: IngestPipeline, trades, batch: int) -> float:
     started = time.perf_counter()
-    for _ in pool.imap(lambda t: pipeline.record([t], now=t.executed_at), trades):
-        pass
+    for i in range(0, len(trades), batch):
+        chunk = trades[i:i + batch]
+        pipeline.record(chunk, now=chunk[-1].executed_at)
     return time.perf_counter() - started
+
+
+def event(t: Trade) -> dict:
+    return {"market": t.market, "seq": t.seq, "trade_id": t.trade_id, "price": str(t.price),
+            "quantity": str(t.quantity), "quote_quantity": str(t.quote_quantity),
+            "taker_side": t.taker_side, "maker_order_id": t.maker_order_id,
+            "maker_user_id": t.maker_user_id, "taker_order_id": t.taker_order_id,
+            "taker_user_id": t.taker_user_id, "executed_at": t.executed_at}
 
 
 def count_rows(session, market: str, start: int, end: int) -> tuple[int, int]:
@@ -139,9 +149,9 @@ def show(label, samples):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trades", type=int, default=100_000)
-    parser.add_argument("--producers", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--reads", type=int, default=300)
-    parser.add_argument("--events", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="do not delete the benchmark data")
     args = parser.parse_args()
 
@@ -152,7 +162,7 @@ def main():
     keyspace = settings["EXCHANGE_CASSANDRA_KEYSPACE"]
     print(f"machine: {machine()}")
     print(f"stack:   Cassandra {settings['EXCHANGE_CASSANDRA_VERSION']} (heap {settings['EXCHANGE_CASSANDRA_HEAP']}, "
-          f"keyspace {keyspace}, CL {settings['EXCHANGE_CASSANDRA_CONSISTENCY']}), Memcached, same host")
+          f"keyspace {keyspace}, CL {settings['EXCHANGE_CASSANDRA_CONSISTENCY']}), Memcached, RabbitMQ, same host")
     cluster = make_cluster(settings)
     session = cluster.connect(keyspace)
     print(f"driver:  cassandra-driver {cassandra.__version__}, {cluster.connection_class.__name__}, "
@@ -162,106 +172,110 @@ def main():
     cache = HotCache(make_cache(settings, prefix))
     tag = uuid.uuid4().hex[:6].upper()
     markets = {"ingest": f"BI{tag}-USDT", "day": f"BD{tag}-USDT", "events": f"BE{tag}-USDT"}
+    queue = f"marketdata.trades.bench-{tag.lower()}"
     now = int(time.time() * 1000)
     written = {}
+    config = settings.nameko_config()
+    config.update({"CASSANDRA_KEYSPACE": keyspace, "CACHE_PREFIX": prefix,
+                   "MARKETDATA_TRADE_QUEUE": queue,
+                   "MARKETDATA_MARKETS": [{"symbol": m, "base_asset": m.split("-")[0],
+                                           "quote_asset": "USDT", "tick_size": "0.01",
+                                           "lot_size": "0.00001"} for m in markets.values()]})
     try:
-        # ------------------------------------------------------------ 1. ingest
+        # ------------------------------------------------------------ 1. pipeline
         pipeline = IngestPipeline(store, cache)
         pipeline.start()
-        warm = synthetic_trades(markets["ingest"], 2000, now - 600_000, 5, seed=2)
-        ingest(pipeline, warm, args.producers)          # connections, prepared paths, first loads
+        warm = synthetic_trades(markets["ingest"], 5000, now - 600_000, 5, seed=2)
+        ingest(pipeline, warm, args.batch)         # connections, code paths, first state loads
         trades = synthetic_trades(markets["ingest"], args.trades, now - 300_000, 5)
-        flushes0 = pipeline.flushes
-        elapsed = ingest(pipeline, trades, args.producers)
-        flushes = pipeline.flushes - flushes0
         written["ingest"] = warm + trades
+        elapsed = ingest(pipeline, trades, args.batch)
         rows, candle_trades = count_rows(session, markets["ingest"], trades[0].executed_at,
                                          trades[-1].executed_at)
-        print(f"\ningest: {len(trades):,} trades via {args.producers} concurrent producers, "
-              f"{flushes} flushes (avg batch {len(trades) / max(flushes, 1):.0f})")
-        print(f"  {len(trades) / elapsed:,.0f} trades/s   ({elapsed:.2f} s; each trade = 1 market row + 2 user rows, "
-              f"8 candle intervals upserted per flush)")
+        print(f"\ningest, service pipeline: {len(trades):,} trades in batches of {args.batch:,}")
+        print(f"  {len(trades) / elapsed:,.0f} trades/s   ({elapsed:.2f} s; per trade: 1 row by market, "
+              f"2 rows by user; per batch: the 8 intervals' candles, cache publication)")
         print(f"  check: {rows:,} trades_by_market rows, 1m candles count {candle_trades - len(warm):,} "
               f"trades (expected {len(trades):,} each)")
 
-        # ------------------------------------------------------------ 2. reads
-        day = floor_to(now, DAY) - 2 * DAY
-        day_trades = synthetic_trades(markets["day"], 1440 * 3, day, 1, seed=3)
-        day_trades = [replace(t, executed_at=day + (i // 3) * MINUTE + (i % 3) * 1000)
-                      for i, t in enumerate(day_trades)]
-        ingest(pipeline, day_trades, args.producers)
-        written["day"] = day_trades
-        reads = MarketReads(store, cache, DepthKeeper(cache))
-        market = markets["day"]
-
-        def read():
-            result = reads.candles(market, "1m", day, day + DAY, 1440, now)
-            assert len(result["candles"]) == 1440, len(result["candles"])
-
-        read()
-        print(f"\nget_candles(1m, one UTC day = 1,440 candles), service read path (providers.MarketReads):")
-        show("from Memcached", timed(read, args.reads))
-        part = partition_start(day, "1m")
-
-        def cold():
-            cache.bump_candles(market, "1m", part)
-            read()
-
-        show("from Cassandra (cache version bumped first)", timed(cold, args.reads))
-
+        # ------------------------------------------------------------ 2. end to end
+        from kombu import Connection, Exchange, Producer
         from nameko.containers import ServiceContainer
         from nameko.standalone.rpc import ServiceRpcProxy
+
+        from services.common.outbox import command_queue
+        from services.marketdata.providers import Backend
         from services.marketdata.service import MarketDataService
-        config = settings.nameko_config()
-        config.update({"CASSANDRA_KEYSPACE": keyspace, "CACHE_PREFIX": prefix, "max_workers": 50,
-                       "MARKETDATA_MARKETS": [{"symbol": m, "base_asset": m.split("-")[0],
-                                               "quote_asset": "USDT", "tick_size": "0.01",
-                                               "lot_size": "0.00001"} for m in markets.values()]})
+        if args.events:
+            events = synthetic_trades(markets["events"], args.events, now - 200_000, 5, seed=4)
+            written["events"] = events
+            with Connection(config["AMQP_URI"]) as amqp:
+                channel = amqp.default_channel
+                q = command_queue(queue)(channel)
+                q.declare()
+                exchange = Exchange("matching.events", type="topic", durable=True)(channel)
+                exchange.declare()
+                q.bind_to(exchange, routing_key="trade_executed")
+                producer = Producer(channel, exchange=exchange, serializer="json")
+                for t in events:
+                    producer.publish(event(t), routing_key="trade_executed", delivery_mode=2)
+                while q.queue_declare(passive=True).message_count < len(events):
+                    time.sleep(0.1)
         container = ServiceContainer(MarketDataService, config)
+        started = time.perf_counter()
         container.start()
         try:
+            if args.events:
+                backend = container.shared_extensions[Backend]
+                while backend.ingested[markets["events"]] < len(events):
+                    eventlet.sleep(0.01)
+                elapsed = time.perf_counter() - started
+                rows, _ = count_rows(session, markets["events"], events[0].executed_at,
+                                     events[-1].executed_at)
+                print(f"\ningest, end to end: {len(events):,} trade_executed events waiting in RabbitMQ, "
+                      f"consumed by a service container (batches of up to 1,000)")
+                print(f"  {len(events) / elapsed:,.0f} trades/s   ({elapsed:.2f} s incl. container start; "
+                      f"{rows:,} rows counted back)")
+
+            # ------------------------------------------------------------ 3. reads
+            day = floor_to(now, DAY) - 2 * DAY
+            day_trades = synthetic_trades(markets["day"], 1440 * 3, day, 1, seed=3)
+            day_trades = [replace(t, executed_at=day + (i // 3) * MINUTE + (i % 3) * 1000)
+                          for i, t in enumerate(day_trades)]
+            ingest(pipeline, day_trades, args.batch)
+            written["day"] = day_trades
+            reads = MarketReads(store, cache, DepthKeeper(cache))
+            market = markets["day"]
+            part = partition_start(day, "1m")
+
+            def read():
+                result = reads.candles(market, "1m", day, day + DAY, 1440, now)
+                assert len(result["candles"]) == 1440, len(result["candles"])
+
+            def cold():
+                cache.bump_candles(market, "1m", part)
+                read()
+
+            read()
+            print("\nget_candles(1m, one UTC day = 1,440 candles), service read path (providers.MarketReads):")
+            show("from Memcached", timed(read, args.reads))
+            show("from Cassandra (cache version bumped first)", timed(cold, args.reads))
             with ServiceRpcProxy("marketdata", config, timeout=30) as rpc:
                 def rpc_read():
                     assert len(rpc.get_candles(market, "1m", day, day + DAY, 1440)["candles"]) == 1440
 
-                rpc_read()
-                print("get_candles, same request over Nameko RPC (RabbitMQ round trip, JSON):")
-                show("from Memcached", timed(rpc_read, args.reads))
-
                 def rpc_cold():
                     cache.bump_candles(market, "1m", part)
                     rpc_read()
-                show("from Cassandra (cache version bumped first)", timed(rpc_cold, args.reads))
 
-                # ------------------------------------------------------------ 3. events
-                if args.events:
-                    from nameko.standalone.events import event_dispatcher
-                    ev = synthetic_trades(markets["events"], args.events, now - 60_000, 5, seed=4)
-                    written["events"] = ev
-                    dispatch = event_dispatcher(config)
-                    started = time.perf_counter()
-                    for t in ev:
-                        dispatch("matching", "trade_executed", {
-                            "market": t.market, "seq": t.seq, "trade_id": t.trade_id,
-                            "price": str(t.price), "quantity": str(t.quantity),
-                            "quote_quantity": str(t.quote_quantity), "taker_side": t.taker_side,
-                            "maker_order_id": t.maker_order_id, "maker_user_id": t.maker_user_id,
-                            "taker_order_id": t.taker_order_id, "taker_user_id": t.taker_user_id,
-                            "executed_at": t.executed_at})
-                    published = time.perf_counter() - started
-                    while True:
-                        got = rpc.get_trades(t.market, 1)["trades"]
-                        if got and got[0]["trade_id"] == ev[-1].trade_id:
-                            rows, _ = count_rows(session, t.market, ev[0].executed_at, ev[-1].executed_at)
-                            if rows == len(ev):
-                                break
-                        eventlet.sleep(0.05)
-                    elapsed = time.perf_counter() - started
-                    print(f"\nend to end: {len(ev):,} trade_executed events over RabbitMQ into the service "
-                          f"(max_workers 50): {len(ev) / elapsed:,.0f} trades/s "
-                          f"(publishing alone {len(ev) / published:,.0f}/s)")
+                rpc_read()
+                print("get_candles, same request over Nameko RPC (RabbitMQ round trip, JSON):")
+                show("from Memcached", timed(rpc_read, args.reads))
+                show("from Cassandra (cache version bumped first)", timed(rpc_cold, args.reads))
         finally:
             container.stop()
+            with Connection(config["AMQP_URI"]) as amqp:
+                command_queue(queue)(amqp.default_channel).delete()
         pipeline.stop()
     finally:
         if not args.keep:

@@ -101,6 +101,13 @@ class Candle:
     first: TradeRef
     last: TradeRef
 
+    def row(self) -> list:
+        """The compact public form (get_candles' ``columns``): open_time, open,
+        high, low, close, volume, quote_volume, trade_count."""
+        return [self.open_time, format_decimal(self.open), format_decimal(self.high),
+                format_decimal(self.low), format_decimal(self.close),
+                format_decimal(self.volume), format_decimal(self.quote_volume), self.trade_count]
+
     def public(self, interval_ms: int) -> dict:
         return {"open_time": self.open_time, "close_time": self.open_time + interval_ms - 1,
                 "open": format_decimal(self.open), "high": format_decimal(self.high),

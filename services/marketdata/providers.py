@@ -63,6 +63,8 @@ class _ReplicaBatchWarning(logging.Filter):
 
 logging.getLogger("cassandra.protocol").addFilter(_ReplicaBatchWarning())
 
+CANDLE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "quote_volume",
+                  "trade_count")
 TRADE_BUCKET = HOUR            # trades_by_market / trades_by_user partition span
 MAX_TRADE_BUCKETS_PER_READ = 24
 RECENT_TRADES = 200            # the cached "latest trades" list per market
@@ -227,7 +229,8 @@ class CassandraStore:
         self.upsert_candle = prep(
             "INSERT INTO {ks}.candles (market, interval, bucket, open_time, open, high, low, close, "
             "volume, quote_volume, trade_count, first_at, first_seq, first_trade_id, last_at, "
-            "last_seq, last_trade_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", w)
+            "last_seq, last_trade_id, row) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", w)
         self.delete_candle = prep(
             "DELETE FROM {ks}.candles WHERE market = ? AND interval = ? AND bucket = ? "
             "AND open_time = ?", w)
@@ -256,6 +259,8 @@ class CassandraStore:
         self.select_candles = prep(
             f"SELECT {_CANDLE_COLUMNS} FROM {{ks}}.candles WHERE market = ? AND interval = ? "
             "AND bucket = ? AND open_time >= ? AND open_time < ?", r)
+        self.select_candle_rows = prep(
+            "SELECT row FROM {ks}.candles WHERE market = ? AND interval = ? AND bucket = ?", r)
         self.select_candle_partition = prep(
             f"SELECT {_PUBLIC_CANDLE_COLUMNS} FROM {{ks}}.candles WHERE market = ? AND interval = ? "
             "AND bucket = ?", r)
@@ -339,7 +344,8 @@ class CassandraStore:
                 c.market, c.interval, partition_start(c.open_time, c.interval), c.open_time,
                 c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trade_count,
                 c.first.executed_at, c.first.seq, c.first.trade_id,
-                c.last.executed_at, c.last.seq, c.last.trade_id)), None))
+                c.last.executed_at, c.last.seq, c.last.trade_id,
+                json.dumps(c.row(), separators=(",", ":")))), None))
         for market, interval, open_time in changes.deletes:
             statements.append((self.delete_candle, (
                 market, interval, partition_start(open_time, interval), open_time)))
@@ -424,7 +430,12 @@ class CassandraStore:
 
     def candle_partition(self, market: str, interval: str, part: int) -> list[list]:
         """A whole partition as compact public rows, oldest first:
-        [open_time, open, high, low, close, volume, quote_volume, trade_count]."""
+        [open_time, open, high, low, close, volume, quote_volume, trade_count].
+        From the ``row`` column (one text per candle); from the decimal
+        columns if a row lacks it (written before cql/003)."""
+        texts = self._rows(self.select_candle_rows, (market, interval, part))
+        if all(t[0] is not None for t in texts):
+            return json.loads("[" + ",".join(t[0] for t in reversed(texts)) + "]")
         rows = self._rows(self.select_candle_partition, (market, interval, part))
         out = [list(r) for r in reversed(rows)]
         for row in out:
@@ -972,17 +983,15 @@ class MarketReads:
     def candles(self, market: str, interval: str, start: Optional[int], end: Optional[int],
                 limit: int, now: int) -> dict:
         first, last, next_start = queries.candle_window(interval, start, end, limit, now)
-        step = INTERVALS[interval].ms
         rows: list = []
         for part in partitions(interval, first, last):
-            for row in self._candle_chunk(market, interval, part):
-                if first <= row[0] < last:
-                    rows.append(row)
-        return {"market": market, "interval": interval, "start": first, "end": last,
-                "next_start": next_start,
-                "candles": [{"open_time": r[0], "close_time": r[0] + step - 1, "open": r[1],
-                             "high": r[2], "low": r[3], "close": r[4], "volume": r[5],
-                             "quote_volume": r[6], "trade_count": r[7]} for r in rows]}
+            chunk = self._candle_chunk(market, interval, part)      # oldest first
+            lo = bisect.bisect_left(chunk, first, key=lambda row: row[0])
+            hi = bisect.bisect_left(chunk, last, key=lambda row: row[0])
+            rows.extend(chunk[lo:hi] if (lo, hi) != (0, len(chunk)) else chunk)
+        return {"market": market, "interval": interval, "interval_ms": INTERVALS[interval].ms,
+                "start": first, "end": last, "next_start": next_start,
+                "columns": list(CANDLE_COLUMNS), "candles": rows}
 
     def _candle_chunk(self, market: str, interval: str, part: int) -> list:
         if self._unpublished(version_key=(market, interval, part)):

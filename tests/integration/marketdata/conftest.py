@@ -28,6 +28,12 @@ T0 = 1_795_392_000_000  # 2026-11-23T00:00:00Z, a Monday: every interval starts 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 
 
+def candles(rpc, *args, **kwargs) -> list[dict]:
+    """get_candles' compact rows as dicts (``columns`` names the fields)."""
+    result = rpc.get_candles(*args, **kwargs)
+    return [dict(zip(result["columns"], row)) for row in result["candles"]]
+
+
 class ManualClock(Clock):
     """The service's clock, set by the test (epoch ms)."""
 

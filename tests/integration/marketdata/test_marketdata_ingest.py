@@ -3,17 +3,18 @@ under duplicates and reordering, and a rebuild from the trades table gives
 the incremental result."""
 import random
 
-from conftest import DAY, HOUR, MINUTE, T0, ManualClock
+from conftest import candles, DAY, HOUR, MINUTE, T0, ManualClock
 
 from services.marketdata.candles import CHAIN, INTERVALS, candles_from_trades, partition_start
 from services.marketdata.markets import MarketRegistry
+from services.marketdata.providers import CANDLE_COLUMNS
 from services.marketdata.schemas import trade_from_event
 
 
 def expected(md_config, payloads, interval):
     markets = MarketRegistry.from_config(md_config)
-    candles = candles_from_trades([trade_from_event(p, markets) for p in payloads], [interval])
-    return [c.public(INTERVALS[interval].ms) for _, c in sorted(candles.items())]
+    found = candles_from_trades([trade_from_event(p, markets) for p in payloads], [interval])
+    return [dict(zip(CANDLE_COLUMNS, c.row())) for _, c in sorted(found.items())]
 
 
 def stored_candles(cql, market, payloads):
@@ -66,23 +67,23 @@ def test_candles_at_the_edges_equal_the_direct_computation(matching, market, rpc
                               limit=1500)
         want = [c for c in expected(md_config, trades, interval)
                 if got["start"] <= c["open_time"] < got["end"]]
-        assert got["candles"] == want, interval
-    minute = rpc.get_candles(market, "1m", T0, T0 + 10 * MINUTE)["candles"]
+        assert [dict(zip(got["columns"], row)) for row in got["candles"]] == want, interval
+    minute = candles(rpc, market, "1m", T0, T0 + 10 * MINUTE)
     assert [c["open_time"] for c in minute] == [T0, T0 + MINUTE, T0 + 5 * MINUTE]  # no empty ones
     assert minute[0]["open"] == "60.00" and minute[0]["close"] == "55.00"
-    week = rpc.get_candles(market, "1w", T0, T0 + 1)["candles"][0]
+    week = candles(rpc, market, "1w", T0, T0 + 1)[0]
     assert (week["open"], week["close"], week["trade_count"]) == ("60.00", "43.00", 9)
-    previous_week = rpc.get_candles(market, "1w", T0 - 7 * DAY, T0)["candles"]
+    previous_week = candles(rpc, market, "1w", T0 - 7 * DAY, T0)
     assert [(c["open"], c["trade_count"]) for c in previous_week] == [("50.00", 1)]
 
 
 def test_the_first_trade_of_a_market_makes_every_candle_and_the_ticker(matching, market, rpc):
-    assert rpc.get_candles(market, "1m")["candles"] == []
+    assert candles(rpc, market, "1m") == []
     assert rpc.get_ticker(market)["last"] is None
     ManualClock.at = T0 + 30_000
     matching.trades([matching.trade(1, T0 + 12_345, "123.45", "0.5000")])
     for interval in CHAIN:
-        [candle] = rpc.get_candles(market, interval)["candles"]
+        [candle] = candles(rpc, market, interval)
         assert candle["open"] == candle["close"] == "123.45" and candle["volume"] == "0.5000"
     ticker = rpc.get_ticker(market)
     assert (ticker["open"], ticker["last"], ticker["change_percent"]) == ("123.45", "123.45", "0.00")
@@ -116,8 +117,8 @@ def test_rebuild_from_the_trades_table_equals_the_incremental_result(
     second = rpc.rebuild_candles(market, T0 + DAY, T0 + DAY + 10 * MINUTE)
     assert first["trades"] == 120 and second["deletes"] >= 1
     assert stored_candles(cql, market, trades) == incremental
-    assert rpc.get_candles(market, "1h", T0, T0 + DAY, 24)["candles"] == expected(md_config, trades, "1h")
-    assert rpc.get_candles(market, "1m", T0 + DAY, T0 + DAY + HOUR)["candles"] == []
+    assert candles(rpc, market, "1h", T0, T0 + DAY, 24) == expected(md_config, trades, "1h")
+    assert candles(rpc, market, "1m", T0 + DAY, T0 + DAY + HOUR) == []
 
 
 def test_a_users_trades_are_kept_on_both_sides(matching, market, rpc):

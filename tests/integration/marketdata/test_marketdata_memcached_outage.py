@@ -7,7 +7,7 @@ import signal
 
 import eventlet
 import pytest
-from conftest import DAY, HOUR, MINUTE, T0, ManualClock, MarketDataUnderTest, Matching
+from conftest import candles, DAY, HOUR, MINUTE, T0, ManualClock, MarketDataUnderTest, Matching
 from nameko.standalone.rpc import ServiceRpcProxy
 
 from services.marketdata.providers import HotCache
@@ -38,8 +38,8 @@ def own_cache_service(md_config, container_factory, market, throwaway_memcached)
 
 
 def snapshot(rpc, market):
-    return (rpc.get_candles(market, "1m", T0, T0 + DAY, 1440)["candles"],
-            rpc.get_candles(market, "1h", T0, T0 + DAY, 24)["candles"],
+    return (candles(rpc, market, "1m", T0, T0 + DAY, 1440),
+            candles(rpc, market, "1h", T0, T0 + DAY, 24),
             rpc.get_trades(market, 50)["trades"],
             {k: v for k, v in rpc.get_ticker(market).items()})
 

@@ -1,9 +1,11 @@
 """Reads on the real stack: served from Memcached when fresh, re-read from
 Cassandra once an ingest changed the data; the ticker window rolls; pages
 of trades; depth from book events; bad input and bounded work."""
+import json
+
 import eventlet
 import pytest
-from conftest import DAY, HOUR, MINUTE, T0, ManualClock
+from conftest import candles, DAY, HOUR, MINUTE, T0, ManualClock
 
 from services.marketdata import errors
 from services.marketdata.candles import partition_start
@@ -16,13 +18,14 @@ def test_candles_come_from_memcached_until_an_ingest_changes_their_partition(
         matching, market, rpc, cql, md_config, memcached_of):
     ManualClock.at = T0 + 2 * DAY
     matching.trades([matching.trade(1, T0 + 10, "10.00"), matching.trade(2, T0 + MINUTE + 10, "20.00")])
-    first = rpc.get_candles(market, "1m", T0, T0 + DAY, 1440)["candles"]
+    first = candles(rpc, market, "1m", T0, T0 + DAY, 1440)
     assert [c["close"] for c in first] == ["10.00", "20.00"]
 
     # Behind the service's back: Cassandra changes, nothing tells the cache.
-    cql.execute("UPDATE candles SET close = 99.99 WHERE market=%s AND interval='1m' AND bucket=%s "
-                "AND open_time=%s", (market, partition_start(T0, "1m"), T0))
-    assert rpc.get_candles(market, "1m", T0, T0 + DAY, 1440)["candles"] == first   # cached
+    cql.execute("UPDATE candles SET row = %s WHERE market=%s AND interval='1m' AND bucket=%s "
+                "AND open_time=%s", (json.dumps([T0, "10.00", "10.00", "10.00", "99.99", "1.0000",
+                                                 "10.000000", 1]), market, partition_start(T0, "1m"), T0))
+    assert candles(rpc, market, "1m", T0, T0 + DAY, 1440) == first   # cached
 
     # An ingest into the same partition (a late trade, a day old) bumps its version ...
     cache = memcached_of(md_config)
@@ -31,7 +34,7 @@ def test_candles_come_from_memcached_until_an_ingest_changes_their_partition(
     matching.trades([matching.trade(3, T0 + MINUTE + 20, "25.00")])
     assert cache.get(key) not in (None, version)
     # ... so the next read goes to Cassandra and sees everything there.
-    after = rpc.get_candles(market, "1m", T0, T0 + DAY, 1440)["candles"]
+    after = candles(rpc, market, "1m", T0, T0 + DAY, 1440)
     assert [c["close"] for c in after] == ["99.99", "25.00"]
     assert after[1]["trade_count"] == 2
 
@@ -180,7 +183,7 @@ def test_decimals_read_back_in_plain_notation(market, rpc, cql):
                 "volume, quote_volume, trade_count) VALUES (%s, '1m', %s, %s, 0.00000012, "
                 "1000000000000, 0.00000001, 1E+3, 0.00000001, 0.0000000100, 1)",
                 (market, partition_start(T0, "1m"), T0))
-    [candle] = rpc.get_candles(market, "1m", T0, T0 + MINUTE)["candles"]
+    [candle] = candles(rpc, market, "1m", T0, T0 + MINUTE)
     assert (candle["open"], candle["high"], candle["low"], candle["close"], candle["volume"],
             candle["quote_volume"]) == ("0.00000012", "1000000000000", "0.00000001", "1000",
                                         "0.00000001", "0.0000000100")
