@@ -3,23 +3,27 @@
     PYTHONPATH=. .venv/bin/python bench/marketdata_bench.py            # defaults below
     PYTHONPATH=. .venv/bin/python bench/marketdata_bench.py --trades 20000 --reads 100
 
-1. Ingest, service pipeline: ``--trades`` synthetic trades of one fresh market
+1. ``get_candles`` for one day of 1m candles (1,440 candles, a full UTC day
+   ingested first), ``--reads`` calls each: cache hits (the version token read
+   from Memcached, the rows from the process's decoded copy for that token),
+   cache hits with the rows fetched and decoded from Memcached, and reads
+   forced to Cassandra (the partition's cache version is bumped before each,
+   as an ingest would); through the service's read path (reads.MarketReads)
+   and through Nameko RPC on RabbitMQ. Run first, while Cassandra is quiet
+   (an ingest run leaves flushes and compactions behind it).
+2. Ingest, service pipeline: ``--trades`` synthetic trades of one fresh market
    (a random walk around 64,000 USDT, 1,000 users, 5 trades per millisecond of
    market time) handed to the service's ingest pipeline
-   (providers.IngestPipeline.record) in batches of ``--batch``, one batch at a
+   (ingest.IngestPipeline.record) in batches of ``--batch``, one batch at a
    time, exactly as the trade consumer does. Timed until the last call
    returned, i.e. until every trade row (by market, and by user for both
    sides) and every candle of the 8 intervals is acknowledged by Cassandra and
    the cache is published. The rows are counted back afterwards.
-2. Ingest, end to end: ``--events`` trade_executed messages are published on
+   ``--trades 0`` stops after the reads.
+3. Ingest, end to end: ``--events`` trade_executed messages are published on
    RabbitMQ into the service's trade queue first, then a service container
    is started and timed until it has recorded them all (consume, validate,
    write, candles, cache, ack).
-3. ``get_candles`` for one day of 1m candles (1,440 candles, a full UTC day
-   ingested first): ``--reads`` calls served from Memcached, then ``--reads``
-   calls forced to Cassandra (the partition's cache version is bumped before
-   each, as an ingest would), through the service's read path
-   (providers.MarketReads) and through Nameko RPC on RabbitMQ.
 
 Data goes to the test keyspace and vhost under fresh market names and is
 deleted at the end (partition deletes). Figures are recorded in bench/README.md.
@@ -32,7 +36,6 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -50,9 +53,12 @@ from services.common.cassandra import make_cluster  # noqa: E402
 from services.common.config import load_settings  # noqa: E402
 from services.marketdata.candles import CHAIN, DAY, MINUTE, floor_to, partition_start  # noqa: E402
 from services.marketdata.models import Trade  # noqa: E402
-from services.marketdata.providers import (TRADE_BUCKET, CassandraStore, DepthKeeper,  # noqa: E402
-                                           HotCache, IngestPipeline, MarketReads,
-                                           _consistency, trade_bucket)
+from services.marketdata.depthkeeper import DepthKeeper  # noqa: E402
+from services.marketdata.hotcache import HotCache  # noqa: E402
+from services.marketdata.ingest import IngestPipeline  # noqa: E402
+from services.marketdata.reads import MarketReads  # noqa: E402
+from services.marketdata.storage import (TRADE_BUCKET, CassandraStore, consistency,  # noqa: E402
+                                         trade_bucket)
 
 
 def percentile(values, p):
@@ -142,7 +148,7 @@ def timed(fn, n):
 
 
 def show(label, samples):
-    print(f"  {label:<44} p50 {percentile(samples, 50):7.2f} ms   p99 {percentile(samples, 99):7.2f} ms"
+    print(f"  {label:<46} p50 {percentile(samples, 50):7.2f} ms   p99 {percentile(samples, 99):7.2f} ms"
           f"   max {max(samples):7.2f} ms   (n={len(samples)})")
 
 
@@ -167,7 +173,7 @@ def main():
     session = cluster.connect(keyspace)
     print(f"driver:  cassandra-driver {cassandra.__version__}, {cluster.connection_class.__name__}, "
           f"protocol v{cluster.protocol_version}")
-    store = CassandraStore(session, _consistency(settings, "WRITE"), _consistency(settings, "READ"))
+    store = CassandraStore(session, consistency(settings, "WRITE"), consistency(settings, "READ"))
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
     cache = HotCache(make_cache(settings, prefix))
     tag = uuid.uuid4().hex[:6].upper()
@@ -181,10 +187,70 @@ def main():
                    "MARKETDATA_MARKETS": [{"symbol": m, "base_asset": m.split("-")[0],
                                            "quote_asset": "USDT", "tick_size": "0.01",
                                            "lot_size": "0.00001"} for m in markets.values()]})
+    from kombu import Connection, Exchange, Producer
+    from nameko.containers import ServiceContainer
+    from nameko.standalone.rpc import ServiceRpcProxy
+
+    from services.common.outbox import command_queue
+    from services.marketdata.providers import Backend
+    from services.marketdata.service import MarketDataService
+    pipeline = IngestPipeline(store, cache)
+    pipeline.start()
     try:
-        # ------------------------------------------------------------ 1. pipeline
-        pipeline = IngestPipeline(store, cache)
-        pipeline.start()
+        # ------------------------------------------------------------ reads
+        # (first, on a quiet Cassandra: the ingest runs leave flushes and
+        # compactions behind them for a while)
+        day = floor_to(now, DAY) - 2 * DAY
+        day_trades = synthetic_trades(markets["day"], 1440 * 3, day, 1, seed=3)
+        day_trades = [replace(t, executed_at=day + (i // 3) * MINUTE + (i % 3) * 1000)
+                      for i, t in enumerate(day_trades)]
+        written["day"] = day_trades
+        ingest(pipeline, day_trades, args.batch)
+        reads = MarketReads(store, cache, DepthKeeper(cache))
+        market = markets["day"]
+        part = partition_start(day, "1m")
+
+        def read():
+            result = reads.candles(market, "1m", day, day + DAY, 1440, now)
+            assert len(result["candles"]) == 1440, len(result["candles"])
+
+        def fetched():
+            reads._decoded.clear()
+            read()
+
+        def cold():
+            cache.bump_candles(market, "1m", part)
+            read()
+
+        for fn in (read, fetched, cold):
+            timed(fn, 20)                                 # warm-up
+        print("\nget_candles(1m, one UTC day = 1,440 candles), service read path (reads.MarketReads):")
+        show("cache hit: version check + local decoded copy", timed(read, args.reads))
+        show("cache hit: rows fetched from Memcached", timed(fetched, args.reads))
+        show("from Cassandra (cache version bumped first)", timed(cold, args.reads))
+
+        container = ServiceContainer(MarketDataService, config)
+        container.start()
+        try:
+            with ServiceRpcProxy("marketdata", config, timeout=30) as rpc:
+                def rpc_read():
+                    assert len(rpc.get_candles(market, "1m", day, day + DAY, 1440)["candles"]) == 1440
+
+                def rpc_cold():
+                    cache.bump_candles(market, "1m", part)
+                    rpc_read()
+
+                timed(rpc_read, 20)
+                print("get_candles, same request over Nameko RPC (RabbitMQ round trip, JSON;"
+                      " client and service in this one process):")
+                show("cache hit", timed(rpc_read, args.reads))
+                show("from Cassandra (cache version bumped first)", timed(rpc_cold, args.reads))
+        finally:
+            container.stop()
+
+        # ------------------------------------------------------------ ingest, pipeline
+        if not args.trades:
+            return
         warm = synthetic_trades(markets["ingest"], 5000, now - 600_000, 5, seed=2)
         ingest(pipeline, warm, args.batch)         # connections, code paths, first state loads
         trades = synthetic_trades(markets["ingest"], args.trades, now - 300_000, 5)
@@ -198,14 +264,7 @@ def main():
         print(f"  check: {rows:,} trades_by_market rows, 1m candles count {candle_trades - len(warm):,} "
               f"trades (expected {len(trades):,} each)")
 
-        # ------------------------------------------------------------ 2. end to end
-        from kombu import Connection, Exchange, Producer
-        from nameko.containers import ServiceContainer
-        from nameko.standalone.rpc import ServiceRpcProxy
-
-        from services.common.outbox import command_queue
-        from services.marketdata.providers import Backend
-        from services.marketdata.service import MarketDataService
+        # ------------------------------------------------------------ ingest, end to end
         if args.events:
             events = synthetic_trades(markets["events"], args.events, now - 200_000, 5, seed=4)
             written["events"] = events
@@ -221,63 +280,26 @@ def main():
                     producer.publish(event(t), routing_key="trade_executed", delivery_mode=2)
                 while q.queue_declare(passive=True).message_count < len(events):
                     time.sleep(0.1)
-        container = ServiceContainer(MarketDataService, config)
-        started = time.perf_counter()
-        container.start()
-        try:
-            if args.events:
+            container = ServiceContainer(MarketDataService, config)
+            started = time.perf_counter()
+            container.start()
+            try:
                 backend = container.shared_extensions[Backend]
                 while backend.ingested[markets["events"]] < len(events):
                     eventlet.sleep(0.01)
                 elapsed = time.perf_counter() - started
-                rows, _ = count_rows(session, markets["events"], events[0].executed_at,
-                                     events[-1].executed_at)
-                print(f"\ningest, end to end: {len(events):,} trade_executed events waiting in RabbitMQ, "
-                      f"consumed by a service container (batches of up to 1,000)")
-                print(f"  {len(events) / elapsed:,.0f} trades/s   ({elapsed:.2f} s incl. container start; "
-                      f"{rows:,} rows counted back)")
-
-            # ------------------------------------------------------------ 3. reads
-            day = floor_to(now, DAY) - 2 * DAY
-            day_trades = synthetic_trades(markets["day"], 1440 * 3, day, 1, seed=3)
-            day_trades = [replace(t, executed_at=day + (i // 3) * MINUTE + (i % 3) * 1000)
-                          for i, t in enumerate(day_trades)]
-            ingest(pipeline, day_trades, args.batch)
-            written["day"] = day_trades
-            reads = MarketReads(store, cache, DepthKeeper(cache))
-            market = markets["day"]
-            part = partition_start(day, "1m")
-
-            def read():
-                result = reads.candles(market, "1m", day, day + DAY, 1440, now)
-                assert len(result["candles"]) == 1440, len(result["candles"])
-
-            def cold():
-                cache.bump_candles(market, "1m", part)
-                read()
-
-            read()
-            print("\nget_candles(1m, one UTC day = 1,440 candles), service read path (providers.MarketReads):")
-            show("from Memcached", timed(read, args.reads))
-            show("from Cassandra (cache version bumped first)", timed(cold, args.reads))
-            with ServiceRpcProxy("marketdata", config, timeout=30) as rpc:
-                def rpc_read():
-                    assert len(rpc.get_candles(market, "1m", day, day + DAY, 1440)["candles"]) == 1440
-
-                def rpc_cold():
-                    cache.bump_candles(market, "1m", part)
-                    rpc_read()
-
-                rpc_read()
-                print("get_candles, same request over Nameko RPC (RabbitMQ round trip, JSON):")
-                show("from Memcached", timed(rpc_read, args.reads))
-                show("from Cassandra (cache version bumped first)", timed(rpc_cold, args.reads))
-        finally:
-            container.stop()
-            with Connection(config["AMQP_URI"]) as amqp:
-                command_queue(queue)(amqp.default_channel).delete()
-        pipeline.stop()
+            finally:
+                container.stop()
+                with Connection(config["AMQP_URI"]) as amqp:
+                    command_queue(queue)(amqp.default_channel).delete()
+            rows, _ = count_rows(session, markets["events"], events[0].executed_at,
+                                 events[-1].executed_at)
+            print(f"\ningest, end to end: {len(events):,} trade_executed events waiting in RabbitMQ, "
+                  f"consumed by a service container (batches of up to 1,000)")
+            print(f"  {len(events) / elapsed:,.0f} trades/s   ({elapsed:.2f} s incl. container start; "
+                  f"{rows:,} rows counted back)")
     finally:
+        pipeline.stop()
         if not args.keep:
             for key, trades in written.items():
                 cleanup(session, markets[key], trades)

@@ -14,7 +14,7 @@ never adjusted by deltas. OHLC merge by the trade order key (models.py), so
 the result depends only on the set of distinct trades, not on their arrival
 order -- the property the unit tests check against ``candles_from_trades``.
 
-The caller (providers.IngestPipeline) does the I/O in two phases: ``missing()``
+The caller (ingest.IngestPipeline) does the I/O in two phases: ``missing()``
 names the state it must load (a minute's trades from the trades table, a
 parent's child candles from the candles table), ``load_*`` hands it in, and
 ``apply()`` returns the candles to upsert. ``rebuild()`` replaces minutes with

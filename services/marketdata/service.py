@@ -2,7 +2,8 @@
 
 Thin by design: validate (schemas) -> provider verb -> result. The candle and
 ticker maths live in candles.py / ticker.py, the depth book in depth.py,
-the I/O in providers.py. Contract: docs/marketdata.md.
+the I/O in storage.py, hotcache.py, ingest.py, reads.py (wired in providers.py).
+Contract: docs/marketdata.md.
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from nameko.timer import timer
 from services.marketdata import schemas
 from services.marketdata.errors import (InvalidArgument, InvalidEvent, MarketDataError,
                                         RangeTooLarge, UnknownMarket)
-from services.marketdata.providers import (MAX_REBUILD_MS, Clock, DepthBooks, Markets, Reads,
-                                           TradeEvents, TradeLog)
+from services.marketdata.ingest import MAX_REBUILD_MS
+from services.marketdata.providers import (Clock, DepthBooks, Markets, Reads, TradeEvents,
+                                           TradeLog)
 
 log = logging.getLogger(__name__)
 

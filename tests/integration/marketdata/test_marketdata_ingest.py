@@ -7,7 +7,7 @@ from conftest import candles, DAY, HOUR, MINUTE, T0, ManualClock
 
 from services.marketdata.candles import CHAIN, INTERVALS, candles_from_trades, partition_start
 from services.marketdata.markets import MarketRegistry
-from services.marketdata.providers import CANDLE_COLUMNS
+from services.marketdata.reads import CANDLE_COLUMNS
 from services.marketdata.schemas import trade_from_event
 
 
@@ -154,7 +154,7 @@ def test_the_rebuild_command_covers_a_range_longer_than_a_day(matching, market, 
 def test_user_partition_keys_are_the_drivers(cql):
     from decimal import Decimal
 
-    from services.marketdata.providers import CassandraStore, user_partition_key
+    from services.marketdata.storage import CassandraStore, user_partition_key
     store = CassandraStore(cql, 1, 1)
     for user in ("u-1", "ü-ñ", "x" * 100):
         bound = store.insert_user_trade.bind((user, T0, T0, "M", "t", "maker", 1, "buy", Decimal(1),

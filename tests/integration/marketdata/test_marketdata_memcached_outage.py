@@ -10,7 +10,7 @@ import pytest
 from conftest import candles, DAY, HOUR, MINUTE, T0, ManualClock, MarketDataUnderTest, Matching
 from nameko.standalone.rpc import ServiceRpcProxy
 
-from services.marketdata.providers import HotCache
+from services.marketdata.hotcache import HotCache
 
 
 class WithoutRetryTimer(MarketDataUnderTest):

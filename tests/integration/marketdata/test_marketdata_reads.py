@@ -9,7 +9,7 @@ from conftest import candles, DAY, HOUR, MINUTE, T0, ManualClock
 
 from services.marketdata import errors
 from services.marketdata.candles import partition_start
-from services.marketdata.providers import HotCache
+from services.marketdata.hotcache import HotCache
 
 
 # ---------------------------------------------------------------- cache use and invalidation

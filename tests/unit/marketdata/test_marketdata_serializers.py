@@ -5,7 +5,7 @@ from cassandra import cqltypes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.marketdata.providers import _DecimalColumn, _TimestampColumn
+from services.marketdata.storage import _DecimalColumn, _TimestampColumn
 
 
 @given(st.decimals(allow_nan=False, allow_infinity=False))

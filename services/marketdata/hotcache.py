@@ -1,0 +1,120 @@
+"""Memcached for marketdata: keys, TTLs and the never-raising client with a
+breaker (docs/marketdata.md)."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Optional
+
+from pymemcache.exceptions import MemcacheError
+
+from services.common.cache import Cache
+
+log = logging.getLogger(__name__)
+
+# Memcached TTLs (seconds); see docs/marketdata.md for why each is safe.
+TTL_CANDLE_VERSION = 3600
+TTL_CANDLE_CHUNK = 300
+TTL_RECENT_TRADES = 60
+TTL_TICKER = 120
+TTL_DEPTH = 10
+
+
+class HotCache:
+    """Memcached with this service's keys (docs/marketdata.md). Never raises:
+    an unreachable Memcached reads as a miss and a failed write returns False.
+
+    After a failure the cache is skipped for ``OUTAGE_BACKOFF`` seconds (a
+    breaker): a Memcached that hangs instead of refusing connections would
+    otherwise cost every call its full 0.5 s timeout, ingestion included.
+    """
+
+    OUTAGE_BACKOFF = 1.0
+
+    def __init__(self, cache: Cache):
+        self.cache = cache
+        cache.client.ignore_exc = False   # failures must be seen to open the breaker
+        self._closed_until = 0.0
+
+    def _call(self, fn, default):
+        if time.monotonic() < self._closed_until:
+            return default
+        try:
+            return fn()
+        except (OSError, MemcacheError, ValueError):
+            self._closed_until = time.monotonic() + self.OUTAGE_BACKOFF
+            return default
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._closed_until
+
+    def _dump(self, value) -> str:
+        return json.dumps(value, separators=(",", ":"))
+
+    def get(self, key: str):
+        raw = self._call(lambda: self.cache.client.get(self.cache._key(key)), None)
+        return None if raw is None else json.loads(raw)
+
+    def set(self, key: str, value, ttl: int) -> bool:
+        return bool(self._call(lambda: self.cache.client.set(
+            self.cache._key(key), self._dump(value), expire=ttl, noreply=False), False))
+
+    def add(self, key: str, value, ttl: int) -> bool:
+        """Store only if absent: cache fills after a miss use this, so they
+        never overwrite what an ingest published meanwhile."""
+        return bool(self._call(lambda: self.cache.client.add(
+            self.cache._key(key), self._dump(value), expire=ttl, noreply=False), False))
+
+    def delete(self, key: str) -> bool:
+        return self._call(lambda: self.cache.client.delete(
+            self.cache._key(key), noreply=False) or True, False)
+
+    def get_many(self, keys: list[str]) -> dict:
+        full = {self.cache._key(k): k for k in keys}
+        found = self._call(lambda: self.cache.client.get_many(list(full)), {})
+        return {full[k]: json.loads(v) for k, v in found.items()}
+
+    # -- keys --------------------------------------------------------------------
+    @staticmethod
+    def candle_version_key(market: str, interval: str, part: int) -> str:
+        return f"md1:cv:{market}:{interval}:{part}"
+
+    @staticmethod
+    def candle_chunk_key(market: str, interval: str, part: int, version: str) -> str:
+        return f"md1:c:{market}:{interval}:{part}:{version}"
+
+    @staticmethod
+    def recent_key(market: str) -> str:
+        return f"md1:trades:{market}"
+
+    @staticmethod
+    def ticker_key(market: str) -> str:
+        return f"md1:ticker:{market}"
+
+    @staticmethod
+    def depth_key(market: str) -> str:
+        return f"md1:depth:{market}"
+
+    @staticmethod
+    def bbo_key(market: str) -> str:
+        return f"md1:bbo:{market}"
+
+    # -- candles: versioned chunks -----------------------------------------------
+    def candle_version(self, market: str, interval: str, part: int) -> Optional[str]:
+        """The partition's current version token, created if missing; None
+        when Memcached is unreachable."""
+        key = self.candle_version_key(market, interval, part)
+        version = self.get(key)
+        if version is None:
+            self.add(key, uuid.uuid4().hex[:12], TTL_CANDLE_VERSION)
+            version = self.get(key)
+        return version
+
+    def bump_candles(self, market: str, interval: str, part: int) -> bool:
+        """After the partition's rows changed: entries under older tokens are
+        unreachable from now on."""
+        return self.set(self.candle_version_key(market, interval, part),
+                        uuid.uuid4().hex[:12], TTL_CANDLE_VERSION)
