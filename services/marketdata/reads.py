@@ -64,7 +64,7 @@ class MarketReads:
                 "start": first, "end": last, "next_start": next_start,
                 "columns": list(CANDLE_COLUMNS), "candles": rows}
 
-    def _candle_chunk(self, market: str, interval: str, part: int) -> list:
+    def _candle_chunk(self, market: str, interval: str, part: int) -> tuple:
         """A partition's rows (oldest first; never mutated by callers).
 
         The version token in Memcached decides what is current; the rows of a
@@ -72,10 +72,10 @@ class MarketReads:
         last decoded chunks by token (``LOCAL_CHUNKS``) and a hot read costs
         one small Memcached get instead of fetching and decoding ~130 KB."""
         if self._unpublished(version_key=(market, interval, part)):
-            return self.store.candle_partition(market, interval, part)
+            return tuple(map(tuple, self.store.candle_partition(market, interval, part)))
         version = self.cache.candle_version(market, interval, part)
         if version is None:                                   # Memcached unreachable
-            return self.store.candle_partition(market, interval, part)
+            return tuple(map(tuple, self.store.candle_partition(market, interval, part)))
         key = self.cache.candle_chunk_key(market, interval, part, version)
         rows = self._decoded.get(key)
         if rows is not None:
@@ -85,6 +85,9 @@ class MarketReads:
         if rows is None:
             rows = self.store.candle_partition(market, interval, part)
             self.cache.set(key, rows, TTL_CANDLE_CHUNK)
+        # tuples of str/int are untracked by Python's cyclic GC once seen:
+        # kept lists would make every full collection walk ~100k of them
+        rows = tuple(map(tuple, rows))
         self._decoded[key] = rows
         while len(self._decoded) > LOCAL_CHUNKS:
             self._decoded.popitem(last=False)
