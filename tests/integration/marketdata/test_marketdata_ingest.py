@@ -3,7 +3,7 @@ under duplicates and reordering, and a rebuild from the trades table gives
 the incremental result."""
 import random
 
-from conftest import candles, DAY, HOUR, MINUTE, T0, ManualClock
+from md_it_helpers import DAY, HOUR, MINUTE, T0, ManualClock, candles
 
 from services.marketdata.candles import CHAIN, INTERVALS, candles_from_trades, partition_start
 from services.marketdata.markets import MarketRegistry

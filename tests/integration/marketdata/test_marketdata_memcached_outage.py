@@ -7,7 +7,8 @@ import signal
 
 import eventlet
 import pytest
-from conftest import candles, DAY, HOUR, MINUTE, T0, ManualClock, MarketDataUnderTest, Matching
+from md_it_helpers import (DAY, HOUR, MINUTE, T0, ManualClock, MarketDataUnderTest, Matching,
+                           candles)
 from nameko.standalone.rpc import ServiceRpcProxy
 
 from services.marketdata.hotcache import HotCache

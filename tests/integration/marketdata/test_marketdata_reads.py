@@ -5,7 +5,7 @@ import json
 
 import eventlet
 import pytest
-from conftest import candles, DAY, HOUR, MINUTE, T0, ManualClock
+from md_it_helpers import DAY, HOUR, MINUTE, T0, ManualClock, candles
 
 from services.marketdata import errors
 from services.marketdata.candles import partition_start

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from helpers import T0, FakeTables, trade  # noqa: E402
+from md_unit_helpers import T0, FakeTables, trade  # noqa: E402
 
 from services.marketdata.candles import (CHAIN, DAY, HOUR, INTERVALS, MINUTE, WEEK,  # noqa: E402
                                          CandleAggregator, MissingState, bucket_start,

@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from helpers import T0  # noqa: E402
+from md_unit_helpers import T0  # noqa: E402
 
 from services.marketdata import queries, schemas  # noqa: E402
 from services.marketdata.candles import DAY, MINUTE, WEEK  # noqa: E402

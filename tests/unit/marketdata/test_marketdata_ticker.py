@@ -6,7 +6,7 @@ from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from helpers import T0, trade  # noqa: E402
+from md_unit_helpers import T0, trade  # noqa: E402
 
 from services.marketdata.candles import DAY, HOUR, MINUTE, candles_from_trades  # noqa: E402
 from services.marketdata.ticker import TickerWindow, compute_ticker, window_start  # noqa: E402
