@@ -160,3 +160,25 @@ def test_user_partition_keys_are_the_drivers(cql):
         bound = store.insert_user_trade.bind((user, T0, T0, "M", "t", "maker", 1, "buy", Decimal(1),
                                               Decimal(1), Decimal(1), 1))
         assert bound.routing_key == user_partition_key(user, T0)
+
+
+def test_a_batch_that_fails_to_persist_is_redelivered_not_lost(matching, market, service, rpc, cql):
+    """The trade queue is acknowledged only after Cassandra has everything: a
+    failed write makes the consumer drop its connection, RabbitMQ redelivers."""
+    from md_it_helpers import Backend
+    store = service.shared_extensions[Backend].store
+    real, failures = store.write_trades, []
+
+    def failing_once(*args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise ConnectionError("injected: Cassandra write failed")
+        return real(*args, **kwargs)
+
+    store.write_trades = failing_once
+    matching.trades([matching.trade(1, T0 + 5, "10.00"), matching.trade(2, T0 + 6, "11.00")])
+    assert failures == [1]
+    assert cql.execute("SELECT count(*) FROM trades_by_market WHERE market=%s AND bucket=%s",
+                       (market, T0)).one()[0] == 2
+    assert [c["trade_count"] for c in candles(rpc, market, "1m", T0, T0 + MINUTE)] == [2]
+
