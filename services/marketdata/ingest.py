@@ -64,7 +64,7 @@ class IngestPipeline:
         self.aggregator = aggregator or CandleAggregator()
         self.max_batch = max_batch
         self.jobs: LightQueue = LightQueue()
-        self.recent: dict[str, dict] = {}               # market -> {"trades": [...], "complete"}
+        self.recent: dict[str, dict] = {}     # market -> {"items", "ids", "complete"}
         self.tickers: dict[str, TickerWindow] = {}
         self.ticker_minute: dict[str, int] = {}
         self.pending_bumps: set[tuple[str, str, int]] = set()
