@@ -2,8 +2,9 @@
 with one active consumer, in batches, each batch in one ledger transaction
 (PostgresLedger.settle_trades, idempotent per trade id), acknowledged after the
 commit. A crash before the ack redelivers the batch and settles nothing twice.
-A trade the ledger refuses (unknown market, locked funds short) is parked in
-wallets.unsettled_trades, reported by audit(), and the stream goes on.
+A trade the ledger refuses (locked funds short, an id reused with other
+content) is parked in wallets.unsettled_trades, reported by audit(), and the
+stream goes on; a trade of a market this ledger does not list is logged.
 """
 from __future__ import annotations
 
@@ -41,11 +42,13 @@ class TradeSettlement(BatchConsumerProvider):
 
     def handle(self, batch) -> None:
         trades = []
-        for _key, _message_id, body in batch:
+        for _key, message_id, body in batch:
             try:
                 trades.append((body, schemas.load_trade({k: body.get(k) for k in schemas.TRADE_KEYS})))
             except InvalidInput as exc:
-                self.park(body, exc)
+                # A market this ledger does not list (wallets' registry and the
+                # engines' markets are separate today): logged for the operator.
+                log.error("trade %s is not settleable here: %s", message_id, exc)
         if not trades:
             return
         try:

@@ -219,8 +219,8 @@ def test_signing_key_rotation_is_picked_up_without_a_restart(
             try:
                 assert users_rpc.authenticate(after)["user_id"] == trader[1]
                 break
-            except RemoteError as exc:
-                assert "TOKEN_UNKNOWN_KEY" in str(exc.value) and time.monotonic() < deadline
+            except Exception as exc:  # Unauthenticated (deserialised) or RemoteError
+                assert "TOKEN_UNKNOWN_KEY" in str(exc) and time.monotonic() < deadline
                 time.sleep(0.5)
         assert users_rpc.authenticate(before)["user_id"] == trader[1]
     finally:
