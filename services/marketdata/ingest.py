@@ -43,11 +43,12 @@ class IngestPipeline:
     acknowledged only then); one flusher greenthread takes all waiting trades
     at once (up to ``max_batch``) and, per flush:
 
-    1. writes the trade rows (idempotent upserts; bucket index rows first);
-    2. loads the aggregator state the batch needs (a minute's trades, a
+    1. loads the aggregator state the batch needs (a minute's trades, a
        parent's child candles) -- only for buckets not in memory;
-    3. applies the batch to the candle aggregator (pure) and upserts the
-       changed candles of all 8 intervals;
+    2. applies the batch to the candle aggregator (pure);
+    3. writes, in one wave of concurrent requests, the trade rows (by market,
+       by user; idempotent upserts), new bucket-index rows and the changed
+       candles of all 8 intervals;
     4. publishes to Memcached: bumps the versions of changed candle
        partitions, sets the latest-trades list and the ticker.
 
@@ -161,15 +162,17 @@ class IngestPipeline:
                                 ((t.taker_user_id, bucket), user_buckets)):
                 if (target is market_buckets, key) not in self._seen_buckets:
                     target.add(key)
-        self.store.write_trades(trades, market_buckets, user_buckets)
+        self._load(self.aggregator.missing(trades))
+        changes = self.aggregator.apply(trades)
+        # One wave: trades and their candles together (a round trip less per
+        # flush). Should it fail, the aggregator already holds the trades:
+        # their redelivery is a no-op for it but rewrites the same candles.
+        self.store.write_trades(trades, market_buckets, user_buckets, changes)
         for flag, keys in ((True, market_buckets), (False, user_buckets)):
             for key in keys:
                 self._seen_buckets[(flag, key)] = True
         while len(self._seen_buckets) > 200_000:
             self._seen_buckets.popitem(last=False)
-        self._load(self.aggregator.missing(trades))
-        changes = self.aggregator.apply(trades)
-        self.store.write_candles(changes)
         return changes
 
     def _load(self, needs: Needs) -> None:

@@ -261,11 +261,14 @@ class CassandraStore:
 
     # -- writes ----------------------------------------------------------------
     def write_trades(self, trades: list[Trade], market_buckets: Iterable[tuple[str, int]],
-                     user_buckets: Iterable[tuple[str, int]]) -> None:
-        """Bucket-index rows first (so a reader never misses a partition that
-        holds an acknowledged trade), then the trade rows."""
-        self._all([(self.insert_market_bucket, key) for key in market_buckets]
-                  + [(self.insert_user_bucket, key) for key in user_buckets])
+                     user_buckets: Iterable[tuple[str, int]],
+                     candles: Optional[CandleChanges] = None) -> None:
+        """Trade rows (by market, by user), the new bucket-index rows and,
+        if given, candle changes, all in one wave of concurrent requests.
+        Nothing here is acknowledged before every request succeeded, so a
+        reader can only find an index row missing for a trade not yet acked."""
+        index = ([(self.insert_market_bucket, key) for key in market_buckets]
+                 + [(self.insert_user_bucket, key) for key in user_buckets])
         by_partition: dict = defaultdict(list)
         by_replica: dict = defaultdict(list)
         replica_of: dict = {}
@@ -288,10 +291,14 @@ class CassandraStore:
                     replica = replica_of[partition] = self._primary_replica(
                         user_partition_key(*partition))
                 by_replica[replica].append(row)
-        self._all([*self._batches(self.bind_trade, by_partition),
-                   *self._batches(self.bind_user_trade, by_replica)])
+        self._all([*index, *self._batches(self.bind_trade, by_partition),
+                   *self._batches(self.bind_user_trade, by_replica),
+                   *(self._candle_statements(candles) if candles is not None else ())])
 
     def write_candles(self, changes: CandleChanges) -> None:
+        self._all(self._candle_statements(changes))
+
+    def _candle_statements(self, changes: CandleChanges) -> list:
         statements = []
         for c in changes.upserts:
             statements.append((self.bind_candle.bind((
@@ -303,7 +310,7 @@ class CassandraStore:
         for market, interval, open_time in changes.deletes:
             statements.append((self.delete_candle, (
                 market, interval, partition_start(open_time, interval), open_time)))
-        self._all(statements)
+        return statements
 
     # -- reads: trades ---------------------------------------------------------
     @staticmethod
