@@ -45,6 +45,8 @@ def main(argv=None, nameko_config: dict | None = None, out=sys.stdout) -> int:
     rebuild.add_argument("--market", required=True)
     rebuild.add_argument("--start", required=True, type=parse_time)
     rebuild.add_argument("--end", required=True, type=parse_time)
+    rebuild.add_argument("--service", default="marketdata",
+                         help="the service's Nameko name (default marketdata)")
     rebuild.add_argument("--timeout", type=float, default=600.0,
                          help="seconds per one-day call (default 600)")
     args = parser.parse_args(argv)
@@ -58,7 +60,7 @@ def main(argv=None, nameko_config: dict | None = None, out=sys.stdout) -> int:
     totals = {"trades": 0, "upserts": 0, "deletes": 0}
     with ClusterRpcProxy(config, timeout=args.timeout) as rpc:
         for start, end in day_chunks(args.start, args.end):
-            result = rpc.marketdata.rebuild_candles(args.market, start, end)
+            result = getattr(rpc, args.service).rebuild_candles(args.market, start, end)
             for key in totals:
                 totals[key] += result[key]
             print(f"{args.market} [{start}, {end}): {result['trades']} trades, "

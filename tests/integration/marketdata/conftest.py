@@ -13,7 +13,7 @@ from nameko.standalone.rpc import ServiceRpcProxy
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from md_it_helpers import (T0, ManualClock, MarketDataUnderTest, Matching,  # noqa: E402
-                           ThrowawayMemcached, free_port)
+                           ThrowawayMemcached, free_port, isolated)
 
 from services.common.cache import make_cache  # noqa: E402
 from services.common.cassandra import make_cluster  # noqa: E402
@@ -55,14 +55,14 @@ def md_config(trade_queue, nameko_config, market):
 
 @pytest.fixture
 def service(md_config, container_factory):
-    container = container_factory(MarketDataUnderTest, md_config)
+    container = container_factory(isolated(MarketDataUnderTest), md_config)
     container.start()
     return container
 
 
 @pytest.fixture
 def rpc(service, md_config):
-    with ServiceRpcProxy("marketdata", md_config, timeout=30) as proxy:
+    with ServiceRpcProxy(service.service_name, md_config, timeout=30) as proxy:
         yield proxy
 
 

@@ -5,6 +5,7 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from decimal import Decimal
 
 import eventlet
@@ -31,6 +32,12 @@ class ManualClock(Clock):
 
     def now(self) -> int:
         return ManualClock.at
+
+
+def isolated(cls):
+    """The service class under a name of its own: the test vhost is shared
+    (other runs of these tests, benchmarks), and Nameko routes RPC by name."""
+    return type(cls.__name__, (cls,), {"name": f"marketdata_t{uuid.uuid4().hex[:8]}"})
 
 
 class MarketDataUnderTest(MarketDataService):

@@ -132,7 +132,8 @@ def test_a_users_trades_are_kept_on_both_sides(matching, market, rpc):
     assert [t["side"] for t in rpc.get_user_trades(bob)["trades"]] == ["buy", "buy"]
 
 
-def test_the_rebuild_command_covers_a_range_longer_than_a_day(matching, market, cql, md_config):
+def test_the_rebuild_command_covers_a_range_longer_than_a_day(matching, market, cql, md_config,
+                                                               service):
     import io
 
     from services.marketdata.__main__ import main
@@ -146,7 +147,8 @@ def test_the_rebuild_command_covers_a_range_longer_than_a_day(matching, market, 
                         (market, interval, part))
     out = io.StringIO()
     assert main(["rebuild", "--market", market, "--start", "2026-11-23T00:00:00Z",
-                 "--end", str(T0 + 3 * DAY)], nameko_config=md_config, out=out) == 0
+                 "--end", str(T0 + 3 * DAY), "--service", service.service_name],
+                nameko_config=md_config, out=out) == 0
     assert stored_candles(cql, market, trades) == incremental
     assert out.getvalue().count("\n") == 4 and "8 trades" in out.getvalue().splitlines()[-1]
 

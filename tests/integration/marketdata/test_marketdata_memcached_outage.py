@@ -8,7 +8,7 @@ import signal
 import eventlet
 import pytest
 from md_it_helpers import (DAY, HOUR, MINUTE, T0, ManualClock, MarketDataUnderTest, Matching,
-                           candles)
+                           candles, isolated)
 from nameko.standalone.rpc import ServiceRpcProxy
 
 from services.marketdata.hotcache import HotCache
@@ -25,7 +25,7 @@ class WithoutRetryTimer(MarketDataUnderTest):
 
 def start(container_factory, cls, md_config, market, port):
     config = {**md_config, "MEMCACHED_PORT": port}
-    container = container_factory(cls, config)
+    container = container_factory(isolated(cls), config)
     container.start()
     return config, container
 
@@ -34,7 +34,7 @@ def start(container_factory, cls, md_config, market, port):
 def own_cache_service(md_config, container_factory, market, throwaway_memcached):
     config, container = start(container_factory, MarketDataUnderTest, md_config, market,
                               throwaway_memcached.port)
-    with ServiceRpcProxy("marketdata", config, timeout=30) as rpc:
+    with ServiceRpcProxy(container.service_name, config, timeout=30) as rpc:
         yield rpc, Matching(config, container, market), config
 
 
@@ -82,7 +82,7 @@ def test_entries_the_data_outlived_are_never_served(
     config, container = start(container_factory, WithoutRetryTimer, md_config, market,
                               throwaway_memcached.port)
     matching = Matching(config, container, market)
-    with ServiceRpcProxy("marketdata", config, timeout=30) as rpc:
+    with ServiceRpcProxy(container.service_name, config, timeout=30) as rpc:
         ManualClock.at = T0 + HOUR
         matching.trades([matching.trade(1, T0 + 5, "10.00")])
         cached = snapshot(rpc, market)                             # now in Memcached
