@@ -178,12 +178,15 @@ def main():
     cache = HotCache(make_cache(settings, prefix))
     tag = uuid.uuid4().hex[:6].upper()
     markets = {"ingest": f"BI{tag}-USDT", "day": f"BD{tag}-USDT", "events": f"BE{tag}-USDT"}
+    # a trade exchange and queue of the benchmark's own: the test vhost is
+    # shared, and other tests' events must not reach (or be reached by) it
     queue = f"marketdata.trades.bench-{tag.lower()}"
+    trade_exchange = f"marketdata.bench-{tag.lower()}.events"
     now = int(time.time() * 1000)
     written = {}
     config = settings.nameko_config()
     config.update({"CASSANDRA_KEYSPACE": keyspace, "CACHE_PREFIX": prefix,
-                   "MARKETDATA_TRADE_QUEUE": queue,
+                   "MARKETDATA_TRADE_QUEUE": queue, "MARKETDATA_TRADE_EXCHANGE": trade_exchange,
                    "MARKETDATA_MARKETS": [{"symbol": m, "base_asset": m.split("-")[0],
                                            "quote_asset": "USDT", "tick_size": "0.01",
                                            "lot_size": "0.00001"} for m in markets.values()]})
@@ -275,7 +278,7 @@ def main():
                 channel = amqp.default_channel
                 q = command_queue(queue)(channel)
                 q.declare()
-                exchange = Exchange("matching.events", type="topic", durable=True)(channel)
+                exchange = Exchange(trade_exchange, type="topic", durable=True)(channel)
                 exchange.declare()
                 q.bind_to(exchange, routing_key="trade_executed")
                 producer = Producer(channel, exchange=exchange, serializer="json")
@@ -300,6 +303,7 @@ def main():
                 container.stop()
                 with Connection(config["AMQP_URI"]) as amqp:
                     command_queue(queue)(amqp.default_channel).delete()
+                    Exchange(trade_exchange)(amqp.default_channel).delete()
             rows, _ = count_rows(session, markets["events"], events[0].executed_at,
                                  events[-1].executed_at)
             print(f"\ningest, end to end: {len(events):,} trade_executed events waiting in RabbitMQ, "

@@ -54,9 +54,17 @@ class HotCache:
     def _dump(self, value) -> str:
         return json.dumps(value, separators=(",", ":"))
 
+    @staticmethod
+    def _load(raw):
+        """A value that does not decode (written by something else) is a miss."""
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return None
+
     def get(self, key: str):
         raw = self._call(lambda: self.cache.client.get(self.cache._key(key)), None)
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else self._load(raw)
 
     def set(self, key: str, value, ttl: int) -> bool:
         return bool(self._call(lambda: self.cache.client.set(
@@ -75,7 +83,8 @@ class HotCache:
     def get_many(self, keys: list[str]) -> dict:
         full = {self.cache._key(k): k for k in keys}
         found = self._call(lambda: self.cache.client.get_many(list(full)), {})
-        return {full[k]: json.loads(v) for k, v in found.items()}
+        return {full[k]: value for k, v in found.items()
+                if (value := self._load(v)) is not None}
 
     # -- keys --------------------------------------------------------------------
     @staticmethod

@@ -45,7 +45,8 @@ class Backend(SharedExtension):
     Container config: CASSANDRA_KEYSPACE (tests), CACHE_PREFIX,
     MEMCACHED_PORT (overrides EXCHANGE_MEMCACHED_PORT; tests point the cache at
     a throw-away server), MARKETDATA_MARKETS (extra markets),
-    MARKETDATA_TRADE_QUEUE (the trade queue's name; tests use their own).
+    MARKETDATA_TRADE_QUEUE and MARKETDATA_TRADE_EXCHANGE (where trades are
+    consumed from; tests use their own, isolated from the shared vhost).
     """
 
     clock = staticmethod(lambda: time.time_ns() // 1_000_000)   # the Clock provider sets it
@@ -99,7 +100,9 @@ class TradeEvents(BatchConsumerProvider):
     backend = Backend()
 
     def setup_consumer(self):
-        self.queue = self.container.config.get("MARKETDATA_TRADE_QUEUE", type(self).queue)
+        config = self.container.config
+        self.queue = config.get("MARKETDATA_TRADE_QUEUE", type(self).queue)
+        self.exchange = config.get("MARKETDATA_TRADE_EXCHANGE", type(self).exchange)
 
     def handle(self, batch) -> None:
         trades = []

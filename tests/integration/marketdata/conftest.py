@@ -26,28 +26,33 @@ def market():
 
 
 @pytest.fixture
-def trade_queue(nameko_config):
-    """A trade queue of the test's own (the service's is shared by name and
-    single-active-consumer), deleted afterwards so no orphan queue collects
-    the test vhost's events."""
-    name = f"marketdata.trades.test-{uuid.uuid4().hex[:8]}"
+def trade_route(nameko_config):
+    """A trade exchange and queue of the test's own. The test vhost is shared
+    by everyone's tests: a queue bound to the real matching.events would
+    collect their events, and deleting it could break their publishers'
+    channels (RabbitMQ 3.10 closes a channel that publishes to a quorum queue
+    deleted under it). Declared and bound before the service starts, so that
+    events published right after its start are queued, not dropped."""
+    tag = uuid.uuid4().hex[:8]
+    queue_name, exchange_name = f"marketdata.trades.test-{tag}", f"marketdata.test-{tag}.events"
     with Connection(nameko_config["AMQP_URI"]) as amqp:
-        # declared and bound before the service starts, so that events
-        # published right after its start are queued, not dropped
-        queue = command_queue(name)(amqp.default_channel)
-        queue.declare()
-        exchange = Exchange("matching.events", type="topic", durable=True)(amqp.default_channel)
+        channel = amqp.default_channel
+        exchange = Exchange(exchange_name, type="topic", durable=True)(channel)
         exchange.declare()
+        queue = command_queue(queue_name)(channel)
+        queue.declare()
         queue.bind_to(exchange, routing_key="trade_executed")
-    yield name
+    yield queue_name, exchange_name
     with Connection(nameko_config["AMQP_URI"]) as amqp:
-        command_queue(name)(amqp.default_channel).delete()
+        command_queue(queue_name)(amqp.default_channel).delete()
+        Exchange(exchange_name)(amqp.default_channel).delete()
 
 
 @pytest.fixture
-def md_config(trade_queue, nameko_config, market):
+def md_config(trade_route, nameko_config, market):
     ManualClock.at = T0
-    return {**nameko_config, "max_workers": 50, "MARKETDATA_TRADE_QUEUE": trade_queue,
+    return {**nameko_config, "max_workers": 50, "MARKETDATA_TRADE_QUEUE": trade_route[0],
+            "MARKETDATA_TRADE_EXCHANGE": trade_route[1],
             "MARKETDATA_MARKETS": [
         {"symbol": market, "base_asset": market.split("-")[0], "quote_asset": "USDT",
          "tick_size": "0.01", "lot_size": "0.0001"}]}

@@ -9,6 +9,7 @@ import uuid
 from decimal import Decimal
 
 import eventlet
+from kombu import Connection, Exchange, Producer
 from nameko.standalone.events import event_dispatcher
 from nameko.testing.services import entrypoint_waiter
 
@@ -48,6 +49,7 @@ class Matching:
     """Publishes what the matching service would, on the test vhost."""
 
     def __init__(self, config, container, market):
+        self.config = config
         self.dispatch = event_dispatcher(config)
         self.container = container
         self.market = market
@@ -82,8 +84,12 @@ class Matching:
         them (its trade consumer counts what it recorded, per market)."""
         backend = self.container.shared_extensions[Backend]
         target = backend.ingested[self.market] + len(payloads)
-        for payload in payloads:
-            self.dispatch("matching", "trade_executed", payload)
+        with Connection(self.config["AMQP_URI"]) as amqp:     # the test's own trade exchange
+            exchange = Exchange(self.config["MARKETDATA_TRADE_EXCHANGE"], type="topic",
+                                durable=True)
+            producer = Producer(amqp.default_channel, exchange=exchange, serializer="json")
+            for payload in payloads:
+                producer.publish(payload, routing_key="trade_executed", delivery_mode=2)
         deadline = time.monotonic() + timeout
         while backend.ingested[self.market] < target:
             assert time.monotonic() < deadline, "trades not ingested in time"

@@ -67,7 +67,7 @@ def test_memcached_killed_mid_test_reads_stay_correct_and_ingest_goes_on(
     # Memcached back (empty, as a restarted one is): same answers, cache refilled
     throwaway_memcached.start()
     refilled = None
-    for _ in range(50):                     # the breaker and the retry timer take ~1-2 s
+    for _ in range(200):                    # the breaker and the retry timer take ~1-2 s
         assert snapshot(rpc, market) == during
         refilled = cache.get(HotCache.recent_key(market))
         if refilled is not None:

@@ -74,7 +74,7 @@ def test_the_24h_ticker_rolls_off_old_trades(matching, market, rpc, md_config, m
     # the timer rolls the cached ticker into the new minute as well
     cache = memcached_of(md_config)
     deadline = T0 + HOUR + DAY
-    for _ in range(50):
+    for _ in range(200):
         cached = cache.get(HotCache.ticker_key(market))
         if cached and cached["minute"] == deadline:
             break
@@ -122,7 +122,7 @@ def test_depth_and_best_bid_ask_follow_book_events(matching, market, rpc, md_con
     ticker = rpc.get_ticker(market)
     assert (ticker["best_bid"], ticker["best_ask"]) == (["100.00", "0.5000"], ["101.00", "2.0000"])
     cache = memcached_of(md_config)
-    for _ in range(50):
+    for _ in range(200):
         cached = cache.get(HotCache.depth_key(market))
         if cached and cached["seq"] == 3:
             break
