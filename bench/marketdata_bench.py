@@ -190,7 +190,7 @@ def main():
                    "MARKETDATA_MARKETS": [{"symbol": m, "base_asset": m.split("-")[0],
                                            "quote_asset": "USDT", "tick_size": "0.01",
                                            "lot_size": "0.00001"} for m in markets.values()]})
-    from kombu import Connection, Exchange, Producer
+    from kombu import Connection, Exchange, Producer, Queue
     from nameko.containers import ServiceContainer
     from nameko.standalone.rpc import ServiceRpcProxy
 
@@ -298,7 +298,8 @@ def main():
                         first = (time.perf_counter(), backend.ingested[markets["events"]])
                     eventlet.sleep(0.01)
                 elapsed = time.perf_counter() - started
-                steady = (len(events) - first[1]) / (time.perf_counter() - first[0])
+                steady = (None if first is None or first[1] == len(events)
+                          else (len(events) - first[1]) / (time.perf_counter() - first[0]))
             finally:
                 container.stop()
                 with Connection(config["AMQP_URI"]) as amqp:
@@ -309,9 +310,12 @@ def main():
             print(f"\ningest, end to end: {len(events):,} trade_executed events waiting in RabbitMQ, "
                   f"consumed by a service container (batches of up to 1,000)")
             print(f"  {len(events) / elapsed:,.0f} trades/s   ({elapsed:.2f} s incl. container start; "
-                  f"{steady:,.0f} trades/s after the first batch; {rows:,} rows counted back)")
+                  + (f"{steady:,.0f} trades/s after the first batch; " if steady else "")
+                  + f"{rows:,} rows counted back)")
     finally:
         pipeline.stop()
+        with Connection(config["AMQP_URI"]) as amqp:       # Nameko leaves RPC queues behind
+            Queue(f"rpc-marketdata_bench_{tag.lower()}")(amqp.default_channel).delete()
         if not args.keep:
             for key, trades in written.items():
                 cleanup(session, markets[key], trades)

@@ -7,7 +7,7 @@ import sys
 import uuid
 
 import pytest
-from kombu import Connection, Exchange
+from kombu import Connection, Exchange, Queue
 from nameko.standalone.rpc import ServiceRpcProxy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -49,7 +49,17 @@ def trade_route(nameko_config):
 
 
 @pytest.fixture
-def md_config(trade_route, nameko_config, market):
+def service_name(nameko_config):
+    """A Nameko name of the test's own; its RPC queue (durable, not removed by
+    Nameko) is deleted after the container has stopped."""
+    name = f"marketdata_t{uuid.uuid4().hex[:8]}"
+    yield name
+    with Connection(nameko_config["AMQP_URI"]) as amqp:
+        Queue(f"rpc-{name}")(amqp.default_channel).delete()
+
+
+@pytest.fixture
+def md_config(service_name, trade_route, nameko_config, market):
     ManualClock.at = T0
     return {**nameko_config, "max_workers": 50, "MARKETDATA_TRADE_QUEUE": trade_route[0],
             "MARKETDATA_TRADE_EXCHANGE": trade_route[1],
@@ -59,8 +69,8 @@ def md_config(trade_route, nameko_config, market):
 
 
 @pytest.fixture
-def service(md_config, container_factory):
-    container = container_factory(isolated(MarketDataUnderTest), md_config)
+def service(md_config, service_name, container_factory):
+    container = container_factory(isolated(MarketDataUnderTest, service_name), md_config)
     container.start()
     return container
 

@@ -35,10 +35,10 @@ class ManualClock(Clock):
         return ManualClock.at
 
 
-def isolated(cls):
+def isolated(cls, name: str):
     """The service class under a name of its own: the test vhost is shared
     (other runs of these tests, benchmarks), and Nameko routes RPC by name."""
-    return type(cls.__name__, (cls,), {"name": f"marketdata_t{uuid.uuid4().hex[:8]}"})
+    return type(cls.__name__, (cls,), {"name": name})
 
 
 class MarketDataUnderTest(MarketDataService):

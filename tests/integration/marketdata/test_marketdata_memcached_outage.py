@@ -23,16 +23,16 @@ class WithoutRetryTimer(MarketDataUnderTest):
         pass
 
 
-def start(container_factory, cls, md_config, market, port):
+def start(container_factory, cls, md_config, name, port):
     config = {**md_config, "MEMCACHED_PORT": port}
-    container = container_factory(isolated(cls), config)
+    container = container_factory(isolated(cls, name), config)
     container.start()
     return config, container
 
 
 @pytest.fixture
-def own_cache_service(md_config, container_factory, market, throwaway_memcached):
-    config, container = start(container_factory, MarketDataUnderTest, md_config, market,
+def own_cache_service(md_config, service_name, container_factory, market, throwaway_memcached):
+    config, container = start(container_factory, MarketDataUnderTest, md_config, service_name,
                               throwaway_memcached.port)
     with ServiceRpcProxy(container.service_name, config, timeout=30) as rpc:
         yield rpc, Matching(config, container, market), config
@@ -77,9 +77,10 @@ def test_memcached_killed_mid_test_reads_stay_correct_and_ingest_goes_on(
 
 
 def test_entries_the_data_outlived_are_never_served(
-        md_config, container_factory, market, throwaway_memcached, memcached_of, monkeypatch):
+        md_config, service_name, container_factory, market, throwaway_memcached, memcached_of,
+        monkeypatch):
     monkeypatch.setattr(HotCache, "OUTAGE_BACKOFF", 0.2)
-    config, container = start(container_factory, WithoutRetryTimer, md_config, market,
+    config, container = start(container_factory, WithoutRetryTimer, md_config, service_name,
                               throwaway_memcached.port)
     matching = Matching(config, container, market)
     with ServiceRpcProxy(container.service_name, config, timeout=30) as rpc:
