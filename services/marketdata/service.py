@@ -123,4 +123,4 @@ class MarketDataService:
         return {"status": "ok", "service": self.name, "markets": self.markets.symbols(),
                 "depth": {m: b.state for m, b in self.depth_books.books.items()},
                 "flushes": self.trade_log.flushes,
-                "consuming_trades": self.trade_events.active}
+                "trade_events_handled": self.trade_events.handled}
