@@ -119,3 +119,32 @@ def test_one_relay_per_stream_and_the_standby_takes_over(pool, relay, stream, na
     got = drain(nameko_config, queue_name, 1)
     assert got == [("after-takeover", 7)]
     assert standby.active and standby.published == 1
+
+
+
+def test_a_batch_the_broker_refuses_stays_in_the_outbox(pool, relay, stream, nameko_config):
+    """A full queue that rejects publishes makes the broker nack: the relay
+    keeps the rows and retries; it never deletes what was not confirmed."""
+    from kombu import Exchange, Queue
+    source = f"test-refusing-{stream}"
+    full = Queue(f"{source}.full", routing_key="#",
+                 exchange=Exchange(f"{source}.events", type="topic", durable=True),
+                 queue_arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+
+    def left():
+        with pool.connection() as conn:
+            return conn.execute("SELECT count(*) FROM outbox WHERE stream = %s",
+                                (stream,)).fetchone()[0]
+    with Connection(nameko_config["AMQP_URI"]) as amqp:
+        full(amqp.default_channel).declare()
+        with Database(pool).transaction() as conn:
+            for n in range(3):
+                enqueue_event(conn, stream, source, "thing", f"refused-{n}", {"n": n})
+        r = relay()
+        eventlet.sleep(3)
+        assert left() == 3 and r.published == 0
+        full(amqp.default_channel).delete()
+    deadline = time.monotonic() + 10
+    while left() and time.monotonic() < deadline:
+        eventlet.sleep(0.2)
+    assert left() == 0 and r.published == 3
