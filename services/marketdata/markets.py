@@ -18,7 +18,7 @@ from services.matching.models import MarketConfig
 SYMBOL = re.compile(r"^[A-Z0-9]{2,16}-[A-Z0-9]{2,16}$")
 
 DEFAULT_MARKETS = (
-    MarketConfig("BTC-USDT", "BTC", "USDT", tick_size="0.01", lot_size="0.00001"),
+    MarketConfig("BTC-USDT", "BTC", "USDT", tick_size="0.01", lot_size="0.0001"),
     MarketConfig("ETH-USDT", "ETH", "USDT", tick_size="0.01", lot_size="0.0001"),
 )
 

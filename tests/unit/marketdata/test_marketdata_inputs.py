@@ -1,5 +1,7 @@
 """Bad input becomes typed errors; read windows are bounded by the limit."""
+import json
 import os
+import re
 import sys
 from decimal import Decimal
 
@@ -94,6 +96,25 @@ def test_unknown_markets_are_typed_errors():
     for value in ("DOGE-USDT", "", None, 5, "btc-usdt"):
         with pytest.raises(UnknownMarket):
             MARKETS.get(value)
+
+
+def test_default_markets_have_the_matching_engines_tick_and_lot():
+    """The stand-in registry must agree with the markets matching seeds
+    (services/matching/migrations/001_journal.sql) until issue 5 makes one
+    registry: a finer lot here would accept trades the engine never makes."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    with open(os.path.join(root, "services", "matching", "migrations", "001_journal.sql")) as f:
+        seeded = {m["symbol"]: m for m in map(json.loads, re.findall(r"'(\{.*?\})'", f.read(), re.S))}
+    assert set(seeded) == {"BTC-USDT", "ETH-USDT"}
+    for symbol, config in seeded.items():
+        ours = MARKETS.get(symbol)
+        assert (ours.tick_size, ours.lot_size) == (config["tick_size"], config["lot_size"]), symbol
+
+
+def test_a_btc_quantity_finer_than_the_engines_lot_is_refused():
+    with pytest.raises(InvalidEvent):
+        schemas.trade_from_event({**EVENT, "quantity": "0.00005", "quote_quantity": "3.2000005"},
+                                 MARKETS)
 
 
 # ---------------------------------------------------------------- windows and pages
