@@ -62,6 +62,9 @@ class BatchConsumer:
             on_message = lambda body, message: buffer.append((body, message))  # noqa: E731
             with Consumer(channel, [queue], callbacks=[on_message], accept=["json"]):
                 while self.running:
+                    # py-amqp sends heartbeats only when asked: an idle standby
+                    # would otherwise be dropped by the broker every ~20 s.
+                    amqp.heartbeat_check()
                     try:
                         amqp.drain_events(timeout=self.idle_every)
                     except socket.timeout:

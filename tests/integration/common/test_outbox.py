@@ -137,13 +137,15 @@ def test_a_batch_the_broker_refuses_stays_in_the_outbox(pool, relay, stream, nam
                                 (stream,)).fetchone()[0]
     with Connection(nameko_config["AMQP_URI"]) as amqp:
         full(amqp.default_channel).declare()
-        with Database(pool).transaction() as conn:
-            for n in range(3):
-                enqueue_event(conn, stream, source, "thing", f"refused-{n}", {"n": n})
-        r = relay()
-        eventlet.sleep(3)
-        assert left() == 3 and r.published == 0
-        full(amqp.default_channel).delete()
+        try:
+            with Database(pool).transaction() as conn:
+                for n in range(3):
+                    enqueue_event(conn, stream, source, "thing", f"refused-{n}", {"n": n})
+            r = relay()
+            eventlet.sleep(3)
+            assert left() == 3 and r.published == 0
+        finally:
+            full(amqp.default_channel).delete()
     deadline = time.monotonic() + 10
     while left() and time.monotonic() < deadline:
         eventlet.sleep(0.2)

@@ -46,6 +46,16 @@ def market(nameko_config, container_factory):
         matching.create_market({"symbol": symbol, "base_asset": "TST", "quote_asset": "USDT",
                                 "tick_size": "0.01", "lot_size": "0.001"})
     rpc_only.kill()
+    # The listener's queues are durable and shared by every test publishing
+    # matching events to this vhost: start from empty ones.
+    with Connection(nameko_config["AMQP_URI"]) as conn:
+        for name in ("evt-matching-trade_executed--trade_listener.on_trade",
+                     "evt-matching-order_updated--trade_listener.on_order"):
+            try:
+                with conn.channel() as channel:
+                    channel.queue_purge(name)
+            except Exception:  # not declared yet: nothing to purge
+                pass
     TradeListener.trades.clear()
     TradeListener.orders.clear()
     return symbol
