@@ -14,7 +14,12 @@ small.
   BTC-USDT / ETH-USDT between ``--users`` funded users (random maker, taker
   and side; 1 trade in 10 charges a fee tier). Reports trades/s and the
   per-batch latency percentiles.
-  Then the same again with one settler per market running concurrently.
+  Then the same volume through ``PostgresLedger.settle_batches`` (one
+  settler, pipelined: batch N+1 is built while batch N commits), called with
+  ``--consumer-batches`` batches at a time as the ``TradeSettlement`` consumer
+  calls it per handled message batch; then one settler per market running
+  concurrently. The settlers use a pool of their own sized like the
+  consumer's (5 connections), not the holds' pool of ``--concurrency``.
 * ``hold``: ``--holds`` holds of 0.0001 BTC by ``--concurrency`` greenthreads
   (eventlet GreenPool) through ``PostgresLedger.hold`` on one pool of as many
   connections; each hold has its own ref, users are picked at random.
@@ -198,6 +203,27 @@ def bench_settle(ledger: PostgresLedger, batches: list, meter: CpuMeter) -> floa
     return trades / elapsed
 
 
+def bench_settle_pipelined(ledger: PostgresLedger, batches: list, per_call: int,
+                           meter: CpuMeter) -> float:
+    """One settler, pipelined (settle_batches), ``per_call`` batches per call."""
+    ledger.settle_batches(batches[:3])  # warm-up
+    timed = batches[3:]
+    latencies = []
+    meter.start()
+    started = time.perf_counter()
+    for i in range(0, len(timed), per_call):
+        t0 = time.perf_counter()
+        ledger.settle_batches(timed[i:i + per_call])
+        latencies.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - started
+    trades = sum(len(b) for b in timed)
+    print(f"settle_batches: {trades} trades in {len(timed)} batches of {len(timed[0])}, one settler, "
+          f"pipelined, {per_call} batches per call: {trades / elapsed:,.0f} trades/s ({elapsed:.2f} s)")
+    print(f"  per call of {per_call} batches: {percentiles(latencies)}")
+    print(f"  {meter.report(trades, 'trade')}")
+    return trades / elapsed
+
+
 def bench_settle_per_market(ledger: PostgresLedger, batches: list, meter: CpuMeter) -> float:
     """One settler per market, concurrently (as the exchange runs them)."""
     by_market: dict[str, list] = {}
@@ -268,6 +294,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--holds", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--consumer-batches", type=int, default=5,
+                        help="batches per settle_batches call (TradeSettlement: 500 messages "
+                             "in batches of 100)")
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=1,
@@ -283,6 +312,9 @@ def main() -> None:
                      name="wallets-bench", kwargs={"application_name": APPLICATION_NAME})
     ledger = PostgresLedger(pool)
     ledger.ensure_system_accounts()
+    settle_pool = make_pool(settings, BENCH_DB, min_size=5, max_size=5, name="wallets-bench-settle",
+                            kwargs={"application_name": APPLICATION_NAME})
+    settler = PostgresLedger(settle_pool)
     meter = CpuMeter(settings)
     rng = random.Random(args.seed)
     print(f"machine: {machine(settings)}")
@@ -294,9 +326,12 @@ def main() -> None:
     for _ in range(args.repeat):
         if args.only in (None, "settle"):
             figures.setdefault("settle_trades, one settler (trades/s)", []).append(bench_settle(
-                ledger, make_batches(users, args.batches + 3, args.batch_size, rng), meter))
+                settler, make_batches(users, args.batches + 3, args.batch_size, rng), meter))
+            figures.setdefault("settle_batches, one settler, pipelined (trades/s)", []).append(
+                bench_settle_pipelined(settler, make_batches(users, args.batches + 3, args.batch_size, rng),
+                                       args.consumer_batches, meter))
             figures.setdefault("settle_trades, one settler per market (trades/s)", []).append(
-                bench_settle_per_market(ledger, make_batches(users, args.batches, args.batch_size, rng),
+                bench_settle_per_market(settler, make_batches(users, args.batches, args.batch_size, rng),
                                         meter))
         if args.only in (None, "hold"):
             figures.setdefault("hold, group commit (holds/s)", []).append(
@@ -310,6 +345,7 @@ def main() -> None:
     t0 = time.perf_counter()
     findings = ledger.audit()
     print(f"audit: {'clean' if not findings else findings} ({time.perf_counter() - t0:.1f} s, untimed)")
+    settle_pool.close()
     pool.close()
     if findings:
         sys.exit(1)

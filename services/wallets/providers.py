@@ -21,7 +21,7 @@ import json
 import os
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, NamedTuple, Optional
 
 import eventlet
 import psycopg
@@ -42,6 +42,7 @@ from services.wallets.errors import (
     InsufficientLocked,
     UnknownAddress,
     UnknownUser,
+    WalletsError,
     WithdrawalNotFound,
 )
 from services.wallets.ledger import (
@@ -121,6 +122,13 @@ def _locking_first(statement: str) -> str:
 POST_LOCKED_NEW_ENTRIES = _locking_first(POST_NEW_ENTRIES)
 POST_LOCKED_ENTRIES_SKIPPING_KNOWN_KEYS = _locking_first(POST_ENTRIES_SKIPPING_KNOWN_KEYS)
 
+# settle_trades' fast path: POST_LOCKED_NEW_ENTRIES returning only what a
+# trade's result needs (no timestamps to parse).
+SETTLE_NEW_TRADES = POST_LOCKED_NEW_ENTRIES.replace(
+    "SELECT idempotency_key, id, created_at FROM new_transactions",
+    "SELECT idempotency_key, id FROM new_transactions")
+assert SETTLE_NEW_TRADES != POST_LOCKED_NEW_ENTRIES
+
 FEE_TIERS = """
 SELECT t.user_id, t.tier FROM wallets.fee_tiers t JOIN unnest(%s::text[]) AS u (id) ON u.id = t.user_id
 """
@@ -186,7 +194,33 @@ SELECT t.id, t.type, t.created_at, t.details, page.available_delta, page.locked_
 # ---------------------------------------------------------------- helpers
 
 
+class PreparedSettlement(NamedTuple):
+    """A batch of trades built and encoded, ready for SETTLE_NEW_TRADES."""
+
+    trades: list[Trade]
+    batch: dict  # key -> details of each entry to post
+    parameters: tuple[str, str, str]  # account ids to lock, entries, postings
+
+
 _json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _entries_json(entries: list[JournalEntry]) -> tuple[str, str]:
+    """The two JSON parameters of POST_ENTRIES: the entries and their postings."""
+    transactions, postings = [], []
+    for entry in entries:
+        transactions.append({"k": entry.key, "t": entry.type, "d": entry.details})
+        key = _json(entry.key)
+        for account_id, asset, bucket, amount in entry.postings:  # ints and registry names
+            postings.append(
+                f'{{"k":{key},"a":{account_id:d},"b":"{bucket}","s":"{asset}","m":{amount:d}}}')
+    return _json(transactions), f"[{','.join(postings)}]"
+
+
+def _bigint_array(ids: Iterable[int]) -> str:
+    """A bigint[] parameter as its text literal: psycopg's list dumper cost
+    more Python time than the statement's other parameters together."""
+    return "{" + ",".join(map(str, ids)) + "}"
 
 
 def iso(timestamp) -> str:
@@ -336,21 +370,14 @@ class PostgresLedger:
         created_at)} of those inserted (with ``skip_known_keys``, an entry
         whose key exists is skipped instead of failing; with ``lock``, those
         account ids are first locked in id order, in the same statement)."""
-        transactions, postings = [], []
-        for entry in entries:
-            transactions.append({"k": entry.key, "t": entry.type, "d": entry.details})
-            key = _json(entry.key)
-            for account_id, asset, bucket, amount in entry.postings:  # ints and registry names
-                postings.append(
-                    f'{{"k":{key},"a":{account_id:d},"b":"{bucket}","s":"{asset}","m":{amount:d}}}')
+        transactions, postings = _entries_json(entries)
         if lock is not None:
             statement = POST_LOCKED_ENTRIES_SKIPPING_KNOWN_KEYS if skip_known_keys \
                 else POST_LOCKED_NEW_ENTRIES
-            rows = conn.execute(statement, (lock, _json(transactions),
-                                            f"[{','.join(postings)}]")).fetchall()
+            rows = conn.execute(statement, (_bigint_array(lock), transactions, postings)).fetchall()
         else:
             statement = POST_ENTRIES_SKIPPING_KNOWN_KEYS if skip_known_keys else POST_NEW_ENTRIES
-            rows = conn.execute(statement, (_json(transactions), f"[{','.join(postings)}]")).fetchall()
+            rows = conn.execute(statement, (transactions, postings)).fetchall()
         return {key: (transaction_id, created_at) for key, transaction_id, created_at in rows}
 
     def _stored(self, conn, keys: list[str]) -> dict:
@@ -620,12 +647,96 @@ class PostgresLedger:
         again, and its original result is returned; with different content it
         is an IdempotencyConflict. Returns one result per trade, in order.
 
-        Fast path: read the fee tiers and the known keys without locks, build
-        the entries, then one autocommitted statement locks the accounts in id
-        order and inserts everything, the CHECK constraints deciding. If a
-        balance would go below zero, the batch is decided again on locked
-        balances, which names the trade the funds do not cover.
+        Fast path: read the fee tiers without locks, build the entries, then
+        one autocommitted statement locks the accounts in id order and
+        inserts everything, the unique key and the CHECK constraints deciding.
+        A trade settled before makes that statement fail on its key: the batch
+        is then decided again with the stored entries. If a balance would go
+        below zero, it is decided again on locked balances, which names the
+        trade the funds do not cover.
         """
+        with self._connection() as conn:
+            return self._post_settlement(conn, self._prepare_settlement(conn, trades))
+
+    def settle_batches(self, batches: Iterable[list[Trade]],
+                       refused: Optional[Callable[[list[Trade], WalletsError], list]] = None
+                       ) -> list[list[dict]]:
+        """Settle ``batches`` one after the other, each exactly as
+        ``settle_trades`` would (one database transaction, all or nothing,
+        idempotent per trade), pipelined: while batch N's statement runs in
+        PostgreSQL, batch N+1 is built here (tiers read on a second
+        connection). Batch N+1 is posted only once batch N is decided, so
+        batches commit in order, one at a time, on one connection.
+
+        A batch the ledger refuses (a typed ``WalletsError``) raises, and no
+        later batch is posted -- unless ``refused(trades, error)`` is given: it
+        is then called in order, before the next batch is posted, and what it
+        returns stands for that batch's results. Returns the results of every
+        batch, in order.
+        """
+        results: list[list[dict]] = []
+        in_flight = None
+        with self._connection() as writer, self._connection() as reader:
+            try:
+                for trades in batches:
+                    try:
+                        prepared = self._prepare_settlement(reader, trades)
+                    except WalletsError as exc:
+                        prepared = exc
+                    if in_flight is not None:
+                        results.append(in_flight.wait())
+                    in_flight = eventlet.spawn(self._post_prepared, writer, trades, prepared, refused)
+                if in_flight is not None:
+                    results.append(in_flight.wait())
+                    in_flight = None
+            finally:
+                if in_flight is not None:  # never hand a busy connection back to the pool
+                    try:
+                        in_flight.wait()
+                    except Exception:  # already failing: the first error is the one raised
+                        pass
+        return results
+
+    def _post_prepared(self, conn, trades: list[Trade], prepared, refused) -> list[dict]:
+        try:
+            if isinstance(prepared, WalletsError):
+                raise prepared
+            return self._post_settlement(conn, prepared)
+        except WalletsError as exc:
+            if refused is None:
+                raise
+            return refused(trades, exc)
+
+    def _prepare_settlement(self, conn, trades: list[Trade]) -> "PreparedSettlement":
+        """Everything the fast path's statement needs, read without locks."""
+        accounts = {(owner, asset): Account(account_id, owner, "", asset, 0, 0)
+                    for (owner, asset), account_id
+                    in self._account_ids_of(conn, self._settlement_pairs(trades)).items()}
+        users = sorted({user for trade in trades for user in (trade.maker_user, trade.taker_user)})
+        tiers = dict(conn.execute(FEE_TIERS, (users,)).fetchall())
+        entries, batch = self._settlement_entries(trades, accounts, tiers, {}, None)
+        lock = sorted({posting.account_id for entry in entries for posting in entry.postings})
+        return PreparedSettlement(trades, batch, (_bigint_array(lock), *_entries_json(entries)))
+
+    def _post_settlement(self, conn, prepared: "PreparedSettlement") -> list[dict]:
+        """The fast path's one statement, or the batch decided again when it
+        is refused (see settle_trades)."""
+        try:
+            rows = conn.execute(SETTLE_NEW_TRADES, prepared.parameters).fetchall()
+        except pg_errors.CheckViolation as exc:
+            if exc.diag.constraint_name not in ("accounts_available_nonnegative",
+                                                "accounts_locked_nonnegative"):
+                raise
+            return self._settle_exactly(prepared.trades)
+        except (pg_errors.UniqueViolation, pg_errors.DeadlockDetected,
+                pg_errors.SerializationFailure):
+            # A trade settled before (a redelivered batch), or by a concurrent
+            # settler: decide the batch with the stored entries.
+            return self._settle_with_replays(prepared.trades)
+        inserted = {key: (transaction_id, None) for key, transaction_id in rows}
+        return self._settlement_results(prepared.trades, inserted, prepared.batch, {})
+
+    def _settle_with_replays(self, trades: list[Trade]) -> list[dict]:
         try:
             return self._settle_optimistically(trades)
         except pg_errors.CheckViolation as exc:

@@ -1,7 +1,10 @@
 """Settling the engines' trades: consumed in publish order from a quorum queue
-with one active consumer, in batches, each batch in one ledger transaction
-(PostgresLedger.settle_trades, idempotent per trade id), acknowledged after the
-commit. A crash before the ack redelivers the batch and settles nothing twice.
+with one active consumer, up to ``batch`` messages at a time, settled in
+ledger batches of ``ledger_batch`` trades, each in one ledger transaction
+(PostgresLedger.settle_batches: idempotent per trade id, pipelined -- the next
+ledger batch is built while the previous one commits -- and committed in
+order), and acknowledged only after every one of them committed. A crash
+before the ack redelivers the messages and settles nothing twice.
 A trade the ledger refuses (locked funds short, an id reused with other
 content) is parked in wallets.unsettled_trades, reported by audit(), and the
 stream goes on; a trade of a market this ledger does not list is logged.
@@ -26,12 +29,13 @@ class TradeSettlement(BatchConsumerProvider):
     queue = "wallets.settlement"
     exchange = "matching.events"
     routing_keys = ["trade_executed"]
-    batch = 200
+    batch = 500  # messages per handle call (the prefetch), acked together
+    ledger_batch = 100  # trades per ledger transaction
 
     def setup_consumer(self):
         settings = load_settings()
-        self.pool = make_pool(settings, self.container.config.get("POSTGRES_DB"), min_size=1,
-                              max_size=3, name="wallets-settlement")
+        self.pool = make_pool(settings, self.container.config.get("POSTGRES_DB"), min_size=2,
+                              max_size=5, name="wallets-settlement")
         self.ledger = PostgresLedger(self.pool)
 
     def stop(self):
@@ -51,16 +55,23 @@ class TradeSettlement(BatchConsumerProvider):
                 log.error("trade %s is not settleable here: %s", message_id, exc)
         if not trades:
             return
-        try:
-            self.ledger.settle_trades([trade for _, trade in trades])
-        except WalletsError:
-            # One refused trade must not stop the stream: settle one by one and
-            # park what the ledger refuses (audit() reports it until resolved).
-            for body, trade in trades:
+        bodies = {trade.key: body for body, trade in trades}
+        settleable = [trade for _, trade in trades]
+
+        def refused(batch, error):
+            # One refused trade must not stop the stream: settle this ledger
+            # batch one by one and park what the ledger refuses (audit()
+            # reports it until resolved). Runs before the next batch is posted.
+            for trade in batch:
                 try:
                     self.ledger.settle_trades([trade])
                 except WalletsError as exc:
-                    self.park(body, exc)
+                    self.park(bodies[trade.key], exc)
+            return []
+
+        self.ledger.settle_batches(
+            [settleable[i:i + self.ledger_batch] for i in range(0, len(settleable), self.ledger_batch)],
+            refused=refused)
 
     def park(self, body: dict, error: Exception) -> None:
         log.error("trade %s of %s cannot be settled: %s", body.get("trade_id"), body.get("market"),
