@@ -19,7 +19,7 @@
    returned, i.e. until every trade row (by market, and by user for both
    sides) and every candle of the 8 intervals is acknowledged by Cassandra and
    the cache is published. The rows are counted back afterwards.
-   ``--trades 0`` stops after the reads.
+   ``--reads 0``, ``--trades 0``, ``--events 0`` skip a part.
 3. Ingest, end to end: ``--events`` trade_executed messages are published on
    RabbitMQ into the service's trade queue first, then a service container
    is started and timed until it has recorded them all (consume, validate,
@@ -200,75 +200,75 @@ def main():
     pipeline = IngestPipeline(store, cache)
     pipeline.start()
     try:
-        # ------------------------------------------------------------ reads
-        # (first, on a quiet Cassandra: the ingest runs leave flushes and
-        # compactions behind them for a while)
-        day = floor_to(now, DAY) - 2 * DAY
-        day_trades = synthetic_trades(markets["day"], 1440 * 3, day, 1, seed=3)
-        day_trades = [replace(t, executed_at=day + (i // 3) * MINUTE + (i % 3) * 1000)
-                      for i, t in enumerate(day_trades)]
-        written["day"] = day_trades
-        ingest(pipeline, day_trades, args.batch)
-        reads = MarketReads(store, cache, DepthKeeper(cache))
-        market = markets["day"]
-        part = partition_start(day, "1m")
-
-        def read():
-            result = reads.candles(market, "1m", day, day + DAY, 1440, now)
-            assert len(result["candles"]) == 1440, len(result["candles"])
-
-        def fetched():
-            reads._decoded.clear()
-            read()
-
-        def cold():
-            cache.bump_candles(market, "1m", part)
-            read()
-
-        for fn in (read, fetched, cold):
-            timed(fn, 20)                                 # warm-up
-        print("\nget_candles(1m, one UTC day = 1,440 candles), service read path (reads.MarketReads):")
-        show("cache hit: version check + local decoded copy", timed(read, args.reads))
-        show("cache hit: rows fetched from Memcached", timed(fetched, args.reads))
-        show("from Cassandra (cache version bumped first)", timed(cold, args.reads))
-
         # a name of its own: the test vhost is shared, Nameko routes RPC by name
         service_cls = type("MarketDataService", (MarketDataService,),
                            {"name": f"marketdata_bench_{tag.lower()}"})
-        container = ServiceContainer(service_cls, config)
-        container.start()
-        try:
-            with ServiceRpcProxy(service_cls.name, config, timeout=30) as rpc:
-                def rpc_read():
-                    assert len(rpc.get_candles(market, "1m", day, day + DAY, 1440)["candles"]) == 1440
+        # ------------------------------------------------------------ reads
+        # (first, on a quiet Cassandra: the ingest runs leave flushes and
+        # compactions behind them for a while)
+        if args.reads:
+            day = floor_to(now, DAY) - 2 * DAY
+            day_trades = synthetic_trades(markets["day"], 1440 * 3, day, 1, seed=3)
+            day_trades = [replace(t, executed_at=day + (i // 3) * MINUTE + (i % 3) * 1000)
+                          for i, t in enumerate(day_trades)]
+            written["day"] = day_trades
+            ingest(pipeline, day_trades, args.batch)
+            reads = MarketReads(store, cache, DepthKeeper(cache))
+            market = markets["day"]
+            part = partition_start(day, "1m")
 
-                def rpc_cold():
-                    cache.bump_candles(market, "1m", part)
-                    rpc_read()
+            def read():
+                result = reads.candles(market, "1m", day, day + DAY, 1440, now)
+                assert len(result["candles"]) == 1440, len(result["candles"])
 
-                timed(rpc_read, 20)
-                print("get_candles, same request over Nameko RPC (RabbitMQ round trip, JSON;"
-                      " client and service in this one process):")
-                show("cache hit", timed(rpc_read, args.reads))
-                show("from Cassandra (cache version bumped first)", timed(rpc_cold, args.reads))
-        finally:
-            container.stop()
+            def fetched():
+                reads._decoded.clear()
+                read()
+
+            def cold():
+                cache.bump_candles(market, "1m", part)
+                read()
+
+            for fn in (read, fetched, cold):
+                timed(fn, 20)                                 # warm-up
+            print("\nget_candles(1m, one UTC day = 1,440 candles), service read path (reads.MarketReads):")
+            show("cache hit: version check + local decoded copy", timed(read, args.reads))
+            show("cache hit: rows fetched from Memcached", timed(fetched, args.reads))
+            show("from Cassandra (cache version bumped first)", timed(cold, args.reads))
+
+            container = ServiceContainer(service_cls, config)
+            container.start()
+            try:
+                with ServiceRpcProxy(service_cls.name, config, timeout=30) as rpc:
+                    def rpc_read():
+                        assert len(rpc.get_candles(market, "1m", day, day + DAY, 1440)["candles"]) == 1440
+
+                    def rpc_cold():
+                        cache.bump_candles(market, "1m", part)
+                        rpc_read()
+
+                    timed(rpc_read, 20)
+                    print("get_candles, same request over Nameko RPC (RabbitMQ round trip, JSON;"
+                          " client and service in this one process):")
+                    show("cache hit", timed(rpc_read, args.reads))
+                    show("from Cassandra (cache version bumped first)", timed(rpc_cold, args.reads))
+            finally:
+                container.stop()
 
         # ------------------------------------------------------------ ingest, pipeline
-        if not args.trades:
-            return
-        warm = synthetic_trades(markets["ingest"], 5000, now - 600_000, 5, seed=2)
-        ingest(pipeline, warm, args.batch)         # connections, code paths, first state loads
-        trades = synthetic_trades(markets["ingest"], args.trades, now - 300_000, 5)
-        written["ingest"] = warm + trades
-        elapsed = ingest(pipeline, trades, args.batch)
-        rows, candle_trades = count_rows(session, markets["ingest"], trades[0].executed_at,
-                                         trades[-1].executed_at)
-        print(f"\ningest, service pipeline: {len(trades):,} trades in batches of {args.batch:,}")
-        print(f"  {len(trades) / elapsed:,.0f} trades/s   ({elapsed:.2f} s; per trade: 1 row by market, "
-              f"2 rows by user; per batch: the 8 intervals' candles, cache publication)")
-        print(f"  check: {rows:,} trades_by_market rows, 1m candles count {candle_trades - len(warm):,} "
-              f"trades (expected {len(trades):,} each)")
+        if args.trades:
+            warm = synthetic_trades(markets["ingest"], 5000, now - 600_000, 5, seed=2)
+            ingest(pipeline, warm, args.batch)         # connections, code paths, first state loads
+            trades = synthetic_trades(markets["ingest"], args.trades, now - 300_000, 5)
+            written["ingest"] = warm + trades
+            elapsed = ingest(pipeline, trades, args.batch)
+            rows, candle_trades = count_rows(session, markets["ingest"], trades[0].executed_at,
+                                             trades[-1].executed_at)
+            print(f"\ningest, service pipeline: {len(trades):,} trades in batches of {args.batch:,}")
+            print(f"  {len(trades) / elapsed:,.0f} trades/s   ({elapsed:.2f} s; per trade: 1 row by market, "
+                  f"2 rows by user; per batch: the 8 intervals' candles, cache publication)")
+            print(f"  check: {rows:,} trades_by_market rows, 1m candles count {candle_trades - len(warm):,} "
+                  f"trades (expected {len(trades):,} each)")
 
         # ------------------------------------------------------------ ingest, end to end
         if args.events:
@@ -287,8 +287,10 @@ def main():
                                      retry=True)
                 while q.queue_declare(passive=True).message_count < len(events):
                     time.sleep(0.1)
+            print(f"\ningest, end to end: {len(events):,} trade_executed events waiting in RabbitMQ, "
+                  f"consumed by a service container (batches of up to 1,000)", flush=True)
             container = ServiceContainer(service_cls, config)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             container.start()
             try:
                 backend = container.shared_extensions[Backend]
@@ -298,6 +300,7 @@ def main():
                         first = (time.perf_counter(), backend.ingested[markets["events"]])
                     eventlet.sleep(0.01)
                 elapsed = time.perf_counter() - started
+                cpu = time.process_time() - cpu
                 steady = (None if first is None or first[1] == len(events)
                           else (len(events) - first[1]) / (time.perf_counter() - first[0]))
             finally:
@@ -305,13 +308,13 @@ def main():
                 with Connection(config["AMQP_URI"]) as amqp:
                     command_queue(queue)(amqp.default_channel).delete()
                     Exchange(trade_exchange)(amqp.default_channel).delete()
-            rows, _ = count_rows(session, markets["events"], events[0].executed_at,
-                                 events[-1].executed_at)
-            print(f"\ningest, end to end: {len(events):,} trade_executed events waiting in RabbitMQ, "
-                  f"consumed by a service container (batches of up to 1,000)")
+            rows, candle_trades = count_rows(session, markets["events"], events[0].executed_at,
+                                             events[-1].executed_at)
             print(f"  {len(events) / elapsed:,.0f} trades/s   ({elapsed:.2f} s incl. container start; "
                   + (f"{steady:,.0f} trades/s after the first batch; " if steady else "")
-                  + f"{rows:,} rows counted back)")
+                  + f"{rows:,} rows counted back, 1m candles count {candle_trades:,} trades)")
+            print(f"  this process's CPU: {cpu:.2f} s = {cpu / elapsed:.0%} of a core, "
+                  f"{cpu / len(events) * 1e6:,.0f} us per trade")
     finally:
         pipeline.stop()
         with Connection(config["AMQP_URI"]) as amqp:       # Nameko leaves RPC queues behind

@@ -3,6 +3,7 @@ the cache."""
 from __future__ import annotations
 
 import bisect
+import heapq
 import logging
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
@@ -253,6 +254,12 @@ class IngestPipeline:
     @staticmethod
     def _merge_recent(state: dict, trades: Iterable[Trade]) -> None:
         items, ids = state["items"], state["ids"]
+        trades = [t for t in trades if t.trade_id not in ids]
+        if len(trades) > RECENT_TRADES:
+            # only the newest RECENT_TRADES new ones can stay: the rest would
+            # each be refused or pushed out again (same result, less work)
+            trades = heapq.nlargest(RECENT_TRADES, trades, key=lambda t: t.key)
+            state["complete"] = False
         for t in trades:
             if t.trade_id in ids:
                 continue

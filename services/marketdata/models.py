@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from decimal import Decimal
 from typing import Optional
 
@@ -55,8 +56,10 @@ class Trade:
     taker_user_id: str
     executed_at: int
 
-    @property
+    @cached_property
     def key(self) -> tuple:
+        """Computed once per trade (ingest compares it in the candles and the
+        latest-trades list); kept outside the fields, so equality is unchanged."""
         return order_key(self.executed_at, self.seq, self.trade_id)
 
     def public(self) -> dict:

@@ -35,6 +35,7 @@ from services.marketdata.ingest import IngestPipeline
 from services.marketdata.markets import MarketRegistry
 from services.marketdata.reads import MarketReads
 from services.marketdata.storage import CassandraStore, consistency
+from services.marketdata.tradefeed import PipelinedBatchConsumer
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +88,17 @@ class TradeEvents(BatchConsumerProvider):
     """``trade_executed`` from the matching engines, consumed in batches, in
     publish order, by one process at a time (a quorum queue with a single
     active consumer; other instances are hot standbys). That makes this
-    process the single writer of the candles (docs/marketdata.md). A batch is
-    acknowledged only once its trades and every candle they touch are in
-    Cassandra; if that fails, the batch is redelivered (all writes are
+    process the single writer of the candles (docs/marketdata.md). Up to
+    ``depth`` batches are in flight at once; a batch is acknowledged only once
+    its trades and every candle they touch are in Cassandra, and after every
+    earlier batch; if that fails, the batch is redelivered (all writes are
     idempotent). Invalid events are logged and dropped, never retried."""
 
     queue = "marketdata.trades"
     exchange = "matching.events"
     routing_keys = ["trade_executed"]
     batch = 1000
+    depth = 3          # batches in flight (tradefeed.py); MARKETDATA_TRADE_DEPTH overrides
 
     backend = Backend()
 
@@ -103,6 +106,15 @@ class TradeEvents(BatchConsumerProvider):
         config = self.container.config
         self.queue = config.get("MARKETDATA_TRADE_QUEUE", type(self).queue)
         self.exchange = config.get("MARKETDATA_TRADE_EXCHANGE", type(self).exchange)
+        self.depth = int(config.get("MARKETDATA_TRADE_DEPTH", type(self).depth))
+
+    def setup(self):
+        """Consumption overlaps writing: ``depth`` batches in flight, acked in
+        order once durable (tradefeed.py)."""
+        self.setup_consumer()
+        self.consumer = PipelinedBatchConsumer(
+            self.container.config["AMQP_URI"], self.queue, self.exchange, self.routing_keys,
+            self.handle, self.batch, depth=self.depth)
 
     def handle(self, batch) -> None:
         trades = []

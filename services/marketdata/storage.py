@@ -110,10 +110,13 @@ class _Binder:
         self.protocol_version = statement.protocol_version
 
     def bind(self, values: tuple) -> BoundStatement:
+        """``bytes`` values are taken as already serialized (no column of
+        these tables is a blob): the trade rows share their amounts and
+        times, serialized once per trade (``CassandraStore.write_trades``)."""
         bound = BoundStatement(self.statement)
         bound.raw_values = values
         version = self.protocol_version
-        bound.values = [None if v is None else serialize(v, version)
+        bound.values = [v if v is None or type(v) is bytes else serialize(v, version)
                         for serialize, v in zip(self.serializers, values)]
         return bound
 
@@ -272,19 +275,23 @@ class CassandraStore:
         by_partition: dict = defaultdict(list)
         by_replica: dict = defaultdict(list)
         replica_of: dict = {}
+        decimal, stamp = _DecimalColumn.serialize, _TimestampColumn.serialize
+        version = self.bind_trade.protocol_version
         for t in trades:
             bucket = trade_bucket(t.executed_at)
+            # each amount and time goes into three rows: serialized once
+            price, quantity, quote = (decimal(t.price, version), decimal(t.quantity, version),
+                                      decimal(t.quote_quantity, version))
+            at, hour = stamp(t.executed_at, version), stamp(bucket, version)
             by_partition[(t.market, bucket)].append((
-                t.market, bucket, t.executed_at, t.seq, t.trade_id, t.price, t.quantity,
-                t.quote_quantity, t.taker_side, t.maker_order_id, t.maker_user_id,
+                t.market, hour, at, t.seq, t.trade_id, price, quantity,
+                quote, t.taker_side, t.maker_order_id, t.maker_user_id,
                 t.taker_order_id, t.taker_user_id))
             maker_side = "sell" if t.taker_side == "buy" else "buy"
-            for row in ((t.maker_user_id, bucket, t.executed_at, t.market, t.trade_id, "maker",
-                         t.seq, maker_side, t.price, t.quantity, t.quote_quantity,
-                         t.maker_order_id),
-                        (t.taker_user_id, bucket, t.executed_at, t.market, t.trade_id, "taker",
-                         t.seq, t.taker_side, t.price, t.quantity, t.quote_quantity,
-                         t.taker_order_id)):
+            for row in ((t.maker_user_id, hour, at, t.market, t.trade_id, "maker",
+                         t.seq, maker_side, price, quantity, quote, t.maker_order_id),
+                        (t.taker_user_id, hour, at, t.market, t.trade_id, "taker",
+                         t.seq, t.taker_side, price, quantity, quote, t.taker_order_id)):
                 partition = (row[0], bucket)
                 replica = replica_of.get(partition)
                 if replica is None:
