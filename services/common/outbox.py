@@ -41,12 +41,12 @@ def _channel(stream: str) -> str:
 
 def enqueue(conn, stream: str, exchange: str, routing_key: str, message_id: str,
             payload: dict) -> None:
+    # The notification is delivered at commit and wakes the relay; a rollback
+    # drops it with the row. One statement: one round trip.
     conn.execute(
-        "INSERT INTO outbox (stream, exchange, routing_key, message_id, payload) "
-        "VALUES (%s, %s, %s, %s, %s)",
-        (stream, exchange, routing_key, message_id, Jsonb(payload)))
-    # Delivered at commit, wakes the relay; dropped with a rollback.
-    conn.execute("SELECT pg_notify(%s, '')", (_channel(stream),))
+        "WITH queued AS (INSERT INTO outbox (stream, exchange, routing_key, message_id, payload) "
+        "VALUES (%s, %s, %s, %s, %s) RETURNING 1) SELECT pg_notify(%s, '') FROM queued",
+        (stream, exchange, routing_key, message_id, Jsonb(payload), _channel(stream)))
 
 
 def enqueue_many(conn, stream: str, rows: list[tuple[str, str, str, dict]]) -> None:

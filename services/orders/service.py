@@ -1,15 +1,13 @@
 """Nameko service `orders`: the trading API in front of the engines.
 
-place_order: validate (grid, types) -> write the order as `pending` -> hold the
-funds in wallets (idempotent by ref `order:<id>`) -> in one transaction mark it
-`new` and put the engine command in the outbox -> return the accepted order.
-"Accepted" means: durably recorded with its funds held and its command
-committed for the engine; it cannot be lost by any single process dying
-(docs/order-flow.md). A rejected order holds nothing.
-
-A `pending` order left by a crash between those steps is finished by
-`recover_pending`: the hold is retried with the same ref (so it happens at most
-once) and the order is accepted, or rejected if the funds are not there.
+place_order: validate (grid, types) -> in ONE database transaction: write the
+order, hold its funds through wallets' in-database contract
+(`wallets.hold_funds`, idempotent by ref `order:<id>`) and put the engine
+command in the outbox -> return the accepted order. "Accepted" means: durably
+recorded with its funds held and its command committed for the engine; all
+three commit together or not at all, so no process dying at any moment leaves
+an order without its hold or a hold without its order (docs/order-flow.md).
+A refused order (insufficient funds, blocked user) writes nothing.
 """
 from __future__ import annotations
 
@@ -17,9 +15,8 @@ import time
 import uuid
 from decimal import Decimal
 
-from nameko.exceptions import RemoteError
+import psycopg
 from nameko.rpc import RpcProxy, rpc
-from nameko.timer import timer
 
 from services.common.outbox import OutboxRelay, enqueue_command
 from services.matching.models import (
@@ -34,13 +31,38 @@ from .errors import (
     UnknownOrder,
 )
 from .providers import (
-    OPEN, MarketCatalog, MatchingEvents, OrderStore, UserStates, trading_block, user_lock,
+    OPEN, ORDER_COLUMNS, MarketCatalog, MatchingEvents, OrderStore, UserStates, order_view,
+    trading_block, user_lock,
 )
 
 OUTBOX_STREAM = "orders"
 CATALOG_TTL = 5.0
-PENDING_GRACE_SECONDS = 10
 MAX_PAGE = 500
+
+# The order and its hold in one statement: no row (a duplicate client order
+# id) means no hold; a refused hold raises and takes the row with it.
+PLACE_AND_HOLD = f"""
+WITH placed AS (
+    INSERT INTO orders (order_id, user_id, market, client_order_id, side, order_type, price,
+                        quantity, quote_amount, time_in_force, post_only, stp_mode, status,
+                        hold_asset, hold_amount, cap_price, cap_quantity)
+    VALUES (nextval('order_ids'), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'new',
+            %s, %s, %s, %s)
+    ON CONFLICT (user_id, client_order_id) WHERE client_order_id IS NOT NULL DO NOTHING
+    RETURNING {', '.join(ORDER_COLUMNS)}
+)
+SELECT placed.*, wallets.hold_funds(user_id, hold_asset, hold_amount, 'order:' || order_id)
+  FROM placed
+"""
+
+HOLD_MORE = "SELECT wallets.hold_funds(%s, %s, %s, %s)"
+
+
+def ledger_refusal(exc: psycopg.errors.RaiseException) -> OrderRejected:
+    """wallets.hold_funds' refusal ("CODE: message") as the order's rejection."""
+    message = exc.diag.message_primary or str(exc)
+    reason = message.split(":", 1)[0]
+    return OrderRejected(reason, message)
 
 
 def _text(name: str, value, max_len: int = 64, optional=False):
@@ -80,10 +102,6 @@ def _int_id(name: str, value) -> int:
     return number
 
 
-def _amount_text(amount: Decimal) -> str:
-    return format(amount.normalize(), "f")
-
-
 class OrdersService:
     name = "orders"
 
@@ -92,7 +110,6 @@ class OrdersService:
     events = MatchingEvents()
     user_states = UserStates()
     relay = OutboxRelay(OUTBOX_STREAM)
-    wallets_rpc = RpcProxy("wallets")
     matching_rpc = RpcProxy("matching")
 
     @rpc
@@ -156,24 +173,24 @@ class OrdersService:
                                   engine_price, quantity, quote_amount)
 
         with self.db.transaction() as conn:
+            user_lock(conn, user, shared=True)
             blocked = trading_block(conn, user)
             if blocked:
                 raise OrderRejected(f"USER_{blocked.upper()}", f"this user is {blocked}")
-            order_id = self.db.next_order_id(conn)
-            duplicate = conn.execute(
-                "INSERT INTO orders (order_id, user_id, market, client_order_id, side, order_type, "
-                "price, quantity, quote_amount, time_in_force, post_only, stp_mode, status, "
-                "hold_asset, hold_amount, cap_price, cap_quantity) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s) "
-                "ON CONFLICT (user_id, client_order_id) WHERE client_order_id IS NOT NULL "
-                "DO NOTHING RETURNING order_id",
-                (order_id, user, config.symbol, client_order_id, side, order_type, price, quantity,
-                 quote_amount, tif, post_only, stp, hold.asset, hold.amount, hold.cap_price,
-                 hold.cap_quantity)).fetchone() is None
-        if duplicate:
-            raise DuplicateClientOrderId(f"{client_order_id!r} is already used by this user")
-        return self._hold_and_send(order_id, user, config.symbol, hold.asset, hold.amount,
-                                   command_to_dict(place._replace(order_id=order_id)))
+            try:
+                row = conn.execute(PLACE_AND_HOLD, (
+                    user, config.symbol, client_order_id, side, order_type, price, quantity,
+                    quote_amount, tif, post_only, stp, hold.asset, hold.amount, hold.cap_price,
+                    hold.cap_quantity)).fetchone()
+            except psycopg.errors.RaiseException as exc:
+                raise ledger_refusal(exc) from None
+            if row is None:
+                raise DuplicateClientOrderId(f"{client_order_id!r} is already used by this user")
+            order = order_view(row)
+            enqueue_command(conn, OUTBOX_STREAM, command_queue_name(config.symbol),
+                            f"place:{order['order_id']}",
+                            {"command": command_to_dict(place._replace(order_id=order["order_id"]))})
+        return order
 
     def _protection_price(self, config: MarketConfig) -> Decimal:
         depth = self.matching_rpc.get_depth(config.symbol, 1)
@@ -186,62 +203,6 @@ class OrdersService:
         cap = min(best_ask, anchor) * band
         tick = Decimal(config.tick_size)
         return max(best_ask, (cap / tick).to_integral_value(rounding="ROUND_FLOOR") * tick)
-
-    def _hold_and_send(self, order_id, user, market, asset, amount, command) -> dict:
-        try:
-            self.wallets_rpc.hold(user, asset, _amount_text(amount), f"order:{order_id}")
-        except RemoteError as exc:
-            with self.db.transaction() as conn:
-                conn.execute("UPDATE orders SET status = 'rejected', reason = %s, hold_amount = 0, "
-                             "updated_at = now() WHERE order_id = %s AND status = 'pending'",
-                             (exc.value.split(":")[0] if exc.value else exc.exc_type, order_id))
-            reason = (exc.value or "").split(":")[0] or exc.exc_type
-            raise OrderRejected(reason, exc.value or exc.exc_type) from None
-        with self.db.transaction() as conn:
-            user_lock(conn, user, shared=True)
-            blocked = trading_block(conn, user)
-            if blocked:
-                # Frozen while its funds were being held: give them back.
-                conn.execute("UPDATE orders SET status = 'rejected', reason = %s, "
-                             "released_amount = hold_amount, updated_at = now() "
-                             "WHERE order_id = %s AND status = 'pending'",
-                             (f"USER_{blocked.upper()}", order_id))
-                conn.execute("INSERT INTO pending_releases (ref, order_id, user_id, asset, amount) "
-                             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                             (f"order:{order_id}:final", order_id, user, asset, amount))
-            else:
-                conn.execute("UPDATE orders SET status = 'new', updated_at = now() "
-                             "WHERE order_id = %s AND status = 'pending'", (order_id,))
-                enqueue_command(conn, OUTBOX_STREAM, command_queue_name(market),
-                                f"place:{order_id}", {"command": command})
-        if blocked:
-            raise OrderRejected(f"USER_{blocked.upper()}", f"this user is {blocked}")
-        with self.db.transaction() as conn:
-            return self.db.get(conn, user, order_id=order_id)
-
-    @timer(interval=5)
-    def recover_pending(self):
-        """Finish orders a crash left between `pending` and `new`."""
-        with self.db.transaction() as conn:
-            rows = conn.execute(
-                "SELECT order_id, user_id, market, side, order_type, price, quantity, quote_amount, "
-                "time_in_force, post_only, stp_mode, hold_asset, hold_amount FROM orders "
-                "WHERE status = 'pending' AND created_at < now() - make_interval(secs => %s) "
-                "ORDER BY order_id LIMIT 100", (PENDING_GRACE_SECONDS,)).fetchall()
-        for (order_id, user, market, side, order_type, price, quantity, quote_amount, tif,
-             post_only, stp, asset, amount) in rows:
-            config = self._market(market)
-            if order_type == "market" and side == "buy" and quantity is not None:
-                engine_type, engine_price = "limit", amount / quantity
-            else:
-                engine_type, engine_price = order_type, price
-            place = place_order_from_decimals(config, order_id, user, side, engine_type,
-                                              engine_price, quantity, quote_amount, tif,
-                                              post_only, stp)
-            try:
-                self._hold_and_send(order_id, user, market, asset, amount, command_to_dict(place))
-            except OrderRejected:
-                pass
 
     # -- cancel / amend ------------------------------------------------------------
     def _open_order(self, conn, user, order_id) -> dict:
@@ -280,8 +241,9 @@ class OrdersService:
 
     @rpc(expected_exceptions=OrdersError)
     def amend_order(self, user, order_id, price=None, quantity=None):
-        """New price and/or new total quantity. Raising either holds the extra
-        first; whatever is left over is released when the order ends."""
+        """New price and/or new total quantity. Raising either holds the extra in
+        the same transaction; whatever is left over is released when the order
+        ends."""
         price, quantity = _decimal("price", price), _decimal("quantity", quantity)
         if price is None and quantity is None:
             raise InvalidOrder("give a new price or quantity")
@@ -304,14 +266,12 @@ class OrdersService:
             extra, cap_price, cap_quantity = holds.amend_extra(
                 order["side"], hold, cap_price, cap_quantity, new_price, new_quantity)
             amends += 1
-        if extra > 0:
-            try:
-                self.wallets_rpc.hold(order["user_id"], order["hold_asset"], _amount_text(extra),
-                                      f"order:{order['order_id']}:amend:{amends}")
-            except RemoteError as exc:
-                raise OrderRejected((exc.value or "").split(":")[0] or exc.exc_type,
-                                    exc.value or exc.exc_type) from None
-        with self.db.transaction() as conn:
+            if extra > 0:
+                try:
+                    conn.execute(HOLD_MORE, (order["user_id"], order["hold_asset"], extra,
+                                             f"order:{order['order_id']}:amend:{amends}"))
+                except psycopg.errors.RaiseException as exc:
+                    raise ledger_refusal(exc) from None
             conn.execute("UPDATE orders SET hold_amount = hold_amount + %s, cap_price = %s, "
                          "cap_quantity = %s, amends = %s, updated_at = now() WHERE order_id = %s",
                          (extra, cap_price, cap_quantity, amends, order["order_id"]))
