@@ -24,11 +24,10 @@ speed: locals instead of attributes, list records indexed by literal ints
 0 total, 1 queue, 2 compact_at), tuples for events.
 """
 
-from collections import deque
-from heapq import heappop
+from heapq import heappop, heappush
 from typing import Hashable, Optional
 
-from .book import SHORT_QUEUE, OrderBook, compact
+from .book import COMPACT_MIN, PRUNE_SLACK, SHORT_QUEUE, OrderBook, compact
 from .models import (
     BOOK_LEVEL_CHANGED,
     CANCELLED,
@@ -73,6 +72,16 @@ CANCEL = "cancel_order"
 CANCEL_ALL = "cancel_all"
 AMEND = "amend_order"
 
+# Reason codes the fast paths use, as module globals (one LOAD_GLOBAL).
+DUPLICATE_ORDER_ID = Reason.DUPLICATE_ORDER_ID
+TOO_MANY_OPEN_ORDERS = Reason.TOO_MANY_OPEN_ORDERS
+FOK_NOT_FILLABLE = Reason.FOK_NOT_FILLABLE
+UNKNOWN_ORDER = Reason.UNKNOWN_ORDER
+
+# Stands in for "no limit" (max quantity, max open orders) in fast-path guards;
+# a value beyond it only sends the command down the slow path.
+_HUGE = 1 << 64
+
 
 class MatchingEngine:
     """One market's order book and rules. Not thread-safe: one caller at a time.
@@ -88,9 +97,13 @@ class MatchingEngine:
         "seq",
         "trade_seq",
         "last_price",
-        "reference_price",
-        "halted",
+        "_reference_price",
+        "_halted",
         "apply",
+        # Fast-path bounds: a limit price in [_lo, _hi] is a valid int64 tick
+        # count inside the price band of an open market; halted: empty range.
+        "_lo",
+        "_hi",
         # Direct references to the book's containers and the config's ints,
         # so the hot paths read one attribute instead of two.
         "_orders",
@@ -113,8 +126,8 @@ class MatchingEngine:
         self.seq = 0  # sequence number of the last command applied
         self.trade_seq = 0  # id of the last trade (trade ids are 1, 2, 3, ... per market)
         self.last_price: Optional[int] = None  # price of the last trade, ticks
-        self.reference_price: Optional[int] = None  # price band centre, ticks
-        self.halted = config.halted
+        self._reference_price: Optional[int] = None  # price band centre, ticks
+        self._halted = config.halted
         self._orders = book.orders
         self._user_orders = book.user_orders
         self._levels = book.levels
@@ -127,9 +140,75 @@ class MatchingEngine:
         self._band_den100 = None if config.band_den is None else 100 * config.band_den
         self._max_open = config.max_open_orders
         self._default_stp = config.default_stp
+        self._set_bounds()
+        self.apply = self._hot_paths()
+
+    @property
+    def halted(self) -> bool:
+        """True while the market rejects new orders and amends."""
+        return self._halted
+
+    @halted.setter
+    def halted(self, value: bool) -> None:
+        self._halted = value
+        self._set_bounds()
+
+    @property
+    def reference_price(self) -> Optional[int]:
+        """Centre of the price band in ticks: the last trade or SetReferencePrice."""
+        return self._reference_price
+
+    @reference_price.setter
+    def reference_price(self, value: Optional[int]) -> None:
+        self._reference_price = value
+        self._set_bounds()
+
+    def _set_bounds(self) -> None:
+        """Recompute ``_lo`` / ``_hi`` after the halt state or the reference price changed.
+
+        ``|price - ref| * 100 * den > ref * num`` (outside the band) is, for
+        an int price, ``|price - ref| > ref * num // (100 * den)``, so the band
+        is the closed int range ``ref -/+ ref * num // (100 * den)``.
+        """
+        ref = self._reference_price
+        if self._halted:
+            self._lo, self._hi = 1, 0
+        elif self._band_num is None or ref is None:
+            self._lo, self._hi = 1, MAX_PRICE_TICKS
+        else:
+            width = ref * self._band_num // self._band_den100
+            self._lo = max(1, ref - width)
+            self._hi = min(MAX_PRICE_TICKS, ref + width)
+
+    def _hot_paths(self):
+        """Build ``apply`` and the fast paths of place (limit) and cancel as closures.
+
+        The closures read the book's containers and the market's rules from
+        cells (one ``LOAD_DEREF``) instead of ``self`` attributes. The fast
+        place path handles limit orders whose price, quantity, band and
+        notional pass one combined guard; everything else (halted market,
+        market orders, post-only, any rejection before the duplicate check)
+        goes to ``_place_slow``, which runs every check in the documented
+        order, so reason codes do not depend on the path taken.
+        """
+        engine = self
+        book = self.book
+        orders = book.orders
+        user_orders = book.user_orders
+        levels = book.levels
+        heaps = book.heaps
+        best = book.best
+        known = book.known
+        min_lots = self._min_lots
+        max_lots = _HUGE if self._max_lots is None else self._max_lots
+        min_notional = self._min_notional
+        max_open = _HUGE if self._max_open is None else self._max_open
+        default_stp = self._default_stp
+        place_slow = self._place_slow
+        match = self._match
+        prune_slack = PRUNE_SLACK
+        short_queue = SHORT_QUEUE
         dispatch = {
-            PlaceOrder: self._place,
-            CancelOrder: self._cancel,
             CancelAll: self._cancel_all,
             AmendOrder: self._amend,
             Halt: self._halt,
@@ -139,13 +218,145 @@ class MatchingEngine:
 
         def apply(command: tuple) -> list:
             """Apply one command; return its events as tuples ``(kind, seq, *fields)``."""
-            try:
-                handler = dispatch[command.__class__]
-            except KeyError:
-                raise InvalidCommand(f"not a command: {command!r}") from None
+            # place_order and cancel_order (85% of a typical stream) run in this
+            # frame: a Python call per command less.
+            cls = command.__class__
+            if cls is PlaceOrder:
+                oid, uid, side, otype, price, qty, quote, tif, post_only, stp = command
+                engine.seq = seq = engine.seq + 1
+                if not (
+                    type(price) is int
+                    and type(qty) is int
+                    and engine._lo <= price <= engine._hi
+                    and min_lots <= qty <= max_lots
+                    and price * qty >= min_notional
+                    and quote is None
+                    and post_only is False
+                    and otype == "limit"
+                ):
+                    return place_slow(seq, command)
+                if side == "buy":
+                    s = 0
+                    lk = price  # the asks cross at keys (prices) <= price
+                    key = -price
+                elif side == "sell":
+                    s = 1
+                    lk = -price  # the bids cross at keys (-prices) <= -price
+                    key = price
+                else:
+                    return place_slow(seq, command)
+                if tif is None or tif == "GTC":
+                    rests = True
+                elif tif == "IOC" or tif == "FOK":
+                    rests = False
+                else:
+                    return place_slow(seq, command)
+                if stp is None:
+                    stp = default_stp
+                elif stp not in STP_MODES:
+                    return place_slow(seq, command)
+                if oid in orders:
+                    return [(COMMAND_REJECTED, seq, PLACE, oid, uid, DUPLICATE_ORDER_ID)]
+                mine = user_orders.get(uid)
+                if rests and mine is not None and len(mine) >= max_open:
+                    return [(COMMAND_REJECTED, seq, PLACE, oid, uid, TOO_MANY_OPEN_ORDERS)]
+                opp_best = best[1 - s]
+                if opp_best is not None and opp_best <= lk:
+                    if tif == "FOK" and not engine._fillable(1 - s, lk, uid, qty, stp):
+                        return [(COMMAND_REJECTED, seq, PLACE, oid, uid, FOK_NOT_FILLABLE)]
+                    ev = [(COMMAND_ACCEPTED, seq, PLACE, oid, uid)]
+                    rem, killed = match(seq, ev, s, lk, oid, uid, qty, stp, side)
+                    if not rem:
+                        ev.append((ORDER_DONE, seq, oid, uid, side, FILLED, None, qty, 0, None))
+                        return ev
+                    if killed:
+                        ev.append((ORDER_DONE, seq, oid, uid, side, EXPIRED, DONE_SELF_TRADE, qty - rem, rem, None))
+                        return ev
+                    if not rests:
+                        ev.append((ORDER_DONE, seq, oid, uid, side, EXPIRED, DONE_TIME_IN_FORCE, qty - rem, rem, None))
+                        return ev
+                    # The remainder rests at the back of its level.
+                    total = book.rest([oid, uid, s, price, rem, qty - rem, qty, stp, False])
+                    ev.append((BOOK_LEVEL_CHANGED, seq, side, price, total))
+                    return ev
+                if not rests:
+                    if tif == "FOK":
+                        return [(COMMAND_REJECTED, seq, PLACE, oid, uid, FOK_NOT_FILLABLE)]
+                    return [
+                        (COMMAND_ACCEPTED, seq, PLACE, oid, uid),
+                        (ORDER_DONE, seq, oid, uid, side, EXPIRED, DONE_TIME_IN_FORCE, 0, qty, None),
+                    ]
+                # Passive GTC: the common case, rested in one go (inlines OrderBook.rest).
+                order = [oid, uid, s, price, qty, 0, qty, stp, False]
+                side_levels = levels[s]
+                level = side_levels.get(key)
+                if level is None:
+                    side_levels[key] = [qty, [order], COMPACT_MIN]
+                    total = qty
+                    heap = heaps[s]
+                    heappush(heap, key)
+                    b = best[s]
+                    if b is None or key < b:
+                        best[s] = key
+                    if key not in known[s] or len(heap) > 2 * len(side_levels) + prune_slack:
+                        book.index_level(s, key)
+                else:
+                    level[0] = total = level[0] + qty
+                    queue = level[1]
+                    queue.append(order)
+                    if len(queue) > level[2]:
+                        compact(level)
+                orders[oid] = order
+                if mine is None:
+                    user_orders[uid] = {oid: order}
+                else:
+                    mine[oid] = order
+                return [(COMMAND_ACCEPTED, seq, PLACE, oid, uid), (BOOK_LEVEL_CHANGED, seq, side, price, total)]
+
+            if cls is CancelOrder:
+                oid, uid = command
+                engine.seq = seq = engine.seq + 1
+                order = orders.get(oid)
+                if order is None or (uid is not None and order[1] != uid):
+                    return [(COMMAND_REJECTED, seq, CANCEL, oid, uid, UNKNOWN_ORDER)]
+                # Inlines OrderBook.unlink.
+                del orders[oid]
+                owner = order[1]
+                mine = user_orders[owner]
+                del mine[oid]
+                if not mine:
+                    del user_orders[owner]
+                rem = order[4]
+                order[4] = 0
+                price = order[3]
+                if order[2] == 0:
+                    side = "buy"
+                    level = levels[0][-price]
+                    level[0] = total = level[0] - rem
+                    if not total:
+                        book.level_removed(0, -price)
+                    elif len(level[1]) <= short_queue:
+                        level[1].remove(order)  # short queue: drop the record now (C-level scan)
+                else:
+                    side = "sell"
+                    level = levels[1][price]
+                    level[0] = total = level[0] - rem
+                    if not total:
+                        book.level_removed(1, price)
+                    elif len(level[1]) <= short_queue:
+                        level[1].remove(order)
+                return [
+                    (COMMAND_ACCEPTED, seq, CANCEL, oid, owner),
+                    (ORDER_DONE, seq, oid, owner, side, CANCELLED, DONE_CANCEL, order[5], rem, None),
+                    (BOOK_LEVEL_CHANGED, seq, side, price, total),
+                ]
+
+            handler = dispatch.get(cls)
+            if handler is None:
+                raise InvalidCommand(f"not a command: {command!r}")
             return handler(command)
 
-        self.apply = apply
+        return apply
 
     # ------------------------------------------------------------ public API
 
@@ -201,10 +412,13 @@ class MatchingEngine:
 
     # ------------------------------------------------------------ place
 
-    def _place(self, cmd: PlaceOrder) -> list:
+    def _place_slow(self, seq: int, cmd: PlaceOrder) -> list:
+        """Every place_order the fast path in ``_hot_paths`` does not take.
+
+        Runs each check in the documented order (``seq`` is already taken).
+        """
         oid, uid, side, otype, price, qty, quote, tif, post_only, stp = cmd
-        self.seq = seq = self.seq + 1
-        if otype != "limit" or self.halted:
+        if otype != "limit" or self._halted:
             return self._place_other(seq, cmd)
         if side == "buy":
             s = 0
@@ -278,7 +492,7 @@ class MatchingEngine:
             levels = self._levels[s]
             level = levels.get(key)
             if level is None:
-                levels[key] = [qty, deque((order,)), 16]
+                levels[key] = [qty, [order], COMPACT_MIN]
                 self.book.level_added(s, key)
                 total = qty
             else:
@@ -421,15 +635,16 @@ class MatchingEngine:
             queue = level[1]
             total = before = level[0]
             price = -key if bids else key
-            while True:  # total > 0, so the queue holds a live record
-                m = queue[0]
+            i = 0  # queue[:i] is consumed; dropped once per level below
+            while True:  # total > 0, so queue[i:] holds a live record
+                m = queue[i]
                 mrem = m[4]
                 if not mrem:
-                    queue.popleft()
+                    i += 1
                     continue
                 if stp_on and m[1] == uid:
                     if stp != "EXPIRE_TAKER":  # expire the maker
-                        queue.popleft()
+                        i += 1
                         moid = m[0]
                         del orders[moid]
                         mine = user_orders[uid]
@@ -448,7 +663,7 @@ class MatchingEngine:
                 tid += 1
                 last = price
                 if mrem <= rem:
-                    queue.popleft()
+                    i += 1
                     moid = m[0]
                     muid = m[1]
                     del orders[moid]
@@ -473,6 +688,8 @@ class MatchingEngine:
                 level[0] = total
                 append((BOOK_LEVEL_CHANGED, seq, maker_side, price, total))
             if total:
+                if i:
+                    del queue[:i]
                 break  # the level survives: the taker is done or was expired
             del levels[key]
             while heap and heap[0] not in levels:
@@ -515,15 +732,16 @@ class MatchingEngine:
             queue = level[1]
             total = before = level[0]
             price = key
+            i = 0
             while True:
-                m = queue[0]
+                m = queue[i]
                 mrem = m[4]
                 if not mrem:
-                    queue.popleft()
+                    i += 1
                     continue
                 if stp_on and m[1] == uid:
                     if expire_maker:
-                        queue.popleft()
+                        i += 1
                         del orders[m[0]]
                         mine = user_orders[uid]
                         del mine[m[0]]
@@ -550,7 +768,7 @@ class MatchingEngine:
                 total -= tq
                 m[5] += tq
                 if tq == mrem:
-                    queue.popleft()
+                    i += 1
                     m[4] = 0
                     del orders[m[0]]
                     mine = user_orders[m[1]]
@@ -568,6 +786,8 @@ class MatchingEngine:
                 level[0] = total
                 append((BOOK_LEVEL_CHANGED, seq, "sell", price, total))
             if total:
+                if i:
+                    del queue[:i]
                 break
             del levels[key]
             while heap and heap[0] not in levels:
@@ -607,38 +827,6 @@ class MatchingEngine:
         return False
 
     # ------------------------------------------------------------ cancel
-
-    def _cancel(self, cmd: CancelOrder) -> list:
-        oid, uid = cmd
-        self.seq = seq = self.seq + 1
-        order = self._orders.get(oid)
-        if order is None or (uid is not None and order[1] != uid):
-            return [(COMMAND_REJECTED, seq, CANCEL, oid, uid, Reason.UNKNOWN_ORDER)]
-        # Inline OrderBook.unlink.
-        del self._orders[oid]
-        owner = order[1]
-        user_orders = self._user_orders
-        mine = user_orders[owner]
-        del mine[oid]
-        if not mine:
-            del user_orders[owner]
-        rem = order[4]
-        order[4] = 0
-        s = order[2]
-        price = order[3]
-        key = -price if s == 0 else price
-        level = self._levels[s][key]
-        level[0] = total = level[0] - rem
-        if not total:
-            self.book.level_removed(s, key)
-        elif len(level[1]) <= SHORT_QUEUE:
-            level[1].remove(order)  # short queue: drop the record now (C-level scan)
-        side = "buy" if s == 0 else "sell"
-        return [
-            (COMMAND_ACCEPTED, seq, CANCEL, oid, owner),
-            (ORDER_DONE, seq, oid, owner, side, CANCELLED, DONE_CANCEL, order[5], rem, None),
-            (BOOK_LEVEL_CHANGED, seq, side, price, total),
-        ]
 
     def _cancel_all(self, cmd: CancelAll) -> list:
         (uid,) = cmd
