@@ -52,8 +52,16 @@ class OrdersDb:
         from services.common.postgres import Database
         return Database(self.pool).transaction()
 
-    def next_order_id(self, conn) -> int:
-        return conn.execute("SELECT nextval('order_ids')").fetchone()[0]
+    def autocommit_statement(self, statement: str, params) -> tuple | None:
+        """One statement as its own transaction: a single round trip, where
+        an explicit transaction costs three (BEGIN, the statement, COMMIT)."""
+        with self.pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                return conn.execute(statement, params).fetchone()
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
 
     def get(self, conn, user: str, order_id=None, client_order_id=None, lock=False):
         where, args = ("order_id = %s", (order_id,)) if order_id is not None else (

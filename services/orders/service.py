@@ -17,6 +17,7 @@ from decimal import Decimal
 
 import psycopg
 from nameko.rpc import RpcProxy, rpc
+from psycopg.types.json import Jsonb
 
 from services.common.outbox import OutboxRelay, enqueue_command
 from services.matching.models import (
@@ -32,36 +33,27 @@ from .errors import (
 )
 from .providers import (
     OPEN, ORDER_COLUMNS, MarketCatalog, MatchingEvents, OrderStore, UserStates, order_view,
-    trading_block, user_lock,
 )
 
 OUTBOX_STREAM = "orders"
 CATALOG_TTL = 5.0
 MAX_PAGE = 500
 
-# The order and its hold in one statement: no row (a duplicate client order
-# id) means no hold; a refused hold raises and takes the row with it.
-PLACE_AND_HOLD = f"""
-WITH placed AS (
-    INSERT INTO orders (order_id, user_id, market, client_order_id, side, order_type, price,
-                        quantity, quote_amount, time_in_force, post_only, stp_mode, status,
-                        hold_asset, hold_amount, cap_price, cap_quantity)
-    VALUES (nextval('order_ids'), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'new',
-            %s, %s, %s, %s)
-    ON CONFLICT (user_id, client_order_id) WHERE client_order_id IS NOT NULL DO NOTHING
-    RETURNING {', '.join(ORDER_COLUMNS)}
-)
-SELECT placed.*, wallets.hold_funds(user_id, hold_asset, hold_amount, 'order:' || order_id)
-  FROM placed
-"""
+# One statement, one round trip, one transaction (migrations/003): the order,
+# its hold and its engine command commit together or not at all.
+PLACE_ORDER = (f"SELECT {', '.join(ORDER_COLUMNS)} FROM place_order_tx("
+               + ", ".join(["%s"] * 18) + ")")
 
 HOLD_MORE = "SELECT wallets.hold_funds(%s, %s, %s, %s)"
 
 
-def ledger_refusal(exc: psycopg.errors.RaiseException) -> OrderRejected:
-    """wallets.hold_funds' refusal ("CODE: message") as the order's rejection."""
+def refusal(exc: psycopg.errors.RaiseException) -> OrdersError:
+    """A refusal raised in the database ("CODE: message": the user is blocked,
+    the client order id is taken, or wallets refused the hold) as the typed error."""
     message = exc.diag.message_primary or str(exc)
-    reason = message.split(":", 1)[0]
+    reason, _, detail = message.partition(": ")
+    if reason == DuplicateClientOrderId.code:
+        return DuplicateClientOrderId(detail)
     return OrderRejected(reason, message)
 
 
@@ -172,25 +164,15 @@ class OrdersService:
         hold = holds.initial_hold(config.base_asset, config.quote_asset, side, order_type,
                                   engine_price, quantity, quote_amount)
 
-        with self.db.transaction() as conn:
-            user_lock(conn, user, shared=True)
-            blocked = trading_block(conn, user)
-            if blocked:
-                raise OrderRejected(f"USER_{blocked.upper()}", f"this user is {blocked}")
-            try:
-                row = conn.execute(PLACE_AND_HOLD, (
-                    user, config.symbol, client_order_id, side, order_type, price, quantity,
-                    quote_amount, tif, post_only, stp, hold.asset, hold.amount, hold.cap_price,
-                    hold.cap_quantity)).fetchone()
-            except psycopg.errors.RaiseException as exc:
-                raise ledger_refusal(exc) from None
-            if row is None:
-                raise DuplicateClientOrderId(f"{client_order_id!r} is already used by this user")
-            order = order_view(row)
-            enqueue_command(conn, OUTBOX_STREAM, command_queue_name(config.symbol),
-                            f"place:{order['order_id']}",
-                            {"command": command_to_dict(place._replace(order_id=order["order_id"]))})
-        return order
+        try:
+            row = self.db.autocommit_statement(PLACE_ORDER, (
+                user, config.symbol, client_order_id, side, order_type, price, quantity,
+                quote_amount, tif, post_only, stp, hold.asset, hold.amount, hold.cap_price,
+                hold.cap_quantity, Jsonb(command_to_dict(place)), OUTBOX_STREAM,
+                command_queue_name(config.symbol)))
+        except psycopg.errors.RaiseException as exc:
+            raise refusal(exc) from None
+        return order_view(row)
 
     def _protection_price(self, config: MarketConfig) -> Decimal:
         depth = self.matching_rpc.get_depth(config.symbol, 1)
@@ -271,7 +253,7 @@ class OrdersService:
                     conn.execute(HOLD_MORE, (order["user_id"], order["hold_asset"], extra,
                                              f"order:{order['order_id']}:amend:{amends}"))
                 except psycopg.errors.RaiseException as exc:
-                    raise ledger_refusal(exc) from None
+                    raise refusal(exc) from None
             conn.execute("UPDATE orders SET hold_amount = hold_amount + %s, cap_price = %s, "
                          "cap_quantity = %s, amends = %s, updated_at = now() WHERE order_id = %s",
                          (extra, cap_price, cap_quantity, amends, order["order_id"]))
