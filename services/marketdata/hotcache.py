@@ -21,6 +21,35 @@ TTL_RECENT_TRADES = 60
 TTL_TICKER = 120
 TTL_DEPTH = 10
 
+CANDLE_FIELDS = 8      # open_time, open, high, low, close, volume, quote_volume, trade_count
+
+
+def pack_candle_rows(rows) -> Optional[bytes]:
+    """Public candle rows as one ASCII text, every field of every row
+    separated by a comma: ``open_time,open,high,low,close,volume,quote_volume,
+    trade_count,open_time,...`` (decimal strings hold no comma; None if one
+    did). Unpacking it is one ``split`` and a ``zip``, several times cheaper
+    than JSON's nested lists (bench/README.md)."""
+    text = ",".join(map(str, (value for row in rows for value in row)))
+    if rows and text.count(",") != len(rows) * CANDLE_FIELDS - 1:
+        return None
+    return text.encode("ascii")
+
+
+def unpack_candle_rows(raw: bytes) -> Optional[tuple]:
+    """``pack_candle_rows``'s text back as row tuples; None (a miss) for
+    anything that is not such a text."""
+    if not raw:
+        return ()
+    try:
+        fields = raw.decode("ascii").split(",")
+        if len(fields) % CANDLE_FIELDS:
+            return None
+        return tuple(zip(map(int, fields[0::8]), fields[1::8], fields[2::8], fields[3::8],
+                         fields[4::8], fields[5::8], fields[6::8], map(int, fields[7::8])))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
 
 class HotCache:
     """Memcached with this service's keys (docs/marketdata.md). Never raises:
@@ -80,6 +109,14 @@ class HotCache:
         return self._call(lambda: self.cache.client.delete(
             self.cache._key(key), noreply=False) or True, False)
 
+    def get_raw(self, key: str) -> Optional[bytes]:
+        """The stored bytes, not decoded (values in a format of their own)."""
+        return self._call(lambda: self.cache.client.get(self.cache._key(key)), None)
+
+    def set_raw(self, key: str, value: bytes, ttl: int) -> bool:
+        return bool(self._call(lambda: self.cache.client.set(
+            self.cache._key(key), value, expire=ttl, noreply=False), False))
+
     def get_many(self, keys: list[str]) -> dict:
         full = {self.cache._key(k): k for k in keys}
         found = self._call(lambda: self.cache.client.get_many(list(full)), {})
@@ -93,7 +130,9 @@ class HotCache:
 
     @staticmethod
     def candle_chunk_key(market: str, interval: str, part: int, version: str) -> str:
-        return f"md1:c:{market}:{interval}:{part}:{version}"
+        """The partition's rows in the compact text of ``pack_candle_rows``
+        (``md1:c:`` held JSON; a new name so the two are never confused)."""
+        return f"md1:cc:{market}:{interval}:{part}:{version}"
 
     @staticmethod
     def recent_key(market: str) -> str:

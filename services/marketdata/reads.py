@@ -11,7 +11,8 @@ from services.marketdata import queries
 from services.marketdata.candles import INTERVALS, MINUTE, floor_to, partitions
 from services.marketdata.depthkeeper import DepthKeeper
 from services.marketdata.errors import DepthUnavailable
-from services.marketdata.hotcache import TTL_CANDLE_CHUNK, TTL_RECENT_TRADES, TTL_TICKER, HotCache
+from services.marketdata.hotcache import (TTL_CANDLE_CHUNK, TTL_RECENT_TRADES, TTL_TICKER,
+                                         HotCache, pack_candle_rows, unpack_candle_rows)
 from services.marketdata.ingest import RECENT_TRADES, IngestPipeline
 from services.marketdata.storage import CassandraStore
 from services.marketdata.ticker import compute_ticker
@@ -70,7 +71,8 @@ class MarketReads:
         The version token in Memcached decides what is current; the rows of a
         given token never change, so besides Memcached this process keeps the
         last decoded chunks by token (``LOCAL_CHUNKS``) and a hot read costs
-        one small Memcached get instead of fetching and decoding ~130 KB."""
+        one small Memcached get instead of fetching and decoding ~110 KB.
+        Memcached holds the rows as compact text (``pack_candle_rows``)."""
         if self._unpublished(version_key=(market, interval, part)):
             return tuple(map(tuple, self.store.candle_partition(market, interval, part)))
         version = self.cache.candle_version(market, interval, part)
@@ -81,13 +83,16 @@ class MarketReads:
         if rows is not None:
             self._decoded.move_to_end(key)
             return rows
-        rows = self.cache.get(key)
+        raw = self.cache.get_raw(key)
+        rows = None if raw is None else unpack_candle_rows(raw)
         if rows is None:
             rows = self.store.candle_partition(market, interval, part)
-            self.cache.set(key, rows, TTL_CANDLE_CHUNK)
-        # tuples of str/int are untracked by Python's cyclic GC once seen:
-        # kept lists would make every full collection walk ~100k of them
-        rows = tuple(map(tuple, rows))
+            packed = pack_candle_rows(rows)
+            if packed is not None:
+                self.cache.set_raw(key, packed, TTL_CANDLE_CHUNK)
+            # tuples of str/int are untracked by Python's cyclic GC once seen:
+            # kept lists would make every full collection walk ~100k of them
+            rows = tuple(map(tuple, rows))
         self._decoded[key] = rows
         while len(self._decoded) > LOCAL_CHUNKS:
             self._decoded.popitem(last=False)

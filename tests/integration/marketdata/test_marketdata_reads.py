@@ -10,6 +10,7 @@ from md_it_helpers import DAY, HOUR, MINUTE, T0, ManualClock, candles
 from services.marketdata import errors
 from services.marketdata.candles import partition_start
 from services.marketdata.hotcache import HotCache
+from services.marketdata.providers import Backend
 
 
 # ---------------------------------------------------------------- cache use and invalidation
@@ -37,6 +38,30 @@ def test_candles_come_from_memcached_until_an_ingest_changes_their_partition(
     after = candles(rpc, market, "1m", T0, T0 + DAY, 1440)
     assert [c["close"] for c in after] == ["99.99", "25.00"]
     assert after[1]["trade_count"] == 2
+
+
+def test_a_process_without_a_decoded_copy_reads_the_compact_rows_from_memcached(
+        matching, market, rpc, cql, service, md_config, memcached_of):
+    ManualClock.at = T0 + 2 * DAY
+    matching.trades([matching.trade(1, T0 + 10, "10.00"), matching.trade(2, T0 + MINUTE + 10, "20.00")])
+    first = candles(rpc, market, "1m", T0, T0 + DAY, 1440)
+    cql.execute("UPDATE candles SET row = %s WHERE market=%s AND interval='1m' AND bucket=%s "
+                "AND open_time=%s", (json.dumps([T0, "10.00", "10.00", "10.00", "99.99", "1.0000",
+                                                 "10.000000", 1]), market, partition_start(T0, "1m"), T0))
+    decoded = service.shared_extensions[Backend].reads._decoded
+    decoded.clear()                                 # as in a process that never read it
+    assert candles(rpc, market, "1m", T0, T0 + DAY, 1440) == first      # from Memcached
+
+    cache = memcached_of(md_config)
+    part = partition_start(T0, "1m")
+    version = cache.get(HotCache.candle_version_key(market, "1m", part))
+    chunk = HotCache.candle_chunk_key(market, "1m", part, version)
+    assert cache.client.get(cache._key(chunk)).startswith(f"{T0},10.00,".encode())
+    cache.client.set(cache._key(chunk), b"not,candle,rows", expire=60)
+    decoded.clear()
+    # what does not unpack is a miss: read from Cassandra (and stored again)
+    assert [c["close"] for c in candles(rpc, market, "1m", T0, T0 + DAY, 1440)] == ["99.99", "20.00"]
+    assert cache.client.get(cache._key(chunk)).startswith(f"{T0},10.00,10.00,10.00,99.99,".encode())
 
 
 def test_latest_trades_and_ticker_follow_each_ingest(matching, market, rpc, md_config, memcached_of):
