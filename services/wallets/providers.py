@@ -122,12 +122,38 @@ def _locking_first(statement: str) -> str:
 POST_LOCKED_NEW_ENTRIES = _locking_first(POST_NEW_ENTRIES)
 POST_LOCKED_ENTRIES_SKIPPING_KNOWN_KEYS = _locking_first(POST_ENTRIES_SKIPPING_KNOWN_KEYS)
 
-# settle_trades' fast path: POST_LOCKED_NEW_ENTRIES returning only what a
-# trade's result needs (no timestamps to parse).
-SETTLE_NEW_TRADES = POST_LOCKED_NEW_ENTRIES.replace(
-    "SELECT idempotency_key, id, created_at FROM new_transactions",
-    "SELECT idempotency_key, id FROM new_transactions")
-assert SETTLE_NEW_TRADES != POST_LOCKED_NEW_ENTRIES
+# settle_trades' fast path, one statement: lock the accounts in id order,
+# insert the trades' journal entries and their postings; the balance trigger
+# and the CHECK constraints decide as for every other entry. Parameters are
+# delimited text, not JSON: PostgreSQL parsed each trade's details twice (the
+# JSON document, then the json column's own validation) and lexed all postings
+# as JSON -- together about a sixth of its time per trade. Entries are
+# separated by RS (0x1e), which neither a key (schemas: [A-Za-z0-9_.:/-]) nor
+# Python's ASCII JSON output can contain; postings are parallel comma-separated
+# lists of integers and registry names. Transaction ids are drawn first so the
+# postings join their entry by ordinal instead of by key.
+SETTLE_NEW_TRADES = """
+WITH locked AS (
+    SELECT id FROM wallets.accounts WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE
+), entries AS MATERIALIZED (
+    SELECT nextval('wallets.transactions_id_seq') AS id, e.k, e.d, e.n
+      FROM unnest(string_to_array(%s, chr(30)), string_to_array(%s, chr(30)))
+           WITH ORDINALITY AS e (k, d, n)
+     WHERE (SELECT count(*) FROM locked) >= 0
+), new_transactions AS (
+    INSERT INTO wallets.transactions (id, idempotency_key, type, details) OVERRIDING SYSTEM VALUE
+    SELECT id, k, 'trade', d::json FROM entries
+    RETURNING idempotency_key, id
+), new_postings AS (
+    INSERT INTO wallets.postings (transaction_id, account_id, bucket, asset, amount)
+    SELECT e.id, p.a, p.b, p.s, p.m
+      FROM unnest(string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::bigint[],
+                  string_to_array(%s, ','), string_to_array(%s, ','),
+                  string_to_array(%s, ',')::numeric[]) AS p (n, a, b, s, m)
+      JOIN entries e ON e.n = p.n
+)
+SELECT idempotency_key, id FROM new_transactions
+"""
 
 # The users as a JSON array: psycopg's list dumper cost more Python time than
 # the query did in PostgreSQL.
@@ -202,7 +228,7 @@ class PreparedSettlement(NamedTuple):
 
     trades: list[Trade]
     batch: dict  # key -> details of each entry to post
-    parameters: tuple[str, str, str]  # account ids to lock, entries, postings
+    parameters: tuple[str, ...]  # account ids to lock, then _settlement_parameters
 
 
 _json = json.JSONEncoder(separators=(",", ":")).encode
@@ -218,6 +244,25 @@ def _entries_json(entries: list[JournalEntry]) -> tuple[str, str]:
             postings.append(
                 f'{{"k":{key},"a":{account_id:d},"b":"{bucket}","s":"{asset}","m":{amount:d}}}')
     return _json(transactions), f"[{','.join(postings)}]"
+
+
+def _settlement_parameters(entries: list[JournalEntry]) -> tuple[str, ...]:
+    """SETTLE_NEW_TRADES' parameters after the lock: keys and details
+    (RS-separated), then the postings' entry ordinals, account ids, buckets,
+    assets and amounts (comma-separated). Every entry is a trade."""
+    keys, details, ordinals, account_ids, buckets, assets, amounts = [], [], [], [], [], [], []
+    for ordinal, entry in enumerate(entries, 1):
+        keys.append(entry.key)
+        details.append(_json(entry.details))
+        number = str(ordinal)
+        for account_id, asset, bucket, amount in entry.postings:
+            ordinals.append(number)
+            account_ids.append(str(account_id))
+            buckets.append(bucket)
+            assets.append(asset)
+            amounts.append(str(amount))
+    return ("\x1e".join(keys), "\x1e".join(details), ",".join(ordinals), ",".join(account_ids),
+            ",".join(buckets), ",".join(assets), ",".join(amounts))
 
 
 def _bigint_array(ids: Iterable[int]) -> str:
@@ -727,7 +772,7 @@ class PostgresLedger:
         tiers = dict(conn.execute(FEE_TIERS, (_json(users),)).fetchall())
         entries, batch = self._settlement_entries(trades, accounts, tiers, {}, None)
         lock = sorted({posting.account_id for entry in entries for posting in entry.postings})
-        return PreparedSettlement(trades, batch, (_bigint_array(lock), *_entries_json(entries)))
+        return PreparedSettlement(trades, batch, (_bigint_array(lock), *_settlement_parameters(entries)))
 
     def _post_settlement(self, conn, prepared: "PreparedSettlement") -> list[dict]:
         """The fast path's one statement, or the batch decided again when it
