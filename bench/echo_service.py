@@ -1,6 +1,10 @@
 """An empty Nameko service: the RPC round trip the order benchmark compares to."""
 from nameko.rpc import rpc
 
+from services.common import rpc_replies
+
+rpc_replies.install()
+
 
 class EchoService:
     name = "bench_echo"

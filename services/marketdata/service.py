@@ -13,12 +13,15 @@ from nameko.events import BROADCAST, event_handler
 from nameko.rpc import rpc
 from nameko.timer import timer
 
+from services.common import rpc_replies
 from services.marketdata import schemas
 from services.marketdata.errors import (InvalidArgument, InvalidEvent, MarketDataError,
                                         RangeTooLarge, UnknownMarket)
 from services.marketdata.ingest import MAX_REBUILD_MS
 from services.marketdata.providers import (Clock, DepthBooks, Markets, Reads, TradeEvents,
                                            TradeLog)
+
+rpc_replies.install()
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ import uuid
 
 from nameko.rpc import rpc
 
+from services.common import rpc_replies
 from services.common.outbox import OutboxRelay, enqueue_command
 from services.common.postgres import PostgresPool
 from psycopg.types.json import Jsonb
@@ -14,6 +15,8 @@ from psycopg.types.json import Jsonb
 from .errors import InvalidMarket, MarketExists, UnknownMarket
 from .models import CancelAll, ConfigError, Halt, InvalidValue, SetReferencePrice, MarketConfig, Resume, command_to_dict
 from .providers import OUTBOX_STREAM, MarketEngines, command_queue_name
+
+rpc_replies.install()
 
 
 class MatchingService:

@@ -19,6 +19,7 @@ import psycopg
 from nameko.rpc import RpcProxy, rpc
 from psycopg.types.json import Jsonb
 
+from services.common import rpc_replies
 from services.common.outbox import OutboxRelay, enqueue_command
 from services.matching.models import (
     AmendOrder, CancelAll, CancelOrder, InvalidValue, MarketConfig, command_to_dict,
@@ -34,6 +35,8 @@ from .errors import (
 from .providers import (
     OPEN, ORDER_COLUMNS, MarketCatalog, MatchingEvents, OrderStore, UserStates, order_view,
 )
+
+rpc_replies.install()
 
 OUTBOX_STREAM = "orders"
 CATALOG_TTL = 5.0

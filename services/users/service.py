@@ -24,6 +24,7 @@ import uuid
 from nameko.rpc import rpc
 from nameko.timer import timer
 
+from services.common import rpc_replies
 from services.common.outbox import OutboxRelay
 from services.users import accounts, apikeys, authz, schemas
 from services.users import signup as saga
@@ -33,6 +34,8 @@ from services.users.providers import (
     OUTBOX_STREAM, ApiKeyVault, Identity, Tokens, UsersConfig, UsersStore, WalletAccounts,
     is_permanent_refusal)
 from services.users.signup import Signup, SignupState, Step, Undo
+
+rpc_replies.install()
 
 log = logging.getLogger(__name__)
 

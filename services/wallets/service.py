@@ -17,11 +17,14 @@ from __future__ import annotations
 from nameko.events import EventDispatcher
 from nameko.rpc import rpc
 
+from services.common import rpc_replies
 from services.wallets import addresses, schemas
 from services.wallets.errors import InvalidRequest, WalletsError
 from services.wallets.ledger import APPROVE, CANCEL, MARK_SENT, REJECT
 from services.wallets.providers import Ledger
 from services.wallets.settlement import TradeSettlement
+
+rpc_replies.install()
 
 BALANCES_CHANGED = "balances_changed"
 
