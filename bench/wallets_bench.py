@@ -294,8 +294,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--holds", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--consumer-batches", type=int, default=5,
-                        help="batches per settle_batches call (TradeSettlement: 500 messages "
+    parser.add_argument("--consumer-batches", type=int, default=10,
+                        help="batches per settle_batches call (TradeSettlement: 1,000 messages "
                              "in batches of 100)")
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)

@@ -29,7 +29,7 @@ class TradeSettlement(BatchConsumerProvider):
     queue = "wallets.settlement"
     exchange = "matching.events"
     routing_keys = ["trade_executed"]
-    batch = 500  # messages per handle call (the prefetch), acked together
+    batch = 1000  # messages per handle call (the prefetch), acked together
     ledger_batch = 100  # trades per ledger transaction
 
     def setup_consumer(self):
