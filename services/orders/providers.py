@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import logging
+import traceback
+import uuid
 from decimal import Decimal
 
-import eventlet
+import psycopg
 from nameko.extensions import DependencyProvider
-from nameko.standalone.rpc import ClusterRpcProxy
+from psycopg.types.json import Jsonb
 
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumerProvider
@@ -76,7 +78,14 @@ class OrdersDb:
 class MatchingEvents(BatchConsumerProvider):
     """Applies the engines' events to orders, in publish order, one process at
     a time (quorum queue, single active consumer): fills, state changes, and
-    the leftover release when an order ends."""
+    the release of what an order did not spend, in the transaction that
+    records its end (wallets.release_funds, idempotent by ref).
+
+    A batch that fails is applied again message by message; a message that
+    still fails on its own (a malformed event, an order that spent more than
+    it held) is parked in ``unprocessed_events`` and reported by ``health``,
+    and the stream goes on. A database that cannot be reached parks nothing:
+    the batch is redelivered."""
 
     queue = "orders.matching-events"
     exchange = "matching.events"
@@ -87,48 +96,68 @@ class MatchingEvents(BatchConsumerProvider):
         config = self.container.config
         self.pool = make_pool(settings, config.get("POSTGRES_DB"), min_size=1, max_size=4,
                               name="orders-events")
-        self.rpc_config = {k: v for k, v in config.items()}
-
-    def start(self):
-        super().start()
-        self.release_thread = self.container.spawn_managed_thread(self._release_loop)
 
     def stop(self):
         super().stop()
-        self.release_thread.kill()
         self.pool.close()
 
     kill = stop
 
     def handle(self, batch) -> None:
-        with self.pool.connection() as conn, conn.transaction():
-            for routing_key, _message_id, body in batch:
-                if routing_key == "trade_executed":
-                    self._trade(conn, body)
-                elif routing_key == "order_updated":
-                    self._order_update(conn, body)
+        try:
+            self._apply(batch)
+            return
+        except psycopg.OperationalError:
+            raise
+        except Exception:
+            if len(batch) == 1:
+                self._park(batch[0])
+                return
+            log.exception("a batch of %d matching events failed; applying them one by one",
+                          len(batch))
+        for message in batch:
+            try:
+                self._apply([message])
+            except psycopg.OperationalError:
+                raise
+            except Exception:
+                self._park(message)
 
-    def _trade(self, conn, trade) -> None:
-        for order_id, user, is_maker in ((trade["maker_order_id"], trade["maker_user_id"], True),
-                                         (trade["taker_order_id"], trade["taker_user_id"], False)):
-            # Only an order of this market and user: an engine command that did not
-            # come through this service (an operator's, a test's) cannot touch ours.
-            inserted = conn.execute(
-                "INSERT INTO order_fills (trade_id, order_id, market, price, quantity, "
-                "quote_quantity, is_maker, executed_at) "
-                "SELECT %s, order_id, %s, %s, %s, %s, %s, %s FROM orders "
-                "WHERE order_id = %s AND market = %s AND user_id = %s "
-                "ON CONFLICT DO NOTHING RETURNING order_id",
-                (trade["trade_id"], trade["market"], trade["price"], trade["quantity"],
+    def _park(self, message) -> None:
+        routing_key, message_id, body = message
+        log.exception("parking matching event %s (%s)", message_id, routing_key)
+        error = traceback.format_exc(limit=3)
+        with self.pool.connection() as conn:
+            conn.execute("INSERT INTO unprocessed_events (message_id, routing_key, body, error) "
+                         "VALUES (%s, %s, %s, %s) ON CONFLICT (message_id) DO NOTHING",
+                         (message_id or f"no-id:{uuid.uuid4()}", routing_key, Jsonb(body), error))
+
+    def _apply(self, batch) -> None:
+        fills, updates = [], []
+        for routing_key, _message_id, body in batch:
+            if routing_key == "trade_executed":
+                fills.extend(self._fills(body))
+            elif routing_key == "order_updated":
+                updates.append(body)
+        with self.pool.connection() as conn, conn.transaction():
+            # Trades first: within the stream an order's trades all come
+            # before its end, so its leftover is computed on every fill.
+            if fills:
+                with conn.cursor() as cur:
+                    cur.executemany(APPLY_FILL, fills)
+            for update in updates:
+                self._order_update(conn, update)
+
+    @staticmethod
+    def _fills(trade) -> list[tuple]:
+        # Only an order of this market and user: an engine command that did not
+        # come through this service (an operator's, a test's) cannot touch ours.
+        return [(trade["trade_id"], trade["market"], trade["price"], trade["quantity"],
                  trade["quote_quantity"], is_maker, trade["executed_at"], order_id,
-                 trade["market"], str(user))).fetchone()
-            if inserted:
-                conn.execute(
-                    "UPDATE orders SET filled_quantity = filled_quantity + %s, "
-                    "filled_quote = filled_quote + %s, updated_at = now(), "
-                    "status = CASE WHEN status IN ('pending', 'new') THEN 'partially_filled' "
-                    "ELSE status END WHERE order_id = %s",
-                    (trade["quantity"], trade["quote_quantity"], order_id))
+                 trade["market"], str(user))
+                for order_id, user, is_maker in (
+                    (trade["maker_order_id"], trade["maker_user_id"], True),
+                    (trade["taker_order_id"], trade["taker_user_id"], False))]
 
     def _order_update(self, conn, update) -> None:
         event, order_id = update["event"], update.get("order_id")
@@ -158,35 +187,31 @@ class MatchingEvents(BatchConsumerProvider):
         conn.execute("UPDATE orders SET status = %s, reason = %s, released_amount = %s, "
                      "updated_at = now() WHERE order_id = %s", (status, reason, amount, order_id))
         if amount > 0:
-            conn.execute("INSERT INTO pending_releases (ref, order_id, user_id, asset, amount) "
-                         "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                         (f"order:{order_id}:final", order_id, user, asset, amount))
+            conn.execute("SELECT wallets.release_funds(%s, %s, %s, %s)",
+                         (user, asset, amount, f"order:{order_id}:final"))
 
-    # -- releases out ---------------------------------------------------------
-    def _release_loop(self) -> None:
-        while True:
-            try:
-                if self.consumer.active and self.release_pending() == 0:
-                    eventlet.sleep(0.2)
-                elif not self.consumer.active:
-                    eventlet.sleep(0.5)
-            except Exception:
-                log.exception("releasing leftover holds failed; retrying")
-                eventlet.sleep(1)
-
-    def release_pending(self, limit: int = 200) -> int:
+    def parked(self) -> int:
         with self.pool.connection() as conn:
-            rows = conn.execute("SELECT ref, user_id, asset, amount FROM pending_releases "
-                                "WHERE done_at IS NULL ORDER BY created_at LIMIT %s",
-                                (limit,)).fetchall()
-        if not rows:
-            return 0
-        with ClusterRpcProxy(self.rpc_config, timeout=30) as rpc:
-            for ref, user, asset, amount in rows:
-                rpc.wallets.release(user, asset, format(amount.normalize(), "f"), ref)
-                with self.pool.connection() as conn:
-                    conn.execute("UPDATE pending_releases SET done_at = now() WHERE ref = %s", (ref,))
-        return len(rows)
+            return conn.execute("SELECT count(*) FROM unprocessed_events").fetchone()[0]
+
+
+APPLY_FILL = """
+WITH filled AS (
+    INSERT INTO order_fills (trade_id, order_id, market, price, quantity, quote_quantity,
+                             is_maker, executed_at)
+    SELECT %s, order_id, %s, %s, %s, %s, %s, %s FROM orders
+     WHERE order_id = %s AND market = %s AND user_id = %s
+    ON CONFLICT DO NOTHING
+    RETURNING order_id, quantity, quote_quantity
+)
+UPDATE orders o
+   SET filled_quantity = o.filled_quantity + f.quantity,
+       filled_quote = o.filled_quote + f.quote_quantity,
+       updated_at = now(),
+       status = CASE WHEN o.status IN ('pending', 'new') THEN 'partially_filled' ELSE o.status END
+  FROM filled f
+ WHERE o.order_id = f.order_id
+"""
 
 
 def user_lock(conn, user: str, shared: bool) -> None:

@@ -154,8 +154,7 @@ def test_nothing_acknowledged_is_lost_when_processes_are_killed(
         wait_for(lambda: journaled(test_settings, ids) == len(set(ids)), 120,
                  "every acknowledged order to be journaled")
         # Sweep until nothing rests: the engine answering may be a standby a few
-        # commands behind, and orders a killed orders process left `pending` are
-        # finished (and sent) by recover_pending a few seconds later.
+        # commands behind.
         def swept():
             if open_orders(test_settings, users) == 0:
                 return True
@@ -163,7 +162,6 @@ def test_nothing_acknowledged_is_lost_when_processes_are_killed(
             eventlet.sleep(1.0)
             return False
         wait_for(swept, 120, "all orders to end")
-        wait_for(lambda: pending_releases(test_settings) == 0, 60, "leftovers to be released")
         wait_for(lambda: all(balance(rpc, u, a)[1] == 0 for u in users for a in deposits), 60,
                  "nothing locked")
 
@@ -214,11 +212,6 @@ def open_orders(settings, users) -> int:
     with psycopg.connect(settings.postgres_dsn()) as conn:
         return conn.execute("SELECT count(*) FROM orders WHERE user_id = ANY(%s) AND status IN "
                             "('pending', 'new', 'partially_filled')", (users,)).fetchone()[0]
-
-
-def pending_releases(settings) -> int:
-    with psycopg.connect(settings.postgres_dsn()) as conn:
-        return conn.execute("SELECT count(*) FROM pending_releases WHERE done_at IS NULL").fetchone()[0]
 
 
 def fee_totals(settings) -> dict:

@@ -1,6 +1,7 @@
 """Placing, matching and settling orders across the real services."""
 from decimal import Decimal as D
 
+import psycopg
 import pytest
 from nameko.exceptions import RemoteError
 
@@ -212,3 +213,47 @@ def test_engine_events_of_another_market_or_user_never_touch_an_order(exchange, 
     wait_status(exchange, user, marker["order_id"], FINAL)
     mine = exchange.orders.get_order(user, order["order_id"])
     assert (mine["status"], mine["filled_quantity"]) == ("new", "0")
+
+
+def test_an_event_that_cannot_be_applied_is_parked_and_the_stream_goes_on(exchange, nameko_config):
+    """A poison event (here a trade without its order ids, and an order_done
+    for an order that 'spent' more than it held) is parked with its error and
+    reported by health; the events after it are applied."""
+    from nameko.standalone.events import event_dispatcher
+    user = fund(exchange, {"USDT": "1000"})
+    victim = place(exchange, user, "buy", "100", "0.1")
+    with psycopg.connect(nameko_config_dsn(nameko_config)) as conn:
+        before = conn.execute("SELECT count(*) FROM unprocessed_events").fetchone()[0]
+        # Make the victim look as if it spent more than its 10 USDT hold.
+        conn.execute("UPDATE orders SET filled_quote = 11 WHERE order_id = %s",
+                     (victim["order_id"],))
+    dispatch = event_dispatcher(nameko_config)
+    dispatch("matching", "trade_executed", {"market": "BTC-USDT", "trade_id": "broken"})
+    dispatch("matching", "order_updated", {
+        "event": "order_done", "status": "filled", "market": "BTC-USDT", "side": "buy",
+        "order_id": victim["order_id"], "user_id": user})
+    marker = place(exchange, user, "buy", "99", "0.1")
+    exchange.orders.cancel_order(user, marker["order_id"])
+    assert wait_status(exchange, user, marker["order_id"], FINAL)["status"] == "cancelled"
+    health = exchange.orders.health()
+    with psycopg.connect(nameko_config_dsn(nameko_config)) as conn:
+        parked = conn.execute("SELECT message_id, routing_key, error FROM unprocessed_events "
+                              "ORDER BY parked_at DESC LIMIT %s", (2,)).fetchall()
+        after = conn.execute("SELECT count(*) FROM unprocessed_events").fetchone()[0]
+        # What an operator would do: put the victim right, clear what was parked.
+        conn.execute("UPDATE orders SET filled_quote = 0 WHERE order_id = %s",
+                     (victim["order_id"],))
+        conn.execute("DELETE FROM unprocessed_events WHERE message_id = ANY(%s)",
+                     ([message_id for message_id, _, _ in parked],))
+    assert after - before == 2
+    assert {key for _, key, _ in parked} == {"trade_executed", "order_updated"}
+    assert any("more than its hold" in error for _, _, error in parked)
+    assert health["status"] == "degraded" and health["parked_events"] >= 2
+    assert exchange.orders.get_order(user, victim["order_id"])["status"] == "new"
+    exchange.orders.cancel_order(user, victim["order_id"])
+    wait_status(exchange, user, victim["order_id"], FINAL)
+
+
+def nameko_config_dsn(nameko_config):
+    from services.common.config import load_settings
+    return load_settings().postgres_dsn(nameko_config["POSTGRES_DB"])
