@@ -250,19 +250,15 @@ def _settlement_parameters(entries: list[JournalEntry]) -> tuple[str, ...]:
     """SETTLE_NEW_TRADES' parameters after the lock: keys and details
     (RS-separated), then the postings' entry ordinals, account ids, buckets,
     assets and amounts (comma-separated). Every entry is a trade."""
-    keys, details, ordinals, account_ids, buckets, assets, amounts = [], [], [], [], [], [], []
-    for ordinal, entry in enumerate(entries, 1):
-        keys.append(entry.key)
-        details.append(_json(entry.details))
-        number = str(ordinal)
-        for account_id, asset, bucket, amount in entry.postings:
-            ordinals.append(number)
-            account_ids.append(str(account_id))
-            buckets.append(bucket)
-            assets.append(asset)
-            amounts.append(str(amount))
-    return ("\x1e".join(keys), "\x1e".join(details), ",".join(ordinals), ",".join(account_ids),
-            ",".join(buckets), ",".join(assets), ",".join(amounts))
+    postings = [posting for entry in entries for posting in entry.postings]
+    return ("\x1e".join([entry.key for entry in entries]),
+            "\x1e".join([_json(entry.details) for entry in entries]),
+            ",".join([str(ordinal) for ordinal, entry in enumerate(entries, 1)
+                      for _ in entry.postings]),
+            ",".join([str(posting.account_id) for posting in postings]),
+            ",".join([posting.bucket for posting in postings]),
+            ",".join([posting.asset for posting in postings]),
+            ",".join([str(posting.amount) for posting in postings]))
 
 
 def _bigint_array(ids: Iterable[int]) -> str:
