@@ -33,6 +33,7 @@ import eventlet
 eventlet.monkey_patch()
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
@@ -124,15 +125,20 @@ def count_rows(session, market: str, start: int, end: int) -> tuple[int, int]:
     return rows, candle_trades
 
 
-def cleanup(session, market: str, trades):
-    buckets = {trade_bucket(t.executed_at) for t in trades}
-    users = {(u, trade_bucket(t.executed_at)) for t in trades for u in (t.maker_user_id, t.taker_user_id)}
+def footprint(trades) -> tuple:
+    """What ``cleanup`` deletes, without keeping the trades themselves alive."""
+    return ({trade_bucket(t.executed_at) for t in trades},
+            {(u, trade_bucket(t.executed_at)) for t in trades for u in (t.maker_user_id, t.taker_user_id)},
+            {(i, partition_start(t.executed_at, i)) for t in trades for i in CHAIN})
+
+
+def cleanup(session, market: str, written: tuple):
+    buckets, users, parts = written
     for b in buckets:
         session.execute("DELETE FROM trades_by_market WHERE market=%s AND bucket=%s", (market, b))
     session.execute("DELETE FROM trade_buckets_by_market WHERE market=%s", (market,))
     for u, b in users:
         session.execute("DELETE FROM trades_by_user WHERE user_id=%s AND bucket=%s", (u, b))
-    parts = {(i, partition_start(t.executed_at, i)) for t in trades for i in CHAIN}
     for interval, part in parts:
         session.execute("DELETE FROM candles WHERE market=%s AND interval=%s AND bucket=%s",
                         (market, interval, part))
@@ -158,6 +164,8 @@ def main():
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--reads", type=int, default=300)
+    parser.add_argument("--depth", type=int, default=None,
+                        help="end to end: batches in flight (MARKETDATA_TRADE_DEPTH)")
     parser.add_argument("--keep", action="store_true", help="do not delete the benchmark data")
     args = parser.parse_args()
 
@@ -190,6 +198,8 @@ def main():
                    "MARKETDATA_MARKETS": [{"symbol": m, "base_asset": m.split("-")[0],
                                            "quote_asset": "USDT", "tick_size": "0.01",
                                            "lot_size": "0.00001"} for m in markets.values()]})
+    if args.depth:
+        config["MARKETDATA_TRADE_DEPTH"] = args.depth
     from kombu import Connection, Exchange, Producer, Queue
     from nameko.containers import ServiceContainer
     from nameko.standalone.rpc import ServiceRpcProxy
@@ -211,7 +221,7 @@ def main():
             day_trades = synthetic_trades(markets["day"], 1440 * 3, day, 1, seed=3)
             day_trades = [replace(t, executed_at=day + (i // 3) * MINUTE + (i % 3) * 1000)
                           for i, t in enumerate(day_trades)]
-            written["day"] = day_trades
+            written["day"] = footprint(day_trades)
             ingest(pipeline, day_trades, args.batch)
             reads = MarketReads(store, cache, DepthKeeper(cache))
             market = markets["day"]
@@ -260,7 +270,7 @@ def main():
             warm = synthetic_trades(markets["ingest"], 5000, now - 600_000, 5, seed=2)
             ingest(pipeline, warm, args.batch)         # connections, code paths, first state loads
             trades = synthetic_trades(markets["ingest"], args.trades, now - 300_000, 5)
-            written["ingest"] = warm + trades
+            written["ingest"] = footprint(warm + trades)
             elapsed = ingest(pipeline, trades, args.batch)
             rows, candle_trades = count_rows(session, markets["ingest"], trades[0].executed_at,
                                              trades[-1].executed_at)
@@ -269,11 +279,12 @@ def main():
                   f"2 rows by user; per batch: the 8 intervals' candles, cache publication)")
             print(f"  check: {rows:,} trades_by_market rows, 1m candles count {candle_trades - len(warm):,} "
                   f"trades (expected {len(trades):,} each)")
+            del warm, trades
 
         # ------------------------------------------------------------ ingest, end to end
         if args.events:
             events = synthetic_trades(markets["events"], args.events, now - 200_000, 5, seed=4)
-            written["events"] = events
+            written["events"] = footprint(events)
             with Connection(config["AMQP_URI"]) as amqp:
                 channel = amqp.default_channel
                 q = command_queue(queue)(channel)
@@ -287,41 +298,46 @@ def main():
                                      retry=True)
                 while q.queue_declare(passive=True).message_count < len(events):
                     time.sleep(0.1)
-            print(f"\ningest, end to end: {len(events):,} trade_executed events waiting in RabbitMQ, "
-                  f"consumed by a service container (batches of up to 1,000)", flush=True)
+            # the service process holds none of this: neither should the timed one
+            # (its collector would walk 50,000 trades at every full collection)
+            total, first_at, last_at = len(events), events[0].executed_at, events[-1].executed_at
+            del events, t
+            gc.collect()
+            print(f"\ningest, end to end: {total:,} trade_executed events waiting in RabbitMQ, "
+                  f"consumed by a service container (batches of up to 1,000, "
+                  f"{config.get('MARKETDATA_TRADE_DEPTH', 'default')} in flight)", flush=True)
             container = ServiceContainer(service_cls, config)
             started, cpu = time.perf_counter(), time.process_time()
             container.start()
             try:
                 backend = container.shared_extensions[Backend]
                 first = None
-                while backend.ingested[markets["events"]] < len(events):
+                while backend.ingested[markets["events"]] < total:
                     if first is None and backend.ingested[markets["events"]]:
                         first = (time.perf_counter(), backend.ingested[markets["events"]])
                     eventlet.sleep(0.01)
                 elapsed = time.perf_counter() - started
                 cpu = time.process_time() - cpu
-                steady = (None if first is None or first[1] == len(events)
-                          else (len(events) - first[1]) / (time.perf_counter() - first[0]))
+                steady = (None if first is None or first[1] == total
+                          else (total - first[1]) / (time.perf_counter() - first[0]))
             finally:
                 container.stop()
                 with Connection(config["AMQP_URI"]) as amqp:
                     command_queue(queue)(amqp.default_channel).delete()
                     Exchange(trade_exchange)(amqp.default_channel).delete()
-            rows, candle_trades = count_rows(session, markets["events"], events[0].executed_at,
-                                             events[-1].executed_at)
-            print(f"  {len(events) / elapsed:,.0f} trades/s   ({elapsed:.2f} s incl. container start; "
+            rows, candle_trades = count_rows(session, markets["events"], first_at, last_at)
+            print(f"  {total / elapsed:,.0f} trades/s   ({elapsed:.2f} s incl. container start; "
                   + (f"{steady:,.0f} trades/s after the first batch; " if steady else "")
                   + f"{rows:,} rows counted back, 1m candles count {candle_trades:,} trades)")
             print(f"  this process's CPU: {cpu:.2f} s = {cpu / elapsed:.0%} of a core, "
-                  f"{cpu / len(events) * 1e6:,.0f} us per trade")
+                  f"{cpu / total * 1e6:,.0f} us per trade")
     finally:
         pipeline.stop()
         with Connection(config["AMQP_URI"]) as amqp:       # Nameko leaves RPC queues behind
             Queue(f"rpc-marketdata_bench_{tag.lower()}")(amqp.default_channel).delete()
         if not args.keep:
-            for key, trades in written.items():
-                cleanup(session, markets[key], trades)
+            for key, footprints in written.items():
+                cleanup(session, markets[key], footprints)
         cluster.shutdown()
 
 
