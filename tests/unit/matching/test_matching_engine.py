@@ -633,3 +633,105 @@ def test_heap_and_index_stay_bounded_when_levels_come_and_go(at_the_top):
     assert len(e.book.heaps[0]) <= 2 * len(e.book.levels[0]) + 64 + 1
     assert len(e.book.index[0]) <= 2 * len(e.book.levels[0]) + 64 + 1
     e.book.check_invariants()
+
+
+# ---------------------------------------------------------------- fast path vs ordered checks
+#
+# apply() takes a fast path for limit orders that pass one combined guard
+# (price in the precomputed band bounds, quantity bounds, notional) and sends
+# everything else through the ordered checks. These tests pin that the path
+# taken never changes the outcome.
+
+
+@pytest.mark.parametrize("band", ["10", "2.5", "0.01", "33.3", "100", "250"])
+@pytest.mark.parametrize("ref", [1, 3, 7, 99, 100, 1001, 3_000_017, (1 << 63) - 2])
+def test_band_bounds_match_the_exact_ratio_rule(band, ref):
+    from decimal import Decimal
+
+    e = market(price_band_percent=band)
+    e.apply(SetReferencePrice(ref))
+    num, den = Decimal(band).as_integer_ratio()
+    width = ref * num // (100 * den)
+    oid = 0
+    for price in {ref - width - 1, ref - width, ref, ref + width, ref + width + 1}:
+        if not 0 < price < 1 << 63:
+            continue
+        oid += 1
+        inside = abs(price - ref) * 100 * den <= ref * num  # the documented rule
+        events = e.apply(limit(oid, "a", "buy" if oid % 2 else "sell", price, 1, time_in_force="IOC"))
+        assert (events[0][0] == COMMAND_ACCEPTED) == inside, (price, events)
+        if not inside:
+            assert rejected(events) == "PRICE_OUT_OF_BAND"
+
+
+def test_halt_and_resume_move_the_fast_path_bounds():
+    e = market(price_band_percent="10")
+    e.apply(SetReferencePrice(100))
+    e.apply(Halt())
+    assert rejected(e.apply(limit(1, "a", "buy", 100, 1))) == "MARKET_HALTED"
+    e.apply(Resume())
+    assert e.apply(limit(2, "a", "buy", 100, 1))[0][0] == COMMAND_ACCEPTED
+    assert rejected(e.apply(limit(3, "a", "buy", 89, 1))) == "PRICE_OUT_OF_BAND"
+    e.reference_price = 90  # attribute writes (restore does them) move the bounds too
+    assert e.apply(limit(4, "a", "buy", 89, 1))[0][0] == COMMAND_ACCEPTED
+    e.halted = True
+    assert rejected(e.apply(limit(5, "a", "buy", 89, 1))) == "MARKET_HALTED"
+
+
+@pytest.mark.parametrize(
+    "cmd, reason",
+    [
+        # each fails one check the fast path does not own, and one it does:
+        # the earlier check in the documented order must win
+        (limit(1, "a", "hold", 100, 1, time_in_force="GTC"), "INVALID_SIDE"),
+        (limit(1, "a", "hold", 10**6, 1), "INVALID_SIDE"),
+        (limit(1, "a", "buy", 100, 1, time_in_force="GTD"), "INVALID_TIME_IN_FORCE"),
+        (limit(1, "a", "buy", 100, 1, stp="NEVER"), "INVALID_STP_MODE"),
+        (limit(1, "a", "buy", 100, 1, post_only=1), "INVALID_POST_ONLY"),
+        (limit(1, "a", "buy", 100, 1, time_in_force="IOC", post_only=True), "INVALID_POST_ONLY"),
+        (limit(1, "a", "buy", 100, True), "INVALID_QUANTITY"),
+        (limit(1, "a", "buy", True, 1), "INVALID_PRICE"),
+        (limit(1, "a", "buy", 0, 1), "INVALID_PRICE"),
+        (limit(1, "a", "buy", 1 << 63, 1), "INVALID_PRICE"),
+        (limit(1, "a", "buy", 100, 1, quote_amount=5), "INVALID_QUANTITY"),
+        (limit(7, "a", "buy", 100, 1), "DUPLICATE_ORDER_ID"),
+        (limit(7, "a", "buy", 10**6, 1), "DUPLICATE_ORDER_ID"),  # duplicate beats band
+        (limit(1, "a", "buy", 100, 1000), "QTY_ABOVE_MAX"),
+        (limit(1, "a", "buy", 10**6, 1000), "QTY_ABOVE_MAX"),  # quantity beats band
+        (limit(1, "a", "buy", 1, 2), "NOTIONAL_BELOW_MIN"),
+        (limit(1, "a", "buy", 1000, 1), "PRICE_OUT_OF_BAND"),
+        (limit(1, "b", "buy", 100, 1), "TOO_MANY_OPEN_ORDERS"),
+        (limit(1, "b", "buy", 10**6, 1), "PRICE_OUT_OF_BAND"),  # band beats open orders
+        (limit(1, "a", "buy", 150, 1, post_only=True), "POST_ONLY_WOULD_TAKE"),
+        (limit(1, "a", "buy", 150, 20, time_in_force="FOK"), "FOK_NOT_FILLABLE"),
+        (limit(1, "a", "buy", 100, 20, time_in_force="FOK"), "FOK_NOT_FILLABLE"),
+    ],
+)
+def test_rejection_reason_follows_the_documented_order_on_either_path(cmd, reason):
+    e = market(max_quantity="100", min_notional="10", price_band_percent="50", max_open_orders=1)
+    e.apply(SetReferencePrice(100))  # band: 50 .. 150
+    e.apply(limit(7, "z", "sell", 150, 10))
+    e.apply(limit(8, "b", "buy", 60, 1))
+    before = (book(e), e.trade_seq)
+    assert rejected(e.apply(cmd)) == reason
+    assert (book(e), e.trade_seq) == before
+
+
+def test_explicit_defaults_give_the_same_events_as_omitted_ones():
+    def run(**kw):
+        e = market(default_stp="EXPIRE_MAKER")
+        e.apply(limit(1, "a", "sell", 100, 3))
+        e.apply(limit(2, "b", "sell", 101, 3))
+        return e.apply(limit(3, "a", "buy", 101, 5, **kw)), e.snapshot()
+
+    omitted = run()
+    assert run(time_in_force="GTC") == omitted
+    assert run(stp="EXPIRE_MAKER") == omitted
+    assert run(time_in_force="GTC", stp="EXPIRE_MAKER", post_only=False) == omitted
+
+
+def test_unbounded_quantity_without_max_quantity():
+    e = market()
+    huge = 1 << 70  # beyond the fast path's stand-in for "no maximum"
+    assert e.apply(limit(1, "a", "buy", 100, huge))[-1] == (BOOK_LEVEL_CHANGED, 1, "buy", 100, huge)
+    e.book.check_invariants()
