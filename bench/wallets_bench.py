@@ -183,24 +183,36 @@ def make_batches(users: list[str], batches: int, size: int, rng: random.Random) 
     return result
 
 
-def bench_settle(ledger: PostgresLedger, batches: list, meter: CpuMeter) -> float:
+def timed_calls(call, chunks: list, meter: CpuMeter) -> tuple[float, list[float]]:
+    """``call(chunk)`` for every chunk, one after the other: (elapsed, latencies)."""
     latencies = []
+    meter.start()
+    started = time.perf_counter()
+    for chunk in chunks:
+        t0 = time.perf_counter()
+        call(chunk)
+        latencies.append(time.perf_counter() - t0)
+    return time.perf_counter() - started, latencies
+
+
+def report_settlement(title: str, batches: list, elapsed: float, per: str, latencies: list[float],
+                      meter: CpuMeter) -> float:
+    """Print a settlement figure (``title`` may name ``{trades}``); trades/s."""
+    trades = sum(len(b) for b in batches)
+    print(f"{title.format(trades=trades)}: {trades / elapsed:,.0f} trades/s ({elapsed:.2f} s)")
+    print(f"  {per}: {percentiles(latencies)}")
+    print(f"  {meter.report(trades, 'trade')}")
+    return trades / elapsed
+
+
+def bench_settle(ledger: PostgresLedger, batches: list, meter: CpuMeter) -> float:
     for batch in batches[:3]:  # warm-up: prepared statements, caches
         ledger.settle_trades(batch)
     timed = batches[3:]
-    meter.start()
-    started = time.perf_counter()
-    for batch in timed:
-        t0 = time.perf_counter()
-        ledger.settle_trades(batch)
-        latencies.append(time.perf_counter() - t0)
-    elapsed = time.perf_counter() - started
-    trades = sum(len(b) for b in timed)
-    print(f"settle_trades: {trades} trades in {len(timed)} batches of {len(timed[0])}, one settler: "
-          f"{trades / elapsed:,.0f} trades/s ({elapsed:.2f} s)")
-    print(f"  per batch: {percentiles(latencies)}")
-    print(f"  {meter.report(trades, 'trade')}")
-    return trades / elapsed
+    elapsed, latencies = timed_calls(ledger.settle_trades, timed, meter)
+    return report_settlement(f"settle_trades: {{trades}} trades in {len(timed)} batches of "
+                             f"{len(timed[0])}, one settler", timed, elapsed, "per batch", latencies,
+                             meter)
 
 
 def bench_settle_pipelined(ledger: PostgresLedger, batches: list, per_call: int,
@@ -208,20 +220,11 @@ def bench_settle_pipelined(ledger: PostgresLedger, batches: list, per_call: int,
     """One settler, pipelined (settle_batches), ``per_call`` batches per call."""
     ledger.settle_batches(batches[:3])  # warm-up
     timed = batches[3:]
-    latencies = []
-    meter.start()
-    started = time.perf_counter()
-    for i in range(0, len(timed), per_call):
-        t0 = time.perf_counter()
-        ledger.settle_batches(timed[i:i + per_call])
-        latencies.append(time.perf_counter() - t0)
-    elapsed = time.perf_counter() - started
-    trades = sum(len(b) for b in timed)
-    print(f"settle_batches: {trades} trades in {len(timed)} batches of {len(timed[0])}, one settler, "
-          f"pipelined, {per_call} batches per call: {trades / elapsed:,.0f} trades/s ({elapsed:.2f} s)")
-    print(f"  per call of {per_call} batches: {percentiles(latencies)}")
-    print(f"  {meter.report(trades, 'trade')}")
-    return trades / elapsed
+    calls = [timed[i:i + per_call] for i in range(0, len(timed), per_call)]
+    elapsed, latencies = timed_calls(ledger.settle_batches, calls, meter)
+    return report_settlement(f"settle_batches: {{trades}} trades in {len(timed)} batches of "
+                             f"{len(timed[0])}, one settler, pipelined, {per_call} batches per call",
+                             timed, elapsed, f"per call of {per_call} batches", latencies, meter)
 
 
 def bench_settle_per_market(ledger: PostgresLedger, batches: list, meter: CpuMeter) -> float:
