@@ -205,6 +205,7 @@ class MatchingEngine:
         max_open = _HUGE if self._max_open is None else self._max_open
         default_stp = self._default_stp
         place_slow = self._place_slow
+        place_other = self._place_other
         match = self._match
         prune_slack = PRUNE_SLACK
         short_queue = SHORT_QUEUE
@@ -234,7 +235,9 @@ class MatchingEngine:
                     and post_only is False
                     and otype == "limit"
                 ):
-                    return place_slow(seq, command)
+                    if otype == "limit":
+                        return place_slow(seq, command)
+                    return place_other(seq, command)  # market orders, unknown types
                 if side == "buy":
                     s = 0
                     lk = price  # the asks cross at keys (prices) <= price
@@ -700,7 +703,8 @@ class MatchingEngine:
         self._best[o] = key
         if last is not None:
             self.trade_seq = tid
-            self.last_price = self.reference_price = last
+            self.last_price = self._reference_price = last
+            self._set_bounds()
         return rem, killed
 
     def _match_quote(self, seq, ev, oid, uid, budget, stp):
@@ -800,7 +804,8 @@ class MatchingEngine:
         book.best[1] = key
         if last is not None:
             self.trade_seq = tid
-            self.last_price = self.reference_price = last
+            self.last_price = self._reference_price = last
+            self._set_bounds()
         return budget, filled_total, killed, budget_bound
 
     def _fillable(self, o: int, lk: int, uid, need: int, stp: str) -> bool:
