@@ -4,8 +4,9 @@ eventlet-cooperative (see services.common.green), behind a Nameko provider.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
+import eventlet
 import psycopg
 from nameko.extensions import DependencyProvider
 from psycopg_pool import ConnectionPool
@@ -14,6 +15,25 @@ from services.common import green
 from services.common.config import Settings, load_settings
 
 green.install()
+
+T = TypeVar("T")
+
+# PostgreSQL aborts one transaction of a deadlock or a serialization conflict;
+# nothing of it was committed, so running it again is safe and usually succeeds.
+TRANSIENT_ABORTS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+
+def retry_transient(run: Callable[[], T], attempts: int = 5) -> T:
+    """``run()``, run again (after a short, growing pause) when PostgreSQL
+    aborted its transaction to break a deadlock or a serialization conflict."""
+    for attempt in range(attempts):
+        try:
+            return run()
+        except TRANSIENT_ABORTS:
+            if attempt == attempts - 1:
+                raise
+            eventlet.sleep(0.002 * 2 ** attempt)
+    raise AssertionError("unreachable")
 
 
 def make_pool(settings: Settings, dbname: str | None = None, **overrides) -> ConnectionPool:

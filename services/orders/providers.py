@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumerProvider
-from services.common.postgres import PostgresPool, make_pool
+from services.common.postgres import PostgresPool, make_pool, retry_transient
 
 from . import holds
 
@@ -56,7 +56,11 @@ class OrdersDb:
 
     def autocommit_statement(self, statement: str, params) -> tuple | None:
         """One statement as its own transaction: a single round trip, where
-        an explicit transaction costs three (BEGIN, the statement, COMMIT)."""
+        an explicit transaction costs three (BEGIN, the statement, COMMIT).
+        Run again if PostgreSQL aborted it to break a deadlock."""
+        return retry_transient(lambda: self._autocommit_statement(statement, params))
+
+    def _autocommit_statement(self, statement: str, params) -> tuple | None:
         with self.pool.connection() as conn:
             conn.autocommit = True
             try:
@@ -105,7 +109,7 @@ class MatchingEvents(BatchConsumerProvider):
 
     def handle(self, batch) -> None:
         try:
-            self._apply(batch)
+            retry_transient(lambda: self._apply(batch))
             return
         except psycopg.OperationalError:
             raise
@@ -117,7 +121,7 @@ class MatchingEvents(BatchConsumerProvider):
                           len(batch))
         for message in batch:
             try:
-                self._apply([message])
+                retry_transient(lambda: self._apply([message]))
             except psycopg.OperationalError:
                 raise
             except Exception:
@@ -145,6 +149,13 @@ class MatchingEvents(BatchConsumerProvider):
             if fills:
                 with conn.cursor() as cur:
                     cur.executemany(APPLY_FILL, fills)
+            finishing = [update["order_id"] for update in updates
+                         if update.get("order_id") is not None
+                         and update["event"] in ("order_done", "command_rejected")]
+            if finishing:
+                # Settlement locks accounts in id order; the releases below
+                # must too, or the two deadlock.
+                conn.execute(LOCK_HOLD_ACCOUNTS, (finishing,))
             for update in updates:
                 self._order_update(conn, update)
 
@@ -194,6 +205,13 @@ class MatchingEvents(BatchConsumerProvider):
         with self.pool.connection() as conn:
             return conn.execute("SELECT count(*) FROM unprocessed_events").fetchone()[0]
 
+
+LOCK_HOLD_ACCOUNTS = """
+SELECT a.id FROM wallets.accounts a
+ WHERE a.kind = 'user'
+   AND (a.owner, a.asset) IN (SELECT user_id, hold_asset FROM orders WHERE order_id = ANY(%s))
+ ORDER BY a.id FOR UPDATE
+"""
 
 APPLY_FILL = """
 WITH filled AS (

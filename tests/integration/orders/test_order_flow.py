@@ -257,3 +257,64 @@ def test_an_event_that_cannot_be_applied_is_parked_and_the_stream_goes_on(exchan
 def nameko_config_dsn(nameko_config):
     from services.common.config import load_settings
     return load_settings().postgres_dsn(nameko_config["POSTGRES_DB"])
+
+
+def test_releases_lock_accounts_in_id_order_as_settlement_does(exchange, nameko_config):
+    """Settlement locks the accounts of a batch in id order. The events
+    consumer releases the leftovers of a batch's finished orders: unless it
+    takes those accounts in the same order, a release and a settlement that
+    share two accounts deadlock (seen in the order-flow benchmark), and
+    PostgreSQL aborts one of them. Here a transaction holds the lower account
+    as settlement would, the consumer finishes the higher account's order
+    first, then the transaction takes the higher account."""
+    import eventlet
+    from services.common.config import load_settings
+    from services.common.postgres import make_pool
+    from services.orders.providers import MatchingEvents
+
+    users = [fund(exchange, {"USDT": "100"}) for _ in range(2)]
+    dsn = nameko_config_dsn(nameko_config)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        account = {user: conn.execute(
+            "SELECT id FROM wallets.accounts WHERE owner = %s AND asset = 'USDT'",
+            (user,)).fetchone()[0] for user in users}
+        low, high = sorted(users, key=account.get)
+        order_ids = {}
+        for user in (high, low):
+            # An order the engine never saw (no command in the outbox): only
+            # the events below end it.
+            order_ids[user] = conn.execute(
+                "INSERT INTO orders (order_id, user_id, market, side, order_type, price, "
+                "quantity, time_in_force, status, hold_asset, hold_amount) "
+                "VALUES (nextval('order_ids'), %s, 'BTC-USDT', 'buy', 'limit', 100, 0.1, 'GTC', "
+                "'new', 'USDT', 10) RETURNING order_id", (user,)).fetchone()[0]
+            conn.execute("SELECT wallets.hold_funds(%s, 'USDT', 10, %s)",
+                         (user, f"order:{order_ids[user]}"))
+
+    events = MatchingEvents()
+    events.pool = make_pool(load_settings(), nameko_config["POSTGRES_DB"], min_size=1, max_size=2,
+                            name="test-orders-events")
+    attempts = []
+    apply = events._apply
+    events._apply = lambda batch: (attempts.append(len(batch)), apply(batch))[1]
+    batch = [("order_updated", f"test-done-{order_ids[user]}",
+              {"event": "order_done", "status": "cancelled", "market": "BTC-USDT",
+               "order_id": order_ids[user], "user_id": user})
+             for user in (high, low)]
+    try:
+        with psycopg.connect(dsn) as settlement:
+            settlement.execute("SELECT id FROM wallets.accounts WHERE id = %s FOR UPDATE",
+                               (account[low],))
+            consumer = eventlet.spawn(events.handle, batch)
+            eventlet.sleep(0.5)  # the consumer is now waiting on the lower account
+            settlement.execute("SET LOCAL lock_timeout = '10s'")
+            settlement.execute("SELECT id FROM wallets.accounts WHERE id = %s FOR UPDATE",
+                               (account[high],))
+            settlement.commit()
+            consumer.wait()
+    finally:
+        events.pool.close()
+    assert attempts == [2], "the consumer's transaction was aborted (deadlock) and run again"
+    for user in users:
+        assert exchange.orders.get_order(user, order_ids[user])["status"] == "cancelled"
+        assert balance(exchange, user, "USDT") == (D("100"), D("0"))
