@@ -7,6 +7,7 @@ import eventlet
 import psycopg
 import pytest
 
+from services.wallets.amounts import format_amount
 from services.wallets.assets import ASSETS
 from services.wallets.errors import IdempotencyConflict
 
@@ -112,3 +113,32 @@ def test_a_sql_release_is_the_providers_release(ledger, new_user, fund, wallets_
     assert release_in_sql(wallets_schema, user, "USDT", "2.5", ref) == transaction_id
     after = balance(ledger, user, "USDT")
     assert (after["available"], after["locked"]) == ("6.500000", "3.500000")
+
+
+def test_format_minor_is_format_amount(db):
+    """The SQL formatter the hold function writes into journal details agrees
+    with the provider's, also for amounts of more digits than scale + 1
+    (lpad truncates those: 1,000 USDT once came out as "1.000000")."""
+    for asset in ASSETS.values():
+        for minor in (0, 1, 7, 10 ** asset.scale - 1, 10 ** asset.scale, 10 ** (asset.scale + 1),
+                      1_000 * 10 ** asset.scale + 5, 12_345_678_901_234_567_890_123_456_789):
+            sql = db.execute("SELECT wallets.format_minor(%s, %s)",
+                             (minor, asset.scale)).fetchone()[0]
+            assert sql == format_amount(asset, minor), (asset.code, minor)
+
+
+def test_a_large_sql_hold_records_its_amount_and_refuses_with_the_right_figures(
+        ledger, new_user, fund, wallets_schema, db):
+    user = new_user()
+    fund(user, "USDT", 1_500_000_000)  # 1,500 USDT
+    ref = f"order:{uuid.uuid4()}"
+    transaction_id = hold_in_sql(wallets_schema, user, "USDT", "1234.5", ref)
+    details = db.execute("SELECT details FROM wallets.transactions WHERE id = %s",
+                         (transaction_id,)).fetchone()[0]
+    assert details["amount"] == "1234.500000"
+    # The provider recognises it as the same hold.
+    assert ledger.hold(user, ASSETS["USDT"], 1_234_500_000, ref)["transaction_id"] == transaction_id
+    with pytest.raises(psycopg.errors.RaiseException) as caught:
+        hold_in_sql(wallets_schema, user, "USDT", "10000", f"order:{uuid.uuid4()}")
+    assert caught.value.diag.message_primary.endswith(
+        "has 265.500000 USDT available, needs 10000.000000")
