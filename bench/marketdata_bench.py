@@ -277,8 +277,12 @@ def main():
             print(f"\ningest, service pipeline: {len(trades):,} trades in batches of {args.batch:,}")
             print(f"  {len(trades) / elapsed:,.0f} trades/s   ({elapsed:.2f} s; per trade: 1 row by market, "
                   f"2 rows by user; per batch: the 8 intervals' candles, cache publication)")
-            print(f"  check: {rows:,} trades_by_market rows, 1m candles count {candle_trades - len(warm):,} "
-                  f"trades (expected {len(trades):,} each)")
+            # The warm-up's trades may share the counted buckets (and are in the candles).
+            first, last = trade_bucket(trades[0].executed_at), trade_bucket(trades[-1].executed_at)
+            expected_rows = sum(first <= trade_bucket(t.executed_at) <= last for t in warm + trades)
+            print(f"  check: {rows:,} trades_by_market rows in the timed trades' buckets (expected "
+                  f"{expected_rows:,}: {len(trades):,} timed + the warm-up's there), 1m candles count "
+                  f"{candle_trades - len(warm):,} timed trades (expected {len(trades):,})")
             del warm, trades
 
         # ------------------------------------------------------------ ingest, end to end
