@@ -83,6 +83,50 @@ def start_processes(settings, config):
     return procs
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0.0
+
+
+def cpu_snapshot(procs) -> dict:
+    """CPU seconds used so far, by role: our service processes by kind, this
+    process (the clients), PostgreSQL and RabbitMQ (every process of theirs on
+    the machine), and the whole machine (/proc/stat)."""
+    snapshot: dict = {}
+    for name, proc in procs.items():
+        pid = proc.running_pid()
+        role = name.rsplit("-", 1)[0] if name[-2:] in ("-a", "-b") else name
+        snapshot[role] = snapshot.get(role, 0.0) + (_cpu_seconds(pid) if pid else 0.0)
+    snapshot["clients (this process)"] = _cpu_seconds(os.getpid())
+    for role, names in (("postgresql", ("postgres",)), ("rabbitmq", ("beam.smp",))):
+        total = 0.0
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/comm") as comm:
+                        if comm.read().strip() in names:
+                            total += _cpu_seconds(entry)
+                except OSError:
+                    pass
+        snapshot[role] = total
+    with open("/proc/stat") as stat:
+        ticks = [int(v) for v in stat.readline().split()[1:]]
+    snapshot["machine, busy"] = (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
+    return snapshot
+
+
+def cpu_per_call(before: dict, after: dict, calls: int) -> str:
+    return ", ".join(f"{role} {(after[role] - before[role]) / calls * 1e6:,.0f}"
+                     for role in after if after[role] - before[role] > 0)
+
+
 def fund_users(rpc, count):
     users = []
     for _ in range(count):
@@ -151,8 +195,10 @@ def main():
         # Warm-up, untimed.
         run_clients(config, args.clients, 200, lambda rpc, i: rpc.bench_echo.echo(i))
 
+        cpu_before = cpu_snapshot(procs)
         echo_seconds, echo_lat = run_clients(config, args.clients, args.orders,
                                              lambda rpc, i: rpc.bench_echo.echo({"i": i}))
+        echo_cpu = cpu_per_call(cpu_before, cpu_snapshot(procs), args.orders)
 
         def place(rpc, i):
             # Alternating sides around 100: about half of the orders cross and trade.
@@ -163,6 +209,7 @@ def main():
                                    quantity="0.1000", price=price,
                                    client_order_id=f"b{i}-{uuid.uuid4().hex[:8]}")
 
+        cpu_before = cpu_snapshot(procs)
         order_seconds, order_lat = run_clients(config, args.clients, args.orders, place)
 
         # Wait until the engines journaled and wallets settled everything.
@@ -187,6 +234,8 @@ def main():
                 "FROM order_fills f JOIN wallets.transactions t "
                 "ON t.idempotency_key = 'trade:' || f.market || ':' || f.trade_id "
                 "WHERE f.is_maker").fetchall()]
+        # Until every order is journaled and every trade settled: the whole path.
+        order_cpu = cpu_per_call(cpu_before, cpu_snapshot(procs), args.orders)
 
         # Failover: kill -9 the engine processes in turn under a steady trickle of orders.
         failover = measure_failover(settings, config, procs, users)
@@ -207,6 +256,8 @@ def main():
           f"   p99 {percentile(order_lat, .99) * 1e3:6.1f} ms   (accepted = held, persisted, "
           f"command committed)")
     print(f"ratio place_order / empty RPC: {orders_per_s / echo_per_s:.2f}")
+    print(f"CPU per empty RPC, us: {echo_cpu}")
+    print(f"CPU per order until journaled and settled, us: {order_cpu}")
     print(f"matched: {args.orders} orders journaled by the engine, {trades} trades")
     if settle_lat:
         print(f"fill-to-settlement: p50 {statistics.median(settle_lat):.0f} ms   "
