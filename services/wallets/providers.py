@@ -375,7 +375,7 @@ class PostgresLedger:
     """
 
     def __init__(self, pool: ConnectionPool, random_bytes: Callable[[int], bytes] = os.urandom,
-                 group_commit: bool = True, batches_in_flight: int = 2):
+                 group_commit: bool = True, batches_in_flight: int = 4):
         """``group_commit``: concurrent hold / release calls share database
         transactions, at most ``batches_in_flight`` at a time (see
         GroupCommit); off, each call runs alone in one statement."""
