@@ -2,6 +2,10 @@
 
     python bench/engine_bench.py                    # 1,000,000 commands, seed 1
     python bench/engine_bench.py --commands 20000   # quick smoke run
+    python bench/engine_bench.py --interpreted      # the .py source, even if a compiled engine is built
+
+Which implementation ran is printed first: the extension compiled by
+``scripts/build_engine.py`` (Cython) when it is present, else the source.
 
 Workload (generated before timing, by driving a shadow engine so that cancels
 always target orders that are live at that point of the stream):
@@ -34,6 +38,8 @@ would after restoring its book); the collector stays enabled for the run.
 
 import argparse
 import gc
+import importlib.util
+import json
 import os
 import platform
 import random
@@ -41,10 +47,14 @@ import resource
 import sys
 import time
 import tracemalloc
+import types
 from array import array
+from importlib.machinery import EXTENSION_SUFFIXES
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import services.matching.engine  # noqa: E402
+import services.matching.models  # noqa: E402
 from services.matching.engine import MatchingEngine  # noqa: E402
 from services.matching.models import (  # noqa: E402
     ORDER_DONE,
@@ -70,6 +80,48 @@ CATEGORIES = ("passive", "cancel", "aggressive", "market")
 START_MID = 3_000_000  # 30,000.00 USDT in ticks
 USERS = 1000
 MEAN_OFFSET = 40  # ticks
+
+
+# ---------------------------------------------------------------- implementation
+
+INTERPRETED_PACKAGE = "interpreted_matching"
+
+
+def load_interpreted_engine() -> types.ModuleType:
+    """``services.matching.engine`` executed from its ``.py`` source, whatever is built.
+
+    ``engine.py`` and ``book.py`` (the modules ``scripts/build_engine.py``
+    compiles) are loaded from source as ``interpreted_matching.engine`` and
+    ``.book``; ``models`` is the real ``services.matching.models``, so both
+    implementations take the same command objects and emit equal events.
+    """
+    engine = sys.modules.get(INTERPRETED_PACKAGE + ".engine")
+    if engine is not None:
+        return engine
+    folder = os.path.dirname(os.path.abspath(services.matching.models.__file__))
+    package = types.ModuleType(INTERPRETED_PACKAGE)
+    package.__path__ = []  # a package whose submodules are all registered below
+    sys.modules[INTERPRETED_PACKAGE] = package
+    sys.modules[INTERPRETED_PACKAGE + ".models"] = services.matching.models
+    for name in ("book", "engine"):
+        spec = importlib.util.spec_from_file_location(f"{INTERPRETED_PACKAGE}.{name}", os.path.join(folder, name + ".py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[INTERPRETED_PACKAGE + ".engine"]
+
+
+def implementation(module: types.ModuleType) -> str:
+    """Which implementation ``module`` is: compiled (by what, from the build stamp) or interpreted."""
+    path = module.__file__
+    if not path.endswith(tuple(EXTENSION_SUFFIXES)):
+        return f"interpreted ({os.path.basename(path)})"
+    try:
+        with open(os.path.join(os.path.dirname(path), ".compiled.json")) as f:
+            compiler = json.load(f)["compiler"]
+    except (OSError, ValueError, KeyError):
+        compiler = "unknown compiler"
+    return f"compiled ({compiler}, {os.path.basename(path)})"
 
 
 # ---------------------------------------------------------------- workload
@@ -208,8 +260,13 @@ class Workload:
 # ---------------------------------------------------------------- measurement
 
 
+# The engine class measured; main() swaps in the interpreted one for --interpreted.
+# (The workload's shadow engine may be either: both give the same events.)
+ENGINE = MatchingEngine
+
+
 def fresh_engine(build_up: list) -> MatchingEngine:
-    engine = MatchingEngine(CONFIG)
+    engine = ENGINE(CONFIG)
     for cmd in build_up:
         engine.apply(cmd)
     return engine
@@ -268,7 +325,7 @@ def engine_bytes(engine: MatchingEngine) -> int:
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    restored = MatchingEngine.restore(snapshot)
+    restored = ENGINE.restore(snapshot)
     held = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     del restored
@@ -306,10 +363,17 @@ def main(argv=None) -> int:
                         help="untimed passive orders placed first (default 2,000, about the steady-state book of this flow)")
     parser.add_argument("--repeat", type=int, default=1, help="untimed throughput runs, best reported (default 1)")
     parser.add_argument("--dump-latencies", metavar="FILE", help="write the per-command latencies (ns, int64) to FILE")
+    parser.add_argument("--interpreted", action="store_true",
+                        help="measure the engine's .py source even if a compiled extension is built")
     args = parser.parse_args(argv)
+
+    global ENGINE
+    module = load_interpreted_engine() if args.interpreted else services.matching.engine
+    ENGINE = module.MatchingEngine
 
     print(f"machine:    {cpu_model()}, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}; "
           f"Python {platform.python_version()} ({platform.python_implementation()})")
+    print(f"engine:     {implementation(module)}")
     t = time.perf_counter()
     workload = Workload(args.seed)
     build_up = workload.build_up(args.build_up)

@@ -2,6 +2,9 @@
 
 Examples per test: ``MATCHING_EXAMPLES`` (default 150; CI-friendly). Run a
 deeper search with e.g. ``MATCHING_EXAMPLES=3000 pytest tests/unit/matching``.
+``services.matching.engine`` is the compiled engine once ``scripts/build_engine.py``
+has run; the ``interpreted`` tests run the same properties, with a third of
+the examples, on the ``.py`` source (see test_matching_compiled.py).
 The streams are drawn against the reference model itself (see ``scenarios``),
 so most cancels and amends hit open orders and prices sit around the touch.
 """
@@ -14,6 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from matching_reference import ReferenceEngine
 
+from bench.engine_bench import load_interpreted_engine
 from services.matching.engine import MatchingEngine
 from services.matching.models import (
     BOOK_LEVEL_CHANGED,
@@ -42,6 +46,8 @@ PROPERTY = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     **_NO_SHRINK,  # MATCHING_NO_SHRINK=1: report the first failure unshrunk (mutation testing)
 )
+INTERPRETED_PROPERTY = settings(PROPERTY, max_examples=max(1, EXAMPLES // 3))
+InterpretedEngine = load_interpreted_engine().MatchingEngine
 
 USERS = ["alice", "bob", "carol", 7]  # any hashable user id is carried as is
 
@@ -213,10 +219,10 @@ def taker_limit(cmd, engine_before):
     return None
 
 
-def run_checked(config, commands):
+def run_checked(config, commands, engine_class=MatchingEngine):
     """Apply ``commands`` to the engine and the reference, checking every property
     after every command; return the engine's events per command."""
-    engine = MatchingEngine(config)
+    engine = engine_class(config)
     ref = ReferenceEngine(config)
     levels_from_events = {}
     total_qty = {}  # order id -> (total quantity, side)
@@ -302,22 +308,38 @@ def test_engine_matches_reference_model_and_keeps_its_invariants(scenario):
     run_checked(*scenario)
 
 
-@PROPERTY
-@given(scenarios(max_size=40), st.data())
-def test_snapshot_restore_then_rest_of_stream_equals_uninterrupted_run(scenario, data):
+@INTERPRETED_PROPERTY
+@given(scenarios())
+def test_interpreted_source_matches_reference_model_and_keeps_its_invariants(scenario):
+    run_checked(*scenario, engine_class=InterpretedEngine)
+
+
+def check_snapshot_restore(scenario, data, engine_class):
     config, commands = scenario
-    whole = MatchingEngine(config)
+    whole = engine_class(config)
     expected = [whole.apply(c) for c in commands]
     cut = data.draw(st.integers(0, len(commands)))
-    first = MatchingEngine(config)
+    first = engine_class(config)
     for c in commands[:cut]:
         first.apply(c)
     snapshot = json.loads(json.dumps(first.snapshot()))  # survives a JSON round trip
-    resumed = MatchingEngine.restore(snapshot)
+    resumed = engine_class.restore(snapshot)
     assert resumed.snapshot() == first.snapshot()
     assert [resumed.apply(c) for c in commands[cut:]] == expected[cut:]
     assert resumed.snapshot() == whole.snapshot()
     resumed.book.check_invariants()
+
+
+@PROPERTY
+@given(scenarios(max_size=40), st.data())
+def test_snapshot_restore_then_rest_of_stream_equals_uninterrupted_run(scenario, data):
+    check_snapshot_restore(scenario, data, MatchingEngine)
+
+
+@INTERPRETED_PROPERTY
+@given(scenarios(max_size=40), st.data())
+def test_interpreted_snapshot_restore_then_rest_of_stream_equals_uninterrupted_run(scenario, data):
+    check_snapshot_restore(scenario, data, InterpretedEngine)
 
 
 @PROPERTY
