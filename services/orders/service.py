@@ -20,6 +20,7 @@ from nameko.rpc import RpcProxy, rpc
 from psycopg.types.json import Jsonb
 
 from services.common import rpc_replies
+from services.common.rpc_requests import RequestId, request_rpc
 from services.common.outbox import OutboxRelay, enqueue_command
 from services.matching.models import (
     AmendOrder, CancelAll, CancelOrder, InvalidValue, MarketConfig, command_to_dict,
@@ -106,6 +107,7 @@ class OrdersService:
     user_states = UserStates()
     relay = OutboxRelay(OUTBOX_STREAM)
     matching_rpc = RpcProxy("matching")
+    request_id = RequestId()
 
     @rpc
     def health(self):
@@ -128,7 +130,7 @@ class OrdersService:
         return MarketConfig.from_dict(self.catalog.markets[symbol])
 
     # -- place -------------------------------------------------------------------
-    @rpc(expected_exceptions=OrdersError)
+    @request_rpc(expected_exceptions=OrdersError)
     def place_order(self, user, market, side, type="limit", quantity=None, quote_amount=None,
                     price=None, time_in_force=None, post_only=False, stp_mode=None,
                     client_order_id=None):
@@ -143,6 +145,13 @@ class OrdersService:
         if not isinstance(post_only, bool):
             raise InvalidOrder("post_only must be true or false")
         client_order_id = _text("client_order_id", client_order_id, 36, optional=True)
+        # Without a client order id, the request's own id (the same when the
+        # broker redelivers it after a process died mid-call) stands in, so
+        # a redelivered request finds its order instead of placing another.
+        generated_id = None
+        if client_order_id is None and isinstance(self.request_id, str) \
+                and 0 < len(self.request_id) <= 36:
+            client_order_id = generated_id = self.request_id
         price, quantity, quote_amount = (_decimal("price", price), _decimal("quantity", quantity),
                                          _decimal("quote_amount", quote_amount))
         engine_type, engine_price = order_type, price
@@ -178,7 +187,13 @@ class OrdersService:
                 hold.cap_quantity, Jsonb(command_to_dict(place)), OUTBOX_STREAM,
                 command_queue_name(config.symbol)))
         except psycopg.errors.RaiseException as exc:
-            raise refusal(exc) from None
+            error = refusal(exc)
+            if generated_id is not None and isinstance(error, DuplicateClientOrderId):
+                with self.db.transaction() as conn:
+                    placed = self.db.get(conn, user, client_order_id=generated_id)
+                if placed is not None:
+                    return placed  # this very request, run before
+            raise error from None
         return order_view(row)
 
     def _protection_price(self, config: MarketConfig) -> Decimal:

@@ -1,4 +1,6 @@
 """Placing, matching and settling orders across the real services."""
+import time
+import uuid
 from decimal import Decimal as D
 
 import psycopg
@@ -318,3 +320,51 @@ def test_releases_lock_accounts_in_id_order_as_settlement_does(exchange, nameko_
     for user in users:
         assert exchange.orders.get_order(user, order_ids[user])["status"] == "cancelled"
         assert balance(exchange, user, "USDT") == (D("100"), D("0"))
+
+
+def test_a_redelivered_place_order_request_places_one_order(exchange, nameko_config):
+    """Nameko acks a request after its reply, so a process that dies after
+    committing an order but before replying gets the request redelivered to
+    another process. Here the same request (same correlation id) arrives
+    twice, as the broker would redeliver it, without a client order id: one
+    order, one hold, and both runs answer with that order."""
+    import socket
+
+    from kombu import Connection, Consumer, Producer, Queue
+    from nameko.rpc import get_rpc_exchange
+
+    user = fund(exchange, {"USDT": "1000"})
+    request_id = str(uuid.uuid4())
+    rpc_exchange = get_rpc_exchange(nameko_config)
+    replies = []
+    with Connection(nameko_config["AMQP_URI"]) as amqp:
+        reply_queue = Queue(f"test-replies-{request_id}", exchange=rpc_exchange,
+                            routing_key=f"test-replies-{request_id}", auto_delete=True,
+                            exclusive=True)
+        with Consumer(amqp, [reply_queue], callbacks=[lambda body, m: (replies.append(body),
+                                                                       m.ack())],
+                      accept=["json"]):
+            producer = Producer(amqp)
+            for _ in range(2):
+                producer.publish(
+                    {"args": [user, "BTC-USDT", "buy", "limit"],
+                     "kwargs": {"quantity": "0.1", "price": "100"}},
+                    exchange=rpc_exchange, routing_key="orders.place_order", serializer="json",
+                    reply_to=reply_queue.routing_key, correlation_id=request_id)
+            deadline = time.monotonic() + 30
+            while len(replies) < 2 and time.monotonic() < deadline:
+                try:
+                    amqp.drain_events(timeout=1)
+                except socket.timeout:
+                    pass
+    assert len(replies) == 2
+    assert [reply["error"] for reply in replies] == [None, None]
+    first, second = (reply["result"] for reply in replies)
+    assert first["order_id"] == second["order_id"]
+    assert first["client_order_id"] == request_id
+    assert [order["order_id"] for order in exchange.orders.open_orders(user)] == [
+        first["order_id"]]
+    available, locked = balance(exchange, user, "USDT")
+    assert D("10") <= locked < D("20") and available + locked == D("1000")  # one hold, not two
+    exchange.orders.cancel_order(user, first["order_id"])
+    wait_status(exchange, user, first["order_id"], FINAL)
