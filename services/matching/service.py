@@ -12,11 +12,13 @@ from services.common.outbox import OutboxRelay, enqueue_command
 from services.common.postgres import PostgresPool
 from psycopg.types.json import Jsonb
 
+from .compiled import require_current_engine
 from .errors import InvalidMarket, MarketExists, UnknownMarket
 from .models import CancelAll, ConfigError, Halt, InvalidValue, SetReferencePrice, MarketConfig, Resume, command_to_dict
 from .providers import OUTBOX_STREAM, MarketEngines, command_queue_name
 
 rpc_replies.install()
+require_current_engine()
 
 
 class MatchingService:
