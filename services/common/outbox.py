@@ -16,6 +16,7 @@ message and made the relay the slowest step of the order flow.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 import zlib
@@ -49,17 +50,25 @@ def enqueue(conn, stream: str, exchange: str, routing_key: str, message_id: str,
         (stream, exchange, routing_key, message_id, Jsonb(payload), _channel(stream)))
 
 
+ENQUEUE_MANY = (
+    "WITH queued AS (INSERT INTO outbox (stream, exchange, routing_key, message_id, payload) "
+    "SELECT %s, e, k, m, p::jsonb "
+    "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS r (e, k, m, p, n) "
+    "ORDER BY n RETURNING 1) "
+    "SELECT pg_notify(%s, '') WHERE EXISTS (SELECT FROM queued)")
+
+
 def enqueue_many(conn, stream: str, rows: list[tuple[str, str, str, dict]]) -> None:
-    """Several ``(exchange, routing_key, message_id, payload)`` rows, one wake-up."""
+    """Several ``(exchange, routing_key, message_id, payload)`` rows, one wake-up.
+
+    One statement over arrays, ids in the rows' order: executemany cost
+    psycopg's pipeline ~25 us of Python per row, the active engine's largest
+    share of its time after publishing."""
     if not rows:
         return
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO outbox (stream, exchange, routing_key, message_id, payload) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            [(stream, exchange, key, message_id, Jsonb(payload))
-             for exchange, key, message_id, payload in rows])
-    conn.execute("SELECT pg_notify(%s, '')", (_channel(stream),))
+    exchanges, keys, message_ids, payloads = zip(*rows)
+    conn.execute(ENQUEUE_MANY, (stream, list(exchanges), list(keys), list(message_ids),
+                                [json.dumps(payload) for payload in payloads], _channel(stream)))
 
 
 def enqueue_event(conn, stream: str, source_service: str, event_type: str,

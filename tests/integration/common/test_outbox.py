@@ -1,4 +1,5 @@
 """The transactional outbox against real PostgreSQL and RabbitMQ."""
+import random
 import time
 import uuid
 
@@ -8,7 +9,9 @@ from kombu import Connection, Consumer
 from nameko.events import event_handler
 from nameko.testing.services import entrypoint_waiter
 
-from services.common.outbox import Relay, command_queue, enqueue_command, enqueue_event
+from services.common.outbox import (
+    Relay, command_queue, enqueue_command, enqueue_event, enqueue_many,
+)
 from services.common.postgres import Database, make_pool
 
 
@@ -150,3 +153,18 @@ def test_a_batch_the_broker_refuses_stays_in_the_outbox(pool, relay, stream, nam
     while left() and time.monotonic() < deadline:
         eventlet.sleep(0.2)
     assert left() == 0 and r.published == 3
+
+
+def test_enqueue_many_keeps_the_rows_order(pool, stream):
+    """The engine's events go out in the order it produced them (a consumer
+    applies an order's trades before its end): ids follow the rows' order."""
+    rows = [("matching.events", "trade_executed" if i % 3 else "order_updated", f"m-{i}",
+             {"i": i, "price": "100.01", "nested": {"k": [i, "x"]}}) for i in range(60)]
+    random.Random(7).shuffle(rows)
+    with Database(pool).transaction() as conn:
+        enqueue_many(conn, stream, rows)
+    with pool.connection() as conn:
+        stored = conn.execute("SELECT exchange, routing_key, message_id, payload FROM outbox "
+                              "WHERE stream = %s ORDER BY id", (stream,)).fetchall()
+        conn.execute("DELETE FROM outbox WHERE stream = %s", (stream,))
+    assert [tuple(row) for row in stored] == rows
