@@ -23,19 +23,23 @@ stale extension never outlives its source, and exits non-zero.
 """
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
 import sys
 from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# The service checks the stamp with the same digests before hosting an engine.
+from services.matching.compiled import MODULES, STAMP as STAMP_NAME, source_digests  # noqa: E402
+
 PACKAGE = "services.matching"
-MODULES = ("engine", "book")  # the hot path; models (values, conversions at the boundary) stays interpreted
 DIRECTIVES = {"language_level": 3, "annotation_typing": False}
 BUILD_DIR = os.path.join(ROOT, "build", "engine")
-STAMP = os.path.join(ROOT, "services", "matching", ".compiled.json")
+STAMP = os.path.join(ROOT, *PACKAGE.split("."), STAMP_NAME)
 CYTHON_VERSION = "3.3.1"  # keep equal to requirements.txt
 
 
@@ -48,10 +52,7 @@ def extension(module: str) -> str:
 
 
 def wanted_stamp() -> dict:
-    sources = {}
-    for module in MODULES:
-        with open(source(module), "rb") as f:
-            sources[module + ".py"] = hashlib.sha256(f.read()).hexdigest()
+    sources = source_digests(Path(ROOT, *PACKAGE.split(".")))
     return {
         "compiler": f"Cython {CYTHON_VERSION}",
         "python": sys.version.split()[0],

@@ -48,17 +48,22 @@ class BatchConsumer:
                 self.active = False
                 eventlet.sleep(0.5)
 
+    def _declare(self, channel):
+        """The quorum queue, bound to the exchange's routing keys if fed by one."""
+        queue = command_queue(self.queue_name)(channel)
+        queue.declare()
+        if self.exchange is not None:
+            self.exchange(channel).declare()
+            for key in self.routing_keys:
+                queue.bind_to(self.exchange, routing_key=key)
+        return queue
+
     def _consume(self) -> None:
         buffer: list = []
         with Connection(self.amqp_uri, heartbeat=10) as amqp:
             channel = amqp.channel()
             channel.basic_qos(0, self.batch, False)
-            queue = command_queue(self.queue_name)(channel)
-            queue.declare()
-            if self.exchange is not None:
-                self.exchange(channel).declare()
-                for key in self.routing_keys:
-                    queue.bind_to(self.exchange, routing_key=key)
+            queue = self._declare(channel)
             on_message = lambda body, message: buffer.append((body, message))  # noqa: E731
             with Consumer(channel, [queue], callbacks=[on_message], accept=["json"]):
                 while self.running:

@@ -51,7 +51,6 @@ import eventlet
 from kombu import Connection
 
 from services.common.consumer import BatchConsumer
-from services.common.outbox import command_queue
 
 log = logging.getLogger(__name__)
 
@@ -234,12 +233,7 @@ class PipelinedBatchConsumer(BatchConsumer):
         with Connection(self.amqp_uri, heartbeat=10) as amqp:
             channel = amqp.channel()
             channel.basic_qos(0, min(65535, self.batch * (self.depth + 1)), False)
-            queue = command_queue(self.queue_name)(channel)
-            queue.declare()
-            if self.exchange is not None:
-                self.exchange(channel).declare()
-                for key in self.routing_keys:
-                    queue.bind_to(self.exchange, routing_key=key)
+            self._declare(channel)
             connection = amqp.connection
             read_ahead(connection.transport)
             tag = channel.basic_consume(self.queue_name,

@@ -31,7 +31,7 @@ from eventlet.semaphore import Semaphore
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
-from services.common.postgres import PostgresPool
+from services.common.postgres import TRANSIENT_ABORTS, PostgresPool
 from services.wallets import addresses
 from services.wallets.amounts import format_amount
 from services.wallets.assets import ASSETS, Asset
@@ -294,8 +294,7 @@ def retry_on_conflict(verb: Callable) -> Callable:
         for attempt in range(RETRIES):
             try:
                 return verb(*args, **kwargs)
-            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure,
-                    pg_errors.UniqueViolation):
+            except (*TRANSIENT_ABORTS, pg_errors.UniqueViolation):
                 if attempt == RETRIES - 1:
                     raise
     retrying.__name__ = verb.__name__
@@ -780,8 +779,7 @@ class PostgresLedger:
                                                 "accounts_locked_nonnegative"):
                 raise
             return self._settle_exactly(prepared.trades)
-        except (pg_errors.UniqueViolation, pg_errors.DeadlockDetected,
-                pg_errors.SerializationFailure):
+        except (pg_errors.UniqueViolation, *TRANSIENT_ABORTS):
             # A trade settled before (a redelivered batch), or by a concurrent
             # settler: decide the batch with the stored entries.
             return self._settle_with_replays(prepared.trades)
