@@ -1,0 +1,116 @@
+"""One strict grammar for amounts, integers and text, checked before any
+arithmetic or storage, by every service and the gateway.
+
+* A decimal is ASCII digits with at most one point: ``0.01``, ``30000``,
+  ``.5`` and ``5.`` are refused (a digit on both sides of the point), as are
+  signs, exponents, whitespace, underscores, other Unicode digits, NaN and
+  Infinity. Its length is bounded (``MAX_DIGITS`` integer digits,
+  ``MAX_SCALE`` decimals) so no input can make ``Decimal`` work for long.
+  An ``int`` is accepted as a whole number; ``float`` and ``bool`` never are.
+* Text has no control characters (C0, DEL, C1), is not empty, and is at most
+  ``max_len`` characters; ids additionally match a pattern.
+
+Each refusal is ``InvalidInput`` naming the field. Pure.
+"""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from services.common.errors import InvalidInput
+
+MAX_DIGITS = 20          # integer part: 10**20 exceeds any amount, price or count here
+MAX_SCALE = 18           # ETH has 18 decimals; nothing is finer
+MAX_INT = 2 ** 63 - 1
+
+_DECIMAL = re.compile(r"[0-9]{1,%d}(?:\.[0-9]{1,%d})?" % (MAX_DIGITS, MAX_SCALE), re.ASCII)
+_INTEGER = re.compile(r"[0-9]{1,19}", re.ASCII)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def decimal(value, field: str, *, positive: bool = True, scale: int | None = None,
+            max_value: Decimal | None = None) -> Decimal:
+    """A non-negative (``positive``: strictly positive) exact decimal.
+
+    ``scale``: at most this many decimals (off-grid amounts are refused,
+    never rounded). ``max_value``: an inclusive upper bound."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise InvalidInput("INVALID_NUMBER",
+                           f"{field} must be a decimal string, not {type(value).__name__}", field)
+    if isinstance(value, int):
+        if not 0 <= value <= MAX_INT:
+            raise InvalidInput("INVALID_NUMBER", f"{field} is out of range", field)
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, Decimal) and value.is_finite():
+        text = format(value, "f") if value >= 0 else "-"
+    else:
+        raise InvalidInput("INVALID_NUMBER", f"{field} must be a decimal string", field)
+    if len(text) > MAX_DIGITS + MAX_SCALE + 1 or not _DECIMAL.fullmatch(text):
+        raise InvalidInput("INVALID_NUMBER",
+                           f"{field} must be digits with at most one decimal point "
+                           f"(up to {MAX_DIGITS} digits and {MAX_SCALE} decimals), "
+                           f"got {_shown(value)}", field)
+    number = Decimal(text)
+    if positive and number == 0:
+        raise InvalidInput("NOT_POSITIVE", f"{field} must be greater than zero", field)
+    # Decimals counted on the text (trailing zeros allowed): no arithmetic
+    # that a long input could make expensive or overflow the context.
+    if scale is not None and len(text.partition(".")[2].rstrip("0")) > scale:
+        raise InvalidInput("TOO_PRECISE", f"{field} has more than {scale} decimals", field)
+    if max_value is not None and number > max_value:
+        raise InvalidInput("OUT_OF_RANGE", f"{field} must be at most {max_value}", field)
+    return number
+
+
+def optional_decimal(value, field: str, **kwargs) -> Decimal | None:
+    return None if value is None else decimal(value, field, **kwargs)
+
+
+def integer(value, field: str, *, minimum: int = 0, maximum: int = MAX_INT) -> int:
+    """An int, or a string of ASCII digits, within ``[minimum, maximum]``."""
+    if isinstance(value, bool):
+        raise InvalidInput("INVALID_INTEGER", f"{field} must be an integer", field)
+    if isinstance(value, str):
+        if not _INTEGER.fullmatch(value):
+            raise InvalidInput("INVALID_INTEGER", f"{field} must be an integer, got "
+                               f"{_shown(value)}", field)
+        value = int(value)
+    if not isinstance(value, int):
+        raise InvalidInput("INVALID_INTEGER", f"{field} must be an integer", field)
+    if not minimum <= value <= maximum:
+        raise InvalidInput("OUT_OF_RANGE", f"{field} must be from {minimum} to {maximum}", field)
+    return value
+
+
+def text(value, field: str, *, max_len: int = 64, pattern: re.Pattern | None = None) -> str:
+    """A non-empty string of at most ``max_len`` characters without control
+    characters (and matching ``pattern`` when given)."""
+    if not isinstance(value, str):
+        raise InvalidInput("INVALID_TEXT", f"{field} must be a string", field)
+    if not value or len(value) > max_len:
+        raise InvalidInput("INVALID_TEXT", f"{field} must be 1 to {max_len} characters", field)
+    if _CONTROL.search(value):
+        raise InvalidInput("INVALID_TEXT", f"{field} must not contain control characters", field)
+    if pattern is not None and not pattern.fullmatch(value):
+        raise InvalidInput("INVALID_TEXT", f"{field} has characters that are not allowed "
+                           f"({pattern.pattern})", field)
+    return value
+
+
+def optional_text(value, field: str, **kwargs) -> str | None:
+    return None if value is None else text(value, field, **kwargs)
+
+
+def choice(value, field: str, allowed, default=None):
+    if value is None:
+        return default
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidInput("INVALID_CHOICE", f"{field} must be one of {', '.join(allowed)}", field)
+    return value
+
+
+def _shown(value) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
