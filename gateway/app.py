@@ -1,25 +1,102 @@
-"""Flask application factory for the gateway."""
+"""Flask application factory for the gateway.
+
+Layout (one module per concern):
+
+* ``gateway/rpc.py``      pooled Nameko proxies; every call carries the deadline and request id;
+* ``gateway/errors.py``   the one error table (service code -> HTTP status, native and Binance bodies);
+* ``gateway/api/binance.py``  the Binance-compatible subset under ``/api/v3``;
+* ``gateway/api/native.py``   the native API under ``/api/v1`` and its OpenAPI document;
+* ``gateway/sockets.py``  Socket.IO live push.
+
+Every response carries ``X-Request-Id`` (the client's when it sent a sane
+one, else a new one), and every log line of the request carries it too.
+"""
 from __future__ import annotations
 
+import logging
+import re
+import uuid
+
 from eventlet import GreenPool
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify, request
 from flask_socketio import SocketIO
 from nameko.standalone.rpc import ClusterRpcProxy
+from werkzeug.exceptions import HTTPException
 
+from gateway import errors
+from gateway.rpc import RpcPool, TRANSPORT_FAILURES, now_ms
 from services.common import health
 from services.common.config import Settings, load_settings, service_names
 
+log = logging.getLogger("gateway")
+
 socketio = SocketIO(async_mode="eventlet")
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+MAX_BODY_BYTES = 64 * 1024
+
+
+def request_id() -> str:
+    return getattr(g, "request_id", "-")
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request's id on every log record made while serving it."""
+
+    def filter(self, record):
+        try:
+            record.request_id = request_id()
+        except RuntimeError:  # outside a request
+            record.request_id = "-"
+        return True
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     rpc_config = settings.nameko_config()
+    app.extensions["rpc_pool"] = RpcPool(rpc_config, size=settings.int("EXCHANGE_GATEWAY_RPC_POOL"),
+                                         default_deadline_s=float(settings["EXCHANGE_RPC_TIMEOUT"]))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
 
     def rpc_proxy_factory():
         return ClusterRpcProxy(rpc_config, timeout=health.PROBE_TIMEOUT)
+
+    @app.before_request
+    def assign_request_id():
+        sent = request.headers.get("X-Request-Id", "")
+        g.request_id = sent if REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        g.received_ms = now_ms()
+
+    @app.after_request
+    def stamp_request_id(response):
+        response.headers["X-Request-Id"] = request_id()
+        return response
+
+    @app.errorhandler(errors.ApiError)
+    def api_error(exc: errors.ApiError):
+        return error_response(exc)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+                413: "REQUEST_TOO_LARGE"}.get(exc.code, "BAD_REQUEST")
+        binance = {404: -1000, 405: -1000, 413: -1100}.get(exc.code, -1100)
+        return error_response(errors.ApiError(exc.code or 400, code, exc.description or code,
+                                              binance))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        if isinstance(exc, TRANSPORT_FAILURES):
+            return error_response(errors.timeout_error())
+        refusal = errors.from_service_error(exc)
+        if refusal is not None:
+            return error_response(refusal)
+        log.exception("unexpected failure serving %s %s", request.method, request.path)
+        return error_response(errors.internal_error())
 
     @app.get("/health")
     def get_health():
@@ -32,5 +109,33 @@ def create_app(settings: Settings | None = None) -> Flask:
                 "components": [p.as_dict() for p in probes]}
         return jsonify(body), 200 if healthy else 503
 
+    register_apis(app)
     socketio.init_app(app)
     return app
+
+
+def register_apis(app: Flask) -> None:
+    """Each API is a blueprint in its own module."""
+    from gateway.api import binance, native
+    app.register_blueprint(binance.blueprint, url_prefix="/api/v3")
+    app.register_blueprint(native.blueprint, url_prefix="/api/v1")
+
+
+def error_response(exc: errors.ApiError):
+    """The refusal in the format of the API the request was for."""
+    if request.path.startswith("/api/v3"):
+        body = exc.binance_body()
+    else:
+        body = exc.native_body(request_id())
+    response = jsonify(body)
+    response.status_code = exc.status
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def rpc(app: Flask | None = None, deadline_ms: int | None = None):
+    """The request's lease on a pooled proxy: ``with rpc() as services: ...``."""
+    from flask import current_app
+    pool: RpcPool = (app or current_app).extensions["rpc_pool"]
+    return pool.lease(deadline_ms, request_id())

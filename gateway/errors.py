@@ -1,0 +1,120 @@
+"""The gateway's one error table: every refusal a client can see.
+
+A refusal is an ``ApiError``: an HTTP status, the native code and message
+(``/api/v1``: ``{"error": {"code", "message", "request_id"}}``) and the
+Binance code and message (``/api/v3``: ``{"code", "msg"}``; ccxt maps some
+messages exactly, see ../shared/BINANCE_SUBSET.md section 4).
+
+Service errors reach the gateway as coded exceptions (``code_of``); ``TABLE``
+maps each service code to its HTTP status and Binance code. A code missing
+from the table is still a 4xx (the service's ``http_status`` class, else
+400) with Binance's generic -1000 text replaced by the service message:
+nothing a client sends produces a 500. Only an unexpected failure answers
+500, with the request id, and is logged with its traceback.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.errors import code_of, message_of, reason_of
+
+# Binance messages that ccxt matches exactly (BINANCE_SUBSET.md section 4).
+MSG_INSUFFICIENT = "Account has insufficient balance for requested action."
+MSG_UNKNOWN_ORDER_CANCEL = "Unknown order sent."
+MSG_UNKNOWN_ORDER_QUERY = "Order does not exist."
+MSG_WOULD_TAKE = "Order would immediately match and take."
+MSG_BAD_SYMBOL = "Invalid symbol."
+MSG_BAD_SIGNATURE = "Signature for this request is not valid."
+MSG_BAD_KEY = "Invalid API-key, IP, or permissions for action."
+MSG_RECV_WINDOW = "Timestamp for this request is outside of the recvWindow."
+MSG_TOO_MANY = "Too many requests; current limit is %s. Please use the websocket for live updates to avoid polling the API."
+MSG_INTERNAL = "An unknown error occurred while processing the request."
+
+
+@dataclass
+class ApiError(Exception):
+    """A refusal as the client sees it."""
+
+    status: int
+    code: str                     # native, upper snake case
+    message: str
+    binance_code: int = -1000
+    binance_msg: str | None = None  # None: the native message
+    field: str | None = None
+    headers: dict | None = None
+
+    def native_body(self, request_id: str) -> dict:
+        error = {"code": self.code, "message": self.message, "request_id": request_id}
+        if self.field:
+            error["field"] = self.field
+        return {"error": error}
+
+    def binance_body(self) -> dict:
+        return {"code": self.binance_code, "msg": self.binance_msg or self.message}
+
+
+# service code -> (HTTP status, Binance code, Binance message or None for the service's)
+TABLE: dict[str, tuple[int, int, str | None]] = {
+    # input
+    "INVALID_INPUT": (400, -1100, None),
+    "INVALID_NUMBER": (400, -1100, None),
+    "NOT_POSITIVE": (400, -1100, None),
+    "TOO_PRECISE": (400, -1111, None),
+    "OUT_OF_RANGE": (400, -1100, None),
+    "INVALID_INTEGER": (400, -1100, None),
+    "INVALID_TEXT": (400, -1100, None),
+    "INVALID_CHOICE": (400, -1100, None),
+    "INVALID_ORDER": (400, -1102, None),
+    "INVALID_REQUEST": (400, -1102, None),
+    "INVALID_AMOUNT": (400, -1100, None),
+    "AMOUNT_TOO_PRECISE": (400, -1111, None),
+    "INVALID_ID": (400, -1100, None),
+    # markets and orders
+    "UNKNOWN_MARKET": (400, -1121, MSG_BAD_SYMBOL),
+    "UNKNOWN_ORDER": (400, -2013, MSG_UNKNOWN_ORDER_QUERY),
+    "ORDER_NOT_OPEN": (400, -2011, MSG_UNKNOWN_ORDER_CANCEL),
+    "DUPLICATE_CLIENT_ORDER_ID": (400, -2010, "Duplicate order sent."),
+    "INSUFFICIENT_FUNDS": (400, -2010, MSG_INSUFFICIENT),
+    "POST_ONLY_WOULD_TAKE": (400, -2010, MSG_WOULD_TAKE),
+    "NO_LIQUIDITY": (400, -2010, "Order would not be filled: no liquidity."),
+    "MARKET_HALTED": (400, -2010, "Market is closed."),
+    "USER_FROZEN": (403, -2010, "This account may not place orders."),
+    "USER_CLOSED": (403, -2010, "This account may not place orders."),
+    # access
+    "UNAUTHENTICATED": (401, -2015, MSG_BAD_KEY),
+    "FORBIDDEN": (403, -2015, MSG_BAD_KEY),
+    "ROLE_REQUIRED": (403, -2015, MSG_BAD_KEY),
+    # time and availability
+    "REQUEST_EXPIRED": (504, -1007, "Timeout waiting for response from backend server. "
+                                    "Send status unknown; execution status unknown."),
+    "UNAVAILABLE": (503, -1001, "Internal error; unable to process your request. Please try again."),
+}
+
+
+def from_service_error(exc: BaseException) -> ApiError | None:
+    """The client-facing refusal for a coded service error, or None when the
+    exception carries no code (an unexpected failure: the caller answers 500)."""
+    code = code_of(exc)
+    if code is None:
+        return None
+    # Orders nests the engine's or wallets' reason: ORDER_REJECTED: INSUFFICIENT_FUNDS: ...
+    reason = reason_of(exc) if code == "ORDER_REJECTED" else None
+    key = reason if reason in TABLE else code
+    status, binance_code, binance_msg = TABLE.get(
+        key, (getattr(exc, "http_status", 400), -1000, None))
+    if not 400 <= status < 600:
+        status = 400
+    message = message_of(exc)
+    return ApiError(status, key if reason in TABLE else (reason or code), message,
+                    binance_code, binance_msg, getattr(exc, "field", None))
+
+
+def internal_error() -> ApiError:
+    return ApiError(500, "INTERNAL", "an unexpected error; quote the request id", -1000,
+                    MSG_INTERNAL)
+
+
+def timeout_error() -> ApiError:
+    return ApiError(504, "TIMEOUT", "the exchange did not answer in time; the outcome is "
+                    "unknown: query the order by its client order id", -1007,
+                    TABLE["REQUEST_EXPIRED"][2])
