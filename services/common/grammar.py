@@ -25,7 +25,9 @@ MAX_INT = 2 ** 63 - 1
 
 _DECIMAL = re.compile(r"[0-9]{1,%d}(?:\.[0-9]{1,%d})?" % (MAX_DIGITS, MAX_SCALE), re.ASCII)
 _INTEGER = re.compile(r"[0-9]{1,19}", re.ASCII)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0, DEL, C1, and lone UTF-16 surrogates (a JSON "\\ud800" escape decodes to
+# one; no database or log can store it).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def decimal(value, field: str, *, positive: bool = True, scale: int | None = None,
@@ -44,7 +46,11 @@ def decimal(value, field: str, *, positive: bool = True, scale: int | None = Non
     elif isinstance(value, str):
         text = value
     elif isinstance(value, Decimal) and value.is_finite():
-        text = format(value, "f") if value >= 0 else "-"
+        # Bounded before formatting: Decimal("1e10000000") would print ten
+        # million digits.
+        in_range = (value >= 0 and value.adjusted() < MAX_DIGITS
+                    and -value.as_tuple().exponent <= MAX_SCALE)
+        text = format(value, "f") if in_range else "-"
     else:
         raise InvalidInput("INVALID_NUMBER", f"{field} must be a decimal string", field)
     if len(text) > MAX_DIGITS + MAX_SCALE + 1 or not _DECIMAL.fullmatch(text):

@@ -1,0 +1,134 @@
+"""The one strict grammar: every hostile value of issue 11 is refused with a
+coded error naming the field, and cheaply (no input makes Decimal or a regex
+work for long: the length is checked first)."""
+from decimal import Decimal
+
+import pytest
+
+from services.common import grammar
+from services.common.errors import CodedError, InvalidInput, code_of
+
+MEGABYTE_OF_DIGITS = "9" * 1_000_000
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("0.01", Decimal("0.01")),
+    ("30000", Decimal("30000")),
+    ("1.500000000", Decimal("1.5")),
+    (7, Decimal(7)),
+    (Decimal("2.5"), Decimal("2.5")),
+    ("9" * 20 + "." + "9" * 18, Decimal("9" * 20 + "." + "9" * 18)),
+])
+def test_plain_decimals_are_read_exactly(value, expected):
+    assert grammar.decimal(value, "price") == expected
+
+
+@pytest.mark.parametrize("value, code", [
+    ("1e10000000", "INVALID_NUMBER"),       # froze orders for 6 s before
+    ("1E5", "INVALID_NUMBER"),
+    (MEGABYTE_OF_DIGITS, "INVALID_NUMBER"),  # 27 s before
+    ("١", "INVALID_NUMBER"),                # Arabic-Indic one: placed a 1 BTC order before
+    ("٣٠٠٠٠", "INVALID_NUMBER"),
+    ("１", "INVALID_NUMBER"),                # fullwidth one
+    ("  0.01 ", "INVALID_NUMBER"),
+    ("0.01\n", "INVALID_NUMBER"),
+    ("1_000", "INVALID_NUMBER"),
+    ("1" * 40, "INVALID_NUMBER"),           # a 40-digit price
+    ("1\x00", "INVALID_NUMBER"),
+    ("-1", "INVALID_NUMBER"),
+    ("+1", "INVALID_NUMBER"),
+    ("NaN", "INVALID_NUMBER"),
+    ("Infinity", "INVALID_NUMBER"),
+    (".5", "INVALID_NUMBER"),
+    ("5.", "INVALID_NUMBER"),
+    ("1.2.3", "INVALID_NUMBER"),
+    ("", "INVALID_NUMBER"),
+    ("0." + "0" * 19 + "1", "INVALID_NUMBER"),  # beyond MAX_SCALE
+    (0.5, "INVALID_NUMBER"),
+    (True, "INVALID_NUMBER"),
+    (None, "INVALID_NUMBER"),
+    ([1], "INVALID_NUMBER"),
+    ({"v": 1}, "INVALID_NUMBER"),
+    (10 ** 30, "INVALID_NUMBER"),
+    (-1, "INVALID_NUMBER"),
+    (Decimal("1e10000000"), "INVALID_NUMBER"),
+    (Decimal("-1"), "INVALID_NUMBER"),
+    (Decimal("NaN"), "INVALID_NUMBER"),
+    (Decimal("1e-30"), "INVALID_NUMBER"),
+    ("0", "NOT_POSITIVE"),
+    ("0.000", "NOT_POSITIVE"),
+])
+def test_hostile_decimals_are_refused_naming_the_field(value, code):
+    with pytest.raises(InvalidInput) as raised:
+        grammar.decimal(value, "price")
+    assert (raised.value.code, raised.value.field) == (code, "price")
+    assert code_of(raised.value) == code
+    assert isinstance(raised.value, CodedError)
+    assert len(str(raised.value)) < 300, "the refusal does not echo a huge input"
+
+
+def test_scale_and_upper_bound_are_checked_on_the_text():
+    assert grammar.decimal("1.2300", "quantity", scale=2) == Decimal("1.23")
+    with pytest.raises(InvalidInput) as raised:
+        grammar.decimal("1.231", "quantity", scale=2)
+    assert raised.value.code == "TOO_PRECISE"
+    with pytest.raises(InvalidInput) as raised:
+        grammar.decimal("101", "quantity", max_value=Decimal(100))
+    assert raised.value.code == "OUT_OF_RANGE"
+    assert grammar.decimal("0", "fee", positive=False) == 0
+    assert grammar.optional_decimal(None, "fee") is None
+
+
+@pytest.mark.parametrize("value", [
+    10 ** 30, -1, "1e3", "١", " 1", "1_0", "9" * 20, MEGABYTE_OF_DIGITS, 1.0, True, None, "",
+])
+def test_hostile_integers_are_refused(value):
+    with pytest.raises(InvalidInput) as raised:
+        grammar.integer(value, "expires_at")
+    assert raised.value.field == "expires_at"
+
+
+def test_integers_within_bounds():
+    assert grammar.integer("42", "limit") == 42
+    assert grammar.integer(2 ** 63 - 1, "cursor") == 2 ** 63 - 1
+    with pytest.raises(InvalidInput) as raised:
+        grammar.integer(0, "limit", minimum=1, maximum=500)
+    assert raised.value.code == "OUT_OF_RANGE"
+
+
+@pytest.mark.parametrize("value", [
+    "ab\x00c",          # NUL: reached PostgreSQL as DataError before
+    "\x00",
+    "tab\there",
+    "line\nbreak",
+    "del\x7f",
+    "c1\x85",
+    "lone \ud800 surrogate",
+    "",
+    "x" * 65,
+    MEGABYTE_OF_DIGITS,
+    42,
+    None,
+    b"bytes",
+])
+def test_hostile_text_is_refused(value):
+    with pytest.raises(InvalidInput) as raised:
+        grammar.text(value, "client_order_id")
+    assert (raised.value.code, raised.value.field) == ("INVALID_TEXT", "client_order_id")
+
+
+def test_text_keeps_printable_unicode_and_applies_the_pattern():
+    assert grammar.text("Ünïcødé label ✓", "label") == "Ünïcødé label ✓"
+    import re
+    with pytest.raises(InvalidInput):
+        grammar.text("a b", "id", pattern=re.compile(r"[a-z]+"))
+    assert grammar.optional_text(None, "id") is None
+
+
+def test_choice():
+    assert grammar.choice("buy", "side", ("buy", "sell")) == "buy"
+    assert grammar.choice(None, "side", ("buy", "sell"), "sell") == "sell"
+    for value in ("BUY", "buy\x00", 1, ["buy"]):
+        with pytest.raises(InvalidInput) as raised:
+            grammar.choice(value, "side", ("buy", "sell"))
+        assert raised.value.field == "side"
