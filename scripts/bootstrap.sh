@@ -13,6 +13,12 @@ PYTHON=${PYTHON:-python3}
 # gcc, libc6-dev and python3-dev (Python.h of Debian's python3, which makes the
 # venv) compile the matching engine.
 DEBIAN_PACKAGES="python3 python3-venv python3-dev gcc libc6-dev rabbitmq-server memcached postgresql openjdk-17-jre-headless maven procps"
+# chromium runs the browser tests headless (driven by pip's playwright through
+# executable_path: never `playwright install`); npm installs the web client's
+# pinned packages (frontend_api/package-lock.json). A machine with Node.js from
+# elsewhere (nodesource) already has npm: Debian's npm would conflict with it.
+DEBIAN_PACKAGES="$DEBIAN_PACKAGES chromium"
+command -v npm >/dev/null || DEBIAN_PACKAGES="$DEBIAN_PACKAGES nodejs npm"
 
 command -v dpkg-query >/dev/null || die "dpkg not found: this setup needs Debian or Ubuntu"
 
@@ -68,5 +74,19 @@ if ! .venv/bin/python scripts/build_engine.py --check; then
     log=$(mktemp)
     .venv/bin/python scripts/build_engine.py >"$log" 2>&1 \
         || die "compiling the matching engine failed (see $log): needs gcc, libc6-dev and Python.h (python3-dev)"
+    rm -f "$log"
+fi
+
+# The trader web client's packages (lightweight-charts, socket.io-client,
+# oidc-client-ts), exactly as locked, served by the gateway from
+# frontend_api/node_modules (no CDN). Skipped while the lock file is unchanged.
+stamp=frontend_api/node_modules/.package-lock.sha256
+want=$(sha256sum frontend_api/package-lock.json | cut -d' ' -f1)
+if [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
+    say "installing the web client's npm packages (frontend_api)"
+    log=$(mktemp)
+    (cd frontend_api && npm ci --no-audit --no-fund) >"$log" 2>&1 \
+        || die "npm ci in frontend_api failed (see $log): check access to the npm registry"
+    echo "$want" > $stamp
     rm -f "$log"
 fi
