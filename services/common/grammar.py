@@ -24,6 +24,11 @@ MAX_SCALE = 18           # ETH has 18 decimals; nothing is finer
 MAX_INT = 2 ** 63 - 1
 
 _DECIMAL = re.compile(r"[0-9]{1,%d}(?:\.[0-9]{1,%d})?" % (MAX_DIGITS, MAX_SCALE), re.ASCII)
+# A user id: a Keycloak subject (UUID) or a test/system id of the same alphabet.
+USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
+# A client's own order id (Binance's newClientOrderId alphabet).
+CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9._:/-]{1,36}", re.ASCII)
+
 _INTEGER = re.compile(r"[0-9]{1,19}", re.ASCII)
 # C0, DEL, C1, and lone UTF-16 surrogates (a JSON "\\ud800" escape decodes to
 # one; no database or log can store it).
@@ -57,7 +62,7 @@ def decimal(value, field: str, *, positive: bool = True, scale: int | None = Non
         raise InvalidInput("INVALID_NUMBER",
                            f"{field} must be digits with at most one decimal point "
                            f"(up to {MAX_DIGITS} digits and {MAX_SCALE} decimals), "
-                           f"got {_shown(value)}", field)
+                           f"got {shown(value)}", field)
     number = Decimal(text)
     if positive and number == 0:
         raise InvalidInput("NOT_POSITIVE", f"{field} must be greater than zero", field)
@@ -81,7 +86,7 @@ def integer(value, field: str, *, minimum: int = 0, maximum: int = MAX_INT) -> i
     if isinstance(value, str):
         if not _INTEGER.fullmatch(value):
             raise InvalidInput("INVALID_INTEGER", f"{field} must be an integer, got "
-                               f"{_shown(value)}", field)
+                               f"{shown(value)}", field)
         value = int(value)
     if not isinstance(value, int):
         raise InvalidInput("INVALID_INTEGER", f"{field} must be an integer", field)
@@ -117,6 +122,7 @@ def choice(value, field: str, allowed, default=None):
     return value
 
 
-def _shown(value) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 40 else shown[:37] + "..."
+def shown(value) -> str:
+    """``repr`` of an input, cut short for a message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -7,15 +7,17 @@ creates something (``orders.place_order``) must recognise that second run.
 
 ``request_rpc`` is Nameko's ``rpc`` entrypoint that also puts the request's
 AMQP correlation id -- unique per call, the same on every redelivery of it --
-into the worker's context data; ``RequestId`` hands it to the service.
+into the worker's context data; ``RequestId`` hands it to the service. It
+refuses expired requests as ``services.common.deadlines.rpc`` does.
 """
 from nameko.contextdata import ContextDataProvider
-from nameko.rpc import Rpc
+
+from services.common.deadlines import DeadlineRpc
 
 REQUEST_ID_CONTEXT_KEY = "request_id"
 
 
-class RequestRpc(Rpc):
+class RequestRpc(DeadlineRpc):
     def unpack_message_headers(self, message):
         data = super().unpack_message_headers(message)
         # The message's own id, not a header: headers travel on to the calls

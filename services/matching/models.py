@@ -20,7 +20,7 @@ Decimal is used only in this module, to convert at the boundary. No floats.
 """
 
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Hashable, NamedTuple, Optional
 
 # ---------------------------------------------------------------- vocabulary
@@ -118,23 +118,18 @@ class InvalidCommand(MatchingError, ValueError):
 
 
 def to_decimal(value: Any) -> Decimal:
-    """Parse a decimal string, ``Decimal`` or int; refuse floats, bools, NaN, Infinity."""
-    if isinstance(value, Decimal):
-        d = value
-    elif isinstance(value, bool) or isinstance(value, float):
-        raise InvalidValue("INVALID_NUMBER", f"{value!r}: use a decimal string, not {type(value).__name__}")
-    elif isinstance(value, int):
-        d = Decimal(value)
-    elif isinstance(value, str):
-        try:
-            d = Decimal(value.strip())
-        except InvalidOperation:
-            raise InvalidValue("INVALID_NUMBER", f"{value!r} is not a decimal number") from None
-    else:
-        raise InvalidValue("INVALID_NUMBER", f"{value!r} is not a decimal number")
-    if not d.is_finite():
-        raise InvalidValue("INVALID_NUMBER", f"{value!r} is not finite")
-    return d
+    """A non-negative decimal in the one strict grammar (services.common.grammar:
+    ASCII digits and one point, bounded length; no sign, exponent, blank,
+    NaN, Infinity, float or bool), as ``Decimal``; ``InvalidValue``
+    (``INVALID_NUMBER``) otherwise."""
+    # Imported here: the grammar's coded errors register with Nameko, and
+    # the engine, which imports this module, must import nothing of Nameko.
+    from services.common import grammar
+    from services.common.errors import InvalidInput
+    try:
+        return grammar.decimal(value, "value", positive=False)
+    except InvalidInput as exc:
+        raise InvalidValue("INVALID_NUMBER", exc.message) from None
 
 
 def _ratio(d: Decimal) -> tuple[int, int]:
@@ -444,6 +439,31 @@ def place_order_from_decimals(
         post_only,
         stp,
     )
+
+
+def static_rejection(config: MarketConfig, place: PlaceOrder) -> Optional[str]:
+    """The reason the engine would refuse ``place`` on its face -- the market's
+    grid-independent limits, which need no book state (not the price band,
+    which moves with the reference price) -- or None. Callers check this
+    before holding funds or journaling; the engine checks again."""
+    price, qty, quote = place.price, place.quantity, place.quote_amount
+    if price is not None and not 0 < price <= MAX_PRICE_TICKS:
+        return Reason.INVALID_PRICE
+    if qty is not None:
+        if not 0 < qty <= MAX_PRICE_TICKS:
+            return Reason.INVALID_QUANTITY
+        if qty < config.min_lots:
+            return Reason.QTY_BELOW_MIN
+        if config.max_lots is not None and qty > config.max_lots:
+            return Reason.QTY_ABOVE_MAX
+        if price is not None and price * qty < config.min_notional_units:
+            return Reason.NOTIONAL_BELOW_MIN
+    if quote is not None:
+        if not 0 < quote <= MAX_PRICE_TICKS:
+            return Reason.INVALID_QUANTITY
+        if quote < config.min_notional_units:
+            return Reason.NOTIONAL_BELOW_MIN
+    return None
 
 
 # ---------------------------------------------------------------- events

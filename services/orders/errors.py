@@ -10,8 +10,15 @@ class OrdersError(Exception):
 
 
 class InvalidOrder(OrdersError):
-    """The request itself is wrong (missing/extra fields, bad types, off grid...)."""
+    """The request itself is wrong (missing/extra fields, bad types, off grid...).
+    ``field`` names the argument at fault; the text starts with it too
+    (``INVALID_ORDER: price: INVALID_NUMBER: ...``) for callers that only see
+    the remote error's text."""
     code = "INVALID_ORDER"
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
 
 
 class UnknownMarket(OrdersError):

@@ -16,15 +16,16 @@ import uuid
 from decimal import Decimal
 
 import psycopg
-from nameko.rpc import RpcProxy, rpc
 from psycopg.types.json import Jsonb
 
-from services.common import rpc_replies
+from services.common import grammar, rpc_replies
+from services.common.deadlines import TimedRpcProxy, rpc
+from services.common.errors import CodedError, InvalidInput
 from services.common.rpc_requests import RequestId, request_rpc
 from services.common.outbox import OutboxRelay, enqueue_command
 from services.matching.models import (
     AmendOrder, CancelAll, CancelOrder, InvalidValue, MarketConfig, command_to_dict,
-    place_order_from_decimals, to_decimal,
+    place_order_from_decimals, static_rejection,
 )
 from services.matching.providers import command_queue_name
 
@@ -42,6 +43,9 @@ rpc_replies.install()
 OUTBOX_STREAM = "orders"
 CATALOG_TTL = 5.0
 MAX_PAGE = 500
+# The market list and the depth for a market buy's protection price: a
+# matching process that does not answer fails the call, never blocks it.
+MATCHING_CALL_TIMEOUT_S = 2.0
 
 # One statement, one round trip, one transaction (migrations/003): the order,
 # its hold and its engine command commit together or not at all.
@@ -61,41 +65,40 @@ def refusal(exc: psycopg.errors.RaiseException) -> OrdersError:
     return OrderRejected(reason, message)
 
 
-def _text(name: str, value, max_len: int = 64, optional=False):
+def _parsed(parse, value, field: str, **limits):
+    """``value`` through the one strict grammar (services.common.grammar); a
+    refusal is ``INVALID_ORDER`` naming the field."""
+    try:
+        return parse(value, field, **limits)
+    except InvalidInput as exc:
+        raise InvalidOrder(f"{exc.code}: {exc.message}", field) from None
+
+
+def _text(name: str, value, max_len: int = 64, optional=False, pattern=None):
     if value is None and optional:
         return None
-    if not isinstance(value, str) or not value or len(value) > max_len:
-        raise InvalidOrder(f"{name} must be a non-empty string of at most {max_len} characters")
-    return value
+    return _parsed(grammar.text, value, name, max_len=max_len, pattern=pattern)
+
+
+def _user(value) -> str:
+    return _parsed(grammar.text, value, "user", max_len=64, pattern=grammar.USER_ID)
 
 
 def _choice(name: str, value, allowed, default=None):
-    if value is None:
-        return default
-    if value not in allowed:
-        raise InvalidOrder(f"{name} must be one of {', '.join(allowed)}")
-    return value
+    return _parsed(grammar.choice, value, name, allowed=allowed, default=default)
 
 
 def _decimal(name: str, value):
-    if value is None:
-        return None
-    try:
-        return to_decimal(value)
-    except InvalidValue as exc:
-        raise InvalidOrder(f"{name}: {exc}") from None
+    return None if value is None else _parsed(grammar.decimal, value, name)
 
 
 def _int_id(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise InvalidOrder(f"{name} must be an integer")
-    try:
-        number = int(value)
-    except ValueError:
-        raise InvalidOrder(f"{name} must be an integer") from None
-    if not 0 < number < 2 ** 63:
-        raise InvalidOrder(f"{name} is out of range")
-    return number
+    return _parsed(grammar.integer, value, name, minimum=1)
+
+
+def _field_of(exc: InvalidValue) -> str:
+    return {"PRICE_OFF_TICK": "price", "QTY_OFF_LOT": "quantity",
+            "AMOUNT_OFF_GRID": "quote_amount"}.get(exc.code, "price")
 
 
 class OrdersService:
@@ -106,7 +109,7 @@ class OrdersService:
     events = MatchingEvents()
     user_states = UserStates()
     relay = OutboxRelay(OUTBOX_STREAM)
-    matching_rpc = RpcProxy("matching")
+    matching_rpc = TimedRpcProxy("matching", timeout_s=MATCHING_CALL_TIMEOUT_S)
     request_id = RequestId()
 
     @rpc
@@ -134,17 +137,18 @@ class OrdersService:
     def place_order(self, user, market, side, type="limit", quantity=None, quote_amount=None,
                     price=None, time_in_force=None, post_only=False, stp_mode=None,
                     client_order_id=None):
-        user = _text("user", user)
+        user = _user(user)
         config = self._market(market)
         side = _choice("side", side, ("buy", "sell"))
         if side is None:
-            raise InvalidOrder("side is required")
+            raise InvalidOrder("side is required", "side")
         order_type = _choice("type", type, ("limit", "market"), "limit")
         tif = _choice("time_in_force", time_in_force, ("GTC", "IOC", "FOK"))
         stp = _choice("stp_mode", stp_mode, ("NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"))
         if not isinstance(post_only, bool):
-            raise InvalidOrder("post_only must be true or false")
-        client_order_id = _text("client_order_id", client_order_id, 36, optional=True)
+            raise InvalidOrder("post_only must be true or false", "post_only")
+        client_order_id = _text("client_order_id", client_order_id, 36, optional=True,
+                                pattern=grammar.CLIENT_ORDER_ID)
         # Without a client order id, the request's own id (the same when the
         # broker redelivers it after a process died mid-call) stands in, so
         # a redelivered request finds its order instead of placing another.
@@ -157,18 +161,22 @@ class OrdersService:
         engine_type, engine_price = order_type, price
         if order_type == "limit":
             if price is None or quantity is None or quote_amount is not None:
-                raise InvalidOrder("a limit order needs price and quantity, and no quote_amount")
+                raise InvalidOrder("a limit order needs price and quantity, and no quote_amount",
+                                   "price" if price is None else "quantity" if quantity is None
+                                   else "quote_amount")
             tif = tif or "GTC"
         else:
             if price is not None or post_only:
-                raise InvalidOrder("a market order has no price and cannot be post-only")
+                raise InvalidOrder("a market order has no price and cannot be post-only",
+                                   "price" if price is not None else "post_only")
             if (quantity is None) == (quote_amount is None):
-                raise InvalidOrder("a market order needs exactly one of quantity or quote_amount")
+                raise InvalidOrder("a market order needs exactly one of quantity or quote_amount",
+                                   "quantity")
             if quote_amount is not None and side == "sell":
-                raise InvalidOrder("a market sell is by quantity")
+                raise InvalidOrder("a market sell is by quantity", "quote_amount")
             tif = tif or "IOC"
             if tif == "GTC":
-                raise InvalidOrder("a market order is IOC or FOK")
+                raise InvalidOrder("a market order is IOC or FOK", "time_in_force")
             if side == "buy" and quantity is not None:
                 # Protect the hold: an IOC limit at the band's edge above the best ask.
                 engine_type, engine_price = "limit", self._protection_price(config)
@@ -176,7 +184,13 @@ class OrdersService:
             place = place_order_from_decimals(config, 0, user, side, engine_type, engine_price,
                                               quantity, quote_amount, tif, post_only, stp)
         except InvalidValue as exc:
-            raise InvalidOrder(str(exc)) from None
+            raise InvalidOrder(str(exc), _field_of(exc)) from None
+        # The market's static rules before anything is written: an order the
+        # engine would refuse on its face is refused here, not held,
+        # journaled and rejected later.
+        reason = static_rejection(config, place)
+        if reason is not None:
+            raise OrderRejected(reason, f"{reason}: the order breaks {config.symbol}'s limits")
         hold = holds.initial_hold(config.base_asset, config.quote_asset, side, order_type,
                                   engine_price, quantity, quote_amount)
 
@@ -210,7 +224,7 @@ class OrdersService:
 
     # -- cancel / amend ------------------------------------------------------------
     def _open_order(self, conn, user, order_id) -> dict:
-        order = self.db.get(conn, _text("user", user), order_id=_int_id("order_id", order_id),
+        order = self.db.get(conn, _user(user), order_id=_int_id("order_id", order_id),
                             lock=True)
         if order is None:
             raise UnknownOrder(f"no order {order_id} for this user")
@@ -233,7 +247,7 @@ class OrdersService:
 
     @rpc(expected_exceptions=OrdersError)
     def cancel_all(self, user, market):
-        user = _text("user", user)
+        user = _user(user)
         config = self._market(market)
         with self.db.transaction() as conn:
             self._send(conn, config.symbol, f"cancel_all:{config.symbol}:{user}:{uuid.uuid4()}",
@@ -250,11 +264,11 @@ class OrdersService:
         ends."""
         price, quantity = _decimal("price", price), _decimal("quantity", quantity)
         if price is None and quantity is None:
-            raise InvalidOrder("give a new price or quantity")
+            raise InvalidOrder("give a new price or quantity", "price")
         with self.db.transaction() as conn:
             order = self._open_order(conn, user, order_id)
             if order["order_type"] != "limit":
-                raise InvalidOrder("only limit orders can be amended")
+                raise InvalidOrder("only limit orders can be amended", "order_id")
             config = self._market(order["market"])
             row = conn.execute("SELECT hold_amount, cap_price, cap_quantity, amends FROM orders "
                                "WHERE order_id = %s", (order["order_id"],)).fetchone()
@@ -266,7 +280,7 @@ class OrdersService:
                                      None if price is None else config.price_to_ticks(price),
                                      None if quantity is None else config.qty_to_lots(quantity))
             except InvalidValue as exc:
-                raise InvalidOrder(str(exc)) from None
+                raise InvalidOrder(str(exc), _field_of(exc)) from None
             extra, cap_price, cap_quantity = holds.amend_extra(
                 order["side"], hold, cap_price, cap_quantity, new_price, new_quantity)
             amends += 1
@@ -286,9 +300,9 @@ class OrdersService:
     # -- queries -----------------------------------------------------------------
     @rpc(expected_exceptions=OrdersError)
     def get_order(self, user, order_id=None, client_order_id=None):
-        user = _text("user", user)
+        user = _user(user)
         if (order_id is None) == (client_order_id is None):
-            raise InvalidOrder("give exactly one of order_id or client_order_id")
+            raise InvalidOrder("give exactly one of order_id or client_order_id", "order_id")
         with self.db.transaction() as conn:
             order = self.db.get(conn, user, order_id=None if order_id is None else
                                 _int_id("order_id", order_id),
@@ -300,7 +314,7 @@ class OrdersService:
 
     @rpc(expected_exceptions=OrdersError)
     def open_orders(self, user, market=None):
-        user = _text("user", user)
+        user = _user(user)
         from .providers import SELECT_ORDER, order_view
         with self.db.transaction() as conn:
             if market is None:
@@ -315,9 +329,10 @@ class OrdersService:
     @rpc(expected_exceptions=OrdersError)
     def order_history(self, user, cursor=None, limit=100):
         """Newest first; pass the returned ``next_cursor`` for the next page."""
-        user = _text("user", user)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-            raise InvalidOrder(f"limit must be an integer from 1 to {MAX_PAGE}")
+        user = _user(user)
+        if not isinstance(limit, int):
+            raise InvalidOrder("limit must be an integer", "limit")
+        limit = _parsed(grammar.integer, limit, "limit", minimum=1, maximum=MAX_PAGE)
         before = 2 ** 63 - 1 if cursor is None else _int_id("cursor", cursor)
         from .providers import SELECT_ORDER, order_view
         with self.db.transaction() as conn:

@@ -29,7 +29,7 @@ from services.matching.models import (
 BTC = MarketConfig("BTC-USDT", "BTC", "USDT", tick_size="0.01", lot_size="0.00001", min_notional="5")
 
 
-@pytest.mark.parametrize("value, ticks", [("100.01", 10001), ("0.01", 1), (Decimal("30000"), 3000000), (7, 700), (" 1.50 ", 150)])
+@pytest.mark.parametrize("value, ticks", [("100.01", 10001), ("0.01", 1), (Decimal("30000"), 3000000), (7, 700), ("1.50", 150)])
 def test_price_to_ticks(value, ticks):
     assert BTC.price_to_ticks(value) == ticks
 
@@ -39,7 +39,12 @@ def test_price_to_ticks(value, ticks):
     [
         ("100.001", "PRICE_OFF_TICK"),
         ("0", "NOT_POSITIVE"),
-        ("-1", "NOT_POSITIVE"),
+        ("-1", "INVALID_NUMBER"),
+        (" 1.50 ", "INVALID_NUMBER"),   # blanks, exponents, Unicode digits: the strict grammar
+        ("1E-2", "INVALID_NUMBER"),
+        ("١", "INVALID_NUMBER"),
+        ("1e10000000", "INVALID_NUMBER"),
+        ("1_000", "INVALID_NUMBER"),
         ("NaN", "INVALID_NUMBER"),
         ("Infinity", "INVALID_NUMBER"),
         ("-inf", "INVALID_NUMBER"),
@@ -60,7 +65,7 @@ def test_price_to_ticks_rejects_bad_values_with_a_code(value, code):
 
 def test_quantity_and_quote_conversions():
     assert BTC.qty_to_lots("0.5") == 50000
-    assert BTC.qty_to_lots("1E-5") == 1
+    assert BTC.qty_to_lots("0.00001") == 1
     with pytest.raises(InvalidValue) as err:
         BTC.qty_to_lots("0.000001")
     assert err.value.code == "QTY_OFF_LOT"
