@@ -83,7 +83,7 @@ class RpcPool:
             proxy._reply_listener.queue_consumer.timeout = \
                 max(0.05, (deadline_ms - now_ms()) / 1000)
             try:
-                yield proxy
+                yield proxy._proxy  # the started ClusterProxy: services.<name>.<method>
             except TRANSPORT_FAILURES:
                 # A late reply may still arrive on this proxy's queue, or its
                 # connection is gone: never lend it again.

@@ -1,13 +1,204 @@
-"""The native API under ``/api/v1``, described by its OpenAPI document."""
+"""The native API under ``/api/v1``, described by its OpenAPI 3.1 document.
+
+Routes are declared on one ``flask_openapi3.APIBlueprint``: each view's
+annotated parameters (``path``, ``query``, ``body``: models from
+``gateway.schemas``) are validated before the view runs, and the same
+models, with the declared responses, make the document served at
+``/api/v1/openapi.json``. The docs page (Swagger UI, its assets shipped in
+the ``flask-openapi3-swagger`` wheel: no CDN) is at ``/api/v1/docs``.
+
+The resources live in ``native_market`` (public market data),
+``native_trading`` (orders, fills) and ``native_account`` (the caller,
+balances, ledger, deposits, withdrawals, API keys).
+
+Who is calling (``caller``): a person with a Keycloak access token
+(``Authorization: Bearer``, ``gateway/tokens.py``), or a program with an API
+key signing the request as on ``/api/v3`` (``X-MBX-APIKEY`` header,
+``timestamp``/``recvWindow``/``signature`` in the query; the signed string
+is the query without ``signature`` followed by the raw body). A key carries
+permissions (read, trade, withdraw); a token may do everything its person
+may, except what needs a one-time-password login (withdrawals), which the
+users service decides.
+"""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from dataclasses import dataclass
 
+from flask import jsonify, redirect, request
+from flask_openapi3 import APIBlueprint, Info, Tag
+from flask_openapi3.models import APISpec, Components, Schema
+from flask_openapi3.utils import get_model_schema
+from pydantic import BaseModel, ValidationError
+
+from gateway import tokens
+from gateway.errors import ApiError
 from gateway.rpc import now_ms
+from gateway.schemas import ErrorBody, ServerTime
 
-blueprint = Blueprint("native", __name__)
+PREFIX = "/api/v1"
+VERSION = "1.0.0"
+
+TAG_MARKET = Tag(name="market data", description="public: no credentials")
+TAG_ACCOUNT = Tag(name="account", description="the caller, balances, ledger, deposits")
+TAG_TRADING = Tag(name="trading", description="orders and fills")
+TAG_WALLET = Tag(name="withdrawals", description="withdrawals need a one-time-password login "
+                                                 "or a key with the withdraw permission")
+TAG_KEYS = Tag(name="api keys", description="managed with an access token only")
+
+# Every refusal has the same body; statuses vary (400, 401, 403, 404, 409,
+# 413, 418, 429, 503, 504), so the document lists them under "default".
+REFUSAL = {"default": ErrorBody}
+PRIVATE = [{"bearer": []}, {"apiKey": []}]
+TOKEN_ONLY = [{"bearer": []}]
+
+blueprint = APIBlueprint("native", __name__, url_prefix=PREFIX, abp_responses=REFUSAL)
+
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+               "description": "a Keycloak access token of realm `exchange` (the web client's "
+                              "login, or `python -m services.users.cli token USER`)"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-MBX-APIKEY",
+               "description": "an API key; also send `timestamp` (ms), optionally "
+                              "`recvWindow`, and last `signature` = hex HMAC-SHA256(secret, "
+                              "query string without signature + raw body) in the query"},
+}
 
 
-@blueprint.get("/time")
+# -- the caller ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: str
+    auth: str                       # "token" or "api_key"
+    permissions: tuple[str, ...]
+    person: tokens.Person | None = None
+    key_id: str | None = None
+
+
+ALL_PERMISSIONS = ("read", "trade", "withdraw")
+
+
+def caller(permission: str = "read", token_only: bool = False) -> Caller:
+    """Authenticate the request for an endpoint needing ``permission``
+    (read, trade, withdraw); ``token_only``: API keys are refused."""
+    authorization = request.headers.get("Authorization")
+    api_key = request.headers.get("X-MBX-APIKEY")
+    if authorization is not None:
+        person = tokens.authenticate(tokens.bearer_token(authorization))
+        return Caller(person.user_id, "token", ALL_PERMISSIONS, person=person)
+    if api_key is not None:
+        if token_only:
+            raise ApiError(403, "TOKEN_REQUIRED", "this endpoint needs a person's access token, "
+                           "not an API key", -2015)
+        verified = verify_api_key(permission)
+        return Caller(verified["user_id"], "api_key", tuple(verified["permissions"]),
+                      key_id=verified["key_id"])
+    raise tokens.unauthenticated("UNAUTHENTICATED", "send Authorization: Bearer <access token> "
+                                 "or a signed API-key request")
+
+
+def verify_api_key(permission: str) -> dict:
+    """``{user_id, key_id, permissions}`` of a signed API-key request
+    (gateway/auth.py, the scheme /api/v3 uses)."""
+    try:
+        from gateway import auth
+    except ImportError:
+        return _verify_api_key_until_auth_lands(permission)
+    return auth.verify_signed_request(permission)
+
+
+def _verify_api_key_until_auth_lands(permission: str) -> dict:
+    from gateway.app import rpc
+    query = request.query_string.decode("latin-1")
+    signature = request.args.get("signature", "")
+    payload = "&".join(p for p in query.split("&") if not p.startswith("signature="))
+    payload += request.get_data(as_text=True)
+    with rpc() as services:
+        return services.users.verify_request(
+            request.headers.get("X-MBX-APIKEY", ""), signature, payload,
+            request.args.get("timestamp"), request.args.get("recvWindow"),
+            request.remote_addr, permission)
+
+
+# -- validation failures --------------------------------------------------------
+
+def refuse_invalid(exc: ValidationError):
+    """flask-openapi3's hook for a request that fails its model: 400 naming
+    the first field at fault (the grammar's code when the grammar refused it)."""
+    error = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in error.get("loc", ())) or None
+    kind = error.get("type", "")
+    code = kind if kind.isupper() else {"missing": "MISSING_FIELD",
+                                        "extra_forbidden": "UNKNOWN_FIELD"}.get(kind,
+                                                                                "INVALID_INPUT")
+    message = f"{field}: {error.get('msg')}" if field else str(error.get("msg"))
+    raise ApiError(400, code, message, -1100, field=field)
+
+
+@blueprint.record_once
+def _install(state):
+    # flask-openapi3 reads these from the app; the gateway is a plain Flask app.
+    state.app.validation_error_callback = refuse_invalid
+
+
+def reply(model: BaseModel, status: int = 200):
+    response = jsonify(model.model_dump(mode="json"))
+    response.status_code = status
+    return response
+
+
+# -- the document and its docs page ------------------------------------------------
+
+def openapi_document() -> dict:
+    spec = APISpec(
+        openapi="3.1.0",
+        info=Info(title="Exchange native API", version=VERSION,
+                  description="Markets, orders, balances and withdrawals of the exchange. "
+                              "Decimals are strings, times epoch milliseconds, markets like "
+                              "`BTC-USDT`. Refusals: `{\"error\": {\"code\", \"message\", "
+                              "\"request_id\", \"field\"?}}`."),
+        paths=blueprint.paths, tags=blueprint.tags)
+    schemas = dict(blueprint.components_schemas)
+    error_schema = get_model_schema(ErrorBody, mode="serialization")
+    for name, value in error_schema.pop("$defs", {}).items():
+        schemas[name] = Schema(**value)
+    schemas["ErrorBody"] = Schema(**error_schema)
+    spec.components = Components(schemas=schemas, securitySchemes=SECURITY_SCHEMES)
+    document = spec.model_dump(mode="json", by_alias=True, exclude_unset=True, warnings=False)
+    for path_item in document["paths"].values():
+        for operation in path_item.values():
+            default = operation.get("responses", {}).get("default")
+            if default is not None:
+                default["description"] = "a refusal (4xx) or a failure (5xx)"
+    return document
+
+
+def _swagger_blueprint():
+    from flask_openapi3_swagger.plugins import RegisterPlugin
+    # The page lives at /api/v1/docs/swagger; the document one level up.
+    return RegisterPlugin.register(doc_url="../openapi.json")
+
+
+blueprint.register_blueprint(_swagger_blueprint(), url_prefix="/docs")
+
+
+@blueprint.get("/openapi.json", doc_ui=False)
+def openapi_json():
+    document = blueprint.__dict__.get("_document")
+    if document is None:
+        document = blueprint._document = openapi_document()
+    return jsonify(document)
+
+
+@blueprint.get("/docs", doc_ui=False)
+def docs_page():
+    return redirect(f"{PREFIX}/docs/swagger", code=302)
+
+
+@blueprint.get("/time", tags=[TAG_MARKET], summary="The server's clock (epoch ms)",
+               responses={200: ServerTime})
 def server_time():
-    return jsonify({"server_time": now_ms()})
+    return reply(ServerTime(server_time=now_ms()))
+
+
+from gateway.api import native_account, native_market, native_trading  # noqa: E402,F401

@@ -1,0 +1,109 @@
+"""Public market data of the native API: markets, tickers, depth, trades, candles."""
+from __future__ import annotations
+
+import time
+
+from flask import current_app
+
+from gateway.api.native import TAG_MARKET, blueprint, reply
+from gateway.errors import ApiError
+from gateway.schemas import (Candle, Candles, CandlesQuery, Depth, DepthQuery, Market, MarketList,
+                             MarketPath, PriceLevel, Ticker, TickerList, Trades, TradesQuery)
+
+MARKETS_TTL_S = 5.0
+
+
+def listed_markets() -> dict[str, dict]:
+    """The markets the engine trades, by symbol (cached for a few seconds:
+    every market-data request checks its symbol here first)."""
+    from gateway.app import rpc
+    cached = current_app.extensions.get("native_markets")
+    if cached is None or time.monotonic() - cached[0] > MARKETS_TTL_S:
+        with rpc() as services:
+            markets = {m["symbol"]: m for m in services.matching.list_markets()}
+        cached = current_app.extensions["native_markets"] = (time.monotonic(), markets)
+    return cached[1]
+
+
+def known_market(symbol: str) -> dict:
+    market = listed_markets().get(symbol)
+    if market is None:
+        raise ApiError(404, "UNKNOWN_MARKET", f"no market {symbol}", -1121, "Invalid symbol.",
+                       field="market")
+    return market
+
+
+def _market(config: dict) -> Market:
+    return Market(market=config["symbol"], **{k: v for k, v in config.items() if k != "symbol"})
+
+
+@blueprint.get("/markets", tags=[TAG_MARKET], summary="Every listed market and its trading rules",
+               responses={200: MarketList})
+def list_markets():
+    return reply(MarketList(markets=[_market(m) for m in listed_markets().values()]))
+
+
+@blueprint.get("/markets/<market>", tags=[TAG_MARKET], summary="One market's trading rules",
+               responses={200: Market})
+def get_market(path: MarketPath):
+    return reply(_market(known_market(path.market)))
+
+
+@blueprint.get("/tickers", tags=[TAG_MARKET], summary="24-hour tickers of every market",
+               responses={200: TickerList})
+def list_tickers():
+    from gateway.app import rpc
+    with rpc() as services:
+        tickers = services.marketdata.get_tickers()
+    return reply(TickerList(tickers=[Ticker.model_validate(t) for t in tickers]))
+
+
+@blueprint.get("/markets/<market>/ticker", tags=[TAG_MARKET], summary="One market's 24-hour ticker",
+               responses={200: Ticker})
+def get_ticker(path: MarketPath):
+    from gateway.app import rpc
+    known_market(path.market)
+    with rpc() as services:
+        return reply(Ticker.model_validate(services.marketdata.get_ticker(path.market)))
+
+
+@blueprint.get("/markets/<market>/depth", tags=[TAG_MARKET],
+               summary="The order book, best levels first, from the matching engine",
+               responses={200: Depth})
+def get_depth(path: MarketPath, query: DepthQuery):
+    from gateway.app import rpc
+    known_market(path.market)
+    with rpc() as services:
+        book = services.matching.get_depth(path.market, query.limit)
+
+    def levels(side):
+        return [PriceLevel(price=p, quantity=q) for p, q in book[side]]
+    return reply(Depth(market=path.market, seq=book["seq"], bids=levels("buy"),
+                       asks=levels("sell")))
+
+
+@blueprint.get("/markets/<market>/trades", tags=[TAG_MARKET], summary="Recent trades, newest first",
+               responses={200: Trades})
+def get_trades(path: MarketPath, query: TradesQuery):
+    from gateway.app import rpc
+    known_market(path.market)
+    with rpc() as services:
+        page = services.marketdata.get_trades(path.market, query.limit)
+    return reply(Trades(market=path.market, trades=page["trades"]))
+
+
+@blueprint.get("/markets/<market>/candles", tags=[TAG_MARKET],
+               summary="Candles, oldest first, [start, end) on their open time",
+               responses={200: Candles})
+def get_candles(path: MarketPath, query: CandlesQuery):
+    from gateway.app import rpc
+    known_market(path.market)
+    if query.start is not None and query.end is not None and query.start >= query.end:
+        raise ApiError(400, "INVALID_TIME_RANGE", "start must be before end", -1100, field="end")
+    with rpc() as services:
+        page = services.marketdata.get_candles(path.market, query.interval, query.start,
+                                                query.end, query.limit)
+    columns = page["columns"]
+    candles = [Candle.model_validate(dict(zip(columns, row))) for row in page["candles"]]
+    return reply(Candles(market=path.market, interval=query.interval, candles=candles,
+                         next_start=page.get("next_start")))

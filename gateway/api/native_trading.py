@@ -1,0 +1,115 @@
+"""Orders and fills of the native API (the caller's own only).
+
+An order is accepted (``status: new``) before the engine matches it: fills
+and final statuses arrive asynchronously; read them back with
+``GET /orders/{order_id}`` or the live push. Cancel and amend answer with
+``cancel_requested`` / ``amend_requested``: the engine has been asked.
+"""
+from __future__ import annotations
+
+from gateway.api.native import PRIVATE, TAG_TRADING, blueprint, caller, reply
+from gateway.api.native_market import known_market
+from gateway.schemas import (AmendOrder, CancelAll, CancelAllQuery, Fill, Fills, FillsQuery,
+                             HistoryQuery, Order, OrderHistory, OrderList, OrderPath,
+                             OrdersQuery, PlaceOrder, epoch_ms)
+
+
+def order_out(order: dict) -> Order:
+    return Order.model_validate({**order, "type": order["order_type"],
+                                 "created_at": epoch_ms(order["created_at"]),
+                                 "updated_at": epoch_ms(order["updated_at"])})
+
+
+@blueprint.post("/orders", tags=[TAG_TRADING], security=PRIVATE, responses={201: Order},
+                summary="Place an order (limit GTC/IOC/FOK, post-only; market by quantity or, "
+                        "buying, by quote amount)")
+def place_order(body: PlaceOrder):
+    from gateway.app import rpc
+    who = caller("trade")
+    known_market(body.market)
+    with rpc() as services:
+        order = services.orders.place_order(
+            who.user_id, body.market, body.side, body.type, quantity=body.quantity,
+            quote_amount=body.quote_amount, price=body.price, time_in_force=body.time_in_force,
+            post_only=body.post_only, stp_mode=body.stp_mode,
+            client_order_id=body.client_order_id)
+    return reply(order_out(order), 201)
+
+
+@blueprint.get("/orders", tags=[TAG_TRADING], security=PRIVATE, responses={200: OrderList},
+               summary="The caller's open orders (of one market, or all)")
+def open_orders(query: OrdersQuery):
+    from gateway.app import rpc
+    who = caller("read")
+    if query.market is not None:
+        known_market(query.market)
+    with rpc() as services:
+        orders = services.orders.open_orders(who.user_id, query.market)
+    return reply(OrderList(orders=[order_out(o) for o in orders]))
+
+
+@blueprint.delete("/orders", tags=[TAG_TRADING], security=PRIVATE, responses={200: CancelAll},
+                  summary="Cancel every open order of the caller in one market")
+def cancel_all(query: CancelAllQuery):
+    from gateway.app import rpc
+    who = caller("trade")
+    known_market(query.market)
+    with rpc() as services:
+        return reply(CancelAll.model_validate(services.orders.cancel_all(who.user_id,
+                                                                         query.market)))
+
+
+@blueprint.get("/orders/history", tags=[TAG_TRADING], security=PRIVATE,
+               responses={200: OrderHistory},
+               summary="Every order of the caller, newest first; pass next_cursor for the next page")
+def order_history(query: HistoryQuery):
+    from gateway.app import rpc
+    who = caller("read")
+    with rpc() as services:
+        page = services.orders.order_history(who.user_id, query.cursor, query.limit)
+    return reply(OrderHistory(orders=[order_out(o) for o in page["orders"]],
+                              next_cursor=page["next_cursor"]))
+
+
+@blueprint.get("/orders/<order_id>", tags=[TAG_TRADING], security=PRIVATE, responses={200: Order},
+               summary="One of the caller's orders")
+def get_order(path: OrderPath):
+    from gateway.app import rpc
+    who = caller("read")
+    with rpc() as services:
+        return reply(order_out(services.orders.get_order(who.user_id, order_id=path.order_id)))
+
+
+@blueprint.patch("/orders/<order_id>", tags=[TAG_TRADING], security=PRIVATE,
+                 responses={200: Order}, summary="Amend an open limit order's price and/or quantity")
+def amend_order(path: OrderPath, body: AmendOrder):
+    from gateway.app import rpc
+    who = caller("trade")
+    with rpc() as services:
+        order = services.orders.amend_order(who.user_id, path.order_id, price=body.price,
+                                            quantity=body.quantity)
+    return reply(order_out(order))
+
+
+@blueprint.delete("/orders/<order_id>", tags=[TAG_TRADING], security=PRIVATE,
+                  responses={200: Order}, summary="Cancel one open order")
+def cancel_order(path: OrderPath):
+    from gateway.app import rpc
+    who = caller("trade")
+    with rpc() as services:
+        return reply(order_out(services.orders.cancel_order(who.user_id, path.order_id)))
+
+
+@blueprint.get("/fills", tags=[TAG_TRADING], security=PRIVATE, responses={200: Fills},
+               summary="The caller's trades (fills), newest first")
+def list_fills(query: FillsQuery):
+    from gateway.app import rpc
+    who = caller("read")
+    if query.market is not None:
+        known_market(query.market)
+    with rpc() as services:
+        page = services.marketdata.get_user_trades(who.user_id, query.limit, query.start,
+                                                   query.end)
+    fills = [Fill.model_validate(t) for t in page["trades"]
+             if query.market is None or t["market"] == query.market]
+    return reply(Fills(fills=fills))
