@@ -49,7 +49,7 @@ def rabbitmq(settings: Settings) -> list[str]:
 
 def cassandra_session(settings: Settings):
     from cassandra.cluster import Cluster
-    cluster = Cluster([settings.host], port=settings.int("EXCHANGE_CASSANDRA_PORT"),
+    cluster = Cluster([settings.server_host("cassandra")], port=settings.int("EXCHANGE_CASSANDRA_PORT"),
                       protocol_version=5, connect_timeout=5)
     return cluster, cluster.connect()
 

@@ -71,6 +71,12 @@ def _nothing(settings: Settings) -> None:
     return None
 
 
+def binds_every_interface(settings: Settings) -> bool:
+    """True in the compose stack's containers, where servers listen on every
+    interface of their own network namespace; the local stack binds 127.0.0.1."""
+    return settings.host == "0.0.0.0"
+
+
 def _binary(*candidates: str, package: str) -> str:
     for pattern in candidates:
         for path in sorted(glob.glob(pattern), reverse=True):
@@ -117,6 +123,10 @@ def _pg_configure(settings: Settings) -> None:
                             cwd=str(data.parent))
     if result.returncode != 0:
         raise StackError(f"initdb failed: {result.stderr.strip().splitlines()[-1:]}")
+    if binds_every_interface(settings):
+        # A container (docker/Dockerfile): clients are the other containers of its network.
+        with open(data / "pg_hba.conf", "a") as hba:
+            hba.write("host all all samenet scram-sha-256\n")
 
 
 def pg_admin_connect(settings: Settings, dbname: str = "postgres"):
@@ -257,6 +267,9 @@ def _cassandra_configure(settings: Settings) -> None:
     for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw", "logs", "conf"):
         _owned_dir(settings, base / sub)
     host = settings.host
+    # Cassandra refuses a wildcard listen address; a single node's storage port
+    # only talks to the node itself.
+    storage_host = "127.0.0.1" if binds_every_interface(settings) else host
     config = {
         "cluster_name": "exchange-local",
         "num_tokens": 16,
@@ -271,9 +284,9 @@ def _cassandra_configure(settings: Settings) -> None:
         "commitlog_sync_period": "10000ms",
         "seed_provider": [{
             "class_name": "org.apache.cassandra.locator.SimpleSeedProvider",
-            "parameters": [{"seeds": f"{host}:{settings['EXCHANGE_CASSANDRA_STORAGE_PORT']}"}],
+            "parameters": [{"seeds": f"{storage_host}:{settings['EXCHANGE_CASSANDRA_STORAGE_PORT']}"}],
         }],
-        "listen_address": host,
+        "listen_address": storage_host,
         "rpc_address": host,
         "storage_port": settings.int("EXCHANGE_CASSANDRA_STORAGE_PORT"),
         "native_transport_port": settings.int("EXCHANGE_CASSANDRA_PORT"),
@@ -285,6 +298,8 @@ def _cassandra_configure(settings: Settings) -> None:
         "concurrent_reads": 16,
         "concurrent_writes": 32,
     }
+    if binds_every_interface(settings):
+        config["broadcast_rpc_address"] = storage_host  # required beside a wildcard rpc_address
     # JSON is valid YAML, and needs no YAML writer here.
     (base / "conf" / "cassandra.yaml").write_text(json.dumps(config, indent=1))
     (base / "conf" / "logback.xml").write_text(

@@ -48,7 +48,7 @@ class Cache:
 
 
 def make_cache(settings: Settings, prefix: str = "") -> Cache:
-    client = PooledClient((settings.host, settings.int("EXCHANGE_MEMCACHED_PORT")),
+    client = PooledClient((settings.server_host("memcached"), settings.int("EXCHANGE_MEMCACHED_PORT")),
                           connect_timeout=0.5, timeout=0.5, ignore_exc=True,
                           max_pool_size=20, no_delay=True)
     return Cache(client, prefix)

@@ -36,7 +36,7 @@ def make_cluster(settings: Settings) -> Cluster:
         # such framing. The reactor is deprecated in driver 3.30 (removed in
         # 3.31), hence the pin in requirements.txt.
         kwargs["protocol_version"] = 4
-    return Cluster([settings.host], port=settings.int("EXCHANGE_CASSANDRA_PORT"),
+    return Cluster([settings.server_host("cassandra")], port=settings.int("EXCHANGE_CASSANDRA_PORT"),
                    execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                    connect_timeout=5, **kwargs)
 

@@ -49,6 +49,11 @@ class Settings:
     def host(self) -> str:
         return self["EXCHANGE_BIND_HOST"]
 
+    def server_host(self, server: str) -> str:
+        """Where clients reach a server: EXCHANGE_<SERVER>_HOST when set (the
+        compose stack names its containers), else the local stack's bind host."""
+        return self.get(f"EXCHANGE_{server.upper()}_HOST") or self.host
+
     @cached_property
     def run_dir(self) -> Path:
         path = Path(self["EXCHANGE_RUN_DIR"])
@@ -57,17 +62,17 @@ class Settings:
     def amqp_uri(self, vhost: str | None = None) -> str:
         return "amqp://{}:{}@{}:{}/{}".format(
             self["EXCHANGE_RABBITMQ_USER"], self["EXCHANGE_RABBITMQ_PASSWORD"],
-            self.host, self["EXCHANGE_RABBITMQ_PORT"],
+            self.server_host("rabbitmq"), self["EXCHANGE_RABBITMQ_PORT"],
             vhost or self["EXCHANGE_RABBITMQ_VHOST"])
 
     def postgres_dsn(self, dbname: str | None = None) -> str:
         return "host={} port={} user={} password={} dbname={}".format(
-            self.host, self["EXCHANGE_POSTGRES_PORT"], self["EXCHANGE_POSTGRES_USER"],
+            self.server_host("postgres"), self["EXCHANGE_POSTGRES_PORT"], self["EXCHANGE_POSTGRES_USER"],
             self["EXCHANGE_POSTGRES_PASSWORD"], dbname or self["EXCHANGE_POSTGRES_DB"])
 
     @property
     def keycloak_url(self) -> str:
-        return f"http://{self.host}:{self['EXCHANGE_KEYCLOAK_PORT']}"
+        return f"http://{self.server_host('keycloak')}:{self['EXCHANGE_KEYCLOAK_PORT']}"
 
     @property
     def keycloak_issuer(self) -> str:
@@ -75,7 +80,7 @@ class Settings:
 
     @property
     def gateway_url(self) -> str:
-        return f"http://{self.host}:{self['EXCHANGE_GATEWAY_PORT']}"
+        return f"http://{self.server_host('gateway')}:{self['EXCHANGE_GATEWAY_PORT']}"
 
     def nameko_config(self, vhost: str | None = None) -> dict:
         return {

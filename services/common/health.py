@@ -67,7 +67,7 @@ def probe_rabbitmq(settings: Settings) -> Probe:
 def probe_memcached(settings: Settings) -> Probe:
     def check():
         from pymemcache.client.base import Client
-        client = Client((settings.host, settings.int("EXCHANGE_MEMCACHED_PORT")),
+        client = Client((settings.server_host("memcached"), settings.int("EXCHANGE_MEMCACHED_PORT")),
                         connect_timeout=PROBE_TIMEOUT, timeout=PROBE_TIMEOUT)
         try:
             return f"memcached {client.version().decode()}"
@@ -83,8 +83,9 @@ def probe_cassandra(settings: Settings, session=None) -> Probe:
                                   timeout=PROBE_TIMEOUT).one()
             return f"Cassandra {row.release_version}"
         port = settings.int("EXCHANGE_CASSANDRA_PORT")
-        if not port_open(settings.host, port):
-            raise ConnectionError(f"nothing listens on {settings.host}:{port}")
+        host = settings.server_host("cassandra")
+        if not port_open(host, port):
+            raise ConnectionError(f"nothing listens on {host}:{port}")
         from services.common.cassandra import make_cluster
         cluster = make_cluster(settings)
         try:
