@@ -26,8 +26,9 @@ down:
 status:
 	@$(STACK) status
 
+## `make logs ORDER=<id>`: one order's JSON log lines from every process, in time order.
 logs:
-	@$(STACK) logs
+	@$(STACK) logs $(if $(ORDER),--order $(ORDER),)
 
 clean:
 	@if [ -x $(PY) ]; then $(STACK) clean; else rm -rf run; fi

@@ -27,6 +27,7 @@ from gateway import errors
 from gateway.rpc import RpcPool, TRANSPORT_FAILURES, now_ms
 from services.common import health
 from services.common.config import Settings, load_settings, service_names
+from services.common.metrics import instrument_flask
 
 log = logging.getLogger("gateway")
 
@@ -110,7 +111,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         return jsonify(body), 200 if healthy else 503
 
     register_apis(app)
-    socketio.init_app(app)
+    from gateway import sockets
+    sockets.init_app(app, socketio, settings, lambda: app.extensions["rpc_pool"].lease())
+    instrument_flask(app)
     return app
 
 
@@ -119,6 +122,8 @@ def register_apis(app: Flask) -> None:
     from gateway.api import binance, native
     app.register_blueprint(binance.blueprint, url_prefix="/api/v3")
     app.register_blueprint(native.blueprint, url_prefix="/api/v1")
+    from frontend_api import serving
+    app.register_blueprint(serving.blueprint)
 
 
 def error_response(exc: errors.ApiError):

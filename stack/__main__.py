@@ -20,6 +20,7 @@ from services.common import health
 from services.common.config import Settings, load_settings
 from services.common.migrations import MigrationError
 from stack import apps as app_defs
+from stack import monitoring
 from stack import prepare
 from stack.proc import StackError
 from stack.servers import SERVERS, Server, run_dir
@@ -156,6 +157,7 @@ def addresses(settings: Settings) -> dict[str, str]:
         "cassandra": f"{host}:{settings['EXCHANGE_CASSANDRA_PORT']} "
                      f"(keyspace {settings['EXCHANGE_CASSANDRA_KEYSPACE']})",
         "keycloak": f"{settings.keycloak_url}/admin (realm {settings['EXCHANGE_KEYCLOAK_REALM']})",
+        **monitoring.addresses(settings),
     }
 
 
@@ -184,7 +186,13 @@ def status(settings: Settings) -> int:
     return 0 if all_up else 1
 
 
-def logs(settings: Settings) -> int:
+def logs(settings: Settings, order: str | None = None) -> int:
+    if order:
+        from services.common import logs as json_logs
+        lines = json_logs.follow(order, run_dir(settings, "logs").parent)
+        for line in lines:
+            print(json_logs.render(line))
+        return 0 if lines else 1
     files = sorted(str(p) for p in run_dir(settings, "logs").glob("*.log"))
     if not files:
         say("no logs yet: run `make up`")
@@ -202,6 +210,7 @@ def clean(settings: Settings) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stack")
     parser.add_argument("command", choices=["up", "servers", "down", "status", "logs", "clean"])
+    parser.add_argument("--order", help="logs: one order's JSON lines from every process, in time order")
     args = parser.parse_args(argv)
     settings = load_settings()
     try:
@@ -209,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
             return up(settings, with_apps=True)
         if args.command == "servers":
             return up(settings, with_apps=False)
-        return {"down": down, "status": status, "logs": logs, "clean": clean}[args.command](settings)
+        if args.command == "logs":
+            return logs(settings, args.order)
+        return {"down": down, "status": status, "clean": clean}[args.command](settings)
     except (StackError, MigrationError) as problem:
         print(f"[stack] ERROR: {problem}", file=sys.stderr)
         return 2

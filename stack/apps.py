@@ -10,6 +10,7 @@ import yaml
 
 from services.common import health
 from services.common.config import REPO_ROOT, Settings
+from stack.monitoring import process_env
 from stack.proc import Process
 from stack.servers import run_dir
 
@@ -67,7 +68,8 @@ def apps(settings: Settings) -> list[App]:
     for name in service_names():
         argv = [python, "-m", "nameko", "run", "--config", str(config), f"services.{name}.service"]
         found.append(App(f"service:{name}", "rpc over amqp", Process(
-            name=f"service-{name}", argv=argv, env=env, cwd=REPO_ROOT,
+            name=f"service-{name}", argv=argv, env={**env, **process_env(settings, name)},
+            cwd=REPO_ROOT,
             log=run_dir(settings, "logs", f"service-{name}.log"),
             pid_file=run_dir(settings, "pids", f"service-{name}.pid"), user=user),
             _service_probe(name)))
@@ -76,7 +78,8 @@ def apps(settings: Settings) -> list[App]:
         if (REPO_ROOT / name / "__main__.py").exists():
             url = f"http://{settings.host}:{settings[port_key]}"
             found.append(App(name, url, Process(
-                name=name, argv=[python, "-m", name], env=env, cwd=REPO_ROOT,
+                name=name, argv=[python, "-m", name], env={**env, **process_env(settings, name)},
+                cwd=REPO_ROOT,
                 log=run_dir(settings, "logs", f"{name}.log"),
                 pid_file=run_dir(settings, "pids", f"{name}.pid"), user=user),
                 _http_probe(name, url + "/health")))

@@ -186,7 +186,8 @@ def _rabbit_configure(settings: Settings) -> None:
     for sub in ("mnesia", "log", "home"):
         _owned_dir(settings, base / sub)
     (base / "rabbitmq-env.conf").write_text("# private node: ignore /etc/rabbitmq\n")
-    (base / "enabled_plugins").write_text("[].\n")
+    # rabbitmq_prometheus serves /metrics on its own port (stack/monitoring.py).
+    (base / "enabled_plugins").write_text("[rabbitmq_prometheus].\n")
     # The Erlang distribution port would otherwise listen on every interface.
     octets = ",".join(settings.host.split("."))
     (base / "advanced.config").write_text(
@@ -204,6 +205,7 @@ def _rabbit_configure(settings: Settings) -> None:
         "log.console = true",
         "log.console.level = warning",
         "log.file = false",
+        *monitoring.rabbitmq_config_lines(settings),
         "",
     ]))
     _chown_tree(settings, base)
@@ -332,6 +334,7 @@ def _cassandra_process(settings: Settings) -> Process:
     heap = settings["EXCHANGE_CASSANDRA_HEAP"]
     argv = [_java(), f"-Xms{heap}", f"-Xmx{heap}", "-Xss256k", *options,
             *(f"-javaagent:{j}" for j in jamm[:1]),
+            *monitoring.cassandra_agent_args(settings),
             f"-Dcassandra.config=file://{base}/conf/cassandra.yaml",
             f"-Dlogback.configurationFile=file://{base}/conf/logback.xml",
             f"-Dcassandra.logdir={base}/logs", f"-Dcassandra.storagedir={base}/data",
@@ -388,6 +391,8 @@ def _keycloak_process(settings: Settings) -> Process:
         "--import-realm",
     ], cwd=home, env={
         "KC_BOOTSTRAP_ADMIN_USERNAME": settings["EXCHANGE_KEYCLOAK_ADMIN"],
+        # /metrics on the management port, scraped by Prometheus.
+        "KC_METRICS_ENABLED": "true",
         "KC_BOOTSTRAP_ADMIN_PASSWORD": settings["EXCHANGE_KEYCLOAK_ADMIN_PASSWORD"],
         "JAVA_OPTS_KC_HEAP": "-Xms64m -Xmx768m",
         "JAVA_HOME": str(Path(os.path.realpath(_java())).parents[1]),
@@ -409,3 +414,8 @@ SERVERS: list[Server] = [
            health.probe_keycloak, 300, _keycloak_install, _keycloak_configure,
            _keycloak_process),
 ]
+
+
+# Prometheus, Alertmanager and the exporters join SERVERS (after the servers
+# they watch) when stack.monitoring loads; it uses the helpers above.
+from stack import monitoring  # noqa: E402,F401

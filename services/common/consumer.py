@@ -10,14 +10,38 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 import eventlet
 from kombu import Connection, Consumer, Exchange
 from nameko.extensions import DependencyProvider
 
+from services.common import logs, metrics
 from services.common.outbox import command_queue
 
 log = logging.getLogger(__name__)
+
+
+def observed(queue: str, handle):
+    """``handle`` timed and counted per batch (services.common.metrics); after
+    it returned, each message's lag since its event (``executed_at``: the
+    settlement and ingest lags) and one trace line with its ids (logs)."""
+    lag = metrics.EVENT_LAG.labels(queue)
+
+    def observed_handle(batch):
+        with metrics.BatchTimer(queue, len(batch)):
+            result = handle(batch)
+        now_ms = time.time() * 1000
+        tracing = logs.TRACE.isEnabledFor(logging.INFO)
+        for key, message_id, body in batch:
+            if isinstance(body, dict):
+                metrics.observe_lag(lag, body.get("executed_at"), now_ms)
+                if tracing:
+                    logs.trace("%s handled %s %s", queue, key, message_id,
+                               ids=logs.message_ids(body))
+        return result
+
+    return observed_handle
 
 
 class BatchConsumer:
@@ -29,7 +53,7 @@ class BatchConsumer:
         self.queue_name = queue
         self.exchange = None if exchange is None else Exchange(exchange, type="topic", durable=True)
         self.routing_keys = routing_keys
-        self.handle = handle
+        self.handle = observed(queue, handle)
         self.batch = batch
         self.idle = idle
         self.idle_every = idle_every

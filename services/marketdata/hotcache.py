@@ -10,6 +10,7 @@ from typing import Optional
 
 from pymemcache.exceptions import MemcacheError
 
+from services.common import metrics
 from services.common.cache import Cache
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,9 @@ class HotCache:
 
     def get(self, key: str):
         raw = self._call(lambda: self.cache.client.get(self.cache._key(key)), None)
-        return None if raw is None else self._load(raw)
+        value = None if raw is None else self._load(raw)
+        metrics.count_cache_lookups("get", hits=int(value is not None), misses=int(value is None))
+        return value
 
     def set(self, key: str, value, ttl: int) -> bool:
         return bool(self._call(lambda: self.cache.client.set(
@@ -111,7 +114,9 @@ class HotCache:
 
     def get_raw(self, key: str) -> Optional[bytes]:
         """The stored bytes, not decoded (values in a format of their own)."""
-        return self._call(lambda: self.cache.client.get(self.cache._key(key)), None)
+        raw = self._call(lambda: self.cache.client.get(self.cache._key(key)), None)
+        metrics.count_cache_lookups("get_raw", hits=int(raw is not None), misses=int(raw is None))
+        return raw
 
     def set_raw(self, key: str, value: bytes, ttl: int) -> bool:
         return bool(self._call(lambda: self.cache.client.set(
@@ -120,8 +125,10 @@ class HotCache:
     def get_many(self, keys: list[str]) -> dict:
         full = {self.cache._key(k): k for k in keys}
         found = self._call(lambda: self.cache.client.get_many(list(full)), {})
-        return {full[k]: value for k, v in found.items()
-                if (value := self._load(v)) is not None}
+        values = {full[k]: value for k, v in found.items()
+                  if (value := self._load(v)) is not None}
+        metrics.count_cache_lookups("get_many", hits=len(values), misses=len(full) - len(values))
+        return values
 
     # -- keys --------------------------------------------------------------------
     @staticmethod

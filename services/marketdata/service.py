@@ -14,6 +14,7 @@ from nameko.rpc import rpc
 from nameko.timer import timer
 
 from services.common import rpc_replies
+from services.common.metrics import ServiceMetrics
 from services.marketdata import schemas
 from services.marketdata.errors import (InvalidArgument, InvalidEvent, MarketDataError,
                                         RangeTooLarge, UnknownMarket)
@@ -35,6 +36,7 @@ class MarketDataService:
     trade_log = TradeLog()
     depth_books = DepthBooks()
     reads = Reads()
+    metrics = ServiceMetrics()
 
     # ------------------------------------------------------------ events in
 

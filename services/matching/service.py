@@ -8,6 +8,7 @@ import uuid
 from nameko.rpc import rpc
 
 from services.common import rpc_replies
+from services.common.metrics import ServiceMetrics
 from services.common.outbox import OutboxRelay, enqueue_command
 from services.common.postgres import PostgresPool
 from psycopg.types.json import Jsonb
@@ -27,6 +28,7 @@ class MatchingService:
     db = PostgresPool()
     engines = MarketEngines()
     relay = OutboxRelay(OUTBOX_STREAM)
+    metrics = ServiceMetrics()
 
     @rpc
     def health(self):

@@ -19,6 +19,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from services.common import grammar, rpc_replies
+from services.common.metrics import ServiceMetrics
 from services.common.deadlines import TimedRpcProxy, rpc
 from services.common.errors import CodedError, InvalidInput
 from services.common.rpc_requests import RequestId, request_rpc
@@ -111,6 +112,7 @@ class OrdersService:
     relay = OutboxRelay(OUTBOX_STREAM)
     matching_rpc = TimedRpcProxy("matching", timeout_s=MATCHING_CALL_TIMEOUT_S)
     request_id = RequestId()
+    metrics = ServiceMetrics()
 
     @rpc
     def health(self):

@@ -25,6 +25,7 @@ from nameko.rpc import rpc
 from nameko.timer import timer
 
 from services.common import rpc_replies
+from services.common.metrics import ServiceMetrics
 from services.common.outbox import OutboxRelay
 from services.users import accounts, apikeys, authz, schemas
 from services.users import signup as saga
@@ -57,6 +58,7 @@ class UsersService:
     vault = ApiKeyVault()
     config = UsersConfig()
     relay = OutboxRelay(OUTBOX_STREAM)
+    metrics = ServiceMetrics()
 
     # ================================================================ health
 

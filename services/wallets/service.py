@@ -14,10 +14,14 @@ nothing was written. See docs/wallets.md for the whole contract.
 """
 from __future__ import annotations
 
+import logging
+
 from nameko.events import EventDispatcher
 from nameko.rpc import rpc
+from nameko.timer import timer
 
 from services.common import rpc_replies
+from services.common.metrics import ServiceMetrics
 from services.wallets import addresses, schemas
 from services.wallets.errors import InvalidRequest, WalletsError
 from services.wallets.ledger import APPROVE, CANCEL, MARK_SENT, REJECT
@@ -27,6 +31,10 @@ from services.wallets.settlement import TradeSettlement
 rpc_replies.install()
 
 BALANCES_CHANGED = "balances_changed"
+# Seconds between periodic ledger audits (the audit reads every account).
+AUDIT_INTERVAL_S = 60
+
+log = logging.getLogger(__name__)
 
 
 class WalletsService:
@@ -37,6 +45,7 @@ class WalletsService:
     # Settles the engines' trades from the ordered settlement queue (one active
     # wallets process at a time, the others standing by).
     settlement = TradeSettlement()
+    metrics = ServiceMetrics()
 
     def _changed(self, *pairs: tuple[str, str]) -> None:
         """Tell listeners (the gateway) which (user, asset) balances to re-read."""
@@ -208,3 +217,19 @@ class WalletsService:
         """Every ledger invariant checked against the database: the findings,
         ``[]`` when clean."""
         return self.books.audit()
+
+    @timer(interval=AUDIT_INTERVAL_S)
+    def periodic_audit(self):
+        """The same audit, on a timer: its finding count and time are exported
+        (``exchange_ledger_audit_findings``, ``..._timestamp_seconds``) and
+        alerted on (monitoring/rules), so a broken invariant is not left
+        until somebody asks."""
+        try:
+            findings = self.books.audit()
+        except Exception:
+            self.metrics.audit_failed()
+            log.exception("periodic ledger audit could not run")
+            return
+        self.metrics.record_audit(len(findings))
+        if findings:
+            log.error("ledger audit: %d findings: %.2000s", len(findings), findings)

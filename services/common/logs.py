@@ -1,0 +1,235 @@
+"""Structured JSON logs that follow an order through every process.
+
+Each process of the stack writes one JSON object per line to
+``run/logs/json/<process>.jsonl`` (rotated: 5 files of 20 MB), next to its
+plain stdout log. A line carries the time (UTC, ms), level, process, logger,
+message, and the ids it concerns: ``request_id``, ``user_id``, ``order_id``,
+``order_ids`` (a trade has two), ``trade_id``.
+
+Where the ids come from:
+- Nameko workers: the worker's context data. ``bind(order_id=...)`` puts an
+  id there, and Nameko sends context data with every RPC and event the worker
+  makes, so the callee's lines carry it too. ServiceMetrics
+  (services.common.metrics) tells this module which worker runs in the
+  current greenthread, and logs one line per RPC / event handler with the ids
+  of its arguments and result.
+- Queue consumers (engine commands, settlement, ingest, order events): the
+  message body's own ids (``message_ids``), one line per message.
+- The gateway: one access line per request, with the ids of its response.
+
+``follow(order_id)`` reads the files back and returns one order's lines in
+time order: ``make logs ORDER=<id>``.
+
+Installed only in processes the stack starts (``EXCHANGE_LOG_DIR`` set):
+tests that run services in-process keep pytest's own logging.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import os
+import time
+from pathlib import Path
+
+from eventlet.corolocal import local
+
+ID_KEYS = ("request_id", "user_id", "order_id", "trade_id")
+# Context data keys: "request_id" is Nameko's own (rpc_requests.py) and is not
+# propagated under that name, so the log's keys have their own prefix.
+CONTEXT_PREFIX = "log_"
+
+TRACE = logging.getLogger("exchange.trace")
+
+_local = local()
+_process: str | None = None
+
+
+# ---------------------------------------------------------------- context
+
+def enter_worker(worker_ctx) -> None:
+    _local.worker = worker_ctx
+
+
+def leave_worker(worker_ctx) -> None:
+    if getattr(_local, "worker", None) is worker_ctx:
+        _local.worker = None
+
+
+def current_ids() -> dict:
+    """The ids bound in the current greenthread (worker context data or
+    ``context`` below)."""
+    ids = {}
+    worker = getattr(_local, "worker", None)
+    if worker is not None:
+        data = worker.context_data
+        for key in ID_KEYS:
+            value = data.get(CONTEXT_PREFIX + key)
+            if value is not None:
+                ids[key] = value
+        # The gateway's request id travels as Nameko's "request_id" (gateway/rpc.py).
+        if "request_id" not in ids and isinstance(data.get("request_id"), str):
+            ids["request_id"] = data["request_id"]
+    extra = getattr(_local, "extra", None)
+    if extra:
+        ids.update(extra)
+    return ids
+
+
+def bind(**ids) -> None:
+    """Attach ids to the current worker (and every call it makes next)."""
+    worker = getattr(_local, "worker", None)
+    clean = {k: v for k, v in ids.items() if k in ID_KEYS and v is not None}
+    if worker is not None:
+        for key, value in clean.items():
+            worker.context_data[CONTEXT_PREFIX + key] = value
+    else:
+        _local.extra = {**(getattr(_local, "extra", None) or {}), **clean}
+
+
+def unbind() -> None:
+    _local.extra = None
+
+
+# ---------------------------------------------------------------- ids of messages
+
+_ORDER_KEYS = ("order_id", "maker_order_id", "taker_order_id")
+
+
+def message_ids(body) -> dict:
+    """The ids a message or result concerns: ``{"order_ids": [...], "trade_id",
+    "user_id"}`` (keys only when present). Looks at the top level and at a
+    command envelope (``{"command": {...}}``)."""
+    ids: dict = {}
+    if not isinstance(body, dict):
+        return ids
+    for part in (body, body.get("command")):
+        if not isinstance(part, dict):
+            continue
+        for key in _ORDER_KEYS:
+            value = part.get(key)
+            if isinstance(value, (int, str)) and not isinstance(value, bool):
+                ids.setdefault("order_ids", [])
+                if str(value) not in ids["order_ids"]:
+                    ids["order_ids"].append(str(value))
+        trade = part.get("trade_id")
+        if isinstance(trade, (int, str)) and not isinstance(trade, bool):
+            ids.setdefault("trade_id", str(trade))
+        user = part.get("user_id", part.get("taker_user_id"))
+        if isinstance(user, str):
+            ids.setdefault("user_id", user)
+    return ids
+
+
+def trace(message: str, *args, ids: dict | None = None) -> None:
+    """An INFO line on the ``exchange.trace`` logger with ``ids`` attached;
+    free when JSON logs are not installed."""
+    if TRACE.isEnabledFor(logging.INFO):
+        TRACE.info(message, *args, extra={"ids": ids or {}})
+
+
+# ---------------------------------------------------------------- format
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, process: str):
+        super().__init__()
+        self.process = process
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = record.created
+        line = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+                  + f".{int(created * 1000) % 1000:03d}Z",
+            "t": round(created, 6),
+            "level": record.levelname,
+            "process": self.process,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        ids = current_ids()
+        ids.update(getattr(record, "ids", None) or {})
+        orders = ids.pop("order_ids", None)
+        if orders:
+            if len(orders) == 1:
+                ids.setdefault("order_id", orders[0])
+            else:
+                ids["order_ids"] = orders
+        if "order_id" in ids:
+            ids["order_id"] = str(ids["order_id"])
+        line.update(ids)
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, separators=(",", ":"))
+
+
+def log_dir() -> Path | None:
+    value = os.environ.get("EXCHANGE_LOG_DIR")
+    return Path(value) if value else None
+
+
+def install_for_process(process: str, level: int = logging.INFO) -> bool:
+    """JSON lines to ``<EXCHANGE_LOG_DIR>/json/<process>.jsonl``, rotated;
+    once per process; nothing without EXCHANGE_LOG_DIR. True when installed."""
+    global _process
+    if _process is not None:
+        return True
+    directory = log_dir()
+    if directory is None:
+        return False
+    directory = directory / "json"
+    directory.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        directory / f"{process}.jsonl", maxBytes=20 * 1024 * 1024, backupCount=4,
+        encoding="utf-8")
+    handler.setFormatter(JsonFormatter(process))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > level or root.level == logging.NOTSET:
+        root.setLevel(level)
+    TRACE.setLevel(logging.INFO)
+    _process = process
+    return True
+
+
+# ---------------------------------------------------------------- read back
+
+def _matches(line: dict, order_id: str) -> bool:
+    return str(line.get("order_id")) == order_id or order_id in (line.get("order_ids") or ())
+
+
+def follow(order_id: str, directory: Path | None = None, limit: int = 10_000) -> list[dict]:
+    """Every JSON line about ``order_id`` (also as one of a trade's orders,
+    or of lines with that order's trade ids), all processes, in time order."""
+    directory = (directory or log_dir() or Path("run/logs")) / "json"
+    order_id = str(order_id)
+    lines: list[dict] = []
+    parsed: list[dict] = []
+    for path in sorted(directory.glob("*.jsonl*")):
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for raw in handle:
+                if order_id not in raw and '"trade_id"' not in raw:
+                    continue
+                try:
+                    parsed.append(json.loads(raw))
+                except ValueError:
+                    continue
+    trades = set()
+    for line in parsed:
+        if _matches(line, order_id):
+            lines.append(line)
+            if line.get("trade_id"):
+                trades.add(line["trade_id"])
+    # Lines that name only the trade (market data, settlement batches).
+    seen = {id(line) for line in lines}
+    for line in parsed:
+        if id(line) not in seen and line.get("trade_id") in trades:
+            lines.append(line)
+    lines.sort(key=lambda line: line.get("t", 0))
+    return lines[-limit:]
+
+
+def render(line: dict) -> str:
+    ids = " ".join(f"{k}={line[k]}" for k in ("order_id", "order_ids", "trade_id", "user_id")
+                   if line.get(k) is not None)
+    return f"{line.get('ts')} {line.get('process', '?'):<18} {line.get('level', ''):<7} " \
+           f"{line.get('msg', '')}  {ids}"
