@@ -86,7 +86,46 @@ def keycloak(settings: Settings) -> list[str]:
         raise servers.StackError(
             f"Keycloak realm is not as expected (backend client token: HTTP "
             f"{response.status_code}); `make clean && make up` re-imports it")
-    return []
+    return web_client_redirects(settings)
+
+
+def web_client_origins(settings: Settings) -> list[str]:
+    """Where the trader web client is served (by the gateway, at /) and may
+    come back to after Keycloak's login page."""
+    port = settings["EXCHANGE_GATEWAY_PORT"]
+    return [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+
+
+def web_client_redirects(settings: Settings) -> list[str]:
+    """A realm imported before the web client was served by the gateway lacks
+    its redirect URIs (the import never runs again): add them through the
+    admin API, idempotently (nothing is written when they are there)."""
+    import requests
+    base = settings.keycloak_url
+    token = requests.post(
+        f"{base}/realms/master/protocol/openid-connect/token",
+        data={"grant_type": "password", "client_id": "admin-cli",
+              "username": settings["EXCHANGE_KEYCLOAK_ADMIN"],
+              "password": settings["EXCHANGE_KEYCLOAK_ADMIN_PASSWORD"]}, timeout=10)
+    token.raise_for_status()
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    clients = f"{base}/admin/realms/{settings['EXCHANGE_KEYCLOAK_REALM']}/clients"
+    found = requests.get(clients, params={"clientId": settings["EXCHANGE_KEYCLOAK_WEB_CLIENT_ID"]},
+                         headers=headers, timeout=10)
+    found.raise_for_status()
+    if not found.json():
+        raise servers.StackError("Keycloak realm has no web client; `make clean && make up` "
+                                 "re-imports it")
+    client = found.json()[0]
+    redirects = list(client.get("redirectUris") or [])
+    missing = [f"{origin}/*" for origin in web_client_origins(settings)
+               if f"{origin}/*" not in redirects]
+    if not missing:
+        return []
+    client["redirectUris"] = redirects + missing
+    response = requests.put(f"{clients}/{client['id']}", json=client, headers=headers, timeout=10)
+    response.raise_for_status()
+    return [f"web client may now return to {', '.join(missing)}"]
 
 
 STEPS = {"postgresql": postgres, "rabbitmq": rabbitmq, "cassandra": cassandra,

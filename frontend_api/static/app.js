@@ -1,0 +1,498 @@
+// The trader web client: plain ES modules, no build step. REST under /api/v1
+// for reads and orders, Socket.IO for the live streams (see gateway/sockets.py
+// for the protocol), Keycloak's own login page for signing in (OIDC code flow
+// with PKCE S256 through oidc-client-ts; tokens kept in sessionStorage).
+
+import { io } from "/vendor/socket.io.esm.min.js";
+import { createChart, CandlestickSeries } from "/vendor/lightweight-charts.mjs";
+import { BookSync } from "./book.js";
+import { checkOrder, compare } from "./decimal.js";
+
+const $ = (selector) => document.querySelector(selector);
+const state = { markets: new Map(), market: null, interval: "1m", user: null, book: null,
+                socket: null, candles: new Map(), tickers: new Map() };
+
+// Words for the server's error codes a trader is likely to meet; anything
+// else shows the server's own message.
+const WORDS = {
+  INSUFFICIENT_FUNDS: "Not enough available balance for this order.",
+  INVALID_PRICE: "The price is not valid for this market.",
+  INVALID_QUANTITY: "The quantity is not valid for this market.",
+  MIN_NOTIONAL: "The order is too small for this market.",
+  POST_ONLY_WOULD_TAKE: "A post-only order would have traded immediately, so it was not placed.",
+  MARKET_HALTED: "Trading in this market is halted.",
+  RATE_LIMITED: "Too many requests: wait a moment and try again.",
+  UNAUTHORIZED: "Your session ended: sign in again.",
+  STRONG_AUTH_REQUIRED: "Withdrawals need your one-time password: confirm and try again.",
+  STRONG_AUTH_STALE: "Your one-time password confirmation is too old: confirm again.",
+  TOO_MANY_OPEN_ORDERS: "You have too many open orders in this market.",
+};
+
+// -- sign-in ------------------------------------------------------------------
+const config = await (await fetch("/app/config.json")).json();
+const auth = new oidc.UserManager({
+  authority: config.authority,
+  client_id: config.client_id,
+  redirect_uri: `${location.origin}/`,
+  post_logout_redirect_uri: `${location.origin}/`,
+  response_type: "code",
+  scope: "openid",
+  automaticSilentRenew: true,
+  userStore: new oidc.WebStorageStateStore({ store: window.sessionStorage }),
+});
+
+async function signedInUser() {
+  const params = new URLSearchParams(location.search);
+  if (params.has("code") && params.has("state")) {
+    try {
+      await auth.signinRedirectCallback();
+    } finally {
+      history.replaceState(null, "", "/");
+    }
+  }
+  const user = await auth.getUser();
+  return user && !user.expired ? user : null;
+}
+
+auth.events.addUserLoaded((user) => {
+  // A refreshed token: the connection keeps its private stream.
+  state.user = user;
+  if (state.socket?.connected) state.socket.emit("authenticate", { token: user.access_token });
+});
+auth.events.addAccessTokenExpired(() => showWho());
+
+$("#sign-in").addEventListener("click", () => auth.signinRedirect());
+$("#sign-out").addEventListener("click", () => auth.signoutRedirect({ id_token_hint: state.user?.id_token }));
+
+function showWho() {
+  const signedIn = Boolean(state.user);
+  $("#sign-in").hidden = signedIn;
+  $("#sign-out").hidden = !signedIn;
+  $("#who").textContent = signedIn ? state.user.profile.preferred_username : "";
+  $("#sign-in-hint").hidden = signedIn;
+  for (const el of document.querySelectorAll("#order-form button, #cancel-all, #withdraw-form button")) {
+    el.disabled = !signedIn;
+  }
+}
+
+// -- REST -----------------------------------------------------------------------
+class ApiError extends Error {
+  constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (state.user) headers.Authorization = `Bearer ${state.user.access_token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(`/api/v1${path}`, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = response.status === 204 ? {} : await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = data.error || {};
+    throw new ApiError(response.status, error.code || `HTTP_${response.status}`,
+                       error.message || response.statusText);
+  }
+  return data;
+}
+
+function inWords(error) {
+  return WORDS[error.code] || error.message || "Something went wrong: try again.";
+}
+
+// -- rendering helpers ----------------------------------------------------------
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text ?? "";
+  if (className) td.className = className;
+  return td;
+}
+
+function fillTable(selector, rows) {
+  const body = $(`${selector} tbody`);
+  body.replaceChildren(...rows);
+}
+
+function row(...cells) {
+  const tr = document.createElement("tr");
+  tr.append(...cells);
+  return tr;
+}
+
+function clock(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour12: false });
+}
+
+// -- markets --------------------------------------------------------------------
+async function loadMarkets() {
+  const { markets } = await api("GET", "/markets");
+  for (const m of markets) state.markets.set(m.market, m);
+  const select = $("#market-select");
+  select.replaceChildren(...markets.map((m) => new Option(m.market, m.market)));
+  const assets = [...new Set(markets.flatMap((m) => [m.base_asset, m.quote_asset]))].sort();
+  for (const id of ["#deposit-asset", "#withdraw-asset"]) {
+    $(id).replaceChildren(...assets.map((a) => new Option(a, a)));
+  }
+  try {
+    const { tickers } = await api("GET", "/tickers");
+    for (const t of tickers) state.tickers.set(t.market, t);
+  } catch (error) { console.warn("tickers", error.message); }
+  renderMarketList();
+}
+
+function renderMarketList() {
+  fillTable("#market-list", [...state.markets.keys()].map((name) => {
+    const t = state.tickers.get(name) || {};
+    const tr = row(cell(name), cell(t.last ?? "—"), cell(t.change_percent != null ? `${t.change_percent}%` : "—"));
+    tr.tabIndex = 0;
+    tr.setAttribute("aria-selected", String(name === state.market));
+    tr.addEventListener("click", () => selectMarket(name));
+    tr.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") selectMarket(name); });
+    return tr;
+  }));
+}
+
+$("#market-select").addEventListener("change", (e) => selectMarket(e.target.value));
+
+function selectMarket(name) {
+  const previous = state.market;
+  state.market = name;
+  $("#market-select").value = name;
+  const m = state.markets.get(name);
+  $("#order-rules").textContent =
+    `Tick ${m.tick_size} · lot ${m.lot_size} · min ${m.min_quantity} · min value ${m.min_notional} ${m.quote_asset}`;
+  renderMarketList();
+  if (state.socket) {
+    if (previous && previous !== name) {
+      for (const channel of ["depth", "trades", "ticker"]) {
+        state.socket.emit("unsubscribe", { channel, market: previous });
+      }
+      state.socket.emit("unsubscribe", { channel: "candles", market: previous, interval: state.interval });
+    }
+    subscribeMarket();
+  }
+  $("#trades tbody").replaceChildren();
+  loadTrades();
+  loadCandles();
+  refreshPrivate();
+}
+
+// -- live streams ---------------------------------------------------------------
+function connect() {
+  const socket = io({
+    transports: ["websocket"],
+    // Called at every (re)connection: always the current token.
+    auth: (send) => send(state.user ? { token: state.user.access_token } : {}),
+    reconnectionDelay: 500,
+    reconnectionDelayMax: 5000,
+  });
+  state.socket = socket;
+  socket.on("connect", () => {
+    $("#connection").textContent = "live";
+    socket.emit("subscribe", { channel: "tickers" });
+    if (state.market) subscribeMarket();
+    refreshPrivate();
+  });
+  socket.on("disconnect", (reason) => { $("#connection").textContent = `reconnecting (${reason})`; });
+  socket.on("connect_error", (error) => {
+    $("#connection").textContent = "offline";
+    console.warn("live connection refused:", error.message, error.data);
+  });
+  socket.on("error", (error) => console.warn("live stream:", error.code, error.message));
+  socket.on("depth_snapshot", (data) => { if (state.book?.market === data.market) state.book.snapshot(data); });
+  socket.on("depth", (data) => { if (state.book?.market === data.market) state.book.diff(data); });
+  socket.on("trade", (trade) => { if (trade.market === state.market) addTrade(trade, true); });
+  socket.on("ticker", (t) => { state.tickers.set(t.market, t); renderMarketList(); });
+  socket.on("mini_ticker", (t) => { state.tickers.set(t.market, { ...state.tickers.get(t.market), ...t }); renderMarketList(); });
+  socket.on("candle", (data) => {
+    if (data.market === state.market && data.interval === state.interval) updateCandle(data.candle);
+  });
+  socket.on("order", () => refreshOrders());
+  socket.on("fill", () => { refreshFills(); refreshOrders(); });
+  socket.on("balances", (data) => renderBalances(data.balances));
+  socket.on("account", (data) => { $("#connection").textContent = `account ${data.state}`; });
+}
+
+function subscribeMarket() {
+  const market = state.market;
+  state.book = new BookSync(market, (m) => state.socket.emit("depth_snapshot", { market: m }), renderBook);
+  $("#book-asks tbody").replaceChildren();
+  $("#book-bids tbody").replaceChildren();
+  state.socket.emit("subscribe", { channel: "depth", market });
+  state.socket.emit("subscribe", { channel: "trades", market });
+  state.socket.emit("subscribe", { channel: "ticker", market });
+  state.socket.emit("subscribe", { channel: "candles", market, interval: state.interval });
+}
+
+function renderBook(book) {
+  $("#book-seq").textContent = `#${book.seq}`;
+  const asks = book.sorted("sell", 15);
+  const bids = book.sorted("buy", 15);
+  const max = Math.max(1e-12, ...[...asks, ...bids].map(([, q]) => Number(q))); // display only
+  const line = ([price, quantity]) => {
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.style.width = `${Math.round((Number(quantity) / max) * 100)}%`;
+    const depth = cell("", "depth-col");
+    depth.append(bar);
+    return row(cell(price), cell(quantity), depth);
+  };
+  fillTable("#book-asks", asks.reverse().map(line));
+  fillTable("#book-bids", bids.map(line));
+  const bestAsk = asks.at(-1)?.[0];
+  const bestBid = bids[0]?.[0];
+  $("#spread").textContent = bestAsk && bestBid ? `Best bid ${bestBid} · best ask ${bestAsk}` : "";
+}
+
+// -- trades and chart -------------------------------------------------------------
+async function loadTrades() {
+  try {
+    const { trades } = await api("GET", `/markets/${state.market}/trades?limit=50`);
+    for (const t of [...trades].reverse()) addTrade(t, false);
+  } catch (error) { console.warn("trades", error.message); }
+}
+
+function addTrade(trade, live) {
+  const body = $("#trades tbody");
+  if (trade.trade_id && body.querySelector(`[data-trade="${CSS.escape(trade.trade_id)}"]`)) return;
+  const tr = row(cell(trade.price, trade.taker_side === "sell" ? "sell" : "buy"), cell(trade.quantity),
+                 cell(clock(trade.executed_at)));
+  tr.dataset.trade = trade.trade_id;
+  body.prepend(tr);
+  while (body.children.length > 100) body.lastChild.remove();
+  if (live) foldTrade(trade);
+}
+
+const chart = createChart($("#chart"), {
+  layout: { background: { color: "#182029" }, textColor: "#e8edf2" },
+  grid: { vertLines: { color: "#2c3846" }, horzLines: { color: "#2c3846" } },
+  timeScale: { timeVisible: true, secondsVisible: false },
+  autoSize: true,
+});
+const series = chart.addSeries(CandlestickSeries, {
+  upColor: "#4fd18b", downColor: "#ff7b7b", borderVisible: false,
+  wickUpColor: "#4fd18b", wickDownColor: "#ff7b7b",
+});
+const INTERVAL_MS = { "1m": 60e3, "5m": 300e3, "15m": 900e3, "1h": 3600e3, "4h": 14400e3, "1d": 86400e3 };
+
+function bar(c) {
+  // lightweight-charts draws numbers: display only, never used for money.
+  return { time: Math.floor(c.open_time / 1000), open: Number(c.open), high: Number(c.high),
+           low: Number(c.low), close: Number(c.close) };
+}
+
+async function loadCandles() {
+  try {
+    const { candles } = await api("GET", `/markets/${state.market}/candles?interval=${state.interval}&limit=300`);
+    state.candles = new Map(candles.map((c) => [c.open_time, c]));
+    series.setData(candles.map(bar));
+    showLastCandle();
+  } catch (error) {
+    series.setData([]);
+    console.warn("candles", error.message);
+  }
+}
+
+function updateCandle(c) {
+  const candle = Array.isArray(c)
+    ? { open_time: c[0], open: c[1], high: c[2], low: c[3], close: c[4], volume: c[5] } : c;
+  const last = [...state.candles.keys()].at(-1);
+  if (last !== undefined && candle.open_time < last) return;
+  state.candles.set(candle.open_time, candle);
+  series.update(bar(candle));
+  showLastCandle();
+}
+
+function foldTrade(trade) {
+  // The open candle moves with each trade at once; the server's candle event corrects it.
+  const step = INTERVAL_MS[state.interval];
+  const open = Math.floor(trade.executed_at / step) * step;
+  const current = state.candles.get(open);
+  const p = trade.price;
+  const candle = current
+    ? { ...current, high: compare(p, current.high) > 0 ? p : current.high,
+        low: compare(p, current.low) < 0 ? p : current.low, close: p }
+    : { open_time: open, open: p, high: p, low: p, close: p };
+  updateCandle(candle);
+}
+
+function showLastCandle() {
+  const last = [...state.candles.values()].at(-1);
+  $("#last-candle").textContent = last
+    ? `${state.interval} candle ${new Date(last.open_time).toISOString().slice(11, 16)}: open ${last.open} high ${last.high} low ${last.low} close ${last.close}`
+    : "No trades in this interval yet.";
+}
+
+for (const button of document.querySelectorAll("#intervals button")) {
+  button.addEventListener("click", () => {
+    const previous = state.interval;
+    state.interval = button.dataset.interval;
+    for (const b of document.querySelectorAll("#intervals button")) {
+      b.setAttribute("aria-pressed", String(b === button));
+    }
+    if (state.socket && state.market) {
+      state.socket.emit("unsubscribe", { channel: "candles", market: state.market, interval: previous });
+      state.socket.emit("subscribe", { channel: "candles", market: state.market, interval: state.interval });
+    }
+    loadCandles();
+  });
+}
+
+// -- private: orders, fills, balances, wallet -------------------------------------------
+function refreshPrivate() {
+  if (!state.user || !state.market) return;
+  refreshOrders();
+  refreshFills();
+  refreshBalances();
+  refreshWithdrawals();
+}
+
+async function refreshOrders() {
+  if (!state.user) return;
+  try {
+    const { orders } = await api("GET", `/orders?market=${state.market}`);
+    fillTable("#open-orders", orders.map((o) => {
+      const cancel = document.createElement("button");
+      cancel.type = "button";
+      cancel.textContent = "Cancel";
+      cancel.setAttribute("aria-label", `Cancel order ${o.order_id}`);
+      cancel.addEventListener("click", () => cancelOrder(o.order_id));
+      const actions = cell("");
+      actions.append(cancel);
+      const tr = row(cell(String(o.order_id)), cell(o.side, o.side), cell(o.price ?? "market"),
+                     cell(o.quantity ?? o.quote_amount), cell(o.filled_quantity), cell(o.status), actions);
+      tr.dataset.order = o.order_id;
+      return tr;
+    }));
+    const history = await api("GET", "/orders/history?limit=50");
+    fillTable("#order-history", history.orders.map((o) => row(
+      cell(String(o.order_id)), cell(o.market), cell(o.side, o.side), cell(o.price ?? "market"),
+      cell(o.quantity ?? o.quote_amount), cell(o.status))));
+  } catch (error) { console.warn("orders", error.message); }
+}
+
+async function refreshFills() {
+  if (!state.user) return;
+  try {
+    const { fills } = await api("GET", `/fills?market=${state.market}`);
+    fillTable("#fills", fills.map((f) => row(cell(f.market), cell(f.side, f.side), cell(f.price),
+                                              cell(f.quantity), cell(f.role))));
+  } catch (error) { console.warn("fills", error.message); }
+}
+
+async function refreshBalances() {
+  if (!state.user) return;
+  try {
+    const { balances } = await api("GET", "/balances");
+    renderBalances(balances);
+  } catch (error) { console.warn("balances", error.message); }
+}
+
+function renderBalances(balances) {
+  fillTable("#balances", balances.map((b) => {
+    const tr = row(cell(b.asset), cell(b.available), cell(b.locked));
+    tr.dataset.asset = b.asset;
+    return tr;
+  }));
+}
+
+async function cancelOrder(orderId) {
+  try {
+    await api("DELETE", `/orders/${orderId}`);
+    $("#order-status").textContent = `Cancel of order ${orderId} sent.`;
+  } catch (error) { $("#order-error").textContent = inWords(error); }
+  refreshOrders();
+}
+
+$("#cancel-all").addEventListener("click", async () => {
+  try {
+    await api("DELETE", `/orders?market=${state.market}`);
+    $("#order-status").textContent = "Cancel of every open order in this market sent.";
+  } catch (error) { $("#order-error").textContent = inWords(error); }
+  refreshOrders();
+});
+
+$("#order-type").addEventListener("change", (e) => {
+  const limit = e.target.value === "limit";
+  $("#order-price").disabled = !limit;
+  $("#order-post-only").disabled = !limit;
+});
+
+$("#order-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("#order-error").textContent = "";
+  $("#order-status").textContent = "";
+  const form = new FormData(event.target);
+  const type = form.get("type");
+  const order = { market: state.market, side: form.get("side"), type,
+                  quantity: String(form.get("quantity") || "").trim() };
+  if (type === "limit") {
+    order.price = String(form.get("price") || "").trim();
+    order.time_in_force = form.get("time_in_force");
+    order.post_only = form.get("post_only") === "on";
+  } else if (form.get("time_in_force") !== "GTC") {
+    order.time_in_force = form.get("time_in_force");
+  }
+  const problem = checkOrder(state.markets.get(state.market), order);
+  for (const id of ["#order-price", "#order-quantity"]) $(id).removeAttribute("aria-invalid");
+  if (problem) {
+    $(`#order-${problem[0]}`).setAttribute("aria-invalid", "true");
+    $(`#order-${problem[0]}`).focus();
+    $("#order-error").textContent = problem[1];
+    return;
+  }
+  try {
+    const placed = await api("POST", "/orders", order);
+    $("#order-status").textContent = `Order ${placed.order_id} accepted (${placed.status}).`;
+  } catch (error) {
+    $("#order-error").textContent = inWords(error);
+  }
+  refreshOrders();
+});
+
+$("#deposit-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    const found = await api("GET", `/deposit-addresses/${$("#deposit-asset").value}`);
+    $("#deposit-address").textContent = found.address;
+  } catch (error) { $("#deposit-address").textContent = inWords(error); }
+});
+
+$("#withdraw-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("#withdraw-error").textContent = "";
+  $("#step-up").hidden = true;
+  const body = { asset: $("#withdraw-asset").value, address: $("#withdraw-address").value.trim(),
+                 amount: $("#withdraw-amount").value.trim(), ref: crypto.randomUUID() };
+  try {
+    const w = await api("POST", "/withdrawals", body);
+    $("#withdraw-status").textContent = `Withdrawal ${w.withdrawal_id ?? ""} requested: ${w.status ?? "pending"}.`;
+    refreshWithdrawals();
+  } catch (error) {
+    $("#withdraw-error").textContent = inWords(error);
+    if (String(error.code).startsWith("STRONG_AUTH")) $("#step-up").hidden = false;
+  }
+});
+
+// Step-up: sign in again on Keycloak's page asking for the one-time password
+// (acr_values/prompt make Keycloak re-authenticate; the realm's TOTP applies).
+$("#step-up").addEventListener("click", () => auth.signinRedirect({ prompt: "login", max_age: 0 }));
+
+async function refreshWithdrawals() {
+  if (!state.user) return;
+  try {
+    const { withdrawals } = await api("GET", "/withdrawals");
+    $("#withdrawals").replaceChildren(...withdrawals.map((w) => {
+      const li = document.createElement("li");
+      li.textContent = `${w.amount} ${w.asset} → ${w.address}: ${w.status}`;
+      return li;
+    }));
+  } catch (error) { console.warn("withdrawals", error.message); }
+}
+
+// -- start ------------------------------------------------------------------------
+state.user = await signedInUser();
+showWho();
+await loadMarkets();
+connect();
+const first = new URLSearchParams(location.hash.slice(1)).get("market");
+selectMarket(state.markets.has(first) ? first : [...state.markets.keys()][0]);

@@ -1,0 +1,80 @@
+// Exact decimal arithmetic on strings for the order ticket: amounts never
+// become floats. A value is parsed into a BigInt count of 10^-scale units;
+// anything with more decimals than the scale, a sign, an exponent or other
+// characters is refused, never rounded.
+
+const DECIMAL = /^(\d{1,20})(?:\.(\d{1,18}))?$/;
+
+export function scaleOf(step) {
+  const m = DECIMAL.exec(step);
+  return m && m[2] ? m[2].length : 0;
+}
+
+// "12.5" at scale 2 -> 1250n; null when not a plain decimal or finer than scale.
+export function toUnits(text, scale) {
+  const m = DECIMAL.exec(String(text).trim());
+  if (!m) return null;
+  const frac = (m[2] || "").replace(/0+$/, "");
+  if (frac.length > scale) return null;
+  return BigInt(m[1] + frac.padEnd(scale, "0"));
+}
+
+export function fromUnits(units, scale) {
+  const negative = units < 0n;
+  let digits = (negative ? -units : units).toString().padStart(scale + 1, "0");
+  const text = scale ? `${digits.slice(0, -scale)}.${digits.slice(-scale)}` : digits;
+  return negative ? `-${text}` : text;
+}
+
+// Is value an integer multiple of step (both decimal strings)?
+export function onGrid(value, step) {
+  const scale = Math.max(scaleOf(value.includes(".") ? value : "0"), scaleOf(step));
+  const v = toUnits(value, scale);
+  const s = toUnits(step, scale);
+  return v !== null && s !== null && s > 0n && v % s === 0n;
+}
+
+export function compare(a, b) {
+  const scale = Math.max(scaleOf(a), scaleOf(b));
+  const x = toUnits(a, scale);
+  const y = toUnits(b, scale);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+export function multiply(a, b) {
+  const sa = scaleOf(a);
+  const sb = scaleOf(b);
+  return fromUnits(toUnits(a, sa) * toUnits(b, sb), sa + sb);
+}
+
+export function isZero(text) {
+  return /^0*(\.0*)?$/.test(String(text));
+}
+
+// The order ticket's rules for one market; returns [field, message] or null.
+export function checkOrder(market, order) {
+  const { type, price, quantity } = order;
+  if (type === "limit") {
+    if (!price) return ["price", "Enter a price."];
+    if (toUnits(price, 18) === null) return ["price", "The price must be a plain positive number."];
+    if (isZero(price)) return ["price", "The price must be above zero."];
+    if (!onGrid(price, market.tick_size)) {
+      return ["price", `The price must be a multiple of the tick size ${market.tick_size}.`];
+    }
+  }
+  if (!quantity) return ["quantity", "Enter a quantity."];
+  if (toUnits(quantity, 18) === null) return ["quantity", "The quantity must be a plain positive number."];
+  if (!onGrid(quantity, market.lot_size)) {
+    return ["quantity", `The quantity must be a multiple of the lot size ${market.lot_size}.`];
+  }
+  if (compare(quantity, market.min_quantity) < 0) {
+    return ["quantity", `The quantity must be at least ${market.min_quantity}.`];
+  }
+  if (compare(quantity, market.max_quantity) > 0) {
+    return ["quantity", `The quantity must be at most ${market.max_quantity}.`];
+  }
+  if (type === "limit" && compare(multiply(price, quantity), market.min_notional) < 0) {
+    return ["quantity", `The order's value (price × quantity) must be at least ${market.min_notional} ${market.quote_asset}.`];
+  }
+  return null;
+}

@@ -1,0 +1,260 @@
+"""The services' events -> Socket.IO rooms.
+
+ONE bridge consumer is active across all gateway processes: every process
+consumes the same queue (``gateway.push.<channel>``, bound to the events it
+needs) and RabbitMQ's single-active-consumer hands the messages to exactly
+one of them. The active bridge emits through Flask-SocketIO's message queue
+(kombu, a fanout exchange on our RabbitMQ), so every gateway process pushes
+the same stream to its own connections. Why one consumer and not one per
+process:
+
+* each event is turned into pushes once: the reads it causes (a user's
+  balances after ``balances_changed``, a market's ticker and candles after a
+  trade) are made once, not once per gateway process;
+* one emitter per market keeps the book diffs in the engine's order, and the
+  diff's ``first_seq`` (the previous book change's ``seq`` + 1) is computed in
+  one place;
+* when the active gateway dies (kill -9 included) the broker hands the queue
+  to a standby within the connection's loss; messages it had not acknowledged
+  are redelivered, and the new bridge's first diff per market starts at its
+  own ``seq`` (it does not know the previous one), which a client holding an
+  older book sees as a gap: it re-syncs with a snapshot. Duplicates
+  (``seq`` not newer than the last one emitted) are dropped here, and clients
+  drop diffs they already hold.
+
+Public rooms carry no user or order ids (a trade's maker and taker stay
+private); private rooms ``user:<id>`` get the order updates and fills of that
+user only, and fresh balances after ``balances_changed`` (re-read from
+``wallets``; a failed read is retried at the next flush, never dropped).
+
+Rooms (see gateway/sockets.py for the subscriptions): ``depth:<market>``,
+``trades:<market>``, ``ticker:<market>``, ``candles:<market>:<interval>``,
+``tickers`` (all markets' mini-tickers), ``user:<user id>``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+
+import eventlet
+from kombu import Connection, Consumer, Exchange, Queue
+
+log = logging.getLogger(__name__)
+
+BINDINGS = {
+    "matching.events": ("trade_executed", "order_updated", "book_changed"),
+    "wallets.events": ("balances_changed",),
+    "users.events": ("user_frozen", "user_closed"),
+}
+# Candle intervals pushed (marketdata's chain).
+INTERVALS = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")
+# Seconds between re-reads of the tickers/candles of markets that traded, and
+# of the balances of users whose money moved (coalesces bursts into one read).
+FLUSH_EVERY = 0.25
+PREFETCH = 500
+SETTLE_READS = 3
+DISCONNECT_USER = "__disconnect_user__"
+
+
+def queue_name(channel: str) -> str:
+    return f"gateway.push.{channel}"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def public_trade(event: dict) -> dict:
+    return {"market": event["market"], "seq": event["seq"], "trade_id": event["trade_id"],
+            "price": event["price"], "quantity": event["quantity"],
+            "quote_quantity": event.get("quote_quantity"), "taker_side": event["taker_side"],
+            "executed_at": event["executed_at"]}
+
+
+def fills_of(event: dict) -> list[tuple[str, dict]]:
+    """``(user_id, fill)`` for the maker and the taker of a trade."""
+    taker_side = event["taker_side"]
+    maker_side = "sell" if taker_side == "buy" else "buy"
+    out = []
+    for role, side in (("maker", maker_side), ("taker", taker_side)):
+        fill = {**public_trade(event), "order_id": event[f"{role}_order_id"], "side": side,
+                "role": role}
+        out.append((event[f"{role}_user_id"], fill))
+    return out
+
+
+class Bridge:
+    """Consumes the events (when this process is the active consumer) and
+    emits them. ``emit(event, data, room)`` goes through the message queue;
+    ``rpc()`` is a context manager lending a Nameko proxy."""
+
+    def __init__(self, amqp_uri: str, channel: str, emit, rpc, clock=now_ms):
+        self.amqp_uri = amqp_uri
+        self.channel = channel
+        self.emit = emit
+        self.rpc = rpc
+        self.clock = clock
+        self.running = True
+        self.active = False
+        self.handled = 0
+        self.last_book_seq: dict[str, int] = {}
+        self.dirty_markets: set[str] = set()
+        self.settling_markets: set[str] = set()
+        self.dirty_users: set[str] = set()
+        # Users whose balances a trade or an order's hold/release moved: wallets
+        # settles trades and orders hold in the database without dispatching
+        # balances_changed, so they are re-read over the next few flushes.
+        self.settle_users: dict[str, int] = {}
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        eventlet.spawn_n(self.run)
+        eventlet.spawn_n(self.flush_loop)
+
+    def stop(self) -> None:
+        self.running = False
+
+    def run(self) -> None:
+        while self.running:
+            try:
+                self._consume()
+            except Exception:
+                if not self.running:
+                    return
+                log.exception("push bridge lost its connection; reconnecting")
+                self.active = False
+                eventlet.sleep(1.0)
+
+    def _queue(self) -> Queue:
+        # Not durable and deleted with its last consumer: pushes are live
+        # data; a client that missed some re-reads (snapshot, REST) on reconnect.
+        return Queue(queue_name(self.channel), durable=False, auto_delete=True,
+                     queue_arguments={"x-single-active-consumer": True})
+
+    def _consume(self) -> None:
+        with Connection(self.amqp_uri, heartbeat=10) as amqp:
+            channel = amqp.channel()
+            channel.basic_qos(0, PREFETCH, False)
+            queue = self._queue()(channel)
+            queue.declare()
+            for exchange, keys in BINDINGS.items():
+                target = Exchange(exchange, type="topic", durable=True)(channel)
+                target.declare()
+                for key in keys:
+                    queue.bind_to(target, routing_key=key)
+            with Consumer(channel, [queue], callbacks=[self._on_message], accept=["json"],
+                          auto_declare=False):
+                while self.running:
+                    amqp.heartbeat_check()
+                    try:
+                        amqp.drain_events(timeout=1.0)
+                    except socket.timeout:
+                        continue
+
+    def _on_message(self, body, message) -> None:
+        self.active = True
+        try:
+            if isinstance(body, (bytes, str)):
+                body = json.loads(body)
+            self.handle(message.delivery_info["routing_key"], body)
+        except Exception:
+            # A push that cannot be made is dropped (clients re-sync), never
+            # retried forever in front of the others.
+            log.exception("push bridge could not handle %s", message.delivery_info.get("routing_key"))
+        message.ack()
+        self.handled += 1
+
+    # -- events ------------------------------------------------------------------
+    def handle(self, routing_key: str, event: dict) -> None:
+        if routing_key == "book_changed":
+            self.book_changed(event)
+        elif routing_key == "trade_executed":
+            self.emit("trade", public_trade(event), f"trades:{event['market']}")
+            for user, fill in fills_of(event):
+                self.emit("fill", fill, f"user:{user}")
+                self.settle_users[user] = SETTLE_READS
+            self.dirty_markets.add(event["market"])
+        elif routing_key == "order_updated":
+            if event.get("user_id"):
+                self.emit("order", event, f"user:{event['user_id']}")
+                self.settle_users[event["user_id"]] = SETTLE_READS
+        elif routing_key == "balances_changed":
+            self.dirty_users.update(c["user"] for c in event.get("changes", ()))
+        elif routing_key in ("user_frozen", "user_closed"):
+            state = "frozen" if routing_key == "user_frozen" else "closed"
+            self.emit(DISCONNECT_USER, {"user_id": event["user_id"], "state": state},
+                      f"user:{event['user_id']}")
+
+    def book_changed(self, event: dict) -> None:
+        market, seq = event["market"], int(event["seq"])
+        last = self.last_book_seq.get(market)
+        if last is not None and seq <= last:
+            return  # redelivered: already emitted
+        self.last_book_seq[market] = seq
+        first = seq if last is None else last + 1
+        self.emit("depth", {"market": market, "first_seq": first, "last_seq": seq,
+                            "at": event.get("at"), "changes": event["changes"],
+                            "pushed_at": self.clock()}, f"depth:{market}")
+
+    # -- coalesced reads -----------------------------------------------------------
+    def flush_loop(self) -> None:
+        while self.running:
+            eventlet.sleep(FLUSH_EVERY)
+            try:
+                self.flush()
+            except Exception:
+                log.exception("push bridge flush failed")
+
+    def flush(self) -> None:
+        # A market that traded is read now and once more at the next flush:
+        # marketdata ingests the trade a moment after the event.
+        markets = self.dirty_markets | self.settling_markets
+        self.settling_markets, self.dirty_markets = self.dirty_markets, set()
+        users, self.dirty_users = self.dirty_users | set(self.settle_users), set()
+        for user, left in list(self.settle_users.items()):
+            if left <= 1:
+                del self.settle_users[user]
+            else:
+                self.settle_users[user] = left - 1
+        if markets:
+            self._push_market_data(sorted(markets))
+        if users:
+            failed = self._push_balances(sorted(users))
+            self.dirty_users |= failed
+
+    def _push_market_data(self, markets: list[str]) -> None:
+        with self.rpc() as services:
+            for market in markets:
+                ticker = services.marketdata.get_ticker(market)
+                self.emit("ticker", ticker, f"ticker:{market}")
+                self.emit("mini_ticker", mini_ticker(ticker), "tickers")
+                for interval in INTERVALS:
+                    rows = services.marketdata.get_candles(market, interval, limit=1)["candles"]
+                    if rows:
+                        self.emit("candle", {"market": market, "interval": interval,
+                                             "candle": rows[-1]},
+                                  f"candles:{market}:{interval}")
+
+    def _push_balances(self, users: list[str]) -> set[str]:
+        failed = set()
+        for user in users:
+            try:
+                with self.rpc() as services:
+                    found = services.wallets.balances(user)["balances"]
+            except Exception:
+                log.warning("balances of %s not read; retried at the next flush", user,
+                            exc_info=True)
+                failed.add(user)
+                continue
+            # The shape of GET /api/v1/balances.
+            balances = [{"asset": asset, **amounts} for asset, amounts in sorted(found.items())]
+            self.emit("balances", {"balances": balances, "at": self.clock()}, f"user:{user}")
+        return failed
+
+
+def mini_ticker(ticker: dict) -> dict:
+    keys = ("market", "last", "open", "high", "low", "volume", "quote_volume", "change_percent",
+            "last_trade_at")
+    return {k: ticker[k] for k in keys if k in ticker}

@@ -1,0 +1,313 @@
+"""Socket.IO live push (namespace ``/``), on eventlet.
+
+Every gateway process runs Flask-SocketIO with its kombu message queue on our
+RabbitMQ (``EXCHANGE_PUSH_CHANNEL`` names the fanout exchange; one channel per
+cluster of gateways): whatever the active bridge (gateway/bridge.py) emits to
+a room reaches that room's connections on every process.
+
+Protocol (client -> server; every reply to a bad request is an ``error``
+event ``{code, message, request}``, never a dropped connection):
+
+* connect with ``auth={"token": <Keycloak access token>}`` for the private
+  stream (``user:<subject>`` room: ``order``, ``fill``, ``balances``,
+  ``account``); without a token only public streams. A forged, expired or
+  closed/frozen user's token refuses the connection (``connect_error`` with
+  ``{code, message}``). Before the token expires, send ``authenticate``
+  ``{token}`` with the refreshed one (same subject); a connection whose token
+  expired is told (``error`` TOKEN_EXPIRED) and closed. A frozen or closed
+  user is disconnected at once (``account`` ``{state}`` first).
+* ``subscribe`` / ``unsubscribe`` ``{channel, market?, interval?}`` with
+  channel ``depth`` | ``trades`` | ``ticker`` | ``candles`` (needs
+  ``interval``) | ``tickers`` (all markets); acknowledged with ``{ok: true}``.
+  ``depth`` is answered with ``depth_snapshot`` ``{market, seq, buy, sell}``
+  (the engine's book at ``seq``), then ``depth`` diffs ``{market, first_seq,
+  last_seq, changes: [{side, price, quantity}]}`` (quantity is the level's new
+  total, "0" removes it). Apply a diff when ``first_seq <= held + 1 <=
+  last_seq``; skip it when ``last_seq <= held``; otherwise there is a gap:
+  send ``depth_snapshot`` ``{market}`` for a new snapshot.
+* Limits: at most ``MAX_SUBSCRIPTIONS`` per connection; a message larger than
+  ``MAX_MESSAGE_BYTES`` is refused; at most ``MAX_QUEUED`` frames may wait to
+  be written to one connection: beyond that it is dropped (``error``
+  SLOW_CONSUMER is its last frame) so one slow reader never holds memory or
+  delays the others.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import eventlet
+from flask import request
+from flask_socketio import ConnectionRefusedError, disconnect, emit, join_room, leave_room
+from socketio.kombu_manager import KombuManager
+
+from gateway import bridge as push_bridge
+from services.common.config import Settings
+from services.common.tokens import InvalidToken, TokenVerifier
+
+log = logging.getLogger("gateway.sockets")
+
+MAX_SUBSCRIPTIONS = 20
+MAX_MESSAGE_BYTES = 2048
+MAX_QUEUED = 1000
+# Transport-level cap (Engine.IO closes a connection sending more in one frame).
+MAX_FRAME_BYTES = 64 * 1024
+CHANNELS = ("depth", "trades", "ticker", "candles", "tickers")
+SNAPSHOT_LEVELS = 1000
+MARKETS_TTL_S = 30.0
+EXPIRY_CHECK_S = 1.0
+
+
+class PushManager(KombuManager):
+    """The kombu client manager, plus one message of our own: the bridge's
+    ``__disconnect_user__`` to a user's room closes that user's connections
+    on every process (it is handled here, never sent to a client)."""
+
+    def __init__(self, *args, on_disconnect_user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.on_disconnect_user = on_disconnect_user
+
+    def _handle_emit(self, message):
+        if message.get("event") == push_bridge.DISCONNECT_USER:
+            data = message["data"]
+            self.on_disconnect_user(data[0] if isinstance(data, list) else data)
+            return
+        super()._handle_emit(message)
+
+
+class Connection:
+    __slots__ = ("sid", "user_id", "expires_at", "rooms")
+
+    def __init__(self, sid: str, user_id: str | None, expires_at: int | None):
+        self.sid = sid
+        self.user_id = user_id
+        self.expires_at = expires_at
+        self.rooms: set[str] = set()
+
+
+class Push:
+    """This process's connections and their subscriptions."""
+
+    def __init__(self, socketio, settings: Settings, rpc):
+        self.socketio = socketio
+        self.settings = settings
+        self.rpc = rpc
+        self.verifier = TokenVerifier.from_settings(settings)
+        self.connections: dict[str, Connection] = {}
+        self.markets: set[str] = set()
+        self.markets_read_at = float("-inf")
+        self.dropped_slow = 0
+
+    # -- catalogue -------------------------------------------------------------
+    def known_markets(self) -> set[str]:
+        if time.monotonic() - self.markets_read_at > MARKETS_TTL_S or not self.markets:
+            with self.rpc() as services:
+                self.markets = {m["symbol"] for m in services.matching.list_markets()}
+            self.markets_read_at = time.monotonic()
+        return self.markets
+
+    # -- identity ----------------------------------------------------------------
+    def identify(self, token) -> tuple[str, int]:
+        """The token's subject and expiry; raises InvalidToken."""
+        if not isinstance(token, str) or not token or len(token) > 8192:
+            raise InvalidToken("TOKEN_MALFORMED", "the token must be a string")
+        principal = self.verifier.verify(token)
+        with self.rpc() as services:
+            who = services.users.authenticate(token)
+        if who.get("state") in ("frozen", "closed"):
+            raise InvalidToken("USER_" + who["state"].upper(), f"the account is {who['state']}")
+        return principal.subject, int(principal.claims["exp"])
+
+    def disconnect_user(self, data: dict) -> None:
+        user = data.get("user_id")
+        for conn in [c for c in self.connections.values() if c.user_id == user]:
+            self.socketio.emit("account", {"state": data.get("state")}, to=conn.sid,
+                               ignore_queue=True)
+            self.socketio.server.disconnect(conn.sid)
+
+    def expiry_loop(self) -> None:
+        while True:
+            eventlet.sleep(EXPIRY_CHECK_S)
+            now = int(time.time())
+            for conn in [c for c in self.connections.values()
+                         if c.expires_at is not None and c.expires_at <= now]:
+                self.socketio.emit("error", {"code": "TOKEN_EXPIRED",
+                                             "message": "the access token expired: reconnect "
+                                                        "with a fresh one"},
+                                   to=conn.sid, ignore_queue=True)
+                self.socketio.server.disconnect(conn.sid)
+
+    # -- slow consumers ------------------------------------------------------------
+    def bound_send_queues(self) -> None:
+        """Engine.IO queues every frame for a connection's writer without a
+        bound: wrap its one send path so a connection with MAX_QUEUED frames
+        waiting is dropped instead (the writer is blocked on a reader that does
+        not read)."""
+        eio = self.socketio.server.eio
+        send_packet = eio.send_packet
+
+        def bounded_send_packet(eio_sid, pkt):
+            socket = eio.sockets.get(eio_sid)
+            if socket is not None and socket.queue.qsize() >= MAX_QUEUED:
+                if not socket.closing:
+                    self.dropped_slow += 1
+                    log.warning("dropping slow connection %s: %d frames unsent", eio_sid,
+                                socket.queue.qsize())
+                    socket.close(wait=False, abort=True, reason="slow consumer")
+                    eio.sockets.pop(eio_sid, None)
+                return
+            send_packet(eio_sid, pkt)
+
+        eio.send_packet = bounded_send_packet
+
+    # -- handlers --------------------------------------------------------------------
+    def on_connect(self, auth):
+        token = auth.get("token") if isinstance(auth, dict) else None
+        user, expires = None, None
+        if token is not None:
+            try:
+                user, expires = self.identify(token)
+            except InvalidToken as exc:
+                raise ConnectionRefusedError({"code": exc.code, "message": str(exc)})
+            except Exception as exc:  # the users service refused (closed, unknown...)
+                raise ConnectionRefusedError({"code": getattr(exc, "exc_type", "UNAUTHORIZED"),
+                                              "message": "the token was refused"})
+        conn = Connection(request.sid, user, expires)
+        self.connections[request.sid] = conn
+        if user is not None:
+            join_room(f"user:{user}")
+        emit("welcome", {"user_id": user, "expires_at": expires,
+                         "max_subscriptions": MAX_SUBSCRIPTIONS})
+
+    def on_disconnect(self, *_reason):
+        self.connections.pop(request.sid, None)
+
+    def on_authenticate(self, data):
+        conn = self.connections.get(request.sid)
+        if conn is None or not self._sane(data, "authenticate"):
+            return {"ok": False}
+        try:
+            user, expires = self.identify(data.get("token"))
+        except Exception as exc:
+            return self._refuse(getattr(exc, "code", "UNAUTHORIZED"), "the token was refused",
+                                "authenticate")
+        if conn.user_id is not None and user != conn.user_id:
+            return self._refuse("TOKEN_SUBJECT", "a connection cannot change user",
+                                "authenticate")
+        if conn.user_id is None:
+            join_room(f"user:{user}")
+        conn.user_id, conn.expires_at = user, expires
+        return {"ok": True, "expires_at": expires}
+
+    def on_subscribe(self, data):
+        room = self._room(data, "subscribe")
+        if room is None:
+            return {"ok": False}
+        conn = self.connections[request.sid]
+        if room not in conn.rooms and len(conn.rooms) >= MAX_SUBSCRIPTIONS:
+            return self._refuse("TOO_MANY_SUBSCRIPTIONS",
+                                f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection",
+                                "subscribe")
+        conn.rooms.add(room)
+        join_room(room)
+        if data["channel"] == "depth":
+            # Joined first: diffs after the snapshot's seq are already coming.
+            self.send_snapshot(data["market"])
+        return {"ok": True, "room": room}
+
+    def on_unsubscribe(self, data):
+        room = self._room(data, "unsubscribe")
+        if room is None:
+            return {"ok": False}
+        self.connections[request.sid].rooms.discard(room)
+        leave_room(room)
+        return {"ok": True}
+
+    def on_depth_snapshot(self, data):
+        if not self._sane(data, "depth_snapshot"):
+            return {"ok": False}
+        market = data.get("market")
+        if market not in self.known_markets():
+            return self._refuse("UNKNOWN_MARKET", f"no market {market!r}", "depth_snapshot")
+        if f"depth:{market}" not in self.connections[request.sid].rooms:
+            return self._refuse("NOT_SUBSCRIBED", "subscribe to depth first", "depth_snapshot")
+        self.send_snapshot(market)
+        return {"ok": True}
+
+    def on_other(self, event, *args):
+        self._refuse("UNKNOWN_EVENT", f"no event {str(event)[:40]!r}", str(event)[:40])
+
+    def send_snapshot(self, market: str) -> None:
+        with self.rpc() as services:
+            book = services.matching.get_depth(market, SNAPSHOT_LEVELS)
+        emit("depth_snapshot", {"market": market, "seq": book["seq"], "buy": book["buy"],
+                                "sell": book["sell"]})
+
+    # -- validation --------------------------------------------------------------------
+    def _refuse(self, code: str, message: str, request_name: str) -> dict:
+        emit("error", {"code": code, "message": message, "request": request_name})
+        return {"ok": False, "code": code, "message": message}
+
+    def _sane(self, data, request_name: str) -> bool:
+        if not isinstance(data, dict):
+            self._refuse("BAD_REQUEST", "the message must be an object", request_name)
+            return False
+        try:
+            size = len(json.dumps(data))
+        except (TypeError, ValueError):
+            size = MAX_MESSAGE_BYTES + 1
+        if size > MAX_MESSAGE_BYTES:
+            self._refuse("MESSAGE_TOO_LARGE", f"messages are at most {MAX_MESSAGE_BYTES} bytes",
+                         request_name)
+            return False
+        return True
+
+    def _room(self, data, request_name: str) -> str | None:
+        if not self._sane(data, request_name):
+            return None
+        channel, market, interval = data.get("channel"), data.get("market"), data.get("interval")
+        if channel not in CHANNELS:
+            self._refuse("UNKNOWN_CHANNEL", f"channel must be one of {', '.join(CHANNELS)}",
+                         request_name)
+            return None
+        if channel == "tickers":
+            return "tickers"
+        if not isinstance(market, str) or market not in self.known_markets():
+            self._refuse("UNKNOWN_MARKET", f"no market {str(market)[:40]!r}", request_name)
+            return None
+        if channel == "candles":
+            if interval not in push_bridge.INTERVALS:
+                self._refuse("UNKNOWN_INTERVAL",
+                             f"interval must be one of {', '.join(push_bridge.INTERVALS)}",
+                             request_name)
+                return None
+            return f"candles:{market}:{interval}"
+        return f"{channel}:{market}"
+
+
+def init_app(app, socketio, settings: Settings, rpc) -> Push:
+    """Socket.IO on the app with the message queue, the handlers, and this
+    process's bridge consumer (active when the broker picks it). ``rpc()``
+    lends a pooled proxy's services."""
+    channel = settings.get("EXCHANGE_PUSH_CHANNEL") or "exchange-push"
+    amqp_uri = settings.amqp_uri()
+    push = Push(socketio, settings, rpc)
+    manager = PushManager(amqp_uri, channel=channel, on_disconnect_user=push.disconnect_user)
+    socketio.init_app(app, client_manager=manager, max_http_buffer_size=MAX_FRAME_BYTES,
+                      ping_interval=10, ping_timeout=10)
+    socketio.on_event("connect", push.on_connect)
+    socketio.on_event("disconnect", push.on_disconnect)
+    socketio.on_event("authenticate", push.on_authenticate)
+    socketio.on_event("subscribe", push.on_subscribe)
+    socketio.on_event("unsubscribe", push.on_unsubscribe)
+    socketio.on_event("depth_snapshot", push.on_depth_snapshot)
+    socketio.on_event("*", push.on_other)
+    push.bound_send_queues()
+    push.bridge = push_bridge.Bridge(
+        amqp_uri, channel, lambda event, data, room: socketio.emit(event, data, to=room), rpc)
+    if settings.get("EXCHANGE_PUSH_BRIDGE", "1") != "0":
+        push.bridge.start()
+    eventlet.spawn_n(push.expiry_loop)
+    app.extensions["push"] = push
+    return push

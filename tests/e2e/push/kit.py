@@ -1,0 +1,101 @@
+"""Fresh traders and Socket.IO clients for the push and browser tests.
+
+Everything goes through public interfaces of the running (demo) stack:
+users.sign_up, the password grant, wallets.credit_deposit as the chain
+watcher would, orders.place_order. Usernames are unique per run; the demo
+traders are never touched. Test orders stay inside the demo book's spread or
+in a market the demo does not seed, so they never trade with demo traders.
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import socketio
+from nameko.standalone.rpc import ClusterRpcProxy
+
+PASSWORD = "push-Password-local-dev-only-1"
+RPC_TIMEOUT = 60
+
+
+@dataclass
+class Trader:
+    username: str
+    user_id: str
+    password: str
+
+
+def rpc_proxy(settings):
+    return ClusterRpcProxy(settings.nameko_config(), timeout=RPC_TIMEOUT)
+
+
+def access_token(settings, username: str, password: str = PASSWORD) -> str:
+    from services.common.identity import backend_openid
+    return backend_openid(settings).token(username, password)["access_token"]
+
+
+def new_trader(settings, funds: dict | None = None, prefix: str = "push") -> Trader:
+    username = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    with rpc_proxy(settings) as rpc:
+        signup = rpc.users.sign_up({"username": username, "email": f"{username}@example.test",
+                                    "password": PASSWORD, "first_name": "Push",
+                                    "last_name": "Tester"})
+        for asset, amount in (funds or {}).items():
+            address = rpc.wallets.deposit_address(signup["user_id"], asset)["address"]
+            rpc.wallets.credit_deposit(asset, address, amount, "0x" + secrets.token_hex(32), 100)
+    return Trader(username, signup["user_id"], PASSWORD)
+
+
+class Listener:
+    """A Socket.IO client that records what it receives (thread-safe)."""
+
+    def __init__(self, url: str, token: str | None = None, events=("depth_snapshot", "depth",
+                 "trade", "order", "fill", "balances", "error", "account", "welcome",
+                 "ticker", "mini_ticker", "candle")):
+        self.url = url
+        self.received: list[tuple[str, object]] = []
+        self.lock = threading.Condition()
+        self.client = socketio.Client(reconnection=False)
+        for name in events:
+            self.client.on(name, self._recorder(name))
+        self.token = token
+
+    def _recorder(self, name):
+        def record(data=None):
+            with self.lock:
+                self.received.append((name, data))
+                self.lock.notify_all()
+        return record
+
+    def connect(self, wait_timeout: float = 10):
+        auth = {"token": self.token} if self.token else None
+        self.client.connect(self.url, auth=auth, transports=["websocket"],
+                            wait_timeout=wait_timeout)
+        return self
+
+    def of(self, name: str) -> list:
+        with self.lock:
+            return [data for event, data in self.received if event == name]
+
+    def wait_for(self, predicate, timeout: float = 15.0):
+        """The first received ``(event, data)`` matching, or None after timeout."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while True:
+                for item in self.received:
+                    if predicate(*item):
+                        return item
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.lock.wait(min(left, 0.5))
+
+    def call(self, event: str, data, timeout: float = 10):
+        return self.client.call(event, data, timeout=timeout)
+
+    def close(self):
+        if self.client.connected:
+            self.client.disconnect()
