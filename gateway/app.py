@@ -110,6 +110,8 @@ def create_app(settings: Settings | None = None) -> Flask:
                 "components": [p.as_dict() for p in probes]}
         return jsonify(body), 200 if healthy else 503
 
+    from gateway import cors
+    cors.install(app, settings.get("EXCHANGE_GATEWAY_CORS_ORIGINS", ""))
     register_apis(app)
     from gateway import sockets
     sockets.init_app(app, socketio, settings, lambda: app.extensions["rpc_pool"].lease())

@@ -84,6 +84,18 @@ TABLE: dict[str, tuple[int, int, str | None]] = {
     "UNAUTHENTICATED": (401, -2015, MSG_BAD_KEY),
     "FORBIDDEN": (403, -2015, MSG_BAD_KEY),
     "ROLE_REQUIRED": (403, -2015, MSG_BAD_KEY),
+    # signed API-key requests (users.verify_request, services/users/apikeys.py)
+    "APIKEY_UNKNOWN": (401, -2015, MSG_BAD_KEY),
+    "APIKEY_REVOKED": (401, -2015, MSG_BAD_KEY),
+    "APIKEY_EXPIRED": (401, -2015, MSG_BAD_KEY),
+    "APIKEY_IP_NOT_ALLOWED": (401, -2015, MSG_BAD_KEY),
+    "APIKEY_PERMISSION_DENIED": (401, -2015, MSG_BAD_KEY),
+    "SIGNATURE_INVALID": (400, -1022, MSG_BAD_SIGNATURE),
+    "PAYLOAD_MISMATCH": (400, -1022, MSG_BAD_SIGNATURE),
+    "TIMESTAMP_STALE": (400, -1021, MSG_RECV_WINDOW),
+    "TIMESTAMP_IN_FUTURE": (400, -1021, MSG_RECV_WINDOW),
+    "RECV_WINDOW_INVALID": (400, -1131, "recvWindow must be less than 60000"),
+    "REQUEST_MALFORMED": (400, -1102, None),
     # time and availability
     "REQUEST_EXPIRED": (504, -1007, "Timeout waiting for response from backend server. "
                                     "Send status unknown; execution status unknown."),

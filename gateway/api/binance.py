@@ -1,18 +1,800 @@
-"""The Binance-compatible spot subset under ``/api/v3`` (../shared/BINANCE_SUBSET.md)."""
+"""The Binance-compatible spot subset under ``/api/v3`` (../shared/BINANCE_SUBSET.md).
+
+Unmodified ccxt (``binance`` class) and python-binance trade through it by
+changing only the base URL. Symbols are Binance's (``BTCUSDT``), numbers are
+decimal strings with 8 decimals, times epoch ms, errors ``{"code", "msg"}``.
+
+Where each answer comes from:
+
+* markets: ``gateway/markets.py`` (matching's market configs);
+* depth and book tickers: the matching engine itself (``matching.get_depth``,
+  the freshest book; marketdata's copy trails it by the event pipeline and
+  is unavailable until its first snapshot);
+* trades, klines and 24 h tickers: marketdata (Cassandra + Memcached);
+  the ticker's bid/ask from the engine's book;
+* orders: the orders service; balances: wallets; a user's fills: marketdata.
+
+An order is accepted (durably, funds held) before the engine matches it,
+and its fills arrive asynchronously. For ``newOrderRespType`` RESULT and FULL
+(FULL is the default for LIMIT and MARKET, as on Binance) the gateway polls
+the order (``orders.get_order``, and ``matching.get_engine_order`` for one
+that rests) until it is final or resting with its fills recorded, at most
+``EXCHANGE_GATEWAY_ORDER_WAIT_MS``; FULL then reads the fills from
+marketdata within the same budget. An answer cut by the budget shows the
+order as it stands (``NEW``): query it for the rest. ACK answers at once.
+Cancels likewise wait for ``CANCELED``.
+
+Differences from Binance, on purpose: trades are not aggregated (each
+aggTrade is one trade: ``a = f = l``); klines' taker-buy volumes are "0"
+(not recorded); a ticker's ``prevClosePrice`` is its open and
+``firstId``/``lastId`` are -1; a MARKET SELL by ``quoteOrderQty`` is refused
+(-1013, the engine sells by quantity); commissions shown follow the market's
+fee schedule (a user with a fee tier pays the tier's rate).
+"""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+import json
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
+import eventlet
+from flask import Blueprint, current_app, jsonify
+
+from gateway import ratelimit
+from gateway.auth import (READ, TRADE, authenticate, bad_param, missing_param, params)
+from gateway.errors import (MSG_UNKNOWN_ORDER_CANCEL, MSG_UNKNOWN_ORDER_QUERY,
+                            MSG_WOULD_TAKE, ApiError)
+from gateway.markets import (MSG_LOT_SIZE, MSG_NOTIONAL, Market, catalogue, filter_failure,
+                             fmt)
 from gateway.rpc import now_ms
+from services.common import grammar
+from services.common.errors import InvalidInput, code_of
 
 blueprint = Blueprint("binance", __name__)
+ratelimit.install(blueprint)
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+FINAL = {"filled", "cancelled", "expired", "rejected"}
+OPEN = {"new", "partially_filled", "pending"}
+INTERVALS = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")   # marketdata's
+RESP_TYPES = ("ACK", "RESULT", "FULL")
+STP_MODES = ("NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH")
+MAX_HISTORY_PAGES = 10
+POLL_S = (0.005, 0.01, 0.02, 0.03, 0.05)
+# Engine refusals that Binance reports as an order that expired unfilled.
+EXPIRED_REJECTIONS = {"FOK_NOT_FILLABLE", "NO_LIQUIDITY"}
+# Engine refusals after acceptance -> the Binance refusal.
+ASYNC_REFUSALS = {
+    "POST_ONLY_WOULD_TAKE": (-2010, MSG_WOULD_TAKE),
+    "QTY_BELOW_MIN": (-1013, MSG_LOT_SIZE),
+    "QTY_ABOVE_MAX": (-1013, MSG_LOT_SIZE),
+    "INVALID_QUANTITY": (-1013, MSG_LOT_SIZE),
+    "NOTIONAL_BELOW_MIN": (-1013, MSG_NOTIONAL),
+    "INVALID_PRICE": (-1013, "Filter failure: PRICE_FILTER"),
+    "PRICE_OUT_OF_BAND": (-1013, "Filter failure: PERCENT_PRICE_BY_SIDE"),
+    "TOO_MANY_OPEN_ORDERS": (-1013, "Filter failure: MAX_NUM_ORDERS"),
+    "MARKET_HALTED": (-2010, "Market is closed."),
+}
+
+
+def rpc():
+    from gateway.app import rpc as lease
+    return lease()
+
+
+def ok(body):
+    return jsonify(body)
+
+
+# ================================================================ parameters
+
+def param(name: str, required: bool = False):
+    value = params().get(name)
+    if value in (None, ""):
+        if required:
+            raise missing_param(name)
+        return None
+    return value
+
+
+def decimal_param(name: str, required: bool = False) -> Decimal | None:
+    value = param(name, required)
+    if value is None:
+        return None
+    try:
+        return grammar.decimal(value, name)
+    except InvalidInput:
+        raise bad_param(name, f"Illegal characters found in parameter '{name}'; legal range "
+                              "is '^([0-9]{1,20})(\\.[0-9]{1,18})?$'.") from None
+
+
+def int_param(name: str, required: bool = False, minimum: int = 0,
+              maximum: int = grammar.MAX_INT) -> int | None:
+    value = param(name, required)
+    if value is None:
+        return None
+    try:
+        return grammar.integer(value, name, minimum=minimum, maximum=maximum)
+    except InvalidInput:
+        raise bad_param(name, f"Illegal characters found in parameter '{name}'; legal range "
+                              f"is {minimum}..{maximum}.") from None
+
+
+def limit_param(default: int, maximum: int) -> int:
+    value = int_param("limit", minimum=1, maximum=maximum)
+    return default if value is None else value
+
+
+def choice_param(name: str, allowed, code: int, message: str, required: bool = False):
+    value = param(name, required)
+    if value is not None and value not in allowed:
+        raise ApiError(400, "INVALID_CHOICE", message, code, message, field=name)
+    return value
+
+
+def market_param(required: bool = True) -> Market | None:
+    symbol = param("symbol", required)
+    return None if symbol is None else catalogue().by_binance(symbol)
+
+
+def epoch_ms(iso: str | None) -> int:
+    if not iso:
+        return 0
+    return (datetime.fromisoformat(iso) - EPOCH) // timedelta(milliseconds=1)
+
+
+def trade_number(trade_id: str) -> int:
+    """``BTC-USDT-41`` -> 41 (trades are numbered per market)."""
+    tail = str(trade_id).rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def book_ticker_weight() -> int:
+    return 2 if param("symbol") else 4
+
+
+# ================================================================ public
 
 @blueprint.get("/ping")
 def ping():
-    return jsonify({})
+    return ok({})
 
 
 @blueprint.get("/time")
 def server_time():
-    return jsonify({"serverTime": now_ms()})
+    return ok({"serverTime": now_ms()})
+
+
+@blueprint.get("/exchangeInfo")
+@ratelimit.weight(20)
+def exchange_info():
+    markets = catalogue().markets()
+    wanted = _symbols_filter()
+    if wanted is not None:
+        known = {m.binance for m in markets}
+        for symbol in wanted:
+            if symbol not in known:
+                catalogue().by_binance(symbol)   # -1121
+        markets = [m for m in markets if m.binance in wanted]
+    limits = ratelimit.limiter().limits
+    return ok({"timezone": "UTC", "serverTime": now_ms(),
+               "rateLimits": limits.binance_rate_limits(), "exchangeFilters": [],
+               "symbols": [m.exchange_info() for m in markets]})
+
+
+def _symbols_filter() -> list[str] | None:
+    """``symbol=X`` or ``symbols=["X","Y"]`` (compact JSON), else None."""
+    single, many = param("symbol"), param("symbols")
+    if single is not None and many is not None:
+        raise ApiError(400, "INVALID_INPUT", "give symbol or symbols", -1106,
+                       "Parameter 'symbols' sent when not required.")
+    if single is not None:
+        return [single]
+    if many is None:
+        return None
+    try:
+        wanted = json.loads(many)
+    except ValueError:
+        wanted = None
+    if not isinstance(wanted, list) or not wanted or len(wanted) > 100 or \
+            not all(isinstance(s, str) for s in wanted):
+        raise bad_param("symbols", "Invalid symbols.")
+    return wanted
+
+
+def _depth_weight() -> int:
+    try:
+        limit = int(param("limit") or 100)
+    except ValueError:
+        limit = 100
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+@blueprint.get("/depth")
+@ratelimit.weight(_depth_weight)
+def depth():
+    market = market_param()
+    limit = limit_param(100, 5000)
+    with rpc() as services:
+        book = services.matching.get_depth(market.symbol, min(limit, 1000))
+    return ok({"lastUpdateId": book["seq"],
+               "bids": [[fmt(p), fmt(q)] for p, q in book["buy"][:limit]],
+               "asks": [[fmt(p), fmt(q)] for p, q in book["sell"][:limit]]})
+
+
+@blueprint.get("/trades")
+@ratelimit.weight(25)
+def recent_trades():
+    market = market_param()
+    limit = limit_param(500, 1000)
+    with rpc() as services:
+        page = services.marketdata.get_trades(market.symbol, limit)
+    return ok([{"id": trade_number(t["trade_id"]), "price": fmt(t["price"]),
+                "qty": fmt(t["quantity"]), "quoteQty": fmt(t["quote_quantity"]),
+                "time": t["executed_at"], "isBuyerMaker": t["taker_side"] == "sell",
+                "isBestMatch": True} for t in reversed(page["trades"])])
+
+
+@blueprint.get("/aggTrades")
+@ratelimit.weight(4)
+def aggregate_trades():
+    market = market_param()
+    limit = limit_param(500, 1000)
+    if param("fromId") is not None:
+        raise bad_param("fromId", "Parameter 'fromId' is not supported; use startTime.", -1106)
+    start, end = int_param("startTime"), int_param("endTime")
+    if start is not None and end is None:
+        end = start + 3_600_000
+    if start is not None and end is not None and not 0 <= end - start <= 3_600_000:
+        raise bad_param("endTime", "startTime and endTime must be at most an hour apart.", -1127)
+    with rpc() as services:
+        page = services.marketdata.get_trades(market.symbol, limit, start,
+                                              None if end is None else end + 1)
+    out = []
+    for t in reversed(page["trades"]):
+        number = trade_number(t["trade_id"])
+        out.append({"a": number, "p": fmt(t["price"]), "q": fmt(t["quantity"]),
+                    "f": number, "l": number, "T": t["executed_at"],
+                    "m": t["taker_side"] == "sell", "M": True})
+    return ok(out)
+
+
+@blueprint.get("/klines")
+@ratelimit.weight(2)
+def klines():
+    market = market_param()
+    interval = param("interval", required=True)
+    if interval not in INTERVALS:
+        raise ApiError(400, "INVALID_INTERVAL", "Invalid interval.", -1120, "Invalid interval.",
+                       field="interval")
+    limit = limit_param(500, 1000)
+    start, end = int_param("startTime"), int_param("endTime")
+    with rpc() as services:
+        page = services.marketdata.get_candles(market.symbol, interval, start,
+                                               None if end is None else end + 1, limit)
+    step = page["interval_ms"]
+    return ok([[row[0], fmt(row[1]), fmt(row[2]), fmt(row[3]), fmt(row[4]), fmt(row[5]),
+                row[0] + step - 1, fmt(row[6]), row[7], fmt(0), fmt(0), "0"]
+               for row in page["candles"][:limit]])
+
+
+def _ticker_weight() -> int:
+    if param("symbol"):
+        return 2
+    many = param("symbols")
+    if many:
+        count = many.count(",") + 1
+        return 2 if count <= 20 else 40 if count <= 100 else 80
+    return 80
+
+
+def _wanted_markets() -> tuple[list[Market], bool]:
+    """The markets asked for, and whether a single object is wanted."""
+    wanted = _symbols_filter()
+    cat = catalogue()
+    if wanted is None:
+        return cat.markets(), False
+    return [cat.by_binance(s) for s in wanted], param("symbol") is not None
+
+
+@blueprint.get("/ticker/24hr")
+@ratelimit.weight(_ticker_weight)
+def ticker_24hr():
+    markets, single = _wanted_markets()
+    now = now_ms()
+    with rpc() as services:
+        tickers = {t["market"]: t for t in services.marketdata.get_tickers()}
+        out = []
+        for market in markets:
+            ticker = tickers.get(market.symbol) or services.marketdata.get_ticker(market.symbol)
+            book = services.matching.get_depth(market.symbol, 1)
+            last = services.marketdata.get_trades(market.symbol, 1)["trades"] \
+                if ticker.get("last") is not None else []
+            out.append(_ticker(market, ticker, book, last[0] if last else None, now))
+    return ok(out[0] if single else out)
+
+
+def _ticker(market: Market, t: dict, book: dict, last_trade: dict | None, now: int) -> dict:
+    volume, quote_volume = Decimal(t["volume"] or 0), Decimal(t["quote_volume"] or 0)
+    average = (quote_volume / volume).quantize(market.tick) if volume else Decimal(0)
+    bid = book["buy"][0] if book["buy"] else ["0", "0"]
+    ask = book["sell"][0] if book["sell"] else ["0", "0"]
+    return {"symbol": market.binance, "priceChange": fmt(t["change"] or 0),
+            "priceChangePercent": format(Decimal(t["change_percent"] or 0), "f"),
+            "weightedAvgPrice": fmt(average), "prevClosePrice": fmt(t["open"] or 0),
+            "lastPrice": fmt(t["last"] or 0),
+            "lastQty": fmt(last_trade["quantity"] if last_trade else 0),
+            "bidPrice": fmt(bid[0]), "bidQty": fmt(bid[1]),
+            "askPrice": fmt(ask[0]), "askQty": fmt(ask[1]),
+            "openPrice": fmt(t["open"] or 0), "highPrice": fmt(t["high"] or 0),
+            "lowPrice": fmt(t["low"] or 0), "volume": fmt(volume),
+            "quoteVolume": fmt(quote_volume), "openTime": t["window_start"], "closeTime": now,
+            "firstId": -1, "lastId": -1, "count": t["trade_count"]}
+
+
+@blueprint.get("/ticker/price")
+@ratelimit.weight(book_ticker_weight)
+def ticker_price():
+    markets, single = _wanted_markets()
+    with rpc() as services:
+        tickers = {t["market"]: t for t in services.marketdata.get_tickers()}
+    out = [{"symbol": m.binance, "price": fmt((tickers.get(m.symbol) or {}).get("last") or 0)}
+           for m in markets]
+    return ok(out[0] if single else out)
+
+
+@blueprint.get("/ticker/bookTicker")
+@ratelimit.weight(book_ticker_weight)
+def book_ticker():
+    markets, single = _wanted_markets()
+    out = []
+    with rpc() as services:
+        for market in markets:
+            book = services.matching.get_depth(market.symbol, 1)
+            bid = book["buy"][0] if book["buy"] else ["0", "0"]
+            ask = book["sell"][0] if book["sell"] else ["0", "0"]
+            out.append({"symbol": market.binance, "bidPrice": fmt(bid[0]), "bidQty": fmt(bid[1]),
+                        "askPrice": fmt(ask[0]), "askQty": fmt(ask[1])})
+    return ok(out[0] if single else out)
+
+
+# ================================================================ private: views of orders
+
+def status_of(order: dict) -> str:
+    status, reason = order["status"], order.get("reason")
+    if status == "rejected" and reason in EXPIRED_REJECTIONS:
+        return "EXPIRED"
+    if status == "expired" and reason == "SELF_TRADE":
+        return "EXPIRED_IN_MATCH"
+    return {"pending": "NEW", "new": "NEW", "partially_filled": "PARTIALLY_FILLED",
+            "filled": "FILLED", "cancelled": "CANCELED", "expired": "EXPIRED",
+            "rejected": "REJECTED"}.get(status, "NEW")
+
+
+def order_type_of(order: dict) -> str:
+    if order["order_type"] == "market":
+        return "MARKET"
+    return "LIMIT_MAKER" if order.get("post_only") else "LIMIT"
+
+
+def order_object(order: dict, market: Market) -> dict:
+    """Binance's order object (GET /order, /openOrders, /allOrders)."""
+    created, updated = epoch_ms(order.get("created_at")), epoch_ms(order.get("updated_at"))
+    status = status_of(order)
+    return {"symbol": market.binance, "orderId": order["order_id"], "orderListId": -1,
+            "clientOrderId": order.get("client_order_id") or "",
+            "price": fmt(order.get("price") or 0), "origQty": fmt(order.get("quantity") or 0),
+            "executedQty": fmt(order.get("filled_quantity") or 0),
+            "cummulativeQuoteQty": fmt(order.get("filled_quote") or 0),
+            "status": status, "timeInForce": order.get("time_in_force") or "GTC",
+            "type": order_type_of(order), "side": order["side"].upper(),
+            "stopPrice": fmt(0), "icebergQty": fmt(0), "time": created, "updateTime": updated,
+            "isWorking": status in ("NEW", "PARTIALLY_FILLED"), "workingTime": created,
+            "origQuoteOrderQty": fmt(order.get("quote_amount") or 0),
+            "selfTradePreventionMode": order.get("stp_mode") or "EXPIRE_TAKER"}
+
+
+def placed_object(order: dict, market: Market, resp_type: str, fills: list | None) -> dict:
+    """The POST /order answer in the requested form."""
+    transact = epoch_ms(order.get("updated_at") or order.get("created_at"))
+    if resp_type == "ACK":
+        return {"symbol": market.binance, "orderId": order["order_id"], "orderListId": -1,
+                "clientOrderId": order.get("client_order_id") or "", "transactTime": transact}
+    body = order_object(order, market)
+    for name in ("time", "updateTime", "isWorking"):
+        body.pop(name)
+    body["transactTime"] = transact
+    if resp_type == "FULL":
+        body["fills"] = fills or []
+    return body
+
+
+def fill_object(trade: dict, market: Market) -> dict:
+    quantity, quote = Decimal(trade["quantity"]), Decimal(trade["quote_quantity"])
+    commission, asset = market.commission(trade["side"] == "buy", trade["role"] == "maker",
+                                          quantity, quote)
+    return {"price": fmt(trade["price"]), "qty": fmt(quantity), "commission": commission,
+            "commissionAsset": asset, "tradeId": trade_number(trade["trade_id"])}
+
+
+# ================================================================ private: waiting on the engine
+
+def _wait_budget_s() -> float:
+    return current_app.config["SETTINGS"].int("EXCHANGE_GATEWAY_ORDER_WAIT_MS") / 1000
+
+
+def settle(services, user: str, order: dict, market: Market, deadline: float) -> dict:
+    """Poll until the order is final, or rests in the engine with its fills
+    recorded, or the deadline passes; the order as last read."""
+    polls = 0
+    while True:
+        if order["status"] in FINAL:
+            return order
+        if order.get("time_in_force") == "GTC" and order["status"] in OPEN:
+            resting = services.matching.get_engine_order(market.symbol, order["order_id"])
+            if resting is not None and \
+                    Decimal(order["filled_quantity"]) == resting["filled_quantity"] * market.lot:
+                return order
+        if time.monotonic() >= deadline:
+            return order
+        eventlet.sleep(POLL_S[min(polls, len(POLL_S) - 1)])
+        polls += 1
+        order = services.orders.get_order(user, order_id=order["order_id"])
+
+
+def fills_of(services, user: str, order: dict, market: Market, deadline: float) -> list:
+    """The order's fills from marketdata, waiting (until ``deadline``) for
+    them to add up to its executed quantity."""
+    executed = Decimal(order.get("filled_quantity") or 0)
+    if not executed:
+        return []
+    since = epoch_ms(order.get("created_at")) - 1
+    polls = 0
+    while True:
+        trades = [t for t in services.marketdata.get_user_trades(user, 1000, since)["trades"]
+                  if t["order_id"] == order["order_id"] and t["market"] == market.symbol]
+        if sum(Decimal(t["quantity"]) for t in trades) >= executed or \
+                time.monotonic() >= deadline:
+            trades.sort(key=lambda t: (t["executed_at"], trade_number(t["trade_id"])))
+            return [fill_object(t, market) for t in trades]
+        eventlet.sleep(POLL_S[min(polls, len(POLL_S) - 1)])
+        polls += 1
+
+
+def refusal_after_acceptance(order: dict) -> ApiError | None:
+    """An engine refusal that Binance would have answered as an error."""
+    if order["status"] != "rejected" or order.get("reason") in EXPIRED_REJECTIONS:
+        return None
+    code, message = ASYNC_REFUSALS.get(order.get("reason"),
+                                       (-2010, f"Order rejected: {order.get('reason')}."))
+    return ApiError(400, order.get("reason") or "ORDER_REJECTED", message, code, message)
+
+
+# ================================================================ private: endpoints
+
+@blueprint.get("/account")
+@ratelimit.weight(20)
+def account():
+    who = authenticated(READ)
+    with rpc() as services:
+        balances = services.wallets.balances(who.user_id)["balances"]
+    return ok({"makerCommission": 0, "takerCommission": 0, "buyerCommission": 0,
+               "sellerCommission": 0, "canTrade": TRADE in who.permissions,
+               "canWithdraw": "withdraw" in who.permissions, "canDeposit": True,
+               "brokered": False, "requireSelfTradePrevention": False,
+               "preventSor": False, "updateTime": now_ms(), "accountType": "SPOT",
+               "balances": [{"asset": asset, "free": fmt(b["available"]),
+                             "locked": fmt(b["locked"])}
+                            for asset, b in sorted(balances.items())],
+               "permissions": ["SPOT"], "uid": who.user_id})
+
+
+def authenticated(permission: str, orders: bool = False):
+    """The verified caller; its key is charged the view's weight (and a new
+    order when ``orders``)."""
+    who = authenticate(permission)
+    ratelimit.limiter().charge_key(who.key_id, ratelimit.view_weight(), orders)
+    return who
+
+
+def order_request(market: Market) -> dict:
+    """POST /order's parameters, checked against the market's filters, as
+    orders.place_order arguments."""
+    side = choice_param("side", ("BUY", "SELL"), -1100,
+                        "Illegal characters found in parameter 'side'.", required=True)
+    kind = choice_param("type", ("LIMIT", "LIMIT_MAKER", "MARKET"), -1116, "Invalid orderType.",
+                        required=True)
+    tif = choice_param("timeInForce", ("GTC", "IOC", "FOK"), -1115, "Invalid timeInForce.")
+    stp = choice_param("selfTradePreventionMode", STP_MODES, -1100,
+                       "Illegal characters found in parameter 'selfTradePreventionMode'.")
+    for unsupported in ("stopPrice", "icebergQty", "trailingDelta", "strategyId"):
+        if param(unsupported) is not None:
+            raise ApiError(400, "INVALID_INPUT", f"{unsupported} is not supported", -1106,
+                           f"Parameter '{unsupported}' sent when not required.",
+                           field=unsupported)
+    client_id = param("newClientOrderId")
+    if client_id is not None and not grammar.CLIENT_ORDER_ID.fullmatch(client_id):
+        raise bad_param("newClientOrderId")
+    quantity, quote = decimal_param("quantity"), decimal_param("quoteOrderQty")
+    price = decimal_param("price")
+    args = {"market": market.symbol, "side": side.lower(), "stp_mode": stp,
+            "client_order_id": client_id}
+    if kind in ("LIMIT", "LIMIT_MAKER"):
+        if kind == "LIMIT" and tif is None:
+            raise missing_param("timeInForce")
+        if kind == "LIMIT_MAKER" and tif not in (None, "GTC"):
+            raise ApiError(400, "INVALID_INPUT", "LIMIT_MAKER takes no timeInForce", -1106,
+                           "Parameter 'timeInForce' sent when not required.")
+        if quantity is None:
+            raise missing_param("quantity")
+        if price is None:
+            raise missing_param("price")
+        if quote is not None:
+            raise ApiError(400, "INVALID_INPUT", "quoteOrderQty is for MARKET orders", -1106,
+                           "Parameter 'quoteOrderQty' sent when not required.")
+        market.check_price(price)
+        market.check_quantity(quantity)
+        market.check_notional(price * quantity)
+        args.update(type="limit", quantity=str(quantity), price=str(price),
+                    time_in_force=tif or "GTC", post_only=kind == "LIMIT_MAKER")
+        return args
+    if price is not None:
+        raise ApiError(400, "INVALID_INPUT", "MARKET orders take no price", -1106,
+                       "Parameter 'price' sent when not required.")
+    if (quantity is None) == (quote is None):
+        text = "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!" \
+            if quantity is None else "Only one of 'quantity' or 'quoteOrderQty' may be sent."
+        raise ApiError(400, "INVALID_INPUT", text, -1102 if quantity is None else -1106, text)
+    if quantity is not None:
+        market.check_quantity(quantity)
+        args.update(type="market", quantity=str(quantity), time_in_force=tif or "IOC")
+        return args
+    if side == "SELL":
+        raise filter_failure("Filter failure: MARKET sell by quoteOrderQty is not supported; "
+                             "send quantity.")
+    if quote % market.notional_unit:
+        raise ApiError(400, "TOO_PRECISE", "quoteOrderQty has too much precision", -1111,
+                       "Parameter 'quoteOrderQty' has too much precision.")
+    market.check_notional(quote)
+    args.update(type="market", quote_amount=str(quote), time_in_force=tif or "IOC")
+    return args
+
+
+def _place(services, who, market: Market, args: dict, resp_type: str):
+    order = services.orders.place_order(who.user_id, **args)
+    if resp_type == "ACK":
+        return placed_object(order, market, "ACK", None)
+    deadline = time.monotonic() + _wait_budget_s()
+    order = settle(services, who.user_id, order, market, deadline)
+    refused = refusal_after_acceptance(order)
+    if refused is not None:
+        raise refused
+    fills = fills_of(services, who.user_id, order, market, deadline) \
+        if resp_type == "FULL" else None
+    return placed_object(order, market, resp_type, fills)
+
+
+def _resp_type(kind: str | None) -> str:
+    found = choice_param("newOrderRespType", RESP_TYPES, -1100,
+                         "Illegal characters found in parameter 'newOrderRespType'.")
+    return found or "FULL"
+
+
+@blueprint.post("/order")
+@ratelimit.weight(1)
+def place_order():
+    who = authenticated(TRADE, orders=True)
+    market = market_param()
+    args = order_request(market)
+    resp_type = _resp_type(args["type"])
+    with rpc() as services:
+        return ok(_place(services, who, market, args, resp_type))
+
+
+@blueprint.post("/order/test")
+@ratelimit.weight(1)
+def test_order():
+    authenticated(TRADE)
+    order_request(market_param())
+    _resp_type(None)
+    return ok({})
+
+
+def _find_order(services, who, market: Market, unknown_code: int, unknown_msg: str,
+                id_name: str = "orderId", client_name: str = "origClientOrderId") -> dict:
+    order_id, client_id = int_param(id_name, minimum=1), param(client_name)
+    if order_id is None and client_id is None:
+        text = f"Param '{id_name}' or '{client_name}' must be sent, but both were empty/null!"
+        raise ApiError(400, "MISSING_PARAMETER", text, -1102, text)
+
+    def unknown():
+        return ApiError(400, "UNKNOWN_ORDER", unknown_msg, unknown_code, unknown_msg)
+    if client_id is not None and not grammar.CLIENT_ORDER_ID.fullmatch(client_id):
+        raise unknown()
+    try:
+        if order_id is not None:
+            order = services.orders.get_order(who.user_id, order_id=order_id)
+        else:
+            order = services.orders.get_order(who.user_id, client_order_id=client_id)
+    except Exception as exc:
+        if code_of(exc) == "UNKNOWN_ORDER":
+            raise unknown() from None
+        raise
+    if order["market"] != market.symbol or (
+            client_id is not None and order.get("client_order_id") != client_id):
+        raise unknown()
+    return order
+
+
+@blueprint.get("/order")
+@ratelimit.weight(4)
+def get_order():
+    who = authenticated(READ)
+    market = market_param()
+    with rpc() as services:
+        order = _find_order(services, who, market, -2013, MSG_UNKNOWN_ORDER_QUERY)
+    return ok(order_object(order, market))
+
+
+def _cancel(services, who, order: dict, market: Market, deadline: float) -> dict:
+    try:
+        services.orders.cancel_order(who.user_id, order["order_id"])
+    except Exception as exc:
+        if code_of(exc) in ("UNKNOWN_ORDER", "ORDER_NOT_OPEN"):
+            raise ApiError(400, "UNKNOWN_ORDER", MSG_UNKNOWN_ORDER_CANCEL, -2011,
+                           MSG_UNKNOWN_ORDER_CANCEL) from None
+        raise
+    while order["status"] not in FINAL and time.monotonic() < deadline:
+        eventlet.sleep(0.01)
+        order = services.orders.get_order(who.user_id, order_id=order["order_id"])
+    return order
+
+
+def cancelled_object(order: dict, market: Market, orig_client_id: str | None) -> dict:
+    body = order_object(order, market)
+    for name in ("time", "updateTime", "isWorking", "workingTime"):
+        body.pop(name)
+    body["origClientOrderId"] = orig_client_id or body["clientOrderId"]
+    body["transactTime"] = epoch_ms(order.get("updated_at"))
+    return body
+
+
+@blueprint.delete("/order")
+@ratelimit.weight(1)
+def cancel_order():
+    who = authenticated(TRADE)
+    market = market_param()
+    deadline = time.monotonic() + _wait_budget_s()
+    with rpc() as services:
+        order = _find_order(services, who, market, -2011, MSG_UNKNOWN_ORDER_CANCEL)
+        if order["status"] in FINAL:
+            raise ApiError(400, "UNKNOWN_ORDER", MSG_UNKNOWN_ORDER_CANCEL, -2011,
+                           MSG_UNKNOWN_ORDER_CANCEL)
+        order = _cancel(services, who, order, market, deadline)
+    return ok(cancelled_object(order, market, order.get("client_order_id")))
+
+
+def _open_orders_weight() -> int:
+    return 6 if param("symbol") else 80
+
+
+@blueprint.get("/openOrders")
+@ratelimit.weight(_open_orders_weight)
+def open_orders():
+    who = authenticated(READ)
+    market = market_param(required=False)
+    cat = catalogue()
+    with rpc() as services:
+        orders = services.orders.open_orders(who.user_id, market.symbol if market else None)
+    return ok([order_object(o, market or cat.by_symbol(o["market"])) for o in orders])
+
+
+@blueprint.delete("/openOrders")
+@ratelimit.weight(1)
+def cancel_open_orders():
+    who = authenticated(TRADE)
+    market = market_param()
+    deadline = time.monotonic() + _wait_budget_s()
+    with rpc() as services:
+        orders = services.orders.open_orders(who.user_id, market.symbol)
+        if not orders:
+            return ok([])
+        services.orders.cancel_all(who.user_id, market.symbol)
+        out = []
+        for order in orders:
+            while order["status"] not in FINAL and time.monotonic() < deadline:
+                eventlet.sleep(0.01)
+                order = services.orders.get_order(who.user_id, order_id=order["order_id"])
+            out.append(cancelled_object(order, market, order.get("client_order_id")))
+    return ok(out)
+
+
+@blueprint.get("/allOrders")
+@ratelimit.weight(20)
+def all_orders():
+    who = authenticated(READ)
+    market = market_param()
+    limit = limit_param(500, 1000)
+    from_id = int_param("orderId", minimum=1)
+    start, end = int_param("startTime"), int_param("endTime")
+    found, cursor = [], None
+    with rpc() as services:
+        for _ in range(MAX_HISTORY_PAGES):
+            page = services.orders.order_history(who.user_id, cursor, 500)
+            for order in page["orders"]:
+                created = epoch_ms(order["created_at"])
+                if order["market"] != market.symbol or (from_id and order["order_id"] < from_id) \
+                        or (start is not None and created < start) \
+                        or (end is not None and created > end):
+                    continue
+                found.append(order)
+            cursor = page["next_cursor"]
+            oldest = page["orders"][-1] if page["orders"] else None
+            if cursor is None or oldest is None or (from_id and oldest["order_id"] < from_id) \
+                    or (start is not None and epoch_ms(oldest["created_at"]) < start) \
+                    or (from_id is None and start is None and len(found) >= limit):
+                break
+    found.sort(key=lambda o: o["order_id"])
+    found = found[:limit] if (from_id or start is not None) else found[-limit:]
+    return ok([order_object(o, market) for o in found])
+
+
+@blueprint.get("/myTrades")
+@ratelimit.weight(20)
+def my_trades():
+    who = authenticated(READ)
+    market = market_param()
+    limit = limit_param(500, 1000)
+    start, end = int_param("startTime"), int_param("endTime")
+    order_id, from_id = int_param("orderId", minimum=1), int_param("fromId")
+    with rpc() as services:
+        trades = services.marketdata.get_user_trades(who.user_id, 1000, start,
+                                                     None if end is None else end + 1)["trades"]
+    trades = [t for t in trades if t["market"] == market.symbol
+              and (order_id is None or t["order_id"] == order_id)
+              and (from_id is None or trade_number(t["trade_id"]) >= from_id)]
+    trades.sort(key=lambda t: (t["executed_at"], trade_number(t["trade_id"])))
+    trades = trades[:limit] if (from_id is not None or start is not None) else trades[-limit:]
+    out = []
+    for t in trades:
+        quantity, quote = Decimal(t["quantity"]), Decimal(t["quote_quantity"])
+        commission, asset = market.commission(t["side"] == "buy", t["role"] == "maker",
+                                              quantity, quote)
+        out.append({"symbol": market.binance, "id": trade_number(t["trade_id"]),
+                    "orderId": t["order_id"], "orderListId": -1, "price": fmt(t["price"]),
+                    "qty": fmt(quantity), "quoteQty": fmt(quote), "commission": commission,
+                    "commissionAsset": asset, "time": t["executed_at"],
+                    "isBuyer": t["side"] == "buy", "isMaker": t["role"] == "maker",
+                    "isBestMatch": True})
+    return ok(out)
+
+
+@blueprint.post("/order/cancelReplace")
+@ratelimit.weight(1)
+def cancel_replace():
+    who = authenticated(TRADE, orders=True)
+    market = market_param()
+    mode = choice_param("cancelReplaceMode", ("STOP_ON_FAILURE", "ALLOW_FAILURE"), -1100,
+                        "Illegal characters found in parameter 'cancelReplaceMode'.",
+                        required=True)
+    args = order_request(market)
+    resp_type = _resp_type(args["type"])
+    deadline = time.monotonic() + _wait_budget_s()
+    with rpc() as services:
+        cancel_result, cancel_body = "SUCCESS", None
+        try:
+            order = _find_order(services, who, market, -2011, MSG_UNKNOWN_ORDER_CANCEL,
+                                "cancelOrderId", "cancelOrigClientOrderId")
+            if order["status"] in FINAL:
+                raise ApiError(400, "UNKNOWN_ORDER", MSG_UNKNOWN_ORDER_CANCEL, -2011,
+                               MSG_UNKNOWN_ORDER_CANCEL)
+            order = _cancel(services, who, order, market, deadline)
+            cancel_body = cancelled_object(order, market, order.get("client_order_id"))
+        except ApiError as exc:
+            if mode == "STOP_ON_FAILURE":
+                raise
+            cancel_result, cancel_body = "FAILURE", exc.binance_body()
+        new_body = _place(services, who, market, args, resp_type)
+    return ok({"cancelResult": cancel_result, "newOrderResult": "SUCCESS",
+               "cancelResponse": cancel_body, "newOrderResponse": new_body})

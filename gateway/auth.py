@@ -1,0 +1,212 @@
+"""API-key authentication of signed partner requests (Binance's scheme), for
+``/api/v3`` and for API-key callers of ``/api/v1``.
+
+A signed request carries ``X-MBX-APIKEY`` and the parameters ``timestamp``,
+``recvWindow`` (optional) and ``signature`` = hex HMAC-SHA256(secret,
+payload), where payload is the raw query string followed by the raw body,
+each without its ``signature`` parameter, exactly as received (before any
+URL-decoding: re-encoding or re-sorting would break clients that encode
+differently). The body is read with ``request.get_data(cache=True)`` before
+anything touches ``request.form``.
+
+The key lookup, the secret and the checks live in the users service
+(``users.verify_request``, services/users/apikeys.py): it checks the key
+(unknown, revoked, expired, IP allow-list), then the time window, then the
+HMAC in constant time, then the permission and the account state, and
+refuses each with its own code; ``gateway/errors.py`` maps those codes to
+Binance's. Binance checks the signature before the time window: a stale
+request with a wrong signature gets -1021 here where Binance answers -1022
+(both refuse it). A missing signature is -1102, after an unknown key
+(-2015), as on Binance. Signatures and secrets are never logged.
+
+Client IP: the peer address, unless the peer is one of the trusted proxies
+(``EXCHANGE_GATEWAY_TRUSTED_PROXIES``): then the right-most
+``X-Forwarded-For`` entry that is not itself a trusted proxy.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from flask import current_app, g, request
+
+from gateway.errors import MSG_BAD_KEY, ApiError
+
+HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+KEY_FORMAT = re.compile(r"[A-Za-z0-9]{64}")
+NO_SIGNATURE = "0" * 64   # stands in for a missing or malformed one: never matches
+READ, TRADE, WITHDRAW = "read", "trade", "withdraw"
+FORM = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a verified request acts for."""
+    user_id: str
+    key_id: str
+    permissions: tuple[str, ...]
+
+
+# ------------------------------------------------------------------ client IP
+
+def trusted_proxies(app=None) -> tuple:
+    app = app or current_app
+    found = app.extensions.get("trusted_proxies")
+    if found is None:
+        raw = app.config["SETTINGS"].get("EXCHANGE_GATEWAY_TRUSTED_PROXIES", "") or ""
+        found = tuple(ipaddress.ip_network(part.strip(), strict=False)
+                      for part in raw.split(",") if part.strip())
+        app.extensions["trusted_proxies"] = found
+    return found
+
+
+def _address(text: str):
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def resolve_client_ip(peer: str, forwarded_for: str | None, proxies: tuple) -> str:
+    """The client's address: X-Forwarded-For is believed only from trusted proxies."""
+    def trusted(address) -> bool:
+        return address is not None and any(address in net for net in proxies)
+
+    current = _address(peer or "")
+    if not trusted(current) or not forwarded_for:
+        return str(current) if current is not None else (peer or "")
+    for hop in reversed(forwarded_for.split(",")[-16:]):
+        address = _address(hop)
+        if address is None:
+            return str(current)     # a malformed hop: trust nothing further left
+        current = address
+        if not trusted(address):
+            break
+    return str(current)
+
+
+def client_ip() -> str:
+    found = getattr(g, "client_ip", None)
+    if found is None:
+        found = g.client_ip = resolve_client_ip(request.remote_addr or "",
+                                                request.headers.get("X-Forwarded-For"),
+                                                trusted_proxies())
+    return found
+
+
+# ------------------------------------------------------------------ parameters
+
+def bad_param(name: str, message: str | None = None, code: int = -1100) -> ApiError:
+    text = message or f"Illegal characters found in parameter '{name}'."
+    return ApiError(400, "INVALID_INPUT", text, code, text, field=name)
+
+
+def missing_param(name: str) -> ApiError:
+    text = f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+    return ApiError(400, "MISSING_PARAMETER", text, -1102, text, field=name)
+
+
+def _pairs(raw: bytes) -> list[tuple[str, str]]:
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise bad_param("query", "Illegal characters found in the request.") from None
+    try:
+        return parse_qsl(text, keep_blank_values=True, strict_parsing=False,
+                         max_num_fields=64)
+    except ValueError:
+        raise ApiError(400, "INVALID_INPUT", "Too many parameters.", -1101,
+                       "Too many parameters; expected at most 64.") from None
+
+
+def raw_body() -> bytes:
+    """The body as received (cached so ``request.form`` still works after)."""
+    if request.mimetype not in ("", FORM):
+        return b""
+    return request.get_data(cache=True)
+
+
+def params() -> dict[str, str]:
+    """Query and form parameters, merged; a name sent twice is -1101."""
+    found = getattr(g, "binance_params", None)
+    if found is not None:
+        return found
+    out: dict[str, str] = {}
+    for name, value in _pairs(request.query_string) + _pairs(raw_body()):
+        if name in out:
+            raise ApiError(400, "INVALID_INPUT", f"parameter {name} sent twice", -1101,
+                           "Duplicate values for a parameter detected.", field=name)
+        out[name] = value
+    g.binance_params = out
+    return out
+
+
+def _without_signature(raw: bytes) -> bytes:
+    return b"&".join(part for part in raw.split(b"&") if not part.startswith(b"signature="))
+
+
+def signed_payload() -> str:
+    """Binance's totalParams: raw query then raw body, without ``signature``."""
+    return (_without_signature(request.query_string) + _without_signature(raw_body())) \
+        .decode("ascii", errors="replace")
+
+
+# ------------------------------------------------------------------ verification
+
+def _refused(code: int, message: str, status: int) -> ApiError:
+    return ApiError(status, "UNAUTHENTICATED" if status == 401 else "INVALID_SIGNATURE",
+                    message, code, message)
+
+
+KEY_REFUSALS = {"APIKEY_UNKNOWN", "APIKEY_REVOKED", "APIKEY_EXPIRED", "APIKEY_IP_NOT_ALLOWED",
+                "APIKEY_PERMISSION_DENIED"}
+
+
+def authenticate(permission: str) -> Principal:
+    """Verify the current request's key and signature for ``permission``
+    (read, trade, withdraw); raises the Binance-coded refusal."""
+    from gateway.app import rpc
+    from services.common.errors import code_of
+
+    api_key = request.headers.get("X-MBX-APIKEY", "")
+    if not KEY_FORMAT.fullmatch(api_key):
+        raise _refused(-2014, "API-key format invalid.", 401)
+    values = params()
+    signature = values.get("signature", "")
+    well_formed = bool(HEX64.fullmatch(signature))
+    try:
+        with rpc() as services:
+            verified = services.users.verify_request(
+                api_key, signature if well_formed else NO_SIGNATURE, signed_payload(),
+                values.get("timestamp"), values.get("recvWindow"), client_ip(), permission)
+    except Exception as exc:
+        code = code_of(exc)
+        if code is None or code in KEY_REFUSALS:
+            raise
+        if not signature:
+            raise missing_param("signature") from None
+        if code == "REQUEST_MALFORMED" and not well_formed:
+            raise from_service_error_with("SIGNATURE_INVALID", exc) from None
+        if code == "REQUEST_MALFORMED":
+            raise missing_param("timestamp") from None
+        raise
+    principal = Principal(verified["user_id"], verified["key_id"],
+                          tuple(verified["permissions"]))
+    g.principal = principal
+    return principal
+
+
+def from_service_error_with(code: str, exc: Exception) -> ApiError:
+    from gateway.errors import TABLE
+    status, binance_code, binance_msg = TABLE[code]
+    return ApiError(status, code, "signature does not match", binance_code, binance_msg)
+
+
+__all__ = ["Principal", "authenticate", "client_ip", "params", "signed_payload",
+           "missing_param", "bad_param", "resolve_client_ip", "READ", "TRADE", "WITHDRAW",
+           "MSG_BAD_KEY"]

@@ -1,0 +1,282 @@
+"""The gateway's market catalogue: symbols, filters and asset precisions.
+
+One place in the gateway for what a market allows, shared by both APIs:
+
+* names: the exchange's ``BTC-USDT`` and Binance's ``BTCUSDT``;
+* filters as Binance states them (``PRICE_FILTER``, ``LOT_SIZE``,
+  ``NOTIONAL``), checked here before an order is sent, so a refusal carries
+  the exact message ccxt maps (../shared/BINANCE_SUBSET.md section 4);
+* asset precisions (decimals) and the markets' own fee schedule.
+
+Source: the market registry (services/registry, read through
+``services/common/catalogue.py``): markets with their grid, limits, fee
+schedule and status, and the assets' precisions. While the registry cannot be
+read, ``matching.list_markets()`` (the engines' configs) stands in, without
+precisions (8 shown) or fees (0 shown). The catalogue is cached per process
+for ``TTL_S`` and reloaded when older or when a symbol is not in it (a new
+market shows without a restart); a failed reload keeps serving the previous
+copy.
+
+Numbers: ``Decimal`` only; ``fmt`` writes Binance's 8-decimal strings without
+ever dropping a digit (an amount finer than 8 decimals is written in full).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable
+
+from eventlet.semaphore import Semaphore
+
+from gateway.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+TTL_S = 10.0
+EIGHT = Decimal("0.00000001")
+ZERO = Decimal(0)
+
+MSG_PRICE_FILTER = "Filter failure: PRICE_FILTER"
+MSG_LOT_SIZE = "Filter failure: LOT_SIZE"
+MSG_NOTIONAL = "Filter failure: NOTIONAL"
+
+
+def fmt(value) -> str:
+    """Binance's number format: at least 8 decimals (``"0.01000000"``), all of
+    them when there are more; never rounded."""
+    if value is None:
+        return "0.00000000"
+    number = Decimal(value)
+    if number.as_tuple().exponent >= -8:
+        number = number.quantize(EIGHT)
+    return format(number, "f")
+
+
+def binance_symbol(symbol: str) -> str:
+    return symbol.replace("-", "")
+
+
+def filter_failure(message: str) -> ApiError:
+    return ApiError(400, "FILTER_FAILURE", message, -1013, message)
+
+
+def unknown_symbol(symbol) -> ApiError:
+    return ApiError(400, "UNKNOWN_MARKET", f"unknown market {str(symbol)[:40]!r}", -1121,
+                    "Invalid symbol.", field="symbol")
+
+
+@dataclass(frozen=True)
+class Market:
+    symbol: str                  # BTC-USDT
+    base: str
+    quote: str
+    tick: Decimal
+    lot: Decimal
+    min_qty: Decimal
+    max_qty: Decimal | None
+    min_notional: Decimal
+    base_scale: int
+    quote_scale: int
+    maker_fee: Decimal
+    taker_fee: Decimal
+    status: str = "TRADING"      # Binance's: TRADING, PRE_TRADING, HALT, BREAK
+
+    @property
+    def binance(self) -> str:
+        return binance_symbol(self.symbol)
+
+    @property
+    def notional_unit(self) -> Decimal:
+        return self.tick * self.lot
+
+    # -- filters (raise ApiError with Binance's exact text) ------------------
+    def check_price(self, price: Decimal) -> None:
+        if price < self.tick or price % self.tick:
+            raise filter_failure(MSG_PRICE_FILTER)
+
+    def check_quantity(self, quantity: Decimal) -> None:
+        if quantity < self.min_qty or quantity % self.lot or (
+                self.max_qty is not None and quantity > self.max_qty):
+            raise filter_failure(MSG_LOT_SIZE)
+
+    def check_notional(self, notional: Decimal) -> None:
+        if notional < self.min_notional:
+            raise filter_failure(MSG_NOTIONAL)
+
+    def commission(self, is_buyer: bool, is_maker: bool, quantity: Decimal,
+                   quote_quantity: Decimal) -> tuple[str, str]:
+        """(amount, asset) of the fee on one fill at the market's schedule: on
+        what the party receives, rounded down to the asset's minor unit (as
+        wallets' settlement charges it)."""
+        rate = self.maker_fee if is_maker else self.taker_fee
+        if is_buyer:
+            amount, asset, scale = quantity * rate, self.base, self.base_scale
+        else:
+            amount, asset, scale = quote_quantity * rate, self.quote, self.quote_scale
+        return fmt(amount.quantize(Decimal(1).scaleb(-scale), rounding="ROUND_FLOOR")), asset
+
+    # -- Binance's exchangeInfo entry ------------------------------------------
+    def exchange_info(self) -> dict:
+        return {
+            "symbol": self.binance,
+            "status": self.status,
+            "baseAsset": self.base,
+            "baseAssetPrecision": self.base_scale,
+            "quoteAsset": self.quote,
+            "quotePrecision": self.quote_scale,
+            "quoteAssetPrecision": self.quote_scale,
+            "baseCommissionPrecision": self.base_scale,
+            "quoteCommissionPrecision": self.quote_scale,
+            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
+            "icebergAllowed": False,
+            "ocoAllowed": False,
+            "otoAllowed": False,
+            "quoteOrderQtyMarketAllowed": True,
+            "allowTrailingStop": False,
+            "cancelReplaceAllowed": True,
+            "isSpotTradingAllowed": True,
+            "isMarginTradingAllowed": False,
+            "filters": [
+                # maxPrice 0: no fixed maximum (Binance's convention); the
+                # engine's price band around the last price applies instead.
+                {"filterType": "PRICE_FILTER", "minPrice": fmt(self.tick), "maxPrice": fmt(0),
+                 "tickSize": fmt(self.tick)},
+                {"filterType": "LOT_SIZE", "minQty": fmt(self.min_qty),
+                 "maxQty": fmt(self.max_qty or 0), "stepSize": fmt(self.lot)},
+                {"filterType": "MARKET_LOT_SIZE", "minQty": fmt(self.min_qty),
+                 "maxQty": fmt(self.max_qty or 0), "stepSize": fmt(self.lot)},
+                {"filterType": "NOTIONAL", "minNotional": fmt(self.min_notional),
+                 "applyMinToMarket": True, "applyMaxToMarket": False, "avgPriceMins": 0},
+            ],
+            "permissions": [],
+            "permissionSets": [["SPOT"]],
+            "defaultSelfTradePreventionMode": "EXPIRE_TAKER",
+            "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER",
+                                                "EXPIRE_BOTH"],
+        }
+
+
+BINANCE_STATUS = {"trading": "TRADING", "pre_trading": "PRE_TRADING", "halted": "HALT"}
+
+
+def market_from_registry(info, scales: dict[str, int]) -> Market:
+    """One market from the registry's ``MarketInfo`` (services/common/catalogue.py)."""
+    lot = Decimal(info.lot_size)
+    return Market(
+        symbol=info.symbol, base=info.base, quote=info.quote, tick=Decimal(info.tick_size),
+        lot=lot, min_qty=Decimal(info.min_quantity) if info.min_quantity else lot,
+        max_qty=Decimal(info.max_quantity) if info.max_quantity else None,
+        min_notional=Decimal(info.min_notional) if info.min_notional else ZERO,
+        base_scale=scales.get(info.base, 8), quote_scale=scales.get(info.quote, 8),
+        maker_fee=Decimal(info.maker_fee), taker_fee=Decimal(info.taker_fee),
+        status=BINANCE_STATUS.get(info.status, "BREAK"))
+
+
+def market_from_engine_config(config: dict) -> Market:
+    """One market from matching's config dict (``MarketConfig.to_dict``): the
+    fallback source, without asset scales (8 assumed) or fees (0 shown)."""
+    lot = Decimal(config["lot_size"])
+    return Market(
+        symbol=config["symbol"], base=config["base_asset"], quote=config["quote_asset"],
+        tick=Decimal(config["tick_size"]), lot=lot,
+        min_qty=Decimal(config["min_quantity"]) if config.get("min_quantity") else lot,
+        max_qty=Decimal(config["max_quantity"]) if config.get("max_quantity") else None,
+        min_notional=Decimal(config["min_notional"]) if config.get("min_notional") else ZERO,
+        base_scale=8, quote_scale=8, maker_fee=ZERO, taker_fee=ZERO,
+        status="HALT" if config.get("halted") else "TRADING")
+
+
+def registry_markets(settings) -> list[Market]:
+    """The registry's markets (delisted ones left out), read through its SQL
+    function in an OS thread (psycopg's wait would block the eventlet hub)."""
+    from eventlet import tpool
+    from services.common import catalogue as registry
+    snapshot = tpool.execute(registry.load_from_settings, settings)
+    scales = {code: asset.scale for code, asset in snapshot.assets().items()}
+    return [market_from_registry(info, scales) for info in snapshot.markets().values()
+            if info.status != "delisted"]
+
+
+class Catalogue:
+    """The markets, cached; ``load`` returns them."""
+
+    def __init__(self, load: Callable[[], list[Market]], ttl_s: float = TTL_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self._load = load
+        self._ttl = ttl_s
+        self._clock = clock
+        self._lock = Semaphore(1)
+        self._by_symbol: dict[str, Market] = {}
+        self._by_binance: dict[str, Market] = {}
+        self._loaded_at: float | None = None
+
+    def _refresh(self, force: bool = False) -> None:
+        fresh = self._loaded_at is not None and self._clock() - self._loaded_at < self._ttl
+        if fresh and not force:
+            return
+        with self._lock:
+            if not force and self._loaded_at is not None and \
+                    self._clock() - self._loaded_at < self._ttl:
+                return
+            try:
+                markets = self._load()
+            except Exception:
+                if self._loaded_at is None:
+                    raise
+                log.warning("reloading the market catalogue failed; serving the cached copy",
+                            exc_info=True)
+                self._loaded_at = self._clock()
+                return
+            self._by_symbol = {m.symbol: m for m in markets}
+            self._by_binance = {m.binance: m for m in markets}
+            self._loaded_at = self._clock()
+
+    def markets(self) -> list[Market]:
+        self._refresh()
+        return sorted(self._by_symbol.values(), key=lambda m: m.symbol)
+
+    def by_binance(self, symbol) -> Market:
+        """The market of a Binance symbol (``BTCUSDT``); -1121 when unknown."""
+        if not isinstance(symbol, str) or not symbol.isascii() or not symbol.isalnum() \
+                or len(symbol) > 32:
+            raise unknown_symbol(symbol)
+        self._refresh()
+        market = self._by_binance.get(symbol)
+        if market is None and self._loaded_at is not None:
+            self._refresh(force=self._clock() - self._loaded_at > 1.0)
+            market = self._by_binance.get(symbol)
+        if market is None:
+            raise unknown_symbol(symbol)
+        return market
+
+    def by_symbol(self, symbol) -> Market:
+        """The market of an exchange symbol (``BTC-USDT``)."""
+        self._refresh()
+        market = self._by_symbol.get(symbol) if isinstance(symbol, str) else None
+        if market is None:
+            raise unknown_symbol(symbol)
+        return market
+
+
+def catalogue(app=None) -> Catalogue:
+    """The app's catalogue, created on first use: the registry's when it
+    answers, else matching's market configs (through the RPC pool)."""
+    from flask import current_app
+    app = app or current_app
+    found = app.extensions.get("market_catalogue")
+    if found is None:
+        pool, settings = app.extensions["rpc_pool"], app.config["SETTINGS"]
+
+        def load() -> list[Market]:
+            try:
+                return registry_markets(settings)
+            except Exception:
+                log.warning("market registry unavailable; using matching's market list",
+                            exc_info=True)
+            with pool.lease() as services:
+                return [market_from_engine_config(c) for c in services.matching.list_markets()]
+
+        found = app.extensions["market_catalogue"] = Catalogue(load)
+    return found

@@ -1,0 +1,243 @@
+"""Rate limits of the partner APIs, as Binance does them, shared by every
+gateway process through Memcached counters.
+
+* request weight per minute, per client IP (every request) and per API key
+  (signed requests, charged once the key is verified);
+* new orders per 10 seconds and per day, per API key;
+* a refused request answers 429 (``-1003``, ``Retry-After``: seconds left in
+  the window); a client that keeps sending (more than ``BAN_AFTER`` refused
+  requests in one minute) is banned for ``BAN_S`` seconds: 418 with
+  ``Retry-After`` until the ban ends, whatever it asks.
+
+Usage headers on every response of a limited API: ``X-MBX-USED-WEIGHT-1M``
+(the IP's weight this minute), and on order endpoints
+``X-MBX-ORDER-COUNT-10S`` / ``X-MBX-ORDER-COUNT-1D``.
+
+Counters are fixed windows (``floor(now / window)`` in the key), incremented
+atomically (``incr``; ``add`` creates a missing one, a lost ``add`` race
+falls back to ``incr``), expiring shortly after their window. Memcached
+unreachable: requests are served unlimited and a warning is logged once a
+minute (a cache outage must not take the API down; /health reports it).
+
+Use it on a blueprint: ``ratelimit.install(blueprint)`` charges every
+request the weight its view declares with ``@ratelimit.weight(n)`` (or a
+function of the request), default 1; ``charge_key(api_key_id, ...)`` after
+authentication adds the per-key weight and order counts.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from flask import current_app, g, request
+from pymemcache.client.base import PooledClient
+from pymemcache.exceptions import MemcacheError
+
+from gateway.errors import MSG_TOO_MANY, ApiError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "rl1:"
+MINUTE, TEN_S, DAY = 60, 10, 86400
+MSG_BANNED = "Way too many requests; IP banned until %d. Please use the websocket for live " \
+             "updates to avoid bans."
+MSG_TOO_MANY_ORDERS = "Too many new orders; current limit is %d orders per %s."
+
+
+@dataclass(frozen=True)
+class Limits:
+    weight_per_minute: int
+    key_weight_per_minute: int
+    orders_per_10s: int
+    orders_per_day: int
+    ban_after: int
+    ban_s: int
+
+    @classmethod
+    def from_settings(cls, settings) -> "Limits":
+        return cls(settings.int("EXCHANGE_GATEWAY_WEIGHT_PER_MINUTE"),
+                   settings.int("EXCHANGE_GATEWAY_KEY_WEIGHT_PER_MINUTE"),
+                   settings.int("EXCHANGE_GATEWAY_ORDERS_PER_10S"),
+                   settings.int("EXCHANGE_GATEWAY_ORDERS_PER_DAY"),
+                   settings.int("EXCHANGE_GATEWAY_BAN_AFTER"),
+                   settings.int("EXCHANGE_GATEWAY_BAN_S"))
+
+    def binance_rate_limits(self) -> list[dict]:
+        """``rateLimits`` of exchangeInfo: what this gateway enforces."""
+        return [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+             "limit": self.weight_per_minute},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
+             "limit": self.orders_per_10s},
+            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1,
+             "limit": self.orders_per_day},
+        ]
+
+
+class Counters:
+    """Windowed counters in Memcached (atomic across processes)."""
+
+    def __init__(self, client, clock: Callable[[], float] = time.time):
+        self.client = client
+        self.clock = clock
+        self._warned_at = 0.0
+
+    def _failed(self) -> None:
+        now = self.clock()
+        if now - self._warned_at > MINUTE:
+            self._warned_at = now
+            log.warning("rate-limit counters unavailable (Memcached): serving unlimited",
+                        exc_info=True)
+
+    def add(self, name: str, window: int, amount: int) -> tuple[int, int]:
+        """Add ``amount`` to this window's counter: (new value, seconds left)."""
+        now = self.clock()
+        slot = int(now // window)
+        left = max(1, int((slot + 1) * window - now + 0.999))
+        key = f"{PREFIX}{name}:{window}:{slot}"
+        try:
+            value = self.client.incr(key, amount, noreply=False)
+            if value is None:
+                if self.client.add(key, str(amount), expire=window + 5, noreply=False):
+                    return amount, left
+                value = self.client.incr(key, amount, noreply=False)
+            return int(value or 0), left
+        except (OSError, MemcacheError):
+            self._failed()
+            return 0, left
+
+    def read(self, name: str, window: int) -> int:
+        slot = int(self.clock() // window)
+        try:
+            value = self.client.get(f"{PREFIX}{name}:{window}:{slot}")
+        except (OSError, MemcacheError):
+            self._failed()
+            return 0
+        return int(value) if value else 0
+
+    def banned_until(self, who: str) -> int | None:
+        try:
+            value = self.client.get(f"{PREFIX}ban:{who}")
+        except (OSError, MemcacheError):
+            self._failed()
+            return None
+        until = int(value) if value else None
+        return until if until and until > self.clock() else None
+
+    def ban(self, who: str, seconds: int) -> int:
+        until = int(self.clock()) + seconds
+        try:
+            self.client.set(f"{PREFIX}ban:{who}", str(until), expire=seconds + 1, noreply=False)
+        except (OSError, MemcacheError):
+            self._failed()
+        return until
+
+
+class RateLimiter:
+    def __init__(self, counters: Counters, limits: Limits):
+        self.counters = counters
+        self.limits = limits
+
+    def _refuse(self, who: str, left: int, message: str, code: int = -1003) -> ApiError:
+        """429, or 418 and a ban once the client has ignored enough 429s."""
+        refused, _ = self.counters.add(f"refused:{who}", MINUTE, 1)
+        if refused > self.limits.ban_after:
+            until = self.counters.ban(who, self.limits.ban_s)
+            return banned(until, self.limits.ban_s)
+        return ApiError(429, "RATE_LIMITED", message, code, message,
+                        headers={"Retry-After": str(left)})
+
+    def check_ban(self, who: str) -> None:
+        until = self.counters.banned_until(who)
+        if until is not None:
+            raise banned(until, max(1, until - int(self.counters.clock())))
+
+    def charge_ip(self, ip: str, weight: int) -> int:
+        """Charge the IP; returns the weight used this minute or raises 429/418."""
+        who = f"ip:{ip}"
+        self.check_ban(who)
+        used, left = self.counters.add(f"w:{who}", MINUTE, weight)
+        g.ratelimit_used_weight = used
+        if used > self.limits.weight_per_minute:
+            raise self._refuse(who, left, MSG_TOO_MANY % self.limits.weight_per_minute)
+        return used
+
+    def charge_key(self, key_id: str, weight: int, orders: bool = False) -> None:
+        """Charge an authenticated key: weight, and a new order when ``orders``."""
+        who = f"key:{key_id}"
+        self.check_ban(who)
+        used, left = self.counters.add(f"w:{who}", MINUTE, weight)
+        if used > self.limits.key_weight_per_minute:
+            raise self._refuse(who, left, MSG_TOO_MANY % self.limits.key_weight_per_minute)
+        if not orders:
+            return
+        in_10s, left_10s = self.counters.add(f"o:{who}", TEN_S, 1)
+        in_day, left_day = self.counters.add(f"o:{who}", DAY, 1)
+        g.ratelimit_orders = (in_10s, in_day)
+        if in_10s > self.limits.orders_per_10s:
+            raise self._refuse(who, left_10s, MSG_TOO_MANY_ORDERS
+                               % (self.limits.orders_per_10s, "10SECOND"), -1015)
+        if in_day > self.limits.orders_per_day:
+            raise self._refuse(who, left_day, MSG_TOO_MANY_ORDERS
+                               % (self.limits.orders_per_day, "DAY"), -1015)
+
+
+def banned(until: int, retry_after: int) -> ApiError:
+    message = MSG_BANNED % (until * 1000)
+    return ApiError(418, "BANNED", message, -1003, message,
+                    headers={"Retry-After": str(retry_after)})
+
+
+def limiter(app=None) -> RateLimiter:
+    """The app's limiter (one pooled Memcached client per process)."""
+    app = app or current_app
+    found = app.extensions.get("rate_limiter")
+    if found is None:
+        settings = app.config["SETTINGS"]
+        client = PooledClient((settings.server_host("memcached"),
+                               settings.int("EXCHANGE_MEMCACHED_PORT")),
+                              connect_timeout=0.5, timeout=0.5, max_pool_size=32,
+                              no_delay=True)
+        found = app.extensions["rate_limiter"] = RateLimiter(Counters(client),
+                                                             Limits.from_settings(settings))
+    return found
+
+
+# ------------------------------------------------------------------ Flask glue
+
+def weight(amount: int | Callable[[], int]):
+    """Declare a view's request weight (an int, or a function of the request)."""
+    def mark(view):
+        view.request_weight = amount
+        return view
+    return mark
+
+
+def view_weight() -> int:
+    """The current request's weight, as its view declares it."""
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    amount = getattr(view, "request_weight", 1)
+    return amount() if callable(amount) else amount
+
+
+def install(blueprint) -> None:
+    """Charge every request of ``blueprint`` its weight by client IP, and stamp
+    the usage headers on its responses (refusals included)."""
+    from gateway.auth import client_ip
+
+    @blueprint.before_request
+    def charge_request_weight():
+        limiter().charge_ip(client_ip(), view_weight())
+
+    @blueprint.after_request
+    def usage_headers(response):
+        used = getattr(g, "ratelimit_used_weight", None)
+        if used is not None:
+            response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+        orders = getattr(g, "ratelimit_orders", None)
+        if orders is not None:
+            response.headers["X-MBX-ORDER-COUNT-10S"] = str(orders[0])
+            response.headers["X-MBX-ORDER-COUNT-1D"] = str(orders[1])
+        return response

@@ -1,0 +1,114 @@
+"""The gateway's market catalogue: Binance number format, filters with the
+exact messages ccxt maps, symbol mapping and the cache."""
+from decimal import Decimal
+
+import pytest
+
+from gateway.errors import ApiError
+from gateway.markets import Catalogue, Market, fmt
+
+
+def btc_usdt(**overrides) -> Market:
+    spec = dict(symbol="BTC-USDT", base="BTC", quote="USDT", tick=Decimal("0.01"),
+                lot=Decimal("0.0001"), min_qty=Decimal("0.0001"), max_qty=Decimal("1000"),
+                min_notional=Decimal("5"), base_scale=8, quote_scale=6,
+                maker_fee=Decimal("0.001"), taker_fee=Decimal("0.002"))
+    spec.update(overrides)
+    return Market(**spec)
+
+
+def test_numbers_have_eight_decimals_and_never_lose_a_digit():
+    assert fmt("0.01") == "0.01000000"
+    assert fmt("30000") == "30000.00000000"
+    assert fmt(None) == "0.00000000"
+    assert fmt("0.000000000000000001") == "0.000000000000000001"
+
+
+def refusal(call) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        call()
+    return caught.value
+
+
+def test_off_tick_price_is_a_price_filter_failure():
+    error = refusal(lambda: btc_usdt().check_price(Decimal("30000.005")))
+    assert (error.status, error.binance_code, error.binance_msg) == \
+        (400, -1013, "Filter failure: PRICE_FILTER")
+    assert refusal(lambda: btc_usdt().check_price(Decimal("0.001"))).binance_code == -1013
+    btc_usdt().check_price(Decimal("30000.01"))
+
+
+@pytest.mark.parametrize("quantity", ["0.00005", "0.00015", "1000.0001"])
+def test_off_step_or_out_of_range_quantity_is_a_lot_size_failure(quantity):
+    error = refusal(lambda: btc_usdt().check_quantity(Decimal(quantity)))
+    assert error.binance_msg == "Filter failure: LOT_SIZE"
+
+
+def test_small_notional_is_a_notional_failure():
+    assert refusal(lambda: btc_usdt().check_notional(Decimal("4.99"))).binance_msg == \
+        "Filter failure: NOTIONAL"
+    btc_usdt().check_notional(Decimal("5"))
+
+
+def test_commission_is_on_what_the_party_receives_rounded_down():
+    market = btc_usdt()
+    # taker buyer receives 0.0100 BTC, pays 0.2 % of it in BTC
+    assert market.commission(True, False, Decimal("0.01"), Decimal("300.1")) == \
+        ("0.00002000", "BTC")
+    # maker seller receives 300.1 USDT, pays 0.1 % in USDT, floored to 6 decimals
+    assert market.commission(False, True, Decimal("0.01"), Decimal("300.1")) == \
+        ("0.30010000", "USDT")
+    assert market.commission(False, True, Decimal("0.0001"), Decimal("0.000999"))[0] == \
+        "0.00000000"
+
+
+def test_exchange_info_entry_has_what_ccxt_reads():
+    entry = btc_usdt().exchange_info()
+    assert entry["symbol"] == "BTCUSDT" and entry["status"] == "TRADING"
+    assert entry["orderTypes"] == ["LIMIT", "LIMIT_MAKER", "MARKET"]
+    filters = {f["filterType"]: f for f in entry["filters"]}
+    assert filters["PRICE_FILTER"]["tickSize"] == "0.01000000"
+    assert filters["LOT_SIZE"]["stepSize"] == "0.00010000"
+    assert filters["NOTIONAL"]["minNotional"] == "5.00000000"
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_catalogue_maps_symbols_caches_and_reloads_an_unknown_one():
+    loads, markets, clock = [], [btc_usdt()], Clock()
+
+    def load():
+        loads.append(clock.now)
+        return list(markets)
+
+    catalogue = Catalogue(load, ttl_s=10, clock=clock)
+    assert catalogue.by_binance("BTCUSDT").symbol == "BTC-USDT"
+    assert catalogue.by_symbol("BTC-USDT").binance == "BTCUSDT"
+    assert len(loads) == 1
+    markets.append(btc_usdt(symbol="ETH-USDT", base="ETH"))
+    clock.now = 2.0
+    assert catalogue.by_binance("ETHUSDT").base == "ETH"     # a miss reloads
+    assert len(loads) == 2
+    for bad in ("NOPE", "BTC-USDT", "btc usdt", "", None, "X" * 40):
+        assert refusal(lambda: catalogue.by_binance(bad)).binance_code == -1121
+
+
+def test_catalogue_keeps_serving_its_copy_when_a_reload_fails():
+    clock, fail = Clock(), []
+
+    def load():
+        if fail:
+            raise OSError("registry down")
+        return [btc_usdt()]
+
+    catalogue = Catalogue(load, ttl_s=10, clock=clock)
+    assert catalogue.markets()
+    fail.append(True)
+    clock.now = 60
+    assert [m.symbol for m in catalogue.markets()] == ["BTC-USDT"]
