@@ -1,4 +1,6 @@
-"""The demo `make up` seeds: two traders with balances and a small BTC-USDT book.
+"""The demo `make up` seeds: two traders with balances, a small BTC-USDT book,
+and an operator with the realm role admin (the assets and markets themselves
+are the registry's seed migration).
 
 Idempotent: sign-up ids, deposit txids and client order ids are derived from
 the names, so a second run finds everything in place and adds nothing.
@@ -33,8 +35,28 @@ def _txid(username: str, asset: str) -> str:
     return digest if asset == "BTC" else "0x" + digest
 
 
+DEMO_ADMIN = "demo-admin"
+
+
+def seed_admin(settings: Settings) -> str:
+    """A person with the realm role ``admin`` (registry listings:
+    ``services.registry.cli --admin demo-admin``), created in Keycloak
+    directly: an operator is not a trader and has no wallets."""
+    from services.common.identity import backend_admin
+    admin = backend_admin(settings)
+    found = admin.get_users({"username": DEMO_ADMIN, "exact": True})
+    user_id = found[0]["id"] if found else admin.create_user({
+        "username": DEMO_ADMIN, "email": f"{DEMO_ADMIN}@demo.invalid", "firstName": "Demo",
+        "lastName": "Admin", "enabled": True, "emailVerified": True,
+        "credentials": [{"type": "password", "value": DEMO_PASSWORD, "temporary": False}]},
+        exist_ok=True)
+    if not any(r["name"] == "admin" for r in admin.get_realm_roles_of_user(user_id)):
+        admin.assign_realm_roles(user_id, [admin.get_realm_role("admin")])
+    return f"admin {DEMO_ADMIN} (password {DEMO_PASSWORD}, realm role admin)"
+
+
 def seed(settings: Settings) -> list[str]:
-    lines = []
+    lines = [seed_admin(settings)]
     with ClusterRpcProxy(settings.nameko_config(), timeout=60) as rpc:
         ids = {}
         for username, balances in TRADERS.items():

@@ -1,49 +1,40 @@
-"""The markets this service knows, with their precision (tick and lot sizes).
+"""The markets this service knows, with their precision (tick and lot sizes):
+the registry's catalogue (services.common.catalogue), loaded at start and
+followed, so a market listed on the running exchange shows at once.
 
-A stand-in registry: BTC-USDT and ETH-USDT, plus any extra markets given in
-the container config as ``MARKETDATA_MARKETS`` (a list of
-``MarketConfig.to_dict()`` dicts; tests register throw-away markets this way).
-It is to be replaced by the markets admin RPC of issue 5, which will be the one
-place market rules live; until then this module is that place for marketdata.
+``MarketRegistry`` wraps anything with the catalogue's read verbs
+(``market(symbol)``, ``markets()``: a ``CatalogueFollower`` in the service, a
+``Catalogue`` snapshot in tests) and hands out the engine's ``MarketConfig``,
+built once per market and catalogue version.
 """
 from __future__ import annotations
 
-import re
-from typing import Iterable, Optional
-
+from services.common import catalogue
 from services.marketdata.errors import UnknownMarket
 from services.matching.models import MarketConfig
 
-# Symbols become Cassandra partition keys and Memcached key parts: keep them tame.
-SYMBOL = re.compile(r"^[A-Z0-9]{2,16}-[A-Z0-9]{2,16}$")
-
-DEFAULT_MARKETS = (
-    MarketConfig("BTC-USDT", "BTC", "USDT", tick_size="0.01", lot_size="0.0001"),
-    MarketConfig("ETH-USDT", "ETH", "USDT", tick_size="0.01", lot_size="0.0001"),
-)
-
 
 class MarketRegistry:
-    def __init__(self, markets: Iterable[MarketConfig]):
-        self._markets: dict[str, MarketConfig] = {}
-        for market in markets:
-            if not SYMBOL.match(market.symbol):
-                raise ValueError(f"market symbol {market.symbol!r} must match {SYMBOL.pattern}")
-            self._markets[market.symbol] = market
+    def __init__(self, source):
+        self._source = source
+        self._configs: dict[str, tuple[catalogue.MarketInfo, MarketConfig]] = {}
 
     @classmethod
-    def from_config(cls, config: Optional[dict]) -> "MarketRegistry":
-        extra = [MarketConfig.from_dict(d) for d in (config or {}).get("MARKETDATA_MARKETS", ())]
-        return cls([*DEFAULT_MARKETS, *extra])
+    def from_catalogue(cls, snapshot: catalogue.Catalogue) -> "MarketRegistry":
+        return cls(snapshot)
 
     def get(self, symbol) -> MarketConfig:
-        market = self._markets.get(symbol) if isinstance(symbol, str) else None
+        market = self._source.market(symbol) if isinstance(symbol, str) else None
         if market is None:
             raise UnknownMarket(f"unknown market {str(symbol)[:40]!r}")
-        return market
+        cached = self._configs.get(market.symbol)
+        if cached is None or cached[0] is not market:
+            cached = self._configs[market.symbol] = (
+                market, MarketConfig.from_dict(market.engine_config()))
+        return cached[1]
 
     def __contains__(self, symbol) -> bool:
-        return isinstance(symbol, str) and symbol in self._markets
+        return isinstance(symbol, str) and self._source.market(symbol) is not None
 
     def symbols(self) -> list[str]:
-        return sorted(self._markets)
+        return sorted(self._source.markets())

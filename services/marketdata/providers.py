@@ -24,6 +24,7 @@ from collections import Counter
 
 from nameko.extensions import DependencyProvider, SharedExtension
 
+from services.common import catalogue
 from services.common.cache import make_cache
 from services.common.cassandra import make_cluster
 from services.common.config import load_settings
@@ -63,7 +64,7 @@ class Backend(SharedExtension):
 
     Container config: CASSANDRA_KEYSPACE (tests), CACHE_PREFIX,
     MEMCACHED_PORT (overrides EXCHANGE_MEMCACHED_PORT; tests point the cache at
-    a throw-away server), MARKETDATA_MARKETS (extra markets),
+    a throw-away server),
     MARKETDATA_TRADE_QUEUE and MARKETDATA_TRADE_EXCHANGE (where trades are
     consumed from; tests use their own, isolated from the shared vhost).
     """
@@ -76,7 +77,8 @@ class Backend(SharedExtension):
         self.ingested: Counter = Counter()     # valid trade events handled, per market
         if config.get("MEMCACHED_PORT"):
             settings = settings.with_overrides(EXCHANGE_MEMCACHED_PORT=str(config["MEMCACHED_PORT"]))
-        self.markets = MarketRegistry.from_config(config)
+        self.catalogue = catalogue.container_follower(self.container)
+        self.markets = MarketRegistry(self.catalogue)
         self.cluster = make_cluster(settings)
         self.session = self.cluster.connect(
             config.get("CASSANDRA_KEYSPACE", settings["EXCHANGE_CASSANDRA_KEYSPACE"]))
@@ -90,16 +92,19 @@ class Backend(SharedExtension):
     def start(self):
         if self.container.config.get("MARKETDATA_GC_TUNING", True):
             tune_collector()
+        self.catalogue_thread = catalogue.follow_in(self.container, self.catalogue)
         self.pipeline.start(self.container.spawn_managed_thread)
         self.depth.start(self.container.spawn_managed_thread)
 
     def stop(self):
+        self.catalogue.stop()
         self.pipeline.stop()
         self.depth.stop()
         self.cache.cache.client.close()
         self.cluster.shutdown()
 
     def kill(self):
+        self.catalogue.stop()
         self.cache.cache.client.close()
         self.cluster.shutdown()
 

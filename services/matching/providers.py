@@ -28,6 +28,7 @@ import eventlet
 from nameko.extensions import DependencyProvider
 from psycopg.types.json import Jsonb
 
+from services.common import catalogue
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumer
 from services.common.outbox import command_queue, enqueue_many
@@ -40,6 +41,10 @@ from .wire import wire_messages
 log = logging.getLogger(__name__)
 
 OUTBOX_STREAM = "matching"
+# Where the engines' events go. Container config MATCHING_EVENTS_EXCHANGE
+# moves them (the matching tests' made-up users must not reach the shared
+# test vhost's settlement).
+EVENTS_EXCHANGE = "matching.events"
 BATCH = 200
 SNAPSHOT_EVERY = 5000
 # A batch's journal rows as one statement over arrays (executemany paid
@@ -65,8 +70,10 @@ class StaleEngine(Exception):
 class MarketHost:
     """One market in this process."""
 
-    def __init__(self, config: MarketConfig, pool, amqp_uri: str, clock=now_ms):
+    def __init__(self, config: MarketConfig, pool, amqp_uri: str, clock=now_ms,
+                 events_exchange: str = EVENTS_EXCHANGE):
         self.config = config
+        self.events_exchange = events_exchange
         self.market = config.symbol
         self.pool = pool
         self.amqp_uri = amqp_uri
@@ -135,7 +142,7 @@ class MarketHost:
                     events = engine.apply(command)
                     journal.append((engine.seq, command_id, json.dumps(body["command"])))
                     for event_type, message_id, payload in wire_messages(self.config, events, at_ms):
-                        outbox.append(("matching.events", event_type, message_id, payload))
+                        outbox.append((self.events_exchange, event_type, message_id, payload))
                 if journal:
                     seqs, command_ids, commands = zip(*journal)
                     conn.execute(JOURNAL_MANY, (market, at_ms, list(seqs), list(command_ids),
@@ -186,8 +193,9 @@ class MarketHost:
 
 
 class MarketEngines(DependencyProvider):
-    """Hosts every market's engine for the service container's lifetime and
-    picks up markets created later."""
+    """Hosts an engine for every market in the registry's catalogue for the
+    service container's lifetime, and starts one as soon as a market is
+    listed (``market_listed``; no restart)."""
 
     def setup(self):
         settings = load_settings()
@@ -195,31 +203,40 @@ class MarketEngines(DependencyProvider):
         self.pool = make_pool(settings, config.get("POSTGRES_DB"), min_size=2, max_size=8,
                               name="matching")
         self.amqp_uri = config["AMQP_URI"]
+        self.events_exchange = config.get("MATCHING_EVENTS_EXCHANGE", EVENTS_EXCHANGE)
         self.hosts: dict[str, MarketHost] = {}
         self.threads = []
+        self.catalogue = catalogue.container_follower(self.container)
 
     def start(self):
         self.discover()
-        self.threads.append(self.container.spawn_managed_thread(self._watch_markets))
+        self.catalogue.listeners.append(lambda old, new: self.discover())
+        self.threads.append(catalogue.follow_in(self.container, self.catalogue))
 
-    def _watch_markets(self):
-        while True:
-            eventlet.sleep(2)
-            try:
-                self.discover()
-            except Exception:
-                log.exception("market discovery failed")
+    def market(self, symbol):
+        """The catalogue's market (refreshed on a miss), or None."""
+        return self.catalogue.market(symbol)
+
+    def host(self, symbol) -> MarketHost | None:
+        """This process's host of a listed market (started now if its
+        listing has not reached us yet), or None."""
+        host = self.hosts.get(symbol) if isinstance(symbol, str) else None
+        if host is None and self.market(symbol) is not None:
+            self.discover()
+            host = self.hosts.get(symbol)
+        return host
 
     def discover(self) -> None:
-        with self.pool.connection() as conn:
-            rows = conn.execute("SELECT symbol, config FROM markets ORDER BY symbol").fetchall()
-        for symbol, config in rows:
-            if symbol not in self.hosts:
-                host = MarketHost(MarketConfig.from_dict(config), self.pool, self.amqp_uri)
+        for symbol, market in sorted(self.catalogue.markets().items()):
+            # A delisted market has no book to keep (its orders were cancelled).
+            if symbol not in self.hosts and market.status != catalogue.DELISTED:
+                host = MarketHost(MarketConfig.from_dict(market.engine_config()), self.pool,
+                                  self.amqp_uri, events_exchange=self.events_exchange)
                 self.hosts[symbol] = host
                 self.threads.append(self.container.spawn_managed_thread(host.run))
 
     def stop(self):
+        self.catalogue.stop()
         for host in self.hosts.values():
             host.stop()
         for thread in self.threads:

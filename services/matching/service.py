@@ -40,23 +40,10 @@ class MatchingService:
     # -- markets (admin) -------------------------------------------------------
     @rpc
     def list_markets(self):
-        with self.db.transaction() as conn:
-            rows = conn.execute("SELECT config FROM markets ORDER BY symbol").fetchall()
-        return [row[0] for row in rows]
-
-    @rpc
-    def create_market(self, config: dict):
-        try:
-            market = MarketConfig.from_dict(config)
-        except (ConfigError, TypeError, KeyError, ValueError) as exc:
-            raise InvalidMarket(str(exc)) from None
-        with self.db.transaction() as conn:
-            inserted = conn.execute(
-                "INSERT INTO markets (symbol, config) VALUES (%s, %s) ON CONFLICT DO NOTHING "
-                "RETURNING symbol", (market.symbol, Jsonb(market.to_dict()))).fetchone()
-        if not inserted:
-            raise MarketExists(market.symbol)
-        return market.to_dict()
+        """The engines' configurations of the registry's markets (listing is
+        the registry's: services/registry)."""
+        markets = self.engines.catalogue.markets()
+        return [markets[symbol].engine_config() for symbol in sorted(markets)]
 
     @rpc
     def halt_market(self, market: str):
@@ -84,9 +71,9 @@ class MatchingService:
         return [self._send(market, CancelAll(user), "cancel_all")["command_id"] for user in users]
 
     def _send(self, market: str, command, verb: str):
+        if self.engines.market(market) is None:
+            raise UnknownMarket(market)
         with self.db.transaction() as conn:
-            if not conn.execute("SELECT 1 FROM markets WHERE symbol = %s", (market,)).fetchone():
-                raise UnknownMarket(market)
             command_id = f"{verb}:{market}:{uuid.uuid4()}"
             enqueue_command(conn, OUTBOX_STREAM, command_queue_name(market), command_id,
                             {"command": command_to_dict(command)})
@@ -94,7 +81,7 @@ class MatchingService:
 
     # -- queries (from this process's engine: the active one, or a warm standby) --
     def _host(self, market: str):
-        host = self.engines.hosts.get(market)
+        host = self.engines.host(market)
         if host is None:
             raise UnknownMarket(market)
         if host.engine is None:

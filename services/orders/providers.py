@@ -10,9 +10,12 @@ import psycopg
 from nameko.extensions import DependencyProvider
 from psycopg.types.json import Jsonb
 
+from services.common.catalogue import RegistryCatalogue
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumerProvider
 from services.common.postgres import PostgresPool, make_pool, retry_transient
+
+from services.matching.models import MarketConfig
 
 from . import holds
 
@@ -295,12 +298,27 @@ class UserStates(BatchConsumerProvider):
                                     {"command": command_to_dict(CancelAll(user))})
 
 
-class MarketCatalog(DependencyProvider):
-    """Market configs, cached per process (refreshed from matching by the service)."""
+class MarketCatalog(RegistryCatalogue):
+    """The registry's markets (services.common.catalogue), loaded at start and
+    followed: placing an order depends on no other service being up. Workers
+    get ``config(symbol)``: the engine's MarketConfig, built once per
+    catalogue version."""
 
     def setup(self):
-        self.markets: dict[str, dict] = {}
-        self.loaded_at = 0.0
+        super().setup()
+        self.configs: dict = {}
+        self.version = None
+
+    def config(self, symbol) -> MarketConfig | None:
+        market = self.follower.market(symbol)
+        if market is None:
+            return None
+        if self.version != self.follower.current.version:
+            self.configs, self.version = {}, self.follower.current.version
+        config = self.configs.get(market.symbol)
+        if config is None:
+            config = self.configs[market.symbol] = MarketConfig.from_dict(market.engine_config())
+        return config
 
     def get_dependency(self, worker_ctx):
         return self

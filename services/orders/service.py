@@ -42,7 +42,6 @@ from .providers import (
 rpc_replies.install()
 
 OUTBOX_STREAM = "orders"
-CATALOG_TTL = 5.0
 MAX_PAGE = 500
 # The market list and the depth for a market buy's protection price: a
 # matching process that does not answer fails the call, never blocks it.
@@ -127,12 +126,10 @@ class OrdersService:
     # -- markets ---------------------------------------------------------------
     def _market(self, symbol) -> MarketConfig:
         symbol = _text("market", symbol, 32)
-        if time.monotonic() - self.catalog.loaded_at > CATALOG_TTL or symbol not in self.catalog.markets:
-            self.catalog.markets = {m["symbol"]: m for m in self.matching_rpc.list_markets()}
-            self.catalog.loaded_at = time.monotonic()
-        if symbol not in self.catalog.markets:
+        config = self.catalog.config(symbol)
+        if config is None:
             raise UnknownMarket(symbol)
-        return MarketConfig.from_dict(self.catalog.markets[symbol])
+        return config
 
     # -- place -------------------------------------------------------------------
     @request_rpc(expected_exceptions=OrdersError)

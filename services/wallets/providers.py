@@ -31,6 +31,7 @@ from eventlet.semaphore import Semaphore
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
+from services.common import catalogue
 from services.common.postgres import TRANSIENT_ABORTS, PostgresPool
 from services.wallets import addresses
 from services.wallets.amounts import format_amount
@@ -169,6 +170,17 @@ SELECT idempotency_key, id, created_at, details
 """
 
 ACCOUNT_ID = "SELECT id FROM wallets.accounts WHERE owner = %s AND asset = %s"
+
+# An asset listed after a user's accounts were opened: the user (or system
+# owner) gets its account at the first movement that needs it. Only owners
+# that have an account already: an unknown user stays unknown.
+OPEN_FOR_KNOWN_OWNERS = """
+INSERT INTO wallets.accounts (owner, kind, asset)
+SELECT DISTINCT ON (x.o, x.a) x.o, a.kind, x.a
+  FROM unnest(%s::text[], %s::text[]) AS x (o, a)
+  JOIN wallets.accounts a ON a.owner = x.o
+ON CONFLICT (owner, asset) DO NOTHING
+"""
 
 ACCOUNT_IDS = """
 SELECT owner, asset, id FROM wallets.accounts
@@ -435,6 +447,8 @@ class PostgresLedger:
         account_id = self._account_ids.get((owner, asset))
         if account_id is None:
             row = conn.execute(ACCOUNT_ID, (owner, asset)).fetchone()
+            if row is None and self._open_listed(conn, [(owner, asset)]):
+                row = conn.execute(ACCOUNT_ID, (owner, asset)).fetchone()
             if row is None:
                 raise UnknownUser(f"{owner} has no {asset} account (open_accounts was not called)")
             account_id = self._account_ids[(owner, asset)] = row[0]
@@ -453,7 +467,24 @@ class PostgresLedger:
             owners, assets = zip(*missing)
             for owner, asset, account_id in conn.execute(ACCOUNT_IDS, (list(owners), list(assets))):
                 self._account_ids[(owner, asset)] = found[(owner, asset)] = account_id
+            absent = [pair for pair in missing if pair not in found]
+            if absent and self._open_listed(conn, absent):
+                owners, assets = zip(*absent)
+                for owner, asset, account_id in conn.execute(ACCOUNT_IDS,
+                                                             (list(owners), list(assets))):
+                    self._account_ids[(owner, asset)] = found[(owner, asset)] = account_id
         return found
+
+    @staticmethod
+    def _open_listed(conn, pairs: list[tuple[str, str]]) -> bool:
+        """Open the accounts of listed assets for owners that have accounts
+        (an asset listed after they were opened); whether any pair qualified."""
+        pairs = [(owner, asset) for owner, asset in pairs if asset in ASSETS]
+        if not pairs:
+            return False
+        owners, assets = zip(*pairs)
+        conn.execute(OPEN_FOR_KNOWN_OWNERS, (list(owners), list(assets)))
+        return True
 
     def _lock(self, conn, pairs: Iterable[tuple[str, str]]) -> tuple[dict, dict]:
         """Lock the (owner, asset) accounts in id order; returns
@@ -1084,14 +1115,24 @@ class Ledger(PostgresPool):
 
     def setup(self):
         super().setup()
+        # The registry's catalogue (assets, markets, fees), loaded before
+        # the system accounts of its assets are opened, then followed.
+        self.catalogue = catalogue.container_follower(self.container)
         self.ledger = PostgresLedger(self.pool)
         self.ledger.ensure_system_accounts()
 
+    def start(self):
+        # A newly listed asset gets its system accounts as soon as we learn of it.
+        self.catalogue.listeners.append(lambda old, new: self.ledger.ensure_system_accounts())
+        self.catalogue_thread = catalogue.follow_in(self.container, self.catalogue)
+
     def stop(self):
+        self.catalogue.stop()
         self.ledger.close()
         super().stop()
 
     def kill(self):
+        self.catalogue.stop()
         self.ledger.close()
         super().kill()
 

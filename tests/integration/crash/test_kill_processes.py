@@ -34,6 +34,7 @@ import yaml
 from nameko.exceptions import RemoteError
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from services.common import catalogue
 from services.common.config import REPO_ROOT
 from services.matching.engine import MatchingEngine
 from services.matching.models import MarketConfig, TRADE_EXECUTED, command_from_dict
@@ -227,8 +228,7 @@ def fee_totals(settings) -> dict:
 def replay_trades(settings, after_seq) -> list:
     """Rebuild the book from the journal and collect the trades made after ``after_seq``."""
     with psycopg.connect(settings.postgres_dsn()) as conn:
-        config = MarketConfig.from_dict(conn.execute(
-            "SELECT config FROM markets WHERE symbol = %s", (MARKET,)).fetchone()[0])
+        config = MarketConfig.from_dict(catalogue.load(conn).market(MARKET).engine_config())
         commands = conn.execute("SELECT seq, command FROM matching_journal WHERE market = %s "
                                 "ORDER BY seq", (MARKET,)).fetchall()
     engine, trades = MatchingEngine(config), []

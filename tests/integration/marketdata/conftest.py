@@ -18,11 +18,15 @@ from md_it_helpers import (T0, ManualClock, MarketDataUnderTest, Matching,  # no
 from services.common.cache import make_cache  # noqa: E402
 from services.common.cassandra import make_cluster  # noqa: E402
 from services.common.outbox import command_queue  # noqa: E402
+from tests.integration.registry_kit import throwaway_market  # noqa: E402
 
 
 @pytest.fixture
-def market():
-    return f"T{uuid.uuid4().hex[:8].upper()}-USDT"
+def market(test_settings):
+    """A market of the test's own, listed in the registry before the service
+    starts (and delisted after the test)."""
+    with throwaway_market(test_settings, f"T{uuid.uuid4().hex[:8].upper()}-USDT") as symbol:
+        yield symbol
 
 
 @pytest.fixture
@@ -62,10 +66,7 @@ def service_name(nameko_config):
 def md_config(service_name, trade_route, nameko_config, market):
     ManualClock.at = T0
     return {**nameko_config, "max_workers": 50, "MARKETDATA_TRADE_QUEUE": trade_route[0],
-            "MARKETDATA_TRADE_EXCHANGE": trade_route[1],
-            "MARKETDATA_MARKETS": [
-        {"symbol": market, "base_asset": market.split("-")[0], "quote_asset": "USDT",
-         "tick_size": "0.01", "lot_size": "0.0001"}]}
+            "MARKETDATA_TRADE_EXCHANGE": trade_route[1]}
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import random
 
 from md_it_helpers import DAY, HOUR, MINUTE, T0, ManualClock, candles
 
+from services.common import catalogue
 from services.marketdata.candles import CHAIN, INTERVALS, candles_from_trades, partition_start
 from services.marketdata.markets import MarketRegistry
 from services.marketdata.reads import CANDLE_COLUMNS
@@ -12,7 +13,7 @@ from services.marketdata.schemas import trade_from_event
 
 
 def expected(md_config, payloads, interval):
-    markets = MarketRegistry.from_config(md_config)
+    markets = MarketRegistry.from_catalogue(catalogue.current())
     found = candles_from_trades([trade_from_event(p, markets) for p in payloads], [interval])
     return [dict(zip(CANDLE_COLUMNS, c.row())) for _, c in sorted(found.items())]
 

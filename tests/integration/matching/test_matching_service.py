@@ -14,6 +14,13 @@ from services.common.postgres import Database, make_pool
 from services.matching.models import CancelOrder, PlaceOrder, command_to_dict
 from services.matching.providers import command_queue_name
 from services.matching.service import MatchingService
+from tests.integration.registry_kit import throwaway_market
+
+
+# The engines' events go to an exchange of these tests: their orders skip
+# orders and wallets (made-up users, no holds), so the shared test vhost's
+# settlement must not see their trades.
+EVENTS_SOURCE = "matching_tests"
 
 
 class TradeListener:
@@ -21,11 +28,11 @@ class TradeListener:
     trades = []
     orders = []
 
-    @event_handler("matching", "trade_executed")
+    @event_handler(EVENTS_SOURCE, "trade_executed")
     def on_trade(self, payload):
         TradeListener.trades.append(payload)
 
-    @event_handler("matching", "order_updated")
+    @event_handler(EVENTS_SOURCE, "order_updated")
     def on_order(self, payload):
         TradeListener.orders.append(payload)
 
@@ -38,19 +45,25 @@ def pool(test_settings):
 
 
 @pytest.fixture
-def market(nameko_config, container_factory):
+def nameko_config(nameko_config):
+    return {**nameko_config, "MATCHING_EVENTS_EXCHANGE": f"{EVENTS_SOURCE}.events"}
+
+
+@pytest.fixture
+def market(test_settings, nameko_config):
+    """A market of the test's own, listed in the registry (and delisted after)."""
     symbol = f"T{uuid.uuid4().hex[:6].upper()}-USDT"
-    rpc_only = container_factory(MatchingService, nameko_config)
-    rpc_only.start()
-    with ServiceRpcProxy("matching", nameko_config, timeout=20) as matching:
-        matching.create_market({"symbol": symbol, "base_asset": "TST", "quote_asset": "USDT",
-                                "tick_size": "0.01", "lot_size": "0.001"})
-    rpc_only.kill()
+    with throwaway_market(test_settings, symbol, lot="0.001") as symbol:
+        _purge_listener_queues(nameko_config)
+        yield symbol
+
+
+def _purge_listener_queues(nameko_config):
     # The listener's queues are durable and shared by every test publishing
     # matching events to this vhost: start from empty ones.
     with Connection(nameko_config["AMQP_URI"]) as conn:
-        for name in ("evt-matching-trade_executed--trade_listener.on_trade",
-                     "evt-matching-order_updated--trade_listener.on_order"):
+        for name in (f"evt-{EVENTS_SOURCE}-trade_executed--trade_listener.on_trade",
+                     f"evt-{EVENTS_SOURCE}-order_updated--trade_listener.on_order"):
             try:
                 with conn.channel() as channel:
                     channel.queue_purge(name)
@@ -58,7 +71,6 @@ def market(nameko_config, container_factory):
                 pass
     TradeListener.trades.clear()
     TradeListener.orders.clear()
-    return symbol
 
 
 def send(pool, market, command_id, command, stream="test-orders"):

@@ -15,9 +15,10 @@ from services.marketdata import queries, schemas  # noqa: E402
 from services.marketdata.candles import DAY, MINUTE, WEEK  # noqa: E402
 from services.marketdata.errors import (InvalidEvent, InvalidLimit, InvalidTimeRange,  # noqa: E402
                                         InvalidTimestamp, UnknownInterval, UnknownMarket)
+from services.common import catalogue  # noqa: E402
 from services.marketdata.markets import MarketRegistry  # noqa: E402
 
-MARKETS = MarketRegistry.from_config({})
+MARKETS = MarketRegistry.from_catalogue(catalogue.current())
 EVENT = {"market": "BTC-USDT", "seq": 1042, "trade_id": "BTC-USDT-1042",
          "price": "64000.01", "quantity": "0.25000", "quote_quantity": "16000.0025",
          "taker_side": "buy", "maker_order_id": 9001, "maker_user_id": "u-1",
