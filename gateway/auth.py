@@ -151,9 +151,14 @@ def _without_signature(raw: bytes) -> bytes:
 
 
 def signed_payload() -> str:
-    """Binance's totalParams: raw query then raw body, without ``signature``."""
-    return (_without_signature(request.query_string) + _without_signature(raw_body())) \
-        .decode("ascii", errors="replace")
+    """Binance's totalParams: raw query then raw body, without ``signature``.
+    A body of another type (``/api/v1`` sends JSON) is signed as received, whole:
+    otherwise a signature would not cover what the request asks for."""
+    if request.mimetype in ("", FORM):
+        body = _without_signature(raw_body())
+    else:
+        body = request.get_data(cache=True)
+    return (_without_signature(request.query_string) + body).decode("ascii", errors="replace")
 
 
 # ------------------------------------------------------------------ verification

@@ -64,25 +64,24 @@ def _integer(minimum: int, maximum: int):
 
 # -- field types ---------------------------------------------------------------
 
-Decimal = Annotated[str, _grammar(_decimal_text),
-                    Field(pattern=DECIMAL_PATTERN, examples=["0.01"],
-                          description="a positive decimal string (never a number)")]
+Decimal = Annotated[str, Field(pattern=DECIMAL_PATTERN, examples=["0.01"],
+                                description="a positive decimal string (never a number)"),
+                    _grammar(_decimal_text)]
 DecimalOut = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?$", examples=["30000.5"])]
 SignedDecimalOut = Annotated[str, Field(pattern=SIGNED_DECIMAL_PATTERN, examples=["-0.5"])]
-MarketSymbol = Annotated[str, _grammar(_text_of(MARKET_PATTERN, 33)),
-                         Field(pattern=MARKET_PATTERN, description="like BTC-USDT")]
-AssetCode = Annotated[str, _grammar(_text_of(ASSET_PATTERN, 16)),
-                      Field(pattern=ASSET_PATTERN, description="like USDT")]
-ClientOrderId = Annotated[str, _grammar(_text_of(CLIENT_ORDER_ID_PATTERN, 36)),
-                          Field(pattern=CLIENT_ORDER_ID_PATTERN)]
-EpochMs = Annotated[int, _grammar(_integer(0, MAX_MS)), Field(ge=0, le=MAX_MS,
-                                                               description="epoch milliseconds")]
-Id = Annotated[int, _grammar(_integer(1, grammar.MAX_INT)), Field(ge=1, le=grammar.MAX_INT)]
+MarketSymbol = Annotated[str, Field(pattern=MARKET_PATTERN, description="like BTC-USDT"),
+                         _grammar(_text_of(MARKET_PATTERN, 33))]
+AssetCode = Annotated[str, Field(pattern=ASSET_PATTERN, description="like USDT"),
+                      _grammar(_text_of(ASSET_PATTERN, 16))]
+ClientOrderId = Annotated[str, Field(pattern=CLIENT_ORDER_ID_PATTERN),
+                          _grammar(_text_of(CLIENT_ORDER_ID_PATTERN, 36))]
+EpochMs = Annotated[int, Field(ge=0, le=MAX_MS, description="epoch milliseconds"),
+                    _grammar(_integer(0, MAX_MS))]
+Id = Annotated[int, Field(ge=1, le=grammar.MAX_INT), _grammar(_integer(1, grammar.MAX_INT))]
 
 
 def Limit(maximum: int, default: int):  # noqa: N802 - a type factory
-    return Annotated[int, _grammar(_integer(1, maximum)),
-                     Field(default=default, ge=1, le=maximum)]
+    return Annotated[int, Field(default=default, ge=1, le=maximum), _grammar(_integer(1, maximum))]
 
 
 class Strict(BaseModel):
@@ -137,8 +136,8 @@ class WithdrawalPath(BaseModel):
 
 
 class ApiKeyPath(BaseModel):
-    api_key: Annotated[str, _grammar(_text_of(API_KEY_PATTERN, 64)),
-                       Field(pattern=API_KEY_PATTERN, description="the key or its key_id")]
+    api_key: Annotated[str, Field(pattern=API_KEY_PATTERN, description="the key or its key_id"),
+                       _grammar(_text_of(API_KEY_PATTERN, 64))]
 
 
 # -- market data ---------------------------------------------------------------
@@ -410,11 +409,10 @@ class Deposits(Out):
 
 class WithdrawalRequest(Strict):
     asset: AssetCode
-    address: Annotated[str, _grammar(_text_of(ADDRESS_PATTERN, 128)),
-                       Field(pattern=ADDRESS_PATTERN)]
+    address: Annotated[str, Field(pattern=ADDRESS_PATTERN), _grammar(_text_of(ADDRESS_PATTERN, 128))]
     amount: Decimal
-    ref: Annotated[str, _grammar(_text_of(REF_PATTERN, 64)),
-                   Field(pattern=REF_PATTERN, description="your idempotency reference")]
+    ref: Annotated[str, Field(pattern=REF_PATTERN, description="your idempotency reference"),
+                   _grammar(_text_of(REF_PATTERN, 64))]
 
 
 class Withdrawal(Out):
@@ -444,7 +442,7 @@ Permission = Literal["read", "trade", "withdraw"]
 
 
 class ApiKeyRequest(Strict):
-    label: Annotated[str, _grammar(_text_of(LABEL_PATTERN, 64)), Field(pattern=LABEL_PATTERN)]
+    label: Annotated[str, Field(pattern=LABEL_PATTERN), _grammar(_text_of(LABEL_PATTERN, 64))]
     permissions: list[Permission] = Field(default=["read"], min_length=1, max_length=3)
     ip_allowlist: Optional[list[Annotated[str, Field(min_length=2, max_length=43)]]] = \
         Field(default=None, max_length=32, description="IPs or CIDRs; withdraw keys need one")

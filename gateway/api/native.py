@@ -30,7 +30,7 @@ from flask_openapi3.models import APISpec, Components, Schema
 from flask_openapi3.utils import get_model_schema
 from pydantic import BaseModel, ValidationError
 
-from gateway import tokens
+from gateway import auth, ratelimit, tokens
 from gateway.errors import ApiError
 from gateway.rpc import now_ms
 from gateway.schemas import ErrorBody, ServerTime
@@ -52,6 +52,8 @@ PRIVATE = [{"bearer": []}, {"apiKey": []}]
 TOKEN_ONLY = [{"bearer": []}]
 
 blueprint = APIBlueprint("native", __name__, url_prefix=PREFIX, abp_responses=REFUSAL)
+# Request weight per client IP on every request (docs included), as /api/v3.
+ratelimit.install(blueprint)
 
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
@@ -78,46 +80,32 @@ class Caller:
 ALL_PERMISSIONS = ("read", "trade", "withdraw")
 
 
-def caller(permission: str = "read", token_only: bool = False) -> Caller:
+def caller(permission: str = "read", token_only: bool = False, new_order: bool = False) -> Caller:
     """Authenticate the request for an endpoint needing ``permission``
-    (read, trade, withdraw); ``token_only``: API keys are refused."""
+    (read, trade, withdraw); ``token_only``: API keys are refused. The
+    caller's rate limits are charged (``new_order``: it places an order)."""
     authorization = request.headers.get("Authorization")
     api_key = request.headers.get("X-MBX-APIKEY")
     if authorization is not None:
         person = tokens.authenticate(tokens.bearer_token(authorization))
+        # A person's requests count like a key's: weight and new orders.
+        ratelimit.limiter().charge_key(f"person:{person.user_id}", ratelimit.view_weight(),
+                                       new_order)
         return Caller(person.user_id, "token", ALL_PERMISSIONS, person=person)
     if api_key is not None:
         if token_only:
             raise ApiError(403, "TOKEN_REQUIRED", "this endpoint needs a person's access token, "
                            "not an API key", -2015)
         verified = verify_api_key(permission)
-        return Caller(verified["user_id"], "api_key", tuple(verified["permissions"]),
-                      key_id=verified["key_id"])
+        ratelimit.limiter().charge_key(verified.key_id, ratelimit.view_weight(), new_order)
+        return Caller(verified.user_id, "api_key", verified.permissions, key_id=verified.key_id)
     raise tokens.unauthenticated("UNAUTHENTICATED", "send Authorization: Bearer <access token> "
                                  "or a signed API-key request")
 
 
-def verify_api_key(permission: str) -> dict:
-    """``{user_id, key_id, permissions}`` of a signed API-key request
-    (gateway/auth.py, the scheme /api/v3 uses)."""
-    try:
-        from gateway import auth
-    except ImportError:
-        return _verify_api_key_until_auth_lands(permission)
-    return auth.verify_signed_request(permission)
-
-
-def _verify_api_key_until_auth_lands(permission: str) -> dict:
-    from gateway.app import rpc
-    query = request.query_string.decode("latin-1")
-    signature = request.args.get("signature", "")
-    payload = "&".join(p for p in query.split("&") if not p.startswith("signature="))
-    payload += request.get_data(as_text=True)
-    with rpc() as services:
-        return services.users.verify_request(
-            request.headers.get("X-MBX-APIKEY", ""), signature, payload,
-            request.args.get("timestamp"), request.args.get("recvWindow"),
-            request.remote_addr, permission)
+def verify_api_key(permission: str) -> auth.Principal:
+    """The key behind a signed request (gateway/auth.py, the scheme of /api/v3)."""
+    return auth.authenticate(permission)
 
 
 # -- validation failures --------------------------------------------------------
@@ -131,7 +119,9 @@ def refuse_invalid(exc: ValidationError):
     code = kind if kind.isupper() else {"missing": "MISSING_FIELD",
                                         "extra_forbidden": "UNKNOWN_FIELD"}.get(kind,
                                                                                 "INVALID_INPUT")
-    message = f"{field}: {error.get('msg')}" if field else str(error.get("msg"))
+    message = str(error.get("msg"))
+    if field and not message.startswith(field.rpartition(".")[2]):
+        message = f"{field}: {message}"
     raise ApiError(400, code, message, -1100, field=field)
 
 

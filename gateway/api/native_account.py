@@ -2,8 +2,7 @@
 deposits, withdrawals (one-time-password step-up) and API keys."""
 from __future__ import annotations
 
-from flask import request
-
+from gateway.auth import client_ip
 from gateway.api.native import (PRIVATE, TAG_ACCOUNT, TAG_KEYS, TAG_WALLET, TOKEN_ONLY, blueprint,
                                 caller, reply)
 from gateway.schemas import (ApiKey, ApiKeyCreated, ApiKeyList, ApiKeyPath, ApiKeyRequest,
@@ -115,7 +114,7 @@ def request_withdrawal(body: WithdrawalRequest):
     who = caller("withdraw")
     with rpc() as services:
         if who.person is not None:
-            services.users.authorize_withdrawal(who.person.token, request.remote_addr)
+            services.users.authorize_withdrawal(who.person.token, client_ip())
         else:
             services.users.check_can_withdraw(who.user_id)
         found = services.wallets.request_withdrawal(who.user_id, body.asset, body.address,

@@ -25,7 +25,7 @@ def order_out(order: dict) -> Order:
                         "buying, by quote amount)")
 def place_order(body: PlaceOrder):
     from gateway.app import rpc
-    who = caller("trade")
+    who = caller("trade", new_order=True)
     known_market(body.market)
     with rpc() as services:
         order = services.orders.place_order(
