@@ -134,3 +134,15 @@ def raw(settings, method: str, path: str, trader: Trader | None = None, params=N
         return requests.request(method, url, data=payload, headers=hdrs, timeout=15)
     return requests.request(method, f"{url}?{payload}" if payload else url, headers=hdrs,
                             timeout=15)
+
+
+def eventually(probe, timeout_s: float = 10.0, interval_s: float = 0.1):
+    """``probe()`` once it returns something truthy (market data and fills
+    reach their stores asynchronously); fails after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = probe()
+        if found:
+            return found
+        assert time.monotonic() < deadline, "nothing came within the time allowed"
+        time.sleep(interval_s)
