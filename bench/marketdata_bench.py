@@ -193,11 +193,24 @@ def main():
     now = int(time.time() * 1000)
     written = {}
     config = settings.nameko_config()
+    test_db = settings["EXCHANGE_POSTGRES_DB"] + "_test"
     config.update({"CASSANDRA_KEYSPACE": keyspace, "CACHE_PREFIX": prefix,
                    "MARKETDATA_TRADE_QUEUE": queue, "MARKETDATA_TRADE_EXCHANGE": trade_exchange,
-                   "MARKETDATA_MARKETS": [{"symbol": m, "base_asset": m.split("-")[0],
-                                           "quote_asset": "USDT", "tick_size": "0.01",
-                                           "lot_size": "0.00001"} for m in markets.values()]})
+                   "POSTGRES_DB": test_db})
+    # The benchmark's markets are listed in the test database's registry, as
+    # an operator would list them (journaled, announced); as delisted, so that
+    # no matching process hosts an engine for them.
+    import psycopg
+    from services.registry import listing
+    with psycopg.connect(settings.postgres_dsn(test_db)) as conn:
+        for m in markets.values():
+            base = m.split("-")[0]
+            listing.list_asset(conn, "bench", {
+                "symbol": base, "scale": 8, "chain": "bitcoin", "confirmations": 1,
+                "withdrawal_fee": "0", "min_withdrawal": "0", "daily_withdrawal_limit": "1"})
+            listing.list_market(conn, "bench", {
+                "symbol": m, "base": base, "quote": "USDT", "tick_size": "0.01",
+                "lot_size": "0.00001", "maker_fee": "0", "taker_fee": "0", "status": "delisted"})
     if args.depth:
         config["MARKETDATA_TRADE_DEPTH"] = args.depth
     from kombu import Connection, Exchange, Producer, Queue
