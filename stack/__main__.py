@@ -189,7 +189,7 @@ def status(settings: Settings) -> int:
 def logs(settings: Settings, order: str | None = None) -> int:
     if order:
         from services.common import logs as json_logs
-        lines = json_logs.follow(order, run_dir(settings, "logs").parent)
+        lines = json_logs.follow(order, run_dir(settings, "logs"))
         for line in lines:
             print(json_logs.render(line))
         return 0 if lines else 1

@@ -26,6 +26,8 @@ def observed(queue: str, handle):
     """``handle`` timed and counted per batch (services.common.metrics); after
     it returned, each message's lag since its event (``executed_at``: the
     settlement and ingest lags) and one trace line with its ids (logs)."""
+    if not metrics.enabled():
+        return handle
     lag = metrics.EVENT_LAG.labels(queue)
 
     def observed_handle(batch):

@@ -171,6 +171,12 @@ def serve(port: int, host: str = "127.0.0.1", spawn=None):
     return sock, thread
 
 
+def enabled() -> bool:
+    """EXCHANGE_METRICS=off turns the per-call timing off (to measure its cost:
+    bench/orders_bench.py with metrics on and off)."""
+    return os.environ.get("EXCHANGE_METRICS", "on") != "off"
+
+
 def configured_port(config: dict | None = None) -> int | None:
     """This process's metrics port: container config METRICS_PORT, else
     EXCHANGE_METRICS_PORT from the environment; None: do not serve."""
@@ -291,6 +297,7 @@ class ServiceMetrics(DependencyProvider):
         self.started: dict = {}
         self.children: dict = {}
         self.sock = self.thread = None
+        self.enabled = enabled()
         logs.install_for_process(self.service)
         PROVIDERS.owners.add(self)
 
@@ -328,6 +335,8 @@ class ServiceMetrics(DependencyProvider):
         return found
 
     def worker_setup(self, worker_ctx):
+        if not self.enabled:
+            return
         from services.common import logs
         logs.enter_worker(worker_ctx)
         self.started[worker_ctx] = time.perf_counter()
@@ -358,6 +367,8 @@ class ServiceMetrics(DependencyProvider):
                    code or "ok", seconds * 1000, ids=ids)
 
     def worker_teardown(self, worker_ctx):
+        if not self.enabled:
+            return
         from services.common import logs
         self.started.pop(worker_ctx, None)
         logs.leave_worker(worker_ctx)
