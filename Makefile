@@ -2,7 +2,10 @@
 PY := .venv/bin/python
 STACK := PYTHONPATH=$(CURDIR) $(PY) -m stack
 
-.PHONY: up test down status logs clean bootstrap unit bench
+.PHONY: up test down status logs clean bootstrap unit bench compose-up compose-down
+# `make test` also builds and smoke-tests docker-compose.yml (minutes on a first
+# build); `make test EXCHANGE_COMPOSE_TEST=0` skips that.
+EXCHANGE_COMPOSE_TEST ?= 1
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -14,7 +17,7 @@ up: bootstrap
 ## Install, start what the tests need, run the whole suite.
 test: bootstrap
 	@$(STACK) up
-	@PYTHONPATH=$(CURDIR) $(PY) -m pytest
+	@EXCHANGE_COMPOSE_TEST=$(EXCHANGE_COMPOSE_TEST) PYTHONPATH=$(CURDIR) $(PY) -m pytest
 
 ## Unit tests only (no servers).
 unit: bootstrap
@@ -22,6 +25,13 @@ unit: bootstrap
 
 down:
 	@$(STACK) down
+
+## The compose stack on a private dockerd (installs Docker): README "Three ways to run it".
+compose-up: bootstrap
+	@$(STACK).compose daemon && $(STACK).compose base && $(STACK).compose build && $(STACK).compose up
+
+compose-down:
+	@$(STACK).compose down; $(STACK).compose stop
 
 status:
 	@$(STACK) status

@@ -194,9 +194,9 @@ class Daemon:
             tail = (result.stdout + result.stderr).strip()[-3000:]
             raise StackError(f"docker-compose {' '.join(args)} failed:\n{tail}")
         if not capture:
-            log = self.dir / "compose.log"
-            with open(log, "a") as out:
+            with open(self.dir / "compose.log", "a") as out:
                 out.write(result.stdout + result.stderr)
+            return result.stdout + result.stderr
         return result.stdout
 
 
@@ -228,10 +228,19 @@ def base_image(daemon: Daemon) -> None:
     rootfs = daemon.dir / "rootfs"
     shutil.rmtree(rootfs, ignore_errors=True)
     say(f"making {BASE_IMAGE} with debootstrap from {mirror}")
-    result = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), mirror],
+    result = subprocess.run(["debootstrap", "--variant=minbase", "--include=ca-certificates",
+                             "bookworm", str(rootfs), mirror],
                             capture_output=True, text=True, timeout=900)
     if result.returncode != 0:
         raise StackError(f"debootstrap failed: {result.stderr.strip()[-500:]}")
+    # The builds reach the registries through this machine's network, so they
+    # trust the certificate authorities the machine trusts (local ones included).
+    local_cas = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
+    for path in local_cas:
+        shutil.copy(path, rootfs / "usr/local/share/ca-certificates" / path.name)
+    if local_cas:
+        subprocess.run(["chroot", str(rootfs), "update-ca-certificates"], check=True,
+                       capture_output=True)
     for cache in (rootfs / "var/cache/apt/archives", rootfs / "var/lib/apt/lists"):
         for path in cache.glob("*"):
             if path.is_file():
