@@ -15,6 +15,7 @@ from __future__ import annotations
 from nameko.rpc import rpc
 
 from services.common import catalogue, grammar, rpc_replies
+from services.common.metrics import ServiceMetrics
 from services.common.errors import CodedError
 from services.common.outbox import OutboxRelay
 from services.common.postgres import PostgresPool
@@ -31,6 +32,7 @@ class RegistryService:
     db = PostgresPool()
     relay = OutboxRelay(listing.OUTBOX_STREAM)
     admin = Admins()
+    metrics = ServiceMetrics()
 
     @rpc
     def health(self):
