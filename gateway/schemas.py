@@ -34,6 +34,7 @@ ADDRESS_PATTERN = r"^[A-Za-z0-9]{1,128}$"
 REF_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 LABEL_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$"
 MAX_MS = 2 ** 53 - 1  # epoch ms: JSON-safe integers
+MAX_EXPIRES_AT_MS = 32_503_680_000_000  # 3000-01-01
 
 
 def _grammar(check):
@@ -446,7 +447,9 @@ class ApiKeyRequest(Strict):
     permissions: list[Permission] = Field(default=["read"], min_length=1, max_length=3)
     ip_allowlist: Optional[list[Annotated[str, Field(min_length=2, max_length=43)]]] = \
         Field(default=None, max_length=32, description="IPs or CIDRs; withdraw keys need one")
-    expires_at: Optional[StrictInt] = Field(default=None, ge=0, le=MAX_MS)
+    # Year 3000 at most: the users service turns it into a datetime (a later
+    # one overflowed it: ValueError, a 500).
+    expires_at: Optional[StrictInt] = Field(default=None, ge=0, le=MAX_EXPIRES_AT_MS)
 
 
 class ApiKey(Out):

@@ -27,6 +27,7 @@ from services.common.identity import backend_openid
 PASSWORD = "e2e-Native-password-local-dev-only-7"
 RPC_TIMEOUT = 60
 HTTP_TIMEOUT = 30
+SIGNUP_ATTEMPTS = 3
 
 
 @dataclass
@@ -63,10 +64,17 @@ def service_account_token(settings) -> str:
 def new_person(settings, funds: dict | None = None, prefix: str = "nat") -> Person:
     """A signed-up trader with a fresh access token and the given deposits credited."""
     username = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    request = {"username": username, "email": f"{username}@example.test",
+               "password": PASSWORD, "first_name": "Native", "last_name": "Tester"}
     with rpc_proxy(settings) as rpc:
-        signup = rpc.users.sign_up({"username": username, "email": f"{username}@example.test",
-                                    "password": PASSWORD, "first_name": "Native",
-                                    "last_name": "Tester"})
+        for attempt in range(SIGNUP_ATTEMPTS):
+            try:
+                signup = rpc.users.sign_up(request)
+                break
+            except Exception as exc:  # SIGNUP_FAILED says "try again later": a busy stack
+                if "SIGNUP_FAILED" not in str(exc) or attempt == SIGNUP_ATTEMPTS - 1:
+                    raise
+                time.sleep(2)
         for asset, amount in (funds or {}).items():
             credit(rpc, signup["user_id"], asset, amount)
     return Person(username, signup["user_id"], password_token(settings, username))
