@@ -125,10 +125,13 @@ def _pairs(raw: bytes) -> list[tuple[str, str]]:
 
 
 def raw_body() -> bytes:
-    """The body as received (cached so ``request.form`` still works after)."""
-    if request.mimetype not in ("", FORM):
-        return b""
+    """The body as received (cached, so ``request.form`` still works after)."""
     return request.get_data(cache=True)
+
+
+def form_body() -> bytes:
+    """The body when it carries parameters (a form, as Binance's clients send)."""
+    return raw_body() if request.mimetype in ("", FORM) else b""
 
 
 def params() -> dict[str, str]:
@@ -137,7 +140,7 @@ def params() -> dict[str, str]:
     if found is not None:
         return found
     out: dict[str, str] = {}
-    for name, value in _pairs(request.query_string) + _pairs(raw_body()):
+    for name, value in _pairs(request.query_string) + _pairs(form_body()):
         if name in out:
             raise ApiError(400, "INVALID_INPUT", f"parameter {name} sent twice", -1101,
                            "Duplicate values for a parameter detected.", field=name)
@@ -151,14 +154,16 @@ def _without_signature(raw: bytes) -> bytes:
 
 
 def signed_payload() -> str:
-    """Binance's totalParams: raw query then raw body, without ``signature``.
-    A body of another type (``/api/v1`` sends JSON) is signed as received, whole:
-    otherwise a signature would not cover what the request asks for."""
+    """Binance's totalParams: the raw query then the raw body, without the
+    ``signature`` parameter. A body that is not a form (JSON on /api/v1) is
+    signed whole, as sent; its signature travels in the query string."""
+    body = raw_body()
     if request.mimetype in ("", FORM):
-        body = _without_signature(raw_body())
-    else:
-        body = request.get_data(cache=True)
-    return (_without_signature(request.query_string) + body).decode("ascii", errors="replace")
+        body = _without_signature(body)
+    try:
+        return (_without_signature(request.query_string) + body).decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_param("body", "Illegal characters found in the request.") from None
 
 
 # ------------------------------------------------------------------ verification

@@ -6,7 +6,7 @@ decimal strings with 8 decimals, times epoch ms, errors ``{"code", "msg"}``.
 
 Where each answer comes from:
 
-* markets: ``gateway/markets.py`` (matching's market configs);
+* markets: ``gateway/markets.py`` (the market registry's catalogue);
 * depth and book tickers: the matching engine itself (``matching.get_depth``,
   the freshest book; marketdata's copy trails it by the event pipeline and
   is unavailable until its first snapshot);
@@ -575,7 +575,7 @@ def _place(services, who, market: Market, args: dict, resp_type: str):
     return placed_object(order, market, resp_type, fills)
 
 
-def _resp_type(kind: str | None) -> str:
+def _resp_type() -> str:
     found = choice_param("newOrderRespType", RESP_TYPES, -1100,
                          "Illegal characters found in parameter 'newOrderRespType'.")
     return found or "FULL"
@@ -587,7 +587,7 @@ def place_order():
     who = authenticated(TRADE, orders=True)
     market = market_param()
     args = order_request(market)
-    resp_type = _resp_type(args["type"])
+    resp_type = _resp_type()
     with rpc() as services:
         return ok(_place(services, who, market, args, resp_type))
 
@@ -597,7 +597,7 @@ def place_order():
 def test_order():
     authenticated(TRADE)
     order_request(market_param())
-    _resp_type(None)
+    _resp_type()
     return ok({})
 
 
@@ -779,7 +779,7 @@ def cancel_replace():
                         "Illegal characters found in parameter 'cancelReplaceMode'.",
                         required=True)
     args = order_request(market)
-    resp_type = _resp_type(args["type"])
+    resp_type = _resp_type()
     deadline = time.monotonic() + _wait_budget_s()
     with rpc() as services:
         cancel_result, cancel_body = "SUCCESS", None

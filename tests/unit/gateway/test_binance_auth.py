@@ -31,3 +31,11 @@ def test_payload_is_the_raw_query_then_the_raw_body_without_the_signature():
         assert signed_payload() == "symbol=BTCUSDT&timestamp=1side=BUY&price=1%2E0&quantity=0.1"
         from flask import request
         assert request.form["side"] == "BUY"     # the body was cached, not consumed
+
+
+def test_a_json_body_is_signed_whole():
+    app = Flask(__name__)
+    body = b'{"market":"BTC-USDT","note":"a&signature=b"}'
+    with app.test_request_context("/api/v1/orders?timestamp=1&signature=ab", method="POST",
+                                  data=body, content_type="application/json"):
+        assert signed_payload() == "timestamp=1" + body.decode()
