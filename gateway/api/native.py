@@ -50,6 +50,12 @@ TAG_KEYS = Tag(name="api keys", description="managed with an access token only")
 REFUSAL = {"default": ErrorBody}
 PRIVATE = [{"bearer": []}, {"apiKey": []}]
 TOKEN_ONLY = [{"bearer": []}]
+# What an API key needs for an operation, stated in the document
+# (``x-permission``; "token": keys are refused) and enforced by ``caller``.
+NEEDS_READ = {"x-permission": "read"}
+NEEDS_TRADE = {"x-permission": "trade"}
+NEEDS_WITHDRAW = {"x-permission": "withdraw"}
+NEEDS_TOKEN = {"x-permission": "token"}
 
 blueprint = APIBlueprint("native", __name__, url_prefix=PREFIX, abp_responses=REFUSAL)
 # Request weight per client IP on every request (docs included), as /api/v3.

@@ -3,8 +3,8 @@ deposits, withdrawals (one-time-password step-up) and API keys."""
 from __future__ import annotations
 
 from gateway.auth import client_ip
-from gateway.api.native import (PRIVATE, TAG_ACCOUNT, TAG_KEYS, TAG_WALLET, TOKEN_ONLY, blueprint,
-                                caller, reply)
+from gateway.api.native import (NEEDS_READ, NEEDS_TOKEN, NEEDS_WITHDRAW, PRIVATE, TAG_ACCOUNT,
+                                TAG_KEYS, TAG_WALLET, TOKEN_ONLY, blueprint, caller, reply)
 from gateway.schemas import (ApiKey, ApiKeyCreated, ApiKeyList, ApiKeyPath, ApiKeyRequest,
                              AssetPath, Balance, Balances, Deposit, DepositAddress, Deposits,
                              DepositsQuery, Ledger, LedgerEntry, Me, PageQuery, Withdrawal,
@@ -12,7 +12,8 @@ from gateway.schemas import (ApiKey, ApiKeyCreated, ApiKeyList, ApiKeyPath, ApiK
                              epoch_ms)
 
 
-@blueprint.get("/me", tags=[TAG_ACCOUNT], security=PRIVATE, responses={200: Me},
+@blueprint.get("/me", tags=[TAG_ACCOUNT], security=PRIVATE, openapi_extensions=NEEDS_READ,
+               responses={200: Me},
                summary="Who the credentials belong to, and what they may do")
 def me():
     from gateway.app import rpc
@@ -28,7 +29,8 @@ def me():
                     auth="api_key", permissions=list(who.permissions)))
 
 
-@blueprint.get("/balances", tags=[TAG_ACCOUNT], security=PRIVATE, responses={200: Balances},
+@blueprint.get("/balances", tags=[TAG_ACCOUNT], security=PRIVATE, openapi_extensions=NEEDS_READ,
+               responses={200: Balances},
                summary="Available and locked (held for open orders and withdrawals), per asset")
 def balances():
     from gateway.app import rpc
@@ -47,7 +49,8 @@ def _cursor(value) -> int | None:
     return None if value is None else int(value)
 
 
-@blueprint.get("/ledger/<asset>", tags=[TAG_ACCOUNT], security=PRIVATE, responses={200: Ledger},
+@blueprint.get("/ledger/<asset>", tags=[TAG_ACCOUNT], security=PRIVATE,
+               openapi_extensions=NEEDS_READ, responses={200: Ledger},
                summary="The asset account's journal, newest first; pass next_cursor for more")
 def ledger(path: AssetPath, query: PageQuery):
     from gateway.app import rpc
@@ -61,6 +64,7 @@ def ledger(path: AssetPath, query: PageQuery):
 
 
 @blueprint.get("/deposit-addresses/<asset>", tags=[TAG_ACCOUNT], security=PRIVATE,
+               openapi_extensions=NEEDS_READ,
                responses={200: DepositAddress}, summary="The caller's deposit address for an asset")
 def deposit_address(path: AssetPath):
     from gateway.app import rpc
@@ -79,7 +83,8 @@ def _deposits(entries: list[dict], asset: str) -> list[Deposit]:
             for e in entries if e["type"] == "deposit"]
 
 
-@blueprint.get("/deposits", tags=[TAG_ACCOUNT], security=PRIVATE, responses={200: Deposits},
+@blueprint.get("/deposits", tags=[TAG_ACCOUNT], security=PRIVATE, openapi_extensions=NEEDS_READ,
+               responses={200: Deposits},
                summary="Credited deposits, newest first: of one asset (paged through its "
                        "ledger), or the latest of every asset")
 def deposits(query: DepositsQuery):
@@ -105,7 +110,8 @@ def _withdrawal(found: dict) -> Withdrawal:
                                       "updated_at": epoch_ms(found.get("updated_at"))})
 
 
-@blueprint.post("/withdrawals", tags=[TAG_WALLET], security=PRIVATE, responses={201: Withdrawal},
+@blueprint.post("/withdrawals", tags=[TAG_WALLET], security=PRIVATE,
+                openapi_extensions=NEEDS_WITHDRAW, responses={201: Withdrawal},
                 summary="Request a withdrawal (idempotent by ref): a token needs a login that "
                         "passed the one-time password (else STRONG_AUTH_REQUIRED / "
                         "STRONG_AUTH_STALE); a key needs the withdraw permission")
@@ -122,7 +128,8 @@ def request_withdrawal(body: WithdrawalRequest):
     return reply(_withdrawal({**found, "ref": body.ref}), 201)
 
 
-@blueprint.get("/withdrawals", tags=[TAG_WALLET], security=PRIVATE, responses={200: Withdrawals},
+@blueprint.get("/withdrawals", tags=[TAG_WALLET], security=PRIVATE, openapi_extensions=NEEDS_READ,
+               responses={200: Withdrawals},
                summary="The caller's latest withdrawals, newest first")
 def list_withdrawals(query: WithdrawalsQuery):
     from gateway.app import rpc
@@ -133,6 +140,7 @@ def list_withdrawals(query: WithdrawalsQuery):
 
 
 @blueprint.get("/withdrawals/<withdrawal_id>", tags=[TAG_WALLET], security=PRIVATE,
+               openapi_extensions=NEEDS_READ,
                responses={200: Withdrawal}, summary="One of the caller's withdrawals")
 def get_withdrawal(path: WithdrawalPath):
     from gateway.app import rpc
@@ -142,7 +150,7 @@ def get_withdrawal(path: WithdrawalPath):
 
 
 @blueprint.delete("/withdrawals/<withdrawal_id>", tags=[TAG_WALLET], security=PRIVATE,
-                  responses={200: Withdrawal},
+                  openapi_extensions=NEEDS_WITHDRAW, responses={200: Withdrawal},
                   summary="Cancel a pending withdrawal (its hold is released)")
 def cancel_withdrawal(path: WithdrawalPath):
     from gateway.app import rpc
@@ -157,7 +165,8 @@ def _key(key: dict, model=ApiKey):
                                  "expires_at": epoch_ms(key.get("expires_at"))})
 
 
-@blueprint.post("/api-keys", tags=[TAG_KEYS], security=TOKEN_ONLY, responses={201: ApiKeyCreated},
+@blueprint.post("/api-keys", tags=[TAG_KEYS], security=TOKEN_ONLY, openapi_extensions=NEEDS_TOKEN,
+                responses={201: ApiKeyCreated},
                 summary="Create an API key; its secret is in this answer only")
 def create_api_key(body: ApiKeyRequest):
     from gateway.app import rpc
@@ -168,7 +177,8 @@ def create_api_key(body: ApiKeyRequest):
     return reply(_key(created, ApiKeyCreated), 201)
 
 
-@blueprint.get("/api-keys", tags=[TAG_KEYS], security=TOKEN_ONLY, responses={200: ApiKeyList},
+@blueprint.get("/api-keys", tags=[TAG_KEYS], security=TOKEN_ONLY, openapi_extensions=NEEDS_TOKEN,
+               responses={200: ApiKeyList},
                summary="The caller's API keys (never their secrets)")
 def list_api_keys():
     from gateway.app import rpc
@@ -179,6 +189,7 @@ def list_api_keys():
 
 
 @blueprint.delete("/api-keys/<api_key>", tags=[TAG_KEYS], security=TOKEN_ONLY,
+                  openapi_extensions=NEEDS_TOKEN,
                   responses={200: ApiKey}, summary="Revoke one of the caller's API keys")
 def revoke_api_key(path: ApiKeyPath):
     from gateway.app import rpc

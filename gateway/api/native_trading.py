@@ -7,7 +7,8 @@ and final statuses arrive asynchronously; read them back with
 """
 from __future__ import annotations
 
-from gateway.api.native import PRIVATE, TAG_TRADING, blueprint, caller, reply
+from gateway.api.native import (NEEDS_READ, NEEDS_TRADE, PRIVATE, TAG_TRADING, blueprint, caller,
+                                reply)
 from gateway.api.native_market import known_market
 from gateway.schemas import (AmendOrder, CancelAll, CancelAllQuery, Fill, Fills, FillsQuery,
                              HistoryQuery, Order, OrderHistory, OrderList, OrderPath,
@@ -20,7 +21,8 @@ def order_out(order: dict) -> Order:
                                  "updated_at": epoch_ms(order["updated_at"])})
 
 
-@blueprint.post("/orders", tags=[TAG_TRADING], security=PRIVATE, responses={201: Order},
+@blueprint.post("/orders", tags=[TAG_TRADING], security=PRIVATE, openapi_extensions=NEEDS_TRADE,
+                responses={201: Order},
                 summary="Place an order (limit GTC/IOC/FOK, post-only; market by quantity or, "
                         "buying, by quote amount)")
 def place_order(body: PlaceOrder):
@@ -36,7 +38,8 @@ def place_order(body: PlaceOrder):
     return reply(order_out(order), 201)
 
 
-@blueprint.get("/orders", tags=[TAG_TRADING], security=PRIVATE, responses={200: OrderList},
+@blueprint.get("/orders", tags=[TAG_TRADING], security=PRIVATE, openapi_extensions=NEEDS_READ,
+               responses={200: OrderList},
                summary="The caller's open orders (of one market, or all)")
 def open_orders(query: OrdersQuery):
     from gateway.app import rpc
@@ -48,7 +51,8 @@ def open_orders(query: OrdersQuery):
     return reply(OrderList(orders=[order_out(o) for o in orders]))
 
 
-@blueprint.delete("/orders", tags=[TAG_TRADING], security=PRIVATE, responses={200: CancelAll},
+@blueprint.delete("/orders", tags=[TAG_TRADING], security=PRIVATE, openapi_extensions=NEEDS_TRADE,
+                  responses={200: CancelAll},
                   summary="Cancel every open order of the caller in one market")
 def cancel_all(query: CancelAllQuery):
     from gateway.app import rpc
@@ -60,8 +64,8 @@ def cancel_all(query: CancelAllQuery):
 
 
 @blueprint.get("/orders/history", tags=[TAG_TRADING], security=PRIVATE,
-               responses={200: OrderHistory},
-               summary="Every order of the caller, newest first; pass next_cursor for the next page")
+               openapi_extensions=NEEDS_READ, responses={200: OrderHistory},
+               summary="Every order of the caller, newest first; next_cursor pages on")
 def order_history(query: HistoryQuery):
     from gateway.app import rpc
     who = caller("read")
@@ -71,7 +75,8 @@ def order_history(query: HistoryQuery):
                               next_cursor=page["next_cursor"]))
 
 
-@blueprint.get("/orders/<order_id>", tags=[TAG_TRADING], security=PRIVATE, responses={200: Order},
+@blueprint.get("/orders/<order_id>", tags=[TAG_TRADING], security=PRIVATE,
+               openapi_extensions=NEEDS_READ, responses={200: Order},
                summary="One of the caller's orders")
 def get_order(path: OrderPath):
     from gateway.app import rpc
@@ -81,7 +86,8 @@ def get_order(path: OrderPath):
 
 
 @blueprint.patch("/orders/<order_id>", tags=[TAG_TRADING], security=PRIVATE,
-                 responses={200: Order}, summary="Amend an open limit order's price and/or quantity")
+                 openapi_extensions=NEEDS_TRADE, responses={200: Order},
+                 summary="Amend an open limit order's price and/or quantity")
 def amend_order(path: OrderPath, body: AmendOrder):
     from gateway.app import rpc
     who = caller("trade")
@@ -92,6 +98,7 @@ def amend_order(path: OrderPath, body: AmendOrder):
 
 
 @blueprint.delete("/orders/<order_id>", tags=[TAG_TRADING], security=PRIVATE,
+                  openapi_extensions=NEEDS_TRADE,
                   responses={200: Order}, summary="Cancel one open order")
 def cancel_order(path: OrderPath):
     from gateway.app import rpc
@@ -100,7 +107,8 @@ def cancel_order(path: OrderPath):
         return reply(order_out(services.orders.cancel_order(who.user_id, path.order_id)))
 
 
-@blueprint.get("/fills", tags=[TAG_TRADING], security=PRIVATE, responses={200: Fills},
+@blueprint.get("/fills", tags=[TAG_TRADING], security=PRIVATE, openapi_extensions=NEEDS_READ,
+               responses={200: Fills},
                summary="The caller's trades (fills), newest first")
 def list_fills(query: FillsQuery):
     from gateway.app import rpc
