@@ -229,4 +229,10 @@ def run_audit(conn) -> list[dict]:
             f"ORDER BY parked_at LIMIT {LIMIT}"):
         found("trade_not_settled", f"{market} trade {trade_id} was refused: {error}")
 
+    for market, trade_id, parked_at in conn.execute(
+            f"SELECT market, trade_id, parked_at FROM wallets.parked_trades "
+            f"ORDER BY parked_at LIMIT {LIMIT}"):
+        found("trade_parked", f"{market} trade {trade_id} waits for its market to be listed "
+                              f"(parked {parked_at.isoformat()}); its funds stay held")
+
     return findings

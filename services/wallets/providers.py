@@ -511,9 +511,13 @@ class PostgresLedger:
     # -- accounts -----------------------------------------------------------
 
     def health(self) -> dict:
+        """``degraded`` while trades of markets not yet in the catalogue are
+        parked (their funds stay held until they settle)."""
         with self._connection() as conn:
             conn.execute("SELECT 1 FROM wallets.accounts LIMIT 1").fetchall()
-        return {"status": "ok", "database": "ok"}
+            parked = conn.execute("SELECT count(*) FROM wallets.parked_trades").fetchone()[0]
+        return {"status": "degraded" if parked else "ok", "database": "ok",
+                "parked_trades": parked}
 
     def ensure_system_accounts(self) -> None:
         """The fee revenue and clearing accounts of every listed asset."""

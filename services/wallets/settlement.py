@@ -7,7 +7,10 @@ order), and acknowledged only after every one of them committed. A crash
 before the ack redelivers the messages and settles nothing twice.
 A trade the ledger refuses (locked funds short, an id reused with other
 content) is parked in wallets.unsettled_trades, reported by audit(), and the
-stream goes on; a trade of a market this ledger does not list is logged.
+stream goes on. A trade of a market the registry's catalogue does not list
+(yet) is parked in wallets.parked_trades -- health() says degraded, audit()
+reports it -- and settled when the catalogue changes and lists its market
+(and at start); nothing is dropped.
 """
 from __future__ import annotations
 
@@ -15,11 +18,12 @@ import logging
 
 from psycopg.types.json import Jsonb
 
+from services.common import catalogue
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumerProvider
 from services.common.postgres import make_pool
 from services.wallets import schemas
-from services.wallets.errors import InvalidInput, WalletsError
+from services.wallets.errors import InvalidInput, UnknownMarket, WalletsError
 from services.wallets.providers import PostgresLedger
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,8 @@ class TradeSettlement(BatchConsumerProvider):
         self.ledger = PostgresLedger(self.pool)
 
     def stop(self):
+        if getattr(self, "catalogue", None) is not None:
+            self.catalogue.stop()
         super().stop()
         self.pool.close()
 
@@ -49,10 +55,15 @@ class TradeSettlement(BatchConsumerProvider):
         for _key, message_id, body in batch:
             try:
                 trades.append((body, schemas.load_trade({k: body.get(k) for k in schemas.TRADE_KEYS})))
+            except UnknownMarket as exc:
+                if isinstance(body, dict) and isinstance(body.get("market"), str) \
+                        and catalogue.MARKET_SYMBOL.fullmatch(body["market"]):
+                    self.park_unknown_market(body, exc)
+                else:  # not a market symbol at all: nothing will ever list it
+                    log.error("trade %s is not settleable: %s", message_id, exc)
             except InvalidInput as exc:
-                # A market this ledger does not list (wallets' registry and the
-                # engines' markets are separate today): logged for the operator.
-                log.error("trade %s is not settleable here: %s", message_id, exc)
+                # Malformed: no later knowledge makes it settleable.
+                log.error("trade %s is not settleable: %s", message_id, exc)
         if not trades:
             return
         bodies = {trade.key: body for body, trade in trades}
@@ -72,6 +83,43 @@ class TradeSettlement(BatchConsumerProvider):
         self.ledger.settle_batches(
             [settleable[i:i + self.ledger_batch] for i in range(0, len(settleable), self.ledger_batch)],
             refused=refused)
+
+    # -- trades of markets not (yet) in the catalogue ----------------------------
+    def start(self):
+        super().start()
+        self.catalogue = catalogue.container_follower(self.container)
+        self.catalogue.listeners.append(lambda old, new: self.settle_parked())
+        self.catalogue_thread = catalogue.follow_in(self.container, self.catalogue)
+        self.container.spawn_managed_thread(self.settle_parked)
+
+    def park_unknown_market(self, body: dict, error: Exception) -> None:
+        log.warning("trade %s of unknown market %s parked until it is listed",
+                    body.get("trade_id"), body.get("market"))
+        with self.pool.connection() as conn:
+            conn.execute("INSERT INTO wallets.parked_trades (market, trade_id, trade, reason) "
+                         "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                         (str(body.get("market"))[:200], str(body.get("trade_id"))[:200],
+                          Jsonb(body), str(error)[:500]))
+
+    def settle_parked(self) -> int:
+        """Settle the parked trades whose market the catalogue lists now (each
+        idempotently, by its trade id); the number taken out of the parking."""
+        markets = list(catalogue.current().markets())
+        with self.pool.connection() as conn:
+            rows = conn.execute("SELECT market, trade_id, trade FROM wallets.parked_trades "
+                                "WHERE market = ANY(%s) ORDER BY parked_at, trade_id",
+                                (markets,)).fetchall()
+        for market, trade_id, body in rows:
+            try:
+                trade = schemas.load_trade({k: body.get(k) for k in schemas.TRADE_KEYS})
+                self.ledger.settle_trades([trade])
+            except (WalletsError, InvalidInput) as exc:
+                self.park(body, exc)
+            with self.pool.connection() as conn:
+                conn.execute("DELETE FROM wallets.parked_trades WHERE market = %s AND "
+                             "trade_id = %s", (market, trade_id))
+            log.info("parked trade %s of %s settled", trade_id, market)
+        return len(rows)
 
     def park(self, body: dict, error: Exception) -> None:
         log.error("trade %s of %s cannot be settled: %s", body.get("trade_id"), body.get("market"),

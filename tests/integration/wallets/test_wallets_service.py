@@ -273,7 +273,8 @@ def test_a_hold_announces_which_balances_changed(wallets_container, service_conf
 
 
 def test_health_checks_the_database(call):
-    assert call("health") == {"service": "wallets", "status": "ok", "database": "ok"}
+    assert call("health") == {"service": "wallets", "status": "ok", "database": "ok",
+                              "parked_trades": 0}
 
 
 def test_audit_over_the_service_is_clean(call):
