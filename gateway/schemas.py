@@ -147,13 +147,16 @@ class Market(Out):
     market: str = Field(examples=["BTC-USDT"])
     base_asset: str
     quote_asset: str
+    status: str = Field(examples=["TRADING", "HALT"])
     tick_size: DecimalOut
     lot_size: DecimalOut
     min_quantity: DecimalOut
-    max_quantity: DecimalOut
+    max_quantity: Optional[DecimalOut] = None
     min_notional: DecimalOut
-    price_band_percent: Optional[DecimalOut] = None
-    max_open_orders: Optional[int] = None
+    base_precision: int = Field(description="decimals of the base asset")
+    quote_precision: int = Field(description="decimals of the quote asset")
+    maker_fee: DecimalOut = Field(description="a fraction: 0.001 is 0.1 %")
+    taker_fee: DecimalOut
 
 
 class MarketList(Out):

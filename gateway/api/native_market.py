@@ -1,50 +1,51 @@
 """Public market data of the native API: markets, tickers, depth, trades, candles."""
 from __future__ import annotations
 
-import time
-
-from flask import current_app
+from decimal import Decimal
 
 from gateway.api.native import TAG_MARKET, blueprint, reply
 from gateway.errors import ApiError
-from gateway.schemas import (Candle, Candles, CandlesQuery, Depth, DepthQuery, Market, MarketList,
-                             MarketPath, PriceLevel, Ticker, TickerList, Trades, TradesQuery)
-
-MARKETS_TTL_S = 5.0
-
-
-def listed_markets() -> dict[str, dict]:
-    """The markets the engine trades, by symbol (cached for a few seconds:
-    every market-data request checks its symbol here first)."""
-    from gateway.app import rpc
-    cached = current_app.extensions.get("native_markets")
-    if cached is None or time.monotonic() - cached[0] > MARKETS_TTL_S:
-        with rpc() as services:
-            markets = {m["symbol"]: m for m in services.matching.list_markets()}
-        cached = current_app.extensions["native_markets"] = (time.monotonic(), markets)
-    return cached[1]
+from gateway.markets import Market, catalogue
+from gateway.schemas import Candle, Candles, CandlesQuery, Depth, DepthQuery
+from gateway.schemas import Market as MarketOut
+from gateway.schemas import (MarketList, MarketPath, PriceLevel, Ticker, TickerList, Trades,
+                             TradesQuery)
 
 
-def known_market(symbol: str) -> dict:
-    market = listed_markets().get(symbol)
-    if market is None:
-        raise ApiError(404, "UNKNOWN_MARKET", f"no market {symbol}", -1121, "Invalid symbol.",
-                       field="market")
-    return market
+def known_market(symbol: str) -> Market:
+    """The market, from the gateway's one catalogue (gateway/markets.py); 404
+    naming the field when it is not listed."""
+    try:
+        return catalogue().by_symbol(symbol)
+    except ApiError as exc:
+        if exc.code != "UNKNOWN_MARKET":
+            raise
+    raise ApiError(404, "UNKNOWN_MARKET", f"no market {symbol}", -1121, "Invalid symbol.",
+                   field="market")
 
 
-def _market(config: dict) -> Market:
-    return Market(market=config["symbol"], **{k: v for k, v in config.items() if k != "symbol"})
+def _decimal(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")
+
+
+def _market(market: Market) -> MarketOut:
+    return MarketOut(market=market.symbol, base_asset=market.base, quote_asset=market.quote,
+                     status=market.status, tick_size=_decimal(market.tick),
+                     lot_size=_decimal(market.lot), min_quantity=_decimal(market.min_qty),
+                     max_quantity=_decimal(market.max_qty),
+                     min_notional=_decimal(market.min_notional),
+                     base_precision=market.base_scale, quote_precision=market.quote_scale,
+                     maker_fee=_decimal(market.maker_fee), taker_fee=_decimal(market.taker_fee))
 
 
 @blueprint.get("/markets", tags=[TAG_MARKET], summary="Every listed market and its trading rules",
                responses={200: MarketList})
 def list_markets():
-    return reply(MarketList(markets=[_market(m) for m in listed_markets().values()]))
+    return reply(MarketList(markets=[_market(m) for m in catalogue().markets()]))
 
 
 @blueprint.get("/markets/<market>", tags=[TAG_MARKET], summary="One market's trading rules",
-               responses={200: Market})
+               responses={200: MarketOut})
 def get_market(path: MarketPath):
     return reply(_market(known_market(path.market)))
 

@@ -1,0 +1,117 @@
+"""The native API's credential and validation rules that need no server:
+bearer tokens refused before any RPC (expired, wrong audience, a service
+account, malformed headers) and validation failures naming their field."""
+import time
+from types import SimpleNamespace
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import Flask
+from pydantic import ValidationError
+
+from gateway import tokens
+from gateway.api.native import refuse_invalid
+from gateway.errors import ApiError
+from gateway.schemas import ApiKeyRequest, PlaceOrder, WithdrawalRequest
+from services.common.tokens import TokenVerifier
+
+ISSUER = "http://127.0.0.1:38080/realms/exchange"
+AUDIENCE = "exchange-api"
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+class OneKey:
+    """The realm's JWKS reduced to one known key (no Keycloak needed)."""
+
+    def get_signing_key(self, kid):
+        if kid != "realm-key":
+            raise jwt.PyJWKClientError(f"no signing key matches key id {kid!r}")
+        return SimpleNamespace(key=KEY.public_key())
+
+
+@pytest.fixture
+def app():
+    app = Flask(__name__)
+    verifier = TokenVerifier(ISSUER, AUDIENCE, jwks_url="http://127.0.0.1:9/unused")
+    verifier.jwks = OneKey()
+    app.extensions["token_verifier"] = verifier
+    with app.app_context():
+        yield app
+
+
+def token(**claims) -> str:
+    now = int(time.time())
+    body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "3f1c2b9e-5d4a-4c7b-9e2f-1a2b3c4d5e6f",
+            "iat": now, "exp": now + 300, "preferred_username": "alice",
+            "realm_access": {"roles": ["trader"]}, **claims}
+    return jwt.encode(body, KEY, "RS256", headers={"kid": "realm-key"})
+
+
+def refusal(call) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        call()
+    return caught.value
+
+
+@pytest.mark.parametrize("claims, code", [
+    ({"exp": int(time.time()) - 60, "iat": int(time.time()) - 400}, "TOKEN_EXPIRED"),
+    ({"nbf": int(time.time()) + 600}, "TOKEN_NOT_YET_VALID"),
+    ({"aud": "another-api"}, "TOKEN_AUDIENCE"),
+    ({"iss": "http://127.0.0.1:38080/realms/master"}, "TOKEN_ISSUER"),
+])
+def test_a_token_that_does_not_verify_is_refused_with_its_reason(app, claims, code):
+    refused = refusal(lambda: tokens.authenticate(token(**claims)))
+    assert (refused.status, refused.code) == (401, code)
+
+
+def test_a_service_accounts_token_is_not_a_person(app):
+    for claims in ({"preferred_username": "service-account-exchange-backend"},
+                   {"client_id": "exchange-backend"}):
+        refused = refusal(lambda: tokens.authenticate(token(**claims)))
+        assert (refused.status, refused.code) == (403, "PERSON_REQUIRED")
+
+
+@pytest.mark.parametrize("header", ["Basic YWxpY2U6cGFzcw==", "Bearer", "Bearer  ", "Token abc",
+                                    "Bearer " + "a" * 9000, "Bearer tökén"])
+def test_an_authorization_header_that_is_not_a_bearer_token_is_refused(header):
+    refused = refusal(lambda: tokens.bearer_token(header))
+    assert (refused.status, refused.code) == (401, "TOKEN_MALFORMED")
+
+
+def test_the_bearer_token_is_taken_from_the_header():
+    assert tokens.bearer_token("Bearer abc.def.ghi") == "abc.def.ghi"
+    assert tokens.bearer_token("bearer abc.def.ghi") == "abc.def.ghi"
+
+
+@pytest.mark.parametrize("model, body, field, code", [
+    (PlaceOrder, {"market": "BTC-USDT", "side": "buy", "price": 30000.5}, "price",
+     "INVALID_NUMBER"),
+    (PlaceOrder, {"market": "BTC-USDT", "side": "buy", "price": "3e4"}, "price",
+     "INVALID_NUMBER"),
+    (PlaceOrder, {"market": "BTC-USDT", "side": "buy", "quantity": "0"}, "quantity",
+     "NOT_POSITIVE"),
+    (PlaceOrder, {"market": "BTC-USDT", "side": "buy", "quantity": "１"}, "quantity",
+     "INVALID_NUMBER"),
+    (PlaceOrder, {"market": "BTC-USDT", "side": "buy", "client_order_id": "a\x00"},
+     "client_order_id", "INVALID_TEXT"),
+    (PlaceOrder, {"market": "BTC-USDT"}, "side", "MISSING_FIELD"),
+    (PlaceOrder, {"market": "BTC-USDT", "side": "buy", "leverage": "10"}, "leverage",
+     "UNKNOWN_FIELD"),
+    (WithdrawalRequest, {"asset": "USDT", "address": "0xab", "amount": "1.5 ", "ref": "r"},
+     "amount", "INVALID_NUMBER"),
+    (ApiKeyRequest, {"label": "bot", "permissions": ["read", "admin"]}, "permissions.1",
+     "INVALID_INPUT"),
+    (ApiKeyRequest, {"label": "bot", "expires_at": 10 ** 15}, "expires_at", "INVALID_INPUT"),
+])
+def test_a_refused_body_names_its_field_and_the_grammars_code(model, body, field, code):
+    with pytest.raises(ValidationError) as invalid:
+        model.model_validate(body)
+    refused = refusal(lambda: refuse_invalid(invalid.value))
+    assert (refused.status, refused.field, refused.code) == (400, field, code)
+
+
+def test_decimals_stay_the_strings_the_client_sent():
+    order = PlaceOrder.model_validate({"market": "BTC-USDT", "side": "buy", "type": "limit",
+                                       "price": "30000.10", "quantity": "0.0100"})
+    assert (order.price, order.quantity) == ("30000.10", "0.0100")
