@@ -22,8 +22,11 @@ from services.common.errors import InvalidInput
 MAX_DIGITS = 20          # integer part: 10**20 exceeds any amount, price or count here
 MAX_SCALE = 18           # ETH has 18 decimals; nothing is finer
 MAX_INT = 2 ** 63 - 1
+# Longest decimal text read at all: room for trailing zeros beyond MAX_SCALE
+# ("1.50000000000000000000" is exactly 1.5), short enough to cost nothing.
+MAX_TEXT = 64
 
-_DECIMAL = re.compile(r"[0-9]{1,%d}(?:\.[0-9]{1,%d})?" % (MAX_DIGITS, MAX_SCALE), re.ASCII)
+_DECIMAL = re.compile(r"[0-9]{1,%d}(?:\.[0-9]+)?" % MAX_DIGITS, re.ASCII)
 # A user id: a Keycloak subject (UUID) or a test/system id of the same alphabet.
 USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
 # A client's own order id (Binance's newClientOrderId alphabet).
@@ -54,22 +57,23 @@ def decimal(value, field: str, *, positive: bool = True, scale: int | None = Non
         # Bounded before formatting: Decimal("1e10000000") would print ten
         # million digits.
         in_range = (value >= 0 and value.adjusted() < MAX_DIGITS
-                    and -value.as_tuple().exponent <= MAX_SCALE)
+                    and -value.as_tuple().exponent < MAX_TEXT - MAX_DIGITS)
         text = format(value, "f") if in_range else "-"
     else:
         raise InvalidInput("INVALID_NUMBER", f"{field} must be a decimal string", field)
-    if len(text) > MAX_DIGITS + MAX_SCALE + 1 or not _DECIMAL.fullmatch(text):
+    if len(text) > MAX_TEXT or not _DECIMAL.fullmatch(text):
         raise InvalidInput("INVALID_NUMBER",
                            f"{field} must be digits with at most one decimal point "
                            f"(up to {MAX_DIGITS} digits and {MAX_SCALE} decimals), "
                            f"got {shown(value)}", field)
+    # Decimals counted on the text (trailing zeros allowed): no arithmetic
+    # that a long input could make expensive or overflow the context.
+    decimals = min(MAX_SCALE, MAX_SCALE if scale is None else scale)
+    if len(text.partition(".")[2].rstrip("0")) > decimals:
+        raise InvalidInput("TOO_PRECISE", f"{field} has more than {decimals} decimals", field)
     number = Decimal(text)
     if positive and number == 0:
         raise InvalidInput("NOT_POSITIVE", f"{field} must be greater than zero", field)
-    # Decimals counted on the text (trailing zeros allowed): no arithmetic
-    # that a long input could make expensive or overflow the context.
-    if scale is not None and len(text.partition(".")[2].rstrip("0")) > scale:
-        raise InvalidInput("TOO_PRECISE", f"{field} has more than {scale} decimals", field)
     if max_value is not None and number > max_value:
         raise InvalidInput("OUT_OF_RANGE", f"{field} must be at most {max_value}", field)
     return number
@@ -108,6 +112,10 @@ def text(value, field: str, *, max_len: int = 64, pattern: re.Pattern | None = N
         raise InvalidInput("INVALID_TEXT", f"{field} has characters that are not allowed "
                            f"({pattern.pattern})", field)
     return value
+
+
+def has_control_characters(value: str) -> bool:
+    return _CONTROL.search(value) is not None
 
 
 def optional_text(value, field: str, **kwargs) -> str | None:

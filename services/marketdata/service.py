@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 
 from nameko.events import BROADCAST, event_handler
-from nameko.rpc import rpc
 from nameko.timer import timer
 
 from services.common import rpc_replies
+from services.common.deadlines import rpc
 from services.common.metrics import ServiceMetrics
 from services.marketdata import schemas
 from services.marketdata.errors import (InvalidArgument, InvalidEvent, MarketDataError,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 
-from nameko.rpc import rpc
-
-from services.common import rpc_replies
+from services.common import grammar, rpc_replies
+from services.common.deadlines import rpc
+from services.common.errors import InvalidInput
 from services.common.metrics import ServiceMetrics
 from services.common.outbox import OutboxRelay, enqueue_command
 from services.common.postgres import PostgresPool
@@ -15,11 +15,27 @@ from psycopg.types.json import Jsonb
 
 from .compiled import require_current_engine
 from .errors import InvalidMarket, MarketExists, UnknownMarket
-from .models import CancelAll, ConfigError, Halt, InvalidValue, SetReferencePrice, MarketConfig, Resume, command_to_dict
+from .models import (
+    MAX_PRICE_TICKS, CancelAll, ConfigError, Halt, InvalidValue, MarketConfig, Reason, Resume,
+    SetReferencePrice, command_to_dict,
+)
 from .providers import OUTBOX_STREAM, MarketEngines, command_queue_name
 
 rpc_replies.install()
 require_current_engine()
+
+
+def _argument(parse, value, field: str, **limits):
+    """An RPC argument through the strict grammar; ``INVALID_MARKET`` naming
+    the field otherwise."""
+    try:
+        return parse(value, field, **limits)
+    except InvalidInput as exc:
+        raise InvalidMarket(f"{field}: {exc.code}: {exc.message}") from None
+
+
+def _symbol(market) -> str:
+    return _argument(grammar.text, market, "market", max_len=32)
 
 
 class MatchingService:
@@ -60,7 +76,9 @@ class MatchingService:
         try:
             ticks = config.price_to_ticks(price)
         except InvalidValue as exc:
-            raise InvalidMarket(str(exc)) from None
+            raise InvalidMarket(f"price: {exc}") from None
+        if ticks > MAX_PRICE_TICKS:
+            raise InvalidMarket(f"price: {Reason.INVALID_PRICE}: beyond the engine's range")
         return self._send(market, SetReferencePrice(ticks), "reference_price")
 
     @rpc
@@ -71,6 +89,7 @@ class MatchingService:
         return [self._send(market, CancelAll(user), "cancel_all")["command_id"] for user in users]
 
     def _send(self, market: str, command, verb: str):
+        market = _symbol(market)
         if self.engines.market(market) is None:
             raise UnknownMarket(market)
         with self.db.transaction() as conn:
@@ -81,7 +100,7 @@ class MatchingService:
 
     # -- queries (from this process's engine: the active one, or a warm standby) --
     def _host(self, market: str):
-        host = self.engines.host(market)
+        host = self.engines.host(_symbol(market))
         if host is None:
             raise UnknownMarket(market)
         if host.engine is None:
@@ -92,7 +111,7 @@ class MatchingService:
     def get_depth(self, market: str, limit: int = 50):
         host = self._host(market)
         engine, config = host.engine, host.config
-        depth = engine.depth(max(1, min(int(limit), 1000)))
+        depth = engine.depth(max(1, min(_argument(grammar.integer, limit, "limit"), 1000)))
         reference = engine.reference_price
         return {"market": market, "seq": engine.seq, "halted": engine.halted,
                 "reference_price": None if reference is None else config.ticks_to_price(reference),
@@ -101,4 +120,5 @@ class MatchingService:
 
     @rpc
     def get_engine_order(self, market: str, order_id: int):
-        return self._host(market).engine.order(order_id)
+        return self._host(market).engine.order(
+            _argument(grammar.integer, order_id, "order_id", minimum=1))

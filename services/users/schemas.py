@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from services.common import grammar
 from services.users.apikeys import MAX_LABEL_LENGTH, PERMISSIONS
 from services.users.errors import error
 
@@ -22,8 +23,22 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 Model = TypeVar("Model", bound=BaseModel)
 
 
+# Latest API key expiry accepted: the end of year 9999, in ms (10**30 once
+# overflowed on its way to the database).
+MAX_EXPIRES_AT_MS = 253_402_300_799_999
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        """No text field (passwords included) carries control characters or
+        lone surrogates (services.common.grammar): a NUL reached PostgreSQL."""
+        if isinstance(value, str) and grammar.has_control_characters(value):
+            raise ValueError("must not contain control characters")
+        return value
 
 
 class SignUpRequest(Strict):
@@ -58,7 +73,8 @@ class CreateApiKeyRequest(Strict):
     permissions: list[str] = Field(default_factory=lambda: ["read"],
                                    description=f"subset of {list(PERMISSIONS)}; read is implied")
     ip_allowlist: list[str] | None = Field(default=None, description="IPs or CIDR networks")
-    expires_at: int | None = Field(default=None, gt=0, description="ms since the epoch")
+    expires_at: int | None = Field(default=None, gt=0, le=MAX_EXPIRES_AT_MS, strict=True,
+                                   description="ms since the epoch")
 
 
 class StateChangeRequest(Strict):

@@ -21,10 +21,10 @@ import logging
 import time
 import uuid
 
-from nameko.rpc import rpc
 from nameko.timer import timer
 
 from services.common import rpc_replies
+from services.common.deadlines import rpc
 from services.common.metrics import ServiceMetrics
 from services.common.outbox import OutboxRelay
 from services.users import accounts, apikeys, authz, schemas

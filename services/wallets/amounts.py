@@ -14,18 +14,17 @@ Pure: standard library only.
 """
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Any
 
+from services.common import grammar
+from services.common.errors import InvalidInput as GrammarRefusal
 from services.wallets.assets import Asset
 from services.wallets.errors import AmountTooPrecise, InvalidAmount
 
 # The largest amount one request may carry, in minor units. 10**36 minor units
 # is 10**18 ETH: far above any supply, far below NUMERIC(78,0)'s 10**78.
 MAX_AMOUNT_MINOR = 10 ** 36
-_MAX_TEXT = 80
-_PLAIN_DECIMAL = re.compile(r"(-?)(\d+)(?:\.(\d+))?")
 
 
 def parse_amount(asset: Asset, value: Any, *, signed: bool = False) -> int:
@@ -55,16 +54,24 @@ def parse_amount(asset: Asset, value: Any, *, signed: bool = False) -> int:
     return minor
 
 
+def _plain(text: str, scale: int, field: str) -> str:
+    """``text`` in the one strict grammar (services.common.grammar), with at
+    most ``scale`` decimals; wallets' own codes for the refusals."""
+    try:
+        grammar.decimal(text, field, positive=False, scale=scale)
+    except GrammarRefusal as exc:
+        if exc.code == "TOO_PRECISE":
+            raise AmountTooPrecise(f"{grammar.shown(text)} has more than {scale} decimals") \
+                from None
+        raise InvalidAmount(f"{field} {grammar.shown(text)} is not a plain decimal number") \
+            from None
+    return text
+
+
 def _parse_text(asset: Asset, text: str) -> int:
-    match = _PLAIN_DECIMAL.fullmatch(text) if len(text) <= _MAX_TEXT else None
-    if match is None:
-        raise InvalidAmount(f"{text[:_MAX_TEXT]!r} is not a plain decimal number")
-    sign, whole, fraction = match.groups()
-    fraction = (fraction or "").rstrip("0")
-    if len(fraction) > asset.scale:
-        raise AmountTooPrecise(f"{text!r} has more than {asset.scale} decimals ({asset.code})")
-    if len(whole.lstrip("0")) > 40:
-        raise InvalidAmount(f"{text[:_MAX_TEXT]!r} is above the maximum amount")
+    sign, body = ("-", text[1:]) if text.startswith("-") else ("", text)
+    whole, _, fraction = _plain(body, asset.scale, "amount").partition(".")
+    fraction = fraction.rstrip("0")
     minor = int(whole) * asset.unit + int(fraction.ljust(asset.scale, "0") or "0")
     return -minor if sign else minor
 
@@ -92,7 +99,6 @@ def format_amount(asset: Asset, minor: int) -> str:
 
 # ---------------------------------------------------------------- prices
 
-_PRICE = re.compile(r"(\d{1,30})(?:\.(\d{1,30}))?")
 
 
 def parse_price(value: Any) -> tuple[int, int]:
@@ -101,11 +107,11 @@ def parse_price(value: Any) -> tuple[int, int]:
     Same refusals as amounts (floats, NaN, signs, exponents, zero).
     """
     if isinstance(value, str):
-        match = _PRICE.fullmatch(value)
-        if match is None:
-            raise InvalidAmount(f"price {value[:_MAX_TEXT]!r} is not a plain positive decimal")
-        whole, fraction = match.groups()
-        fraction = (fraction or "").rstrip("0")
+        try:
+            whole, _, fraction = _plain(value, grammar.MAX_SCALE, "price").partition(".")
+        except AmountTooPrecise as exc:
+            raise InvalidAmount(f"price: {exc.detail}") from None
+        fraction = fraction.rstrip("0")
         numerator, denominator = int(whole + fraction), 10 ** len(fraction)
     elif isinstance(value, int) and not isinstance(value, bool) and value < 10 ** 30:
         numerator, denominator = value, 1

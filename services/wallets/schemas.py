@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+from services.common import grammar
+from services.common.errors import InvalidInput as GrammarRefusal
 from services.wallets.amounts import parse_amount, parse_price
 from services.wallets.assets import ASSETS, FEE_TIERS, MARKETS, Asset
 from services.wallets.errors import (
@@ -31,6 +33,7 @@ from services.wallets.ledger import BUY, SELL, Trade, quote_amount
 
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
+_TXID = re.compile(r"[A-Za-z0-9:_-]{1,100}", re.ASCII)
 _CURSOR = re.compile(r"[1-9][0-9]{0,18}")
 _MAX_BIGINT = (1 << 63) - 1
 
@@ -90,8 +93,22 @@ def load_confirmations(value: Any) -> int:
 
 
 def load_text(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
-        raise InvalidRequest(f"{name} must be a non-empty string of at most {MAX_TEXT} characters")
+    """Free text (a reason): 1 to MAX_TEXT characters, not blank, no control
+    characters (services.common.grammar)."""
+    try:
+        grammar.text(value, name, max_len=MAX_TEXT)
+    except GrammarRefusal:
+        raise InvalidRequest(f"{name} must be 1 to {MAX_TEXT} characters without control "
+                             "characters") from None
+    if not value.strip():
+        raise InvalidRequest(f"{name} must not be blank")
+    return value
+
+
+def load_sent_txid(value: Any) -> str:
+    """The chain transaction id an operator records for a sent withdrawal."""
+    if not isinstance(value, str) or not _TXID.fullmatch(value):
+        raise InvalidRequest(f"txid {_show(value)} is not a transaction id")
     return value
 
 

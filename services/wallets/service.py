@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 
 from nameko.events import EventDispatcher
-from nameko.rpc import rpc
 from nameko.timer import timer
 
 from services.common import rpc_replies
+from services.common.deadlines import rpc
 from services.common.metrics import ServiceMetrics
 from services.wallets import addresses, schemas
-from services.wallets.errors import InvalidRequest, WalletsError
+from services.wallets.errors import WalletsError
 from services.wallets.ledger import APPROVE, CANCEL, MARK_SENT, REJECT
 from services.wallets.providers import Ledger
 from services.wallets.settlement import TradeSettlement
@@ -162,10 +162,9 @@ class WalletsService:
     @rpc(expected_exceptions=WalletsError)
     def mark_withdrawal_sent(self, withdrawal_id, txid, admin):
         """Record that an approved withdrawal went out in chain transaction ``txid``."""
-        if not isinstance(txid, str) or len(txid) > 100:
-            raise InvalidRequest("txid must be a transaction id string")
         return self._change_withdrawal(withdrawal_id, MARK_SENT,
-                                       schemas.load_user_id(admin, "admin"), txid=txid)
+                                       schemas.load_user_id(admin, "admin"),
+                                       txid=schemas.load_sent_txid(txid))
 
     @rpc(expected_exceptions=WalletsError)
     def cancel_withdrawal(self, user, withdrawal_id):

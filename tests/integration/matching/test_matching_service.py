@@ -167,3 +167,24 @@ def test_the_standby_takes_over_with_the_same_book(
     replayed.rebuild()
     assert replayed.engine.snapshot() == engines.hosts[market].engine.snapshot()
     assert replayed.engine.seq == 22
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, market: m.set_reference_price(market, "1e10000000"),   # unnamed ValueError before
+    lambda m, market: m.set_reference_price(market, " 100 "),         # accepted before
+    lambda m, market: m.set_reference_price(market, "١٠٠"),           # accepted before
+    lambda m, market: m.set_reference_price(market, "9" * 20),         # beyond the engine's ticks
+    lambda m, market: m.get_depth(market, "١"),                        # read as 1 before
+    lambda m, market: m.get_depth(market, "1e10000000"),
+    lambda m, market: m.get_engine_order(market, "1 "),
+    lambda m, market: m.halt_market(market + "\x00"),                  # DataError before
+    lambda m, market: m.halt_market("x" * 1_000_000),
+])
+def test_admin_and_query_arguments_go_through_the_strict_grammar(
+        market, nameko_config, container_factory, call):
+    container_factory(MatchingService, nameko_config).start()
+    with ServiceRpcProxy("matching", nameko_config, timeout=20) as matching:
+        with pytest.raises(Exception) as raised:
+            call(matching, market)
+        assert getattr(raised.value, "exc_type", None) == "InvalidMarket", raised.value
+        assert matching.health()["status"] == "ok"

@@ -153,6 +153,15 @@ BAD_INPUT = [
     ("reject_withdrawal", ("WITHDRAWAL", "admin", ""), errors.InvalidRequest),
     ("mark_withdrawal_sent", ("WITHDRAWAL", "ab" * 32, "admin"), errors.IllegalWithdrawalTransition),
     ("mark_withdrawal_sent", ("WITHDRAWAL", 12345, "admin"), errors.InvalidRequest),
+    # Issue 11's hostile values: Unicode digits, blanks, underscores, exponents
+    # and NUL bytes are refused before anything is read or written.
+    ("mark_withdrawal_sent", ("WITHDRAWAL", "ab\x00cd", "admin"), errors.InvalidRequest),
+    *[("hold", ("ALICE", "BTC", amount, "REF"), errors.InvalidAmount)
+      for amount in ("١", "  0.01 ", "1_000", "1e10000000", "9" * 100_000, 10 ** 30)],
+    ("credit_deposit", ("BTC", "ADDRESS", "١", "ab" * 32, 3), errors.InvalidAmount),
+    ("adjust_balance", ("ALICE", "BTC", "1", "REF", "nul\x00reason"), errors.InvalidRequest),
+    ("reject_withdrawal", ("WITHDRAWAL", "admin", "a\x00"), errors.InvalidRequest),
+    ("open_accounts", ("user\x00id",), errors.InvalidId),
     ("cancel_withdrawal", (GHOST, "WITHDRAWAL"), errors.WithdrawalNotFound),
     *[("ledger", ("ALICE", "BTC", cursor, 10), errors.InvalidId) for cursor in ("abc", "0", "-1", 5, "1.5")],
     *[("ledger", ("ALICE", "BTC", None, limit), errors.InvalidRequest) for limit in (0, 1000, "10", 2.5)],

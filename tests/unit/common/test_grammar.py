@@ -18,6 +18,7 @@ MEGABYTE_OF_DIGITS = "9" * 1_000_000
     (7, Decimal(7)),
     (Decimal("2.5"), Decimal("2.5")),
     ("9" * 20 + "." + "9" * 18, Decimal("9" * 20 + "." + "9" * 18)),
+    ("1." + "0" * 40, Decimal(1)),
 ])
 def test_plain_decimals_are_read_exactly(value, expected):
     assert grammar.decimal(value, "price") == expected
@@ -43,7 +44,8 @@ def test_plain_decimals_are_read_exactly(value, expected):
     ("5.", "INVALID_NUMBER"),
     ("1.2.3", "INVALID_NUMBER"),
     ("", "INVALID_NUMBER"),
-    ("0." + "0" * 19 + "1", "INVALID_NUMBER"),  # beyond MAX_SCALE
+    ("0." + "0" * 19 + "1", "TOO_PRECISE"),  # beyond MAX_SCALE
+    ("1." + "0" * 70, "INVALID_NUMBER"),    # beyond MAX_TEXT
     (0.5, "INVALID_NUMBER"),
     (True, "INVALID_NUMBER"),
     (None, "INVALID_NUMBER"),
@@ -54,7 +56,8 @@ def test_plain_decimals_are_read_exactly(value, expected):
     (Decimal("1e10000000"), "INVALID_NUMBER"),
     (Decimal("-1"), "INVALID_NUMBER"),
     (Decimal("NaN"), "INVALID_NUMBER"),
-    (Decimal("1e-30"), "INVALID_NUMBER"),
+    (Decimal("1e-30"), "TOO_PRECISE"),
+    (Decimal("1e-300"), "INVALID_NUMBER"),
     ("0", "NOT_POSITIVE"),
     ("0.000", "NOT_POSITIVE"),
 ])

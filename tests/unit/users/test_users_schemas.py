@@ -31,3 +31,32 @@ def test_unknown_fields_are_refused():
 
 def test_api_key_request_defaults_to_read():
     assert load(CreateApiKeyRequest, {"label": "bot"}).permissions == ["read"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("password", "correct-horse\x00battery-1"),   # accepted before issue 11
+    ("password", "correct-horse\nbattery-1"),
+    ("first_name", "Al\x00ice"),
+    ("username", "alice\x00"),
+    ("last_name", "T\ud800"),
+])
+def test_control_characters_are_refused_in_every_text_field(field, value):
+    with pytest.raises(UsersError) as caught:
+        load(SignUpRequest, {**GOOD, field: value})
+    assert caught.value.code == "INVALID_REQUEST"
+    assert field in caught.value.message
+    assert "battery" not in caught.value.message
+
+
+@pytest.mark.parametrize("request_", [
+    {"label": "bot\x00"},                 # reached PostgreSQL as DataError before
+    {"label": "x" * 10_000},
+    {"label": "bot", "expires_at": 10 ** 30},  # OverflowError before
+    {"label": "bot", "expires_at": "1700000000000"},
+    {"label": "bot", "expires_at": 1.5e12},
+    {"label": "bot", "expires_at": 0},
+])
+def test_api_key_requests_with_hostile_values_are_refused(request_):
+    with pytest.raises(UsersError) as caught:
+        load(CreateApiKeyRequest, request_)
+    assert caught.value.code == "INVALID_REQUEST"

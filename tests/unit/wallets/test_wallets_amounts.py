@@ -12,6 +12,7 @@ from services.wallets.amounts import (
     parse_price,
 )
 from services.wallets.assets import ASSETS
+from services.common import grammar
 from services.wallets.errors import AmountTooPrecise, InvalidAmount
 
 BTC, ETH, USDT = ASSETS["BTC"], ASSETS["ETH"], ASSETS["USDT"]
@@ -80,7 +81,18 @@ def test_formats_with_the_full_scale_of_the_asset():
 
 @given(asset=st.sampled_from(sorted(ASSETS)), minor=st.integers(1, MAX_AMOUNT_MINOR - 1))
 def test_format_then_parse_is_the_identity(asset, minor):
+    """Up to the grammar's MAX_DIGITS whole digits (services.common.grammar)."""
+    minor = minor % (10 ** (grammar.MAX_DIGITS + ASSETS[asset].scale)) or 1
     assert parse_amount(ASSETS[asset], format_amount(ASSETS[asset], minor)) == minor
+
+
+@pytest.mark.parametrize("value", ["١", "٣٠٠٠٠", "1_000", "  0.01 ", "1e10000000",
+                                   "9" * 1_000_000, "1" * 40, "1\x00", 10 ** 30])
+def test_refuses_the_hostile_amounts_of_issue_11(value):
+    with pytest.raises(InvalidAmount):
+        parse_amount(BTC, value)
+    with pytest.raises(InvalidAmount):
+        parse_price(value)
 
 
 @pytest.mark.parametrize("value, fraction, text", [
