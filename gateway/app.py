@@ -101,14 +101,13 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/health")
     def get_health():
-        """Each dependency and service, up or down with its latency; 503 when a
-        required one is down."""
+        """Each dependency and service, up or down with its latency; 503 only
+        when the exchange cannot take orders, ``degraded`` with 200 when a
+        part it can do without is down (services.common.health.verdict)."""
         pool = GreenPool(16)
         probes = health.probe_all(settings, rpc_proxy_factory, service_names(), pool.imap)
-        healthy = all(p.up for p in probes if p.required)
-        body = {"status": "up" if healthy else "down",
-                "components": [p.as_dict() for p in probes]}
-        return jsonify(body), 200 if healthy else 503
+        status, http_status = health.verdict(probes)
+        return jsonify({"status": status, "components": [p.as_dict() for p in probes]}), http_status
 
     from gateway import cors
     cors.install(app, settings.get("EXCHANGE_GATEWAY_CORS_ORIGINS", ""))

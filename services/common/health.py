@@ -116,12 +116,40 @@ DEPENDENCY_PROBES = {
 }
 
 
+# What the exchange cannot take orders without. Anything else that is down
+# only degrades it: Memcached (reads fall back to Cassandra), Cassandra and
+# marketdata (charts and history), Keycloak (new logins; tokens already
+# issued are verified locally against the cached keys), the registry (the
+# services hold the catalogue locally).
+ORDER_PATH = frozenset({"postgresql", "rabbitmq", "service:orders", "service:matching",
+                        "service:wallets", "service:users"})
+
+UP, DEGRADED, DOWN = "up", "degraded", "down"
+
+
 def probe_all(settings: Settings, rpc_proxy_factory, services: list[str], spawn) -> list[Probe]:
     """Every dependency and service, probed concurrently with ``spawn``
-    (eventlet's GreenPool.imap in the gateway, a thread pool elsewhere)."""
+    (eventlet's GreenPool.imap in the gateway, a thread pool elsewhere).
+    A probe is ``required`` when it is on the order path."""
     checks = [lambda p=p: p(settings) for p in DEPENDENCY_PROBES.values()]
     checks += [lambda s=s: probe_service(rpc_proxy_factory, s) for s in services]
-    return list(spawn(lambda check: check(), checks))
+    probes = list(spawn(lambda check: check(), checks))
+    for probe in probes:
+        probe.required = probe.name in ORDER_PATH
+    return probes
+
+
+def verdict(probes: list[Probe]) -> tuple[str, int]:
+    """The exchange's health and its HTTP status: ``down`` (503) when a part
+    of the order path is down -- the exchange cannot take orders; ``degraded``
+    (200) when anything else is down or a service reports itself degraded;
+    ``up`` (200) otherwise. Pure."""
+    if any(not p.up and p.required for p in probes):
+        return DOWN, 503
+    if any(not p.up or (p.name.startswith("service:") and p.detail == DEGRADED)
+           for p in probes):
+        return DEGRADED, 200
+    return UP, 200
 
 
 def probe_service(rpc_proxy_factory, service: str) -> Probe:

@@ -53,9 +53,12 @@ def memcached_killed(settings):
         time.sleep(0.1)
 
 
-def test_a_dead_server_is_reported_down(settings, memcached_killed):
+def test_a_dead_cache_degrades_health_but_the_exchange_stays_up(settings, memcached_killed):
+    """Memcached only speeds up reads (they fall back to Cassandra): its loss
+    is ``degraded`` with 200, not 503 (issue 11); `make status` still names it."""
+    response = requests.get(f"{settings.gateway_url}/health", timeout=15)
+    assert (response.status_code, response.json()["status"]) == (200, "degraded")
     status, components = health(settings)
-    assert status == 503
     assert not components["memcached"]["up"]
     assert components["postgresql"]["up"]
     result = stack_cli("status")
