@@ -362,7 +362,8 @@ def _keycloak_install(settings: Settings) -> None:
          f"-DoutputDirectory={opt}")
     archive = opt / f"keycloak-quarkus-dist-{version}.tar.gz"
     with tarfile.open(archive) as tar:
-        tar.extractall(opt, filter="tar")
+        # Extraction filters came with Python 3.11.4; Debian 12's python3 is 3.11.2.
+        tar.extractall(opt, **({"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}))
     archive.unlink()
     _chown_tree(settings, home)
 
