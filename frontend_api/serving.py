@@ -18,7 +18,7 @@ VENDOR = {
     "oidc-client-ts.js": "oidc-client-ts/dist/browser/oidc-client-ts.min.js",
 }
 # The page's own scripts and styles, and what they may reach.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self' {keycloak} ws: wss:; frame-src {keycloak}; frame-ancestors 'none'; "
        "base-uri 'none'; form-action {keycloak}")
 

@@ -6,6 +6,11 @@ installed by scripts/bootstrap.sh) through ``executable_path``: its own browser
 download (``playwright install``) is never used. The flags keep the browser
 offline apart from what the page asks for (no update checks, sync, field
 trials, QUIC) and runnable as root without a display.
+
+Playwright's sync API runs its own asyncio loop on greenlets and deadlocks in
+an eventlet-patched interpreter, which is what pytest runs here
+(tests/conftest.py patches): a test drives the browser in a child process
+with ``run_child(module, *args)`` and asserts on its exit status.
 """
 from __future__ import annotations
 
@@ -54,3 +59,19 @@ def artifacts_dir(name: str) -> Path:
     path = ARTIFACTS / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def run_child(module: str, *args: str, timeout: float = 240) -> str:
+    """Run ``python -m module args...`` unpatched; its output, or an
+    AssertionError carrying it when it exits non-zero."""
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[3]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env["PYTHONPATH"] = str(root)
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    output = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise AssertionError(f"{module} failed (exit {done.returncode}):\n{output[-6000:]}")
+    return output

@@ -45,7 +45,8 @@ def new_trader(settings, funds: dict | None = None, prefix: str = "push") -> Tra
                                     "last_name": "Tester"})
         for asset, amount in (funds or {}).items():
             address = rpc.wallets.deposit_address(signup["user_id"], asset)["address"]
-            rpc.wallets.credit_deposit(asset, address, amount, "0x" + secrets.token_hex(32), 100)
+            txid = secrets.token_hex(32) if asset == "BTC" else "0x" + secrets.token_hex(32)
+            rpc.wallets.credit_deposit(asset, address, amount, txid, 100)
     return Trader(username, signup["user_id"], PASSWORD)
 
 
@@ -99,3 +100,54 @@ class Listener:
     def close(self):
         if self.client.connected:
             self.client.disconnect()
+
+
+class GatewayProcess:
+    """A gateway process of the test's own (``python -m gateway`` on a spare
+    port) in its own push cluster (``channel``): the test may kill it."""
+
+    def __init__(self, port: int, channel: str, log_path):
+        import os
+        import subprocess
+        import sys
+        from services.common.config import REPO_ROOT
+        env = {**os.environ, "EXCHANGE_GATEWAY_PORT": str(port), "EXCHANGE_PUSH_CHANNEL": channel,
+               "PYTHONPATH": str(REPO_ROOT)}
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO_ROOT, env=env,
+                                        stdout=self.log, stderr=self.log)
+
+    def wait_ready(self, timeout: float = 60.0) -> "GatewayProcess":
+        import requests
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"gateway on {self.port} exited"
+            try:
+                requests.get(self.url + "/api/v1/time", timeout=2)
+                return self
+            except requests.RequestException:
+                time.sleep(0.25)
+        raise AssertionError(f"gateway on {self.port} not answering")
+
+    def kill9(self):
+        import signal
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except Exception:
+                self.process.kill()
+        self.log.close()
+
+
+def free_port() -> int:
+    import socket as sockets
+    with sockets.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

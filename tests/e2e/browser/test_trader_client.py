@@ -1,0 +1,67 @@
+"""Two traders use the web client in headless Chromium, each in their own
+browser context (no shared cookies or storage): both sign in on Keycloak's
+own page, the first rests a limit buy that shows in their open orders and in
+both books, the second sells into it, and both see the trade in the tape and
+the chart, their balances change and the order leaves the open list.
+Screenshots of every step go to run/artifacts/browser/trader_client/
+(git-ignored); neither page's console may show an error. The browser steps
+are in trader_scenarios.py (run in a child process: see chromium.py).
+
+The bid is placed strictly inside the BTC-USDT spread with post-only (it can
+never trade with the demo traders' orders) and the second trader's sell is
+IOC at exactly that price and size, so it can only meet the first's bid.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from decimal import Decimal
+
+import pytest
+
+from services.common.config import load_settings
+from tests.e2e.browser import chromium
+from tests.e2e.push import kit
+
+pytestmark = [pytest.mark.skipif(not chromium.available(), reason="Debian chromium is not installed"),
+              pytest.mark.timeout(300)]
+
+MARKET = "BTC-USDT"
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return load_settings()
+
+
+def inside_spread(settings) -> str:
+    """A price on the tick grid strictly between the best bid and best ask."""
+    with kit.rpc_proxy(settings) as rpc:
+        book = rpc.matching.get_depth(MARKET, 5)
+        tick = Decimal(next(m for m in rpc.matching.list_markets()
+                            if m["symbol"] == MARKET)["tick_size"])
+    bid = Decimal(book["buy"][0][0]) if book["buy"] else None
+    ask = Decimal(book["sell"][0][0]) if book["sell"] else None
+    reference = Decimal(book["reference_price"] or "30000")
+    low = bid if bid is not None else (ask or reference) - 50 * tick
+    high = ask if ask is not None else low + 50 * tick
+    assert high - low >= 3 * tick, f"no room inside the spread {low}..{high}"
+    # Above the best bid by an odd number of ticks: unlikely to share a level.
+    price = low + tick * (1 + min(7, int((high - low) / tick) - 2))
+    assert low < price < high
+    return str(price.quantize(tick))
+
+
+def test_two_traders_trade_live_in_the_browser(settings):
+    args = {"url": settings.gateway_url, "price": inside_spread(settings),
+            "buyer": asdict(kit.new_trader(settings, {"USDT": "5000"}, prefix="web")),
+            "seller": asdict(kit.new_trader(settings, {"BTC": "1"}, prefix="web"))}
+    chromium.run_child("tests.e2e.browser.trader_scenarios", "two_traders_trade",
+                       json.dumps(args))
+
+
+def test_client_refuses_off_grid_orders_before_sending_and_fits_a_phone(settings):
+    args = {"url": settings.gateway_url,
+            "trader": asdict(kit.new_trader(settings, {"USDT": "100"}, prefix="web"))}
+    chromium.run_child("tests.e2e.browser.trader_scenarios", "refusals_and_phone",
+                       json.dumps(args))
