@@ -17,6 +17,9 @@ from services.matching.models import MarketConfig
 class MarketRegistry:
     def __init__(self, source):
         self._source = source
+        # The number of trades parked for markets not listed yet (the
+        # service's Backend sets it; none without one).
+        self.parked = lambda: 0
         self._configs: dict[str, tuple[catalogue.MarketInfo, MarketConfig]] = {}
 
     @classmethod

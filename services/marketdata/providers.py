@@ -35,6 +35,7 @@ from services.marketdata.errors import InvalidEvent, UnknownMarket
 from services.marketdata.hotcache import HotCache
 from services.marketdata.ingest import IngestPipeline
 from services.marketdata.markets import MarketRegistry
+from services.marketdata.parking import ParkedTrades
 from services.marketdata.reads import MarketReads
 from services.marketdata.storage import CassandraStore, consistency
 from services.marketdata.tradefeed import PipelinedBatchConsumer
@@ -86,15 +87,41 @@ class Backend(SharedExtension):
                                     read_cl=consistency(settings, "READ"))
         self.cache = HotCache(make_cache(settings, config.get("CACHE_PREFIX", "")))
         self.pipeline = IngestPipeline(self.store, self.cache)
+        self.parking = ParkedTrades(self.session)
+        self.markets.parked = self.parking.count
         self.depth = DepthKeeper(self.cache)
         self.reads = MarketReads(self.store, self.cache, self.depth, self.pipeline)
 
     def start(self):
         if self.container.config.get("MARKETDATA_GC_TUNING", True):
             tune_collector()
-        self.catalogue_thread = catalogue.follow_in(self.container, self.catalogue)
         self.pipeline.start(self.container.spawn_managed_thread)
         self.depth.start(self.container.spawn_managed_thread)
+        # Parked trades of markets listed since: on every catalogue change, and now.
+        self.catalogue.listeners.append(lambda old, new: self.record_parked())
+        self.catalogue_thread = catalogue.follow_in(self.container, self.catalogue)
+        self.container.spawn_managed_thread(self.record_parked)
+
+    def record_parked(self) -> int:
+        """Record the parked trades whose market the catalogue lists now."""
+        recorded = 0
+        for market in self.parking.markets():
+            if market not in self.markets:
+                continue
+            parked = self.parking.take(market)
+            trades = []
+            for trade_id, body in parked:
+                try:
+                    trades.append(schemas.trade_from_event(body, self.markets))
+                except (InvalidEvent, UnknownMarket) as exc:
+                    log.error("parked trade %s of %s dropped: %s", trade_id, market, exc)
+            if trades:
+                self.pipeline.record(trades, now=self.clock())
+                self.ingested.update(t.market for t in trades)
+            self.parking.remove(market, [trade_id for trade_id, _ in parked])
+            recorded += len(trades)
+            log.info("%d parked trades of %s recorded", len(trades), market)
+        return recorded
 
     def stop(self):
         self.catalogue.stop()
@@ -146,7 +173,14 @@ class TradeEvents(BatchConsumerProvider):
         for _routing_key, _message_id, body in batch:
             try:
                 trades.append(schemas.trade_from_event(body, self.backend.markets))
-            except (InvalidEvent, UnknownMarket) as exc:
+            except UnknownMarket as exc:
+                # Not listed yet: parked (before the ack), recorded once it is.
+                if ParkedTrades.parkable(body):
+                    self.backend.parking.park(body)
+                    log.warning("trade %s parked: %s", body["trade_id"], exc)
+                else:
+                    log.error("trade_executed dropped: %s", exc)
+            except InvalidEvent as exc:
                 log.error("trade_executed dropped: %s", exc)
         if trades:
             self.backend.pipeline.record(trades, now=self.backend.clock())

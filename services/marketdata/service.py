@@ -125,7 +125,10 @@ class MarketDataService:
 
     @rpc(expected_exceptions=MarketDataError)
     def health(self):
-        return {"status": "ok", "service": self.name, "markets": self.markets.symbols(),
+        # Trades parked for markets not listed yet: degraded until recorded.
+        parked = self.markets.parked()
+        return {"status": "degraded" if parked else "ok", "parked_trades": parked,
+                "service": self.name, "markets": self.markets.symbols(),
                 "depth": {m: b.state for m, b in self.depth_books.books.items()},
                 "flushes": self.trade_log.flushes,
                 "trade_events_handled": self.trade_events.handled}
