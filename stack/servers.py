@@ -395,7 +395,7 @@ def _keycloak_process(settings: Settings) -> Process:
         # /metrics on the management port, scraped by Prometheus.
         "KC_METRICS_ENABLED": "true",
         "KC_BOOTSTRAP_ADMIN_PASSWORD": settings["EXCHANGE_KEYCLOAK_ADMIN_PASSWORD"],
-        "JAVA_OPTS_KC_HEAP": "-Xms64m -Xmx768m",
+        "JAVA_OPTS_KC_HEAP": f"-Xms64m -Xmx{settings['EXCHANGE_KEYCLOAK_HEAP']}",
         "JAVA_HOME": str(Path(os.path.realpath(_java())).parents[1]),
     })
 

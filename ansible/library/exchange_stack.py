@@ -1,0 +1,175 @@
+#!/usr/bin/python
+"""Ansible module `exchange_stack`: one component of the exchange, rendered by
+the very code `make up` runs (stack/servers.py, stack/apps.py, stack/prepare.py).
+
+The roles hold no server configuration of their own: they hand this module the
+host's settings (the EXCHANGE_* values of config/defaults.env with the
+inventory's overrides) and it calls the stack's install and configure
+functions with them, so the local stack, the compose images (docker/render.py)
+and every Ansible host render one and the same configuration. It returns the
+processes to supervise (argv, environment, directory, user) and leaves
+starting them to supervisord (roles/supervisor).
+"""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: exchange_stack
+short_description: render, probe or prepare one component of the exchange with stack/
+description:
+  - C(render) installs and configures a server of stack/servers.py (or writes the Nameko config
+    of a service or the gateway) under the host's run directory and returns its processes.
+  - C(probe) answers whether the component is ready, C(prepare) runs its stack/prepare.py step.
+options:
+  action:
+    description: what to do
+    type: str
+    required: true
+    choices: [render, probe, prepare]
+  component:
+    description: a server name of stack/servers.py, C(service:<name>), or C(gateway)
+    type: str
+    required: true
+  repo:
+    description: the exchange's checkout on the host
+    type: path
+    required: true
+  settings:
+    description: EXCHANGE_* overrides of config/defaults.env for this host
+    type: dict
+    default: {}
+author: exchange
+"""
+
+EXAMPLES = r"""
+- name: Render memcached
+  exchange_stack:
+    action: render
+    component: memcached
+    repo: /srv/exchange
+    settings: {EXCHANGE_RUN_DIR: /var/lib/exchange, EXCHANGE_BIND_HOST: 169.254.100.2}
+"""
+
+RETURN = r"""
+programs:
+  description: the processes to supervise, companions first
+  returned: action=render
+  type: list
+  elements: dict
+up:
+  description: whether the component answered its probe (action=probe)
+  returned: action=probe
+  type: bool
+"""
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+
+# Data the servers write themselves; a snapshot of the configuration skips it.
+DATA_DIRS = {"data", "commitlog", "saved_caches", "hints", "cdc_raw", "mnesia", "logs",
+             "log", "pids", "home", "opt", "sock", "json", "wal_archive", "base_backups"}
+SMALL_FILE = 1 << 20
+
+
+def config_snapshot(run_dir: Path) -> dict[str, str]:
+    """Digest of every small file under run_dir outside the servers' data."""
+    found: dict[str, str] = {}
+    if not run_dir.exists():
+        return found
+    for root, dirs, files in os.walk(run_dir):
+        dirs[:] = [d for d in dirs if d not in DATA_DIRS and not d.startswith("opt")]
+        for name in files:
+            path = Path(root, name)
+            try:
+                if path.is_symlink() or path.stat().st_size > SMALL_FILE:
+                    continue
+                found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                continue
+    return found
+
+
+def program(process, settings) -> dict:
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8",
+           **{k: str(v) for k, v in process.env.items()}}
+    if process.user:
+        import pwd
+        env.setdefault("HOME", pwd.getpwnam(process.user).pw_dir)
+    return {"name": process.name, "argv": [str(a) for a in process.argv], "env": env,
+            "cwd": str(process.cwd or settings.run_dir), "user": process.user or "root",
+            "log": str(process.log)}
+
+
+def find_server(name):
+    from stack.servers import SERVERS
+    for server in SERVERS:
+        if server.name == name:
+            return server
+    return None
+
+
+def render(settings, component: str) -> tuple[bool, list[dict]]:
+    from stack.servers import run_dir
+    for sub in ("logs", "pids", "home"):
+        run_dir(settings, sub).mkdir(parents=True, exist_ok=True)
+    before = config_snapshot(settings.run_dir)
+    server = find_server(component)
+    if server is not None:
+        server.install(settings)
+        server.configure(settings)
+        processes = [companion(settings) for companion in server.companions]
+        processes.append(server.process(settings))
+    else:
+        from stack import apps as app_defs
+        app_defs.nameko_config_file(settings)
+        processes = [app.process for app in app_defs.apps(settings) if app.name == component]
+        if not processes:
+            raise ValueError(f"unknown component {component!r}: not a server of stack/servers.py, "
+                             "a service under services/ or the gateway")
+    changed = config_snapshot(settings.run_dir) != before
+    return changed, [program(p, settings) for p in processes]
+
+
+def probe(settings, component: str) -> tuple[bool, str]:
+    server = find_server(component)
+    if server is not None:
+        result = server.is_ready(settings)
+    else:
+        from stack import apps as app_defs
+        result = next(app.probe(settings) for app in app_defs.apps(settings) if app.name == component)
+    return result.up, result.detail
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec={
+        "action": {"type": "str", "required": True, "choices": ["render", "probe", "prepare"]},
+        "component": {"type": "str", "required": True},
+        "repo": {"type": "path", "required": True},
+        "settings": {"type": "dict", "default": {}},
+    }, supports_check_mode=True)
+    params = module.params
+    sys.path.insert(0, params["repo"])
+    try:
+        from services.common.config import load_settings
+        settings = load_settings({k: str(v) for k, v in params["settings"].items()})
+        action, component = params["action"], params["component"]
+        if action == "probe":
+            up, detail = probe(settings, component)
+            module.exit_json(changed=False, up=up, detail=detail)
+        if module.check_mode:
+            module.exit_json(changed=False)
+        if action == "render":
+            changed, programs = render(settings, component)
+            module.exit_json(changed=changed, programs=programs)
+        from stack import prepare
+        done = prepare.STEPS[component](settings)
+        module.exit_json(changed=bool(done), done=done)
+    except Exception as problem:  # one line for the operator, the play stops
+        module.fail_json(msg=f"{params['component']}: {type(problem).__name__}: {problem}")
+
+
+if __name__ == "__main__":
+    main()
