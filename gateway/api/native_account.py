@@ -119,10 +119,10 @@ def request_withdrawal(body: WithdrawalRequest):
     from gateway.app import rpc
     who = caller("withdraw")
     with rpc() as services:
+        # A key's withdraw permission, allow-list and account state were
+        # checked by users.verify_request; a person's session needs the OTP.
         if who.person is not None:
             services.users.authorize_withdrawal(who.person.token, client_ip())
-        else:
-            services.users.check_can_withdraw(who.user_id)
         found = services.wallets.request_withdrawal(who.user_id, body.asset, body.address,
                                                     body.amount, body.ref)
     return reply(_withdrawal({**found, "ref": body.ref}), 201)
