@@ -17,7 +17,7 @@ import zlib
 
 from psycopg.types.json import Jsonb
 
-from services.common import catalogue
+from services.common import catalogue, events
 from services.common.catalogue import DELISTED, AssetInfo, MarketInfo
 from services.common.errors import InvalidInput
 from services.common.outbox import enqueue_event
@@ -27,7 +27,6 @@ from .errors import (AssetExists, ImmutableField, InvalidMarket, InvalidStatusCh
                      MarketExists, UnknownMarket)
 
 OUTBOX_STREAM = "registry"
-SERVICE = "registry"
 LOCK = zlib.crc32(b"registry:changes")
 MUTABLE = ("min_quantity", "max_quantity", "min_notional", "price_band_percent",
            "max_open_orders", "default_stp", "maker_fee", "taker_fee", "status")
@@ -43,8 +42,9 @@ def _journal(conn, actor: str, kind: str, symbol: str, spec: dict, change: dict)
         "INSERT INTO registry.changes (actor, kind, symbol, spec, change) "
         "VALUES (%s, %s, %s, %s, %s) RETURNING id",
         (actor, kind, symbol, Jsonb(spec), Jsonb(change))).fetchone()[0]
-    enqueue_event(conn, OUTBOX_STREAM, SERVICE, kind, f"registry:{version}",
-                  {"version": version, "symbol": symbol, "spec": spec, "change": change})
+    event = events.ALL[kind]
+    enqueue_event(conn, OUTBOX_STREAM, event.source, event.name, f"registry:{version}",
+                  event.build(version=version, symbol=symbol, spec=spec, change=change))
     return version
 
 

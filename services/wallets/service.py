@@ -20,6 +20,7 @@ from nameko.events import EventDispatcher
 from nameko.timer import timer
 
 from services.common import rpc_replies
+from services.common.outbox import OutboxRelay
 from services.common.deadlines import rpc
 from services.common.metrics import ServiceMetrics
 from services.wallets import addresses, schemas
@@ -41,16 +42,17 @@ class WalletsService:
     name = "wallets"
 
     books = Ledger()  # the provider; `ledger` is the history RPC below
-    dispatch = EventDispatcher()
+    # balances_changed leaves through the outbox: the ledger's trigger
+    # writes it in the transaction that moves the money (migration 011).
+    relay = OutboxRelay("wallets")
     # Settles the engines' trades from the ordered settlement queue (one active
     # wallets process at a time, the others standing by).
     settlement = TradeSettlement()
     metrics = ServiceMetrics()
 
     def _changed(self, *pairs: tuple[str, str]) -> None:
-        """Tell listeners (the gateway) which (user, asset) balances to re-read."""
-        changes = sorted({(user, asset) for user, asset in pairs})
-        self.dispatch(BALANCES_CHANGED, {"changes": [{"user": u, "asset": a} for u, a in changes]})
+        """Nothing to do: ``balances_changed`` is announced by the ledger in the
+        same transaction (migration 011), whichever path moved the money."""
 
     # -- health & accounts --------------------------------------------------
 

@@ -278,7 +278,7 @@ def test_a_hold_announces_which_balances_changed(wallets_container, service_conf
                            callback=lambda worker_ctx, result, exc_info: alice in str(result)) as waited:
         with entrypoint_hook(wallets_container, "hold") as hold:
             hold(alice, "BTC", "0.1", f"event:{alice}")
-    assert waited.get() == {"changes": [{"user": alice, "asset": "BTC"}]}
+    assert waited.get() == {"event_version": 1, "changes": [{"user": alice, "asset": "BTC"}]}
 
 
 def test_health_checks_the_database(call):

@@ -1,0 +1,88 @@
+"""The events that cross a service boundary: one typed definition each.
+
+Each ``EventType`` names its source service (the exchange is
+``<source>.events``, the routing key the event's name), its schema version,
+the fields every payload carries and its idempotency key. Producers build
+payloads with ``build`` (which stamps ``event_version``), consumers check
+them with ``parse``; docs/events.md describes the same list for people.
+
+A payload without ``event_version`` is version 1 (the matching engine's
+events predate the stamp). A consumer refuses a payload of a newer major
+version than it knows (``UnsupportedEvent``) rather than misread it; extra
+fields are allowed (additions do not bump the version).
+
+Pure: standard library only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+VERSION_KEY = "event_version"
+
+
+class UnsupportedEvent(ValueError):
+    """A payload that is not an object, misses a field, or is of a newer version."""
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    source: str
+    version: int
+    fields: tuple[str, ...]
+    idempotency_key: str
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.source}.events"
+
+    def build(self, **fields) -> dict:
+        missing = [f for f in self.fields if f not in fields]
+        if missing:
+            raise UnsupportedEvent(f"{self.name}: missing {missing}")
+        return {VERSION_KEY: self.version, **fields}
+
+    def parse(self, payload) -> Mapping:
+        if not isinstance(payload, Mapping):
+            raise UnsupportedEvent(f"{self.name}: the payload is not an object")
+        version = payload.get(VERSION_KEY, 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version > self.version:
+            raise UnsupportedEvent(f"{self.name}: version {version!r} is newer than "
+                                   f"{self.version}")
+        missing = [f for f in self.fields if f not in payload]
+        if missing:
+            raise UnsupportedEvent(f"{self.name}: missing {missing}")
+        return payload
+
+
+# ---------------------------------------------------------------- matching
+TRADE_EXECUTED = EventType(
+    "trade_executed", "matching", 1,
+    ("market", "seq", "trade_id", "price", "quantity", "quote_quantity", "taker_side",
+     "maker_order_id", "maker_user_id", "taker_order_id", "taker_user_id", "executed_at"),
+    "trade_id")
+BOOK_CHANGED = EventType("book_changed", "matching", 1, ("market", "seq", "at", "changes"),
+                         "market+seq")
+ORDER_UPDATED = EventType("order_updated", "matching", 1,
+                          ("market", "seq", "event", "order_id", "user_id"), "market+seq+index")
+MARKET_STATUS_CHANGED = EventType("market_status_changed", "matching", 1, ("market", "seq"),
+                                  "market+seq")
+
+# ---------------------------------------------------------------- wallets
+# Written by the ledger's trigger (wallets migration 011) in the transaction
+# that moves the money; the gateway re-reads the named balances.
+BALANCES_CHANGED = EventType("balances_changed", "wallets", 1, ("changes",), "message_id")
+
+# ---------------------------------------------------------------- registry
+# ``version`` is the catalogue's version (the registry journal's id).
+ASSET_LISTED = EventType("asset_listed", "registry", 1, ("version", "symbol", "spec", "change"),
+                         "version")
+MARKET_LISTED = EventType("market_listed", "registry", 1,
+                          ("version", "symbol", "spec", "change"), "version")
+MARKET_UPDATED = EventType("market_updated", "registry", 1,
+                           ("version", "symbol", "spec", "change"), "version")
+
+ALL: dict[str, EventType] = {e.name: e for e in (
+    TRADE_EXECUTED, BOOK_CHANGED, ORDER_UPDATED, MARKET_STATUS_CHANGED, BALANCES_CHANGED,
+    ASSET_LISTED, MARKET_LISTED, MARKET_UPDATED)}
