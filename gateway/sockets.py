@@ -44,6 +44,7 @@ from socketio.kombu_manager import KombuManager
 
 from gateway import bridge as push_bridge
 from services.common.config import Settings
+from services.common.errors import code_of
 from services.common.tokens import InvalidToken, TokenVerifier
 
 log = logging.getLogger("gateway.sockets")
@@ -169,10 +170,12 @@ class Push:
             try:
                 user, expires = self.identify(token)
             except InvalidToken as exc:
-                raise ConnectionRefusedError({"code": exc.code, "message": str(exc)})
+                # The client's connect_error carries {message, data: {code, message}}.
+                raise ConnectionRefusedError(str(exc), {"code": exc.code, "message": str(exc)})
             except Exception as exc:  # the users service refused (closed, unknown...)
-                raise ConnectionRefusedError({"code": getattr(exc, "exc_type", "UNAUTHORIZED"),
-                                              "message": "the token was refused"})
+                code = code_of(exc) or "UNAUTHORIZED"
+                raise ConnectionRefusedError("the token was refused",
+                                             {"code": code, "message": "the token was refused"})
         conn = Connection(request.sid, user, expires)
         self.connections[request.sid] = conn
         if user is not None:
@@ -190,8 +193,8 @@ class Push:
         try:
             user, expires = self.identify(data.get("token"))
         except Exception as exc:
-            return self._refuse(getattr(exc, "code", "UNAUTHORIZED"), "the token was refused",
-                                "authenticate")
+            code = exc.code if isinstance(exc, InvalidToken) else code_of(exc) or "UNAUTHORIZED"
+            return self._refuse(code, "the token was refused", "authenticate")
         if conn.user_id is not None and user != conn.user_id:
             return self._refuse("TOKEN_SUBJECT", "a connection cannot change user",
                                 "authenticate")
