@@ -77,6 +77,30 @@ class PushManager(KombuManager):
         super()._handle_emit(message)
 
 
+class Refused(Exception):
+    """A request refused: the client gets an ``error`` event and the ack."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def answering(handler):
+    """Handlers raise Refused; the client gets ``error`` {code, message,
+    request} and the acknowledgement {ok: false, code, message}."""
+    name = handler.__name__.removeprefix("on_")
+
+    def answer(self, data=None):
+        try:
+            return handler(self, data)
+        except Refused as refused:
+            emit("error", {"code": refused.code, "message": refused.message, "request": name})
+            return {"ok": False, "code": refused.code, "message": refused.message}
+    answer.__name__ = handler.__name__
+    return answer
+
+
 class Connection:
     __slots__ = ("sid", "user_id", "expires_at", "rooms")
 
@@ -186,32 +210,30 @@ class Push:
     def on_disconnect(self, *_reason):
         self.connections.pop(request.sid, None)
 
+    @answering
     def on_authenticate(self, data):
         conn = self.connections.get(request.sid)
-        if conn is None or not self._sane(data, "authenticate"):
-            return {"ok": False}
+        self._sane(data)
         try:
             user, expires = self.identify(data.get("token"))
-        except Exception as exc:
-            code = exc.code if isinstance(exc, InvalidToken) else code_of(exc) or "UNAUTHORIZED"
-            return self._refuse(code, "the token was refused", "authenticate")
+        except InvalidToken as exc:
+            raise Refused(exc.code, "the token was refused")
+        except Exception as exc:  # the users service refused (closed, unknown...)
+            raise Refused(code_of(exc) or "UNAUTHORIZED", "the token was refused")
         if conn.user_id is not None and user != conn.user_id:
-            return self._refuse("TOKEN_SUBJECT", "a connection cannot change user",
-                                "authenticate")
+            raise Refused("TOKEN_SUBJECT", "a connection cannot change user")
         if conn.user_id is None:
             join_room(f"user:{user}")
         conn.user_id, conn.expires_at = user, expires
         return {"ok": True, "expires_at": expires}
 
+    @answering
     def on_subscribe(self, data):
-        room = self._room(data, "subscribe")
-        if room is None:
-            return {"ok": False}
+        room = self._room(data)
         conn = self.connections[request.sid]
         if room not in conn.rooms and len(conn.rooms) >= MAX_SUBSCRIPTIONS:
-            return self._refuse("TOO_MANY_SUBSCRIPTIONS",
-                                f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection",
-                                "subscribe")
+            raise Refused("TOO_MANY_SUBSCRIPTIONS",
+                          f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
         conn.rooms.add(room)
         join_room(room)
         if data["channel"] == "depth":
@@ -219,27 +241,27 @@ class Push:
             self.send_snapshot(data["market"])
         return {"ok": True, "room": room}
 
+    @answering
     def on_unsubscribe(self, data):
-        room = self._room(data, "unsubscribe")
-        if room is None:
-            return {"ok": False}
+        room = self._room(data)
         self.connections[request.sid].rooms.discard(room)
         leave_room(room)
         return {"ok": True}
 
+    @answering
     def on_depth_snapshot(self, data):
-        if not self._sane(data, "depth_snapshot"):
-            return {"ok": False}
+        self._sane(data)
         market = data.get("market")
         if market not in self.known_markets():
-            return self._refuse("UNKNOWN_MARKET", f"no market {market!r}", "depth_snapshot")
+            raise Refused("UNKNOWN_MARKET", f"no market {str(market)[:40]!r}")
         if f"depth:{market}" not in self.connections[request.sid].rooms:
-            return self._refuse("NOT_SUBSCRIBED", "subscribe to depth first", "depth_snapshot")
+            raise Refused("NOT_SUBSCRIBED", "subscribe to depth first")
         self.send_snapshot(market)
         return {"ok": True}
 
     def on_other(self, event, *args):
-        self._refuse("UNKNOWN_EVENT", f"no event {str(event)[:40]!r}", str(event)[:40])
+        emit("error", {"code": "UNKNOWN_EVENT", "message": f"no event {str(event)[:40]!r}",
+                       "request": str(event)[:40]})
 
     def send_snapshot(self, market: str) -> None:
         with self.rpc() as services:
@@ -248,43 +270,29 @@ class Push:
                                 "sell": book["sell"]})
 
     # -- validation --------------------------------------------------------------------
-    def _refuse(self, code: str, message: str, request_name: str) -> dict:
-        emit("error", {"code": code, "message": message, "request": request_name})
-        return {"ok": False, "code": code, "message": message}
-
-    def _sane(self, data, request_name: str) -> bool:
+    def _sane(self, data) -> None:
         if not isinstance(data, dict):
-            self._refuse("BAD_REQUEST", "the message must be an object", request_name)
-            return False
+            raise Refused("BAD_REQUEST", "the message must be an object")
         try:
             size = len(json.dumps(data))
         except (TypeError, ValueError):
             size = MAX_MESSAGE_BYTES + 1
         if size > MAX_MESSAGE_BYTES:
-            self._refuse("MESSAGE_TOO_LARGE", f"messages are at most {MAX_MESSAGE_BYTES} bytes",
-                         request_name)
-            return False
-        return True
+            raise Refused("MESSAGE_TOO_LARGE", f"messages are at most {MAX_MESSAGE_BYTES} bytes")
 
-    def _room(self, data, request_name: str) -> str | None:
-        if not self._sane(data, request_name):
-            return None
+    def _room(self, data) -> str:
+        self._sane(data)
         channel, market, interval = data.get("channel"), data.get("market"), data.get("interval")
         if channel not in CHANNELS:
-            self._refuse("UNKNOWN_CHANNEL", f"channel must be one of {', '.join(CHANNELS)}",
-                         request_name)
-            return None
+            raise Refused("UNKNOWN_CHANNEL", f"channel must be one of {', '.join(CHANNELS)}")
         if channel == "tickers":
             return "tickers"
         if not isinstance(market, str) or market not in self.known_markets():
-            self._refuse("UNKNOWN_MARKET", f"no market {str(market)[:40]!r}", request_name)
-            return None
+            raise Refused("UNKNOWN_MARKET", f"no market {str(market)[:40]!r}")
         if channel == "candles":
             if interval not in push_bridge.INTERVALS:
-                self._refuse("UNKNOWN_INTERVAL",
-                             f"interval must be one of {', '.join(push_bridge.INTERVALS)}",
-                             request_name)
-                return None
+                raise Refused("UNKNOWN_INTERVAL",
+                              f"interval must be one of {', '.join(push_bridge.INTERVALS)}")
             return f"candles:{market}:{interval}"
         return f"{channel}:{market}"
 
