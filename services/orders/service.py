@@ -47,10 +47,11 @@ MAX_PAGE = 500
 # matching process that does not answer fails the call, never blocks it.
 MATCHING_CALL_TIMEOUT_S = 2.0
 
-# One statement, one round trip, one transaction (migrations/003): the order,
-# its hold and its engine command commit together or not at all.
+# One statement, one round trip, one transaction (migrations/003, 005): the
+# order, its hold and its engine command commit together or not at all; the
+# same request run again answers with its order.
 PLACE_ORDER = (f"SELECT {', '.join(ORDER_COLUMNS)} FROM place_order_tx("
-               + ", ".join(["%s"] * 18) + ")")
+               + ", ".join(["%s"] * 19) + ")")
 
 HOLD_MORE = "SELECT wallets.hold_funds(%s, %s, %s, %s)"
 
@@ -148,13 +149,14 @@ class OrdersService:
             raise InvalidOrder("post_only must be true or false", "post_only")
         client_order_id = _text("client_order_id", client_order_id, 36, optional=True,
                                 pattern=grammar.CLIENT_ORDER_ID)
-        # Without a client order id, the request's own id (the same when the
-        # broker redelivers it after a process died mid-call) stands in, so
-        # a redelivered request finds its order instead of placing another.
-        generated_id = None
-        if client_order_id is None and isinstance(self.request_id, str) \
-                and 0 < len(self.request_id) <= 36:
-            client_order_id = generated_id = self.request_id
+        # The request's own id (the same when the broker redelivers it after
+        # a process died mid-call) is recorded with the order: a redelivered
+        # request finds its order instead of being refused as a duplicate or
+        # placing another. Without a client order id, it stands in for one.
+        request_id = self.request_id if isinstance(self.request_id, str) \
+            and grammar.CLIENT_ORDER_ID.fullmatch(self.request_id) else None
+        if client_order_id is None:
+            client_order_id = request_id
         price, quantity, quote_amount = (_decimal("price", price), _decimal("quantity", quantity),
                                          _decimal("quote_amount", quote_amount))
         engine_type, engine_price = order_type, price
@@ -189,7 +191,7 @@ class OrdersService:
         # journaled and rejected later.
         reason = static_rejection(config, place)
         if reason is not None:
-            raise OrderRejected(reason, f"{reason}: the order breaks {config.symbol}'s limits")
+            raise OrderRejected(reason, f"the order breaks {config.symbol}'s limits")
         hold = holds.initial_hold(config.base_asset, config.quote_asset, side, order_type,
                                   engine_price, quantity, quote_amount)
 
@@ -198,15 +200,9 @@ class OrdersService:
                 user, config.symbol, client_order_id, side, order_type, price, quantity,
                 quote_amount, tif, post_only, stp, hold.asset, hold.amount, hold.cap_price,
                 hold.cap_quantity, Jsonb(command_to_dict(place)), OUTBOX_STREAM,
-                command_queue_name(config.symbol)))
+                command_queue_name(config.symbol), request_id))
         except psycopg.errors.RaiseException as exc:
-            error = refusal(exc)
-            if generated_id is not None and isinstance(error, DuplicateClientOrderId):
-                with self.db.transaction() as conn:
-                    placed = self.db.get(conn, user, client_order_id=generated_id)
-                if placed is not None:
-                    return placed  # this very request, run before
-            raise error from None
+            raise refusal(exc) from None
         return order_view(row)
 
     def _protection_price(self, config: MarketConfig) -> Decimal:

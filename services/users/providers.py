@@ -32,6 +32,7 @@ from nameko.rpc import RpcProxy
 from psycopg.types.json import Jsonb
 
 from services.common.config import Settings, load_settings
+from services.common.deadlines import Budget
 from services.common.identity import backend_admin
 from services.common.outbox import enqueue_event
 from services.common.postgres import make_pool
@@ -522,18 +523,22 @@ class Tokens(DependencyProvider):
 # ---------------------------------------------------------------- wallets
 
 class Wallets:
-    def __init__(self, proxy, timeout_s: float):
+    def __init__(self, proxy, timeout_s: float, budget: Budget | None = None):
         self.proxy = proxy
         self.timeout_s = timeout_s
+        self.budget = budget
 
     def open_accounts(self, user_id: str):
-        """``wallets.open_accounts(user_id)`` (idempotent on the wallets side)."""
+        """``wallets.open_accounts(user_id)`` (idempotent on the wallets side),
+        waiting at most the timeout and at most what the request has left."""
+        wait_s = self.timeout_s if self.budget is None else \
+            min(self.timeout_s, self.budget.remaining_s())
         try:
-            with eventlet.Timeout(self.timeout_s):
+            with eventlet.Timeout(wait_s):
                 return self.proxy.open_accounts.call_async(user_id).result()
         except eventlet.Timeout:
             raise error("WALLETS_UNAVAILABLE",
-                        f"open_accounts did not answer within {self.timeout_s} s") from None
+                        f"open_accounts did not answer within {wait_s:.3f} s") from None
         except UnknownService:
             raise error("WALLETS_UNAVAILABLE", "the wallets service is not running") from None
         except RemoteError as exc:
@@ -556,7 +561,7 @@ class WalletAccounts(RpcProxy):
         super().setup()
 
     def get_dependency(self, worker_ctx):
-        return Wallets(super().get_dependency(worker_ctx), self.timeout_s)
+        return Wallets(super().get_dependency(worker_ctx), self.timeout_s, Budget(worker_ctx))
 
 
 # ---------------------------------------------------------------- API-key secrets
