@@ -125,6 +125,8 @@ def register_apis(app: Flask) -> None:
     app.register_blueprint(native.blueprint, url_prefix="/api/v1")
     from frontend_api import serving
     app.register_blueprint(serving.blueprint)
+    from gateway import ops  # the operations dashboard (admins)
+    app.register_blueprint(ops.blueprint)
 
 
 def error_response(exc: errors.ApiError):

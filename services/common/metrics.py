@@ -71,11 +71,14 @@ SOCKET_DROPPED = Counter(
     "exchange_socketio_dropped_total", "Socket.IO clients dropped for being too slow.")
 RATE_LIMIT_REFUSALS = Counter(
     "exchange_rate_limit_refusals_total", "Requests refused by the rate limiter.", ["limit"])
+# The audit's series exist only in the process that audits (wallets): created
+# at its first result, so no other process exports a never-run audit.
 AUDIT_MISMATCHES = Gauge(
     "exchange_ledger_audit_findings",
-    "Findings of the last periodic ledger audit (0: every invariant holds).")
+    "Findings of the last periodic ledger audit (0: every invariant holds).", registry=None)
 AUDIT_TIMESTAMP = Gauge(
-    "exchange_ledger_audit_timestamp_seconds", "When the last ledger audit finished (unix time).")
+    "exchange_ledger_audit_timestamp_seconds", "When the last ledger audit finished (unix time).",
+    registry=None)
 AUDIT_FAILURES = Counter(
     "exchange_ledger_audit_failures_total", "Periodic ledger audits that could not run.")
 EVENT_LAG = Histogram(
@@ -103,6 +106,10 @@ def count_cache_lookups(kind: str, hits: int, misses: int) -> None:
 
 
 def record_audit(findings: int, now: float | None = None) -> None:
+    if not getattr(record_audit, "registered", False):
+        REGISTRY.register(AUDIT_MISMATCHES)
+        REGISTRY.register(AUDIT_TIMESTAMP)
+        record_audit.registered = True
     AUDIT_MISMATCHES.set(findings)
     AUDIT_TIMESTAMP.set(time.time() if now is None else now)
 

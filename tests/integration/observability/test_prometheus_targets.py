@@ -21,8 +21,6 @@ KEY_SERIES = [
     ("outbox relay lag", 'exchange_outbox_oldest_age_seconds{stream="all"}'),
     ("settlement lag", 'exchange_settlement_lag_seconds'),
     ("parked events", 'exchange_parked_events{service="orders"}'),
-    ("last ledger audit", 'exchange_ledger_audit_timestamp_seconds{service="wallets"}'),
-    ("ledger audit findings", 'exchange_ledger_audit_findings{service="wallets"}'),
     ("engine book sizes", 'exchange_engine_book_orders{service="matching"}'),
     ("outbox relays", 'exchange_outbox_relay_active'),
     ("gateway HTTP latency", 'exchange_http_request_duration_seconds_count{service="gateway"}'),
@@ -62,6 +60,11 @@ def test_every_service_reports_entrypoint_latency_and_the_key_series_exist(prome
                 f'exchange_entrypoint_duration_seconds_bucket{{service="{name}", le="+Inf"}}')
     missing = [what for what, expr in KEY_SERIES if not prometheus.query(expr)]
     assert missing == []
+    # The first periodic audit runs a minute after wallets starts.
+    wait_until(lambda: prometheus.query(
+        'exchange_ledger_audit_findings{service="wallets"} '
+        'and exchange_ledger_audit_timestamp_seconds{service="wallets"} > 0'),
+        timeout=90, every=5, what="the last ledger audit's result and time")
 
 
 def test_recording_rules_produce_the_golden_signals(prometheus):

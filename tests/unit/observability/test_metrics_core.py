@@ -49,7 +49,7 @@ def test_lag_is_observed_from_executed_at_and_ignores_bad_times():
     assert sample("exchange_event_lag_seconds_sum", queue="unit.lag") == pytest.approx(total + 2.5)
 
 
-def test_audit_result_and_time_are_exported():
+def test_audit_result_and_time_are_exported_once_an_audit_ran():
     metrics.record_audit(2, now=1234.0)
     assert sample("exchange_ledger_audit_findings") == 2
     assert sample("exchange_ledger_audit_timestamp_seconds") == 1234.0
