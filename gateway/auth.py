@@ -16,8 +16,9 @@ HMAC in constant time, then the permission and the account state, and
 refuses each with its own code; ``gateway/errors.py`` maps those codes to
 Binance's. Binance checks the signature before the time window: a stale
 request with a wrong signature gets -1021 here where Binance answers -1022
-(both refuse it). A missing signature is -1102, after an unknown key
-(-2015), as on Binance. Signatures and secrets are never logged.
+(both refuse it); likewise a recvWindow above 60000 is -1131 before any
+key check. A missing signature is -1102, after an unknown key (-2015), as on
+Binance. Signatures and secrets are never logged.
 
 Client IP: the peer address, unless the peer is one of the trusted proxies
 (``EXCHANGE_GATEWAY_TRUSTED_PROXIES``): then the right-most

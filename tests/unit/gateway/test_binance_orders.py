@@ -1,0 +1,99 @@
+"""POST /api/v3/order's parameters and the order objects, without servers:
+strict numbers, filters with Binance's messages, statuses as ccxt reads them."""
+import pytest
+from flask import Flask
+
+from gateway.api.binance import order_object, order_request, placed_object, status_of
+from gateway.errors import ApiError
+from test_binance_markets import btc_usdt
+
+
+def parsed(body: str) -> dict:
+    app = Flask(__name__)
+    with app.test_request_context("/api/v3/order", method="POST", data=body,
+                                  content_type="application/x-www-form-urlencoded"):
+        return order_request(btc_usdt())
+
+
+def refused(body: str) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        parsed(body)
+    return caught.value
+
+
+LIMIT = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC"
+
+
+def test_a_limit_order_becomes_place_order_arguments():
+    args = parsed(f"{LIMIT}&quantity=0.0525&price=50000&newClientOrderId=x-TKT5PX2Fabc")
+    assert args == {"market": "BTC-USDT", "side": "buy", "stp_mode": None,
+                    "client_order_id": "x-TKT5PX2Fabc", "type": "limit", "quantity": "0.0525",
+                    "price": "50000", "time_in_force": "GTC", "post_only": False}
+
+
+def test_limit_maker_is_post_only_and_market_by_quote_is_a_quote_amount():
+    maker = parsed("symbol=BTCUSDT&side=SELL&type=LIMIT_MAKER&quantity=0.01&price=30000")
+    assert maker["post_only"] and maker["time_in_force"] == "GTC"
+    by_quote = parsed("symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=100.5")
+    assert by_quote["quote_amount"] == "100.5" and "quantity" not in by_quote
+
+
+@pytest.mark.parametrize("body, code, message", [
+    (f"{LIMIT}&quantity=1e-05&price=30000", -1100, None),            # python-binance's float
+    (f"{LIMIT}&quantity=0.01&price=30000.005", -1013, "Filter failure: PRICE_FILTER"),
+    (f"{LIMIT}&quantity=0.00015&price=30000", -1013, "Filter failure: LOT_SIZE"),
+    (f"{LIMIT}&quantity=0.0001&price=30000", -1013, "Filter failure: NOTIONAL"),
+    (f"{LIMIT}&quantity=-1&price=30000", -1100, None),
+    (f"{LIMIT}&quantity=0.01", -1102, None),
+    ("symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=0.01&price=30000", -1102, None),
+    ("symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity=0.01", -1116, "Invalid orderType."),
+    ("symbol=BTCUSDT&side=HOLD&type=MARKET&quantity=0.01", -1100, None),
+    ("symbol=BTCUSDT&side=BUY&type=MARKET", -1102, None),
+    ("symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01&quoteOrderQty=10", -1106, None),
+    ("symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=4", -1013, "Filter failure: NOTIONAL"),
+    ("symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=10.0000001", -1111, None),
+    ("symbol=BTCUSDT&side=SELL&type=MARKET&quoteOrderQty=10", -1013, None),
+    (f"{LIMIT}&quantity=0.01&price=30000&newClientOrderId=has space", -1100, None),
+    (f"{LIMIT}&quantity=0.01&price=30000&quantity=0.02", -1101, None),
+])
+def test_bad_orders_are_refused_with_binances_code(body, code, message):
+    error = refused(body)
+    assert error.status == 400 and error.binance_code == code
+    if message:
+        assert error.binance_msg == message
+
+
+def order(**overrides) -> dict:
+    row = {"order_id": 7, "client_order_id": "c1", "side": "buy", "order_type": "limit",
+           "price": "30000", "quantity": "0.01", "quote_amount": None, "time_in_force": "GTC",
+           "post_only": False, "stp_mode": None, "status": "new", "reason": None,
+           "filled_quantity": "0", "filled_quote": "0", "market": "BTC-USDT",
+           "created_at": "2026-12-04T16:32:52.815302+00:00",
+           "updated_at": "2026-12-04T16:32:53.000000+00:00"}
+    row.update(overrides)
+    return row
+
+
+@pytest.mark.parametrize("status, reason, shown", [
+    ("new", None, "NEW"), ("partially_filled", None, "PARTIALLY_FILLED"),
+    ("filled", None, "FILLED"), ("cancelled", "CANCEL", "CANCELED"),
+    ("expired", "TIME_IN_FORCE", "EXPIRED"), ("expired", "SELF_TRADE", "EXPIRED_IN_MATCH"),
+    ("rejected", "FOK_NOT_FILLABLE", "EXPIRED"), ("rejected", "NO_LIQUIDITY", "EXPIRED"),
+    ("rejected", "MARKET_HALTED", "REJECTED"),
+])
+def test_statuses(status, reason, shown):
+    assert status_of(order(status=status, reason=reason)) == shown
+
+
+def test_order_objects_in_binances_shape():
+    body = order_object(order(post_only=True, filled_quantity="0.005", filled_quote="150"),
+                        btc_usdt())
+    assert body["symbol"] == "BTCUSDT" and body["type"] == "LIMIT_MAKER"
+    assert body["executedQty"] == "0.00500000" and body["cummulativeQuoteQty"] == \
+        "150.00000000"
+    assert body["time"] == 1796401972815 and body["isWorking"] and body["orderListId"] == -1
+    ack = placed_object(order(), btc_usdt(), "ACK", None)
+    assert set(ack) == {"symbol", "orderId", "orderListId", "clientOrderId", "transactTime"}
+    full = placed_object(order(), btc_usdt(), "FULL", [])
+    assert full["fills"] == [] and "transactTime" in full and "time" not in full
+    assert "fills" not in placed_object(order(), btc_usdt(), "RESULT", None)
