@@ -71,7 +71,7 @@ def _http_ready(name: str, url: str):
             response = requests.get(url.format(host=settings.host, **settings.values),
                                     timeout=health.PROBE_TIMEOUT)
             response.raise_for_status()
-            return ""
+            return f"HTTP {response.status_code}"
         return health.timed(name, check, required=False)
     return probe
 
@@ -125,8 +125,6 @@ def _prometheus_process(settings: Settings) -> Process:
         f"--storage.tsdb.retention.time={settings['EXCHANGE_PROMETHEUS_RETENTION']}",
         f"--web.listen-address={settings.host}:{settings['EXCHANGE_PROMETHEUS_PORT']}",
         "--web.enable-lifecycle",  # POST /-/reload after `make up` rewrote the config
-        f"--web.console.templates={MONITORING_DIR / 'consoles'}",
-        "--web.console.libraries=/usr/share/prometheus/web/console_libraries",
         "--log.level=warn",
     ], cwd=base)
 

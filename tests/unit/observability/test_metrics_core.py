@@ -116,3 +116,25 @@ def test_coded_errors_keep_their_code_for_the_error_counter():
     from services.common.errors import code_of
     assert code_of(InvalidInput(message="bad")) == "INVALID_INPUT"
     assert code_of(RuntimeError("boom")) is None
+
+
+def test_batched_json_file_writes_in_batches_and_rotates(tmp_path):
+    handler = logs.BatchedFileHandler(tmp_path / "p.jsonl", max_bytes=400, backups=2)
+    handler.setFormatter(logs.JsonFormatter("p"))
+    logger = logging.getLogger("unit.batched")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        handler.flushed_at = __import__("time").monotonic()
+        logger.info("first")
+        assert (tmp_path / "p.jsonl").read_text() == ""
+        logger.warning("second")  # a warning writes at once, with what waited
+        assert [json.loads(line)["msg"] for line in
+                (tmp_path / "p.jsonl").read_text().splitlines()] == ["first", "second"]
+        for n in range(20):
+            logger.warning("line %d", n)
+        assert (tmp_path / "p.jsonl.1").exists() and not (tmp_path / "p.jsonl.3").exists()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
