@@ -50,9 +50,10 @@ BINDINGS = {
 }
 # Candle intervals pushed (marketdata's chain).
 INTERVALS = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")
-# Seconds between re-reads of the tickers/candles of markets that traded, and
-# of the balances of users whose money moved (coalesces bursts into one read).
+# Seconds between re-reads of the balances of users whose money moved, and of
+# the tickers/candles of markets that traded (coalesces bursts into one read).
 FLUSH_EVERY = 0.25
+MARKET_FLUSH_EVERY = 1.0
 PREFETCH = 500
 SETTLE_READS = 3
 DISCONNECT_USER = "__disconnect_user__"
@@ -102,6 +103,7 @@ class Bridge:
         self.last_book_seq: dict[str, int] = {}
         self.dirty_markets: set[str] = set()
         self.settling_markets: set[str] = set()
+        self.market_flushed = float("-inf")
         self.dirty_users: set[str] = set()
         # Users whose balances a trade or an order's hold/release moved: wallets
         # settles trades and orders hold in the database without dispatching
@@ -208,10 +210,14 @@ class Bridge:
                 log.exception("push bridge flush failed")
 
     def flush(self) -> None:
-        # A market that traded is read now and once more at the next flush:
-        # marketdata ingests the trade a moment after the event.
-        markets = self.dirty_markets | self.settling_markets
-        self.settling_markets, self.dirty_markets = self.dirty_markets, set()
+        # A market that traded is read now and once more at the next market
+        # flush: marketdata ingests the trade a moment after the event. Its
+        # ticker and candles (9 reads) at most once per MARKET_FLUSH_EVERY.
+        markets = set()
+        if time.monotonic() - self.market_flushed >= MARKET_FLUSH_EVERY:
+            self.market_flushed = time.monotonic()
+            markets = self.dirty_markets | self.settling_markets
+            self.settling_markets, self.dirty_markets = self.dirty_markets, set()
         users, self.dirty_users = self.dirty_users | set(self.settle_users), set()
         for user, left in list(self.settle_users.items()):
             if left <= 1:

@@ -69,6 +69,18 @@ class PushManager(KombuManager):
         super().__init__(*args, **kwargs)
         self.on_disconnect_user = on_disconnect_user
 
+    def _producer_publish(self, connection):
+        # The stock manager makes a Producer per message, and each one
+        # declares the exchange again: a broker round trip per push, which
+        # capped the bridge at a few hundred pushes a second. One producer
+        # per connection declares once (``ensure`` revives it after a
+        # reconnection).
+        producer = getattr(self, "_producer", None)
+        if producer is None or producer.connection is not connection:
+            producer = self._producer = connection.Producer(exchange=self._exchange(),
+                                                            **self.producer_options)
+        return connection.ensure(producer, producer.publish)
+
     def _handle_emit(self, message):
         if message.get("event") == push_bridge.DISCONNECT_USER:
             data = message["data"]
