@@ -11,7 +11,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import binance_testkit as kit  # noqa: E402
 
-MARKET, SYMBOL, BINANCE = "ETH-USDT", "ETH/USDT", "ETHUSDT"
+# BTC-USDT: the demo book leaves a wide spread (29,990 / 30,010) where only
+# this test's own orders meet; ETH-USDT may carry other tests' busy books.
+MARKET, SYMBOL, BINANCE = "BTC-USDT", "BTC/USDT", "BTCUSDT"
 TICK = Decimal("0.01")
 
 
@@ -22,12 +24,12 @@ def gateway_url(settings):
 
 @pytest.fixture(scope="module")
 def maker(settings):
-    return kit.new_trader(settings, {"USDT": "200000", "ETH": "100"}, prefix="gwmaker")
+    return kit.new_trader(settings, {"USDT": "200000", "BTC": "10", "ETH": "10"}, prefix="gwmaker")
 
 
 @pytest.fixture(scope="module")
 def taker(settings):
-    return kit.new_trader(settings, {"USDT": "200000", "ETH": "100"}, prefix="gwtaker")
+    return kit.new_trader(settings, {"USDT": "200000", "BTC": "10", "ETH": "10"}, prefix="gwtaker")
 
 
 def quiet_price(settings, market: str = MARKET) -> Decimal:

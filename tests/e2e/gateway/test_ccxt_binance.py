@@ -1,9 +1,9 @@
 """Unmodified ccxt 4.5.90 (the ``binance`` class, re-pointed at the gateway as
 ../shared/BINANCE_SUBSET.md section 1 shows) trades through /api/v3.
 
-Orders go to ETH-USDT at a price inside the current spread
-(``quiet_price``), between two traders created for this module; the demo
-traders are never touched."""
+Orders go to BTC-USDT at a price inside the demo book's spread
+(``quiet_price``), between two traders created for this module: the demo
+traders' orders are never crossed."""
 from decimal import Decimal
 
 import ccxt
@@ -37,19 +37,19 @@ def f(value) -> float:
 def test_markets_carry_the_filters(public):
     markets = public.load_markets(reload=True)
     assert {"BTC/USDT", "ETH/USDT"} <= set(markets)
-    eth = markets[SYMBOL]
-    assert eth["id"] == BINANCE and eth["active"] and eth["spot"]
-    assert eth["precision"]["price"] == 0.01 and eth["precision"]["amount"] == 0.0001
-    assert eth["limits"]["cost"]["min"] == 5.0
+    btc = markets[SYMBOL]
+    assert btc["id"] == BINANCE and btc["active"] and btc["spot"]
+    assert btc["precision"]["price"] == 0.01 and btc["precision"]["amount"] == 0.0001
+    assert btc["limits"]["cost"]["min"] == 5.0
 
 
 def test_ticker_and_tickers(public, settings):
-    ticker = public.fetch_ticker("BTC/USDT")
-    assert ticker["symbol"] == "BTC/USDT" and ticker["timestamp"] > 0
+    ticker = public.fetch_ticker(SYMBOL)
+    assert ticker["symbol"] == SYMBOL and ticker["timestamp"] > 0
     assert "bidQty" in ticker["info"]
-    tickers = public.fetch_tickers(["BTC/USDT", SYMBOL])
-    assert set(tickers) == {"BTC/USDT", SYMBOL}
-    assert set(public.fetch_tickers()) >= {"BTC/USDT", SYMBOL}
+    tickers = public.fetch_tickers([SYMBOL, "ETH/USDT"])
+    assert set(tickers) == {SYMBOL, "ETH/USDT"}
+    assert set(public.fetch_tickers()) >= {SYMBOL, "ETH/USDT"}
 
 
 def test_order_book_shows_a_resting_order(public, ex_maker, settings):
@@ -101,7 +101,7 @@ def test_limit_gtc_rests_then_fills_and_reports_trades(ex_maker, ex_taker, setti
     taken = ex_taker.create_order(SYMBOL, "limit", "buy", 0.01, f(price))   # GTC, crosses
     assert taken["status"] == "closed" and taken["filled"] == 0.01
     assert taken["trades"] and taken["trades"][0]["price"] == f(price)
-    assert taken["fee"]["currency"] == "ETH"
+    assert taken["fee"]["currency"] == "BTC"
     fetched = ex_maker.fetch_order(resting["id"], SYMBOL)
     assert fetched["status"] == "open" and fetched["filled"] == 0.01
     ex_maker.cancel_order(resting["id"], SYMBOL)
@@ -162,19 +162,19 @@ def test_cancel_cancel_all_and_the_order_lists(ex_maker, settings):
     price = quiet_price(settings)
     first = ex_maker.create_order(SYMBOL, "limit", "buy", 0.01, f(price))
     second = ex_maker.create_order(SYMBOL, "limit", "buy", 0.01, f(price))
-    btc = ex_maker.create_order("BTC/USDT", "limit", "buy", 0.001,
-                               f(far_bid(settings, "BTC-USDT")))
+    other = ex_maker.create_order("ETH/USDT", "limit", "buy", 0.01,
+                                 f(far_bid(settings, "ETH-USDT")))
     ids = {first["id"], second["id"]}
     assert ids <= {o["id"] for o in ex_maker.fetch_open_orders(SYMBOL)}
     everywhere = {o["id"]: o["symbol"] for o in ex_maker.fetch_open_orders()}
-    assert everywhere[btc["id"]] == "BTC/USDT" and ids <= set(everywhere)
+    assert everywhere[other["id"]] == "ETH/USDT" and ids <= set(everywhere)
     cancelled = ex_maker.cancel_order(first["id"], SYMBOL)
     assert cancelled["status"] == "canceled"
     ex_maker.cancel_all_orders(SYMBOL)
     assert not ids & {o["id"] for o in ex_maker.fetch_open_orders(SYMBOL)}
     assert ex_maker.fetch_order(second["id"], SYMBOL)["status"] == "canceled"
-    assert btc["id"] in {o["id"] for o in ex_maker.fetch_open_orders("BTC/USDT")}
-    ex_maker.cancel_order(btc["id"], "BTC/USDT")
+    assert other["id"] in {o["id"] for o in ex_maker.fetch_open_orders("ETH/USDT")}
+    ex_maker.cancel_order(other["id"], "ETH/USDT")
     history = {o["id"]: o["status"] for o in ex_maker.fetch_orders(SYMBOL)}
     assert history[first["id"]] == history[second["id"]] == "canceled"
     assert {o["id"] for o in ex_maker.fetch_canceled_orders(SYMBOL)} >= ids
@@ -187,7 +187,7 @@ def test_my_trades_list_both_sides(ex_maker, ex_taker, settings):
     mine = kit.eventually(lambda: [t for t in ex_taker.fetch_my_trades(SYMBOL)
                                    if t["order"] == buy["id"]])
     assert mine[0]["side"] == "buy" and mine[0]["takerOrMaker"] == "taker"
-    assert mine[0]["fee"]["currency"] == "ETH" and mine[0]["fee"]["cost"] > 0
+    assert mine[0]["fee"]["currency"] == "BTC" and mine[0]["fee"]["cost"] > 0
     theirs = kit.eventually(lambda: [t for t in ex_maker.fetch_my_trades(SYMBOL)
                                      if t["order"] == sell["id"]])
     assert theirs[0]["side"] == "sell" and theirs[0]["takerOrMaker"] == "maker"
@@ -241,3 +241,31 @@ def test_stale_timestamp(gateway_url, maker):
     ex.options["timeDifference"] = 60_000        # the clock a minute behind
     with pytest.raises(ccxt.InvalidNonce):
         ex.fetch_balance()
+
+
+# ---------------------------------------------------------------- optional extras
+
+def test_last_prices_bids_asks_and_recent_trades(public, gateway_url):
+    prices = public.fetch_last_prices([SYMBOL, "ETH/USDT"])
+    assert set(prices) == {SYMBOL, "ETH/USDT"}
+    book_tops = public.fetch_bids_asks([SYMBOL])
+    top = public.fetch_order_book(SYMBOL, 5)
+    assert book_tops[SYMBOL]["bid"] == top["bids"][0][0]
+    recent = kit.binance_local(gateway_url)
+    recent.options["fetchTradesMethod"] = "publicGetTrades"
+    trades = recent.fetch_trades("BTC/USDT", limit=5)
+    assert all(t["symbol"] == "BTC/USDT" and t["price"] > 0 for t in trades)
+
+
+def test_test_orders_and_cancel_replace(ex_maker, settings):
+    price = quiet_price(settings)
+    assert ex_maker.create_order(SYMBOL, "limit", "buy", 0.01, f(price), {"test": True}) \
+        is not None
+    assert price not in {Decimal(str(o["price"])) for o in ex_maker.fetch_open_orders(SYMBOL)}
+    original = ex_maker.create_order(SYMBOL, "limit", "buy", 0.01, f(price))
+    lower = price - Decimal("0.5")
+    edited = ex_maker.edit_order(original["id"], SYMBOL, "limit", "buy", 0.02, f(lower))
+    assert edited["id"] != original["id"] and edited["price"] == f(lower)
+    assert edited["amount"] == 0.02 and edited["status"] == "open"
+    assert ex_maker.fetch_order(original["id"], SYMBOL)["status"] == "canceled"
+    ex_maker.cancel_order(edited["id"], SYMBOL)

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 import binance_testkit as kit
-from conftest import BINANCE, SYMBOL, far_bid
+from conftest import BINANCE, MARKET, SYMBOL, far_bid
 
 
 def binance_error(response, status, code):
@@ -46,7 +46,7 @@ def test_public_endpoints_ignore_any_key_header(settings):
 def test_a_read_only_key_reads_but_does_not_trade(gateway_url, settings):
     reader = kit.new_trader(settings, {"USDT": "1000"}, permissions=("read",), prefix="gwread")
     ex = kit.binance_local(gateway_url, reader.api_key, reader.secret)
-    price = far_bid(settings, "ETH-USDT")
+    price = far_bid(settings, MARKET)
     # (ccxt reads -2015 as DDoSProtection once an instance has succeeded
     # with a private call: this refusal comes first)
     with pytest.raises(ccxt.AuthenticationError):
@@ -89,7 +89,7 @@ def test_another_users_order_is_not_found(gateway_url, maker, taker, settings):
     owner = kit.binance_local(gateway_url, maker.api_key, maker.secret)
     other = kit.binance_local(gateway_url, taker.api_key, taker.secret)
     order = owner.create_order(SYMBOL, "limit", "buy", 0.01,
-                               float(far_bid(settings, "ETH-USDT")))
+                               float(far_bid(settings, MARKET)))
     try:
         with pytest.raises(ccxt.OrderNotFound):
             other.fetch_order(order["id"], SYMBOL)
@@ -108,7 +108,7 @@ def sign(secret: str, payload: str) -> str:
 
 
 def test_signature_covers_the_raw_query_then_the_raw_body(settings, maker):
-    price = far_bid(settings, "ETH-USDT")
+    price = far_bid(settings, MARKET)
     query = urlencode({"symbol": BINANCE, "timestamp": int(time.time() * 1000)})
     body = urlencode({"side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
                       "quantity": "0.01", "price": str(price), "recvWindow": 10000})

@@ -25,12 +25,12 @@ def test_public_calls_ignore_the_key_header(maker_client):
     assert maker_client.ping() == {}
     assert maker_client.get_server_time()["serverTime"] > 0
     info = maker_client.get_symbol_info(BINANCE)
-    assert info["baseAsset"] == "ETH" and info["quoteAsset"] == "USDT"
+    assert info["baseAsset"] == "BTC" and info["quoteAsset"] == "USDT"
     book = maker_client.get_order_book(symbol="BTCUSDT", limit=5)
     assert "bids" in book and "asks" in book and book["lastUpdateId"] > 0
     ticker = maker_client.get_ticker(symbol="BTCUSDT")
     assert ticker["symbol"] == "BTCUSDT" and "bidQty" in ticker
-    assert {t["symbol"] for t in maker_client.get_all_tickers()} >= {"BTCUSDT", BINANCE}
+    assert {t["symbol"] for t in maker_client.get_all_tickers()} >= {"ETHUSDT", BINANCE}
     assert isinstance(maker_client.get_klines(symbol=BINANCE, interval="1m", limit=5), list)
     assert isinstance(maker_client.get_recent_trades(symbol=BINANCE, limit=5), list)
     assert isinstance(maker_client.get_aggregate_trades(symbol=BINANCE, limit=5), list)
@@ -46,7 +46,7 @@ def test_trade_cycle(maker_client, taker_client, settings):
                                       quantity="0.01")
     assert taken["status"] == "FILLED" and Decimal(taken["executedQty"]) == Decimal("0.01")
     assert [Decimal(f["price"]) for f in taken["fills"]] == [Decimal(price)]
-    assert taken["fills"][0]["commissionAsset"] == "ETH"
+    assert taken["fills"][0]["commissionAsset"] == "BTC"
     got = maker_client.get_order(symbol=BINANCE, orderId=resting["orderId"])
     assert got["status"] == "PARTIALLY_FILLED"
     assert resting["orderId"] in {o["orderId"] for o in maker_client.get_open_orders()}
@@ -61,7 +61,7 @@ def test_trade_cycle(maker_client, taker_client, settings):
                                      if t["orderId"] == taken["orderId"]])
     assert trades[0]["isBuyer"] and not trades[0]["isMaker"]
     balances = {b["asset"]: b for b in taker_client.get_account()["balances"]}
-    assert Decimal(balances["ETH"]["free"]) > 0
+    assert Decimal(balances["BTC"]["free"]) > 10
 
 
 def test_a_float_written_with_an_exponent_is_refused(taker_client, settings):
