@@ -120,11 +120,12 @@ def message_ids(body) -> dict:
     return ids
 
 
-def trace(message: str, *args, ids: dict | None = None) -> None:
-    """An INFO line on the ``exchange.trace`` logger with ``ids`` attached;
-    free when JSON logs are not installed."""
+def trace(message: str, *args, ids: dict | None = None, at: float | None = None) -> None:
+    """An INFO line on the ``exchange.trace`` logger with ``ids`` attached,
+    stamped ``at`` (unix time: when a request began, for a line written when
+    it ended) or now; free when JSON logs are not installed."""
     if TRACE.isEnabledFor(logging.INFO):
-        TRACE.info(message, *args, extra={"ids": ids or {}})
+        TRACE.info(message, *args, extra={"ids": ids or {}, "at": at})
 
 
 # ---------------------------------------------------------------- format
@@ -135,7 +136,7 @@ class JsonFormatter(logging.Formatter):
         self.process = process
 
     def format(self, record: logging.LogRecord) -> str:
-        created = record.created
+        created = getattr(record, "at", None) or record.created
         line = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
                   + f".{int(created * 1000) % 1000:03d}Z",

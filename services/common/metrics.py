@@ -371,7 +371,7 @@ class ServiceMetrics(DependencyProvider):
             for key, found in logs.message_ids(value).items():
                 ids.setdefault(key, found)
         logs.trace("%s %s.%s %s %.1f ms", kind, self.service, worker_ctx.entrypoint.method_name,
-                   code or "ok", seconds * 1000, ids=ids)
+                   code or "ok", seconds * 1000, ids=ids, at=time.time() - seconds)
 
     def worker_teardown(self, worker_ctx):
         if not self.enabled:
@@ -415,8 +415,9 @@ def instrument_flask(app, port: int | None = None) -> None:
             ids = {"request_id": getattr(g, "request_id", None)}
             if response.is_json and request.method != "GET" and response.status_code < 400:
                 ids.update(logs.message_ids(response.get_json(silent=True)))
+            seconds = time.perf_counter() - started
             logs.trace("http %s %s %d %s %.1f ms", request.method, route, response.status_code,
-                       code or "ok", (time.perf_counter() - started) * 1000,
+                       code or "ok", seconds * 1000, at=time.time() - seconds,
                        ids={k: v for k, v in ids.items() if v is not None})
         return response
 
