@@ -38,6 +38,7 @@ import logging
 import time
 
 import eventlet
+import eventlet.event
 from flask import request
 from flask_socketio import ConnectionRefusedError, disconnect, emit, join_room, leave_room
 from socketio.kombu_manager import KombuManager
@@ -135,6 +136,7 @@ class Push:
         self.markets: set[str] = set()
         self.markets_read_at = float("-inf")
         self.dropped_slow = 0
+        self.in_flight: dict[str, eventlet.event.Event] = {}
 
     # -- catalogue -------------------------------------------------------------
     def known_markets(self) -> set[str]:
@@ -275,9 +277,25 @@ class Push:
         emit("error", {"code": "UNKNOWN_EVENT", "message": f"no event {str(event)[:40]!r}",
                        "request": str(event)[:40]})
 
+    def snapshot(self, market: str) -> dict:
+        """The engine's book, one read per market at a time: requests arriving
+        while a read is in flight share its answer. A subscriber that joined
+        its room after the read began may miss a diff the answer does not
+        cover: that shows as a gap, and it asks again."""
+        flight = self.in_flight.get(market)
+        if flight is None:
+            flight = self.in_flight[market] = eventlet.event.Event()
+            try:
+                with self.rpc() as services:
+                    flight.send(services.matching.get_depth(market, SNAPSHOT_LEVELS))
+            except Exception as exc:
+                flight.send_exception(exc)
+            finally:
+                self.in_flight.pop(market, None)
+        return flight.wait()
+
     def send_snapshot(self, market: str) -> None:
-        with self.rpc() as services:
-            book = services.matching.get_depth(market, SNAPSHOT_LEVELS)
+        book = self.snapshot(market)
         emit("depth_snapshot", {"market": market, "seq": book["seq"], "buy": book["buy"],
                                 "sell": book["sell"]})
 

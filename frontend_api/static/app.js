@@ -208,7 +208,9 @@ function connect() {
   });
   socket.on("order", () => refreshOrders());
   socket.on("fill", () => { refreshFills(); refreshOrders(); });
-  socket.on("balances", (data) => renderBalances(data.balances));
+  // Deposits and withdrawals move balances (wallets announces balances_changed):
+  // their statuses are re-read with them.
+  socket.on("balances", (data) => { renderBalances(data.balances); refreshWithdrawals(); });
   socket.on("account", (data) => { $("#connection").textContent = `account ${data.state}`; });
 }
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from decimal import Decimal
 
 import pytest
 
@@ -34,26 +33,8 @@ def settings():
     return load_settings()
 
 
-def inside_spread(settings) -> str:
-    """A price on the tick grid strictly between the best bid and best ask."""
-    with kit.rpc_proxy(settings) as rpc:
-        book = rpc.matching.get_depth(MARKET, 5)
-        tick = Decimal(next(m for m in rpc.matching.list_markets()
-                            if m["symbol"] == MARKET)["tick_size"])
-    bid = Decimal(book["buy"][0][0]) if book["buy"] else None
-    ask = Decimal(book["sell"][0][0]) if book["sell"] else None
-    reference = Decimal(book["reference_price"] or "30000")
-    low = bid if bid is not None else (ask or reference) - 50 * tick
-    high = ask if ask is not None else low + 50 * tick
-    assert high - low >= 3 * tick, f"no room inside the spread {low}..{high}"
-    # Above the best bid by an odd number of ticks: unlikely to share a level.
-    price = low + tick * (1 + min(7, int((high - low) / tick) - 2))
-    assert low < price < high
-    return str(price.quantize(tick))
-
-
 def test_two_traders_trade_live_in_the_browser(settings):
-    args = {"url": settings.gateway_url, "price": inside_spread(settings),
+    args = {"url": settings.gateway_url, "price": kit.inside_spread(settings, MARKET),
             "buyer": asdict(kit.new_trader(settings, {"USDT": "5000"}, prefix="web")),
             "seller": asdict(kit.new_trader(settings, {"BTC": "1"}, prefix="web"))}
     chromium.run_child("tests.e2e.browser.trader_scenarios", "two_traders_trade",

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 
 import socketio
 from nameko.standalone.rpc import ClusterRpcProxy
@@ -48,6 +49,24 @@ def new_trader(settings, funds: dict | None = None, prefix: str = "push") -> Tra
             txid = secrets.token_hex(32) if asset == "BTC" else "0x" + secrets.token_hex(32)
             rpc.wallets.credit_deposit(asset, address, amount, txid, 100)
     return Trader(username, signup["user_id"], PASSWORD)
+
+
+def inside_spread(settings, market: str) -> str:
+    """A price on the tick grid strictly between the best bid and best ask."""
+    with rpc_proxy(settings) as rpc:
+        book = rpc.matching.get_depth(market, 5)
+        tick = Decimal(next(m for m in rpc.matching.list_markets()
+                            if m["symbol"] == market)["tick_size"])
+    bid = Decimal(book["buy"][0][0]) if book["buy"] else None
+    ask = Decimal(book["sell"][0][0]) if book["sell"] else None
+    reference = Decimal(book["reference_price"] or "30000")
+    low = bid if bid is not None else (ask or reference) - 50 * tick
+    high = ask if ask is not None else low + 50 * tick
+    assert high - low >= 3 * tick, f"no room inside the spread {low}..{high}"
+    # Above the best bid by an odd number of ticks: unlikely to share a level.
+    price = low + tick * (1 + min(7, int((high - low) / tick) - 2))
+    assert low < price < high
+    return str(price.quantize(tick))
 
 
 class Listener:

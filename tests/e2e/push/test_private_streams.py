@@ -16,7 +16,6 @@ import base64
 import json
 import time
 import uuid
-from dataclasses import asdict  # noqa: F401  (kept for symmetry with the browser test)
 
 import jwt
 import pytest
@@ -24,7 +23,6 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.common.config import load_settings
-from tests.e2e.browser.test_trader_client import inside_spread
 from tests.e2e.push import kit
 
 pytestmark = pytest.mark.timeout(180)
@@ -67,7 +65,7 @@ def test_private_events_reach_only_their_user(settings):
             assert public.call("subscribe", {"channel": channel, "market": MARKET})["ok"]
             assert listeners[bystander.user_id].call(
                 "subscribe", {"channel": channel, "market": MARKET})["ok"]
-        price = inside_spread(settings)
+        price = kit.inside_spread(settings, MARKET)
         with kit.rpc_proxy(settings) as rpc:
             bid = rpc.orders.place_order(buyer.user_id, MARKET, "buy", "limit", quantity=QUANTITY,
                                          price=price, post_only=True)
