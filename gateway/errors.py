@@ -29,6 +29,9 @@ MSG_BAD_KEY = "Invalid API-key, IP, or permissions for action."
 MSG_RECV_WINDOW = "Timestamp for this request is outside of the recvWindow."
 MSG_TOO_MANY = "Too many requests; current limit is %s. Please use the websocket for live updates to avoid polling the API."
 MSG_INTERNAL = "An unknown error occurred while processing the request."
+MSG_PRICE_FILTER = "Filter failure: PRICE_FILTER"   # ccxt: InvalidOrder (by the filter name)
+MSG_LOT_SIZE = "Filter failure: LOT_SIZE"           # ccxt: InvalidOrder
+MSG_NOTIONAL = "Filter failure: NOTIONAL"           # ccxt: BadRequest (-1013)
 
 
 @dataclass
@@ -76,6 +79,15 @@ TABLE: dict[str, tuple[int, int, str | None]] = {
     "DUPLICATE_CLIENT_ORDER_ID": (400, -2010, "Duplicate order sent."),
     "INSUFFICIENT_FUNDS": (400, -2010, MSG_INSUFFICIENT),
     "POST_ONLY_WOULD_TAKE": (400, -2010, MSG_WOULD_TAKE),
+    # the engine's rule refusals (Reason codes, services/matching/models.py),
+    # as Binance names the filter; ccxt maps PRICE_FILTER / LOT_SIZE to InvalidOrder
+    "INVALID_PRICE": (400, -1013, MSG_PRICE_FILTER),
+    "PRICE_OUT_OF_BAND": (400, -1013, "Filter failure: PERCENT_PRICE_BY_SIDE"),
+    "INVALID_QUANTITY": (400, -1013, MSG_LOT_SIZE),
+    "QTY_BELOW_MIN": (400, -1013, MSG_LOT_SIZE),
+    "QTY_ABOVE_MAX": (400, -1013, MSG_LOT_SIZE),
+    "NOTIONAL_BELOW_MIN": (400, -1013, MSG_NOTIONAL),
+    "TOO_MANY_OPEN_ORDERS": (400, -1013, "Filter failure: MAX_NUM_ORDERS"),
     "NO_LIQUIDITY": (400, -2010, "Order would not be filled: no liquidity."),
     "MARKET_HALTED": (400, -2010, "Market is closed."),
     "USER_FROZEN": (403, -2010, "This account may not place orders."),

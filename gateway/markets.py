@@ -30,7 +30,7 @@ from typing import Callable
 
 from eventlet.semaphore import Semaphore
 
-from gateway.errors import ApiError
+from gateway.errors import MSG_LOT_SIZE, MSG_NOTIONAL, MSG_PRICE_FILTER, ApiError
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,6 @@ TTL_S = 10.0
 EIGHT = Decimal("0.00000001")
 ZERO = Decimal(0)
 
-MSG_PRICE_FILTER = "Filter failure: PRICE_FILTER"
-MSG_LOT_SIZE = "Filter failure: LOT_SIZE"
-MSG_NOTIONAL = "Filter failure: NOTIONAL"
 
 
 def fmt(value) -> str:

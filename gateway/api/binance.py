@@ -43,10 +43,9 @@ from flask import Blueprint, current_app, jsonify
 
 from gateway import ratelimit
 from gateway.auth import (READ, TRADE, authenticate, bad_param, missing_param, params)
-from gateway.errors import (MSG_UNKNOWN_ORDER_CANCEL, MSG_UNKNOWN_ORDER_QUERY,
-                            MSG_WOULD_TAKE, ApiError)
-from gateway.markets import (MSG_LOT_SIZE, MSG_NOTIONAL, Market, catalogue, filter_failure,
-                             fmt)
+from gateway.errors import (MSG_UNKNOWN_ORDER_CANCEL, MSG_UNKNOWN_ORDER_QUERY, TABLE,
+                            ApiError)
+from gateway.markets import Market, catalogue, filter_failure, fmt
 from gateway.rpc import now_ms
 from services.common import grammar
 from services.common.errors import InvalidInput, code_of
@@ -64,18 +63,6 @@ MAX_HISTORY_PAGES = 10
 POLL_S = (0.005, 0.01, 0.02, 0.03, 0.05)
 # Engine refusals that Binance reports as an order that expired unfilled.
 EXPIRED_REJECTIONS = {"FOK_NOT_FILLABLE", "NO_LIQUIDITY"}
-# Engine refusals after acceptance -> the Binance refusal.
-ASYNC_REFUSALS = {
-    "POST_ONLY_WOULD_TAKE": (-2010, MSG_WOULD_TAKE),
-    "QTY_BELOW_MIN": (-1013, MSG_LOT_SIZE),
-    "QTY_ABOVE_MAX": (-1013, MSG_LOT_SIZE),
-    "INVALID_QUANTITY": (-1013, MSG_LOT_SIZE),
-    "NOTIONAL_BELOW_MIN": (-1013, MSG_NOTIONAL),
-    "INVALID_PRICE": (-1013, "Filter failure: PRICE_FILTER"),
-    "PRICE_OUT_OF_BAND": (-1013, "Filter failure: PERCENT_PRICE_BY_SIDE"),
-    "TOO_MANY_OPEN_ORDERS": (-1013, "Filter failure: MAX_NUM_ORDERS"),
-    "MARKET_HALTED": (-2010, "Market is closed."),
-}
 
 
 def rpc():
@@ -463,12 +450,14 @@ def fills_of(services, user: str, order: dict, market: Market, deadline: float) 
 
 
 def refusal_after_acceptance(order: dict) -> ApiError | None:
-    """An engine refusal that Binance would have answered as an error."""
+    """An engine refusal that Binance would have answered as an error (the
+    engine's reason through the one error table)."""
     if order["status"] != "rejected" or order.get("reason") in EXPIRED_REJECTIONS:
         return None
-    code, message = ASYNC_REFUSALS.get(order.get("reason"),
-                                       (-2010, f"Order rejected: {order.get('reason')}."))
-    return ApiError(400, order.get("reason") or "ORDER_REJECTED", message, code, message)
+    reason = order.get("reason") or "ORDER_REJECTED"
+    status, code, message = TABLE.get(reason, (400, -2010, None))
+    message = message or f"Order rejected: {reason}."
+    return ApiError(status, reason, message, code, message)
 
 
 # ================================================================ private: endpoints
