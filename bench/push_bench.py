@@ -111,6 +111,7 @@ def client_process(index: int, urls: list[str], count: int, ready, go, stop, res
         trade_delays, depth_delays, bridge_delays = [], [], []
         counts = {"trade": 0, "depth": 0, "depth_snapshot": 0}
         timing = {"on": False}
+        lost: dict[str, int] = {}
 
         def make(url):
             client = socketio.AsyncClient(reconnection=False)
@@ -131,6 +132,11 @@ def client_process(index: int, urls: list[str], count: int, ready, go, stop, res
             @client.on("depth_snapshot")
             async def snapshot(_data):
                 counts["depth_snapshot"] += 1
+
+            @client.on("disconnect")
+            async def disconnected(reason=None):
+                if timing["on"]:
+                    lost[str(reason)] = lost.get(str(reason), 0) + 1
 
             return client
 
@@ -168,7 +174,7 @@ def client_process(index: int, urls: list[str], count: int, ready, go, stop, res
         still = sum(1 for c in clients if c.connected)
         results.put({"index": index, "counts": counts, "elapsed": elapsed, "still": still,
                      "trade_delays": trade_delays, "depth_delays": depth_delays,
-                     "bridge_delays": bridge_delays})
+                     "bridge_delays": bridge_delays, "lost": lost})
         await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
 
     asyncio.run(run())
@@ -292,10 +298,15 @@ def main() -> int:
     depth_delays = [d for r in gathered for d in r["depth_delays"]]
     bridge_delays = [d for r in gathered for d in r["bridge_delays"]]
     still = sum(r["still"] for r in gathered)
+    lost: dict[str, int] = {}
+    for r in gathered:
+        for reason, n in r["lost"].items():
+            lost[reason] = lost.get(reason, 0) + n
     print(f"push bench: {args.connections} connections asked, {args.clients} client processes, "
           f"{args.gateways} gateway processes, {args.rate:.0f} orders/s asked for {args.seconds:.0f} s")
     print(f"connections held: {held} (opened in {opened_s:.1f} s), still connected at the end: "
-          f"{still}")
+          f"{still}" + (f" (lost while timed: {lost})" if lost else ""))
+    print(f"machine load average at the end: {os.getloadavg()[0]:.1f} (2 cores)")
     for url in urls:
         grown = (loaded[url] - baseline[url]) / max(1, per_gateway[url])
         print(f"  gateway {url}: {per_gateway[url]} connections, RSS {baseline[url] / 1024:.0f} -> "

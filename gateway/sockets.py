@@ -335,8 +335,9 @@ def init_app(app, socketio, settings: Settings, rpc) -> Push:
     amqp_uri = settings.amqp_uri()
     push = Push(socketio, settings, rpc)
     manager = PushManager(amqp_uri, channel=channel, on_disconnect_user=push.disconnect_user)
-    socketio.init_app(app, client_manager=manager, max_http_buffer_size=MAX_FRAME_BYTES,
-                      ping_interval=10, ping_timeout=10)
+    # Engine.IO's own ping timing (25 s + 20 s): a starved but live client is
+    # not dropped for a late pong.
+    socketio.init_app(app, client_manager=manager, max_http_buffer_size=MAX_FRAME_BYTES)
     socketio.on_event("connect", push.on_connect)
     socketio.on_event("disconnect", push.on_disconnect)
     socketio.on_event("authenticate", push.on_authenticate)
