@@ -25,8 +25,9 @@ order as it stands (``NEW``): query it for the rest. ACK answers at once.
 Cancels likewise wait for ``CANCELED``.
 
 Differences from Binance, on purpose: trades are not aggregated (each
-aggTrade is one trade: ``a = f = l``); klines' taker-buy volumes are "0"
-(not recorded); a ticker's ``prevClosePrice`` is its open and
+aggTrade is one trade: ``a = f = l``); klines come in marketdata's intervals
+(1m 5m 15m 30m 1h 4h 1d 1w; others -1120), without empty buckets, and their
+taker-buy volumes are "0" (not recorded); a ticker's ``prevClosePrice`` is its open and
 ``firstId``/``lastId`` are -1; a MARKET SELL by ``quoteOrderQty`` is refused
 (-1013, the engine sells by quantity); commissions shown follow the market's
 fee schedule (a user with a fee tier pays the tier's rate).

@@ -112,3 +112,18 @@ def test_catalogue_keeps_serving_its_copy_when_a_reload_fails():
     fail.append(True)
     clock.now = 60
     assert [m.symbol for m in catalogue.markets()] == ["BTC-USDT"]
+
+
+def test_a_registry_market_becomes_a_binance_market():
+    from services.common.catalogue import MarketInfo
+    from gateway.markets import market_from_registry
+    info = MarketInfo(symbol="ETH-USDT", base="ETH", quote="USDT", tick_size="0.01",
+                      lot_size="0.0001", maker_fee="0.001", taker_fee="0.002",
+                      min_quantity=None, max_quantity="10000", min_notional="5",
+                      status="halted")
+    market = market_from_registry(info, {"ETH": 18, "USDT": 6})
+    assert (market.binance, market.min_qty, market.max_qty, market.min_notional) == \
+        ("ETHUSDT", Decimal("0.0001"), Decimal("10000"), Decimal("5"))
+    assert (market.base_scale, market.quote_scale, market.taker_fee) == (18, 6, Decimal("0.002"))
+    entry = market.exchange_info()
+    assert entry["status"] == "HALT" and entry["baseAssetPrecision"] == 18
