@@ -163,7 +163,9 @@ def _pg_process(settings: Settings) -> Process:
 def _rabbit_env(settings: Settings) -> dict[str, str]:
     base = run_dir(settings, "rabbitmq")
     return {
-        "RABBITMQ_NODENAME": "exchange@localhost",
+        "RABBITMQ_NODENAME": settings["EXCHANGE_RABBITMQ_NODENAME"],
+        # A node named by its address (exchange@169.254.100.11) needs long names.
+        "RABBITMQ_USE_LONGNAME": "true" if "." in settings["EXCHANGE_RABBITMQ_NODENAME"] else "false",
         "RABBITMQ_NODE_IP_ADDRESS": settings.host,
         "RABBITMQ_NODE_PORT": settings["EXCHANGE_RABBITMQ_PORT"],
         "RABBITMQ_DIST_PORT": settings["EXCHANGE_RABBITMQ_DIST_PORT"],
@@ -206,9 +208,29 @@ def _rabbit_configure(settings: Settings) -> None:
         "log.console.level = warning",
         "log.file = false",
         *monitoring.rabbitmq_config_lines(settings),
+        *_rabbit_cluster_lines(settings),
         "",
     ]))
+    cookie = settings["EXCHANGE_RABBITMQ_ERLANG_COOKIE"]
+    if cookie:  # every node of a cluster shares it; a single node lets Erlang make one
+        path = base / "home" / ".erlang.cookie"
+        if not path.exists() or path.read_text() != cookie:
+            path.write_text(cookie)
+        os.chmod(path, 0o400)
     _chown_tree(settings, base)
+
+
+def _rabbit_cluster_lines(settings: Settings) -> list[str]:
+    """Peer discovery from the node list (EXCHANGE_RABBITMQ_CLUSTER_NODES, empty
+    for a single node); the side of a partition without a majority pauses
+    instead of accepting writes the majority never sees."""
+    nodes = [n for n in settings["EXCHANGE_RABBITMQ_CLUSTER_NODES"].split(",") if n.strip()]
+    if not nodes:
+        return []
+    return ["cluster_formation.peer_discovery_backend = classic_config",
+            *(f"cluster_formation.classic_config.nodes.{i} = {n.strip()}"
+              for i, n in enumerate(nodes, 1)),
+            "cluster_partition_handling = pause_minority"]
 
 
 def _epmd_process(settings: Settings) -> Process:

@@ -18,13 +18,15 @@ short_description: render, probe or prepare one component of the exchange with s
 description:
   - C(render) installs and configures a server of stack/servers.py (or writes the Nameko config
     of a service or the gateway) under the host's run directory and returns its processes.
+  - C(describe) returns the processes of a server without installing or configuring it
+    (Patroni starts PostgreSQL with the parameters stack/ gives it).
   - C(probe) answers whether the component is ready, C(prepare) runs its stack/prepare.py step.
 options:
   action:
     description: what to do
     type: str
     required: true
-    choices: [render, probe, prepare]
+    choices: [render, describe, probe, prepare]
   component:
     description: a server name of stack/servers.py, C(service:<name>), or C(gateway)
     type: str
@@ -145,7 +147,7 @@ def probe(settings, component: str) -> tuple[bool, str]:
 
 def main() -> None:
     module = AnsibleModule(argument_spec={
-        "action": {"type": "str", "required": True, "choices": ["render", "probe", "prepare"]},
+        "action": {"type": "str", "required": True, "choices": ["render", "describe", "probe", "prepare"]},
         "component": {"type": "str", "required": True},
         "repo": {"type": "path", "required": True},
         "settings": {"type": "dict", "default": {}},
@@ -159,6 +161,12 @@ def main() -> None:
         if action == "probe":
             up, detail = probe(settings, component)
             module.exit_json(changed=False, up=up, detail=detail)
+        if action == "describe":
+            server = find_server(component)
+            if server is None:
+                raise ValueError(f"{component!r} is not a server of stack/servers.py")
+            processes = [c(settings) for c in server.companions] + [server.process(settings)]
+            module.exit_json(changed=False, programs=[program(p, settings) for p in processes])
         if module.check_mode:
             module.exit_json(changed=False)
         if action == "render":
