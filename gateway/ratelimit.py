@@ -77,19 +77,30 @@ class Limits:
 
 
 class Counters:
-    """Windowed counters in Memcached (atomic across processes)."""
+    """Windowed counters in Memcached (atomic across processes).
+
+    After a failed call the counters are skipped for ``RETRY_AFTER_FAILURE_S``
+    (requests are served unlimited meanwhile): a dead Memcached must not add
+    its connect timeout to every request."""
+
+    RETRY_AFTER_FAILURE_S = 5.0
 
     def __init__(self, client, clock: Callable[[], float] = time.time):
         self.client = client
         self.clock = clock
         self._warned_at = 0.0
+        self._down_until = 0.0
 
     def _failed(self) -> None:
         now = self.clock()
+        self._down_until = now + self.RETRY_AFTER_FAILURE_S
         if now - self._warned_at > MINUTE:
             self._warned_at = now
             log.warning("rate-limit counters unavailable (Memcached): serving unlimited",
                         exc_info=True)
+
+    def _down(self) -> bool:
+        return self.clock() < self._down_until
 
     def add(self, name: str, window: int, amount: int) -> tuple[int, int]:
         """Add ``amount`` to this window's counter: (new value, seconds left)."""
@@ -97,6 +108,8 @@ class Counters:
         slot = int(now // window)
         left = max(1, int((slot + 1) * window - now + 0.999))
         key = f"{PREFIX}{name}:{window}:{slot}"
+        if self._down():
+            return 0, left
         try:
             value = self.client.incr(key, amount, noreply=False)
             if value is None:
@@ -110,6 +123,8 @@ class Counters:
 
     def read(self, name: str, window: int) -> int:
         slot = int(self.clock() // window)
+        if self._down():
+            return 0
         try:
             value = self.client.get(f"{PREFIX}{name}:{window}:{slot}")
         except (OSError, MemcacheError):
@@ -118,6 +133,8 @@ class Counters:
         return int(value) if value else 0
 
     def banned_until(self, who: str) -> int | None:
+        if self._down():
+            return None
         try:
             value = self.client.get(f"{PREFIX}ban:{who}")
         except (OSError, MemcacheError):

@@ -84,14 +84,22 @@ def test_orders_are_counted_per_key_in_ten_second_windows(limiter):
     rl.charge_key("k1", 1, orders=True)
 
 
-def test_an_unreachable_memcached_serves_unlimited():
+def test_an_unreachable_memcached_serves_unlimited_and_is_not_asked_again_at_once():
+    calls = []
+
     class Down:
         def __getattr__(self, name):
             def fail(*args, **kwargs):
+                calls.append(name)
                 raise OSError("connection refused")
             return fail
 
+    clock = Clock()
     with Flask(__name__).test_request_context("/"):
-        rl = RateLimiter(Counters(Down(), Clock()), LIMITS)
+        rl = RateLimiter(Counters(Down(), clock), LIMITS)
         for _ in range(20):
             rl.charge_ip("1.2.3.4", 5)
+        assert len(calls) == 1
+        clock.now += Counters.RETRY_AFTER_FAILURE_S + 1
+        rl.charge_ip("1.2.3.4", 5)
+        assert len(calls) == 2
