@@ -286,6 +286,12 @@ def _cassandra_install(settings: Settings) -> None:
     stamp.write_text(settings["EXCHANGE_CASSANDRA_VERSION"])
 
 
+def cassandra_seeds(settings: Settings) -> list[str]:
+    """The storage addresses of a cluster's seed nodes (EXCHANGE_CASSANDRA_SEEDS,
+    comma-separated); empty for the single local node, its own seed."""
+    return [s.strip() for s in settings["EXCHANGE_CASSANDRA_SEEDS"].split(",") if s.strip()]
+
+
 def _cassandra_configure(settings: Settings) -> None:
     base = _owned_dir(settings, run_dir(settings, "cassandra"))
     for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw", "logs", "conf"):
@@ -308,14 +314,19 @@ def _cassandra_configure(settings: Settings) -> None:
         "commitlog_sync_period": "10000ms",
         "seed_provider": [{
             "class_name": "org.apache.cassandra.locator.SimpleSeedProvider",
-            "parameters": [{"seeds": f"{storage_host}:{settings['EXCHANGE_CASSANDRA_STORAGE_PORT']}"}],
+            "parameters": [{"seeds": ",".join(
+                f"{seed}:{settings['EXCHANGE_CASSANDRA_STORAGE_PORT']}"
+                for seed in cassandra_seeds(settings) or [storage_host])}],
         }],
         "listen_address": storage_host,
         "rpc_address": host,
         "storage_port": settings.int("EXCHANGE_CASSANDRA_STORAGE_PORT"),
         "native_transport_port": settings.int("EXCHANGE_CASSANDRA_PORT"),
         "start_native_transport": True,
-        "endpoint_snitch": "SimpleSnitch",
+        # A node with a rack (Ansible's three-zones: one rack per zone) gossips its
+        # data centre and rack, which NetworkTopologyStrategy spreads replicas over.
+        "endpoint_snitch": "GossipingPropertyFileSnitch" if settings["EXCHANGE_CASSANDRA_RACK"]
+                           else "SimpleSnitch",
         "authenticator": "AllowAllAuthenticator",
         "authorizer": "AllowAllAuthorizer",
         "storage_compatibility_mode": "NONE",
@@ -326,6 +337,9 @@ def _cassandra_configure(settings: Settings) -> None:
         config["broadcast_rpc_address"] = storage_host  # required beside a wildcard rpc_address
     # JSON is valid YAML, and needs no YAML writer here.
     (base / "conf" / "cassandra.yaml").write_text(json.dumps(config, indent=1))
+    if settings["EXCHANGE_CASSANDRA_RACK"]:
+        (base / "conf" / "cassandra-rackdc.properties").write_text(
+            f"dc={settings['EXCHANGE_CASSANDRA_DC']}\nrack={settings['EXCHANGE_CASSANDRA_RACK']}\n")
     (base / "conf" / "logback.xml").write_text(
         '<configuration>\n'
         '  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">\n'
@@ -361,8 +375,10 @@ def _cassandra_process(settings: Settings) -> Process:
             f"-Dlogback.configurationFile=file://{base}/conf/logback.xml",
             f"-Dcassandra.logdir={base}/logs", f"-Dcassandra.storagedir={base}/data",
             "-Dcassandra-foreground=yes",
-            # A single local node: nothing to wait for in gossip.
-            "-Dcassandra.skip_wait_for_gossip_to_settle=0", "-Dcassandra.ring_delay_ms=0",
+            # A single local node: nothing to wait for in gossip (a cluster's
+            # nodes must learn the ring before they own a part of it).
+            *([] if cassandra_seeds(settings) else
+              ["-Dcassandra.skip_wait_for_gossip_to_settle=0", "-Dcassandra.ring_delay_ms=0"]),
             "-cp", f"{base}/conf:{lib}/*", "org.apache.cassandra.service.CassandraDaemon"]
     return _proc(settings, "cassandra", argv, cwd=base)
 
