@@ -108,7 +108,7 @@ def client_process(index: int, urls: list[str], count: int, ready, go, stop, res
 
     async def run():
         clients, connected = [], {url: 0 for url in urls}
-        trade_delays, depth_delays, bridge_delays = [], [], []
+        trade_delays, depth_delays, bridge_delays, fanout_delays = [], [], [], []
         counts = {"trade": 0, "depth": 0, "depth_snapshot": 0}
         timing = {"on": False}
         lost: dict[str, int] = {}
@@ -127,7 +127,9 @@ def client_process(index: int, urls: list[str], count: int, ready, go, stop, res
                 counts["depth"] += 1
                 if timing["on"] and data.get("at"):
                     depth_delays.append(now_ms() - data["at"])
+                    received = now_ms()
                     bridge_delays.append(data["pushed_at"] - data["at"])
+                    fanout_delays.append(received - data["pushed_at"])
 
             @client.on("depth_snapshot")
             async def snapshot(_data):
@@ -174,7 +176,8 @@ def client_process(index: int, urls: list[str], count: int, ready, go, stop, res
         still = sum(1 for c in clients if c.connected)
         results.put({"index": index, "counts": counts, "elapsed": elapsed, "still": still,
                      "trade_delays": trade_delays, "depth_delays": depth_delays,
-                     "bridge_delays": bridge_delays, "lost": lost})
+                     "bridge_delays": bridge_delays, "fanout_delays": fanout_delays,
+                     "lost": lost})
         await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
 
     asyncio.run(run())
@@ -297,6 +300,7 @@ def main() -> int:
     trade_delays = [d for r in gathered for d in r["trade_delays"]]
     depth_delays = [d for r in gathered for d in r["depth_delays"]]
     bridge_delays = [d for r in gathered for d in r["bridge_delays"]]
+    fanout_delays = [d for r in gathered for d in r["fanout_delays"]]
     still = sum(r["still"] for r in gathered)
     lost: dict[str, int] = {}
     for r in gathered:
@@ -322,7 +326,9 @@ def main() -> int:
     print(f"book change -> client: {len(depth_delays)} deliveries, "
           f"p50 {percentile(depth_delays, 50):.0f} ms, p99 {percentile(depth_delays, 99):.0f} ms; "
           f"of which commit -> bridge emit p50 {percentile(bridge_delays, 50):.0f} ms, "
-          f"p99 {percentile(bridge_delays, 99):.0f} ms")
+          f"p99 {percentile(bridge_delays, 99):.0f} ms, bridge emit -> client (the gateways' "
+          f"fan-out) p50 {percentile(fanout_delays, 50):.0f} ms, "
+          f"p99 {percentile(fanout_delays, 99):.0f} ms")
     return 0
 
 

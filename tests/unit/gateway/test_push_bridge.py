@@ -1,0 +1,115 @@
+"""The push bridge's decisions, without servers: what goes to which room."""
+from __future__ import annotations
+
+import contextlib
+
+from gateway.bridge import DISCONNECT_USER, Bridge, mini_ticker
+
+TRADE = {"market": "BTC-USDT", "seq": 12, "trade_id": "BTC-USDT-3", "price": "30000.00",
+         "quantity": "0.0100", "quote_quantity": "300.000000", "taker_side": "sell",
+         "maker_order_id": 7, "maker_user_id": "u-maker", "taker_order_id": 9,
+         "taker_user_id": "u-taker", "executed_at": 1_700_000_000_000}
+
+
+class FakeWallets:
+    def __init__(self, failing=()):
+        self.failing = set(failing)
+        self.reads = []
+
+    def balances(self, user):
+        self.reads.append(user)
+        if user in self.failing:
+            raise OSError("wallets did not answer")
+        return {"user": user, "balances": {"USDT": {"available": "1.000000",
+                                                    "locked": "0.000000"}}}
+
+
+class FakeServices:
+    def __init__(self, wallets):
+        self.wallets = wallets
+
+
+def bridge(wallets=None):
+    emitted = []
+    services = FakeServices(wallets or FakeWallets())
+
+    @contextlib.contextmanager
+    def rpc():
+        yield services
+
+    made = Bridge("amqp://unused", "test", lambda e, d, r: emitted.append((e, d, r)), rpc,
+                  clock=lambda: 42)
+    return made, emitted
+
+
+def book(seq, changes=None):
+    return {"market": "BTC-USDT", "seq": seq, "at": 1,
+            "changes": changes or [{"side": "buy", "price": "1.00", "quantity": "1.0000"}]}
+
+
+def test_diffs_cover_the_seqs_since_the_previous_book_change():
+    push, emitted = bridge()
+    for seq in (5, 6, 9):
+        push.handle("book_changed", book(seq))
+    assert [(d["first_seq"], d["last_seq"]) for _e, d, _r in emitted] == [(5, 5), (6, 6), (7, 9)]
+    assert {r for _e, _d, r in emitted} == {"depth:BTC-USDT"}
+
+
+def test_redelivered_or_older_book_changes_are_not_pushed_again():
+    push, emitted = bridge()
+    for seq in (5, 6, 6, 4):
+        push.handle("book_changed", book(seq))
+    assert [d["last_seq"] for _e, d, _r in emitted] == [5, 6]
+
+
+def test_public_trades_name_no_user_or_order_and_fills_go_to_each_side():
+    push, emitted = bridge()
+    push.handle("trade_executed", TRADE)
+    public = [d for e, d, r in emitted if r == "trades:BTC-USDT"]
+    assert len(public) == 1
+    assert not {"maker_user_id", "taker_user_id", "maker_order_id", "taker_order_id",
+                "user_id", "order_id"} & set(public[0])
+    fills = {r: d for e, d, r in emitted if e == "fill"}
+    assert fills["user:u-maker"]["order_id"] == 7 and fills["user:u-maker"]["side"] == "buy"
+    assert fills["user:u-maker"]["role"] == "maker"
+    assert fills["user:u-taker"]["order_id"] == 9 and fills["user:u-taker"]["side"] == "sell"
+    assert all("user_id" not in d for d in fills.values())
+
+
+def test_order_updates_go_to_their_user_only():
+    push, emitted = bridge()
+    push.handle("order_updated", {"market": "BTC-USDT", "seq": 3, "order_id": 1,
+                                  "user_id": "u-1", "event": "order_done"})
+    assert [(e, r) for e, _d, r in emitted] == [("order", "user:u-1")]
+
+
+def test_balances_are_pushed_after_balances_changed_and_a_failed_read_is_retried():
+    wallets = FakeWallets(failing={"u-2"})
+    push, emitted = bridge(wallets)
+    push.handle("balances_changed", {"changes": [{"user": "u-1", "asset": "USDT"},
+                                                 {"user": "u-2", "asset": "USDT"}]})
+    push.flush()
+    assert [(e, r) for e, _d, r in emitted] == [("balances", "user:u-1")]
+    assert emitted[0][1]["balances"] == [{"asset": "USDT", "available": "1.000000",
+                                          "locked": "0.000000"}]
+    wallets.failing.clear()
+    push.flush()
+    assert [(e, r) for e, _d, r in emitted][1:] == [("balances", "user:u-2")]
+    push.flush()
+    assert len(emitted) == 2  # nothing left to read
+
+
+def test_frozen_and_closed_users_are_disconnected_everywhere():
+    push, emitted = bridge()
+    push.handle("user_frozen", {"user_id": "u-9", "at": 1})
+    push.handle("user_closed", {"user_id": "u-8", "at": 1})
+    assert emitted == [(DISCONNECT_USER, {"user_id": "u-9", "state": "frozen"}, "user:u-9"),
+                       (DISCONNECT_USER, {"user_id": "u-8", "state": "closed"}, "user:u-8")]
+
+
+def test_mini_ticker_keeps_the_summary_fields():
+    ticker = {"market": "BTC-USDT", "last": "1.00", "open": "0.90", "high": "1.10",
+              "low": "0.80", "volume": "5", "quote_volume": "5.0", "change_percent": "11.11",
+              "minute": 123, "best_bid": "0.99"}
+    assert set(mini_ticker(ticker)) == {"market", "last", "open", "high", "low", "volume",
+                                        "quote_volume", "change_percent"}
