@@ -36,6 +36,7 @@ from pymemcache.client.base import PooledClient
 from pymemcache.exceptions import MemcacheError
 
 from gateway.errors import MSG_TOO_MANY, ApiError
+from services.common import metrics
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class RateLimiter:
 
     def _refuse(self, who: str, left: int, message: str, code: int = -1003) -> ApiError:
         """429, or 418 and a ban once the client has ignored enough 429s."""
+        metrics.RATE_LIMIT_REFUSALS.labels(who.partition(":")[0]).inc()  # ip or key
         refused, _ = self.counters.add(f"refused:{who}", MINUTE, 1)
         if refused > self.limits.ban_after:
             until = self.counters.ban(who, self.limits.ban_s)

@@ -44,6 +44,7 @@ from flask_socketio import ConnectionRefusedError, disconnect, emit, join_room, 
 from socketio.kombu_manager import KombuManager
 
 from gateway import bridge as push_bridge
+from services.common import metrics
 from services.common.config import Settings
 from services.common.errors import code_of
 from services.common.tokens import InvalidToken, TokenVerifier
@@ -137,6 +138,7 @@ class Push:
         self.markets_read_at = float("-inf")
         self.dropped_slow = 0
         self.in_flight: dict[str, eventlet.event.Event] = {}
+        metrics.SOCKET_CONNECTIONS.set_function(lambda: len(self.connections))
 
     # -- catalogue -------------------------------------------------------------
     def known_markets(self) -> set[str]:
@@ -191,6 +193,7 @@ class Push:
             if socket is not None and socket.queue.qsize() >= MAX_QUEUED:
                 if not socket.closing:
                     self.dropped_slow += 1
+                    metrics.SOCKET_DROPPED.inc()
                     log.warning("dropping slow connection %s: %d frames unsent", eio_sid,
                                 socket.queue.qsize())
                     socket.close(wait=False, abort=True, reason="slow consumer")
