@@ -237,8 +237,10 @@ def _epmd_process(settings: Settings) -> Process:
     # Started by us (not by rabbitmq-server's `epmd -daemon`, which would detach
     # from our process group and outlive `make down`).
     epmd = _binary("/usr/lib/erlang/erts-*/bin/epmd", "epmd", package="erlang-base")
-    return _proc(settings, "epmd", [epmd, "-port", settings["EXCHANGE_EPMD_PORT"],
-                                    "-address", settings.host],
+    # epmd adds the loopback address to -address itself, so a wildcard beside it
+    # fails ("already running"); without -address it listens on every interface.
+    address = [] if binds_every_interface(settings) else ["-address", settings.host]
+    return _proc(settings, "epmd", [epmd, "-port", settings["EXCHANGE_EPMD_PORT"], *address],
                  env={"HOME": str(run_dir(settings, "rabbitmq", "home"))})
 
 
