@@ -109,6 +109,7 @@ CODES: dict[str, tuple[type[UsersError], str]] = {
     "TOKEN_INVALID": (Unauthenticated, "any other token defect"),
     # authorization
     "ROLE_REQUIRED": (Forbidden, "the token lacks the realm role the action needs"),
+    "PERSON_REQUIRED": (Forbidden, "a service account's token where a person is expected"),
     "STRONG_AUTH_REQUIRED": (Forbidden, "the session did not pass OTP (no 'otp' in amr)"),
     "STRONG_AUTH_STALE": (Forbidden, "the OTP login is older than the allowed age"),
     "NOT_OWNER": (Forbidden, "the API key belongs to another user"),

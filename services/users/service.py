@@ -26,6 +26,7 @@ from nameko.timer import timer
 from services.common import rpc_replies
 from services.common.deadlines import rpc
 from services.common.metrics import ServiceMetrics
+from services.common import principals
 from services.common.outbox import OutboxRelay
 from services.users import accounts, apikeys, authz, schemas
 from services.users import signup as saga
@@ -284,7 +285,12 @@ class UsersService:
     # ================================================================ identity
 
     def _claims(self, access_token) -> dict:
-        return self.tokens.claims(access_token)
+        """A person's verified claims: every verb here acts for a person, so a
+        service account's token (the backend client's) is refused."""
+        claims = self.tokens.claims(access_token)
+        if principals.is_service_account(claims):
+            raise error("PERSON_REQUIRED", "a service account's token where a person is expected")
+        return claims
 
     def _account(self, tx, user_id: str, for_update: bool = False) -> Account:
         account = tx.get_account(user_id, for_update=for_update)

@@ -22,6 +22,8 @@ from nameko.timer import timer
 from services.common import rpc_replies
 from services.common.outbox import OutboxRelay
 from services.common.deadlines import rpc
+from services.common.errors import CodedError, Forbidden
+from services.common.principals import AdminPrincipal
 from services.common.metrics import ServiceMetrics
 from services.wallets import addresses, schemas
 from services.wallets.errors import WalletsError
@@ -32,6 +34,7 @@ from services.wallets.settlement import TradeSettlement
 rpc_replies.install()
 
 BALANCES_CHANGED = "balances_changed"
+ADMIN_VERB_ERRORS = (WalletsError, CodedError)
 # Seconds between periodic ledger audits (the audit reads every account).
 AUDIT_INTERVAL_S = 60
 
@@ -42,6 +45,7 @@ class WalletsService:
     name = "wallets"
 
     books = Ledger()  # the provider; `ledger` is the history RPC below
+    caller = AdminPrincipal()
     # balances_changed leaves through the outbox: the ledger's trigger
     # writes it in the transaction that moves the money (migration 011).
     relay = OutboxRelay("wallets")
@@ -151,21 +155,31 @@ class WalletsService:
         self._changed((user, asset.code))
         return result
 
-    @rpc(expected_exceptions=WalletsError)
-    def approve_withdrawal(self, withdrawal_id, admin):
-        return self._change_withdrawal(withdrawal_id, APPROVE, schemas.load_user_id(admin, "admin"))
+    # Admin verbs: done for the admin whose access token is in the call's
+    # context data (services.common.principals); ``admin`` must name that
+    # admin (username or subject) and is recorded as the actor.
+    def _admin(self, admin) -> str:
+        principal = self.caller.admin()
+        admin = schemas.load_user_id(admin, "admin")
+        if admin not in (principal.subject, principal.username):
+            raise Forbidden("ADMIN_MISMATCH", "admin must name the admin whose token is presented",
+                            "admin")
+        return admin
 
-    @rpc(expected_exceptions=WalletsError)
+    @rpc(expected_exceptions=ADMIN_VERB_ERRORS)
+    def approve_withdrawal(self, withdrawal_id, admin):
+        return self._change_withdrawal(withdrawal_id, APPROVE, self._admin(admin))
+
+    @rpc(expected_exceptions=ADMIN_VERB_ERRORS)
     def reject_withdrawal(self, withdrawal_id, admin, reason):
         """Reject a pending or approved withdrawal: its hold is released."""
-        return self._change_withdrawal(withdrawal_id, REJECT, schemas.load_user_id(admin, "admin"),
+        return self._change_withdrawal(withdrawal_id, REJECT, self._admin(admin),
                                        reason=schemas.load_text(reason, "reason"))
 
-    @rpc(expected_exceptions=WalletsError)
+    @rpc(expected_exceptions=ADMIN_VERB_ERRORS)
     def mark_withdrawal_sent(self, withdrawal_id, txid, admin):
         """Record that an approved withdrawal went out in chain transaction ``txid``."""
-        return self._change_withdrawal(withdrawal_id, MARK_SENT,
-                                       schemas.load_user_id(admin, "admin"),
+        return self._change_withdrawal(withdrawal_id, MARK_SENT, self._admin(admin),
                                        txid=schemas.load_sent_txid(txid))
 
     @rpc(expected_exceptions=WalletsError)
@@ -201,10 +215,12 @@ class WalletsService:
         return self.books.history(schemas.load_user_id(user), schemas.load_asset(asset),
                                    before, limit)
 
-    @rpc(expected_exceptions=WalletsError)
+    @rpc(expected_exceptions=ADMIN_VERB_ERRORS)
     def adjust_balance(self, user, asset, amount, ref, reason):
-        """Operator correction: a signed amount to the user's available balance,
-        against the exchange's fee revenue. Idempotent by ``ref``."""
+        """Admin correction: a signed amount to the user's available balance,
+        against the exchange's fee revenue. Idempotent by ``ref``. Needs an
+        admin's access token in the call's context data."""
+        self.caller.admin()
         user = schemas.load_user_id(user)
         asset = schemas.load_asset(asset)
         result = self.books.adjust_balance(user, asset,

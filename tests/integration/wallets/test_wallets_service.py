@@ -13,6 +13,7 @@ from nameko.testing.services import entrypoint_hook, entrypoint_waiter, replace_
 from services.wallets import errors
 from services.wallets.assets import ASSETS
 from services.wallets.service import WalletsService
+from tests.integration.identity_kit import principal_tokens  # noqa: F401 (fixture)
 
 BTC_ADDRESS = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
 ETH_ADDRESS = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -36,10 +37,17 @@ def wallets_container(service_config):
     container.stop()
 
 
+ADMIN_VERBS = {"approve_withdrawal", "reject_withdrawal", "mark_withdrawal_sent", "adjust_balance"}
+
+
 @pytest.fixture
-def call(wallets_container):
+def call(wallets_container, principal_tokens):
+    """Call a verb in-process; the admin verbs as the session's test admin
+    (their access token in the context data, services.common.principals)."""
     def call(method, *args):
-        with entrypoint_hook(wallets_container, method) as hook:
+        context = {"access_token": principal_tokens.person("admin")} \
+            if method in ADMIN_VERBS else None
+        with entrypoint_hook(wallets_container, method, context_data=context) as hook:
             return hook(*args)
     return call
 
@@ -146,21 +154,21 @@ BAD_INPUT = [
     ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, "0.9999", "REF"), errors.InsufficientFunds),
     ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, "11", "REF"), errors.WithdrawalLimitExceeded),
     ("request_withdrawal", ("ALICE", "BTC", BTC_ADDRESS, "0.01", None), errors.InvalidId),
-    *[("approve_withdrawal", (withdrawal_id, "admin"), errors.InvalidId)
+    *[("approve_withdrawal", (withdrawal_id, "ADMIN"), errors.InvalidId)
       for withdrawal_id in ("1", 0, -5, 1.5, True, None, 2 ** 63)],
-    ("approve_withdrawal", (2 ** 62, "admin"), errors.WithdrawalNotFound),
+    ("approve_withdrawal", (2 ** 62, "ADMIN"), errors.WithdrawalNotFound),
     ("approve_withdrawal", ("WITHDRAWAL", ""), errors.InvalidId),
-    ("reject_withdrawal", ("WITHDRAWAL", "admin", ""), errors.InvalidRequest),
-    ("mark_withdrawal_sent", ("WITHDRAWAL", "ab" * 32, "admin"), errors.IllegalWithdrawalTransition),
-    ("mark_withdrawal_sent", ("WITHDRAWAL", 12345, "admin"), errors.InvalidRequest),
+    ("reject_withdrawal", ("WITHDRAWAL", "ADMIN", ""), errors.InvalidRequest),
+    ("mark_withdrawal_sent", ("WITHDRAWAL", "ab" * 32, "ADMIN"), errors.IllegalWithdrawalTransition),
+    ("mark_withdrawal_sent", ("WITHDRAWAL", 12345, "ADMIN"), errors.InvalidRequest),
     # Issue 11's hostile values: Unicode digits, blanks, underscores, exponents
     # and NUL bytes are refused before anything is read or written.
-    ("mark_withdrawal_sent", ("WITHDRAWAL", "ab\x00cd", "admin"), errors.InvalidRequest),
+    ("mark_withdrawal_sent", ("WITHDRAWAL", "ab\x00cd", "ADMIN"), errors.InvalidRequest),
     *[("hold", ("ALICE", "BTC", amount, "REF"), errors.InvalidAmount)
       for amount in ("١", "  0.01 ", "1_000", "1e10000000", "9" * 100_000, 10 ** 30)],
     ("credit_deposit", ("BTC", "ADDRESS", "١", "ab" * 32, 3), errors.InvalidAmount),
     ("adjust_balance", ("ALICE", "BTC", "1", "REF", "nul\x00reason"), errors.InvalidRequest),
-    ("reject_withdrawal", ("WITHDRAWAL", "admin", "a\x00"), errors.InvalidRequest),
+    ("reject_withdrawal", ("WITHDRAWAL", "ADMIN", "a\x00"), errors.InvalidRequest),
     ("open_accounts", ("user\x00id",), errors.InvalidId),
     ("cancel_withdrawal", (GHOST, "WITHDRAWAL"), errors.WithdrawalNotFound),
     *[("ledger", ("ALICE", "BTC", cursor, 10), errors.InvalidId) for cursor in ("abc", "0", "-1", 5, "1.5")],
@@ -176,7 +184,9 @@ BAD_INPUT = [
 ]
 
 
-def resolve(value, alice, address, withdrawal_id):
+def resolve(value, alice, address, withdrawal_id, admin=None):
+    if value == "ADMIN":
+        return admin
     if value == "ALICE":
         return alice
     if value == "REF":  # fresh: the database persists and refs are global
@@ -186,7 +196,7 @@ def resolve(value, alice, address, withdrawal_id):
     if value == "WITHDRAWAL":
         return withdrawal_id
     if isinstance(value, list):
-        return [resolve(item, alice, address, withdrawal_id) for item in value]
+        return [resolve(item, alice, address, withdrawal_id, admin) for item in value]
     if isinstance(value, dict) and "TRADE" in value:
         return trade(alice, **{k: v for k, v in value.items() if k != "TRADE"})
     return value
@@ -195,11 +205,12 @@ def resolve(value, alice, address, withdrawal_id):
 @pytest.mark.parametrize("method, arguments, error", BAD_INPUT,
                          ids=[f"{m}-{i}" for i, (m, _, _) in enumerate(BAD_INPUT)])
 def test_bad_input_is_a_typed_error_and_writes_nothing(call, carol, ledger, footprint, method, arguments,
-                                                      error):
+                                                      error, principal_tokens):
     user, address, withdrawal_id = carol
+    admin = principal_tokens.username("admin")
     before = footprint(user)
     with pytest.raises(error) as raised:
-        call(method, *[resolve(a, user, address, withdrawal_id) for a in arguments])
+        call(method, *[resolve(a, user, address, withdrawal_id, admin) for a in arguments])
     assert type(raised.value) is error
     assert str(raised.value).startswith(f"{error.code}: ")
     assert footprint(user) == before
