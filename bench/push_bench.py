@@ -109,18 +109,19 @@ def client_process(index: int, urls: list[str], count: int, ready, go, stop, res
     async def run():
         clients, connected = [], {url: 0 for url in urls}
         trade_delays, depth_delays, bridge_delays, fanout_delays = [], [], [], []
-        counts = {"trade": 0, "depth": 0, "depth_snapshot": 0}
+        counts = {"trades": 0, "depth": 0, "depth_snapshot": 0}
         timing = {"on": False}
         lost: dict[str, int] = {}
 
         def make(url):
             client = socketio.AsyncClient(reconnection=False)
 
-            @client.on("trade")
-            async def trade(data):
-                counts["trade"] += 1
+            @client.on("trades")
+            async def trades(data):
+                counts["trades"] += 1
                 if timing["on"]:
-                    trade_delays.append(now_ms() - data["executed_at"])
+                    received = now_ms()
+                    trade_delays.extend(received - t["executed_at"] for t in data["trades"])
 
             @client.on("depth")
             async def depth(data):
@@ -318,7 +319,7 @@ def main() -> int:
     print(f"orders placed: {flow['placed']} ({flow['placed'] / args.seconds:.1f}/s), "
           f"refused {flow['refused']}")
     print(f"messages delivered: {messages} in {elapsed:.1f} s = {messages / elapsed:,.0f} msg/s "
-          f"(trades {sum(r['counts']['trade'] for r in gathered)}, "
+          f"(trade batches {sum(r['counts']['trades'] for r in gathered)}, "
           f"depth diffs {sum(r['counts']['depth'] for r in gathered)})")
     print(f"trade commit -> client: {len(trade_delays)} deliveries, "
           f"p50 {percentile(trade_delays, 50):.0f} ms, p99 {percentile(trade_delays, 99):.0f} ms, "

@@ -55,6 +55,8 @@ INTERVALS = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")
 FLUSH_EVERY = 0.25
 MARKET_FLUSH_EVERY = 1.0
 PREFETCH = 500
+# Seconds between batches of a market's book diffs and trades.
+PUSH_EVERY = 0.05
 SETTLE_READS = 3
 DISCONNECT_USER = "__disconnect_user__"
 
@@ -101,6 +103,8 @@ class Bridge:
         self.active = False
         self.handled = 0
         self.last_book_seq: dict[str, int] = {}
+        self.pending_depth: dict[str, dict] = {}
+        self.pending_trades: dict[str, list] = {}
         self.dirty_markets: set[str] = set()
         self.settling_markets: set[str] = set()
         self.market_flushed = float("-inf")
@@ -114,6 +118,7 @@ class Bridge:
     def start(self) -> None:
         eventlet.spawn_n(self.run)
         eventlet.spawn_n(self.flush_loop)
+        eventlet.spawn_n(self.push_loop)
 
     def stop(self) -> None:
         self.running = False
@@ -173,7 +178,7 @@ class Bridge:
         if routing_key == "book_changed":
             self.book_changed(event)
         elif routing_key == "trade_executed":
-            self.emit("trade", public_trade(event), f"trades:{event['market']}")
+            self.pending_trades.setdefault(event["market"], []).append(public_trade(event))
             for user, fill in fills_of(event):
                 self.emit("fill", fill, f"user:{user}")
                 self.settle_users[user] = SETTLE_READS
@@ -195,10 +200,34 @@ class Bridge:
         if last is not None and seq <= last:
             return  # redelivered: already emitted
         self.last_book_seq[market] = seq
-        first = seq if last is None else last + 1
-        self.emit("depth", {"market": market, "first_seq": first, "last_seq": seq,
-                            "at": event.get("at"), "changes": event["changes"],
-                            "pushed_at": self.clock()}, f"depth:{market}")
+        pending = self.pending_depth.get(market)
+        if pending is None:
+            self.pending_depth[market] = {
+                "market": market, "first_seq": seq if last is None else last + 1,
+                "last_seq": seq, "at": event.get("at"), "changes": list(event["changes"])}
+        else:  # one diff covering both: the changes in order, the later wins
+            pending.update(last_seq=seq, at=event.get("at"))
+            pending["changes"].extend(event["changes"])
+
+    def push_batches(self) -> None:
+        """The public market streams go out in batches (one frame per market
+        and stream per PUSH_EVERY): writing a frame to each of many
+        connections is the gateway's main cost, and a burst of orders would
+        otherwise be a burst of frames per connection."""
+        depth, self.pending_depth = self.pending_depth, {}
+        trades, self.pending_trades = self.pending_trades, {}
+        for market, diff in depth.items():
+            self.emit("depth", {**diff, "pushed_at": self.clock()}, f"depth:{market}")
+        for market, batch in trades.items():
+            self.emit("trades", {"market": market, "trades": batch}, f"trades:{market}")
+
+    def push_loop(self) -> None:
+        while self.running:
+            eventlet.sleep(PUSH_EVERY)
+            try:
+                self.push_batches()
+            except Exception:
+                log.exception("push bridge could not push a batch")
 
     # -- coalesced reads -----------------------------------------------------------
     def flush_loop(self) -> None:

@@ -22,7 +22,9 @@ event ``{code, message, request}``, never a dropped connection):
   ``depth`` is answered with ``depth_snapshot`` ``{market, seq, buy, sell}``
   (the engine's book at ``seq``), then ``depth`` diffs ``{market, first_seq,
   last_seq, changes: [{side, price, quantity}]}`` (quantity is the level's new
-  total, "0" removes it). Apply a diff when ``first_seq <= held + 1 <=
+  total, "0" removes it; apply the changes in order). ``trades`` come as
+  ``{market, trades: [...]}``; both are batched by the bridge (one frame per
+  market per 50 ms at most). Apply a diff when ``first_seq <= held + 1 <=
   last_seq``; skip it when ``last_seq <= held``; otherwise there is a gap:
   send ``depth_snapshot`` ``{market}`` for a new snapshot.
 * Limits: at most ``MAX_SUBSCRIPTIONS`` per connection; a message larger than

@@ -200,7 +200,9 @@ function connect() {
   socket.on("error", (error) => console.warn("live stream:", error.code, error.message));
   socket.on("depth_snapshot", (data) => { if (state.book?.market === data.market) state.book.snapshot(data); });
   socket.on("depth", (data) => { if (state.book?.market === data.market) state.book.diff(data); });
-  socket.on("trade", (trade) => { if (trade.market === state.market) addTrade(trade, true); });
+  socket.on("trades", (batch) => {
+    if (batch.market === state.market) for (const trade of batch.trades) addTrade(trade, true);
+  });
   socket.on("ticker", (t) => { state.tickers.set(t.market, t); renderMarketList(); });
   socket.on("mini_ticker", (t) => { state.tickers.set(t.market, { ...state.tickers.get(t.market), ...t }); renderMarketList(); });
   socket.on("candle", (data) => {

@@ -73,7 +73,7 @@ class Listener:
     """A Socket.IO client that records what it receives (thread-safe)."""
 
     def __init__(self, url: str, token: str | None = None, events=("depth_snapshot", "depth",
-                 "trade", "order", "fill", "balances", "error", "account", "welcome",
+                 "trades", "order", "fill", "balances", "error", "account", "welcome",
                  "ticker", "mini_ticker", "candle")):
         self.url = url
         self.received: list[tuple[str, object]] = []

@@ -78,7 +78,8 @@ def test_private_events_reach_only_their_user(settings):
             assert got.wait_for(lambda e, d: e == "order" and d.get("order_id") == order_id)
             assert got.wait_for(lambda e, d: e == "balances")
         # The public trade arrived too: everything private had time to leak.
-        assert public.wait_for(lambda e, d: e == "trade" and d["price"] == price)
+        assert public.wait_for(lambda e, d: e == "trades"
+                               and any(t["price"] == price for t in d["trades"]))
         for user, order_id in mine.items():
             users, orders = private_ids(listeners[user])
             assert users == {user}, f"{user}'s connection saw {users}"

@@ -51,6 +51,7 @@ def test_diffs_cover_the_seqs_since_the_previous_book_change():
     push, emitted = bridge()
     for seq in (5, 6, 9):
         push.handle("book_changed", book(seq))
+        push.push_batches()
     assert [(d["first_seq"], d["last_seq"]) for _e, d, _r in emitted] == [(5, 5), (6, 6), (7, 9)]
     assert {r for _e, _d, r in emitted} == {"depth:BTC-USDT"}
 
@@ -59,13 +60,30 @@ def test_redelivered_or_older_book_changes_are_not_pushed_again():
     push, emitted = bridge()
     for seq in (5, 6, 6, 4):
         push.handle("book_changed", book(seq))
+        push.push_batches()
     assert [d["last_seq"] for _e, d, _r in emitted] == [5, 6]
+
+
+def test_a_batch_is_one_diff_with_the_changes_in_order():
+    push, emitted = bridge()
+    push.handle("book_changed", book(3))
+    push.handle("book_changed", book(4, [{"side": "buy", "price": "1.00", "quantity": "0"}]))
+    push.handle("book_changed", book(8, [{"side": "sell", "price": "2.00", "quantity": "3.0000"}]))
+    push.push_batches()
+    push.push_batches()  # nothing new: nothing sent
+    assert len(emitted) == 1
+    diff = emitted[0][1]
+    assert (diff["first_seq"], diff["last_seq"]) == (3, 8)
+    assert [c["quantity"] for c in diff["changes"]] == ["1.0000", "0", "3.0000"]
 
 
 def test_public_trades_name_no_user_or_order_and_fills_go_to_each_side():
     push, emitted = bridge()
     push.handle("trade_executed", TRADE)
-    public = [d for e, d, r in emitted if r == "trades:BTC-USDT"]
+    push.push_batches()
+    batches = [d for e, d, r in emitted if r == "trades:BTC-USDT"]
+    assert len(batches) == 1
+    public = batches[0]["trades"]
     assert len(public) == 1
     assert not {"maker_user_id", "taker_user_id", "maker_order_id", "taker_order_id",
                 "user_id", "order_id"} & set(public[0])
