@@ -22,7 +22,8 @@ that rests) until it is final or resting with its fills recorded, at most
 ``EXCHANGE_GATEWAY_ORDER_WAIT_MS``; FULL then reads the fills from
 marketdata within the same budget. An answer cut by the budget shows the
 order as it stands (``NEW``): query it for the rest. ACK answers at once.
-Cancels likewise wait for ``CANCELED``.
+Cancels likewise wait for ``CANCELED``. A waiting request holds no pooled RPC
+proxy while it sleeps (``per_call``).
 
 Differences from Binance, on purpose: trades are not aggregated (each
 aggTrade is one trade: ``a = f = l``); klines come in marketdata's intervals
@@ -34,6 +35,7 @@ fee schedule (a user with a fee tier pays the tier's rate).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from datetime import datetime, timedelta, timezone
@@ -67,8 +69,33 @@ EXPIRED_REJECTIONS = {"FOK_NOT_FILLABLE", "NO_LIQUIDITY"}
 
 
 def rpc():
+    """One pooled proxy for the request's calls (views that do not wait)."""
     from gateway.app import rpc as lease
     return lease()
+
+
+class _PerCall:
+    """``services.orders.get_order(...)`` leasing a pooled proxy for each call
+    only: a view that sleeps between calls (waiting for the engine) holds no
+    proxy meanwhile, so waiting orders cannot use up the pool."""
+
+    def __init__(self, service: str | None = None):
+        self._service = service
+
+    def __getattr__(self, name: str):
+        if self._service is None:
+            return _PerCall(name)
+        service = self._service
+
+        def call(*args, **kwargs):
+            with rpc() as services:
+                return getattr(getattr(services, service), name)(*args, **kwargs)
+        return call
+
+
+def per_call():
+    """``with per_call() as services:`` for the views that wait."""
+    return contextlib.nullcontext(_PerCall())
 
 
 def ok(body):
@@ -578,7 +605,7 @@ def place_order():
     market = market_param()
     args = order_request(market)
     resp_type = _resp_type()
-    with rpc() as services:
+    with per_call() as services:
         return ok(_place(services, who, market, args, resp_type))
 
 
@@ -656,7 +683,7 @@ def cancel_order():
     who = authenticated(TRADE)
     market = market_param()
     deadline = time.monotonic() + _wait_budget_s()
-    with rpc() as services:
+    with per_call() as services:
         order = _find_order(services, who, market, -2011, MSG_UNKNOWN_ORDER_CANCEL)
         if order["status"] in FINAL:
             raise ApiError(400, "UNKNOWN_ORDER", MSG_UNKNOWN_ORDER_CANCEL, -2011,
@@ -686,7 +713,7 @@ def cancel_open_orders():
     who = authenticated(TRADE)
     market = market_param()
     deadline = time.monotonic() + _wait_budget_s()
-    with rpc() as services:
+    with per_call() as services:
         orders = services.orders.open_orders(who.user_id, market.symbol)
         if not orders:
             return ok([])
@@ -771,7 +798,7 @@ def cancel_replace():
     args = order_request(market)
     resp_type = _resp_type()
     deadline = time.monotonic() + _wait_budget_s()
-    with rpc() as services:
+    with per_call() as services:
         cancel_result, cancel_body = "SUCCESS", None
         try:
             order = _find_order(services, who, market, -2011, MSG_UNKNOWN_ORDER_CANCEL,
