@@ -9,8 +9,10 @@ the reference price, so about half of the orders trade.
   on spare ports, one push cluster of their own: one active bridge, the
   kombu message queue between them), stopped at the end.
 * ``--clients`` client processes, each holding its share of
-  ``--connections`` asyncio Socket.IO connections (websocket transport),
-  spread round-robin over the gateways, each subscribed to depth and trades.
+  ``--connections`` Socket.IO connections (Engine.IO 4 over a raw aiohttp
+  websocket, to keep the clients' own CPU low), spread round-robin over the
+  gateways, each subscribed to depth and trades and reading every frame; one
+  in ``--sample`` decodes and times its frames.
 * Orders: ``--rate`` orders/s for ``--seconds`` through orders.place_order
   (``--threads`` callers, each with its own RPC proxy), limit orders of
   either side within 0.3 USDT of the reference price.
@@ -101,68 +103,89 @@ def start_gateways(count: int, channel: str, log_dir: Path) -> list[tuple[subpro
 
 
 # -- client processes -------------------------------------------------------------------
-def client_process(index: int, urls: list[str], count: int, ready, go, stop, results):
+# Each connection speaks Engine.IO 4 / Socket.IO 5 over a raw websocket
+# (aiohttp): the Socket.IO client library costs more CPU per message than the
+# server, and the clients share the machine's 2 cores with the gateways. Every
+# connection reads and counts every frame and answers pings; one in
+# ``--sample`` also decodes its frames and times them.
+def client_process(index: int, urls: list[str], count: int, sample: int, ready, go, stop,
+                   results):
     import asyncio
+    import json
 
-    import socketio
+    import aiohttp
 
     async def run():
-        clients, connected = [], {url: 0 for url in urls}
+        connected = {url: 0 for url in urls}
         trade_delays, depth_delays, bridge_delays, fanout_delays = [], [], [], []
-        counts = {"trades": 0, "depth": 0, "depth_snapshot": 0}
+        counts = {"trades": 0, "depth": 0, "depth_snapshot": 0, "other": 0}
         timing = {"on": False}
         lost: dict[str, int] = {}
+        alive = [0]
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=60))
 
-        def make(url):
-            client = socketio.AsyncClient(reconnection=False)
-
-            @client.on("trades")
-            async def trades(data):
-                counts["trades"] += 1
-                if timing["on"]:
-                    received = now_ms()
-                    trade_delays.extend(received - t["executed_at"] for t in data["trades"])
-
-            @client.on("depth")
-            async def depth(data):
-                counts["depth"] += 1
-                if timing["on"] and data.get("at"):
-                    depth_delays.append(now_ms() - data["at"])
-                    received = now_ms()
-                    bridge_delays.append(data["pushed_at"] - data["at"])
-                    fanout_delays.append(received - data["pushed_at"])
-
-            @client.on("depth_snapshot")
-            async def snapshot(_data):
-                counts["depth_snapshot"] += 1
-
-            @client.on("disconnect")
-            async def disconnected(reason=None):
-                if timing["on"]:
-                    lost[str(reason)] = lost.get(str(reason), 0) + 1
-
-            return client
-
-        async def open_one(n):
+        async def one(n: int, opened: asyncio.Event):
             url = urls[(index + n) % len(urls)]
-            client = make(url)
-            for _attempt in range(5):
-                try:
-                    await client.connect(url, transports=["websocket"], wait_timeout=30)
-                    await client.call("subscribe", {"channel": "depth", "market": MARKET},
-                                      timeout=60)
-                    await client.call("subscribe", {"channel": "trades", "market": MARKET},
-                                      timeout=60)
-                    connected[url] += 1
-                    clients.append(client)
-                    return
-                except Exception:
-                    await client.disconnect()
-                    await asyncio.sleep(0.5)
+            timed = n % sample == 0
+            ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+            try:
+                ws = await session.ws_connect(ws_url, heartbeat=None, max_msg_size=0)
+                await ws.receive()  # the Engine.IO open packet
+                await ws.send_str("40")  # Socket.IO connect to "/"
+                for ack, channel in ((1, "depth"), (2, "trades")):
+                    await ws.send_str(f"42{ack}" + json.dumps(
+                        ["subscribe", {"channel": channel, "market": MARKET}]))
+            except Exception as exc:
+                lost[f"connect: {type(exc).__name__}"] = lost.get(
+                    f"connect: {type(exc).__name__}", 0) + 1
+                opened.set()
+                return
+            connected[url] += 1
+            alive[0] += 1
+            opened.set()
+            try:
+                async for message in ws:
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    data = message.data
+                    if data == "2":
+                        await ws.send_str("3")
+                        continue
+                    if data.startswith('42["trades"'):
+                        counts["trades"] += 1
+                        if timed and timing["on"]:
+                            received = now_ms()
+                            batch = json.loads(data[2:])[1]
+                            trade_delays.extend(received - t["executed_at"]
+                                                for t in batch["trades"])
+                    elif data.startswith('42["depth"'):
+                        counts["depth"] += 1
+                        if timed and timing["on"]:
+                            received = now_ms()
+                            diff = json.loads(data[2:])[1]
+                            depth_delays.append(received - diff["at"])
+                            bridge_delays.append(diff["pushed_at"] - diff["at"])
+                            fanout_delays.append(received - diff["pushed_at"])
+                    elif data.startswith('42["depth_snapshot"'):
+                        counts["depth_snapshot"] += 1
+                    else:
+                        counts["other"] += 1
+                    if stop.is_set():
+                        break
+            finally:
+                alive[0] -= 1
+                if timing["on"] and not stop.is_set():
+                    reason = f"closed: {ws.close_code}"
+                    lost[reason] = lost.get(reason, 0) + 1
+                await ws.close()
 
+        tasks = []
         # Opened in small waves: a burst of handshakes would time out on 2 cores.
         for start in range(0, count, 25):
-            await asyncio.gather(*(open_one(n) for n in range(start, min(count, start + 25))))
+            events = [asyncio.Event() for _ in range(start, min(count, start + 25))]
+            tasks += [asyncio.create_task(one(n, e)) for n, e in zip(range(start, count), events)]
+            await asyncio.gather(*(e.wait() for e in events))
+        await asyncio.sleep(1.0)  # the subscriptions' snapshots arrive
         ready.put((index, connected))
         while not go.is_set():
             await asyncio.sleep(0.05)
@@ -173,13 +196,16 @@ def client_process(index: int, urls: list[str], count: int, ready, go, stop, res
         while not stop.is_set():
             await asyncio.sleep(0.05)
         elapsed = time.monotonic() - started
+        still = alive[0]
         timing["on"] = False
-        still = sum(1 for c in clients if c.connected)
         results.put({"index": index, "counts": counts, "elapsed": elapsed, "still": still,
                      "trade_delays": trade_delays, "depth_delays": depth_delays,
                      "bridge_delays": bridge_delays, "fanout_delays": fanout_delays,
                      "lost": lost})
-        await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await session.close()
 
     asyncio.run(run())
 
@@ -240,6 +266,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="orders per second")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--sample", type=int, default=10,
+                        help="one connection in this many decodes and times its frames")
     args = parser.parse_args()
 
     from nameko.standalone.rpc import ClusterRpcProxy
@@ -265,7 +293,8 @@ def main() -> int:
         share = [args.connections // args.clients + (1 if i < args.connections % args.clients else 0)
                  for i in range(args.clients)]
         procs = [context.Process(target=client_process,
-                                 args=(i, urls, share[i], ready, go, stop, results), daemon=True)
+                                 args=(i, urls, share[i], args.sample, ready, go, stop, results),
+                                 daemon=True)
                  for i in range(args.clients)]
         opening = time.monotonic()
         for proc in procs:
@@ -320,7 +349,8 @@ def main() -> int:
           f"refused {flow['refused']}")
     print(f"messages delivered: {messages} in {elapsed:.1f} s = {messages / elapsed:,.0f} msg/s "
           f"(trade batches {sum(r['counts']['trades'] for r in gathered)}, "
-          f"depth diffs {sum(r['counts']['depth'] for r in gathered)})")
+          f"depth diffs {sum(r['counts']['depth'] for r in gathered)}); timed on 1 connection "
+          f"in {args.sample}")
     print(f"trade commit -> client: {len(trade_delays)} deliveries, "
           f"p50 {percentile(trade_delays, 50):.0f} ms, p99 {percentile(trade_delays, 99):.0f} ms, "
           f"max {max(trade_delays, default=float('nan')):.0f} ms")
