@@ -84,13 +84,18 @@ def zones(*args):
     subprocess.run(["bash", str(SCRIPT), *args], check=True, capture_output=True, timeout=60)
 
 
-def psql(zone: str, sql: str) -> str:
-    result = subprocess.run(
-        ["ip", "netns", "exec", zone, "psql", "-Atq",
-         f"host=127.0.0.1 port=35432 user=postgres dbname=postgres connect_timeout=3 password={PASSWORD}",
-         "-c", sql], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+def psql(zone: str, sql: str, tries: int = 15) -> str:
+    """Through the zone's HAProxy; retried while it still finds no leader
+    (right after a failover its checks need a second or two)."""
+    for _ in range(tries):
+        result = subprocess.run(
+            ["ip", "netns", "exec", zone, "psql", "-Atq",
+             f"host=127.0.0.1 port=35432 user=postgres dbname=postgres connect_timeout=3 password={PASSWORD}",
+             "-c", sql], capture_output=True, text=True, timeout=30)
+        if result.returncode == 0:
+            return result.stdout.strip()
+        time.sleep(2)
+    raise AssertionError(result.stderr)
 
 
 def wait_for(check, seconds: float, step: float = 1.0):
@@ -105,7 +110,11 @@ def wait_for(check, seconds: float, step: float = 1.0):
 
 @pytest.mark.parametrize("role", ["leader", "sync_standby", "replica"])
 def test_losing_a_zone_loses_no_acknowledged_commit(role):
-    roles = wait_for(lambda: (r := members_by_role()) if {"leader", "sync_standby", "replica"} <= set(r) else None, 120)
+    def healthy_roles():
+        found = members_by_role()
+        return found if {"leader", "sync_standby", "replica"} <= set(found) else None
+
+    roles = wait_for(healthy_roles, 120)
     assert roles, f"cluster not healthy before the drill: {cluster()}"
     lost = roles[role]
     writer_zone = next(z for z in ADDRESSES if z != lost)
@@ -126,13 +135,16 @@ def test_losing_a_zone_loses_no_acknowledged_commit(role):
 
     events = [line.split() for line in out.splitlines()]
     acked = [int(e[1]) for e in events if e[0] == "ack"]
-    after_cut = [float(e[2]) for e in events if e[0] == "ack" and float(e[2]) > cut_at]
-    assert after_cut, f"no commit after {lost} ({role}) was cut: {events[-5:]}"
-    # The last acknowledgement before the cut bounds the stall from below.
-    stalled_from = max([float(e[2]) for e in events if e[0] == "ack" and float(e[2]) <= cut_at] + [cut_at])
-    resumed_after = after_cut[0] - stalled_from
-    print(f"\n{role} ({lost}) cut: writes resumed after {resumed_after:.1f} s, "
-          f"{len(acked)} commits acknowledged")
+    ack_times = [float(e[2]) for e in events if e[0] == "ack"]
+    assert ack_times and ack_times[-1] > cut_at, f"no commit after {lost} ({role}) was cut: {events[-5:]}"
+    # The longest stretch without an acknowledged commit from just before the
+    # cut on: how long writing stopped (the writer commits every ~20 ms).
+    around_cut = [t for t in ack_times if t >= cut_at - 1]
+    before = [t for t in ack_times if t < cut_at - 1][-1:]
+    times = before + around_cut
+    resumed_after = max(b - a for a, b in zip(times, times[1:]))
+    print(f"\n{role} ({lost}) cut: writes stopped for at most {resumed_after:.1f} s, "
+          f"{len(acked)} commits acknowledged, {sum(e[0] == 'error' for e in events)} errors")
     assert resumed_after < RESUME_LIMIT_S
 
     # Every acknowledged commit is on the leader now.
