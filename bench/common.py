@@ -1,0 +1,134 @@
+"""Pieces the benchmarks share: the statistics they print (pure), the CPU
+each process spent (read from /proc), and starting Nameko service processes
+in a private namespace."""
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# ------------------------------------------------------------------ statistics (pure)
+
+
+def percentile(values, q):
+    """The nearest-rank ``q`` quantile (0 <= q <= 1) of ``values``; NaN when empty."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def poisson_arrivals(rate: float, seconds: float, rng: random.Random) -> list[float]:
+    """Arrival offsets in [0, seconds) of a Poisson process of ``rate`` per
+    second: exponential gaps, so an open-loop client sends at these times
+    whatever the answers' latency (no coordinated omission)."""
+    if rate <= 0 or seconds <= 0:
+        return []
+    arrivals, t = [], rng.expovariate(rate)
+    while t < seconds:
+        arrivals.append(t)
+        t += rng.expovariate(rate)
+    return arrivals
+
+
+def size_histogram(sizes) -> list[tuple[str, int, int]]:
+    """``(bucket, batches, items)`` rows over power-of-two buckets of batch
+    size (1, 2, 3-4, 5-8, ...), smallest first; empty buckets left out."""
+    buckets: dict[int, list[int]] = {}
+    for size in sizes:
+        if size < 1:
+            continue
+        k = 0 if size == 1 else math.ceil(math.log2(size))
+        row = buckets.setdefault(k, [0, 0])
+        row[0] += 1
+        row[1] += size
+    rows = []
+    for k in sorted(buckets):
+        low, high = (1, 1) if k == 0 else (2 ** (k - 1) + 1, 2 ** k)
+        rows.append((str(low) if low == high else f"{low}-{high}", *buckets[k]))
+    return rows
+
+
+# ------------------------------------------------------------------ CPU from /proc
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid) -> float:
+    """User + system CPU seconds of one process so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0.0
+
+
+def _server_cpu(names: tuple[str, ...]) -> float:
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as comm:
+                    if comm.read().strip() in names:
+                        total += cpu_seconds(entry)
+            except OSError:
+                pass
+    return total
+
+
+MACHINE = "machine, busy"
+
+
+def cpu_snapshot(pids_by_role: dict[str, list[int]]) -> dict:
+    """CPU seconds used so far, by role: the given processes (summed per
+    role), PostgreSQL and RabbitMQ (every process of theirs on the machine),
+    the kernel (system, irq and softirq time of the whole machine, which also
+    contains the processes' own system time) and the machine's busy time
+    (/proc/stat). What is busy and in none of the roles is the rest of the
+    machine: the idle stack (Cassandra, Keycloak, the demo services) and
+    whatever else runs."""
+    snapshot: dict = {}
+    for role, pids in pids_by_role.items():
+        snapshot[role] = snapshot.get(role, 0.0) + sum(cpu_seconds(p) for p in pids if p)
+    snapshot["postgresql"] = _server_cpu(("postgres",))
+    snapshot["rabbitmq"] = _server_cpu(("beam.smp", "erl_child_setup", "epmd"))
+    with open("/proc/stat") as stat:
+        ticks = [int(v) for v in stat.readline().split()[1:]]
+    snapshot["kernel (system+irq, all processes)"] = sum(ticks[2:3] + ticks[5:7]) / CLOCK_TICKS
+    snapshot[MACHINE] = (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS
+    return snapshot
+
+
+def cpu_delta(before: dict, after: dict) -> dict:
+    """Seconds per role between two snapshots, plus the busy time in no role."""
+    delta = {role: after[role] - before.get(role, 0.0) for role in after}
+    named = sum(v for role, v in delta.items()
+                if role not in (MACHINE, "kernel (system+irq, all processes)"))
+    delta["rest of the machine (idle stack, other work)"] = max(0.0, delta[MACHINE] - named)
+    return delta
+
+
+def cpu_per_call(before: dict, after: dict, calls: int) -> str:
+    return ", ".join(f"{role} {(after[role] - before[role]) / calls * 1e6:,.0f}"
+                     for role in after if after[role] - before[role] > 0)
+
+
+# ------------------------------------------------------------------ service processes
+
+def start_services(settings, run: Path, config_file: Path, modules: dict[str, str],
+                   env: dict | None = None) -> dict:
+    """``{name: Process}``, each ``nameko run`` of ``modules[name]`` with its
+    log and pid file under ``run``, started."""
+    from stack.proc import Process
+    env = {**settings.values, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
+    procs = {}
+    for name, module in modules.items():
+        argv = ([sys.executable, "-m", module] if module == "gateway" else
+                [sys.executable, "-m", "nameko", "run", "--config", str(config_file), module])
+        procs[name] = Process(name, argv, run / f"{name}.log", run / f"{name}.pid", env=env,
+                              cwd=REPO)
+        procs[name].start()
+    return procs

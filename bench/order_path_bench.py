@@ -1,0 +1,681 @@
+"""The order path, end to end, under a fair load: how many orders per second
+are accepted, journaled by the engine and settled by wallets over the same
+window, at what latency, with what batching, and at what CPU cost per order
+in every process. The yardstick of issue 18.
+
+Needs the stack's servers (`make up`). Runs in a namespace of its own,
+database and vhost ``exchange_orderpath``, created on the first run and KEPT
+(its users are signed up and funded once, listed in run/bench/order_path/):
+2 x orders, 2 x matching (active + standby), 1 x wallets, users, registry,
+2 x the empty echo service, and (REST transport) a gateway on 127.0.0.1
+(``--gateway-port``) whose rate limits are raised out of the way.
+
+The load comes from ``--clients`` processes of their own (``--callers`` in
+all, greenthreads each with its own RPC proxy or keep-alive HTTP session),
+from ``--users`` signed-up users plus a few unfunded ones:
+
+* mix: ~25 % cancels of the client's own resting orders, ~5 % market orders
+  (sells by quantity, buys by quote amount), 1 % deliberate refusals (an
+  unfunded user's limit buy, checked to be refused with INSUFFICIENT_FUNDS
+  over RPC, -2010 and Binance's insufficient-balance message over REST),
+  the rest limit orders around a reference price of 100 (a third crossing);
+* markets: 1 (BTC-USDT) and 4 (plus PBA/PBB/PBC-USDT, listed through the
+  registry's listing code, idempotently), chosen uniformly per order;
+* open loop: Poisson arrivals at each ``--rates`` for ``--seconds`` after
+  ``--warmup``; latency counts from the scheduled arrival (no coordinated
+  omission); then the closed-loop maximum (callers back to back) for
+  ``--closed-seconds``; and in the same run the bare Nameko RPC rate (the
+  echo service, closed loop, the same clients).
+
+    .venv/bin/python bench/order_path_bench.py                      # full run (~25 min)
+    .venv/bin/python bench/order_path_bench.py --transports rpc --markets 1 \\
+        --rates 100 --seconds 10 --warmup 3 --closed-seconds 10 --users 1000    # short check
+"""
+from __future__ import annotations
+
+import eventlet
+
+eventlet.monkey_patch()
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import hmac  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import random  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+from urllib.parse import urlencode  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.common import (cpu_delta, cpu_snapshot, percentile, poisson_arrivals,  # noqa: E402
+                          size_histogram, start_services)
+
+NAMESPACE = "exchange_orderpath"
+BASE_MARKET = "BTC-USDT"
+EXTRA_MARKETS = ("PBA-USDT", "PBB-USDT", "PBC-USDT")
+REFERENCE_PRICE = 100
+POOR_USERS = 8
+PLACE_KINDS = ("limit", "market")
+REFUSAL_CODE = "INSUFFICIENT_FUNDS"
+REST_REFUSAL = (400, -2010, "Account has insufficient balance for requested action.")
+# The bench gateway's rate limits: out of the way (the bench measures the
+# order path; the limiter's Memcached round trips are still made).
+GATEWAY_LIMITS = {"EXCHANGE_GATEWAY_WEIGHT_PER_MINUTE": "100000000",
+                  "EXCHANGE_GATEWAY_KEY_WEIGHT_PER_MINUTE": "100000000",
+                  "EXCHANGE_GATEWAY_ORDERS_PER_10S": "100000000",
+                  "EXCHANGE_GATEWAY_ORDERS_PER_DAY": "1000000000"}
+
+
+# ================================================================== the op mix (pure)
+
+def draw_kind(rng: random.Random) -> str:
+    r = rng.random()
+    if r < 0.01:
+        return "refusal"
+    if r < 0.26:
+        return "cancel"
+    if r < 0.31:
+        return "market"
+    return "limit"
+
+
+def limit_terms(rng: random.Random) -> tuple[str, str]:
+    """(side, price): a third cross the reference price, the rest rest."""
+    side = rng.choice(("buy", "sell"))
+    offset = rng.randint(1, 30) / 100 if rng.random() < 1 / 3 else -rng.randint(1, 200) / 100
+    price = REFERENCE_PRICE + offset if side == "buy" else REFERENCE_PRICE - offset
+    return side, f"{price:.2f}"
+
+
+# ================================================================== clients
+
+class RpcTransport:
+    def __init__(self, spec):
+        from nameko.standalone.rpc import ClusterRpcProxy
+        self._cm = ClusterRpcProxy(spec["nameko"], timeout=60)
+        self.rpc = self._cm.start()
+
+    def close(self):
+        self._cm.stop()
+
+    def place(self, user, market, side, kind, amount, price):
+        kwargs = ({"quantity": amount, "price": price} if kind == "limit" else
+                  {"quote_amount": amount} if side == "buy" else {"quantity": amount})
+        row = self.rpc.orders.place_order(user["id"], market, side, kind,
+                                          client_order_id=f"p{uuid.uuid4().hex[:20]}", **kwargs)
+        return row["order_id"]
+
+    def cancel(self, user, market, order_id):
+        self.rpc.orders.cancel_order(user["id"], order_id)
+
+    def echo(self, i):
+        self.rpc.bench_echo.echo({"i": i})
+
+    @staticmethod
+    def refusal_code(exc):
+        from services.common.errors import code_of
+        return code_of(exc) or type(exc).__name__
+
+
+class RestRefused(Exception):
+    def __init__(self, status, code, msg):
+        super().__init__(f"{status} {code} {msg}")
+        self.status, self.code, self.msg = status, code, msg
+
+
+class RestTransport:
+    def __init__(self, spec):
+        import requests
+        self.base = spec["gateway"]
+        self.session = requests.Session()
+
+    def close(self):
+        self.session.close()
+
+    @staticmethod
+    def _signed(params, secret):
+        query = urlencode({**params, "timestamp": int(time.time() * 1000), "recvWindow": 10000})
+        return f"{query}&signature=" + hmac.new(secret.encode(), query.encode(),
+                                                hashlib.sha256).hexdigest()
+
+    def _answer(self, response):
+        if response.status_code != 200:
+            body = response.json() if response.content else {}
+            raise RestRefused(response.status_code, body.get("code"), body.get("msg"))
+        return response.json()
+
+    def place(self, user, market, side, kind, amount, price):
+        params = {"symbol": market.replace("-", ""), "side": side.upper(),
+                  "type": kind.upper(), "newOrderRespType": "ACK"}
+        if kind == "limit":
+            params.update(timeInForce="GTC", quantity=amount, price=price)
+        elif side == "buy":
+            params["quoteOrderQty"] = amount
+        else:
+            params["quantity"] = amount
+        body = self._signed(params, user["secret"])
+        return self._answer(self.session.post(
+            f"{self.base}/api/v3/order", data=body, timeout=60,
+            headers={"X-MBX-APIKEY": user["api_key"],
+                     "Content-Type": "application/x-www-form-urlencoded"}))["orderId"]
+
+    def cancel(self, user, market, order_id):
+        query = self._signed({"symbol": market.replace("-", ""), "orderId": order_id},
+                             user["secret"])
+        self._answer(self.session.delete(f"{self.base}/api/v3/order?{query}", timeout=60,
+                                         headers={"X-MBX-APIKEY": user["api_key"]}))
+
+    def echo(self, i):
+        raise RuntimeError("the bare RPC rate is measured over RPC")
+
+    @staticmethod
+    def refusal_code(exc):
+        if isinstance(exc, RestRefused):
+            return f"{exc.status}:{exc.code}:{exc.msg}"
+        return type(exc).__name__
+
+
+def run_client(spec_path: str, out_path: str) -> None:
+    """One client process: ``spec["callers"]`` greenthreads; writes its
+    records, ``[kind, arrival, done, outcome]`` (outcome "" = accepted), as JSON."""
+    spec = json.loads(Path(spec_path).read_text())
+    rng = random.Random(spec["seed"])
+    transport_class = RpcTransport if spec["transport"] == "rpc" else RestTransport
+    users, poor, markets = spec["users"], spec["poor"], spec["markets"]
+    open_orders: list = []
+    records: list = []
+    arrivals = eventlet.queue.Queue()
+    transports = [transport_class(spec) for _ in range(spec["callers"])]
+    Path(out_path + ".ready").write_text("1")
+    while not Path(spec["go"]).exists():
+        time.sleep(0.05)
+    start_at = float(Path(spec["go"]).read_text())
+    end_at = start_at + spec["seconds"]
+
+    def one(transport, kind, arrival, i):
+        if kind == "cancel" and not open_orders:
+            kind = "limit"
+        try:
+            if kind == "echo":
+                transport.echo(i)
+            elif kind == "cancel":
+                user, market, order_id = open_orders.pop(rng.randrange(len(open_orders)))
+                transport.cancel(user, market, order_id)
+            elif kind == "refusal":
+                side, price = "buy", f"{REFERENCE_PRICE:.2f}"
+                transport.place(rng.choice(poor), rng.choice(markets), side, "limit",
+                                "0.1000", price)
+            elif kind == "market":
+                side = rng.choice(("buy", "sell"))
+                transport.place(rng.choice(users), rng.choice(markets), side, "market",
+                                "10.00" if side == "buy" else "0.1000", None)
+            else:
+                side, price = limit_terms(rng)
+                user, market = rng.choice(users), rng.choice(markets)
+                order_id = transport.place(user, market, side, "limit", "0.1000", price)
+                if len(open_orders) < 5000:
+                    open_orders.append((user, market, order_id))
+            outcome = "" if kind != "refusal" else "UNEXPECTED_ACCEPT"
+        except Exception as exc:  # every refusal is recorded with its code
+            outcome = transport.refusal_code(exc)
+        records.append([kind, arrival, time.time(), outcome])
+
+    def caller(transport, n):
+        i = n
+        while True:
+            if spec["mode"] == "open":
+                item = arrivals.get()
+                if item is None:
+                    return
+                arrival, kind = item
+            else:
+                arrival = time.time()
+                if arrival >= end_at:
+                    return
+                kind = "echo" if spec["mode"] == "echo" else draw_kind(rng)
+            one(transport, kind, arrival, i)
+            i += spec["callers"]
+
+    pool = eventlet.GreenPool(spec["callers"])
+    for n, transport in enumerate(transports):
+        pool.spawn(caller, transport, n)
+    if spec["mode"] == "open":
+        for offset in poisson_arrivals(spec["rate"], spec["seconds"], rng):
+            delay = start_at + offset - time.time()
+            if delay > 0:
+                eventlet.sleep(delay)
+            arrivals.put((start_at + offset, draw_kind(rng)))
+        for _ in transports:
+            arrivals.put(None)
+    pool.waitall()
+    for transport in transports:
+        transport.close()
+    Path(out_path).write_text(json.dumps(records))
+
+
+# ================================================================== set-up
+
+def namespace_settings():
+    from services.common.config import load_settings
+    return load_settings().with_overrides(EXCHANGE_POSTGRES_DB=NAMESPACE,
+                                          EXCHANGE_RABBITMQ_VHOST=NAMESPACE)
+
+
+def prepare(settings) -> None:
+    """The namespace, created once and kept: database with every migration,
+    vhost, the extra markets listed through the registry's listing code."""
+    import psycopg
+
+    from services.common.migrations import apply_sql_migrations, service_sql_migrations
+    from services.registry import listing
+    from stack import servers
+    with servers.pg_admin_connect(settings) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                            (NAMESPACE,)).fetchone():
+            conn.execute(f"CREATE DATABASE {NAMESPACE} OWNER {settings['EXCHANGE_POSTGRES_USER']}")
+    with psycopg.connect(settings.postgres_dsn(NAMESPACE)) as conn:
+        apply_sql_migrations(conn, service_sql_migrations())
+    with psycopg.connect(settings.postgres_dsn(NAMESPACE)) as conn:
+        for market in EXTRA_MARKETS:
+            base = market.split("-")[0]
+            listing.list_asset(conn, "bench:order_path", {
+                "symbol": base, "scale": 8, "chain": "bitcoin", "confirmations": 1,
+                "withdrawal_fee": "0", "min_withdrawal": "0",
+                "daily_withdrawal_limit": "1000000"})
+            listing.list_market(conn, "bench:order_path", {
+                "symbol": market, "base": base, "quote": "USDT", "tick_size": "0.01",
+                "lot_size": "0.0001", "maker_fee": "0.001", "taker_fee": "0.002"})
+    try:
+        servers.rabbitmqctl(settings, "add_vhost", NAMESPACE)
+    except servers.StackError:
+        pass   # kept from an earlier run
+    servers.rabbitmqctl(settings, "set_permissions", "-p", NAMESPACE,
+                        settings["EXCHANGE_RABBITMQ_USER"], ".*", ".*", ".*")
+
+
+def wait_healthy(rpc, services, seconds=120):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            for service in services:
+                if service == "bench_echo":
+                    rpc.bench_echo.echo(1)
+                else:
+                    getattr(rpc, service).health()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def fund(rpc, user_id: str, assets) -> None:
+    for asset in assets:
+        address = rpc.wallets.deposit_address(user_id, asset)["address"]
+        txid = uuid.uuid4().hex * 2
+        rpc.wallets.credit_deposit(asset, address, "100000000" if asset == "USDT" else "1000",
+                                   "0x" + txid if asset == "USDT" else txid, 1000)
+
+
+def sign_up_users(settings, nameko, count: int, poor: int, rest_users: int, state: Path):
+    """Users signed up (users.sign_up) and funded (wallets.credit_deposit)
+    once, kept in ``state``; API keys for the first ``rest_users`` and the
+    unfunded ones. Later runs add only what is missing."""
+    import psycopg
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    from services.common.identity import backend_openid
+    known = json.loads(state.read_text()) if state.exists() else {"funded": [], "poor": []}
+    with psycopg.connect(settings.postgres_dsn(NAMESPACE)) as conn:   # a recreated namespace
+        ids = [u["id"] for u in known["funded"] + known["poor"]]
+        present = {r[0] for r in conn.execute(
+            "SELECT DISTINCT owner FROM wallets.accounts WHERE owner = ANY(%s)", (ids,))}
+    known = {k: [u for u in v if u["id"] in present] for k, v in known.items()}
+    assets = ["USDT", "BTC"] + [m.split("-")[0] for m in EXTRA_MARKETS]
+    openid = backend_openid(settings)
+
+    def new_user(funded: bool, with_key: bool) -> dict:
+        username = f"pathbench-{uuid.uuid4().hex[:12]}"
+        password = "bench-Password-local-dev-1"
+        with ClusterRpcProxy(nameko, timeout=120) as rpc:
+            user_id = rpc.users.sign_up({"username": username, "password": password,
+                                         "email": f"{username}@example.test",
+                                         "first_name": "Path", "last_name": "Bench"})["user_id"]
+            if funded:
+                fund(rpc, user_id, assets)
+            user = {"id": user_id, "username": username, "password": password}
+            if with_key:
+                add_key(rpc, user)
+        return user
+
+    def add_key(rpc, user):
+        token = openid.token(user["username"], user["password"])["access_token"]
+        key = rpc.users.create_api_key(token, {"label": "order-path-bench",
+                                               "permissions": ["read", "trade"]})
+        user["api_key"], user["secret"] = key["api_key"], key["secret"]
+
+    pool = eventlet.GreenPool(8)
+    started = time.time()
+    for kind, wanted, funded in (("funded", count, True), ("poor", poor, False)):
+        have = len(known[kind])
+        for user in pool.imap(lambda n: new_user(funded, not funded or have + n < rest_users),
+                              range(max(0, wanted - have))):
+            known[kind].append(user)
+    with ClusterRpcProxy(nameko, timeout=120) as rpc:
+        for user in known["funded"][:rest_users]:
+            if "api_key" not in user:
+                add_key(rpc, user)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps(known))
+    return known, time.time() - started
+
+
+# ================================================================== one phase
+
+def run_phase(settings, nameko, procs, users, args, transport, markets, mode, rate=0.0):
+    """Client processes for warm-up + window; returns the figures of the window."""
+    import psycopg
+    run = settings.run_dir / "bench" / "order_path"
+    tag = uuid.uuid4().hex[:8]
+    go = run / f"go-{tag}"
+    per_client = [args.callers // args.clients + (1 if i < args.callers % args.clients else 0)
+                  for i in range(args.clients)]
+    if mode == "open":
+        warmup, seconds = args.warmup, args.seconds
+    else:
+        warmup, seconds = 2.0, args.echo_seconds if mode == "echo" else args.closed_seconds
+    funded = users["funded"][:args.rest_users] if transport == "rest" else users["funded"]
+    clients, outs = [], []
+    for i, callers in enumerate(per_client):
+        spec = {"transport": transport, "mode": mode, "rate": rate / args.clients,
+                "seconds": warmup + seconds, "callers": callers, "seed": hash((tag, i)) & 0xffff,
+                "users": funded[i::args.clients] or funded, "poor": users["poor"],
+                "markets": markets, "nameko": nameko, "go": str(go),
+                "gateway": f"http://127.0.0.1:{args.gateway_port}"}
+        spec_file, out = run / f"spec-{tag}-{i}.json", run / f"out-{tag}-{i}.json"
+        spec_file.write_text(json.dumps(spec))
+        outs.append(out)
+        clients.append(subprocess.Popen([sys.executable, __file__, "--client", str(spec_file),
+                                         str(out)], cwd=REPO,
+                                        env={**os.environ, "PYTHONPATH": str(REPO)}))
+    deadline = time.time() + 120
+    while not all(Path(str(o) + ".ready").exists() for o in outs):
+        if time.time() > deadline or any(c.poll() is not None for c in clients):
+            raise SystemExit("a client process did not start")
+        time.sleep(0.1)
+    start_at = time.time() + 1.0
+    go.write_text(repr(start_at))
+    w0, w1 = start_at + warmup, start_at + warmup + seconds
+    roles = {"clients": [c.pid for c in clients]}
+    for name, proc in procs.items():
+        roles.setdefault(name.split("-")[0], []).append(proc.running_pid())
+    load_before = os.getloadavg()
+    time.sleep(max(0.0, w0 - time.time()))
+    cpu0 = cpu_snapshot(roles)
+    time.sleep(max(0.0, w1 - time.time()))
+    cpu1 = cpu_snapshot(roles)
+    load_after = os.getloadavg()
+    for client in clients:
+        client.wait(timeout=args.drain_timeout + 300)
+    records = [r for out in outs for r in json.loads(out.read_text())]
+    for path in [go] + [o for o in outs] + [Path(str(o) + ".ready") for o in outs]:
+        path.unlink(missing_ok=True)
+    figures = {"transport": transport, "markets": len(markets), "mode": mode, "rate": rate,
+               "seconds": seconds, "load": (load_before[0], load_after[0]),
+               "cpu": cpu_delta(cpu0, cpu1)}
+    in_window = [r for r in records if w0 <= r[2] < w1]
+    figures["accepted"] = sum(1 for r in in_window if r[3] == "" and r[0] in PLACE_KINDS)
+    figures["cancels"] = sum(1 for r in in_window if r[3] == "" and r[0] == "cancel")
+    figures["echo"] = sum(1 for r in in_window if r[3] == "" and r[0] == "echo")
+    figures["accept_lat"] = [r[2] - r[1] for r in in_window
+                             if r[3] == "" and r[0] in PLACE_KINDS + ("echo",)]
+    outcomes: dict = {}
+    for r in records:
+        if r[3] or r[0] == "refusal":
+            key = (r[0], r[3])
+            outcomes[key] = outcomes.get(key, 0) + 1
+    figures["outcomes"] = outcomes
+    if mode == "echo":
+        return figures
+
+    # What the engine journaled and wallets settled in the window, and the drain.
+    accepted_total = sum(1 for r in records if r[3] == "" and r[0] in PLACE_KINDS + ("cancel",))
+    phase_ms = int(start_at * 1000)
+    with psycopg.connect(settings.postgres_dsn(NAMESPACE), autocommit=True) as conn:
+        def journaled(until_ms=None):
+            return conn.execute(
+                "SELECT count(*) FROM matching_journal WHERE market = ANY(%s) AND at_ms >= %s "
+                "AND at_ms < %s AND (command_id LIKE 'place:%%' OR command_id LIKE 'cancel:%%')",
+                (markets, phase_ms, until_ms or 2 ** 62)).fetchone()[0]
+
+        def settled_between(t0, t1):
+            return conn.execute(
+                "SELECT count(*) FROM wallets.transactions WHERE type = 'trade' AND "
+                "created_at >= to_timestamp(%s) AND created_at < to_timestamp(%s)",
+                (t0, t1)).fetchone()[0]
+
+        def trades_between(t0_ms, t1_ms):
+            return conn.execute(
+                "SELECT count(*) FROM order_fills WHERE is_maker AND market = ANY(%s) AND "
+                "executed_at >= %s AND executed_at < %s", (markets, t0_ms, t1_ms)).fetchone()[0]
+
+        deadline = time.time() + args.drain_timeout
+        while time.time() < deadline:
+            trades = trades_between(phase_ms, 2 ** 62)
+            if journaled() >= accepted_total and settled_between(start_at, 1e10) >= trades:
+                time.sleep(1.0)   # fills of the last commands reach orders' table
+                if trades_between(phase_ms, 2 ** 62) == trades:
+                    break
+            time.sleep(0.2)
+        figures["journaled"] = journaled(int(w1 * 1000)) - journaled(int(w0 * 1000))
+        figures["settled"] = settled_between(w0, w1)
+        figures["trades"] = trades_between(int(w0 * 1000), int(w1 * 1000))
+        accepted_by_end = sum(1 for r in records if r[3] == "" and r[2] < w1
+                              and r[0] in PLACE_KINDS + ("cancel",))
+        figures["backlog"] = (accepted_by_end - journaled(int(w1 * 1000)),
+                              trades_between(phase_ms, int(w1 * 1000))
+                              - settled_between(start_at, w1))
+        figures["unfinished"] = (accepted_total - journaled(),
+                                 trades_between(phase_ms, 2 ** 62) - settled_between(start_at, 1e10))
+        last = conn.execute(
+            "SELECT greatest((SELECT max(at_ms) FROM matching_journal WHERE market = ANY(%s) "
+            "AND at_ms >= %s) / 1000.0, (SELECT extract(epoch FROM max(created_at)) FROM "
+            "wallets.transactions WHERE type = 'trade' AND created_at >= to_timestamp(%s)))",
+            (markets, phase_ms, start_at)).fetchone()[0]
+        figures["drain"] = max(0.0, float(last or w1) - w1)
+        figures["settle_lat"] = [float(row[0]) for row in conn.execute(
+            "SELECT extract(epoch FROM t.created_at) * 1000 - f.executed_at "
+            "FROM order_fills f JOIN wallets.transactions t "
+            "ON t.idempotency_key = 'trade:' || f.market || ':' || f.trade_id "
+            "WHERE f.is_maker AND f.market = ANY(%s) AND f.executed_at >= %s "
+            "AND f.executed_at < %s", (markets, int(w0 * 1000), int(w1 * 1000))).fetchall()]
+        figures["batches"] = {
+            "orders: acceptance transactions (orders rows sharing one transaction's now())":
+                [r[0] for r in conn.execute(
+                    "SELECT count(*) FROM orders WHERE market = ANY(%s) AND created_at >= "
+                    "to_timestamp(%s) AND created_at < to_timestamp(%s) GROUP BY created_at",
+                    (markets, w0, w1))],
+            "matching: journaled command batches (journal rows per market and at_ms)":
+                [r[0] for r in conn.execute(
+                    "SELECT count(*) FROM matching_journal WHERE market = ANY(%s) AND at_ms >= %s "
+                    "AND at_ms < %s GROUP BY market, at_ms",
+                    (markets, int(w0 * 1000), int(w1 * 1000)))],
+            "wallets: settlement transactions (trades sharing one transaction's now())":
+                [r[0] for r in conn.execute(
+                    "SELECT count(*) FROM wallets.transactions WHERE type = 'trade' AND "
+                    "created_at >= to_timestamp(%s) AND created_at < to_timestamp(%s) "
+                    "GROUP BY created_at", (w0, w1))]}
+    return figures
+
+
+# ================================================================== report
+
+def ms(values, q):
+    return f"{percentile(values, q) * 1e3:,.1f}"
+
+
+def report(f: dict, echo_rate: float | None) -> None:
+    secs = f["seconds"]
+    label = (f"{f['transport']}, {f['markets']} market(s), "
+             + (f"open loop {f['rate']:,.0f}/s" if f["mode"] == "open" else
+                "closed loop (max)" if f["mode"] == "closed" else "bare Nameko RPC (echo)"))
+    print(f"\n== {label}, window {secs:.0f} s, load average {f['load'][0]:.1f} -> "
+          f"{f['load'][1]:.1f}")
+    lat = f["accept_lat"]
+    if f["mode"] == "echo":
+        print(f"echo calls/s {f['echo'] / secs:,.1f}   p50 {ms(lat, .5)} ms   p99 {ms(lat, .99)} "
+              f"ms   p99.9 {ms(lat, .999)} ms")
+    else:
+        requests = f["accepted"] + f["cancels"]
+        print(f"accepted/s {f['accepted'] / secs:,.1f} orders + {f['cancels'] / secs:,.1f} cancels"
+              f"   journaled/s {f['journaled'] / secs:,.1f} (place+cancel commands)"
+              f"   settled/s {f['settled'] / secs:,.1f} trades (of {f['trades'] / secs:,.1f} "
+              f"trades/s executed)")
+        if echo_rate:
+            print(f"ratio accepted orders+cancels / bare RPC: {requests / secs / echo_rate:.2f}")
+        print(f"backlog at the end of the window: {f['backlog'][0]} commands not journaled, "
+              f"{f['backlog'][1]} trades not settled; drained "
+              f"{f['drain']:.2f} s after the end (left undrained: {f['unfinished'][0]} commands, "
+              f"{f['unfinished'][1]} trades)")
+        print(f"accept (arrival -> answer) p50 {ms(lat, .5)} ms   p99 {ms(lat, .99)} ms   "
+              f"p99.9 {ms(lat, .999)} ms   ({len(lat)} orders)")
+        sl = [x / 1e3 for x in f["settle_lat"]]
+        print(f"fill-to-settlement p50 {ms(sl, .5)} ms   p99 {ms(sl, .99)} ms   "
+              f"p99.9 {ms(sl, .999)} ms   ({len(sl)} trades)")
+        for name, sizes in f["batches"].items():
+            rows = "  ".join(f"{b}: {n} ({items})" for b, n, items in size_histogram(sizes))
+            print(f"batch sizes, {name}: {rows or 'none'}   [size: batches (items)]")
+    refusals = {k: v for k, v in f["outcomes"].items() if k[0] == "refusal"}
+    others = {k: v for k, v in f["outcomes"].items() if k[0] != "refusal"}
+    print(f"deliberate refusals: {refusals or 'none sent'}; other refusals: {others or 'none'}")
+    calls = (f["echo"] if f["mode"] == "echo" else f["accepted"] + f["cancels"]) or 1
+    per = "call" if f["mode"] == "echo" else "request (order or cancel)"
+    print(f"CPU per {per}, us: " + ", ".join(
+        f"{role} {seconds / calls * 1e6:,.0f}" for role, seconds in f["cpu"].items()
+        if seconds > 0))
+
+
+def check_refusals(f: dict, transport: str) -> list[str]:
+    expected = REFUSAL_CODE if transport == "rpc" else "{}:{}:{}".format(*REST_REFUSAL)
+    return [f"{n} deliberate refusal(s) answered {code!r}, not {expected!r}"
+            for (kind, code), n in f["outcomes"].items() if kind == "refusal" and code != expected]
+
+
+# ================================================================== main
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--transports", default="rpc,rest")
+    parser.add_argument("--markets", default="1,4")
+    parser.add_argument("--rates", default="500,1000,1200")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--warmup", type=float, default=10)
+    parser.add_argument("--closed-seconds", type=float, default=30)
+    parser.add_argument("--echo-seconds", type=float, default=15)
+    parser.add_argument("--no-closed", action="store_true")
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--callers", type=int, default=64)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--rest-users", type=int, default=64,
+                        help="funded users with an API key, the REST transport's traders")
+    parser.add_argument("--drain-timeout", type=float, default=120)
+    parser.add_argument("--gateway-port", type=int, default=38100)
+    args = parser.parse_args()
+    transports = args.transports.split(",")
+    market_counts = [int(m) for m in args.markets.split(",")]
+    rates = [float(r) for r in args.rates.split(",") if r]
+    if not (2 <= args.clients <= 16 and args.clients <= args.callers <= 256
+            and set(transports) <= {"rpc", "rest"} and set(market_counts) <= {1, 4}
+            and all(0 < r <= 5000 for r in rates) and 1 <= args.seconds <= 600
+            and 0 <= args.warmup <= 120 and 1 <= args.closed_seconds <= 600
+            and 1 <= args.echo_seconds <= 120 and 1 <= args.rest_users <= args.users):
+        parser.error("clients 2..16, callers >= clients, transports rpc/rest, markets 1/4, "
+                     "rates 0..5000, seconds 1..600, rest-users 1..users")
+
+    import yaml
+    from nameko.standalone.rpc import ClusterRpcProxy
+    settings = namespace_settings()
+    run = settings.run_dir / "bench" / "order_path"
+    run.mkdir(parents=True, exist_ok=True)
+    prepare(settings)
+    nameko = {**settings.nameko_config(NAMESPACE), "POSTGRES_DB": NAMESPACE,
+              "max_workers": 40, "POSTGRES_POOL_MAX": 40}
+    config_file = run / "nameko.yaml"
+    config_file.write_text(yaml.safe_dump(nameko))
+    modules = {"orders-a": "services.orders.service", "orders-b": "services.orders.service",
+               "matching-a": "services.matching.service",
+               "matching-b": "services.matching.service",
+               "wallets": "services.wallets.service", "users": "services.users.service",
+               "registry": "services.registry.service",
+               "echo-a": "bench.echo_service", "echo-b": "bench.echo_service"}
+    if "rest" in transports:
+        modules["gateway"] = "gateway"
+    procs = start_services(settings, run, config_file, modules,
+                           {"EXCHANGE_GATEWAY_PORT": str(args.gateway_port), **GATEWAY_LIMITS})
+    problems: list[str] = []
+    try:
+        with ClusterRpcProxy(nameko, timeout=120) as rpc:
+            wait_healthy(rpc, ("orders", "matching", "wallets", "users", "registry",
+                               "bench_echo"))
+        users, setup_s = sign_up_users(settings, nameko, args.users, POOR_USERS,
+                                       args.rest_users, run / "users.json")
+        with ClusterRpcProxy(nameko, timeout=120) as rpc:
+            for market in (BASE_MARKET,) + EXTRA_MARKETS:
+                rpc.matching.set_reference_price(market, str(REFERENCE_PRICE))
+        if "rest" in transports:
+            import requests
+            deadline = time.time() + 120
+            while True:
+                try:
+                    if requests.get(f"http://127.0.0.1:{args.gateway_port}/health",
+                                    timeout=5).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if time.time() > deadline:
+                    raise SystemExit("the bench gateway did not come up")
+                time.sleep(0.5)
+        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                    if line.startswith("model name")), "?")
+        print(f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+              f"load average {os.getloadavg()[0]:.2f}")
+        print(f"namespace {NAMESPACE}: {len(users['funded'])} funded users "
+              f"({args.rest_users} with API keys), {len(users['poor'])} unfunded; set-up "
+              f"{setup_s:.0f} s; {args.clients} client processes, {args.callers} callers")
+        echo = run_phase(settings, nameko, procs, users, args, "rpc", [BASE_MARKET], "echo")
+        echo_rate = echo["echo"] / echo["seconds"]
+        report(echo, None)
+        for transport in transports:
+            for count in market_counts:
+                markets = [BASE_MARKET] + list(EXTRA_MARKETS[:count - 1])
+                phases = [("open", rate) for rate in rates]
+                if not args.no_closed:
+                    phases.append(("closed", 0.0))
+                for mode, rate in phases:
+                    figures = run_phase(settings, nameko, procs, users, args, transport,
+                                        markets, mode, rate)
+                    report(figures, echo_rate)
+                    problems += check_refusals(figures, transport)
+                    if mode == "closed" and echo_rate:
+                        print(f"closed-loop maximum / bare RPC: "
+                              f"{(figures['accepted'] + figures['cancels']) / figures['seconds'] / echo_rate:.2f}")
+    finally:
+        for proc in procs.values():
+            proc.stop(timeout=10)
+    if problems:
+        raise SystemExit("refusal checks failed: " + "; ".join(problems))
+    print("\nrefusal checks: every deliberate refusal was refused with its code")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--client":
+        run_client(sys.argv[2], sys.argv[3])
+    else:
+        main()

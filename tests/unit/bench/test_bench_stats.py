@@ -1,0 +1,69 @@
+"""The benchmarks' pure statistics (bench/common.py) and the order path
+bench's op mix: what the printed figures are computed with."""
+import random
+import statistics
+
+from bench.common import percentile, poisson_arrivals, size_histogram
+from bench.order_path_bench import REFERENCE_PRICE, draw_kind, limit_terms
+
+
+def test_percentile_is_the_nearest_rank():
+    values = list(range(1, 1001))   # 1..1000, shuffled on purpose
+    random.Random(3).shuffle(values)
+    assert percentile(values, 0.5) == 501
+    assert percentile(values, 0.99) == 991
+    assert percentile(values, 0.999) == 1000
+    assert percentile(values, 1.0) == 1000
+    assert percentile([7], 0.999) == 7
+
+
+def test_percentile_of_nothing_is_nan():
+    assert percentile([], 0.5) != percentile([], 0.5)
+
+
+def test_poisson_arrivals_have_the_rate_and_exponential_gaps():
+    arrivals = poisson_arrivals(1000.0, 60.0, random.Random(1))
+    assert all(0 <= a < 60.0 for a in arrivals)
+    assert arrivals == sorted(arrivals)
+    # 60,000 expected; the standard deviation of the count is sqrt(60,000) ~ 245.
+    assert 59_000 < len(arrivals) < 61_000
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    # Exponential gaps: mean 1 ms and a standard deviation equal to the mean
+    # (a fixed-interval schedule would have none).
+    assert abs(statistics.mean(gaps) - 0.001) < 0.00005
+    assert abs(statistics.pstdev(gaps) - 0.001) < 0.0001
+
+
+def test_poisson_arrivals_are_reproducible_and_empty_without_rate():
+    assert poisson_arrivals(50, 2, random.Random(9)) == poisson_arrivals(50, 2, random.Random(9))
+    assert poisson_arrivals(0, 10, random.Random(1)) == []
+    assert poisson_arrivals(10, 0, random.Random(1)) == []
+
+
+def test_size_histogram_buckets_by_powers_of_two():
+    assert size_histogram([1, 1, 2, 3, 4, 5, 8, 9, 200]) == [
+        ("1", 2, 2), ("2", 1, 2), ("3-4", 2, 7), ("5-8", 2, 13), ("9-16", 1, 9),
+        ("129-256", 1, 200)]
+    assert size_histogram([]) == []
+    assert size_histogram([0]) == []
+
+
+def test_the_op_mix_has_its_shares():
+    rng = random.Random(5)
+    kinds = [draw_kind(rng) for _ in range(100_000)]
+    share = {k: kinds.count(k) / len(kinds) for k in set(kinds)}
+    assert abs(share["refusal"] - 0.01) < 0.002
+    assert abs(share["cancel"] - 0.25) < 0.01
+    assert abs(share["market"] - 0.05) < 0.005
+    assert abs(share["limit"] - 0.69) < 0.01
+
+
+def test_limit_prices_are_on_the_tick_and_a_third_cross():
+    rng = random.Random(2)
+    terms = [limit_terms(rng) for _ in range(30_000)]
+    crossing = 0
+    for side, price in terms:
+        assert price == f"{float(price):.2f}" and float(price) > 0
+        crossing += (float(price) > REFERENCE_PRICE) if side == "buy" else \
+            (float(price) < REFERENCE_PRICE)
+    assert abs(crossing / len(terms) - 1 / 3) < 0.02
