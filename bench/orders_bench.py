@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from services.common import postgres  # noqa: E402,F401  (eventlet-cooperative psycopg)
 from services.common.config import load_settings  # noqa: E402
 from services.common.migrations import apply_sql_migrations, service_sql_migrations  # noqa: E402
-from stack import servers  # noqa: E402
+from stack import seed, servers  # noqa: E402
 from stack.proc import Process  # noqa: E402
 
 NAMESPACE = "exchange_bench"
@@ -178,7 +178,9 @@ def main():
               "POSTGRES_POOL_MAX": 40}
     procs = start_processes(settings, config)
     try:
-        with ClusterRpcProxy(config, timeout=120) as rpc:
+        # The demo admin's token: set_reference_price is an admin verb.
+        with ClusterRpcProxy(config, timeout=120,
+                             context_data={"access_token": seed.admin_token(settings)}) as rpc:
             deadline = time.monotonic() + 60
             while True:
                 try:

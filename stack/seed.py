@@ -55,9 +55,24 @@ def seed_admin(settings: Settings) -> str:
     return f"admin {DEMO_ADMIN} (password {DEMO_PASSWORD}, realm role admin)"
 
 
+def admin_token(settings: Settings) -> str:
+    """An access token of the demo admin (password grant of the backend
+    client): matching's admin verbs need one (services.common.principals)."""
+    import requests
+    grant = {"grant_type": "password", "scope": "openid", "username": DEMO_ADMIN,
+             "password": DEMO_PASSWORD,
+             "client_id": settings["EXCHANGE_KEYCLOAK_BACKEND_CLIENT_ID"],
+             "client_secret": settings["EXCHANGE_KEYCLOAK_BACKEND_CLIENT_SECRET"]}
+    response = requests.post(f"{settings.keycloak_issuer}/protocol/openid-connect/token",
+                             data=grant, timeout=30)
+    response.raise_for_status()
+    return response.json()["access_token"]
+
+
 def seed(settings: Settings) -> list[str]:
     lines = [seed_admin(settings)]
-    with ClusterRpcProxy(settings.nameko_config(), timeout=60) as rpc:
+    with ClusterRpcProxy(settings.nameko_config(), timeout=60,
+                         context_data={"access_token": admin_token(settings)}) as rpc:
         ids = {}
         for username, balances in TRADERS.items():
             signup = rpc.users.sign_up({

@@ -7,10 +7,11 @@ import uuid
 
 from services.common import grammar, rpc_replies
 from services.common.deadlines import rpc
-from services.common.errors import InvalidInput
+from services.common.errors import CodedError, InvalidInput
 from services.common.metrics import ServiceMetrics
 from services.common.outbox import OutboxRelay, enqueue_command
 from services.common.postgres import PostgresPool
+from services.common.principals import AdminPrincipal
 from psycopg.types.json import Jsonb
 
 from .compiled import require_current_engine
@@ -45,6 +46,7 @@ class MatchingService:
     engines = MarketEngines()
     relay = OutboxRelay(OUTBOX_STREAM)
     metrics = ServiceMetrics()
+    caller = AdminPrincipal()
 
     @rpc
     def health(self):
@@ -61,17 +63,22 @@ class MatchingService:
         markets = self.engines.catalogue.markets()
         return [markets[symbol].engine_config() for symbol in sorted(markets)]
 
-    @rpc
+    # Admin verbs: for a person with the realm role admin, whose access token
+    # is in the call's context data (services.common.principals).
+    @rpc(expected_exceptions=CodedError)
     def halt_market(self, market: str):
+        self.caller.admin()
         return self._send(market, Halt(), "halt")
 
-    @rpc
+    @rpc(expected_exceptions=CodedError)
     def resume_market(self, market: str):
+        self.caller.admin()
         return self._send(market, Resume(), "resume")
 
-    @rpc
+    @rpc(expected_exceptions=CodedError)
     def set_reference_price(self, market: str, price: str):
         """The price band's reference (trades move it too), e.g. when opening a market."""
+        self.caller.admin()
         config = self._host(market).config
         try:
             ticks = config.price_to_ticks(price)
@@ -81,10 +88,11 @@ class MatchingService:
             raise InvalidMarket(f"price: {Reason.INVALID_PRICE}: beyond the engine's range")
         return self._send(market, SetReferencePrice(ticks), "reference_price")
 
-    @rpc
+    @rpc(expected_exceptions=CodedError)
     def cancel_market_orders(self, market: str):
-        """Operator sweep (delisting, incident): cancel every resting order of
+        """Admin sweep (delisting, incident): cancel every resting order of
         the market, as one journaled CancelAll per user who has any."""
+        self.caller.admin()
         users = sorted(self._host(market).engine.book.user_orders, key=str)
         return [self._send(market, CancelAll(user), "cancel_all")["command_id"] for user in users]
 

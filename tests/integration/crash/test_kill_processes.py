@@ -40,7 +40,8 @@ from services.matching.engine import MatchingEngine
 from services.matching.models import MarketConfig, TRADE_EXECUTED, command_from_dict
 from services.matching.wire import trade_id
 from stack.proc import Process
-from tests.integration.orders.conftest import balance, empty_books, fund, wait_for
+from tests.integration.identity_kit import principal_tokens  # noqa: F401 (fixture)
+from tests.integration.orders.conftest import as_admin, balance, empty_books, fund, wait_for
 
 SEED = int(os.environ.get("CRASH_SEED", "20261122"))
 USERS = 6
@@ -114,7 +115,7 @@ def client(rpc_config, rng, users, acknowledged, refused, stop_at):
 
 
 def test_nothing_acknowledged_is_lost_when_processes_are_killed(
-        processes, nameko_config, test_settings):
+        processes, nameko_config, test_settings, principal_tokens):
     rng = random.Random(SEED)
     with ClusterRpcProxy(nameko_config, timeout=60) as rpc:
         def services_up():
@@ -124,7 +125,8 @@ def test_nothing_acknowledged_is_lost_when_processes_are_killed(
             except Exception:  # not consuming yet: UnknownService, timeouts
                 return False
         wait_for(services_up, 90, "services up")
-        empty_books(rpc)
+        with as_admin(nameko_config, principal_tokens, timeout=60) as admin:
+            empty_books(admin)
         deposits = {"BTC": D("50"), "USDT": D("100000")}
         users = [fund(rpc, {k: str(v) for k, v in deposits.items()}) for _ in range(USERS)]
         fees_before = fee_totals(test_settings)
@@ -159,7 +161,10 @@ def test_nothing_acknowledged_is_lost_when_processes_are_killed(
         def swept():
             if open_orders(test_settings, users) == 0:
                 return True
-            rpc.matching.cancel_market_orders(MARKET)
+            # An admin verb: the test admin's fresh token (services.common.principals).
+            with ClusterRpcProxy(nameko_config, timeout=60, context_data={
+                    "access_token": principal_tokens.person("admin")}) as admin:
+                admin.matching.cancel_market_orders(MARKET)
             eventlet.sleep(1.0)
             return False
         wait_for(swept, 120, "all orders to end")

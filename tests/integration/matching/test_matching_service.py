@@ -13,7 +13,9 @@ from services.common.outbox import command_queue, enqueue_command
 from services.common.postgres import Database, make_pool
 from services.matching.models import CancelOrder, PlaceOrder, command_to_dict
 from services.matching.providers import command_queue_name
+from services.common.errors import code_of
 from services.matching.service import MatchingService
+from tests.integration.identity_kit import principal_tokens  # noqa: F401 (fixture)
 from tests.integration.registry_kit import throwaway_market
 
 
@@ -181,10 +183,49 @@ def test_the_standby_takes_over_with_the_same_book(
     lambda m, market: m.halt_market("x" * 1_000_000),
 ])
 def test_admin_and_query_arguments_go_through_the_strict_grammar(
-        market, nameko_config, container_factory, call):
+        market, nameko_config, container_factory, call, principal_tokens):
     container_factory(MatchingService, nameko_config).start()
-    with ServiceRpcProxy("matching", nameko_config, timeout=20) as matching:
+    with ServiceRpcProxy("matching", nameko_config, timeout=20,
+                         context_data={"access_token": principal_tokens.person("admin")}) \
+            as matching:
         with pytest.raises(Exception) as raised:
             call(matching, market)
         assert getattr(raised.value, "exc_type", None) == "InvalidMarket", raised.value
         assert matching.health()["status"] == "ok"
+
+
+ADMIN_VERBS = {
+    "halt_market": lambda m, market: m.halt_market(market),
+    "resume_market": lambda m, market: m.resume_market(market),
+    "set_reference_price": lambda m, market: m.set_reference_price(market, "100"),
+    "cancel_market_orders": lambda m, market: m.cancel_market_orders(market),
+}
+
+
+@pytest.mark.parametrize("verb", sorted(ADMIN_VERBS))
+def test_an_admin_verb_refuses_everyone_but_an_admin(
+        market, nameko_config, container_factory, principal_tokens, pool, verb):
+    """No credentials, a trader, the backend's service account: refused with
+    their codes and no command journaled; an admin: accepted (issue 11:
+    before, any holder of the AMQP login could halt a market)."""
+    container_factory(MatchingService, nameko_config).start()
+
+    def commands():
+        with pool.connection() as conn:
+            return conn.execute("SELECT count(*) FROM outbox WHERE message_id LIKE %s",
+                                (f"%:{market}:%",)).fetchone()[0]
+
+    before = commands()
+    for token, code in ((None, "UNAUTHENTICATED"),
+                        (principal_tokens.person("trader"), "ADMIN_REQUIRED"),
+                        (principal_tokens.service_account(), "PERSON_REQUIRED")):
+        with ServiceRpcProxy("matching", nameko_config, timeout=20,
+                             context_data={"access_token": token} if token else {}) as matching:
+            with pytest.raises(Exception) as raised:
+                ADMIN_VERBS[verb](matching, market)
+            assert code_of(raised.value) == code, raised.value
+    assert commands() == before
+    with ServiceRpcProxy("matching", nameko_config, timeout=20,
+                         context_data={"access_token": principal_tokens.person("admin")}) \
+            as matching:
+        ADMIN_VERBS[verb](matching, market)

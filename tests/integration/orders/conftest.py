@@ -11,6 +11,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 from services.matching.service import MatchingService
 from services.orders.service import OrdersService
 from services.wallets.service import WalletsService
+from tests.integration.identity_kit import principal_tokens  # noqa: F401 (fixture)
 
 MARKETS = ("BTC-USDT", "ETH-USDT")
 
@@ -33,11 +34,19 @@ def empty_books(rpc):
         rpc.matching.set_reference_price(market, "100")
 
 
+def as_admin(nameko_config, principal_tokens, **kwargs):
+    """A proxy whose calls carry the test admin's access token (matching's
+    admin verbs need it: services.common.principals)."""
+    return ClusterRpcProxy(nameko_config, timeout=kwargs.pop("timeout", 30),
+                           context_data={"access_token": principal_tokens.person("admin"),
+                                         **kwargs.pop("context_data", {})}, **kwargs)
+
+
 @pytest.fixture
-def exchange(container_factory, nameko_config):
+def exchange(container_factory, nameko_config, principal_tokens):
     for cls in (WalletsService, MatchingService, OrdersService):
         container_factory(cls, nameko_config).start()
-    with ClusterRpcProxy(nameko_config, timeout=30) as rpc:
+    with as_admin(nameko_config, principal_tokens) as rpc:
         empty_books(rpc)
         yield rpc
         assert rpc.wallets.audit() == [], "ledger audit after the test"

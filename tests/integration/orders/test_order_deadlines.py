@@ -18,7 +18,9 @@ from services.common.errors import code_of
 from services.matching.service import MatchingService
 from services.orders.service import OrdersService
 from services.wallets.service import WalletsService
-from tests.integration.orders.conftest import balance, empty_books, fund, wait_for, wait_status
+from tests.integration.orders.conftest import (
+    as_admin, balance, empty_books, fund, wait_for, wait_status,
+)
 
 MATCHING_DOWN_S = 20
 FINAL = ("filled", "cancelled", "expired", "rejected")
@@ -48,7 +50,7 @@ def test_a_caller_without_a_deadline_gets_the_default_and_is_served(exchange):
 
 @pytest.mark.slow
 def test_orders_keep_being_taken_while_matching_is_down_and_match_when_it_is_back(
-        container_factory, nameko_config):
+        container_factory, nameko_config, principal_tokens):
     """Matching killed for MATCHING_DOWN_S seconds under order load.
 
     * every call is answered within the caller's timeout (no RpcTimeout):
@@ -61,7 +63,7 @@ def test_orders_keep_being_taken_while_matching_is_down_and_match_when_it_is_bac
         container_factory(cls, nameko_config).start()
     matching = container_factory(MatchingService, nameko_config)
     matching.start()
-    with ClusterRpcProxy(nameko_config, timeout=30) as rpc:
+    with as_admin(nameko_config, principal_tokens) as rpc:
         empty_books(rpc)
         buyers = [fund(rpc, {"USDT": "10000"}) for _ in range(3)]
         seller = fund(rpc, {"BTC": "1"})
