@@ -43,13 +43,10 @@ from urllib.parse import urlencode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import percentile  # noqa: E402
+
 KEYS_PER_CLIENT = 8
 SYMBOL, MARKET = "BTCUSDT", "BTC-USDT"
-
-
-def percentile(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
 # ------------------------------------------------------------------ set-up

@@ -341,18 +341,17 @@ def sign_up_users(settings, nameko, count: int, poor: int, rest_users: int, stat
     assets = ["USDT", "BTC"] + [m.split("-")[0] for m in EXTRA_MARKETS]
     openid = backend_openid(settings)
 
-    def new_user(funded: bool, with_key: bool) -> dict:
+    def new_user(rpc, funded: bool, with_key: bool) -> dict:
         username = f"pathbench-{uuid.uuid4().hex[:12]}"
         password = "bench-Password-local-dev-1"
-        with ClusterRpcProxy(nameko, timeout=120) as rpc:
-            user_id = rpc.users.sign_up({"username": username, "password": password,
-                                         "email": f"{username}@example.test",
-                                         "first_name": "Path", "last_name": "Bench"})["user_id"]
-            if funded:
-                fund(rpc, user_id, assets)
-            user = {"id": user_id, "username": username, "password": password}
-            if with_key:
-                add_key(rpc, user)
+        user_id = rpc.users.sign_up({"username": username, "password": password,
+                                     "email": f"{username}@example.test",
+                                     "first_name": "Path", "last_name": "Bench"})["user_id"]
+        if funded:
+            fund(rpc, user_id, assets)
+        user = {"id": user_id, "username": username, "password": password}
+        if with_key:
+            add_key(rpc, user)
         return user
 
     def add_key(rpc, user):
@@ -361,13 +360,29 @@ def sign_up_users(settings, nameko, count: int, poor: int, rest_users: int, stat
                                                "permissions": ["read", "trade"]})
         user["api_key"], user["secret"] = key["api_key"], key["secret"]
 
-    pool = eventlet.GreenPool(8)
+    def save():   # progress is kept: an interrupted set-up resumes where it stopped
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps(known))
+
+    work = [(kind, funded, n) for kind, wanted, funded in
+            (("funded", count, True), ("poor", poor, False))
+            for n in range(len(known[kind]), wanted)]
     started = time.time()
-    for kind, wanted, funded in (("funded", count, True), ("poor", poor, False)):
-        have = len(known[kind])
-        for user in pool.imap(lambda n: new_user(funded, not funded or have + n < rest_users),
-                              range(max(0, wanted - have))):
-            known[kind].append(user)
+
+    def worker(k):
+        # One proxy per worker for the whole set-up (a proxy per user made
+        # RabbitMQ connections churn).
+        with ClusterRpcProxy(nameko, timeout=120) as rpc:
+            while work:
+                kind, funded, n = work.pop(0)
+                known[kind].append(new_user(rpc, funded, not funded or n < rest_users))
+                if len(known["funded"]) % 50 == 0:
+                    save()
+
+    pool = eventlet.GreenPool(8)
+    for k in range(8):
+        pool.spawn(worker, k)
+    pool.waitall()
     with ClusterRpcProxy(nameko, timeout=120) as rpc:
         for user in known["funded"][:rest_users]:
             if "api_key" not in user:
@@ -601,6 +616,8 @@ def main():
 
     import yaml
     from nameko.standalone.rpc import ClusterRpcProxy
+
+    from stack import seed
     settings = namespace_settings()
     run = settings.run_dir / "bench" / "order_path"
     run.mkdir(parents=True, exist_ok=True)
@@ -626,7 +643,9 @@ def main():
                                "bench_echo"))
         users, setup_s = sign_up_users(settings, nameko, args.users, POOR_USERS,
                                        args.rest_users, run / "users.json")
-        with ClusterRpcProxy(nameko, timeout=120) as rpc:
+        # The demo admin's token: set_reference_price is an admin verb.
+        with ClusterRpcProxy(nameko, timeout=120,
+                             context_data={"access_token": seed.admin_token(settings)}) as rpc:
             for market in (BASE_MARKET,) + EXTRA_MARKETS:
                 rpc.matching.set_reference_price(market, str(REFERENCE_PRICE))
         if "rest" in transports:

@@ -33,6 +33,8 @@ from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import common  # noqa: E402
+from bench.common import cpu_per_call, percentile  # noqa: E402
 from services.common import postgres  # noqa: E402,F401  (eventlet-cooperative psycopg)
 from services.common.config import load_settings  # noqa: E402
 from services.common.migrations import apply_sql_migrations, service_sql_migrations  # noqa: E402
@@ -41,11 +43,6 @@ from stack.proc import Process  # noqa: E402
 
 NAMESPACE = "exchange_bench"
 MARKET = "BTC-USDT"
-
-
-def percentile(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
 def prepare(settings):
@@ -83,48 +80,14 @@ def start_processes(settings, config):
     return procs
 
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pid) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return 0.0
-
-
 def cpu_snapshot(procs) -> dict:
-    """CPU seconds used so far, by role: our service processes by kind, this
-    process (the clients), PostgreSQL and RabbitMQ (every process of theirs on
-    the machine), and the whole machine (/proc/stat)."""
-    snapshot: dict = {}
+    """CPU seconds used so far, by role (bench.common.cpu_snapshot): our
+    service processes by kind and this process (the clients)."""
+    roles: dict = {"clients (this process)": [os.getpid()]}
     for name, proc in procs.items():
-        pid = proc.running_pid()
         role = name.rsplit("-", 1)[0] if name[-2:] in ("-a", "-b") else name
-        snapshot[role] = snapshot.get(role, 0.0) + (_cpu_seconds(pid) if pid else 0.0)
-    snapshot["clients (this process)"] = _cpu_seconds(os.getpid())
-    for role, names in (("postgresql", ("postgres",)), ("rabbitmq", ("beam.smp",))):
-        total = 0.0
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/comm") as comm:
-                        if comm.read().strip() in names:
-                            total += _cpu_seconds(entry)
-                except OSError:
-                    pass
-        snapshot[role] = total
-    with open("/proc/stat") as stat:
-        ticks = [int(v) for v in stat.readline().split()[1:]]
-    snapshot["machine, busy"] = (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
-    return snapshot
-
-
-def cpu_per_call(before: dict, after: dict, calls: int) -> str:
-    return ", ".join(f"{role} {(after[role] - before[role]) / calls * 1e6:,.0f}"
-                     for role in after if after[role] - before[role] > 0)
+        roles.setdefault(role, []).append(proc.running_pid())
+    return common.cpu_snapshot(roles)
 
 
 def fund_users(rpc, count):
