@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 MARKET = "ETH-USDT"
 PASSWORD = "bench-Password-local-dev-only-1"
-CONNECT_TIMEOUT_S = 180
+CONNECT_TIMEOUT_S = 600
 
 
 def now_ms() -> int:
@@ -122,19 +122,25 @@ def client_process(index: int, urls: list[str], count: int, sample: int, ready, 
         timing = {"on": False}
         lost: dict[str, int] = {}
         alive = [0]
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=60))
+        # No cap on the session's connections (aiohttp's default is 100).
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                        timeout=aiohttp.ClientTimeout(total=None, connect=60))
 
         async def one(n: int, opened: asyncio.Event):
             url = urls[(index + n) % len(urls)]
             timed = n % sample == 0
             ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-            try:
+            async def handshake():
                 ws = await session.ws_connect(ws_url, heartbeat=None, max_msg_size=0)
                 await ws.receive()  # the Engine.IO open packet
                 await ws.send_str("40")  # Socket.IO connect to "/"
                 for ack, channel in ((1, "depth"), (2, "trades")):
                     await ws.send_str(f"42{ack}" + json.dumps(
                         ["subscribe", {"channel": channel, "market": MARKET}]))
+                return ws
+
+            try:
+                ws = await asyncio.wait_for(handshake(), 60)
             except Exception as exc:
                 lost[f"connect: {type(exc).__name__}"] = lost.get(
                     f"connect: {type(exc).__name__}", 0) + 1
