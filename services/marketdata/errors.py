@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from nameko.exceptions import deserialize_to_instance
 
+from services.common.errors import CodedError
 
-class MarketDataError(Exception):
-    """Base class; ``code`` is stable, the message is for humans."""
+
+class MarketDataError(CodedError):
+    """Base class; ``code`` is stable, the message is for humans. Over RPC its
+    exc_args stay ``(message,)``, which registered classes are rebuilt from."""
 
     code = "MARKETDATA_ERROR"
 
     def __init__(self, message: str = ""):
-        super().__init__(message)
+        super().__init__(type(self).code, message)
+        self.args = (message,)
         self.message = message
 
     def __str__(self) -> str:

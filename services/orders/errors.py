@@ -1,11 +1,14 @@
-"""Typed errors of the orders RPC API; ``code`` is part of the public contract."""
+"""Typed errors of the orders RPC API; ``code`` is part of the public contract
+(common base: services.common.errors.CodedError)."""
+from services.common.errors import CodedError
 
 
-class OrdersError(Exception):
+class OrdersError(CodedError):
     code = "ORDERS_ERROR"
 
     def __init__(self, message: str):
-        super().__init__(f"{self.code}: {message}")
+        super().__init__(type(self).code, message)
+        self.args = (message,)
         self.detail = message
 
 

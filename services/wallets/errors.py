@@ -9,14 +9,18 @@ Any of these raised by an RPC means nothing was written.
 """
 from __future__ import annotations
 
+from services.common.errors import CodedError
 
-class WalletsError(Exception):
-    """Base class; ``code`` is stable."""
+
+class WalletsError(CodedError):
+    """Base class; ``code`` is stable (services.common.errors.CodedError: its
+    text is ``"CODE: message"``; exc_args stay ``(message,)`` on the wire)."""
 
     code = "WALLETS_ERROR"
 
     def __init__(self, message: str):
-        super().__init__(f"{self.code}: {message}")
+        super().__init__(type(self).code, message)
+        self.args = (message,)
         self.detail = message
 
 
