@@ -63,7 +63,7 @@ EXTRA_MARKETS = ("PBA-USDT", "PBB-USDT", "PBC-USDT")
 REFERENCE_PRICE = 100
 POOR_USERS = 8
 PLACE_KINDS = ("limit", "market")
-REFUSAL_CODE = "INSUFFICIENT_FUNDS"
+REFUSAL_CODE = "ORDER_REJECTED:INSUFFICIENT_FUNDS"
 REST_REFUSAL = (400, -2010, "Account has insufficient balance for requested action.")
 # The bench gateway's rate limits: out of the way (the bench measures the
 # order path; the limiter's Memcached round trips are still made).
@@ -120,8 +120,11 @@ class RpcTransport:
 
     @staticmethod
     def refusal_code(exc):
-        from services.common.errors import code_of
-        return code_of(exc) or type(exc).__name__
+        """``CODE`` or ``CODE:REASON`` (orders nests wallets' refusal:
+        ``ORDER_REJECTED: INSUFFICIENT_FUNDS: ...``)."""
+        from services.common.errors import code_of, reason_of
+        code, reason = code_of(exc) or type(exc).__name__, reason_of(exc)
+        return f"{code}:{reason}" if reason and reason != code else code
 
 
 class RestRefused(Exception):
@@ -198,6 +201,8 @@ def run_client(spec_path: str, out_path: str) -> None:
         time.sleep(0.05)
     start_at = float(Path(spec["go"]).read_text())
     end_at = start_at + spec["seconds"]
+    # Nothing before the phase starts: the figures count from start_at.
+    time.sleep(max(0.0, start_at - time.time()))
 
     def one(transport, kind, arrival, i):
         if kind == "cancel" and not open_orders:
