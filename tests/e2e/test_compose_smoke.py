@@ -119,7 +119,16 @@ def test_compose_runs_every_service_of_the_repo():
 def test_a_trade_through_the_compose_stack(stack):
     host, port = published(stack, "gateway", "EXCHANGE_GATEWAY_PORT")
     assert host == "127.0.0.1"
-    response = requests.get(f"http://{host}:{port}/health", timeout=15)
+
+
+    def gateway_answers():
+        # `up -d` returns once the gateway's container started, not its server.
+        try:
+            return requests.get(f"http://{host}:{port}/health", timeout=15)
+        except requests.ConnectionError:
+            return None
+
+    response = wait_until("the gateway answers /health", gateway_answers, 180, interval=2)
     assert response.status_code == 200, response.text
     components = {c["name"]: c for c in response.json()["components"]}
     for name in ("postgresql", "rabbitmq", "memcached", "cassandra", "keycloak",
