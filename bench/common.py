@@ -66,54 +66,62 @@ def cpu_seconds(pid) -> float:
         return 0.0
 
 
-def _server_cpu(names: tuple[str, ...]) -> float:
-    total = 0.0
+def _server_pids(names: tuple[str, ...]) -> list[int]:
+    pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/comm") as comm:
                     if comm.read().strip() in names:
-                        total += cpu_seconds(entry)
+                        pids.append(int(entry))
             except OSError:
                 pass
-    return total
+    return pids
 
 
 MACHINE = "machine, busy"
+KERNEL = "kernel (system+irq, all processes)"
+REST = "rest of the machine (idle stack, other work)"
 
 
 def cpu_snapshot(pids_by_role: dict[str, list[int]]) -> dict:
-    """CPU seconds used so far, by role: the given processes (summed per
-    role), PostgreSQL and RabbitMQ (every process of theirs on the machine),
-    the kernel (system, irq and softirq time of the whole machine, which also
-    contains the processes' own system time) and the machine's busy time
-    (/proc/stat). What is busy and in none of the roles is the rest of the
-    machine: the idle stack (Cassandra, Keycloak, the demo services) and
-    whatever else runs."""
-    snapshot: dict = {}
-    for role, pids in pids_by_role.items():
-        snapshot[role] = snapshot.get(role, 0.0) + sum(cpu_seconds(p) for p in pids if p)
-    snapshot["postgresql"] = _server_cpu(("postgres",))
-    snapshot["rabbitmq"] = _server_cpu(("beam.smp", "erl_child_setup", "epmd"))
+    """CPU seconds used so far, by role and process (``{role: {pid:
+    seconds}}``): the given processes, PostgreSQL and RabbitMQ (every process
+    of theirs on the machine); and as plain seconds the kernel (system, irq
+    and softirq time of the whole machine, which also contains the processes'
+    own system time) and the machine's busy time (/proc/stat). Kept by pid so
+    that a process restarted between two snapshots counts from its start
+    instead of making the difference negative."""
+    roles = {**pids_by_role, "postgresql": _server_pids(("postgres",)),
+             "rabbitmq": _server_pids(("beam.smp", "erl_child_setup", "epmd"))}
+    snapshot: dict = {role: {pid: cpu_seconds(pid) for pid in pids if pid}
+                      for role, pids in roles.items()}
     with open("/proc/stat") as stat:
         ticks = [int(v) for v in stat.readline().split()[1:]]
-    snapshot["kernel (system+irq, all processes)"] = sum(ticks[2:3] + ticks[5:7]) / CLOCK_TICKS
+    snapshot[KERNEL] = sum(ticks[2:3] + ticks[5:7]) / CLOCK_TICKS
     snapshot[MACHINE] = (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS
     return snapshot
 
 
 def cpu_delta(before: dict, after: dict) -> dict:
-    """Seconds per role between two snapshots, plus the busy time in no role."""
-    delta = {role: after[role] - before.get(role, 0.0) for role in after}
-    named = sum(v for role, v in delta.items()
-                if role not in (MACHINE, "kernel (system+irq, all processes)"))
-    delta["rest of the machine (idle stack, other work)"] = max(0.0, delta[MACHINE] - named)
+    """Seconds per role between two snapshots (a process's time since the
+    first snapshot, or since its start when it started in between), plus the
+    busy time in no named process."""
+    delta = {}
+    for role, now in after.items():
+        if isinstance(now, dict):
+            then = before.get(role, {})
+            delta[role] = sum(max(0.0, secs - then.get(pid, 0.0)) for pid, secs in now.items())
+        else:
+            delta[role] = now - before.get(role, 0.0)
+    named = sum(v for role, v in delta.items() if role not in (MACHINE, KERNEL))
+    delta[REST] = max(0.0, delta[MACHINE] - named)
     return delta
 
 
 def cpu_per_call(before: dict, after: dict, calls: int) -> str:
-    return ", ".join(f"{role} {(after[role] - before[role]) / calls * 1e6:,.0f}"
-                     for role in after if after[role] - before[role] > 0)
+    return ", ".join(f"{role} {seconds / calls * 1e6:,.0f}"
+                     for role, seconds in cpu_delta(before, after).items() if seconds > 0)
 
 
 # ------------------------------------------------------------------ service processes

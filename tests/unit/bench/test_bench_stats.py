@@ -67,3 +67,16 @@ def test_limit_prices_are_on_the_tick_and_a_third_cross():
         crossing += (float(price) > REFERENCE_PRICE) if side == "buy" else \
             (float(price) < REFERENCE_PRICE)
     assert abs(crossing / len(terms) - 1 / 3) < 0.02
+
+
+def test_cpu_delta_counts_a_restarted_process_from_its_start():
+    from bench.common import KERNEL, MACHINE, REST, cpu_delta
+    before = {"orders": {10: 5.0, 11: 2.0}, "rabbitmq": {20: 100.0}, KERNEL: 1.0, MACHINE: 50.0}
+    # rabbitmq restarted (pid 21 new, 1.5 s so far); orders 11 went away.
+    after = {"orders": {10: 6.0}, "rabbitmq": {21: 1.5}, KERNEL: 1.5, MACHINE: 54.0}
+    delta = cpu_delta(before, after)
+    assert delta["orders"] == 1.0
+    assert delta["rabbitmq"] == 1.5
+    assert delta[KERNEL] == 0.5
+    assert delta[MACHINE] == 4.0
+    assert delta[REST] == 1.5
