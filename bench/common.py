@@ -67,12 +67,17 @@ def cpu_seconds(pid) -> float:
 
 
 def _server_pids(names: tuple[str, ...]) -> list[int]:
+    """The processes named ``names`` in this process's network namespace:
+    the stack's servers, not the copies other work runs in namespaces of its
+    own (the zone clusters run their own RabbitMQ and PostgreSQL)."""
+    own = os.readlink("/proc/self/ns/net")
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/comm") as comm:
-                    if comm.read().strip() in names:
+                    if comm.read().strip() in names and \
+                            os.readlink(f"/proc/{entry}/ns/net") == own:
                         pids.append(int(entry))
             except OSError:
                 pass
@@ -87,7 +92,7 @@ REST = "rest of the machine (idle stack, other work)"
 def cpu_snapshot(pids_by_role: dict[str, list[int]]) -> dict:
     """CPU seconds used so far, by role and process (``{role: {pid:
     seconds}}``): the given processes, PostgreSQL and RabbitMQ (every process
-    of theirs on the machine); and as plain seconds the kernel (system, irq
+    of theirs in this network namespace); and as plain seconds the kernel (system, irq
     and softirq time of the whole machine, which also contains the processes'
     own system time) and the machine's busy time (/proc/stat). Kept by pid so
     that a process restarted between two snapshots counts from its start
