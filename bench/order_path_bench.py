@@ -16,8 +16,9 @@ from ``--users`` signed-up users plus a few unfunded ones:
 
 * mix: ~25 % cancels of the client's own resting orders, ~5 % market orders
   (sells by quantity, buys by quote amount), 1 % deliberate refusals (an
-  unfunded user's limit buy, checked to be refused with INSUFFICIENT_FUNDS
-  over RPC, -2010 and Binance's insufficient-balance message over REST),
+  unfunded user's limit buy, checked to be refused with ORDER_REJECTED and
+  reason INSUFFICIENT_FUNDS over RPC, -2010 and Binance's
+  insufficient-balance message over REST),
   the rest limit orders around a reference price of 100 (a third crossing);
 * markets: 1 (BTC-USDT) and 4 (plus PBA/PBB/PBC-USDT, listed through the
   registry's listing code, idempotently), chosen uniformly per order;
@@ -412,7 +413,7 @@ def run_phase(settings, nameko, procs, users, args, transport, markets, mode, ra
     else:
         warmup, seconds = 2.0, args.echo_seconds if mode == "echo" else args.closed_seconds
     funded = users["funded"][:args.rest_users] if transport == "rest" else users["funded"]
-    clients, outs = [], []
+    clients, outs, specs = [], [], []
     for i, callers in enumerate(per_client):
         spec = {"transport": transport, "mode": mode, "rate": rate / args.clients,
                 "seconds": warmup + seconds, "callers": callers, "seed": hash((tag, i)) & 0xffff,
@@ -422,6 +423,7 @@ def run_phase(settings, nameko, procs, users, args, transport, markets, mode, ra
         spec_file, out = run / f"spec-{tag}-{i}.json", run / f"out-{tag}-{i}.json"
         spec_file.write_text(json.dumps(spec))
         outs.append(out)
+        specs.append(spec_file)
         clients.append(subprocess.Popen([sys.executable, __file__, "--client", str(spec_file),
                                          str(out)], cwd=REPO,
                                         env={**os.environ, "PYTHONPATH": str(REPO)}))
@@ -445,7 +447,7 @@ def run_phase(settings, nameko, procs, users, args, transport, markets, mode, ra
     for client in clients:
         client.wait(timeout=args.drain_timeout + 300)
     records = [r for out in outs for r in json.loads(out.read_text())]
-    for path in [go] + [o for o in outs] + [Path(str(o) + ".ready") for o in outs]:
+    for path in [go] + specs + outs + [Path(str(o) + ".ready") for o in outs]:
         path.unlink(missing_ok=True)
     figures = {"transport": transport, "markets": len(markets), "mode": mode, "rate": rate,
                "seconds": seconds, "load": (load_before[0], load_after[0]),
