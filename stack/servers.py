@@ -192,8 +192,11 @@ def _rabbit_configure(settings: Settings) -> None:
     (base / "enabled_plugins").write_text("[rabbitmq_prometheus].\n")
     # The Erlang distribution port would otherwise listen on every interface.
     octets = ",".join(settings.host.split("."))
+    # A cluster's nodes notice a lost peer after net_ticktime (Erlang's 60 s by
+    # default, during which publishes to a queue led there wait): 10 s.
+    ticktime = ", {net_ticktime, 10}" if _rabbit_cluster_lines(settings) else ""
     (base / "advanced.config").write_text(
-        f"[{{kernel, [{{inet_dist_use_interface, {{{octets}}}}}]}}].\n")
+        f"[{{kernel, [{{inet_dist_use_interface, {{{octets}}}}}{ticktime}]}}].\n")
     (base / "rabbitmq.conf").write_text("\n".join([
         f"listeners.tcp.default = {settings.host}:{settings['EXCHANGE_RABBITMQ_PORT']}",
         "loopback_users = none",
