@@ -25,12 +25,9 @@ import eventlet
 
 eventlet.monkey_patch()
 
-from gateway.app import create_app, socketio  # noqa: E402
+from gateway.app import MAX_CONCURRENT_REQUESTS, create_app, socketio  # noqa: E402
 from services.common.config import load_settings  # noqa: E402
 
-# Concurrent requests (green threads) per process; beyond it connections wait
-# in the listen backlog.
-MAX_CONCURRENT_REQUESTS = 1000
 KEEPALIVE_IDLE_S = 75
 
 if __name__ == "__main__":

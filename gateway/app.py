@@ -35,6 +35,9 @@ socketio = SocketIO(async_mode="eventlet")
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 MAX_BODY_BYTES = 64 * 1024
+# Concurrent requests (green threads) per process; beyond it connections wait
+# in the listen backlog. Per-request pools (rate-limit counters) are this size.
+MAX_CONCURRENT_REQUESTS = 1000
 
 
 def request_id() -> str:

@@ -214,10 +214,15 @@ def limiter(app=None) -> RateLimiter:
     app = app or current_app
     found = app.extensions.get("rate_limiter")
     if found is None:
+        from gateway.app import MAX_CONCURRENT_REQUESTS
         settings = app.config["SETTINGS"]
+        # As many clients as requests in flight: a request holds one at a time,
+        # so the pool never runs out (at 32, 64 concurrent callers got
+        # pymemcache's "Too many objects" as a 500). Connections open on demand.
         client = PooledClient((settings.server_host("memcached"),
                                settings.int("EXCHANGE_MEMCACHED_PORT")),
-                              connect_timeout=0.5, timeout=0.5, max_pool_size=32,
+                              connect_timeout=0.5, timeout=0.5,
+                              max_pool_size=MAX_CONCURRENT_REQUESTS,
                               no_delay=True)
         found = app.extensions["rate_limiter"] = RateLimiter(Counters(client),
                                                              Limits.from_settings(settings))
