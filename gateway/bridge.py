@@ -57,7 +57,6 @@ MARKET_FLUSH_EVERY = 1.0
 PREFETCH = 500
 # Seconds between batches of a market's book diffs and trades.
 PUSH_EVERY = 0.05
-SETTLE_READS = 3
 DISCONNECT_USER = "__disconnect_user__"
 
 
@@ -108,11 +107,9 @@ class Bridge:
         self.dirty_markets: set[str] = set()
         self.settling_markets: set[str] = set()
         self.market_flushed = float("-inf")
+        # Users named by balances_changed (the ledger announces every posting
+        # through the outbox, wallets migration 011), read at the next flush.
         self.dirty_users: set[str] = set()
-        # Users whose balances a trade or an order's hold/release moved: wallets
-        # settles trades and orders hold in the database without dispatching
-        # balances_changed, so they are re-read over the next few flushes.
-        self.settle_users: dict[str, int] = {}
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -181,12 +178,10 @@ class Bridge:
             self.pending_trades.setdefault(event["market"], []).append(public_trade(event))
             for user, fill in fills_of(event):
                 self.emit("fill", fill, f"user:{user}")
-                self.settle_users[user] = SETTLE_READS
             self.dirty_markets.add(event["market"])
         elif routing_key == "order_updated":
             if event.get("user_id"):
                 self.emit("order", event, f"user:{event['user_id']}")
-                self.settle_users[event["user_id"]] = SETTLE_READS
         elif routing_key == "balances_changed":
             self.dirty_users.update(c["user"] for c in event.get("changes", ()))
         elif routing_key in ("user_frozen", "user_closed"):
@@ -247,12 +242,7 @@ class Bridge:
             self.market_flushed = time.monotonic()
             markets = self.dirty_markets | self.settling_markets
             self.settling_markets, self.dirty_markets = self.dirty_markets, set()
-        users, self.dirty_users = self.dirty_users | set(self.settle_users), set()
-        for user, left in list(self.settle_users.items()):
-            if left <= 1:
-                del self.settle_users[user]
-            else:
-                self.settle_users[user] = left - 1
+        users, self.dirty_users = self.dirty_users, set()
         if markets:
             self._push_market_data(sorted(markets))
         if users:
