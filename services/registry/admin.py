@@ -11,12 +11,11 @@ from nameko.extensions import DependencyProvider
 
 from services.common import grammar
 from services.common.config import load_settings
+from services.common.principals import ADMIN_ROLE, is_service_account
 from services.common.tokens import InvalidToken, Principal, TokenVerifier
 
 from .errors import AdminRequired, ServiceAccountRefused, TokenRefused
 
-ADMIN = "admin"
-SERVICE_ACCOUNT_PREFIX = "service-account-"
 MAX_TOKEN = 16384
 
 
@@ -26,10 +25,11 @@ def admin_principal(verifier: TokenVerifier, token) -> Principal:
         principal = verifier.verify(token)
     except InvalidToken as exc:
         raise TokenRefused(exc.code, str(exc)) from None
-    if (principal.username or "").startswith(SERVICE_ACCOUNT_PREFIX) \
-            or "client_id" in principal.claims:
+    # The rule of services.common.principals.admin_of; the registry keeps
+    # its own codes (SERVICE_ACCOUNT_REFUSED, ADMIN_REQUIRED) for its callers.
+    if is_service_account(principal.claims):
         raise ServiceAccountRefused(message="a service account cannot change the registry")
-    if not principal.has_role(ADMIN):
+    if not principal.has_role(ADMIN_ROLE):
         raise AdminRequired(message="the realm role 'admin' is required")
     return principal
 
