@@ -98,6 +98,12 @@ stop_zone_processes() {
 }
 
 down() {
+    # The three-zones inventory's edge host (HAProxy for clients) runs on this
+    # machine, beside the zones: its supervisord goes with them.
+    local edge=$HOSTS_DIR/edge-lb/supervisor/supervisord.conf
+    if [ -f "$edge" ] && [ -x .venv/bin/supervisorctl ]; then
+        .venv/bin/supervisorctl -c "$edge" shutdown >/dev/null 2>&1 || true
+    fi
     for z in $ZONES; do
         local ns=zone-$z
         if [ -e /run/netns/$ns ]; then
