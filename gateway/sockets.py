@@ -42,7 +42,7 @@ import time
 import eventlet
 import eventlet.event
 from flask import request
-from flask_socketio import ConnectionRefusedError, disconnect, emit, join_room, leave_room
+from flask_socketio import ConnectionRefusedError, emit, join_room, leave_room
 from socketio.kombu_manager import KombuManager
 
 from gateway import bridge as push_bridge

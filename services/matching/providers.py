@@ -31,7 +31,7 @@ from psycopg.types.json import Jsonb
 from services.common import catalogue
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumer
-from services.common.outbox import command_queue, enqueue_many
+from services.common.outbox import enqueue_many
 from services.common.postgres import make_pool
 
 from .engine import MatchingEngine

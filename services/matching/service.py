@@ -12,12 +12,11 @@ from services.common.metrics import ServiceMetrics
 from services.common.outbox import OutboxRelay, enqueue_command
 from services.common.postgres import PostgresPool
 from services.common.principals import AdminPrincipal
-from psycopg.types.json import Jsonb
 
 from .compiled import require_current_engine
-from .errors import InvalidMarket, MarketExists, UnknownMarket
+from .errors import InvalidMarket, UnknownMarket
 from .models import (
-    MAX_PRICE_TICKS, CancelAll, ConfigError, Halt, InvalidValue, MarketConfig, Reason, Resume,
+    MAX_PRICE_TICKS, CancelAll, Halt, InvalidValue, Reason, Resume,
     SetReferencePrice, command_to_dict,
 )
 from .providers import OUTBOX_STREAM, MarketEngines, command_queue_name

@@ -7,7 +7,6 @@ import uuid
 from decimal import Decimal
 
 import psycopg
-from nameko.extensions import DependencyProvider
 from psycopg.types.json import Jsonb
 
 from services.common.catalogue import RegistryCatalogue

@@ -11,7 +11,6 @@ A refused order (insufficient funds, blocked user) writes nothing.
 """
 from __future__ import annotations
 
-import time
 import uuid
 from decimal import Decimal
 
@@ -19,9 +18,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from services.common import grammar, rpc_replies
-from services.common.metrics import ServiceMetrics
 from services.common.deadlines import TimedRpcProxy, rpc
-from services.common.errors import CodedError, InvalidInput
+from services.common.errors import InvalidInput
+from services.common.metrics import ServiceMetrics
 from services.common.rpc_requests import RequestId, request_rpc
 from services.common.outbox import OutboxRelay, enqueue_command
 from services.matching.models import (

@@ -3,7 +3,8 @@ and withdrawals on a double-entry ledger in PostgreSQL.
 
 Each RPC validates its input (services.wallets.schemas), calls one verb of
 the ``Ledger`` provider (which asks the pure core and writes in one database
-transaction), and dispatches ``balances_changed`` when money may have moved.
+transaction); ``balances_changed`` leaves through the outbox, written by the
+ledger's trigger in that same transaction (migration 011).
 
 Units: amounts and prices are decimal strings in whole units (``"0.015"``
 BTC); ints are accepted as whole units; floats are refused. Results carry
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import logging
 
-from nameko.events import EventDispatcher
 from nameko.timer import timer
 
 from services.common import rpc_replies
@@ -33,7 +33,6 @@ from services.wallets.settlement import TradeSettlement
 
 rpc_replies.install()
 
-BALANCES_CHANGED = "balances_changed"
 ADMIN_VERB_ERRORS = (WalletsError, CodedError)
 # Seconds between periodic ledger audits (the audit reads every account).
 AUDIT_INTERVAL_S = 60
@@ -53,10 +52,6 @@ class WalletsService:
     # wallets process at a time, the others standing by).
     settlement = TradeSettlement()
     metrics = ServiceMetrics()
-
-    def _changed(self, *pairs: tuple[str, str]) -> None:
-        """Nothing to do: ``balances_changed`` is announced by the ledger in the
-        same transaction (migration 011), whichever path moved the money."""
 
     # -- health & accounts --------------------------------------------------
 
@@ -88,7 +83,6 @@ class WalletsService:
         asset = schemas.load_asset(asset)
         result = self.books.hold(user, asset, schemas.load_amount(asset, amount),
                                   schemas.load_ref(ref))
-        self._changed((user, asset.code))
         return result
 
     @rpc(expected_exceptions=WalletsError)
@@ -98,7 +92,6 @@ class WalletsService:
         asset = schemas.load_asset(asset)
         result = self.books.release(user, asset, schemas.load_amount(asset, amount),
                                      schemas.load_ref(ref))
-        self._changed((user, asset.code))
         return result
 
     # -- trades -------------------------------------------------------------
@@ -110,9 +103,6 @@ class WalletsService:
         each trade's journal transaction id and maker / taker fees."""
         loaded = schemas.load_trades(trades)
         results = self.books.settle_trades(loaded)
-        self._changed(*((user, asset) for trade in loaded
-                        for user in (trade.maker_user, trade.taker_user)
-                        for asset in (trade.market.base, trade.market.quote)))
         return {"trades": results}
 
     @rpc(expected_exceptions=WalletsError)
@@ -137,8 +127,6 @@ class WalletsService:
         result = self.books.credit_deposit(asset, address, schemas.load_amount(asset, amount),
                                             addresses.normalize_txid(asset, txid),
                                             schemas.load_confirmations(confirmations))
-        if result["status"] == "credited":
-            self._changed((result["user"], asset.code))
         return result
 
     # -- withdrawals --------------------------------------------------------
@@ -152,7 +140,6 @@ class WalletsService:
         result = self.books.request_withdrawal(
             user, asset, addresses.normalize_address(asset, address),
             schemas.load_amount(asset, amount), schemas.load_ref(ref))
-        self._changed((user, asset.code))
         return result
 
     # Admin verbs: done for the admin whose access token is in the call's
@@ -191,7 +178,6 @@ class WalletsService:
     def _change_withdrawal(self, withdrawal_id, action, actor, **kwargs):
         result = self.books.change_withdrawal(schemas.load_withdrawal_id(withdrawal_id), action,
                                                actor, **kwargs)
-        self._changed((result["user"], result["asset"]))
         return result
 
     @rpc(expected_exceptions=WalletsError)
@@ -226,7 +212,6 @@ class WalletsService:
         result = self.books.adjust_balance(user, asset,
                                             schemas.load_amount(asset, amount, signed=True),
                                             schemas.load_ref(ref), schemas.load_text(reason, "reason"))
-        self._changed((user, asset.code))
         return result
 
     @rpc
