@@ -95,6 +95,13 @@ class Counters:
     def _failed(self) -> None:
         now = self.clock()
         self._down_until = now + self.RETRY_AFTER_FAILURE_S
+        # After a Memcached restart every idle pooled connection is dead; each
+        # failure drops only the one it used, so with many idle ones the
+        # counters stayed off for minutes (one per 5 s pause). Drop them all:
+        # the next call after the pause opens a fresh connection.
+        pool = getattr(self.client, "client_pool", None)
+        if pool is not None:
+            pool.clear()
         if now - self._warned_at > MINUTE:
             self._warned_at = now
             log.warning("rate-limit counters unavailable (Memcached): serving unlimited",

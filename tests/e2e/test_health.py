@@ -2,16 +2,12 @@
 gateway and `python -m stack status` (what `make status` runs)."""
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
-import pytest
 import requests
 
 from services.common.config import REPO_ROOT
-from stack.servers import SERVERS
 
 
 def stack_cli(*args, env=None):
@@ -34,23 +30,6 @@ def test_every_component_is_up(settings):
     result = stack_cli("status")
     assert result.returncode == 0, result.stdout
     assert "DOWN" not in result.stdout
-
-
-@pytest.fixture
-def memcached_killed(settings):
-    server = next(s for s in SERVERS if s.name == "memcached")
-    process = server.process(settings)
-    pid = process.running_pid()
-    assert pid is not None, "memcached of the stack is not running"
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while process.running_pid() is not None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    yield
-    process.start()
-    deadline = time.monotonic() + 10
-    while not server.probe(settings).up and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 def test_a_dead_cache_degrades_health_but_the_exchange_stays_up(settings, memcached_killed):

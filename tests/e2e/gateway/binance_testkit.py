@@ -10,11 +10,13 @@ run; the demo traders are never touched.
 from __future__ import annotations
 
 import hashlib
+import random
 import hmac
 import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from urllib.parse import urlencode, urlparse
 
 import ccxt
@@ -146,3 +148,40 @@ def eventually(probe, timeout_s: float = 10.0, interval_s: float = 0.1):
             return found
         assert time.monotonic() < deadline, "nothing came within the time allowed"
         time.sleep(interval_s)
+
+
+# ------------------------------------------------------------ prices
+# (here, not in conftest.py: `from conftest import` is ambiguous in the full
+# suite, where another directory's conftest may be the module of that name)
+
+# BTC-USDT: the demo book leaves a wide spread (29,990 / 30,010) where only
+# this test's own orders meet; ETH-USDT may carry other tests' busy books.
+MARKET, SYMBOL, BINANCE = "BTC-USDT", "BTC/USDT", "BTCUSDT"
+TICK = Decimal("0.01")
+
+
+def quiet_price(settings, market: str = MARKET) -> Decimal:
+    """A price strictly inside the book's spread, near the reference price,
+    so a maker order there is crossed only by this test's own taker (other
+    tests' resting orders sit outside it) and stays within the price band."""
+    with rpc_proxy(settings) as rpc:
+        book = rpc.matching.get_depth(market, 1)
+    bid = Decimal(book["buy"][0][0]) if book["buy"] else None
+    ask = Decimal(book["sell"][0][0]) if book["sell"] else None
+    reference = Decimal(book["reference_price"] or "2000")
+    low = bid + TICK if bid is not None else reference * Decimal("0.97")
+    high = ask - TICK if ask is not None else reference * Decimal("1.03")
+    low, high = max(low, reference * Decimal("0.97")), min(high, reference * Decimal("1.03"))
+    assert low < high, f"no room in the spread of {market}: {book}"
+    ticks = int((high - low) / TICK)
+    return (low + TICK * random.randint(1, max(1, ticks - 1))).quantize(TICK)
+
+
+def far_bid(settings, market: str) -> Decimal:
+    """A buy price 10 % under the reference: rests, nobody sells into it."""
+    with rpc_proxy(settings) as rpc:
+        book = rpc.matching.get_depth(market, 1)
+    # A fresh stack's ETH-USDT has neither a reference price nor orders.
+    reference = Decimal(book["reference_price"] or (book["buy"] and book["buy"][0][0])
+                        or (book["sell"] and book["sell"][0][0]) or "2000")
+    return (reference * Decimal("0.9")).quantize(TICK)

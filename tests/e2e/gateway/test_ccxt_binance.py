@@ -10,7 +10,7 @@ import ccxt
 import pytest
 
 import binance_testkit as kit
-from conftest import BINANCE, SYMBOL, far_bid, quiet_price
+from binance_testkit import BINANCE, SYMBOL, far_bid, quiet_price
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 import binance_testkit as kit
-from conftest import BINANCE, MARKET, SYMBOL, far_bid
+from binance_testkit import BINANCE, MARKET, SYMBOL, far_bid
 
 
 def binance_error(response, status, code):

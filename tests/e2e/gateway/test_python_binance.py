@@ -8,7 +8,7 @@ import pytest
 from binance.exceptions import BinanceAPIException
 
 import binance_testkit as kit
-from conftest import BINANCE, quiet_price
+from binance_testkit import BINANCE, quiet_price
 
 
 @pytest.fixture(scope="module")

@@ -69,9 +69,8 @@ def test_flood_gets_429_then_418_while_others_are_served(settings):
 
 
 def test_usage_headers_count_weight_and_new_orders(settings, taker):
-    from conftest import far_bid
     order = {"symbol": "ETHUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-             "quantity": "0.01", "price": str(far_bid(settings, "ETH-USDT")),
+             "quantity": "0.01", "price": str(kit.far_bid(settings, "ETH-USDT")),
              "newOrderRespType": "ACK"}
     first = kit.raw(settings, "POST", "/api/v3/order", taker, order, body=True)
     second = kit.raw(settings, "POST", "/api/v3/order", taker, order, body=True)
