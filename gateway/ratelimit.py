@@ -34,6 +34,7 @@ from typing import Callable
 from flask import current_app, g, request
 from pymemcache.client.base import PooledClient
 from pymemcache.exceptions import MemcacheError
+from pymemcache.pool import ObjectPool
 
 from gateway.errors import MSG_TOO_MANY, ApiError
 from services.common import metrics
@@ -100,7 +101,7 @@ class Counters:
         # counters stayed off for minutes (one per 5 s pause). Drop them all:
         # the next call after the pause opens a fresh connection.
         pool = getattr(self.client, "client_pool", None)
-        if pool is not None:
+        if isinstance(pool, ObjectPool):
             pool.clear()
         if now - self._warned_at > MINUTE:
             self._warned_at = now
