@@ -89,6 +89,8 @@ class Settings:
             "serializer": "json",
             "max_workers": 10,
             "parent_calls_tracked": 10,
+            # services/common/queues.py: classic, or quorum in a cluster.
+            "RPC_QUEUE_TYPE": self.get("EXCHANGE_RABBITMQ_QUEUE_TYPE") or "classic",
         }
 
 

@@ -29,6 +29,7 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import MethodProxy, Rpc, RpcProxy, ServiceProxy
 
 from services.common.errors import RequestExpired, Unavailable
+from services.common.queues import RequestQueueConsumer
 
 DEADLINE_CONTEXT_KEY = "deadline_ms"
 DEFAULT_BUDGET_MS = 30_000
@@ -59,6 +60,9 @@ class DeadlineRpc(Rpc):
     """``rpc`` that refuses an expired request before any of it runs, and
     writes the deadline into the worker's context data when the caller gave
     none (so the calls the worker makes carry it)."""
+
+    # Declares rpc-<service> with the configured queue type (services/common/queues.py).
+    rpc_consumer = RequestQueueConsumer()
 
     def unpack_message_headers(self, message):
         data = super().unpack_message_headers(message)

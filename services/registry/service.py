@@ -12,9 +12,8 @@ catalogue), so they start and trade while this process is down.
 """
 from __future__ import annotations
 
-from nameko.rpc import rpc
-
 from services.common import catalogue, grammar, rpc_replies
+from services.common.deadlines import rpc
 from services.common.metrics import ServiceMetrics
 from services.common.errors import CodedError
 from services.common.outbox import OutboxRelay
