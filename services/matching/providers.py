@@ -36,7 +36,7 @@ from services.common.postgres import make_pool
 
 from .engine import MatchingEngine
 from .models import InvalidCommand, MarketConfig, command_from_dict
-from .wire import wire_messages
+from .wire import MalformedCommandMessage, commands_of, wire_messages
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +165,21 @@ class MarketHost:
 
     # -- the consumer ----------------------------------------------------------
     def handle(self, batch) -> None:
-        # Commands come from the outbox, which always sets message_id: it is the
-        # dedup key, so a message without one cannot be applied.
+        """Every command of the delivered messages -- batch messages and the
+        older one-command messages alike (wire.commands_of) -- as ONE engine
+        batch. A command's id is its dedup key (a one-command message's id is
+        its message_id): one without cannot be applied."""
         self.active = True
-        self.process([(message_id, body) for _key, message_id, body in batch if message_id])
+        commands, errors = [], []
+        for _key, message_id, body in batch:
+            try:
+                for command_id, command in commands_of(message_id, body, errors):
+                    commands.append((command_id, {"command": command}))
+            except MalformedCommandMessage as exc:
+                errors.append(str(exc))
+        for error in errors:
+            log.error("%s: dropping a malformed command message: %s", self.market, error)
+        self.process(commands)
 
     def run(self) -> None:
         self.consumer = BatchConsumer(self.amqp_uri, command_queue_name(self.market), None, [],

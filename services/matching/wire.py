@@ -1,5 +1,10 @@
-"""Engine events (integer ticks/lots, tuples) to the wire messages of
-docs/events.md (decimal strings). Pure: the caller passes the time."""
+"""The engine's wire formats. Pure: the caller passes the time.
+
+* Commands in: one message per market per accepted batch
+  (``command_batch_message``), or the older one message per command (durable
+  queues may still hold those after an upgrade); ``commands_of`` reads both.
+* Events out: engine events (integer ticks/lots, tuples) to the messages of
+  docs/events.md (decimal strings)."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -10,6 +15,73 @@ from .models import (
 )
 
 ORDER_EVENTS = {COMMAND_ACCEPTED, COMMAND_REJECTED, ORDER_DONE, ORDER_AMENDED}
+
+
+# ---------------------------------------------------------------- commands in
+#
+# A command batch message, sent to the market's command queue
+# (providers.command_queue_name) through the outbox:
+#
+#   message_id  "batch:" + the first command's id (command ids are unique per
+#               market, so this is too; the engine dedupes by command id, not
+#               by this)
+#   payload     {"batch_version": 1, "market": "BTC-USDT",
+#                "commands": [{"id": "place:9001", "command": {...}}, ...]}
+#
+# ``command`` is ``models.command_to_dict`` of the command; the engine applies
+# them in list order as part of one engine batch. A writer that assembles the
+# batch in SQL builds the same object, e.g.
+#   jsonb_build_object('batch_version', 1, 'market', m, 'commands',
+#       jsonb_agg(jsonb_build_object('id', command_id, 'command', command) ORDER BY n))
+# The older message (one command: message_id = the command id, payload
+# {"command": {...}}) is still read.
+
+COMMAND_BATCH_VERSION = 1
+
+
+class MalformedCommandMessage(ValueError):
+    """A command message the engine cannot read (it is logged and skipped)."""
+
+
+def command_batch_message(market: str, commands: list[tuple[str, dict]]) -> tuple[str, dict]:
+    """``(message_id, payload)`` of ONE message carrying ``(command_id,
+    command_dict)`` pairs of one market, in the order the engine applies them."""
+    if not commands:
+        raise ValueError("a command batch needs at least one command")
+    return (f"batch:{commands[0][0]}",
+            {"batch_version": COMMAND_BATCH_VERSION, "market": market,
+             "commands": [{"id": command_id, "command": command}
+                          for command_id, command in commands]})
+
+
+def commands_of(message_id, body, errors: list | None = None) -> list[tuple[str, dict]]:
+    """``(command_id, command_dict)`` pairs of a command message of either
+    shape, in order. A message that is neither (a batch of a newer version
+    included) raises MalformedCommandMessage; an entry of a batch without an
+    id is left out and described in ``errors`` (the others still count)."""
+    if not isinstance(body, dict):
+        raise MalformedCommandMessage(f"{message_id}: the body is not an object")
+    if "commands" not in body:
+        if not isinstance(message_id, str) or not message_id or "command" not in body:
+            raise MalformedCommandMessage(f"{message_id}: neither a command nor a batch")
+        return [(message_id, body["command"])]
+    version = body.get("batch_version")
+    if type(version) is not int or not 1 <= version <= COMMAND_BATCH_VERSION:
+        raise MalformedCommandMessage(f"{message_id}: command batch version {version!r}")
+    commands = body["commands"]
+    if not isinstance(commands, list):
+        raise MalformedCommandMessage(f"{message_id}: commands is not a list")
+    out = []
+    for index, item in enumerate(commands):
+        if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"] \
+                and "command" in item:
+            out.append((item["id"], item["command"]))
+        elif errors is not None:
+            errors.append(f"{message_id}: entry {index} has no id or no command: {item!r:.200}")
+    return out
+
+
+# ---------------------------------------------------------------- events out
 
 
 def trade_id(market: str, trade_seq: int) -> str:

@@ -13,6 +13,7 @@ from services.common.outbox import command_queue, enqueue_command
 from services.common.postgres import Database, make_pool
 from services.matching.models import CancelOrder, PlaceOrder, command_to_dict
 from services.matching.providers import command_queue_name
+from services.matching.wire import command_batch_message
 from services.common.errors import code_of
 from services.matching.service import MatchingService
 from tests.integration.identity_kit import principal_tokens  # noqa: F401 (fixture)
@@ -139,6 +140,34 @@ def test_a_redelivered_command_is_applied_once(market, pool, nameko_config, cont
     wait_until(lambda: len(journal(pool, market)) == 1)
     eventlet.sleep(1.0)
     assert journal(pool, market) == [(1, "place:7")]
+
+
+def test_a_command_batch_message_is_one_engine_batch_and_a_redelivery_adds_nothing(
+        market, pool, nameko_config, container_factory):
+    """One message carrying three commands (wire.command_batch_message), sent
+    twice, next to an older one-command message repeating one of them: each
+    command is journaled once, in order, in one engine batch (one ``at_ms``)."""
+    container_factory(MatchingService, nameko_config).start()
+    commands = [(f"place:{n}", command_to_dict(PlaceOrder(n, "u", "buy", price=9_000 + n,
+                                                          quantity=1_000)))
+                for n in (11, 12, 13)]
+    message_id, payload = command_batch_message(market, commands)
+    with Connection(nameko_config["AMQP_URI"]) as conn:
+        queue = command_queue(command_queue_name(market))(conn.default_channel)
+        queue.declare()
+        producer = Producer(conn.default_channel)
+        for _ in range(2):
+            producer.publish(payload, routing_key=queue.name, serializer="json",
+                             message_id=message_id)
+        producer.publish({"command": commands[1][1]}, routing_key=queue.name, serializer="json",
+                         message_id="place:12")
+    wait_until(lambda: len(journal(pool, market)) == 3)
+    eventlet.sleep(1.0)
+    assert journal(pool, market) == [(1, "place:11"), (2, "place:12"), (3, "place:13")]
+    with pool.connection() as conn:
+        stamps = conn.execute("SELECT count(DISTINCT at_ms) FROM matching_journal "
+                              "WHERE market = %s", (market,)).fetchone()[0]
+    assert stamps == 1
 
 
 def test_the_standby_takes_over_with_the_same_book(
