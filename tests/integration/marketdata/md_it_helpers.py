@@ -13,6 +13,7 @@ from kombu import Connection, Exchange, Producer
 from nameko.standalone.events import event_dispatcher
 from nameko.testing.services import entrypoint_waiter
 
+from tests.integration.amqp_kit import confirmed_connection, publish_confirmed
 from services.marketdata.providers import Backend, Clock
 from services.marketdata.service import MarketDataService
 
@@ -84,12 +85,12 @@ class Matching:
         them (its trade consumer counts what it recorded, per market)."""
         backend = self.container.shared_extensions[Backend]
         target = backend.ingested[self.market] + len(payloads)
-        with Connection(self.config["AMQP_URI"]) as amqp:     # the test's own trade exchange
+        with confirmed_connection(self.config["AMQP_URI"]) as amqp:  # the test's own exchange
             exchange = Exchange(self.config["MARKETDATA_TRADE_EXCHANGE"], type="topic",
                                 durable=True)
             producer = Producer(amqp.default_channel, exchange=exchange, serializer="json")
             for payload in payloads:
-                producer.publish(payload, routing_key="trade_executed", delivery_mode=2)
+                publish_confirmed(producer, payload, routing_key="trade_executed", delivery_mode=2)
         deadline = time.monotonic() + timeout
         while backend.ingested[self.market] < target:
             assert time.monotonic() < deadline, "trades not ingested in time"

@@ -4,9 +4,10 @@ recorded -- trades and candles -- as soon as the registry lists the market."""
 import time
 
 import eventlet
-from kombu import Connection, Exchange, Producer
+from kombu import Exchange, Producer
 from md_it_helpers import T0, candles
 
+from tests.integration.amqp_kit import confirmed_connection, publish_confirmed
 from tests.integration.registry_kit import delist, list_market, market_spec, new_symbol
 
 
@@ -21,10 +22,10 @@ def test_a_trade_of_an_unlisted_market_is_parked_then_recorded_when_listed(
         matching, rpc, md_config, test_settings):
     unlisted = new_symbol()
     trade = {**matching.trade(1, T0 + 1000), "market": unlisted, "trade_id": f"{unlisted}-1"}
-    with Connection(md_config["AMQP_URI"]) as amqp:
+    with confirmed_connection(md_config["AMQP_URI"]) as amqp:
         exchange = Exchange(md_config["MARKETDATA_TRADE_EXCHANGE"], type="topic", durable=True)
-        Producer(amqp.default_channel, exchange=exchange, serializer="json").publish(
-            trade, routing_key="trade_executed", delivery_mode=2)
+        publish_confirmed(Producer(amqp.default_channel, exchange=exchange, serializer="json"),
+                          trade, routing_key="trade_executed", delivery_mode=2)
     wait_until(lambda: rpc.health()["parked_trades"] >= 1, "the trade to be parked")
     assert rpc.health()["status"] == "degraded"
 

@@ -11,6 +11,7 @@ import eventlet.event
 import pytest
 from kombu import Connection, Exchange, Producer
 
+from tests.integration.amqp_kit import confirmed_connection, publish_confirmed
 from services.common.outbox import command_queue
 from services.marketdata.tradefeed import PipelinedBatchConsumer
 
@@ -33,11 +34,12 @@ def route(nameko_config):
 
 def publish(amqp_uri, exchange, messages):
     """messages: (body bytes/str, publish kwargs) pairs, published in order."""
-    with Connection(amqp_uri) as amqp:
+    with confirmed_connection(amqp_uri) as amqp:
         producer = Producer(amqp.default_channel, exchange=Exchange(exchange, type="topic",
                                                                     durable=True))
         for body, kwargs in messages:
-            producer.publish(body, routing_key="trade_executed", delivery_mode=2, **kwargs)
+            publish_confirmed(producer, body, routing_key="trade_executed", delivery_mode=2,
+                              **kwargs)
 
 
 def ready_count(amqp_uri, queue) -> int:
