@@ -156,6 +156,7 @@ class Daemon:
     def stop(self) -> bool:
         pid = self.pid()
         if pid is None:
+            self.unmount_leftovers()
             return False
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 60
@@ -164,7 +165,25 @@ class Daemon:
         if self.pid() is not None:
             os.kill(pid, signal.SIGKILL)
             time.sleep(0.5)
+        self.unmount_leftovers()
         return True
+
+    def mounts(self) -> list[str]:
+        """Mount points under this daemon's state directory (dockerd bind-mounts
+        its network namespaces under exec/netns; one outlived a stopped
+        daemon in a CI rehearsal)."""
+        try:
+            lines = Path("/proc/self/mounts").read_text().splitlines()
+        except OSError:
+            return []
+        prefix = f"{self.dir.resolve()}/"
+        return [fields[1] for fields in (line.split() for line in lines)
+                if len(fields) > 1 and fields[1].startswith(prefix)]
+
+    def unmount_leftovers(self) -> None:
+        """Lazily unmount what a stopped daemon left mounted (deepest first)."""
+        for point in sorted(self.mounts(), key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)
 
     def leftovers(self) -> list[str]:
         """Processes still running from this daemon's state (containerd, shims)."""

@@ -101,6 +101,7 @@ def stack():
             }
             daemon.stop()
             left["processes"] = daemon.leftovers()
+            left["mounts"] = daemon.mounts()
             assert not any(left.values()), f"the compose stack left behind {left}"
             assert daemon.pid() is None
 
