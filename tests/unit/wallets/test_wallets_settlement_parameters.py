@@ -4,7 +4,7 @@ import json
 
 from services.wallets import schemas
 from services.wallets.ledger import Account, FEE_REVENUE, settle_trade, system_owner
-from services.wallets.providers import _settlement_parameters
+from services.wallets.trades import _settlement_parameters
 
 
 def entries_for(raw_trades):
