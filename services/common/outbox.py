@@ -34,6 +34,13 @@ from services.common.postgres import make_pool
 log = logging.getLogger(__name__)
 
 BATCH = 500
+# Engine commands (orders -> matching, and matching's own admin commands) go
+# through this topic exchange, routed by the command queue's name
+# (``matching.commands.<market>``), not through the default exchange: a
+# RabbitMQ user allowed to publish to the default exchange may publish to
+# every queue, while who may publish here, and which routing keys, is set per
+# user (stack/rabbitmq_access.py: only orders and matching).
+COMMANDS_EXCHANGE = "exchange-commands"
 
 
 def _channel(stream: str) -> str:
@@ -77,15 +84,17 @@ def enqueue_event(conn, stream: str, source_service: str, event_type: str,
     enqueue(conn, stream, f"{source_service}.events", event_type, message_id, payload)
 
 
-def command_queue(name: str) -> Queue:
+def command_queue(name: str, exchange: str = "") -> Queue:
     """A work queue with exactly one active consumer and hot standbys: a quorum
-    queue (replicated, durable) with single-active-consumer."""
-    return Queue(name, exchange=Exchange(""), routing_key=name, durable=True,
+    queue (replicated, durable) with single-active-consumer; bound to
+    ``exchange`` (a topic exchange) by its own name when one is given."""
+    source = Exchange(exchange, type="topic", durable=True) if exchange else Exchange("")
+    return Queue(name, exchange=source, routing_key=name, durable=True,
                  queue_arguments={"x-queue-type": "quorum", "x-single-active-consumer": True})
 
 
 def enqueue_command(conn, stream: str, queue: str, message_id: str, payload: dict) -> None:
-    enqueue(conn, stream, "", queue, message_id, payload)
+    enqueue(conn, stream, COMMANDS_EXCHANGE, queue, message_id, payload)
 
 
 class PublishNotConfirmed(Exception):
@@ -202,6 +211,10 @@ class Relay:
             if not rows:
                 return 0
             for _, exchange, routing_key, message_id, payload in rows:
+                # A row naming the default exchange (queued before commands had
+                # their own) goes through the commands exchange: the relays'
+                # users may not publish to the default exchange.
+                exchange = exchange or COMMANDS_EXCHANGE
                 self._declare(amqp, exchange, routing_key)
                 publisher.publish(payload, exchange, routing_key, message_id)
                 if (exchange, routing_key) not in publisher.warmed:
@@ -223,9 +236,11 @@ class Relay:
         return len(rows)
 
     def _declare(self, amqp, exchange: str, routing_key: str) -> None:
-        if exchange == "":
+        if exchange == COMMANDS_EXCHANGE:
+            # The command's queue too, bound: a command sent before its
+            # consumer ever started waits there instead of being dropped.
             if routing_key not in self.declared:
-                command_queue(routing_key)(amqp.default_channel).declare()
+                command_queue(routing_key, COMMANDS_EXCHANGE)(amqp.default_channel).declare()
                 self.declared.add(routing_key)
         elif exchange not in self.declared:
             Exchange(exchange, type="topic", durable=True)(amqp.default_channel).declare()

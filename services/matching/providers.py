@@ -31,7 +31,7 @@ from psycopg.types.json import Jsonb
 from services.common import catalogue
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumer
-from services.common.outbox import enqueue_many
+from services.common.outbox import COMMANDS_EXCHANGE, enqueue_many
 from services.common.postgres import make_pool
 
 from .engine import MatchingEngine
@@ -182,7 +182,8 @@ class MarketHost:
         self.process(commands)
 
     def run(self) -> None:
-        self.consumer = BatchConsumer(self.amqp_uri, command_queue_name(self.market), None, [],
+        queue = command_queue_name(self.market)
+        self.consumer = BatchConsumer(self.amqp_uri, queue, COMMANDS_EXCHANGE, [queue],
                                       self.handle, BATCH, idle=self.keep_warm,
                                       idle_every=IDLE_POLL)
         while self.running:
