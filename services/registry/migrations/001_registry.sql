@@ -1,3 +1,4 @@
+-- ran as sha256:4046123eab704eee5ac6d32467de3cfc0c7e8026d81fd6017ed61e10553fae8e
 -- The registry: the one owner of assets and markets. Other services read the
 -- catalogue through the declared functions below (registry.catalogue(),
 -- registry.catalogue_version(), registry.asset_scales()), never these tables.
@@ -20,12 +21,7 @@ CREATE TABLE registry.changes (
     change jsonb       NOT NULL    -- what the request changed
 );
 
-CREATE FUNCTION registry.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'REGISTRY_JOURNAL_APPEND_ONLY: registry.changes is append-only';
-END $$;
-CREATE TRIGGER changes_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON registry.changes
-    FOR EACH STATEMENT EXECUTE FUNCTION registry.refuse_change();
+-- Append-only: functions/refuse_change.sql.
 
 CREATE TABLE registry.assets (
     symbol    text   PRIMARY KEY CHECK (symbol ~ '^[A-Z0-9]{2,16}$'),
@@ -43,22 +39,5 @@ CREATE TABLE registry.markets (
     version   bigint NOT NULL REFERENCES registry.changes (id)
 );
 
--- The whole catalogue as one document, consistent (one statement).
-CREATE FUNCTION registry.catalogue() RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
-        'version', (SELECT coalesce(max(id), 0) FROM registry.changes),
-        'assets', (SELECT coalesce(jsonb_object_agg(symbol, spec), '{}') FROM registry.assets),
-        'markets', (SELECT coalesce(jsonb_object_agg(symbol, spec), '{}') FROM registry.markets))
-$$;
-
-CREATE FUNCTION registry.catalogue_version() RETURNS bigint
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce(max(id), 0) FROM registry.changes
-$$;
-
--- Each asset's scale, for ledgers that check amounts in SQL (wallets' holds).
-CREATE FUNCTION registry.asset_scales() RETURNS TABLE (asset text, scale int)
-LANGUAGE sql STABLE AS $$
-    SELECT symbol, scale FROM registry.assets
-$$;
+-- The declared functions: functions/catalogue.sql, catalogue_version.sql,
+-- asset_scales.sql.

@@ -1,3 +1,4 @@
+-- ran as sha256:265cdbe90e5188f5f3c711f74c7447782e5a4746f91d417dfe9c5ce922d8533f
 -- The users service's tables, in their own schema. Identity itself (password,
 -- OTP, roles) lives in Keycloak; here: the local profile and account state,
 -- the sign-up saga's progress, partner API keys and the security audit log.
@@ -83,11 +84,4 @@ CREATE TABLE users.audit_log (
 );
 CREATE INDEX audit_log_user ON users.audit_log (user_id, id);
 CREATE INDEX audit_log_action ON users.audit_log (action, id);
-
-CREATE FUNCTION users.audit_log_is_append_only() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'users.audit_log is append-only';
-END $$;
-CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON users.audit_log
-    FOR EACH STATEMENT EXECUTE FUNCTION users.audit_log_is_append_only();
+-- Append-only: functions/audit_log_is_append_only.sql.

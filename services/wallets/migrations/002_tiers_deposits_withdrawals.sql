@@ -1,3 +1,4 @@
+-- ran as sha256:3c53fbc6e3123210e3d3616205e779bb9cfad32837303c65a51785371551b166
 -- Wallets: fee tiers, deposit addresses, withdrawals and their state machine.
 
 -- A user's fee tier (services/wallets/assets.py FEE_TIERS); no row: the
@@ -62,39 +63,5 @@ CREATE TABLE wallets.withdrawal_transitions (
     PRIMARY KEY (withdrawal_id, to_status)
 );
 
-CREATE FUNCTION wallets.check_withdrawal_transition() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        IF NEW.status <> 'pending' THEN
-            RAISE EXCEPTION 'ILLEGAL_WITHDRAWAL_TRANSITION: a withdrawal starts pending'
-                  USING ERRCODE = 'check_violation';
-        END IF;
-        RETURN NEW;
-    END IF;
-    IF (NEW.request_key, NEW.user_id, NEW.asset, NEW.account_id, NEW.address, NEW.amount, NEW.fee,
-        NEW.created_at)
-       IS DISTINCT FROM
-       (OLD.request_key, OLD.user_id, OLD.asset, OLD.account_id, OLD.address, OLD.amount, OLD.fee,
-        OLD.created_at) THEN
-        RAISE EXCEPTION 'LEDGER_GUARD: only the status, txid and updated_at of a withdrawal change'
-              USING ERRCODE = 'integrity_constraint_violation';
-    END IF;
-    IF NEW.status IS DISTINCT FROM OLD.status AND (OLD.status, NEW.status) NOT IN (
-        ('pending', 'approved'), ('pending', 'rejected'), ('pending', 'cancelled'),
-        ('approved', 'rejected'), ('approved', 'sent')) THEN
-        RAISE EXCEPTION 'ILLEGAL_WITHDRAWAL_TRANSITION: % -> %', OLD.status, NEW.status
-              USING ERRCODE = 'check_violation';
-    END IF;
-    RETURN NEW;
-END;
-$$;
-
-CREATE TRIGGER withdrawals_state_machine BEFORE INSERT OR UPDATE ON wallets.withdrawals
-    FOR EACH ROW EXECUTE FUNCTION wallets.check_withdrawal_transition();
-
-CREATE TRIGGER withdrawals_never_deleted BEFORE DELETE ON wallets.withdrawals
-    FOR EACH ROW EXECUTE FUNCTION wallets.refuse('LEDGER_GUARD: withdrawals are never deleted');
-
-CREATE TRIGGER withdrawal_transitions_append_only BEFORE UPDATE OR DELETE ON wallets.withdrawal_transitions
-    FOR EACH ROW EXECUTE FUNCTION wallets.refuse('LEDGER_GUARD: withdrawal history is append-only');
+-- The state machine and the append-only history are enforced by triggers:
+-- functions/check_withdrawal_transition.sql and functions/refuse.sql.

@@ -1,3 +1,4 @@
+-- ran as sha256:a00cb1d8f178659db420c6895e4c02974d4860058ff76380c4731c3cd61597f6
 -- wallets.format_minor of 007 padded with lpad(text, scale + 1), and lpad
 -- also TRUNCATES a longer text: 1,000 USDT (1000000000 minor units) came out
 -- as "1.000000". Postings were always right (they are minor units); what was
@@ -7,10 +8,4 @@
 -- before this migration stay as they are (development data only: nothing
 -- had been deployed); a provider replay of such a hold reports
 -- IDEMPOTENCY_CONFLICT instead of recognising it.
-CREATE OR REPLACE FUNCTION wallets.format_minor(minor numeric, scale int) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    -- services/wallets/amounts.py format_amount, for non-negative amounts
-    SELECT CASE WHEN scale = 0 THEN minor::text
-                ELSE left(padded, -scale) || '.' || right(padded, scale) END
-      FROM (SELECT lpad(minor::text, greatest(length(minor::text), scale + 1), '0')) AS p (padded)
-$$;
+-- The function is functions/format_minor.sql.

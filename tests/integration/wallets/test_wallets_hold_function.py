@@ -28,9 +28,13 @@ def balance(ledger, user, asset):
     return ledger.balance(user, ASSETS[asset])
 
 
-def test_the_scale_table_matches_the_asset_registry(db):
-    rows = dict(db.execute("SELECT asset, scale FROM wallets.asset_scales").fetchall())
-    assert rows == {code: asset.scale for code, asset in ASSETS.items()}
+def test_sql_holds_take_each_scale_from_the_registry(db):
+    """move_funds reads registry.asset_scales(), the registry's declared
+    function: no list of scales of its own (wallets 007 had one)."""
+    rows = dict(db.execute("SELECT asset, scale FROM registry.asset_scales()").fetchall())
+    assert {code: rows.get(code) for code in ASSETS} == {
+        code: asset.scale for code, asset in ASSETS.items()}
+    assert db.execute("SELECT to_regclass('wallets.asset_scales')").fetchone() == (None,)
 
 
 def test_a_sql_hold_is_the_providers_hold(ledger, new_user, fund, wallets_schema, db):

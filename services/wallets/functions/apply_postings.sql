@@ -1,0 +1,66 @@
+-- The statement trigger that moves balances: once per inserting statement
+-- (not per row), move the accounts by the new postings, then refuse the whole
+-- statement if a transaction does not balance, names a missing transaction, or
+-- a posting names a missing account or another asset than its account's. The
+-- CHECK constraints of accounts refuse a balance below zero during the UPDATE.
+-- The accounts are found through the primary key (the planner has no
+-- statistics for a transition table); the per-(transaction, asset) sums serve
+-- both the balance check and the existence check of the transactions.
+CREATE OR REPLACE FUNCTION wallets.apply_postings() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    unbalanced text;
+    unknown_transaction bigint;
+    expected bigint;
+    updated bigint;
+BEGIN
+    WITH deltas AS (
+        SELECT account_id, asset,
+               coalesce(sum(amount) FILTER (WHERE bucket = 'available'), 0) AS available,
+               coalesce(sum(amount) FILTER (WHERE bucket = 'locked'), 0) AS locked
+          FROM new_postings
+         GROUP BY account_id, asset
+    ), moved AS (
+        UPDATE wallets.accounts a
+           SET available = a.available + d.available,
+               locked = a.locked + d.locked
+          FROM deltas d
+         WHERE a.id = ANY (ARRAY(SELECT account_id FROM deltas))  -- through the primary key
+           AND a.id = d.account_id AND a.asset = d.asset
+        RETURNING 1
+    ), sums AS MATERIALIZED (
+        SELECT transaction_id, asset, sum(amount) AS total
+          FROM new_postings
+         GROUP BY transaction_id, asset
+    )
+    SELECT (SELECT format('transaction %s does not balance in %s (sum %s)',
+                          transaction_id, asset, total)
+              FROM sums WHERE total <> 0 LIMIT 1),
+           (SELECT s.transaction_id
+              FROM sums s
+             WHERE NOT EXISTS (SELECT 1 FROM wallets.transactions t WHERE t.id = s.transaction_id)
+             LIMIT 1),
+           (SELECT count(*) FROM deltas),
+           (SELECT count(*) FROM moved)
+      INTO unbalanced, unknown_transaction, expected, updated;
+
+    IF unbalanced IS NOT NULL THEN
+        RAISE EXCEPTION 'UNBALANCED_TRANSACTION: %', unbalanced
+              USING ERRCODE = 'check_violation', CONSTRAINT = 'postings_balance_per_asset';
+    END IF;
+    IF unknown_transaction IS NOT NULL THEN
+        RAISE EXCEPTION 'UNKNOWN_TRANSACTION: postings name transaction %, which does not exist',
+              unknown_transaction
+              USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'postings_transaction_exists';
+    END IF;
+    IF updated <> expected THEN
+        RAISE EXCEPTION 'POSTING_ACCOUNT_MISMATCH: a posting names a missing account or another asset than its account''s'
+              USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'postings_account_exists';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER postings_apply AFTER INSERT ON wallets.postings
+    REFERENCING NEW TABLE AS new_postings
+    FOR EACH STATEMENT EXECUTE FUNCTION wallets.apply_postings();

@@ -1,0 +1,4 @@
+-- requires: wallets/move_funds
+-- locked -> available of one user account, inside the caller's transaction.
+CREATE OR REPLACE FUNCTION wallets.release_funds(p_owner text, p_asset text, p_amount numeric, p_ref text)
+RETURNS bigint LANGUAGE sql AS $$ SELECT wallets.move_funds('release', p_owner, p_asset, p_amount, p_ref) $$;
