@@ -52,8 +52,7 @@ import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 from services.common.config import load_settings  # noqa: E402
-from services.common.config import REPO_ROOT  # noqa: E402
-from services.common.migrations import apply_sql_migrations, read_migrations  # noqa: E402
+from services.common.migrations import apply_sql_migrations, service_sql_migrations  # noqa: E402
 from services.common.postgres import make_pool  # noqa: E402
 from services.wallets import schemas  # noqa: E402
 from services.wallets.assets import ASSETS  # noqa: E402
@@ -130,8 +129,9 @@ def prepare_database(settings, fresh: bool) -> None:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
     with psycopg.connect(settings.postgres_dsn(BENCH_DB)) as conn:
-        apply_sql_migrations(conn, read_migrations(
-            "wallets", REPO_ROOT / "services" / "wallets" / "migrations", "sql"))
+        # Every service's schema: the ledger's triggers are function files,
+        # and holds read the registry's asset scales.
+        apply_sql_migrations(conn, service_sql_migrations())
 
 
 def fund_users(ledger: PostgresLedger, count: int) -> list[str]:
