@@ -70,6 +70,12 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -176,8 +182,6 @@ def client_process(index: int, urls: list[str], count: int, sample: int, ready, 
                         counts["depth_snapshot"] += 1
                     else:
                         counts["other"] += 1
-                    if stop.is_set():
-                        break
             finally:
                 alive[0] -= 1
                 if timing["on"] and not stop.is_set():
@@ -264,6 +268,36 @@ def order_flow(config: dict, traders: list[str], centre: Decimal, rate: float, s
     return {"placed": placed[0], "refused": refused[0]}
 
 
+def synthetic_flow(amqp_uri: str, channel: str, per_second: float, seconds: float) -> dict:
+    """The bridge's output without the services: ``per_second`` trade batches
+    and as many depth diffs a second, emitted to the market's rooms through
+    the gateways' message queue (as the active bridge emits), each stamped
+    with its emit time. Measures the gateways' fan-out alone."""
+    import socketio
+    manager = socketio.KombuManager(amqp_uri, channel=channel, write_only=True)
+    sent, seq = 0, 0
+    interval = 1.0 / per_second
+    deadline = time.monotonic() + seconds
+    next_at = time.monotonic()
+    while time.monotonic() < deadline:
+        seq += 3
+        now = now_ms()
+        trades = [{"market": MARKET, "seq": seq - k, "trade_id": f"synthetic-{seq}-{k}",
+                   "price": "2000.01", "quantity": "0.0150", "quote_quantity": "30.0002",
+                   "taker_side": "buy", "executed_at": now} for k in (1, 0)]
+        manager.emit("trades", {"market": MARKET, "trades": trades}, room=f"trades:{MARKET}")
+        manager.emit("depth", {"market": MARKET, "first_seq": seq - 2, "last_seq": seq, "at": now,
+                               "pushed_at": now,
+                               "changes": [{"side": "buy", "price": "1999.99", "quantity": "0.5"},
+                                           {"side": "sell", "price": "2000.02",
+                                            "quantity": "0"}]},
+                     room=f"depth:{MARKET}")
+        sent += 2
+        next_at += interval
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    return {"placed": 0, "refused": 0, "emitted": sent}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=1000)
@@ -274,6 +308,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--sample", type=int, default=10,
                         help="one connection in this many decodes and times its frames")
+    parser.add_argument("--synthetic", type=float, metavar="PER_S",
+                        help="no orders: emit PER_S trade batches and depth diffs a second "
+                             "straight into the gateways' message queue (the fan-out alone)")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="record each gateway with py-spy during the timed window "
+                             "(flame graphs DIR/push-gateway-<n>.svg)")
     args = parser.parse_args()
 
     from nameko.standalone.rpc import ClusterRpcProxy
@@ -315,10 +355,32 @@ def main() -> int:
         loaded = {url: rss_kib(process.pid) for process, url in gateways}
         held = sum(per_gateway.values())
 
+        profilers = []
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+            py_spy = Path(sys.executable).parent / "py-spy"
+            profilers = [subprocess.Popen(
+                [str(py_spy), "record", "--pid", str(process.pid), "--duration",
+                 str(int(args.seconds)), "--rate", "50", "--nonblocking",
+                 "--output", str(Path(args.profile) / f"push-gateway-{n}.svg")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for n, (process, _url) in enumerate(gateways)]
+        watched = {**{f"gateway {n}": process.pid for n, (process, _url) in enumerate(gateways)},
+                   **{f"clients {n}": proc.pid for n, proc in enumerate(procs)},
+                   "order flow (this process)": os.getpid()}
+        cpu_before = {name: cpu_s(pid) for name, pid in watched.items()}
         go.set()
-        flow = order_flow(config, traders, centre, args.rate, args.seconds, args.threads)
+        timed_from = time.monotonic()
+        if args.synthetic:
+            flow = synthetic_flow(settings.amqp_uri(), channel, args.synthetic, args.seconds)
+        else:
+            flow = order_flow(config, traders, centre, args.rate, args.seconds, args.threads)
         time.sleep(2.0)  # the last pushes arrive
         stop.set()
+        cpu_used = {name: cpu_s(pid) - cpu_before[name] for name, pid in watched.items()}
+        timed_s = time.monotonic() - timed_from
+        for profiler in profilers:
+            profiler.wait(60)
         gathered = [results.get(timeout=60) for _ in procs]
         for proc in procs:
             proc.join(30)
@@ -351,6 +413,9 @@ def main() -> int:
         grown = (loaded[url] - baseline[url]) / max(1, per_gateway[url])
         print(f"  gateway {url}: {per_gateway[url]} connections, RSS {baseline[url] / 1024:.0f} -> "
               f"{loaded[url] / 1024:.0f} MiB, {grown:.0f} KiB per connection")
+    if args.synthetic:
+        print(f"synthetic: {flow['emitted']} room emits ({args.synthetic:.0f} trade batches + "
+              f"{args.synthetic:.0f} depth diffs a second), no orders")
     print(f"orders placed: {flow['placed']} ({flow['placed'] / args.seconds:.1f}/s), "
           f"refused {flow['refused']}")
     print(f"messages delivered: {messages} in {elapsed:.1f} s = {messages / elapsed:,.0f} msg/s "
@@ -360,6 +425,12 @@ def main() -> int:
     print(f"trade commit -> client: {len(trade_delays)} deliveries, "
           f"p50 {percentile(trade_delays, 50):.0f} ms, p99 {percentile(trade_delays, 99):.0f} ms, "
           f"max {max(trade_delays, default=float('nan')):.0f} ms")
+    gateway_cpu = sum(v for k, v in cpu_used.items() if k.startswith("gateway"))
+    client_cpu = sum(v for k, v in cpu_used.items() if k.startswith("clients"))
+    print(f"CPU in the timed window ({timed_s:.1f} s): " + ", ".join(
+        f"{name} {used:.1f} s ({100 * used / timed_s:.0f}%)" for name, used in cpu_used.items()))
+    print(f"CPU per frame delivered: gateways {1e6 * gateway_cpu / max(1, messages):.0f} us, "
+          f"clients {1e6 * client_cpu / max(1, messages):.0f} us")
     print(f"book change -> client: {len(depth_delays)} deliveries, "
           f"p50 {percentile(depth_delays, 50):.0f} ms, p99 {percentile(depth_delays, 99):.0f} ms; "
           f"of which commit -> bridge emit p50 {percentile(bridge_delays, 50):.0f} ms, "

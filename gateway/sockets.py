@@ -43,9 +43,12 @@ import eventlet
 import eventlet.event
 from flask import request
 from flask_socketio import ConnectionRefusedError, emit, join_room, leave_room
+from engineio import packet as engineio_packet
+from socketio import packet as socketio_packet
 from socketio.kombu_manager import KombuManager
 
 from gateway import bridge as push_bridge
+from gateway.push_fanout import Fanout
 from services.common import metrics
 from services.common.config import Settings
 from services.common.errors import code_of
@@ -56,6 +59,8 @@ log = logging.getLogger("gateway.sockets")
 MAX_SUBSCRIPTIONS = 20
 MAX_MESSAGE_BYTES = 2048
 MAX_QUEUED = 1000
+# Seconds a dropped slow connection has to read its last frames.
+SLOW_CLOSE_GRACE_S = 10.0
 # Transport-level cap (Engine.IO closes a connection sending more in one frame).
 MAX_FRAME_BYTES = 64 * 1024
 CHANNELS = ("depth", "trades", "ticker", "candles", "tickers")
@@ -139,6 +144,9 @@ class Push:
         self.markets: set[str] = set()
         self.markets_read_at = float("-inf")
         self.dropped_slow = 0
+        self.max_queued = int(settings.get("EXCHANGE_PUSH_MAX_QUEUED") or MAX_QUEUED)
+        send_buffer = settings.get("EXCHANGE_PUSH_SEND_BUFFER_BYTES")
+        self.fanout = Fanout(send_buffer=int(send_buffer) if send_buffer else None)
         self.in_flight: dict[str, eventlet.event.Event] = {}
         metrics.SOCKET_CONNECTIONS.set_function(lambda: len(self.connections))
 
@@ -181,29 +189,50 @@ class Push:
                                    to=conn.sid, ignore_queue=True)
                 self.socketio.server.disconnect(conn.sid)
 
-    # -- slow consumers ------------------------------------------------------------
+    # -- sending and slow consumers ------------------------------------------------
     def bound_send_queues(self) -> None:
-        """Engine.IO queues every frame for a connection's writer without a
-        bound: wrap its one send path so a connection with MAX_QUEUED frames
-        waiting is dropped instead (the writer is blocked on a reader that does
-        not read)."""
+        """Every frame to a connection goes through here (Engine.IO's one
+        send path, wrapped). A connection on a websocket with nothing
+        waiting gets the room's frame written at once, encoded once for the
+        whole room (gateway/push_fanout.py); otherwise the frame waits in
+        Engine.IO's queue, which has no bound of its own: a connection with
+        ``max_queued`` frames waiting is dropped instead (its reader does not
+        read)."""
         eio = self.socketio.server.eio
         send_packet = eio.send_packet
+        self.fanout.install(eio)
 
         def bounded_send_packet(eio_sid, pkt):
             socket = eio.sockets.get(eio_sid)
-            if socket is not None and socket.queue.qsize() >= MAX_QUEUED:
+            if socket is not None and self.fanout.try_send(socket, pkt):
+                return
+            if socket is not None and socket.queue.qsize() >= self.max_queued:
                 if not socket.closing:
-                    self.dropped_slow += 1
-                    metrics.SOCKET_DROPPED.inc()
-                    log.warning("dropping slow connection %s: %d frames unsent", eio_sid,
-                                socket.queue.qsize())
-                    socket.close(wait=False, abort=True, reason="slow consumer")
-                    eio.sockets.pop(eio_sid, None)
+                    self.drop_slow(eio, socket)
                 return
             send_packet(eio_sid, pkt)
 
         eio.send_packet = bounded_send_packet
+
+    def drop_slow(self, eio, socket) -> None:
+        """The frames not yet written are discarded; the client's last frames
+        are ``error`` SLOW_CONSUMER and the close, written after what its
+        socket already holds. A client that does not read them within
+        ``SLOW_CLOSE_GRACE_S`` has its TCP connection cut."""
+        self.dropped_slow += 1
+        metrics.SOCKET_DROPPED.inc()
+        log.warning("dropping slow connection %s: %d frames unsent", socket.sid,
+                    socket.queue.qsize())
+        socket.queue.queue.clear()
+        reason = self.socketio.server.packet_class(
+            socketio_packet.EVENT, namespace="/",
+            data=["error", {"code": "SLOW_CONSUMER",
+                            "message": f"more than {self.max_queued} messages waited to be "
+                                       "sent to this connection: it was closed"}])
+        socket.send(engineio_packet.Packet(engineio_packet.MESSAGE, reason.encode()))
+        socket.close(wait=False, reason="slow consumer")
+        eio.sockets.pop(socket.sid, None)
+        eventlet.spawn_after(SLOW_CLOSE_GRACE_S, self.fanout.cut, socket.sid)
 
     # -- handlers --------------------------------------------------------------------
     def on_connect(self, auth):

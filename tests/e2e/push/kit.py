@@ -125,14 +125,15 @@ class GatewayProcess:
     """A gateway process of the test's own (``python -m gateway`` on a spare
     port) in its own push cluster (``channel``): the test may kill it."""
 
-    def __init__(self, port: int, channel: str, log_path):
+    def __init__(self, port: int, channel: str, log_path, env: dict | None = None):
         import os
         import subprocess
         import sys
         from services.common.config import REPO_ROOT
         env = {**os.environ, "EXCHANGE_GATEWAY_PORT": str(port), "EXCHANGE_PUSH_CHANNEL": channel,
-               "PYTHONPATH": str(REPO_ROOT)}
+               "PYTHONPATH": str(REPO_ROOT), **(env or {})}
         self.port = port
+        self.log_path = log_path
         self.url = f"http://127.0.0.1:{port}"
         self.log = open(log_path, "ab")
         self.process = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO_ROOT, env=env,
@@ -170,3 +171,94 @@ def free_port() -> int:
     with sockets.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class RawSocketIO:
+    """A Socket.IO client over a plain TCP socket, speaking Engine.IO 4 over
+    a websocket by hand, so that a test decides when it reads (a library
+    client reads all the time). ``receive_buffer`` sets SO_RCVBUF before
+    connecting: a client that stops reading then fills quickly."""
+
+    def __init__(self, url: str, receive_buffer: int | None = None):
+        import socket as sockets
+        host, port = url.removeprefix("http://").split(":")
+        self.sock = sockets.socket()
+        if receive_buffer:
+            self.sock.setsockopt(sockets.SOL_SOCKET, sockets.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(30)
+        self.sock.connect((host, int(port)))
+        key = secrets.token_bytes(16).hex()[:22] + "=="
+        self.sock.sendall((f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                           f"Host: {host}:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            chunk = self.sock.recv(4096)
+            assert chunk, "the gateway closed during the websocket handshake"
+            self.buffer += chunk
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head[:200]
+        assert self.frame().startswith("0")  # Engine.IO open
+        self.send("40")  # Socket.IO connect to "/"
+
+    def send(self, text: str) -> None:
+        """One masked text frame (a client's frames are always masked)."""
+        import struct
+        payload = text.encode()
+        mask = secrets.token_bytes(4)
+        length = len(payload)
+        header = (struct.pack("!BB", 0x81, 0x80 | length) if length <= 125
+                  else struct.pack("!BBH", 0x81, 0x80 | 126, length))
+        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def emit(self, event: str, data) -> None:
+        import json
+        self.send("42" + json.dumps([event, data]))
+
+    def _read(self, count: int) -> bytes | None:
+        while len(self.buffer) < count:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        out, self.buffer = self.buffer[:count], self.buffer[count:]
+        return out
+
+    def frame(self) -> str | None:
+        """The next text frame's payload; None at the end of the stream or on
+        the websocket's close frame."""
+        import struct
+        head = self._read(2)
+        if head is None:
+            return None
+        opcode, length = head[0] & 0x0F, head[1] & 0x7F
+        if length == 126:
+            length = struct.unpack("!H", self._read(2))[0]
+        elif length == 127:
+            length = struct.unpack("!Q", self._read(8))[0]
+        payload = self._read(length)
+        if payload is None or opcode == 0x8:
+            return None
+        return payload.decode()
+
+    def events_to_end(self, limit: int = 1_000_000) -> list[tuple[str, object]]:
+        """Reads until the stream ends: every Socket.IO event received, in
+        order (pings are not answered: the gateway has closed or will)."""
+        import json
+        events = []
+        for _ in range(limit):
+            try:
+                text = self.frame()
+            except OSError:
+                break
+            if text is None:
+                break
+            if text.startswith("42"):
+                events.append(tuple(json.loads(text[2:])[:2]))
+            elif text == "1":
+                events.append(("engine.io close", None))
+        return events
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,168 @@
+"""Writing a room's frame to many websockets: encoded once, the same bytes to each.
+
+Engine.IO's own path costs, per frame and per connection: a put on the
+connection's queue, a switch to its writer green thread, the packet encoded
+again, the websocket frame built again (and, with ``permessage-deflate``
+negotiated, compressed again with the connection's own zlib stream), then a
+``sendall``. The bench measured that path as the gateway's main cost at
+1,000 connections (bench/README.md, "Live push"). Here, for a connection on
+a websocket with nothing waiting to be written to it:
+
+* the frame is built once per emitted packet (python-socketio hands the same
+  packet object to every participant of a room emit) and written with one
+  non-blocking ``send`` on the connection's socket, from the emitting green
+  thread;
+* a connection that cannot take the whole frame at once (its reader is
+  behind) keeps what was written, and a green thread finishes the frame
+  while holding the websocket's send lock; until then, and until its queue
+  is empty again, its frames take Engine.IO's queue, in order, and that
+  queue is the bounded one (gateway/sockets.py drops a connection whose
+  queue is full).
+
+Frames are never interleaved: the websocket's send lock is held for every
+write, Engine.IO's writer takes it too, and a green thread switch can only
+happen while a writer holds it.
+
+``permessage-deflate`` is refused: one zlib stream per connection made every
+frame a per-connection encoding (and ~100 KiB of memory each); the frames
+are small JSON, and a compressed frame could not be shared.
+"""
+from __future__ import annotations
+
+import _socket
+import socket
+import struct
+
+import eventlet
+from engineio.async_drivers.eventlet import WebSocketWSGI
+from eventlet.greenio import GreenSocket
+
+
+def websocket_frame(payload: bytes) -> bytes:
+    """An unmasked, final RFC 6455 text frame (a server's frames are never masked)."""
+    length = len(payload)
+    if length <= 125:
+        header = struct.pack("!BB", 0x81, length)
+    elif length <= 0xFFFF:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    return header + payload
+
+
+def os_socket(sock):
+    """The operating system's socket under eventlet's (green sockets may wrap
+    green sockets), or None for anything else (TLS...)."""
+    while isinstance(sock, GreenSocket):
+        sock = sock.fd
+    return sock if isinstance(sock, _socket.socket) else None
+
+
+class Fanout:
+    """This process's websockets by Engine.IO session id, and the direct write."""
+
+    def __init__(self, send_buffer: int | None = None):
+        # SO_SNDBUF of each websocket when set: with the queue bound, it bounds
+        # what one connection holds (the kernel's autotuning otherwise lets a
+        # loopback connection's buffer grow to megabytes).
+        self.send_buffer = send_buffer
+        # Engine.IO session id -> (eventlet websocket, its OS socket).
+        self.websockets: dict[str, tuple] = {}
+        self._last_packet = None
+        self._last_frame = b""
+        self.direct = 0
+        self.queued = 0
+
+    def websocket_class(self):
+        """The Engine.IO websocket class to install: registers each websocket
+        under its session id while its handler runs; no compression."""
+        websockets = self.websockets
+        send_buffer = self.send_buffer
+
+        class RegisteredWebSocket(WebSocketWSGI):
+            def __init__(self, handler, server):
+                eio_socket = handler.__self__
+
+                def registered(ws):
+                    raw = os_socket(ws.socket)
+                    if raw is None:
+                        return handler(ws)
+                    if send_buffer:
+                        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+                    websockets[eio_socket.sid] = (ws, raw)
+                    try:
+                        return handler(ws)
+                    finally:
+                        websockets.pop(eio_socket.sid, None)
+
+                super().__init__(registered, server)
+
+            def _negotiate_permessage_deflate(self, extensions):
+                return None
+
+        return RegisteredWebSocket
+
+    def frame_of(self, pkt) -> bytes | None:
+        """The websocket frame of an Engine.IO packet, built once per packet."""
+        if pkt is self._last_packet:
+            return self._last_frame
+        encoded = pkt.encode()
+        if not isinstance(encoded, str):
+            return None  # binary packets take Engine.IO's path
+        self._last_packet, self._last_frame = pkt, websocket_frame(encoded.encode("utf-8"))
+        return self._last_frame
+
+    def try_send(self, eio_socket, pkt) -> bool:
+        """Writes the packet to the connection now if nothing of it is waiting;
+        False when the caller must queue it instead."""
+        registered = self.websockets.get(eio_socket.sid)
+        if registered is None:
+            return False
+        ws, raw = registered
+        if (not eio_socket.upgraded or eio_socket.upgrading or eio_socket.closing
+                or eio_socket.closed or eio_socket.queue.qsize() or ws._sendlock.locked()
+                or ws.websocket_closed):
+            return False
+        frame = self.frame_of(pkt)
+        if frame is None:
+            return False
+        lock = ws._sendlock
+        lock.acquire()  # free (checked above, and nothing ran since)
+        try:
+            sent = raw.send(frame, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            lock.release()
+            return False  # Engine.IO's writer meets the error and closes
+        if sent == 0:
+            lock.release()
+            return False
+        if sent < len(frame):
+            eventlet.spawn_n(self._finish, ws, frame[sent:])
+        else:
+            lock.release()
+        self.direct += 1
+        return True
+
+    @staticmethod
+    def _finish(ws, rest: bytes) -> None:
+        try:
+            ws.socket.sendall(rest)
+        except OSError:
+            pass  # the connection is gone: its reader sees it
+        finally:
+            ws._sendlock.release()
+
+    def cut(self, eio_sid: str) -> None:
+        """Ends a connection's TCP connection if its websocket is still open
+        (its writer is blocked on a reader that does not read)."""
+        registered = self.websockets.get(eio_sid)
+        if registered is not None:
+            try:
+                registered[1].shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def install(self, eio) -> None:
+        eio._async = {**eio._async, "websocket": self.websocket_class()}
