@@ -1,7 +1,8 @@
 """Serves the trader web client from the gateway: ``/`` is the app, its ES
 modules under ``/app/``, and the few npm packages it imports under
 ``/vendor/`` (installed by scripts/bootstrap.sh from package-lock.json, never
-from a CDN). ``/app/config.json`` tells the page where Keycloak is."""
+from a CDN). ``/app/config.json`` tells the page where Keycloak is, and
+``/app/signin.js`` is the sign-in module the operations dashboard shares."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,9 +26,13 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
 blueprint = Blueprint("frontend", __name__)
 
 
-def _secure(response):
+def serve_page_file(directory: Path, name: str, csp: str):
+    """A file of one of the gateway's pages (the trader client, the operations
+    dashboard), never cached, with that page's content security policy
+    (``{keycloak}`` in ``csp`` stands for Keycloak's origin)."""
+    response = send_from_directory(directory, name, max_age=0)
     keycloak = current_app.config["SETTINGS"].keycloak_url
-    response.headers["Content-Security-Policy"] = CSP.format(keycloak=keycloak)
+    response.headers["Content-Security-Policy"] = csp.format(keycloak=keycloak)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
@@ -35,8 +40,7 @@ def _secure(response):
 
 @blueprint.get("/")
 def index():
-    response = send_from_directory(STATIC, "index.html", max_age=0)
-    return _secure(response)
+    return serve_page_file(STATIC, "index.html", CSP)
 
 
 @blueprint.get("/app/config.json")
@@ -48,7 +52,7 @@ def config():
 
 @blueprint.get("/app/<path:name>")
 def asset(name: str):
-    return _secure(send_from_directory(STATIC, name, max_age=0))
+    return serve_page_file(STATIC, name, CSP)
 
 
 @blueprint.get("/vendor/<name>")

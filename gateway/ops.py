@@ -2,7 +2,7 @@
 role ``admin`` (Grafana cannot be installed here; docs/operations.md).
 
 - ``GET /ops``: the page (monitoring/dashboard/), which signs in through
-  Keycloak like the trader client and draws its charts with the same chart
+  Keycloak with the trader client's module (/app/signin.js) and draws its charts with the same chart
   library (lightweight-charts, /vendor/).
 - ``GET /api/v1/ops/dashboard?minutes=N``: every panel's series over the last
   N minutes, from Prometheus's HTTP API (``query_range``), and the alerts
@@ -18,8 +18,9 @@ import math
 import time
 
 import requests
-from flask import Blueprint, abort, current_app, jsonify, request, send_from_directory
+from flask import Blueprint, abort, current_app, jsonify, request
 
+from frontend_api.serving import serve_page_file
 from gateway.errors import ApiError
 from services.common.config import REPO_ROOT
 from services.common.tokens import InvalidToken
@@ -62,24 +63,16 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
        "frame-ancestors 'none'; base-uri 'none'; form-action {keycloak}")
 
 
-def _secure(response):
-    keycloak = current_app.config["SETTINGS"].keycloak_url
-    response.headers["Content-Security-Policy"] = CSP.format(keycloak=keycloak)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
-
-
 @blueprint.get("/ops")
 def page():
-    return _secure(send_from_directory(PAGE_DIR, "ops.html", max_age=0))
+    return serve_page_file(PAGE_DIR, "ops.html", CSP)
 
 
 @blueprint.get("/ops/<name>")
 def page_file(name: str):
     if name not in PAGE_FILES:
         abort(404)
-    return _secure(send_from_directory(PAGE_DIR, name, max_age=0))
+    return serve_page_file(PAGE_DIR, name, CSP)
 
 
 def _admin() -> str:

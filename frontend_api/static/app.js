@@ -1,12 +1,13 @@
 // The trader web client: plain ES modules, no build step. REST under /api/v1
 // for reads and orders, Socket.IO for the live streams (see gateway/sockets.py
 // for the protocol), Keycloak's own login page for signing in (OIDC code flow
-// with PKCE S256 through oidc-client-ts; tokens kept in sessionStorage).
+// with PKCE S256: signin.js).
 
 import { io } from "/vendor/socket.io.esm.min.js";
 import { createChart, CandlestickSeries } from "/vendor/lightweight-charts.mjs";
 import { BookSync } from "./book.js";
 import { checkOrder, compare } from "./decimal.js";
+import { signIn } from "./signin.js";
 
 const $ = (selector) => document.querySelector(selector);
 const state = { markets: new Map(), market: null, interval: "1m", user: null, book: null,
@@ -29,30 +30,7 @@ const WORDS = {
 };
 
 // -- sign-in ------------------------------------------------------------------
-const config = await (await fetch("/app/config.json")).json();
-const auth = new oidc.UserManager({
-  authority: config.authority,
-  client_id: config.client_id,
-  redirect_uri: `${location.origin}/`,
-  post_logout_redirect_uri: `${location.origin}/`,
-  response_type: "code",
-  scope: "openid",
-  automaticSilentRenew: true,
-  userStore: new oidc.WebStorageStateStore({ store: window.sessionStorage }),
-});
-
-async function signedInUser() {
-  const params = new URLSearchParams(location.search);
-  if (params.has("code") && params.has("state")) {
-    try {
-      await auth.signinRedirectCallback();
-    } finally {
-      history.replaceState(null, "", "/");
-    }
-  }
-  const user = await auth.getUser();
-  return user && !user.expired ? user : null;
-}
+const { auth, signedInUser } = await signIn("/");
 
 auth.events.addUserLoaded((user) => {
   // A refreshed token: the connection keeps its private stream.

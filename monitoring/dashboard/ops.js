@@ -1,39 +1,17 @@
 // The operations dashboard (gateway/ops.py): signs in through Keycloak (OIDC
-// code flow with PKCE, as the trader client), then draws every panel that
-// GET /api/v1/ops/dashboard returns, refreshed every 15 s. The PromQL is the
-// server's; this page only draws.
+// code flow with PKCE, the trader client's module /app/signin.js), then draws
+// every panel that GET /api/v1/ops/dashboard returns, refreshed every 15 s.
+// The PromQL is the server's; this page only draws.
 
 import { createChart, LineSeries } from "/vendor/lightweight-charts.mjs";
+import { signIn } from "/app/signin.js";
 
 const $ = (selector) => document.querySelector(selector);
 const COLORS = ["#4dabf7", "#69db7c", "#ffa94d", "#f783ac", "#b197fc", "#ffe066", "#63e6be",
                 "#ff8787"];
 const REFRESH_MS = 15000;
 
-const config = await (await fetch("/app/config.json")).json();
-const auth = new oidc.UserManager({
-  authority: config.authority,
-  client_id: config.client_id,
-  redirect_uri: `${location.origin}/ops`,
-  post_logout_redirect_uri: `${location.origin}/ops`,
-  response_type: "code",
-  scope: "openid",
-  automaticSilentRenew: true,
-  userStore: new oidc.WebStorageStateStore({ store: window.sessionStorage }),
-});
-
-async function signedInUser() {
-  const params = new URLSearchParams(location.search);
-  if (params.has("code") && params.has("state")) {
-    try {
-      await auth.signinRedirectCallback();
-    } finally {
-      history.replaceState(null, "", "/ops");
-    }
-  }
-  const user = await auth.getUser();
-  return user && !user.expired ? user : null;
-}
+const { auth, signedInUser } = await signIn("/ops");
 
 $("#sign-in").addEventListener("click", () => auth.signinRedirect());
 $("#sign-out").addEventListener("click", () => auth.signoutRedirect());
