@@ -44,7 +44,7 @@ from decimal import Decimal
 import eventlet
 from flask import Blueprint, current_app, jsonify
 
-from gateway import ratelimit
+from gateway import batcher, ratelimit
 from gateway.auth import (READ, TRADE, authenticate, bad_param, missing_param, params)
 from gateway.errors import (MSG_UNKNOWN_ORDER_CANCEL, MSG_UNKNOWN_ORDER_QUERY, TABLE,
                             ApiError)
@@ -579,7 +579,8 @@ def order_request(market: Market) -> dict:
 
 
 def _place(services, who, market: Market, args: dict, resp_type: str):
-    order = services.orders.place_order(who.user_id, **args)
+    # Accepted in this process's next batch of orders (gateway/batcher.py).
+    order = batcher.place_order(who.user_id, **args)
     if resp_type == "ACK":
         return placed_object(order, market, "ACK", None)
     deadline = time.monotonic() + _wait_budget_s()

@@ -7,6 +7,7 @@ and final statuses arrive asynchronously; read them back with
 """
 from __future__ import annotations
 
+from gateway import batcher
 from gateway.api.native import (NEEDS_READ, NEEDS_TRADE, PRIVATE, TAG_TRADING, blueprint, caller,
                                 reply)
 from gateway.api.native_market import known_market
@@ -26,15 +27,13 @@ def order_out(order: dict) -> Order:
                 summary="Place an order (limit GTC/IOC/FOK, post-only; market by quantity or, "
                         "buying, by quote amount)")
 def place_order(body: PlaceOrder):
-    from gateway.app import rpc
     who = caller("trade", new_order=True)
     known_market(body.market)
-    with rpc() as services:
-        order = services.orders.place_order(
-            who.user_id, body.market, body.side, body.type, quantity=body.quantity,
-            quote_amount=body.quote_amount, price=body.price, time_in_force=body.time_in_force,
-            post_only=body.post_only, stp_mode=body.stp_mode,
-            client_order_id=body.client_order_id)
+    # Accepted in this process's next batch of orders (gateway/batcher.py).
+    order = batcher.place_order(
+        who.user_id, market=body.market, side=body.side, type=body.type, quantity=body.quantity,
+        quote_amount=body.quote_amount, price=body.price, time_in_force=body.time_in_force,
+        post_only=body.post_only, stp_mode=body.stp_mode, client_order_id=body.client_order_id)
     return reply(order_out(order), 201)
 
 

@@ -1,13 +1,16 @@
 """Nameko service `orders`: the trading API in front of the engines.
 
-place_order: validate (grid, types) -> in ONE database transaction: write the
-order, hold its funds through wallets' in-database contract
-(`wallets.hold_funds`, idempotent by ref `order:<id>`) and put the engine
-command in the outbox -> return the accepted order. "Accepted" means: durably
-recorded with its funds held and its command committed for the engine; all
-three commit together or not at all, so no process dying at any moment leaves
-an order without its hold or a hold without its order (docs/order-flow.md).
-A refused order (insufficient funds, blocked user) writes nothing.
+place_order / place_orders: validate (grid, types) -> hand the order to the
+process's group commit (acceptance.py): in ONE database transaction per batch
+of concurrent requests, write the orders, hold their funds through wallets'
+in-database contract (`wallets.hold_funds`, idempotent by ref `order:<id>`)
+and put their engine commands in the outbox -> answer each caller with its
+order. "Accepted" means: durably recorded with its funds held and its command
+committed for the engine; all three commit together or not at all, so no
+process dying at any moment leaves an order without its hold or a hold
+without its order (docs/order-flow.md). A refused order (insufficient funds,
+blocked user) writes nothing, and does not fail the others of its batch.
+Cancels share the batches.
 """
 from __future__ import annotations
 
@@ -15,7 +18,6 @@ import uuid
 from decimal import Decimal
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from services.common import grammar, rpc_replies
 from services.common.deadlines import TimedRpcProxy, rpc
@@ -24,33 +26,31 @@ from services.common.metrics import ServiceMetrics
 from services.common.rpc_requests import RequestId, request_rpc
 from services.common.outbox import OutboxRelay, enqueue_command
 from services.matching.models import (
-    AmendOrder, CancelAll, CancelOrder, InvalidValue, MarketConfig, command_to_dict,
+    AmendOrder, CancelAll, InvalidValue, MarketConfig, command_to_dict,
     place_order_from_decimals, static_rejection,
 )
 from services.matching.providers import command_queue_name
 
 from . import holds
+from .acceptance import (
+    OUTBOX_STREAM, Acceptance, Cancel, Placement, derived_client_order_id, refusal_error,
+)
 from .errors import (
-    DuplicateClientOrderId, InvalidOrder, OrderNotOpen, OrderRejected, OrdersError, UnknownMarket,
+    InvalidOrder, OrderNotOpen, OrderRejected, OrdersError, UnknownMarket,
     UnknownOrder,
 )
 from .providers import (
-    OPEN, ORDER_COLUMNS, MarketCatalog, MatchingEvents, OrderStore, UserStates, order_view,
+    OPEN, MarketCatalog, MatchingEvents, OrderStore, UserStates, order_view,
 )
 
 rpc_replies.install()
 
-OUTBOX_STREAM = "orders"
 MAX_PAGE = 500
+# Orders in one place_orders call.
+MAX_ORDERS_PER_CALL = 200
 # The market list and the depth for a market buy's protection price: a
 # matching process that does not answer fails the call, never blocks it.
 MATCHING_CALL_TIMEOUT_S = 2.0
-
-# One statement, one round trip, one transaction (migrations/003, 005): the
-# order, its hold and its engine command commit together or not at all; the
-# same request run again answers with its order.
-PLACE_ORDER = (f"SELECT {', '.join(ORDER_COLUMNS)} FROM place_order_tx("
-               + ", ".join(["%s"] * 19) + ")")
 
 HOLD_MORE = "SELECT wallets.hold_funds(%s, %s, %s, %s)"
 
@@ -58,11 +58,7 @@ HOLD_MORE = "SELECT wallets.hold_funds(%s, %s, %s, %s)"
 def refusal(exc: psycopg.errors.RaiseException) -> OrdersError:
     """A refusal raised in the database ("CODE: message": the user is blocked,
     the client order id is taken, or wallets refused the hold) as the typed error."""
-    message = exc.diag.message_primary or str(exc)
-    reason, _, detail = message.partition(": ")
-    if reason == DuplicateClientOrderId.code:
-        return DuplicateClientOrderId(detail)
-    return OrderRejected(reason, message)
+    return refusal_error(exc.diag.message_primary or str(exc))
 
 
 def _parsed(parse, value, field: str, **limits):
@@ -101,6 +97,29 @@ def _field_of(exc: InvalidValue) -> str:
             "AMOUNT_OFF_GRID": "quote_amount"}.get(exc.code, "price")
 
 
+def _text_of(amount: Decimal | None) -> str | None:
+    return None if amount is None else format(amount, "f")
+
+
+PLACE_ORDER_ARGUMENTS = frozenset({
+    "user", "market", "side", "type", "quantity", "quote_amount", "price", "time_in_force",
+    "post_only", "stp_mode", "client_order_id"})
+
+
+def batch_answer(outcome) -> dict:
+    """One order's answer in a batch call: the order, or its refusal's code.
+    Anything but a refusal (the database is down) fails the whole call."""
+    if isinstance(outcome, OrdersError):
+        error = {"code": outcome.code, "message": outcome.message}
+        for name in ("field", "reason"):
+            if getattr(outcome, name, None):
+                error[name] = getattr(outcome, name)
+        return {"error": error}
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return {"order": outcome}
+
+
 class OrdersService:
     name = "orders"
 
@@ -112,6 +131,7 @@ class OrdersService:
     matching_rpc = TimedRpcProxy("matching", timeout_s=MATCHING_CALL_TIMEOUT_S)
     request_id = RequestId()
     metrics = ServiceMetrics()
+    acceptance = Acceptance()
 
     @rpc
     def health(self):
@@ -132,10 +152,71 @@ class OrdersService:
         return config
 
     # -- place -------------------------------------------------------------------
+    def _request_id(self) -> str | None:
+        """This request's own id (the same when the broker redelivers it after
+        a process died mid-call), recorded with its orders: a redelivered
+        request finds its orders instead of being refused as a duplicate or
+        placing more."""
+        return self.request_id if isinstance(self.request_id, str) \
+            and grammar.CLIENT_ORDER_ID.fullmatch(self.request_id) else None
+
     @request_rpc(expected_exceptions=OrdersError)
     def place_order(self, user, market, side, type="limit", quantity=None, quote_amount=None,
                     price=None, time_in_force=None, post_only=False, stp_mode=None,
                     client_order_id=None):
+        """One order, accepted in the process's next batch (group commit):
+        returns it with status ``new`` once committed with its hold and its
+        engine command; raises its refusal (InvalidOrder, UnknownMarket,
+        OrderRejected with the reason, DuplicateClientOrderId)."""
+        request_id = self._request_id()
+        # Without a client order id, the request's id stands in for one.
+        return self.acceptance.submit(self._placement(
+            user, market, side, type, quantity, quote_amount, price, time_in_force, post_only,
+            stp_mode, client_order_id if client_order_id is not None else request_id,
+            request_id))
+
+    @request_rpc(expected_exceptions=OrdersError)
+    def place_orders(self, orders):
+        """Several orders (a list of ``place_order``'s keyword arguments, at
+        most MAX_ORDERS_PER_CALL), accepted together: each answer in order is
+        ``{"order": {...}}`` or ``{"error": {"code", "message", "field"?,
+        "reason"?}}`` with the code ``place_order`` would raise; a refused
+        order does not fail the others. A redelivered call (same request)
+        answers with the orders it placed; an order without a client order id
+        gets one derived from the request id and its position."""
+        if not isinstance(orders, list) or not 1 <= len(orders) <= MAX_ORDERS_PER_CALL:
+            raise InvalidOrder(f"orders must be a list of 1 to {MAX_ORDERS_PER_CALL} orders",
+                               "orders")
+        request_id = self._request_id()
+        answers: list = [None] * len(orders)
+        pending, protection = [], {}
+        for index, args in enumerate(orders):
+            try:
+                if not isinstance(args, dict):
+                    raise InvalidOrder("an order is an object of place_order's arguments",
+                                       "orders")
+                args = dict(args)
+                unknown = set(args) - PLACE_ORDER_ARGUMENTS
+                if unknown:
+                    raise InvalidOrder(f"unknown argument {sorted(unknown)[0]}", sorted(unknown)[0])
+                if args.get("client_order_id") is None and request_id is not None:
+                    args["client_order_id"] = derived_client_order_id(request_id, index)
+                pending.append((index, self._placement(request_id=request_id,
+                                                       protection=protection, **args)))
+            except OrdersError as exc:
+                answers[index] = exc
+            except TypeError:
+                answers[index] = InvalidOrder("an order needs user, market and side", "orders")
+        outcomes = self.acceptance.submit_many([placement for _, placement in pending])
+        for (index, _), outcome in zip(pending, outcomes):
+            answers[index] = outcome
+        return [batch_answer(answer) for answer in answers]
+
+    def _placement(self, user, market, side, type="limit", quantity=None, quote_amount=None,
+                   price=None, time_in_force=None, post_only=False, stp_mode=None,
+                   client_order_id=None, request_id=None, protection=None) -> Placement:
+        """A validated order, or its refusal raised. ``protection``: market
+        buys' protection prices already read during this call, by market."""
         user = _user(user)
         config = self._market(market)
         side = _choice("side", side, ("buy", "sell"))
@@ -148,14 +229,6 @@ class OrdersService:
             raise InvalidOrder("post_only must be true or false", "post_only")
         client_order_id = _text("client_order_id", client_order_id, 36, optional=True,
                                 pattern=grammar.CLIENT_ORDER_ID)
-        # The request's own id (the same when the broker redelivers it after
-        # a process died mid-call) is recorded with the order: a redelivered
-        # request finds its order instead of being refused as a duplicate or
-        # placing another. Without a client order id, it stands in for one.
-        request_id = self.request_id if isinstance(self.request_id, str) \
-            and grammar.CLIENT_ORDER_ID.fullmatch(self.request_id) else None
-        if client_order_id is None:
-            client_order_id = request_id
         price, quantity, quote_amount = (_decimal("price", price), _decimal("quantity", quantity),
                                          _decimal("quote_amount", quote_amount))
         engine_type, engine_price = order_type, price
@@ -179,7 +252,10 @@ class OrdersService:
                 raise InvalidOrder("a market order is IOC or FOK", "time_in_force")
             if side == "buy" and quantity is not None:
                 # Protect the hold: an IOC limit at the band's edge above the best ask.
-                engine_type, engine_price = "limit", self._protection_price(config)
+                protection = {} if protection is None else protection
+                if config.symbol not in protection:
+                    protection[config.symbol] = self._protection_price(config)
+                engine_type, engine_price = "limit", protection[config.symbol]
         try:
             place = place_order_from_decimals(config, 0, user, side, engine_type, engine_price,
                                               quantity, quote_amount, tif, post_only, stp)
@@ -193,16 +269,14 @@ class OrdersService:
             raise OrderRejected(reason, f"the order breaks {config.symbol}'s limits")
         hold = holds.initial_hold(config.base_asset, config.quote_asset, side, order_type,
                                   engine_price, quantity, quote_amount)
-
-        try:
-            row = self.db.autocommit_statement(PLACE_ORDER, (
-                user, config.symbol, client_order_id, side, order_type, price, quantity,
-                quote_amount, tif, post_only, stp, hold.asset, hold.amount, hold.cap_price,
-                hold.cap_quantity, Jsonb(command_to_dict(place)), OUTBOX_STREAM,
-                command_queue_name(config.symbol), request_id))
-        except psycopg.errors.RaiseException as exc:
-            raise refusal(exc) from None
-        return order_view(row)
+        return Placement(row={
+            "user_id": user, "market": config.symbol, "client_order_id": client_order_id,
+            "side": side, "order_type": order_type, "price": _text_of(price),
+            "quantity": _text_of(quantity), "quote_amount": _text_of(quote_amount),
+            "time_in_force": tif, "post_only": post_only, "stp_mode": stp,
+            "hold_asset": hold.asset, "hold_amount": _text_of(hold.amount),
+            "cap_price": _text_of(hold.cap_price), "cap_quantity": _text_of(hold.cap_quantity),
+            "request_id": request_id}, command=command_to_dict(place))
 
     def _protection_price(self, config: MarketConfig) -> Decimal:
         depth = self.matching_rpc.get_depth(config.symbol, 1)
@@ -232,12 +306,32 @@ class OrdersService:
 
     @rpc(expected_exceptions=OrdersError)
     def cancel_order(self, user, order_id):
-        """Ask the engine to cancel; the order becomes `cancelled` when it has."""
-        with self.db.transaction() as conn:
-            order = self._open_order(conn, user, order_id)
-            self._send(conn, order["market"], f"cancel:{order['order_id']}:{uuid.uuid4()}",
-                       CancelOrder(order["order_id"], order["user_id"]))
-        return {**order, "cancel_requested": True}
+        """Ask the engine to cancel (in the process's next batch); the order
+        becomes `cancelled` when it has. Raises UnknownOrder, OrderNotOpen."""
+        return self.acceptance.submit(Cancel(_user(user), _int_id("order_id", order_id)))
+
+    @rpc(expected_exceptions=OrdersError)
+    def cancel_orders(self, cancels):
+        """Several cancels (a list of ``{"user", "order_id"}``), requested
+        together: each answer in order is ``{"order": {..., "cancel_requested":
+        true}}`` or ``{"error": {"code", "message"}}`` as ``cancel_order``
+        would raise it."""
+        if not isinstance(cancels, list) or not 1 <= len(cancels) <= MAX_ORDERS_PER_CALL:
+            raise InvalidOrder(f"cancels must be a list of 1 to {MAX_ORDERS_PER_CALL}", "cancels")
+        answers: list = [None] * len(cancels)
+        pending = []
+        for index, cancel in enumerate(cancels):
+            try:
+                if not isinstance(cancel, dict) or set(cancel) != {"user", "order_id"}:
+                    raise InvalidOrder("a cancel is an object of user and order_id", "cancels")
+                pending.append((index, Cancel(_user(cancel["user"]),
+                                              _int_id("order_id", cancel["order_id"]))))
+            except OrdersError as exc:
+                answers[index] = exc
+        outcomes = self.acceptance.submit_many([cancel for _, cancel in pending])
+        for (index, _), outcome in zip(pending, outcomes):
+            answers[index] = outcome
+        return [batch_answer(answer) for answer in answers]
 
     @rpc(expected_exceptions=OrdersError)
     def cancel_all(self, user, market):

@@ -43,9 +43,17 @@ def as_admin(nameko_config, principal_tokens, **kwargs):
 
 
 @pytest.fixture
-def exchange(container_factory, nameko_config, principal_tokens):
+def services(container_factory, nameko_config):
+    """The started containers by service name (a test reaching a provider)."""
+    started = {}
     for cls in (WalletsService, MatchingService, OrdersService):
-        container_factory(cls, nameko_config).start()
+        started[cls.name] = container_factory(cls, nameko_config)
+        started[cls.name].start()
+    return started
+
+
+@pytest.fixture
+def exchange(services, nameko_config, principal_tokens):
     with as_admin(nameko_config, principal_tokens) as rpc:
         empty_books(rpc)
         yield rpc

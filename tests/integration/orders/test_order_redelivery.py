@@ -17,8 +17,9 @@ from nameko.rpc import get_rpc_exchange
 from tests.integration.orders.conftest import balance, fund
 
 
-def send_requests(nameko_config, requests: list[tuple[str, dict]]) -> list[dict]:
-    """Publish ``(correlation_id, body)`` requests to orders.place_order one
+def send_requests(nameko_config, requests: list[tuple[str, dict]],
+                  method: str = "place_order") -> list[dict]:
+    """Publish ``(correlation_id, body)`` requests to orders.<method> one
     after the other (each after the previous reply); the replies in order."""
     rpc_exchange = get_rpc_exchange(nameko_config)
     replies = []
@@ -31,7 +32,7 @@ def send_requests(nameko_config, requests: list[tuple[str, dict]]) -> list[dict]
                       accept=["json"]):
             producer = Producer(amqp)
             for count, (correlation_id, body) in enumerate(requests, start=1):
-                producer.publish(body, exchange=rpc_exchange, routing_key="orders.place_order",
+                producer.publish(body, exchange=rpc_exchange, routing_key=f"orders.{method}",
                                  serializer="json", reply_to=name, correlation_id=correlation_id)
                 deadline = time.monotonic() + 30
                 while len(replies) < count and time.monotonic() < deadline:

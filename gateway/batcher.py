@@ -1,0 +1,59 @@
+"""Concurrent order requests of this gateway process go to orders as batches.
+
+Every REST order placement (``POST /api/v3/order``, ``POST /api/v1/orders``)
+hands its ``orders.place_order`` arguments to the process's batcher and waits
+for its own outcome. One batch is in flight at a time (one
+``orders.place_orders`` call); the requests arriving meanwhile form the next
+(services.common.group_commit: a short linger when idle, a size cap). Each
+request is answered with its own order, or raises its own refusal with the
+code, reason and field the single call would have raised, so the views and
+the error table are unchanged. A batch call that fails as a whole (a timeout,
+the connection lost) fails each of its requests the same way: the outcome is
+unknown, and a client order id is how the client finds out.
+"""
+from __future__ import annotations
+
+from flask import current_app
+
+from services.common.errors import CodedError
+from services.common.group_commit import GroupCommit
+
+MAX_BATCH = 100
+LINGER_S = 0.002
+
+
+class OrderRefused(CodedError):
+    """One order's refusal in a ``place_orders`` answer, carrying what the
+    single call's exception carries (code, message, field, reason)."""
+
+    def __init__(self, error: dict):
+        super().__init__(error.get("code"), error.get("message", ""), error.get("field"))
+        self.reason = error.get("reason")
+
+
+class OrderBatcher:
+    def __init__(self, rpc_pool, max_batch: int = MAX_BATCH, linger_s: float = LINGER_S):
+        self.rpc_pool = rpc_pool
+        self.group = GroupCommit(self._place_orders, max_batch=max_batch, linger_s=linger_s)
+
+    def place(self, user: str, args: dict) -> dict:
+        """``orders.place_order(user, **args)``, in the next batch."""
+        return self.group.submit({"user": user, **args})
+
+    def _place_orders(self, orders: list[dict]) -> list:
+        with self.rpc_pool.lease() as services:
+            answers = services.orders.place_orders(orders)
+        return [answer["order"] if "order" in answer else OrderRefused(answer["error"])
+                for answer in answers]
+
+
+def order_batcher() -> OrderBatcher:
+    """The app's batcher (one per gateway process), made on first use."""
+    extensions = current_app.extensions
+    if "order_batcher" not in extensions:
+        extensions["order_batcher"] = OrderBatcher(extensions["rpc_pool"])
+    return extensions["order_batcher"]
+
+
+def place_order(user: str, **args) -> dict:
+    return order_batcher().place(user, args)

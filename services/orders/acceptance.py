@@ -1,0 +1,171 @@
+"""Batched acceptance (group commit): concurrent placements and cancels of one
+orders process share one PostgreSQL transaction.
+
+Every ``place_order`` / ``place_orders`` / ``cancel_order`` / ``cancel_orders``
+worker hands its validated requests to the process's ``Acceptance``; one
+batch is in flight at a time, and the requests arriving meanwhile form the
+next one (services.common.group_commit). A batch is ONE transaction:
+
+1. ``place_orders_tx`` (functions/place_orders_tx.sql): the orders, their holds
+   (accounts locked in id order) -- each refused on its own with the single
+   path's code and message;
+2. the cancels: the orders locked in id order, each refused on its own
+   (unknown, not open);
+3. the engine commands of what was accepted: one message per market
+   (``enqueue_engine_commands``).
+
+It commits before any caller is answered, so "accepted" means what it meant
+for one order (docs/order-flow.md). A transaction PostgreSQL aborts for a
+deadlock runs again; any other failure fails the batch's callers, and
+nothing of it was written.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from nameko.extensions import DependencyProvider
+from psycopg.types.json import Jsonb
+
+from services.common.config import load_settings
+from services.common.group_commit import GroupCommit
+from services.common.outbox import COMMANDS_EXCHANGE, enqueue_many
+from services.common.postgres import make_pool, retry_transient
+from services.matching.models import CancelOrder, command_to_dict
+from services.matching.providers import command_queue_name
+from services.matching.wire import command_batch_message
+
+from .errors import DuplicateClientOrderId, OrderNotOpen, OrderRejected, OrdersError, UnknownOrder
+from .providers import OPEN, ORDER_COLUMNS, SELECT_ORDER, order_view
+
+log = logging.getLogger(__name__)
+
+OUTBOX_STREAM = "orders"
+MAX_BATCH = 200
+LINGER_S = 0.002
+
+PLACE_ORDERS = ("SELECT t.item, t.outcome, t.refusal, "
+                + ", ".join(f"(t.placed).{column}" for column in ORDER_COLUMNS)
+                + " FROM place_orders_tx(%s) t")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A validated order: its row as ``place_orders_tx`` reads it (the
+    columns of ``orders``, decimals as strings) and its engine command
+    (``order_id`` filled in once the order has one)."""
+    row: dict
+    command: dict
+
+
+@dataclass(frozen=True)
+class Cancel:
+    user: str
+    order_id: int
+
+
+def refusal_error(message: str) -> OrdersError:
+    """A refusal raised in the database ("CODE: message": the user is blocked,
+    the client order id is taken, or wallets refused the hold) as the typed error."""
+    reason, _, detail = message.partition(": ")
+    if reason == DuplicateClientOrderId.code:
+        return DuplicateClientOrderId(detail)
+    return OrderRejected(reason, message)
+
+
+def derived_client_order_id(request_id: str, index: int) -> str:
+    """The client order id of the ``index``-th order of a batch request sent
+    without one: the same on every redelivery of the request, so a redelivered
+    batch finds its orders (36 characters, in the client order id grammar)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"orders.place_orders:{request_id}:{index}"))
+
+
+def enqueue_engine_commands(conn, commands: list[tuple[str, str, dict]]) -> None:
+    """The engine commands of one accepted batch, ``(market, command_id,
+    command_dict)`` in acceptance order, into this transaction's outbox: ONE
+    message per market (matching's wire format, wire.command_batch_message),
+    its commands in acceptance order."""
+    by_market: dict[str, list[tuple[str, dict]]] = {}
+    for market, command_id, command in commands:
+        by_market.setdefault(market, []).append((command_id, command))
+    enqueue_many(conn, OUTBOX_STREAM, [
+        (COMMANDS_EXCHANGE, command_queue_name(market), *command_batch_message(market, batch))
+        for market, batch in by_market.items()])
+
+
+class Acceptance(DependencyProvider):
+    """The process's group commit. Workers get ``submit`` / ``submit_many``
+    (outcomes: an order dict, or an ``OrdersError`` instance)."""
+
+    def setup(self):
+        config = self.container.config
+        self.pool = make_pool(load_settings(), config.get("POSTGRES_DB"), min_size=1, max_size=2,
+                              name="orders-acceptance")
+        self.batcher = GroupCommit(
+            self._run, max_batch=int(config.get("ORDERS_MAX_BATCH", MAX_BATCH)),
+            linger_s=float(config.get("ORDERS_BATCH_LINGER_S", LINGER_S)),
+            spawn=self.container.spawn_managed_thread)
+
+    def stop(self):
+        self.batcher.close()
+        self.pool.close()
+
+    def kill(self):
+        self.batcher.close()
+        self.pool.close(timeout=0)
+
+    def get_dependency(self, worker_ctx):
+        return self.batcher
+
+    # -- one batch -----------------------------------------------------------
+    def _run(self, requests: list) -> list:
+        return retry_transient(lambda: self._transaction(requests))
+
+    def _transaction(self, requests: list) -> list:
+        outcomes: list = [None] * len(requests)
+        placements = [(i, r) for i, r in enumerate(requests) if isinstance(r, Placement)]
+        cancels = [(i, r) for i, r in enumerate(requests) if isinstance(r, Cancel)]
+        commands: list[tuple[str, str, dict]] = []
+        with self.pool.connection() as conn, conn.transaction():
+            if placements:
+                self._place(conn, placements, outcomes, commands)
+            if cancels:
+                self._cancel(conn, cancels, outcomes, commands)
+            if commands:
+                enqueue_engine_commands(conn, commands)
+        return outcomes
+
+    @staticmethod
+    def _place(conn, placements, outcomes, commands) -> None:
+        rows = conn.execute(PLACE_ORDERS, (Jsonb([placement.row for _, placement in placements]),)
+                            ).fetchall()
+        for item, outcome, refusal, *order in sorted(rows, key=lambda row: row[0]):
+            index, placement = placements[item - 1]
+            if outcome == "refused":
+                outcomes[index] = refusal_error(refusal)
+                continue
+            view = order_view(order)
+            outcomes[index] = view
+            if outcome == "placed":
+                commands.append((view["market"], f"place:{view['order_id']}",
+                                 {**placement.command, "order_id": view["order_id"]}))
+
+    @staticmethod
+    def _cancel(conn, cancels, outcomes, commands) -> None:
+        ids = sorted({cancel.order_id for _, cancel in cancels})
+        found = {row[0]: order_view(row) for row in conn.execute(
+            f"{SELECT_ORDER} WHERE order_id = ANY(%s) ORDER BY order_id FOR UPDATE",
+            (ids,)).fetchall()}
+        for index, cancel in cancels:
+            order = found.get(cancel.order_id)
+            if order is None or order["user_id"] != cancel.user:
+                outcomes[index] = UnknownOrder(f"no order {cancel.order_id} for this user")
+            elif order["status"] not in OPEN:
+                outcomes[index] = OrderNotOpen(f"order {cancel.order_id} is {order['status']}")
+            else:
+                outcomes[index] = {**order, "cancel_requested": True}
+                commands.append((order["market"], f"cancel:{order['order_id']}:{uuid.uuid4()}",
+                                 command_to_dict(CancelOrder(order["order_id"],
+                                                             order["user_id"]))))
+

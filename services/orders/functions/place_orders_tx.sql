@@ -1,0 +1,153 @@
+-- requires: wallets/hold_funds
+-- place_orders_tx: a batch of orders accepted in the caller's transaction
+-- (group commit, docs/order-flow.md): each order is placed or refused on its
+-- own, with the same refusals as one order alone.
+--
+-- p_orders: a JSON array of objects named like the columns of `orders`
+-- (user_id, market, client_order_id, side, order_type, price, quantity,
+-- quote_amount, time_in_force, post_only, stp_mode, hold_asset, hold_amount,
+-- cap_price, cap_quantity, request_id); amounts as decimal strings.
+--
+-- One row per element: `item` its 1-based position, `outcome`
+--   placed   -- written and held now: the caller enqueues its engine command
+--               in the same transaction;
+--   replayed -- the same request ran before (redelivered after a process died
+--               between commit and reply): its order, nothing new;
+--   refused  -- `refusal` is "CODE: message", as place_order_tx raises it;
+--               nothing of it is written or held.
+--
+-- Locks, in the order every writer of these rows takes them: the users'
+-- shared locks (against a freeze, providers.user_lock) in user order, then
+-- the accounts to hold from in id order (as settlement and the events
+-- consumer), then the order rows. Each hold runs in its own subtransaction so
+-- that wallets refuses an order with its own code and message without
+-- undoing the others; the orders are inserted by one statement before the
+-- holds (a concurrent duplicate holds nothing) and a refused one is deleted.
+CREATE OR REPLACE FUNCTION place_orders_tx(p_orders jsonb)
+RETURNS TABLE (item bigint, outcome text, refusal text, placed orders)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_entry record;
+    v_order orders;
+    v_block text;
+    v_existing orders;
+    v_keys text[] := '{}';
+    v_candidates jsonb := '[]';
+    v_items bigint[] := '{}';
+    v_inserted orders[];
+    v_refused bigint[] := '{}';
+    v_row orders;
+    v_position int;
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(hashtextextended('user:' || u.user_id, 7))
+       FROM (SELECT DISTINCT e->>'user_id' AS user_id FROM jsonb_array_elements(p_orders) e
+              ORDER BY 1) u;
+    PERFORM 1 FROM wallets.accounts a
+     WHERE a.kind = 'user'
+       AND (a.owner, a.asset) IN (SELECT e->>'user_id', e->>'hold_asset'
+                                    FROM jsonb_array_elements(p_orders) e)
+     ORDER BY a.id FOR UPDATE;
+
+    -- Refusals that need no write: a blocked user, a client order id taken
+    -- (or used twice in this batch); a redelivered request's orders.
+    FOR v_entry IN SELECT e.value AS body, e.n FROM jsonb_array_elements(p_orders)
+                   WITH ORDINALITY AS e(value, n) ORDER BY e.n LOOP
+        v_order := jsonb_populate_record(NULL::orders, v_entry.body);
+        item := v_entry.n;
+        SELECT state INTO v_block FROM user_trading_blocks WHERE user_id = v_order.user_id;
+        IF FOUND THEN
+            outcome := 'refused';
+            refusal := format('USER_%s: this user is %s', upper(v_block), v_block);
+            placed := NULL;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF v_order.client_order_id IS NOT NULL THEN
+            IF (v_order.user_id || ' ' || v_order.client_order_id) = ANY (v_keys) THEN
+                outcome := 'refused';
+                refusal := format('DUPLICATE_CLIENT_ORDER_ID: %s is already used by this user',
+                                  v_order.client_order_id);
+                placed := NULL;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+            v_keys := v_keys || (v_order.user_id || ' ' || v_order.client_order_id);
+            SELECT * INTO v_existing FROM orders
+             WHERE user_id = v_order.user_id AND client_order_id = v_order.client_order_id;
+            IF FOUND THEN
+                IF v_order.request_id IS NOT NULL AND v_existing.request_id = v_order.request_id THEN
+                    outcome := 'replayed';
+                    refusal := NULL;
+                    placed := v_existing;
+                ELSE
+                    outcome := 'refused';
+                    refusal := format('DUPLICATE_CLIENT_ORDER_ID: %s is already used by this user',
+                                      v_order.client_order_id);
+                    placed := NULL;
+                END IF;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+        END IF;
+        v_candidates := v_candidates || jsonb_build_array(
+            v_entry.body || jsonb_build_object('order_id', nextval('order_ids')));
+        v_items := v_items || v_entry.n;
+    END LOOP;
+
+    -- The orders in one statement. One another transaction placed meanwhile
+    -- (same client order id) is left out here and refused below.
+    WITH inserted AS (
+        INSERT INTO orders (order_id, user_id, market, client_order_id, side, order_type, price,
+                            quantity, quote_amount, time_in_force, post_only, stp_mode, status,
+                            hold_asset, hold_amount, cap_price, cap_quantity, request_id)
+        SELECT c.order_id, c.user_id, c.market, c.client_order_id, c.side, c.order_type, c.price,
+               c.quantity, c.quote_amount, c.time_in_force, coalesce(c.post_only, false),
+               c.stp_mode, 'new', c.hold_asset, c.hold_amount, c.cap_price, c.cap_quantity,
+               c.request_id
+          FROM jsonb_populate_recordset(NULL::orders, v_candidates) c
+        ON CONFLICT (user_id, client_order_id) WHERE client_order_id IS NOT NULL DO NOTHING
+        RETURNING *
+    )
+    SELECT coalesce(array_agg(inserted), '{}') INTO v_inserted FROM inserted;
+
+    FOR v_position IN 1 .. coalesce(array_length(v_items, 1), 0) LOOP
+        item := v_items[v_position];
+        v_order := jsonb_populate_record(NULL::orders, v_candidates -> (v_position - 1));
+        SELECT * INTO v_row FROM unnest(v_inserted) i WHERE i.order_id = v_order.order_id;
+        IF NOT FOUND THEN
+            SELECT * INTO v_existing FROM orders
+             WHERE user_id = v_order.user_id AND client_order_id = v_order.client_order_id;
+            IF v_order.request_id IS NOT NULL AND v_existing.request_id = v_order.request_id THEN
+                outcome := 'replayed';
+                refusal := NULL;
+                placed := v_existing;
+            ELSE
+                outcome := 'refused';
+                refusal := format('DUPLICATE_CLIENT_ORDER_ID: %s is already used by this user',
+                                  v_order.client_order_id);
+                placed := NULL;
+            END IF;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        BEGIN
+            PERFORM wallets.hold_funds(v_row.user_id, v_row.hold_asset, v_row.hold_amount,
+                                       'order:' || v_row.order_id);
+            outcome := 'placed';
+            refusal := NULL;
+            placed := v_row;
+        EXCEPTION WHEN raise_exception THEN
+            -- Wallets' refusal ("CODE: message"); only this hold is undone.
+            outcome := 'refused';
+            refusal := SQLERRM;
+            placed := NULL;
+            v_refused := v_refused || v_row.order_id;
+        END;
+        RETURN NEXT;
+    END LOOP;
+
+    IF cardinality(v_refused) > 0 THEN
+        DELETE FROM orders WHERE order_id = ANY (v_refused);
+    END IF;
+END;
+$$;

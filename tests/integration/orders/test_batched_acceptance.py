@@ -1,0 +1,206 @@
+"""Batched acceptance (issue 18): orders.place_orders and the group commit of
+concurrent place_order / cancel_order calls in one orders process, on the
+real servers. A batch is one PostgreSQL transaction; each order in it is
+placed or refused on its own, with the code the single-order path gives."""
+import uuid
+from decimal import Decimal as D
+
+import eventlet
+import psycopg
+import pytest
+from nameko.exceptions import RemoteError
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from services.common.errors import code_of, reason_of
+from services.orders.acceptance import Acceptance
+from tests.integration.orders.conftest import balance, fund, wait_for
+from tests.integration.orders.test_order_redelivery import send_requests
+
+
+def limit_buy(user, price="100", quantity="0.1", **extra):
+    return {"user": user, "market": "BTC-USDT", "side": "buy", "type": "limit",
+            "price": price, "quantity": quantity, **extra}
+
+
+def xmins(test_settings, order_ids) -> list[int]:
+    """The transaction that inserted each order (its row's xmin)."""
+    with psycopg.connect(test_settings.postgres_dsn()) as conn:
+        rows = dict(conn.execute("SELECT order_id, xmin::text::bigint FROM orders "
+                                 "WHERE order_id = ANY(%s)", (list(order_ids),)).fetchall())
+    return [rows[order_id] for order_id in order_ids]
+
+
+def test_a_batch_with_refused_orders_places_the_others(exchange, test_settings):
+    user = fund(exchange, {"USDT": "1000"})
+    answers = exchange.orders.place_orders([
+        limit_buy(user, "100", "1"),
+        limit_buy(user, "100", "20"),              # 2000 USDT: more than the balance
+        limit_buy(user, "100.001", "1"),           # off tick
+        limit_buy(user, "100", "1", client_order_id="twice"),
+        limit_buy(user, "100", "1", client_order_id="twice"),
+        limit_buy(user, "99", "2"),
+    ])
+    assert [next(iter(a)) for a in answers] == ["order", "error", "error", "order", "error",
+                                                 "order"], answers
+    assert answers[1]["error"]["code"] == "ORDER_REJECTED"
+    assert answers[1]["error"]["reason"] == "INSUFFICIENT_FUNDS"
+    assert (answers[2]["error"]["code"], answers[2]["error"]["field"]) == ("INVALID_ORDER", "price")
+    assert answers[4]["error"]["code"] == "DUPLICATE_CLIENT_ORDER_ID"
+    placed = [a["order"] for a in answers if "order" in a]
+    assert {o["status"] for o in placed} == {"new"}
+    assert sorted(o["order_id"] for o in exchange.orders.open_orders(user)) == \
+        sorted(o["order_id"] for o in placed)
+    # 100 + 100 + 198 held, the refused ones nothing.
+    assert balance(exchange, user, "USDT") == (D("602"), D("398"))
+    # One transaction for the whole batch.
+    assert len(set(xmins(test_settings, [o["order_id"] for o in placed]))) == 1
+    exchange.orders.cancel_all(user, "BTC-USDT")
+
+
+def test_a_redelivered_batch_places_nothing_twice(exchange, nameko_config):
+    """The broker's redelivery as the broker does it: the same request (same
+    correlation id) again after the first run committed; then another request
+    reusing one of its client order ids."""
+    user = fund(exchange, {"USDT": "1000"})
+    body = {"args": [[limit_buy(user, "100", "1", client_order_id="mine-1"),
+                      limit_buy(user, "90", "1"),
+                      limit_buy(user, "100", "50")]], "kwargs": {}}
+    request_id = str(uuid.uuid4())
+    first, redelivered, other = send_requests(
+        nameko_config, [(request_id, body), (request_id, body), (str(uuid.uuid4()), body)],
+        method="place_orders")
+    assert (first["error"], redelivered["error"], other["error"]) == (None, None, None)
+    first, redelivered, other = first["result"], redelivered["result"], other["result"]
+    assert [a.get("order", {}).get("order_id") for a in redelivered] == \
+        [a.get("order", {}).get("order_id") for a in first]
+    assert first[1]["order"]["client_order_id"] == redelivered[1]["order"]["client_order_id"]
+    assert first[2]["error"]["reason"] == redelivered[2]["error"]["reason"] == "INSUFFICIENT_FUNDS"
+    # Another request: the explicit client order id is taken; the orders
+    # without one get ids of their own request, so they are new orders.
+    assert other[0]["error"]["code"] == "DUPLICATE_CLIENT_ORDER_ID"
+    assert other[1]["order"]["order_id"] != first[1]["order"]["order_id"]
+    assert len(exchange.orders.open_orders(user)) == 3
+    assert balance(exchange, user, "USDT") == (D("720"), D("280"))
+    exchange.orders.cancel_all(user, "BTC-USDT")
+
+
+def refusals(exchange, user, frozen):
+    """``(place_order keyword arguments)`` of orders each refused for its own
+    reason, and the user each is placed for."""
+    return [
+        (user, {"market": "BTC-USDT", "side": "buy", "type": "limit", "price": "100",
+                "quantity": "100"}),                                          # funds
+        (user, {"market": "BTC-USDT", "side": "buy", "type": "limit", "price": "100.001",
+                "quantity": "1"}),                                            # tick
+        (user, {"market": "BTC-USDT", "side": "buy", "type": "limit", "price": "100",
+                "quantity": "0.00005"}),                                      # lot
+        (user, {"market": "DOGE-USDT", "side": "buy", "type": "limit", "price": "1",
+                "quantity": "1"}),                                            # market
+        (user, {"market": "BTC-USDT", "side": "buy", "type": "limit", "price": "100",
+                "quantity": "1", "time_in_force": "GTD"}),
+        (user, {"market": "BTC-USDT", "side": "buy", "type": "market", "price": "100",
+                "quantity": "1"}),
+        (user, {"market": "BTC-USDT", "side": "sell", "type": "limit", "price": "100",
+                "quantity": "1"}),                                            # no BTC
+        (user, {"market": "BTC-USDT", "side": "buy", "type": "limit", "price": "100",
+                "quantity": "0.1", "client_order_id": "taken"}),              # duplicate
+        (frozen, {"market": "BTC-USDT", "side": "buy", "type": "limit", "price": "100",
+                  "quantity": "0.1"}),                                        # frozen user
+    ]
+
+
+def test_per_order_refusals_match_the_single_order_path(exchange, test_settings):
+    user, frozen = fund(exchange, {"USDT": "1000"}), fund(exchange, {"USDT": "1000"})
+    exchange.orders.place_order(user, "BTC-USDT", "buy", "limit", quantity="0.1", price="90",
+                                client_order_id="taken")
+    with psycopg.connect(test_settings.postgres_dsn()) as conn:
+        conn.execute("INSERT INTO user_trading_blocks (user_id, state, event_at) "
+                     "VALUES (%s, 'frozen', 1)", (frozen,))
+    cases = refusals(exchange, user, frozen)
+    single = []
+    for who, kwargs in cases:
+        with pytest.raises(Exception) as raised:  # the typed refusal (or a RemoteError)
+            exchange.orders.place_order(who, **kwargs)
+        single.append((code_of(raised.value), reason_of(raised.value)
+                       if code_of(raised.value) == "ORDER_REJECTED" else None))
+    answers = exchange.orders.place_orders([{"user": who, **kwargs} for who, kwargs in cases])
+    batched = [(a["error"]["code"], a["error"].get("reason")) for a in answers]
+    assert batched == single
+    assert [code for code, _ in single] == [
+        "ORDER_REJECTED", "INVALID_ORDER", "INVALID_ORDER", "UNKNOWN_MARKET", "INVALID_ORDER",
+        "INVALID_ORDER", "ORDER_REJECTED", "DUPLICATE_CLIENT_ORDER_ID", "ORDER_REJECTED"]
+    assert [reason for _, reason in single if reason] == [
+        "INSUFFICIENT_FUNDS", "INSUFFICIENT_FUNDS", "USER_FROZEN"]
+    assert balance(exchange, user, "USDT") == (D("991"), D("9"))
+    assert balance(exchange, frozen, "USDT") == (D("1000"), D("0"))
+    with psycopg.connect(test_settings.postgres_dsn()) as conn:
+        conn.execute("DELETE FROM user_trading_blocks WHERE user_id = %s", (frozen,))
+    exchange.orders.cancel_all(user, "BTC-USDT")
+
+
+def test_concurrent_single_calls_share_one_transaction(exchange, services, nameko_config,
+                                                       test_settings):
+    """The first call's batch is held in flight (the test locks the account it
+    holds from); the calls arriving meanwhile queue up and go as ONE batch:
+    one transaction (the same xmin on their rows), each caller answered with
+    its own order or refusal."""
+    batcher = next(e for e in services["orders"].extensions if isinstance(e, Acceptance)).batcher
+    first_user = fund(exchange, {"USDT": "1000"})
+    users = [fund(exchange, {"USDT": "100"}) for _ in range(6)]
+    results = {}
+
+    def call(key, user, quantity):
+        with ClusterRpcProxy(nameko_config, timeout=60) as rpc:
+            try:
+                results[key] = rpc.orders.place_order(user, "BTC-USDT", "buy", "limit",
+                                                      quantity=quantity, price="100")
+            except Exception as exc:  # noqa: BLE001 - a refusal is this caller's answer
+                results[key] = exc
+
+    with psycopg.connect(test_settings.postgres_dsn()) as lock:
+        lock.execute("SELECT 1 FROM wallets.accounts WHERE owner = %s AND asset = 'USDT' "
+                     "FOR UPDATE", (first_user,))
+        first = eventlet.spawn(call, "first", first_user, "0.1")
+        wait_for(lambda: batcher.slots.locked() and batcher.requests.qsize() == 0,
+                 what="the first batch in flight")
+        others = [eventlet.spawn(call, i, user, "0.1" if i != 3 else "5")
+                  for i, user in enumerate(users)]
+        wait_for(lambda: batcher.requests.qsize() == len(users), timeout=60,
+                 what="the other calls queued")
+        lock.rollback()
+    first.wait()
+    for other in others:
+        other.wait()
+    assert code_of(results[3]) == "ORDER_REJECTED" and reason_of(results[3]) == "INSUFFICIENT_FUNDS"
+    placed = [results[i]["order_id"] for i in range(len(users)) if i != 3]
+    assert len(set(xmins(test_settings, placed))) == 1, "one transaction for the queued calls"
+    assert xmins(test_settings, [results["first"]["order_id"]]) != xmins(test_settings, placed[:1])
+    for i, user in enumerate(users):
+        assert balance(exchange, user, "USDT") == ((D("100"), D("0")) if i == 3
+                                                   else (D("90"), D("10")))
+        exchange.orders.cancel_all(user, "BTC-USDT")
+    exchange.orders.cancel_all(first_user, "BTC-USDT")
+
+
+def test_cancels_in_one_batch_each_answered_on_its_own(exchange):
+    user, other = fund(exchange, {"USDT": "1000"}), fund(exchange, {"USDT": "1000"})
+    answers = exchange.orders.place_orders([limit_buy(user, "90"), limit_buy(user, "91"),
+                                            limit_buy(other, "92")])
+    mine = [a["order"]["order_id"] for a in answers[:2]]
+    theirs = answers[2]["order"]["order_id"]
+    cancelled = exchange.orders.cancel_orders([
+        {"user": user, "order_id": mine[0]},
+        {"user": user, "order_id": theirs},          # not this user's
+        {"user": user, "order_id": mine[1]},
+        {"user": user, "order_id": "x"},
+    ])
+    assert cancelled[0]["order"]["cancel_requested"] is True
+    assert cancelled[1]["error"]["code"] == "UNKNOWN_ORDER"
+    assert cancelled[2]["order"]["order_id"] == mine[1]
+    assert (cancelled[3]["error"]["code"], cancelled[3]["error"]["field"]) == \
+        ("INVALID_ORDER", "order_id")
+    wait_for(lambda: balance(exchange, user, "USDT") == (D("1000"), D("0")),
+             what="both cancels released")
+    again = exchange.orders.cancel_orders([{"user": user, "order_id": mine[0]}])
+    assert again[0]["error"]["code"] == "ORDER_NOT_OPEN"
+    exchange.orders.cancel_all(other, "BTC-USDT")

@@ -1,0 +1,96 @@
+"""services.common.group_commit: concurrent submissions share batches, one
+batch in flight, each caller gets its own outcome."""
+import eventlet
+import pytest
+from eventlet.event import Event
+
+from services.common.group_commit import GroupCommit
+
+
+class Recorder:
+    """A run_batch that records its batches and can be held in flight."""
+
+    def __init__(self):
+        self.batches = []
+        self.release = None
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    def __call__(self, requests):
+        self.batches.append(list(requests))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if self.release is not None:
+            self.release.wait()
+        self.in_flight -= 1
+        return [ValueError(r) if r == "bad" else r * 2 for r in requests]
+
+
+def settle():
+    """Let every runnable greenthread run until it blocks (bounded)."""
+    for _ in range(50):
+        eventlet.sleep(0)
+
+
+def test_requests_arriving_while_a_batch_runs_form_the_next_batch():
+    run = Recorder()
+    run.release = Event()
+    group = GroupCommit(run, max_batch=100, linger_s=0)
+    first = eventlet.spawn(group.submit, 1)
+    settle()
+    assert run.batches == [[1]]
+    others = [eventlet.spawn(group.submit, n) for n in range(2, 7)]
+    settle()
+    assert group.requests.qsize() == 5
+    run.release.send()
+    assert first.wait() == 2
+    assert [o.wait() for o in others] == [4, 6, 8, 10, 12]
+    assert run.batches == [[1], [2, 3, 4, 5, 6]]
+    assert run.most_in_flight == 1
+    assert group.batch_sizes == {1: 1, 5: 1}
+
+
+def test_the_size_cap_splits_a_queue_into_batches():
+    run = Recorder()
+    group = GroupCommit(run, max_batch=3, linger_s=0)
+    assert group.submit_many(list(range(7))) == [0, 2, 4, 6, 8, 10, 12]
+    assert [len(b) for b in run.batches] == [3, 3, 1]
+
+
+def test_a_lone_request_lingers_for_company():
+    run = Recorder()
+    group = GroupCommit(run, max_batch=10, linger_s=0.05)
+    callers = [eventlet.spawn(group.submit, n) for n in range(4)]
+    assert [c.wait() for c in callers] == [0, 2, 4, 6]
+    assert run.batches == [[0, 1, 2, 3]]
+
+
+def test_a_refused_request_fails_only_its_caller():
+    group = GroupCommit(Recorder(), linger_s=0)
+    bad = eventlet.spawn(group.submit, "bad")
+    good = eventlet.spawn(group.submit, "ok")
+    with pytest.raises(ValueError):
+        bad.wait()
+    assert good.wait() == "okok"
+    assert [type(o) for o in group.submit_many(["bad", 1])] == [ValueError, int]
+
+
+def test_a_failing_batch_fails_each_of_its_callers_and_the_next_batch_runs():
+    calls = []
+
+    def run(requests):
+        calls.append(requests)
+        if len(calls) == 1:
+            raise ConnectionError("database down")
+        return requests
+
+    group = GroupCommit(run, linger_s=0)
+    outcomes = group.submit_many([1, 2])
+    assert [type(o) for o in outcomes] == [ConnectionError, ConnectionError]
+    assert group.submit(3) == 3
+
+
+def test_a_wrong_number_of_outcomes_is_a_failure_not_a_silent_mismatch():
+    group = GroupCommit(lambda requests: requests[:1], linger_s=0)
+    outcomes = group.submit_many([1, 2])
+    assert all(isinstance(o, RuntimeError) for o in outcomes)
