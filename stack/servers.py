@@ -425,15 +425,45 @@ def _keycloak_configure(settings: Settings) -> None:
     _chown_tree(settings, keycloak_home(settings) / "data")
 
 
+def _keycloak_cluster_env(settings: Settings) -> dict[str, str]:
+    """A production node on the shared database: every node that uses it is
+    one cluster (Keycloak 26's default `ispn` cache with the `jdbc-ping`
+    stack: the nodes find each other in a table of that database)."""
+    if not settings.get("EXCHANGE_KEYCLOAK_DB"):
+        return {}
+    if settings["EXCHANGE_KEYCLOAK_DB"] != "postgres":
+        raise StackError(f"EXCHANGE_KEYCLOAK_DB is {settings['EXCHANGE_KEYCLOAK_DB']!r}: "
+                         "empty (development node) or postgres")
+    return {
+        "KC_DB": "postgres",
+        "KC_DB_URL_HOST": settings.server_host("postgres"),
+        "KC_DB_URL_PORT": settings["EXCHANGE_POSTGRES_PORT"],
+        "KC_DB_URL_DATABASE": settings["EXCHANGE_KEYCLOAK_DB_NAME"],
+        "KC_DB_USERNAME": settings["EXCHANGE_KEYCLOAK_DB_USER"],
+        "KC_DB_PASSWORD": settings["EXCHANGE_KEYCLOAK_DB_PASSWORD"],
+        "KC_CACHE": "ispn",
+        "KC_CACHE_STACK": "jdbc-ping",
+        "KC_CACHE_EMBEDDED_NETWORK_BIND_ADDRESS": settings.host,
+        # Behind HAProxy, plain HTTP on a private network; the issuer follows
+        # the address clients use (the zone's HAProxy), the same on every node.
+        "KC_HTTP_ENABLED": "true",
+        "KC_HOSTNAME_STRICT": "false",
+        # /health/ready on the management port: HAProxy's check of each node.
+        "KC_HEALTH_ENABLED": "true",
+    }
+
+
 def _keycloak_process(settings: Settings) -> Process:
     home = keycloak_home(settings)
     _java()
+    cluster = _keycloak_cluster_env(settings)
     return _proc(settings, "keycloak", [
-        str(home / "bin" / "kc.sh"), "start-dev", f"--http-host={settings.host}",
+        str(home / "bin" / "kc.sh"), "start" if cluster else "start-dev", f"--http-host={settings.host}",
         f"--http-port={settings['EXCHANGE_KEYCLOAK_PORT']}",
         f"--http-management-port={settings['EXCHANGE_KEYCLOAK_MANAGEMENT_PORT']}",
         "--import-realm",
     ], cwd=home, env={
+        **cluster,
         "KC_BOOTSTRAP_ADMIN_USERNAME": settings["EXCHANGE_KEYCLOAK_ADMIN"],
         # /metrics on the management port, scraped by Prometheus.
         "KC_METRICS_ENABLED": "true",

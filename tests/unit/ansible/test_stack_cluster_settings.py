@@ -59,3 +59,33 @@ def test_a_zone_rabbitmq_node_lists_its_peers_and_pauses_in_a_minority(settings)
         "cluster_formation.classic_config.nodes.1 = exchange@169.254.100.11",
         "cluster_formation.classic_config.nodes.2 = exchange@169.254.100.12",
         "cluster_partition_handling = pause_minority"]
+
+
+def keycloak(settings):
+    # _java() only locates the JVM; stack/ needs it present (make up installs it).
+    return servers._keycloak_process(settings)
+
+
+def test_local_keycloak_is_a_development_node_on_its_own_files(settings):
+    process = keycloak(settings())
+    assert process.argv[1] == "start-dev"
+    assert not any(key.startswith(("KC_DB", "KC_CACHE")) for key in process.env)
+
+
+def test_a_zone_keycloak_is_a_production_node_clustered_on_the_shared_database(settings):
+    zone = settings(EXCHANGE_BIND_HOST="169.254.100.12", EXCHANGE_POSTGRES_HOST="127.0.0.1",
+                    EXCHANGE_KEYCLOAK_DB="postgres")
+    process = keycloak(zone)
+    assert process.argv[1] == "start"
+    assert process.env["KC_DB"] == "postgres"
+    assert (process.env["KC_DB_URL_HOST"], process.env["KC_DB_URL_PORT"]) == ("127.0.0.1", "35432")
+    assert process.env["KC_DB_URL_DATABASE"] == "keycloak"
+    assert (process.env["KC_CACHE"], process.env["KC_CACHE_STACK"]) == ("ispn", "jdbc-ping")
+    assert process.env["KC_CACHE_EMBEDDED_NETWORK_BIND_ADDRESS"] == "169.254.100.12"
+    # The password travels in the environment, never on the command line.
+    assert "local-dev-only-keycloak-db" not in " ".join(process.argv)
+
+
+def test_an_unknown_keycloak_database_stops_with_the_setting_named(settings):
+    with pytest.raises(servers.StackError, match="EXCHANGE_KEYCLOAK_DB"):
+        keycloak(settings(EXCHANGE_KEYCLOAK_DB="mysql"))

@@ -1,0 +1,148 @@
+"""Zone-loss drill under a steady order load (issue 15), on the three-zones
+deployment: every service and gateway in each zone, clients through the
+edge HAProxy (127.0.0.1:38400).
+
+Two traders send pairs of crossing limit orders one after another through
+the edge, retrying what fails for want of a server (connection errors, 5xx,
+429) with the same client order id. For each zone in turn -- whichever holds
+the PostgreSQL leader, the active engines or the queue leaders at the time,
+printed -- the zone is cut off entirely (scripts/zones.sh cut: all its
+traffic dropped) for 45 s, then healed. Checked:
+- trading resumes within 30 s: the longest stretch without an acknowledged
+  order from the cut on (printed per zone);
+- no order is refused and none is given up on (every retry ended in an
+  acknowledgement);
+- every acknowledged order is in the orders database;
+- every executed trade settles exactly once (trades executed == trade
+  transactions in the ledger, once settlement has caught up) and
+  wallets.audit() finds nothing;
+- the zone rejoins without manual steps: every program of its supervisord
+  running, its gateway answering /health, Patroni three members again.
+
+The kill -9 test: under the same load, one process of the zone running an
+active engine is killed; its supervisord starts it again, and clients see
+nothing but retries.
+
+Needs `scripts/zones.sh up` and the whole three-zones play
+(docs/operations.md); skipped otherwise.
+"""
+import os
+import signal
+import time
+
+import pytest
+import requests
+
+from tests.integration.zones import zone_kit as kit
+
+RESUME_LIMIT_S = 30
+CUT_FOR_S = 45
+READY_TIMEOUT_S = 420
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not kit.deployed(), reason="three-zones deployment not running")]
+
+
+def zone_healthy(zone: str) -> bool:
+    if not kit.all_running(zone):
+        return False
+    try:
+        return requests.get(f"http://{kit.ADDRESSES[zone]}:38000/health", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def deployment_healthy() -> bool:
+    return all(zone_healthy(z) for z in kit.ADDRESSES) and kit.patroni_healthy() \
+        and kit.edge_health() == 200
+
+
+@pytest.fixture(scope="module")
+def traders():
+    assert kit.wait_for(deployment_healthy, READY_TIMEOUT_S, 5), "deployment not healthy"
+    return kit.new_trader({"USDT": "10000000"}), kit.new_trader({"BTC": "1000"})
+
+
+def what_runs_in(zone: str) -> list[str]:
+    held = []
+    if kit.patroni_leader() == zone:
+        held.append("PostgreSQL leader")
+    if zone in kit.active_engine_zones():
+        held.append("active engine")
+    leaders = [q for q, z in kit.queue_leaders(next(z for z in kit.ADDRESSES if z != zone)).items()
+               if z == zone]
+    if leaders:
+        held.append(f"{len(leaders)} queue leaders ({', '.join(sorted(leaders)[:4])}...)")
+    return held
+
+
+def check_every_acknowledged_order_is_kept(load: kit.OrderLoad) -> None:
+    stored = set(kit.psql(f"SELECT client_order_id FROM orders WHERE client_order_id LIKE 'zd-{load.run_id}-%'"))
+    acked = {coid for _, coid, _ in load.acks}
+    assert acked <= stored, f"acknowledged but not stored: {sorted(acked - stored)[:10]}"
+
+
+def check_settled_once_and_audit_clean() -> None:
+    counts = kit.wait_for(lambda: (lambda c: c if c[0] == c[1] else None)(kit.settlement_counts()), 180, 3)
+    assert counts, f"trades executed vs settled: {kit.settlement_counts()}"
+    with kit.rpc() as services:
+        assert services.wallets.audit() == []
+
+
+@pytest.mark.parametrize("zone", list(kit.ADDRESSES))
+def test_losing_a_zone_keeps_trading_and_loses_nothing(traders, zone):
+    assert kit.wait_for(deployment_healthy, READY_TIMEOUT_S, 5), "deployment not healthy before the drill"
+    held = what_runs_in(zone)
+    load = kit.OrderLoad(*traders).start()
+    try:
+        assert kit.wait_for(lambda: len(load.acks) >= 10, 120, 1), "no steady load before the cut"
+        cut_at = time.monotonic()
+        kit.zones("cut", zone)
+        try:
+            time.sleep(CUT_FOR_S)
+        finally:
+            kit.zones("heal", zone)
+        healed_at = time.monotonic()
+        time.sleep(10)
+    finally:
+        load.stop()
+    stopped = load.longest_gap(cut_at, healed_at)
+    print(f"\n{zone} cut ({', '.join(held) or 'nothing singular'}): orders stopped for at most "
+          f"{stopped:.1f} s; {len(load.acks)} acknowledged, {len(load.retries)} retries, "
+          f"{load.acks_after(cut_at) - load.acks_after(healed_at)} during the cut")
+    assert not load.refusals, load.refusals[:5]
+    assert not load.lost, load.lost[:5]
+    assert stopped < RESUME_LIMIT_S
+    check_every_acknowledged_order_is_kept(load)
+    check_settled_once_and_audit_clean()
+    # The zone is back by itself: nothing done to it but the heal.
+    assert kit.wait_for(deployment_healthy, READY_TIMEOUT_S, 5), \
+        f"{zone} did not rejoin: {kit.programs(zone)}"
+
+
+# The processes a client's order passes through, in the zone of an active engine.
+KILLED = ["gateway", "service-orders", "service-matching", "service-wallets", "service-users",
+          "haproxy"]
+
+
+@pytest.mark.parametrize("program", KILLED)
+def test_a_process_killed_hard_is_restarted_and_clients_only_retry(traders, program):
+    assert kit.wait_for(deployment_healthy, READY_TIMEOUT_S, 5), "deployment not healthy"
+    zone = (kit.active_engine_zones() or ["zone-a"])[0]
+    state, pid = kit.programs(zone)[program]
+    assert state == "RUNNING" and pid
+    load = kit.OrderLoad(*traders).start()
+    try:
+        assert kit.wait_for(lambda: len(load.acks) >= 6, 120, 1), "no steady load before the kill"
+        os.kill(pid, signal.SIGKILL)
+        restarted = kit.wait_for(
+            lambda: (lambda s: s[0] == "RUNNING" and s[1] != pid)(kit.programs(zone)[program]), 120, 1)
+        time.sleep(10)
+    finally:
+        load.stop()
+    print(f"\n{program} of {zone} killed: {len(load.acks)} acknowledged, {len(load.retries)} retries")
+    assert restarted, f"{program} not restarted: {kit.programs(zone)[program]}"
+    assert not load.refusals, load.refusals[:5]
+    assert not load.lost, load.lost[:5]
+    check_every_acknowledged_order_is_kept(load)
+    check_settled_once_and_audit_clean()

@@ -1,0 +1,325 @@
+"""The three-zones deployment as its clients and operators see it, for the
+drills: traders signed up over RPC, API keys and orders through the edge
+HAProxy (127.0.0.1:38400), a steady order load that records every
+acknowledgement, and each zone's supervisord, Patroni and RabbitMQ.
+
+Everything here talks to 127.0.0.1 or to the zones' own addresses
+(169.254.100.11-13, namespaces made by scripts/zones.sh).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import eventlet
+import requests
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from services.common.config import REPO_ROOT, load_settings
+
+ADDRESSES = {"zone-a": "169.254.100.11", "zone-b": "169.254.100.12", "zone-c": "169.254.100.13"}
+EDGE_URL = "http://127.0.0.1:38400"
+SCRIPT = REPO_ROOT / "scripts" / "zones.sh"
+SUPERVISORCTL = REPO_ROOT / ".venv" / "bin" / "supervisorctl"
+PATRONI_PORT = 38008
+MATCHING_METRICS_PORT = 39202
+# Tokens name the issuer the services check: the zones' HAProxy address.
+KEYCLOAK_HOST_HEADER = "127.0.0.1:38080"
+PASSWORD = "zones-Drill-password-local-dev-only-7"
+HTTP_TIMEOUT = 20
+MARKET = "BTC-USDT"
+PRICE = "30000"
+QUANTITY = "0.001"
+
+
+def settings_of(zone: str):
+    """Settings of a client beside ``zone``'s servers (its RabbitMQ node)."""
+    return load_settings({"EXCHANGE_BIND_HOST": ADDRESSES[zone],
+                          "EXCHANGE_RABBITMQ_QUEUE_TYPE": "quorum"})
+
+
+def zones(*args: str) -> None:
+    subprocess.run(["bash", str(SCRIPT), *args], check=True, capture_output=True, timeout=120)
+
+
+def edge_health() -> int | None:
+    try:
+        return requests.get(f"{EDGE_URL}/health", timeout=5).status_code
+    except requests.RequestException:
+        return None
+
+
+def deployed() -> bool:
+    return all((REPO_ROOT / "run" / "hosts" / z / "supervisor" / "supervisord.conf").exists()
+               for z in ADDRESSES) and edge_health() == 200
+
+
+def supervisor(zone: str, *args: str) -> str:
+    conf = REPO_ROOT / "run" / "hosts" / zone / "supervisor" / "supervisord.conf"
+    result = subprocess.run(["ip", "netns", "exec", zone, str(SUPERVISORCTL), "-c", str(conf), *args],
+                            capture_output=True, text=True, timeout=120)
+    return result.stdout
+
+
+def programs(zone: str) -> dict[str, tuple[str, int | None]]:
+    """name -> (state, pid) of every program of the zone's supervisord."""
+    found = {}
+    for line in supervisor(zone, "status").splitlines():
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        pid = int(parts[3].rstrip(",")) if len(parts) > 3 and parts[2] == "pid" else None
+        found[parts[0]] = (parts[1], pid)
+    return found
+
+
+def all_running(zone: str) -> bool:
+    found = programs(zone)
+    return bool(found) and all(state == "RUNNING" for state, _ in found.values())
+
+
+def patroni_leader() -> str | None:
+    for address in ADDRESSES.values():
+        try:
+            members = requests.get(f"http://{address}:{PATRONI_PORT}/cluster", timeout=2).json()["members"]
+            return next((m["name"] for m in members if m["role"] == "leader"), None)
+        except (requests.RequestException, ValueError, KeyError):
+            continue
+    return None
+
+
+def patroni_healthy() -> bool:
+    for address in ADDRESSES.values():
+        try:
+            members = requests.get(f"http://{address}:{PATRONI_PORT}/cluster", timeout=2).json()["members"]
+        except (requests.RequestException, ValueError, KeyError):
+            continue
+        return len(members) == 3 and {m["role"] for m in members} >= {"leader", "sync_standby"} \
+            and all(m["state"] in ("running", "streaming") for m in members)
+    return False
+
+
+def active_engine_zones() -> list[str]:
+    """The zones whose matching process runs an active engine."""
+    active = []
+    for zone, address in ADDRESSES.items():
+        try:
+            text = requests.get(f"http://{address}:{MATCHING_METRICS_PORT}/metrics", timeout=2).text
+        except requests.RequestException:
+            continue
+        if any(line.startswith("exchange_engine_active") and not line.rstrip().endswith(" 0.0")
+               for line in text.splitlines()):
+            active.append(zone)
+    return active
+
+
+def queue_leaders(zone: str = "zone-a") -> dict[str, str]:
+    """Quorum queue -> the zone of its leader (rabbitmqctl on ``zone``'s node)."""
+    from stack import servers
+    settings = load_settings({"EXCHANGE_BIND_HOST": ADDRESSES[zone],
+                              "EXCHANGE_RUN_DIR": str(REPO_ROOT / "run" / "hosts" / zone),
+                              "EXCHANGE_RABBITMQ_NODENAME": f"exchange@{ADDRESSES[zone]}"})
+    by_address = {a: z for z, a in ADDRESSES.items()}
+    try:
+        listing = servers.rabbitmqctl(settings, "list_queues", "-p", settings["EXCHANGE_RABBITMQ_VHOST"],
+                                      "name", "type", "leader", "--no-table-headers")
+    except Exception:  # noqa: BLE001 - a diagnostic only
+        return {}
+    leaders = {}
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == "quorum":
+            leaders[parts[0]] = by_address.get(parts[2].partition("@")[2], parts[2])
+    return leaders
+
+
+def rpc(zone: str = "zone-a", timeout: float = 60) -> ClusterRpcProxy:
+    return ClusterRpcProxy(settings_of(zone).nameko_config(), timeout=timeout)
+
+
+def token(username: str) -> str:
+    """A trader's access token from a Keycloak node, issued for the address
+    the services know Keycloak by (their zone's HAProxy)."""
+    settings = load_settings()
+    problems = []
+    for zone in ("zone-a", "zone-b"):
+        try:
+            reply = requests.post(
+                f"http://{ADDRESSES[zone]}:38080/realms/{settings['EXCHANGE_KEYCLOAK_REALM']}"
+                "/protocol/openid-connect/token",
+                data={"grant_type": "password", "username": username, "password": PASSWORD,
+                      "client_id": settings["EXCHANGE_KEYCLOAK_BACKEND_CLIENT_ID"],
+                      "client_secret": settings["EXCHANGE_KEYCLOAK_BACKEND_CLIENT_SECRET"],
+                      "scope": "openid"},
+                headers={"Host": KEYCLOAK_HOST_HEADER}, timeout=HTTP_TIMEOUT)
+            if reply.status_code == 200:
+                return reply.json()["access_token"]
+            problems.append(f"{zone}: HTTP {reply.status_code} {reply.text[:200]}")
+        except requests.RequestException as problem:
+            problems.append(f"{zone}: {problem}")
+    raise AssertionError(f"no token for {username}: {problems}")
+
+
+@dataclass
+class Trader:
+    username: str
+    user_id: str
+    api_key: str
+    secret: str
+
+
+def new_trader(funds: dict[str, str]) -> Trader:
+    username = f"zd-{uuid.uuid4().hex[:10]}"
+    with rpc() as services:
+        signup = services.users.sign_up({"username": username, "email": f"{username}@example.test",
+                                         "password": PASSWORD, "first_name": "Zone",
+                                         "last_name": "Drill"})
+        for asset, amount in funds.items():
+            address = services.wallets.deposit_address(signup["user_id"], asset)["address"]
+            txid = secrets.token_hex(32) if asset == "BTC" else "0x" + secrets.token_hex(32)
+            services.wallets.credit_deposit(asset, address, amount, txid, 100)
+    reply = requests.post(f"{EDGE_URL}/api/v1/api-keys", json={"label": "zone drill"},
+                          headers={"Authorization": f"Bearer {token(username)}"}, timeout=HTTP_TIMEOUT)
+    assert reply.status_code == 201, reply.text
+    created = reply.json()
+    return Trader(username, signup["user_id"], created["api_key"], created["secret"])
+
+
+def signed(trader: Trader, method: str, path: str, params: dict | None = None,
+           body: dict | None = None) -> requests.Response:
+    query = urlencode({**(params or {}), "timestamp": int(time.time() * 1000)})
+    raw = "" if body is None else json.dumps(body, separators=(",", ":"))
+    signature = hmac.new(trader.secret.encode(), (query + raw).encode(), hashlib.sha256).hexdigest()
+    headers = {"X-MBX-APIKEY": trader.api_key}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    return requests.request(method, f"{EDGE_URL}{path}?{query}&signature={signature}",
+                            data=raw or None, headers=headers, timeout=HTTP_TIMEOUT)
+
+
+@dataclass
+class OrderLoad:
+    """Pairs of crossing limit orders (a buy, then a sell at the same price)
+    from two traders, sent one after another through the edge HAProxy.
+
+    An order is acknowledged by a 201, or by DUPLICATE_CLIENT_ORDER_ID on a
+    retry (the first try was placed, its answer lost). Anything else that is
+    not a coded 4xx (connection reset, timeout, 5xx, 429) is retried with the
+    same client order id for up to ``retry_for_s``; a coded 4xx is a refusal
+    and is recorded as one."""
+    buyer: Trader
+    seller: Trader
+    retry_for_s: float = 90.0
+    acks: list[tuple[float, str, int | None]] = field(default_factory=list)
+    retries: list[tuple[float, str]] = field(default_factory=list)
+    refusals: list[tuple[float, str, str]] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    _stop: bool = False
+    _thread: object = None
+
+    def place(self, trader: Trader, side: str, client_order_id: str) -> None:
+        body = {"market": MARKET, "side": side, "type": "limit", "price": PRICE,
+                "quantity": QUANTITY, "time_in_force": "GTC", "client_order_id": client_order_id}
+        deadline = time.monotonic() + self.retry_for_s
+        while time.monotonic() < deadline:
+            try:
+                reply = signed(trader, "POST", "/api/v1/orders", body=body)
+            except requests.RequestException as problem:
+                self.retries.append((time.monotonic(), f"{type(problem).__name__}"))
+                time.sleep(0.2)
+                continue
+            if reply.status_code == 201:
+                self.acks.append((time.monotonic(), client_order_id, reply.json()["order_id"]))
+                return
+            code = ""
+            try:
+                code = reply.json().get("error", {}).get("code", "")
+            except ValueError:
+                pass
+            if code == "DUPLICATE_CLIENT_ORDER_ID":
+                self.acks.append((time.monotonic(), client_order_id, None))
+                return
+            if reply.status_code >= 500 or reply.status_code == 429 or code in (
+                    "UNAVAILABLE", "UPSTREAM_TIMEOUT", "TIMEOUT", "REQUEST_EXPIRED"):
+                self.retries.append((time.monotonic(), f"HTTP {reply.status_code} {code}"))
+                time.sleep(0.2)
+                continue
+            self.refusals.append((time.monotonic(), client_order_id, f"HTTP {reply.status_code} {reply.text[:200]}"))
+            return
+        self.lost.append(client_order_id)
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop:
+            n += 1
+            self.place(self.buyer, "buy", f"zd-{self.run_id}-{n}-b")
+            self.place(self.seller, "sell", f"zd-{self.run_id}-{n}-s")
+
+    def start(self) -> "OrderLoad":
+        self._thread = eventlet.spawn(self._run)
+        return self
+
+    def stop(self, timeout_s: float = 200) -> None:
+        self._stop = True
+        with eventlet.Timeout(timeout_s):
+            self._thread.wait()
+
+    def longest_gap(self, since: float, until: float) -> float:
+        """The longest stretch without an acknowledgement between the last
+        one before ``since`` and ``until``."""
+        times = [t for t, _, _ in self.acks]
+        before = [t for t in times if t < since][-1:]
+        window = before + [t for t in times if since <= t <= until]
+        if len(window) < 2:
+            return float("inf")
+        return max(b - a for a, b in zip(window, window[1:]))
+
+    def acks_after(self, moment: float) -> int:
+        return sum(t > moment for t, _, _ in self.acks)
+
+
+def wait_for(check, seconds: float, step: float = 2.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(step)
+    return check()
+
+
+def order_of(trader: Trader, client_order_id: str) -> dict | None:
+    with rpc() as services:
+        try:
+            return services.orders.get_order(trader.user_id, client_order_id=client_order_id)
+        except Exception:  # noqa: BLE001 - UNKNOWN_ORDER: not there
+            return None
+
+
+def settlement_counts() -> tuple[int, int]:
+    """(trades of the market executed, trades of the market settled in the
+    ledger): equal once settlement has caught up; a trade settled twice, or
+    not at all, makes them differ."""
+    executed = psql(f"SELECT count(DISTINCT trade_id) FROM order_fills WHERE market = '{MARKET}'")
+    settled = psql("SELECT count(*) FROM wallets.transactions WHERE type = 'trade' "
+                   f"AND idempotency_key LIKE 'trade:{MARKET}:%'")
+    return int(executed[0]), int(settled[0])
+
+
+def psql(sql: str, zone: str = "zone-a") -> list[str]:
+    settings = load_settings()
+    result = subprocess.run(
+        ["ip", "netns", "exec", zone, "psql", "-Atq",
+         f"host=127.0.0.1 port={settings['EXCHANGE_POSTGRES_PORT']} user={settings['EXCHANGE_POSTGRES_USER']} "
+         f"password={settings['EXCHANGE_POSTGRES_PASSWORD']} dbname={settings['EXCHANGE_POSTGRES_DB']} "
+         "connect_timeout=5", "-c", sql], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines() if line]
