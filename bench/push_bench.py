@@ -9,8 +9,8 @@ the reference price, so about half of the orders trade.
   on spare ports, one push cluster of their own: one active bridge, the
   kombu message queue between them), stopped at the end.
 * ``--clients`` client processes, each holding its share of
-  ``--connections`` Socket.IO connections (Engine.IO 4 over a raw aiohttp
-  websocket, to keep the clients' own CPU low), spread round-robin over the
+  ``--connections`` Socket.IO connections (Engine.IO 4 over a websocket parsed
+  by hand, to keep the clients' own CPU low), spread round-robin over the
   gateways, each subscribed to depth and trades and reading every frame; one
   in ``--sample`` decodes and times its frames.
 * Orders: ``--rate`` orders/s for ``--seconds`` through orders.place_order
@@ -109,92 +109,141 @@ def start_gateways(count: int, channel: str, log_dir: Path) -> list[tuple[subpro
 
 
 # -- client processes -------------------------------------------------------------------
-# Each connection speaks Engine.IO 4 / Socket.IO 5 over a raw websocket
-# (aiohttp): the Socket.IO client library costs more CPU per message than the
-# server, and the clients share the machine's 2 cores with the gateways. Every
-# connection reads and counts every frame and answers pings; one in
-# ``--sample`` also decodes its frames and times them.
+# Each connection speaks Engine.IO 4 / Socket.IO 5 over a websocket parsed by
+# hand in an asyncio protocol (no client library: the clients share the 2
+# cores with the gateways, and a library's per-message cost was larger than
+# the gateway's per-frame cost). Every connection counts every frame and
+# answers pings; one in ``--sample`` also decodes its frames and times them.
 def client_process(index: int, urls: list[str], count: int, sample: int, ready, go, stop,
                    results):
     import asyncio
     import json
+    import struct
 
-    import aiohttp
+    connected = {url: 0 for url in urls}
+    trade_delays, depth_delays, bridge_delays, fanout_delays = [], [], [], []
+    counts = {"trades": 0, "depth": 0, "depth_snapshot": 0, "other": 0}
+    timing = {"on": False}
+    lost: dict[str, int] = {}
+    alive = [0]
 
-    async def run():
-        connected = {url: 0 for url in urls}
-        trade_delays, depth_delays, bridge_delays, fanout_delays = [], [], [], []
-        counts = {"trades": 0, "depth": 0, "depth_snapshot": 0, "other": 0}
-        timing = {"on": False}
-        lost: dict[str, int] = {}
-        alive = [0]
-        # No cap on the session's connections (aiohttp's default is 100).
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                        timeout=aiohttp.ClientTimeout(total=None, connect=60))
+    def client_frame(text: bytes) -> bytes:
+        # Masked with the all-zero key: the payload goes as it is.
+        return struct.pack("!BB", 0x81, 0x80 | len(text)) + b"\0\0\0\0" + text \
+            if len(text) <= 125 else \
+            struct.pack("!BBH", 0x81, 0x80 | 126, len(text)) + b"\0\0\0\0" + text
 
-        async def one(n: int, opened: asyncio.Event):
-            url = urls[(index + n) % len(urls)]
-            timed = n % sample == 0
-            ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-            async def handshake():
-                ws = await session.ws_connect(ws_url, heartbeat=None, max_msg_size=0)
-                await ws.receive()  # the Engine.IO open packet
-                await ws.send_str("40")  # Socket.IO connect to "/"
-                for ack, channel in ((1, "depth"), (2, "trades")):
-                    await ws.send_str(f"42{ack}" + json.dumps(
-                        ["subscribe", {"channel": channel, "market": MARKET}]))
-                return ws
+    subscribe = b"".join(client_frame(f"42{ack}".encode() + json.dumps(
+        ["subscribe", {"channel": channel, "market": MARKET}]).encode())
+        for ack, channel in ((1, "depth"), (2, "trades")))
+    pong = client_frame(b"3")
 
-            try:
-                ws = await asyncio.wait_for(handshake(), 60)
-            except Exception as exc:
-                lost[f"connect: {type(exc).__name__}"] = lost.get(
-                    f"connect: {type(exc).__name__}", 0) + 1
-                opened.set()
-                return
-            connected[url] += 1
-            alive[0] += 1
-            opened.set()
-            try:
-                async for message in ws:
-                    if message.type != aiohttp.WSMsgType.TEXT:
+    class Connection(asyncio.Protocol):
+        def __init__(self, url: str, timed: bool, opened: asyncio.Future):
+            self.url, self.timed, self.opened = url, timed, opened
+            self.buffer = bytearray()
+            self.upgraded = False
+            self.transport = None
+
+        def connection_made(self, transport):
+            self.transport = transport
+            host = self.url.removeprefix("http://")
+            transport.write((f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                             f"Host: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                             f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                             f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+
+        def data_received(self, data):
+            buffer = self.buffer
+            buffer += data
+            if not self.upgraded:
+                end = buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                if not buffer.startswith(b"HTTP/1.1 101"):
+                    self.transport.close()
+                    return
+                del buffer[:end + 4]
+                self.upgraded = True
+            at, size = 0, len(buffer)
+            while size - at >= 2:
+                length, head = buffer[at + 1] & 0x7F, 2
+                if length == 126:
+                    if size - at < 4:
                         break
-                    data = message.data
-                    if data == "2":
-                        await ws.send_str("3")
-                        continue
-                    if data.startswith('42["trades"'):
-                        counts["trades"] += 1
-                        if timed and timing["on"]:
-                            received = now_ms()
-                            batch = json.loads(data[2:])[1]
-                            trade_delays.extend(received - t["executed_at"]
-                                                for t in batch["trades"])
-                    elif data.startswith('42["depth"'):
-                        counts["depth"] += 1
-                        if timed and timing["on"]:
-                            received = now_ms()
-                            diff = json.loads(data[2:])[1]
-                            depth_delays.append(received - diff["at"])
-                            bridge_delays.append(diff["pushed_at"] - diff["at"])
-                            fanout_delays.append(received - diff["pushed_at"])
-                    elif data.startswith('42["depth_snapshot"'):
-                        counts["depth_snapshot"] += 1
-                    else:
-                        counts["other"] += 1
-            finally:
+                    length, head = struct.unpack_from("!H", buffer, at + 2)[0], 4
+                elif length == 127:
+                    if size - at < 10:
+                        break
+                    length, head = struct.unpack_from("!Q", buffer, at + 2)[0], 10
+                if size - at < head + length:
+                    break
+                opcode = buffer[at] & 0x0F
+                self.payload(opcode, bytes(buffer[at + head:at + head + length]))
+                at += head + length
+            del buffer[:at]
+
+        def payload(self, opcode: int, data: bytes):
+            if opcode == 0x8:
+                self.transport.close()
+            elif data == b"2":
+                self.transport.write(pong)
+            elif data.startswith(b"0{"):  # Engine.IO open: connect, subscribe
+                self.transport.write(client_frame(b"40") + subscribe)
+            elif data.startswith(b"40"):
+                if not self.opened.done():
+                    self.opened.set_result(True)
+            elif data.startswith(b'42["trades"'):
+                counts["trades"] += 1
+                if self.timed and timing["on"]:
+                    received = now_ms()
+                    batch = json.loads(data[2:])[1]
+                    trade_delays.extend(received - t["executed_at"] for t in batch["trades"])
+            elif data.startswith(b'42["depth"'):
+                counts["depth"] += 1
+                if self.timed and timing["on"]:
+                    received = now_ms()
+                    diff = json.loads(data[2:])[1]
+                    depth_delays.append(received - diff["at"])
+                    bridge_delays.append(diff["pushed_at"] - diff["at"])
+                    fanout_delays.append(received - diff["pushed_at"])
+            elif data.startswith(b'42["depth_snapshot"'):
+                counts["depth_snapshot"] += 1
+            else:
+                counts["other"] += 1
+
+        def connection_lost(self, exc):
+            if self.opened.done():
                 alive[0] -= 1
                 if timing["on"] and not stop.is_set():
-                    reason = f"closed: {ws.close_code}"
+                    reason = f"closed: {type(exc).__name__ if exc else 'by the gateway'}"
                     lost[reason] = lost.get(reason, 0) + 1
-                await ws.close()
+            elif not self.opened.done():
+                self.opened.set_result(False)
 
-        tasks = []
+    async def run():
+        loop = asyncio.get_running_loop()
+        transports = []
+
+        async def one(n: int):
+            url = urls[(index + n) % len(urls)]
+            host, port = url.removeprefix("http://").split(":")
+            opened = loop.create_future()
+            try:
+                transport, _ = await asyncio.wait_for(loop.create_connection(
+                    lambda: Connection(url, n % sample == 0, opened), host, int(port)), 60)
+                transports.append(transport)
+                ok = await asyncio.wait_for(opened, 60)
+            except Exception as exc:
+                ok, reason = False, f"connect: {type(exc).__name__}"
+                lost[reason] = lost.get(reason, 0) + 1
+            if ok:
+                connected[url] += 1
+                alive[0] += 1
+
         # Opened in small waves: a burst of handshakes would time out on 2 cores.
         for start in range(0, count, 25):
-            events = [asyncio.Event() for _ in range(start, min(count, start + 25))]
-            tasks += [asyncio.create_task(one(n, e)) for n, e in zip(range(start, count), events)]
-            await asyncio.gather(*(e.wait() for e in events))
+            await asyncio.gather(*(one(n) for n in range(start, min(count, start + 25))))
         await asyncio.sleep(1.0)  # the subscriptions' snapshots arrive
         ready.put((index, connected))
         while not go.is_set():
@@ -212,10 +261,8 @@ def client_process(index: int, urls: list[str], count: int, sample: int, ready, 
                      "trade_delays": trade_delays, "depth_delays": depth_delays,
                      "bridge_delays": bridge_delays, "fanout_delays": fanout_delays,
                      "lost": lost})
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await session.close()
+        for transport in transports:
+            transport.close()
 
     asyncio.run(run())
 
