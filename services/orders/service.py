@@ -196,9 +196,9 @@ class OrdersService:
                     raise InvalidOrder("an order is an object of place_order's arguments",
                                        "orders")
                 args = dict(args)
-                unknown = set(args) - PLACE_ORDER_ARGUMENTS
+                unknown = sorted(set(args) - PLACE_ORDER_ARGUMENTS)
                 if unknown:
-                    raise InvalidOrder(f"unknown argument {sorted(unknown)[0]}", sorted(unknown)[0])
+                    raise InvalidOrder(f"unknown argument {unknown[0]}", unknown[0])
                 if args.get("client_order_id") is None and request_id is not None:
                     args["client_order_id"] = derived_client_order_id(request_id, index)
                 pending.append((index, self._placement(request_id=request_id,

@@ -1,4 +1,5 @@
 -- requires: wallets/hold_funds
+-- requires: wallets/lock_user_accounts
 -- place_orders_tx: a batch of orders accepted in the caller's transaction
 -- (group commit, docs/order-flow.md): each order is placed or refused on its
 -- own, with the same refusals as one order alone.
@@ -18,8 +19,8 @@
 --
 -- Locks, in the order every writer of these rows takes them: the users'
 -- shared locks (against a freeze, providers.user_lock) in user order, then
--- the accounts to hold from in id order (as settlement and the events
--- consumer), then the order rows. Each hold runs in its own subtransaction so
+-- the accounts to hold from in id order (wallets.lock_user_accounts, as
+-- settlement and the events consumer), then the order rows. Each hold runs in its own subtransaction so
 -- that wallets refuses an order with its own code and message without
 -- undoing the others; the orders are inserted by one statement before the
 -- holds (a concurrent duplicate holds nothing) and a refused one is deleted.
@@ -42,11 +43,8 @@ BEGIN
     PERFORM pg_advisory_xact_lock_shared(hashtextextended('user:' || u.user_id, 7))
        FROM (SELECT DISTINCT e->>'user_id' AS user_id FROM jsonb_array_elements(p_orders) e
               ORDER BY 1) u;
-    PERFORM 1 FROM wallets.accounts a
-     WHERE a.kind = 'user'
-       AND (a.owner, a.asset) IN (SELECT e->>'user_id', e->>'hold_asset'
-                                    FROM jsonb_array_elements(p_orders) e)
-     ORDER BY a.id FOR UPDATE;
+    PERFORM wallets.lock_user_accounts(array_agg(e->>'user_id'), array_agg(e->>'hold_asset'))
+       FROM jsonb_array_elements(p_orders) e;
 
     -- Refusals that need no write: a blocked user, a client order id taken
     -- (or used twice in this batch); a redelivered request's orders.

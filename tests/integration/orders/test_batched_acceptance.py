@@ -8,8 +8,9 @@ from decimal import Decimal as D
 import eventlet
 import psycopg
 import pytest
-from nameko.exceptions import RemoteError
-from nameko.standalone.rpc import ClusterRpcProxy
+from eventlet.event import Event
+from nameko.extensions import Entrypoint
+from nameko.testing.utils import get_extension
 
 from services.common.errors import code_of, reason_of
 from services.orders.acceptance import Acceptance
@@ -22,10 +23,12 @@ def limit_buy(user, price="100", quantity="0.1", **extra):
             "price": price, "quantity": quantity, **extra}
 
 
-def xmins(test_settings, order_ids) -> list[int]:
-    """The transaction that inserted each order (its row's xmin)."""
+def transactions(test_settings, order_ids) -> list:
+    """The transaction that inserted each order, by its start time: the
+    rows' created_at is now() of the inserting transaction (their xmin
+    changes when the engine's events update them)."""
     with psycopg.connect(test_settings.postgres_dsn()) as conn:
-        rows = dict(conn.execute("SELECT order_id, xmin::text::bigint FROM orders "
+        rows = dict(conn.execute("SELECT order_id, created_at FROM orders "
                                  "WHERE order_id = ANY(%s)", (list(order_ids),)).fetchall())
     return [rows[order_id] for order_id in order_ids]
 
@@ -44,7 +47,8 @@ def test_a_batch_with_refused_orders_places_the_others(exchange, test_settings):
                                                  "order"], answers
     assert answers[1]["error"]["code"] == "ORDER_REJECTED"
     assert answers[1]["error"]["reason"] == "INSUFFICIENT_FUNDS"
-    assert (answers[2]["error"]["code"], answers[2]["error"]["field"]) == ("INVALID_ORDER", "price")
+    assert (answers[2]["error"]["code"], answers[2]["error"]["field"]) == \
+        ("INVALID_ORDER", "price")
     assert answers[4]["error"]["code"] == "DUPLICATE_CLIENT_ORDER_ID"
     placed = [a["order"] for a in answers if "order" in a]
     assert {o["status"] for o in placed} == {"new"}
@@ -53,7 +57,7 @@ def test_a_batch_with_refused_orders_places_the_others(exchange, test_settings):
     # 100 + 100 + 198 held, the refused ones nothing.
     assert balance(exchange, user, "USDT") == (D("602"), D("398"))
     # One transaction for the whole batch.
-    assert len(set(xmins(test_settings, [o["order_id"] for o in placed]))) == 1
+    assert len(set(transactions(test_settings, [o["order_id"] for o in placed]))) == 1
     exchange.orders.cancel_all(user, "BTC-USDT")
 
 
@@ -138,48 +142,73 @@ def test_per_order_refusals_match_the_single_order_path(exchange, test_settings)
     exchange.orders.cancel_all(user, "BTC-USDT")
 
 
-def test_concurrent_single_calls_share_one_transaction(exchange, services, nameko_config,
-                                                       test_settings):
+def test_concurrent_single_calls_share_one_transaction(exchange, services, test_settings):
     """The first call's batch is held in flight (the test locks the account it
     holds from); the calls arriving meanwhile queue up and go as ONE batch:
-    one transaction (the same xmin on their rows), each caller answered with
+    one transaction (the same now() on their rows), each caller answered with
     its own order or refusal."""
     batcher = next(e for e in services["orders"].extensions if isinstance(e, Acceptance)).batcher
     first_user = fund(exchange, {"USDT": "1000"})
     users = [fund(exchange, {"USDT": "100"}) for _ in range(6)]
+    poor = 3   # asks for 500 USDT
     results = {}
 
-    def call(key, user, quantity):
-        with ClusterRpcProxy(nameko_config, timeout=60) as rpc:
-            try:
-                results[key] = rpc.orders.place_order(user, "BTC-USDT", "buy", "limit",
-                                                      quantity=quantity, price="100")
-            except Exception as exc:  # noqa: BLE001 - a refusal is this caller's answer
-                results[key] = exc
+    def call(user, quantity):
+        # A worker of this container, its own result: on the shared test
+        # vhost another test run's orders container could take an AMQP
+        # request (and nameko's entrypoint_hook answers with whichever
+        # worker of the method ends first).
+        container = services["orders"]
+        done = Event()
+
+        def handle_result(worker_ctx, result=None, exc_info=None):
+            done.send(result if exc_info is None else exc_info[1])
+            return result, exc_info
+
+        container.spawn_worker(get_extension(container, Entrypoint, method_name="place_order"),
+                               (user, "BTC-USDT", "buy", "limit"),
+                               {"quantity": quantity, "price": "100"},
+                               handle_result=handle_result)
+        results[user] = done.wait()
+
+    def queued_users():
+        # (Requests of other test runs sharing the vhost may queue here too.)
+        return {request.row["user_id"] for request, _ in list(batcher.requests.queue)
+                if hasattr(request, "row")}
 
     with psycopg.connect(test_settings.postgres_dsn()) as lock:
         lock.execute("SELECT 1 FROM wallets.accounts WHERE owner = %s AND asset = 'USDT' "
                      "FOR UPDATE", (first_user,))
-        first = eventlet.spawn(call, "first", first_user, "0.1")
-        wait_for(lambda: batcher.slots.locked() and batcher.requests.qsize() == 0,
-                 what="the first batch in flight")
-        others = [eventlet.spawn(call, i, user, "0.1" if i != 3 else "5")
+        first = eventlet.spawn(call, first_user, "0.1")
+        wait_for(lambda: batcher.slots.locked() and first_user not in queued_users()
+                 and batch_waiting_on_lock(test_settings), what="the first batch in flight")
+        others = [eventlet.spawn(call, user, "5" if i == poor else "0.1")
                   for i, user in enumerate(users)]
-        wait_for(lambda: batcher.requests.qsize() == len(users), timeout=60,
-                 what="the other calls queued")
+        wait_for(lambda: set(users) <= queued_users(), timeout=60, what="the other calls queued")
         lock.rollback()
     first.wait()
     for other in others:
         other.wait()
-    assert code_of(results[3]) == "ORDER_REJECTED" and reason_of(results[3]) == "INSUFFICIENT_FUNDS"
-    placed = [results[i]["order_id"] for i in range(len(users)) if i != 3]
-    assert len(set(xmins(test_settings, placed))) == 1, "one transaction for the queued calls"
-    assert xmins(test_settings, [results["first"]["order_id"]]) != xmins(test_settings, placed[:1])
+    refused = results[users[poor]]
+    assert (code_of(refused), reason_of(refused)) == ("ORDER_REJECTED", "INSUFFICIENT_FUNDS"), \
+        refused
+    placed = [results[user]["order_id"] for i, user in enumerate(users) if i != poor]
+    assert len(set(transactions(test_settings, placed))) == 1, "one transaction for the queue"
+    assert transactions(test_settings, [results[first_user]["order_id"]]) != \
+        transactions(test_settings, placed[:1])
     for i, user in enumerate(users):
-        assert balance(exchange, user, "USDT") == ((D("100"), D("0")) if i == 3
+        assert balance(exchange, user, "USDT") == ((D("100"), D("0")) if i == poor
                                                    else (D("90"), D("10")))
         exchange.orders.cancel_all(user, "BTC-USDT")
     exchange.orders.cancel_all(first_user, "BTC-USDT")
+
+
+def batch_waiting_on_lock(settings) -> bool:
+    """A backend inside place_orders_tx, waiting for a lock."""
+    with psycopg.connect(settings.postgres_dsn()) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE '%%place_orders_tx%%' AND pid <> pg_backend_pid()").fetchone()[0] > 0
 
 
 def test_cancels_in_one_batch_each_answered_on_its_own(exchange):
