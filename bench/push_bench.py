@@ -375,6 +375,7 @@ def main() -> int:
         depth = rpc.matching.get_depth(MARKET, 1)
     centre = Decimal(depth["reference_price"] or "2000")
 
+    load_before = os.getloadavg()[0]
     channel = f"push-bench-{uuid.uuid4().hex[:8]}"
     gateways = start_gateways(args.gateways, channel, log_dir)
     urls = [url for _process, url in gateways]
@@ -455,7 +456,8 @@ def main() -> int:
           f"{args.gateways} gateway processes, {args.rate:.0f} orders/s asked for {args.seconds:.0f} s")
     print(f"connections held: {held} (opened in {opened_s:.1f} s), still connected at the end: "
           f"{still}" + (f" (lost while timed: {lost})" if lost else ""))
-    print(f"machine load average at the end: {os.getloadavg()[0]:.1f} (2 cores)")
+    print(f"machine load average before: {load_before:.1f}, at the end: "
+          f"{os.getloadavg()[0]:.1f} (2 cores)")
     for url in urls:
         grown = (loaded[url] - baseline[url]) / max(1, per_gateway[url])
         print(f"  gateway {url}: {per_gateway[url]} connections, RSS {baseline[url] / 1024:.0f} -> "
@@ -484,6 +486,12 @@ def main() -> int:
           f"p99 {percentile(bridge_delays, 99):.0f} ms, bridge emit -> client (the gateways' "
           f"fan-out) p50 {percentile(fanout_delays, 50):.0f} ms, "
           f"p99 {percentile(fanout_delays, 99):.0f} ms")
+    trade_p99 = percentile(trade_delays, 99)
+    met = held >= 1000 and still >= 1000 and trade_p99 < 100
+    print(f"target (issue 14: >= 1,000 subscribed connections held, trade commit -> client p99 "
+          f"< 100 ms): {'MET' if met else 'NOT MET'} ({held} held, {still} at the end, "
+          f"p99 {trade_p99:.0f} ms; orders placed {flow['placed'] / args.seconds:.1f}/s of "
+          f"{0 if args.synthetic else args.rate:.0f}/s asked)")
     return 0
 
 
