@@ -2,6 +2,7 @@
 and the frontend backend, whichever exist."""
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -23,10 +24,16 @@ class App:
     probe: Callable[[Settings], health.Probe]
 
 
-def nameko_config_file(settings: Settings):
-    path = run_dir(settings, "nameko.yaml")
+def nameko_config_file(settings: Settings, principal: str | None = None):
+    """The operator's Nameko config (tools); with every call, each service's
+    own too (``nameko-<service>.yaml``: its own RabbitMQ login)."""
+    if principal is None:
+        for name in service_names():
+            nameko_config_file(settings, name)
+    path = run_dir(settings, f"nameko-{principal}.yaml" if principal else "nameko.yaml")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(settings.nameko_config()))
+    path.write_text(yaml.safe_dump(settings.nameko_config(principal=principal)))
+    os.chmod(path, 0o600)  # a password is in the AMQP URI
     return path
 
 
@@ -64,11 +71,13 @@ def apps(settings: Settings) -> list[App]:
     # interpreter may live where the servers' system user cannot read (pyenv).
     user = None
     found = []
-    config = run_dir(settings, "nameko.yaml")
     for name in service_names():
+        config = run_dir(settings, f"nameko-{name}.yaml")
         argv = [python, "-m", "nameko", "run", "--config", str(config), f"services.{name}.service"]
+        # Each service logs in to RabbitMQ as itself (stack/rabbitmq_access.py).
+        own = {**process_env(settings, name), "EXCHANGE_RABBITMQ_PRINCIPAL": name}
         found.append(App(f"service:{name}", "rpc over amqp", Process(
-            name=f"service-{name}", argv=argv, env={**env, **process_env(settings, name)},
+            name=f"service-{name}", argv=argv, env={**env, **own},
             cwd=REPO_ROOT,
             log=run_dir(settings, "logs", f"service-{name}.log"),
             pid_file=run_dir(settings, "pids", f"service-{name}.pid"), user=user),
@@ -77,8 +86,10 @@ def apps(settings: Settings) -> list[App]:
                            ("frontend_api", "EXCHANGE_FRONTEND_PORT")):
         if (REPO_ROOT / name / "__main__.py").exists():
             url = f"http://{settings.host}:{settings[port_key]}"
+            own = {**process_env(settings, name), "EXCHANGE_RABBITMQ_PRINCIPAL":
+                   "gateway" if name == "gateway" else ""}
             found.append(App(name, url, Process(
-                name=name, argv=[python, "-m", name], env={**env, **process_env(settings, name)},
+                name=name, argv=[python, "-m", name], env={**env, **own},
                 cwd=REPO_ROOT,
                 log=run_dir(settings, "logs", f"{name}.log"),
                 pid_file=run_dir(settings, "pids", f"{name}.pid"), user=user),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from services.common import migrations
 from services.common.config import REPO_ROOT, Settings
-from stack import servers
+from stack import rabbitmq_access, servers
 
 # Tests run in their own namespaces so they never touch the demo's data:
 # database <db>_test, vhost <vhost>_test, keyspace <keyspace>_test.
@@ -35,15 +35,18 @@ def postgres(settings: Settings) -> list[str]:
 
 
 def rabbitmq(settings: Settings) -> list[str]:
+    """The vhosts, and every principal's user and permissions
+    (stack/rabbitmq_access.py), imported into the running node: idempotent,
+    and a changed password or permission takes effect without a restart."""
     done = []
-    user = settings["EXCHANGE_RABBITMQ_USER"]
     vhosts = set(servers.rabbitmqctl(settings, "list_vhosts", "--no-table-headers").split())
-    for vhost in (settings["EXCHANGE_RABBITMQ_VHOST"],
-                  settings["EXCHANGE_RABBITMQ_VHOST"] + TEST_SUFFIX):
-        if vhost not in vhosts:
-            servers.rabbitmqctl(settings, "add_vhost", vhost)
-            done.append(f"vhost {vhost} created")
-        servers.rabbitmqctl(settings, "set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    users = set(servers.rabbitmqctl(settings, "list_users", "--no-table-headers").split())
+    path = rabbitmq_access.write_definitions(
+        settings, servers.run_dir(settings, "rabbitmq", "definitions.json"))
+    servers._chown_tree(settings, path)  # rabbitmqctl runs as the servers' user
+    servers.rabbitmqctl(settings, "import_definitions", str(path))
+    done += [f"vhost {v} created" for v in rabbitmq_access.vhosts(settings) if v not in vhosts]
+    done += [f"user {u} created" for u in rabbitmq_access.grants(settings) if u not in users]
     return done
 
 

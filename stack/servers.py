@@ -20,6 +20,7 @@ from typing import Callable
 
 from services.common import health
 from services.common.config import REPO_ROOT, Settings
+from stack import rabbitmq_access
 from stack.proc import Process, StackError
 
 STACK_DIR = Path(__file__).resolve().parent
@@ -207,6 +208,9 @@ def _rabbit_configure(settings: Settings) -> None:
         "default_permissions.configure = .*",
         "default_permissions.read = .*",
         "default_permissions.write = .*",
+        # Every principal's user and permissions (stack/rabbitmq_access.py),
+        # imported at each boot; stack/prepare.py imports them into a running node.
+        f"load_definitions = {rabbitmq_access.write_definitions(settings, base / 'definitions.json')}",
         "log.console = true",
         "log.console.level = warning",
         "log.file = false",

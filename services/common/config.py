@@ -10,9 +10,25 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import quote
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS_FILE = REPO_ROOT / "config" / "defaults.env"
+# Nameko's RPC exchange (requests routed by "<service>.<method>", replies by
+# the caller's reply key); its topic permissions are who may call what
+# (stack/rabbitmq_access.py).
+RPC_EXCHANGE = "exchange-rpc"
+# Engine commands (orders -> matching, and matching's own admin commands) go
+# through this topic exchange, routed by the command queue's name
+# (``matching.commands.<market>``; services.common.outbox), not through the
+# default exchange: a RabbitMQ user allowed to publish to the default exchange
+# may publish to every queue, while who may publish here, and with which
+# routing keys, is set per user (stack/rabbitmq_access.py: orders, matching).
+COMMANDS_EXCHANGE = "exchange-commands"
+# AMQP logins besides the services' own (one per services/<name>/service.py):
+# the gateway, and the chain watcher that credits deposits. The operator's
+# login (EXCHANGE_RABBITMQ_USER) is for the stack, tools and tests.
+OTHER_AMQP_PRINCIPALS = ("gateway", "deposit_watcher")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -59,9 +75,29 @@ class Settings:
         path = Path(self["EXCHANGE_RUN_DIR"])
         return path if path.is_absolute() else REPO_ROOT / path
 
-    def amqp_uri(self, vhost: str | None = None) -> str:
+    @property
+    def amqp_principal(self) -> str:
+        """Whom this process logs in to RabbitMQ as: EXCHANGE_RABBITMQ_PRINCIPAL
+        (stack/apps.py sets it per service and for the gateway), else the
+        operator."""
+        return self.get("EXCHANGE_RABBITMQ_PRINCIPAL") or self["EXCHANGE_RABBITMQ_USER"]
+
+    def amqp_login(self, principal: str | None = None) -> tuple[str, str]:
+        """``(user, password)`` of ``principal`` (default: this process's).
+        A principal's RabbitMQ user is its name; its password is
+        EXCHANGE_RABBITMQ_PASSWORD_<NAME> (each host is given only its own)."""
+        principal = principal or self.amqp_principal
+        if principal == self["EXCHANGE_RABBITMQ_USER"]:
+            return principal, self["EXCHANGE_RABBITMQ_PASSWORD"]
+        key = f"EXCHANGE_RABBITMQ_PASSWORD_{principal.upper()}"
+        if not self.get(key):
+            raise KeyError(f"{key} is not set: no RabbitMQ password for principal {principal!r}")
+        return principal, self[key]
+
+    def amqp_uri(self, vhost: str | None = None, principal: str | None = None) -> str:
+        user, password = self.amqp_login(principal)
         return "amqp://{}:{}@{}:{}/{}".format(
-            self["EXCHANGE_RABBITMQ_USER"], self["EXCHANGE_RABBITMQ_PASSWORD"],
+            quote(user, safe=""), quote(password, safe=""),
             self.server_host("rabbitmq"), self["EXCHANGE_RABBITMQ_PORT"],
             vhost or self["EXCHANGE_RABBITMQ_VHOST"])
 
@@ -82,10 +118,10 @@ class Settings:
     def gateway_url(self) -> str:
         return f"http://{self.server_host('gateway')}:{self['EXCHANGE_GATEWAY_PORT']}"
 
-    def nameko_config(self, vhost: str | None = None) -> dict:
+    def nameko_config(self, vhost: str | None = None, principal: str | None = None) -> dict:
         return {
-            "AMQP_URI": self.amqp_uri(vhost),
-            "rpc_exchange": "exchange-rpc",
+            "AMQP_URI": self.amqp_uri(vhost, principal),
+            "rpc_exchange": RPC_EXCHANGE,
             "serializer": "json",
             "max_workers": 10,
             "parent_calls_tracked": 10,
@@ -97,6 +133,12 @@ class Settings:
 def service_names() -> list[str]:
     """The Nameko services of this repo: every services/<name>/service.py."""
     return sorted(p.parent.name for p in (REPO_ROOT / "services").glob("*/service.py"))
+
+
+def amqp_principals() -> list[str]:
+    """Every AMQP login but the operator's: the services, the gateway, the
+    chain watcher."""
+    return service_names() + list(OTHER_AMQP_PRINCIPALS)
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:

@@ -28,19 +28,12 @@ from nameko.extensions import DependencyProvider
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from services.common.config import load_settings
+from services.common.config import COMMANDS_EXCHANGE, load_settings
 from services.common.postgres import make_pool
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
-# Engine commands (orders -> matching, and matching's own admin commands) go
-# through this topic exchange, routed by the command queue's name
-# (``matching.commands.<market>``), not through the default exchange: a
-# RabbitMQ user allowed to publish to the default exchange may publish to
-# every queue, while who may publish here, and which routing keys, is set per
-# user (stack/rabbitmq_access.py: only orders and matching).
-COMMANDS_EXCHANGE = "exchange-commands"
 
 
 def _channel(stream: str) -> str:
