@@ -28,7 +28,7 @@ import eventlet
 from nameko.extensions import DependencyProvider
 from nameko.rpc import MethodProxy, Rpc, RpcProxy, ServiceProxy
 
-from services.common.errors import RequestExpired, Unavailable
+from services.common.errors import CodedError, RequestExpired, Unavailable
 from services.common.queues import RequestQueueConsumer
 
 DEADLINE_CONTEXT_KEY = "deadline_ms"
@@ -63,6 +63,16 @@ class DeadlineRpc(Rpc):
 
     # Declares rpc-<service> with the configured queue type (services/common/queues.py).
     rpc_consumer = RequestQueueConsumer()
+
+    def __init__(self, expected_exceptions=(), **kwargs):
+        # Every coded refusal is the caller's to handle -- including one from
+        # a call this worker made (UPSTREAM_TIMEOUT): logged as expected, not
+        # with a traceback as a bug.
+        if not isinstance(expected_exceptions, tuple):
+            expected_exceptions = (expected_exceptions,)
+        if CodedError not in expected_exceptions:
+            expected_exceptions = (*expected_exceptions, CodedError)
+        super().__init__(expected_exceptions=expected_exceptions, **kwargs)
 
     def unpack_message_headers(self, message):
         data = super().unpack_message_headers(message)

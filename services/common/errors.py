@@ -7,7 +7,10 @@ Every refusal a service raises over RPC is a ``CodedError``: a stable
 
 Subclasses are registered with Nameko's ``deserialize_to_instance``
 (``@registered``), so a caller that imports the defining module gets the
-typed exception back instead of a bare ``RemoteError``. ``code_of`` reads the
+typed exception back instead of a bare ``RemoteError``: every service's
+refusals are (tests/integration/common/test_error_vocabulary.py). A
+registered class is rebuilt from its ``args`` (``cls(*exc.args)``), so its
+``args`` must be what its constructor takes. ``code_of`` reads the
 code of anything a call can raise, including the older per-service errors
 (``"CODE: message"`` as their text) and a ``RemoteError`` of a class the
 caller did not import.
@@ -26,14 +29,17 @@ _CODE_PREFIX = re.compile(r"^([A-Z][A-Z0-9_]{1,63}): ?(.*)\Z", re.S)
 class CodedError(Exception):
     """Base class: ``code`` stable, ``message`` for humans, ``field`` names the
     input at fault (or None). Over RPC it travels as ``exc_args = [code,
-    message, field]`` and its text is ``"CODE: message"``."""
+    message, field]`` (``[code, message]`` without a field) and its text is
+    ``"CODE: message"``."""
 
     code = "ERROR"
     http_status = 400
 
     def __init__(self, code: str | None = None, message: str = "", field: str | None = None):
         code = code or type(self).code
-        super().__init__(code, message, field)
+        # No field, no third argument: Nameko stringifies args for the wire,
+        # and a None sent would come back as the field "None".
+        super().__init__(*((code, message) if field is None else (code, message, field)))
         self.code = code
         self.message = message or code
         self.field = field
@@ -51,6 +57,9 @@ class CodedError(Exception):
 def registered(cls):
     """Class decorator: a coded error that crosses RPC as itself."""
     return deserialize_to_instance(cls)
+
+
+registered(CodedError)
 
 
 @registered
@@ -97,6 +106,42 @@ class Unavailable(CodedError):
     """A dependency is down; the request may be retried."""
     code = "UNAVAILABLE"
     http_status = 503
+
+
+# ---------------------------------------------------------------- shared refusals
+# Refusals several services raise with one meaning: defined here once, raised
+# as ``UnknownMarket(message=...)``, caught as this class whichever service
+# raised it.
+
+
+@registered
+class UnknownMarket(NotFound):
+    """No listed market has this symbol (in the registry's catalogue as the
+    raising service follows it)."""
+    code = "UNKNOWN_MARKET"
+
+
+@registered
+class UnknownAsset(NotFound):
+    """No listed asset has this code."""
+    code = "UNKNOWN_ASSET"
+
+
+def sql_refusal(exc: BaseException) -> tuple[str | None, str]:
+    """``(code, message)`` of a refusal raised inside PostgreSQL: the code
+    from the error's HINT when the function set one (``RAISE EXCEPTION
+    '...' USING HINT = 'INSUFFICIENT_FUNDS'``), else from its ``"CODE:
+    message"`` text; ``(None, text)`` when it carries no code. Duck-typed on
+    psycopg's ``diag`` so this module stays pure."""
+    diag = getattr(exc, "diag", None)
+    text = (getattr(diag, "message_primary", None) or str(exc)).strip()
+    hint = getattr(diag, "message_hint", None) or ""
+    match = _CODE_PREFIX.match(text)
+    if _CODE_PREFIX.match(hint + ": "):
+        if match and match.group(1) == hint:
+            text = match.group(2)
+        return hint, text
+    return (match.group(1), match.group(2)) if match else (None, text)
 
 
 def code_of(exc: BaseException) -> str | None:

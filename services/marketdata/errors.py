@@ -4,14 +4,16 @@ contract (RPC and, through the gateway, REST): never rename a code.
 Every class is registered with Nameko's ``deserialize_to_instance``, so an RPC
 caller that imports this module gets the same exception type back (not a
 ``RemoteError``); ``HTTP_STATUS`` is the one table the gateway maps from.
+An unknown market is the common ``UnknownMarket``.
 """
 from __future__ import annotations
 
 from nameko.exceptions import deserialize_to_instance
 
-from services.common.errors import CodedError
+from services.common.errors import CodedError, UnknownMarket  # noqa: F401 (raised here too)
 
 
+@deserialize_to_instance
 class MarketDataError(CodedError):
     """Base class; ``code`` is stable, the message is for humans. Over RPC its
     exc_args stay ``(message,)``, which registered classes are rebuilt from."""
@@ -28,11 +30,6 @@ class MarketDataError(CodedError):
 
     def as_dict(self) -> dict:
         return {"code": self.code, "message": self.message}
-
-
-@deserialize_to_instance
-class UnknownMarket(MarketDataError):
-    code = "UNKNOWN_MARKET"
 
 
 @deserialize_to_instance

@@ -29,7 +29,7 @@ class MarketRegistry:
     def get(self, symbol) -> MarketConfig:
         market = self._source.market(symbol) if isinstance(symbol, str) else None
         if market is None:
-            raise UnknownMarket(f"unknown market {str(symbol)[:40]!r}")
+            raise UnknownMarket(message=f"unknown market {str(symbol)[:40]!r}")
         cached = self._configs.get(market.symbol)
         if cached is None or cached[0] is not market:
             cached = self._configs[market.symbol] = (

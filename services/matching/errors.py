@@ -1,8 +1,13 @@
 """Typed errors of the matching service's RPC API (stable codes; the common
-base services.common.errors.CodedError)."""
-from services.common.errors import CodedError
+base services.common.errors.CodedError). Registered: a caller that imports
+this module gets the typed exception back over RPC. An unknown market is the
+common ``UnknownMarket``."""
+from services.common.errors import CodedError, UnknownMarket, registered
+
+__all__ = ["MatchingServiceError", "InvalidMarket", "UnknownMarket"]
 
 
+@registered
 class MatchingServiceError(CodedError):
     code = "MATCHING_ERROR"
 
@@ -11,13 +16,6 @@ class MatchingServiceError(CodedError):
         self.args = (message,)
 
 
-class UnknownMarket(MatchingServiceError):
-    code = "UNKNOWN_MARKET"
-
-
+@registered
 class InvalidMarket(MatchingServiceError):
     code = "INVALID_MARKET"
-
-
-class MarketExists(MatchingServiceError):
-    code = "MARKET_EXISTS"

@@ -98,7 +98,7 @@ class MatchingService:
     def _send(self, market: str, command, verb: str):
         market = _symbol(market)
         if self.engines.market(market) is None:
-            raise UnknownMarket(market)
+            raise UnknownMarket(message=f"{str(market)[:40]!r} is not a listed market")
         with self.db.transaction() as conn:
             command_id = f"{verb}:{market}:{uuid.uuid4()}"
             enqueue_command(conn, OUTBOX_STREAM, command_queue_name(market), command_id,
@@ -109,7 +109,7 @@ class MatchingService:
     def _host(self, market: str):
         host = self.engines.host(_symbol(market))
         if host is None:
-            raise UnknownMarket(market)
+            raise UnknownMarket(message=f"{str(market)[:40]!r} is not a listed market")
         if host.engine is None:
             host.keep_warm()
         return host

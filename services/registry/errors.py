@@ -3,12 +3,13 @@
 All are ``services.common.errors.CodedError`` subclasses, registered, so a
 caller that imports this module gets the typed exception back over RPC.
 Input that does not parse arrives as the common ``InvalidInput`` with its
-own code (``INVALID_NUMBER``, ``OFF_GRID``, ``UNKNOWN_FIELD``, ...).
+own code (``INVALID_NUMBER``, ``OFF_GRID``, ``UNKNOWN_FIELD``, ...); an
+unknown asset or market is the common ``UnknownAsset`` / ``UnknownMarket``.
 """
 from __future__ import annotations
 
-from services.common.errors import (CodedError, Conflict, Forbidden, InvalidInput, NotFound,
-                                    Unauthenticated, registered)
+from services.common.errors import (CodedError, Conflict, Forbidden, InvalidInput, Unauthenticated,
+                                    UnknownAsset, UnknownMarket, registered)
 
 
 @registered
@@ -39,16 +40,6 @@ class AssetExists(Conflict):
 class MarketExists(Conflict):
     """The market is listed with a different definition (the same one is a no-op)."""
     code = "MARKET_EXISTS"
-
-
-@registered
-class UnknownAsset(NotFound):
-    code = "UNKNOWN_ASSET"
-
-
-@registered
-class UnknownMarket(NotFound):
-    code = "UNKNOWN_MARKET"
 
 
 @registered

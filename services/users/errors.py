@@ -1,81 +1,83 @@
 """Typed errors of the users service. The ``code`` is the public contract.
 
-Every error carries a stable ``code`` (upper snake case) and a human message.
-Over Nameko RPC an error travels as ``exc_args = [code, message]``; the
-classes are registered with ``deserialize_to_instance``, so a caller that
-imports this module (the gateway, orders, wallets) gets the same class back
-instead of a bare ``RemoteError``. Callers that do not import it still see
-``RemoteError.exc_type`` (the class name) and ``value`` = ``"CODE: message"``.
+Every error is a ``services.common.errors.CodedError`` carrying a stable
+``code`` (upper snake case, one per reason: see ``CODES``) and a human
+message; each class is also the common class of its HTTP status
+(``users.Forbidden`` is a ``services.common.errors.Forbidden``). Over Nameko
+RPC an error travels as ``exc_args = [code, message, field]``; the classes
+are registered, so a caller that imports this module (the gateway, orders,
+wallets) gets the same class back instead of a bare ``RemoteError``. Callers
+that do not import it still see ``RemoteError.exc_type`` (the class name)
+and ``value`` = ``"CODE: message"``.
 
 ``http_status`` is a hint for the gateway's one mapping table; the gateway
 owns the HTTP contract. The full list of codes with their meaning is
 ``CODES`` below and in docs/users.md.
 
-This module is pure (standard library and nameko's registry only), so the
+This module is pure (standard library and the common errors only), so the
 cores can raise these errors.
 """
 from __future__ import annotations
 
-from nameko.exceptions import deserialize_to_instance
+from services.common import errors as common
+from services.common.errors import CodedError, registered
 
 
-class UsersError(Exception):
-    """Base class: ``code`` is stable, ``message`` is for humans."""
+@registered
+class UsersError(CodedError):
+    """Base class: ``code`` is stable (an instance's, from ``CODES``),
+    ``message`` is for humans."""
 
+    code = "USERS_ERROR"
     http_status = 400
 
-    def __init__(self, code: str, message: str = ""):
-        super().__init__(code, message)
-        self.code = code
-        self.message = message or code
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
+    def __init__(self, code: str, message: str = "", field: str | None = None):
+        super().__init__(code, message, field)
 
 
-@deserialize_to_instance
-class InvalidRequest(UsersError):
+@registered
+class InvalidRequest(UsersError, common.InvalidInput):
     """The input does not pass validation (the schema or Keycloak's profile rules)."""
     http_status = 400
 
 
-@deserialize_to_instance
-class Unauthenticated(UsersError):
+@registered
+class Unauthenticated(UsersError, common.Unauthenticated):
     """No valid access token: the code is the verifier's (TOKEN_*)."""
     http_status = 401
 
 
-@deserialize_to_instance
-class Forbidden(UsersError):
+@registered
+class Forbidden(UsersError, common.Forbidden):
     """Authenticated, but not allowed: missing role, missing second factor."""
     http_status = 403
 
 
-@deserialize_to_instance
-class NotFound(UsersError):
+@registered
+class NotFound(UsersError, common.NotFound):
     http_status = 404
 
 
-@deserialize_to_instance
-class Conflict(UsersError):
+@registered
+class Conflict(UsersError, common.Conflict):
     """The request collides with existing state (taken username, wrong account state)."""
     http_status = 409
 
 
-@deserialize_to_instance
-class AccountRestricted(UsersError):
+@registered
+class AccountRestricted(UsersError, common.Forbidden):
     """The account's state forbids the action (frozen, closed)."""
     http_status = 403
 
 
-@deserialize_to_instance
-class ApiRequestRejected(UsersError):
+@registered
+class ApiRequestRejected(UsersError, common.Unauthenticated):
     """``verify_request`` refused a signed partner request; one code per reason."""
     http_status = 401
 
 
-@deserialize_to_instance
-class Unavailable(UsersError):
+@registered
+class Unavailable(UsersError, common.Unavailable):
     """A dependency (Keycloak, wallets) failed; the request may be retried."""
     http_status = 503
 

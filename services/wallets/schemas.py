@@ -69,7 +69,7 @@ def load_withdrawal_id(value: Any) -> int:
 
 def load_asset(value: Any) -> Asset:
     if not isinstance(value, str) or value not in ASSETS:
-        raise UnknownAsset(f"{_show(value)} is not a listed asset ({', '.join(sorted(ASSETS))})")
+        raise UnknownAsset(message=f"{_show(value)} is not a listed asset")
     return ASSETS[value]
 
 
@@ -158,7 +158,8 @@ def load_trade(value: Any, index: int = 0) -> Trade:
         raise InvalidRequest(f"trades[{index}]: missing {missing}, unknown {unknown}")
     symbol = value["market"]
     if not isinstance(symbol, str) or symbol not in MARKETS:
-        raise UnknownMarket(f"trades[{index}]: {_show(symbol)} is not a market")
+        raise UnknownMarket(message=f"trades[{index}]: {_show(symbol)} is not a market",
+                            field=f"trades[{index}].market")
     market = MARKETS[symbol]
     trade_id = load_trade_id(value["trade_id"])
     price = parse_price(value["price"])

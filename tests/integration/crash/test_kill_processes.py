@@ -31,11 +31,12 @@ import eventlet
 import psycopg
 import pytest
 import yaml
-from nameko.exceptions import RemoteError
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.common import catalogue
 from services.common.config import REPO_ROOT
+from services.common.errors import CodedError
+from services.orders import errors as orders_errors  # noqa: F401 (its refusals arrive typed)
 from services.matching.engine import MatchingEngine
 from services.matching.models import MarketConfig, TRADE_EXECUTED, command_from_dict
 from services.matching.wire import trade_id
@@ -108,8 +109,8 @@ def client(rpc_config, rng, users, acknowledged, refused, stop_at):
                         price=str(price), time_in_force="IOC" if roll < 0.3 else "GTC",
                         client_order_id=uuid.uuid4().hex[:20])
                 acknowledged.append((order["order_id"], user))
-            except RemoteError as exc:
-                refused.append(exc.exc_type)
+            except CodedError as exc:  # a refusal, as its typed exception
+                refused.append(type(exc).__name__)
             except Exception as exc:  # a process died under us: not acknowledged
                 refused.append(type(exc).__name__)
 

@@ -6,7 +6,6 @@ import uuid
 import pytest
 from nameko.containers import ServiceContainer
 from nameko.events import event_handler
-from nameko.exceptions import RemoteError
 from nameko.standalone.rpc import ServiceRpcProxy
 from nameko.testing.services import entrypoint_hook, entrypoint_waiter, replace_dependencies
 
@@ -224,17 +223,15 @@ def test_error_codes_are_unique_and_stable():
             "IDEMPOTENCY_CONFLICT"} <= set(codes)
 
 
-def test_over_rpc_the_caller_gets_the_class_name_and_the_code(wallets_container, service_config, alice):
+def test_over_rpc_the_caller_gets_the_typed_error_and_the_code(wallets_container, service_config, alice):
     with ServiceRpcProxy("wallets", service_config, timeout=10) as wallets:
         assert wallets.health()["status"] == "ok"
-        with pytest.raises(RemoteError) as raised:
+        with pytest.raises(errors.InvalidAmount) as raised:
             wallets.hold(alice, "BTC", 0.5, "float-amount")
-        assert raised.value.exc_type == "InvalidAmount"
-        assert raised.value.value.startswith("INVALID_AMOUNT: ")
-        with pytest.raises(RemoteError) as raised:
+        assert str(raised.value).startswith("INVALID_AMOUNT: ")
+        with pytest.raises(errors.InsufficientFunds) as raised:
             wallets.hold(alice, "BTC", "5", f"too-much:{alice}")
-        assert raised.value.exc_type == "InsufficientFunds"
-        assert raised.value.value.split(":")[0] == "INSUFFICIENT_FUNDS"
+        assert raised.value.code == "INSUFFICIENT_FUNDS"
         held = wallets.hold(alice, "BTC", "0.25", f"ok:{alice}")
         assert wallets.hold(alice, "BTC", "0.25", f"ok:{alice}") == held
 
