@@ -28,10 +28,17 @@ event ``{code, message, request}``, never a dropped connection):
   last_seq``; skip it when ``last_seq <= held``; otherwise there is a gap:
   send ``depth_snapshot`` ``{market}`` for a new snapshot.
 * Limits: at most ``MAX_SUBSCRIPTIONS`` per connection; a message larger than
-  ``MAX_MESSAGE_BYTES`` is refused; at most ``MAX_QUEUED`` frames may wait to
-  be written to one connection: beyond that it is dropped (``error``
-  SLOW_CONSUMER is its last frame) so one slow reader never holds memory or
-  delays the others.
+  ``MAX_MESSAGE_BYTES`` is refused; at most ``MAX_QUEUED`` frames
+  (``EXCHANGE_PUSH_MAX_QUEUED``) may wait to be written to one connection:
+  beyond that its unsent frames are discarded and it is dropped (``error``
+  SLOW_CONSUMER, then the close, are its last frames; its TCP connection is
+  cut if it has not read them within ``SLOW_CLOSE_GRACE_S``), so one slow
+  reader never holds memory or delays the others.
+  ``EXCHANGE_PUSH_SEND_BUFFER_BYTES`` fixes each connection's kernel send
+  buffer (unset: the kernel's autotuning).
+
+Frames go out through gateway/push_fanout.py: a room's frame is encoded once
+and written straight to every connection with nothing waiting.
 """
 from __future__ import annotations
 
