@@ -208,11 +208,10 @@ class MatchingEvents(BatchConsumerProvider):
             return conn.execute("SELECT count(*) FROM unprocessed_events").fetchone()[0]
 
 
+# Through wallets' declared function: orders reads no wallets table.
 LOCK_HOLD_ACCOUNTS = """
-SELECT a.id FROM wallets.accounts a
- WHERE a.kind = 'user'
-   AND (a.owner, a.asset) IN (SELECT user_id, hold_asset FROM orders WHERE order_id = ANY(%s))
- ORDER BY a.id FOR UPDATE
+SELECT wallets.lock_user_accounts(array_agg(user_id), array_agg(hold_asset))
+  FROM orders WHERE order_id = ANY(%s)
 """
 
 APPLY_FILL = """

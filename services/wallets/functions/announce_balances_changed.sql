@@ -16,7 +16,7 @@ BEGIN
               FROM new_postings p JOIN wallets.accounts a ON a.id = p.account_id
              WHERE a.kind = 'user') AS changed;
     IF v_changes IS NOT NULL THEN
-        INSERT INTO outbox (stream, exchange, routing_key, message_id, payload)
+        INSERT INTO public.outbox (stream, exchange, routing_key, message_id, payload)
         VALUES ('wallets', 'wallets.events', 'balances_changed',
                 'balances:' || gen_random_uuid(),
                 jsonb_build_object('event_version', 1, 'changes', v_changes));
