@@ -1,5 +1,6 @@
 -- requires: wallets/hold_funds
 -- requires: wallets/lock_user_accounts
+-- requires: orders/place_orders_client_order_id
 -- place_orders_tx: a batch of orders accepted in the caller's transaction
 -- (group commit, docs/order-flow.md): each order is placed or refused on its
 -- own, with the same refusals as one order alone.
@@ -31,7 +32,6 @@ DECLARE
     v_entry record;
     v_order orders;
     v_block text;
-    v_existing orders;
     v_keys text[] := '{}';
     v_candidates jsonb := '[]';
     v_items bigint[] := '{}';
@@ -70,20 +70,9 @@ BEGIN
                 CONTINUE;
             END IF;
             v_keys := v_keys || (v_order.user_id || ' ' || v_order.client_order_id);
-            SELECT * INTO v_existing FROM orders
-             WHERE user_id = v_order.user_id AND client_order_id = v_order.client_order_id;
+            RETURN QUERY SELECT item, t.outcome, t.refusal, t.placed
+                           FROM place_orders_client_order_id(v_order) t;
             IF FOUND THEN
-                IF v_order.request_id IS NOT NULL AND v_existing.request_id = v_order.request_id THEN
-                    outcome := 'replayed';
-                    refusal := NULL;
-                    placed := v_existing;
-                ELSE
-                    outcome := 'refused';
-                    refusal := format('DUPLICATE_CLIENT_ORDER_ID: %s is already used by this user',
-                                      v_order.client_order_id);
-                    placed := NULL;
-                END IF;
-                RETURN NEXT;
                 CONTINUE;
             END IF;
         END IF;
@@ -113,19 +102,9 @@ BEGIN
         v_order := jsonb_populate_record(NULL::orders, v_candidates -> (v_position - 1));
         SELECT * INTO v_row FROM unnest(v_inserted) i WHERE i.order_id = v_order.order_id;
         IF NOT FOUND THEN
-            SELECT * INTO v_existing FROM orders
-             WHERE user_id = v_order.user_id AND client_order_id = v_order.client_order_id;
-            IF v_order.request_id IS NOT NULL AND v_existing.request_id = v_order.request_id THEN
-                outcome := 'replayed';
-                refusal := NULL;
-                placed := v_existing;
-            ELSE
-                outcome := 'refused';
-                refusal := format('DUPLICATE_CLIENT_ORDER_ID: %s is already used by this user',
-                                  v_order.client_order_id);
-                placed := NULL;
-            END IF;
-            RETURN NEXT;
+            -- Another transaction took the client order id meanwhile.
+            RETURN QUERY SELECT item, t.outcome, t.refusal, t.placed
+                           FROM place_orders_client_order_id(v_order) t;
             CONTINUE;
         END IF;
         BEGIN
