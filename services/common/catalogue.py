@@ -48,13 +48,15 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Callable, Mapping, Optional
 
-from services.common import grammar
+from services.common import events, grammar
 from services.common.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
-EXCHANGE = "registry.events"
-ASSET_LISTED, MARKET_LISTED, MARKET_UPDATED = "asset_listed", "market_listed", "market_updated"
+# The registry's events, as services/common/events.py defines them.
+EXCHANGE = events.ASSET_LISTED.exchange
+ASSET_LISTED, MARKET_LISTED, MARKET_UPDATED = (
+    events.ASSET_LISTED.name, events.MARKET_LISTED.name, events.MARKET_UPDATED.name)
 EVENTS = (ASSET_LISTED, MARKET_LISTED, MARKET_UPDATED)
 
 # Address / transaction-id format families wallets knows how to check.

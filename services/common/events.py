@@ -83,6 +83,22 @@ MARKET_LISTED = EventType("market_listed", "registry", 1,
 MARKET_UPDATED = EventType("market_updated", "registry", 1,
                            ("version", "symbol", "spec", "change"), "version")
 
+# ---------------------------------------------------------------- users
+# Published through the users service's outbox (services/users/providers.py
+# ``enqueue`` builds each with its definition); orders blocks frozen and
+# closed users, the gateway's push bridge disconnects them.
+USER_SIGNED_UP = EventType("user_signed_up", "users", 1,
+                           ("user_id", "username", "signup_id", "at"), "user_id")
+SIGNUP_ROLLED_BACK = EventType("signup_rolled_back", "users", 1, ("user_id", "signup_id", "at"),
+                               "signup_id")
+_ACCOUNT_STATE_FIELDS = ("user_id", "state", "previous_state", "reason", "by", "at")
+USER_FROZEN = EventType("user_frozen", "users", 1, _ACCOUNT_STATE_FIELDS, "user_id+at")
+USER_UNFROZEN = EventType("user_unfrozen", "users", 1, _ACCOUNT_STATE_FIELDS, "user_id+at")
+USER_CLOSED = EventType("user_closed", "users", 1, _ACCOUNT_STATE_FIELDS, "user_id")
+API_KEY_REVOKED = EventType("api_key_revoked", "users", 1, ("key_id", "user_id", "by", "at"),
+                            "key_id")
+
 ALL: dict[str, EventType] = {e.name: e for e in (
     TRADE_EXECUTED, BOOK_CHANGED, ORDER_UPDATED, MARKET_STATUS_CHANGED, BALANCES_CHANGED,
-    ASSET_LISTED, MARKET_LISTED, MARKET_UPDATED)}
+    ASSET_LISTED, MARKET_LISTED, MARKET_UPDATED,
+    USER_SIGNED_UP, SIGNUP_ROLLED_BACK, USER_FROZEN, USER_UNFROZEN, USER_CLOSED, API_KEY_REVOKED)}

@@ -9,6 +9,7 @@ from decimal import Decimal
 import psycopg
 from psycopg.types.json import Jsonb
 
+from services.common import events
 from services.common.catalogue import RegistryCatalogue
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumerProvider
@@ -272,6 +273,7 @@ class UserStates(BatchConsumerProvider):
         from services.common.outbox import enqueue_command
         with self.pool.connection() as conn, conn.transaction():
             for routing_key, message_id, body in batch:
+                body = events.ALL[routing_key].parse(body)  # its definition, version checked
                 user, at = body["user_id"], int(body.get("at") or 0)
                 user_lock(conn, user, shared=False)
                 if routing_key == "user_unfrozen":

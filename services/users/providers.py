@@ -31,6 +31,7 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from psycopg.types.json import Jsonb
 
+from services.common import events
 from services.common.config import Settings, load_settings
 from services.common.deadlines import Budget
 from services.common.identity import backend_admin
@@ -327,9 +328,12 @@ class StoreTx:
                  "actor": r[4], "client_ip": r[5], "details": r[6]} for r in rows]
 
     def enqueue(self, event_type: str, payload: dict) -> str:
-        """A Nameko event from ``users``, published by the outbox relay after commit."""
+        """A Nameko event from ``users``, published by the outbox relay after
+        commit; built with its definition (services/common/events.py: every
+        field there, ``event_version`` stamped)."""
         message_id = str(uuid.uuid4())
-        enqueue_event(self.conn, OUTBOX_STREAM, SERVICE, event_type, message_id, payload)
+        enqueue_event(self.conn, OUTBOX_STREAM, SERVICE, event_type, message_id,
+                      events.ALL[event_type].build(**payload))
         return message_id
 
 
