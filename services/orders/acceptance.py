@@ -16,8 +16,9 @@ next one (services.common.group_commit). A batch is ONE transaction:
 
 It commits before any caller is answered, so "accepted" means what it meant
 for one order (docs/order-flow.md). A transaction PostgreSQL aborts for a
-deadlock runs again; any other failure fails the batch's callers, and
-nothing of it was written.
+deadlock runs again; a batch that fails otherwise wrote nothing, and its
+requests run again one by one, so one bad request fails only its caller (a
+database out of reach fails them all).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
+import psycopg
 from nameko.extensions import DependencyProvider
 from psycopg.types.json import Jsonb
 
@@ -120,7 +122,27 @@ class Acceptance(DependencyProvider):
 
     # -- one batch -----------------------------------------------------------
     def _run(self, requests: list) -> list:
-        return retry_transient(lambda: self._transaction(requests))
+        try:
+            return retry_transient(lambda: self._transaction(requests))
+        except psycopg.OperationalError:
+            raise   # the database is out of reach: every caller of the batch learns it
+        except Exception:
+            if len(requests) == 1:
+                raise
+            # One request the database refused in a way no refusal code
+            # covers must not fail the others: each alone, in its own
+            # transaction (nothing of the failed one was committed).
+            log.exception("a batch of %d requests failed; running them one by one",
+                          len(requests))
+        return [self._alone(request) for request in requests]
+
+    def _alone(self, request):
+        try:
+            return retry_transient(lambda: self._transaction([request]))[0]
+        except psycopg.OperationalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this caller's own failure
+            return exc
 
     def _transaction(self, requests: list) -> list:
         outcomes: list = [None] * len(requests)

@@ -243,3 +243,37 @@ def test_cancels_in_one_batch_each_answered_on_its_own(exchange):
     again = exchange.orders.cancel_orders([{"user": user, "order_id": mine[0]}])
     assert again[0]["error"]["code"] == "ORDER_NOT_OPEN"
     exchange.orders.cancel_all(other, "BTC-USDT")
+
+
+def test_a_request_the_database_fails_fails_only_its_own_caller(exchange, services,
+                                                               test_settings):
+    """A batch that fails other than by a refusal (here a row the orders
+    table's CHECK refuses, which no validated request can be) runs again one
+    request at a time: the others are placed, the bad one fails alone."""
+    from decimal import Decimal
+
+    from services.matching.models import command_to_dict, place_order_from_decimals
+    from services.orders.acceptance import Placement
+    from services.orders.providers import MarketCatalog
+    container = services["orders"]
+    batcher = next(e for e in container.extensions if isinstance(e, Acceptance)).batcher
+    config = next(e for e in container.extensions if isinstance(e, MarketCatalog)).config(
+        "BTC-USDT")
+    user = fund(exchange, {"USDT": "1000"})
+
+    def placement(side):
+        place = place_order_from_decimals(config, 0, user, "buy", "limit", Decimal("95"),
+                                          Decimal("0.1"), None, "GTC", False, None)
+        return Placement(row={
+            "user_id": user, "market": "BTC-USDT", "client_order_id": None, "side": side,
+            "order_type": "limit", "price": "95", "quantity": "0.1", "quote_amount": None,
+            "time_in_force": "GTC", "post_only": False, "stp_mode": None, "hold_asset": "USDT",
+            "hold_amount": "9.5", "cap_price": "95", "cap_quantity": "0.1", "request_id": None},
+            command=command_to_dict(place))
+
+    good, bad, also_good = batcher.submit_many(
+        [placement("buy"), placement("sideways"), placement("buy")])
+    assert isinstance(bad, psycopg.errors.CheckViolation), bad
+    assert good["status"] == also_good["status"] == "new"
+    assert holds_taken(test_settings, user) == (2, D("19"))
+    exchange.orders.cancel_all(user, "BTC-USDT")
