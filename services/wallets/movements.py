@@ -1,6 +1,6 @@
 """Money moving inside one user's account (hold: available -> locked,
 release: locked -> available) and adjustments against fee revenue. Holds and
-releases run under group commit (services.wallets.group_commit): first
+releases run under group commit (services.common.group_commit): first
 optimistically in one statement per batch, decided again on locked balances
 when a CHECK constraint refuses one."""
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Optional
 import psycopg
 from psycopg import errors as pg_errors
 
+from services.common.group_commit import GroupCommit
 from services.wallets.amounts import format_amount
 from services.wallets.assets import Asset
 from services.wallets.errors import (
@@ -18,7 +19,6 @@ from services.wallets.errors import (
     InsufficientLocked,
     UnknownUser,
 )
-from services.wallets.group_commit import GroupCommit
 from services.wallets.ledger import (
     FEE_REVENUE,
     HOLD,

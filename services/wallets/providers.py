@@ -12,9 +12,9 @@ from typing import Callable
 from psycopg_pool import ConnectionPool
 
 from services.common import catalogue
+from services.common.group_commit import GroupCommit
 from services.common.postgres import PostgresPool
 from services.wallets.deposits import Deposits
-from services.wallets.group_commit import GroupCommit
 from services.wallets.movements import Movements
 from services.wallets.trades import TradeSettling
 from services.wallets.withdrawals import Withdrawals
@@ -30,7 +30,8 @@ class PostgresLedger(Movements, TradeSettling, Deposits, Withdrawals):
         transactions, at most ``batches_in_flight`` at a time (see
         GroupCommit); off, each call runs alone in one statement."""
         super().__init__(pool, random_bytes)
-        self._movements = (GroupCommit(self._move_batch, max_in_flight=batches_in_flight)
+        self._movements = (GroupCommit(self._move_batch, linger_s=0,
+                                       max_in_flight=batches_in_flight)
                            if group_commit else None)
 
     def close(self) -> None:

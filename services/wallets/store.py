@@ -163,21 +163,6 @@ def _entries_json(entries: list[JournalEntry]) -> tuple[str, str]:
     return _json(transactions), f"[{','.join(postings)}]"
 
 
-def _settlement_parameters(entries: list[JournalEntry]) -> tuple[str, ...]:
-    """SETTLE_NEW_TRADES' parameters after the lock: keys and details
-    (RS-separated), then the postings' entry ordinals, account ids, buckets,
-    assets and amounts (comma-separated). Every entry is a trade."""
-    postings = [posting for entry in entries for posting in entry.postings]
-    return ("\x1e".join([entry.key for entry in entries]),
-            "\x1e".join([_json(entry.details) for entry in entries]),
-            ",".join([str(ordinal) for ordinal, entry in enumerate(entries, 1)
-                      for _ in entry.postings]),
-            ",".join([str(posting.account_id) for posting in postings]),
-            ",".join([posting.bucket for posting in postings]),
-            ",".join([posting.asset for posting in postings]),
-            ",".join([str(posting.amount) for posting in postings]))
-
-
 def _bigint_array(ids: Iterable[int]) -> str:
     """A bigint[] parameter as its text literal: psycopg's list dumper cost
     more Python time than the statement's other parameters together."""

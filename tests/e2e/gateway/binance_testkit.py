@@ -2,30 +2,27 @@
 ccxt / python-binance clients pointed at the running gateway
 (../shared/BINANCE_SUBSET.md sections 1 and 5).
 
-Everything goes through public interfaces of the running (demo) stack:
-users.sign_up, the password grant, users.create_api_key, and
-wallets.credit_deposit as the chain watcher would. Usernames are unique per
-run; the demo traders are never touched.
+Everything goes through public interfaces of the running (demo) stack: a
+trader is native_testkit's person (users.sign_up, the password grant,
+wallets.credit_deposit as the chain watcher would) with a key from
+users.create_api_key. Usernames are unique per run; the demo traders are
+never touched.
 """
 from __future__ import annotations
 
 import hashlib
-import random
 import hmac
-import secrets
 import time
-import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import urlencode, urlparse
 
 import ccxt
 import requests
-from nameko.standalone.rpc import ClusterRpcProxy
 
-PASSWORD = "e2e-Password-local-dev-only-1"
-RPC_TIMEOUT = 60
-
+from tests.e2e.gateway import native_testkit
+from tests.e2e.gateway.native_testkit import (  # noqa: F401 (the kit's own names too)
+    PASSWORD, credit, new_person, password_token as access_token, rpc_proxy)
 
 @dataclass
 class Trader:
@@ -36,38 +33,17 @@ class Trader:
     secret: str
 
 
-def rpc_proxy(settings):
-    return ClusterRpcProxy(settings.nameko_config(), timeout=RPC_TIMEOUT)
-
-
-def access_token(settings, username: str) -> str:
-    from services.common.identity import backend_openid
-    return backend_openid(settings).token(username, PASSWORD)["access_token"]
-
-
 def new_trader(settings, funds: dict | None = None, permissions=("read", "trade"),
                ip_allowlist=None, prefix="gw") -> Trader:
-    """A signed-up trader with one API key and the given deposits credited."""
-    username = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    """A signed-up trader (native_testkit.new_person: sign-up, token, the
+    given deposits credited) with one API key."""
+    person = new_person(settings, funds, prefix)
+    request = {"label": "e2e", "permissions": list(permissions)}
+    if ip_allowlist:
+        request["ip_allowlist"] = list(ip_allowlist)
     with rpc_proxy(settings) as rpc:
-        signup = rpc.users.sign_up({"username": username, "email": f"{username}@example.test",
-                                    "password": PASSWORD, "first_name": "Gateway",
-                                    "last_name": "Tester"})
-        user_id = signup["user_id"]
-        token = access_token(settings, username)
-        request = {"label": "e2e", "permissions": list(permissions)}
-        if ip_allowlist:
-            request["ip_allowlist"] = list(ip_allowlist)
-        key = rpc.users.create_api_key(token, request)
-        for asset, amount in (funds or {}).items():
-            credit(rpc, user_id, asset, amount)
-    return Trader(username, user_id, token, key["api_key"], key["secret"])
-
-
-def credit(rpc, user_id: str, asset: str, amount: str) -> None:
-    address = rpc.wallets.deposit_address(user_id, asset)["address"]
-    txid = "0x" + secrets.token_hex(32) if asset != "BTC" else secrets.token_hex(32)
-    rpc.wallets.credit_deposit(asset, address, amount, txid, 100)
+        key = rpc.users.create_api_key(person.token, request)
+    return Trader(person.username, person.user_id, person.token, key["api_key"], key["secret"])
 
 
 def another_key(settings, trader: Trader, **request) -> dict:
@@ -161,20 +137,9 @@ TICK = Decimal("0.01")
 
 
 def quiet_price(settings, market: str = MARKET) -> Decimal:
-    """A price strictly inside the book's spread, near the reference price,
-    so a maker order there is crossed only by this test's own taker (other
-    tests' resting orders sit outside it) and stays within the price band."""
-    with rpc_proxy(settings) as rpc:
-        book = rpc.matching.get_depth(market, 1)
-    bid = Decimal(book["buy"][0][0]) if book["buy"] else None
-    ask = Decimal(book["sell"][0][0]) if book["sell"] else None
-    reference = Decimal(book["reference_price"] or "2000")
-    low = bid + TICK if bid is not None else reference * Decimal("0.97")
-    high = ask - TICK if ask is not None else reference * Decimal("1.03")
-    low, high = max(low, reference * Decimal("0.97")), min(high, reference * Decimal("1.03"))
-    assert low < high, f"no room in the spread of {market}: {book}"
-    ticks = int((high - low) / TICK)
-    return (low + TICK * random.randint(1, max(1, ticks - 1))).quantize(TICK)
+    """A price strictly inside the book's spread, near the reference price
+    (native_testkit.quiet_price on this market's tick)."""
+    return native_testkit.quiet_price(settings, market, TICK)
 
 
 def far_bid(settings, market: str) -> Decimal:
