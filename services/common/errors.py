@@ -127,23 +127,6 @@ class UnknownAsset(NotFound):
     code = "UNKNOWN_ASSET"
 
 
-def sql_refusal(exc: BaseException) -> tuple[str | None, str]:
-    """``(code, message)`` of a refusal raised inside PostgreSQL: the code
-    from the error's HINT when the function set one (``RAISE EXCEPTION
-    '...' USING HINT = 'INSUFFICIENT_FUNDS'``), else from its ``"CODE:
-    message"`` text; ``(None, text)`` when it carries no code. Duck-typed on
-    psycopg's ``diag`` so this module stays pure."""
-    diag = getattr(exc, "diag", None)
-    text = (getattr(diag, "message_primary", None) or str(exc)).strip()
-    hint = getattr(diag, "message_hint", None) or ""
-    match = _CODE_PREFIX.match(text)
-    if _CODE_PREFIX.match(hint + ": "):
-        if match and match.group(1) == hint:
-            text = match.group(2)
-        return hint, text
-    return (match.group(1), match.group(2)) if match else (None, text)
-
-
 def code_of(exc: BaseException) -> str | None:
     """The stable code of an error raised by a service call, or None when it
     carries none (an unexpected failure)."""
