@@ -1,8 +1,8 @@
 """Batched acceptance (group commit): concurrent placements and cancels of one
 orders process share one PostgreSQL transaction.
 
-Every ``place_order`` / ``place_orders`` / ``cancel_order`` / ``cancel_orders``
-worker hands its validated requests to the process's ``Acceptance``; one
+Every ``place_order`` / ``place_orders`` / ``cancel_order`` / ``cancel_orders`` /
+``amend_order`` worker hands its validated requests to the process's ``Acceptance``; one
 batch is in flight at a time, and the requests arriving meanwhile form the
 next one (services.common.group_commit). A batch is ONE transaction:
 
@@ -10,7 +10,8 @@ next one (services.common.group_commit). A batch is ONE transaction:
    (accounts locked in id order) -- each refused on its own with the single
    path's code and message;
 2. the cancels: the orders locked in id order, each refused on its own
-   (unknown, not open);
+   (unknown, not open); then the amends, each in a savepoint (refused alone:
+   unknown, not open, off grid, the extra hold refused);
 3. the engine commands of what was accepted: one message per market
    (``enqueue_engine_commands``).
 
@@ -25,6 +26,8 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable
 
 import psycopg
 from nameko.extensions import DependencyProvider
@@ -34,11 +37,14 @@ from services.common.config import load_settings
 from services.common.group_commit import GroupCommit
 from services.common.outbox import COMMANDS_EXCHANGE, enqueue_many
 from services.common.postgres import make_pool, retry_transient
-from services.matching.models import CancelOrder, command_to_dict
+from services.matching.models import AmendOrder, CancelOrder, InvalidValue, command_to_dict
 from services.matching.providers import command_queue_name
 from services.matching.wire import command_batch_message
 
-from .errors import DuplicateClientOrderId, OrderNotOpen, OrderRejected, OrdersError, UnknownOrder
+from . import holds
+from .errors import (
+    DuplicateClientOrderId, InvalidOrder, OrderNotOpen, OrderRejected, OrdersError, UnknownOrder,
+)
 from .providers import OPEN, ORDER_COLUMNS, SELECT_ORDER, order_view
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,7 @@ OUTBOX_STREAM = "orders"
 MAX_BATCH = 200
 LINGER_S = 0.002
 
+HOLD_MORE = "SELECT wallets.hold_funds(%s, %s, %s, %s)"
 PLACE_ORDERS = ("SELECT t.item, t.outcome, t.refusal, "
                 + ", ".join(f"(t.placed).{column}" for column in ORDER_COLUMNS)
                 + " FROM place_orders_tx(%s) t")
@@ -65,6 +72,23 @@ class Placement:
 class Cancel:
     user: str
     order_id: int
+
+
+@dataclass(frozen=True)
+class Amend:
+    """A new price and/or total quantity (Decimals, validated) for an order;
+    ``config_of(symbol)``: the market's MarketConfig (raises UnknownMarket)."""
+    user: str
+    order_id: int
+    price: Decimal | None
+    quantity: Decimal | None
+    config_of: Callable
+
+
+def invalid_value_field(exc: InvalidValue) -> str:
+    """The argument an engine grid refusal is about."""
+    return {"PRICE_OFF_TICK": "price", "QTY_OFF_LOT": "quantity",
+            "AMOUNT_OFF_GRID": "quote_amount"}.get(exc.code, "price")
 
 
 def refusal_error(message: str) -> OrdersError:
@@ -148,12 +172,20 @@ class Acceptance(DependencyProvider):
         outcomes: list = [None] * len(requests)
         placements = [(i, r) for i, r in enumerate(requests) if isinstance(r, Placement)]
         cancels = [(i, r) for i, r in enumerate(requests) if isinstance(r, Cancel)]
+        amends = [(i, r) for i, r in enumerate(requests) if isinstance(r, Amend)]
         commands: list[tuple[str, str, dict]] = []
         with self.pool.connection() as conn, conn.transaction():
             if placements:
                 self._place(conn, placements, outcomes, commands)
             if cancels:
                 self._cancel(conn, cancels, outcomes, commands)
+            for index, amend in amends:
+                try:
+                    with conn.transaction():   # a savepoint: a refused amend alone
+                        outcomes[index], command = self._amend(conn, amend)
+                    commands.append(command)
+                except OrdersError as exc:
+                    outcomes[index] = exc
             if commands:
                 enqueue_engine_commands(conn, commands)
         return outcomes
@@ -190,4 +222,47 @@ class Acceptance(DependencyProvider):
                 commands.append((order["market"], f"cancel:{order['order_id']}:{uuid.uuid4()}",
                                  command_to_dict(CancelOrder(order["order_id"],
                                                              order["user_id"]))))
+
+    @staticmethod
+    def _amend(conn, amend: Amend) -> tuple[dict, tuple[str, str, dict]]:
+        """Raising the price or quantity holds the extra in the batch's
+        transaction; whatever is left over is released when the order ends."""
+        row = conn.execute(f"{SELECT_ORDER} WHERE order_id = %s AND user_id = %s FOR UPDATE",
+                           (amend.order_id, amend.user)).fetchone()
+        if row is None:
+            raise UnknownOrder(f"no order {amend.order_id} for this user")
+        order = order_view(row)
+        if order["status"] not in OPEN:
+            raise OrderNotOpen(f"order {amend.order_id} is {order['status']}")
+        if order["order_type"] != "limit":
+            raise InvalidOrder("only limit orders can be amended", "order_id")
+        config = amend.config_of(order["market"])
+        hold, cap_price, cap_quantity, amends = conn.execute(
+            "SELECT hold_amount, cap_price, cap_quantity, amends FROM orders WHERE order_id = %s",
+            (amend.order_id,)).fetchone()
+        new_price = amend.price if amend.price is not None else Decimal(order["price"])
+        new_quantity = amend.quantity if amend.quantity is not None else Decimal(order["quantity"])
+        try:
+            command = AmendOrder(
+                amend.order_id, amend.user,
+                None if amend.price is None else config.price_to_ticks(amend.price),
+                None if amend.quantity is None else config.qty_to_lots(amend.quantity))
+        except InvalidValue as exc:
+            raise InvalidOrder(str(exc), invalid_value_field(exc)) from None
+        extra, cap_price, cap_quantity = holds.amend_extra(
+            order["side"], hold, cap_price, cap_quantity, new_price, new_quantity)
+        amends += 1
+        if extra > 0:
+            try:
+                conn.execute(HOLD_MORE, (amend.user, order["hold_asset"], extra,
+                                         f"order:{amend.order_id}:amend:{amends}"))
+            except psycopg.errors.RaiseException as exc:
+                raise refusal_error(exc.diag.message_primary or str(exc)) from None
+        conn.execute("UPDATE orders SET hold_amount = hold_amount + %s, cap_price = %s, "
+                     "cap_quantity = %s, amends = %s, updated_at = now() WHERE order_id = %s",
+                     (extra, cap_price, cap_quantity, amends, amend.order_id))
+        amended = order_view(conn.execute(f"{SELECT_ORDER} WHERE order_id = %s",
+                                          (amend.order_id,)).fetchone())
+        return ({**amended, "amend_requested": True},
+                (order["market"], f"amend:{amend.order_id}:{amends}", command_to_dict(command)))
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-import psycopg
-
 from services.common import grammar, rpc_replies
 from services.common.deadlines import TimedRpcProxy, rpc
 from services.common.errors import InvalidInput
@@ -26,19 +24,17 @@ from services.common.metrics import ServiceMetrics
 from services.common.rpc_requests import RequestId, request_rpc
 from services.common.outbox import OutboxRelay, enqueue_command
 from services.matching.models import (
-    AmendOrder, CancelAll, InvalidValue, MarketConfig, command_to_dict,
+    CancelAll, InvalidValue, MarketConfig, command_to_dict,
     place_order_from_decimals, static_rejection,
 )
 from services.matching.providers import command_queue_name
 
 from . import holds
 from .acceptance import (
-    OUTBOX_STREAM, Acceptance, Cancel, Placement, derived_client_order_id, refusal_error,
+    OUTBOX_STREAM, Acceptance, Amend, Cancel, Placement, derived_client_order_id,
+    invalid_value_field,
 )
-from .errors import (
-    InvalidOrder, OrderNotOpen, OrderRejected, OrdersError, UnknownMarket,
-    UnknownOrder,
-)
+from .errors import InvalidOrder, OrderRejected, OrdersError, UnknownMarket, UnknownOrder
 from .providers import (
     OPEN, MarketCatalog, MatchingEvents, OrderStore, UserStates, order_view,
 )
@@ -51,14 +47,6 @@ MAX_ORDERS_PER_CALL = 200
 # The market list and the depth for a market buy's protection price: a
 # matching process that does not answer fails the call, never blocks it.
 MATCHING_CALL_TIMEOUT_S = 2.0
-
-HOLD_MORE = "SELECT wallets.hold_funds(%s, %s, %s, %s)"
-
-
-def refusal(exc: psycopg.errors.RaiseException) -> OrdersError:
-    """A refusal raised in the database ("CODE: message": the user is blocked,
-    the client order id is taken, or wallets refused the hold) as the typed error."""
-    return refusal_error(exc.diag.message_primary or str(exc))
 
 
 def _parsed(parse, value, field: str, **limits):
@@ -90,11 +78,6 @@ def _decimal(name: str, value):
 
 def _int_id(name: str, value) -> int:
     return _parsed(grammar.integer, value, name, minimum=1)
-
-
-def _field_of(exc: InvalidValue) -> str:
-    return {"PRICE_OFF_TICK": "price", "QTY_OFF_LOT": "quantity",
-            "AMOUNT_OFF_GRID": "quote_amount"}.get(exc.code, "price")
 
 
 def _text_of(amount: Decimal | None) -> str | None:
@@ -260,7 +243,7 @@ class OrdersService:
             place = place_order_from_decimals(config, 0, user, side, engine_type, engine_price,
                                               quantity, quote_amount, tif, post_only, stp)
         except InvalidValue as exc:
-            raise InvalidOrder(str(exc), _field_of(exc)) from None
+            raise InvalidOrder(str(exc), invalid_value_field(exc)) from None
         # The market's static rules before anything is written: an order the
         # engine would refuse on its face is refused here, not held,
         # journaled and rejected later.
@@ -291,15 +274,6 @@ class OrdersService:
         return max(best_ask, (cap / tick).to_integral_value(rounding="ROUND_FLOOR") * tick)
 
     # -- cancel / amend ------------------------------------------------------------
-    def _open_order(self, conn, user, order_id) -> dict:
-        order = self.db.get(conn, _user(user), order_id=_int_id("order_id", order_id),
-                            lock=True)
-        if order is None:
-            raise UnknownOrder(f"no order {order_id} for this user")
-        if order["status"] not in OPEN:
-            raise OrderNotOpen(f"order {order_id} is {order['status']}")
-        return order
-
     def _send(self, conn, market: str, message_id: str, command) -> None:
         enqueue_command(conn, OUTBOX_STREAM, command_queue_name(market), message_id,
                         {"command": command_to_dict(command)})
@@ -347,43 +321,14 @@ class OrdersService:
 
     @rpc(expected_exceptions=OrdersError)
     def amend_order(self, user, order_id, price=None, quantity=None):
-        """New price and/or new total quantity. Raising either holds the extra in
-        the same transaction; whatever is left over is released when the order
-        ends."""
+        """New price and/or new total quantity, in the process's next batch.
+        Raising either holds the extra in the batch's transaction; whatever
+        is left over is released when the order ends."""
         price, quantity = _decimal("price", price), _decimal("quantity", quantity)
         if price is None and quantity is None:
             raise InvalidOrder("give a new price or quantity", "price")
-        with self.db.transaction() as conn:
-            order = self._open_order(conn, user, order_id)
-            if order["order_type"] != "limit":
-                raise InvalidOrder("only limit orders can be amended", "order_id")
-            config = self._market(order["market"])
-            row = conn.execute("SELECT hold_amount, cap_price, cap_quantity, amends FROM orders "
-                               "WHERE order_id = %s", (order["order_id"],)).fetchone()
-            hold, cap_price, cap_quantity, amends = row
-            new_price = price if price is not None else Decimal(order["price"])
-            new_quantity = quantity if quantity is not None else Decimal(order["quantity"])
-            try:
-                command = AmendOrder(order["order_id"], order["user_id"],
-                                     None if price is None else config.price_to_ticks(price),
-                                     None if quantity is None else config.qty_to_lots(quantity))
-            except InvalidValue as exc:
-                raise InvalidOrder(str(exc), _field_of(exc)) from None
-            extra, cap_price, cap_quantity = holds.amend_extra(
-                order["side"], hold, cap_price, cap_quantity, new_price, new_quantity)
-            amends += 1
-            if extra > 0:
-                try:
-                    conn.execute(HOLD_MORE, (order["user_id"], order["hold_asset"], extra,
-                                             f"order:{order['order_id']}:amend:{amends}"))
-                except psycopg.errors.RaiseException as exc:
-                    raise refusal(exc) from None
-            conn.execute("UPDATE orders SET hold_amount = hold_amount + %s, cap_price = %s, "
-                         "cap_quantity = %s, amends = %s, updated_at = now() WHERE order_id = %s",
-                         (extra, cap_price, cap_quantity, amends, order["order_id"]))
-            self._send(conn, order["market"], f"amend:{order['order_id']}:{amends}", command)
-            return {**self.db.get(conn, order["user_id"], order_id=order["order_id"]),
-                    "amend_requested": True}
+        return self.acceptance.submit(Amend(_user(user), _int_id("order_id", order_id), price,
+                                            quantity, self._market))
 
     # -- queries -----------------------------------------------------------------
     @rpc(expected_exceptions=OrdersError)

@@ -277,3 +277,26 @@ def test_a_request_the_database_fails_fails_only_its_own_caller(exchange, servic
     assert good["status"] == also_good["status"] == "new"
     assert holds_taken(test_settings, user) == (2, D("19"))
     exchange.orders.cancel_all(user, "BTC-USDT")
+
+
+def test_amends_in_one_batch_each_refused_or_held_on_its_own(exchange, services, test_settings):
+    """Two amends in one batch: the one whose extra hold wallets refuses is
+    undone alone (its savepoint); the other holds its extra and is sent."""
+    from services.orders.acceptance import Amend
+    from services.orders.providers import MarketCatalog
+    container = services["orders"]
+    batcher = next(e for e in container.extensions if isinstance(e, Acceptance)).batcher
+    catalog = next(e for e in container.extensions if isinstance(e, MarketCatalog))
+    user = fund(exchange, {"USDT": "1000"})
+    first, second = (a["order"]["order_id"] for a in exchange.orders.place_orders(
+        [limit_buy(user, "95", "1"), limit_buy(user, "95", "1")]))
+    grown, refused = batcher.submit_many([
+        Amend(user, first, None, D("2"), catalog.config),
+        Amend(user, second, None, D("100"), catalog.config)])
+    assert (code_of(refused), reason_of(refused)) == ("ORDER_REJECTED", "INSUFFICIENT_FUNDS")
+    assert grown["amend_requested"] is True and D(grown["hold_amount"]) == D("190")
+    assert D(exchange.orders.get_order(user, second)["hold_amount"]) == D("95")
+    assert holds_taken(test_settings, user) == (3, D("285"))
+    wait_for(lambda: D(exchange.orders.get_order(user, first)["quantity"]) == D("2"),
+             what="the engine to apply the amend")
+    exchange.orders.cancel_all(user, "BTC-USDT")
