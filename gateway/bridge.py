@@ -16,9 +16,10 @@ process:
   one place;
 * when the active gateway dies (kill -9 included) the broker hands the queue
   to a standby within the connection's loss; messages it had not acknowledged
-  are redelivered, and the new bridge's first diff per market starts at its
-  own ``seq`` (it does not know the previous one), which a client holding an
-  older book sees as a gap: it re-syncs with a snapshot. Duplicates
+  are redelivered, and the new bridge's first diff per market starts at the
+  ``first_seq`` of the engine batch's book change (each covers its whole
+  batch, and the batches chain), so a client holding the book before it sees
+  no gap; one that missed more re-syncs with a snapshot. Duplicates
   (``seq`` not newer than the last one emitted) are dropped here, and clients
   drop diffs they already hold.
 
@@ -41,10 +42,14 @@ import time
 import eventlet
 from kombu import Connection, Consumer, Exchange, Queue
 
+from services.common.events import PUSH_AUDIENCE, unpack
+
 log = logging.getLogger(__name__)
 
 BINDINGS = {
-    "matching.events": ("trade_executed", "order_updated", "book_changed"),
+    # One message per engine batch with its trades, users' order updates and
+    # its coalesced book change (services/common/events.py ENGINE_BATCH).
+    "matching.events": (PUSH_AUDIENCE,),
     "wallets.events": ("balances_changed",),
     "users.events": ("user_frozen", "user_closed"),
 }
@@ -162,7 +167,9 @@ class Bridge:
         try:
             if isinstance(body, (bytes, str)):
                 body = json.loads(body)
-            self.handle(message.delivery_info["routing_key"], body)
+            for name, _event_id, event in unpack(message.delivery_info["routing_key"],
+                                                 message.properties.get("message_id"), body):
+                self.handle(name, event)
         except Exception:
             # A push that cannot be made is dropped (clients re-sync), never
             # retried forever in front of the others.
@@ -190,6 +197,8 @@ class Bridge:
                       f"user:{event['user_id']}")
 
     def book_changed(self, event: dict) -> None:
+        """An engine batch's book change covers seqs ``first_seq .. seq``
+        (coalesced; an older one-command event covers ``seq`` alone)."""
         market, seq = event["market"], int(event["seq"])
         last = self.last_book_seq.get(market)
         if last is not None and seq <= last:
@@ -197,8 +206,9 @@ class Bridge:
         self.last_book_seq[market] = seq
         pending = self.pending_depth.get(market)
         if pending is None:
+            first = int(event.get("first_seq", seq)) if last is None else last + 1
             self.pending_depth[market] = {
-                "market": market, "first_seq": seq if last is None else last + 1,
+                "market": market, "first_seq": first,
                 "last_seq": seq, "at": event.get("at"), "changes": list(event["changes"])}
         else:  # one diff covering both: the changes in order, the later wins
             pending.update(last_seq=seq, at=event.get("at"))

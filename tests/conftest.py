@@ -38,5 +38,9 @@ def nameko_config(test_settings):
         "POSTGRES_DB": test_settings["EXCHANGE_POSTGRES_DB"],
         "CASSANDRA_KEYSPACE": test_settings["EXCHANGE_CASSANDRA_KEYSPACE"],
         "CACHE_PREFIX": f"test:{uuid.uuid4().hex[:8]}:",
+        # The matching tests' own markets (made-up users, no holds: their
+        # trades must not reach the vhost's settlement) are hosted only by
+        # the matching tests' engines (tests/integration/matching).
+        "MATCHING_MARKETS": "(?!TM).*",
     })
     return config

@@ -17,6 +17,7 @@ from kombu import Connection, Consumer, Exchange
 from nameko.extensions import DependencyProvider
 
 from services.common import logs, metrics
+from services.common.events import ENGINE_BATCH
 from services.common.outbox import command_queue
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,34 @@ def observed(queue: str, handle):
         tracing = logs.TRACE.isEnabledFor(logging.INFO)
         for key, message_id, body in batch:
             if isinstance(body, dict):
-                metrics.observe_lag(lag, body.get("executed_at"), now_ms)
+                # An engine batch's events were all executed at its ``at``.
+                metrics.observe_lag(lag, body.get("executed_at") if "executed_at" in body
+                                    else body.get("at") if key.startswith(ENGINE_BATCH_KEYS)
+                                    else None, now_ms)
                 if tracing:
-                    logs.trace("%s handled %s %s", queue, key, message_id,
-                               ids=logs.message_ids(body))
+                    for part_id, part in _parts(message_id, body):
+                        logs.trace("%s handled %s %s", queue, key, part_id,
+                                   ids=logs.message_ids(part))
         return result
 
     return observed_handle
+
+
+ENGINE_BATCH_KEYS = f"{ENGINE_BATCH.name}."
+
+
+def _parts(message_id, body: dict):
+    """``(id, body)`` of each event or command a message carries, for the
+    trace: one line per order's step, whether it travelled alone or in a
+    batch (an engine batch's events, a command batch's commands)."""
+    events, commands = body.get("events"), body.get("commands")
+    if isinstance(events, list):
+        return [(event[1], event[2]) for event in events
+                if isinstance(event, list) and len(event) == 3]
+    if isinstance(commands, list):
+        return [(command.get("id"), {"command": command.get("command")}) for command in commands
+                if isinstance(command, dict)]
+    return [(message_id, body)]
 
 
 class BatchConsumer:

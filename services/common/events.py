@@ -68,6 +68,17 @@ ORDER_UPDATED = EventType("order_updated", "matching", 1,
                           ("market", "seq", "event", "order_id", "user_id"), "market+seq+index")
 MARKET_STATUS_CHANGED = EventType("market_status_changed", "matching", 1, ("market", "seq"),
                                   "market+seq")
+# One engine batch's events for one audience (the routing key
+# ``engine_batch.<audience>``, services/matching/wire.py): ``events`` is a list
+# of ``[event name, event id, payload]``, each payload the event of that name
+# (above) as it would travel alone. Consumers read it with ``unpack``.
+ENGINE_BATCH = EventType("engine_batch", "matching", 1,
+                         ("market", "first_seq", "last_seq", "at", "events"),
+                         "market+last_seq+audience")
+# Its routing keys, one per audience (what each carries: docs/events.md).
+TRADES_AUDIENCE = "engine_batch.trades"   # wallets settlement, marketdata ingest
+ORDERS_AUDIENCE = "engine_batch.orders"   # the orders service
+PUSH_AUDIENCE = "engine_batch.push"       # the gateway's push bridge
 
 # ---------------------------------------------------------------- wallets
 # Written by the ledger's trigger (wallets migration 011) in the transaction
@@ -99,6 +110,23 @@ API_KEY_REVOKED = EventType("api_key_revoked", "users", 1, ("key_id", "user_id",
                             "key_id")
 
 ALL: dict[str, EventType] = {e.name: e for e in (
-    TRADE_EXECUTED, BOOK_CHANGED, ORDER_UPDATED, MARKET_STATUS_CHANGED, BALANCES_CHANGED,
+    TRADE_EXECUTED, BOOK_CHANGED, ORDER_UPDATED, MARKET_STATUS_CHANGED, ENGINE_BATCH,
+    BALANCES_CHANGED,
     ASSET_LISTED, MARKET_LISTED, MARKET_UPDATED,
     USER_SIGNED_UP, SIGNUP_ROLLED_BACK, USER_FROZEN, USER_UNFROZEN, USER_CLOSED, API_KEY_REVOKED)}
+
+
+def unpack(routing_key: str, message_id, body) -> list[tuple[str, object, object]]:
+    """The events one delivery carries, as ``(event name, event id, payload)``
+    in order: the events of an ``engine_batch.*`` message (checked with
+    ENGINE_BATCH), or the delivery itself for a message of one event (what
+    the engine sent before batches; durable queues may still hold such).
+    Raises UnsupportedEvent for a batch that is malformed or too new."""
+    if not routing_key.startswith(f"{ENGINE_BATCH.name}."):
+        return [(routing_key, message_id, body)]
+    events = ENGINE_BATCH.parse(body)["events"]
+    if not isinstance(events, list) or not all(
+            isinstance(e, list) and len(e) == 3 and isinstance(e[0], str) for e in events):
+        raise UnsupportedEvent(f"{ENGINE_BATCH.name} {message_id}: events are not "
+                               f"[name, id, payload] triples")
+    return [tuple(e) for e in events]

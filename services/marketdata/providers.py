@@ -29,6 +29,7 @@ from services.common.cache import make_cache
 from services.common.cassandra import make_cluster
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumerProvider
+from services.common.events import TRADES_AUDIENCE, UnsupportedEvent, unpack
 from services.marketdata import schemas
 from services.marketdata.depthkeeper import DepthKeeper
 from services.marketdata.errors import InvalidEvent, UnknownMarket
@@ -148,8 +149,10 @@ class TradeEvents(BatchConsumerProvider):
 
     queue = "marketdata.trades"
     exchange = "matching.events"
-    routing_keys = ["trade_executed"]
-    batch = 1000
+    # One message per engine batch with its trades (services/matching/wire.py);
+    # "trade_executed" is the one-trade format before it.
+    routing_keys = [TRADES_AUDIENCE, "trade_executed"]
+    batch = 200        # messages (engine batches) per handle
     depth = 3          # batches in flight (tradefeed.py); MARKETDATA_TRADE_DEPTH overrides
 
     backend = Backend()
@@ -168,23 +171,33 @@ class TradeEvents(BatchConsumerProvider):
             self.container.config["AMQP_URI"], self.queue, self.exchange, self.routing_keys,
             self.handle, self.batch, depth=self.depth)
 
-    def handle(self, batch) -> None:
+    def handle(self, deliveries) -> None:
         trades = []
-        for _routing_key, _message_id, body in batch:
+        for delivery in deliveries:
             try:
-                trades.append(schemas.trade_from_event(body, self.backend.markets))
-            except UnknownMarket as exc:
-                # Not listed yet: parked (before the ack), recorded once it is.
-                if ParkedTrades.parkable(body):
-                    self.backend.parking.park(body)
-                    log.warning("trade %s parked: %s", body["trade_id"], exc)
-                else:
-                    log.error("trade_executed dropped: %s", exc)
-            except InvalidEvent as exc:
-                log.error("trade_executed dropped: %s", exc)
+                events = unpack(*delivery)
+            except UnsupportedEvent as exc:
+                log.error("matching events dropped: %s", exc)
+                continue
+            for _name, _event_id, body in events:
+                self._trade(body, trades)
         if trades:
             self.backend.pipeline.record(trades, now=self.backend.clock())
             self.backend.ingested.update(t.market for t in trades)
+
+    def _trade(self, body, trades: list) -> None:
+        """``body`` as a Trade appended to ``trades``, or parked, or dropped."""
+        try:
+            trades.append(schemas.trade_from_event(body, self.backend.markets))
+        except UnknownMarket as exc:
+            # Not listed yet: parked (before the ack), recorded once it is.
+            if ParkedTrades.parkable(body):
+                self.backend.parking.park(body)
+                log.warning("trade %s parked: %s", body["trade_id"], exc)
+            else:
+                log.error("trade_executed dropped: %s", exc)
+        except InvalidEvent as exc:
+            log.error("trade_executed dropped: %s", exc)
 
 
 class TradeLog(DependencyProvider):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 import eventlet
@@ -36,7 +37,7 @@ from services.common.postgres import make_pool
 
 from .engine import MatchingEngine
 from .models import InvalidCommand, MarketConfig, command_from_dict
-from .wire import MalformedCommandMessage, commands_of, wire_messages
+from .wire import MalformedCommandMessage, batch_messages, commands_of
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ OUTBOX_STREAM = "matching"
 # moves them (the matching tests' made-up users must not reach the shared
 # test vhost's settlement).
 EVENTS_EXCHANGE = "matching.events"
-BATCH = 200
+BATCH = 200           # command messages per delivery batch (the prefetch)
+MAX_COMMANDS = 2000   # commands per engine batch (one transaction)
 SNAPSHOT_EVERY = 5000
 # A batch's journal rows as one statement over arrays (executemany paid
 # psycopg's pipeline per row).
@@ -129,7 +131,7 @@ class MarketHost:
                     "SELECT command_id FROM matching_journal WHERE market = %s "
                     "AND command_id = ANY(%s)", (market, ids))}
                 at_ms = self.clock()
-                journal, outbox = [], []
+                journal, events = [], []
                 for command_id, body in batch:
                     if command_id in seen:
                         continue
@@ -139,15 +141,17 @@ class MarketHost:
                     except (InvalidCommand, KeyError, TypeError):
                         log.error("%s: dropping malformed command %s: %r", market, command_id, body)
                         continue
-                    events = engine.apply(command)
+                    events.extend(engine.apply(command))
                     journal.append((engine.seq, command_id, json.dumps(body["command"])))
-                    for event_type, message_id, payload in wire_messages(self.config, events, at_ms):
-                        outbox.append((self.events_exchange, event_type, message_id, payload))
                 if journal:
                     seqs, command_ids, commands = zip(*journal)
                     conn.execute(JOURNAL_MANY, (market, at_ms, list(seqs), list(command_ids),
                                                 list(commands)))
-                    enqueue_many(conn, OUTBOX_STREAM, outbox)
+                    # One message per audience for the whole batch (wire.py).
+                    enqueue_many(conn, OUTBOX_STREAM, [
+                        (self.events_exchange, key, message_id, payload)
+                        for key, message_id, payload in batch_messages(
+                            self.config, events, at_ms, seqs[0], seqs[-1])])
         except Exception:
             self.engine = None
             raise
@@ -179,7 +183,10 @@ class MarketHost:
                 errors.append(str(exc))
         for error in errors:
             log.error("%s: dropping a malformed command message: %s", self.market, error)
-        self.process(commands)
+        # Bounded engine batches (one transaction each): a backlog of batch
+        # messages must not become one huge transaction.
+        for start in range(0, len(commands), MAX_COMMANDS):
+            self.process(commands[start:start + MAX_COMMANDS])
 
     def run(self) -> None:
         queue = command_queue_name(self.market)
@@ -216,6 +223,10 @@ class MarketEngines(DependencyProvider):
                               name="matching")
         self.amqp_uri = config["AMQP_URI"]
         self.events_exchange = config.get("MATCHING_EVENTS_EXCHANGE", EVENTS_EXCHANGE)
+        # Which listed markets this process hosts (a regular expression the
+        # symbol must match whole; all by default): engines can be spread
+        # over processes, and tests sharing a vhost keep apart.
+        self.hosted = re.compile(config.get("MATCHING_MARKETS") or ".*")
         self.hosts: dict[str, MarketHost] = {}
         self.threads = []
         self.catalogue = catalogue.container_follower(self.container)
@@ -241,7 +252,8 @@ class MarketEngines(DependencyProvider):
     def discover(self) -> None:
         for symbol, market in sorted(self.catalogue.markets().items()):
             # A delisted market has no book to keep (its orders were cancelled).
-            if symbol not in self.hosts and market.status != catalogue.DELISTED:
+            if symbol not in self.hosts and market.status != catalogue.DELISTED \
+                    and self.hosted.fullmatch(symbol):
                 host = MarketHost(MarketConfig.from_dict(market.engine_config()), self.pool,
                                   self.amqp_uri, events_exchange=self.events_exchange)
                 self.hosts[symbol] = host

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from services.common.events import ENGINE_BATCH, ORDERS_AUDIENCE, PUSH_AUDIENCE, TRADES_AUDIENCE
+
 from .models import (
     BOOK_LEVEL_CHANGED, COMMAND_ACCEPTED, COMMAND_REJECTED, MARKET_STATUS_CHANGED, ORDER_AMENDED,
     ORDER_DONE, TRADE_EXECUTED, MarketConfig, event_to_dict,
@@ -82,47 +84,136 @@ def commands_of(message_id, body, errors: list | None = None) -> list[tuple[str,
 
 
 # ---------------------------------------------------------------- events out
+#
+# Per engine batch (the commands one transaction journals, seqs first_seq ..
+# last_seq of one market), one message per audience, each carrying only
+# the events its consumers act on, in the engine's order (docs/events.md):
+#
+#   engine_batch.trades  the trades               wallets settlement, marketdata ingest
+#   engine_batch.orders  the trades, and the      orders (fills, final states,
+#                        order updates orders     leftover releases)
+#                        acts on
+#   book_changed         ONE coalesced book       marketdata depth books
+#                        change: every level the
+#                        batch touched, its new
+#                        total, seq = last_seq
+#   engine_batch.push    trades, order updates    the gateway's push bridge
+#                        of users, the book
+#                        change
+#
+# ``engine_batch.*`` payloads are services.common.events.ENGINE_BATCH:
+# ``{"event_version": 1, "market", "first_seq", "last_seq", "at",
+#   "events": [[event name, event id, event payload], ...]}``; each payload
+# is the event of that name as it was sent alone before (trade_executed,
+# order_updated, book_changed). The book change goes out for every batch,
+# even one that left the book as it was: consecutive ones chain
+# (first_seq = the previous one's seq + 1) so a consumer sees any gap.
+
+BOOK_CHANGED = "book_changed"
 
 
 def trade_id(market: str, trade_seq: int) -> str:
     return f"{market}-{trade_seq}"
 
 
-def wire_messages(config: MarketConfig, events: list, at_ms: int) -> list[tuple[str, str, dict]]:
-    """``(event_type, message_id, payload)`` for one command's events, in order:
-    its trades, its order updates, then one ``book_changed`` with every level
-    it touched."""
-    market = config.symbol
+def orders_acts_on(update: dict) -> bool:
+    """The order updates the orders service records: an order's end, an
+    amend, an engine refusal of a placement (docs/order-flow.md). Acceptances
+    and refused cancels change nothing there."""
+    event = update["event"]
+    return update.get("order_id") is not None and (
+        event in (ORDER_DONE, ORDER_AMENDED)
+        or (event == COMMAND_REJECTED and update.get("command") == "place_order"))
+
+
+def _order_update(config: MarketConfig, data: dict, kind: str, at_ms: int) -> dict:
     price, qty, quote = config.ticks_to_price, config.lots_to_qty, config.units_to_quote
-    out, book = [], []
-    seq = None
-    for index, event in enumerate(events):
+    if data.get("price") is not None:
+        data["price"] = price(data["price"])
+    for field in ("quantity", "filled_quantity", "remaining_quantity"):
+        if data.get(field) is not None:
+            data[field] = qty(data[field])
+    if data.get("remaining_quote") is not None:
+        data["remaining_quote"] = quote(data["remaining_quote"])
+    data.update(event=kind, at=at_ms)
+    return data
+
+
+def _trade(config: MarketConfig, data: dict, at_ms: int) -> dict:
+    p, q = config.ticks_to_price(data["price"]), config.lots_to_qty(data["quantity"])
+    data.update(trade_id=trade_id(config.symbol, data["trade_id"]), price=p, quantity=q,
+                executed_at=at_ms, quote_quantity=str(Decimal(p) * Decimal(q)))
+    return data
+
+
+def _events(config: MarketConfig, events: list, at_ms: int):
+    """``(name, event id, payload)`` of engine events (any number of
+    commands'), book level changes as ``("book_level", None, change)``.
+    An order update's id is ``<market>:<seq>:<index of the event in its
+    command's events>``, as it always was."""
+    market = config.symbol
+    index, seq = 0, None
+    for event in events:
         data = event_to_dict(event, market)
-        kind, seq = data.pop("type"), data["seq"]
+        kind = data.pop("type")
+        index = index + 1 if data["seq"] == seq else 0
+        seq = data["seq"]
         if kind == TRADE_EXECUTED:
-            tid = trade_id(market, data["trade_id"])
-            p, q = price(data["price"]), qty(data["quantity"])
-            data.update(trade_id=tid, price=p, quantity=q, executed_at=at_ms,
-                        quote_quantity=str(Decimal(p) * Decimal(q)))
-            out.append(("trade_executed", tid, data))
+            trade = _trade(config, data, at_ms)
+            yield "trade_executed", trade["trade_id"], trade
         elif kind == BOOK_LEVEL_CHANGED:
-            book.append({"side": data["side"], "price": price(data["price"]),
-                         "quantity": qty(data["quantity"])})
+            yield "book_level", None, {"side": data["side"],
+                                       "price": config.ticks_to_price(data["price"]),
+                                       "quantity": config.lots_to_qty(data["quantity"])}
         elif kind in ORDER_EVENTS:
-            for field in ("price",):
-                if data.get(field) is not None:
-                    data[field] = price(data[field])
-            for field in ("quantity", "filled_quantity", "remaining_quantity"):
-                if data.get(field) is not None:
-                    data[field] = qty(data[field])
-            if data.get("remaining_quote") is not None:
-                data["remaining_quote"] = quote(data["remaining_quote"])
-            data.update(event=kind, at=at_ms)
-            out.append(("order_updated", f"{market}:{seq}:{index}", data))
+            yield "order_updated", f"{market}:{seq}:{index}", _order_update(config, data, kind,
+                                                                           at_ms)
         elif kind == MARKET_STATUS_CHANGED:
             data.update(at=at_ms)
-            out.append(("market_status_changed", f"{market}:{seq}:status", data))
-    if book:
-        out.append(("book_changed", f"{market}:{seq}:book",
-                    {"market": market, "seq": seq, "at": at_ms, "changes": book}))
-    return out
+            yield "market_status_changed", f"{market}:{seq}:status", data
+
+
+def batch_messages(config: MarketConfig, events: list, at_ms: int, first_seq: int,
+                   last_seq: int) -> list[tuple[str, str, dict]]:
+    """``(routing_key, message_id, payload)`` of one engine batch: the events
+    of the commands journaled as seqs ``first_seq .. last_seq`` (in order),
+    one message per audience that has something to act on (see above), and
+    ``market_status_changed`` alone as it happens (halts are rare)."""
+    market = config.symbol
+    trades, orders, push, statuses = [], [], [], []
+    levels: dict[tuple[str, str], dict] = {}
+    for name, event_id, payload in _events(config, events, at_ms):
+        if name == "trade_executed":
+            entry = [name, event_id, payload]
+            trades.append(entry)
+            orders.append(entry)
+            push.append(entry)
+        elif name == "order_updated":
+            entry = [name, event_id, payload]
+            if orders_acts_on(payload):
+                orders.append(entry)
+            if payload.get("user_id") is not None:
+                push.append(entry)
+        elif name == "book_level":
+            # The level's latest total wins; it keeps its first place.
+            levels[(payload["side"], payload["price"])] = payload
+        else:
+            statuses.append((name, event_id, payload))
+    book = {"market": market, "seq": last_seq, "first_seq": first_seq, "prev_seq": first_seq - 1,
+            "at": at_ms, "changes": list(levels.values())}
+    book_id = f"{market}:{first_seq}-{last_seq}:book"
+    push.append([BOOK_CHANGED, book_id, book])
+
+    def batch(audience: str, entries: list) -> tuple[str, str, dict]:
+        return (audience, f"{market}:{first_seq}-{last_seq}:{audience.rpartition('.')[2]}",
+                ENGINE_BATCH.build(market=market, first_seq=first_seq, last_seq=last_seq,
+                                   at=at_ms, events=entries))
+
+    out = []
+    if trades:
+        out.append(batch(TRADES_AUDIENCE, trades))
+    if orders:
+        out.append(batch(ORDERS_AUDIENCE, orders))
+    out.append((BOOK_CHANGED, book_id, book))
+    out.append(batch(PUSH_AUDIENCE, push))
+    return out + statuses

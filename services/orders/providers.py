@@ -13,6 +13,7 @@ from services.common import events
 from services.common.catalogue import RegistryCatalogue
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumerProvider
+from services.common.events import ORDERS_AUDIENCE, UnsupportedEvent, unpack
 from services.common.postgres import PostgresPool, make_pool, retry_transient
 
 from services.matching.models import MarketConfig
@@ -96,7 +97,11 @@ class MatchingEvents(BatchConsumerProvider):
 
     queue = "orders.matching-events"
     exchange = "matching.events"
-    routing_keys = ["trade_executed", "order_updated"]
+    # One message per engine batch with the fills and order updates this
+    # consumer acts on (services/matching/wire.py); the one-event keys are
+    # the format before it (a queue may still hold such, tools may send them).
+    routing_keys = [ORDERS_AUDIENCE, "trade_executed", "order_updated"]
+    batch = 50   # messages (engine batches) per transaction
 
     def setup_consumer(self):
         settings = load_settings()
@@ -110,7 +115,15 @@ class MatchingEvents(BatchConsumerProvider):
 
     kill = stop
 
-    def handle(self, batch) -> None:
+    def handle(self, deliveries) -> None:
+        batch = []
+        for delivery in deliveries:
+            try:
+                batch.extend(unpack(*delivery))
+            except UnsupportedEvent:
+                self._park(delivery)
+        if not batch:
+            return
         try:
             retry_transient(lambda: self._apply(batch))
             return

@@ -1,6 +1,8 @@
 """Settling the engines' trades: consumed in publish order from a quorum queue
-with one active consumer, up to ``batch`` messages at a time, settled in
-ledger batches of ``ledger_batch`` trades, each in one ledger transaction
+with one active consumer, up to ``batch`` messages (one per engine batch) at
+a time, settled in ledger batches of whole messages (at least
+``ledger_batch`` trades unless the delivery has fewer), each in one ledger
+transaction with the accounts locked in id order
 (PostgresLedger.settle_batches: idempotent per trade id, pipelined -- the next
 ledger batch is built while the previous one commits -- and committed in
 order), and acknowledged only after every one of them committed. A crash
@@ -21,6 +23,7 @@ from psycopg.types.json import Jsonb
 from services.common import catalogue
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumerProvider
+from services.common.events import TRADES_AUDIENCE, UnsupportedEvent, unpack
 from services.common.postgres import make_pool
 from services.wallets import schemas
 from services.wallets.errors import InvalidInput, UnknownMarket, WalletsError
@@ -32,9 +35,15 @@ log = logging.getLogger(__name__)
 class TradeSettlement(BatchConsumerProvider):
     queue = "wallets.settlement"
     exchange = "matching.events"
-    routing_keys = ["trade_executed"]
-    batch = 1000  # messages per handle call (the prefetch), acked together
-    ledger_batch = 100  # trades per ledger transaction
+    # One message per engine batch with its trades (services/matching/wire.py);
+    # "trade_executed" is the one-trade format before it (a queue may still
+    # hold such, tools and tests send them).
+    routing_keys = [TRADES_AUDIENCE, "trade_executed"]
+    batch = 200  # messages per handle call (the prefetch), acked together
+    # Trades per ledger transaction, at least: whole messages are put
+    # together until they reach it, so an engine batch's trades always
+    # settle in ONE transaction (of any size), never split over two.
+    ledger_batch = 100
 
     def setup_consumer(self):
         settings = load_settings()
@@ -50,24 +59,26 @@ class TradeSettlement(BatchConsumerProvider):
 
     kill = stop
 
-    def handle(self, batch) -> None:
-        trades = []
-        for _key, message_id, body in batch:
+    def handle(self, deliveries) -> None:
+        bodies, ledger_batches, current = {}, [], []
+        for delivery in deliveries:
             try:
-                trades.append((body, schemas.load_trade({k: body.get(k) for k in schemas.TRADE_KEYS})))
-            except UnknownMarket as exc:
-                if isinstance(body, dict) and isinstance(body.get("market"), str) \
-                        and catalogue.MARKET_SYMBOL.fullmatch(body["market"]):
-                    self.park_unknown_market(body, exc)
-                else:  # not a market symbol at all: nothing will ever list it
-                    log.error("trade %s is not settleable: %s", message_id, exc)
-            except InvalidInput as exc:
-                # Malformed: no later knowledge makes it settleable.
-                log.error("trade %s is not settleable: %s", message_id, exc)
-        if not trades:
+                events = unpack(*delivery)
+            except UnsupportedEvent as exc:
+                log.error("matching events %s are not settleable: %s", delivery[1], exc)
+                continue
+            for _name, event_id, body in events:
+                trade = self._load(event_id, body)
+                if trade is not None:
+                    bodies[trade.key] = body
+                    current.append(trade)
+            if len(current) >= self.ledger_batch:
+                ledger_batches.append(current)
+                current = []
+        if current:
+            ledger_batches.append(current)
+        if not ledger_batches:
             return
-        bodies = {trade.key: body for body, trade in trades}
-        settleable = [trade for _, trade in trades]
 
         def refused(batch, error):
             # One refused trade must not stop the stream: settle this ledger
@@ -80,9 +91,26 @@ class TradeSettlement(BatchConsumerProvider):
                     self.park(bodies[trade.key], exc)
             return []
 
-        self.ledger.settle_batches(
-            [settleable[i:i + self.ledger_batch] for i in range(0, len(settleable), self.ledger_batch)],
-            refused=refused)
+        self.ledger.settle_batches(ledger_batches, refused=refused)
+
+    def _load(self, event_id, body):
+        """A trade event as the ledger's Trade; None if it cannot be settled
+        now (an unknown market's is parked, a malformed one logged)."""
+        if not isinstance(body, dict):
+            log.error("trade %s is not settleable: not an object", event_id)
+            return None
+        try:
+            return schemas.load_trade({k: body.get(k) for k in schemas.TRADE_KEYS})
+        except UnknownMarket as exc:
+            if isinstance(body, dict) and isinstance(body.get("market"), str) \
+                    and catalogue.MARKET_SYMBOL.fullmatch(body["market"]):
+                self.park_unknown_market(body, exc)
+            else:  # not a market symbol at all: nothing will ever list it
+                log.error("trade %s is not settleable: %s", event_id, exc)
+        except InvalidInput as exc:
+            # Malformed: no later knowledge makes it settleable.
+            log.error("trade %s is not settleable: %s", event_id, exc)
+        return None
 
     # -- trades of markets not (yet) in the catalogue ----------------------------
     def start(self):

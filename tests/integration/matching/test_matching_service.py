@@ -9,6 +9,7 @@ from kombu import Connection, Producer
 from nameko.events import event_handler
 from nameko.standalone.rpc import ServiceRpcProxy
 
+from services.common.events import PUSH_AUDIENCE, unpack
 from services.common.outbox import command_queue, enqueue_command
 from services.common.postgres import Database, make_pool
 from services.matching.models import CancelOrder, PlaceOrder, command_to_dict
@@ -28,17 +29,20 @@ EVENTS_SOURCE = "matching_tests"
 
 
 class TradeListener:
+    """The engine's per-batch push messages (every trade and order update)."""
     name = "trade_listener"
     trades = []
     orders = []
+    batches = []
 
-    @event_handler(EVENTS_SOURCE, "trade_executed")
-    def on_trade(self, payload):
-        TradeListener.trades.append(payload)
-
-    @event_handler(EVENTS_SOURCE, "order_updated")
-    def on_order(self, payload):
-        TradeListener.orders.append(payload)
+    @event_handler(EVENTS_SOURCE, PUSH_AUDIENCE)
+    def on_batch(self, payload):
+        TradeListener.batches.append(payload)
+        for name, _event_id, event in unpack(PUSH_AUDIENCE, None, payload):
+            if name == "trade_executed":
+                TradeListener.trades.append(event)
+            elif name == "order_updated":
+                TradeListener.orders.append(event)
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +54,16 @@ def pool(test_settings):
 
 @pytest.fixture
 def nameko_config(nameko_config):
-    return {**nameko_config, "MATCHING_EVENTS_EXCHANGE": f"{EVENTS_SOURCE}.events"}
+    # Only these tests' markets (TM...), which every other test's engines
+    # leave alone (tests/conftest.py); events to an exchange of our own.
+    return {**nameko_config, "MATCHING_EVENTS_EXCHANGE": f"{EVENTS_SOURCE}.events",
+            "MATCHING_MARKETS": "TM.*"}
 
 
 @pytest.fixture
 def market(test_settings, nameko_config):
     """A market of the test's own, listed in the registry (and delisted after)."""
-    symbol = f"T{uuid.uuid4().hex[:6].upper()}-USDT"
+    symbol = f"TM{uuid.uuid4().hex[:6].upper()}-USDT"
     with throwaway_market(test_settings, symbol, lot="0.001") as symbol:
         _purge_listener_queues(nameko_config)
         yield symbol
@@ -66,8 +73,7 @@ def _purge_listener_queues(nameko_config):
     # The listener's queues are durable and shared by every test publishing
     # matching events to this vhost: start from empty ones.
     with Connection(nameko_config["AMQP_URI"]) as conn:
-        for name in (f"evt-{EVENTS_SOURCE}-trade_executed--trade_listener.on_trade",
-                     f"evt-{EVENTS_SOURCE}-order_updated--trade_listener.on_order"):
+        for name in (f"evt-{EVENTS_SOURCE}-{PUSH_AUDIENCE}--trade_listener.on_batch",):
             try:
                 with conn.channel() as channel:
                     channel.queue_purge(name)
@@ -75,6 +81,7 @@ def _purge_listener_queues(nameko_config):
                 pass
     TradeListener.trades.clear()
     TradeListener.orders.clear()
+    TradeListener.batches.clear()
 
 
 def send(pool, market, command_id, command, stream="test-orders"):
@@ -127,6 +134,15 @@ def test_orders_match_and_events_leave_through_the_outbox(
     done = next(o for o in mine(TradeListener.orders)
                 if o["event"] == "order_done" and o["order_id"] == 3)
     assert done["status"] == "filled" and done["filled_quantity"] == "3.500"
+    # One push message per engine batch, their seqs chained with no gap or
+    # overlap, each with one coalesced book change of the same range.
+    batches = sorted((b for b in TradeListener.batches if b["market"] == market),
+                     key=lambda b: b["first_seq"])
+    assert [b["first_seq"] for b in batches] == [1] + [b["last_seq"] + 1 for b in batches[:-1]]
+    assert batches[-1]["last_seq"] == 3
+    for b in batches:
+        books = [e for name, _, e in unpack(PUSH_AUDIENCE, None, b) if name == "book_changed"]
+        assert [(e["first_seq"], e["seq"]) for e in books] == [(b["first_seq"], b["last_seq"])]
 
 
 def test_a_redelivered_command_is_applied_once(market, pool, nameko_config, container_factory):

@@ -131,3 +131,53 @@ def test_mini_ticker_keeps_the_summary_fields():
               "minute": 123, "best_bid": "0.99"}
     assert set(mini_ticker(ticker)) == {"market", "last", "open", "high", "low", "volume",
                                         "quote_volume", "change_percent"}
+
+
+class Delivery:
+    """The kombu message the bridge's consumer callback gets."""
+
+    def __init__(self, routing_key, message_id):
+        self.delivery_info = {"routing_key": routing_key}
+        self.properties = {"message_id": message_id}
+        self.acked = False
+
+    def ack(self):
+        self.acked = True
+
+
+def test_an_engine_batch_message_is_one_diff_of_its_seqs_with_its_trades_and_orders():
+    """The engine's push message for one batch (services/matching/wire.py):
+    the diff covers the batch's seqs (a fresh bridge starts at the batch's
+    first_seq, not at its last), and the next batch's diff follows on."""
+    from services.matching.engine import MatchingEngine
+    from services.matching.models import MarketConfig, PlaceOrder
+    from services.matching.wire import batch_messages
+
+    config = MarketConfig("BTC-USDT", "BTC", "USDT", tick_size="0.01", lot_size="0.001")
+    engine = MatchingEngine(config)
+    push, emitted = bridge()
+
+    def deliver(*commands):
+        first, events = engine.seq + 1, []
+        for command in commands:
+            events.extend(engine.apply(command))
+        for key, message_id, payload in batch_messages(config, events, 1_800_000_000_000,
+                                                       first, engine.seq):
+            if key == "engine_batch.push":
+                message = Delivery(key, message_id)
+                push._on_message(payload, message)
+                assert message.acked
+        push.push_batches()
+
+    deliver(PlaceOrder(1, "u-maker", "sell", price=10_000, quantity=1_000),
+            PlaceOrder(2, "u-maker", "sell", price=10_001, quantity=1_000))
+    deliver(PlaceOrder(3, "u-taker", "buy", price=10_001, quantity=1_500))
+    diffs = [d for e, d, _r in emitted if e == "depth"]
+    assert [(d["first_seq"], d["last_seq"]) for d in diffs] == [(1, 2), (3, 3)]
+    assert sorted((c["price"], c["quantity"]) for c in diffs[1]["changes"]) == [
+        ("100.00", "0.000"), ("100.01", "0.500")]
+    assert [len(d["trades"]) for e, d, _r in emitted if e == "trades"] == [2]
+    assert sorted(r for e, _d, r in emitted if e == "fill") == ["user:u-maker"] * 2 + \
+        ["user:u-taker"] * 2
+    orders = [(d["event"], d["order_id"]) for e, d, _r in emitted if e == "order"]
+    assert ("command_accepted", 3) in orders and ("order_done", 3) in orders
