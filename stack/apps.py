@@ -74,8 +74,10 @@ def apps(settings: Settings) -> list[App]:
     for name in service_names():
         config = run_dir(settings, f"nameko-{name}.yaml")
         argv = [python, "-m", "nameko", "run", "--config", str(config), f"services.{name}.service"]
-        # Each service logs in to RabbitMQ as itself (stack/rabbitmq_access.py).
-        own = {**process_env(settings, name), "EXCHANGE_RABBITMQ_PRINCIPAL": name}
+        # Each service logs in to RabbitMQ (stack/rabbitmq_access.py) and to
+        # PostgreSQL (stack/prepare.py postgres_roles) as itself.
+        own = {**process_env(settings, name), "EXCHANGE_RABBITMQ_PRINCIPAL": name,
+               "EXCHANGE_POSTGRES_PRINCIPAL": name}
         found.append(App(f"service:{name}", "rpc over amqp", Process(
             name=f"service-{name}", argv=argv, env={**env, **own},
             cwd=REPO_ROOT,
@@ -86,8 +88,9 @@ def apps(settings: Settings) -> list[App]:
                            ("frontend_api", "EXCHANGE_FRONTEND_PORT")):
         if (REPO_ROOT / name / "__main__.py").exists():
             url = f"http://{settings.host}:{settings[port_key]}"
-            own = {**process_env(settings, name), "EXCHANGE_RABBITMQ_PRINCIPAL":
-                   "gateway" if name == "gateway" else ""}
+            principal = "gateway" if name == "gateway" else ""
+            own = {**process_env(settings, name), "EXCHANGE_RABBITMQ_PRINCIPAL": principal,
+                   "EXCHANGE_POSTGRES_PRINCIPAL": principal}
             found.append(App(name, url, Process(
                 name=name, argv=[python, "-m", name], env={**env, **own},
                 cwd=REPO_ROOT,

@@ -27,10 +27,35 @@ def postgres(settings: Settings) -> list[str]:
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                     sql.Identifier(db), sql.Identifier(user)))
                 done.append(f"database {db} created")
+        done.extend(postgres_roles(settings, conn))
     import psycopg
     with psycopg.connect(settings.postgres_dsn()) as conn:
         applied = migrations.apply_sql_migrations(conn, migrations.service_sql_migrations())
-    done.extend(f"migration {m.component}/{m.version:03d}_{m.name}" for m in applied)
+    done.extend(f"migration {m.label}" for m in applied)
+    return done
+
+
+def postgres_principals() -> list[str]:
+    """Who connects to PostgreSQL as a role of its own: every service, and
+    the gateway (the catalogue, its health probe)."""
+    from services.common.config import service_names
+    return service_names() + ["gateway"]
+
+
+def postgres_roles(settings: Settings, conn) -> list[str]:
+    """Each principal's login role, named after it (the migrations grant it
+    what it needs), its search path its own schema then public."""
+    from psycopg import sql
+    done = []
+    for principal in postgres_principals():
+        role, password = settings.postgres_login(principal)
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        conn.execute(sql.SQL(("ALTER" if exists else "CREATE") + " ROLE {} LOGIN NOINHERIT PASSWORD {}")
+                     .format(sql.Identifier(role), sql.Literal(password)))
+        conn.execute(sql.SQL('ALTER ROLE {} SET search_path = "$user", public')
+                     .format(sql.Identifier(role)))
+        if not exists:
+            done.append(f"role {role} created")
     return done
 
 

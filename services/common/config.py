@@ -101,10 +101,23 @@ class Settings:
             self.server_host("rabbitmq"), self["EXCHANGE_RABBITMQ_PORT"],
             vhost or self["EXCHANGE_RABBITMQ_VHOST"])
 
-    def postgres_dsn(self, dbname: str | None = None) -> str:
+    def postgres_login(self, principal: str | None = None) -> tuple[str, str]:
+        """``(role, password)`` of ``principal`` (default: this process's,
+        EXCHANGE_POSTGRES_PRINCIPAL, else the owner). A service's role is its
+        name; its password is EXCHANGE_POSTGRES_PASSWORD_<NAME>."""
+        principal = principal or self.get("EXCHANGE_POSTGRES_PRINCIPAL") or ""
+        if principal in ("", self["EXCHANGE_POSTGRES_USER"]):
+            return self["EXCHANGE_POSTGRES_USER"], self["EXCHANGE_POSTGRES_PASSWORD"]
+        key = f"EXCHANGE_POSTGRES_PASSWORD_{principal.upper()}"
+        if not self.get(key):
+            raise KeyError(f"{key} is not set: no PostgreSQL password for principal {principal!r}")
+        return principal, self[key]
+
+    def postgres_dsn(self, dbname: str | None = None, principal: str | None = None) -> str:
+        user, password = self.postgres_login(principal)
         return "host={} port={} user={} password={} dbname={}".format(
-            self.server_host("postgres"), self["EXCHANGE_POSTGRES_PORT"], self["EXCHANGE_POSTGRES_USER"],
-            self["EXCHANGE_POSTGRES_PASSWORD"], dbname or self["EXCHANGE_POSTGRES_DB"])
+            self.server_host("postgres"), self["EXCHANGE_POSTGRES_PORT"], user, password,
+            dbname or self["EXCHANGE_POSTGRES_DB"])
 
     @property
     def keycloak_url(self) -> str:

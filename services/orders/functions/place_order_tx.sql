@@ -56,3 +56,9 @@ BEGIN
     RETURN v_order;
 END;
 $$;
+REVOKE ALL ON FUNCTION orders.place_order_tx(
+    text, text, text, text, text, numeric, numeric, numeric, text, boolean, text, text,
+    numeric, numeric, numeric, jsonb, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION orders.place_order_tx(
+    text, text, text, text, text, numeric, numeric, numeric, text, boolean, text, text,
+    numeric, numeric, numeric, jsonb, text, text, text) TO orders;

@@ -16,3 +16,5 @@ BEGIN
        FOR UPDATE;
 END;
 $$;
+REVOKE ALL ON FUNCTION wallets.lock_user_accounts(text[], text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION wallets.lock_user_accounts(text[], text[]) TO orders, wallets;

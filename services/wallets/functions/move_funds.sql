@@ -93,3 +93,6 @@ BEGIN
     RETURN v_stored_id;
 END;
 $$;
+-- Others call it through hold_funds / release_funds only.
+REVOKE ALL ON FUNCTION wallets.move_funds(text, text, text, numeric, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION wallets.move_funds(text, text, text, numeric, text) TO wallets;
