@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from services.common.config import REPO_ROOT
+from tests.integration.zones.zone_kit import wait_for
 
 ADDRESSES = {"zone-a": "169.254.100.11", "zone-b": "169.254.100.12", "zone-c": "169.254.100.13"}
 REST_PORT = 38008
@@ -96,16 +97,6 @@ def psql(zone: str, sql: str, tries: int = 15) -> str:
             return result.stdout.strip()
         time.sleep(2)
     raise AssertionError(result.stderr)
-
-
-def wait_for(check, seconds: float, step: float = 1.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(step)
-    return check()
 
 
 @pytest.mark.parametrize("role", ["leader", "sync_standby", "replica"])

@@ -24,7 +24,10 @@ active engine is killed; its supervisord starts it again, and clients see
 nothing but retries.
 
 Needs `scripts/zones.sh up` and the whole three-zones play
-(docs/operations.md); skipped otherwise.
+(docs/operations.md); skipped otherwise, so not in CI: deploying the zones
+takes about 25 minutes on the 2-core machine. What CI runs of issue 15
+without zones: the restore drill, the HAProxy module, the request queues'
+type, the roles' lint, syntax and inventory checks, the local roles.
 """
 import os
 import signal
@@ -113,6 +116,7 @@ def test_losing_a_zone_keeps_trading_and_loses_nothing(traders, zone):
     assert not load.refusals, load.refusals[:5]
     assert not load.lost, load.lost[:5]
     assert stopped < RESUME_LIMIT_S
+    assert load.acks_after(cut_at + RESUME_LIMIT_S) > 0, "no order acknowledged late in the cut"
     check_every_acknowledged_order_is_kept(load)
     check_settled_once_and_audit_clean()
     # The zone is back by itself: nothing done to it but the heal.

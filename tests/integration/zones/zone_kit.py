@@ -185,7 +185,7 @@ def new_trader(funds: dict[str, str]) -> Trader:
             address = services.wallets.deposit_address(signup["user_id"], asset)["address"]
             txid = secrets.token_hex(32) if asset == "BTC" else "0x" + secrets.token_hex(32)
             services.wallets.credit_deposit(asset, address, amount, txid, 100)
-    reply = requests.post(f"{EDGE_URL}/api/v1/api-keys", json={"label": "zone drill"},
+    reply = requests.post(f"{EDGE_URL}/api/v1/api-keys", json={"label": "zone drill", "permissions": ["read", "trade"]},
                           headers={"Authorization": f"Bearer {token(username)}"}, timeout=HTTP_TIMEOUT)
     assert reply.status_code == 201, reply.text
     created = reply.json()
@@ -223,6 +223,7 @@ class OrderLoad:
     lost: list[str] = field(default_factory=list)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     _stop: bool = False
+    stopped_at: float | None = None
     _thread: object = None
 
     def place(self, trader: Trader, side: str, client_order_id: str) -> None:
@@ -247,8 +248,11 @@ class OrderLoad:
             if code == "DUPLICATE_CLIENT_ORDER_ID":
                 self.acks.append((time.monotonic(), client_order_id, None))
                 return
+            # TIMESTAMP_STALE: the signed request waited in the system past
+            # its recvWindow (a failover) and was refused with nothing done;
+            # a client signs again and retries, as for a timeout.
             if reply.status_code >= 500 or reply.status_code == 429 or code in (
-                    "UNAVAILABLE", "UPSTREAM_TIMEOUT", "TIMEOUT", "REQUEST_EXPIRED"):
+                    "UNAVAILABLE", "UPSTREAM_TIMEOUT", "TIMEOUT", "REQUEST_EXPIRED", "TIMESTAMP_STALE"):
                 self.retries.append((time.monotonic(), f"HTTP {reply.status_code} {code}"))
                 time.sleep(0.2)
                 continue
@@ -271,22 +275,24 @@ class OrderLoad:
         self._stop = True
         with eventlet.Timeout(timeout_s):
             self._thread.wait()
+        self.stopped_at = time.monotonic()
 
     def longest_gap(self, since: float, until: float) -> float:
-        """The longest stretch without an acknowledgement between the last
-        one before ``since`` and ``until``."""
-        times = [t for t, _, _ in self.acks]
-        before = [t for t in times if t < since][-1:]
-        window = before + [t for t in times if since <= t <= until]
-        if len(window) < 2:
-            return float("inf")
+        """The longest stretch without an acknowledgement that overlaps
+        ``since``..``until``: from the last one before ``since`` (or
+        ``since``) to the first one after ``until`` (or the load's end)."""
+        times = sorted(t for t, _, _ in self.acks)
+        before = [t for t in times if t < since][-1:] or [since]
+        after = [t for t in times if t > until][:1] or [self.stopped_at or time.monotonic()]
+        window = before + [t for t in times if since <= t <= until] + after
         return max(b - a for a, b in zip(window, window[1:]))
 
     def acks_after(self, moment: float) -> int:
         return sum(t > moment for t, _, _ in self.acks)
 
 
-def wait_for(check, seconds: float, step: float = 2.0):
+def wait_for(check, seconds: float, step: float = 1.0):
+    """``check()`` until it returns something true, for at most ``seconds``."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = check()
