@@ -22,7 +22,7 @@ from . import holds
 
 log = logging.getLogger(__name__)
 
-OPEN = ("pending", "new", "partially_filled")
+OPEN = ("new", "partially_filled")
 FINAL = ("filled", "cancelled", "expired", "rejected")
 ORDER_COLUMNS = ("order_id", "user_id", "market", "client_order_id", "side", "order_type", "price",
                  "quantity", "quote_amount", "time_in_force", "post_only", "stp_mode", "status",
@@ -206,7 +206,7 @@ class MatchingEvents(BatchConsumerProvider):
         row = conn.execute(
             "SELECT user_id, side, hold_asset, hold_amount, filled_quantity, filled_quote "
             "FROM orders WHERE order_id = %s AND market = %s AND user_id = %s "
-            "AND status IN ('pending', 'new', 'partially_filled') FOR UPDATE", key).fetchone()
+            "AND status IN ('new', 'partially_filled') FOR UPDATE", key).fetchone()
         if row is None:
             return  # not ours, or already final (a redelivery)
         user, side, asset, hold, filled_quantity, filled_quote = row
@@ -241,7 +241,7 @@ UPDATE orders o
    SET filled_quantity = o.filled_quantity + f.quantity,
        filled_quote = o.filled_quote + f.quote_quantity,
        updated_at = now(),
-       status = CASE WHEN o.status IN ('pending', 'new') THEN 'partially_filled' ELSE o.status END
+       status = CASE WHEN o.status = 'new' THEN 'partially_filled' ELSE o.status END
   FROM filled f
  WHERE o.order_id = f.order_id
 """
@@ -302,7 +302,7 @@ class UserStates(BatchConsumerProvider):
                     "updated_at = now()", (user, state, at))
                 markets = [r[0] for r in conn.execute(
                     "SELECT DISTINCT market FROM orders WHERE user_id = %s AND status IN "
-                    "('pending', 'new', 'partially_filled')", (user,))]
+                    "('new', 'partially_filled')", (user,))]
                 # The engine dedupes commands by id: one per event and market.
                 event_id = message_id or f"{user}:{at}"
                 for market in markets:
