@@ -143,3 +143,39 @@ def test_a_single_event_message_unpacks_to_itself_and_a_bad_batch_is_refused():
     with pytest.raises(UnsupportedEvent):
         unpack(TRADES_AUDIENCE, "m", {"event_version": 2, "market": "BTC-USDT", "first_seq": 1,
                                       "last_seq": 1, "at": 1, "events": []})
+
+
+def test_marketdata_depth_follows_the_coalesced_book_changes_and_sees_a_lost_one():
+    """The book changes chain by prev_seq (services/marketdata/depth.py): a
+    book fed every batch's change stays synced and equals the engine's; one
+    that misses a batch (even one that changed nothing) does not apply the
+    next as if nothing was missing."""
+    from decimal import Decimal
+
+    from services.marketdata.depth import DepthBook
+
+    engine = MatchingEngine(CONFIG)
+    books = [by_key(engine_batch(engine, commands))["book_changed"][1] for commands in (
+        [PlaceOrder(1, "a", "sell", price=10_000, quantity=1_000),
+         PlaceOrder(2, "a", "sell", price=10_100, quantity=2_000)],
+        [PlaceOrder(1, "a", "sell", price=10_000, quantity=1_000)],      # refused: no change
+        [PlaceOrder(3, "b", "buy", price=10_000, quantity=400),
+         PlaceOrder(4, "b", "buy", price=9_000, quantity=1_000)],
+    )]
+
+    def apply(book, change):
+        return book.apply(change["seq"], change["at"],
+                          [(c["side"], Decimal(c["price"]), Decimal(c["quantity"]))
+                           for c in change["changes"]], change["prev_seq"])
+
+    whole = DepthBook("BTC-USDT")
+    assert [apply(whole, change) for change in books] == ["applied"] * 3
+    assert whole.synced and whole.seq == engine.seq
+    assert (dict(whole.asks), dict(whole.bids)) == (
+        {Decimal("100.00"): Decimal("0.600"), Decimal("101.00"): Decimal("2.000")},
+        {Decimal("90.00"): Decimal("1.000")})
+
+    missed = DepthBook("BTC-USDT")
+    assert apply(missed, books[0]) == "applied"
+    assert apply(missed, books[2]) == "buffered"       # waits for seq 3, not applied
+    assert missed.seq == books[0]["seq"]
