@@ -192,6 +192,20 @@ class Acceptance(DependencyProvider):
 
     @staticmethod
     def _place(conn, placements, outcomes, commands) -> None:
+        # The same request delivered twice (a redelivery) can land in one
+        # batch: it is placed once and both deliveries get its outcome.
+        first_of, copies = {}, []
+        for index, placement in placements:
+            key = (placement.row["user_id"], placement.row["client_order_id"],
+                   placement.row["request_id"])
+            if None in key:
+                continue
+            if key in first_of:
+                copies.append((index, first_of[key]))
+            else:
+                first_of[key] = index
+        copied = {index for index, _ in copies}
+        placements = [(i, placement) for i, placement in placements if i not in copied]
         rows = conn.execute(PLACE_ORDERS, (Jsonb([placement.row for _, placement in placements]),)
                             ).fetchall()
         for item, outcome, refusal, *order in sorted(rows, key=lambda row: row[0]):
@@ -204,6 +218,8 @@ class Acceptance(DependencyProvider):
             if outcome == "placed":
                 commands.append((view["market"], f"place:{view['order_id']}",
                                  {**placement.command, "order_id": view["order_id"]}))
+        for index, first in copies:
+            outcomes[index] = outcomes[first]
 
     @staticmethod
     def _cancel(conn, cancels, outcomes, commands) -> None:
