@@ -86,12 +86,16 @@ class Settings:
         """``(user, password)`` of ``principal`` (default: this process's).
         A principal's RabbitMQ user is its name; its password is
         EXCHANGE_RABBITMQ_PASSWORD_<NAME> (each host is given only its own)."""
-        principal = principal or self.amqp_principal
-        if principal == self["EXCHANGE_RABBITMQ_USER"]:
-            return principal, self["EXCHANGE_RABBITMQ_PASSWORD"]
-        key = f"EXCHANGE_RABBITMQ_PASSWORD_{principal.upper()}"
+        return self._login("RABBITMQ", principal or self.amqp_principal)
+
+    def _login(self, server: str, principal: str) -> tuple[str, str]:
+        """A principal's own login to a server (RABBITMQ, POSTGRES): its name
+        and EXCHANGE_<SERVER>_PASSWORD_<NAME>; the operator's for the operator."""
+        if principal == self[f"EXCHANGE_{server}_USER"]:
+            return principal, self[f"EXCHANGE_{server}_PASSWORD"]
+        key = f"EXCHANGE_{server}_PASSWORD_{principal.upper()}"
         if not self.get(key):
-            raise KeyError(f"{key} is not set: no RabbitMQ password for principal {principal!r}")
+            raise KeyError(f"{key} is not set: no {server} password for principal {principal!r}")
         return principal, self[key]
 
     def amqp_uri(self, vhost: str | None = None, principal: str | None = None) -> str:
@@ -105,13 +109,8 @@ class Settings:
         """``(role, password)`` of ``principal`` (default: this process's,
         EXCHANGE_POSTGRES_PRINCIPAL, else the owner). A service's role is its
         name; its password is EXCHANGE_POSTGRES_PASSWORD_<NAME>."""
-        principal = principal or self.get("EXCHANGE_POSTGRES_PRINCIPAL") or ""
-        if principal in ("", self["EXCHANGE_POSTGRES_USER"]):
-            return self["EXCHANGE_POSTGRES_USER"], self["EXCHANGE_POSTGRES_PASSWORD"]
-        key = f"EXCHANGE_POSTGRES_PASSWORD_{principal.upper()}"
-        if not self.get(key):
-            raise KeyError(f"{key} is not set: no PostgreSQL password for principal {principal!r}")
-        return principal, self[key]
+        return self._login("POSTGRES", principal or self.get("EXCHANGE_POSTGRES_PRINCIPAL")
+                           or self["EXCHANGE_POSTGRES_USER"])
 
     def postgres_dsn(self, dbname: str | None = None, principal: str | None = None) -> str:
         user, password = self.postgres_login(principal)
