@@ -99,16 +99,28 @@ def unbind() -> None:
 # ---------------------------------------------------------------- ids of messages
 
 _ORDER_KEYS = ("order_id", "maker_order_id", "taker_order_id")
+_BATCH_ITEMS = 1000   # a log line names at most this many orders of one batch
 
 
 def message_ids(body) -> dict:
     """The ids a message or result concerns: ``{"order_ids": [...], "trade_id",
     "user_id"}`` (keys only when present). Looks at the top level and at a
-    command envelope (``{"command": {...}}``)."""
+    command envelope (``{"command": {...}}``) or an answer (``{"order": {...}}``).
+    A list (a batch's answers, ``orders.place_orders``) gives every item's
+    order ids, and its user and trade only when it holds one item."""
     ids: dict = {}
+    if isinstance(body, list):
+        for item in body[:_BATCH_ITEMS]:
+            for order_id in message_ids(item).get("order_ids", ()):
+                ids.setdefault("order_ids", [])
+                if order_id not in ids["order_ids"]:
+                    ids["order_ids"].append(order_id)
+        if len(body) == 1:
+            ids = {**message_ids(body[0]), **ids}
+        return ids
     if not isinstance(body, dict):
         return ids
-    for part in (body, body.get("command")):
+    for part in (body, body.get("command"), body.get("order")):
         if not isinstance(part, dict):
             continue
         for key in _ORDER_KEYS:

@@ -85,6 +85,17 @@ def test_message_ids_of_commands_trades_and_orders():
     assert logs.message_ids({"order_id": True}) == {}
 
 
+def test_message_ids_of_a_batchs_answers():
+    """orders.place_orders answers a list: every placed order is named (the
+    order path's 'orders' line, tests/integration/observability), the user
+    only when the batch is one request."""
+    answers = [{"order": {"order_id": 5, "user_id": "ann"}},
+               {"error": {"code": "INSUFFICIENT_FUNDS", "message": "..."}},
+               {"order": {"order_id": 6, "user_id": "bob"}}]
+    assert logs.message_ids(answers) == {"order_ids": ["5", "6"]}
+    assert logs.message_ids(answers[:1]) == {"order_ids": ["5"], "user_id": "ann"}
+
+
 def test_json_lines_carry_ids_and_follow_reads_one_order_in_time_order(tmp_path):
     formatter = logs.JsonFormatter("orders")
     lines = []
