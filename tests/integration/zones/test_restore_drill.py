@@ -36,6 +36,7 @@ from services.common import catalogue
 from services.common.config import REPO_ROOT, load_settings
 from services.common.migrations import apply_sql_migrations, service_sql_migrations
 from services.common.postgres import make_pool
+from stack import prepare
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 BACKUP = REPO_ROOT / "ansible" / "roles" / "backup" / "files" / "exchange_backup.py"
@@ -140,9 +141,14 @@ def test_a_destroyed_database_is_restored_to_its_last_commit_and_audits_the_same
     server.start(archive)
     pool = None
     try:
+        settings = load_settings({"EXCHANGE_POSTGRES_HOST": "127.0.0.1", "EXCHANGE_POSTGRES_PORT": str(PORT),
+                                  "EXCHANGE_POSTGRES_USER": "exchange", "EXCHANGE_POSTGRES_PASSWORD": "",
+                                  "EXCHANGE_POSTGRES_DB": "exchange"})
         with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
             conn.execute("CREATE ROLE exchange LOGIN")
             conn.execute("CREATE DATABASE exchange OWNER exchange")
+            # The services' own roles, as `make up` makes them (the migrations grant to them).
+            prepare.postgres_roles(settings, conn)
         dsn = server.dsn("exchange", "exchange")
         with psycopg.connect(dsn) as conn:
             apply_sql_migrations(conn, service_sql_migrations())
@@ -150,9 +156,6 @@ def test_a_destroyed_database_is_restored_to_its_last_commit_and_audits_the_same
         from services.wallets.assets import ASSETS
         from services.wallets.providers import PostgresLedger
 
-        settings = load_settings({"EXCHANGE_POSTGRES_HOST": "127.0.0.1", "EXCHANGE_POSTGRES_PORT": str(PORT),
-                                  "EXCHANGE_POSTGRES_USER": "exchange", "EXCHANGE_POSTGRES_PASSWORD": "",
-                                  "EXCHANGE_POSTGRES_DB": "exchange"})
         pool = make_pool(settings, max_size=4, min_size=1, name="restore-drill")
         ledger = PostgresLedger(pool)
         ledger.ensure_system_accounts()
