@@ -182,9 +182,15 @@ class OrdersService:
                 unknown = sorted(set(args) - PLACE_ORDER_ARGUMENTS)
                 if unknown:
                     raise InvalidOrder(f"unknown argument {unknown[0]}", unknown[0])
-                if args.get("client_order_id") is None and request_id is not None:
-                    args["client_order_id"] = derived_client_order_id(request_id, index)
-                pending.append((index, self._placement(request_id=request_id,
+                # Each order of the call is a request of its own (its
+                # position in the call names it): a redelivered call replays
+                # each, while two orders of one call naming the same client
+                # order id are a duplicate, not one request seen twice.
+                item_request_id = None if request_id is None \
+                    else derived_client_order_id(request_id, index)
+                if args.get("client_order_id") is None:
+                    args["client_order_id"] = item_request_id
+                pending.append((index, self._placement(request_id=item_request_id,
                                                        protection=protection, **args)))
             except OrdersError as exc:
                 answers[index] = exc
