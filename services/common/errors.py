@@ -8,7 +8,7 @@ Every refusal a service raises over RPC is a ``CodedError``: a stable
 Subclasses are registered with Nameko's ``deserialize_to_instance``
 (``@registered``), so a caller that imports the defining module gets the
 typed exception back instead of a bare ``RemoteError``: every service's
-refusals are (tests/integration/common/test_error_vocabulary.py). A
+refusals are (tests/integration/common/test_error_vocabulary_over_rpc.py). A
 registered class is rebuilt from its ``args`` (``cls(*exc.args)``), so its
 ``args`` must be what its constructor takes. ``code_of`` reads the
 code of anything a call can raise, including the older per-service errors
