@@ -23,6 +23,7 @@ exporter's queries (monitoring/postgres-queries.yml), not from here.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -178,6 +179,34 @@ def serve(port: int, host: str = "127.0.0.1", spawn=None):
     return sock, thread
 
 
+def serve_when_free(port: int, host: str, spawn, bound) -> None:
+    """``serve`` now, or, while the port is in use, from a green thread that
+    tries again every second; ``bound(sock, thread)`` is called once serving.
+    Our fixed ports lie in Linux's ephemeral range (32768-60999): another
+    process's outgoing connection may hold one for a while (a CI run's users
+    service died of it at start). Metrics are not worth the process: it
+    runs, and Prometheus reports the target down meanwhile."""
+    import eventlet
+    try:
+        bound(*serve(port, host, spawn))
+        return
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        log.warning("metrics port %s:%s in use (%s); retrying every second", host, port, exc)
+
+    def retry():
+        while True:
+            eventlet.sleep(1.0)
+            try:
+                bound(*serve(port, host, spawn))
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+    (spawn or eventlet.spawn)(retry)
+
+
 def enabled() -> bool:
     """EXCHANGE_METRICS=off turns the per-call timing off (to measure its cost:
     bench/orders_bench.py with metrics on and off)."""
@@ -314,9 +343,12 @@ class ServiceMetrics(DependencyProvider):
         if port is None:
             return
         host = os.environ.get("EXCHANGE_BIND_HOST", "127.0.0.1")
-        self.sock, self.thread = serve(port, host, self.container.spawn_managed_thread)
-        self.port = self.sock.getsockname()[1]
-        log.info("metrics of %s at http://%s:%s/metrics", self.service, host, self.port)
+
+        def bound(sock, thread):
+            self.sock, self.thread = sock, thread
+            self.port = sock.getsockname()[1]
+            log.info("metrics of %s at http://%s:%s/metrics", self.service, host, self.port)
+        serve_when_free(port, host, self.container.spawn_managed_thread, bound)
 
     def stop(self):
         PROVIDERS.owners.discard(self)
@@ -423,5 +455,6 @@ def instrument_flask(app, port: int | None = None) -> None:
 
     port = configured_port() if port is None else port
     if port is not None:
-        sock, _ = serve(port, os.environ.get("EXCHANGE_BIND_HOST", "127.0.0.1"))
-        app.config["METRICS_PORT"] = sock.getsockname()[1]
+        def bound(sock, _thread):
+            app.config["METRICS_PORT"] = sock.getsockname()[1]
+        serve_when_free(port, os.environ.get("EXCHANGE_BIND_HOST", "127.0.0.1"), None, bound)

@@ -149,3 +149,40 @@ def test_batched_json_file_writes_in_batches_and_rotates(tmp_path):
     finally:
         logger.removeHandler(handler)
         handler.close()
+
+
+def test_a_metrics_port_in_use_does_not_stop_the_service_and_binds_once_free():
+    """Our fixed ports lie in Linux's ephemeral range: another process's
+    outgoing connection may hold one when a service starts (a CI run's users
+    service died of it). The service starts anyway; /metrics binds when the
+    port is free."""
+    import socket
+
+    import eventlet
+    from nameko.containers import ServiceContainer
+
+    from services.common.metrics import ServiceMetrics
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+
+    class Service:
+        name = "metrics_port_in_use"
+        metrics = ServiceMetrics(port=port)
+
+    container = ServiceContainer(Service, {})
+    container.start()
+    try:
+        provider = next(iter(container.dependencies))
+        assert provider.sock is None            # started without its endpoint
+        holder.close()
+        for _ in range(50):                     # bounded: the retry runs every second
+            if provider.sock is not None:
+                break
+            eventlet.sleep(0.1)
+        assert provider.sock is not None and provider.port == port
+    finally:
+        container.stop()
+        holder.close()
