@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Annotated, Literal, Optional
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt,
-                      ValidationInfo)
+                      ValidationInfo, model_validator)
 from pydantic_core import PydanticCustomError
 
 from services.common import grammar
@@ -175,9 +175,24 @@ class Ticker(Out):
     change_percent: Optional[SignedDecimalOut] = None
     trade_count: int
     best_bid: Optional[DecimalOut] = None
+    best_bid_quantity: Optional[DecimalOut] = None
     best_ask: Optional[DecimalOut] = None
+    best_ask_quantity: Optional[DecimalOut] = None
     window_start: Optional[int] = None
     last_trade_at: Optional[int] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _best_levels(cls, data):
+        """marketdata gives the best levels as ``[price, quantity]`` (None
+        while it holds no book): the API names the two."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for side in ("best_bid", "best_ask"):
+                level = data.get(side)
+                if isinstance(level, (list, tuple)) and len(level) == 2:
+                    data[side], data[f"{side}_quantity"] = level
+        return data
 
 
 class TickerList(Out):
