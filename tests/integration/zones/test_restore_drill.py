@@ -93,8 +93,14 @@ class Server:
                 pass
         for _ in range(60):
             if not port_open():
-                return
+                break
             time.sleep(0.5)
+        # The killed postmaster's socket lock names its PID; orphaned by the
+        # killed runuser it can linger as an unreaped zombie, which the next
+        # start takes for a live postmaster ("lock file ... already exists":
+        # the CI rehearsal's failure). The server is dead: its lock goes too.
+        for leftover in self.root.glob(".s.PGSQL.*"):
+            leftover.unlink(missing_ok=True)
 
     @staticmethod
     def dsn(db, user="postgres"):
