@@ -297,9 +297,19 @@ def _app(settings: Settings, name: str):
 
 def run_app(settings: Settings, name: str) -> None:
     from stack import apps
-    apps.nameko_config_file(settings)
+    operator_config = apps.nameko_config_file(settings)
     app = _app(settings, name)
-    os.execvpe(app.process.argv[0], app.process.argv, {**os.environ, **app.process.env})
+    # The compose file's broker does not get the per-service RabbitMQ users
+    # (stack/rabbitmq_access.py is imported into make up's broker from the
+    # host): every compose process logs in as the operator, to RabbitMQ and
+    # to PostgreSQL, as before per-service logins existed. The compose
+    # smoke test failed on ACCESS_REFUSED without this. Least privilege in
+    # compose is not done (README).
+    argv = [str(operator_config) if part.endswith(f"nameko-{name.split(':')[-1]}.yaml")
+            else part for part in app.process.argv]
+    env = {**os.environ, **app.process.env,
+           "EXCHANGE_RABBITMQ_PRINCIPAL": "", "EXCHANGE_POSTGRES_PRINCIPAL": ""}
+    os.execvpe(argv[0], argv, env)
 
 
 def wait_for_services(settings: Settings, timeout: float = 300) -> None:
