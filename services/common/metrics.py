@@ -187,24 +187,23 @@ def serve_when_free(port: int, host: str, spawn, bound) -> None:
     service died of it at start). Metrics are not worth the process: it
     runs, and Prometheus reports the target down meanwhile."""
     import eventlet
-    try:
-        bound(*serve(port, host, spawn))
-        return
-    except OSError as exc:
-        if exc.errno != errno.EADDRINUSE:
-            raise
-        log.warning("metrics port %s:%s in use (%s); retrying every second", host, port, exc)
+
+    def attempt() -> bool:
+        try:
+            bound(*serve(port, host, spawn))
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            return False
 
     def retry():
-        while True:
+        while not attempt():
             eventlet.sleep(1.0)
-            try:
-                bound(*serve(port, host, spawn))
-                return
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
-                    raise
-    (spawn or eventlet.spawn)(retry)
+
+    if not attempt():
+        log.warning("metrics port %s:%s in use; retrying every second", host, port)
+        (spawn or eventlet.spawn)(retry)
 
 
 def enabled() -> bool:
