@@ -9,12 +9,33 @@ from typing import Callable, Iterator, TypeVar
 import eventlet
 import psycopg
 from nameko.extensions import DependencyProvider
+import psycopg_pool.pool
 from psycopg_pool import ConnectionPool
+from psycopg_pool.base import AttemptWithBackoff
 
 from services.common import green
 from services.common.config import Settings, load_settings
 
 green.install()
+
+# Seconds: the longest pause between a pool's attempts to reconnect.
+RECONNECT_DELAY_MAX_S = 2.0
+
+
+class CappedBackoff(AttemptWithBackoff):
+    """psycopg_pool's reconnection backoff, doubling from 1 s but never past
+    RECONNECT_DELAY_MAX_S. Uncapped, a pool that lost its connections in a
+    failover tries again 1, 3, 7, 15, 31 s after: a leader back after 16 s
+    (Patroni's ttl, HAProxy's checks) was reached only at 31 s, which made
+    the three-zones drill's PostgreSQL-leader zone stop trading 35 s."""
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_DELAY_MAX_S)
+
+
+# The pool takes no backoff setting: its module's name is the only way in.
+psycopg_pool.pool.AttemptWithBackoff = CappedBackoff
 
 T = TypeVar("T")
 
