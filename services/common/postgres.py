@@ -44,6 +44,20 @@ T = TypeVar("T")
 TRANSIENT_ABORTS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
+# A refusal raised inside PostgreSQL by a declared function (wallets.move_funds,
+# the withdrawal state machine, orders' place_orders_tx): SQLSTATE EX001, the
+# refusal's error code in the HINT, the human text in the message
+# (docs/errors.md). ``refusal_of`` is the one reader of that convention.
+REFUSAL_SQLSTATE = "EX001"
+
+
+def refusal_of(exc: BaseException) -> tuple[str, str] | None:
+    """``(code, message)`` of a coded refusal PostgreSQL raised, else None."""
+    if isinstance(exc, psycopg.Error) and exc.sqlstate == REFUSAL_SQLSTATE:
+        return exc.diag.message_hint or "", exc.diag.message_primary or ""
+    return None
+
+
 def retry_transient(run: Callable[[], T], attempts: int = 5) -> T:
     """``run()``, run again (after a short, growing pause) when PostgreSQL
     aborted its transaction to break a deadlock or a serialization conflict."""
