@@ -20,7 +20,6 @@ import uuid
 from eventlet import GreenPool
 from flask import Flask, g, jsonify, request
 from flask_socketio import SocketIO
-from nameko.standalone.rpc import ClusterRpcProxy
 from werkzeug.exceptions import HTTPException
 
 from gateway import errors
@@ -67,7 +66,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         handler.addFilter(RequestIdFilter())
 
     def rpc_proxy_factory():
-        return ClusterRpcProxy(rpc_config, timeout=health.PROBE_TIMEOUT)
+        # A pooled proxy: a fresh ClusterRpcProxy declared and deleted a reply
+        # queue per service per /health. The edge HAProxy asks every gateway
+        # every few seconds, and in a RabbitMQ cluster each declaration is a
+        # transaction of every node: a node booting after a partition (zone
+        # drill) waited minutes behind them for its own schema transaction.
+        return app.extensions["rpc_pool"].lease(
+            deadline_ms=now_ms() + int(health.PROBE_TIMEOUT * 1000))
 
     @app.before_request
     def assign_request_id():
