@@ -9,12 +9,15 @@ URL-decoding: re-encoding or re-sorting would break clients that encode
 differently). The body is read with ``request.get_data(cache=True)`` before
 anything touches ``request.form``.
 
-The key lookup, the secret and the checks live in the users service
-(``users.verify_request``, services/users/apikeys.py): it checks the key
-(unknown, revoked, expired, IP allow-list), then the time window, then the
-HMAC in constant time, then the permission and the account state, and
-refuses each with its own code; ``gateway/errors.py`` maps those codes to
-Binance's. Binance checks the signature before the time window: a stale
+The checks are the users service's one rule (services/users/apikeys.py
+``verify``): the key (unknown, revoked, expired, IP allow-list), then the
+time window, then the HMAC in constant time, then the permission and the
+account state, each refused with its own code; ``gateway/errors.py`` maps
+those codes to Binance's. The gateway applies that rule itself to the key's
+material cached in this process (gateway/keycache.py: fetched once per key
+from users, dropped on users' key and account events); a request the cached
+material does not accept is sent to ``users.verify_request``, which decides,
+audits and refuses with the code. Binance checks the signature before the time window: a stale
 request with a wrong signature gets -1021 here where Binance answers -1022
 (both refuse it); likewise a recvWindow above 60000 is -1131 before any
 key check. A missing signature is -1102, after an unknown key (-2015), as on
@@ -34,6 +37,10 @@ from urllib.parse import parse_qsl
 from flask import current_app, g, request
 
 from gateway.errors import MSG_BAD_KEY, ApiError
+from gateway.keycache import DEFAULT_TTL_S, KeyCache, KeyEvents, Material, material_from
+from gateway.rpc import now_ms
+from services.users import apikeys
+from services.users.errors import UsersError
 
 HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 KEY_FORMAT = re.compile(r"[A-Za-z0-9]{64}")
@@ -178,6 +185,41 @@ KEY_REFUSALS = {"APIKEY_UNKNOWN", "APIKEY_REVOKED", "APIKEY_EXPIRED", "APIKEY_IP
                 "APIKEY_PERMISSION_DENIED"}
 
 
+def key_cache() -> KeyCache | None:
+    """This process's cache of verified keys, and its event consumer, made on
+    first use; None when ``EXCHANGE_GATEWAY_KEY_CACHE_TTL_S`` is 0."""
+    extensions = current_app.extensions
+    if "key_cache" not in extensions:
+        settings = current_app.config["SETTINGS"]
+        ttl_s = float(settings.get("EXCHANGE_GATEWAY_KEY_CACHE_TTL_S") or DEFAULT_TTL_S)
+        cache = None
+        if ttl_s > 0:
+            cache = KeyCache(_fetch_material, ttl_s)
+            extensions["key_events"] = KeyEvents(settings.amqp_uri(), cache)
+            extensions["key_events"].start()
+        extensions["key_cache"] = cache
+    return extensions["key_cache"]
+
+
+def _fetch_material(api_key: str) -> Material | None:
+    from gateway.app import rpc
+    with rpc() as services:
+        return material_from(services.users.verification_material(api_key))
+
+
+def _accepted_locally(material: Material | None, signature: str, values: dict,
+                      permission: str) -> apikeys.Verified | None:
+    """The verified request, or None when users must decide (and audit)."""
+    if material is None or material.secret is None:
+        return None
+    try:
+        return apikeys.verify(material.record, signature, signed_payload(),
+                              values.get("timestamp"), values.get("recvWindow"), client_ip(),
+                              permission, now_ms(), lambda: material.secret)
+    except UsersError:
+        return None
+
+
 def authenticate(permission: str) -> Principal:
     """Verify the current request's key and signature for ``permission``
     (read, trade, withdraw); raises the Binance-coded refusal."""
@@ -190,6 +232,13 @@ def authenticate(permission: str) -> Principal:
     values = params()
     signature = values.get("signature", "")
     well_formed = bool(HEX64.fullmatch(signature))
+    cache = key_cache() if well_formed else None
+    material = None
+    if cache is not None:
+        material = cache.material(api_key)
+        verified = _accepted_locally(material, signature, values, permission)
+        if verified is not None:
+            return _principal(verified.user_id, verified.key_id, verified.permissions)
     try:
         with rpc() as services:
             verified = services.users.verify_request(
@@ -206,8 +255,13 @@ def authenticate(permission: str) -> Principal:
         if code == "REQUEST_MALFORMED":
             raise missing_param("timestamp") from None
         raise
-    principal = Principal(verified["user_id"], verified["key_id"],
-                          tuple(verified["permissions"]))
+    if material is not None:
+        cache.forget(api_key)   # users accepted what the cached material refused: stale
+    return _principal(verified["user_id"], verified["key_id"], verified["permissions"])
+
+
+def _principal(user_id: str, key_id: str, permissions) -> Principal:
+    principal = Principal(user_id, key_id, tuple(permissions))
     g.principal = principal
     return principal
 

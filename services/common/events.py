@@ -108,12 +108,17 @@ USER_UNFROZEN = EventType("user_unfrozen", "users", 1, _ACCOUNT_STATE_FIELDS, "u
 USER_CLOSED = EventType("user_closed", "users", 1, _ACCOUNT_STATE_FIELDS, "user_id")
 API_KEY_REVOKED = EventType("api_key_revoked", "users", 1, ("key_id", "user_id", "by", "at"),
                             "key_id")
+# A live key's verification material changed (its IP allow-list): gateways
+# drop what they cached for it (gateway/keycache.py).
+API_KEY_CHANGED = EventType("api_key_changed", "users", 1, ("key_id", "user_id", "by", "at"),
+                            "key_id+at")
 
 ALL: dict[str, EventType] = {e.name: e for e in (
     TRADE_EXECUTED, BOOK_CHANGED, ORDER_UPDATED, MARKET_STATUS_CHANGED, ENGINE_BATCH,
     BALANCES_CHANGED,
     ASSET_LISTED, MARKET_LISTED, MARKET_UPDATED,
-    USER_SIGNED_UP, SIGNUP_ROLLED_BACK, USER_FROZEN, USER_UNFROZEN, USER_CLOSED, API_KEY_REVOKED)}
+    USER_SIGNED_UP, SIGNUP_ROLLED_BACK, USER_FROZEN, USER_UNFROZEN, USER_CLOSED, API_KEY_REVOKED,
+    API_KEY_CHANGED)}
 
 
 def unpack(routing_key: str, message_id, body) -> list[tuple[str, object, object]]:

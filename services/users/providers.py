@@ -281,6 +281,10 @@ class StoreTx:
             "secret_ciphertext = NULL, secret_key_id = NULL "
             "WHERE key_id = ANY(%s) AND revoked_at IS NULL", (actor, key_ids))
 
+    def set_key_allowlist(self, key_id: str, ip_allowlist: tuple[str, ...] | None) -> None:
+        self.conn.execute("UPDATE users.api_keys SET ip_allowlist = %s::cidr[] WHERE key_id = %s",
+                          (list(ip_allowlist) if ip_allowlist else None, key_id))
+
     def live_key_ids(self, user_id: str) -> list[str]:
         rows = self.conn.execute(
             "SELECT key_id FROM users.api_keys WHERE user_id = %s AND revoked_at IS NULL",

@@ -77,6 +77,10 @@ class CreateApiKeyRequest(Strict):
                                    description="ms since the epoch")
 
 
+class ChangeApiKeyRequest(Strict):
+    ip_allowlist: list[str] | None = Field(description="IPs or CIDR networks; null: any IP")
+
+
 class StateChangeRequest(Strict):
     user_id: uuid.UUID
     reason: str = Field(min_length=1, max_length=500)

@@ -13,7 +13,7 @@ the gateway received it) and verify it here; the service-to-service RPCs
 
 Events (Nameko, source ``users``, at least once, dedupe by message id):
 ``user_signed_up``, ``signup_rolled_back``, ``user_frozen``, ``user_unfrozen``,
-``user_closed``, ``api_key_revoked``.
+``user_closed``, ``api_key_revoked``, ``api_key_changed``.
 """
 from __future__ import annotations
 
@@ -515,6 +515,70 @@ class UsersService:
             tx.enqueue("api_key_revoked", {"key_id": key["key_id"], "user_id": key["user_id"],
                                            "by": actor, "at": now_ms()})
             return tx.get_api_key(key["key_id"])
+
+    @rpc(expected_exceptions=UsersError)
+    def change_api_key(self, access_token, api_key, request):
+        """Replace a live key's IP allow-list (by ``api_key`` or ``key_id``):
+        its owner or an admin. ``request``: ``{ip_allowlist: [ip or cidr] |
+        null}`` (null: any IP; a key that may withdraw keeps an allow-list and
+        needs a session that passed OTP, as at creation). Publishes
+        ``api_key_changed`` so gateways drop their cached copy."""
+        claims = self._claims(access_token)
+        if not (apikeys.valid_key_format(api_key) or schemas.is_uuid(api_key)):
+            raise error("APIKEY_NOT_FOUND", "no such API key")
+        req = schemas.load(schemas.ChangeApiKeyRequest, request)
+        allowlist = apikeys.normalize_allowlist(req.ip_allowlist)
+        is_admin = authz.ADMIN in authz.roles_of(claims)
+        actor = f"{'admin' if is_admin else 'user'}:{claims['sub']}"
+        with self.store.transaction() as tx:
+            key = tx.get_api_key(api_key, for_update=True)
+            if key is None or (key["user_id"] != claims["sub"] and not is_admin):
+                raise error("APIKEY_NOT_FOUND", "no such API key")
+            if key["status"] == "revoked":
+                raise error("APIKEY_ALREADY_REVOKED", f"revoked at {key['revoked_at']}")
+            permissions = tuple(key["permissions"])
+            apikeys.check_new_key(permissions, allowlist, None, now_ms())
+            if apikeys.WITHDRAW in permissions and not is_admin:
+                authz.require_strong_auth(claims, now_ms() // 1000,
+                                          self.config.step_up_max_age_s)
+            tx.set_key_allowlist(key["key_id"], allowlist)
+            tx.audit("api_key_changed", actor, key["user_id"],
+                     {"key_id": key["key_id"], "ip_allowlist": list(allowlist) if allowlist
+                      else None, "previous_ip_allowlist": key["ip_allowlist"]})
+            tx.enqueue("api_key_changed", {"key_id": key["key_id"], "user_id": key["user_id"],
+                                           "by": actor, "at": now_ms()})
+            return tx.get_api_key(key["key_id"])
+
+    @rpc(expected_exceptions=UsersError)
+    def verification_material(self, api_key):
+        """For the gateway's key cache (gateway/keycache.py): what verifying
+        the requests signed with ``api_key`` needs, or None for a malformed or
+        unknown key: ``{key_id, user_id, permissions, ip_allowlist,
+        expires_at, revoked, account_state, secret}``. ``secret`` is the plain
+        HMAC secret (HMAC needs it), None once the key is revoked or when it
+        does not decrypt. Only the gateway may call users' verbs (RabbitMQ
+        grants); it keeps the answer in memory, never logs it, and drops it
+        on ``api_key_revoked``, ``api_key_changed``, ``user_frozen``,
+        ``user_unfrozen``, ``user_closed`` or after its TTL (docs/security.md).
+        A refused request is re-decided, and audited, by ``verify_request``."""
+        if not apikeys.valid_key_format(api_key):
+            return None
+        with self.store.transaction() as tx:
+            found = tx.key_for_verification(api_key)
+        if found is None:
+            return None
+        record, sealed = found
+        secret = None
+        if sealed is not None:
+            try:
+                secret = self.vault.open(sealed, record.key_id, record.user_id)
+            except UsersError:
+                secret = None
+        return {"key_id": record.key_id, "user_id": record.user_id,
+                "permissions": list(record.permissions),
+                "ip_allowlist": list(record.ip_allowlist) if record.ip_allowlist else None,
+                "expires_at": record.expires_at_ms, "revoked": record.revoked,
+                "account_state": record.account_state.value, "secret": secret}
 
     @rpc(expected_exceptions=UsersError)
     def verify_request(self, api_key, signature, payload, timestamp, recv_window=None,
