@@ -122,6 +122,9 @@ def client_process(index: int, urls: list[str], count: int, sample: int, ready, 
 
     connected = {url: 0 for url in urls}
     trade_delays, depth_delays, bridge_delays, fanout_delays = [], [], [], []
+    # One entry per timed frame: its trace (gateway/bridge.py) plus when this
+    # client got it; the parent turns them into per-hop delays.
+    traces: list[dict] = []
     counts = {"trades": 0, "depth": 0, "depth_snapshot": 0, "other": 0}
     timing = {"on": False}
     lost: dict[str, int] = {}
@@ -199,6 +202,8 @@ def client_process(index: int, urls: list[str], count: int, sample: int, ready, 
                     received = now_ms()
                     batch = json.loads(data[2:])[1]
                     trade_delays.extend(received - t["executed_at"] for t in batch["trades"])
+                    if batch.get("trace"):
+                        traces.append({**batch["trace"], "client": received, "stream": "trades"})
             elif data.startswith(b'42["depth"'):
                 counts["depth"] += 1
                 if self.timed and timing["on"]:
@@ -207,6 +212,8 @@ def client_process(index: int, urls: list[str], count: int, sample: int, ready, 
                     depth_delays.append(received - diff["at"])
                     bridge_delays.append(diff["pushed_at"] - diff["at"])
                     fanout_delays.append(received - diff["pushed_at"])
+                    if diff.get("trace"):
+                        traces.append({**diff["trace"], "client": received, "stream": "depth"})
             elif data.startswith(b'42["depth_snapshot"'):
                 counts["depth_snapshot"] += 1
             else:
@@ -260,7 +267,7 @@ def client_process(index: int, urls: list[str], count: int, sample: int, ready, 
         results.put({"index": index, "counts": counts, "elapsed": elapsed, "still": still,
                      "trade_delays": trade_delays, "depth_delays": depth_delays,
                      "bridge_delays": bridge_delays, "fanout_delays": fanout_delays,
-                     "lost": lost})
+                     "traces": traces, "lost": lost})
         for transport in transports:
             transport.close()
 
@@ -281,38 +288,180 @@ def new_trader(rpc, funds: dict) -> str:
 
 def order_flow(config: dict, traders: list[str], centre: Decimal, rate: float, seconds: float,
                threads: int) -> dict:
+    """Open loop: one order is due every 1/rate s whether or not earlier ones
+    were answered; ``threads`` callers (each with its own RPC proxy) take the
+    due orders in turn. Each order's ``sent`` is when it was due (a caller
+    late to take it counts in its delay) and ``answered`` when its answer
+    came back (after its acceptance committed)."""
+    import queue as queue_module
+
     from nameko.standalone.rpc import ClusterRpcProxy
     placed, refused = [0], [0]
     lock = threading.Lock()
-    deadline = time.monotonic() + seconds
+    timings: dict[int, tuple[int, int]] = {}  # order id -> (sent ms, answered ms)
+    due: queue_module.Queue = queue_module.Queue()
+    rng = random.Random(7)
 
-    def caller(seed: int):
-        rng = random.Random(seed)
-        interval = threads / rate
-        next_at = time.monotonic()
+    def caller():
         with ClusterRpcProxy(config, timeout=30) as rpc:
-            while time.monotonic() < deadline:
-                side = rng.choice(["buy", "sell"])
-                price = (centre + Decimal(rng.randint(-30, 30)) / 100).quantize(Decimal("0.01"))
-                quantity = (Decimal(rng.randint(10, 300)) / 10000).quantize(Decimal("0.0001"))
+            while True:
+                ticket = due.get()
+                if ticket is None:
+                    return
+                sent, (trader, side, price, quantity, tif) = ticket
                 try:
-                    rpc.orders.place_order(rng.choice(traders), MARKET, side, "limit",
-                                           quantity=str(quantity), price=str(price),
-                                           time_in_force="IOC" if rng.random() < 0.5 else "GTC")
+                    order = rpc.orders.place_order(trader, MARKET, side, "limit",
+                                                   quantity=quantity, price=price,
+                                                   time_in_force=tif)
+                    answered = now_ms()
                     with lock:
                         placed[0] += 1
+                        timings[int(order["order_id"])] = (sent, answered)
                 except Exception:
                     with lock:
                         refused[0] += 1
-                next_at += interval
-                time.sleep(max(0.0, next_at - time.monotonic()))
 
-    workers = [threading.Thread(target=caller, args=(n,)) for n in range(threads)]
+    workers = [threading.Thread(target=caller, daemon=True) for _ in range(threads)]
     for worker in workers:
         worker.start()
+    started = time.monotonic()
+    for n in range(int(rate * seconds)):
+        time.sleep(max(0.0, started + n / rate - time.monotonic()))
+        side = rng.choice(["buy", "sell"])
+        price = (centre + Decimal(rng.randint(-30, 30)) / 100).quantize(Decimal("0.01"))
+        quantity = (Decimal(rng.randint(10, 300)) / 10000).quantize(Decimal("0.0001"))
+        due.put((now_ms(), (rng.choice(traders), side, str(price), str(quantity),
+                            "IOC" if rng.random() < 0.5 else "GTC")))
+    for _ in workers:
+        due.put(None)
     for worker in workers:
-        worker.join(seconds + 60)
-    return {"placed": placed[0], "refused": refused[0]}
+        worker.join(60)
+    return {"placed": placed[0], "refused": refused[0], "timings": timings}
+
+
+class EngineTap:
+    """The bench's own copies of the market's command messages and of the
+    engine's push messages (exclusive queues, gone with the bench), so the
+    hops before the bridge can be timed per order: when the outbox relay of
+    orders sent the order's command (``relayed_at`` header), when the engine
+    batched it (the push message's ``at``), when the matching relay sent
+    that batch's events."""
+
+    def __init__(self, amqp_uri: str):
+        self.amqp_uri = amqp_uri
+        self.commands: dict[int, dict] = {}   # order id -> {relayed, tapped}
+        self.batches: dict[int, dict] = {}    # taker order id -> {at, relayed, tapped}
+        self.running = True
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        self.ready.wait(30)
+
+    def stop(self) -> None:
+        self.running = False
+        if self.thread.is_alive():
+            self.thread.join(10)
+
+    def run(self) -> None:
+        import json
+
+        from kombu import Connection, Consumer, Exchange, Queue
+
+        from services.common.config import COMMANDS_EXCHANGE
+        from services.common.events import PUSH_AUDIENCE, unpack
+        queues = [
+            Queue(f"push-bench-tap-commands-{uuid.uuid4().hex[:8]}",
+                  Exchange(COMMANDS_EXCHANGE, type="topic", durable=True),
+                  routing_key=f"matching.commands.{MARKET}", exclusive=True, durable=False),
+            Queue(f"push-bench-tap-engine-{uuid.uuid4().hex[:8]}",
+                  Exchange("matching.events", type="topic", durable=True),
+                  routing_key=PUSH_AUDIENCE, exclusive=True, durable=False)]
+
+        def on_message(body, message):
+            tapped = now_ms()
+            message.ack()
+            if isinstance(body, (bytes, str)):
+                body = json.loads(body)
+            relayed = (message.headers or {}).get("relayed_at")
+            key = message.delivery_info["routing_key"]
+            if key.startswith("matching.commands."):
+                for command in body.get("commands") or [{"id": message.properties.get(
+                        "message_id")}]:
+                    kind, _, order_id = str(command.get("id")).partition(":")
+                    if kind == "place" and order_id.isdigit():
+                        self.commands[int(order_id)] = {"relayed": relayed, "tapped": tapped}
+                return
+            if body.get("market") != MARKET:
+                return
+            for name, _id, event in unpack(key, message.properties.get("message_id"), body):
+                if name == "trade_executed":
+                    self.batches.setdefault(int(event["taker_order_id"]), {
+                        "at": body.get("at"), "relayed": relayed, "tapped": tapped})
+
+        with Connection(self.amqp_uri, heartbeat=10) as amqp:
+            with Consumer(amqp, queues, callbacks=[on_message], accept=["json"]):
+                self.ready.set()
+                while self.running:
+                    try:
+                        amqp.drain_events(timeout=0.5)
+                    except socket.timeout:
+                        amqp.heartbeat_check()
+
+
+def hop_table(rows: list[tuple[str, list[float]]]) -> list[str]:
+    """``name: n, p50, p99`` lines of the per-hop delays."""
+    width = max(len(name) for name, _ in rows)
+    return [f"  {name:<{width}}  n={len(values):>6}  p50 {percentile(values, 50):>6.0f} ms  "
+            f"p99 {percentile(values, 99):>6.0f} ms" for name, values in rows]
+
+
+def order_hops(flow: dict, tap: EngineTap) -> list[tuple[str, list[float]]]:
+    """The order's side of the trace: each taker order that traded, from the
+    moment it was due to the engine's push message for its batch."""
+    hops = {name: [] for name in ("order due -> answered (acceptance committed)",
+                                  "order due -> command relayed (orders' outbox)",
+                                  "command relayed -> engine batch (matching consumed)",
+                                  "engine batch -> its events relayed (journal commit, "
+                                  "matching's outbox)",
+                                  "events relayed -> tapped (RabbitMQ)")}
+    names = list(hops)
+    for order_id, (sent, answered) in flow.get("timings", {}).items():
+        command, batch = tap.commands.get(order_id), tap.batches.get(order_id)
+        hops[names[0]].append(answered - sent)
+        if command and command["relayed"]:
+            hops[names[1]].append(command["relayed"] - sent)
+            if batch and batch["at"]:
+                hops[names[2]].append(batch["at"] - command["relayed"])
+        if batch and batch["at"] and batch["relayed"]:
+            hops[names[3]].append(batch["relayed"] - batch["at"])
+            hops[names[4]].append(batch["tapped"] - batch["relayed"])
+    return list(hops.items())
+
+
+def frame_hops(traces: list[dict]) -> list[tuple[str, list[float]]]:
+    """The push side of the trace, per frame a client timed (trades and depth
+    alike): the stamps of gateway/bridge.py and gateway/sockets.py."""
+    steps = [("at", "relayed", "engine batch -> events relayed"),
+             ("relayed", "consumed", "events relayed -> gateway consumed"),
+             ("consumed", "pushed", "gateway consumed -> emitted (coalescing)"),
+             # Only when the frame came through the message queue (another
+             # process's bridge): the market streams come from each gateway's
+             # own queue since session 6.
+             ("pushed", "received", "emitted -> other gateway got it (message queue)"),
+             ("received", "client", "gateway got it -> client (fan-out, socket, client)"),
+             ("at", "client", "engine batch -> client (all hops)")]
+    rows = []
+    for stream in ("trades", "depth"):
+        timed = [{**t, "received": t.get("received") or t.get("pushed")}
+                 for t in traces if t["stream"] == stream]
+        for start, end, name in steps:
+            values = [t[end] - t[start] for t in timed if t.get(start) and t.get(end)]
+            if start == "pushed" and not any(values):
+                continue
+            rows.append((f"{stream}: {name}", values))
+    return rows
 
 
 def synthetic_flow(amqp_uri: str, channel: str, per_second: float, seconds: float) -> dict:
@@ -351,7 +500,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--gateways", type=int, default=2)
     parser.add_argument("--rate", type=float, default=100.0, help="orders per second")
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=32,
+                        help="callers taking the due orders (the flow is open-loop)")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--sample", type=int, default=10,
                         help="one connection in this many decodes and times its frames")
@@ -419,9 +569,11 @@ def main() -> int:
         cpu_before = {name: cpu_s(pid) for name, pid in watched.items()}
         go.set()
         timed_from = time.monotonic()
+        tap = EngineTap(settings.amqp_uri())
         if args.synthetic:
             flow = synthetic_flow(settings.amqp_uri(), channel, args.synthetic, args.seconds)
         else:
+            tap.start()
             flow = order_flow(config, traders, centre, args.rate, args.seconds, args.threads)
         time.sleep(2.0)  # the last pushes arrive
         stop.set()
@@ -430,6 +582,7 @@ def main() -> int:
         for profiler in profilers:
             profiler.wait(60)
         gathered = [results.get(timeout=60) for _ in procs]
+        tap.stop()
         for proc in procs:
             proc.join(30)
     finally:
@@ -486,6 +639,11 @@ def main() -> int:
           f"p99 {percentile(bridge_delays, 99):.0f} ms, bridge emit -> client (the gateways' "
           f"fan-out) p50 {percentile(fanout_delays, 50):.0f} ms, "
           f"p99 {percentile(fanout_delays, 99):.0f} ms")
+    print("per hop (wall-clock ms stamps of one machine; trades' and depth frames' traces "
+          "from the timed connections, the order side per taker order that traded):")
+    for line in hop_table(order_hops(flow, tap) + frame_hops(
+            [t for r in gathered for t in r["traces"]])):
+        print(line)
     trade_p99 = percentile(trade_delays, 99)
     met = held >= 1000 and still >= 1000 and trade_p99 < 100
     print(f"target (issue 14: >= 1,000 subscribed connections held, trade commit -> client p99 "

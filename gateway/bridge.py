@@ -1,27 +1,39 @@
 """The services' events -> Socket.IO rooms.
 
-ONE bridge consumer is active across all gateway processes: every process
-consumes the same queue (``gateway.push.<channel>``, bound to the events it
-needs) and RabbitMQ's single-active-consumer hands the messages to exactly
-one of them. The active bridge emits through Flask-SocketIO's message queue
-(kombu, a fanout exchange on our RabbitMQ), so every gateway process pushes
-the same stream to its own connections. Why one consumer and not one per
-process:
+Two consumers in every gateway process:
 
-* each event is turned into pushes once: the reads it causes (a user's
-  balances after ``balances_changed``, a market's ticker and candles after a
-  trade) are made once, not once per gateway process;
-* one emitter per market keeps the book diffs in the engine's order, and the
-  diff's ``first_seq`` (the previous book change's ``seq`` + 1) is computed in
-  one place;
-* when the active gateway dies (kill -9 included) the broker hands the queue
-  to a standby within the connection's loss; messages it had not acknowledged
-  are redelivered, and the new bridge's first diff per market starts at the
-  ``first_seq`` of the engine batch's book change (each covers its whole
-  batch, and the batches chain), so a client holding the book before it sees
-  no gap; one that missed more re-syncs with a snapshot. Duplicates
-  (``seq`` not newer than the last one emitted) are dropped here, and clients
-  drop diffs they already hold.
+* **The market bridge** (``streams="market"``): the public book diffs and
+  trades. Each process consumes the engine's push messages
+  (``engine_batch.push``) from a queue of its own (exclusive, gone with the
+  process) and emits them to its own connections only, as soon as its
+  consumer has handled what the broker had delivered (``PUSH_EVERY`` spaces
+  a busy market's frames). Every process pushes the same streams because
+  every process gets every engine batch; the diffs' ``first_seq``/``last_seq``
+  come from the engine's batches, which chain, so each process's diff stream
+  is the engine's, gap-free and in order (a redelivered batch, ``seq`` not
+  newer than the last one emitted, is dropped). A process that lost its
+  queue (a reconnection) starts its next diff at the batch's own
+  ``first_seq``: a client that missed batches sees the gap and re-syncs with
+  a snapshot. Before session 6 these streams went through the one active
+  bridge and Flask-SocketIO's message queue: a second trip through RabbitMQ
+  (and a JSON round trip) before the other processes could write a frame.
+* **The private bridge** (``streams="private"``): ONE is active across all
+  gateway processes: every process consumes the same queue
+  (``gateway.push.<channel>``, bound to the events it needs) and RabbitMQ's
+  single-active-consumer hands the messages to exactly one of them. It emits
+  through Flask-SocketIO's message queue (kombu, a fanout exchange on our
+  RabbitMQ), so a user's connection on any process gets its fills, order
+  updates, balances and disconnects. One consumer, not one per process,
+  because the reads an event causes (a user's balances after
+  ``balances_changed``, a market's ticker and candles after a trade) are
+  then made once, not once per gateway process. When the active gateway
+  dies (kill -9 included) the broker hands the queue to a standby within the
+  connection's loss; messages it had not acknowledged are redelivered.
+
+Frames of the market streams carry ``trace`` (ms stamps: ``at`` the engine
+batch, ``relayed`` its outbox relay's send, ``consumed`` and ``pushed`` by
+this bridge; ``received`` when a frame came through the message queue): the
+push bench (bench/push_bench.py) prints the delay of each hop from them.
 
 Public rooms carry no user or order ids (a trade's maker and taker stay
 private); private rooms ``user:<id>`` get the order updates and fills of that
@@ -38,8 +50,10 @@ import json
 import logging
 import socket
 import time
+import uuid
 
 import eventlet
+import eventlet.event
 from kombu import Connection, Consumer, Exchange, Queue
 
 from services.common.events import PUSH_AUDIENCE, unpack
@@ -60,7 +74,11 @@ INTERVALS = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")
 FLUSH_EVERY = 0.25
 MARKET_FLUSH_EVERY = 1.0
 PREFETCH = 500
-# Seconds between batches of a market's book diffs and trades.
+# The least seconds between two frames of one market's book diffs or trades.
+# A batch goes out as soon as the consumer has handled what the broker had
+# delivered (no wait when the market is quiet); only a market busier than
+# that is coalesced, so a burst of engine batches is not a burst of frames
+# per connection (the gateway's main cost: a write per frame per connection).
 PUSH_EVERY = 0.05
 DISCONNECT_USER = "__disconnect_user__"
 
@@ -92,17 +110,32 @@ def fills_of(event: dict) -> list[tuple[str, dict]]:
     return out
 
 
-class Bridge:
-    """Consumes the events (when this process is the active consumer) and
-    emits them. ``emit(event, data, room)`` goes through the message queue;
-    ``rpc()`` is a context manager lending a Nameko proxy."""
+# What a bridge pushes (``streams``): ``market`` the public book diffs and
+# trades, from its own queue, to this process's connections; ``private`` the
+# rest (fills, order updates, balances, tickers, candles, disconnects), as
+# the one active consumer, through the message queue; ``all`` both at once
+# (one queue: a single process, the unit tests).
+STREAMS = ("all", "market", "private")
 
-    def __init__(self, amqp_uri: str, channel: str, emit, rpc, clock=now_ms):
+
+class Bridge:
+    """Consumes the events and emits them. ``emit(event, data, room)``: through
+    the message queue for the private bridge, to this process's connections
+    for the market bridge; ``rpc()`` is a context manager lending a Nameko
+    proxy."""
+
+    def __init__(self, amqp_uri: str, channel: str, emit, rpc, clock=now_ms,
+                 streams: str = "all"):
+        if streams not in STREAMS:
+            raise ValueError(f"streams must be one of {STREAMS}")
         self.amqp_uri = amqp_uri
         self.channel = channel
         self.emit = emit
         self.rpc = rpc
         self.clock = clock
+        self.market_streams = streams in ("all", "market")
+        self.private_streams = streams in ("all", "private")
+        self.own_queue = streams == "market"
         self.running = True
         self.active = False
         self.handled = 0
@@ -110,6 +143,15 @@ class Bridge:
         self.pending_depth: dict[str, dict] = {}
         self.pending_trades: dict[str, list] = {}
         self.dirty_markets: set[str] = set()
+        # The trace of the oldest message behind each pending diff and trade
+        # batch: when the engine batched it (``at``), the outbox relay sent it
+        # (``relayed``), this bridge consumed it and pushed it (bench/push_bench.py
+        # prints the delay of each hop).
+        self.depth_trace: dict[str, dict] = {}
+        self.trade_trace: dict[str, dict] = {}
+        self.trace: dict = {}
+        self.last_push = float("-inf")
+        self.wake = eventlet.event.Event()
         self.settling_markets: set[str] = set()
         self.market_flushed = float("-inf")
         # Users named by balances_changed (the ledger announces every posting
@@ -119,8 +161,10 @@ class Bridge:
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
         eventlet.spawn_n(self.run)
-        eventlet.spawn_n(self.flush_loop)
-        eventlet.spawn_n(self.push_loop)
+        if self.private_streams:
+            eventlet.spawn_n(self.flush_loop)
+        if self.market_streams:
+            eventlet.spawn_n(self.push_loop)
 
     def stop(self) -> None:
         self.running = False
@@ -139,16 +183,24 @@ class Bridge:
     def _queue(self) -> Queue:
         # Not durable and deleted with its last consumer: pushes are live
         # data; a client that missed some re-reads (snapshot, REST) on reconnect.
+        if self.own_queue:
+            return Queue(f"{queue_name(self.channel)}.{uuid.uuid4().hex}", durable=False,
+                         exclusive=True, auto_delete=True)
         return Queue(queue_name(self.channel), durable=False, auto_delete=True,
                      queue_arguments={"x-single-active-consumer": True})
 
+    def _bindings(self) -> dict:
+        return {"matching.events": (PUSH_AUDIENCE,)} if self.own_queue else BINDINGS
+
     def _consume(self) -> None:
+        if self.own_queue:
+            self.new_queue()
         with Connection(self.amqp_uri, heartbeat=10) as amqp:
             channel = amqp.channel()
             channel.basic_qos(0, PREFETCH, False)
             queue = self._queue()(channel)
             queue.declare()
-            for exchange, keys in BINDINGS.items():
+            for exchange, keys in self._bindings().items():
                 target = Exchange(exchange, type="topic", durable=True)(channel)
                 target.declare()
                 for key in keys:
@@ -162,11 +214,22 @@ class Bridge:
                     except socket.timeout:
                         continue
 
+    def new_queue(self) -> None:
+        """A new own queue holds nothing from before it: whatever came between
+        the old one's end and now is missing. What is pending goes out, and
+        the next diff starts at its engine batch's first_seq, so a client
+        sees the gap (and re-syncs) instead of a diff claiming to follow on."""
+        self.push_batches()
+        self.last_book_seq.clear()
+
     def _on_message(self, body, message) -> None:
         self.active = True
         try:
             if isinstance(body, (bytes, str)):
                 body = json.loads(body)
+            headers = getattr(message, "headers", None) or {}
+            self.trace = {"at": body.get("at"), "relayed": headers.get("relayed_at"),
+                          "consumed": self.clock()}
             for name, _event_id, event in unpack(message.delivery_info["routing_key"],
                                                  message.properties.get("message_id"), body):
                 self.handle(name, event)
@@ -176,16 +239,26 @@ class Bridge:
             log.exception("push bridge could not handle %s", message.delivery_info.get("routing_key"))
         message.ack()
         self.handled += 1
+        if (self.pending_depth or self.pending_trades) and not self.wake.ready():
+            # The push loop runs once this green thread waits for the broker:
+            # everything already delivered is in the batch.
+            self.wake.send(True)
 
     # -- events ------------------------------------------------------------------
     def handle(self, routing_key: str, event: dict) -> None:
         if routing_key == "book_changed":
-            self.book_changed(event)
+            if self.market_streams:
+                self.book_changed(event)
         elif routing_key == "trade_executed":
-            self.pending_trades.setdefault(event["market"], []).append(public_trade(event))
-            for user, fill in fills_of(event):
-                self.emit("fill", fill, f"user:{user}")
-            self.dirty_markets.add(event["market"])
+            if self.market_streams:
+                self.pending_trades.setdefault(event["market"], []).append(public_trade(event))
+                self.trade_trace.setdefault(event["market"], self.trace)
+            if self.private_streams:
+                for user, fill in fills_of(event):
+                    self.emit("fill", fill, f"user:{user}")
+                self.dirty_markets.add(event["market"])
+        elif not self.private_streams:
+            return
         elif routing_key == "order_updated":
             if event.get("user_id"):
                 self.emit("order", event, f"user:{event['user_id']}")
@@ -205,6 +278,7 @@ class Bridge:
             return  # redelivered: already emitted
         self.last_book_seq[market] = seq
         pending = self.pending_depth.get(market)
+        self.depth_trace.setdefault(market, self.trace)
         if pending is None:
             first = int(event.get("first_seq", seq)) if last is None else last + 1
             self.pending_depth[market] = {
@@ -221,14 +295,29 @@ class Bridge:
         otherwise be a burst of frames per connection."""
         depth, self.pending_depth = self.pending_depth, {}
         trades, self.pending_trades = self.pending_trades, {}
-        for market, diff in depth.items():
-            self.emit("depth", {**diff, "pushed_at": self.clock()}, f"depth:{market}")
+        depth_trace, self.depth_trace = self.depth_trace, {}
+        trade_trace, self.trade_trace = self.trade_trace, {}
+        # Trades first: the one of the two that a trader waits for.
         for market, batch in trades.items():
-            self.emit("trades", {"market": market, "trades": batch}, f"trades:{market}")
+            self.emit("trades", {"market": market, "trades": batch,
+                                 "trace": {**trade_trace.get(market, {}),
+                                           "pushed": self.clock()}},
+                      f"trades:{market}")
+        for market, diff in depth.items():
+            pushed = self.clock()
+            self.emit("depth", {**diff, "pushed_at": pushed,
+                                "trace": {**depth_trace.get(market, {}), "pushed": pushed}},
+                      f"depth:{market}")
 
     def push_loop(self) -> None:
         while self.running:
-            eventlet.sleep(PUSH_EVERY)
+            if not self.wake.wait(1.0):
+                continue
+            self.wake = eventlet.event.Event()
+            wait = self.last_push + PUSH_EVERY - time.monotonic()
+            if wait > 0:
+                eventlet.sleep(wait)
+            self.last_push = time.monotonic()
             try:
                 self.push_batches()
             except Exception:

@@ -89,6 +89,10 @@ class Fanout:
                         return handler(ws)
                     if send_buffer:
                         raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+                    if raw.family in (socket.AF_INET, socket.AF_INET6):
+                        # No Nagle: a frame written right after another would
+                        # wait for the client's (delayed, up to 40 ms) ACK.
+                        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     websockets[eio_socket.sid] = (ws, raw)
                     try:
                         return handler(ws)

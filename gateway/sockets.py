@@ -2,8 +2,10 @@
 
 Every gateway process runs Flask-SocketIO with its kombu message queue on our
 RabbitMQ (``EXCHANGE_PUSH_CHANNEL`` names the fanout exchange; one channel per
-cluster of gateways): whatever the active bridge (gateway/bridge.py) emits to
-a room reaches that room's connections on every process.
+cluster of gateways): whatever the active private bridge (gateway/bridge.py)
+emits to a room reaches that room's connections on every process. The
+market streams (book diffs, trades) reach every process from its own queue
+of the engine's batches and are written to its own connections.
 
 Protocol (client -> server; every reply to a bad request is an ``error``
 event ``{code, message, request}``, never a dropped connection):
@@ -23,8 +25,9 @@ event ``{code, message, request}``, never a dropped connection):
   (the engine's book at ``seq``), then ``depth`` diffs ``{market, first_seq,
   last_seq, changes: [{side, price, quantity}]}`` (quantity is the level's new
   total, "0" removes it; apply the changes in order). ``trades`` come as
-  ``{market, trades: [...]}``; both are batched by the bridge (one frame per
-  market per 50 ms at most). Apply a diff when ``first_seq <= held + 1 <=
+  ``{market, trades: [...]}``; both go out as soon as they arrive, a busy
+  market's coalesced (one frame per market and stream per 50 ms at most);
+  both carry ``trace`` (ms stamps of each hop, for the bench). Apply a diff when ``first_seq <= held + 1 <=
   last_seq``; skip it when ``last_seq <= held``; otherwise there is a gap:
   send ``depth_snapshot`` ``{market}`` for a new snapshot.
 * Limits: at most ``MAX_SUBSCRIPTIONS`` per connection; a message larger than
@@ -98,10 +101,14 @@ class PushManager(KombuManager):
         return connection.ensure(producer, producer.publish)
 
     def _handle_emit(self, message):
+        data = message["data"]
+        data = data[0] if isinstance(data, list) and len(data) == 1 else data
         if message.get("event") == push_bridge.DISCONNECT_USER:
-            data = message["data"]
-            self.on_disconnect_user(data[0] if isinstance(data, list) else data)
+            self.on_disconnect_user(data)
             return
+        if isinstance(data, dict) and isinstance(data.get("trace"), dict):
+            # When this process got the frame: the bench's trace of the hops.
+            data["trace"] = {**data["trace"], "received": push_bridge.now_ms()}
         super()._handle_emit(message)
 
 
@@ -387,10 +394,20 @@ def init_app(app, socketio, settings: Settings, rpc) -> Push:
     socketio.on_event("depth_snapshot", push.on_depth_snapshot)
     socketio.on_event("*", push.on_other)
     push.bound_send_queues()
+    # The private streams through the one active bridge and the message
+    # queue; the market streams (book diffs, trades) from this process's own
+    # queue straight to its connections: no second broker hop, every process
+    # fans out at once, and the diffs' seqs come from the engine either way.
     push.bridge = push_bridge.Bridge(
-        amqp_uri, channel, lambda event, data, room: socketio.emit(event, data, to=room), rpc)
+        amqp_uri, channel, lambda event, data, room: socketio.emit(event, data, to=room), rpc,
+        streams="private")
+    push.market_bridge = push_bridge.Bridge(
+        amqp_uri, channel,
+        lambda event, data, room: socketio.emit(event, data, to=room, ignore_queue=True), rpc,
+        streams="market")
     if settings.get("EXCHANGE_PUSH_BRIDGE", "1") != "0":
         push.bridge.start()
+        push.market_bridge.start()
     eventlet.spawn_n(push.expiry_loop)
     app.extensions["push"] = push
     return push

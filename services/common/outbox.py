@@ -129,9 +129,12 @@ class ConfirmedPublisher:
         # py-amqp's own message and publish: kombu's Producer layers
         # (serializer lookup, compression, header merging) cost more per
         # message than writing the frames.
+        # ``relayed_at`` (ms): when the relay sent it, for the push bench's
+        # hop-by-hop trace (bench/push_bench.py).
         self.channel.basic_publish(
             py_amqp.Message(body, content_type="application/json", content_encoding="utf-8",
-                         message_id=message_id, delivery_mode=2),
+                         message_id=message_id, delivery_mode=2,
+                         application_headers={"relayed_at": time.time_ns() // 1_000_000}),
             exchange=exchange, routing_key=routing_key)
         self.sent += 1
         self.unconfirmed.add(self.sent)

@@ -181,3 +181,65 @@ def test_an_engine_batch_message_is_one_diff_of_its_seqs_with_its_trades_and_ord
         ["user:u-taker"] * 2
     orders = [(d["event"], d["order_id"]) for e, d, _r in emitted if e == "order"]
     assert ("command_accepted", 3) in orders and ("order_done", 3) in orders
+
+
+def market_bridge():
+    emitted = []
+    made = Bridge("amqp://unused", "test", lambda e, d, r: emitted.append((e, d, r)),
+                  lambda: None, clock=lambda: 42, streams="market")
+    return made, emitted
+
+
+def test_the_market_bridge_pushes_book_and_trades_only_and_the_private_one_the_rest():
+    market, market_emitted = market_bridge()
+    private, private_emitted = bridge()
+    private.market_streams = False  # what streams="private" makes
+    for push in (market, private):
+        push.handle("trade_executed", TRADE)
+        push.handle("book_changed", book(12))
+        push.handle("order_updated", {"market": "BTC-USDT", "seq": 12, "order_id": 9,
+                                      "user_id": "u-taker", "event": "order_done"})
+        push.handle("balances_changed", {"changes": [{"user": "u-1", "asset": "USDT"}]})
+        push.push_batches()
+    assert sorted(e for e, _d, _r in market_emitted) == ["depth", "trades"]
+    assert sorted(e for e, _d, _r in private_emitted) == ["fill", "fill", "order"]
+    assert not market.dirty_users and private.dirty_users == {"u-1"}
+    assert not market.dirty_markets and private.dirty_markets == {"BTC-USDT"}
+
+
+def test_after_a_new_queue_the_next_diff_starts_at_its_own_batch_not_after_the_last():
+    """An own queue lost on a reconnection may have missed batches: the next
+    diff must not claim to follow on (clients would apply it over a gap)."""
+    push, emitted = market_bridge()
+    push.handle("book_changed", {**book(5), "first_seq": 4})
+    push.push_batches()
+    push.new_queue()
+    push.handle("book_changed", {**book(9), "first_seq": 8})
+    push.push_batches()
+    assert [(d["first_seq"], d["last_seq"]) for _e, d, _r in emitted] == [(4, 5), (8, 9)]
+
+
+def test_a_batch_goes_out_once_the_consumer_waits_not_after_a_period(monkeypatch):
+    """The push loop wakes when the consumer has handled what was delivered;
+    the period only spaces a busy market's frames (a period of 10 s here:
+    the first batch must not wait for it)."""
+    import eventlet
+
+    from gateway import bridge as bridge_module
+    monkeypatch.setattr(bridge_module, "PUSH_EVERY", 10.0)
+    push, emitted = market_bridge()
+    loop = eventlet.spawn(push.push_loop)
+    try:
+        push._on_message({"market": "BTC-USDT", "first_seq": 1, "last_seq": 1, "at": 40,
+                          "event_version": 1,
+                          "events": [["book_changed", "b1", book(1)],
+                                     ["trade_executed", "t1", TRADE]]},
+                         Delivery("engine_batch.push", "m1"))
+        for _ in range(5):
+            eventlet.sleep(0)
+        assert [e for e, _d, _r in emitted] == ["trades", "depth"]
+        trace = emitted[0][1]["trace"]
+        assert trace["at"] == 40 and trace["consumed"] == 42 and trace["pushed"] == 42
+    finally:
+        push.running = False
+        loop.kill()
