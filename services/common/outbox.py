@@ -16,7 +16,6 @@ message and made the relay the slowest step of the order flow.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 import zlib
@@ -52,8 +51,8 @@ def enqueue(conn, stream: str, exchange: str, routing_key: str, message_id: str,
 
 ENQUEUE_MANY = (
     "WITH queued AS (INSERT INTO outbox (stream, exchange, routing_key, message_id, payload) "
-    "SELECT %s, e, k, m, p::jsonb "
-    "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS r (e, k, m, p, n) "
+    "SELECT %s, r->>0, r->>1, r->>2, r->3 "
+    "FROM jsonb_array_elements(%s) WITH ORDINALITY AS t (r, n) "
     "ORDER BY n RETURNING 1) "
     "SELECT pg_notify(%s, '') WHERE EXISTS (SELECT FROM queued)")
 
@@ -61,14 +60,14 @@ ENQUEUE_MANY = (
 def enqueue_many(conn, stream: str, rows: list[tuple[str, str, str, dict]]) -> None:
     """Several ``(exchange, routing_key, message_id, payload)`` rows, one wake-up.
 
-    One statement over arrays, ids in the rows' order: executemany cost
-    psycopg's pipeline ~25 us of Python per row, the active engine's largest
-    share of its time after publishing."""
+    One statement over ONE JSON array of the rows, ids in the rows' order:
+    executemany cost psycopg's pipeline ~25 us of Python per row, and a text
+    array of JSON payloads made psycopg escape every quote of every payload
+    with a regex (a quarter of the active engine's time under the order path
+    bench, a batch's events being one large payload)."""
     if not rows:
         return
-    exchanges, keys, message_ids, payloads = zip(*rows)
-    conn.execute(ENQUEUE_MANY, (stream, list(exchanges), list(keys), list(message_ids),
-                                [json.dumps(payload) for payload in payloads], _channel(stream)))
+    conn.execute(ENQUEUE_MANY, (stream, Jsonb([list(row) for row in rows]), _channel(stream)))
 
 
 def enqueue_event(conn, stream: str, source_service: str, event_type: str,
