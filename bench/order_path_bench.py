@@ -67,6 +67,7 @@ PLACE_KINDS = ("limit", "market")
 REFUSAL_CODE = "ORDER_REJECTED:INSUFFICIENT_FUNDS"
 UNSENT = "UNSENT"
 REST_REFUSAL = (400, -2010, "Account has insufficient balance for requested action.")
+REST_BATCH_REFUSAL = "400:INSUFFICIENT_FUNDS"
 # The bench gateway's rate limits: out of the way (the bench measures the
 # order path; the limiter's Memcached round trips are still made).
 GATEWAY_LIMITS = {"EXCHANGE_GATEWAY_WEIGHT_PER_MINUTE": "100000000",
@@ -259,7 +260,90 @@ class RestTransport:
         return type(exc).__name__
 
 
-TRANSPORTS = {"rpc": RpcTransport, "rpc-batch": RpcBatchTransport, "rest": RestTransport}
+class RestBatchTransport(RestTransport):
+    """What a partner's bot does over REST: the client process's callers hand
+    their orders to one batcher (as rpc-batch: ``batch_window_ms``,
+    ``batch_max``, ``batch_in_flight``), which sends each user's orders of a
+    batch as one signed ``POST /api/v1/orders/batch`` (the users' requests in
+    parallel). The orders come from the first ``--batch-partners`` API-key
+    users of each client process (a partner trades for a few accounts, not a
+    thousand). Cancels go one by one (``DELETE /api/v3/order``). Shared by
+    all callers of the process."""
+
+    shared = True
+
+    def __init__(self, spec):
+        from requests.adapters import HTTPAdapter
+
+        from services.common.group_commit import GroupCommit
+        super().__init__(spec)
+        # One keep-alive connection per concurrent request of the process.
+        self.session.mount("http://", HTTPAdapter(pool_connections=1,
+                                                  pool_maxsize=spec["callers"] + 8))
+        self.partners = spec["users"][:spec["batch_partners"]]
+        self.unfunded = {user["api_key"] for user in spec["poor"]}
+        self.batcher = GroupCommit(self._send, max_batch=spec["batch_max"],
+                                   linger_s=spec["batch_window_ms"] / 1000,
+                                   max_in_flight=spec["batch_in_flight"])
+
+    def close(self):
+        self.batcher.close()
+        super().close()
+
+    def _post(self, user, orders: list) -> list:
+        body = json.dumps({"orders": orders}, separators=(",", ":"))
+        query = urlencode({"timestamp": int(time.time() * 1000), "recvWindow": 10000})
+        signature = hmac.new(user["secret"].encode(), (query + body).encode(),
+                             hashlib.sha256).hexdigest()
+        response = self.session.post(
+            f"{self.base}/api/v1/orders/batch?{query}&signature={signature}", data=body,
+            timeout=60, headers={"X-MBX-APIKEY": user["api_key"],
+                                 "Content-Type": "application/json"})
+        if response.status_code != 200:
+            error = (response.json() if response.content else {}).get("error", {})
+            refused = RestRefused(response.status_code, error.get("code"), error.get("message"))
+            return [refused] * len(orders)
+        return [RestRefused(r["error"]["status"], r["error"]["code"], r["error"]["message"])
+                if r.get("error") else r["order"] for r in response.json()["results"]]
+
+    def _send(self, requests: list) -> list:
+        by_user: dict[str, list[int]] = {}
+        for index, (user, _) in enumerate(requests):
+            by_user.setdefault(user["api_key"], []).append(index)
+        outcomes: list = [None] * len(requests)
+
+        def post(indexes):
+            answers = self._post(requests[indexes[0]][0], [requests[i][1] for i in indexes])
+            for index, answer in zip(indexes, answers):
+                outcomes[index] = answer
+        pool = eventlet.GreenPool(len(by_user))
+        for indexes in by_user.values():
+            pool.spawn(post, indexes)
+        pool.waitall()
+        return outcomes
+
+    def place(self, user, market, side, kind, amount, price):
+        if user["api_key"] not in self.unfunded and user not in self.partners:
+            user = self.partners[hash(user["api_key"]) % len(self.partners)]
+        order = {"market": market, "side": side, "type": kind}
+        order.update({"quantity": amount, "price": price} if kind == "limit" else
+                     {"quote_amount": amount} if side == "buy" else {"quantity": amount})
+        placed = self.batcher.submit((user, order))
+        return (user, placed["order_id"])   # cancel() needs the owner
+
+    def cancel(self, user, market, order_id):
+        owner, order_id = order_id
+        super().cancel(owner, market, order_id)
+
+    @staticmethod
+    def refusal_code(exc):
+        if isinstance(exc, RestRefused):   # the native API's codes (REST_BATCH_REFUSAL)
+            return f"{exc.status}:{exc.code}"
+        return type(exc).__name__
+
+
+TRANSPORTS = {"rpc": RpcTransport, "rpc-batch": RpcBatchTransport, "rest": RestTransport,
+              "rest-batch": RestBatchTransport}
 
 
 def run_client(spec_path: str, out_path: str) -> None:
@@ -494,7 +578,8 @@ def run_phase(settings, nameko, procs, users, args, transport, markets, mode, ra
         warmup, seconds = args.warmup, args.seconds
     else:
         warmup, seconds = 2.0, args.echo_seconds if mode == "echo" else args.closed_seconds
-    funded = users["funded"][:args.rest_users] if transport == "rest" else users["funded"]
+    funded = users["funded"][:args.rest_users] if transport.startswith("rest") \
+        else users["funded"]
     clients, outs, specs = [], [], []
     for i, callers in enumerate(per_client):
         spec = {"transport": transport, "mode": mode, "rate": rate / args.clients,
@@ -502,7 +587,7 @@ def run_phase(settings, nameko, procs, users, args, transport, markets, mode, ra
                 "users": funded[i::args.clients] or funded, "poor": users["poor"],
                 "markets": markets, "nameko": nameko, "go": str(go),
                 "batch_window_ms": args.batch_window_ms, "batch_max": args.batch_max,
-                "batch_in_flight": args.batch_in_flight,
+                "batch_in_flight": args.batch_in_flight, "batch_partners": args.batch_partners,
                 "gateway": f"http://127.0.0.1:{args.gateway_port}"}
         spec_file, out = run / f"spec-{tag}-{i}.json", run / f"out-{tag}-{i}.json"
         spec_file.write_text(json.dumps(spec))
@@ -722,7 +807,8 @@ def verdicts(f: dict) -> list[str]:
 
 
 def check_refusals(f: dict, transport: str) -> list[str]:
-    expected = REFUSAL_CODE if transport.startswith("rpc") else "{}:{}:{}".format(*REST_REFUSAL)
+    expected = REFUSAL_CODE if transport.startswith("rpc") else REST_BATCH_REFUSAL \
+        if transport == "rest-batch" else "{}:{}:{}".format(*REST_REFUSAL)
     return [f"{n} deliberate refusal(s) answered {code!r}, not {expected!r}"
             for (kind, code), n in f["outcomes"].items() if kind == "refusal" and code != expected]
 
@@ -752,6 +838,8 @@ def main():
     parser.add_argument("--batch-window-ms", type=float, default=5,
                         help="rpc-batch: how long a lone arrival waits for company")
     parser.add_argument("--batch-max", type=int, default=64, help="rpc-batch: orders per call")
+    parser.add_argument("--batch-partners", type=int, default=4,
+                        help="rest-batch: API-key users placing each client process's orders")
     parser.add_argument("--batch-in-flight", type=int, default=2,
                         help="rpc-batch: batch calls in flight per client process")
     args = parser.parse_args()
@@ -787,7 +875,7 @@ def main():
                "wallets": "services.wallets.service", "users": "services.users.service",
                "registry": "services.registry.service",
                "echo-a": "bench.echo_service", "echo-b": "bench.echo_service"}
-    if "rest" in transports:
+    if any(t.startswith("rest") for t in transports):
         modules["gateway"] = "gateway"
     procs = start_services(settings, run, config_file, modules,
                            {"EXCHANGE_GATEWAY_PORT": str(args.gateway_port), **GATEWAY_LIMITS})
@@ -803,7 +891,7 @@ def main():
                              context_data={"access_token": seed.admin_token(settings)}) as rpc:
             for market in (BASE_MARKET,) + EXTRA_MARKETS:
                 rpc.matching.set_reference_price(market, str(REFERENCE_PRICE))
-        if "rest" in transports:
+        if any(t.startswith("rest") for t in transports):
             import requests
             deadline = time.time() + 120
             while True:

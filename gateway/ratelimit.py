@@ -191,8 +191,8 @@ class RateLimiter:
             raise self._refuse(who, left, MSG_TOO_MANY % self.limits.weight_per_minute)
         return used
 
-    def charge_key(self, key_id: str, weight: int, orders: bool = False) -> None:
-        """Charge an authenticated key: weight, and a new order when ``orders``."""
+    def charge_key(self, key_id: str, weight: int, orders: int = 0) -> None:
+        """Charge an authenticated key: weight, and ``orders`` new orders (True: one)."""
         who = f"key:{key_id}"
         self.check_ban(who)
         used, left = self.counters.add(f"w:{who}", MINUTE, weight)
@@ -200,8 +200,8 @@ class RateLimiter:
             raise self._refuse(who, left, MSG_TOO_MANY % self.limits.key_weight_per_minute)
         if not orders:
             return
-        in_10s, left_10s = self.counters.add(f"o:{who}", TEN_S, 1)
-        in_day, left_day = self.counters.add(f"o:{who}", DAY, 1)
+        in_10s, left_10s = self.counters.add(f"o:{who}", TEN_S, int(orders))
+        in_day, left_day = self.counters.add(f"o:{who}", DAY, int(orders))
         g.ratelimit_orders = (in_10s, in_day)
         if in_10s > self.limits.orders_per_10s:
             raise self._refuse(who, left_10s, MSG_TOO_MANY_ORDERS

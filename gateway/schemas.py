@@ -288,6 +288,15 @@ class PlaceOrder(Strict):
     client_order_id: Optional[ClientOrderId] = None
 
 
+MAX_BATCH_ORDERS = 50
+
+
+class PlaceOrders(Strict):
+    orders: list[PlaceOrder] = Field(
+        min_length=1, max_length=MAX_BATCH_ORDERS,
+        description=f"1 to {MAX_BATCH_ORDERS} orders, each as POST /orders takes it")
+
+
 class AmendOrder(Strict):
     price: Optional[Decimal] = None
     quantity: Optional[Decimal] = Field(default=None, description="the new total quantity")
@@ -313,6 +322,22 @@ class Order(Out):
     updated_at: int
     cancel_requested: Optional[bool] = None
     amend_requested: Optional[bool] = None
+
+
+class OrderRefusal(Out):
+    status: int = Field(description="the HTTP status POST /orders would answer", examples=[400])
+    code: str = Field(examples=["INSUFFICIENT_FUNDS"])
+    message: str
+    field: Optional[str] = Field(default=None, description="the refused field, when one is")
+
+
+class OrderOutcome(Out):
+    order: Optional[Order] = Field(default=None, description="the accepted order")
+    error: Optional[OrderRefusal] = Field(default=None, description="or why it was refused")
+
+
+class OrderOutcomes(Out):
+    results: list[OrderOutcome] = Field(description="one per order, in the request's order")
 
 
 class OrderList(Out):

@@ -86,10 +86,12 @@ class Caller:
 ALL_PERMISSIONS = ("read", "trade", "withdraw")
 
 
-def caller(permission: str = "read", token_only: bool = False, new_order: bool = False) -> Caller:
+def caller(permission: str = "read", token_only: bool = False,
+           new_order: bool | int = False) -> Caller:
     """Authenticate the request for an endpoint needing ``permission``
     (read, trade, withdraw); ``token_only``: API keys are refused. The
-    caller's rate limits are charged (``new_order``: it places an order)."""
+    caller's rate limits are charged (``new_order``: it places an order, or
+    that many)."""
     authorization = request.headers.get("Authorization")
     api_key = request.headers.get("X-MBX-APIKEY")
     if authorization is not None:

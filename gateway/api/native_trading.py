@@ -7,13 +7,17 @@ and final statuses arrive asynchronously; read them back with
 """
 from __future__ import annotations
 
-from gateway import batcher
+from flask import request
+
+from gateway import batcher, ratelimit
 from gateway.api.native import (NEEDS_READ, NEEDS_TRADE, PRIVATE, TAG_TRADING, blueprint, caller,
                                 reply)
 from gateway.api.native_market import known_market
-from gateway.schemas import (AmendOrder, CancelAll, CancelAllQuery, Fill, Fills, FillsQuery,
-                             HistoryQuery, Order, OrderHistory, OrderList, OrderPath,
-                             OrdersQuery, PlaceOrder, epoch_ms)
+from gateway.errors import ApiError, from_service_error
+from gateway.schemas import (MAX_BATCH_ORDERS, AmendOrder, CancelAll, CancelAllQuery, Fill, Fills,
+                             FillsQuery, HistoryQuery, Order, OrderHistory, OrderList,
+                             OrderOutcome, OrderOutcomes, OrderPath, OrderRefusal, OrdersQuery,
+                             PlaceOrder, PlaceOrders, epoch_ms)
 
 
 def order_out(order: dict) -> Order:
@@ -30,11 +34,63 @@ def place_order(body: PlaceOrder):
     who = caller("trade", new_order=True)
     known_market(body.market)
     # Accepted in this process's next batch of orders (gateway/batcher.py).
-    order = batcher.place_order(
-        who.user_id, market=body.market, side=body.side, type=body.type, quantity=body.quantity,
-        quote_amount=body.quote_amount, price=body.price, time_in_force=body.time_in_force,
-        post_only=body.post_only, stp_mode=body.stp_mode, client_order_id=body.client_order_id)
+    order = batcher.place_order(who.user_id, **placement(body))
     return reply(order_out(order), 201)
+
+
+def placement(body: PlaceOrder) -> dict:
+    """``orders.place_order``'s arguments for one order of the API."""
+    return dict(market=body.market, side=body.side, type=body.type, quantity=body.quantity,
+                quote_amount=body.quote_amount, price=body.price,
+                time_in_force=body.time_in_force, post_only=body.post_only,
+                stp_mode=body.stp_mode, client_order_id=body.client_order_id)
+
+
+def batch_weight() -> int:
+    """A batch weighs one per order (its rate limits count each order)."""
+    body = request.get_json(silent=True, cache=True)
+    orders = body.get("orders") if isinstance(body, dict) else None
+    return min(max(len(orders), 1), MAX_BATCH_ORDERS) if isinstance(orders, list) else 1
+
+
+def refusal(exc: ApiError) -> OrderOutcome:
+    return OrderOutcome(error=OrderRefusal(status=exc.status, code=exc.code,
+                                           message=exc.message, field=exc.field))
+
+
+@blueprint.post("/orders/batch", tags=[TAG_TRADING], security=PRIVATE,
+                openapi_extensions=NEEDS_TRADE, responses={200: OrderOutcomes},
+                summary=f"Place 1 to {MAX_BATCH_ORDERS} orders in one request, each accepted "
+                        "or refused on its own")
+@ratelimit.weight(batch_weight)
+def place_orders(body: PlaceOrders):
+    """Each order is checked as ``POST /orders`` checks it and answered in
+    ``results`` at its position: ``{order}`` or ``{error: {status, code,
+    message, field}}`` with what ``POST /orders`` would have answered; one
+    refused order does not fail the others. The accepted ones go to orders
+    in one ``orders.place_orders`` call (one acceptance transaction). A
+    client order id makes an order idempotent: sent again, in this or a
+    later batch, it is refused with DUPLICATE_CLIENT_ORDER_ID. Rate limits
+    count every order (weight and new orders)."""
+    from gateway.app import rpc
+    from gateway.batcher import OrderRefused
+    who = caller("trade", new_order=len(body.orders))
+    results: list[OrderOutcome | None] = [None] * len(body.orders)
+    pending: list[tuple[int, dict]] = []
+    for index, order in enumerate(body.orders):
+        try:
+            known_market(order.market)
+        except ApiError as exc:
+            results[index] = refusal(exc)
+            continue
+        pending.append((index, {"user": who.user_id, **placement(order)}))
+    if pending:
+        with rpc() as services:
+            answers = services.orders.place_orders([args for _, args in pending])
+        for (index, _), answer in zip(pending, answers):
+            results[index] = OrderOutcome(order=order_out(answer["order"])) if "order" in answer \
+                else refusal(from_service_error(OrderRefused(answer["error"])))
+    return reply(OrderOutcomes(results=results))
 
 
 @blueprint.get("/orders", tags=[TAG_TRADING], security=PRIVATE, openapi_extensions=NEEDS_READ,
