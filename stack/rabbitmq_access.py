@@ -66,7 +66,7 @@ SERVICES = {
                      commands=True),
     "matching": Access(commands=True),
     "wallets": Access(follows=("matching.events",)),
-    "marketdata": Access(follows=("matching.events",)),
+    "marketdata": Access(follows=("matching.events",), calls=("matching.get_depth",)),
     "users": Access(calls=("wallets.open_accounts",)),
     "registry": Access(),
 }

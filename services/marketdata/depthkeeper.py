@@ -20,8 +20,9 @@ class DepthKeeper:
     writer greenthread that publishes changed books to Memcached (at most one
     write in flight per market: bursts coalesce into the latest state)."""
 
-    def __init__(self, cache: HotCache):
+    def __init__(self, cache: HotCache, resync: bool = True):
         self.cache = cache
+        self.resync = resync    # load engine snapshots into untrustworthy books
         self.books: dict[str, DepthBook] = {}
         self.unpublished: set[str] = set()    # Memcached may hold an outdated snapshot
         self._dirty: set[str] = set()
@@ -40,6 +41,28 @@ class DepthKeeper:
             log.warning("depth of %s is stale: gap after seq %s", change.market, book.seq)
             self._mark(change.market)
         return outcome
+
+    def out_of_sync(self, markets) -> list[str]:
+        """Of ``markets``, those whose book is not trustworthy: never seen from
+        the market's first command (this process started after it, and book
+        events are broadcast without a queue), or stale after a gap. Each
+        needs the engine's snapshot (``load``)."""
+        if not self.resync:
+            return []
+        return [m for m in markets if m not in self.books or not self.books[m].synced]
+
+    def load(self, snapshot, at: int) -> str:
+        """The engine's book after command ``snapshot.seq`` replaces an
+        untrustworthy one; book events buffered meanwhile continue it. A book
+        that caught up while the snapshot was on its way is kept."""
+        book = self.books.get(snapshot.market)
+        if book is None:
+            book = self.books[snapshot.market] = DepthBook(snapshot.market)
+        if book.synced and book.seq >= snapshot.seq:
+            return "ignored"
+        book.load_snapshot(snapshot.seq, at, snapshot.bids, snapshot.asks)
+        self._mark(snapshot.market)
+        return "loaded"
 
     def _mark(self, market: str) -> None:
         if market not in self._dirty:

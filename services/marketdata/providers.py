@@ -68,7 +68,9 @@ class Backend(SharedExtension):
     MEMCACHED_PORT (overrides EXCHANGE_MEMCACHED_PORT; tests point the cache at
     a throw-away server),
     MARKETDATA_TRADE_QUEUE and MARKETDATA_TRADE_EXCHANGE (where trades are
-    consumed from; tests use their own, isolated from the shared vhost).
+    consumed from; tests use their own, isolated from the shared vhost),
+    MARKETDATA_DEPTH_RESYNC=False (no engine snapshots: tests that publish
+    book events standing in for the engine).
     """
 
     clock = staticmethod(lambda: time.time_ns() // 1_000_000)   # the Clock provider sets it
@@ -90,7 +92,7 @@ class Backend(SharedExtension):
         self.pipeline = IngestPipeline(self.store, self.cache)
         self.parking = ParkedTrades(self.session)
         self.markets.parked = self.parking.count
-        self.depth = DepthKeeper(self.cache)
+        self.depth = DepthKeeper(self.cache, resync=config.get("MARKETDATA_DEPTH_RESYNC", True))
         self.reads = MarketReads(self.store, self.cache, self.depth, self.pipeline)
 
     def start(self):

@@ -123,6 +123,38 @@ def book_change_from_event(payload, markets: MarketRegistry) -> BookChange:
     return BookChange(event.market, event.seq, event.prev_seq, event.at, tuple(changes))
 
 
+@dataclass(frozen=True)
+class EngineDepth:
+    """The engine's book after command ``seq`` (``matching.get_depth``)."""
+    market: str
+    seq: int
+    bids: tuple[tuple[Decimal, Decimal], ...]
+    asks: tuple[tuple[Decimal, Decimal], ...]
+
+
+def engine_depth(answer, market: str, markets: MarketRegistry) -> EngineDepth:
+    """``matching.get_depth``'s answer for ``market``, on the market's grid, or
+    InvalidEvent."""
+    config = markets.get(market)
+    try:
+        if not isinstance(answer, dict) or answer.get("market") != market:
+            raise InvalidValue("answer is not this market's depth")
+        seq = answer["seq"]
+        if type(seq) is not int or seq < 0:
+            raise InvalidValue("seq is not a non-negative integer")
+        sides = []
+        for side in ("buy", "sell"):      # best first, as matching.get_depth answers
+            levels = []
+            for price, quantity in answer[side]:
+                config.price_to_ticks(price)
+                config.qty_to_lots(quantity)
+                levels.append((Decimal(price), to_decimal(quantity)))
+            sides.append(tuple(levels))
+    except (InvalidValue, KeyError, TypeError, ValueError) as exc:
+        raise InvalidEvent(f"engine depth of {market[:40]}: {exc}") from None
+    return EngineDepth(market, seq, *sides)
+
+
 # ---------------------------------------------------------------- RPC arguments
 
 def timestamp(value, name: str, optional: bool = True) -> Optional[int]:

@@ -13,11 +13,12 @@ from nameko.events import BROADCAST, event_handler
 from nameko.timer import timer
 
 from services.common import rpc_replies
-from services.common.deadlines import rpc
+from services.common.deadlines import TimedRpcProxy, rpc
 from services.common.metrics import ServiceMetrics
 from services.marketdata import schemas
 from services.marketdata.errors import (InvalidArgument, InvalidEvent, MarketDataError,
                                         RangeTooLarge, UnknownMarket)
+from services.marketdata.depthkeeper import DEPTH_LEVELS
 from services.marketdata.ingest import MAX_REBUILD_MS
 from services.marketdata.providers import (Clock, DepthBooks, Markets, Reads, TradeEvents,
                                            TradeLog)
@@ -25,6 +26,9 @@ from services.marketdata.providers import (Clock, DepthBooks, Markets, Reads, Tr
 rpc_replies.install()
 
 log = logging.getLogger(__name__)
+
+# A snapshot of up to DEPTH_LEVELS levels a side from the active engine.
+ENGINE_SNAPSHOT_TIMEOUT_S = 2.0
 
 
 class MarketDataService:
@@ -37,6 +41,7 @@ class MarketDataService:
     depth_books = DepthBooks()
     reads = Reads()
     metrics = ServiceMetrics()
+    matching = TimedRpcProxy("matching", timeout_s=ENGINE_SNAPSHOT_TIMEOUT_S)
 
     # ------------------------------------------------------------ events in
 
@@ -59,6 +64,24 @@ class MarketDataService:
         refused, keep depth snapshots from expiring."""
         self.trade_log.refresh(now=self.clock())
         self.depth_books.refresh()
+
+    @timer(interval=1.0)
+    def resync_depth(self):
+        """Books this process cannot trust (it started after the market's
+        first command, or saw a gap) load the engine's snapshot; the book
+        events that follow it continue it (depth.py). Without this a restarted
+        marketdata would answer DEPTH_UNAVAILABLE, and tickers no best bid/ask,
+        until the market's next first command: never."""
+        loaded = {}
+        for market in self.depth_books.out_of_sync(self.markets.symbols()):
+            try:
+                answer = self.matching.get_depth(market, DEPTH_LEVELS)
+                snapshot = schemas.engine_depth(answer, market, self.markets)
+            except Exception as exc:    # engine down, market not hosted yet, bad answer: next tick
+                log.warning("depth of %s not resynced: %s", market, exc)
+                continue
+            loaded[market] = self.depth_books.load(snapshot, at=self.clock())
+        return loaded
 
     # ------------------------------------------------------------ reads
 

@@ -65,8 +65,9 @@ def service_name(nameko_config):
 @pytest.fixture
 def md_config(service_name, trade_route, nameko_config, market):
     ManualClock.at = T0
+    # The Matching stand-in publishes the book events: no snapshots from the real engine.
     return {**nameko_config, "max_workers": 50, "MARKETDATA_TRADE_QUEUE": trade_route[0],
-            "MARKETDATA_TRADE_EXCHANGE": trade_route[1]}
+            "MARKETDATA_TRADE_EXCHANGE": trade_route[1], "MARKETDATA_DEPTH_RESYNC": False}
 
 
 @pytest.fixture
