@@ -6,25 +6,34 @@ fresh traders (never the demo ones) trading ETH-USDT with each other near
 the reference price, so about half of the orders trade.
 
 * ``--gateways`` gateway processes of the bench's own (``python -m gateway``
-  on spare ports, one push cluster of their own: one active bridge, the
-  kombu message queue between them), stopped at the end.
+  on spare ports, one push cluster of their own: each consumes the engine's
+  batches for the market streams from its own queue; one active private
+  bridge and the kombu message queue between them), stopped at the end.
 * ``--clients`` client processes, each holding its share of
   ``--connections`` Socket.IO connections (Engine.IO 4 over a websocket parsed
   by hand, to keep the clients' own CPU low), spread round-robin over the
   gateways, each subscribed to depth and trades and reading every frame; one
   in ``--sample`` decodes and times its frames.
-* Orders: ``--rate`` orders/s for ``--seconds`` through orders.place_order
-  (``--threads`` callers, each with its own RPC proxy), limit orders of
-  either side within 0.3 USDT of the reference price.
+* Orders: ``--rate`` orders/s for ``--seconds`` through orders.place_order,
+  open loop (an order is due every 1/rate s, answered or not; ``--threads``
+  callers, each with its own RPC proxy, take the due orders), limit orders
+  of either side within 0.3 USDT of the reference price.
 
 Figures: connections held per gateway process; messages delivered per
 second (all connections); the delay from a trade's commit (``executed_at``,
 stamped by the matching service as it journals the batch) to its arrival
 at each client (p50/p99/max over every delivery); the same for book diffs
-(``at``); resident memory per connection (each gateway's RSS growth from
+(``at``); the delay of each hop (below); resident memory per connection (each gateway's RSS growth from
 before the connections to after, divided by its connections). Clients and
 gateways share the machine's 2 cores: the client processes' own CPU is part
 of the delay.
+
+Per hop, from wall-clock ms stamps of this one machine: the frames' own
+``trace`` (the engine batch's ``at``, the outbox relay's ``relayed_at``, the
+gateway's consume and emit, the client's receipt) and, per taker order that
+traded, the bench's own tap of the market's command messages and engine
+batches (the order due, answered, its command relayed by orders' outbox,
+its engine batch). The last line is the verdict against issue 14's target.
 
     .venv/bin/python bench/push_bench.py [--connections 1000] [--clients 4] [--gateways 2]
                                          [--rate 100] [--seconds 30]
@@ -296,8 +305,12 @@ def order_flow(config: dict, traders: list[str], centre: Decimal, rate: float, s
     import queue as queue_module
 
     from nameko.standalone.rpc import ClusterRpcProxy
-    placed, refused = [0], [0]
+    placed, refused, dropped = [0], [0], [0]
     lock = threading.Lock()
+    # Orders still waiting for a caller this long after the last one was due
+    # are dropped (counted): the run stays bounded when the machine cannot
+    # keep up.
+    give_up = time.monotonic() + seconds + 30
     timings: dict[int, tuple[int, int]] = {}  # order id -> (sent ms, answered ms)
     due: queue_module.Queue = queue_module.Queue()
     rng = random.Random(7)
@@ -309,6 +322,10 @@ def order_flow(config: dict, traders: list[str], centre: Decimal, rate: float, s
                 if ticket is None:
                     return
                 sent, (trader, side, price, quantity, tif) = ticket
+                if time.monotonic() > give_up:
+                    with lock:
+                        dropped[0] += 1
+                    continue
                 try:
                     order = rpc.orders.place_order(trader, MARKET, side, "limit",
                                                    quantity=quantity, price=price,
@@ -335,8 +352,9 @@ def order_flow(config: dict, traders: list[str], centre: Decimal, rate: float, s
     for _ in workers:
         due.put(None)
     for worker in workers:
-        worker.join(60)
-    return {"placed": placed[0], "refused": refused[0], "timings": timings}
+        worker.join(max(0.0, give_up + 35 - time.monotonic()))  # 30 s RPC timeout
+    return {"placed": placed[0], "refused": refused[0], "dropped": dropped[0],
+            "timings": timings}
 
 
 class EngineTap:
@@ -619,7 +637,8 @@ def main() -> int:
         print(f"synthetic: {flow['emitted']} room emits ({args.synthetic:.0f} trade batches + "
               f"{args.synthetic:.0f} depth diffs a second), no orders")
     print(f"orders placed: {flow['placed']} ({flow['placed'] / args.seconds:.1f}/s), "
-          f"refused {flow['refused']}")
+          f"refused {flow['refused']}, dropped unsent (the callers were behind) "
+          f"{flow.get('dropped', 0)}")
     print(f"messages delivered: {messages} in {elapsed:.1f} s = {messages / elapsed:,.0f} msg/s "
           f"(trade batches {sum(r['counts']['trades'] for r in gathered)}, "
           f"depth diffs {sum(r['counts']['depth'] for r in gathered)}); timed on 1 connection "
