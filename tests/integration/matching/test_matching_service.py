@@ -18,6 +18,7 @@ from services.matching.wire import command_batch_message
 from services.common.errors import code_of
 from services.matching.errors import InvalidMarket
 from services.matching.service import MatchingService
+from tests.integration.amqp_kit import confirmed_connection, publish_confirmed
 from tests.integration.identity_kit import principal_tokens  # noqa: F401 (fixture)
 from tests.integration.registry_kit import throwaway_market
 
@@ -148,12 +149,13 @@ def test_orders_match_and_events_leave_through_the_outbox(
 def test_a_redelivered_command_is_applied_once(market, pool, nameko_config, container_factory):
     container_factory(MatchingService, nameko_config).start()
     body = {"command": command_to_dict(PlaceOrder(7, "u", "buy", price=9_000, quantity=1_000))}
-    with Connection(nameko_config["AMQP_URI"]) as conn:
+    with confirmed_connection(nameko_config["AMQP_URI"]) as conn:
         queue = command_queue(command_queue_name(market))(conn.default_channel)
         queue.declare()
         producer = Producer(conn.default_channel)
         for _ in range(3):
-            producer.publish(body, routing_key=queue.name, serializer="json", message_id="place:7")
+            publish_confirmed(producer, body, routing_key=queue.name, serializer="json",
+                              message_id="place:7")
     wait_until(lambda: len(journal(pool, market)) == 1)
     eventlet.sleep(1.0)
     assert journal(pool, market) == [(1, "place:7")]
@@ -169,15 +171,15 @@ def test_a_command_batch_message_is_one_engine_batch_and_a_redelivery_adds_nothi
                                                           quantity=1_000)))
                 for n in (11, 12, 13)]
     message_id, payload = command_batch_message(market, commands)
-    with Connection(nameko_config["AMQP_URI"]) as conn:
+    with confirmed_connection(nameko_config["AMQP_URI"]) as conn:
         queue = command_queue(command_queue_name(market))(conn.default_channel)
         queue.declare()
         producer = Producer(conn.default_channel)
         for _ in range(2):
-            producer.publish(payload, routing_key=queue.name, serializer="json",
-                             message_id=message_id)
-        producer.publish({"command": commands[1][1]}, routing_key=queue.name, serializer="json",
-                         message_id="place:12")
+            publish_confirmed(producer, payload, routing_key=queue.name, serializer="json",
+                              message_id=message_id)
+        publish_confirmed(producer, {"command": commands[1][1]}, routing_key=queue.name,
+                          serializer="json", message_id="place:12")
     wait_until(lambda: len(journal(pool, market)) == 3)
     eventlet.sleep(1.0)
     assert journal(pool, market) == [(1, "place:11"), (2, "place:12"), (3, "place:13")]
