@@ -36,7 +36,7 @@ from psycopg.types.json import Jsonb
 from services.common.config import load_settings
 from services.common.group_commit import GroupCommit
 from services.common.outbox import COMMANDS_EXCHANGE, enqueue_many
-from services.common.postgres import make_pool, retry_transient
+from services.common.postgres import make_pool, refusal_of, retry_transient
 from services.matching.models import AmendOrder, CancelOrder, InvalidValue, command_to_dict
 from services.matching.providers import command_queue_name
 from services.matching.wire import command_batch_message
@@ -54,7 +54,7 @@ MAX_BATCH = 200
 LINGER_S = 0.002
 
 HOLD_MORE = "SELECT wallets.hold_funds(%s, %s, %s, %s)"
-PLACE_ORDERS = ("SELECT t.item, t.outcome, t.refusal, "
+PLACE_ORDERS = ("SELECT t.item, t.outcome, t.refusal_code, t.refusal, "
                 + ", ".join(f"(t.placed).{column}" for column in ORDER_COLUMNS)
                 + " FROM place_orders_tx(%s) t")
 
@@ -91,13 +91,13 @@ def invalid_value_field(exc: InvalidValue) -> str:
             "AMOUNT_OFF_GRID": "quote_amount"}.get(exc.code, "price")
 
 
-def refusal_error(message: str) -> OrdersError:
-    """A refusal raised in the database ("CODE: message": the user is blocked,
-    the client order id is taken, or wallets refused the hold) as the typed error."""
-    reason, _, detail = message.partition(": ")
-    if reason == DuplicateClientOrderId.code:
-        return DuplicateClientOrderId(detail)
-    return OrderRejected(reason, message)
+def refusal_error(code: str, message: str) -> OrdersError:
+    """A refusal decided in the database (the user is blocked, the client
+    order id is taken, or wallets refused the hold: its code and text,
+    services.common.postgres.refusal_of) as the typed error."""
+    if code == DuplicateClientOrderId.code:
+        return DuplicateClientOrderId(message)
+    return OrderRejected(code, message)
 
 
 def derived_client_order_id(request_id: str, index: int) -> str:
@@ -208,10 +208,10 @@ class Acceptance(DependencyProvider):
         placements = [(i, placement) for i, placement in placements if i not in copied]
         rows = conn.execute(PLACE_ORDERS, (Jsonb([placement.row for _, placement in placements]),)
                             ).fetchall()
-        for item, outcome, refusal, *order in sorted(rows, key=lambda row: row[0]):
+        for item, outcome, code, refusal, *order in sorted(rows, key=lambda row: row[0]):
             index, placement = placements[item - 1]
             if outcome == "refused":
-                outcomes[index] = refusal_error(refusal)
+                outcomes[index] = refusal_error(code, refusal)
                 continue
             view = order_view(order)
             outcomes[index] = view
@@ -272,8 +272,11 @@ class Acceptance(DependencyProvider):
             try:
                 conn.execute(HOLD_MORE, (amend.user, order["hold_asset"], extra,
                                          f"order:{amend.order_id}:amend:{amends}"))
-            except psycopg.errors.RaiseException as exc:
-                raise refusal_error(exc.diag.message_primary or str(exc)) from None
+            except psycopg.Error as exc:
+                refusal = refusal_of(exc)
+                if refusal is None:
+                    raise
+                raise refusal_error(*refusal) from None
         conn.execute("UPDATE orders SET hold_amount = hold_amount + %s, cap_price = %s, "
                      "cap_quantity = %s, amends = %s, updated_at = now() WHERE order_id = %s",
                      (extra, cap_price, cap_quantity, amends, amend.order_id))

@@ -151,3 +151,13 @@ ALL_ERRORS = (
     IdempotencyConflict, InsufficientFunds, InsufficientLocked, WithdrawalNotFound,
     IllegalWithdrawalTransition, WithdrawalBelowMinimum, WithdrawalLimitExceeded,
 )
+
+_BY_CODE = {cls.code: cls for cls in ALL_ERRORS if issubclass(cls, WalletsError)}
+
+
+def from_refusal(code: str, message: str) -> CodedError:
+    """The typed error of a refusal wallets' SQL raised with ``code``
+    (services.common.postgres.refusal_of reads it)."""
+    if code == UnknownAsset.code:
+        return UnknownAsset(message=message)
+    return _BY_CODE.get(code, WalletsError)(message)

@@ -25,7 +25,6 @@ from services.wallets.amounts import format_amount, format_price
 from services.wallets.assets import ASSETS, MARKETS, Asset, Market, fee_rates
 from services.wallets.errors import (
     IdempotencyConflict,
-    IllegalWithdrawalTransition,
     InsufficientFunds,
     InsufficientLocked,
     WithdrawalBelowMinimum,
@@ -152,33 +151,8 @@ class WorkingBalances:
                 f"needs {format_amount(asset, needs)}")
 
 
-# ---------------------------------------------------------------- hold / release / adjust
-
-
-def movement_key(kind: str, ref: str) -> str:
-    """The idempotency key of a hold or release: ``hold:<ref>``, ``release:<ref>``."""
-    return f"{kind}:{ref}"
-
-
-def hold_entry(account: Account, amount: int, ref: str) -> JournalEntry:
-    """Move ``amount`` from available to locked (key ``hold:<ref>``)."""
-    return journal_entry(movement_key(HOLD, ref), HOLD, (
-        Posting(account.id, account.asset, AVAILABLE, -amount),
-        Posting(account.id, account.asset, LOCKED, amount),
-    ), {"user": account.owner, "asset": account.asset,
-        "amount": format_amount(ASSETS[account.asset], amount), "ref": ref})
-
-
-def release_entry(account: Account, amount: int, ref: str) -> JournalEntry:
-    """Move ``amount`` from locked back to available (key ``release:<ref>``)."""
-    return journal_entry(movement_key(RELEASE, ref), RELEASE, (
-        Posting(account.id, account.asset, LOCKED, -amount),
-        Posting(account.id, account.asset, AVAILABLE, amount),
-    ), {"user": account.owner, "asset": account.asset,
-        "amount": format_amount(ASSETS[account.asset], amount), "ref": ref})
-
-
-MOVEMENTS = {HOLD: hold_entry, RELEASE: release_entry}
+# ---------------------------------------------------------------- adjust
+# (holds and releases: the SQL function wallets.move_funds, movements.py)
 
 
 def adjustment_entry(account: Account, fee_account: Account, amount: int, ref: str,
@@ -351,15 +325,11 @@ REJECT = "reject"
 CANCEL = "cancel"
 MARK_SENT = "mark_sent"
 
-# (action, from status) -> to status. Anything else is illegal.
-WITHDRAWAL_TRANSITIONS = {
-    (APPROVE, PENDING): APPROVED,
-    (REJECT, PENDING): REJECTED,
-    (REJECT, APPROVED): REJECTED,
-    (CANCEL, PENDING): CANCELLED,
-    (MARK_SENT, APPROVED): SENT,
-}
-ACTION_TARGETS = {action: target for (action, _), target in WITHDRAWAL_TRANSITIONS.items()}
+# The status each action asks for. Which steps are legal from which status
+# is the database's rule, stated once: the trigger of
+# functions/check_withdrawal_transition.sql refuses the others
+# (ILLEGAL_WITHDRAWAL_TRANSITION).
+ACTION_TARGETS = {APPROVE: APPROVED, REJECT: REJECTED, CANCEL: CANCELLED, MARK_SENT: SENT}
 
 
 @dataclass(frozen=True)
@@ -411,18 +381,14 @@ def withdrawal_hold_entry(withdrawal_id: int, account: Account, amount: int, fee
 
 
 def withdrawal_step(withdrawal: Withdrawal, action: str, txid: Optional[str] = None) -> Optional[str]:
-    """The status ``action`` leads to, or None when the withdrawal is already
-    there by the same action (a replay: nothing to do). Raises
-    IllegalWithdrawalTransition otherwise."""
-    target = WITHDRAWAL_TRANSITIONS.get((action, withdrawal.status))
-    if target is not None:
-        return target
-    if withdrawal.status == ACTION_TARGETS[action] and (action != MARK_SENT or txid == withdrawal.txid):
+    """The status ``action`` asks for, or None when the withdrawal is already
+    there by the same action (a replay: nothing to do). Whether the step is
+    legal from the withdrawal's status, the database's state machine decides
+    when the status is written."""
+    target = ACTION_TARGETS[action]
+    if withdrawal.status == target and (action != MARK_SENT or txid == withdrawal.txid):
         return None
-    resent = action == MARK_SENT and withdrawal.txid
-    raise IllegalWithdrawalTransition(
-        f"withdrawal {withdrawal.id} is {withdrawal.status}: cannot {action}"
-        + (f" with txid {txid} (sent as {withdrawal.txid})" if resent else ""))
+    return target
 
 
 def withdrawal_entries(withdrawal: Withdrawal, target: str,

@@ -1,15 +1,25 @@
-"""Withdrawals: a request holds amount plus fee; the state machine
-(services.wallets.ledger.withdrawal_step) moves it through approval, sending
-or rejection, each step posting its entries and recording its transition."""
+"""Withdrawals: a request holds amount plus fee; each action
+(services.wallets.ledger.withdrawal_step names the status it asks for) moves
+it through approval, sending or rejection, the database's state machine
+refusing an illegal step, each step posting its entries and recording its
+transition."""
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Optional
 
+import psycopg
+
+from services.common.postgres import refusal_of
 from services.wallets import addresses
 from services.wallets.amounts import format_amount
 from services.wallets.assets import ASSETS, Asset
-from services.wallets.errors import IdempotencyConflict, InsufficientFunds, WithdrawalNotFound
+from services.wallets.errors import (
+    IdempotencyConflict,
+    InsufficientFunds,
+    WithdrawalNotFound,
+    from_refusal,
+)
 from services.wallets.ledger import (
     FEE_REVENUE,
     MARK_SENT,
@@ -99,7 +109,8 @@ class Withdrawals(LedgerStore):
         ``owner``: the user who must own it (cancel); ``txid`` (mark_sent) is
         checked against the asset's format. Repeating the action that led to
         the current status returns the withdrawal unchanged; any other step
-        the state machine lacks is IllegalWithdrawalTransition.
+        the state machine lacks is IllegalWithdrawalTransition (refused by the
+        database's trigger, functions/check_withdrawal_transition.sql).
         """
         with self._transaction() as conn:
             withdrawal = self._load_withdrawal(conn, withdrawal_id, lock=True)
@@ -116,14 +127,20 @@ class Withdrawals(LedgerStore):
             accounts, _ = self._lock(conn, pairs)
             moved = replace(withdrawal, status=target,
                             txid=txid if action == MARK_SENT else withdrawal.txid)
+            try:  # the state machine's trigger refuses an illegal step
+                row = conn.execute(
+                    "UPDATE wallets.withdrawals SET status = %s, txid = %s, updated_at = now() "
+                    f"WHERE id = %s RETURNING {WITHDRAWAL_COLUMNS}",
+                    (target, moved.txid, withdrawal_id)).fetchone()
+            except psycopg.Error as exc:
+                refusal = refusal_of(exc)
+                if refusal is None:
+                    raise
+                raise from_refusal(*refusal) from None
             entries = withdrawal_entries(moved, target, accounts)
             balances = WorkingBalances(accounts.values())
             for entry in entries:
                 balances.apply(entry, f"withdrawal {withdrawal_id} {action}")
-            row = conn.execute(
-                "UPDATE wallets.withdrawals SET status = %s, txid = %s, updated_at = now() "
-                f"WHERE id = %s RETURNING {WITHDRAWAL_COLUMNS}",
-                (target, moved.txid, withdrawal_id)).fetchone()
             inserted = self._post(conn, entries) if entries else {}
             transaction_id = inserted[entries[0].key][0] if entries else None
             self._record_transition(conn, withdrawal_id, withdrawal.status, target, actor, reason,

@@ -3,12 +3,12 @@
 -- the same request placed it (a redelivery: 'replayed'), else the duplicate
 -- refusal ('refused'). No row when the id is free.
 CREATE OR REPLACE FUNCTION place_orders_client_order_id(p_order orders)
-RETURNS TABLE (outcome text, refusal text, placed orders)
+RETURNS TABLE (outcome text, refusal_code text, refusal text, placed orders)
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN same THEN 'replayed' ELSE 'refused' END,
+           CASE WHEN same THEN NULL ELSE 'DUPLICATE_CLIENT_ORDER_ID' END,
            CASE WHEN same THEN NULL
-                ELSE format('DUPLICATE_CLIENT_ORDER_ID: %s is already used by this user',
-                            p_order.client_order_id) END,
+                ELSE format('%s is already used by this user', p_order.client_order_id) END,
            CASE WHEN same THEN taken END
       FROM (SELECT o AS taken,
                    coalesce(p_order.request_id IS NOT NULL AND o.request_id = p_order.request_id,

@@ -15,7 +15,9 @@
 --               in the same transaction;
 --   replayed -- the same request ran before (redelivered after a process died
 --               between commit and reply): its order, nothing new;
---   refused  -- `refusal` is "CODE: message", as place_order_tx raises it;
+--   refused  -- `refusal_code` is the refusal's error code (USER_FROZEN,
+--               USER_CLOSED, DUPLICATE_CLIENT_ORDER_ID, or wallets' refusal
+--               of the hold: INSUFFICIENT_FUNDS ...), `refusal` its text;
 --               nothing of it is written or held.
 --
 -- Locks, in the order every writer of these rows takes them: the users'
@@ -26,7 +28,7 @@
 -- undoing the others; the orders are inserted by one statement before the
 -- holds (a concurrent duplicate holds nothing) and a refused one is deleted.
 CREATE OR REPLACE FUNCTION place_orders_tx(p_orders jsonb)
-RETURNS TABLE (item bigint, outcome text, refusal text, placed orders)
+RETURNS TABLE (item bigint, outcome text, refusal_code text, refusal text, placed orders)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_entry record;
@@ -55,7 +57,8 @@ BEGIN
         SELECT state INTO v_block FROM user_trading_blocks WHERE user_id = v_order.user_id;
         IF FOUND THEN
             outcome := 'refused';
-            refusal := format('USER_%s: this user is %s', upper(v_block), v_block);
+            refusal_code := 'USER_' || upper(v_block);
+            refusal := format('this user is %s', v_block);
             placed := NULL;
             RETURN NEXT;
             CONTINUE;
@@ -63,14 +66,14 @@ BEGIN
         IF v_order.client_order_id IS NOT NULL THEN
             IF (v_order.user_id || ' ' || v_order.client_order_id) = ANY (v_keys) THEN
                 outcome := 'refused';
-                refusal := format('DUPLICATE_CLIENT_ORDER_ID: %s is already used by this user',
-                                  v_order.client_order_id);
+                refusal_code := 'DUPLICATE_CLIENT_ORDER_ID';
+                refusal := format('%s is already used by this user', v_order.client_order_id);
                 placed := NULL;
                 RETURN NEXT;
                 CONTINUE;
             END IF;
             v_keys := v_keys || (v_order.user_id || ' ' || v_order.client_order_id);
-            RETURN QUERY SELECT item, t.outcome, t.refusal, t.placed
+            RETURN QUERY SELECT item, t.outcome, t.refusal_code, t.refusal, t.placed
                            FROM place_orders_client_order_id(v_order) t;
             IF FOUND THEN
                 CONTINUE;
@@ -103,7 +106,7 @@ BEGIN
         SELECT * INTO v_row FROM unnest(v_inserted) i WHERE i.order_id = v_order.order_id;
         IF NOT FOUND THEN
             -- Another transaction took the client order id meanwhile.
-            RETURN QUERY SELECT item, t.outcome, t.refusal, t.placed
+            RETURN QUERY SELECT item, t.outcome, t.refusal_code, t.refusal, t.placed
                            FROM place_orders_client_order_id(v_order) t;
             CONTINUE;
         END IF;
@@ -111,12 +114,13 @@ BEGIN
             PERFORM wallets.hold_funds(v_row.user_id, v_row.hold_asset, v_row.hold_amount,
                                        'order:' || v_row.order_id);
             outcome := 'placed';
+            refusal_code := NULL;
             refusal := NULL;
             placed := v_row;
-        EXCEPTION WHEN raise_exception THEN
-            -- Wallets' refusal ("CODE: message"); only this hold is undone.
+        EXCEPTION WHEN SQLSTATE 'EX001' THEN
+            -- Wallets' coded refusal (docs/errors.md); only this hold is undone.
             outcome := 'refused';
-            refusal := SQLERRM;
+            GET STACKED DIAGNOSTICS refusal_code = PG_EXCEPTION_HINT, refusal = MESSAGE_TEXT;
             placed := NULL;
             v_refused := v_refused || v_row.order_id;
         END;

@@ -1,7 +1,7 @@
 -- balances_changed, announced through the transactional outbox by the ledger
 -- itself: every statement that posts to user accounts (settlement, deposits,
 -- withdrawals, holds and releases -- including wallets.hold_funds /
--- release_funds inside orders' place_order_tx) writes one outbox row in the
+-- release_funds inside orders' place_orders_tx) writes one outbox row in the
 -- same transaction. A crash between the commit and the publish loses nothing:
 -- the wallets relay (stream 'wallets') publishes the row after restart.
 -- Payload: services/common/events.py BALANCES_CHANGED (version 1).

@@ -6,6 +6,7 @@ import uuid
 import psycopg
 import pytest
 
+from services.common.postgres import refusal_of
 from stack.prepare import postgres_principals
 
 
@@ -25,8 +26,9 @@ def test_orders_cannot_touch_wallets_tables_but_may_hold_through_its_function(te
         refused(conn, "SELECT wallets.move_funds('hold', 'x', 'USDT', 1, 'r')")
         # Allowed to call: wallets answers with its own refusal.
         nobody = f"nobody-{uuid.uuid4()}"
-        with pytest.raises(psycopg.errors.RaiseException, match="UNKNOWN_USER"):
+        with pytest.raises(psycopg.Error) as caught:
             conn.execute("SELECT wallets.hold_funds(%s, 'USDT', 1, 'role-test')", (nobody,))
+        assert refusal_of(caught.value)[0] == "UNKNOWN_USER"
         conn.execute("SELECT wallets.lock_user_accounts(ARRAY[%s], ARRAY['USDT'])", (nobody,))
         assert conn.execute("SELECT count(*) FROM orders WHERE false").fetchone() == (0,)
 

@@ -51,10 +51,13 @@ def test_the_database_refuses_every_way_around_the_journal(funded_account, scrat
             pg_errors.IntegrityConstraintViolation)
     refused(scratch, "INSERT INTO wallets.accounts (owner, kind, asset, available) "
                      "VALUES ('rich', 'user', 'BTC', 100)", (), pg_errors.IntegrityConstraintViolation)
-    for owner, kind, asset in (("x", "bank", "BTC"), ("system:fee_revenue", "user", "BTC"),
-                               ("system:deposits_clearing", "fee_revenue", "BTC"), ("x", "user", "btc")):
-        refused(scratch, "INSERT INTO wallets.accounts (owner, kind, asset) VALUES (%s, %s, %s)",
-                (owner, kind, asset), pg_errors.CheckViolation)
+    for owner, kind, asset, rule in (
+            ("x", "bank", "BTC", "accounts_kind_valid"),
+            ("system:fee_revenue", "user", "BTC", "accounts_system_owner"),
+            ("system:deposits_clearing", "fee_revenue", "BTC", "accounts_system_owner"),
+            ("x", "user", "btc", "accounts_asset_code")):
+        assert refused(scratch, "INSERT INTO wallets.accounts (owner, kind, asset) VALUES (%s, %s, %s)",
+                       (owner, kind, asset), pg_errors.CheckViolation).diag.constraint_name == rule
     refused(scratch, "UPDATE wallets.accounts SET owner = 'someone-else' WHERE id = %s", (account_id,),
             pg_errors.IntegrityConstraintViolation)
     assert refused(scratch, post + "(%s, %s, 'available', 'BTC', 5)", (account_id, tx),

@@ -7,6 +7,7 @@ import eventlet
 import psycopg
 import pytest
 
+from services.common.postgres import refusal_of
 from services.wallets.amounts import format_amount
 from services.wallets.assets import ASSETS
 from services.wallets.errors import IdempotencyConflict
@@ -19,9 +20,10 @@ def hold_in_sql(dsn, user, asset, amount, ref):
 
 
 def refusal(dsn, *args) -> str:
-    with pytest.raises(psycopg.errors.RaiseException) as caught:
+    """The code of the coded refusal (SQLSTATE EX001, code in the HINT)."""
+    with pytest.raises(psycopg.Error) as caught:
         hold_in_sql(dsn, *args)
-    return caught.value.diag.message_primary.split(":")[0]
+    return refusal_of(caught.value)[0]
 
 
 def balance(ledger, user, asset):
@@ -88,8 +90,8 @@ def test_fifty_concurrent_sql_holds_on_funds_for_ten(ledger, new_user, fund, wal
         try:
             hold_in_sql(wallets_schema, user, "ETH", "0.001", f"order:{user}:{n}")
             return True
-        except psycopg.errors.RaiseException as exc:
-            assert exc.diag.message_primary.startswith("INSUFFICIENT_FUNDS:")
+        except psycopg.Error as exc:
+            assert refusal_of(exc)[0] == "INSUFFICIENT_FUNDS"
             return False
     results = list(eventlet.GreenPool(50).imap(attempt, range(50)))
     assert results.count(True) == 10
@@ -109,9 +111,9 @@ def test_a_sql_release_is_the_providers_release(ledger, new_user, fund, wallets_
     fund(user, "USDT", 10_000_000)
     hold_in_sql(wallets_schema, user, "USDT", "6", f"order:{user}")
     ref = f"order:{user}:final"
-    with pytest.raises(psycopg.errors.RaiseException) as caught:
+    with pytest.raises(psycopg.Error) as caught:
         release_in_sql(wallets_schema, user, "USDT", "6.000001", ref)
-    assert caught.value.diag.message_primary.startswith("INSUFFICIENT_LOCKED:")
+    assert refusal_of(caught.value)[0] == "INSUFFICIENT_LOCKED"
     transaction_id = release_in_sql(wallets_schema, user, "USDT", "2.5", ref)
     assert ledger.release(user, ASSETS["USDT"], 2_500_000, ref)["transaction_id"] == transaction_id
     assert release_in_sql(wallets_schema, user, "USDT", "2.5", ref) == transaction_id
@@ -119,16 +121,23 @@ def test_a_sql_release_is_the_providers_release(ledger, new_user, fund, wallets_
     assert (after["available"], after["locked"]) == ("6.500000", "3.500000")
 
 
-def test_format_minor_is_format_amount(db):
-    """The SQL formatter the hold function writes into journal details agrees
-    with the provider's, also for amounts of more digits than scale + 1
-    (lpad truncates those: 1,000 USDT once came out as "1.000000")."""
-    for asset in ASSETS.values():
-        for minor in (0, 1, 7, 10 ** asset.scale - 1, 10 ** asset.scale, 10 ** (asset.scale + 1),
-                      1_000 * 10 ** asset.scale + 5, 12_345_678_901_234_567_890_123_456_789):
-            sql = db.execute("SELECT wallets.format_minor(%s, %s)",
-                             (minor, asset.scale)).fetchone()[0]
-            assert sql == format_amount(asset, minor), (asset.code, minor)
+def test_sql_and_rpc_holds_write_every_amount_as_format_amount(ledger, new_user, fund, db):
+    """One formatter of amounts (amounts.format_amount): move_funds writes
+    round(amount, scale), which must read the same for every scale and for
+    amounts of more digits than scale + 1 (lpad once truncated 1,000 USDT
+    to "1.000000")."""
+    for code, minor in (("BTC", 1), ("BTC", 10 ** 8 - 1), ("BTC", 123_456_789_012),
+                        ("USDT", 1_000 * 10 ** 6 + 5), ("ETH", 10 ** 18), ("ETH", 7)):
+        asset = ASSETS[code]
+        user = new_user()
+        fund(user, code, minor)
+        held = ledger.hold(user, asset, minor, f"order:{uuid.uuid4()}")
+        assert held["amount"] == format_amount(asset, minor), (code, minor)
+        stored = db.execute("SELECT details->>'amount' FROM wallets.transactions WHERE id = %s",
+                            (held["transaction_id"],)).fetchone()[0]
+        assert stored == format_amount(asset, minor)
+    assert db.execute("SELECT to_regprocedure('wallets.format_minor(numeric, int)')").fetchone() \
+        == (None,)
 
 
 def test_a_large_sql_hold_records_its_amount_and_refuses_with_the_right_figures(
@@ -142,7 +151,8 @@ def test_a_large_sql_hold_records_its_amount_and_refuses_with_the_right_figures(
     assert details["amount"] == "1234.500000"
     # The provider recognises it as the same hold.
     assert ledger.hold(user, ASSETS["USDT"], 1_234_500_000, ref)["transaction_id"] == transaction_id
-    with pytest.raises(psycopg.errors.RaiseException) as caught:
+    with pytest.raises(psycopg.Error) as caught:
         hold_in_sql(wallets_schema, user, "USDT", "10000", f"order:{uuid.uuid4()}")
-    assert caught.value.diag.message_primary.endswith(
-        "has 265.500000 USDT available, needs 10000.000000")
+    code, message = refusal_of(caught.value)
+    assert code == "INSUFFICIENT_FUNDS"
+    assert message.endswith(f"{user} has less than 10000.000000 USDT available")
