@@ -864,6 +864,15 @@ def main():
     settings = namespace_settings()
     run = settings.run_dir / "bench" / "order_path"
     run.mkdir(parents=True, exist_ok=True)
+    # One run at a time in the namespace: two runs' services would share its
+    # vhost and pid files (each measuring and then stopping the other's).
+    import fcntl
+    namespace_lock = open(run / "namespace.lock", "w")
+    try:
+        fcntl.flock(namespace_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("another order path bench runs in the namespace: waiting for it", flush=True)
+        fcntl.flock(namespace_lock, fcntl.LOCK_EX)
     prepare(settings)
     nameko = {**settings.nameko_config(NAMESPACE), "POSTGRES_DB": NAMESPACE,
               "max_workers": 40, "POSTGRES_POOL_MAX": 40}
