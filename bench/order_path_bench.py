@@ -602,7 +602,9 @@ def run_phase(settings, nameko, procs, users, args, transport, markets, mode, ra
             raise SystemExit("a client process did not start")
         time.sleep(0.1)
     start_at = time.time() + 1.0
-    go.write_text(repr(start_at))
+    # Renamed into place: a client polling for the file never reads it half written.
+    go.with_suffix(".tmp").write_text(repr(start_at))
+    go.with_suffix(".tmp").replace(go)
     w0, w1 = start_at + warmup, start_at + warmup + seconds
     roles = {"clients": [c.pid for c in clients]}
     for name, proc in procs.items():

@@ -30,30 +30,8 @@ from services.common.config import load_settings  # noqa: E402
 
 KEEPALIVE_IDLE_S = 75
 
-def profile_on_signal(path: str) -> None:
-    """``EXCHANGE_GATEWAY_PROFILE=<file>``: profile this process's CPU time
-    (cProfile with ``time.process_time``, so a loaded machine does not skew
-    it); each SIGUSR1 writes the statistics so far to ``<file>`` (pstats)
-    and starts afresh. For measuring (bench/README.md), never in production."""
-    import cProfile
-    import signal
-    import time
-
-    profiler = cProfile.Profile(time.process_time)
-
-    def dump(signum, frame):
-        profiler.disable()
-        profiler.dump_stats(path)
-        profiler.clear()
-        profiler.enable()
-    signal.signal(signal.SIGUSR1, dump)
-    profiler.enable()
-
-
 if __name__ == "__main__":
     settings = load_settings()
-    if settings.get("EXCHANGE_GATEWAY_PROFILE"):
-        profile_on_signal(settings["EXCHANGE_GATEWAY_PROFILE"])
     app = create_app(settings)
     socketio.run(app, host=settings.host, port=settings.int("EXCHANGE_GATEWAY_PORT"),
                  log_output=False, max_size=MAX_CONCURRENT_REQUESTS,
