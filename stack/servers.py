@@ -380,6 +380,10 @@ def _cassandra_process(settings: Settings) -> Process:
     argv = [_java(), f"-Xms{heap}", f"-Xmx{heap}", "-Xss256k", *options,
             *(f"-javaagent:{j}" for j in jamm[:1]),
             *monitoring.cassandra_agent_args(settings),
+            # JMX bound to the loopback (nodetool snapshots), where asked for.
+            *([f"-Dcassandra.jmx.local.port={settings['EXCHANGE_CASSANDRA_JMX_PORT']}",
+               "-Dcom.sun.management.jmxremote.authenticate=false"]
+              if settings["EXCHANGE_CASSANDRA_JMX_PORT"] else []),
             f"-Dcassandra.config=file://{base}/conf/cassandra.yaml",
             f"-Dlogback.configurationFile=file://{base}/conf/logback.xml",
             f"-Dcassandra.logdir={base}/logs", f"-Dcassandra.storagedir={base}/data",
