@@ -31,7 +31,21 @@ The checks (names are stable):
 * ``open_withdrawals_exceed_locked`` -- pending and approved withdrawals
   (amount + fee) exceed the account's locked balance;
 * ``withdrawal_journal_mismatch`` -- a withdrawal's journal entries do not
-  match its status.
+  match its status;
+* ``hold_without_order`` -- per (user, asset), what the journal holds for
+  orders (the entries keyed ``hold:order:<id>``, ``hold:order:<id>:amend:<n>``
+  and ``release:order:<id>:final``) differs from what the orders service says
+  it holds (``orders.held_for_orders()``: each order's hold less what its end
+  released): a hold no order explains, or an order whose hold or release the
+  ledger lacks. Both sides count holds and releases only, each written in the
+  same transaction as its order row, so a fill executed but not yet settled
+  is no false alarm;
+* ``held_for_finished_order`` -- a finished order whose hold its fills and
+  its release do not use up (``orders.finished_orders_holding``): funds held
+  that no open order explains;
+* ``trade_not_settled`` -- a trade the ledger refused (unsettled_trades);
+* ``trade_parked`` -- a trade of a market not yet listed, waiting
+  (parked_trades): its funds stay held until it settles.
 """
 from __future__ import annotations
 
@@ -103,6 +117,31 @@ SELECT a.id, a.owner, a.asset, a.available, a.locked,
   LEFT JOIN per_account p ON p.account_id = a.id
  WHERE a.available <> coalesce(p.available, 0) OR a.locked <> coalesce(p.locked, 0)
  ORDER BY a.id LIMIT {LIMIT}
+"""
+
+
+# The journal's holds and releases for orders against the orders service's
+# own account of them (its declared function), per (user, asset), in minor
+# units. An order's refs are ``order:<id>`` (+ ``:amend:<n>``, ``:final``):
+# holds under other refs (the hold RPC's callers) are not orders'.
+_HOLDS_FOR_ORDERS = f"""
+WITH journal AS (
+    SELECT a.owner, a.asset, sum(p.amount) AS held
+      FROM wallets.transactions t
+      JOIN wallets.postings p ON p.transaction_id = t.id AND p.bucket = 'locked'
+      JOIN wallets.accounts a ON a.id = p.account_id
+     WHERE t.type IN ('hold', 'release')
+       AND t.idempotency_key ~ '^(hold:order:[0-9]+(:amend:[0-9]+)?|release:order:[0-9]+:final)$'
+     GROUP BY a.owner, a.asset
+), orders AS (
+    SELECT o.user_id AS owner, o.asset, o.held * power(10::numeric, s.scale) AS held
+      FROM orders.held_for_orders() o
+      JOIN registry.asset_scales() s ON s.asset = o.asset
+)
+SELECT owner, asset, coalesce(j.held, 0), coalesce(o.held, 0)
+  FROM journal j FULL JOIN orders o USING (owner, asset)
+ WHERE coalesce(j.held, 0) <> coalesce(o.held, 0)
+ ORDER BY owner, asset LIMIT {LIMIT}
 """
 
 
@@ -223,6 +262,19 @@ def run_audit(conn) -> list[dict]:
         found("withdrawal_journal_mismatch",
               f"withdrawal {withdrawal_id} is {status} but hold={held} release={released} "
               f"sent={sent} fee={charged}")
+
+    for owner, asset, journal, orders in conn.execute(_HOLDS_FOR_ORDERS):
+        found("hold_without_order",
+              f"{owner} {asset}: the ledger holds {_amount(asset, journal)} for orders, "
+              f"the orders service accounts for {_amount(asset, orders)}")
+
+    for order_id, owner, asset, status, still_held in conn.execute(
+            "SELECT order_id, user_id, asset, status, still_held "
+            "FROM orders.finished_orders_holding(%s)", (LIMIT,)):
+        minor = still_held * ASSETS[asset].unit if asset in ASSETS else still_held
+        found("held_for_finished_order",
+              f"order {order_id} of {owner} is {status} but {_amount(asset, minor)} {asset} "
+              "stays held for it")
 
     for market, trade_id, error in conn.execute(
             f"SELECT market, trade_id, error FROM wallets.unsettled_trades "
