@@ -360,72 +360,86 @@ def order_flow(config: dict, traders: list[str], centre: Decimal, rate: float, s
 class EngineTap:
     """The bench's own copies of the market's command messages and of the
     engine's push messages (exclusive queues, gone with the bench), so the
-    hops before the bridge can be timed per order: when the outbox relay of
-    orders sent the order's command (``relayed_at`` header), when the engine
-    batched it (the push message's ``at``), when the matching relay sent
-    that batch's events."""
+    hops before the gateways can be timed per order: when the outbox relay
+    of orders sent the order's command (``relayed_at`` header), when the
+    engine batched it (the push message's ``at``), when the matching relay
+    sent that batch's events. In a process of its own: the order flow's
+    callers would otherwise hold its stamps back (one interpreter lock)."""
 
     def __init__(self, amqp_uri: str):
-        self.amqp_uri = amqp_uri
+        context = multiprocessing.get_context("spawn")
+        self.ready, self.done = context.Event(), context.Event()
+        self.results = context.Queue()
+        self.process = context.Process(target=tap_process,
+                                       args=(amqp_uri, self.ready, self.done, self.results),
+                                       daemon=True)
         self.commands: dict[int, dict] = {}   # order id -> {relayed, tapped}
         self.batches: dict[int, dict] = {}    # taker order id -> {at, relayed, tapped}
-        self.running = True
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.tapped_seqs: dict[int, int] = {}  # an engine batch's last_seq -> tapped
 
     def start(self) -> None:
-        self.thread.start()
-        self.ready.wait(30)
+        self.process.start()
+        self.ready.wait(60)
 
     def stop(self) -> None:
-        self.running = False
-        if self.thread.is_alive():
-            self.thread.join(10)
+        if self.process.pid is None:
+            return
+        self.done.set()
+        try:
+            self.commands, self.batches, self.tapped_seqs = self.results.get(timeout=30)
+        finally:
+            self.process.join(10)
 
-    def run(self) -> None:
-        import json
 
-        from kombu import Connection, Consumer, Exchange, Queue
+def tap_process(amqp_uri: str, ready, done, results) -> None:
+    import json
 
-        from services.common.config import COMMANDS_EXCHANGE
-        from services.common.events import PUSH_AUDIENCE, unpack
-        queues = [
-            Queue(f"push-bench-tap-commands-{uuid.uuid4().hex[:8]}",
-                  Exchange(COMMANDS_EXCHANGE, type="topic", durable=True),
-                  routing_key=f"matching.commands.{MARKET}", exclusive=True, durable=False),
-            Queue(f"push-bench-tap-engine-{uuid.uuid4().hex[:8]}",
-                  Exchange("matching.events", type="topic", durable=True),
-                  routing_key=PUSH_AUDIENCE, exclusive=True, durable=False)]
+    from kombu import Connection, Consumer, Exchange, Queue
 
-        def on_message(body, message):
-            tapped = now_ms()
-            message.ack()
-            if isinstance(body, (bytes, str)):
-                body = json.loads(body)
-            relayed = (message.headers or {}).get("relayed_at")
-            key = message.delivery_info["routing_key"]
-            if key.startswith("matching.commands."):
-                for command in body.get("commands") or [{"id": message.properties.get(
-                        "message_id")}]:
-                    kind, _, order_id = str(command.get("id")).partition(":")
-                    if kind == "place" and order_id.isdigit():
-                        self.commands[int(order_id)] = {"relayed": relayed, "tapped": tapped}
-                return
-            if body.get("market") != MARKET:
-                return
-            for name, _id, event in unpack(key, message.properties.get("message_id"), body):
-                if name == "trade_executed":
-                    self.batches.setdefault(int(event["taker_order_id"]), {
-                        "at": body.get("at"), "relayed": relayed, "tapped": tapped})
+    from services.common.config import COMMANDS_EXCHANGE
+    from services.common.events import PUSH_AUDIENCE, unpack
+    commands: dict[int, dict] = {}
+    batches: dict[int, dict] = {}
+    tapped_seqs: dict[int, int] = {}
+    queues = [
+        Queue(f"push-bench-tap-commands-{uuid.uuid4().hex[:8]}",
+              Exchange(COMMANDS_EXCHANGE, type="topic", durable=True),
+              routing_key=f"matching.commands.{MARKET}", exclusive=True, durable=False),
+        Queue(f"push-bench-tap-engine-{uuid.uuid4().hex[:8]}",
+              Exchange("matching.events", type="topic", durable=True),
+              routing_key=PUSH_AUDIENCE, exclusive=True, durable=False)]
 
-        with Connection(self.amqp_uri, heartbeat=10) as amqp:
-            with Consumer(amqp, queues, callbacks=[on_message], accept=["json"]):
-                self.ready.set()
-                while self.running:
-                    try:
-                        amqp.drain_events(timeout=0.5)
-                    except socket.timeout:
-                        amqp.heartbeat_check()
+    def on_message(body, message):
+        tapped = now_ms()
+        message.ack()
+        if isinstance(body, (bytes, str)):
+            body = json.loads(body)
+        relayed = (message.headers or {}).get("relayed_at")
+        key = message.delivery_info["routing_key"]
+        if key.startswith("matching.commands."):
+            for command in body.get("commands") or [{"id": message.properties.get("message_id")}]:
+                kind, _, order_id = str(command.get("id")).partition(":")
+                if kind == "place" and order_id.isdigit():
+                    commands[int(order_id)] = {"relayed": relayed, "tapped": tapped}
+            return
+        if body.get("market") != MARKET:
+            return
+        if isinstance(body.get("last_seq"), int):
+            tapped_seqs.setdefault(body["last_seq"], tapped)
+        for name, _id, event in unpack(key, message.properties.get("message_id"), body):
+            if name == "trade_executed":
+                batches.setdefault(int(event["taker_order_id"]), {
+                    "at": body.get("at"), "relayed": relayed, "tapped": tapped})
+
+    with Connection(amqp_uri, heartbeat=10) as amqp:
+        with Consumer(amqp, queues, callbacks=[on_message], accept=["json"]):
+            ready.set()
+            while not done.is_set():
+                try:
+                    amqp.drain_events(timeout=0.5)
+                except socket.timeout:
+                    amqp.heartbeat_check()
+    results.put((commands, batches, tapped_seqs))
 
 
 def hop_table(rows: list[tuple[str, list[float]]]) -> list[str]:
@@ -458,7 +472,7 @@ def order_hops(flow: dict, tap: EngineTap) -> list[tuple[str, list[float]]]:
     return list(hops.items())
 
 
-def frame_hops(traces: list[dict]) -> list[tuple[str, list[float]]]:
+def frame_hops(traces: list[dict], tapped_seqs: dict[int, int]) -> list[tuple[str, list[float]]]:
     """The push side of the trace, per frame a client timed (trades and depth
     alike): the stamps of gateway/bridge.py and gateway/sockets.py."""
     steps = [("at", "relayed", "engine batch -> events relayed"),
@@ -479,6 +493,13 @@ def frame_hops(traces: list[dict]) -> list[tuple[str, list[float]]]:
             if start == "pushed" and not any(values):
                 continue
             rows.append((f"{stream}: {name}", values))
+    # The same engine batch reaching the bench's tap (a plain consumer in
+    # this process) and the gateway: a gateway late against the tap waited
+    # in its own process (its green threads), not in RabbitMQ.
+    rows.append(("depth: bench's tap got the batch -> gateway consumed it",
+                 [t["consumed"] - tapped_seqs[t["seq"]] for t in traces
+                  if t["stream"] == "depth" and t.get("consumed")
+                  and t.get("seq") in tapped_seqs]))
     return rows
 
 
@@ -661,7 +682,7 @@ def main() -> int:
     print("per hop (wall-clock ms stamps of one machine; trades' and depth frames' traces "
           "from the timed connections, the order side per taker order that traded):")
     for line in hop_table(order_hops(flow, tap) + frame_hops(
-            [t for r in gathered for t in r["traces"]])):
+            [t for r in gathered for t in r["traces"]], tap.tapped_seqs)):
         print(line)
     trade_p99 = percentile(trade_delays, 99)
     met = held >= 1000 and still >= 1000 and trade_p99 < 100

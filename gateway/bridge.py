@@ -228,8 +228,8 @@ class Bridge:
             if isinstance(body, (bytes, str)):
                 body = json.loads(body)
             headers = getattr(message, "headers", None) or {}
-            self.trace = {"at": body.get("at"), "relayed": headers.get("relayed_at"),
-                          "consumed": self.clock()}
+            self.trace = {"at": body.get("at"), "seq": body.get("last_seq"),
+                          "relayed": headers.get("relayed_at"), "consumed": self.clock()}
             for name, _event_id, event in unpack(message.delivery_info["routing_key"],
                                                  message.properties.get("message_id"), body):
                 self.handle(name, event)

@@ -77,6 +77,8 @@ CHANNELS = ("depth", "trades", "ticker", "candles", "tickers")
 SNAPSHOT_LEVELS = 1000
 MARKETS_TTL_S = 30.0
 EXPIRY_CHECK_S = 1.0
+# The in-flight key of the markets' read (snapshots' keys are market symbols).
+MARKETS_READ = ("markets",)  # never a market symbol
 
 
 class PushManager(KombuManager):
@@ -161,15 +163,29 @@ class Push:
         self.max_queued = int(settings.get("EXCHANGE_PUSH_MAX_QUEUED") or MAX_QUEUED)
         send_buffer = settings.get("EXCHANGE_PUSH_SEND_BUFFER_BYTES")
         self.fanout = Fanout(send_buffer=int(send_buffer) if send_buffer else None)
-        self.in_flight: dict[str, eventlet.event.Event] = {}
+        self.in_flight: dict[str | tuple, eventlet.event.Event] = {}
         metrics.SOCKET_CONNECTIONS.set_function(lambda: len(self.connections))
 
     # -- catalogue -------------------------------------------------------------
     def known_markets(self) -> set[str]:
+        """The listed markets, re-read at most every MARKETS_TTL_S; requests
+        arriving while a read is in flight share it (a burst of connections
+        subscribing would otherwise be a burst of the same RPC, each holding
+        a proxy of the pool)."""
         if time.monotonic() - self.markets_read_at > MARKETS_TTL_S or not self.markets:
-            with self.rpc() as services:
-                self.markets = {m["symbol"] for m in services.matching.list_markets()}
-            self.markets_read_at = time.monotonic()
+            flight = self.in_flight.get(MARKETS_READ)
+            if flight is None:
+                flight = self.in_flight[MARKETS_READ] = eventlet.event.Event()
+                try:
+                    with self.rpc() as services:
+                        markets = {m["symbol"] for m in services.matching.list_markets()}
+                    self.markets, self.markets_read_at = markets, time.monotonic()
+                    flight.send(markets)
+                except Exception as exc:
+                    flight.send_exception(exc)
+                finally:
+                    self.in_flight.pop(MARKETS_READ, None)
+            return flight.wait()
         return self.markets
 
     # -- identity ----------------------------------------------------------------
