@@ -19,6 +19,16 @@ falls back to ``incr``), expiring shortly after their window. Memcached
 unreachable: requests are served unlimited and a warning is logged once a
 minute (a cache outage must not take the API down; /health reports it).
 
+Each process syncs with Memcached at most once per counter per ``SYNC_S``
+(1 s): in between it adds to the last value Memcached returned what it has
+counted since, and sends its sum with the next ``incr``; a ban it looked up
+is believed as long. Memcached round trips were the largest part of the
+gateway's CPU per order (six per order: bench/README.md, session 6). What
+this costs: a process sees what the *other* gateway processes counted up to
+``SYNC_S`` late, so across processes a limit can be exceeded by at most
+what the others accepted in the last second, and a ban reaches them within
+a second; within one process the counts are exact.
+
 Use it on a blueprint: ``ratelimit.install(blueprint)`` charges every
 request the weight its view declares with ``@ratelimit.weight(n)`` (or a
 function of the request), default 1; ``charge_key(api_key_id, ...)`` after
@@ -78,8 +88,23 @@ class Limits:
         ]
 
 
+SYNC_S = 1.0
+PRUNE_AFTER = 10_000
+
+
+@dataclass
+class _Local:
+    """One counter as this process knows it: Memcached's value at the last
+    sync, what this process added since, when it synced, when its window ends."""
+    synced: int
+    pending: int
+    synced_at: float
+    window_end: float
+
+
 class Counters:
-    """Windowed counters in Memcached (atomic across processes).
+    """Windowed counters in Memcached (atomic across processes), synced at
+    most once per ``sync_s`` per counter (module docstring).
 
     After a failed call the counters are skipped for ``RETRY_AFTER_FAILURE_S``
     (requests are served unlimited meanwhile): a dead Memcached must not add
@@ -87,11 +112,14 @@ class Counters:
 
     RETRY_AFTER_FAILURE_S = 5.0
 
-    def __init__(self, client, clock: Callable[[], float] = time.time):
+    def __init__(self, client, clock: Callable[[], float] = time.time, sync_s: float = SYNC_S):
         self.client = client
         self.clock = clock
+        self.sync_s = sync_s
         self._warned_at = 0.0
         self._down_until = 0.0
+        self._local: dict[str, _Local] = {}
+        self._bans: dict[str, tuple[int | None, float]] = {}
 
     def _failed(self) -> None:
         now = self.clock()
@@ -119,16 +147,28 @@ class Counters:
         key = f"{PREFIX}{name}:{window}:{slot}"
         if self._down():
             return 0, left
+        local = self._local.get(key)
+        if local is not None and now - local.synced_at < self.sync_s:
+            local.pending += amount
+            return local.synced + local.pending, left
+        amount += local.pending if local is not None else 0
         try:
-            value = self.client.incr(key, amount, noreply=False)
-            if value is None:
-                if self.client.add(key, str(amount), expire=window + 5, noreply=False):
-                    return amount, left
-                value = self.client.incr(key, amount, noreply=False)
-            return int(value or 0), left
+            value = self._incr(key, window, amount)
         except (OSError, MemcacheError):
             self._failed()
             return 0, left
+        if len(self._local) >= PRUNE_AFTER:
+            self._local = {k: v for k, v in self._local.items() if v.window_end > now}
+        self._local[key] = _Local(value, 0, now, (slot + 1) * window)
+        return value, left
+
+    def _incr(self, key: str, window: int, amount: int) -> int:
+        value = self.client.incr(key, amount, noreply=False)
+        if value is None:
+            if self.client.add(key, str(amount), expire=window + 5, noreply=False):
+                return amount
+            value = self.client.incr(key, amount, noreply=False)
+        return int(value or 0)
 
     def read(self, name: str, window: int) -> int:
         slot = int(self.clock() // window)
@@ -144,16 +184,23 @@ class Counters:
     def banned_until(self, who: str) -> int | None:
         if self._down():
             return None
-        try:
-            value = self.client.get(f"{PREFIX}ban:{who}")
-        except (OSError, MemcacheError):
-            self._failed()
-            return None
-        until = int(value) if value else None
-        return until if until and until > self.clock() else None
+        now = self.clock()
+        until, checked_at = self._bans.get(who, (None, float("-inf")))
+        if now - checked_at >= self.sync_s:
+            try:
+                value = self.client.get(f"{PREFIX}ban:{who}")
+            except (OSError, MemcacheError):
+                self._failed()
+                return None
+            until = int(value) if value else None
+            if len(self._bans) >= PRUNE_AFTER:
+                self._bans = {w: b for w, b in self._bans.items() if now - b[1] < self.sync_s}
+            self._bans[who] = (until, now)
+        return until if until and until > now else None
 
     def ban(self, who: str, seconds: int) -> int:
         until = int(self.clock()) + seconds
+        self._bans[who] = (until, self.clock())
         try:
             self.client.set(f"{PREFIX}ban:{who}", str(until), expire=seconds + 1, noreply=False)
         except (OSError, MemcacheError):

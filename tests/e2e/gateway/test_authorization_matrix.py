@@ -77,6 +77,7 @@ def concrete(method: str, path: str, order_id, api_key: str):
            .replace("{withdrawal_id}", str(NOT_ANY_WITHDRAWAL)).replace("{api_key}", api_key))
     query = {"market": MARKET} if (method, path) == ("DELETE", "/api/v1/orders") else {}
     body = {("POST", "/api/v1/orders"): ORDER,
+            ("POST", "/api/v1/orders/batch"): {"orders": [ORDER]},
             ("PATCH", "/api/v1/orders/{order_id}"): {"price": "25001.00"},
             ("POST", "/api/v1/withdrawals"): {"asset": "USDT", "address": "0x" + "ab" * 20,
                                               "amount": "10", "ref": "matrix-1"},

@@ -103,3 +103,54 @@ def test_an_unreachable_memcached_serves_unlimited_and_is_not_asked_again_at_onc
         clock.now += Counters.RETRY_AFTER_FAILURE_S + 1
         rl.charge_ip("1.2.3.4", 5)
         assert len(calls) == 2
+
+
+class CountingMemcache(DictMemcache):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def incr(self, key, amount, noreply=False):
+        self.calls += 1
+        return super().incr(key, amount, noreply)
+
+    def get(self, key):
+        self.calls += 1
+        return super().get(key)
+
+
+def test_a_process_asks_memcached_once_per_counter_per_sync_interval():
+    clock, memcache = Clock(), CountingMemcache()
+    with Flask(__name__).test_request_context("/"):
+        rl = RateLimiter(Counters(memcache, clock, sync_s=1.0), LIMITS)
+        for used in range(1, 6):
+            assert rl.charge_ip("1.2.3.4", 1) == used     # exact within the process
+        asked = memcache.calls
+        assert asked <= 3                                 # ban get, incr (+ add)
+        clock.now += 1.0
+        assert rl.charge_ip("1.2.3.4", 1) == 6
+        assert memcache.calls <= asked + 2
+
+
+def test_other_processes_see_the_counts_within_the_sync_interval():
+    clock, memcache = Clock(), DictMemcache()
+    with Flask(__name__).test_request_context("/"):
+        one = RateLimiter(Counters(memcache, clock, sync_s=1.0), LIMITS)
+        two = RateLimiter(Counters(memcache, clock, sync_s=1.0), LIMITS)
+        for _ in range(4):
+            one.charge_ip("1.2.3.4", 1)
+        assert two.charge_ip("1.2.3.4", 1) == 2        # one synced only its first
+        clock.now += 1.0
+        one.charge_ip("1.2.3.4", 1)                      # syncs its 3 pending + 1
+        clock.now += 1.0
+        assert two.charge_ip("1.2.3.4", 1) == 7          # every count, once
+        with pytest.raises(ApiError):                    # the 11th of 10 a minute
+            for _ in range(11):
+                one.charge_ip("9.9.9.9", 1)
+        for _ in range(3):                               # ignoring the 429s: banned
+            with pytest.raises(ApiError):
+                one.charge_ip("9.9.9.9", 1)
+        clock.now += 1.0
+        with pytest.raises(ApiError) as caught:          # the ban reached the other
+            two.charge_ip("9.9.9.9", 1)
+        assert caught.value.status == 418
