@@ -98,11 +98,14 @@ def start_gateways(count: int, channel: str, log_dir: Path) -> list[tuple[subpro
     started = []
     for index in range(count):
         port = free_port()
+        lag_file = log_dir / f"push-bench-gateway-{index}.hub-lag"
+        lag_file.unlink(missing_ok=True)
         env = {**os.environ, "EXCHANGE_GATEWAY_PORT": str(port), "EXCHANGE_PUSH_CHANNEL": channel,
-               "PYTHONPATH": str(REPO_ROOT)}
+               "PYTHONPATH": str(REPO_ROOT), "EXCHANGE_BENCH_HUB_LAG_FILE": str(lag_file)}
         log = open(log_dir / f"push-bench-gateway-{index}.log", "ab")
-        process = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO_ROOT, env=env,
-                                   stdout=log, stderr=log)
+        # bench/push_gateway.py: the gateway, plus a probe of its event loop.
+        process = subprocess.Popen([sys.executable, str(REPO_ROOT / "bench" / "push_gateway.py")],
+                                   cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
         started.append((process, f"http://127.0.0.1:{port}"))
         if index == 0:
             time.sleep(1.0)  # the first one holds the active bridge
@@ -442,6 +445,25 @@ def tap_process(amqp_uri: str, ready, done, results) -> None:
     results.put((commands, batches, tapped_seqs))
 
 
+def hub_lags(log_dir: Path, count: int, since: float, until: float) -> list[str]:
+    """Per gateway: the worst hub lag of each second of the timed window
+    (bench/push_gateway.py), its p50 / max, and the CPU the process spent
+    in the seconds whose lag was over 100 ms."""
+    lines = []
+    for index in range(count):
+        path = log_dir / f"push-bench-gateway-{index}.hub-lag"
+        rows = [tuple(map(float, line.split())) for line in
+                (path.read_text().splitlines() if path.exists() else []) if line.strip()]
+        window = [(at, lag, cpu - rows[n - 1][2]) for n, (at, lag, cpu) in enumerate(rows)
+                  if n and since <= at <= until]
+        lags = [lag for _at, lag, _cpu in window]
+        stalled = [cpu for _at, lag, cpu in window if lag > 100]
+        lines.append(f"  gateway {index}: worst per second p50 {percentile(lags, 50):.0f} ms, "
+                     f"max {max(lags, default=float('nan')):.0f} ms; {len(stalled)} seconds over "
+                     f"100 ms, CPU in them {sum(stalled):.2f} s")
+    return lines
+
+
 def hop_table(rows: list[tuple[str, list[float]]]) -> list[str]:
     """``name: n, p50, p99`` lines of the per-hop delays."""
     width = max(len(name) for name, _ in rows)
@@ -608,6 +630,7 @@ def main() -> int:
         cpu_before = {name: cpu_s(pid) for name, pid in watched.items()}
         go.set()
         timed_from = time.monotonic()
+        timed_from_wall = time.time()
         tap = EngineTap(settings.amqp_uri())
         if args.synthetic:
             flow = synthetic_flow(settings.amqp_uri(), channel, args.synthetic, args.seconds)
@@ -616,6 +639,7 @@ def main() -> int:
             flow = order_flow(config, traders, centre, args.rate, args.seconds, args.threads)
         time.sleep(2.0)  # the last pushes arrive
         stop.set()
+        timed_until_wall = time.time()
         cpu_used = {name: cpu_s(pid) - cpu_before[name] for name, pid in watched.items()}
         timed_s = time.monotonic() - timed_from
         for profiler in profilers:
@@ -683,6 +707,10 @@ def main() -> int:
           "from the timed connections, the order side per taker order that traded):")
     for line in hop_table(order_hops(flow, tap) + frame_hops(
             [t for r in gathered for t in r["traces"]], tap.tapped_seqs)):
+        print(line)
+    print("gateways' event loop (hub lag: how late a 10 ms sleep woke; a lag without CPU "
+          "spent is a wait for a core or a block outside the hub):")
+    for line in hub_lags(log_dir, len(gateways), timed_from_wall, timed_until_wall):
         print(line)
     trade_p99 = percentile(trade_delays, 99)
     met = held >= 1000 and still >= 1000 and trade_p99 < 100
