@@ -494,22 +494,29 @@ class UsersService:
         with self.store.transaction() as tx:
             return tx.list_api_keys(claims["sub"])
 
+    @staticmethod
+    def _managed_key(tx, claims: dict, api_key) -> tuple[dict, str, bool]:
+        """The live key ``api_key`` (or its key id) that the token's holder
+        may manage (its owner, or an admin), locked for update; with the
+        actor's name and whether it is an admin. Another user's key is "not
+        found" to a non-admin: no probing."""
+        if not (apikeys.valid_key_format(api_key) or schemas.is_uuid(api_key)):
+            raise error("APIKEY_NOT_FOUND", "no such API key")
+        is_admin = authz.ADMIN in authz.roles_of(claims)
+        key = tx.get_api_key(api_key, for_update=True)
+        if key is None or (key["user_id"] != claims["sub"] and not is_admin):
+            raise error("APIKEY_NOT_FOUND", "no such API key")
+        if key["status"] == "revoked":
+            raise error("APIKEY_ALREADY_REVOKED", f"revoked at {key['revoked_at']}")
+        return key, f"{'admin' if is_admin else 'user'}:{claims['sub']}", is_admin
+
     @rpc(expected_exceptions=UsersError)
     def revoke_api_key(self, access_token, api_key):
         """Revoke a key (by ``api_key`` or ``key_id``): its owner or an admin.
         The encrypted secret is wiped; ``api_key_revoked`` is published."""
         claims = self._claims(access_token)
-        if not (apikeys.valid_key_format(api_key) or schemas.is_uuid(api_key)):
-            raise error("APIKEY_NOT_FOUND", "no such API key")
-        is_admin = authz.ADMIN in authz.roles_of(claims)
-        actor = f"{'admin' if is_admin else 'user'}:{claims['sub']}"
         with self.store.transaction() as tx:
-            key = tx.get_api_key(api_key, for_update=True)
-            if key is None or (key["user_id"] != claims["sub"] and not is_admin):
-                # another user's key is "not found" to a non-admin: no probing
-                raise error("APIKEY_NOT_FOUND", "no such API key")
-            if key["status"] == "revoked":
-                raise error("APIKEY_ALREADY_REVOKED", f"revoked at {key['revoked_at']}")
+            key, actor, _ = self._managed_key(tx, claims, api_key)
             tx.revoke_api_keys([key["key_id"]], actor)
             tx.audit("api_key_revoked", actor, key["user_id"], {"key_id": key["key_id"]})
             tx.enqueue("api_key_revoked", {"key_id": key["key_id"], "user_id": key["user_id"],
@@ -524,18 +531,10 @@ class UsersService:
         needs a session that passed OTP, as at creation). Publishes
         ``api_key_changed`` so gateways drop their cached copy."""
         claims = self._claims(access_token)
-        if not (apikeys.valid_key_format(api_key) or schemas.is_uuid(api_key)):
-            raise error("APIKEY_NOT_FOUND", "no such API key")
         req = schemas.load(schemas.ChangeApiKeyRequest, request)
         allowlist = apikeys.normalize_allowlist(req.ip_allowlist)
-        is_admin = authz.ADMIN in authz.roles_of(claims)
-        actor = f"{'admin' if is_admin else 'user'}:{claims['sub']}"
         with self.store.transaction() as tx:
-            key = tx.get_api_key(api_key, for_update=True)
-            if key is None or (key["user_id"] != claims["sub"] and not is_admin):
-                raise error("APIKEY_NOT_FOUND", "no such API key")
-            if key["status"] == "revoked":
-                raise error("APIKEY_ALREADY_REVOKED", f"revoked at {key['revoked_at']}")
+            key, actor, is_admin = self._managed_key(tx, claims, api_key)
             permissions = tuple(key["permissions"])
             apikeys.check_new_key(permissions, allowlist, None, now_ms())
             if apikeys.WITHDRAW in permissions and not is_admin:

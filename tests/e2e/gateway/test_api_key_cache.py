@@ -5,13 +5,13 @@ event's delivery, well inside the cache's 60 s TTL (so only the event can
 make these tests pass)."""
 import re
 import time
-import uuid
 
 import pytest
 import requests
 
 import binance_testkit as kit
 from binance_testkit import BINANCE, MARKET
+from tests.integration.identity_kit import PrincipalTokens
 
 # Far below EXCHANGE_GATEWAY_KEY_CACHE_TTL_S (60): a refusal seen within it
 # came from the event, not from the entry's expiry.
@@ -58,16 +58,9 @@ def refused_within(probe, status: int, code: int, timeout_s: float = EVENT_WAIT_
 @pytest.fixture
 def operator_token(settings):
     """A realm user with the ``admin`` role, deleted afterwards."""
-    from services.common.identity import backend_admin
-    admin = backend_admin(settings)
-    username = f"gw-ops-{uuid.uuid4().hex[:8]}"
-    user_id = admin.create_user({
-        "username": username, "email": f"{username}@example.test", "enabled": True,
-        "firstName": "Ops", "lastName": "Admin", "emailVerified": True,
-        "credentials": [{"type": "password", "value": kit.PASSWORD, "temporary": False}]})
-    admin.assign_realm_roles(user_id, [admin.get_realm_role("admin")])
-    yield kit.access_token(settings, username)
-    admin.delete_user(user_id)
+    tokens = PrincipalTokens(settings)
+    yield tokens.person("admin")
+    tokens.delete_all()
 
 
 def test_requests_with_a_cached_key_do_not_call_users(settings, order_test):

@@ -173,3 +173,29 @@ def test_key_management_rules(users_rpc, owner, sign_up, token_for, admin_token)
     with pytest.raises(UsersError) as caught:
         users_rpc.revoke_api_key(token, str(uuid.uuid4()))
     assert caught.value.code == "APIKEY_NOT_FOUND"
+
+
+def test_changing_a_keys_allow_list_applies_and_is_announced(
+        users_rpc, owner, sign_up, token_for, users_events):
+    key = users_rpc.create_api_key(owner[1], {"label": "moves", "ip_allowlist": [CLIENT_IP]})
+    assert verify(users_rpc, signed(key))
+    changed = users_rpc.change_api_key(owner[1], key["api_key"],
+                                       {"ip_allowlist": ["198.51.100.0/24"]})
+    assert changed["ip_allowlist"] == ["198.51.100.0/24"]
+    assert rejected(users_rpc, signed(key)) == "APIKEY_IP_NOT_ALLOWED"
+    UsersEvents.wait_for("api_key_changed", key_id=key["key_id"], user_id=owner[0])
+    material = users_rpc.verification_material(key["api_key"])
+    assert (material["ip_allowlist"], material["secret"], material["revoked"]) == \
+        (["198.51.100.0/24"], key["secret"], False)
+    # another user's key is "not found"; a withdraw key keeps an allow-list
+    other, request = sign_up(users_rpc)
+    with pytest.raises(UsersError) as caught:
+        users_rpc.change_api_key(token_for(request["username"]), key["key_id"],
+                                 {"ip_allowlist": None})
+    assert caught.value.code == "APIKEY_NOT_FOUND"
+    users_rpc.revoke_api_key(owner[1], key["key_id"])
+    assert users_rpc.verification_material(key["api_key"])["secret"] is None
+    with pytest.raises(UsersError) as caught:
+        users_rpc.change_api_key(owner[1], key["key_id"], {"ip_allowlist": None})
+    assert caught.value.code == "APIKEY_ALREADY_REVOKED"
+    assert users_rpc.verification_material("Z" * 64) is None

@@ -61,3 +61,8 @@ class UsersEvents:
     def on_key_revoked(self, payload):
         UsersEvents.received.append(("api_key_revoked", payload))
         return payload
+
+    @event_handler("users", "api_key_changed")
+    def on_key_changed(self, payload):
+        UsersEvents.received.append(("api_key_changed", payload))
+        return payload
