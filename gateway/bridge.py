@@ -56,7 +56,10 @@ import eventlet
 import eventlet.event
 from kombu import Connection, Consumer, Exchange, Queue
 
-from services.common.events import PUSH_AUDIENCE, unpack
+from services.common.events import ALL as ALL_EVENTS
+from services.common.events import (
+    BALANCES_CHANGED, PUSH_AUDIENCE, USER_CLOSED, USER_FROZEN, Trade, trade_executed, unpack,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,8 @@ BINDINGS = {
     # One message per engine batch with its trades, users' order updates and
     # its coalesced book change (services/common/events.py ENGINE_BATCH).
     "matching.events": (PUSH_AUDIENCE,),
-    "wallets.events": ("balances_changed",),
-    "users.events": ("user_frozen", "user_closed"),
+    BALANCES_CHANGED.exchange: (BALANCES_CHANGED.name,),
+    USER_FROZEN.exchange: (USER_FROZEN.name, USER_CLOSED.name),
 }
 # Candle intervals pushed (marketdata's chain).
 INTERVALS = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")
@@ -91,23 +94,21 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def public_trade(event: dict) -> dict:
-    return {"market": event["market"], "seq": event["seq"], "trade_id": event["trade_id"],
-            "price": event["price"], "quantity": event["quantity"],
-            "quote_quantity": event.get("quote_quantity"), "taker_side": event["taker_side"],
-            "executed_at": event["executed_at"]}
+def public_trade(trade: Trade) -> dict:
+    return {"market": trade.market, "seq": trade.seq, "trade_id": trade.trade_id,
+            "price": trade.price, "quantity": trade.quantity,
+            "quote_quantity": trade.quote_quantity, "taker_side": trade.taker_side,
+            "executed_at": trade.executed_at}
 
 
-def fills_of(event: dict) -> list[tuple[str, dict]]:
+def fills_of(trade: Trade) -> list[tuple[str, dict]]:
     """``(user_id, fill)`` for the maker and the taker of a trade."""
-    taker_side = event["taker_side"]
+    taker_side = trade.taker_side
     maker_side = "sell" if taker_side == "buy" else "buy"
-    out = []
-    for role, side in (("maker", maker_side), ("taker", taker_side)):
-        fill = {**public_trade(event), "order_id": event[f"{role}_order_id"], "side": side,
-                "role": role}
-        out.append((event[f"{role}_user_id"], fill))
-    return out
+    return [(user, {**public_trade(trade), "order_id": order_id,
+                    "side": maker_side if is_maker else taker_side,
+                    "role": "maker" if is_maker else "taker"})
+            for order_id, user, is_maker in trade.sides()]
 
 
 # What a bridge pushes (``streams``): ``market`` the public book diffs and
@@ -250,13 +251,14 @@ class Bridge:
             if self.market_streams:
                 self.book_changed(event)
         elif routing_key == "trade_executed":
+            trade = trade_executed(event)  # the one decoding of a trade (services.common.events)
             if self.market_streams:
-                self.pending_trades.setdefault(event["market"], []).append(public_trade(event))
-                self.trade_trace.setdefault(event["market"], self.trace)
+                self.pending_trades.setdefault(trade.market, []).append(public_trade(trade))
+                self.trade_trace.setdefault(trade.market, self.trace)
             if self.private_streams:
-                for user, fill in fills_of(event):
+                for user, fill in fills_of(trade):
                     self.emit("fill", fill, f"user:{user}")
-                self.dirty_markets.add(event["market"])
+                self.dirty_markets.add(trade.market)
         elif not self.private_streams:
             return
         elif routing_key == "order_updated":
@@ -264,9 +266,9 @@ class Bridge:
                 self.emit("order", event, f"user:{event['user_id']}")
         elif routing_key == "balances_changed":
             self.dirty_users.update(c["user"] for c in event.get("changes", ()))
-        elif routing_key in ("user_frozen", "user_closed"):
-            state = "frozen" if routing_key == "user_frozen" else "closed"
-            self.emit(DISCONNECT_USER, {"user_id": event["user_id"], "state": state},
+        elif routing_key in (USER_FROZEN.name, USER_CLOSED.name):
+            event = ALL_EVENTS[routing_key].parse(event)  # its definition, version checked
+            self.emit(DISCONNECT_USER, {"user_id": event["user_id"], "state": event["state"]},
                       f"user:{event['user_id']}")
 
     def book_changed(self, event: dict) -> None:

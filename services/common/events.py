@@ -80,6 +80,61 @@ TRADES_AUDIENCE = "engine_batch.trades"   # wallets settlement, marketdata inges
 ORDERS_AUDIENCE = "engine_batch.orders"   # the orders service
 PUSH_AUDIENCE = "engine_batch.push"       # the gateway's push bridge
 
+@dataclass(frozen=True)
+class Trade:
+    """A ``trade_executed`` payload, decoded and checked once for every
+    consumer (orders' fills, wallets' settlement, marketdata's ingest, the
+    gateway's push). Amounts stay the engine's decimal strings: each consumer
+    puts them on its own grid (ticks, lots, minor units) and refuses what is
+    off it. A ``trade_id`` sent as an integer (tools, tests) is its text."""
+    market: str
+    seq: int
+    trade_id: str
+    price: str
+    quantity: str
+    quote_quantity: str
+    taker_side: str
+    maker_order_id: int
+    maker_user_id: str
+    taker_order_id: int
+    taker_user_id: str
+    executed_at: int
+
+    def sides(self) -> tuple[tuple[int, str, bool], tuple[int, str, bool]]:
+        """``(order_id, user_id, is_maker)`` of the maker, then the taker."""
+        return ((self.maker_order_id, self.maker_user_id, True),
+                (self.taker_order_id, self.taker_user_id, False))
+
+
+_TEXT_MAX = {"market": 64, "trade_id": 128, "price": 64, "quantity": 64, "quote_quantity": 64,
+             "maker_user_id": 128, "taker_user_id": 128}
+_INTEGERS = ("seq", "maker_order_id", "taker_order_id", "executed_at")
+
+
+def trade_executed(payload) -> Trade:
+    """``payload`` (one event of an ``engine_batch``, or a lone
+    ``trade_executed``) as a Trade; UnsupportedEvent when it misses a field,
+    has one of the wrong type or size, or is of a newer version."""
+    body = TRADE_EXECUTED.parse(payload)
+    values = {name: body[name] for name in TRADE_EXECUTED.fields}
+    trade_id = values["trade_id"]
+    if isinstance(trade_id, int) and not isinstance(trade_id, bool) and trade_id >= 0:
+        values["trade_id"] = str(trade_id)
+    for name, longest in _TEXT_MAX.items():
+        value = values[name]
+        if not isinstance(value, str) or not 0 < len(value) <= longest:
+            raise UnsupportedEvent(f"trade_executed: {name} is not a text of 1 to {longest} "
+                                   "characters")
+    for name in _INTEGERS:
+        value = values[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < (name == "seq"):
+            raise UnsupportedEvent(f"trade_executed: {name} is not a "
+                                   f"{'positive' if name == 'seq' else 'non-negative'} integer")
+    if values["taker_side"] not in ("buy", "sell"):
+        raise UnsupportedEvent("trade_executed: taker_side is neither buy nor sell")
+    return Trade(**values)
+
+
 # ---------------------------------------------------------------- wallets
 # Written by the ledger's trigger (wallets migration 011) in the transaction
 # that moves the money; the gateway re-reads the named balances.

@@ -17,6 +17,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from services.common import events
 from services.marketdata.candles import INTERVALS
 from services.marketdata.errors import (InvalidEvent, InvalidLimit, InvalidTimeRange,
                                         InvalidTimestamp, UnknownInterval)
@@ -31,28 +32,12 @@ CANDLES_DEFAULT_LIMIT, CANDLES_MAX_LIMIT = 500, 1500
 TRADES_DEFAULT_LIMIT, TRADES_MAX_LIMIT = 100, 1000
 DEPTH_DEFAULT_LIMIT, DEPTH_MAX_LIMIT = 100, 1000
 
-_Id = Field(min_length=1, max_length=128)
 
 
 # ---------------------------------------------------------------- events
 
 class _Event(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class TradeExecuted(_Event):
-    market: StrictStr
-    seq: StrictInt = Field(ge=1)
-    trade_id: StrictStr = _Id
-    price: StrictStr = Field(max_length=64)
-    quantity: StrictStr = Field(max_length=64)
-    quote_quantity: StrictStr = Field(max_length=64)
-    taker_side: Literal["buy", "sell"]
-    maker_order_id: StrictInt
-    maker_user_id: StrictStr = _Id
-    taker_order_id: StrictInt
-    taker_user_id: StrictStr = _Id
-    executed_at: StrictInt = Field(ge=MIN_TIME_MS, lt=MAX_TIME_MS)
 
 
 class LevelChange(_Event):
@@ -80,8 +65,15 @@ def _parse(model, payload):
 
 def trade_from_event(payload, markets: MarketRegistry) -> Trade:
     """A ``trade_executed`` payload as a Trade; InvalidEvent / UnknownMarket otherwise.
-    Amounts must lie on the market's grid and quote = price x quantity exactly."""
-    event = _parse(TradeExecuted, payload)
+    Decoded by the one definition every consumer uses (services.common.events
+    ``trade_executed``); here also: amounts on the market's grid, quote = price
+    x quantity exactly, the time within the stored range."""
+    try:
+        event = events.trade_executed(payload)
+    except events.UnsupportedEvent as exc:
+        raise InvalidEvent(str(exc)) from None
+    if not MIN_TIME_MS <= event.executed_at < MAX_TIME_MS:
+        raise InvalidEvent(f"trade {event.trade_id[:40]}: executed_at is out of range")
     market = markets.get(event.market)
     try:
         market.price_to_ticks(event.price)

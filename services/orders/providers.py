@@ -13,7 +13,7 @@ from services.common import events
 from services.common.catalogue import RegistryCatalogue
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumerProvider
-from services.common.events import ORDERS_AUDIENCE, UnsupportedEvent, unpack
+from services.common.events import ORDERS_AUDIENCE, UnsupportedEvent, trade_executed, unpack
 from services.common.postgres import PostgresPool, make_pool, retry_transient
 
 from services.matching.models import MarketConfig
@@ -176,15 +176,14 @@ class MatchingEvents(BatchConsumerProvider):
                 self._order_update(conn, update)
 
     @staticmethod
-    def _fills(trade) -> list[tuple]:
+    def _fills(body) -> list[tuple]:
         # Only an order of this market and user: an engine command that did not
         # come through this service (an operator's, a test's) cannot touch ours.
-        return [(trade["trade_id"], trade["market"], trade["price"], trade["quantity"],
-                 trade["quote_quantity"], is_maker, trade["executed_at"], order_id,
-                 trade["market"], str(user))
-                for order_id, user, is_maker in (
-                    (trade["maker_order_id"], trade["maker_user_id"], True),
-                    (trade["taker_order_id"], trade["taker_user_id"], False))]
+        trade = trade_executed(body)  # the one decoding of a trade (services.common.events)
+        return [(trade.trade_id, trade.market, trade.price, trade.quantity,
+                 trade.quote_quantity, is_maker, trade.executed_at, order_id,
+                 trade.market, user)
+                for order_id, user, is_maker in trade.sides()]
 
     def _order_update(self, conn, update) -> None:
         event, order_id = update["event"], update.get("order_id")

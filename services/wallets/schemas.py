@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from services.common import grammar
+from services.common import events, grammar
 from services.common.errors import InvalidInput as GrammarRefusal
 from services.wallets.amounts import parse_amount, parse_price
 from services.wallets.assets import ASSETS, FEE_TIERS, MARKETS, Asset
@@ -130,6 +130,15 @@ def load_page(cursor: Any, limit: Any) -> tuple[Optional[int], int]:
 # ---------------------------------------------------------------- trades
 
 TRADE_KEYS = {"trade_id", "market", "price", "quantity", "taker_side", "maker_user_id", "taker_user_id"}
+
+
+def trade_from_event(event: events.Trade) -> Trade:
+    """A decoded ``trade_executed`` (services.common.events.trade_executed)
+    as the ledger's Trade; the same refusals as ``load_trade``."""
+    return load_trade({"trade_id": event.trade_id, "market": event.market, "price": event.price,
+                       "quantity": event.quantity, "taker_side": event.taker_side,
+                       "maker_user_id": event.maker_user_id,
+                       "taker_user_id": event.taker_user_id})
 
 
 def load_trades(value: Any) -> list[Trade]:

@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 from services.common import catalogue
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumerProvider
-from services.common.events import TRADES_AUDIENCE, UnsupportedEvent, unpack
+from services.common.events import TRADES_AUDIENCE, UnsupportedEvent, trade_executed, unpack
 from services.common.postgres import make_pool
 from services.wallets import schemas
 from services.wallets.errors import InvalidInput, UnknownMarket, WalletsError
@@ -96,14 +96,15 @@ class TradeSettlement(BatchConsumerProvider):
     def _load(self, event_id, body):
         """A trade event as the ledger's Trade; None if it cannot be settled
         now (an unknown market's is parked, a malformed one logged)."""
-        if not isinstance(body, dict):
-            log.error("trade %s is not settleable: not an object", event_id)
+        try:
+            event = trade_executed(body)
+        except UnsupportedEvent as exc:
+            log.error("trade %s is not settleable: %s", event_id, exc)
             return None
         try:
-            return schemas.load_trade({k: body.get(k) for k in schemas.TRADE_KEYS})
+            return schemas.trade_from_event(event)
         except UnknownMarket as exc:
-            if isinstance(body, dict) and isinstance(body.get("market"), str) \
-                    and catalogue.MARKET_SYMBOL.fullmatch(body["market"]):
+            if catalogue.MARKET_SYMBOL.fullmatch(event.market):
                 self.park_unknown_market(body, exc)
             else:  # not a market symbol at all: nothing will ever list it
                 log.error("trade %s is not settleable: %s", event_id, exc)
@@ -139,9 +140,9 @@ class TradeSettlement(BatchConsumerProvider):
                                 (markets,)).fetchall()
         for market, trade_id, body in rows:
             try:
-                trade = schemas.load_trade({k: body.get(k) for k in schemas.TRADE_KEYS})
+                trade = schemas.trade_from_event(trade_executed(body))
                 self.ledger.settle_trades([trade])
-            except (WalletsError, InvalidInput) as exc:
+            except (WalletsError, InvalidInput, UnsupportedEvent) as exc:
                 self.park(body, exc)
             with self.pool.connection() as conn:
                 conn.execute("DELETE FROM wallets.parked_trades WHERE market = %s AND "

@@ -37,10 +37,12 @@ def test_a_refused_trade_is_parked_and_the_others_settle(container_factory, name
         rpc.wallets.hold(seller, "BTC", "0.1", f"test:{uuid.uuid4().hex}")
         rpc.wallets.hold(buyer, "USDT", "10", f"test:{uuid.uuid4().hex}")
         tag = uuid.uuid4().hex[:8]
-        good = {"market": "BTC-USDT", "trade_id": f"BTC-USDT-ok-{tag}", "price": "100",
-                "quantity": "0.1", "taker_side": "buy", "maker_user_id": seller,
-                "taker_user_id": buyer}
-        short = {**good, "trade_id": f"BTC-USDT-short-{tag}", "quantity": "0.5"}  # not held
+        good = {"market": "BTC-USDT", "seq": 1, "trade_id": f"BTC-USDT-ok-{tag}", "price": "100",
+                "quantity": "0.1", "quote_quantity": "10", "taker_side": "buy",
+                "maker_order_id": 1, "maker_user_id": seller, "taker_order_id": 2,
+                "taker_user_id": buyer, "executed_at": 1796400000000}
+        short = {**good, "trade_id": f"BTC-USDT-short-{tag}", "quantity": "0.5",
+                 "quote_quantity": "50"}  # not held
         dispatch("matching", "trade_executed", short)
         dispatch("matching", "trade_executed", good)
         deadline = time.monotonic() + 20

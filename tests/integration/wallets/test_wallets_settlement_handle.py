@@ -18,9 +18,10 @@ def test_a_refused_trade_in_the_middle_batch_is_parked_and_the_rest_settle(
     fund(buyer, "USDT", 100_000 * 10 ** 6)
     ledger.hold(buyer, USDT, 100_000 * 10 ** 6, f"buy:{buyer}")
     tag = uuid.uuid4().hex[:8]
-    bodies = [{"market": "BTC-USDT", "trade_id": f"h-{tag}-{i}", "price": "100",
-               "quantity": "0.001", "taker_side": "buy", "maker_user_id": seller,
-               "taker_user_id": buyer} for i in range(25)]
+    bodies = [{"market": "BTC-USDT", "seq": i + 1, "trade_id": f"h-{tag}-{i}", "price": "100",
+               "quantity": "0.001", "quote_quantity": "0.1", "taker_side": "buy",
+               "maker_order_id": 1, "maker_user_id": seller, "taker_order_id": 2,
+               "taker_user_id": buyer, "executed_at": 1796400000000} for i in range(25)]
     bodies[12]["maker_user_id"] = broke  # nothing locked: refused
     settlement = TradeSettlement.__new__(TradeSettlement)
     settlement.pool, settlement.ledger, settlement.ledger_batch = wallets_pool, ledger, 10

@@ -5,6 +5,8 @@ docs/events.md names every one."""
 import ast
 import importlib
 
+import pytest
+
 from services.common import events
 from services.common.config import REPO_ROOT
 from services.common.consumer import BatchConsumerProvider
@@ -71,3 +73,33 @@ def test_docs_events_md_names_every_event():
     text = (REPO_ROOT / "docs" / "events.md").read_text()
     missing = sorted(name for name in events.ALL if f"`{name}`" not in text)
     assert not missing, f"docs/events.md lacks {missing}"
+
+
+TRADE = {"market": "BTC-USDT", "seq": 12, "trade_id": "BTC-USDT-3", "price": "30000.00",
+         "quantity": "0.0100", "quote_quantity": "300.000000", "taker_side": "sell",
+         "maker_order_id": 7, "maker_user_id": "u-maker", "taker_order_id": 9,
+         "taker_user_id": "u-taker", "executed_at": 1_700_000_000_000}
+
+
+def test_a_trade_is_decoded_by_one_function():
+    trade = events.trade_executed(TRADE)
+    assert trade.trade_id == "BTC-USDT-3" and trade.sides() == ((7, "u-maker", True),
+                                                                (9, "u-taker", False))
+    assert events.trade_executed({**TRADE, "trade_id": 17}).trade_id == "17"
+    for field, value in (("seq", 0), ("seq", True), ("price", 30000.0), ("taker_side", "both"),
+                         ("maker_user_id", None), ("trade_id", ""), ("executed_at", "now"),
+                         ("market", "X" * 65)):
+        with pytest.raises(events.UnsupportedEvent):
+            events.trade_executed({**TRADE, field: value})
+    with pytest.raises(events.UnsupportedEvent):
+        events.trade_executed({k: v for k, v in TRADE.items() if k != "quote_quantity"})
+
+
+def test_every_trade_consumer_decodes_through_it():
+    """orders' fills, wallets' settlement, marketdata's ingest and the push
+    bridge call events.trade_executed; none reads a trade's fields itself."""
+    for path in ("services/orders/providers.py", "services/wallets/settlement.py",
+                 "services/marketdata/schemas.py", "gateway/bridge.py"):
+        source = (REPO_ROOT / path).read_text()
+        assert "trade_executed(" in source, path
+        assert 'event["maker_user_id"]' not in source and 'trade["maker_user_id"]' not in source

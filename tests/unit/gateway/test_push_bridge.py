@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 
 from gateway.bridge import DISCONNECT_USER, Bridge, mini_ticker
+from services.common.events import USER_CLOSED, USER_FROZEN
 
 TRADE = {"market": "BTC-USDT", "seq": 12, "trade_id": "BTC-USDT-3", "price": "30000.00",
          "quantity": "0.0100", "quote_quantity": "300.000000", "taker_side": "sell",
@@ -119,8 +120,12 @@ def test_balances_are_pushed_after_balances_changed_and_a_failed_read_is_retried
 
 def test_frozen_and_closed_users_are_disconnected_everywhere():
     push, emitted = bridge()
-    push.handle("user_frozen", {"user_id": "u-9", "at": 1})
-    push.handle("user_closed", {"user_id": "u-8", "at": 1})
+    push.handle("user_frozen", USER_FROZEN.build(user_id="u-9", state="frozen",
+                                                 previous_state="active", reason="test",
+                                                 by="admin", at=1))
+    push.handle("user_closed", USER_CLOSED.build(user_id="u-8", state="closed",
+                                                 previous_state="active", reason="test",
+                                                 by="admin", at=1))
     assert emitted == [(DISCONNECT_USER, {"user_id": "u-9", "state": "frozen"}, "user:u-9"),
                        (DISCONNECT_USER, {"user_id": "u-8", "state": "closed"}, "user:u-8")]
 
