@@ -84,6 +84,8 @@ PREFETCH = 500
 # per connection (the gateway's main cost: a write per frame per connection).
 PUSH_EVERY = 0.05
 DISCONNECT_USER = "__disconnect_user__"
+# Engine batches a process's own market queue holds at most.
+OWN_QUEUE_MAX_MESSAGES = 10_000
 
 
 def queue_name(channel: str) -> str:
@@ -185,8 +187,12 @@ class Bridge:
         # Not durable and deleted with its last consumer: pushes are live
         # data; a client that missed some re-reads (snapshot, REST) on reconnect.
         if self.own_queue:
+            # Bounded: a process that stops reading cannot fill the broker;
+            # the oldest batches go first, and the gap shows (book_changed).
             return Queue(f"{queue_name(self.channel)}.{uuid.uuid4().hex}", durable=False,
-                         exclusive=True, auto_delete=True)
+                         exclusive=True, auto_delete=True,
+                         queue_arguments={"x-max-length": OWN_QUEUE_MAX_MESSAGES,
+                                          "x-overflow": "drop-head"})
         return Queue(queue_name(self.channel), durable=False, auto_delete=True,
                      queue_arguments={"x-single-active-consumer": True})
 
@@ -278,6 +284,14 @@ class Bridge:
         last = self.last_book_seq.get(market)
         if last is not None and seq <= last:
             return  # redelivered: already emitted
+        if last is not None and "first_seq" in event and int(event["first_seq"]) > last + 1:
+            # Batches missing in between (dropped from a full queue, lost
+            # with a queue): what is pending goes out alone, and the next
+            # diff starts at this batch, so clients see the gap and re-sync.
+            # (Engine batches chain; the older one-command events skipped
+            # the seqs of commands that left the book as it was.)
+            self._push_depth(market)
+            last = None
         self.last_book_seq[market] = seq
         pending = self.pending_depth.get(market)
         self.depth_trace.setdefault(market, self.trace)
@@ -306,10 +320,19 @@ class Bridge:
                                            "pushed": self.clock()}},
                       f"trades:{market}")
         for market, diff in depth.items():
-            pushed = self.clock()
-            self.emit("depth", {**diff, "pushed_at": pushed,
-                                "trace": {**depth_trace.get(market, {}), "pushed": pushed}},
-                      f"depth:{market}")
+            self._emit_depth(diff, depth_trace.get(market, {}))
+
+    def _push_depth(self, market: str) -> None:
+        """One market's pending diff, now."""
+        diff = self.pending_depth.pop(market, None)
+        trace = self.depth_trace.pop(market, {})
+        if diff is not None:
+            self._emit_depth(diff, trace)
+
+    def _emit_depth(self, diff: dict, trace: dict) -> None:
+        pushed = self.clock()
+        self.emit("depth", {**diff, "pushed_at": pushed, "trace": {**trace, "pushed": pushed}},
+                  f"depth:{diff['market']}")
 
     def push_loop(self) -> None:
         while self.running:

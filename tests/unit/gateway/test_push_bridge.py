@@ -248,3 +248,15 @@ def test_a_batch_goes_out_once_the_consumer_waits_not_after_a_period(monkeypatch
     finally:
         push.running = False
         loop.kill()
+
+
+def test_a_diff_never_claims_to_follow_on_over_missing_batches():
+    """Batches 6..9 never arrived (dropped from a full queue): the pending
+    diff goes out alone and the next one starts at its own batch, so a
+    client sees the gap and re-syncs instead of applying it over the hole."""
+    push, emitted = market_bridge()
+    push.handle("book_changed", {**book(5), "first_seq": 4})
+    push.handle("book_changed", {**book(12), "first_seq": 10})
+    push.handle("book_changed", {**book(13), "first_seq": 13})
+    push.push_batches()
+    assert [(d["first_seq"], d["last_seq"]) for _e, d, _r in emitted] == [(4, 5), (10, 13)]
