@@ -15,7 +15,7 @@ Pure: standard library only.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 from typing import Mapping
 
 VERSION_KEY = "event_version"
@@ -57,11 +57,14 @@ class EventType:
 
 
 # ---------------------------------------------------------------- matching
-TRADE_EXECUTED = EventType(
-    "trade_executed", "matching", 1,
-    ("market", "seq", "trade_id", "price", "quantity", "quote_quantity", "taker_side",
-     "maker_order_id", "maker_user_id", "taker_order_id", "taker_user_id", "executed_at"),
-    "trade_id")
+# A trade's fields: each one's type and, for a text, its longest length (what
+# ``trade_executed`` checks, and the fields of the Trade it returns).
+_TRADE_FIELDS = {
+    "market": (str, 64), "seq": (int, None), "trade_id": (str, 128), "price": (str, 64),
+    "quantity": (str, 64), "quote_quantity": (str, 64), "taker_side": (str, 4),
+    "maker_order_id": (int, None), "maker_user_id": (str, 128),
+    "taker_order_id": (int, None), "taker_user_id": (str, 128), "executed_at": (int, None)}
+TRADE_EXECUTED = EventType("trade_executed", "matching", 1, tuple(_TRADE_FIELDS), "trade_id")
 BOOK_CHANGED = EventType("book_changed", "matching", 1, ("market", "seq", "at", "changes"),
                          "market+seq")
 ORDER_UPDATED = EventType("order_updated", "matching", 1,
@@ -80,35 +83,23 @@ TRADES_AUDIENCE = "engine_batch.trades"   # wallets settlement, marketdata inges
 ORDERS_AUDIENCE = "engine_batch.orders"   # the orders service
 PUSH_AUDIENCE = "engine_batch.push"       # the gateway's push bridge
 
-@dataclass(frozen=True)
-class Trade:
-    """A ``trade_executed`` payload, decoded and checked once for every
-    consumer (orders' fills, wallets' settlement, marketdata's ingest, the
-    gateway's push). Amounts stay the engine's decimal strings: each consumer
-    puts them on its own grid (ticks, lots, minor units) and refuses what is
-    off it. A ``trade_id`` sent as an integer (tools, tests) is its text."""
-    market: str
-    seq: int
-    trade_id: str
-    price: str
-    quantity: str
-    quote_quantity: str
-    taker_side: str
-    maker_order_id: int
-    maker_user_id: str
-    taker_order_id: int
-    taker_user_id: str
-    executed_at: int
-
-    def sides(self) -> tuple[tuple[int, str, bool], tuple[int, str, bool]]:
-        """``(order_id, user_id, is_maker)`` of the maker, then the taker."""
-        return ((self.maker_order_id, self.maker_user_id, True),
-                (self.taker_order_id, self.taker_user_id, False))
 
 
-_TEXT_MAX = {"market": 64, "trade_id": 128, "price": 64, "quantity": 64, "quote_quantity": 64,
-             "maker_user_id": 128, "taker_user_id": 128}
-_INTEGERS = ("seq", "maker_order_id", "taker_order_id", "executed_at")
+
+def _sides(trade) -> tuple[tuple[int, str, bool], tuple[int, str, bool]]:
+    """``(order_id, user_id, is_maker)`` of the maker, then the taker."""
+    return ((trade.maker_order_id, trade.maker_user_id, True),
+            (trade.taker_order_id, trade.taker_user_id, False))
+
+
+Trade = make_dataclass(
+    "Trade", [(name, kind) for name, (kind, _) in _TRADE_FIELDS.items()], frozen=True,
+    namespace={"sides": _sides, "__module__": __name__, "__doc__": """A ``trade_executed``
+    payload, decoded and checked once for every consumer (orders' fills, wallets'
+    settlement, marketdata's ingest, the gateway's push). Amounts stay the
+    engine's decimal strings: each consumer puts them on its own grid (ticks,
+    lots, minor units) and refuses what is off it. A ``trade_id`` sent as an
+    integer (tools, tests) is its text."""})
 
 
 def trade_executed(payload) -> Trade:
@@ -116,18 +107,17 @@ def trade_executed(payload) -> Trade:
     ``trade_executed``) as a Trade; UnsupportedEvent when it misses a field,
     has one of the wrong type or size, or is of a newer version."""
     body = TRADE_EXECUTED.parse(payload)
-    values = {name: body[name] for name in TRADE_EXECUTED.fields}
+    values = {name: body[name] for name in _TRADE_FIELDS}
     trade_id = values["trade_id"]
     if isinstance(trade_id, int) and not isinstance(trade_id, bool) and trade_id >= 0:
         values["trade_id"] = str(trade_id)
-    for name, longest in _TEXT_MAX.items():
+    for name, (kind, longest) in _TRADE_FIELDS.items():
         value = values[name]
-        if not isinstance(value, str) or not 0 < len(value) <= longest:
+        if kind is str and not (isinstance(value, str) and 0 < len(value) <= longest):
             raise UnsupportedEvent(f"trade_executed: {name} is not a text of 1 to {longest} "
                                    "characters")
-    for name in _INTEGERS:
-        value = values[name]
-        if not isinstance(value, int) or isinstance(value, bool) or value < (name == "seq"):
+        if kind is int and (not isinstance(value, int) or isinstance(value, bool)
+                            or value < (name == "seq")):
             raise UnsupportedEvent(f"trade_executed: {name} is not a "
                                    f"{'positive' if name == 'seq' else 'non-negative'} integer")
     if values["taker_side"] not in ("buy", "sell"):
