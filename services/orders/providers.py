@@ -153,68 +153,81 @@ class MatchingEvents(BatchConsumerProvider):
                          (message_id or f"no-id:{uuid.uuid4()}", routing_key, Jsonb(body), error))
 
     def _apply(self, batch) -> None:
+        """One transaction, a few statements per batch whatever its size:
+        the fills (one INSERT ... SELECT and one UPDATE), the amends (rare,
+        one each), the orders that ended (one locking SELECT, one UPDATE,
+        one statement for every release)."""
         fills, updates = [], []
         for routing_key, _message_id, body in batch:
             if routing_key == "trade_executed":
                 fills.extend(self._fills(body))
             elif routing_key == "order_updated":
                 updates.append(body)
+        finishing: dict[int, tuple] = {}
+        amends = []
+        for update in updates:
+            order_id = update.get("order_id")
+            if order_id is None:
+                continue
+            key = (order_id, update["market"], str(update.get("user_id")))
+            if update["event"] == "command_rejected" and update.get("command") == "place_order":
+                finishing.setdefault(order_id, (key, "rejected", update.get("reason")))
+            elif update["event"] == "order_done":
+                finishing.setdefault(order_id, (key, update["status"], update.get("reason")))
+            elif update["event"] == "order_amended" and order_id not in finishing:
+                amends.append((update["price"], update["quantity"], *key))
         with self.pool.connection() as conn, conn.transaction():
             # Trades first: within the stream an order's trades all come
             # before its end, so its leftover is computed on every fill.
             if fills:
-                with conn.cursor() as cur:
-                    cur.executemany(APPLY_FILL, fills)
-            finishing = [update["order_id"] for update in updates
-                         if update.get("order_id") is not None
-                         and update["event"] in ("order_done", "command_rejected")]
+                conn.execute(APPLY_FILLS, (Jsonb(fills),))
+            for amend in amends:
+                conn.execute(APPLY_AMEND, amend)
             if finishing:
-                # Settlement locks accounts in id order; the releases below
-                # must too, or the two deadlock.
-                conn.execute(LOCK_HOLD_ACCOUNTS, (finishing,))
-            for update in updates:
-                self._order_update(conn, update)
+                self._finish(conn, [finishing[order_id] for order_id in sorted(finishing)])
 
     @staticmethod
-    def _fills(body) -> list[tuple]:
+    def _fills(body) -> list[dict]:
         # Only an order of this market and user: an engine command that did not
         # come through this service (an operator's, a test's) cannot touch ours.
         trade = trade_executed(body)  # the one decoding of a trade (services.common.events)
-        return [(trade.trade_id, trade.market, trade.price, trade.quantity,
-                 trade.quote_quantity, is_maker, trade.executed_at, order_id,
-                 trade.market, user)
+        return [{"trade_id": trade.trade_id, "market": trade.market,
+                 "price": trade.price, "quantity": trade.quantity,
+                 "quote_quantity": trade.quote_quantity, "is_maker": is_maker,
+                 "executed_at": trade.executed_at, "order_id": order_id,
+                 "user_id": user}
                 for order_id, user, is_maker in trade.sides()]
 
-    def _order_update(self, conn, update) -> None:
-        event, order_id = update["event"], update.get("order_id")
-        if order_id is None:
-            return
-        key = (order_id, update["market"], str(update.get("user_id")))
-        if event == "command_rejected" and update.get("command") == "place_order":
-            self._finish(conn, key, "rejected", update.get("reason"))
-        elif event == "order_done":
-            self._finish(conn, key, update["status"], update.get("reason"))
-        elif event == "order_amended":
-            conn.execute("UPDATE orders SET price = %s, quantity = %s, updated_at = now() "
-                         "WHERE order_id = %s AND market = %s AND user_id = %s "
-                         "AND status IN ('new', 'partially_filled')",
-                         (update["price"], update["quantity"], *key))
-
-    def _finish(self, conn, key: tuple, status: str, reason) -> None:
-        order_id = key[0]
-        row = conn.execute(
-            "SELECT user_id, side, hold_asset, hold_amount, filled_quantity, filled_quote "
-            "FROM orders WHERE order_id = %s AND market = %s AND user_id = %s "
-            "AND status IN ('new', 'partially_filled') FOR UPDATE", key).fetchone()
-        if row is None:
-            return  # not ours, or already final (a redelivery)
-        user, side, asset, hold, filled_quantity, filled_quote = row
-        amount = holds.leftover(side, hold, filled_quantity, filled_quote)
-        conn.execute("UPDATE orders SET status = %s, reason = %s, released_amount = %s, "
-                     "updated_at = now() WHERE order_id = %s", (status, reason, amount, order_id))
-        if amount > 0:
-            conn.execute("SELECT wallets.release_funds(%s, %s, %s, %s)",
-                         (user, asset, amount, f"order:{order_id}:final"))
+    @staticmethod
+    def _finish(conn, ends: list[tuple]) -> None:
+        """The orders that ended (``(key, status, reason)``, key = (order_id,
+        market, user), in order id order): each still open one final, with
+        what it did not spend released in this transaction."""
+        # Settlement locks accounts in id order; the releases below must
+        # too, or the two deadlock.
+        conn.execute(LOCK_HOLD_ACCOUNTS, ([key[0] for key, _, _ in ends],))
+        wanted = {key: (status, reason) for key, status, reason in ends}
+        rows = conn.execute(
+            "SELECT o.order_id, o.market, o.user_id, o.side, o.hold_asset, o.hold_amount, "
+            "o.filled_quantity, o.filled_quote FROM orders o WHERE o.order_id = ANY(%s) "
+            "AND o.status IN ('new', 'partially_filled') ORDER BY o.order_id FOR UPDATE",
+            ([key[0] for key in wanted],)).fetchall()
+        finals, releases = [], []
+        for order_id, market, user, side, asset, hold, filled_quantity, filled_quote in rows:
+            ending = wanted.get((order_id, market, user))
+            if ending is None:
+                continue   # not ours (another market or user named it)
+            amount = holds.leftover(side, hold, filled_quantity, filled_quote)
+            finals.append({"order_id": order_id, "status": ending[0], "reason": ending[1],
+                           "released_amount": str(amount)})
+            if amount > 0:
+                releases.append({"user_id": user, "asset": asset, "amount": str(amount),
+                                 "ref": f"order:{order_id}:final"})
+        # Ends already final (a redelivery) found no open row: nothing again.
+        if finals:
+            conn.execute(FINISH_ORDERS, (Jsonb(finals),))
+        if releases:
+            conn.execute(RELEASE_FUNDS, (Jsonb(releases),))
 
     def parked(self) -> int:
         with self.pool.connection() as conn:
@@ -227,22 +240,54 @@ SELECT wallets.lock_user_accounts(array_agg(user_id), array_agg(hold_asset))
   FROM orders WHERE order_id = ANY(%s)
 """
 
-APPLY_FILL = """
-WITH filled AS (
+# The batch's fills (a JSON array of order_fills rows plus each order's user)
+# in two statements: each fill once (a redelivered trade inserts nothing), then
+# every order's filled amounts raised by what it got in this batch.
+APPLY_FILLS = """
+WITH batch AS (
+    SELECT * FROM jsonb_to_recordset(%s) AS f(trade_id text, market text, price numeric,
+        quantity numeric, quote_quantity numeric, is_maker boolean, executed_at bigint,
+        order_id bigint, user_id text)
+), filled AS (
     INSERT INTO order_fills (trade_id, order_id, market, price, quantity, quote_quantity,
                              is_maker, executed_at)
-    SELECT %s, order_id, %s, %s, %s, %s, %s, %s FROM orders
-     WHERE order_id = %s AND market = %s AND user_id = %s
+    SELECT b.trade_id, o.order_id, b.market, b.price, b.quantity, b.quote_quantity,
+           b.is_maker, b.executed_at
+      FROM batch b JOIN orders o
+        ON o.order_id = b.order_id AND o.market = b.market AND o.user_id = b.user_id
     ON CONFLICT DO NOTHING
     RETURNING order_id, quantity, quote_quantity
+), per_order AS (
+    SELECT order_id, sum(quantity) AS quantity, sum(quote_quantity) AS quote_quantity
+      FROM filled GROUP BY order_id
 )
 UPDATE orders o
    SET filled_quantity = o.filled_quantity + f.quantity,
        filled_quote = o.filled_quote + f.quote_quantity,
        updated_at = now(),
        status = CASE WHEN o.status = 'new' THEN 'partially_filled' ELSE o.status END
-  FROM filled f
+  FROM per_order f
  WHERE o.order_id = f.order_id
+"""
+
+APPLY_AMEND = ("UPDATE orders SET price = %s, quantity = %s, updated_at = now() "
+               "WHERE order_id = %s AND market = %s AND user_id = %s "
+               "AND status IN ('new', 'partially_filled')")
+
+FINISH_ORDERS = """
+UPDATE orders o
+   SET status = f.status, reason = f.reason, released_amount = f.released_amount,
+       updated_at = now()
+  FROM jsonb_to_recordset(%s) AS f(order_id bigint, status text, reason text,
+                                   released_amount numeric)
+ WHERE o.order_id = f.order_id
+"""
+
+# Each leftover through wallets' declared function (idempotent by ref), all
+# in one statement; the accounts are locked already (LOCK_HOLD_ACCOUNTS).
+RELEASE_FUNDS = """
+SELECT wallets.release_funds(r.user_id, r.asset, r.amount, r.ref)
+  FROM jsonb_to_recordset(%s) AS r(user_id text, asset text, amount numeric, ref text)
 """
 
 
