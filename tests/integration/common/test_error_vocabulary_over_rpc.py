@@ -80,7 +80,7 @@ def check(exc: Exception, cls: type, code: str) -> None:
     assert str(exc) == f"{code}: {exc.message}"
 
 
-def test_each_service_refuses_bad_input_with_its_typed_coded_error(rpc):
+def test_each_service_refuses_bad_input_with_its_typed_coded_error(rpc, principal_tokens):
     user = f"t-{uuid.uuid4().hex[:12]}"
     rpc.wallets.open_accounts(user)
 
@@ -93,6 +93,7 @@ def test_each_service_refuses_bad_input_with_its_typed_coded_error(rpc):
         "maker_user_id": user, "taker_user_id": user}]), common.UnknownMarket, "UNKNOWN_MARKET")
     check(refusal(rpc.wallets.hold, user, "BTC", "5", f"too-much:{user}"),
           wallets_errors.InsufficientFunds, "INSUFFICIENT_FUNDS")
+    sql_decided_refusals_arrive_typed(rpc, user, principal_tokens.username("admin"))
 
     # orders: its own codes, the common UnknownMarket, and a refusal raised in
     # SQL (the hold) naming its reason once
@@ -124,3 +125,26 @@ def test_each_service_refuses_bad_input_with_its_typed_coded_error(rpc):
     exc = refusal(rpc.users.authenticate, "not-a-token")
     check(exc, users_errors.Unauthenticated, "TOKEN_MALFORMED")
     assert isinstance(exc, common.Unauthenticated) and exc.field is None
+
+
+def sql_decided_refusals_arrive_typed(rpc, user, admin):
+    """Refusals decided inside PostgreSQL -- wallets.move_funds behind the hold
+    and release RPCs, the withdrawal state machine's trigger -- carry their
+    code as data (SQLSTATE EX001, the code in the HINT: docs/errors.md) and
+    reach the caller as the registered class, the code not parsed from text."""
+    check(refusal(rpc.wallets.release, user, "BTC", "1", f"release:{user}"),
+          wallets_errors.InsufficientLocked, "INSUFFICIENT_LOCKED")
+    address = rpc.wallets.deposit_address(user, "BTC")["address"]
+    rpc.wallets.credit_deposit("BTC", address, "1", uuid.uuid4().hex * 2, 1000)
+    rpc.wallets.hold(user, "BTC", "0.1", f"once:{user}")
+    check(refusal(rpc.wallets.hold, user, "BTC", "0.2", f"once:{user}"),
+          wallets_errors.IdempotencyConflict, "IDEMPOTENCY_CONFLICT")
+    rpc.wallets.release(user, "BTC", "0.1", f"once:{user}")
+    withdrawal = rpc.wallets.request_withdrawal(user, "BTC", BTC_ADDRESS, "0.1", f"w:{user}")
+    rpc.wallets.reject_withdrawal(withdrawal["withdrawal_id"], admin, "test")
+    exc = refusal(rpc.wallets.approve_withdrawal, withdrawal["withdrawal_id"], admin)
+    check(exc, wallets_errors.IllegalWithdrawalTransition, "ILLEGAL_WITHDRAWAL_TRANSITION")
+    assert "rejected" in exc.message
+
+
+BTC_ADDRESS = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
