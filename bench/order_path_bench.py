@@ -794,9 +794,11 @@ def verdicts(f: dict) -> list[str]:
              and f["answered"] >= 0.98 * f["arrived"] and not f["unsent"],
              f"{f['answered'] / secs:,.1f}/s of {f['arrived'] / secs:,.1f}/s arriving, "
              f"{requests:,.1f}/s accepted, {f['unsent']} unsent"),
-        line("journaled keeps pace with accepted", f["journaled"] >= 0.99 * requests * secs,
+        line("journaled keeps pace with accepted",
+             requests > 0 and f["journaled"] >= 0.99 * requests * secs,
              f"{f['journaled'] / secs:,.1f}/s journaled of {requests:,.1f}/s accepted"),
-        line("settled keeps pace with trades", f["settled"] >= 0.99 * f["trades"],
+        line("settled keeps pace with trades",
+             f["trades"] > 0 and f["settled"] >= 0.99 * f["trades"],
              f"{f['settled'] / secs:,.1f} of {f['trades'] / secs:,.1f} trades/s"),
         line("backlog drained within 2 s", f["drain"] <= 2.0 and not any(f["unfinished"]),
              f"{f['drain']:.2f} s, undrained {f['unfinished'][0]} commands "
