@@ -158,6 +158,7 @@ def client_process(index: int, urls: list[str], count: int, sample: int, ready, 
             self.url, self.timed, self.opened = url, timed, opened
             self.buffer = bytearray()
             self.upgraded = False
+            self.resubscribed = 0
             self.transport = None
 
         def connection_made(self, transport):
@@ -228,6 +229,11 @@ def client_process(index: int, urls: list[str], count: int, sample: int, ready, 
                         traces.append({**diff["trace"], "client": received, "stream": "depth"})
             elif data.startswith(b'42["depth_snapshot"'):
                 counts["depth_snapshot"] += 1
+            elif data.startswith(b'42["error"') and b'"UNAVAILABLE"' in data \
+                    and self.resubscribed < 5:
+                # The gateway could not read the market list yet: ask again.
+                self.resubscribed += 1
+                self.transport.write(subscribe)
             else:
                 counts["other"] += 1
 

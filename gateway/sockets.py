@@ -185,8 +185,25 @@ class Push:
                     flight.send_exception(exc)
                 finally:
                     self.in_flight.pop(MARKETS_READ, None)
-            return flight.wait()
+            try:
+                return flight.wait()
+            except Exception:
+                if self.markets:
+                    return self.markets  # a stale list beats refusing everyone
+                log.warning("the market list could not be read", exc_info=True)
+                raise Refused("UNAVAILABLE", "the market list could not be read: try again")
         return self.markets
+
+    def warm_up(self, attempts: int = 30) -> None:
+        """Reads the market list once at start (retried each second, at most
+        ``attempts`` times): the first burst of subscriptions then finds it
+        read and an RPC proxy made, instead of all waiting on one first read."""
+        for _ in range(attempts):
+            try:
+                self.known_markets()
+                return
+            except Exception:
+                eventlet.sleep(1.0)
 
     # -- identity ----------------------------------------------------------------
     def identify(self, token) -> tuple[str, int]:
@@ -425,5 +442,6 @@ def init_app(app, socketio, settings: Settings, rpc) -> Push:
         push.bridge.start()
         push.market_bridge.start()
     eventlet.spawn_n(push.expiry_loop)
+    eventlet.spawn_n(push.warm_up)
     app.extensions["push"] = push
     return push
