@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import socket
 import subprocess
 import time
 import uuid
@@ -24,6 +26,9 @@ from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.common.config import REPO_ROOT, load_settings
 
+# Set by `scripts/zones.sh drill` (CI) after it deployed the zones: the drill
+# fails instead of skipping when the deployment is not there or not healthy.
+REQUIRED = os.environ.get("EXCHANGE_ZONES_DEPLOYED") == "1"
 ADDRESSES = {"zone-a": "169.254.100.11", "zone-b": "169.254.100.12", "zone-c": "169.254.100.13"}
 EDGE_URL = "http://127.0.0.1:38400"
 SCRIPT = REPO_ROOT / "scripts" / "zones.sh"
@@ -85,8 +90,10 @@ def all_running(zone: str) -> bool:
     return bool(found) and all(state == "RUNNING" for state, _ in found.values())
 
 
-def patroni_leader() -> str | None:
-    for address in ADDRESSES.values():
+def patroni_leader(skip: str | None = None) -> str | None:
+    for zone, address in ADDRESSES.items():
+        if zone == skip:
+            continue
         try:
             members = requests.get(f"http://{address}:{PATRONI_PORT}/cluster", timeout=2).json()["members"]
             return next((m["name"] for m in members if m["role"] == "leader"), None)
@@ -106,10 +113,13 @@ def patroni_healthy() -> bool:
     return False
 
 
-def active_engine_zones() -> list[str]:
-    """The zones whose matching process runs an active engine."""
+def active_engine_zones(skip: str | None = None) -> list[str]:
+    """The zones whose matching process runs an active engine (``skip``: a
+    zone not asked, e.g. one cut off)."""
     active = []
     for zone, address in ADDRESSES.items():
+        if zone == skip:
+            continue
         try:
             text = requests.get(f"http://{address}:{MATCHING_METRICS_PORT}/metrics", timeout=2).text
         except requests.RequestException:
@@ -140,8 +150,21 @@ def queue_leaders(zone: str = "zone-a") -> dict[str, str]:
     return leaders
 
 
-def rpc(zone: str = "zone-a", timeout: float = 60) -> ClusterRpcProxy:
-    return ClusterRpcProxy(settings_of(zone).nameko_config(), timeout=timeout)
+def amqp_zone() -> str:
+    """The first zone whose RabbitMQ node takes connections (after a drill a
+    healed zone's node may still be booting)."""
+    port = int(load_settings()["EXCHANGE_RABBITMQ_PORT"])
+    for zone, address in ADDRESSES.items():
+        try:
+            socket.create_connection((address, port), timeout=2).close()
+            return zone
+        except OSError:
+            continue
+    return "zone-a"
+
+
+def rpc(zone: str | None = None, timeout: float = 60) -> ClusterRpcProxy:
+    return ClusterRpcProxy(settings_of(zone or amqp_zone()).nameko_config(), timeout=timeout)
 
 
 def token(username: str) -> str:
@@ -175,12 +198,28 @@ class Trader:
     secret: str
 
 
+def sign_up(services) -> tuple[str, dict]:
+    """A new user. On the loaded machine a sign-up may find Keycloak busy
+    (IDENTITY_UNAVAILABLE) or, delivered a second time after its first
+    answer was lost, its own e-mail taken: a fresh name, a bounded retry."""
+    problems = []
+    for _ in range(5):
+        username = f"zd-{uuid.uuid4().hex[:10]}"
+        try:
+            return username, services.users.sign_up({
+                "username": username, "email": f"{username}@example.test", "password": PASSWORD,
+                "first_name": "Zone", "last_name": "Drill"})
+        except Exception as problem:  # noqa: BLE001 - a RemoteError with the service's code
+            if "IDENTITY_UNAVAILABLE" not in str(problem) and "EMAIL_TAKEN" not in str(problem):
+                raise
+            problems.append(str(problem)[:120])
+            time.sleep(10)
+    raise AssertionError(f"no sign-up: {problems}")
+
+
 def new_trader(funds: dict[str, str]) -> Trader:
-    username = f"zd-{uuid.uuid4().hex[:10]}"
     with rpc() as services:
-        signup = services.users.sign_up({"username": username, "email": f"{username}@example.test",
-                                         "password": PASSWORD, "first_name": "Zone",
-                                         "last_name": "Drill"})
+        username, signup = sign_up(services)
         for asset, amount in funds.items():
             address = services.wallets.deposit_address(signup["user_id"], asset)["address"]
             txid = secrets.token_hex(32) if asset == "BTC" else "0x" + secrets.token_hex(32)
@@ -289,6 +328,82 @@ class OrderLoad:
 
     def acks_after(self, moment: float) -> int:
         return sum(t > moment for t, _, _ in self.acks)
+
+
+def haproxy_states(host: str, backend: str) -> dict[str, str]:
+    """server -> status (UP, DOWN, NOLB, MAINT...) of one backend of a host's
+    HAProxy, read on its runtime socket (a file: reachable from outside the
+    host's namespace)."""
+    path = REPO_ROOT / "run" / "hosts" / host / "haproxy" / "admin.sock"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(2)
+            conn.connect(str(path))
+            conn.sendall(b"show stat\n")
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+    except OSError:
+        return {}
+    states = {}
+    for line in data.decode(errors="replace").splitlines():
+        fields = line.split(",")
+        if len(fields) > 17 and fields[0] == backend and fields[1] not in ("FRONTEND", "BACKEND"):
+            states[fields[1]] = fields[17]
+    return states
+
+
+@dataclass
+class Timeline:
+    """What a drill changes, sampled every ``step`` s while it runs: the
+    PostgreSQL leader, the zones with an active engine, the edge's view of
+    the gateways and ``observer``'s HAProxy view of PostgreSQL. Each change
+    is kept with its time, to say where the seconds of a failover go.
+    ``cut``: the zone cut off, not asked (its answers would only time out)."""
+    observer: str
+    cut: str | None = None
+    step: float = 0.5
+    events: list[tuple[float, str, object]] = field(default_factory=list)
+    _stop: bool = False
+    _thread: object = None
+
+    def _sample(self) -> dict[str, object]:
+        return {"PostgreSQL leader": patroni_leader(self.cut),
+                "active engines": tuple(active_engine_zones(self.cut)),
+                "edge gateways up": tuple(sorted(s for s, v in haproxy_states("edge-lb", "gateways").items()
+                                                 if v == "UP")),
+                f"{self.observer}'s HAProxy PostgreSQL up": tuple(sorted(
+                    s for s, v in haproxy_states(self.observer, "postgres").items() if v == "UP"))}
+
+    def _run(self) -> None:
+        last: dict[str, object] = {}
+        while not self._stop:
+            started = time.monotonic()
+            for name, value in self._sample().items():
+                if last.get(name, ()) != value:
+                    self.events.append((time.monotonic(), name, value))
+                    last[name] = value
+            eventlet.sleep(max(0.0, self.step - (time.monotonic() - started)))
+
+    def start(self) -> "Timeline":
+        self._thread = eventlet.spawn(self._run)
+        return self
+
+    def stop(self, timeout_s: float = 30) -> None:
+        self._stop = True
+        if self._thread is not None:
+            with eventlet.Timeout(timeout_s, False):
+                self._thread.wait()
+
+    def report(self, since: float, load: "OrderLoad") -> str:
+        lines = [f"  {t - since:+7.1f} s  {name}: {value}" for t, name, value in self.events]
+        before = [t for t, _, _ in load.acks if t <= since]
+        if before:
+            lines.append(f"  {max(before) - since:+7.1f} s  last order acknowledged before the cut")
+        after = sorted(t for t, _, _ in load.acks if t > since)
+        if after:
+            lines.append(f"  {after[0] - since:+7.1f} s  first order acknowledged after the cut")
+        return "\n".join(sorted(lines, key=lambda line: float(line.split()[0])))
 
 
 def wait_for(check, seconds: float, step: float = 1.0):
