@@ -464,9 +464,11 @@ def hub_lags(log_dir: Path, count: int, since: float, until: float) -> list[str]
                   if n and since <= at <= until]
         lags = [lag for _at, lag, _cpu in window]
         stalled = [cpu for _at, lag, cpu in window if lag > 100]
-        lines.append(f"  gateway {index}: worst per second p50 {percentile(lags, 50):.0f} ms, "
-                     f"max {max(lags, default=float('nan')):.0f} ms; {len(stalled)} seconds over "
-                     f"100 ms, CPU in them {sum(stalled):.2f} s")
+        # A line is written once a second has passed: a stalled hub writes fewer.
+        lines.append(f"  gateway {index}: worst lag per probe line (about a second each) p50 "
+                     f"{percentile(lags, 50):.0f} ms, max {max(lags, default=float('nan')):.0f} "
+                     f"ms; {len(stalled)} of {len(lags)} lines over 100 ms, CPU in them "
+                     f"{sum(stalled):.2f} s")
     return lines
 
 
