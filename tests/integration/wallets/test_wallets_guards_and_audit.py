@@ -5,6 +5,7 @@ import psycopg
 import pytest
 from psycopg import errors as pg_errors
 
+from services.common.postgres import refusal_of
 from services.wallets.assets import ASSETS
 from services.wallets.audit import run_audit
 
@@ -87,8 +88,9 @@ def test_the_database_refuses_every_way_around_the_journal(funded_account, scrat
 def test_the_database_enforces_the_withdrawal_state_machine(ledger, funded_account, scratch):
     user, _, _ = funded_account
     withdrawal = ledger.request_withdrawal(user, ASSETS["BTC"], ADDRESS, 10 ** 7, "guard")
-    refused(scratch, "UPDATE wallets.withdrawals SET status = 'sent', txid = 'x' WHERE id = %s",
-            (withdrawal["withdrawal_id"],), pg_errors.CheckViolation)
+    illegal = refused(scratch, "UPDATE wallets.withdrawals SET status = 'sent', txid = 'x' "
+                               "WHERE id = %s", (withdrawal["withdrawal_id"],))
+    assert refusal_of(illegal)[0] == "ILLEGAL_WITHDRAWAL_TRANSITION"  # a coded refusal
     refused(scratch, "UPDATE wallets.withdrawals SET amount = 1 WHERE id = %s",
             (withdrawal["withdrawal_id"],), pg_errors.IntegrityConstraintViolation)
     ledger.change_withdrawal(withdrawal["withdrawal_id"], "cancel", user, owner=user)
