@@ -17,7 +17,7 @@
 #   scripts/zones.sh deploy        install + up + the three-zones play (ansible/site.yml)
 #   scripts/zones.sh drill         deploy, then the CI zone drill (below), then down
 #
-# `drill` is what CI runs (.ci/run sets EXCHANGE_ZONES_TEST=1 for `make test`):
+# `drill` is what `make test EXCHANGE_ZONES_TEST=1` runs after the suite:
 # the zone-loss drill of the zone holding the PostgreSQL leader, under order
 # load, and nothing else of tests/integration/zones (see the test's docstring
 # and docs/operations.md for what is left out and how to run the rest by hand).
