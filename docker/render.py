@@ -1,6 +1,7 @@
 """Render one server of the local stack into an image (a build stage of docker/Dockerfile).
 
     python3 docker/render.py SERVER
+    python3 docker/render.py rabbitmq-definitions
 
 Runs the very functions `make up` runs for SERVER (stack/servers.py: install,
 configure, the start command) with the container's settings: the run
@@ -12,6 +13,11 @@ Writes the configuration under the run directory, and /opt/exchange/start: a
 shell script that starts the companions (epmd) and then execs the server with
 the environment and working directory `make up` gives it. Needs only Python's
 standard library, so the runtime image carries no Python.
+
+``rabbitmq-definitions`` writes only RabbitMQ's definitions file (every
+principal's user and permissions, stack/rabbitmq_access.py), over the one
+``rabbitmq`` rendered: it needs services/*/service.py (the principals are the
+services found there), which the servers' render stages do not get.
 """
 from __future__ import annotations
 
@@ -21,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.common.config import load_settings  # noqa: E402
+from services.common.config import load_settings, service_names  # noqa: E402
+from stack import rabbitmq_access  # noqa: E402
 from stack.servers import SERVERS, keycloak_home, run_dir  # noqa: E402
 
 START = Path("/opt/exchange/start")
@@ -60,5 +67,20 @@ def render(name: str) -> None:
         data.symlink_to(KEYCLOAK_DATA)
 
 
+def rabbitmq_definitions() -> None:
+    settings = load_settings()
+    path = run_dir(settings, "rabbitmq", "definitions.json")
+    if not path.exists():
+        raise SystemExit(f"{path}: render rabbitmq first")
+    if not service_names():
+        raise SystemExit("no services/*/service.py: copy services/ into this stage")
+    rabbitmq_access.write_definitions(settings, path)
+    principals = [user["name"] for user in rabbitmq_access.definitions(settings)["users"]]
+    print(f"rabbitmq definitions: users {', '.join(principals)}")
+
+
 if __name__ == "__main__":
-    render(sys.argv[1])
+    if sys.argv[1] == "rabbitmq-definitions":
+        rabbitmq_definitions()
+    else:
+        render(sys.argv[1])

@@ -296,20 +296,14 @@ def _app(settings: Settings, name: str):
 
 
 def run_app(settings: Settings, name: str) -> None:
+    """Exec one of stack/apps.py's processes as `make up` runs it: each logs in
+    to RabbitMQ and PostgreSQL as its own principal (the compose broker loads
+    the same users from stack/rabbitmq_access.py's definitions at boot; the
+    `prepare` container makes the PostgreSQL roles)."""
     from stack import apps
-    operator_config = apps.nameko_config_file(settings)
+    apps.nameko_config_file(settings)
     app = _app(settings, name)
-    # The compose file's broker does not get the per-service RabbitMQ users
-    # (stack/rabbitmq_access.py is imported into make up's broker from the
-    # host): every compose process logs in as the operator, to RabbitMQ and
-    # to PostgreSQL, as before per-service logins existed. The compose
-    # smoke test failed on ACCESS_REFUSED without this. Least privilege in
-    # compose is not done (README).
-    argv = [str(operator_config) if part.endswith(f"nameko-{name.split(':')[-1]}.yaml")
-            else part for part in app.process.argv]
-    env = {**os.environ, **app.process.env,
-           "EXCHANGE_RABBITMQ_PRINCIPAL": "", "EXCHANGE_POSTGRES_PRINCIPAL": ""}
-    os.execvpe(argv[0], argv, env)
+    os.execvpe(app.process.argv[0], app.process.argv, {**os.environ, **app.process.env})
 
 
 def wait_for_services(settings: Settings, timeout: float = 300) -> None:

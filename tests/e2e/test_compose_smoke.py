@@ -15,13 +15,15 @@ import time
 import uuid
 from decimal import Decimal
 
+import psycopg
 import pytest
 import requests
 import yaml
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from services.common.config import load_settings, service_names
+from services.common.config import RPC_EXCHANGE, load_settings, service_names
 from stack import compose
+from tests.integration.common.test_rabbitmq_permissions import REFUSED, attempt, publish
 
 needs_compose = [
     pytest.mark.skipif(os.environ.get("EXCHANGE_COMPOSE_TEST") != "1",
@@ -182,3 +184,33 @@ def test_a_trade_through_the_compose_stack(stack):
 
         rows = wait_until("the trade shows in the 1m candles", candle, 60)
         assert int(rows[-1]["trade_count"]) >= 1
+
+
+@needs_compose[0]
+@needs_compose[1]
+@needs_compose[2]
+def test_every_compose_process_logs_in_as_itself(stack):
+    """Least privilege as under `make up` (docs/security.md): the services hold
+    PostgreSQL connections as their own roles, and the compose broker has
+    every principal's user and permissions (the rabbitmq-definitions stage of
+    docker/Dockerfile): marketdata's login may not send a user verb, the
+    gateway's may."""
+    pg_host, pg_port = published(stack, "postgresql", "EXCHANGE_POSTGRES_PORT")
+    amqp_host, amqp_port = published(stack, "rabbitmq", "EXCHANGE_RABBITMQ_PORT")
+    settings = load_settings().with_overrides(
+        EXCHANGE_POSTGRES_HOST=pg_host, EXCHANGE_POSTGRES_PORT=str(pg_port),
+        EXCHANGE_RABBITMQ_HOST=amqp_host, EXCHANGE_RABBITMQ_PORT=str(amqp_port))
+    operator = settings["EXCHANGE_POSTGRES_USER"]
+    with psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:
+        roles = {row[0] for row in conn.execute(
+            "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = %s",
+            (settings["EXCHANGE_POSTGRES_DB"],))}
+    assert roles - {operator} <= set(service_names()) | {"gateway"}, roles
+    assert {"orders", "wallets", "matching"} <= roles, roles
+
+    request = {"args": [], "kwargs": {}}
+    refused = attempt(settings.amqp_uri(principal="marketdata"),
+                      publish(RPC_EXCHANGE, "orders.place_order", request))
+    assert refused and REFUSED in refused, refused
+    assert attempt(settings.amqp_uri(principal="gateway"),
+                   publish(RPC_EXCHANGE, "orders.health", request)) is None
