@@ -105,9 +105,12 @@ class WalletsService:
         results = self.books.settle_trades(loaded)
         return {"trades": results}
 
-    @rpc(expected_exceptions=WalletsError)
+    @rpc(expected_exceptions=ADMIN_VERB_ERRORS)
     def set_fee_tier(self, user, tier):
-        """Give ``user`` a fee tier (None: the markets' own schedule)."""
+        """Give ``user`` a fee tier (None: the markets' own schedule). An admin
+        verb: a user's fees are money (needs an admin's access token in the
+        call's context data)."""
+        self.caller.admin()
         return self.books.set_fee_tier(schemas.load_user_id(user), schemas.load_fee_tier(tier))
 
     # -- deposits -----------------------------------------------------------

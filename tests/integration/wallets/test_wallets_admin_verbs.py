@@ -5,6 +5,7 @@ nothing written -- and with an admin's token -- accepted. Before, any
 process holding the AMQP login could approve withdrawals or move balances."""
 import uuid
 
+import psycopg
 import pytest
 from nameko.containers import ServiceContainer
 from nameko.standalone.rpc import ClusterRpcProxy
@@ -49,6 +50,13 @@ def withdrawal(wallets, config, principal_tokens):
     return user, pending["withdrawal_id"]
 
 
+def fee_tier(test_settings, user):
+    with psycopg.connect(test_settings.postgres_dsn()) as conn:
+        row = conn.execute("SELECT tier FROM wallets.fee_tiers WHERE user_id = %s",
+                           (user,)).fetchone()
+    return row and row[0]
+
+
 def verbs(user, withdrawal_id, admin):
     """Each admin verb as a call on a proxy (the withdrawal starts pending)."""
     return {
@@ -59,11 +67,12 @@ def verbs(user, withdrawal_id, admin):
             withdrawal_id, "ab" * 32, admin),
         "reject_withdrawal": lambda rpc: rpc.wallets.reject_withdrawal(
             withdrawal_id, admin, "test"),
+        "set_fee_tier": lambda rpc: rpc.wallets.set_fee_tier(user, "vip1"),
     }
 
 
 @pytest.mark.parametrize("verb", ["adjust_balance", "approve_withdrawal", "mark_withdrawal_sent",
-                                  "reject_withdrawal"])
+                                  "reject_withdrawal", "set_fee_tier"])
 @pytest.mark.parametrize("caller, code", [
     (None, "UNAUTHENTICATED"),
     ("garbage", "UNAUTHENTICATED"),
@@ -71,20 +80,22 @@ def verbs(user, withdrawal_id, admin):
     ("service_account", "PERSON_REQUIRED"),
 ])
 def test_an_admin_verb_refuses_everyone_but_an_admin(
-        config, withdrawal, principal_tokens, verb, caller, code):
+        config, withdrawal, principal_tokens, test_settings, verb, caller, code):
     user, withdrawal_id = withdrawal
     token = {None: None, "garbage": "not.a.token",
              "trader": lambda: principal_tokens.person("trader"),
              "service_account": principal_tokens.service_account}[caller]
     token = token() if callable(token) else token
     with as_caller(config) as rpc:
-        before = (rpc.wallets.balance(user, "BTC"), rpc.wallets.withdrawal(withdrawal_id))
+        before = (rpc.wallets.balance(user, "BTC"), rpc.wallets.withdrawal(withdrawal_id),
+                  fee_tier(test_settings, user))
     with as_caller(config, token) as rpc:
         with pytest.raises(Exception) as raised:
             verbs(user, withdrawal_id, principal_tokens.username("admin"))[verb](rpc)
     assert code_of(raised.value) == code, raised.value
     with as_caller(config) as rpc:
-        assert (rpc.wallets.balance(user, "BTC"), rpc.wallets.withdrawal(withdrawal_id)) == before
+        assert (rpc.wallets.balance(user, "BTC"), rpc.wallets.withdrawal(withdrawal_id),
+                fee_tier(test_settings, user)) == before
 
 
 def test_an_admin_may_do_each_admin_verb(config, withdrawal, principal_tokens):
@@ -93,6 +104,7 @@ def test_an_admin_may_do_each_admin_verb(config, withdrawal, principal_tokens):
     calls = verbs(user, withdrawal_id, admin)
     with as_caller(config, principal_tokens.person("admin")) as rpc:
         assert calls["adjust_balance"](rpc)
+        assert calls["set_fee_tier"](rpc)["tier"] == "vip1"
         assert calls["approve_withdrawal"](rpc)["status"] == "approved"
         assert calls["mark_withdrawal_sent"](rpc)["status"] == "sent"
     # Reject: on a second withdrawal (a sent one is final).

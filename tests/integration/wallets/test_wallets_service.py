@@ -36,7 +36,8 @@ def wallets_container(service_config):
     container.stop()
 
 
-ADMIN_VERBS = {"approve_withdrawal", "reject_withdrawal", "mark_withdrawal_sent", "adjust_balance"}
+ADMIN_VERBS = {"approve_withdrawal", "reject_withdrawal", "mark_withdrawal_sent", "adjust_balance",
+               "set_fee_tier"}
 
 
 @pytest.fixture
