@@ -51,6 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from services.common import catalogue  # noqa: E402
 from services.common.config import load_settings  # noqa: E402
 from services.common.migrations import apply_sql_migrations, service_sql_migrations  # noqa: E402
 from services.common.postgres import make_pool  # noqa: E402
@@ -311,6 +312,8 @@ def main() -> None:
 
     settings = load_settings()
     prepare_database(settings, fresh=not args.keep_database)
+    # The ledger's assets are the registry's (its seed lists BTC, ETH, USDT).
+    catalogue.load_from_settings(settings, BENCH_DB)
     pool = make_pool(settings, BENCH_DB, min_size=args.concurrency, max_size=args.concurrency,
                      name="wallets-bench", kwargs={"application_name": APPLICATION_NAME})
     ledger = PostgresLedger(pool)
