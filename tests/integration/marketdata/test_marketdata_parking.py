@@ -31,6 +31,9 @@ def test_a_trade_of_an_unlisted_market_is_parked_then_recorded_when_listed(
 
     list_market(test_settings, market_spec(unlisted))
     try:
+        # The service learns of the listing from the registry's event: until
+        # then its reads answer UNKNOWN_MARKET (a CI run asked too early).
+        wait_until(lambda: unlisted in rpc.health()["markets"], "the listing to reach the service")
         wait_until(lambda: rpc.get_trades(unlisted, start=T0, end=T0 + 2000)["trades"],
                    "the parked trade to be recorded")
         assert [c["volume"] for c in candles(rpc, unlisted, "1m", start=T0, end=T0 + 60_000)] \
