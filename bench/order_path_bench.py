@@ -838,7 +838,7 @@ def main():
     parser.add_argument("--rest-users", type=int, default=64,
                         help="funded users with an API key, the REST transport's traders")
     parser.add_argument("--drain-timeout", type=float, default=60)
-    parser.add_argument("--gateway-port", type=int, default=38100)
+    parser.add_argument("--gateway-port", type=int, default=18100)
     parser.add_argument("--batch-window-ms", type=float, default=5,
                         help="rpc-batch: how long a lone arrival waits for company")
     parser.add_argument("--batch-max", type=int, default=64, help="rpc-batch: orders per call")

@@ -4,7 +4,7 @@ Debian bookworm packages no memcached exporter, so the stack runs this one
 (stack/monitoring.py). Series follow the upstream memcached_exporter's names
 where they overlap (``memcached_up``, ``memcached_commands_total``...).
 
-    python monitoring/memcached_exporter.py --listen 127.0.0.1:39150 --memcached 127.0.0.1:31211
+    python monitoring/memcached_exporter.py --listen 127.0.0.1:19150 --memcached 127.0.0.1:31211
 """
 from __future__ import annotations
 

@@ -182,9 +182,9 @@ def serve(port: int, host: str = "127.0.0.1", spawn=None):
 def serve_when_free(port: int, host: str, spawn, bound) -> None:
     """``serve`` now, or, while the port is in use, from a green thread that
     tries again every second; ``bound(sock, thread)`` is called once serving.
-    Our fixed ports lie in Linux's ephemeral range (32768-60999): another
-    process's outgoing connection may hold one for a while (a CI run's users
-    service died of it at start). Metrics are not worth the process: it
+    Another process may hold the port for a while (a CI run's users service
+    died of it at start, when our fixed ports still lay in Linux's ephemeral
+    range, 32768-60999, where outgoing connections take theirs). Metrics are not worth the process: it
     runs, and Prometheus reports the target down meanwhile."""
     import eventlet
 

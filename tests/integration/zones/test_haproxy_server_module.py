@@ -17,7 +17,7 @@ from services.common.config import REPO_ROOT
 
 MODULE = REPO_ROOT / "ansible" / "library" / "exchange_haproxy_server.py"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
-FRONT_PORT = 38471  # not ports of config/defaults.env
+FRONT_PORT = 18471  # not ports of config/defaults.env
 
 pytestmark = pytest.mark.skipif(not os.path.exists(HAPROXY), reason="haproxy not installed")
 

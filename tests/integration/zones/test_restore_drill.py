@@ -40,7 +40,7 @@ from stack import prepare
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 BACKUP = REPO_ROOT / "ansible" / "roles" / "backup" / "files" / "exchange_backup.py"
-PORT = 35491  # not a port of config/defaults.env
+PORT = 15491  # not a port of config/defaults.env
 # The backup program needs only the standard library: the system user runs it
 # with the system interpreter (the virtualenv may live where it cannot read).
 SYSTEM_PYTHON = "/usr/bin/python3"

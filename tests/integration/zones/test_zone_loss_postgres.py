@@ -25,7 +25,7 @@ from services.common.config import REPO_ROOT
 from tests.integration.zones.zone_kit import wait_for
 
 ADDRESSES = {"zone-a": "169.254.100.11", "zone-b": "169.254.100.12", "zone-c": "169.254.100.13"}
-REST_PORT = 38008
+REST_PORT = 18008
 SCRIPT = REPO_ROOT / "scripts" / "zones.sh"
 RESUME_LIMIT_S = 30
 PASSWORD = "local-dev-only-superuser"  # roles/patroni/defaults: local-dev default
@@ -36,7 +36,7 @@ WRITER = r"""
 import sys, time, psycopg
 deadline = time.monotonic() + float(sys.argv[1])
 table = sys.argv[2]
-dsn = "host=127.0.0.1 port=35432 user=postgres dbname=postgres connect_timeout=2 password=" + sys.argv[3]
+dsn = "host=127.0.0.1 port=15432 user=postgres dbname=postgres connect_timeout=2 password=" + sys.argv[3]
 n, conn = 0, None
 while time.monotonic() < deadline:
     try:
@@ -91,7 +91,7 @@ def psql(zone: str, sql: str, tries: int = 15) -> str:
     for _ in range(tries):
         result = subprocess.run(
             ["ip", "netns", "exec", zone, "psql", "-Atq",
-             f"host=127.0.0.1 port=35432 user=postgres dbname=postgres connect_timeout=3 password={PASSWORD}",
+             f"host=127.0.0.1 port=15432 user=postgres dbname=postgres connect_timeout=3 password={PASSWORD}",
              "-c", sql], capture_output=True, text=True, timeout=30)
         if result.returncode == 0:
             return result.stdout.strip()

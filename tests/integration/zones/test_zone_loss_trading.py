@@ -1,6 +1,6 @@
 """Zone-loss drill under a steady order load (issue 15), on the three-zones
 deployment: every service and gateway in each zone, clients through the
-edge HAProxy (127.0.0.1:38400).
+edge HAProxy (127.0.0.1:18400).
 
 Two traders send pairs of crossing limit orders one after another through
 the edge, retrying what fails for want of a server (connection errors, 5xx,
@@ -51,7 +51,7 @@ def zone_healthy(zone: str) -> bool:
     if not kit.all_running(zone):
         return False
     try:
-        return requests.get(f"http://{kit.ADDRESSES[zone]}:38000/health", timeout=5).status_code == 200
+        return requests.get(f"http://{kit.ADDRESSES[zone]}:18000/health", timeout=5).status_code == 200
     except requests.RequestException:
         return False
 

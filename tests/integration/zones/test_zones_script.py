@@ -13,7 +13,7 @@ from services.common.config import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "scripts" / "zones.sh"
 ADDRESSES = {"zone-a": "169.254.100.11", "zone-b": "169.254.100.12", "zone-c": "169.254.100.13"}
-PORT = 39999
+PORT = 19999
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 

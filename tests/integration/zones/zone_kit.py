@@ -1,6 +1,6 @@
 """The three-zones deployment as its clients and operators see it, for the
 drills: traders signed up over RPC, API keys and orders through the edge
-HAProxy (127.0.0.1:38400), a steady order load that records every
+HAProxy (127.0.0.1:18400), a steady order load that records every
 acknowledgement, and each zone's supervisord, Patroni and RabbitMQ.
 
 Everything here talks to 127.0.0.1 or to the zones' own addresses
@@ -30,13 +30,13 @@ from services.common.config import REPO_ROOT, load_settings
 # fails instead of skipping when the deployment is not there or not healthy.
 REQUIRED = os.environ.get("EXCHANGE_ZONES_DEPLOYED") == "1"
 ADDRESSES = {"zone-a": "169.254.100.11", "zone-b": "169.254.100.12", "zone-c": "169.254.100.13"}
-EDGE_URL = "http://127.0.0.1:38400"
+EDGE_URL = "http://127.0.0.1:18400"
 SCRIPT = REPO_ROOT / "scripts" / "zones.sh"
 SUPERVISORCTL = REPO_ROOT / ".venv" / "bin" / "supervisorctl"
-PATRONI_PORT = 38008
-MATCHING_METRICS_PORT = 39202
+PATRONI_PORT = 18008
+MATCHING_METRICS_PORT = 19202
 # Tokens name the issuer the services check: the zones' HAProxy address.
-KEYCLOAK_HOST_HEADER = "127.0.0.1:38080"
+KEYCLOAK_HOST_HEADER = "127.0.0.1:18080"
 PASSWORD = "zones-Drill-password-local-dev-only-7"
 HTTP_TIMEOUT = 20
 MARKET = "BTC-USDT"
@@ -175,7 +175,7 @@ def token(username: str) -> str:
     for zone in ("zone-a", "zone-b"):
         try:
             reply = requests.post(
-                f"http://{ADDRESSES[zone]}:38080/realms/{settings['EXCHANGE_KEYCLOAK_REALM']}"
+                f"http://{ADDRESSES[zone]}:18080/realms/{settings['EXCHANGE_KEYCLOAK_REALM']}"
                 "/protocol/openid-connect/token",
                 data={"grant_type": "password", "username": username, "password": PASSWORD,
                       "client_id": settings["EXCHANGE_KEYCLOAK_BACKEND_CLIENT_ID"],

@@ -24,7 +24,7 @@ def cassandra_yaml(settings):
 def test_local_cassandra_is_one_node_of_its_own(settings):
     local = settings()
     config = cassandra_yaml(local)
-    assert config["seed_provider"][0]["parameters"][0]["seeds"] == "127.0.0.1:37000"
+    assert config["seed_provider"][0]["parameters"][0]["seeds"] == "127.0.0.1:17000"
     assert config["endpoint_snitch"] == "SimpleSnitch"
     assert not (local.run_dir / "cassandra" / "conf" / "cassandra-rackdc.properties").exists()
     assert "-Dcassandra.ring_delay_ms=0" in servers._cassandra_process(local).argv
@@ -35,7 +35,7 @@ def test_a_zone_node_gossips_its_rack_and_knows_the_seeds(settings):
                     EXCHANGE_CASSANDRA_SEEDS="169.254.100.11,169.254.100.12")
     config = cassandra_yaml(zone)
     assert config["seed_provider"][0]["parameters"][0]["seeds"] == \
-        "169.254.100.11:37000,169.254.100.12:37000"
+        "169.254.100.11:17000,169.254.100.12:17000"
     assert config["endpoint_snitch"] == "GossipingPropertyFileSnitch"
     assert config["listen_address"] == "169.254.100.12"
     rackdc = (zone.run_dir / "cassandra" / "conf" / "cassandra-rackdc.properties").read_text()
@@ -78,7 +78,7 @@ def test_a_zone_keycloak_is_a_production_node_clustered_on_the_shared_database(s
     process = keycloak(zone)
     assert process.argv[1] == "start"
     assert process.env["KC_DB"] == "postgres"
-    assert (process.env["KC_DB_URL_HOST"], process.env["KC_DB_URL_PORT"]) == ("127.0.0.1", "35432")
+    assert (process.env["KC_DB_URL_HOST"], process.env["KC_DB_URL_PORT"]) == ("127.0.0.1", "15432")
     assert process.env["KC_DB_URL_DATABASE"] == "keycloak"
     assert (process.env["KC_CACHE"], process.env["KC_CACHE_STACK"]) == ("ispn", "jdbc-ping")
     assert process.env["KC_CACHE_EMBEDDED_NETWORK_BIND_ADDRESS"] == "169.254.100.12"

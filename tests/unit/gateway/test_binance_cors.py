@@ -3,7 +3,7 @@ from flask import Flask
 
 from gateway import cors
 
-WEB = "http://127.0.0.1:38001"
+WEB = "http://127.0.0.1:18001"
 
 
 def client():

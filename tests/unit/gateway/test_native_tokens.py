@@ -16,7 +16,7 @@ from gateway.errors import ApiError
 from gateway.schemas import ApiKeyRequest, PlaceOrder, WithdrawalRequest
 from services.common.tokens import TokenVerifier
 
-ISSUER = "http://127.0.0.1:38080/realms/exchange"
+ISSUER = "http://127.0.0.1:18080/realms/exchange"
 AUDIENCE = "exchange-api"
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -61,7 +61,7 @@ def refusal(call) -> ApiError:
     (lambda now: {"exp": now - 60, "iat": now - 400}, "TOKEN_EXPIRED"),
     (lambda now: {"nbf": now + 600}, "TOKEN_NOT_YET_VALID"),
     (lambda now: {"aud": "another-api"}, "TOKEN_AUDIENCE"),
-    (lambda now: {"iss": "http://127.0.0.1:38080/realms/master"}, "TOKEN_ISSUER"),
+    (lambda now: {"iss": "http://127.0.0.1:18080/realms/master"}, "TOKEN_ISSUER"),
 ], ids=["expired", "not-yet-valid", "audience", "issuer"])
 def test_a_token_that_does_not_verify_is_refused_with_its_reason(app, claims, code):
     refused = refusal(lambda: tokens.authenticate(token(**claims(int(time.time())))))

@@ -69,8 +69,8 @@ def test_metrics_port_is_off_unless_configured(monkeypatch):
     monkeypatch.delenv("EXCHANGE_METRICS_PORT", raising=False)
     assert metrics.configured_port({}) is None
     assert metrics.configured_port({"METRICS_PORT": 0}) == 0
-    monkeypatch.setenv("EXCHANGE_METRICS_PORT", "39299")
-    assert metrics.configured_port({}) == 39299
+    monkeypatch.setenv("EXCHANGE_METRICS_PORT", "19299")
+    assert metrics.configured_port({}) == 19299
     assert metrics.configured_port({"METRICS_PORT": "off"}) is None
 
 
@@ -152,9 +152,9 @@ def test_batched_json_file_writes_in_batches_and_rotates(tmp_path):
 
 
 def test_a_metrics_port_in_use_does_not_stop_the_service_and_binds_once_free():
-    """Our fixed ports lie in Linux's ephemeral range: another process's
-    outgoing connection may hold one when a service starts (a CI run's users
-    service died of it). The service starts anyway; /metrics binds when the
+    """Another process may hold a fixed port when a service starts (a CI
+    run's users service died of it, when our ports lay in the kernel's
+    ephemeral range). The service starts anyway; /metrics binds when the
     port is free."""
     import socket
 
