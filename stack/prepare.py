@@ -28,6 +28,11 @@ def postgres(settings: Settings) -> list[str]:
                     sql.Identifier(db), sql.Identifier(user)))
                 done.append(f"database {db} created")
         done.extend(postgres_roles(settings, conn))
+        # Needs the library preloaded (stack/servers.py); a server started
+        # before that setting has no such library yet: skipped until restarted.
+        if conn.execute("SELECT 'pg_stat_statements' = ANY(regexp_split_to_array("
+                        "current_setting('shared_preload_libraries'), '\\s*,\\s*'))").fetchone()[0]:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     import psycopg
     with psycopg.connect(settings.postgres_dsn()) as conn:
         applied = migrations.apply_sql_migrations(conn, migrations.service_sql_migrations())

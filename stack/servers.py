@@ -156,6 +156,9 @@ def _pg_process(settings: Settings) -> Process:
         # Durability is the point of the ledger: fsync and synchronous commit stay on.
         "-c", "fsync=on", "-c", "synchronous_commit=on",
         "-c", "log_min_messages=warning",
+        # Per-statement cost (calls, time, rows), read by bench/order_path_bench.py;
+        # the view is made in the postgres database by stack/prepare.py.
+        "-c", "shared_preload_libraries=pg_stat_statements",
     ], cwd=data.parent)
 
 
