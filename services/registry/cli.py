@@ -7,6 +7,7 @@
         --maker-fee 0.001 --taker-fee 0.002 [--min-qty ...] [--max-qty ...] \\
         [--min-notional ...] [--price-band 20] [--status trading] --admin demo-admin
     python -m services.registry.cli update-market SOL-USDT --status halted --admin demo-admin
+    python -m services.registry.cli announce SOL-USDT --admin demo-admin
     python -m services.registry.cli show
 
 The changes need an access token of a person with the realm role ``admin``:
@@ -68,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     update.add_argument("--taker-fee")
     _limits(update)
 
+    announce = with_admin(commands.add_parser(
+        "announce", help="publish an asset's or market's current definition again "
+                         "(a lost event); changes nothing"))
+    announce.add_argument("symbol")
+
     commands.add_parser("show", help="print the catalogue")
     return parser
 
@@ -105,6 +111,8 @@ def request(args) -> tuple[str, tuple]:
         return "list_market", ({"symbol": args.symbol, "base": base, "quote": quote,
                                 "tick_size": args.tick, "lot_size": args.lot,
                                 **_market_fields(args)},)
+    if args.command == "announce":
+        return "announce", (args.symbol,)
     return "update_market", (args.symbol, _market_fields(args))
 
 

@@ -13,18 +13,22 @@ the market's limits.
 from __future__ import annotations
 
 import json
+import logging
+import uuid
 import zlib
 
 from psycopg.types.json import Jsonb
 
-from services.common import catalogue, events
+from services.common import catalogue, events, grammar
 from services.common.catalogue import DELISTED, AssetInfo, MarketInfo
 from services.common.errors import InvalidInput
 from services.common.outbox import enqueue_event
 from services.matching.models import ConfigError, MarketConfig
 
 from .errors import (AssetExists, ImmutableField, InvalidMarket, InvalidStatusChange,
-                     MarketExists, UnknownMarket)
+                     MarketExists, UnknownAsset, UnknownMarket)
+
+log = logging.getLogger(__name__)
 
 OUTBOX_STREAM = "registry"
 LOCK = zlib.crc32(b"registry:changes")
@@ -120,6 +124,35 @@ def update_market(conn, actor: str, symbol, changes) -> dict:
     conn.execute("UPDATE registry.markets SET status = %s, spec = %s, version = %s "
                  "WHERE symbol = %s", (market.status, Jsonb(document), version, market.symbol))
     return document
+
+
+def announce(conn, actor: str, symbol) -> dict:
+    """Publish an asset's or a market's current definition again, as the
+    event of its last change (``asset_listed``, ``market_listed`` or
+    ``market_updated``) with the catalogue version of that change: the
+    operator's way to re-announce an event that was lost (docs/events.md).
+    Changes nothing and journals nothing: a follower that has the version
+    already ignores it, one that missed it reloads. Each announcement is a
+    new message (its own id), so no consumer's dedup swallows it.
+    ``{symbol, event, version, message_id}``; UnknownAsset/UnknownMarket
+    when nothing is listed under ``symbol``."""
+    symbol = grammar.text(symbol, "symbol", max_len=33)
+    current = _locked_catalogue(conn)
+    found = current.market(symbol) or current.asset(symbol)
+    if found is None:
+        missing = UnknownMarket if catalogue.MARKET_SYMBOL.fullmatch(symbol) else UnknownAsset
+        raise missing(message=f"{symbol[:40]!r} is not listed")
+    table = "markets" if isinstance(found, MarketInfo) else "assets"
+    version, kind = conn.execute(
+        f"SELECT c.id, c.kind FROM registry.{table} t JOIN registry.changes c ON c.id = t.version "
+        "WHERE t.symbol = %s", (symbol,)).fetchone()
+    document = found.to_dict()
+    event = events.ALL[kind]
+    message_id = f"registry:{version}:announced:{uuid.uuid4().hex}"
+    enqueue_event(conn, OUTBOX_STREAM, event.source, event.name, message_id,
+                  event.build(version=version, symbol=symbol, spec=document, change={}))
+    log.info("%s announced %s again (%s, version %s)", actor, symbol, kind, version)
+    return {"symbol": symbol, "event": kind, "version": version, "message_id": message_id}
 
 
 def journal(conn, limit: int = 100) -> list[dict]:

@@ -1,7 +1,8 @@
 """Nameko service `registry`: the one owner of assets and markets.
 
 Admin verbs (an access token of a person with the realm role ``admin``):
-``list_asset``, ``list_market``, ``update_market``. Each validates, journals
+``list_asset``, ``list_market``, ``update_market`` (``announce`` publishes
+a current definition again: docs/events.md). Each change validates, journals
 and announces its change (``asset_listed``, ``market_listed``,
 ``market_updated`` on ``registry.events``, through the outbox) in one
 transaction; listing the same definition again is a no-op. Reads:
@@ -73,6 +74,16 @@ class RegistryService:
         actor = actor_of(self.admin(token))
         with self.db.transaction() as conn:
             return listing.update_market(conn, actor, symbol, changes)
+
+    @rpc(expected_exceptions=CodedError)
+    def announce(self, token, symbol):
+        """Publish an asset's or a market's current definition again through
+        the outbox (a lost ``market_listed``, a consumer that missed a
+        change); changes and journals nothing. ``{symbol, event, version,
+        message_id}``."""
+        actor = actor_of(self.admin(token))
+        with self.db.transaction() as conn:
+            return listing.announce(conn, actor, symbol)
 
     @rpc(expected_exceptions=CodedError)
     def journal(self, token, limit=100):

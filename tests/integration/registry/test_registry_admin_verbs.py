@@ -1,5 +1,5 @@
 """Each admin verb of the registry (list an asset, list a market, update a
-market, read the journal) called without credentials, with a garbage token,
+market, announce a definition again, read the journal) called without credentials, with a garbage token,
 with a trader's token and with the backend's service-account token: refused
 with its code and nothing listed or journaled; with an admin's token:
 accepted (issue 11). The admin's listing, update and delisting are
@@ -17,6 +17,7 @@ VERBS = {
         token, market_spec(f"{symbol}-USDT")),
     "update_market": lambda rpc, token, symbol: rpc.update_market(
         token, "BTC-USDT", {"status": "halted"}),
+    "announce": lambda rpc, token, symbol: rpc.announce(token, "BTC-USDT"),
     "journal": lambda rpc, token, symbol: rpc.journal(token, 5),
 }
 
@@ -46,6 +47,24 @@ def test_an_admin_verb_refuses_everyone_but_an_admin(
     catalogue = registry.get_catalogue()
     assert symbol not in catalogue["assets"]
     assert catalogue["markets"]["BTC-USDT"]["status"] == "trading"
+
+
+def test_an_admin_announces_a_market_again_without_changing_it(
+        registry, admin_token, test_settings):
+    """``announce`` republishes the definition as its last change's event at
+    that change's version; nothing is journaled, the catalogue is unchanged."""
+    before, journaled = registry.get_catalogue(), journal_size(test_settings)
+    announced = registry.announce(admin_token, "BTC-USDT")
+    assert announced["symbol"] == "BTC-USDT"
+    assert announced["event"] in ("market_listed", "market_updated")
+    assert announced["message_id"].startswith(f"registry:{announced['version']}:announced:")
+    assert registry.announce(admin_token, "USDT")["event"] == "asset_listed"
+    assert (registry.get_catalogue(), journal_size(test_settings)) == (before, journaled)
+    for symbol, code in (("NOPE-USDT", "UNKNOWN_MARKET"), ("NOPE", "UNKNOWN_ASSET"),
+                         (None, "INVALID_TEXT")):
+        with pytest.raises(CodedError) as raised:
+            registry.announce(admin_token, symbol)
+        assert raised.value.code == code
 
 
 def test_an_admin_reads_the_journal(registry, admin_token, test_settings):

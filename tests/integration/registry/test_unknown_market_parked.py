@@ -1,20 +1,28 @@
-"""Nothing is dropped for a market that is not listed yet: wallets parks the
-trade durably, reports degraded health and the parked trade in audit(), and
-settles it as soon as the registry's listing reaches it; no funds stay held.
+"""Nothing is dropped for a market that wallets does not know yet: wallets
+parks the trade durably, reports degraded health and the parked trade in
+audit(), and settles it as soon as the registry's listing reaches it; no
+funds stay held.
 
-The trade arrives before its market's listing (as when the listing event is
-late or lost: a catalogue lookup that misses reads the registry again, so a
-trade is parked exactly while the registry does not list its market)."""
+Two ways a trade meets a market wallets does not know: it arrives before the
+market's listing (the first test), or the listing's ``market_listed`` event
+is lost and wallets' fallbacks cannot read the registry (the second test,
+which drops the event on purpose and replays it with the registry's
+``announce``)."""
 import uuid
 from decimal import Decimal
 
+import psycopg
 from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from services.common import catalogue
+from services.registry import listing
 from services.registry.service import RegistryService
 from services.wallets.service import WalletsService
 from tests.integration.orders.conftest import wait_for
-from tests.integration.registry_kit import asset_spec, list_asset, list_market, market_spec
+from tests.integration.registry.test_list_new_market import cli
+from tests.integration.registry_kit import (asset_spec, delist, list_asset, list_market,
+                                            market_spec)
 
 
 def test_a_trade_of_an_unlisted_market_is_parked_then_settled_when_it_is_listed(
@@ -62,3 +70,95 @@ def test_a_trade_of_an_unlisted_market_is_parked_then_settled_when_it_is_listed(
                  timeout=30, what=f"the parked trade to settle ({settled()})")
         assert rpc.wallets.health()["status"] == "ok"
         assert rpc.wallets.audit() == []
+
+
+def _followers(container) -> list[catalogue.CatalogueFollower]:
+    """The container's catalogue followers (its providers' ``catalogue`` /
+    ``follower``)."""
+    found = []
+    for extension in container.extensions:
+        for name in ("catalogue", "follower"):
+            candidate = getattr(extension, name, None)
+            if isinstance(candidate, catalogue.CatalogueFollower) and candidate not in found:
+                found.append(candidate)
+    return found
+
+
+def test_a_trade_parked_because_market_listed_was_dropped_settles_when_announced_again(
+        container_factory, nameko_config, test_settings, admin_name, monkeypatch):
+    """The registry lists the market, but its ``market_listed`` is dropped on
+    purpose: the outbox row is deleted inside the listing's transaction, so
+    no relay can ever publish it (an event lost between the registry's commit
+    and the broker). Wallets has two fallbacks that would otherwise heal
+    this on their own: a catalogue miss re-reads the registry (at most every
+    MISS_INTERVAL s) and every follower re-checks the registry's version every
+    CHECK_EVERY s. Both are switched off for this process, as when the
+    registry cannot be read when they run: the event is then wallets' only
+    way to learn of the market. The trade is parked, health degraded and
+    audit() reports it; the operator's ``announce`` (CLI) publishes the
+    market's definition again and the trade settles; nothing stays held.
+    Without ``announce`` (before it existed) the trade stays parked."""
+    monkeypatch.setattr(catalogue.CatalogueFollower, "MISS_INTERVAL", 1e9)
+    monkeypatch.setattr(catalogue.CatalogueFollower, "CHECK_EVERY", 1e9)
+    container_factory(RegistryService, nameko_config).start()
+    wallets = container_factory(WalletsService, nameko_config)
+    wallets.start()
+    followers = _followers(wallets)
+    assert followers, "wallets follows the registry"
+    tag = uuid.uuid4().hex[:6].upper()
+    base, quote = f"D{tag}", f"E{tag}"
+    market = f"{base}-{quote}"
+    list_asset(test_settings, asset_spec(base, scale=8))
+    list_asset(test_settings, asset_spec(quote, scale=6, chain="ethereum"))
+    assets_version = catalogue.current().version  # list_asset loaded it in this process
+    # The assets' events reach wallets (relayed by the registry container).
+    wait_for(lambda: all(f.current.version >= assets_version for f in followers), timeout=30,
+             what="wallets to follow the assets' listing")
+
+    with psycopg.connect(test_settings.postgres_dsn()) as conn:
+        listing.list_market(conn, "test:dropped-event", market_spec(market, tick="0.01",
+                                                                   lot="0.0001"))
+        version = conn.execute("SELECT version FROM registry.markets WHERE symbol = %s",
+                               (market,)).fetchone()[0]
+        dropped = conn.execute("DELETE FROM outbox WHERE stream = %s AND message_id = %s",
+                               (listing.OUTBOX_STREAM, f"registry:{version}")).rowcount
+    assert dropped == 1, "the listing's market_listed was in the outbox"
+
+    with ClusterRpcProxy(nameko_config, timeout=30) as rpc:
+        assert market in rpc.registry.get_catalogue()["markets"]  # listed: only its event is lost
+        seller, buyer = f"t-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
+        for user, asset, amount in ((seller, base, "10"), (buyer, quote, "1000")):
+            rpc.wallets.open_accounts(user)
+            address = rpc.wallets.deposit_address(user, asset)["address"]
+            txid = uuid.uuid4().hex * 2
+            rpc.wallets.credit_deposit(asset, address, amount,
+                                       txid if asset == base else "0x" + txid, 1000)
+        rpc.wallets.hold(seller, base, "2", f"dropped-test:{tag}:sell")
+        rpc.wallets.hold(buyer, quote, "200", f"dropped-test:{tag}:buy")
+
+        event_dispatcher(nameko_config)("matching", "trade_executed", {
+            "market": market, "seq": 1, "trade_id": f"{market}-1", "price": "100",
+            "quantity": "2", "quote_quantity": "200", "taker_side": "buy",
+            "maker_order_id": 1, "maker_user_id": seller, "taker_order_id": 2,
+            "taker_user_id": buyer, "executed_at": 1796400000000})
+
+        health = wait_for(lambda: (h := rpc.wallets.health())["parked_trades"] and h,
+                          timeout=30, what="the trade to be parked")
+        assert health["status"] == "degraded"
+        assert any(f["check"] == "trade_parked" and market in f["detail"]
+                   for f in rpc.wallets.audit())
+        assert rpc.wallets.balance(buyer, quote)["locked"] == "200.000000"
+        assert all(f.current.market(market) is None for f in followers)
+
+        announced = cli(test_settings, admin_name, "announce", market)
+        assert (announced["event"], announced["version"]) == ("market_listed", version)
+
+        def settled():
+            return (rpc.wallets.balance(seller, base), rpc.wallets.balance(seller, quote),
+                    rpc.wallets.balance(buyer, base), rpc.wallets.balance(buyer, quote))
+        wait_for(lambda: [(Decimal(b["available"]), Decimal(b["locked"])) for b in settled()]
+                 == [(8, 0), (Decimal("199.8"), 0), (Decimal("1.996"), 0), (800, 0)],
+                 timeout=30, what=f"the parked trade to settle ({settled()})")
+        assert rpc.wallets.health()["status"] == "ok"
+        assert rpc.wallets.audit() == []
+    delist(test_settings, market)
