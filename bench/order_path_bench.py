@@ -452,6 +452,8 @@ def prepare(settings) -> None:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
                             (NAMESPACE,)).fetchone():
             conn.execute(f"CREATE DATABASE {NAMESPACE} OWNER {settings['EXCHANGE_POSTGRES_USER']}")
+        # The cost map also names the statements run inside SQL functions.
+        conn.execute(f"ALTER DATABASE {NAMESPACE} SET pg_stat_statements.track = 'all'")
     with psycopg.connect(settings.postgres_dsn(NAMESPACE)) as conn:
         apply_sql_migrations(conn, service_sql_migrations())
     with psycopg.connect(settings.postgres_dsn(NAMESPACE)) as conn:
@@ -564,6 +566,132 @@ def sign_up_users(settings, nameko, count: int, poor: int, rest_users: int, stat
     return known, time.time() - started
 
 
+# ================================================================== cost by statement and message
+
+# RabbitMQ's per-channel counters reach its metrics endpoint when the channel
+# emits its statistics (collect_statistics_interval, 5 s by default): the
+# cost map takes its two readings with the load stopped and this long apart
+# from the last message, and divides whole-phase counts by whole-phase requests.
+RABBIT_STATS_FLUSH_S = 6.0
+RABBIT_COUNTERS = {
+    "rabbitmq_queue_messages_published_total": "published",
+    "rabbitmq_channel_messages_delivered_ack_total": "delivered",
+    "rabbitmq_channel_messages_delivered_total": "delivered",
+    "rabbitmq_channel_get_ack_total": "delivered",
+    "rabbitmq_channel_get_total": "delivered",
+    # Per exchange: what the publishers sent (routed to any number of queues, or none).
+    "rabbitmq_channel_messages_published_total": "published",
+}
+
+
+def _queue_family(queue: str) -> str:
+    """A reply queue per proxy or process (rpc.reply-<name>-<uuid>) counts as its family."""
+    head, _, tail = queue.rpartition("-")
+    return f"{head}-*" if queue.startswith("rpc.reply-") and len(tail) >= 32 else queue
+
+
+def rabbit_counters(settings, vhost: str) -> dict:
+    """{(direction, queue family, channel, queue): count} from the broker's
+    per-object Prometheus metrics (rabbitmq_prometheus, stack/monitoring.py)."""
+    import re
+    import urllib.request
+    url = f"http://{settings.host}:{settings['EXCHANGE_RABBITMQ_METRICS_PORT']}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    out: dict = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition("{")
+        direction = RABBIT_COUNTERS.get(name)
+        if not direction:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', rest.rpartition("}")[0]))
+        if vhost not in (labels.get("vhost"), labels.get("queue_vhost")):
+            continue
+        queue = labels.get("queue") or f"(exchange) {labels.get('exchange') or '(default)'}"
+        key = (direction, _queue_family(queue), labels.get("channel", ""), queue, name)
+        out[key] = out.get(key, 0) + float(rest.rpartition("}")[2])
+    return out
+
+
+def cost_snapshot(settings) -> dict | None:
+    """PostgreSQL's statements of the namespace's database (pg_stat_statements,
+    top-level and nested), its commits, the cluster's WAL syncs, and
+    RabbitMQ's per-queue counters of the namespace's vhost. None when
+    pg_stat_statements is not loaded (a server started before stack/servers.py
+    preloaded it)."""
+    from stack import servers
+    with servers.pg_admin_connect(settings) as conn:
+        if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'"
+                            ).fetchone():
+            return None
+        dbid = conn.execute("SELECT oid FROM pg_database WHERE datname = %s",
+                            (NAMESPACE,)).fetchone()[0]
+        statements = {(row[0], row[1]): row[2:] for row in conn.execute(
+            "SELECT queryid, toplevel, query, calls, total_exec_time, rows "
+            "FROM pg_stat_statements WHERE dbid = %s", (dbid,))}
+        commits = conn.execute("SELECT xact_commit, xact_rollback FROM pg_stat_database "
+                               "WHERE datid = %s", (dbid,)).fetchone()
+        wal = conn.execute("SELECT wal_sync, wal_write, wal_records FROM pg_stat_wal").fetchone()
+    return {"statements": statements, "commits": commits, "wal": wal,
+            "rabbit": rabbit_counters(settings, NAMESPACE)}
+
+
+def cost_delta(before: dict, after: dict) -> dict:
+    statements = {}
+    for key, (query, calls, ms_total, rows) in after["statements"].items():
+        _, calls0, ms0, rows0 = before["statements"].get(key, (query, 0, 0.0, 0))
+        if calls > calls0:
+            statements[key] = (query, calls - calls0, ms_total - ms0, rows - rows0)
+    queues: dict = {}
+    for key, count in after["rabbit"].items():
+        # A channel opened in between counts from zero; one closed in between is lost.
+        grown = count - before["rabbit"].get(key, 0)
+        if grown > 0:
+            queues[(key[0], key[1])] = queues.get((key[0], key[1]), 0) + grown
+    return {"statements": statements, "queues": queues,
+            "commits": [a - b for a, b in zip(after["commits"], before["commits"])],
+            "wal": [a - b for a, b in zip(after["wal"], before["wal"])]}
+
+
+def report_cost(cost: dict, requests: int, limit: int = 25) -> None:
+    """The map of issue 18's next cuts: per accepted request (order or
+    cancel) of the whole phase, each statement's calls, time and rows, and each
+    queue's messages."""
+    n = requests or 1
+    top = sorted(((k, v) for k, v in cost["statements"].items() if k[1]),
+                 key=lambda kv: -kv[1][2])
+    nested = sorted(((k, v) for k, v in cost["statements"].items() if not k[1]),
+                    key=lambda kv: -kv[1][2])
+    total_ms = sum(v[2] for _, v in top)
+    commits, rollbacks = cost["commits"]
+    syncs, writes, records = cost["wal"]
+    print(f"cost map over the whole phase, per accepted request ({requests} orders and "
+          f"cancels): PostgreSQL statements {total_ms / n * 1e3:,.0f} us of execution "
+          f"(top level), commits {commits / n:.3f} (rollbacks {rollbacks / n:.3f}) in the "
+          f"namespace's database; WAL syncs {syncs / n:.3f}, WAL writes {writes / n:.3f}, "
+          f"WAL records {records / n:.1f} (the whole cluster: other work's included)")
+    for title, rows in (("top-level statements", top), ("nested (inside functions)", nested)):
+        print(f"  {title}: calls/req  us/req  rows/req  us/call  statement")
+        for (_, _), (query, calls, ms_total, rows_n) in rows[:limit]:
+            text = " ".join(query.split())[:110]
+            print(f"    {calls / n:8.3f} {ms_total / n * 1e3:7.1f} {rows_n / n:8.2f} "
+                  f"{ms_total / calls * 1e3:8.1f}  {text}")
+    print("  RabbitMQ messages per request: published (into the queue) / delivered (from it)")
+    families = sorted({q for _, q in cost["queues"]},
+                      key=lambda q: -(cost["queues"].get(("published", q), 0)
+                                      + cost["queues"].get(("delivered", q), 0)))
+    pub = sum(v for (d, q), v in cost["queues"].items()
+              if d == "published" and not q.startswith("(exchange)"))
+    dlv = sum(v for (d, _), v in cost["queues"].items() if d == "delivered")
+    sent = sum(v for (d, q), v in cost["queues"].items()
+               if d == "published" and q.startswith("(exchange)"))
+    print(f"    {sent / n:7.3f} sent by publishers to exchanges; {pub / n:7.3f} / {dlv / n:7.3f} "
+          f"all queues")
+    for queue in families:
+        print(f"    {cost['queues'].get(('published', queue), 0) / n:7.3f} / "
+              f"{cost['queues'].get(('delivered', queue), 0) / n:7.3f}  {queue}")
+
+
 # ================================================================== one phase
 
 def run_phase(settings, nameko, procs, users, args, transport, markets, mode, rate=0.0):
@@ -580,6 +708,10 @@ def run_phase(settings, nameko, procs, users, args, transport, markets, mode, ra
         warmup, seconds = 2.0, args.echo_seconds if mode == "echo" else args.closed_seconds
     funded = users["funded"][:args.rest_users] if transport.startswith("rest") \
         else users["funded"]
+    cost0 = None
+    if args.cost_map and mode != "echo":
+        time.sleep(RABBIT_STATS_FLUSH_S)
+        cost0 = cost_snapshot(settings)
     clients, outs, specs = [], [], []
     for i, callers in enumerate(per_client):
         spec = {"transport": transport, "mode": mode, "rate": rate / args.clients,
@@ -672,6 +804,10 @@ def run_phase(settings, nameko, procs, users, args, transport, markets, mode, ra
                 if trades_between(phase_ms, 2 ** 62) == trades:
                     break
             time.sleep(0.2)
+        if cost0:
+            time.sleep(RABBIT_STATS_FLUSH_S)
+            figures["cost"] = cost_delta(cost0, cost_snapshot(settings))
+            figures["requests_total"] = accepted_total
         figures["journaled"] = journaled(int(w1 * 1000)) - journaled(int(w0 * 1000))
         figures["settled"] = settled_between(w0, w1)
         figures["trades"] = trades_between(int(w0 * 1000), int(w1 * 1000))
@@ -764,6 +900,8 @@ def report(f: dict, echo_rate: float | None) -> None:
               f"{f['unsent']}")
         for line in verdicts(f):
             print(line)
+        if "cost" in f:
+            report_cost(f["cost"], f["requests_total"])
 
 
 def path_cpu_per_request(f: dict) -> float:
@@ -844,6 +982,9 @@ def main():
     parser.add_argument("--batch-max", type=int, default=64, help="rpc-batch: orders per call")
     parser.add_argument("--batch-partners", type=int, default=4,
                         help="rest-batch: API-key users placing each client process's orders")
+    parser.add_argument("--cost-map", action=argparse.BooleanOptionalAction, default=True,
+                        help="per phase: PostgreSQL statements, commits and RabbitMQ messages "
+                             "per request (adds 12 s of quiet per phase)")
     parser.add_argument("--batch-in-flight", type=int, default=2,
                         help="rpc-batch: batch calls in flight per client process")
     args = parser.parse_args()
