@@ -84,7 +84,12 @@ def cassandra_session(settings: Settings):
     from cassandra.cluster import Cluster
     cluster = Cluster([settings.server_host("cassandra")], port=settings.int("EXCHANGE_CASSANDRA_PORT"),
                       protocol_version=5, connect_timeout=5)
-    return cluster, cluster.connect()
+    session = cluster.connect()
+    # Schema changes wait for every replica's agreement: in a three-node
+    # cluster on a loaded machine a CREATE took longer than the driver's 10 s
+    # (the three-zones play stopped on OperationTimedOut). Each is idempotent.
+    session.default_timeout = 60
+    return cluster, session
 
 
 def cql_migrations() -> list[migrations.Migration]:
