@@ -49,25 +49,35 @@ def enqueue(conn, stream: str, exchange: str, routing_key: str, message_id: str,
         (stream, exchange, routing_key, message_id, Jsonb(payload), _channel(stream)))
 
 
-ENQUEUE_MANY = (
-    "WITH queued AS (INSERT INTO outbox (stream, exchange, routing_key, message_id, payload) "
+QUEUED = (
+    "queued AS (INSERT INTO outbox (stream, exchange, routing_key, message_id, payload) "
     "SELECT %s, r->>0, r->>1, r->>2, r->3 "
     "FROM jsonb_array_elements(%s) WITH ORDINALITY AS t (r, n) "
     "ORDER BY n RETURNING 1) "
     "SELECT pg_notify(%s, '') WHERE EXISTS (SELECT FROM queued)")
+ENQUEUE_MANY = "WITH " + QUEUED
 
 
-def enqueue_many(conn, stream: str, rows: list[tuple[str, str, str, dict]]) -> None:
+def enqueue_many(conn, stream: str, rows: list[tuple[str, str, str, dict]],
+                 together_with: tuple[str, tuple] | None = None) -> None:
     """Several ``(exchange, routing_key, message_id, payload)`` rows, one wake-up.
 
     One statement over ONE JSON array of the rows, ids in the rows' order:
     executemany cost psycopg's pipeline ~25 us of Python per row, and a text
     array of JSON payloads made psycopg escape every quote of every payload
     with a regex (a quarter of the active engine's time under the order path
-    bench, a batch's events being one large payload)."""
-    if not rows:
-        return
-    conn.execute(ENQUEUE_MANY, (stream, Jsonb([list(row) for row in rows]), _channel(stream)))
+    bench, a batch's events being one large payload).
+
+    ``together_with`` = ``(statement, parameters)``: a data-modifying
+    statement (an INSERT without RETURNING, %s parameters) run in the same
+    statement as a CTE -- one round trip for the change and its events (the
+    engine's journal). PostgreSQL runs every data-modifying CTE to completion."""
+    params = (stream, Jsonb([list(row) for row in rows]), _channel(stream))
+    if together_with is not None:
+        statement, before = together_with
+        conn.execute(f"WITH changed AS ({statement} RETURNING 1), {QUEUED}", (*before, *params))
+    elif rows:
+        conn.execute(ENQUEUE_MANY, params)
 
 
 def enqueue_event(conn, stream: str, source_service: str, event_type: str,
@@ -192,12 +202,24 @@ class Relay:
         with Connection(self.amqp_uri) as amqp:
             publisher = ConfirmedPublisher(amqp)
             while self.running:
-                if self.publish_batch(publisher, amqp) == 0:
-                    # Sleep until a writer commits (NOTIFY) or a second passes.
+                if self.publish_batch(publisher, amqp) < BATCH:
+                    # The outbox was empty when read (or held less than a
+                    # batch, all published): sleep until a writer commits
+                    # (NOTIFY) or a second passes. A commit after the read
+                    # has queued its notification on lock_conn, which wakes
+                    # this at once: no second, empty read per batch. The
+                    # other commits' notifications already here are taken
+                    # too (timeout 0 polls once): one read serves them all.
                     for _ in lock_conn.notifies(timeout=1.0, stop_after=1):
+                        pass
+                    for _ in lock_conn.notifies(timeout=0):
                         pass
 
     def publish_batch(self, publisher: ConfirmedPublisher, amqp) -> int:
+        """Publish up to BATCH rows, confirmed, then delete them; how many.
+        On the relay's own pool (``relay_pool``) the read and the delete are
+        one round trip each, the delete committed without waiting for the
+        WAL flush; on any other pool they share one transaction."""
         with self.pool.connection() as conn:
             # payload::text: the stored JSON as it is, neither parsed nor dumped again.
             rows = conn.execute(
@@ -228,9 +250,11 @@ class Relay:
             # Committed without waiting for the WAL flush: a delete lost in a
             # crash only publishes those rows again (at least once, as
             # above), and the next batch no longer waits for an fsync.
-            conn.execute("SET LOCAL synchronous_commit = off")
+            if not conn.autocommit:
+                conn.execute("SET LOCAL synchronous_commit = off")
             conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([r[0] for r in rows],))
-            conn.commit()
+            if not conn.autocommit:
+                conn.commit()
         self.published += len(rows)
         return len(rows)
 
@@ -246,6 +270,15 @@ class Relay:
             self.declared.add(exchange)
 
 
+def relay_pool(settings, dbname: str | None, stream: str):
+    """The relay's connections: autocommit (its read and its delete are one
+    statement each, and a transaction around them cost a BEGIN and a COMMIT
+    round trip apiece) and ``synchronous_commit`` off for the whole session
+    (its only writes are deletes of published rows; see publish_batch)."""
+    return make_pool(settings, dbname, min_size=1, max_size=3, name=f"outbox-{stream}",
+                     kwargs={"autocommit": True, "options": "-c synchronous_commit=off"})
+
+
 class OutboxRelay(DependencyProvider):
     """Runs the relay for ``stream`` for as long as the service container runs."""
 
@@ -255,8 +288,7 @@ class OutboxRelay(DependencyProvider):
     def setup(self):
         settings = load_settings()
         config = self.container.config
-        self.pool = make_pool(settings, config.get("POSTGRES_DB"), min_size=1, max_size=3,
-                              name=f"outbox-{self.stream}")
+        self.pool = relay_pool(settings, config.get("POSTGRES_DB"), self.stream)
         self.relay = Relay(self.pool, config["AMQP_URI"], self.stream)
 
     def start(self):

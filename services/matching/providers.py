@@ -55,6 +55,12 @@ SNAPSHOT_EVERY = 5000
 JOURNAL_MANY = (
     "INSERT INTO matching_journal (market, seq, command_id, command, at_ms) "
     "SELECT %s, (r->>0)::bigint, r->>1, r->2, %s FROM jsonb_array_elements(%s) AS t (r)")
+# The journal rows after the engine's seq (seq, command), then the batch's
+# command ids already journaled (NULL, NULL, command_id).
+CATCH_UP = (
+    "SELECT seq, command, NULL FROM matching_journal WHERE market = %s AND seq > %s "
+    "UNION ALL SELECT NULL, NULL, command_id FROM matching_journal "
+    "WHERE market = %s AND command_id = ANY(%s) ORDER BY 1")
 IDLE_POLL = 0.25
 
 
@@ -103,18 +109,28 @@ class MarketHost:
         rows = conn.execute(
             "SELECT seq, command FROM matching_journal WHERE market = %s AND seq > %s "
             "ORDER BY seq", (self.market, engine.seq)).fetchall()
+        self._apply_journal(engine, rows)
+        return len(rows)
+
+    def _apply_journal(self, engine: MatchingEngine, rows) -> None:
         for seq, command in rows:
             engine.apply(command_from_dict(command))
             if engine.seq != seq:
                 raise RuntimeError(f"{self.market}: journal gap at seq {seq}")
-        return len(rows)
 
     def keep_warm(self) -> None:
         if self.engine is None:
             self.rebuild()
             return
         with self.pool.connection() as conn:
-            self._replay(conn, self.engine)
+            # One read, autocommitted: a standby polls every IDLE_POLL, and a
+            # transaction around the read cost a BEGIN and a COMMIT round trip.
+            conn.autocommit = True
+            try:
+                self._replay(conn, self.engine)
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
 
     # -- commands ------------------------------------------------------------
     def process(self, batch: list[tuple[str, dict]]) -> int:
@@ -126,11 +142,13 @@ class MarketHost:
         engine, market = self.engine, self.market
         try:
             with self.pool.connection() as conn, conn.transaction():
-                self._replay(conn, engine)
-                ids = [command_id for command_id, _ in batch]
-                seen = {r[0] for r in conn.execute(
-                    "SELECT command_id FROM matching_journal WHERE market = %s "
-                    "AND command_id = ANY(%s)", (market, ids))}
+                # One read: the journal entries not applied yet, and which of
+                # the batch's commands are journaled already (the same snapshot).
+                rows = conn.execute(CATCH_UP, (market, engine.seq, market,
+                                               [command_id for command_id, _ in batch])).fetchall()
+                self._apply_journal(engine, [(seq, command) for seq, command, _ in rows
+                                             if seq is not None])
+                seen = {command_id for seq, _, command_id in rows if seq is None}
                 at_ms = self.clock()
                 journal, events = [], []
                 for command_id, body in batch:
@@ -146,12 +164,13 @@ class MarketHost:
                     journal.append((engine.seq, command_id, body["command"]))
                 if journal:
                     seqs = [seq for seq, _, _ in journal]
-                    conn.execute(JOURNAL_MANY, (market, at_ms, Jsonb(journal)))
-                    # One message per audience for the whole batch (wire.py).
+                    # One message per audience for the whole batch (wire.py),
+                    # in the journal's statement: one round trip for both.
                     enqueue_many(conn, OUTBOX_STREAM, [
                         (self.events_exchange, key, message_id, payload)
                         for key, message_id, payload in batch_messages(
-                            self.config, events, at_ms, seqs[0], seqs[-1])])
+                            self.config, events, at_ms, seqs[0], seqs[-1])],
+                        together_with=(JOURNAL_MANY, (market, at_ms, Jsonb(journal))))
         except Exception:
             self.engine = None
             raise

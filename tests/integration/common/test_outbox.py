@@ -10,7 +10,7 @@ from nameko.events import event_handler
 from nameko.testing.services import entrypoint_waiter
 
 from services.common.outbox import (
-    Relay, command_queue, enqueue_command, enqueue_event, enqueue_many,
+    Relay, command_queue, enqueue_command, enqueue_event, enqueue_many, relay_pool,
 )
 from services.common.postgres import Database, make_pool
 
@@ -27,12 +27,21 @@ def stream():
     return f"test-{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture(scope="module")
+def own_pool(test_settings):
+    """The relay's own connections, as OutboxRelay makes them (autocommit,
+    asynchronous commit of its deletes)."""
+    pool = relay_pool(test_settings, None, "test")
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def relay(pool, nameko_config, stream):
+def relay(own_pool, nameko_config, stream):
     relays = []
 
     def start():
-        r = Relay(pool, nameko_config["AMQP_URI"], stream)
+        r = Relay(own_pool, nameko_config["AMQP_URI"], stream)
         r.thread = eventlet.spawn(r.run)
         relays.append(r)
         return r
