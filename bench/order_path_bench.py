@@ -586,8 +586,9 @@ RABBIT_COUNTERS = {
 
 def _queue_family(queue: str) -> str:
     """A reply queue per proxy or process (rpc.reply-<name>-<uuid>) counts as its family."""
-    head, _, tail = queue.rpartition("-")
-    return f"{head}-*" if queue.startswith("rpc.reply-") and len(tail) >= 32 else queue
+    import re
+    return re.sub(r"-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$", "-*", queue) \
+        if queue.startswith("rpc.reply-") else queue
 
 
 def rabbit_counters(settings, vhost: str) -> dict:
