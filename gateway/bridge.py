@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 import uuid
 
@@ -56,6 +55,7 @@ import eventlet
 import eventlet.event
 from kombu import Connection, Consumer, Exchange, Queue
 
+from services.common.consumer import drain_while, keep_consuming
 from services.common.events import ALL as ALL_EVENTS
 from services.common.events import (
     BALANCES_CHANGED, PUSH_AUDIENCE, USER_CLOSED, USER_FROZEN, Trade, trade_executed, unpack,
@@ -173,15 +173,11 @@ class Bridge:
         self.running = False
 
     def run(self) -> None:
-        while self.running:
-            try:
-                self._consume()
-            except Exception:
-                if not self.running:
-                    return
-                log.exception("push bridge lost its connection; reconnecting")
-                self.active = False
-                eventlet.sleep(1.0)
+        keep_consuming(self._consume, lambda: self.running, self._lost, 1.0,
+                       f"push bridge {self.channel}")
+
+    def _lost(self) -> None:
+        self.active = False
 
     def _queue(self) -> Queue:
         # Not durable and deleted with its last consumer: pushes are live
@@ -214,12 +210,7 @@ class Bridge:
                     queue.bind_to(target, routing_key=key)
             with Consumer(channel, [queue], callbacks=[self._on_message], accept=["json"],
                           auto_declare=False):
-                while self.running:
-                    amqp.heartbeat_check()
-                    try:
-                        amqp.drain_events(timeout=1.0)
-                    except socket.timeout:
-                        continue
+                drain_while(amqp, lambda: self.running)
 
     def new_queue(self) -> None:
         """A new own queue holds nothing from before it: whatever came between

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import Callable
 import eventlet
 from kombu import Connection, Consumer, Exchange, Queue
 
+from services.common.consumer import drain_while, keep_consuming
 from services.common.events import (
     API_KEY_CHANGED, API_KEY_REVOKED, USER_CLOSED, USER_FROZEN, USER_UNFROZEN)
 from services.users.accounts import AccountState
@@ -169,15 +169,9 @@ class KeyEvents:
         self.running = False
 
     def run(self) -> None:
-        while self.running:
-            try:
-                self._consume()
-            except Exception:
-                log.warning("API-key cache: event consumer lost its connection; serving "
-                            "every key from users until it is back", exc_info=True)
-            self.cache.set_live(False)
-            if self.running:
-                eventlet.sleep(RECONNECT_DELAY_S)
+        # Until it is back, every key is served from users (set_live(False)).
+        keep_consuming(self._consume, lambda: self.running, lambda: self.cache.set_live(False),
+                       RECONNECT_DELAY_S, "API-key cache event consumer")
 
     def _consume(self) -> None:
         with Connection(self.amqp_uri, heartbeat=10) as amqp:
@@ -192,12 +186,7 @@ class KeyEvents:
             with Consumer(channel, [queue], callbacks=[self._on_message], accept=["json"],
                           auto_declare=False, no_ack=True):
                 self.cache.set_live(True)
-                while self.running:
-                    amqp.heartbeat_check()
-                    try:
-                        amqp.drain_events(timeout=1.0)
-                    except socket.timeout:
-                        continue
+                drain_while(amqp, lambda: self.running)
 
     def _on_message(self, body, message) -> None:
         try:

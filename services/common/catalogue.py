@@ -501,15 +501,12 @@ class CatalogueFollower:
     # -- following the events ----------------------------------------------------
     def run(self, sleep: Callable[[float], None] = time.sleep) -> None:
         """Follow the registry's events until ``stop()``; reconnects on failure."""
-        while self.running:
-            try:
-                self._follow()
-            except Exception:
-                if not self.running:
-                    return
-                self.following = False
-                log.exception("catalogue follower %s failed; reconnecting", self.consumer)
-                sleep(1.0)
+        from services.common.consumer import keep_consuming  # Nameko's: not at import
+        keep_consuming(self._follow, lambda: self.running, self._lost, 1.0,
+                       f"catalogue follower {self.consumer}", sleep)
+
+    def _lost(self) -> None:
+        self.following = False
 
     def _follow(self) -> None:
         from kombu import Connection, Consumer, Exchange, Queue

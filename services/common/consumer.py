@@ -1,4 +1,11 @@
-"""Ordered, batched, at-least-once consumption with one active consumer.
+"""Ordered, batched, at-least-once consumption with one active consumer, and
+the one reconnect loop of every long-lived RabbitMQ consumer.
+
+``keep_consuming(consume, running, on_loss, delay_s)`` runs one connection's
+life (``consume``) again after each failure until ``running()`` is false;
+``BatchConsumer``, the catalogue follower (services/common/catalogue.py), the
+gateway's push bridge and API-key cache events (gateway/bridge.py,
+gateway/keycache.py) all reconnect through it.
 
 A ``BatchConsumer`` reads a quorum queue with single-active-consumer bound to
 an exchange, hands messages to ``handle(batch)`` in publish order, and acks
@@ -11,6 +18,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from typing import Callable, Optional
 
 import eventlet
 from kombu import Connection, Consumer, Exchange
@@ -54,6 +62,30 @@ def observed(queue: str, handle):
 ENGINE_BATCH_KEYS = f"{ENGINE_BATCH.name}."
 
 
+def keep_consuming(consume: Callable[[], None], running: Callable[[], bool],
+                   on_loss: Optional[Callable[[], None]] = None, delay_s: float = 1.0,
+                   what: str = "consumer",
+                   sleep: Callable[[float], None] = eventlet.sleep) -> None:
+    """Call ``consume`` (one connection's life: it connects, consumes while
+    ``running()`` and raises when the connection is lost) again and again
+    while ``running()``. Whenever it ends: a failure is logged with its
+    traceback (unless stopping), ``on_loss()`` resets what held only while
+    connected (``active``, a cache's liveness), and ``delay_s`` seconds pass
+    before the next connection, so a broker that is down is not hammered.
+    ``sleep``: ``eventlet.sleep`` in a green thread, ``time.sleep`` in a
+    plain one."""
+    while running():
+        try:
+            consume()
+        except Exception:
+            if running():
+                log.error("%s failed; reconnecting in %.1f s", what, delay_s, exc_info=True)
+        if on_loss is not None:
+            on_loss()
+        if running():
+            sleep(delay_s)
+
+
 def _parts(message_id, body: dict):
     """``(id, body)`` of each event or command a message carries, for the
     trace: one line per order's step, whether it travelled alone or in a
@@ -66,6 +98,19 @@ def _parts(message_id, body: dict):
         return [(command.get("id"), {"command": command.get("command")}) for command in commands
                 if isinstance(command, dict)]
     return [(message_id, body)]
+
+
+def drain_while(amqp, running: Callable[[], bool], timeout: float = 1.0) -> None:
+    """Deliver a kombu connection's messages to its consumers' callbacks
+    while ``running()``, waking at least every ``timeout`` s to look. Each
+    wake sends the heartbeats py-amqp owes: it sends them only when asked,
+    and an idle consumer would otherwise be dropped by the broker."""
+    while running():
+        amqp.heartbeat_check()
+        try:
+            amqp.drain_events(timeout=timeout)
+        except socket.timeout:
+            continue
 
 
 class BatchConsumer:
@@ -86,15 +131,11 @@ class BatchConsumer:
         self.handled = 0
 
     def run(self) -> None:
-        while self.running:
-            try:
-                self._consume()
-            except Exception:
-                if not self.running:
-                    return
-                log.exception("consumer %s failed; reconnecting", self.queue_name)
-                self.active = False
-                eventlet.sleep(0.5)
+        keep_consuming(self._consume, lambda: self.running, self._lost, delay_s=0.5,
+                       what=f"consumer {self.queue_name}")
+
+    def _lost(self) -> None:
+        self.active = False
 
     def _declare(self, channel):
         """The quorum queue, bound to the exchange's routing keys if fed by one."""

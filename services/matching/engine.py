@@ -207,6 +207,7 @@ class MatchingEngine:
         place_slow = self._place_slow
         place_other = self._place_other
         match = self._match
+        after_match = self._after_match
         prune_slack = PRUNE_SLACK
         short_queue = SHORT_QUEUE
         dispatch = {
@@ -269,19 +270,8 @@ class MatchingEngine:
                         return [(COMMAND_REJECTED, seq, PLACE, oid, uid, FOK_NOT_FILLABLE)]
                     ev = [(COMMAND_ACCEPTED, seq, PLACE, oid, uid)]
                     rem, killed = match(seq, ev, s, lk, oid, uid, qty, stp, side)
-                    if not rem:
-                        ev.append((ORDER_DONE, seq, oid, uid, side, FILLED, None, qty, 0, None))
-                        return ev
-                    if killed:
-                        ev.append((ORDER_DONE, seq, oid, uid, side, EXPIRED, DONE_SELF_TRADE, qty - rem, rem, None))
-                        return ev
-                    if not rests:
-                        ev.append((ORDER_DONE, seq, oid, uid, side, EXPIRED, DONE_TIME_IN_FORCE, qty - rem, rem, None))
-                        return ev
-                    # The remainder rests at the back of its level.
-                    total = book.rest([oid, uid, s, price, rem, qty - rem, qty, stp, False])
-                    ev.append((BOOK_LEVEL_CHANGED, seq, side, price, total))
-                    return ev
+                    return after_match(ev, seq, oid, uid, s, side, price, qty, rem, killed, rests,
+                                       stp, False)
                 if not rests:
                     if tif == "FOK":
                         return [(COMMAND_REJECTED, seq, PLACE, oid, uid, FOK_NOT_FILLABLE)]
@@ -478,50 +468,40 @@ class MatchingEngine:
                 return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.FOK_NOT_FILLABLE)]
             ev = [(COMMAND_ACCEPTED, seq, PLACE, oid, uid)]
             rem, killed = self._match(seq, ev, s, lk, oid, uid, qty, stp, side)
-            if not rem:
-                ev.append((ORDER_DONE, seq, oid, uid, side, "filled", None, qty, 0, None))
-                return ev
-            if killed:
-                ev.append((ORDER_DONE, seq, oid, uid, side, "expired", "SELF_TRADE", qty - rem, rem, None))
-                return ev
-            if not rests:
-                ev.append((ORDER_DONE, seq, oid, uid, side, "expired", "TIME_IN_FORCE", qty - rem, rem, None))
-                return ev
-            order = [oid, uid, s, price, rem, qty - rem, qty, stp, post_only]
-        elif rests:
-            # Passive: the common case, done in one go.
-            order = [oid, uid, s, price, qty, 0, qty, stp, post_only]
-            key = -lk
-            levels = self._levels[s]
-            level = levels.get(key)
-            if level is None:
-                levels[key] = [qty, [order], COMPACT_MIN]
-                self.book.level_added(s, key)
-                total = qty
-            else:
-                level[0] = total = level[0] + qty
-                queue = level[1]
-                queue.append(order)
-                if len(queue) > level[2]:
-                    compact(level)
-            orders[oid] = order
-            if mine is None:
-                user_orders[uid] = {oid: order}
-            else:
-                mine[oid] = order
-            return [(COMMAND_ACCEPTED, seq, PLACE, oid, uid), (BOOK_LEVEL_CHANGED, seq, side, price, total)]
-        elif tif == "FOK":
+            return self._after_match(ev, seq, oid, uid, s, side, price, qty, rem, killed, rests,
+                                     stp, post_only)
+        if rests:
+            # Passive (post-only, and what the fast path in _hot_paths did not
+            # take; it rests the common passive order itself, inlined).
+            return self._after_match([(COMMAND_ACCEPTED, seq, PLACE, oid, uid)], seq, oid, uid, s,
+                                     side, price, qty, qty, False, True, stp, post_only)
+        if tif == "FOK":
             return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.FOK_NOT_FILLABLE)]
-        else:
-            return [
-                (COMMAND_ACCEPTED, seq, PLACE, oid, uid),
-                (ORDER_DONE, seq, oid, uid, side, "expired", "TIME_IN_FORCE", 0, qty, None),
-            ]
+        return [
+            (COMMAND_ACCEPTED, seq, PLACE, oid, uid),
+            (ORDER_DONE, seq, oid, uid, side, "expired", "TIME_IN_FORCE", 0, qty, None),
+        ]
 
-        # The remainder of a crossing GTC order rests at the back of its level.
-        total = self.book.rest(order)
-        ev.append((BOOK_LEVEL_CHANGED, seq, side, price, total))
+    def _after_match(self, ev: list, seq: int, oid, uid, s: int, side: str, price: int, qty: int,
+                     rem: int, killed: bool, rests: bool, stp: str, post_only: bool) -> list:
+        """An order after it took what it could (``rem`` lots left of ``qty``):
+        done when filled, expired by self-trade prevention or by its time in
+        force, else the remainder rests at the back of its level. ``ev``
+        (its events so far) is returned with the last of them appended. One
+        home for place (both paths) and amend."""
+        if not rem:
+            ev.append((ORDER_DONE, seq, oid, uid, side, FILLED, None, qty, 0, None))
+        elif killed:
+            ev.append((ORDER_DONE, seq, oid, uid, side, EXPIRED, DONE_SELF_TRADE, qty - rem, rem,
+                       None))
+        elif not rests:
+            ev.append((ORDER_DONE, seq, oid, uid, side, EXPIRED, DONE_TIME_IN_FORCE, qty - rem, rem,
+                       None))
+        else:
+            total = self.book.rest([oid, uid, s, price, rem, qty - rem, qty, stp, post_only])
+            ev.append((BOOK_LEVEL_CHANGED, seq, side, price, total))
         return ev
+
 
     def _place_other(self, seq: int, cmd: PlaceOrder) -> list:
         """Halted market, market orders and unknown order types."""
@@ -899,18 +879,13 @@ class MatchingEngine:
         total = book.unlink(order)
         ev.append((ORDER_AMENDED, seq, oid, owner, side, price, qty, rem, False))
         ev.append((BOOK_LEVEL_CHANGED, seq, side, old_price, total))
+        killed = False
         if crosses:
             # The amended order is not in the book while it takes liquidity.
             rem, killed = self._match(seq, ev, s, lk, oid, owner, rem, stp, side)
-            if not rem:
-                ev.append((ORDER_DONE, seq, oid, owner, side, FILLED, None, qty, 0, None))
-                return ev
-            if killed:
-                ev.append((ORDER_DONE, seq, oid, owner, side, EXPIRED, DONE_SELF_TRADE, qty - rem, rem, None))
-                return ev
-        total = book.rest([oid, owner, s, price, rem, qty - rem, qty, stp, post_only])
-        ev.append((BOOK_LEVEL_CHANGED, seq, side, price, total))
-        return ev
+        # A resting order's remainder rests again (qty > filled: rem > 0 here).
+        return self._after_match(ev, seq, oid, owner, s, side, price, qty, rem, killed, True, stp,
+                                 post_only)
 
     # ------------------------------------------------------------ market state
 

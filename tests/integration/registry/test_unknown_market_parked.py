@@ -25,6 +25,52 @@ from tests.integration.registry_kit import (asset_spec, delist, list_asset, list
                                             market_spec)
 
 
+def fund_and_hold(rpc, base: str, quote: str, tag: str) -> tuple[str, str]:
+    """A seller with 10 base and a buyer with 1,000 quote, holding what an
+    engine's orders for a 2-base trade at 100 would hold (2 base, 200 quote)."""
+    seller, buyer = f"t-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
+    for user, asset, amount in ((seller, base, "10"), (buyer, quote, "1000")):
+        rpc.wallets.open_accounts(user)
+        address = rpc.wallets.deposit_address(user, asset)["address"]
+        txid = uuid.uuid4().hex * 2
+        rpc.wallets.credit_deposit(asset, address, amount,
+                                   txid if asset == base else "0x" + txid, 1000)
+    rpc.wallets.hold(seller, base, "2", f"parked-test:{tag}:sell")
+    rpc.wallets.hold(buyer, quote, "200", f"parked-test:{tag}:buy")
+    return seller, buyer
+
+
+def trade(nameko_config, market: str, seller: str, buyer: str) -> None:
+    """The engine's trade of those holds, as matching publishes it."""
+    event_dispatcher(nameko_config)("matching", "trade_executed", {
+        "market": market, "seq": 1, "trade_id": f"{market}-1", "price": "100",
+        "quantity": "2", "quote_quantity": "200", "taker_side": "buy",
+        "maker_order_id": 1, "maker_user_id": seller, "taker_order_id": 2,
+        "taker_user_id": buyer, "executed_at": 1796400000000})
+
+
+def wait_parked(rpc, market: str, buyer: str, quote: str) -> None:
+    health = wait_for(lambda: (h := rpc.wallets.health())["parked_trades"] and h,
+                      timeout=30, what="the trade to be parked")
+    assert health["status"] == "degraded"
+    assert any(f["check"] == "trade_parked" and market in f["detail"]
+               for f in rpc.wallets.audit())
+    assert rpc.wallets.balance(buyer, quote)["locked"] == "200.000000"
+
+
+def wait_settled(rpc, seller: str, buyer: str, base: str, quote: str) -> None:
+    """Both sides settled (fees: maker 0.1 % of 200 quote, taker 0.2 % of 2
+    base), nothing held, health ok, audit clean."""
+    def settled():
+        return (rpc.wallets.balance(seller, base), rpc.wallets.balance(seller, quote),
+                rpc.wallets.balance(buyer, base), rpc.wallets.balance(buyer, quote))
+    wait_for(lambda: [(Decimal(b["available"]), Decimal(b["locked"])) for b in settled()]
+             == [(8, 0), (Decimal("199.8"), 0), (Decimal("1.996"), 0), (800, 0)],
+             timeout=30, what=f"the parked trade to settle ({settled()})")
+    assert rpc.wallets.health()["status"] == "ok"
+    assert rpc.wallets.audit() == []
+
+
 def test_a_trade_of_an_unlisted_market_is_parked_then_settled_when_it_is_listed(
         container_factory, nameko_config, test_settings):
     for cls in (RegistryService, WalletsService):
@@ -36,40 +82,12 @@ def test_a_trade_of_an_unlisted_market_is_parked_then_settled_when_it_is_listed(
     list_asset(test_settings, asset_spec(quote, scale=6, chain="ethereum"))
 
     with ClusterRpcProxy(nameko_config, timeout=30) as rpc:
-        seller, buyer = f"t-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
-        for user, asset, amount in ((seller, base, "10"), (buyer, quote, "1000")):
-            rpc.wallets.open_accounts(user)
-            address = rpc.wallets.deposit_address(user, asset)["address"]
-            txid = uuid.uuid4().hex * 2
-            rpc.wallets.credit_deposit(asset, address, amount,
-                                       txid if asset == base else "0x" + txid, 1000)
-        # The funds an engine's orders would hold: 2 base sold, 200 quote spent.
-        rpc.wallets.hold(seller, base, "2", f"parked-test:{tag}:sell")
-        rpc.wallets.hold(buyer, quote, "200", f"parked-test:{tag}:buy")
-
-        event_dispatcher(nameko_config)("matching", "trade_executed", {
-            "market": market, "seq": 1, "trade_id": f"{market}-1", "price": "100",
-            "quantity": "2", "quote_quantity": "200", "taker_side": "buy",
-            "maker_order_id": 1, "maker_user_id": seller, "taker_order_id": 2,
-            "taker_user_id": buyer, "executed_at": 1796400000000})
-
-        health = wait_for(lambda: (h := rpc.wallets.health())["parked_trades"] and h,
-                          timeout=30, what="the trade to be parked")
-        assert health["status"] == "degraded"
-        assert any(f["check"] == "trade_parked" and market in f["detail"]
-                   for f in rpc.wallets.audit())
-        assert rpc.wallets.balance(buyer, quote)["locked"] == "200.000000"
+        seller, buyer = fund_and_hold(rpc, base, quote, tag)
+        trade(nameko_config, market, seller, buyer)
+        wait_parked(rpc, market, buyer, quote)
 
         list_market(test_settings, market_spec(market, tick="0.01", lot="0.0001"))
-
-        def settled():
-            return (rpc.wallets.balance(seller, base), rpc.wallets.balance(seller, quote),
-                    rpc.wallets.balance(buyer, base), rpc.wallets.balance(buyer, quote))
-        wait_for(lambda: [(Decimal(b["available"]), Decimal(b["locked"])) for b in settled()]
-                 == [(8, 0), (Decimal("199.8"), 0), (Decimal("1.996"), 0), (800, 0)],
-                 timeout=30, what=f"the parked trade to settle ({settled()})")
-        assert rpc.wallets.health()["status"] == "ok"
-        assert rpc.wallets.audit() == []
+        wait_settled(rpc, seller, buyer, base, quote)
 
 
 def _followers(container) -> list[catalogue.CatalogueFollower]:
@@ -126,39 +144,13 @@ def test_a_trade_parked_because_market_listed_was_dropped_settles_when_announced
 
     with ClusterRpcProxy(nameko_config, timeout=30) as rpc:
         assert market in rpc.registry.get_catalogue()["markets"]  # listed: only its event is lost
-        seller, buyer = f"t-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
-        for user, asset, amount in ((seller, base, "10"), (buyer, quote, "1000")):
-            rpc.wallets.open_accounts(user)
-            address = rpc.wallets.deposit_address(user, asset)["address"]
-            txid = uuid.uuid4().hex * 2
-            rpc.wallets.credit_deposit(asset, address, amount,
-                                       txid if asset == base else "0x" + txid, 1000)
-        rpc.wallets.hold(seller, base, "2", f"dropped-test:{tag}:sell")
-        rpc.wallets.hold(buyer, quote, "200", f"dropped-test:{tag}:buy")
-
-        event_dispatcher(nameko_config)("matching", "trade_executed", {
-            "market": market, "seq": 1, "trade_id": f"{market}-1", "price": "100",
-            "quantity": "2", "quote_quantity": "200", "taker_side": "buy",
-            "maker_order_id": 1, "maker_user_id": seller, "taker_order_id": 2,
-            "taker_user_id": buyer, "executed_at": 1796400000000})
-
-        health = wait_for(lambda: (h := rpc.wallets.health())["parked_trades"] and h,
-                          timeout=30, what="the trade to be parked")
-        assert health["status"] == "degraded"
-        assert any(f["check"] == "trade_parked" and market in f["detail"]
-                   for f in rpc.wallets.audit())
-        assert rpc.wallets.balance(buyer, quote)["locked"] == "200.000000"
+        seller, buyer = fund_and_hold(rpc, base, quote, tag)
+        trade(nameko_config, market, seller, buyer)
+        wait_parked(rpc, market, buyer, quote)
         assert all(f.current.market(market) is None for f in followers)
 
         announced = cli(test_settings, admin_name, "announce", market)
         assert (announced["event"], announced["version"]) == ("market_listed", version)
 
-        def settled():
-            return (rpc.wallets.balance(seller, base), rpc.wallets.balance(seller, quote),
-                    rpc.wallets.balance(buyer, base), rpc.wallets.balance(buyer, quote))
-        wait_for(lambda: [(Decimal(b["available"]), Decimal(b["locked"])) for b in settled()]
-                 == [(8, 0), (Decimal("199.8"), 0), (Decimal("1.996"), 0), (800, 0)],
-                 timeout=30, what=f"the parked trade to settle ({settled()})")
-        assert rpc.wallets.health()["status"] == "ok"
-        assert rpc.wallets.audit() == []
+        wait_settled(rpc, seller, buyer, base, quote)
     delist(test_settings, market)
