@@ -671,6 +671,10 @@ def report_cost(cost: dict, requests: int, limit: int = 25) -> None:
           f"(top level), commits {commits / n:.3f} (rollbacks {rollbacks / n:.3f}) in the "
           f"namespace's database; WAL syncs {syncs / n:.3f}, WAL writes {writes / n:.3f}, "
           f"WAL records {records / n:.1f} (the whole cluster: other work's included)")
+    calls = sum(v[1] for _, v in top)
+    brackets = sum(v[1] for _, v in top if v[0].strip().upper() in ("BEGIN", "COMMIT"))
+    print(f"  top-level statements (client round trips) per request: {calls / n:.2f}, of which "
+          f"BEGIN or COMMIT {brackets / n:.2f}")
     for title, rows in (("top-level statements", top), ("nested (inside functions)", nested)):
         print(f"  {title}: calls/req  us/req  rows/req  us/call  statement")
         for (_, _), (query, calls, ms_total, rows_n) in rows[:limit]:
