@@ -1,11 +1,20 @@
 """Nameko service `matching`: hosts one engine per market (see providers.py)
 and answers admin and query RPCs. Orders reach the engines through the command
-queues, not through RPC."""
+queues, not through RPC.
+
+A market's status has one home, the registry (services/registry: operators
+halt and resume there). Its engine follows: on ``market_updated`` with a
+status change, a journaled ``halt`` (any status but ``trading``) or
+``resume`` command goes into the market's command queue, so active engine,
+standbys and replays agree (docs/matching-engine.md)."""
 from __future__ import annotations
 
 import uuid
+import zlib
 
-from services.common import grammar, rpc_replies
+from nameko.events import event_handler
+
+from services.common import catalogue, events, grammar, rpc_replies
 from services.common.deadlines import rpc
 from services.common.errors import CodedError, InvalidInput
 from services.common.metrics import ServiceMetrics
@@ -62,18 +71,35 @@ class MatchingService:
         markets = self.engines.catalogue.markets()
         return [markets[symbol].engine_config() for symbol in sorted(markets)]
 
+    @event_handler(events.MARKET_UPDATED.source, events.MARKET_UPDATED.name)
+    def follow_market_status(self, payload):
+        """The engine follows the registry's status of its market. Handled by
+        one process of the service; idempotent (the command's id is the
+        catalogue version it follows, and the engine skips a journaled id)."""
+        event = events.MARKET_UPDATED.parse(payload)
+        if "status" in (event.get("change") or {}):
+            self.follow_status(event["symbol"])
+
+    def follow_status(self, symbol: str) -> None:
+        """Send the engine of ``symbol`` ``halt`` or ``resume`` as the registry
+        says now, read under a per-market lock in the enqueuing transaction:
+        two status changes handled at once are enqueued in the registry's
+        order, never the older last."""
+        with self.db.transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)",
+                         (zlib.crc32(f"matching:status:{symbol}".encode()),))
+            current = catalogue.load(conn)
+            market = current.market(symbol)
+            if market is None or self.engines.market(symbol) is None:
+                return
+            command, verb = (Resume(), "resume") if market.tradable else (Halt(), "halt")
+            enqueue_command(conn, OUTBOX_STREAM, command_queue_name(symbol),
+                            f"registry:{current.version}:{verb}:{symbol}",
+                            {"command": command_to_dict(command)})
+
     # Admin verbs: for a person with the realm role admin, whose access token
-    # is in the call's context data (services.common.principals).
-    @rpc(expected_exceptions=CodedError)
-    def halt_market(self, market: str):
-        self.caller.admin()
-        return self._send(market, Halt(), "halt")
-
-    @rpc(expected_exceptions=CodedError)
-    def resume_market(self, market: str):
-        self.caller.admin()
-        return self._send(market, Resume(), "resume")
-
+    # is in the call's context data (services.common.principals). Halting and
+    # resuming are the registry's (the market's status), not these.
     @rpc(expected_exceptions=CodedError)
     def set_reference_price(self, market: str, price: str):
         """The price band's reference (trades move it too), e.g. when opening a market."""

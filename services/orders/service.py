@@ -134,6 +134,16 @@ class OrdersService:
             raise UnknownMarket(symbol)
         return config
 
+    def _trading_market(self, symbol) -> MarketConfig:
+        """The market's config if it takes orders; OrderRejected MARKET_HALTED
+        while the registry says it is not trading (halted, pre-trading,
+        delisted: ``config.halted``). Cancels are not refused: they go
+        through ``_market``."""
+        config = self._market(symbol)
+        if config.halted:
+            raise OrderRejected("MARKET_HALTED", f"{config.symbol} is not trading")
+        return config
+
     # -- place -------------------------------------------------------------------
     def _request_id(self) -> str | None:
         """This request's own id (the same when the broker redelivers it after
@@ -207,7 +217,7 @@ class OrdersService:
         """A validated order, or its refusal raised. ``protection``: market
         buys' protection prices already read during this call, by market."""
         user = _user(user)
-        config = self._market(market)
+        config = self._trading_market(market)
         side = _choice("side", side, ("buy", "sell"))
         if side is None:
             raise InvalidOrder("side is required", "side")
@@ -334,7 +344,7 @@ class OrdersService:
         if price is None and quantity is None:
             raise InvalidOrder("give a new price or quantity", "price")
         return self.acceptance.submit(Amend(_user(user), _int_id("order_id", order_id), price,
-                                            quantity, self._market))
+                                            quantity, self._trading_market))
 
     # -- queries -----------------------------------------------------------------
     @rpc(expected_exceptions=OrdersError)

@@ -7,6 +7,7 @@
         --maker-fee 0.001 --taker-fee 0.002 [--min-qty ...] [--max-qty ...] \\
         [--min-notional ...] [--price-band 20] [--status trading] --admin demo-admin
     python -m services.registry.cli update-market SOL-USDT --status halted --admin demo-admin
+    python -m services.registry.cli halt SOL-USDT --admin demo-admin     (resume: trading again)
     python -m services.registry.cli announce SOL-USDT --admin demo-admin
     python -m services.registry.cli show
 
@@ -69,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     update.add_argument("--taker-fee")
     _limits(update)
 
+    for verb, what in (("halt", "stop trading a market (status halted)"),
+                       ("resume", "trade a halted market again (status trading)")):
+        with_admin(commands.add_parser(verb, help=what)).add_argument("symbol")
+
     announce = with_admin(commands.add_parser(
         "announce", help="publish an asset's or market's current definition again "
                          "(a lost event); changes nothing"))
@@ -111,8 +116,9 @@ def request(args) -> tuple[str, tuple]:
         return "list_market", ({"symbol": args.symbol, "base": base, "quote": quote,
                                 "tick_size": args.tick, "lot_size": args.lot,
                                 **_market_fields(args)},)
-    if args.command == "announce":
-        return "announce", (args.symbol,)
+    if args.command in ("announce", "halt", "resume"):
+        verb = {"halt": "halt_market", "resume": "resume_market"}.get(args.command, args.command)
+        return verb, (args.symbol,)
     return "update_market", (args.symbol, _market_fields(args))
 
 

@@ -131,9 +131,12 @@ def announce(conn, actor: str, symbol) -> dict:
     event of its last change (``asset_listed``, ``market_listed`` or
     ``market_updated``) with the catalogue version of that change: the
     operator's way to re-announce an event that was lost (docs/events.md).
-    Changes nothing and journals nothing: a follower that has the version
-    already ignores it, one that missed it reloads. Each announcement is a
-    new message (its own id), so no consumer's dedup swallows it.
+    Its ``change`` is the whole definition, as a listing's is: a consumer
+    acts on every field again (matching re-sends its engine the status,
+    under an id it has journaled if it had it). Changes nothing and journals
+    nothing: a follower that has the version already ignores it, one that
+    missed it reloads. Each announcement is a new message (its own id), so
+    no consumer's dedup swallows it.
     ``{symbol, event, version, message_id}``; UnknownAsset/UnknownMarket
     when nothing is listed under ``symbol``."""
     symbol = grammar.text(symbol, "symbol", max_len=33)
@@ -150,7 +153,7 @@ def announce(conn, actor: str, symbol) -> dict:
     event = events.ALL[kind]
     message_id = f"registry:{version}:announced:{uuid.uuid4().hex}"
     enqueue_event(conn, OUTBOX_STREAM, event.source, event.name, message_id,
-                  event.build(version=version, symbol=symbol, spec=document, change={}))
+                  event.build(version=version, symbol=symbol, spec=document, change=document))
     log.info("%s announced %s again (%s, version %s)", actor, symbol, kind, version)
     return {"symbol": symbol, "event": kind, "version": version, "message_id": message_id}
 

@@ -1,8 +1,10 @@
 """Nameko service `registry`: the one owner of assets and markets.
 
 Admin verbs (an access token of a person with the realm role ``admin``):
-``list_asset``, ``list_market``, ``update_market`` (``announce`` publishes
-a current definition again: docs/events.md). Each change validates, journals
+``list_asset``, ``list_market``, ``update_market``, ``halt_market`` and
+``resume_market`` (a market's status has its one home here: orders and the
+engine follow it), ``announce`` (publishes a current definition again:
+docs/events.md). Each change validates, journals
 and announces its change (``asset_listed``, ``market_listed``,
 ``market_updated`` on ``registry.events``, through the outbox) in one
 transaction; listing the same definition again is a no-op. Reads:
@@ -74,6 +76,18 @@ class RegistryService:
         actor = actor_of(self.admin(token))
         with self.db.transaction() as conn:
             return listing.update_market(conn, actor, symbol, changes)
+
+    @rpc(expected_exceptions=CodedError)
+    def halt_market(self, token, symbol):
+        """Stop trading a market (status ``halted``): orders refuse new orders
+        and amends with ``ORDER_REJECTED``/``MARKET_HALTED``, the engine
+        follows (a journaled halt; cancels still work). The market after it."""
+        return self.update_market(token, symbol, {"status": catalogue.HALTED})
+
+    @rpc(expected_exceptions=CodedError)
+    def resume_market(self, token, symbol):
+        """Trade a halted or pre-trading market again (status ``trading``)."""
+        return self.update_market(token, symbol, {"status": catalogue.TRADING})
 
     @rpc(expected_exceptions=CodedError)
     def announce(self, token, symbol):

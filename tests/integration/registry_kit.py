@@ -46,10 +46,16 @@ def list_market(settings, spec: dict, base_asset: dict | None = None) -> dict:
     return market
 
 
-def delist(settings, symbol: str) -> None:
+def set_status(settings, symbol: str, status: str) -> None:
+    """The market's status in the registry (its one home: orders and the
+    engine follow its ``market_updated``, which a registry container relays)."""
     with psycopg.connect(settings.postgres_dsn()) as conn:
-        listing.update_market(conn, ACTOR, symbol, {"status": catalogue.DELISTED})
+        listing.update_market(conn, ACTOR, symbol, {"status": status})
     catalogue.load_from_settings(settings)
+
+
+def delist(settings, symbol: str) -> None:
+    set_status(settings, symbol, catalogue.DELISTED)
 
 
 def new_symbol(quote: str = "USDT") -> str:

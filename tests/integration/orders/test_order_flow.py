@@ -9,9 +9,11 @@ import pytest
 from services.orders.errors import (
     DuplicateClientOrderId, OrderNotOpen, OrderRejected, OrdersError,
 )
+from services.registry.service import RegistryService
 from tests.integration.orders.conftest import (
     balance, fund, wait_for, wait_settled, wait_status,
 )
+from tests.integration.registry_kit import set_status, throwaway_market
 
 FINAL = ("filled", "cancelled", "expired", "rejected")
 
@@ -117,20 +119,58 @@ def test_cancel_releases_and_amend_holds_the_difference(exchange):
         exchange.orders.cancel_order(user, order["order_id"])
 
 
-def test_a_halted_market_rejects_new_orders_but_cancels_work(exchange):
-    user = fund(exchange, {"USDT": "1000"})
-    resting = place(exchange, user, "buy", "100", "1")
-    wait_for(lambda: exchange.matching.get_depth("BTC-USDT", 5)["buy"], what="the bid to rest")
-    exchange.matching.halt_market("BTC-USDT")
-    wait_for(lambda: exchange.matching.get_depth("BTC-USDT", 1)["halted"], what="the halt")
-    late = place(exchange, user, "buy", "99", "1")
-    rejected = wait_status(exchange, user, late["order_id"], FINAL)
-    assert (rejected["status"], rejected["reason"]) == ("rejected", "MARKET_HALTED")
-    exchange.orders.cancel_order(user, resting["order_id"])
-    assert wait_status(exchange, user, resting["order_id"], FINAL)["status"] == "cancelled"
-    wait_settled(exchange, user, "USDT", "1000")
-    exchange.matching.resume_market("BTC-USDT")
-    wait_for(lambda: not exchange.matching.get_depth("BTC-USDT", 1)["halted"], what="resume")
+def test_a_market_halted_in_the_registry_refuses_orders_its_engine_follows_and_resumes(
+        exchange, container_factory, nameko_config, test_settings):
+    """The market's status has one home, the registry (a registry container
+    relays its events). Halted: orders refuse new orders and amends with
+    ORDER_REJECTED/MARKET_HALTED, the engine follows with a journaled halt,
+    a resting order can still be cancelled; resumed: orders rest again."""
+    container_factory(RegistryService, nameko_config).start()
+    with throwaway_market(test_settings) as market:
+        user = fund(exchange, {"USDT": "1000"})
+        resting = place(exchange, user, "buy", "100", "1", market=market)
+        wait_for(lambda: exchange.matching.get_depth(market, 5)["buy"], what="the bid to rest")
+
+        set_status(test_settings, market, "halted")
+        wait_for(lambda: exchange.matching.get_depth(market, 1)["halted"], timeout=30,
+                 what="the engine to follow the registry's halt")
+
+        def refused() -> bool:
+            # Until orders' copy of the catalogue has the halt, an order is
+            # accepted and the halted engine rejects it (nothing stays held).
+            try:
+                late = place(exchange, user, "buy", "99", "1", market=market)
+            except OrderRejected as exc:
+                assert exc.reason == "MARKET_HALTED", exc
+                return True
+            rejected = wait_status(exchange, user, late["order_id"], FINAL)
+            assert (rejected["status"], rejected["reason"]) == ("rejected", "MARKET_HALTED")
+            return False
+        wait_for(refused, timeout=30, what="orders to refuse orders of the halted market")
+        with pytest.raises(OrderRejected) as amend:
+            exchange.orders.amend_order(user, resting["order_id"], price="101")
+        assert amend.value.reason == "MARKET_HALTED"
+        exchange.orders.cancel_order(user, resting["order_id"])
+        assert wait_status(exchange, user, resting["order_id"], FINAL)["status"] == "cancelled"
+        wait_settled(exchange, user, "USDT", "1000")
+
+        set_status(test_settings, market, "trading")
+        wait_for(lambda: not exchange.matching.get_depth(market, 1)["halted"], timeout=30,
+                 what="the engine to follow the resume")
+        again = wait_for(lambda: _placed(exchange, user, market), timeout=30,
+                         what="orders to take orders again")
+        assert wait_status(exchange, user, again["order_id"], ("new",))["status"] == "new"
+        exchange.orders.cancel_order(user, again["order_id"])
+        assert wait_status(exchange, user, again["order_id"], FINAL)["status"] == "cancelled"
+        wait_settled(exchange, user, "USDT", "1000")
+
+
+def _placed(rpc, user, market):
+    try:
+        return place(rpc, user, "buy", "100", "1", market=market)
+    except OrderRejected as exc:
+        assert exc.reason == "MARKET_HALTED", exc
+        return None
 
 
 @pytest.mark.parametrize("kwargs, error", [

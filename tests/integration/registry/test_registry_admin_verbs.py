@@ -1,5 +1,6 @@
 """Each admin verb of the registry (list an asset, list a market, update a
-market, announce a definition again, read the journal) called without credentials, with a garbage token,
+market, halt and resume a market, announce a definition again, read the
+journal) called without credentials, with a garbage token,
 with a trader's token and with the backend's service-account token: refused
 with its code and nothing listed or journaled; with an admin's token:
 accepted (issue 11). The admin's listing, update and delisting are
@@ -17,6 +18,8 @@ VERBS = {
         token, market_spec(f"{symbol}-USDT")),
     "update_market": lambda rpc, token, symbol: rpc.update_market(
         token, "BTC-USDT", {"status": "halted"}),
+    "halt_market": lambda rpc, token, symbol: rpc.halt_market(token, "BTC-USDT"),
+    "resume_market": lambda rpc, token, symbol: rpc.resume_market(token, "BTC-USDT"),
     "announce": lambda rpc, token, symbol: rpc.announce(token, "BTC-USDT"),
     "journal": lambda rpc, token, symbol: rpc.journal(token, 5),
 }

@@ -50,11 +50,11 @@ def trade(nameko_config, market: str, seller: str, buyer: str) -> None:
 
 
 def wait_parked(rpc, market: str, buyer: str, quote: str) -> None:
-    health = wait_for(lambda: (h := rpc.wallets.health())["parked_trades"] and h,
-                      timeout=30, what="the trade to be parked")
-    assert health["status"] == "degraded"
-    assert any(f["check"] == "trade_parked" and market in f["detail"]
-               for f in rpc.wallets.audit())
+    wait_for(lambda: any(f["check"] == "trade_parked" and market in f["detail"]
+                         for f in rpc.wallets.audit()),
+             timeout=30, what="the trade to be parked (in audit)")
+    health = rpc.wallets.health()
+    assert health["status"] == "degraded" and health["parked_trades"] >= 1, health
     assert rpc.wallets.balance(buyer, quote)["locked"] == "200.000000"
 
 
