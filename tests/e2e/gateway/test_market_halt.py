@@ -1,0 +1,95 @@
+"""A market's status has one home, the registry: an operator halts it there
+and the partner REST API follows. ``/api/v3/exchangeInfo`` shows the
+symbol's status ``HALT`` (Binance's word; ``TRADING`` again after the
+resume), and ``POST /api/v3/order`` is refused with Binance's -2010
+"Market is closed." (orders' ORDER_REJECTED/MARKET_HALTED); resuming
+restores trading. On the running stack, with a market and an operator of
+the test's own (the demo markets are never halted)."""
+import uuid
+
+import pytest
+
+from services.common.identity import backend_admin
+from services.registry import errors  # noqa: F401 -- typed refusals back over RPC
+from tests.e2e.gateway import binance_testkit as kit
+from tests.integration.registry_kit import asset_spec, market_spec
+
+
+@pytest.fixture
+def operator_token(settings):
+    """A realm user with the ``admin`` role (an operator), deleted afterwards."""
+    admin = backend_admin(settings)
+    username = f"halt-ops-{uuid.uuid4().hex[:8]}"
+    user_id = admin.create_user({
+        "username": username, "email": f"{username}@example.test", "enabled": True,
+        "firstName": "Ops", "lastName": "Admin", "emailVerified": True,
+        "credentials": [{"type": "password", "value": kit.PASSWORD, "temporary": False}]})
+    admin.assign_realm_roles(user_id, [admin.get_realm_role("admin")])
+    yield kit.access_token(settings, username)
+    admin.delete_user(user_id)
+
+
+@pytest.fixture
+def own_market(settings, operator_token):
+    """A market BASE-USDT listed for this test (delisted after it)."""
+    base = f"H{uuid.uuid4().hex[:8].upper()}"
+    market = f"{base}-USDT"
+    with kit.rpc_proxy(settings) as rpc:
+        rpc.registry.list_asset(operator_token, asset_spec(base))
+        rpc.registry.list_market(operator_token, market_spec(market))
+    yield market
+    with kit.rpc_proxy(settings) as rpc:
+        rpc.registry.update_market(operator_token, market, {"status": "delisted"})
+
+
+def symbol_status(settings, binance: str):
+    response = kit.raw(settings, "GET", "/api/v3/exchangeInfo", params={"symbol": binance})
+    return response.json()["symbols"][0]["status"] if response.status_code == 200 else None
+
+
+def buy(settings, trader, binance: str):
+    return kit.raw(settings, "POST", "/api/v3/order", trader, body=True, params={
+        "symbol": binance, "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+        "price": "1.00", "quantity": "1"})
+
+
+def cancel(settings, trader, binance: str, order_id) -> None:
+    response = kit.raw(settings, "DELETE", "/api/v3/order", trader,
+                       params={"symbol": binance, "orderId": order_id})
+    assert response.status_code == 200, response.text
+
+
+def refused_as_closed(settings, trader, binance: str) -> bool:
+    """True once an order is refused as the market being closed. An order
+    that orders still accepted (its copy of the registry not yet updated)
+    is cancelled, and the next one tried."""
+    response = buy(settings, trader, binance)
+    if response.status_code == 200:
+        # The halted engine may have rejected it already: then nothing to cancel.
+        kit.raw(settings, "DELETE", "/api/v3/order", trader,
+                params={"symbol": binance, "orderId": response.json()["orderId"]})
+        return False
+    assert response.status_code == 400, response.text
+    assert response.json() == {"code": -2010, "msg": "Market is closed."}
+    return True
+
+
+def test_a_market_halted_in_the_registry_is_closed_over_rest_until_resumed(
+        settings, operator_token, own_market):
+    binance = own_market.replace("-", "")
+    trader = kit.new_trader(settings, {"USDT": "100"}, prefix="halt")
+    assert symbol_status(settings, binance) == "TRADING"
+
+    with kit.rpc_proxy(settings) as rpc:
+        assert rpc.registry.halt_market(operator_token, own_market)["status"] == "halted"
+    kit.eventually(lambda: symbol_status(settings, binance) == "HALT", timeout_s=30)
+    kit.eventually(lambda: refused_as_closed(settings, trader, binance), timeout_s=30)
+
+    with kit.rpc_proxy(settings) as rpc:
+        assert rpc.registry.resume_market(operator_token, own_market)["status"] == "trading"
+    kit.eventually(lambda: symbol_status(settings, binance) == "TRADING", timeout_s=30)
+    placed = kit.eventually(
+        lambda: (r := buy(settings, trader, binance)).status_code == 200 and r.json(),
+        timeout_s=30)
+    assert placed["status"] == "NEW"
+    cancel(settings, trader, binance, placed["orderId"])
