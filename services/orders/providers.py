@@ -204,14 +204,11 @@ class MatchingEvents(BatchConsumerProvider):
         market, user), in order id order): each still open one final, with
         what it did not spend released in this transaction."""
         # Settlement locks accounts in id order; the releases below must
-        # too, or the two deadlock.
-        conn.execute(LOCK_HOLD_ACCOUNTS, ([key[0] for key, _, _ in ends],))
+        # too, or the two deadlock. The accounts first, then the orders, in
+        # one statement (one round trip).
         wanted = {key: (status, reason) for key, status, reason in ends}
-        rows = conn.execute(
-            "SELECT o.order_id, o.market, o.user_id, o.side, o.hold_asset, o.hold_amount, "
-            "o.filled_quantity, o.filled_quote FROM orders o WHERE o.order_id = ANY(%s) "
-            "AND o.status IN ('new', 'partially_filled') ORDER BY o.order_id FOR UPDATE",
-            ([key[0] for key in wanted],)).fetchall()
+        ids = [key[0] for key in wanted]
+        rows = conn.execute(LOCK_ENDING_ORDERS, (ids, ids)).fetchall()
         finals, releases = [], []
         for order_id, market, user, side, asset, hold, filled_quantity, filled_quote in rows:
             ending = wanted.get((order_id, market, user))
@@ -234,10 +231,21 @@ class MatchingEvents(BatchConsumerProvider):
             return conn.execute("SELECT count(*) FROM unprocessed_events").fetchone()[0]
 
 
-# Through wallets' declared function: orders reads no wallets table.
-LOCK_HOLD_ACCOUNTS = """
-SELECT wallets.lock_user_accounts(array_agg(user_id), array_agg(hold_asset))
-  FROM orders WHERE order_id = ANY(%s)
+# The ending orders' hold accounts locked through wallets' declared function
+# (orders reads no wallets table), in id order as settlement does, before
+# (the InitPlan runs first) the still open ones among the orders are locked
+# and read.
+LOCK_ENDING_ORDERS = """
+WITH accounts AS MATERIALIZED (
+    SELECT wallets.lock_user_accounts(array_agg(user_id), array_agg(hold_asset))
+      FROM orders WHERE order_id = ANY(%s)
+)
+SELECT o.order_id, o.market, o.user_id, o.side, o.hold_asset, o.hold_amount,
+       o.filled_quantity, o.filled_quote
+  FROM orders o
+ WHERE o.order_id = ANY(%s) AND o.status IN ('new', 'partially_filled')
+   AND (SELECT count(*) FROM accounts) = 1
+ ORDER BY o.order_id FOR UPDATE
 """
 
 # The batch's fills (a JSON array of order_fills rows plus each order's user)
@@ -284,7 +292,7 @@ UPDATE orders o
 """
 
 # Each leftover through wallets' declared function (idempotent by ref), all
-# in one statement; the accounts are locked already (LOCK_HOLD_ACCOUNTS).
+# in one statement; the accounts are locked already (LOCK_ENDING_ORDERS).
 RELEASE_FUNDS = """
 SELECT wallets.release_funds(r.user_id, r.asset, r.amount, r.ref)
   FROM jsonb_to_recordset(%s) AS r(user_id text, asset text, amount numeric, ref text)
