@@ -32,7 +32,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from decimal import Decimal as D
@@ -43,11 +42,11 @@ from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.common.config import REPO_ROOT
 from services.wallets.ledger import FEE_REVENUE, system_owner
-from tests.integration.crash.test_kill_processes import (
-    MARKET, SERVICES, fee_totals, journal_seq, journaled, kill9, open_orders,
-    processes, recorded_trades, replay_trades, settled_trades)  # noqa: F401 (fixture)
+from tests.integration.crash.test_kill_processes import (  # noqa: F401 (processes: fixture)
+    MARKET, SERVICES, assert_conserved, fee_totals, journal_seq, journaled, kill9, processes,
+    sweep_until_nothing_locked, trades_replayed_and_settled_once, wait_services_up)
 from tests.integration.identity_kit import principal_tokens  # noqa: F401 (fixture)
-from tests.integration.orders.conftest import as_admin, balance, empty_books, fund, wait_for
+from tests.integration.orders.conftest import as_admin, empty_books, fund, wait_for
 
 SEED = int(os.environ.get("CRASH_SEED", "20261205"))
 USERS = 5
@@ -179,13 +178,7 @@ def test_batched_path_killed_mid_batch_loses_and_doubles_nothing(
         processes, nameko_config, test_settings, principal_tokens, tmp_path):  # noqa: F811
     rng = random.Random(SEED)
     with ClusterRpcProxy(nameko_config, timeout=60) as rpc:
-        def services_up():
-            try:
-                return all(rpc.orders.health() and rpc.matching.health() and
-                           rpc.wallets.health() for _ in range(3))
-            except Exception:  # noqa: BLE001 - not consuming yet
-                return False
-        wait_for(services_up, 90, "services up")
+        wait_services_up(rpc)
         with as_admin(nameko_config, principal_tokens, timeout=60) as admin:
             empty_books(admin)
         users = [fund(rpc, DEPOSITS) for _ in range(USERS)]
@@ -292,35 +285,10 @@ def test_batched_path_killed_mid_batch_loses_and_doubles_nothing(
         assert len(holds) == len(ids_all) and set(holds.values()) == {1}
         assert len(commands) == len(ids_all) and set(commands.values()) == {1}
 
-        # Sweep what rests; nothing stays locked.
-        def swept():
-            if open_orders(test_settings, everyone) == 0:
-                return True
-            with ClusterRpcProxy(nameko_config, timeout=60, context_data={
-                    "access_token": principal_tokens.person("admin")}) as admin:
-                admin.matching.cancel_market_orders(MARKET)
-            eventlet.sleep(1.0)
-            return False
-        wait_for(swept, 120, "all orders to end")
-        wait_for(lambda: all(balance(rpc, u, a)[1] == 0 for u in everyone for a in DEPOSITS),
-                 60, "nothing locked")
-
-        # The trades equal a fresh replay of the journal, each settled once.
-        mine = set(ids_all)
-        replayed = replay_trades(test_settings, journal_start)
-        recorded = recorded_trades(test_settings, first=replayed[0][0] if replayed else None)
-        ours = lambda trades: [t for t in trades if t[3] in mine or t[4] in mine]  # noqa: E731
-        assert ours(replayed) == ours(recorded)
-        assert len(ours(replayed)) > 10
-        wait_for(lambda: all(settled_trades(test_settings, first=replayed[0][0]).get(tid) == 1
-                             for tid, *_ in ours(replayed)), 60, "every trade settled")
-        settled = settled_trades(test_settings, first=replayed[0][0])
-        assert all(settled[tid] == 1 for tid, *_ in ours(replayed))
-
+        # Sweep what rests; nothing stays locked. The trades equal a fresh
+        # replay of the journal, each settled once; money audited and conserved.
+        sweep_until_nothing_locked(test_settings, nameko_config, principal_tokens, rpc,
+                                   everyone, DEPOSITS)
+        assert len(trades_replayed_and_settled_once(test_settings, journal_start, ids_all)) > 10
         assert [a for a in rpc.wallets.audit() if any(u in str(a) for u in everyone)] == []
-        # Totals conserved: what the users hold plus the fees they paid is what they got.
-        fees_after = fee_totals(test_settings)
-        for asset, deposited in DEPOSITS.items():
-            held = sum(sum(balance(rpc, u, asset)) for u in everyone)
-            fees = fees_after.get(asset, D(0)) - fees_before.get(asset, D(0))
-            assert held + fees == D(deposited) * len(everyone), asset
+        assert_conserved(test_settings, rpc, everyone, DEPOSITS, fees_before)

@@ -119,13 +119,7 @@ def test_nothing_acknowledged_is_lost_when_processes_are_killed(
         processes, nameko_config, test_settings, principal_tokens):
     rng = random.Random(SEED)
     with ClusterRpcProxy(nameko_config, timeout=60) as rpc:
-        def services_up():
-            try:
-                return all(rpc.orders.health() and rpc.matching.health() and
-                           rpc.wallets.health() for _ in range(3))
-            except Exception:  # not consuming yet: UnknownService, timeouts
-                return False
-        wait_for(services_up, 90, "services up")
+        wait_services_up(rpc)
         with as_admin(nameko_config, principal_tokens, timeout=60) as admin:
             empty_books(admin)
         deposits = {"BTC": D("50"), "USDT": D("100000")}
@@ -157,20 +151,8 @@ def test_nothing_acknowledged_is_lost_when_processes_are_killed(
         ids = [order_id for order_id, _ in acknowledged]
         wait_for(lambda: journaled(test_settings, ids) == len(set(ids)), 120,
                  "every acknowledged order to be journaled")
-        # Sweep until nothing rests: the engine answering may be a standby a few
-        # commands behind.
-        def swept():
-            if open_orders(test_settings, users) == 0:
-                return True
-            # An admin verb: the test admin's fresh token (services.common.principals).
-            with ClusterRpcProxy(nameko_config, timeout=60, context_data={
-                    "access_token": principal_tokens.person("admin")}) as admin:
-                admin.matching.cancel_market_orders(MARKET)
-            eventlet.sleep(1.0)
-            return False
-        wait_for(swept, 120, "all orders to end")
-        wait_for(lambda: all(balance(rpc, u, a)[1] == 0 for u in users for a in deposits), 60,
-                 "nothing locked")
+        sweep_until_nothing_locked(test_settings, nameko_config, principal_tokens, rpc, users,
+                                   deposits)
 
         # Every acknowledged order exists once, in a final state, its command journaled once.
         with psycopg.connect(test_settings.postgres_dsn()) as conn:
@@ -186,24 +168,7 @@ def test_nothing_acknowledged_is_lost_when_processes_are_killed(
             assert status in ("filled", "cancelled", "expired", "rejected"), (order_id, status)
             assert quantity is None or filled <= quantity
 
-        # The trades equal a fresh replay of the journal through the engine core.
-        # (Only this test's orders' trades: other tests share the market and
-        # the database, and may trade between the two reads.)
-        mine = set(ids)
-        replayed = replay_trades(test_settings, journal_start)
-        recorded = recorded_trades(test_settings, first=replayed[0][0] if replayed else None)
-        ours = lambda trades: [t for t in trades if t[3] in mine or t[4] in mine]  # noqa: E731
-        assert ours(replayed) == ours(recorded)
-        assert len(ours(replayed)) > 20
-
-        # Each of those trades settled exactly once, under its trade key (a
-        # lost or doubled settlement shows as a missing or extra key), and
-        # nothing settled that the journal does not hold.
-        settled = settled_trades(test_settings, first=replayed[0][0])
-        assert all(settled[tid] == 1 for tid, *_ in ours(replayed))
-        number = lambda tid: int(tid.rsplit("-", 1)[1])  # noqa: E731
-        assert {tid for tid in settled if number(tid) <= number(replayed[-1][0])} \
-            <= {tid for tid, *_ in replayed}
+        assert len(trades_replayed_and_settled_once(test_settings, journal_start, ids)) > 20
         # The kills met the batched path: engine batches of several commands
         # (one journal timestamp each), their events one message per batch.
         batches = engine_batch_sizes(test_settings, journal_start)
@@ -212,11 +177,70 @@ def test_nothing_acknowledged_is_lost_when_processes_are_killed(
 
         # Money: audit clean, totals conserved apart from fees moved to the fee account.
         assert rpc.wallets.audit() == []
-        fees_after = fee_totals(test_settings)
-        for asset, deposited in deposits.items():
-            held = sum(sum(balance(rpc, u, asset)) for u in users)
-            fees = fees_after.get(asset, D(0)) - fees_before.get(asset, D(0))
-            assert held + fees == deposited * USERS, asset
+        assert_conserved(test_settings, rpc, users, deposits, fees_before)
+
+
+# ---------------------------------------------------------------- shared checks
+
+def wait_services_up(rpc) -> None:
+    def services_up():
+        try:
+            return all(rpc.orders.health() and rpc.matching.health() and
+                       rpc.wallets.health() for _ in range(3))
+        except Exception:  # not consuming yet: UnknownService, timeouts
+            return False
+    wait_for(services_up, 90, "services up")
+
+
+def sweep_until_nothing_locked(settings, nameko_config, principal_tokens, rpc, users,
+                               assets) -> None:
+    """Cancel what rests until the users have no open order and nothing locked
+    (the engine answering may be a standby a few commands behind)."""
+    def swept():
+        if open_orders(settings, users) == 0:
+            return True
+        # An admin verb: the test admin's fresh token (services.common.principals).
+        with ClusterRpcProxy(nameko_config, timeout=60, context_data={
+                "access_token": principal_tokens.person("admin")}) as admin:
+            admin.matching.cancel_market_orders(MARKET)
+        eventlet.sleep(1.0)
+        return False
+    wait_for(swept, 120, "all orders to end")
+    wait_for(lambda: all(balance(rpc, u, a)[1] == 0 for u in users for a in assets), 60,
+             "nothing locked")
+
+
+def trades_replayed_and_settled_once(settings, journal_start, ids) -> list:
+    """The trades of orders ``ids`` made after ``journal_start``: asserted
+    equal to a fresh replay of the journal through the engine core (only
+    these orders' trades: other tests share the market and the database, and
+    may trade between the two reads), each settled exactly once under its
+    trade key (a lost or doubled settlement shows as a missing or extra key),
+    and nothing settled that the journal does not hold."""
+    mine = set(ids)
+    replayed = replay_trades(settings, journal_start)
+    recorded = recorded_trades(settings, first=replayed[0][0] if replayed else None)
+    ours = lambda trades: [t for t in trades if t[3] in mine or t[4] in mine]  # noqa: E731
+    assert ours(replayed) == ours(recorded)
+    if not ours(replayed):
+        return []
+    wait_for(lambda: all(settled_trades(settings, first=replayed[0][0]).get(tid)
+                         for tid, *_ in ours(replayed)), 60, "every trade settled")
+    settled = settled_trades(settings, first=replayed[0][0])
+    assert all(settled[tid] == 1 for tid, *_ in ours(replayed))
+    number = lambda tid: int(tid.rsplit("-", 1)[1])  # noqa: E731
+    assert {tid for tid in settled if number(tid) <= number(replayed[-1][0])} \
+        <= {tid for tid, *_ in replayed}
+    return ours(replayed)
+
+
+def assert_conserved(settings, rpc, users, deposits, fees_before) -> None:
+    """What ``users`` hold plus the fees paid since ``fees_before`` is what they were given."""
+    fees_after = fee_totals(settings)
+    for asset, deposited in deposits.items():
+        held = sum(sum(balance(rpc, u, asset)) for u in users)
+        fees = fees_after.get(asset, D(0)) - fees_before.get(asset, D(0))
+        assert held + fees == D(deposited) * len(users), asset
 
 
 # ---------------------------------------------------------------- queries
