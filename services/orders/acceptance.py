@@ -36,7 +36,7 @@ from psycopg.types.json import Jsonb
 from services.common.config import load_settings
 from services.common.group_commit import GroupCommit
 from services.common.outbox import COMMANDS_EXCHANGE, enqueue_many
-from services.common.postgres import make_pool, refusal_of, retry_transient
+from services.common.postgres import make_pool, retry_transient
 from services.matching.models import AmendOrder, CancelOrder, InvalidValue, command_to_dict
 from services.matching.providers import command_queue_name
 from services.matching.wire import command_batch_message
@@ -53,7 +53,10 @@ OUTBOX_STREAM = "orders"
 MAX_BATCH = 200
 LINGER_S = 0.002
 
-HOLD_MORE = "SELECT wallets.hold_funds(%s, %s, %s, %s)"
+# An amend's extra hold: wallets' set-based movement with one element (its
+# refusal comes back as a row).
+HOLD_MORE = ("SELECT m.refusal_code, m.refusal "
+             "FROM wallets.move_funds_batch(%s, %s, %s, %s, %s) m")
 PLACE_ORDERS = ("SELECT t.item, t.outcome, t.refusal_code, t.refusal, "
                 + ", ".join(f"(t.placed).{column}" for column in ORDER_COLUMNS)
                 + " FROM place_orders_tx(%s) t")
@@ -93,8 +96,8 @@ def invalid_value_field(exc: InvalidValue) -> str:
 
 def refusal_error(code: str, message: str) -> OrdersError:
     """A refusal decided in the database (the user is blocked, the client
-    order id is taken, or wallets refused the hold: its code and text,
-    services.common.postgres.refusal_of) as the typed error."""
+    order id is taken, or wallets refused the hold: its code and text) as
+    the typed error."""
     if code == DuplicateClientOrderId.code:
         return DuplicateClientOrderId(message)
     return OrderRejected(code, message)
@@ -269,14 +272,11 @@ class Acceptance(DependencyProvider):
             order["side"], hold, cap_price, cap_quantity, new_price, new_quantity)
         amends += 1
         if extra > 0:
-            try:
-                conn.execute(HOLD_MORE, (amend.user, order["hold_asset"], extra,
-                                         f"order:{amend.order_id}:amend:{amends}"))
-            except psycopg.Error as exc:
-                refusal = refusal_of(exc)
-                if refusal is None:
-                    raise
-                raise refusal_error(*refusal) from None
+            code, message = conn.execute(HOLD_MORE, (
+                ["hold"], [amend.user], [order["hold_asset"]], [extra],
+                [f"order:{amend.order_id}:amend:{amends}"])).fetchone()
+            if code is not None:
+                raise refusal_error(code, message)
         conn.execute("UPDATE orders SET hold_amount = hold_amount + %s, cap_price = %s, "
                      "cap_quantity = %s, amends = %s, updated_at = now() WHERE order_id = %s",
                      (extra, cap_price, cap_quantity, amends, amend.order_id))

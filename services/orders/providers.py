@@ -87,7 +87,8 @@ class MatchingEvents(BatchConsumerProvider):
     """Applies the engines' events to orders, in publish order, one process at
     a time (quorum queue, single active consumer): fills, state changes, and
     the release of what an order did not spend, in the transaction that
-    records its end (wallets.release_funds, idempotent by ref).
+    records its end (wallets.move_funds_batch: every release of a delivery
+    in one call, idempotent by ref).
 
     A batch that fails is applied again message by message; a message that
     still fails on its own (a malformed event, an order that spent more than
@@ -156,7 +157,7 @@ class MatchingEvents(BatchConsumerProvider):
         """One transaction, a few statements per batch whatever its size:
         the fills (one INSERT ... SELECT and one UPDATE), the amends (rare,
         one each), the orders that ended (one locking SELECT, one UPDATE,
-        one statement for every release)."""
+        one call for every release)."""
         fills, updates = [], []
         for routing_key, _message_id, body in batch:
             if routing_key == "trade_executed":
@@ -218,13 +219,18 @@ class MatchingEvents(BatchConsumerProvider):
             finals.append({"order_id": order_id, "status": ending[0], "reason": ending[1],
                            "released_amount": str(amount)})
             if amount > 0:
-                releases.append({"user_id": user, "asset": asset, "amount": str(amount),
-                                 "ref": f"order:{order_id}:final"})
+                releases.append((user, asset, amount, f"order:{order_id}:final"))
         # Ends already final (a redelivery) found no open row: nothing again.
         if finals:
             conn.execute(FINISH_ORDERS, (Jsonb(finals),))
         if releases:
-            conn.execute(RELEASE_FUNDS, (Jsonb(releases),))
+            owners, assets, amounts, refs = (list(column) for column in zip(*releases))
+            refused = conn.execute(RELEASE_FUNDS, (["release"] * len(releases), owners, assets,
+                                                   amounts, refs)).fetchall()
+            if refused:
+                # Wallets refused a release (an order that spent more than it
+                # held): the whole batch fails, and handle() parks the event.
+                raise ReleaseRefused("; ".join(f"{code}: {text}" for code, text in refused))
 
     def parked(self) -> int:
         with self.pool.connection() as conn:
@@ -291,12 +297,16 @@ UPDATE orders o
  WHERE o.order_id = f.order_id
 """
 
-# Each leftover through wallets' declared function (idempotent by ref), all
-# in one statement; the accounts are locked already (LOCK_ENDING_ORDERS).
-RELEASE_FUNDS = """
-SELECT wallets.release_funds(r.user_id, r.asset, r.amount, r.ref)
-  FROM jsonb_to_recordset(%s) AS r(user_id text, asset text, amount numeric, ref text)
-"""
+# Every leftover in one call of wallets' declared set-based movement
+# (idempotent by ref; one journal statement, one balances_changed): the
+# refusals, if any. The accounts are locked already (LOCK_ENDING_ORDERS).
+RELEASE_FUNDS = ("SELECT r.refusal_code, r.refusal "
+                 "FROM wallets.move_funds_batch(%s, %s, %s, %s, %s) r "
+                 "WHERE r.refusal_code IS NOT NULL")
+
+
+class ReleaseRefused(Exception):
+    """Wallets refused the release of what an ended order did not spend."""
 
 
 def user_lock(conn, user: str, shared: bool) -> None:

@@ -2,10 +2,10 @@
 release: locked -> available) and adjustments against fee revenue.
 
 A hold or release has one implementation, the SQL function
-``wallets.move_funds`` (functions/move_funds.sql), which orders' acceptance
-calls inside its own transaction too; the RPCs reach it through
-``wallets.move_funds_each``, one statement per batch under group commit
-(services.common.group_commit), each request refused on its own."""
+``wallets.move_funds_batch`` (functions/move_funds_batch.sql), which orders
+calls inside its own transactions too; the RPCs reach it one statement per
+batch under group commit (services.common.group_commit), each request
+answered or refused on its own as if it ran alone, in queue order."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -29,8 +29,8 @@ from services.wallets.ledger import (
 )
 from services.wallets.store import LedgerStore, iso, retry_on_conflict
 
-MOVE_FUNDS_EACH = ("SELECT item, transaction_id, created_at, details, refusal_code, refusal "
-                   "FROM wallets.move_funds_each(%s, %s, %s, %s, %s)")
+MOVE_FUNDS_BATCH = ("SELECT item, transaction_id, created_at, details, refusal_code, refusal "
+                    "FROM wallets.move_funds_batch(%s, %s, %s, %s, %s)")
 
 
 class Movements(LedgerStore):
@@ -57,7 +57,7 @@ class Movements(LedgerStore):
 
     def _move_batch(self, requests: list) -> list:
         """Outcomes (results or typed errors) of many holds / releases, in one
-        statement (``wallets.move_funds_each``): amounts go as exact whole
+        statement (``wallets.move_funds_batch``): amounts go as exact whole
         units, refusals come back coded."""
         columns = ([kind for kind, *_ in requests], [user for _, user, *_ in requests],
                    [asset.code for _, _, asset, _, _ in requests],
@@ -66,7 +66,7 @@ class Movements(LedgerStore):
 
         def run():
             with self._connection() as conn:
-                return conn.execute(MOVE_FUNDS_EACH, columns).fetchall()
+                return conn.execute(MOVE_FUNDS_BATCH, columns).fetchall()
 
         outcomes: list = [None] * len(requests)
         for item, transaction_id, created_at, details, code, message in retry_transient(run):

@@ -1,4 +1,4 @@
--- requires: wallets/hold_funds
+-- requires: wallets/move_funds_batch
 -- requires: wallets/lock_user_accounts
 -- requires: orders/place_orders_client_order_id
 -- place_orders_tx: a batch of orders accepted in the caller's transaction
@@ -18,15 +18,19 @@
 --   refused  -- `refusal_code` is the refusal's error code (USER_FROZEN,
 --               USER_CLOSED, DUPLICATE_CLIENT_ORDER_ID, or wallets' refusal
 --               of the hold: INSUFFICIENT_FUNDS ...), `refusal` its text;
---               nothing of it is written or held.
+--               nothing of it is written or held. Orders of one user in one
+--               batch are held in batch order, each as if alone after the
+--               ones before it: a later one that does not fit is refused.
 --
 -- Locks, in the order every writer of these rows takes them: the users'
 -- shared locks (against a freeze, providers.user_lock) in user order, then
 -- the accounts to hold from in id order (wallets.lock_user_accounts, as
--- settlement and the events consumer), then the order rows. Each hold runs in its own subtransaction so
--- that wallets refuses an order with its own code and message without
--- undoing the others; the orders are inserted by one statement before the
--- holds (a concurrent duplicate holds nothing) and a refused one is deleted.
+-- settlement and the events consumer), then the order rows. The orders are
+-- inserted by one statement before the holds (a concurrent duplicate holds
+-- nothing); the holds of every inserted order are ONE call of wallets'
+-- set-based movement (wallets.move_funds_batch: one journal statement, one
+-- balances_changed row, no subtransaction), which refuses each order on its
+-- own with wallets' code and message; a refused order is deleted.
 CREATE OR REPLACE FUNCTION place_orders_tx(p_orders jsonb)
 RETURNS TABLE (item bigint, outcome text, refusal_code text, refusal text, placed orders)
 LANGUAGE plpgsql AS $$
@@ -37,9 +41,18 @@ DECLARE
     v_keys text[] := '{}';
     v_candidates jsonb := '[]';
     v_items bigint[] := '{}';
+    v_ids bigint[] := '{}';
     v_inserted orders[];
+    v_held orders[];
+    v_held_at int[];
+    v_owners text[];
+    v_assets text[];
+    v_amounts numeric[];
+    v_refs text[];
+    v_codes text[];
+    v_texts text[];
+    v_next int := 1;
     v_refused bigint[] := '{}';
-    v_row orders;
     v_position int;
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(hashtextextended('user:' || u.user_id, 7))
@@ -79,8 +92,9 @@ BEGIN
                 CONTINUE;
             END IF;
         END IF;
+        v_ids := v_ids || nextval('order_ids');
         v_candidates := v_candidates || jsonb_build_array(
-            v_entry.body || jsonb_build_object('order_id', nextval('order_ids')));
+            v_entry.body || jsonb_build_object('order_id', v_ids[cardinality(v_ids)]));
         v_items := v_items || v_entry.n;
     END LOOP;
 
@@ -100,30 +114,42 @@ BEGIN
     )
     SELECT coalesce(array_agg(inserted), '{}') INTO v_inserted FROM inserted;
 
+    -- The inserted orders in batch order, and their holds in one call.
+    SELECT array_agg(o ORDER BY c.position), array_agg(c.position ORDER BY c.position),
+           array_agg(o.user_id ORDER BY c.position), array_agg(o.hold_asset ORDER BY c.position),
+           array_agg(o.hold_amount ORDER BY c.position),
+           array_agg('order:' || o.order_id ORDER BY c.position)
+      INTO v_held, v_held_at, v_owners, v_assets, v_amounts, v_refs
+      FROM unnest(v_ids) WITH ORDINALITY AS c (order_id, position)
+      JOIN unnest(v_inserted) AS o ON o.order_id = c.order_id;
+    SELECT array_agg(h.refusal_code ORDER BY h.item), array_agg(h.refusal ORDER BY h.item)
+      INTO v_codes, v_texts
+      FROM wallets.move_funds_batch(array_fill('hold'::text, ARRAY[coalesce(cardinality(v_refs), 0)]),
+                                    v_owners, v_assets, v_amounts, v_refs) h;
+
     FOR v_position IN 1 .. coalesce(array_length(v_items, 1), 0) LOOP
         item := v_items[v_position];
-        v_order := jsonb_populate_record(NULL::orders, v_candidates -> (v_position - 1));
-        SELECT * INTO v_row FROM unnest(v_inserted) i WHERE i.order_id = v_order.order_id;
-        IF NOT FOUND THEN
+        IF v_held_at[v_next] IS DISTINCT FROM v_position THEN
             -- Another transaction took the client order id meanwhile.
+            v_order := jsonb_populate_record(NULL::orders, v_candidates -> (v_position - 1));
             RETURN QUERY SELECT item, t.outcome, t.refusal_code, t.refusal, t.placed
                            FROM place_orders_client_order_id(v_order) t;
             CONTINUE;
         END IF;
-        BEGIN
-            PERFORM wallets.hold_funds(v_row.user_id, v_row.hold_asset, v_row.hold_amount,
-                                       'order:' || v_row.order_id);
+        IF v_codes[v_next] IS NULL THEN
             outcome := 'placed';
             refusal_code := NULL;
             refusal := NULL;
-            placed := v_row;
-        EXCEPTION WHEN SQLSTATE 'EX001' THEN
-            -- Wallets' coded refusal (docs/errors.md); only this hold is undone.
+            placed := v_held[v_next];
+        ELSE
+            -- Wallets' coded refusal (docs/errors.md): this order alone.
             outcome := 'refused';
-            GET STACKED DIAGNOSTICS refusal_code = PG_EXCEPTION_HINT, refusal = MESSAGE_TEXT;
+            refusal_code := v_codes[v_next];
+            refusal := v_texts[v_next];
             placed := NULL;
-            v_refused := v_refused || v_row.order_id;
-        END;
+            v_refused := v_refused || (v_held[v_next]).order_id;
+        END IF;
+        v_next := v_next + 1;
         RETURN NEXT;
     END LOOP;
 

@@ -1,8 +1,10 @@
 -- requires: wallets/move_funds
--- available -> locked of one user account, inside the caller's transaction.
+-- available -> locked of one user account, inside the caller's transaction
+-- (wallets.move_funds: the batch of one, its refusal raised). Batches go
+-- through wallets.move_funds_batch.
 CREATE OR REPLACE FUNCTION wallets.hold_funds(p_owner text, p_asset text, p_amount numeric, p_ref text)
 RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ SELECT wallets.move_funds('hold', p_owner, p_asset, p_amount, p_ref) $$;
--- SECURITY DEFINER: orders calls it inside its own transaction with no right
--- on wallets' tables.
+-- SECURITY DEFINER: orders may call it inside its own transaction with no
+-- right on wallets' tables.
 REVOKE ALL ON FUNCTION wallets.hold_funds(text, text, numeric, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION wallets.hold_funds(text, text, numeric, text) TO orders, wallets;
