@@ -4,29 +4,15 @@ symbol's status ``HALT`` (Binance's word; ``TRADING`` again after the
 resume), and ``POST /api/v3/order`` is refused with Binance's -2010
 "Market is closed." (orders' ORDER_REJECTED/MARKET_HALTED); resuming
 restores trading. On the running stack, with a market and an operator of
-the test's own (the demo markets are never halted)."""
+the test's own (the demo markets are never halted; ``operator_token``:
+tests/e2e/conftest.py)."""
 import uuid
 
 import pytest
 
-from services.common.identity import backend_admin
 from services.registry import errors  # noqa: F401 -- typed refusals back over RPC
 from tests.e2e.gateway import binance_testkit as kit
 from tests.integration.registry_kit import asset_spec, market_spec
-
-
-@pytest.fixture
-def operator_token(settings):
-    """A realm user with the ``admin`` role (an operator), deleted afterwards."""
-    admin = backend_admin(settings)
-    username = f"halt-ops-{uuid.uuid4().hex[:8]}"
-    user_id = admin.create_user({
-        "username": username, "email": f"{username}@example.test", "enabled": True,
-        "firstName": "Ops", "lastName": "Admin", "emailVerified": True,
-        "credentials": [{"type": "password", "value": kit.PASSWORD, "temporary": False}]})
-    admin.assign_realm_roles(user_id, [admin.get_realm_role("admin")])
-    yield kit.access_token(settings, username)
-    admin.delete_user(user_id)
 
 
 @pytest.fixture

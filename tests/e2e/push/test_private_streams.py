@@ -209,21 +209,6 @@ def test_refreshed_token_keeps_the_connection(settings, short_lived_client):
         listener.close()
 
 
-@pytest.fixture
-def operator_token(settings):
-    """A realm user with the ``admin`` role (an operator), deleted afterwards."""
-    from services.common.identity import backend_admin
-    admin = backend_admin(settings)
-    username = f"push-ops-{uuid.uuid4().hex[:8]}"
-    user_id = admin.create_user({
-        "username": username, "email": f"{username}@example.test", "enabled": True,
-        "firstName": "Ops", "lastName": "Admin", "emailVerified": True,
-        "credentials": [{"type": "password", "value": kit.PASSWORD, "temporary": False}]})
-    admin.assign_realm_roles(user_id, [admin.get_realm_role("admin")])
-    yield kit.access_token(settings, username)
-    admin.delete_user(user_id)
-
-
 def test_a_frozen_user_is_disconnected_and_refused(settings, operator_token):
     trader = kit.new_trader(settings)
     token = kit.access_token(settings, trader.username)
