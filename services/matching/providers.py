@@ -6,10 +6,11 @@ exactly one process at a time (the active engine); the others are hot
 standbys that keep their engine current by replaying the journal, and the
 broker hands the queue to one of them when the active one's connection dies.
 
-Per batch of commands, in ONE PostgreSQL transaction: catch up with the
-journal, skip commands already journaled (redelivery after a crash), apply
-the rest to the engine, append them to the journal and their events to the
-outbox. Only after the commit are the messages acknowledged. So:
+Per batch of commands: one read catches up with the journal and finds the
+commands already journaled (redelivery after a crash, skipped); the rest are
+applied to the engine; then ONE statement -- its own transaction -- appends
+them to the journal and their events to the outbox. Only after its commit
+are the messages acknowledged. So:
 
 * a crash before the commit loses nothing: the messages are redelivered and
   the next engine rebuilds its state from the journal;
@@ -23,6 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from contextlib import contextmanager
 
 import eventlet
 from nameko.extensions import DependencyProvider
@@ -122,12 +124,18 @@ class MarketHost:
         if self.engine is None:
             self.rebuild()
             return
+        # One read, autocommitted: a standby polls every IDLE_POLL, and a
+        # transaction around the read cost a BEGIN and a COMMIT round trip.
+        with self._autocommit() as conn:
+            self._replay(conn, self.engine)
+
+    @contextmanager
+    def _autocommit(self):
+        """A pooled connection whose statements each commit on their own."""
         with self.pool.connection() as conn:
-            # One read, autocommitted: a standby polls every IDLE_POLL, and a
-            # transaction around the read cost a BEGIN and a COMMIT round trip.
             conn.autocommit = True
             try:
-                self._replay(conn, self.engine)
+                yield conn
             finally:
                 if not conn.closed:
                     conn.autocommit = False
@@ -141,7 +149,13 @@ class MarketHost:
             self.rebuild()
         engine, market = self.engine, self.market
         try:
-            with self.pool.connection() as conn, conn.transaction():
+            # Two statements, each its own transaction: no BEGIN and COMMIT
+            # round trips. A transaction around them would add nothing: under
+            # READ COMMITTED the write never saw the read's snapshot, and what
+            # fences a second writer is the journal's keys, (market, seq) and
+            # (market, command_id), checked by the one write statement, whose
+            # commit (synchronous, fsync) comes before the messages' ack.
+            with self._autocommit() as conn:
                 # One read: the journal entries not applied yet, and which of
                 # the batch's commands are journaled already (the same snapshot).
                 rows = conn.execute(CATCH_UP, (market, engine.seq, market,
