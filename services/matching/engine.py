@@ -78,6 +78,17 @@ TOO_MANY_OPEN_ORDERS = Reason.TOO_MANY_OPEN_ORDERS
 FOK_NOT_FILLABLE = Reason.FOK_NOT_FILLABLE
 UNKNOWN_ORDER = Reason.UNKNOWN_ORDER
 
+def _side_index(side) -> Optional[int]:
+    """0 for a buy, 1 for a sell, None for anything else (comparisons, not a
+    dict lookup: a malformed side may be unhashable). The fast path in
+    ``_hot_paths`` inlines it."""
+    if side == "buy":
+        return 0
+    if side == "sell":
+        return 1
+    return None
+
+
 # Stands in for "no limit" (max quantity, max open orders) in fast-path guards;
 # a value beyond it only sends the command down the slow path.
 _HUGE = 1 << 64
@@ -413,11 +424,8 @@ class MatchingEngine:
         oid, uid, side, otype, price, qty, quote, tif, post_only, stp = cmd
         if otype != "limit" or self._halted:
             return self._place_other(seq, cmd)
-        if side == "buy":
-            s = 0
-        elif side == "sell":
-            s = 1
-        else:
+        s = _side_index(side)
+        if s is None:
             return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_SIDE)]
         if tif is None or tif == "GTC":
             rests = True
@@ -502,17 +510,13 @@ class MatchingEngine:
             ev.append((BOOK_LEVEL_CHANGED, seq, side, price, total))
         return ev
 
-
     def _place_other(self, seq: int, cmd: PlaceOrder) -> list:
         """Halted market, market orders and unknown order types."""
         oid, uid, side, otype, price, qty, quote, tif, post_only, stp = cmd
         if self.halted:
             return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.MARKET_HALTED)]
-        if side == "buy":
-            s = 0
-        elif side == "sell":
-            s = 1
-        else:
+        s = _side_index(side)
+        if s is None:
             return [(COMMAND_REJECTED, seq, PLACE, oid, uid, Reason.INVALID_SIDE)]
         if otype == MARKET:
             return self._place_market(seq, oid, uid, s, side, price, qty, quote, tif, post_only, stp)
