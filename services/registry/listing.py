@@ -52,21 +52,29 @@ def _journal(conn, actor: str, kind: str, symbol: str, spec: dict, change: dict)
     return version
 
 
+def _list(conn, actor: str, kind: str, found, listed, exists: type, insert: str,
+          columns: tuple) -> tuple[dict, bool]:
+    """List ``listed`` unless ``found`` (the same one already listed: a no-op,
+    ``listed`` False; another definition: ``exists``). ``insert`` takes
+    ``columns`` then the definition and its version."""
+    if found is not None:
+        if found != listed:
+            raise exists(message=f"{listed.symbol} is listed with another definition")
+        return found.to_dict(), False
+    document = listed.to_dict()
+    version = _journal(conn, actor, kind, listed.symbol, document, document)
+    conn.execute(insert, (*columns, Jsonb(document), version))
+    return document, True
+
+
 def list_asset(conn, actor: str, spec) -> tuple[dict, bool]:
     """``(asset, listed)``: ``listed`` False when the same asset was listed
     already (idempotent); AssetExists when it differs."""
     asset = AssetInfo.from_dict(spec)
     current = _locked_catalogue(conn)
-    existing = current.asset(asset.symbol)
-    if existing is not None:
-        if existing != asset:
-            raise AssetExists(message=f"{asset.symbol} is listed with another definition")
-        return existing.to_dict(), False
-    document = asset.to_dict()
-    version = _journal(conn, actor, catalogue.ASSET_LISTED, asset.symbol, document, document)
-    conn.execute("INSERT INTO registry.assets (symbol, scale, spec, version) "
-                 "VALUES (%s, %s, %s, %s)", (asset.symbol, asset.scale, Jsonb(document), version))
-    return document, True
+    return _list(conn, actor, catalogue.ASSET_LISTED, current.asset(asset.symbol), asset,
+                 AssetExists, "INSERT INTO registry.assets (symbol, scale, spec, version) "
+                 "VALUES (%s, %s, %s, %s)", (asset.symbol, asset.scale))
 
 
 def _check_engine(market: MarketInfo) -> None:
@@ -82,18 +90,10 @@ def list_market(conn, actor: str, spec) -> tuple[dict, bool]:
     current = _locked_catalogue(conn)
     current.with_market(market)
     _check_engine(market)
-    existing = current.market(market.symbol)
-    if existing is not None:
-        if existing != market:
-            raise MarketExists(message=f"{market.symbol} is listed with another definition")
-        return existing.to_dict(), False
-    document = market.to_dict()
-    version = _journal(conn, actor, catalogue.MARKET_LISTED, market.symbol, document, document)
-    conn.execute("INSERT INTO registry.markets (symbol, base, quote, status, spec, version) "
-                 "VALUES (%s, %s, %s, %s, %s, %s)",
-                 (market.symbol, market.base, market.quote, market.status, Jsonb(document),
-                  version))
-    return document, True
+    return _list(conn, actor, catalogue.MARKET_LISTED, current.market(market.symbol), market,
+                 MarketExists, "INSERT INTO registry.markets (symbol, base, quote, status, spec, "
+                 "version) VALUES (%s, %s, %s, %s, %s, %s)",
+                 (market.symbol, market.base, market.quote, market.status))
 
 
 def update_market(conn, actor: str, symbol, changes) -> dict:
