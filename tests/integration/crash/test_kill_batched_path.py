@@ -185,7 +185,7 @@ def test_batched_path_killed_mid_batch_loses_and_doubles_nothing(
         lone, pinned = fund(rpc, DEPOSITS), fund(rpc, DEPOSITS)
         everyone = users + [lone, pinned]
         journal_start = journal_seq(test_settings)
-        fees_before = fee_totals(test_settings)
+        fees_before = fee_totals(test_settings, DEPOSITS)
 
         acknowledged, refusals, stop = [], [], []
         clients = [eventlet.spawn(batch_client, nameko_config, random.Random(SEED + n), users,
