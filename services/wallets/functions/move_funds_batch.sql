@@ -46,13 +46,17 @@ CREATE OR REPLACE FUNCTION wallets.move_funds_batch(p_kinds text[], p_owners tex
                                                     p_amounts numeric[], p_refs text[])
 RETURNS TABLE (item int, transaction_id bigint, created_at timestamptz, details jsonb,
                refusal_code text, refusal text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Its statements take arrays whose length a custom plan would re-plan for on
+-- every call (milliseconds each); the generic plans are the same lookups by
+-- unique index whatever the batch.
+SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_count int := coalesce(cardinality(p_kinds), 0);
     -- Per element: its refusal (code, text), the stored transaction it
-    -- replays, its account (id, and position in v_available / v_locked),
-    -- its amount in minor units and as written, the position of its key
-    -- among the batch's keys, whether it is written by this call.
+    -- replays, its account (id, and the first element of the batch on it),
+    -- its amount in minor units and as written, the first element of the
+    -- batch with its key, whether it is written by this call.
     v_code text[];
     v_text text[];
     v_stored bigint[];
@@ -62,10 +66,11 @@ DECLARE
     v_amount text[];
     v_key int[];
     v_taken boolean[];
-    -- Per account: its balances as the elements decided so far leave them.
+    -- At the first element of each account: the account's balances as the
+    -- elements decided so far leave them.
     v_available numeric[];
     v_locked numeric[];
-    -- Per key: the element of this batch that wrote it.
+    -- At the first element of each key: the element of this batch that wrote it.
     v_taker int[];
     v_taking int;
     v_hold boolean;
@@ -119,7 +124,7 @@ BEGIN
                                 AND a.kind = 'user' LIMIT 1) a ON true
           LEFT JOIN LATERAL (SELECT t.id, t.details FROM wallets.transactions t
                               WHERE c.invalid IS NULL AND t.idempotency_key = c.key LIMIT 1) t ON true
-    ), decided AS MATERIALIZED (
+    ), decided AS (
         SELECT l.*,
                CASE WHEN l.invalid IS NOT NULL THEN l.invalid
                     WHEN l.account_id IS NULL THEN
@@ -135,8 +140,10 @@ BEGIN
                               OR l.stored->>'amount' IS DISTINCT FROM l.amount_text)
                         THEN 'IDEMPOTENCY_CONFLICT'
                END AS code,
-               dense_rank() OVER (ORDER BY l.account_id) AS slot,
-               dense_rank() OVER (ORDER BY l.key) AS key_slot
+               -- the first element of its account, of its key: where the loop
+               -- keeps the account's balances, the key's taker
+               min(l.n) OVER (PARTITION BY l.account_id) AS slot,
+               min(l.n) OVER (PARTITION BY l.key) AS key_slot
           FROM located l
     )
     SELECT array_agg(d.code ORDER BY d.n),
@@ -162,12 +169,8 @@ BEGIN
            array_agg(d.minor ORDER BY d.n),
            array_agg(d.amount_text ORDER BY d.n),
            array_agg(d.key_slot ORDER BY d.n),
-           (SELECT array_agg(b.available ORDER BY b.slot)
-              FROM (SELECT DISTINCT x.slot, x.available FROM decided x
-                     WHERE x.account_id IS NOT NULL) b),
-           (SELECT array_agg(b.locked ORDER BY b.slot)
-              FROM (SELECT DISTINCT x.slot, x.locked FROM decided x
-                     WHERE x.account_id IS NOT NULL) b)
+           array_agg(d.available ORDER BY d.n),
+           array_agg(d.locked ORDER BY d.n)
       INTO v_code, v_text, v_stored, v_account, v_slot, v_minor, v_amount, v_key,
            v_available, v_locked
       FROM decided d;
