@@ -3,7 +3,7 @@
 place_order / place_orders: validate (grid, types) -> hand the order to the
 process's group commit (acceptance.py): in ONE database transaction per batch
 of concurrent requests, write the orders, hold their funds through wallets'
-in-database contract (`wallets.hold_funds`, idempotent by ref `order:<id>`)
+in-database contract (`wallets.move_funds_batch`, idempotent by ref `order:<id>`)
 and put their engine commands in the outbox -> answer each caller with its
 order. "Accepted" means: durably recorded with its funds held and its command
 committed for the engine; all three commit together or not at all, so no

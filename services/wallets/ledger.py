@@ -152,7 +152,7 @@ class WorkingBalances:
 
 
 # ---------------------------------------------------------------- adjust
-# (holds and releases: the SQL function wallets.move_funds, movements.py)
+# (holds and releases: the SQL function wallets.move_funds_batch, movements.py)
 
 
 def adjustment_entry(account: Account, fee_account: Account, amount: int, ref: str,
