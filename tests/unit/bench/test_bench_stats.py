@@ -80,3 +80,25 @@ def test_cpu_delta_counts_a_restarted_process_from_its_start():
     assert delta[KERNEL] == 0.5
     assert delta[MACHINE] == 4.0
     assert delta[REST] == 1.5
+
+
+def test_cost_map_counts_growth_per_channel_and_groups_reply_queues():
+    from bench.order_path_bench import _queue_family, cost_delta
+    assert _queue_family("rpc.reply-standalone_rpc_proxy-78c2e4ba-19a5-4cd5-b60b-07a474383e28") \
+        == "rpc.reply-standalone_rpc_proxy-*"
+    assert _queue_family("rpc-orders") == "rpc-orders"
+    before = {"statements": {(1, True): ("SELECT 1", 10, 5.0, 10)},
+              "commits": (100, 1), "wal": (7, 8, 900),
+              "rabbit": {("published", "q", "<0.1.0>", "q", "m"): 40.0,
+                         ("published", "q", "<0.2.0>", "q", "m"): 9.0}}
+    after = {"statements": {(1, True): ("SELECT 1", 14, 6.5, 14),
+                            (2, False): ("INSERT ...", 3, 1.0, 3)},
+             "commits": (110, 1), "wal": (9, 9, 950),
+             # channel 2 closed in between (its count lost), channel 3 opened (from zero)
+             "rabbit": {("published", "q", "<0.1.0>", "q", "m"): 45.0,
+                        ("published", "q", "<0.3.0>", "q", "m"): 2.0}}
+    cost = cost_delta(before, after)
+    assert cost["statements"] == {(1, True): ("SELECT 1", 4, 1.5, 4),
+                                  (2, False): ("INSERT ...", 3, 1.0, 3)}
+    assert cost["queues"] == {("published", "q"): 7.0}
+    assert cost["commits"] == [10, 0] and cost["wal"] == [2, 1, 50]
