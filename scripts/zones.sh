@@ -19,8 +19,9 @@
 #
 # `drill` is what `make test EXCHANGE_ZONES_TEST=1` runs after the suite:
 # the zone-loss drill of the zone holding the PostgreSQL leader, under order
-# load, and nothing else of tests/integration/zones (see the test's docstring
-# and docs/operations.md for what is left out and how to run the rest by hand).
+# load, and a kill -9 of the active engine's matching process; nothing else of
+# tests/integration/zones (see the test's docstring and docs/operations.md for
+# what is left out and how to run the rest by hand). .ci/run turns it on.
 #
 # ZONE is a, b, c or zone-a, zone-b, zone-c. Needs root (ip netns).
 set -uo pipefail
@@ -200,6 +201,7 @@ drill() {
     deploy
     EXCHANGE_ZONES_DEPLOYED=1 PYTHONPATH=$PWD timeout 2400 .venv/bin/python -m pytest -q -p no:cacheprovider \
         "tests/integration/zones/test_zone_loss_trading.py::test_losing_the_postgresql_leaders_zone_keeps_trading" \
+        "tests/integration/zones/test_zone_loss_trading.py::test_a_process_killed_hard_is_restarted_and_clients_only_retry[service-matching]" \
         -s || rc=$?
     say "zone drill: deploy and drill took $((SECONDS - started)) s (pytest exit $rc)"
     return $rc
