@@ -1,0 +1,44 @@
+"""A market's status has one home, the registry, and the engine follows it
+through ``market_updated``; a lost status event is replayed with
+``announce``, which re-sends the engine the registry's status."""
+import psycopg
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from services.matching.service import MatchingService
+from services.registry import listing
+from services.registry.service import RegistryService
+from tests.integration.orders.conftest import wait_for
+from tests.integration.registry_kit import set_status, throwaway_market
+
+
+def halt_dropping_its_event(settings, market: str) -> None:
+    """Status ``halted`` in the registry, its ``market_updated`` deleted from
+    the outbox inside the change's transaction (never published)."""
+    with psycopg.connect(settings.postgres_dsn()) as conn:
+        listing.update_market(conn, "test:dropped-event", market, {"status": "halted"})
+        version = conn.execute("SELECT version FROM registry.markets WHERE symbol = %s",
+                               (market,)).fetchone()[0]
+        dropped = conn.execute("DELETE FROM outbox WHERE stream = %s AND message_id = %s",
+                               (listing.OUTBOX_STREAM, f"registry:{version}")).rowcount
+    assert dropped == 1
+
+
+def test_the_engine_follows_the_registrys_status_and_announce_replays_a_lost_halt(
+        container_factory, nameko_config, test_settings, admin_token):
+    for cls in (RegistryService, MatchingService):
+        container_factory(cls, nameko_config).start()
+    with throwaway_market(test_settings) as market, \
+            ClusterRpcProxy(nameko_config, timeout=30) as rpc:
+        def halted():
+            return rpc.matching.get_depth(market, 1)["halted"]
+        assert halted() is False
+
+        halt_dropping_its_event(test_settings, market)
+        announced = rpc.registry.announce(admin_token, market)
+        assert announced["event"] == "market_updated"
+        wait_for(halted, timeout=30, what="the engine to follow the announced halt")
+
+        set_status(test_settings, market, "trading")
+        wait_for(lambda: halted() is False, timeout=30, what="the engine to follow the resume")
+        set_status(test_settings, market, "pre_trading")
+        wait_for(halted, timeout=30, what="a pre-trading market's engine to stop")
