@@ -8,7 +8,8 @@ STACK := PYTHONPATH=$(CURDIR) $(PY) -m stack
 EXCHANGE_COMPOSE_TEST ?= 1
 # EXCHANGE_ZONES_TEST=1 adds the three-zones drill after the suite:
 # `scripts/zones.sh drill` deploys the zones, cuts the PostgreSQL leader's
-# zone under order load and removes the zones (25 minutes or more here).
+# zone under order load, kills the active engine's matching process and
+# removes the zones (about 20 minutes; .ci/run turns it on).
 EXCHANGE_ZONES_TEST ?= 0
 
 bootstrap:
