@@ -54,6 +54,21 @@ def set_status(settings, symbol: str, status: str) -> None:
     catalogue.load_from_settings(settings)
 
 
+def dropping_its_event(settings, symbol: str, change) -> int:
+    """Run ``change(conn)`` (a listing or update of the market ``symbol``,
+    through services.registry.listing) and delete the event it put in the
+    outbox inside the same transaction: no relay can ever publish it (an
+    event lost between the registry's commit and the broker). The version."""
+    with psycopg.connect(settings.postgres_dsn()) as conn:
+        change(conn)
+        version = conn.execute("SELECT version FROM registry.markets WHERE symbol = %s",
+                               (symbol,)).fetchone()[0]
+        dropped = conn.execute("DELETE FROM outbox WHERE stream = %s AND message_id = %s",
+                               (listing.OUTBOX_STREAM, f"registry:{version}")).rowcount
+    assert dropped == 1, f"the change of {symbol} had its event in the outbox"
+    return version
+
+
 def delist(settings, symbol: str) -> None:
     set_status(settings, symbol, catalogue.DELISTED)
 

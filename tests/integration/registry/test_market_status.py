@@ -1,26 +1,14 @@
 """A market's status has one home, the registry, and the engine follows it
 through ``market_updated``; a lost status event is replayed with
 ``announce``, which re-sends the engine the registry's status."""
-import psycopg
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.matching.service import MatchingService
 from services.registry import listing
 from services.registry.service import RegistryService
 from tests.integration.orders.conftest import wait_for
-from tests.integration.registry_kit import set_status, throwaway_market
-
-
-def halt_dropping_its_event(settings, market: str) -> None:
-    """Status ``halted`` in the registry, its ``market_updated`` deleted from
-    the outbox inside the change's transaction (never published)."""
-    with psycopg.connect(settings.postgres_dsn()) as conn:
-        listing.update_market(conn, "test:dropped-event", market, {"status": "halted"})
-        version = conn.execute("SELECT version FROM registry.markets WHERE symbol = %s",
-                               (market,)).fetchone()[0]
-        dropped = conn.execute("DELETE FROM outbox WHERE stream = %s AND message_id = %s",
-                               (listing.OUTBOX_STREAM, f"registry:{version}")).rowcount
-    assert dropped == 1
+from tests.integration.registry_kit import (ACTOR, dropping_its_event, set_status,
+                                            throwaway_market)
 
 
 def test_the_engine_follows_the_registrys_status_and_announce_replays_a_lost_halt(
@@ -33,7 +21,8 @@ def test_the_engine_follows_the_registrys_status_and_announce_replays_a_lost_hal
             return rpc.matching.get_depth(market, 1)["halted"]
         assert halted() is False
 
-        halt_dropping_its_event(test_settings, market)
+        dropping_its_event(test_settings, market, lambda conn: listing.update_market(
+            conn, ACTOR, market, {"status": "halted"}))
         announced = rpc.registry.announce(admin_token, market)
         assert announced["event"] == "market_updated"
         wait_for(halted, timeout=30, what="the engine to follow the announced halt")

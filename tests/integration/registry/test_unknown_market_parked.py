@@ -11,18 +11,30 @@ which drops the event on purpose and replays it with the registry's
 import uuid
 from decimal import Decimal
 
-import psycopg
+from kombu import Connection
 from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.common import catalogue
+from services.common.outbox import command_queue
 from services.registry import listing
 from services.registry.service import RegistryService
 from services.wallets.service import WalletsService
+from services.wallets.settlement import TradeSettlement
 from tests.integration.orders.conftest import wait_for
 from tests.integration.registry.test_list_new_market import cli
-from tests.integration.registry_kit import (asset_spec, delist, list_asset, list_market,
-                                            market_spec)
+from tests.integration.registry_kit import (ACTOR, asset_spec, delist, dropping_its_event,
+                                            list_asset, list_market, market_spec)
+
+
+def new_assets(settings, prefix: str) -> tuple[str, str, str, str]:
+    """Two assets listed for the test: ``(tag, base, quote, market)``, the
+    market ``base-quote`` not listed."""
+    tag = uuid.uuid4().hex[:6].upper()
+    base, quote = f"{prefix[0]}{tag}", f"{prefix[1]}{tag}"
+    list_asset(settings, asset_spec(base, scale=8))
+    list_asset(settings, asset_spec(quote, scale=6, chain="ethereum"))
+    return tag, base, quote, f"{base}-{quote}"
 
 
 def fund_and_hold(rpc, base: str, quote: str, tag: str) -> tuple[str, str]:
@@ -40,9 +52,10 @@ def fund_and_hold(rpc, base: str, quote: str, tag: str) -> tuple[str, str]:
     return seller, buyer
 
 
-def trade(nameko_config, market: str, seller: str, buyer: str) -> None:
-    """The engine's trade of those holds, as matching publishes it."""
-    event_dispatcher(nameko_config)("matching", "trade_executed", {
+def trade(nameko_config, market: str, seller: str, buyer: str, source: str = "matching") -> None:
+    """The engine's trade of those holds, as matching publishes it (on the
+    exchange ``<source>.events``)."""
+    event_dispatcher(nameko_config)(source, "trade_executed", {
         "market": market, "seq": 1, "trade_id": f"{market}-1", "price": "100",
         "quantity": "2", "quote_quantity": "200", "taker_side": "buy",
         "maker_order_id": 1, "maker_user_id": seller, "taker_order_id": 2,
@@ -75,11 +88,7 @@ def test_a_trade_of_an_unlisted_market_is_parked_then_settled_when_it_is_listed(
         container_factory, nameko_config, test_settings):
     for cls in (RegistryService, WalletsService):
         container_factory(cls, nameko_config).start()
-    tag = uuid.uuid4().hex[:6].upper()
-    base, quote = f"P{tag}", f"R{tag}"
-    market = f"{base}-{quote}"
-    list_asset(test_settings, asset_spec(base, scale=8))
-    list_asset(test_settings, asset_spec(quote, scale=6, chain="ethereum"))
+    tag, base, quote, market = new_assets(test_settings, "PR")
 
     with ClusterRpcProxy(nameko_config, timeout=30) as rpc:
         seller, buyer = fund_and_hold(rpc, base, quote, tag)
@@ -91,18 +100,8 @@ def test_a_trade_of_an_unlisted_market_is_parked_then_settled_when_it_is_listed(
 
 
 def list_market_dropping_its_event(settings, market: str) -> int:
-    """List ``market`` in the registry, but delete its ``market_listed`` from
-    the outbox inside the listing's transaction: no relay can ever publish it
-    (an event lost between the registry's commit and the broker). Its version."""
-    with psycopg.connect(settings.postgres_dsn()) as conn:
-        listing.list_market(conn, "test:dropped-event", market_spec(market, tick="0.01",
-                                                                   lot="0.0001"))
-        version = conn.execute("SELECT version FROM registry.markets WHERE symbol = %s",
-                               (market,)).fetchone()[0]
-        dropped = conn.execute("DELETE FROM outbox WHERE stream = %s AND message_id = %s",
-                               (listing.OUTBOX_STREAM, f"registry:{version}")).rowcount
-    assert dropped == 1, "the listing's market_listed was in the outbox"
-    return version
+    return dropping_its_event(settings, market, lambda conn: listing.list_market(
+        conn, ACTOR, market_spec(market, tick="0.01", lot="0.0001")))
 
 
 def test_a_dropped_market_listed_strands_no_trade_while_the_registry_can_be_read(
@@ -113,11 +112,7 @@ def test_a_dropped_market_listed_strands_no_trade_while_the_registry_can_be_read
     follower's version check every CHECK_EVERY s settles it). No replay."""
     for cls in (RegistryService, WalletsService):
         container_factory(cls, nameko_config).start()
-    tag = uuid.uuid4().hex[:6].upper()
-    base, quote = f"F{tag}", f"G{tag}"
-    market = f"{base}-{quote}"
-    list_asset(test_settings, asset_spec(base, scale=8))
-    list_asset(test_settings, asset_spec(quote, scale=6, chain="ethereum"))
+    tag, base, quote, market = new_assets(test_settings, "FG")
     list_market_dropping_its_event(test_settings, market)
     with ClusterRpcProxy(nameko_config, timeout=30) as rpc:
         seller, buyer = fund_and_hold(rpc, base, quote, tag)
@@ -151,19 +146,26 @@ def test_a_trade_parked_because_market_listed_was_dropped_settles_when_announced
     way to learn of the market. The trade is parked, health degraded and
     audit() reports it; the operator's ``announce`` (CLI) publishes the
     market's definition again and the trade settles; nothing stays held.
-    Without ``announce`` (before it existed) the trade stays parked."""
-    monkeypatch.setattr(catalogue.CatalogueFollower, "MISS_INTERVAL", 1e9)
+    Without ``announce`` (before it existed) the trade stays parked.
+
+    The trade goes to this test's wallets only (a settlement queue and a
+    trades exchange of its own): another wallets on the shared test vhost,
+    its fallbacks on, would settle it at once. Any other registry event
+    meanwhile is a third way to heal (a follower reloads when the version
+    moved, whatever the event): the test wants a test vhost where no other
+    registry change happens in its seconds, as under `make test`."""
+    monkeypatch.setattr(catalogue.CatalogueFollower, "_refresh_on_miss", lambda follower: None)
     monkeypatch.setattr(catalogue.CatalogueFollower, "CHECK_EVERY", 1e9)
     container_factory(RegistryService, nameko_config).start()
-    wallets = container_factory(WalletsService, nameko_config)
+    tag, base, quote, market = new_assets(test_settings, "DE")
+    source = f"matching_t{tag.lower()}"
+    settlement = type("TradeSettlement", (TradeSettlement,), {
+        "queue": f"wallets.settlement.dropped-{tag}", "exchange": f"{source}.events"})
+    wallets = container_factory(type("WalletsService", (WalletsService,),
+                                     {"settlement": settlement()}), nameko_config)
     wallets.start()
     followers = _followers(wallets)
     assert followers, "wallets follows the registry"
-    tag = uuid.uuid4().hex[:6].upper()
-    base, quote = f"D{tag}", f"E{tag}"
-    market = f"{base}-{quote}"
-    list_asset(test_settings, asset_spec(base, scale=8))
-    list_asset(test_settings, asset_spec(quote, scale=6, chain="ethereum"))
     assets_version = catalogue.current().version  # list_asset loaded it in this process
     # The assets' events reach wallets (relayed by the registry container).
     wait_for(lambda: all(f.current.version >= assets_version for f in followers), timeout=30,
@@ -174,7 +176,7 @@ def test_a_trade_parked_because_market_listed_was_dropped_settles_when_announced
     with ClusterRpcProxy(nameko_config, timeout=30) as rpc:
         assert market in rpc.registry.get_catalogue()["markets"]  # listed: only its event is lost
         seller, buyer = fund_and_hold(rpc, base, quote, tag)
-        trade(nameko_config, market, seller, buyer)
+        trade(nameko_config, market, seller, buyer, source)
         wait_parked(rpc, market, buyer, quote)
         assert all(f.current.market(market) is None for f in followers)
 
@@ -183,3 +185,5 @@ def test_a_trade_parked_because_market_listed_was_dropped_settles_when_announced
 
         wait_settled(rpc, seller, buyer, base, quote)
     delist(test_settings, market)
+    with Connection(nameko_config["AMQP_URI"]) as amqp:
+        command_queue(settlement.queue)(amqp.default_channel).delete()
