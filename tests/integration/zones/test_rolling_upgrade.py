@@ -31,6 +31,9 @@ def ours(zone: str) -> dict[str, int | None]:
             if name == "gateway" or name.startswith("service-")}
 
 
+# The play restarts and waits for 21 processes one zone at a time: 4-5 min a
+# zone at load 40-60 (session 7), over pytest.ini's 600 s per test.
+@pytest.mark.timeout(2400)
 def test_a_rolling_upgrade_refuses_no_order():
     assert kit.wait_for(deployment_healthy, READY_TIMEOUT_S, 5), "deployment not healthy"
     traders = kit.new_trader({"USDT": "10000000"}), kit.new_trader({"BTC": "1000"})
