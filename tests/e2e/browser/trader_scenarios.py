@@ -45,7 +45,9 @@ class Trader:
         page.fill("#username", self.who.username)
         page.fill("#password", self.who.password)
         page.click("#kc-login")
-        page.wait_for_function("document.querySelector('#who').textContent.length > 0",
+        # Null-safe: until Keycloak's redirect lands back on the client, the
+        # page has no #who (a predicate that throws ends the wait at once).
+        page.wait_for_function("(document.querySelector('#who')?.textContent || '').length > 0",
                                timeout=WAIT_MS)
         assert page.text_content("#who") == self.who.username
         page.wait_for_function("document.querySelector('#connection').textContent === 'live'",

@@ -29,8 +29,11 @@ def own_market(settings, operator_token):
 
 
 def symbol_status(settings, binance: str):
+    """The symbol's status in exchangeInfo; None while the gateway does not
+    list it yet (its catalogue follows the registry's events)."""
     response = kit.raw(settings, "GET", "/api/v3/exchangeInfo", params={"symbol": binance})
-    return response.json()["symbols"][0]["status"] if response.status_code == 200 else None
+    symbols = response.json().get("symbols") if response.status_code == 200 else None
+    return symbols[0]["status"] if symbols else None
 
 
 def buy(settings, trader, binance: str):
@@ -64,7 +67,8 @@ def test_a_market_halted_in_the_registry_is_closed_over_rest_until_resumed(
         settings, operator_token, own_market):
     binance = own_market.replace("-", "")
     trader = kit.new_trader(settings, {"USDT": "100"}, prefix="halt")
-    assert symbol_status(settings, binance) == "TRADING"
+    # A just-listed market reaches the gateway with the registry's event.
+    kit.eventually(lambda: symbol_status(settings, binance) == "TRADING", timeout_s=30)
 
     with kit.rpc_proxy(settings) as rpc:
         assert rpc.registry.halt_market(operator_token, own_market)["status"] == "halted"

@@ -3,6 +3,7 @@ through ``market_updated``; a lost status event is replayed with
 ``announce``, which re-sends the engine the registry's status."""
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from services.common.errors import UnknownMarket
 from services.matching.service import MatchingService
 from services.registry import listing
 from services.registry.service import RegistryService
@@ -19,7 +20,14 @@ def test_the_engine_follows_the_registrys_status_and_announce_replays_a_lost_hal
             ClusterRpcProxy(nameko_config, timeout=30) as rpc:
         def halted():
             return rpc.matching.get_depth(market, 1)["halted"]
-        assert halted() is False
+
+        def known_and_trading():
+            # The just-listed market reaches the engine with the registry's event.
+            try:
+                return halted() is False
+            except UnknownMarket:
+                return False
+        wait_for(known_and_trading, timeout=30, what="the engine to know the new market")
 
         dropping_its_event(test_settings, market, lambda conn: listing.update_market(
             conn, ACTOR, market, {"status": "halted"}))
