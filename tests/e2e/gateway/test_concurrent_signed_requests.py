@@ -5,25 +5,20 @@ smaller than the requests in flight answered pymemcache's "Too many objects"
 as HTTP 500 (-1000) to 64 concurrent callers (found by bench/order_path_bench.py).
 The callers send from their own loopback address so the per-IP weight they
 spend is theirs alone."""
-import random
-
 import eventlet
-import requests
-from requests_toolbelt.adapters.source import SourceAddressAdapter
 
 import binance_testkit as kit
+from tests.e2e.loopback import own_address, session_from
 
 CALLERS = 96
 
 
 def test_concurrent_signed_reads_are_all_served(settings):
     trader = kit.new_trader(settings, prefix="gw-conc")
-    source = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
+    source = own_address()
 
     def account(_):
-        session = requests.Session()
-        session.mount("http://", SourceAddressAdapter((source, 0)))
-        response = session.get(f"{settings.gateway_url}/api/v3/account?"
+        response = session_from(source).get(f"{settings.gateway_url}/api/v3/account?"
                                f"{kit.signed(trader, {})}",
                                headers={"X-MBX-APIKEY": trader.api_key}, timeout=60)
         return response.status_code, response.text[:200]

@@ -5,32 +5,19 @@ The flooding client sends from its own loopback address (127.a.b.c, random
 per run) so its counters and its ban are its own: the limits are per client
 IP, and every other test sends from 127.0.0.1. ``GET /depth?limit=5000``
 weighs 250, so the default 6,000 per minute is spent in 24 requests."""
-import random
-
 import ccxt
 import pytest
-import requests
-from requests_toolbelt.adapters.source import SourceAddressAdapter
 
 import binance_testkit as kit
+from tests.e2e.loopback import own_address, session_from
 
 HEAVY = "/api/v3/depth?symbol=BTCUSDT&limit=5000"
 MAX_REQUESTS = 120
 
 
-def session_from(address: str) -> requests.Session:
-    session = requests.Session()
-    session.mount("http://", SourceAddressAdapter((address, 0)))
-    return session
-
-
-def loopback() -> str:
-    return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
-
-
 def test_flood_gets_429_then_418_while_others_are_served(settings):
     url = settings.gateway_url
-    flooder, bystander = session_from(loopback()), session_from(loopback())
+    flooder, bystander = session_from(own_address()), session_from(own_address())
     used, statuses = [], []
     refused = ccxt_refusals = None
     for _ in range(MAX_REQUESTS):

@@ -8,28 +8,20 @@ minutes. The pool now drops all of them at the first failure.
 The test fills the pool with idle connections (many requests at once from a
 loopback address of its own), restarts Memcached, then waits, bounded, for
 the weight header to count again."""
-import random
 import time
 
 import eventlet
-import requests
-from requests_toolbelt.adapters.source import SourceAddressAdapter
 
+from tests.e2e.loopback import own_address, session_from
 from tests.e2e.memcached_kit import kill_memcached, start_memcached
 
 CONCURRENT = 48
 RECOVERY_BOUND_S = 30   # the pause after a failure is 5 s; dead connections are 48
 
 
-def session_from(address: str) -> requests.Session:
-    session = requests.Session()
-    session.mount("http://", SourceAddressAdapter((address, 0)))
-    return session
-
-
 def test_counters_come_back_after_memcached_restarts(settings):
     url = f"{settings.gateway_url}/api/v3/ping"
-    source = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
+    source = own_address()
     statuses = list(eventlet.GreenPool(CONCURRENT).imap(
         lambda _: session_from(source).get(url, timeout=30).status_code, range(CONCURRENT)))
     assert set(statuses) == {200}
