@@ -40,6 +40,9 @@ auth.events.addUserLoaded((user) => {
 auth.events.addAccessTokenExpired(() => showWho());
 
 $("#sign-in").addEventListener("click", () => auth.signinRedirect());
+// Enabled only now: the button is in the page before this module has read the
+// sign-in configuration, and a click before that did nothing (seen in CI).
+$("#sign-in").disabled = false;
 $("#sign-out").addEventListener("click", () => auth.signoutRedirect({ id_token_hint: state.user?.id_token }));
 
 function showWho() {

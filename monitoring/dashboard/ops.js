@@ -14,6 +14,7 @@ const REFRESH_MS = 15000;
 const { auth, signedInUser } = await signIn("/ops");
 
 $("#sign-in").addEventListener("click", () => auth.signinRedirect());
+$("#sign-in").disabled = false;   // disabled in the page until this handler exists
 $("#sign-out").addEventListener("click", () => auth.signoutRedirect());
 
 function status(text, problem = false) {

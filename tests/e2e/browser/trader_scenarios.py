@@ -38,7 +38,20 @@ class Trader:
 
     def sign_in(self):
         page = self.page
-        page.goto(self.url + "/")
+        # The page reads its sign-in configuration before it can sign in; a
+        # click before that did nothing (a CI failure). Hold that read: the
+        # button must be disabled meanwhile, then usable once it is answered.
+        held = []
+        page.route("**/app/config.json", lambda route: held.append(route))
+        page.goto(self.url + "/", wait_until="commit")
+        for _ in range(200):
+            if held:
+                break
+            page.wait_for_timeout(100)
+        assert held, "the page never asked for its sign-in configuration"
+        assert page.is_disabled("#sign-in"), "Sign in is clickable before it can work"
+        held[0].continue_()
+        page.unroute("**/app/config.json")
         page.click("#sign-in")
         page.wait_for_selector("#username", timeout=WAIT_MS)  # Keycloak's login page
         self.shot("01-keycloak-login")
