@@ -11,10 +11,20 @@ it a quorum queue; the three-zones inventory turns it on. The local stack
 keeps ``classic``: a queue's type cannot change once declared (RabbitMQ
 refuses a redeclaration with other arguments), and a single node gains
 nothing from a replicated queue.
+
+The same holds for the durable queue of a service-pool event handler
+(``evt-<source>-<event>--<service>.<method>``): ``replicated_event_handler``
+declares it with the same type. A classic one lives on the node that first
+declared it; while that node's zone was cut (zones drill of 2026-12-05) every
+process of matching failed to declare ``evt-registry-market_updated--
+matching.follow_market_status`` once a second, and since Nameko consumes all
+of a service's queues on one connection, matching's RPC (its ``health``
+included) stopped in every zone for as long as the cut lasted.
 """
 from __future__ import annotations
 
 from kombu import Queue
+from nameko.events import EventHandler
 from nameko.rpc import RPC_QUEUE_TEMPLATE, RpcConsumer, get_rpc_exchange
 
 QUEUE_TYPE_CONFIG_KEY = "RPC_QUEUE_TYPE"
@@ -46,3 +56,20 @@ class RequestQueueConsumer(RpcConsumer):
             self.queue = request_queue(self.container.service_name, self.container.config)
             self.queue_consumer.register_provider(self)
             self._registered = True
+
+
+class ReplicatedEventHandler(EventHandler):
+    """Nameko's event handler, its durable queue of the configured type
+    (module docstring). Exclusive and auto-delete queues (broadcast handlers,
+    handlers without reliable delivery) stay as Nameko declares them: they
+    belong to one connection and go with it, and a quorum queue can be
+    neither."""
+
+    def setup(self):
+        super().setup()
+        if self.queue.durable and not self.queue.auto_delete and not self.queue.exclusive:
+            self.queue.queue_arguments = {**(self.queue.queue_arguments or {}),
+                                          **request_queue_arguments(self.container.config)}
+
+
+replicated_event_handler = ReplicatedEventHandler.decorator

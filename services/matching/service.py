@@ -12,8 +12,6 @@ from __future__ import annotations
 import uuid
 import zlib
 
-from nameko.events import event_handler
-
 from services.common import catalogue, events, grammar, rpc_replies
 from services.common.deadlines import rpc
 from services.common.errors import CodedError, InvalidInput
@@ -21,6 +19,7 @@ from services.common.metrics import ServiceMetrics
 from services.common.outbox import OutboxRelay, enqueue_command
 from services.common.postgres import PostgresPool
 from services.common.principals import AdminPrincipal
+from services.common.queues import replicated_event_handler
 
 from .compiled import require_current_engine
 from .errors import InvalidMarket, UnknownMarket
@@ -71,7 +70,7 @@ class MatchingService:
         markets = self.engines.catalogue.markets()
         return [markets[symbol].engine_config() for symbol in sorted(markets)]
 
-    @event_handler(events.MARKET_UPDATED.source, events.MARKET_UPDATED.name)
+    @replicated_event_handler(events.MARKET_UPDATED.source, events.MARKET_UPDATED.name)
     def follow_market_status(self, payload):
         """The engine follows the registry's status of its market. Handled by
         one process of the service; idempotent (the command's id is the
