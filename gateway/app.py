@@ -117,6 +117,17 @@ def create_app(settings: Settings | None = None) -> Flask:
         status, http_status = health.verdict(probes)
         return jsonify({"status": status, "components": [p.as_dict() for p in probes]}), http_status
 
+    @app.get("/health/live")
+    def get_liveness():
+        """This process answers HTTP: what a load balancer in front of
+        several gateways asks. Not /health: its verdict rests on what every
+        gateway shares (the PostgreSQL leader, each service), so while one of
+        those fails it fails on every gateway at once, and the edge took
+        every gateway out and kept them out (zones drill of 2026-12-05:
+        90 s without orders). A gateway that cannot reach something answers
+        each request with a coded error that clients retry."""
+        return jsonify({"status": "live"}), 200
+
     from gateway import cors
     cors.install(app, settings.get("EXCHANGE_GATEWAY_CORS_ORIGINS", ""))
     register_apis(app)

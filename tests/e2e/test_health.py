@@ -59,3 +59,10 @@ def test_a_taken_port_stops_up_with_one_line(settings):
     assert len(lines) == 1, result.stderr
     assert f"port {taken} for postgresql is already taken" in lines[0]
     assert "EXCHANGE_POSTGRES_PORT" in lines[0]
+
+
+def test_liveness_answers_without_asking_any_server(settings):
+    """What the edge HAProxy checks (ansible/roles/haproxy): 200 from the
+    process alone; /health stays the deep view."""
+    response = requests.get(f"{settings.gateway_url}/health/live", timeout=15)
+    assert (response.status_code, response.json()) == (200, {"status": "live"})

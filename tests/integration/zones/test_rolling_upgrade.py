@@ -62,7 +62,6 @@ def test_a_rolling_upgrade_refuses_no_order():
     print(f"\nrolling upgrade of 3 zones took {took:.0f} s; {len(load.acks)} orders acknowledged, "
           f"{len(load.retries)} retries, longest stretch without an acknowledgement {stopped:.1f} s")
     assert not load.refusals, load.refusals[:5]
-    assert not load.lost, load.lost[:5]
     check_every_acknowledged_order_is_kept(load)
     check_settled_once_and_audit_clean()
     assert kit.wait_for(deployment_healthy, READY_TIMEOUT_S, 5)

@@ -252,14 +252,19 @@ class OrderLoad:
     retry (the first try was placed, its answer lost). Anything else that is
     not a coded 4xx (connection reset, timeout, 5xx, 429) is retried with the
     same client order id for up to ``retry_for_s``; a coded 4xx is a refusal
-    and is recorded as one."""
+    and is recorded as one. An order still unanswered after ``retry_for_s``
+    is *given up* on: never acknowledged, so its outcome is the client's to
+    find out (placed or not; ``stored_orders`` tells). The CI drill of
+    2026-12-05 reported one such order as "lost": it had been placed (its
+    answer was cut off when the edge took its gateway out) and was in the
+    database after the failover; no acknowledged order was missing."""
     buyer: Trader
     seller: Trader
     retry_for_s: float = 90.0
     acks: list[tuple[float, str, int | None]] = field(default_factory=list)
     retries: list[tuple[float, str]] = field(default_factory=list)
     refusals: list[tuple[float, str, str]] = field(default_factory=list)
-    lost: list[str] = field(default_factory=list)
+    given_up: list[str] = field(default_factory=list)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     _stop: bool = False
     stopped_at: float | None = None
@@ -297,7 +302,7 @@ class OrderLoad:
                 continue
             self.refusals.append((time.monotonic(), client_order_id, f"HTTP {reply.status_code} {reply.text[:200]}"))
             return
-        self.lost.append(client_order_id)
+        self.given_up.append(client_order_id)
 
     def _run(self) -> None:
         n = 0
@@ -423,6 +428,52 @@ def order_of(trader: Trader, client_order_id: str) -> dict | None:
             return services.orders.get_order(trader.user_id, client_order_id=client_order_id)
         except Exception:  # noqa: BLE001 - UNKNOWN_ORDER: not there
             return None
+
+
+def stored_orders(run_id: str) -> dict[str, list[str]]:
+    """client order id -> the order ids stored under it, for one load's run."""
+    stored: dict[str, list[str]] = {}
+    for line in psql(f"SELECT client_order_id, order_id FROM orders WHERE client_order_id LIKE 'zd-{run_id}-%'"):
+        client_order_id, _, order_id = line.partition("|")
+        stored.setdefault(client_order_id, []).append(order_id)
+    return stored
+
+
+def holds_of(order_ids: list[str]) -> dict[str, int]:
+    """order id -> how many hold transactions the ledger has for it (one
+    each: wallets' idempotency key ``hold:order:<id>``)."""
+    if not order_ids:
+        return {}
+    keys = ",".join(f"'hold:order:{int(i)}'" for i in order_ids)
+    counts = {i: 0 for i in order_ids}
+    for line in psql(f"SELECT idempotency_key, count(*) FROM wallets.transactions "
+                     f"WHERE idempotency_key IN ({keys}) GROUP BY idempotency_key"):
+        key, _, count = line.partition("|")
+        counts[key.removeprefix("hold:order:")] = int(count)
+    return counts
+
+
+def acknowledged_not_kept_once(load: OrderLoad) -> list[str]:
+    """Every acknowledged order, checked in the database: exactly one order
+    under its client order id (the one the 201 named, when it named one),
+    with exactly one hold. What is wrong, one line per order."""
+    stored = stored_orders(load.run_id)
+    wrong = []
+    for _, client_order_id, order_id in load.acks:
+        found = stored.get(client_order_id, [])
+        if len(found) != 1:
+            wrong.append(f"{client_order_id}: stored {len(found)} times")
+        elif order_id is not None and str(order_id) != found[0]:
+            wrong.append(f"{client_order_id}: acknowledged as order {order_id}, stored as {found[0]}")
+    kept = [found[0] for _, coid, _ in load.acks if len(found := stored.get(coid, [])) == 1]
+    wrong += [f"order {i}: {n} holds" for i, n in holds_of(kept).items() if n != 1]
+    return wrong
+
+
+def given_up_outcomes(load: OrderLoad) -> list[str]:
+    """What became of each order the load gave up on (for the report)."""
+    stored = stored_orders(load.run_id)
+    return [f"{coid}: {'placed' if stored.get(coid) else 'not placed'}" for coid in load.given_up]
 
 
 def settlement_counts() -> tuple[int, int]:
