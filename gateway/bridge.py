@@ -46,6 +46,7 @@ Rooms (see gateway/sockets.py for the subscriptions): ``depth:<market>``,
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -125,16 +126,18 @@ class Bridge:
     """Consumes the events and emits them. ``emit(event, data, room)``: through
     the message queue for the private bridge, to this process's connections
     for the market bridge; ``rpc()`` is a context manager lending a Nameko
-    proxy."""
+    proxy; ``corked()`` a context manager around each push of a batch (the
+    fan-out's one write per connection for its frames, gateway/push_fanout.py)."""
 
     def __init__(self, amqp_uri: str, channel: str, emit, rpc, clock=now_ms,
-                 streams: str = "all"):
+                 streams: str = "all", corked=contextlib.nullcontext):
         if streams not in STREAMS:
             raise ValueError(f"streams must be one of {STREAMS}")
         self.amqp_uri = amqp_uri
         self.channel = channel
         self.emit = emit
         self.rpc = rpc
+        self.corked = corked
         self.clock = clock
         self.market_streams = streams in ("all", "market")
         self.private_streams = streams in ("all", "private")
@@ -304,14 +307,16 @@ class Bridge:
         trades, self.pending_trades = self.pending_trades, {}
         depth_trace, self.depth_trace = self.depth_trace, {}
         trade_trace, self.trade_trace = self.trade_trace, {}
-        # Trades first: the one of the two that a trader waits for.
-        for market, batch in trades.items():
-            self.emit("trades", {"market": market, "trades": batch,
-                                 "trace": {**trade_trace.get(market, {}),
-                                           "pushed": self.clock()}},
-                      f"trades:{market}")
-        for market, diff in depth.items():
-            self._emit_depth(diff, depth_trace.get(market, {}))
+        # Trades first: the one of the two that a trader waits for. Corked:
+        # a connection subscribed to both gets them in one write.
+        with self.corked():
+            for market, batch in trades.items():
+                self.emit("trades", {"market": market, "trades": batch,
+                                     "trace": {**trade_trace.get(market, {}),
+                                               "pushed": self.clock()}},
+                          f"trades:{market}")
+            for market, diff in depth.items():
+                self._emit_depth(diff, depth_trace.get(market, {}))
 
     def _push_depth(self, market: str) -> None:
         """One market's pending diff, now."""

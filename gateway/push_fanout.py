@@ -19,6 +19,15 @@ a websocket with nothing waiting to be written to it:
   queue is the bounded one (gateway/sockets.py drops a connection whose
   queue is full).
 
+Inside ``corked()`` (the market bridge's push of a batch: a market's trades
+frame and its depth diff, which most connections both subscribe to) the
+frames for such a connection are gathered and written with one ``send`` per
+connection at the block's end: one system call for the gateway and one read
+for the client instead of one per frame, and the loopback's TCP work per
+segment once. A connection that becomes unable to take a direct write
+inside the block has what was gathered for it written first, so its frames
+keep their order.
+
 Frames are never interleaved: the websocket's send lock is held for every
 write, Engine.IO's writer takes it too, and a green thread switch can only
 happen while a writer holds it.
@@ -32,6 +41,7 @@ from __future__ import annotations
 import _socket
 import socket
 import struct
+from contextlib import contextmanager
 
 import eventlet
 from engineio.async_drivers.eventlet import WebSocketWSGI
@@ -70,8 +80,11 @@ class Fanout:
         self.websockets: dict[str, tuple] = {}
         self._last_packet = None
         self._last_frame = b""
+        # Inside corked(): session id -> (Engine.IO socket, websocket, OS
+        # socket, the frames gathered, their packets).
+        self._gathered: dict[str, tuple] | None = None
         self.direct = 0
-        self.queued = 0
+        self.writes = 0
 
     def websocket_class(self):
         """The Engine.IO websocket class to install: registers each websocket
@@ -117,23 +130,73 @@ class Fanout:
         return self._last_frame
 
     def try_send(self, eio_socket, pkt) -> bool:
-        """Writes the packet to the connection now if nothing of it is waiting;
-        False when the caller must queue it instead."""
-        registered = self.websockets.get(eio_socket.sid)
+        """Writes the packet to the connection now (inside ``corked()``: at
+        the block's end) if nothing of it is waiting; False when the caller
+        must queue it instead."""
+        sid = eio_socket.sid
+        registered = self.websockets.get(sid)
         if registered is None:
             return False
         ws, raw = registered
-        if (not eio_socket.upgraded or eio_socket.upgrading or eio_socket.closing
-                or eio_socket.closed or eio_socket.queue.qsize() or ws._sendlock.locked()
-                or ws.websocket_closed):
-            return False
-        frame = self.frame_of(pkt)
+        gathered = self._gathered
+        frame = None
+        if (eio_socket.upgraded and not (eio_socket.upgrading or eio_socket.closing
+                                         or eio_socket.closed or eio_socket.queue.qsize()
+                                         or ws._sendlock.locked() or ws.websocket_closed)):
+            frame = self.frame_of(pkt)
         if frame is None:
+            if gathered is not None and sid in gathered:
+                # What was gathered for it goes first: frames keep their order.
+                self._write_gathered(gathered.pop(sid))
             return False
-        lock = ws._sendlock
-        lock.acquire()  # free (checked above, and nothing ran since)
+        if gathered is not None:
+            held = gathered.get(sid)
+            if held is None:
+                gathered[sid] = (eio_socket, ws, raw, [frame], [pkt])
+            else:
+                held[3].append(frame)
+                held[4].append(pkt)
+            self.direct += 1
+            return True
+        if self._write(ws, raw, frame):
+            self.direct += 1
+            return True
+        return False
+
+    @contextmanager
+    def corked(self):
+        """Direct writes inside the block are gathered per connection and
+        written with one ``send`` each at its end (a nested block joins the
+        outer one)."""
+        if self._gathered is not None:
+            yield
+            return
+        self._gathered = {}
         try:
-            sent = raw.send(frame, socket.MSG_DONTWAIT)
+            yield
+        finally:
+            gathered, self._gathered = self._gathered, None
+            for entry in gathered.values():
+                self._write_gathered(entry)
+
+    def _write_gathered(self, entry) -> None:
+        """One connection's gathered frames in one write; if its socket took
+        none of them (full since, or broken), its packets take Engine.IO's
+        queue in their order, as they would have without the block."""
+        eio_socket, ws, raw, frames, packets = entry
+        if not self._write(ws, raw, frames[0] if len(frames) == 1 else b"".join(frames)):
+            for pkt in packets:
+                eio_socket.send(pkt)
+
+    def _write(self, ws, raw, data: bytes) -> bool:
+        """Writes to a connection with nothing waiting, without blocking: what
+        the kernel does not take now is finished by a green thread holding
+        the send lock. False when nothing was written."""
+        lock = ws._sendlock
+        if not lock.acquire(blocking=False):
+            return False
+        try:
+            sent = raw.send(data, socket.MSG_DONTWAIT)
         except BlockingIOError:
             sent = 0
         except OSError:
@@ -142,11 +205,11 @@ class Fanout:
         if sent == 0:
             lock.release()
             return False
-        if sent < len(frame):
-            eventlet.spawn_n(self._finish, ws, frame[sent:])
+        self.writes += 1
+        if sent < len(data):
+            eventlet.spawn_n(self._finish, ws, data[sent:])
         else:
             lock.release()
-        self.direct += 1
         return True
 
     @staticmethod

@@ -437,7 +437,7 @@ def init_app(app, socketio, settings: Settings, rpc) -> Push:
     push.market_bridge = push_bridge.Bridge(
         amqp_uri, channel,
         lambda event, data, room: socketio.emit(event, data, to=room, ignore_queue=True), rpc,
-        streams="market")
+        streams="market", corked=push.fanout.corked)
     if settings.get("EXCHANGE_PUSH_BRIDGE", "1") != "0":
         push.bridge.start()
         push.market_bridge.start()

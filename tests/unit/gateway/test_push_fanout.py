@@ -124,3 +124,47 @@ def test_a_connection_with_frames_waiting_is_left_to_its_queue():
     eio_socket.queue.get()
     assert fanout.try_send(eio_socket, Packet("in turn"))
     assert read_frames(client, 1) == [b"4in turn"]
+
+
+def test_corked_frames_reach_each_connection_in_order_in_one_write():
+    fanout = Fanout()
+    connections = [connection(fanout, f"corked-{n}") for n in range(5)]
+    with fanout.corked():
+        for text in ('2["trades",{"n":1}]', '2["depth",{"n":2}]'):
+            packet = Packet(text)  # one packet per room emit, as python-socketio hands it
+            for eio_socket, _ws, _client in connections:
+                assert fanout.try_send(eio_socket, packet)
+        assert fanout.writes == 0  # nothing written inside the block
+    assert fanout.writes == 5  # one write per connection for its two frames
+    for _eio_socket, _ws, client in connections:
+        assert read_frames(client, 2) == [b'42["trades",{"n":1}]', b'42["depth",{"n":2}]']
+
+
+def test_a_corked_connection_that_cannot_take_its_frames_gets_them_queued_in_order():
+    fanout = Fanout()
+    eio_socket, _ws, client = connection(fanout, "full", small_buffers=True)
+    eio_socket.send = eio_socket.queue.put  # Engine.IO's socket.send: a put on its queue
+    first, second = Packet("first"), Packet("second")
+    with fanout.corked():
+        assert fanout.try_send(eio_socket, first)
+        assert fanout.try_send(eio_socket, second)
+        # The client stops reading and the kernel's buffer fills before the write.
+        raw = fanout.websockets["full"][1]
+        try:
+            while raw.send(b"\0" * 65536, socket.MSG_DONTWAIT):
+                pass
+        except BlockingIOError:
+            pass
+    assert [eio_socket.queue.get_nowait() for _ in range(2)] == [first, second]
+    assert eio_socket.queue.qsize() == 0
+
+
+def test_inside_a_cork_a_packet_that_must_be_queued_lets_the_gathered_frames_go_first():
+    fanout = Fanout()
+    eio_socket, _ws, client = connection(fanout, "order")
+    with fanout.corked():
+        assert fanout.try_send(eio_socket, Packet("gathered"))
+        eio_socket.queue.put("a frame for Engine.IO's writer")  # now it has a frame waiting
+        assert not fanout.try_send(eio_socket, Packet("queued behind it"))
+        assert read_frames(client, 1) == [b"4gathered"]  # written before the block's end
+    assert fanout.writes == 1
