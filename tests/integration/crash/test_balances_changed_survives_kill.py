@@ -22,7 +22,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.common.config import REPO_ROOT
 from stack.proc import Process
-from tests.integration.orders.conftest import wait_for
+from tests.integration.orders.conftest import fund, wait_for
 from tests.integration.registry_kit import throwaway_market
 
 RECEIVED = []
@@ -75,13 +75,8 @@ def test_balances_changed_of_a_settlement_survives_a_kill_9_before_its_publish(
             ClusterRpcProxy(nameko_config, timeout=30) as rpc:
         wait_for(lambda: _up(rpc), timeout=90, what="wallets up")
         base = market.split("-")[0]
-        seller, buyer = f"t-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
-        for user, asset, amount in ((seller, base, "1"), (buyer, "USDT", "1000")):
-            rpc.wallets.open_accounts(user)
-            address = rpc.wallets.deposit_address(user, asset)["address"]
-            txid = uuid.uuid4().hex * 2
-            rpc.wallets.credit_deposit(asset, address, amount,
-                                       txid if asset == base else "0x" + txid, 1000)
+        seller = fund(rpc, {base: "1"}, bitcoin_chain=(base,))
+        buyer = fund(rpc, {"USDT": "1000"})
         rpc.wallets.hold(seller, base, "1", f"kill-test:{market}:sell")
         rpc.wallets.hold(buyer, "USDT", "100", f"kill-test:{market}:buy")
         event_dispatcher(nameko_config)("matching", "trade_executed", {

@@ -60,14 +60,17 @@ def exchange(services, nameko_config, principal_tokens):
         assert rpc.wallets.audit() == [], "ledger audit after the test"
 
 
-def fund(rpc, balances: dict) -> str:
+def fund(rpc, balances: dict, bitcoin_chain=("BTC",)) -> str:
+    """A new user credited ``balances`` (asset -> amount) by confirmed
+    deposits; the assets in ``bitcoin_chain`` take a bitcoin txid, the others
+    an EVM one."""
     user = f"t-{uuid.uuid4().hex[:12]}"
     rpc.wallets.open_accounts(user)
     for asset, amount in balances.items():
         address = rpc.wallets.deposit_address(user, asset)["address"]
         txid = uuid.uuid4().hex * 2  # 64 hex digits: a BTC txid; EVM chains add 0x
         rpc.wallets.credit_deposit(asset, address, amount,
-                                   txid if asset == "BTC" else "0x" + txid, 1000)
+                                   txid if asset in bitcoin_chain else "0x" + txid, 1000)
     return user
 
 
