@@ -78,6 +78,8 @@ INTERVALS = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")
 FLUSH_EVERY = 0.25
 MARKET_FLUSH_EVERY = 1.0
 PREFETCH = 500
+# Users' balances read before they go out together (one message-queue message).
+BALANCES_PER_MESSAGE = 20
 # The least seconds between two frames of one market's book diffs or trades.
 # A batch goes out as soon as the consumer has handled what the broker had
 # delivered (no wait when the market is quiet); only a market busier than
@@ -126,8 +128,11 @@ class Bridge:
     """Consumes the events and emits them. ``emit(event, data, room)``: through
     the message queue for the private bridge, to this process's connections
     for the market bridge; ``rpc()`` is a context manager lending a Nameko
-    proxy; ``corked()`` a context manager around each push of a batch (the
-    fan-out's one write per connection for its frames, gateway/push_fanout.py)."""
+    proxy; ``corked()`` a context manager around emits that go out together:
+    the market bridge's push of a batch (the fan-out's one write per
+    connection, gateway/push_fanout.py), the private bridge's events of one
+    engine batch or one flush (one message-queue message, gateway/sockets.py
+    PushManager.gathered)."""
 
     def __init__(self, amqp_uri: str, channel: str, emit, rpc, clock=now_ms,
                  streams: str = "all", corked=contextlib.nullcontext):
@@ -231,9 +236,10 @@ class Bridge:
             headers = getattr(message, "headers", None) or {}
             self.trace = {"at": body.get("at"), "seq": body.get("last_seq"),
                           "relayed": headers.get("relayed_at"), "consumed": self.clock()}
-            for name, _event_id, event in unpack(message.delivery_info["routing_key"],
-                                                 message.properties.get("message_id"), body):
-                self.handle(name, event)
+            with self.corked():  # an engine batch's fills and order updates together
+                for name, _event_id, event in unpack(message.delivery_info["routing_key"],
+                                                     message.properties.get("message_id"), body):
+                    self.handle(name, event)
         except Exception:
             # A push that cannot be made is dropped (clients re-sync), never
             # retried forever in front of the others.
@@ -369,21 +375,30 @@ class Bridge:
             failed = self._push_balances(sorted(users))
             self.dirty_users |= failed
 
+    def _emit_all(self, emits: list[tuple[str, dict, str]]) -> None:
+        """Emits read first, then sent together (no read in between: the
+        block's emits are published as one message)."""
+        with self.corked():
+            for event, data, room in emits:
+                self.emit(event, data, room)
+
     def _push_market_data(self, markets: list[str]) -> None:
+        emits = []
         with self.rpc() as services:
             for market in markets:
                 ticker = services.marketdata.get_ticker(market)
-                self.emit("ticker", ticker, f"ticker:{market}")
-                self.emit("mini_ticker", mini_ticker(ticker), "tickers")
+                emits.append(("ticker", ticker, f"ticker:{market}"))
+                emits.append(("mini_ticker", mini_ticker(ticker), "tickers"))
                 for interval in INTERVALS:
                     rows = services.marketdata.get_candles(market, interval, limit=1)["candles"]
                     if rows:
-                        self.emit("candle", {"market": market, "interval": interval,
-                                             "candle": rows[-1]},
-                                  f"candles:{market}:{interval}")
+                        emits.append(("candle", {"market": market, "interval": interval,
+                                                 "candle": rows[-1]},
+                                      f"candles:{market}:{interval}"))
+        self._emit_all(emits)
 
     def _push_balances(self, users: list[str]) -> set[str]:
-        failed = set()
+        failed, emits = set(), []
         for user in users:
             try:
                 with self.rpc() as services:
@@ -395,7 +410,12 @@ class Bridge:
                 continue
             # The shape of GET /api/v1/balances.
             balances = [{"asset": asset, **amounts} for asset, amounts in sorted(found.items())]
-            self.emit("balances", {"balances": balances, "at": self.clock()}, f"user:{user}")
+            emits.append(("balances", {"balances": balances, "at": self.clock()},
+                          f"user:{user}"))
+            if len(emits) >= BALANCES_PER_MESSAGE:  # the first users do not wait for all
+                self._emit_all(emits)
+                emits = []
+        self._emit_all(emits)
         return failed
 
 

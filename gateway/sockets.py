@@ -48,6 +48,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import contextmanager
 
 import eventlet
 import eventlet.event
@@ -84,11 +85,50 @@ MARKETS_READ = ("markets",)  # never a market symbol
 class PushManager(KombuManager):
     """The kombu client manager, plus one message of our own: the bridge's
     ``__disconnect_user__`` to a user's room closes that user's connections
-    on every process (it is handled here, never sent to a client)."""
+    on every process (it is handled here, never sent to a client); and
+    ``gathered()``: the emits inside the block reach the other processes as
+    one message-queue message at its end (``{"method": "emit", "batch":
+    [...]}``), not one each: every process consumes every message, and the
+    private bridge's events come several per engine batch (each fill, each
+    order update) and a dozen per flush. A process of an older version
+    ignores a batch (logged): during a rolling upgrade its users miss those
+    events until they re-read."""
 
     def __init__(self, *args, on_disconnect_user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.on_disconnect_user = on_disconnect_user
+        self._gathering: list | None = None
+
+    @contextmanager
+    def gathered(self):
+        """Emits inside the block are published together at its end (a nested
+        block joins the outer one). Each is handled in this process at once,
+        as without the block. Used only around code that does not wait (no
+        green thread switch inside), so no other green thread's emits join."""
+        if self._gathering is not None:
+            yield
+            return
+        self._gathering = []
+        try:
+            yield
+        finally:
+            messages, self._gathering = self._gathering, None
+            if len(messages) == 1:
+                super()._publish(messages[0])
+            elif messages:
+                super()._publish({"method": "emit", "batch": messages,
+                                  "host_id": self.host_id})
+
+    def _publish(self, data):
+        if self._gathering is not None:
+            if data.get("method") == "emit":
+                self._gathering.append(data)
+                return
+            # Anything else (a disconnect...) goes after what was gathered.
+            messages, self._gathering = self._gathering, []
+            for message in messages:
+                super()._publish(message)
+        super()._publish(data)
 
     def _producer_publish(self, connection):
         # The stock manager makes a Producer per message, and each one
@@ -103,6 +143,10 @@ class PushManager(KombuManager):
         return connection.ensure(producer, producer.publish)
 
     def _handle_emit(self, message):
+        if "batch" in message:
+            for each in message["batch"]:
+                self._handle_emit(each)
+            return
         data = message["data"]
         data = data[0] if isinstance(data, list) and len(data) == 1 else data
         if message.get("event") == push_bridge.DISCONNECT_USER:
@@ -433,7 +477,7 @@ def init_app(app, socketio, settings: Settings, rpc) -> Push:
     # fans out at once, and the diffs' seqs come from the engine either way.
     push.bridge = push_bridge.Bridge(
         amqp_uri, channel, lambda event, data, room: socketio.emit(event, data, to=room), rpc,
-        streams="private")
+        streams="private", corked=manager.gathered)
     push.market_bridge = push_bridge.Bridge(
         amqp_uri, channel,
         lambda event, data, room: socketio.emit(event, data, to=room, ignore_queue=True), rpc,

@@ -260,3 +260,61 @@ def test_a_diff_never_claims_to_follow_on_over_missing_batches():
     push.handle("book_changed", {**book(13), "first_seq": 13})
     push.push_batches()
     assert [(d["first_seq"], d["last_seq"]) for _e, d, _r in emitted] == [(4, 5), (10, 13)]
+
+
+def test_the_emits_of_one_engine_batch_and_of_one_flush_go_out_together():
+    """Every emit of one engine batch message (fills, order updates, the
+    trades frame and the diff) and of one balances flush happens inside one
+    ``corked()`` block: one message-queue message for the private streams,
+    one write per connection for the market streams."""
+    from services.matching.engine import MatchingEngine
+    from services.matching.models import MarketConfig, PlaceOrder
+    from services.matching.wire import batch_messages
+
+    blocks, outside, inside = [], [], [False]
+
+    @contextlib.contextmanager
+    def corked():
+        blocks.append([])
+        inside[0] = True
+        try:
+            yield
+        finally:
+            inside[0] = False
+
+    def emit(event, _data, _room):
+        (blocks[-1] if inside[0] else outside).append(event)
+
+    class FakeMarketdata:
+        def get_ticker(self, market):
+            return {"market": market, "last": "100.00"}
+
+        def get_candles(self, market, interval, limit):
+            return {"candles": [{"open": "100.00"}]}
+
+    services = FakeServices(FakeWallets())
+    services.marketdata = FakeMarketdata()
+
+    @contextlib.contextmanager
+    def rpc():
+        yield services
+
+    push = Bridge("amqp://unused", "test", emit, rpc, clock=lambda: 42, corked=corked)
+    config = MarketConfig("BTC-USDT", "BTC", "USDT", tick_size="0.01", lot_size="0.001")
+    engine = MatchingEngine(config)
+    events = engine.apply(PlaceOrder(1, "u-maker", "sell", price=10_000, quantity=1_000))
+    events += engine.apply(PlaceOrder(2, "u-taker", "buy", price=10_000, quantity=1_000))
+    for key, message_id, payload in batch_messages(config, events, 1_800_000_000_000, 1,
+                                                   engine.seq):
+        if key == "engine_batch.push":
+            push._on_message(payload, Delivery(key, message_id))
+    push.push_batches()
+    push.handle("balances_changed", {"changes": [{"user": "u-maker"}, {"user": "u-taker"}]})
+    push.flush()
+    assert "fill" in blocks[0] and "order" in blocks[0]
+    assert blocks[1] == ["trades", "depth"]
+    # The flush: the traded market's ticker and candles in one block, the
+    # balances in another.
+    assert blocks[2] == ["ticker", "mini_ticker"] + ["candle"] * 8
+    assert blocks[3] == ["balances", "balances"]
+    assert outside == []
