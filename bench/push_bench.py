@@ -6,9 +6,13 @@ fresh traders (never the demo ones) trading ETH-USDT with each other near
 the reference price, so about half of the orders trade.
 
 * ``--gateways`` gateway processes of the bench's own (``python -m gateway``
-  on spare ports, one push cluster of their own: each consumes the engine's
-  batches for the market streams from its own queue; one active private
-  bridge and the kombu message queue between them), stopped at the end.
+  on spare ports), stopped at the end. Each consumes the engine's batches
+  for the market streams from its own queue. They join the stack's push
+  cluster (its channel): the stack's gateway stays the one active private
+  bridge and its message queue reaches them, as one deployment's processes
+  share one; a cluster of their own would run a second private bridge
+  making the same reads. With ``--synthetic`` they form a cluster of their
+  own (the synthetic frames must reach the bench's connections only).
 * ``--clients`` client processes, each holding its share of
   ``--connections`` Socket.IO connections (Engine.IO 4 over a websocket parsed
   by hand, to keep the clients' own CPU low), spread round-robin over the
@@ -151,23 +155,28 @@ def percentile(values: list[float], p: float) -> float:
 
 
 # -- gateways ---------------------------------------------------------------------------
-def start_gateways(count: int, channel: str, log_dir: Path) -> list[tuple[subprocess.Popen, str]]:
+def start_gateways(count: int, channel: str | None,
+                   log_dir: Path) -> list[tuple[subprocess.Popen, str]]:
+    """``count`` gateways on spare ports; in push cluster ``channel``, or in
+    the stack's own when None."""
     import requests
     started = []
     for index in range(count):
         port = free_port()
         lag_file = log_dir / f"push-bench-gateway-{index}.hub-lag"
         lag_file.unlink(missing_ok=True)
-        env = {**os.environ, "EXCHANGE_GATEWAY_PORT": str(port), "EXCHANGE_PUSH_CHANNEL": channel,
+        env = {**os.environ, "EXCHANGE_GATEWAY_PORT": str(port),
                "PYTHONPATH": str(REPO_ROOT), "EXCHANGE_BENCH_HUB_LAG_FILE": str(lag_file)}
+        if channel is not None:
+            env["EXCHANGE_PUSH_CHANNEL"] = channel
         log = open(log_dir / f"push-bench-gateway-{index}.log", "ab")
         # bench/push_gateway.py: the gateway, plus a probe of its event loop.
         process = subprocess.Popen([sys.executable, str(REPO_ROOT / "bench" / "push_gateway.py")],
                                    cwd=REPO_ROOT, env=env, stdout=log, stderr=log,
                                    start_new_session=True)  # see own_cpu_share
         started.append((process, f"http://127.0.0.1:{port}"))
-        if index == 0:
-            time.sleep(1.0)  # the first one holds the active bridge
+        if index == 0 and channel is not None:
+            time.sleep(1.0)  # in a cluster of their own, the first holds the active bridge
     for process, url in started:
         for _ in range(240):
             assert process.poll() is None, f"gateway {url} exited (see {log_dir})"
@@ -658,7 +667,7 @@ def main() -> int:
     centre = Decimal(depth["reference_price"] or "2000")
 
     load_before = os.getloadavg()[0]
-    channel = f"push-bench-{uuid.uuid4().hex[:8]}"
+    channel = f"push-bench-{uuid.uuid4().hex[:8]}" if args.synthetic else None
     gateways = start_gateways(args.gateways, channel, log_dir)
     urls = [url for _process, url in gateways]
     context = multiprocessing.get_context("spawn")
