@@ -1,8 +1,11 @@
 """Concurrent order requests of this gateway process go to orders as batches.
 
-Every REST order placement (``POST /api/v3/order``, ``POST /api/v1/orders``)
-hands its ``orders.place_order`` arguments to the process's batcher and waits
-for its own outcome. One batch is in flight at a time (one
+Every REST order placement (``POST /api/v3/order``, ``POST /api/v1/orders``,
+each order of ``POST /api/v1/orders/batch``) hands its ``orders.place_order``
+arguments to the process's batcher and waits for its own outcome: the
+concurrent requests of several users (a partner trading for a few accounts
+sends a batch request per account) share one ``orders.place_orders`` call
+instead of one call each. One batch is in flight at a time (one
 ``orders.place_orders`` call); the requests arriving meanwhile form the next
 (services.common.group_commit: a short linger when idle, a size cap). Each
 request is answered with its own order, or raises its own refusal with the
@@ -18,7 +21,7 @@ from flask import current_app
 from services.common.errors import CodedError
 from services.common.group_commit import GroupCommit
 
-MAX_BATCH = 100
+MAX_BATCH = 200   # orders.place_orders takes up to 200 (MAX_ORDERS_PER_CALL)
 LINGER_S = 0.002
 
 
@@ -39,6 +42,13 @@ class OrderBatcher:
     def place(self, user: str, args: dict) -> dict:
         """``orders.place_order(user, **args)``, in the next batch."""
         return self.group.submit({"user": user, **args})
+
+    def place_many(self, orders: list[dict]) -> list:
+        """Several ``orders.place_order`` argument dicts (each with its
+        ``user``) of one request, queued together: each outcome in order, an
+        order or the exception (``OrderRefused``, or the batch call's
+        failure), returned, not raised."""
+        return self.group.submit_many(orders)
 
     def _place_orders(self, orders: list[dict]) -> list:
         with self.rpc_pool.lease() as services:

@@ -663,9 +663,18 @@ def _cancel(services, who, order: dict, market: Market, deadline: float) -> dict
             raise ApiError(400, "UNKNOWN_ORDER", MSG_UNKNOWN_ORDER_CANCEL, -2011,
                            MSG_UNKNOWN_ORDER_CANCEL) from None
         raise
+    return until_final(services, who.user_id, order, deadline)
+
+
+def until_final(services, user: str, order: dict, deadline: float) -> dict:
+    """Poll until a cancelled order is final or the deadline passes, backing
+    off as ``settle`` does (a fixed 10 ms poll cost about ten ``get_order``
+    calls per cancel under load); the order as last read."""
+    polls = 0
     while order["status"] not in FINAL and time.monotonic() < deadline:
-        eventlet.sleep(0.01)
-        order = services.orders.get_order(who.user_id, order_id=order["order_id"])
+        eventlet.sleep(POLL_S[min(polls, len(POLL_S) - 1)])
+        polls += 1
+        order = services.orders.get_order(user, order_id=order["order_id"])
     return order
 
 
@@ -721,9 +730,7 @@ def cancel_open_orders():
         services.orders.cancel_all(who.user_id, market.symbol)
         out = []
         for order in orders:
-            while order["status"] not in FINAL and time.monotonic() < deadline:
-                eventlet.sleep(0.01)
-                order = services.orders.get_order(who.user_id, order_id=order["order_id"])
+            order = until_final(services, who.user_id, order, deadline)
             out.append(cancelled_object(order, market, order.get("client_order_id")))
     return ok(out)
 

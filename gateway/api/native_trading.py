@@ -68,11 +68,11 @@ def place_orders(body: PlaceOrders):
     ``results`` at its position: ``{order}`` or ``{error: {status, code,
     message, field}}`` with what ``POST /orders`` would have answered; one
     refused order does not fail the others. The accepted ones go to orders
-    in one ``orders.place_orders`` call (one acceptance transaction). A
+    with the process's next batch (gateway/batcher.py: one
+    ``orders.place_orders`` call for the orders of concurrent requests). A
     client order id makes an order idempotent: sent again, in this or a
     later batch, it is refused with DUPLICATE_CLIENT_ORDER_ID. Rate limits
     count every order (weight and new orders)."""
-    from gateway.app import rpc
     from gateway.batcher import OrderRefused
     who = caller("trade", new_order=len(body.orders))
     results: list[OrderOutcome | None] = [None] * len(body.orders)
@@ -85,11 +85,15 @@ def place_orders(body: PlaceOrders):
             continue
         pending.append((index, {"user": who.user_id, **placement(order)}))
     if pending:
-        with rpc() as services:
-            answers = services.orders.place_orders([args for _, args in pending])
-        for (index, _), answer in zip(pending, answers):
-            results[index] = OrderOutcome(order=order_out(answer["order"])) if "order" in answer \
-                else refusal(from_service_error(OrderRefused(answer["error"])))
+        # With the other requests' orders in this process's next batch
+        # (gateway/batcher.py); a failed batch call fails the request.
+        outcomes = batcher.order_batcher().place_many([args for _, args in pending])
+        for outcome in outcomes:
+            if isinstance(outcome, Exception) and not isinstance(outcome, OrderRefused):
+                raise outcome
+        for (index, _), outcome in zip(pending, outcomes):
+            results[index] = refusal(from_service_error(outcome)) \
+                if isinstance(outcome, OrderRefused) else OrderOutcome(order=order_out(outcome))
     return reply(OrderOutcomes(results=results))
 
 
