@@ -49,6 +49,10 @@ The checks (names are stable):
 """
 from __future__ import annotations
 
+from typing import Optional
+
+import psycopg
+
 from services.wallets.amounts import format_amount
 from services.wallets.assets import ASSETS
 from services.wallets.ledger import SYSTEM_KINDS
@@ -73,6 +77,7 @@ WITH per_transaction_asset AS MATERIALIZED (
            bool_or(a.kind = 'fee_revenue') AS fee_revenue
       FROM wallets.postings p
       LEFT JOIN wallets.accounts a ON a.id = p.account_id
+     WHERE p.transaction_id > %(through)s
      GROUP BY p.transaction_id, p.asset
 ), per_transaction AS (
     SELECT transaction_id, sum(postings) AS postings, bool_or(total <> 0) AS unbalanced,
@@ -86,7 +91,7 @@ WITH per_transaction_asset AS MATERIALIZED (
            x.deposits_clearing AND t.type <> 'deposit' AS deposits_clearing_misused,
            x.withdrawals_clearing AND t.type <> 'withdrawal' AS withdrawals_clearing_misused,
            x.fee_revenue AND t.type NOT IN ('trade', 'fee', 'adjustment') AS fee_revenue_misused
-      FROM wallets.transactions t
+      FROM (SELECT * FROM wallets.transactions WHERE id > %(through)s) t
       FULL JOIN per_transaction x ON x.transaction_id = t.id
      WHERE t.id IS NULL OR x.transaction_id IS NULL OR x.postings < 2 OR x.unbalanced
         OR x.mismatched > 0
@@ -100,16 +105,25 @@ SELECT 'transaction', transaction_id, idempotency_key, type, postings, unbalance
   FROM problems
 UNION ALL
 SELECT 'asset', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, asset, sum(total)
-  FROM per_transaction_asset GROUP BY asset HAVING sum(total) <> 0
+  FROM (SELECT asset, total FROM per_transaction_asset
+        UNION ALL
+        SELECT asset, available + locked FROM wallets.audit_checkpoint_accounts
+         WHERE %(checkpointed)s) AS totals
+ GROUP BY asset HAVING sum(total) <> 0
 """
 
 # One pass over the postings per account.
 _ACCOUNTS_PASS = f"""
 WITH per_account AS (
-    SELECT account_id,
-           coalesce(sum(amount) FILTER (WHERE bucket = 'available'), 0) AS available,
-           coalesce(sum(amount) FILTER (WHERE bucket = 'locked'), 0) AS locked
-      FROM wallets.postings GROUP BY account_id
+    SELECT account_id, sum(available) AS available, sum(locked) AS locked
+      FROM (SELECT account_id,
+                   coalesce(sum(amount) FILTER (WHERE bucket = 'available'), 0) AS available,
+                   coalesce(sum(amount) FILTER (WHERE bucket = 'locked'), 0) AS locked
+              FROM wallets.postings WHERE transaction_id > %(through)s GROUP BY account_id
+            UNION ALL
+            SELECT account_id, available, locked FROM wallets.audit_checkpoint_accounts
+             WHERE %(checkpointed)s) AS sums
+     GROUP BY account_id
 )
 SELECT a.id, a.owner, a.asset, a.available, a.locked,
        coalesce(p.available, 0), coalesce(p.locked, 0)
@@ -120,19 +134,29 @@ SELECT a.id, a.owner, a.asset, a.available, a.locked,
 """
 
 
-# The journal's holds and releases for orders against the orders service's
-# own account of them (its declared function), per (user, asset), in minor
-# units. An order's refs are ``order:<id>`` (+ ``:amend:<n>``, ``:final``):
-# holds under other refs (the hold RPC's callers) are not orders'.
-_HOLDS_FOR_ORDERS = f"""
-WITH journal AS (
+# Per (user, asset), what the journal's entries in ``range`` hold for orders.
+_JOURNAL_ORDER_HOLDS = """
     SELECT a.owner, a.asset, sum(p.amount) AS held
       FROM wallets.transactions t
       JOIN wallets.postings p ON p.transaction_id = t.id AND p.bucket = 'locked'
       JOIN wallets.accounts a ON a.id = p.account_id
      WHERE t.type IN ('hold', 'release')
        AND t.idempotency_key ~ '^(hold:order:[0-9]+(:amend:[0-9]+)?|release:order:[0-9]+:final)$'
-     GROUP BY a.owner, a.asset
+       AND {range}
+     GROUP BY a.owner, a.asset"""
+
+# The journal's holds and releases for orders against the orders service's
+# own account of them (its declared function), per (user, asset), in minor
+# units. An order's refs are ``order:<id>`` (+ ``:amend:<n>``, ``:final``):
+# holds under other refs (the hold RPC's callers) are not orders'.
+_HOLDS_FOR_ORDERS = f"""
+WITH journal AS (
+    SELECT owner, asset, sum(held) AS held
+      FROM ({_JOURNAL_ORDER_HOLDS.format(range='t.id > %(through)s AND p.transaction_id > %(through)s')}
+            UNION ALL
+            SELECT owner, asset, held FROM wallets.audit_checkpoint_order_holds
+             WHERE %(checkpointed)s) AS holds
+     GROUP BY owner, asset
 ), orders AS (
     SELECT o.user_id AS owner, o.asset, o.held * power(10::numeric, s.scale) AS held
       FROM orders.held_for_orders() o
@@ -145,7 +169,111 @@ SELECT owner, asset, coalesce(j.held, 0), coalesce(o.held, 0)
 """
 
 
-def run_audit(conn) -> list[dict]:
+# The journal's own checks, of each transaction: what a checkpoint vouches for
+# up to its through_id (the others are summed or re-read in full every time).
+TRANSACTION_CHECKS = frozenset({"unbalanced_transaction", "transaction_without_postings",
+                                "posting_asset_mismatch", "posting_without_transaction",
+                                "system_account_misuse"})
+# A full audit: every journal row, no checkpoint.
+_EVERYTHING = -(2 ** 63)
+
+# Before the audit's snapshot: the checkpoint's candidate, and whether every
+# transaction that was writing the journal when it was read has ended (then
+# no id up to it can still appear, and the snapshot taken next sees them all).
+_CANDIDATE_SETTLED = """
+SELECT c.candidate_id,
+       NOT EXISTS (SELECT FROM pg_locks l
+                    WHERE l.locktype = 'virtualxid' AND l.virtualxid = ANY (c.candidate_vxids))
+  FROM wallets.audit_checkpoint c WHERE c.candidate_id IS NOT NULL
+"""
+
+# Every writer of the journal holds this lock from before it draws an id
+# until it ends.
+_JOURNAL_WRITERS = """
+SELECT coalesce(array_agg(DISTINCT l.virtualtransaction), '{}') FROM pg_locks l
+ WHERE l.locktype = 'relation' AND l.relation = 'wallets.transactions'::regclass
+   AND l.mode = 'RowExclusiveLock'
+"""
+
+_ADD_ACCOUNTS = """
+INSERT INTO wallets.audit_checkpoint_accounts AS c (account_id, asset, available, locked)
+SELECT p.account_id, min(coalesce(a.asset, p.asset)),
+       coalesce(sum(p.amount) FILTER (WHERE p.bucket = 'available'), 0),
+       coalesce(sum(p.amount) FILTER (WHERE p.bucket = 'locked'), 0)
+  FROM wallets.postings p LEFT JOIN wallets.accounts a ON a.id = p.account_id
+ WHERE p.transaction_id > %(through)s AND p.transaction_id <= %(new_through)s
+ GROUP BY p.account_id
+ON CONFLICT (account_id) DO UPDATE
+   SET available = c.available + excluded.available, locked = c.locked + excluded.locked
+"""
+
+_ADD_ORDER_HOLDS = f"""
+INSERT INTO wallets.audit_checkpoint_order_holds AS c (owner, asset, held)
+{_JOURNAL_ORDER_HOLDS.format(range='t.id > %(through)s AND t.id <= %(new_through)s '
+                                   'AND p.transaction_id > %(through)s '
+                                   'AND p.transaction_id <= %(new_through)s')}
+ON CONFLICT (owner, asset) DO UPDATE SET held = c.held + excluded.held
+"""
+
+_MOVE_CHECKPOINT = """
+INSERT INTO wallets.audit_checkpoint AS c (through_id, candidate_id, candidate_vxids)
+VALUES (%(through)s, %(candidate)s, %(vxids)s)
+ON CONFLICT (only_row) DO UPDATE
+   SET through_id = excluded.through_id, candidate_id = excluded.candidate_id,
+       candidate_vxids = excluded.candidate_vxids,
+       advanced_at = CASE WHEN c.through_id = excluded.through_id THEN c.advanced_at ELSE now() END
+"""
+
+
+def settled_candidate(conn) -> Optional[int]:
+    """Run BEFORE the audit's snapshot is taken: the checkpoint's candidate
+    through_id if nothing can still add a journal id up to it, else None."""
+    row = conn.execute(_CANDIDATE_SETTLED, prepare=False).fetchone()
+    return row[0] if row is not None and row[1] else None
+
+
+def run_checkpointed_audit(conn, settled: Optional[int]) -> list[dict]:
+    """The audit from the checkpoint on (the caller's REPEATABLE READ, read
+    write transaction; ``settled``: ``settled_candidate`` read before its
+    snapshot). Every check of run_audit, each journal transaction verified
+    once: those after the checkpoint are checked here, the sums up to it come
+    from it. Balances, per-asset totals and holds for orders are still
+    compared in full (checkpoint sums plus what follows), so a balance moved
+    behind the journal's back, or any bad row after the checkpoint, is
+    reported; a row up to it changed in place (only possible with the
+    journal's guards switched off) is the full audit's to find.
+
+    A clean run moves the checkpoint to the candidate if settled, and takes
+    this snapshot's last journal id as the next candidate. Another auditor's
+    move since this snapshot wins (this one's is dropped)."""
+    row = conn.execute("SELECT through_id, candidate_id FROM wallets.audit_checkpoint",
+                       prepare=False).fetchone()
+    through = row[0] if row is not None else _EVERYTHING
+    findings = run_audit(conn, None if row is None else through)
+    if any(finding["check"] in TRANSACTION_CHECKS for finding in findings):
+        return findings
+    new_through = settled if row is not None and settled == row[1] and settled > through else through
+    try:
+        with conn.transaction():
+            if new_through != through:
+                moved = {"through": through, "new_through": new_through}
+                conn.execute(_ADD_ACCOUNTS, moved, prepare=False)
+                conn.execute(_ADD_ORDER_HOLDS, moved, prepare=False)
+            candidate = conn.execute("SELECT max(id) FROM wallets.transactions",
+                                     prepare=False).fetchone()[0]
+            writers = conn.execute(_JOURNAL_WRITERS, prepare=False).fetchone()[0]
+            conn.execute(_MOVE_CHECKPOINT, {"through": new_through, "candidate": candidate,
+                                            "vxids": writers}, prepare=False)
+    except psycopg.errors.SerializationFailure:
+        pass
+    return findings
+
+
+def run_audit(conn, through: Optional[int] = None) -> list[dict]:
+    """Every check (see the module's docstring). ``through``: a checkpoint's
+    through_id (run_checkpointed_audit); None reads the whole journal."""
+    params = ({"through": _EVERYTHING, "checkpointed": False} if through is None
+              else {"through": through, "checkpointed": True})
     findings: list[dict] = []
 
     def found(check: str, detail: str) -> None:
@@ -153,7 +281,8 @@ def run_audit(conn) -> list[dict]:
 
     unbalanced_ids = []
     for (what, transaction_id, key, type_, postings, unbalanced, mismatched, deposits_misused,
-         withdrawals_misused, fees_misused, asset, total) in conn.execute(_TRANSACTIONS_PASS):
+         withdrawals_misused, fees_misused, asset, total) in conn.execute(_TRANSACTIONS_PASS, params,
+                                                                         prepare=False):
         if what == "asset":
             found("asset_does_not_balance", f"all {asset} postings sum to {_amount(asset, total)}")
             continue
@@ -185,7 +314,7 @@ def run_audit(conn) -> list[dict]:
                   f"transaction {transaction_id} sums to {_amount(asset, total)} {asset}")
 
     for account_id, owner, asset, available, locked, posted_available, posted_locked in conn.execute(
-            _ACCOUNTS_PASS):
+            _ACCOUNTS_PASS, params, prepare=False):
         found("balance_differs_from_postings",
               f"account {account_id} ({owner} {asset}) holds {_amount(asset, available)} / "
               f"{_amount(asset, locked)}, postings say {_amount(asset, posted_available)} / "
@@ -263,7 +392,8 @@ def run_audit(conn) -> list[dict]:
               f"withdrawal {withdrawal_id} is {status} but hold={held} release={released} "
               f"sent={sent} fee={charged}")
 
-    for owner, asset, journal, orders in conn.execute(_HOLDS_FOR_ORDERS):
+    for owner, asset, journal, orders in conn.execute(_HOLDS_FOR_ORDERS, params,
+                                                              prepare=False):
         found("hold_without_order",
               f"{owner} {asset}: the ledger holds {_amount(asset, journal)} for orders, "
               f"the orders service accounts for {_amount(asset, orders)}")

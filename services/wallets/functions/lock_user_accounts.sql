@@ -20,6 +20,14 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_ids bigint[];
 BEGIN
+    IF cardinality(p_owners) = 1 THEN
+        -- One pair (a hold or release RPC on its own): its one row, locked
+        -- by the same unique-index probe, one statement instead of two.
+        PERFORM 1 FROM wallets.accounts a
+         WHERE a.owner = p_owners[1] AND a.asset = p_assets[1] AND a.kind = 'user'
+           FOR UPDATE;
+        RETURN;
+    END IF;
     SELECT array_agg(DISTINCT a.id) INTO v_ids
       FROM unnest(p_owners, p_assets) AS u (owner, asset)
      CROSS JOIN LATERAL (SELECT k.id FROM wallets.accounts k

@@ -1,13 +1,15 @@
 """The database refuses to lose or invent money by itself, and the audit finds
 it when someone gets around the guards (simulated inside a transaction that
 is rolled back, so the shared test database stays clean)."""
+import time
+
 import psycopg
 import pytest
 from psycopg import errors as pg_errors
 
 from services.common.postgres import refusal_of
 from services.wallets.assets import ASSETS
-from services.wallets.audit import run_audit
+from services.wallets.audit import run_audit, run_checkpointed_audit
 
 ADDRESS = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
 
@@ -142,3 +144,65 @@ def test_the_audit_finds_postings_on_missing_transactions_or_in_the_wrong_asset(
     checks = {finding["check"] for finding in run_audit(scratch)}
     assert {"posting_asset_mismatch", "posting_without_transaction",
             "balance_differs_from_postings"} <= checks
+
+
+def checkpoint_past(ledger, db, transaction_id):
+    """The audit checkpoint once it covers ``transaction_id``: clean periodic
+    audits take a candidate, then move to it once nothing writing the journal
+    below it still runs (other runs share the test database: bounded wait)."""
+    deadline = time.monotonic() + 60
+    for _ in range(600):
+        ledger.audit_since_checkpoint()
+        row = db.execute("SELECT through_id FROM wallets.audit_checkpoint").fetchone()
+        if row is not None and row[0] >= transaction_id:
+            return row[0]
+        assert time.monotonic() < deadline, "the audit checkpoint did not move past the test's entries"
+        time.sleep(0.1)
+    raise AssertionError("the audit checkpoint did not move past the test's entries")
+
+
+def test_the_checkpointed_audit_reports_what_goes_wrong_after_its_checkpoint(ledger, funded_account, db,
+                                                                            scratch):
+    user, account_id, fee_id = funded_account
+    funded = db.execute("SELECT max(transaction_id) FROM wallets.postings WHERE account_id = %s",
+                        (account_id,)).fetchone()[0]
+    through = checkpoint_past(ledger, db, funded)
+    # what the checkpoint stands for: the funding is summed in it, not re-read
+    assert db.execute("SELECT available FROM wallets.audit_checkpoint_accounts WHERE account_id = %s",
+                      (account_id,)).fetchone()[0] == 10 ** 8
+    assert run_checkpointed_audit(scratch, None) == []
+
+    # money invented behind the journal's back, on an account checkpointed long ago
+    scratch.execute("ALTER TABLE wallets.accounts DISABLE TRIGGER accounts_balances_via_postings")
+    scratch.execute("UPDATE wallets.accounts SET available = available + 7 WHERE id = %s", (account_id,))
+    checks = {finding["check"] for finding in run_checkpointed_audit(scratch, None)}
+    assert checks == {"balance_differs_from_postings", "equation_does_not_hold"}
+    scratch.rollback()
+
+    # an unbalanced journal entry after the checkpoint (a hold that touches fee revenue)
+    scratch.execute("ALTER TABLE wallets.postings DISABLE TRIGGER postings_apply")
+    tx = journal(scratch, "audit-after-checkpoint", "hold")
+    assert tx > through
+    scratch.execute("INSERT INTO wallets.postings (account_id, transaction_id, bucket, asset, amount) "
+                    "VALUES (%s, %s, 'available', 'BTC', 3)", (fee_id, tx))
+    checks = {finding["check"] for finding in run_checkpointed_audit(scratch, None)}
+    assert {"unbalanced_transaction", "transaction_without_postings", "asset_does_not_balance",
+            "balance_differs_from_postings", "system_account_misuse"} <= checks
+    # a run with findings of the journal's own does not move the checkpoint
+    assert scratch.execute("SELECT through_id FROM wallets.audit_checkpoint").fetchone()[0] == through
+    scratch.rollback()
+
+
+def test_the_full_audit_finds_a_checkpointed_entry_changed_in_place(ledger, funded_account, db, scratch):
+    """What a checkpoint cannot see -- an entry up to it changed in place,
+    only possible with the journal's guards off -- the full audit (the audit
+    RPC) finds."""
+    _, account_id, _ = funded_account
+    funded = db.execute("SELECT max(transaction_id) FROM wallets.postings WHERE account_id = %s",
+                        (account_id,)).fetchone()[0]
+    checkpoint_past(ledger, db, funded)
+    scratch.execute("ALTER TABLE wallets.postings DISABLE TRIGGER postings_append_only")
+    scratch.execute("UPDATE wallets.postings SET amount = amount + 1 WHERE account_id = %s "
+                    "AND transaction_id = %s AND bucket = 'available'", (account_id, funded))
+    checks = {finding["check"] for finding in run_audit(scratch)}
+    assert {"unbalanced_transaction", "balance_differs_from_postings"} <= checks
