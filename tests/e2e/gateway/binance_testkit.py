@@ -98,8 +98,11 @@ def signed(trader: Trader, params: dict, secret: str | None = None) -> str:
 
 
 def raw(settings, method: str, path: str, trader: Trader | None = None, params=None,
-        body: bool = False, headers=None):
-    """A hand-signed request (for what the SDKs cannot be made to send)."""
+        body: bool = False, headers=None, session=None):
+    """A hand-signed request (for what the SDKs cannot be made to send);
+    ``session``: a requests session to send it with (e.g. one sending from
+    a loopback address of its own: tests/e2e/loopback.py)."""
+    send = (session or requests).request
     url = settings.gateway_url + path
     hdrs = dict(headers or {})
     if trader is not None:
@@ -109,9 +112,8 @@ def raw(settings, method: str, path: str, trader: Trader | None = None, params=N
         payload = urlencode(params or {})
     if body:
         hdrs["Content-Type"] = "application/x-www-form-urlencoded"
-        return requests.request(method, url, data=payload, headers=hdrs, timeout=15)
-    return requests.request(method, f"{url}?{payload}" if payload else url, headers=hdrs,
-                            timeout=15)
+        return send(method, url, data=payload, headers=hdrs, timeout=15)
+    return send(method, f"{url}?{payload}" if payload else url, headers=hdrs, timeout=15)
 
 
 def eventually(probe, timeout_s: float = 10.0, interval_s: float = 0.1):
