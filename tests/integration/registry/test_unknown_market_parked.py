@@ -106,9 +106,16 @@ def test_a_dropped_market_listed_strands_no_trade_while_the_registry_can_be_read
     strands nothing: the trade's catalogue miss re-reads the registry (or, if
     that re-read ran less than MISS_INTERVAL ago, the trade is parked and the
     follower's version check every CHECK_EVERY s settles it). No replay."""
-    for cls in (RegistryService, WalletsService):
-        container_factory(cls, nameko_config).start()
+    container_factory(RegistryService, nameko_config).start()
     tag, base, quote, market = new_assets(test_settings, "FG")
+    # No registry event may reach wallets after the listing: its follower
+    # would reload on it and settle the trade without any fallback.
+    wait_for(lambda: unpublished_registry_events(test_settings) == 0, timeout=30,
+             what="the registry's relay to publish its outbox")
+    wallets = container_factory(WalletsService, nameko_config)
+    wallets.start()
+    wait_for(lambda: all(f.following for f in _followers(wallets)), timeout=30,
+             what="wallets' followers to follow the registry")
     list_market_dropping_its_event(test_settings, market)
     with ClusterRpcProxy(nameko_config, timeout=30) as rpc:
         seller, buyer = fund_and_hold(rpc, base, quote, tag)
