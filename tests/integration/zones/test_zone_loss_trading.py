@@ -150,6 +150,7 @@ def drill(traders, zone: str) -> None:
     # The zone is back by itself: nothing done to it but the heal.
     assert kit.wait_for(deployment_healthy, READY_TIMEOUT_S, 5), \
         f"{zone} did not rejoin: {kit.programs(zone)}"
+    print(f"{zone} rejoined: every zone healthy again {time.monotonic() - healed_at:.0f} s after the heal")
 
 
 # One process of each kind: the gateway, services (matching runs the active
