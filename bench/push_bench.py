@@ -530,17 +530,25 @@ def hub_lags(log_dir: Path, count: int, since: float, until: float) -> list[str]
     lines = []
     for index in range(count):
         path = log_dir / f"push-bench-gateway-{index}.hub-lag"
-        rows = [tuple(map(float, line.split())) for line in
+        # at, lag ms, CPU s so far, longest collector pause ms, full collections
+        # so far, CPU of the longest full collection so far ms
+        rows = [tuple(map(float, line.split()))[:6] for line in
                 (path.read_text().splitlines() if path.exists() else []) if line.strip()]
-        window = [(at, lag, cpu - rows[n - 1][2]) for n, (at, lag, cpu) in enumerate(rows)
-                  if n and since <= at <= until]
-        lags = [lag for _at, lag, _cpu in window]
-        stalled = [cpu for _at, lag, cpu in window if lag > 100]
+        window = [(row[0], row[1], row[2] - rows[n - 1][2], row[3], row[4] - rows[n - 1][4])
+                  for n, row in enumerate(rows) if n and since <= row[0] <= until]
+        full_cpu = max((row[5] for row in rows if row[0] <= until), default=0.0)
+        lags = [lag for _at, lag, _cpu, _gc, _full in window]
+        stalled = [cpu for _at, lag, cpu, _gc, _full in window if lag > 100]
+        pauses = [pause for _at, _lag, _cpu, pause, _full in window]
         # A line is written once a second has passed: a stalled hub writes fewer.
         lines.append(f"  gateway {index}: worst lag per probe line (about a second each) p50 "
                      f"{percentile(lags, 50):.0f} ms, max {max(lags, default=float('nan')):.0f} "
                      f"ms; {len(stalled)} of {len(lags)} lines over 100 ms, CPU in them "
-                     f"{sum(stalled):.2f} s")
+                     f"{sum(stalled):.2f} s; garbage collector: longest pause per line p50 "
+                     f"{percentile(pauses, 50):.1f} ms, max "
+                     f"{max(pauses, default=float('nan')):.1f} ms, "
+                     f"{sum(full for *_rest, full in window):.0f} full collections (the "
+                     f"longest full one of the process so far: {full_cpu:.0f} ms of CPU)")
     return lines
 
 

@@ -11,6 +11,7 @@ import eventlet
 
 eventlet.monkey_patch()
 
+import gc  # noqa: E402
 import os  # noqa: E402
 import runpy  # noqa: E402
 import sys  # noqa: E402
@@ -19,7 +20,30 @@ import time  # noqa: E402
 TICK_S = 0.01
 
 
+# The cyclic garbage collector's pauses (it stops the whole process, hub
+# included): the longest of the current second (wall clock: on a loaded
+# machine it includes waits for a core), the full collections, and the CPU
+# the longest full collection took (not bent by the load).
+collector = {"started": 0.0, "started_cpu": 0.0, "worst": 0.0, "full": 0, "full_cpu": 0.0}
+
+
+def on_collection(phase: str, info: dict) -> None:
+    if phase == "start":
+        collector["started"] = time.perf_counter()
+        collector["started_cpu"] = time.process_time()
+        return
+    collector["worst"] = max(collector["worst"], time.perf_counter() - collector["started"])
+    if info.get("generation") == 2:
+        collector["full"] += 1
+        collector["full_cpu"] = max(collector["full_cpu"],
+                                    time.process_time() - collector["started_cpu"])
+
+
 def probe(path: str) -> None:
+    """Each line: unix time, worst hub lag (ms), process CPU so far (s),
+    longest collector pause of the second (ms), full collections so far, the
+    CPU of the longest full collection so far (ms)."""
+    gc.callbacks.append(on_collection)
     with open(path, "a") as out:
         worst, since = 0.0, time.monotonic()
         while True:
@@ -27,9 +51,12 @@ def probe(path: str) -> None:
             eventlet.sleep(TICK_S)
             worst = max(worst, time.monotonic() - before - TICK_S)
             if time.monotonic() - since >= 1.0:
-                out.write(f"{time.time():.3f} {worst * 1000:.1f} {time.process_time():.3f}\n")
+                out.write(f"{time.time():.3f} {worst * 1000:.1f} {time.process_time():.3f} "
+                          f"{collector['worst'] * 1000:.1f} {collector['full']} "
+                          f"{collector['full_cpu'] * 1000:.1f}\n")
                 out.flush()
                 worst, since = 0.0, time.monotonic()
+                collector["worst"] = 0.0
 
 
 if __name__ == "__main__":
