@@ -97,15 +97,34 @@ class MarketHost:
 
     # -- state ---------------------------------------------------------------
     def rebuild(self) -> None:
-        """Latest snapshot, then the journal after it."""
+        """Latest snapshot, then the journal after it.
+
+        A market's first rebuild anywhere stores its starting state as the
+        snapshot at seq 0, and every later rebuild starts from a stored
+        snapshot: a replay must start from the state the journal was written
+        against, not from the registry's market as it is now. A standby that
+        restarted while the market was halted started halted (the registry's
+        status is ``config.halted``) and replayed every earlier order as
+        rejected: its book was empty, orders' was not. The insert is a no-op
+        when another process stored it first; both then read the same one.
+        (A market whose journal began before this had no seq-0 snapshot: its
+        first rebuild after it pins the configuration of that moment.)"""
         with self.pool.connection() as conn:
-            row = conn.execute(
-                "SELECT seq, snapshot FROM matching_snapshots WHERE market = %s "
-                "ORDER BY seq DESC LIMIT 1", (self.market,)).fetchone()
-            engine = MatchingEngine.restore(row[1]) if row else MatchingEngine(self.config)
-            self.snapshot_seq = row[0] if row else 0
+            row = self._latest_snapshot(conn)
+            if row is None:
+                conn.execute("INSERT INTO matching_snapshots (market, seq, snapshot) "
+                             "VALUES (%s, 0, %s) ON CONFLICT DO NOTHING",
+                             (self.market, Jsonb(MatchingEngine(self.config).snapshot())))
+                row = self._latest_snapshot(conn)
+            engine = MatchingEngine.restore(row[1])
+            self.snapshot_seq = row[0]
             self._replay(conn, engine)
         self.engine = engine
+
+    def _latest_snapshot(self, conn):
+        return conn.execute(
+            "SELECT seq, snapshot FROM matching_snapshots WHERE market = %s "
+            "ORDER BY seq DESC LIMIT 1", (self.market,)).fetchone()
 
     def _replay(self, conn, engine: MatchingEngine) -> int:
         rows = conn.execute(
