@@ -9,8 +9,11 @@ status change, a journaled ``halt`` (any status but ``trading``) or
 standbys and replays agree (docs/matching-engine.md)."""
 from __future__ import annotations
 
+import logging
 import uuid
 import zlib
+
+import eventlet
 
 from services.common import catalogue, events, grammar, rpc_replies
 from services.common.deadlines import rpc
@@ -31,6 +34,8 @@ from .providers import OUTBOX_STREAM, MarketEngines, command_queue_name
 
 rpc_replies.install()
 require_current_engine()
+log = logging.getLogger(__name__)
+REQUEUE_PAUSE_S = 1.0
 
 
 def _argument(parse, value, field: str, **limits):
@@ -70,14 +75,30 @@ class MatchingService:
         markets = self.engines.catalogue.markets()
         return [markets[symbol].engine_config() for symbol in sorted(markets)]
 
-    @replicated_event_handler(events.MARKET_UPDATED.source, events.MARKET_UPDATED.name)
+    # requeue_on_error: Nameko acks a message whose worker raised unless told
+    # otherwise, and a status change that failed (the database failing over,
+    # say) was then lost: orders said trading while the engine stayed halted.
+    # Handling it again is harmless (idempotent, below); a payload that cannot
+    # be parsed is dropped with a log line instead, or it would come back
+    # forever.
+    @replicated_event_handler(events.MARKET_UPDATED.source, events.MARKET_UPDATED.name,
+                              requeue_on_error=True)
     def follow_market_status(self, payload):
         """The engine follows the registry's status of its market. Handled by
         one process of the service; idempotent (the command's id is the
         catalogue version it follows, and the engine skips a journaled id)."""
-        event = events.MARKET_UPDATED.parse(payload)
+        try:
+            event = events.MARKET_UPDATED.parse(payload)
+            symbol = event["symbol"]
+        except (events.UnsupportedEvent, KeyError, TypeError):
+            log.error("market_updated dropped, cannot be read: %.500r", payload)
+            return
         if "status" in (event.get("change") or {}):
-            self.follow_status(event["symbol"])
+            try:
+                self.follow_status(symbol)
+            except Exception:
+                eventlet.sleep(REQUEUE_PAUSE_S)   # requeued: not a hot loop while it fails
+                raise
 
     def follow_status(self, symbol: str) -> None:
         """Send the engine of ``symbol`` ``halt`` or ``resume`` as the registry

@@ -1,6 +1,7 @@
 """A market's status has one home, the registry, and the engine follows it
 through ``market_updated``; a lost status event is replayed with
 ``announce``, which re-sends the engine the registry's status."""
+import psycopg
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.common.errors import UnknownMarket
@@ -39,3 +40,34 @@ def test_the_engine_follows_the_registrys_status_and_announce_replays_a_lost_hal
         wait_for(lambda: halted() is False, timeout=30, what="the engine to follow the resume")
         set_status(test_settings, market, "pre_trading")
         wait_for(halted, timeout=30, what="a pre-trading market's engine to stop")
+
+
+def test_a_status_change_whose_handling_failed_is_handled_again(
+        container_factory, nameko_config, test_settings, monkeypatch):
+    """A failure while following a status change (the database failing over,
+    say) must not lose the change: the event is requeued and handled again.
+    Nameko acks a failed worker's message unless told to requeue it; the
+    engine then stayed trading while the registry said halted."""
+    follow_status, failures = MatchingService.follow_status, []
+
+    def failing_once(service, symbol):
+        if not failures:
+            failures.append(symbol)
+            raise psycopg.OperationalError("the database went away (the test's)")
+        return follow_status(service, symbol)
+    monkeypatch.setattr(MatchingService, "follow_status", failing_once)
+    for cls in (RegistryService, MatchingService):
+        container_factory(cls, nameko_config).start()
+    with throwaway_market(test_settings) as market, \
+            ClusterRpcProxy(nameko_config, timeout=30) as rpc:
+        def known_and_trading():
+            try:
+                return rpc.matching.get_depth(market, 1)["halted"] is False
+            except UnknownMarket:
+                return False
+        wait_for(known_and_trading, timeout=30, what="the engine to know the new market")
+
+        set_status(test_settings, market, "halted")
+        wait_for(lambda: rpc.matching.get_depth(market, 1)["halted"], timeout=30,
+                 what="the engine to follow the halt whose first handling failed")
+        assert failures == [market]
