@@ -73,11 +73,14 @@ class OrdersDb:
                 if not conn.closed:
                     conn.autocommit = False
 
-    def get(self, conn, user: str, order_id=None, client_order_id=None, lock=False):
+    def get(self, user: str, order_id=None, client_order_id=None) -> dict | None:
+        """One order of the user, by id or client order id: one autocommitted
+        statement (one round trip; in a transaction it cost three, and the
+        REST cancel reads an order several times)."""
         where, args = ("order_id = %s", (order_id,)) if order_id is not None else (
             "client_order_id = %s", (client_order_id,))
-        row = conn.execute(f"{SELECT_ORDER} WHERE user_id = %s AND {where}"
-                           + (" FOR UPDATE" if lock else ""), (user, *args)).fetchone()
+        row = self.autocommit_statement(f"{SELECT_ORDER} WHERE user_id = %s AND {where}",
+                                        (user, *args))
         return None if row is None else order_view(row)
 
 

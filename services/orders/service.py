@@ -352,11 +352,10 @@ class OrdersService:
         user = _user(user)
         if (order_id is None) == (client_order_id is None):
             raise InvalidOrder("give exactly one of order_id or client_order_id", "order_id")
-        with self.db.transaction() as conn:
-            order = self.db.get(conn, user, order_id=None if order_id is None else
-                                _int_id("order_id", order_id),
-                                client_order_id=_text("client_order_id", client_order_id, 36,
-                                                      optional=True))
+        order = self.db.get(user, order_id=None if order_id is None else
+                            _int_id("order_id", order_id),
+                            client_order_id=_text("client_order_id", client_order_id, 36,
+                                                  optional=True))
         if order is None:
             raise UnknownOrder("no such order for this user")
         return order
