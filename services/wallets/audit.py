@@ -6,6 +6,11 @@ ONLY transaction so they all see the same snapshot) and returns the findings:
 The postings are read twice -- once grouped per transaction, once per account
 -- and only problem rows come back; each check reports at most ``LIMIT`` rows.
 
+``run_checkpointed_audit`` (the periodic audit) runs the same checks on the
+journal after the audit checkpoint (migration 016) and takes the sums up to
+it from the checkpoint, so its cost follows what was written since; see its
+docstring for what it leaves to the full audit, and docs/wallets.md.
+
 The checks (names are stable):
 
 * ``unbalanced_transaction`` -- a journal transaction's postings do not sum
