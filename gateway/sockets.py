@@ -52,6 +52,7 @@ from contextlib import contextmanager
 
 import eventlet
 import eventlet.event
+import eventlet.semaphore
 from flask import request
 from flask_socketio import ConnectionRefusedError, emit, join_room, leave_room
 from engineio import packet as engineio_packet
@@ -98,6 +99,7 @@ class PushManager(KombuManager):
         super().__init__(*args, **kwargs)
         self.on_disconnect_user = on_disconnect_user
         self._gathering: list | None = None
+        self._publishing = eventlet.semaphore.Semaphore()
 
     @contextmanager
     def gathered(self):
@@ -114,10 +116,22 @@ class PushManager(KombuManager):
         finally:
             messages, self._gathering = self._gathering, None
             if len(messages) == 1:
-                super()._publish(messages[0])
+                self._send(messages[0])
             elif messages:
-                super()._publish({"method": "emit", "batch": messages,
-                                  "host_id": self.host_id})
+                self._send({"method": "emit", "batch": messages, "host_id": self.host_id})
+
+    def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None,
+             to=None, **kwargs):
+        room = to or room
+        if (not kwargs.get("ignore_queue") and isinstance(room, str)
+                and self.eio_sid_from_sid(room, namespace or "/") is not None):
+            # A connection of this process (a handler's answer: welcome,
+            # depth_snapshot, error): no other process has it. Through the
+            # queue every process would get it (a book snapshot each, per
+            # subscribe) and only this one has anyone to give it to.
+            kwargs["ignore_queue"] = True
+        return super().emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid,
+                            callback=callback, **kwargs)
 
     def _publish(self, data):
         if self._gathering is not None:
@@ -127,8 +141,15 @@ class PushManager(KombuManager):
             # Anything else (a disconnect...) goes after what was gathered.
             messages, self._gathering = self._gathering, []
             for message in messages:
-                super()._publish(message)
-        super()._publish(data)
+                self._send(message)
+        self._send(data)
+
+    def _send(self, data):
+        # One publisher connection for the process: green threads (the
+        # bridge's consumer and its flush, handlers) take turns on it, or
+        # their frames could interleave on the socket.
+        with self._publishing:
+            super()._publish(data)
 
     def _producer_publish(self, connection):
         # The stock manager makes a Producer per message, and each one

@@ -65,3 +65,26 @@ def test_a_received_batch_is_handled_emit_by_emit(manager):
     push._handle_emit({"method": "emit", "host_id": "another",
                        "batch": [emit_message(e, "user:u-1") for e in ("fill", "order")]})
     assert handled == ["fill", "order"]
+
+
+def test_an_answer_to_a_connection_of_this_process_does_not_take_the_queue(monkeypatch):
+    """A handler's emit to its own connection (welcome, depth_snapshot...)
+    stays in the process, from the connect handler on; a user's room, which
+    may have connections on other processes, takes the queue."""
+    from types import SimpleNamespace
+
+    routed = []
+    monkeypatch.setattr(PubSubManager, "emit",
+                        lambda self, event, data, namespace=None, room=None, skip_sid=None,
+                        callback=None, **kwargs: routed.append(
+                            (event, bool(kwargs.get("ignore_queue")))))
+    push = PushManager("amqp://unused", channel="test", write_only=True)
+    push.server = SimpleNamespace(eio=SimpleNamespace(generate_id=lambda: "sid-1"))
+    sid = push.pre_connect("eio-1", "/")  # inside the connect handler
+    push.emit("welcome", {}, to=sid)
+    push.connect(sid, "/")
+    push.emit("depth_snapshot", {}, to=sid)
+    push.emit("order", {}, to="user:u-1")
+    push.emit("depth", {}, to="depth:BTC-USDT", ignore_queue=True)
+    assert routed == [("welcome", True), ("depth_snapshot", True), ("order", False),
+                      ("depth", True)]
