@@ -775,11 +775,13 @@ def main() -> int:
     timings = flow.get("timings") or {}
     # The flow is due over --seconds; on a machine that cannot keep up its
     # answers take longer, and the rate the order path kept is the lower one.
-    answered_s = ((max(a for _s, a in timings.values()) - min(s for s, _a in timings.values()))
-                  / 1000 if timings else float("nan"))
+    kept = ""
+    if timings:
+        answered_s = (max(a for _s, a in timings.values())
+                      - min(s for s, _a in timings.values())) / 1000
+        kept = f"; answered within {answered_s:.1f} s: {flow['placed'] / answered_s:.1f}/s"
     print(f"orders placed: {flow['placed']} ({flow['placed'] / args.seconds:.1f}/s over the "
-          f"{args.seconds:.0f} s they were due; answered within {answered_s:.1f} s: "
-          f"{flow['placed'] / answered_s if timings else 0:.1f}/s), "
+          f"{args.seconds:.0f} s they were due{kept}), "
           f"refused {flow['refused']}, dropped unsent (the callers were behind) "
           f"{flow.get('dropped', 0)}")
     print(f"messages delivered: {messages} in {elapsed:.1f} s = {messages / elapsed:,.0f} msg/s "
