@@ -38,6 +38,23 @@ class OrderBatcher:
     def __init__(self, rpc_pool, max_batch: int = MAX_BATCH, linger_s: float = LINGER_S):
         self.rpc_pool = rpc_pool
         self.group = GroupCommit(self._place_orders, max_batch=max_batch, linger_s=linger_s)
+        # The order reads of the requests that wait for an order's outcome
+        # (a Binance cancel until the order is final, a RESULT/FULL placement
+        # until it is settled): one ``orders.get_orders`` call in flight, the
+        # reads arriving meanwhile form the next; no linger (a poll has
+        # already waited).
+        self.reads = GroupCommit(self._get_orders, max_batch=MAX_BATCH, linger_s=0)
+
+    def get(self, user: str, order_id: int) -> dict:
+        """``orders.get_order(user, order_id=...)``, in the next read batch;
+        raises ``OrderRefused`` (UNKNOWN_ORDER) as that call would."""
+        return self.reads.submit({"user": user, "order_id": order_id})
+
+    def _get_orders(self, keys: list[dict]) -> list:
+        with self.rpc_pool.lease() as services:
+            answers = services.orders.get_orders(keys)
+        return [answer["order"] if "order" in answer else OrderRefused(answer["error"])
+                for answer in answers]
 
     def place(self, user: str, args: dict) -> dict:
         """``orders.place_order(user, **args)``, in the next batch."""
@@ -67,3 +84,7 @@ def order_batcher() -> OrderBatcher:
 
 def place_order(user: str, **args) -> dict:
     return order_batcher().place(user, args)
+
+
+def get_order(user: str, order_id: int) -> dict:
+    return order_batcher().get(user, order_id)

@@ -455,7 +455,7 @@ def settle(services, user: str, order: dict, market: Market, deadline: float) ->
             return order
         eventlet.sleep(POLL_S[min(polls, len(POLL_S) - 1)])
         polls += 1
-        order = services.orders.get_order(user, order_id=order["order_id"])
+        order = batcher.get_order(user, order["order_id"])
 
 
 def fills_of(services, user: str, order: dict, market: Market, deadline: float) -> list:
@@ -663,18 +663,19 @@ def _cancel(services, who, order: dict, market: Market, deadline: float) -> dict
             raise ApiError(400, "UNKNOWN_ORDER", MSG_UNKNOWN_ORDER_CANCEL, -2011,
                            MSG_UNKNOWN_ORDER_CANCEL) from None
         raise
-    return until_final(services, who.user_id, order, deadline)
+    return until_final(who.user_id, order, deadline)
 
 
-def until_final(services, user: str, order: dict, deadline: float) -> dict:
+def until_final(user: str, order: dict, deadline: float) -> dict:
     """Poll until a cancelled order is final or the deadline passes, backing
     off as ``settle`` does (a fixed 10 ms poll cost about ten ``get_order``
-    calls per cancel under load); the order as last read."""
+    calls per cancel under load), each read in the process's next batch of
+    reads (gateway/batcher.py); the order as last read."""
     polls = 0
     while order["status"] not in FINAL and time.monotonic() < deadline:
         eventlet.sleep(POLL_S[min(polls, len(POLL_S) - 1)])
         polls += 1
-        order = services.orders.get_order(user, order_id=order["order_id"])
+        order = batcher.get_order(user, order["order_id"])
     return order
 
 
@@ -730,7 +731,7 @@ def cancel_open_orders():
         services.orders.cancel_all(who.user_id, market.symbol)
         out = []
         for order in orders:
-            order = until_final(services, who.user_id, order, deadline)
+            order = until_final(who.user_id, order, deadline)
             out.append(cancelled_object(order, market, order.get("client_order_id")))
     return ok(out)
 

@@ -73,6 +73,24 @@ class OrdersDb:
                 if not conn.closed:
                     conn.autocommit = False
 
+    def get_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict]:
+        """The orders of ``(user, order_id)`` pairs that exist, by pair: one
+        autocommitted statement whatever their number."""
+        users, ids = [key[0] for key in keys], [key[1] for key in keys]
+
+        def read():
+            with self.pool.connection() as conn:
+                conn.autocommit = True
+                try:
+                    return conn.execute(
+                        f"{SELECT_ORDER} WHERE (user_id, order_id) IN "
+                        "(SELECT * FROM unnest(%s::text[], %s::bigint[]))", (users, ids)
+                    ).fetchall()
+                finally:
+                    if not conn.closed:
+                        conn.autocommit = False
+        return {(row[1], row[0]): order_view(row) for row in retry_transient(read)}
+
     def get(self, user: str, order_id=None, client_order_id=None) -> dict | None:
         """One order of the user, by id or client order id: one autocommitted
         statement (one round trip; in a transaction it cost three, and the

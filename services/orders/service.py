@@ -361,6 +361,27 @@ class OrdersService:
         return order
 
     @rpc(expected_exceptions=OrdersError)
+    def get_orders(self, keys):
+        """Several orders by id (a list of ``{"user", "order_id"}``, at most
+        MAX_ORDERS_PER_CALL), read in one statement: each answer in order is
+        ``{"order": {...}}`` or ``{"error": {"code", "message"}}`` as
+        ``get_order`` would raise it (the gateway's pollers, gateway/batcher.py)."""
+        if not isinstance(keys, list) or not 1 <= len(keys) <= MAX_ORDERS_PER_CALL:
+            raise InvalidOrder(f"keys must be a list of 1 to {MAX_ORDERS_PER_CALL}", "keys")
+        wanted: list = []
+        for key in keys:
+            try:
+                if not isinstance(key, dict) or set(key) != {"user", "order_id"}:
+                    raise InvalidOrder("a key is an object of user and order_id", "keys")
+                wanted.append((_user(key["user"]), _int_id("order_id", key["order_id"])))
+            except OrdersError as exc:
+                wanted.append(exc)
+        found = self.db.get_many([key for key in wanted if not isinstance(key, OrdersError)])
+        return [batch_answer(key if isinstance(key, OrdersError) else
+                             found.get(key) or UnknownOrder("no such order for this user"))
+                for key in wanted]
+
+    @rpc(expected_exceptions=OrdersError)
     def open_orders(self, user, market=None):
         user = _user(user)
         from .providers import SELECT_ORDER, order_view

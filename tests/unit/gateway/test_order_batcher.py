@@ -1,6 +1,7 @@
 """The gateway's order path without servers: the batch requests of several
-users share one ``orders.place_orders`` call (gateway/batcher.py), and a
-Binance cancel waits for the final order with backing-off polls."""
+users share one ``orders.place_orders`` call and concurrent order reads one
+``orders.get_orders`` call (gateway/batcher.py), and a Binance cancel waits
+for the final order with backing-off polls."""
 import contextlib
 
 import eventlet
@@ -62,6 +63,35 @@ def test_batch_requests_of_several_users_share_one_place_orders_call():
             and refused.reason == "INSUFFICIENT_FUNDS"
 
 
+def test_concurrent_order_reads_share_one_get_orders_call():
+    class Reads:
+        def __init__(self):
+            self.calls, self.release = [], Event()
+
+        def get_orders(self, keys):
+            self.calls.append(list(keys))
+            self.release.wait()
+            return [{"error": {"code": "UNKNOWN_ORDER", "message": "no such order"}}
+                    if key["order_id"] == 404 else {"order": {"order_id": key["order_id"]}}
+                    for key in keys]
+    orders = Reads()
+    batcher = OrderBatcher(Pool(orders))
+    first = eventlet.spawn(batcher.get, "u0", 1)
+    settle()
+    others = [eventlet.spawn(batcher.get, f"u{n}", n) for n in (2, 3, 404)]
+    settle()
+    orders.release.send()
+    assert first.wait() == {"order_id": 1}
+    assert [thread.wait() for thread in others[:2]] == [{"order_id": 2}, {"order_id": 3}]
+    try:
+        others[2].wait()
+        raise AssertionError("an unknown order must raise")
+    except OrderRefused as exc:
+        assert exc.code == "UNKNOWN_ORDER"
+    assert orders.calls == [[{"user": "u0", "order_id": 1}],
+                            [{"user": f"u{n}", "order_id": n} for n in (2, 3, 404)]]
+
+
 class CancelledAfter:
     """``services.orders`` whose order turns ``cancelled`` at the n-th read."""
 
@@ -82,6 +112,10 @@ def test_a_cancel_polls_for_the_final_order_backing_off(monkeypatch):
     slept = []
     monkeypatch.setattr(binance.eventlet, "sleep", slept.append)
     services = type("Services", (), {"orders": CancelledAfter(8)})()
+    # The polls read through the process's read batcher (one get_orders call
+    # for the concurrent reads); here straight from the fake.
+    monkeypatch.setattr(binance.batcher, "get_order",
+                        lambda user, order_id: services.orders.get_order(user, order_id))
     who = type("Who", (), {"user_id": "u1"})()
     order = binance._cancel(services, who, {"order_id": 7, "status": "new"}, None,
                             deadline=float("inf"))
