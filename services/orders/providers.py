@@ -58,17 +58,19 @@ class OrdersDb:
         from services.common.postgres import Database
         return Database(self.pool).transaction()
 
-    def autocommit_statement(self, statement: str, params) -> tuple | None:
+    def autocommit_statement(self, statement: str, params, every_row: bool = False):
         """One statement as its own transaction: a single round trip, where
         an explicit transaction costs three (BEGIN, the statement, COMMIT).
-        Run again if PostgreSQL aborted it to break a deadlock."""
-        return retry_transient(lambda: self._autocommit_statement(statement, params))
+        Its first row (every row with ``every_row``). Run again if
+        PostgreSQL aborted it to break a deadlock."""
+        return retry_transient(lambda: self._autocommit_statement(statement, params, every_row))
 
-    def _autocommit_statement(self, statement: str, params) -> tuple | None:
+    def _autocommit_statement(self, statement: str, params, every_row: bool):
         with self.pool.connection() as conn:
             conn.autocommit = True
             try:
-                return conn.execute(statement, params).fetchone()
+                cursor = conn.execute(statement, params)
+                return cursor.fetchall() if every_row else cursor.fetchone()
             finally:
                 if not conn.closed:
                     conn.autocommit = False
@@ -76,20 +78,11 @@ class OrdersDb:
     def get_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict]:
         """The orders of ``(user, order_id)`` pairs that exist, by pair: one
         autocommitted statement whatever their number."""
-        users, ids = [key[0] for key in keys], [key[1] for key in keys]
-
-        def read():
-            with self.pool.connection() as conn:
-                conn.autocommit = True
-                try:
-                    return conn.execute(
-                        f"{SELECT_ORDER} WHERE (user_id, order_id) IN "
-                        "(SELECT * FROM unnest(%s::text[], %s::bigint[]))", (users, ids)
-                    ).fetchall()
-                finally:
-                    if not conn.closed:
-                        conn.autocommit = False
-        return {(row[1], row[0]): order_view(row) for row in retry_transient(read)}
+        rows = self.autocommit_statement(
+            f"{SELECT_ORDER} WHERE (user_id, order_id) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::bigint[]))",
+            ([key[0] for key in keys], [key[1] for key in keys]), every_row=True)
+        return {(row[1], row[0]): order_view(row) for row in rows}
 
     def get(self, user: str, order_id=None, client_order_id=None) -> dict | None:
         """One order of the user, by id or client order id: one autocommitted
