@@ -230,6 +230,7 @@ def client_process(index: int, urls: list[str], count: int, sample: int, ready, 
             self.upgraded = False
             self.resubscribed = 0
             self.transport = None
+            self.stage = "TCP connected, upgrade not answered"
 
         def connection_made(self, transport):
             self.transport = transport
@@ -251,6 +252,7 @@ def client_process(index: int, urls: list[str], count: int, sample: int, ready, 
                     return
                 del buffer[:end + 4]
                 self.upgraded = True
+                self.stage = "upgraded, no Engine.IO open"
             at, size = 0, len(buffer)
             while size - at >= 2:
                 length, head = buffer[at + 1] & 0x7F, 2
@@ -275,6 +277,7 @@ def client_process(index: int, urls: list[str], count: int, sample: int, ready, 
             elif data == b"2":
                 self.transport.write(pong)
             elif data.startswith(b"0{"):  # Engine.IO open: connect, subscribe
+                self.stage = "Engine.IO open, Socket.IO connect not answered"
                 self.transport.write(client_frame(b"40") + subscribe)
             elif data.startswith(b"40"):
                 if not self.opened.done():
@@ -324,13 +327,21 @@ def client_process(index: int, urls: list[str], count: int, sample: int, ready, 
             url = urls[(index + n) % len(urls)]
             host, port = url.removeprefix("http://").split(":")
             opened = loop.create_future()
+            made: list = []
+
+            def protocol():
+                made.append(Connection(url, n % sample == 0, opened))
+                return made[0]
             try:
                 transport, _ = await asyncio.wait_for(loop.create_connection(
-                    lambda: Connection(url, n % sample == 0, opened), host, int(port)), 60)
+                    protocol, host, int(port)), 60)
                 transports.append(transport)
                 ok = await asyncio.wait_for(opened, 60)
             except Exception as exc:
-                ok, reason = False, f"connect: {type(exc).__name__}"
+                # How far the handshake got: no TCP connection, the HTTP
+                # upgrade, Engine.IO's open, or Socket.IO's connect.
+                stage = made[0].stage if made else "no TCP connection"
+                ok, reason = False, f"connect: {type(exc).__name__} ({stage})"
                 lost[reason] = lost.get(reason, 0) + 1
             if ok:
                 connected[url] += 1
