@@ -15,18 +15,10 @@ import psycopg
 import pytest
 
 from services.common import catalogue
-from services.common.postgres import make_pool
 from services.matching.engine import MatchingEngine
 from services.matching.models import MarketConfig, PlaceOrder, command_from_dict, command_to_dict
 from services.matching.providers import MarketHost, now_ms
 from tests.integration.registry_kit import throwaway_market
-
-
-@pytest.fixture(scope="module")
-def pool(test_settings):
-    pool = make_pool(test_settings, max_size=4)
-    yield pool
-    pool.close()
 
 
 def commands(*orders):

@@ -13,20 +13,11 @@ import dataclasses
 import uuid
 
 import psycopg
-import pytest
 
 from services.common import catalogue
-from services.common.postgres import make_pool
 from services.matching.models import Halt, MarketConfig, PlaceOrder, command_to_dict
 from services.matching.providers import MarketHost
 from tests.integration.registry_kit import throwaway_market
-
-
-@pytest.fixture(scope="module")
-def pool(test_settings):
-    pool = make_pool(test_settings, max_size=4)
-    yield pool
-    pool.close()
 
 
 def commands(*pairs):
