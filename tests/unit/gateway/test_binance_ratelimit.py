@@ -3,6 +3,7 @@ that keeps going; a per-key order count. Memcached's verbs are played by a
 dict here (the e2e flood test runs against the real one)."""
 import pytest
 from flask import Flask
+from pymemcache.exceptions import MemcacheUnexpectedCloseError
 
 from gateway.errors import ApiError
 from gateway.ratelimit import Counters, Limits, RateLimiter
@@ -103,6 +104,23 @@ def test_an_unreachable_memcached_serves_unlimited_and_is_not_asked_again_at_onc
         clock.now += Counters.RETRY_AFTER_FAILURE_S + 1
         rl.charge_ip("1.2.3.4", 5)
         assert len(calls) == 2
+
+
+@pytest.mark.parametrize("failure", [OSError("connection refused"), EOFError(),
+                                     MemcacheUnexpectedCloseError()])
+def test_a_connection_lost_in_any_way_serves_unlimited_never_an_error(failure):
+    """EOFError is what eventlet raises when another request's failure closed
+    the pooled connection under this one's read (a 500 under load, once)."""
+    class Lost:
+        def __getattr__(self, name):
+            def fail(*args, **kwargs):
+                raise failure
+            return fail
+
+    with Flask(__name__).test_request_context("/"):
+        rl = RateLimiter(Counters(Lost(), Clock()), LIMITS)
+        assert rl.charge_ip("1.2.3.4", 5) == 0
+        rl.charge_key("key-1", 1, orders=1)
 
 
 class CountingMemcache(DictMemcache):
