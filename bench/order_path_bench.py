@@ -776,8 +776,12 @@ def run_phase(settings, nameko, procs, users, args, transport, markets, mode, ra
         spec_file.write_text(json.dumps(spec))
         outs.append(out)
         specs.append(spec_file)
+        # A session of its own each, as every server and service of the stack
+        # has (stack/proc.py): with the kernel's autogroup scheduling (on here)
+        # the clients sharing the bench's one session got one CPU share between
+        # them on a busy machine (bench/push_bench.py own_cpu_share).
         clients.append(subprocess.Popen([sys.executable, __file__, "--client", str(spec_file),
-                                         str(out)], cwd=REPO,
+                                         str(out)], cwd=REPO, start_new_session=True,
                                         env={**os.environ, "PYTHONPATH": str(REPO)}))
     deadline = time.time() + 120
     while not all(Path(str(o) + ".ready").exists() for o in outs):
