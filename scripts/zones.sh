@@ -189,7 +189,8 @@ install() {
 deploy() {
     install && up || exit 2
     local started=$SECONDS
-    (cd ansible && ../.venv/bin/ansible-playbook -i inventories/three-zones/hosts.yml site.yml \
+    # task_times (ansible/plugins/callback) lists where the deploy's time went.
+    (cd ansible && ANSIBLE_CALLBACKS_ENABLED=task_times ../.venv/bin/ansible-playbook -i inventories/three-zones/hosts.yml site.yml \
         -e ansible_python_interpreter="$PWD/../.venv/bin/python") || die "the three-zones play failed"
     say "three zones deployed in $((SECONDS - started)) s"
 }
