@@ -165,6 +165,9 @@ class Bridge:
         self.wake = eventlet.event.Event()
         self.settling_markets: set[str] = set()
         self.market_flushed = float("-inf")
+        # False while marketdata does not answer (not deployed, restarting):
+        # one log line when it stops answering and one when it is back.
+        self.market_data_read = True
         # Users named by balances_changed (the ledger announces every posting
         # through the outbox, wallets migration 011), read at the next flush.
         self.dirty_users: set[str] = set()
@@ -370,7 +373,7 @@ class Bridge:
             self.settling_markets, self.dirty_markets = self.dirty_markets, set()
         users, self.dirty_users = self.dirty_users, set()
         if markets:
-            self._push_market_data(sorted(markets))
+            self._push_market_data_or_wait(sorted(markets))
         if users:
             failed = self._push_balances(sorted(users))
             self.dirty_users |= failed
@@ -381,6 +384,23 @@ class Bridge:
         with self.corked():
             for event, data, room in emits:
                 self.emit(event, data, room)
+
+    def _push_market_data_or_wait(self, markets: list[str]) -> None:
+        """The markets' tickers and candles; when marketdata does not
+        answer, they stay dirty for the next market flush and the flush's
+        balances still go out (they were lost with the whole flush before)."""
+        try:
+            self._push_market_data(markets)
+        except Exception as exc:
+            self.dirty_markets |= set(markets)
+            if self.market_data_read:
+                self.market_data_read = False
+                log.warning("push bridge: market data not read (%s: %s); tickers and candles "
+                            "wait until marketdata answers", type(exc).__name__, exc)
+            return
+        if not self.market_data_read:
+            self.market_data_read = True
+            log.warning("push bridge: market data read again")
 
     def _push_market_data(self, markets: list[str]) -> None:
         emits = []

@@ -318,3 +318,39 @@ def test_the_emits_of_one_engine_batch_and_of_one_flush_go_out_together():
     assert blocks[2] == ["ticker", "mini_ticker"] + ["candle"] * 8
     assert blocks[3] == ["balances", "balances"]
     assert outside == []
+
+
+def test_marketdata_down_costs_one_log_line_and_the_balances_still_go_out(caplog):
+    """A gateway without marketdata (stopped, restarting, not deployed): the
+    flush's balances are pushed anyway, the markets wait dirty for the next
+    market flush, and the outage is logged once when it starts and once when
+    it ends (was: a traceback every flush and the flush's balances lost)."""
+    class Marketdata:
+        down = True
+
+        def get_ticker(self, market):
+            if self.down:
+                raise LookupError("Unknown service `marketdata`")
+            return {"market": market, "last": "100.00"}
+
+        def get_candles(self, market, interval, limit):
+            return {"candles": []}
+
+    push, emitted = bridge()
+    marketdata = Marketdata()
+    push.rpc().__enter__().marketdata = marketdata
+    caplog.set_level("INFO", logger="gateway.bridge")
+    for _ in range(3):
+        push.dirty_markets.add("BTC-USDT")
+        push.handle("balances_changed", {"changes": [{"user": "u-1", "asset": "USDT"}]})
+        push.market_flushed = float("-inf")
+        push.flush()
+    assert [(e, r) for e, _d, r in emitted] == [("balances", "user:u-1")] * 3
+    assert push.dirty_markets == {"BTC-USDT"}
+    marketdata.down = False
+    push.market_flushed = float("-inf")
+    push.flush()
+    assert ("ticker", "ticker:BTC-USDT") in [(e, r) for e, _d, r in emitted]
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.bridge"]
+    assert len(lines) == 2 and "not read" in lines[0] and "read again" in lines[1]
+    assert not any(r.exc_info for r in caplog.records)
