@@ -80,12 +80,16 @@ MARKET_FLUSH_EVERY = 1.0
 PREFETCH = 500
 # Users' balances read before they go out together (one message-queue message).
 BALANCES_PER_MESSAGE = 20
-# The least seconds between two frames of one market's book diffs or trades.
 # A batch goes out as soon as the consumer has handled what the broker had
-# delivered (no wait when the market is quiet); only a market busier than
-# that is coalesced, so a burst of engine batches is not a burst of frames
-# per connection (the gateway's main cost: a write per frame per connection).
+# delivered. Pushes are paced by a token bucket: after a quiet spell up to
+# PUSH_BURST go out back to back, and a sustained stream is spaced to one per
+# PUSH_EVERY seconds on average, so a busy market's engine batches are
+# coalesced and are not a frame each per connection (the gateway's main
+# cost: a write per frame per connection). With a fixed spacing instead
+# (before session 9) the second of two engine batches 10 ms apart waited
+# 40 ms although the market was far from busy (bench/README.md, "Live push").
 PUSH_EVERY = 0.05
+PUSH_BURST = 3
 DISCONNECT_USER = "__disconnect_user__"
 # Engine batches a process's own market queue holds at most.
 OWN_QUEUE_MAX_MESSAGES = 10_000
@@ -161,7 +165,6 @@ class Bridge:
         self.depth_trace: dict[str, dict] = {}
         self.trade_trace: dict[str, dict] = {}
         self.trace: dict = {}
-        self.last_push = float("-inf")
         self.wake = eventlet.event.Event()
         self.settling_markets: set[str] = set()
         self.market_flushed = float("-inf")
@@ -309,7 +312,7 @@ class Bridge:
 
     def push_batches(self) -> None:
         """The public market streams go out in batches (one frame per market
-        and stream per PUSH_EVERY): writing a frame to each of many
+        and stream per PUSH_EVERY on average, see Pacer): writing a frame to each of many
         connections is the gateway's main cost, and a burst of orders would
         otherwise be a burst of frames per connection."""
         depth, self.pending_depth = self.pending_depth, {}
@@ -340,14 +343,15 @@ class Bridge:
                   f"depth:{diff['market']}")
 
     def push_loop(self) -> None:
+        pacer = Pacer(PUSH_EVERY, PUSH_BURST)
         while self.running:
             if not self.wake.wait(1.0):
                 continue
             self.wake = eventlet.event.Event()
-            wait = self.last_push + PUSH_EVERY - time.monotonic()
+            wait = pacer.wait(time.monotonic())
             if wait > 0:
                 eventlet.sleep(wait)
-            self.last_push = time.monotonic()
+            pacer.spend(time.monotonic())
             try:
                 self.push_batches()
             except Exception:
@@ -437,6 +441,31 @@ class Bridge:
                 emits = []
         self._emit_all(emits)
         return failed
+
+
+class Pacer:
+    """A token bucket of pushes: ``burst`` tokens at most, one back every
+    ``every`` seconds, one spent per push. ``wait(now)`` is how long the next
+    push must wait (0 while a token is left)."""
+
+    def __init__(self, every: float, burst: int):
+        self.every = every
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.at: float | None = None
+
+    def _refill(self, now: float) -> None:
+        if self.at is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.at) / self.every)
+        self.at = now
+
+    def wait(self, now: float) -> float:
+        self._refill(now)
+        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) * self.every
+
+    def spend(self, now: float) -> None:
+        self._refill(now)
+        self.tokens -= 1.0
 
 
 def mini_ticker(ticker: dict) -> dict:

@@ -250,6 +250,56 @@ def test_a_batch_goes_out_once_the_consumer_waits_not_after_a_period(monkeypatch
         loop.kill()
 
 
+def engine_batch(seq):
+    trade = {**TRADE, "seq": seq, "trade_id": f"BTC-USDT-{seq}"}
+    return ({"market": "BTC-USDT", "first_seq": seq, "last_seq": seq, "at": 40,
+             "event_version": 1,
+             "events": [["book_changed", f"b{seq}", book(seq)],
+                        ["trade_executed", f"t{seq}", trade]]},
+            Delivery("engine_batch.push", f"m{seq}"))
+
+
+def test_a_few_batches_after_a_quiet_spell_go_out_at_once_and_a_stream_is_paced(monkeypatch):
+    """The first PUSH_BURST batches after a quiet spell are each pushed as
+    soon as they are consumed (before session 9 the second waited for the
+    whole period); the next one waits for the pacer (a period of 10 s here:
+    it must still be pending after the first ones went out)."""
+    import eventlet
+
+    from gateway import bridge as bridge_module
+    monkeypatch.setattr(bridge_module, "PUSH_EVERY", 10.0)
+    push, emitted = market_bridge()
+    loop = eventlet.spawn(push.push_loop)
+    try:
+        for seq in range(1, bridge_module.PUSH_BURST + 2):
+            push._on_message(*engine_batch(seq))
+            for _ in range(5):
+                eventlet.sleep(0)
+        pushed = [(e, d["last_seq"] if e == "depth" else d["trades"][0]["seq"])
+                  for e, d, _r in emitted]
+        burst = bridge_module.PUSH_BURST
+        assert pushed == [(e, seq) for seq in range(1, burst + 1) for e in ("trades", "depth")]
+        assert push.pending_depth["BTC-USDT"]["last_seq"] == burst + 1  # paced: waits
+    finally:
+        push.running = False
+        loop.kill()
+
+
+def test_the_pacer_allows_a_burst_then_one_push_per_period():
+    from gateway.bridge import Pacer
+    pacer = Pacer(every=0.05, burst=3)
+    for _ in range(3):
+        assert pacer.wait(100.0) == 0.0
+        pacer.spend(100.0)
+    assert abs(pacer.wait(100.0) - 0.05) < 1e-9
+    assert abs(pacer.wait(100.02) - 0.03) < 1e-9    # a token comes back every 0.05 s
+    pacer.spend(100.05)
+    assert pacer.wait(100.05) > 0                   # sustained: one per period
+    assert pacer.wait(101.0) == 0.0                 # quiet again: the burst is back
+    pacer.spend(101.0), pacer.spend(101.0), pacer.spend(101.0)
+    assert pacer.wait(101.0) > 0                    # never more than the burst
+
+
 def test_a_diff_never_claims_to_follow_on_over_missing_batches():
     """Batches 6..9 never arrived (dropped from a full queue): the pending
     diff goes out alone and the next one starts at its own batch, so a
