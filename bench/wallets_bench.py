@@ -40,10 +40,13 @@ import eventlet
 eventlet.monkey_patch()
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
+import signal  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -98,6 +101,121 @@ class CpuMeter:
         return (f"CPU per {unit}: bench process {own / units * 1e6:.0f} us + PostgreSQL "
                 f"{server / units * 1e6:.0f} us; load average {self.load:.2f} -> "
                 f"{os.getloadavg()[0]:.2f} (2 cores)")
+
+
+class StatementProfile:
+    """What PostgreSQL did for the bench's database over a phase, per trade
+    (``--statements``): pg_stat_statements, top-level and nested (the
+    ledger's triggers), with WAL records and bytes; the database's commits;
+    the cluster's WAL flushes (other work's included). Read over the
+    cluster's superuser socket (stack/servers.py), as the order path bench
+    does. Tracking nested statements costs time of its own: a profiled run
+    is for comparing what is done, not for its rate."""
+
+    QUERY = ("SELECT queryid, toplevel, query, calls, total_exec_time, rows, wal_records, "
+             "wal_bytes, wal_fpi, shared_blks_hit + shared_blks_read FROM pg_stat_statements "
+             "WHERE dbid = %s")
+
+    # What the bench's backends are doing, sampled every 2 ms by a process of
+    # its own (the bench's hub must not pay for it) until SIGTERM, bounded in
+    # time and count; prints {state: samples} as JSON.
+    WAIT_SAMPLER = """
+import json, signal, sys, time
+import psycopg
+stopped = []
+signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))
+counts, samples = {}, 0
+with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+    deadline = time.monotonic() + 600
+    while not stopped and samples < 300000 and time.monotonic() < deadline:
+        active = conn.execute(
+            "SELECT coalesce(wait_event_type || ':' || wait_event, 'on CPU (or waiting for a core)') "
+            "FROM pg_stat_activity WHERE datname = %s AND application_name = %s "
+            "AND state = 'active'", (sys.argv[2], sys.argv[3])).fetchall()
+        samples += 1
+        for (what,) in active or [("no backend active (waiting for the bench)",)]:
+            counts[what] = counts.get(what, 0) + 1
+        time.sleep(0.002)
+print(json.dumps({"samples": samples, "counts": counts}))
+"""
+
+    def __init__(self, settings):
+        from stack import servers
+        self.connect = lambda: servers.pg_admin_connect(settings)
+        self.admin_dsn = (f"host={servers.pg_socket_dir(settings)} port={settings['EXCHANGE_POSTGRES_PORT']} "
+                          f"user=postgres dbname=postgres")
+        with self.connect() as conn:
+            # Before the bench's pools connect: a session reads it at start.
+            conn.execute(sql.SQL("ALTER DATABASE {} SET pg_stat_statements.track = 'all'").format(
+                sql.Identifier(BENCH_DB)))
+            self.dbid = conn.execute("SELECT oid FROM pg_database WHERE datname = %s",
+                                     (BENCH_DB,)).fetchone()[0]
+
+    def snapshot(self) -> dict:
+        with self.connect() as conn:
+            return {
+                "statements": {(row[0], row[1]): row[2:] for row in conn.execute(self.QUERY, (self.dbid,))},
+                "commits": conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datid = %s",
+                                        (self.dbid,)).fetchone()[0],
+                "wal_syncs": conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0],
+            }
+
+    def start(self) -> None:
+        self.before = self.snapshot()
+        self.sampler = subprocess.Popen(
+            [sys.executable, "-c", self.WAIT_SAMPLER, self.admin_dsn, BENCH_DB, APPLICATION_NAME],
+            stdout=subprocess.PIPE, text=True)
+
+    def waits(self) -> str:
+        self.sampler.send_signal(signal.SIGTERM)
+        out, _ = self.sampler.communicate(timeout=30)
+        found = json.loads(out)
+        total = found["samples"] or 1
+        return f"{found['samples']} samples: " + ", ".join(
+            f"{what} {count / total:.0%}" for what, count
+            in sorted(found["counts"].items(), key=lambda kv: -kv[1]))
+
+    def report(self, trades: int, elapsed: float) -> None:
+        waits = self.waits()
+        after = self.snapshot()
+        rows = []
+        for key, (query, *counters) in after["statements"].items():
+            _, *old = self.before["statements"].get(key, (query, 0, 0.0, 0, 0, 0, 0, 0))
+            grown = [a - b for a, b in zip(counters, old)]
+            if grown[0] > 0:
+                rows.append((key[1], " ".join(query.split())[:90], *grown))
+        top = [r for r in rows if r[0]]
+        exec_ms = sum(r[3] for r in top)
+        wal_records = sum(r[5] for r in top)
+        wal_bytes = sum(r[6] for r in top)
+        print(f"  PostgreSQL per trade (pg_stat_statements, {trades} trades): top-level execution "
+              f"{exec_ms / trades * 1e3:.1f} us ({exec_ms / 1e3 / elapsed:.0%} of the wall time), "
+              f"WAL {wal_records / trades:.2f} records / {wal_bytes / trades:.0f} bytes "
+              f"(full-page images {sum(r[7] for r in top) / trades:.3f}), commits "
+              f"{(after['commits'] - self.before['commits']) / trades:.4f}, cluster WAL flushes "
+              f"{(after['wal_syncs'] - self.before['wal_syncs']) / trades:.4f} (others' included)")
+        print(f"  the bench's PostgreSQL backends while it ran (pg_stat_activity, {waits})")
+        print("    top  calls/trade  us/trade  rows/trade  WAL rec/trade  WAL B/trade  blocks/trade  statement")
+        for toplevel, query, calls, ms, nrows, records, wbytes, _fpi, blocks in sorted(
+                rows, key=lambda r: (not r[0], -r[3]))[:16]:
+            print(f"    {'yes' if toplevel else ' no'}  {calls / trades:11.4f}  {ms / trades * 1e3:8.2f}"
+                  f"  {nrows / trades:10.3f}  {records / trades:13.2f}  {wbytes / trades:11.0f}"
+                  f"  {blocks / trades:12.2f}  {query}")
+
+
+def explain_into_server_log(settings) -> None:
+    """Sessions opened from now on in the bench's database log each
+    statement's plan, run with ANALYZE and BUFFERS, nested statements (the
+    ledger's triggers) included: the plans of two trees side by side."""
+    from stack import servers
+    with servers.pg_admin_connect(settings) as conn:
+        for name, value in (("session_preload_libraries", "auto_explain"),
+                            ("auto_explain.log_min_duration", "0"),
+                            ("auto_explain.log_analyze", "on"),
+                            ("auto_explain.log_buffers", "on"),
+                            ("auto_explain.log_nested_statements", "on")):
+            conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(BENCH_DB), sql.Identifier(name), sql.Literal(value)))
 
 
 def percentiles(samples_s: list[float]) -> str:
@@ -219,15 +337,21 @@ def bench_settle(ledger: PostgresLedger, batches: list, meter: CpuMeter) -> floa
 
 
 def bench_settle_pipelined(ledger: PostgresLedger, batches: list, per_call: int,
-                           meter: CpuMeter) -> float:
-    """One settler, pipelined (settle_batches), ``per_call`` batches per call."""
+                           meter: CpuMeter, profile: "StatementProfile | None" = None) -> float:
+    """One settler, pipelined (settle_batches), ``per_call`` batches per call;
+    with ``profile``, PostgreSQL's statements of the timed calls per trade."""
     ledger.settle_batches(batches[:3])  # warm-up
     timed = batches[3:]
     calls = [timed[i:i + per_call] for i in range(0, len(timed), per_call)]
+    if profile is not None:
+        profile.start()
     elapsed, latencies = timed_calls(ledger.settle_batches, calls, meter)
-    return report_settlement(f"settle_batches: {{trades}} trades in {len(timed)} batches of "
+    rate = report_settlement(f"settle_batches: {{trades}} trades in {len(timed)} batches of "
                              f"{len(timed[0])}, one settler, pipelined, {per_call} batches per call",
                              timed, elapsed, f"per call of {per_call} batches", latencies, meter)
+    if profile is not None:
+        profile.report(sum(len(b) for b in timed), elapsed)
+    return rate
 
 
 def bench_settle_per_market(ledger: PostgresLedger, batches: list, meter: CpuMeter) -> float:
@@ -333,12 +457,24 @@ def main() -> None:
     parser.add_argument("--only", choices=("settle", "hold"))
     parser.add_argument("--keep-database", action="store_true",
                         help=f"reuse {BENCH_DB} as the last run left it (default: start afresh)")
+    parser.add_argument("--statements", action="store_true",
+                        help="profile the pipelined settler's statements per trade "
+                             "(pg_stat_statements; slows PostgreSQL: not for rates)")
+    parser.add_argument("--explain", action="store_true",
+                        help="every statement's plan, with ANALYZE and BUFFERS, nested ones "
+                             "included, into the server's log (auto_explain; small runs only)")
+    parser.add_argument("--no-periodic-audit", action="store_true",
+                        help="skip the checkpointed audit at the end (bench/wallets_ab.py, for "
+                             "trees from before it)")
     args = parser.parse_args()
 
     settings = load_settings()
     prepare_database(settings, fresh=not args.keep_database)
     # The ledger's assets are the registry's (its seed lists BTC, ETH, USDT).
     catalogue.load_from_settings(settings, BENCH_DB)
+    profile = StatementProfile(settings) if args.statements else None
+    if args.explain:
+        explain_into_server_log(settings)
     pool = make_pool(settings, BENCH_DB, min_size=args.concurrency, max_size=args.concurrency,
                      name="wallets-bench", kwargs={"application_name": APPLICATION_NAME})
     ledger = PostgresLedger(pool)
@@ -360,7 +496,7 @@ def main() -> None:
                 settler, make_batches(users, args.batches + 3, args.batch_size, rng), meter))
             figures.setdefault("settle_batches, one settler, pipelined (trades/s)", []).append(
                 bench_settle_pipelined(settler, make_batches(users, args.batches + 3, args.batch_size, rng),
-                                       args.consumer_batches, meter))
+                                       args.consumer_batches, meter, profile))
             figures.setdefault("settle_trades, one settler per market (trades/s)", []).append(
                 bench_settle_per_market(settler, make_batches(users, args.batches, args.batch_size, rng),
                                         meter))
@@ -376,7 +512,8 @@ def main() -> None:
     t0 = time.perf_counter()
     findings = ledger.audit()
     print(f"audit: {'clean' if not findings else findings} ({time.perf_counter() - t0:.2f} s, untimed)")
-    findings += bench_periodic_audit(ledger, users, rng)
+    if not args.no_periodic_audit:
+        findings += bench_periodic_audit(ledger, users, rng)
     settle_pool.close()
     pool.close()
     if findings:
