@@ -98,8 +98,7 @@ def check_every_acknowledged_order_is_kept(load: kit.OrderLoad) -> None:
 def check_settled_once_and_audit_clean() -> None:
     counts = kit.wait_for(lambda: (lambda c: c if c[0] == c[1] else None)(kit.settlement_counts()), 180, 3)
     assert counts, f"trades executed vs settled: {kit.settlement_counts()}"
-    with kit.rpc() as services:
-        assert services.wallets.audit() == []
+    assert kit.audit() == []
 
 
 @pytest.mark.parametrize("zone", list(kit.ADDRESSES))

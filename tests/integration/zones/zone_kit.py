@@ -411,6 +411,47 @@ class Timeline:
         return "\n".join(sorted(lines, key=lambda line: float(line.split()[0])))
 
 
+# What a service raises while its PostgreSQL is failed over or rewound, or
+# its pool cannot reach the new leader yet (session 8's run 3: wallets.audit()
+# answered AdminShutdown while the healed zone's server was rewound): asked
+# again. Anything else -- a coded error, a bug -- is raised at once, and the
+# audit's findings are its answer, never an error, so no retry hides one.
+TRANSIENT_REMOTE_ERRORS = frozenset({
+    "AdminShutdown", "CannotConnectNow", "OperationalError", "InterfaceError",
+    "ConnectionFailure", "PoolTimeout", "ReadOnlySqlTransaction"})
+AUDIT_ATTEMPTS = 8
+AUDIT_PAUSE_S = 5.0
+
+
+def retrying_transient(call, attempts: int = AUDIT_ATTEMPTS, pause_s: float = AUDIT_PAUSE_S):
+    """``call()``'s answer, asked again (at most ``attempts`` times in all,
+    ``pause_s`` apart) while it fails with a transient error: a RemoteError
+    of TRANSIENT_REMOTE_ERRORS, or no connection to RabbitMQ (OSError). After
+    the last attempt, an AssertionError listing every failure."""
+    from nameko.exceptions import RemoteError
+    failures = []
+    for attempt in range(attempts):
+        try:
+            return call()
+        except RemoteError as problem:
+            if problem.exc_type not in TRANSIENT_REMOTE_ERRORS:
+                raise
+            failures.append(f"{problem.exc_type}: {problem.value}"[:200])
+        except OSError as problem:
+            failures.append(f"{type(problem).__name__}: {problem}"[:200])
+        if attempt < attempts - 1:
+            time.sleep(pause_s)
+    raise AssertionError(f"still failing after {attempts} attempts, each transient: {failures}")
+
+
+def audit() -> list:
+    """wallets.audit()'s findings, through a failover's transient errors."""
+    def ask():
+        with rpc() as services:
+            return services.wallets.audit()
+    return retrying_transient(ask)
+
+
 def wait_for(check, seconds: float, step: float = 1.0):
     """``check()`` until it returns something true, for at most ``seconds``."""
     deadline = time.monotonic() + seconds
