@@ -21,7 +21,10 @@ the reference price, so about half of the orders trade.
 * Orders: ``--rate`` orders/s for ``--seconds`` through orders.place_order,
   open loop (an order is due every 1/rate s, answered or not; ``--threads``
   callers, each with its own RPC proxy, take the due orders), limit orders
-  of either side within 0.3 USDT of the reference price.
+  of either side within 0.3 USDT of the reference price. ``--batched``: the
+  due orders go in ``orders.place_orders`` calls, as the gateway's order
+  batcher sends concurrent REST orders (two callers, one call in flight
+  each, the orders due meanwhile form the next).
 
 Figures: connections held per gateway process; messages delivered per
 second (all connections); the delay from a trade's commit (``executed_at``,
@@ -385,13 +388,23 @@ def new_trader(rpc, funds: dict) -> str:
     return signup["user_id"]
 
 
+# ``--batched``: the due orders go as gateway/batcher.py sends concurrent REST
+# orders, one ``orders.place_orders`` call in flight per caller (one per
+# gateway process), the orders due meanwhile form the next after a short
+# linger, at most MAX_BATCH each.
+BATCH_CALLERS = 2
+BATCH_LINGER_S = 0.002
+MAX_BATCH = 200
+
+
 def order_flow(config: dict, traders: list[str], centre: Decimal, rate: float, seconds: float,
-               threads: int) -> dict:
+               threads: int, batched: bool = False) -> dict:
     """Open loop: one order is due every 1/rate s whether or not earlier ones
     were answered; ``threads`` callers (each with its own RPC proxy) take the
-    due orders in turn. Each order's ``sent`` is when it was due (a caller
-    late to take it counts in its delay) and ``answered`` when its answer
-    came back (after its acceptance committed)."""
+    due orders in turn (``batched``: BATCH_CALLERS callers each take every
+    order due, one ``place_orders`` call per batch). Each order's ``sent`` is
+    when it was due (a caller late to take it counts in its delay) and
+    ``answered`` when its answer came back (after its acceptance committed)."""
     import queue as queue_module
 
     from nameko.standalone.rpc import ClusterRpcProxy
@@ -428,7 +441,48 @@ def order_flow(config: dict, traders: list[str], centre: Decimal, rate: float, s
                     with lock:
                         refused[0] += 1
 
-    workers = [threading.Thread(target=caller, daemon=True) for _ in range(threads)]
+    def batch_caller():
+        with ClusterRpcProxy(config, timeout=30) as rpc:
+            finished = False
+            while not finished:
+                ticket = due.get()
+                if ticket is None:
+                    return
+                time.sleep(BATCH_LINGER_S)
+                tickets = [ticket]
+                while len(tickets) < MAX_BATCH:
+                    try:
+                        more = due.get_nowait()
+                    except queue_module.Empty:
+                        break
+                    if more is None:
+                        finished = True
+                        break
+                    tickets.append(more)
+                if time.monotonic() > give_up:
+                    with lock:
+                        dropped[0] += len(tickets)
+                    continue
+                orders = [{"user": trader, "market": MARKET, "side": side, "type": "limit",
+                           "quantity": quantity, "price": price, "time_in_force": tif}
+                          for _sent, (trader, side, price, quantity, tif) in tickets]
+                try:
+                    answers = rpc.orders.place_orders(orders)
+                except Exception:
+                    with lock:
+                        refused[0] += len(tickets)
+                    continue
+                answered = now_ms()
+                with lock:
+                    for (sent, _order), answer in zip(tickets, answers):
+                        if "order" in answer:
+                            placed[0] += 1
+                            timings[int(answer["order"]["order_id"])] = (sent, answered)
+                        else:
+                            refused[0] += 1
+
+    workers = [threading.Thread(target=batch_caller if batched else caller, daemon=True)
+               for _ in range(BATCH_CALLERS if batched else threads)]
     for worker in workers:
         worker.start()
     started = time.monotonic()
@@ -542,9 +596,14 @@ def hub_lags(log_dir: Path, count: int, since: float, until: float) -> list[str]
     for index in range(count):
         path = log_dir / f"push-bench-gateway-{index}.hub-lag"
         # at, lag ms, CPU s so far, longest collector pause ms, full collections
-        # so far, CPU of the longest full collection so far ms
-        rows = [tuple(map(float, line.split()))[:6] for line in
+        # so far, CPU of the longest full collection so far ms, young
+        # collections so far, objects the full collections found unreachable
+        # so far (the last two since session 9: 0 in older probes' lines)
+        rows = [(tuple(map(float, line.split())) + (0.0, 0.0))[:8] for line in
                 (path.read_text().splitlines() if path.exists() else []) if line.strip()]
+        timed = [(n, row) for n, row in enumerate(rows) if n and since <= row[0] <= until]
+        young = sum(row[6] - rows[n - 1][6] for n, row in timed)
+        found = sum(row[7] - rows[n - 1][7] for n, row in timed)
         window = [(row[0], row[1], row[2] - rows[n - 1][2], row[3], row[4] - rows[n - 1][4])
                   for n, row in enumerate(rows) if n and since <= row[0] <= until]
         full_cpu = max((row[5] for row in rows if row[0] <= until), default=0.0)
@@ -559,7 +618,9 @@ def hub_lags(log_dir: Path, count: int, since: float, until: float) -> list[str]
                      f"{percentile(pauses, 50):.1f} ms, max "
                      f"{max(pauses, default=float('nan')):.1f} ms, "
                      f"{sum(full for *_rest, full in window):.0f} full collections (the "
-                     f"longest full one of the process so far: {full_cpu:.0f} ms of CPU)")
+                     f"longest full one of the process so far: {full_cpu:.0f} ms of CPU; "
+                     f"{found:.0f} unreachable objects found by them), {young:.0f} young "
+                     f"collections")
     return lines
 
 
@@ -663,6 +724,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=32,
                         help="callers taking the due orders (the flow is open-loop)")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--batched", action="store_true",
+                        help="place the due orders in orders.place_orders batches, as the "
+                             "gateway's order batcher does (default: one place_order each)")
     parser.add_argument("--sample", type=int, default=10,
                         help="one connection in this many decodes and times its frames")
     parser.add_argument("--synthetic", type=float, metavar="PER_S",
@@ -737,7 +801,8 @@ def main() -> int:
             flow = synthetic_flow(settings.amqp_uri(), channel, args.synthetic, args.seconds)
         else:
             tap.start()
-            flow = order_flow(config, traders, centre, args.rate, args.seconds, args.threads)
+            flow = order_flow(config, traders, centre, args.rate, args.seconds, args.threads,
+                              batched=args.batched)
         time.sleep(2.0)  # the last pushes arrive
         stop.set()
         timed_until_wall = time.time()
@@ -771,7 +836,8 @@ def main() -> int:
         for reason, n in r["lost"].items():
             lost[reason] = lost.get(reason, 0) + n
     print(f"push bench: {args.connections} connections asked, {args.clients} client processes, "
-          f"{args.gateways} gateway processes, {args.rate:.0f} orders/s asked for {args.seconds:.0f} s")
+          f"{args.gateways} gateway processes, {args.rate:.0f} orders/s asked for {args.seconds:.0f} s"
+          f"{' (place_orders batches)' if args.batched else ' (one place_order each)'}")
     print(f"connections held: {held} (opened in {opened_s:.1f} s), still connected at the end: "
           f"{still}" + (f" (lost while timed: {lost})" if lost else ""))
     print(f"machine load average before: {load_before:.1f}, at the end: "

@@ -24,7 +24,8 @@ TICK_S = 0.01
 # included): the longest of the current second (wall clock: on a loaded
 # machine it includes waits for a core), the full collections, and the CPU
 # the longest full collection took (not bent by the load).
-collector = {"started": 0.0, "started_cpu": 0.0, "worst": 0.0, "full": 0, "full_cpu": 0.0}
+collector = {"started": 0.0, "started_cpu": 0.0, "worst": 0.0, "full": 0, "full_cpu": 0.0,
+             "young": 0, "full_found": 0}
 
 
 def on_collection(phase: str, info: dict) -> None:
@@ -33,16 +34,21 @@ def on_collection(phase: str, info: dict) -> None:
         collector["started_cpu"] = time.process_time()
         return
     collector["worst"] = max(collector["worst"], time.perf_counter() - collector["started"])
-    if info.get("generation") == 2:
-        collector["full"] += 1
-        collector["full_cpu"] = max(collector["full_cpu"],
-                                    time.process_time() - collector["started_cpu"])
+    if info.get("generation") != 2:
+        collector["young"] += 1
+        return
+    collector["full"] += 1
+    collector["full_found"] += info.get("collected", 0)
+    collector["full_cpu"] = max(collector["full_cpu"],
+                                time.process_time() - collector["started_cpu"])
 
 
 def probe(path: str) -> None:
     """Each line: unix time, worst hub lag (ms), process CPU so far (s),
     longest collector pause of the second (ms), full collections so far, the
-    CPU of the longest full collection so far (ms)."""
+    CPU of the longest full collection so far (ms), young collections so
+    far, unreachable objects the full collections found so far (garbage in
+    cycles: none means they only walked the heap)."""
     gc.callbacks.append(on_collection)
     with open(path, "a") as out:
         worst, since = 0.0, time.monotonic()
@@ -53,7 +59,8 @@ def probe(path: str) -> None:
             if time.monotonic() - since >= 1.0:
                 out.write(f"{time.time():.3f} {worst * 1000:.1f} {time.process_time():.3f} "
                           f"{collector['worst'] * 1000:.1f} {collector['full']} "
-                          f"{collector['full_cpu'] * 1000:.1f}\n")
+                          f"{collector['full_cpu'] * 1000:.1f} {collector['young']} "
+                          f"{collector['full_found']}\n")
                 out.flush()
                 worst, since = 0.0, time.monotonic()
                 collector["worst"] = 0.0

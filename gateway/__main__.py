@@ -21,13 +21,12 @@ signatures included; request ids and errors are logged by the app.
 ``debug=False``: no traceback ever reaches a client. Header names go out as
 written (``X-MBX-USED-WEIGHT-1M``), not re-capitalised.
 """
-import gc
-
 import eventlet
 
 eventlet.monkey_patch()
 
 from gateway.app import MAX_CONCURRENT_REQUESTS, create_app, socketio  # noqa: E402
+from gateway.collector import settle_heap  # noqa: E402
 from services.common.config import load_settings  # noqa: E402
 
 KEEPALIVE_IDLE_S = 75
@@ -35,12 +34,9 @@ KEEPALIVE_IDLE_S = 75
 if __name__ == "__main__":
     settings = load_settings()
     app = create_app(settings)
-    # What exists once the app is built (modules, clients, the app) lives as
-    # long as the process: frozen, it is left out of every later collection,
-    # so a full collection (which stops the whole process, every push
-    # connection's frames included) walks only what came since
-    # (bench/README.md, "Live push", session 8).
-    gc.freeze()
+    # Full collections stop the whole process, every push connection's
+    # frames included: fewer and shorter (gateway/collector.py).
+    settle_heap()
     socketio.run(app, host=settings.host, port=settings.int("EXCHANGE_GATEWAY_PORT"),
                  log_output=False, max_size=MAX_CONCURRENT_REQUESTS,
                  keepalive=KEEPALIVE_IDLE_S, debug=False, capitalize_response_headers=False)
