@@ -51,9 +51,21 @@ class RpcPool:
         self._created = 0
         self._slots = eventlet.semaphore.Semaphore(size)
 
-    def _new_proxy(self) -> ClusterRpcProxy:
+    def _new_proxy(self, deadline_ms: int) -> ClusterRpcProxy:
+        """A started proxy, or RpcTimeout at the deadline: connecting to a
+        broker that accepts the socket but does not answer (a node hung while
+        starting, a half-open connection) took amqp's own 12 s and more,
+        whatever the request had left."""
         proxy = ClusterRpcProxy(self.config, context_data={}, timeout=self.default_deadline_s)
-        proxy.start()
+        wait_s = max(0.05, (deadline_ms - now_ms()) / 1000)
+        try:
+            with eventlet.Timeout(wait_s, RpcTimeout(wait_s)):
+                proxy.start()
+        except BaseException:
+            # Half started: its connection is closed in the background, so a
+            # close that hangs too costs this request nothing.
+            eventlet.spawn_n(self._stop_quietly, proxy)
+            raise
         self._created += 1
         return proxy
 
@@ -75,7 +87,7 @@ class RpcPool:
             raise RpcTimeout(wait_s)
         proxy, healthy = None, True
         try:
-            proxy = self._take() or self._new_proxy()
+            proxy = self._take() or self._new_proxy(deadline_ms)
             proxy._worker_ctx.data.clear()
             proxy._worker_ctx.data.update({"deadline_ms": deadline_ms,
                                            **({"request_id": request_id} if request_id else {})})
@@ -102,10 +114,15 @@ class RpcPool:
 
     def _discard(self, proxy: ClusterRpcProxy) -> None:
         self._created -= 1
+        self._stop_quietly(proxy)
+
+    @staticmethod
+    def _stop_quietly(proxy: ClusterRpcProxy) -> None:
         try:
-            proxy.stop()
-        except Exception:  # a broken connection may fail to close: it is dropped either way
-            log.debug("closing a discarded RPC proxy failed", exc_info=True)
+            with eventlet.Timeout(DEFAULT_DEADLINE_S):
+                proxy.stop()
+        except (Exception, eventlet.Timeout):  # a broken connection may fail to close: dropped either way
+            log.debug("closing an RPC proxy failed", exc_info=True)
 
     def close(self) -> None:
         while True:
