@@ -598,12 +598,15 @@ def hub_lags(log_dir: Path, count: int, since: float, until: float) -> list[str]
         # at, lag ms, CPU s so far, longest collector pause ms, full collections
         # so far, CPU of the longest full collection so far ms, young
         # collections so far, objects the full collections found unreachable
-        # so far (the last two since session 9: 0 in older probes' lines)
-        rows = [(tuple(map(float, line.split())) + (0.0, 0.0))[:8] for line in
+        # so far, the longest push of the line (wall ms) and the CPU of the
+        # most costly (ms) (the last four since session 9: 0 in older lines)
+        rows = [(tuple(map(float, line.split())) + (0.0,) * 4)[:10] for line in
                 (path.read_text().splitlines() if path.exists() else []) if line.strip()]
         timed = [(n, row) for n, row in enumerate(rows) if n and since <= row[0] <= until]
         young = sum(row[6] - rows[n - 1][6] for n, row in timed)
         found = sum(row[7] - rows[n - 1][7] for n, row in timed)
+        push_wall = [row[8] for _n, row in timed]
+        push_cpu = [row[9] for _n, row in timed]
         window = [(row[0], row[1], row[2] - rows[n - 1][2], row[3], row[4] - rows[n - 1][4])
                   for n, row in enumerate(rows) if n and since <= row[0] <= until]
         full_cpu = max((row[5] for row in rows if row[0] <= until), default=0.0)
@@ -620,7 +623,10 @@ def hub_lags(log_dir: Path, count: int, since: float, until: float) -> list[str]
                      f"{sum(full for *_rest, full in window):.0f} full collections (the "
                      f"longest full one of the process so far: {full_cpu:.0f} ms of CPU; "
                      f"{found:.0f} unreachable objects found by them), {young:.0f} young "
-                     f"collections")
+                     f"collections; longest push per line p50 {percentile(push_wall, 50):.0f} "
+                     f"ms, max {max(push_wall, default=float('nan')):.0f} ms, its CPU p50 "
+                     f"{percentile(push_cpu, 50):.0f} ms, max "
+                     f"{max(push_cpu, default=float('nan')):.0f} ms")
     return lines
 
 

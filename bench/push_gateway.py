@@ -43,12 +43,32 @@ def on_collection(phase: str, info: dict) -> None:
                                 time.process_time() - collector["started_cpu"])
 
 
+# The market bridge's pushes (gateway/bridge.py push_batches: a batch's
+# frames written to every connection of the process, without yielding): the
+# longest of the current second, wall clock and CPU. A push whose CPU is
+# near the hub lag is the process's own work holding the hub; a long wall
+# clock with little CPU is the process waiting for a core in the middle.
+pushes = {"worst": 0.0, "worst_cpu": 0.0}
+
+
+def timed(push_batches):
+    def timed_push_batches(self):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        try:
+            return push_batches(self)
+        finally:
+            pushes["worst"] = max(pushes["worst"], time.perf_counter() - started)
+            pushes["worst_cpu"] = max(pushes["worst_cpu"], time.process_time() - started_cpu)
+    return timed_push_batches
+
+
 def probe(path: str) -> None:
     """Each line: unix time, worst hub lag (ms), process CPU so far (s),
     longest collector pause of the second (ms), full collections so far, the
     CPU of the longest full collection so far (ms), young collections so
     far, unreachable objects the full collections found so far (garbage in
-    cycles: none means they only walked the heap)."""
+    cycles: none means they only walked the heap), the longest push of the
+    second (ms) and the CPU of the most costly one (ms)."""
     gc.callbacks.append(on_collection)
     with open(path, "a") as out:
         worst, since = 0.0, time.monotonic()
@@ -60,13 +80,17 @@ def probe(path: str) -> None:
                 out.write(f"{time.time():.3f} {worst * 1000:.1f} {time.process_time():.3f} "
                           f"{collector['worst'] * 1000:.1f} {collector['full']} "
                           f"{collector['full_cpu'] * 1000:.1f} {collector['young']} "
-                          f"{collector['full_found']}\n")
+                          f"{collector['full_found']} {pushes['worst'] * 1000:.1f} "
+                          f"{pushes['worst_cpu'] * 1000:.1f}\n")
                 out.flush()
                 worst, since = 0.0, time.monotonic()
                 collector["worst"] = 0.0
+                pushes["worst"] = pushes["worst_cpu"] = 0.0
 
 
 if __name__ == "__main__":
+    from gateway import bridge as push_bridge
+    push_bridge.Bridge.push_batches = timed(push_bridge.Bridge.push_batches)
     eventlet.spawn_n(probe, os.environ["EXCHANGE_BENCH_HUB_LAG_FILE"])
     sys.argv = ["gateway"]
     runpy.run_module("gateway", run_name="__main__", alter_sys=True)
