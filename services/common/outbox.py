@@ -173,6 +173,9 @@ class Relay:
         self.running = True
         self.active = False
         self.published = 0
+        # Ids published and confirmed whose delete rides on the next read
+        # (publish_batch): deleted at the latest before the relay waits.
+        self.undeleted: list[int] = []
 
     def run(self) -> None:
         while self.running:
@@ -201,30 +204,43 @@ class Relay:
         lock_conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(_channel(self.stream))))
         with Connection(self.amqp_uri) as amqp:
             publisher = ConfirmedPublisher(amqp)
-            while self.running:
-                if self.publish_batch(publisher, amqp) < BATCH:
-                    # The outbox was empty when read (or held less than a
-                    # batch, all published): sleep until a writer commits
-                    # (NOTIFY) or a second passes. A commit after the read
-                    # has queued its notification on lock_conn, which wakes
-                    # this at once: no second, empty read per batch. The
-                    # other commits' notifications already here are taken
-                    # too (timeout 0 polls once): one read serves them all.
-                    for _ in lock_conn.notifies(timeout=1.0, stop_after=1):
-                        pass
-                    for _ in lock_conn.notifies(timeout=0):
-                        pass
+            try:
+                while self.running:
+                    if (self.publish_batch(publisher, amqp) < BATCH
+                            and not any(True for _ in lock_conn.notifies(timeout=0))):
+                        # The outbox was empty when read (or held less than a
+                        # batch, all published) and no writer has committed
+                        # since: the published rows are deleted now, then
+                        # this sleeps until a writer commits (NOTIFY) or a
+                        # second passes. A commit after the read has queued
+                        # its notification on lock_conn, which wakes this at
+                        # once: no second, empty read per batch. The other
+                        # commits' notifications already here are taken too
+                        # (timeout 0 polls once): one read serves them all.
+                        # When a commit is already waiting, the next read
+                        # follows at once and carries the delete.
+                        self.delete_published()
+                        for _ in lock_conn.notifies(timeout=1.0, stop_after=1):
+                            pass
+                        for _ in lock_conn.notifies(timeout=0):
+                            pass
+            finally:
+                self._delete_published_if_possible()
 
     def publish_batch(self, publisher: ConfirmedPublisher, amqp) -> int:
-        """Publish up to BATCH rows, confirmed, then delete them; how many.
-        On the relay's own pool (``relay_pool``) the read and the delete are
-        one round trip each, the delete committed without waiting for the
-        WAL flush; on any other pool they share one transaction."""
+        """Publish up to BATCH rows, confirmed; how many. On the relay's
+        own pool (``relay_pool``: autocommit) the published rows are deleted
+        by the next read's statement, or by ``delete_published`` before the
+        relay waits for a commit: one round trip per batch while writers keep
+        committing, instead of a read and a delete; the delete commits
+        without waiting for the WAL flush. On any other pool the read and
+        the delete share one transaction."""
         with self.pool.connection() as conn:
+            done, self.undeleted = self.undeleted, []
             # payload::text: the stored JSON as it is, neither parsed nor dumped again.
-            rows = conn.execute(
-                "SELECT id, exchange, routing_key, message_id, payload::text FROM outbox "
-                "WHERE stream = %s ORDER BY id LIMIT %s", (self.stream, BATCH)).fetchall()
+            rows = conn.execute(READ_AFTER_DELETE if done else READ,
+                                (done, self.stream, done, BATCH) if done else
+                                (self.stream, BATCH)).fetchall()
             if not rows:
                 return 0
             for _, exchange, routing_key, message_id, payload in rows:
@@ -248,15 +264,34 @@ class Relay:
             # after reconnecting (at least once).
             publisher.confirm()
             # Committed without waiting for the WAL flush: a delete lost in a
-            # crash only publishes those rows again (at least once, as
-            # above), and the next batch no longer waits for an fsync.
-            if not conn.autocommit:
+            # crash (or not yet made when the relay dies) only publishes
+            # those rows again (at least once, as above), and the next batch
+            # no longer waits for an fsync.
+            if conn.autocommit:
+                self.undeleted = [r[0] for r in rows]
+            else:
                 conn.execute("SET LOCAL synchronous_commit = off")
-            conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([r[0] for r in rows],))
-            if not conn.autocommit:
+                conn.execute(DELETE, ([r[0] for r in rows],))
                 conn.commit()
         self.published += len(rows)
         return len(rows)
+
+    def delete_published(self) -> None:
+        """The published rows whose delete waited for a next read."""
+        if self.undeleted:
+            with self.pool.connection() as conn:
+                conn.execute(DELETE, (self.undeleted,))
+            self.undeleted = []
+
+    def _delete_published_if_possible(self) -> None:
+        # The relay stops or lost a connection: what it cannot delete now is
+        # published again by the next relay (at least once).
+        try:
+            self.delete_published()
+        except Exception:
+            log.warning("outbox relay %s: %d published rows not deleted; they go out again",
+                        self.stream, len(self.undeleted))
+            self.undeleted = []
 
     def _declare(self, amqp, exchange: str, routing_key: str) -> None:
         if exchange == COMMANDS_EXCHANGE:
@@ -268,6 +303,17 @@ class Relay:
         elif exchange not in self.declared:
             Exchange(exchange, type="topic", durable=True)(amqp.default_channel).declare()
             self.declared.add(exchange)
+
+
+READ = ("SELECT id, exchange, routing_key, message_id, payload::text FROM outbox "
+        "WHERE stream = %s ORDER BY id LIMIT %s")
+DELETE = "DELETE FROM outbox WHERE id = ANY(%s)"
+# The previous batch's delete and the next read in one statement; the read's
+# snapshot still has the deleted rows, hence ``<> ALL``.
+READ_AFTER_DELETE = (
+    "WITH published AS (DELETE FROM outbox WHERE id = ANY(%s)) "
+    "SELECT id, exchange, routing_key, message_id, payload::text FROM outbox "
+    "WHERE stream = %s AND id <> ALL(%s) ORDER BY id LIMIT %s")
 
 
 def relay_pool(settings, dbname: str | None, stream: str):
