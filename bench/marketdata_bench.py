@@ -171,8 +171,8 @@ def main():
 
     settings = load_settings()
     settings = settings.with_overrides(
-        EXCHANGE_CASSANDRA_KEYSPACE=settings["EXCHANGE_CASSANDRA_KEYSPACE"] + "_test",
-        EXCHANGE_RABBITMQ_VHOST=settings["EXCHANGE_RABBITMQ_VHOST"] + "_test")
+        EXCHANGE_CASSANDRA_KEYSPACE=settings["EXCHANGE_CASSANDRA_KEYSPACE"] + settings.test_suffix,
+        EXCHANGE_RABBITMQ_VHOST=settings["EXCHANGE_RABBITMQ_VHOST"] + settings.test_suffix)
     keyspace = settings["EXCHANGE_CASSANDRA_KEYSPACE"]
     print(f"machine: {machine()}")
     print(f"stack:   Cassandra {settings['EXCHANGE_CASSANDRA_VERSION']} (heap {settings['EXCHANGE_CASSANDRA_HEAP']}, "
@@ -193,7 +193,7 @@ def main():
     now = int(time.time() * 1000)
     written = {}
     config = settings.nameko_config()
-    test_db = settings["EXCHANGE_POSTGRES_DB"] + "_test"
+    test_db = settings["EXCHANGE_POSTGRES_DB"] + settings.test_suffix
     config.update({"CASSANDRA_KEYSPACE": keyspace, "CACHE_PREFIX": prefix,
                    "MARKETDATA_TRADE_QUEUE": queue, "MARKETDATA_TRADE_EXCHANGE": trade_exchange,
                    "POSTGRES_DB": test_db})

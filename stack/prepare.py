@@ -8,9 +8,7 @@ from services.common import migrations
 from services.common.config import REPO_ROOT, Settings
 from stack import rabbitmq_access, servers
 
-# Tests run in their own namespaces so they never touch the demo's data:
-# database <db>_test, vhost <vhost>_test, keyspace <keyspace>_test.
-TEST_SUFFIX = "_test"
+# Tests run in namespaces of their own (services.common.config.DEFAULT_TEST_SUFFIX).
 
 
 def postgres(settings: Settings) -> list[str]:
@@ -22,7 +20,8 @@ def postgres(settings: Settings) -> list[str]:
         verb = "ALTER" if exists else "CREATE"
         conn.execute(sql.SQL(verb + " ROLE {} LOGIN CREATEDB PASSWORD {}").format(
             sql.Identifier(user), sql.Literal(password)))
-        for db in (settings["EXCHANGE_POSTGRES_DB"], settings["EXCHANGE_POSTGRES_DB"] + TEST_SUFFIX):
+        for db in [settings["EXCHANGE_POSTGRES_DB"]] + [
+                settings["EXCHANGE_POSTGRES_DB"] + suffix for suffix in settings.test_suffixes]:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone():
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                     sql.Identifier(db), sql.Identifier(user)))
@@ -100,8 +99,8 @@ def cassandra(settings: Settings) -> list[str]:
     cluster, session = cassandra_session(settings)
     try:
         done = []
-        for keyspace in (settings["EXCHANGE_CASSANDRA_KEYSPACE"],
-                         settings["EXCHANGE_CASSANDRA_KEYSPACE"] + TEST_SUFFIX):
+        for keyspace in [settings["EXCHANGE_CASSANDRA_KEYSPACE"]] + [
+                settings["EXCHANGE_CASSANDRA_KEYSPACE"] + suffix for suffix in settings.test_suffixes]:
             applied = migrations.apply_cql_migrations(
                 session, keyspace, settings["EXCHANGE_CASSANDRA_REPLICATION"], cql_migrations())
             done.extend(f"cql {keyspace} {m.version:03d}_{m.name}" for m in applied)

@@ -43,7 +43,6 @@ from pathlib import Path
 from services.common.config import (COMMANDS_EXCHANGE, OTHER_AMQP_PRINCIPALS, RPC_EXCHANGE,
                                     Settings, service_names)
 
-TEST_SUFFIX = "_test"
 # A Nameko reply key (uuid4): replies are routed by it.
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # services.matching.providers.command_queue_name(market) without the market.
@@ -147,7 +146,8 @@ def grants(settings: Settings) -> dict[str, Grant]:
 
 
 def vhosts(settings: Settings) -> list[str]:
-    return [settings["EXCHANGE_RABBITMQ_VHOST"], settings["EXCHANGE_RABBITMQ_VHOST"] + TEST_SUFFIX]
+    return [settings["EXCHANGE_RABBITMQ_VHOST"]] + [
+        settings["EXCHANGE_RABBITMQ_VHOST"] + suffix for suffix in settings.test_suffixes]
 
 
 def definitions(settings: Settings) -> dict:

@@ -10,7 +10,6 @@ import pytest  # noqa: E402
 
 from services.common.config import load_settings  # noqa: E402
 
-TEST_SUFFIX = "_test"
 
 
 @pytest.fixture(scope="session")
@@ -22,11 +21,13 @@ def settings():
 @pytest.fixture(scope="session")
 def test_settings(settings):
     """Same servers, but the test namespaces: database, vhost and keyspace
-    with the _test suffix, created by `make test`'s provisioning."""
+    with the test suffix (_test, or EXCHANGE_TEST_SUFFIX's: Settings.test_suffix),
+    created by `make up`'s provisioning."""
+    suffix = settings.test_suffix
     return settings.with_overrides(
-        EXCHANGE_POSTGRES_DB=settings["EXCHANGE_POSTGRES_DB"] + TEST_SUFFIX,
-        EXCHANGE_RABBITMQ_VHOST=settings["EXCHANGE_RABBITMQ_VHOST"] + TEST_SUFFIX,
-        EXCHANGE_CASSANDRA_KEYSPACE=settings["EXCHANGE_CASSANDRA_KEYSPACE"] + TEST_SUFFIX,
+        EXCHANGE_POSTGRES_DB=settings["EXCHANGE_POSTGRES_DB"] + suffix,
+        EXCHANGE_RABBITMQ_VHOST=settings["EXCHANGE_RABBITMQ_VHOST"] + suffix,
+        EXCHANGE_CASSANDRA_KEYSPACE=settings["EXCHANGE_CASSANDRA_KEYSPACE"] + suffix,
     )
 
 

@@ -7,6 +7,7 @@ overridden by an environment variable of the same name. Production deployments
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +30,14 @@ COMMANDS_EXCHANGE = "exchange-commands"
 # the gateway, and the chain watcher that credits deposits. The operator's
 # login (EXCHANGE_RABBITMQ_USER) is for the stack, tools and tests.
 OTHER_AMQP_PRINCIPALS = ("gateway", "deposit_watcher")
+# Tests run in namespaces of their own, never the demo's data: database
+# <db><suffix>, vhost <vhost><suffix>, keyspace <keyspace><suffix>. "_test"
+# unless EXCHANGE_TEST_SUFFIX names another ("_test_<name>"): two test runs
+# sharing one namespace consume each other's messages (a replicated handler's
+# event, an RPC answered by the other run's service). `make up` with it set
+# prepares that namespace as well as "_test".
+DEFAULT_TEST_SUFFIX = "_test"
+TEST_SUFFIX_SHAPE = re.compile(r"_test(_[a-z0-9]{1,16})?")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -59,6 +68,20 @@ class Settings:
 
     def with_overrides(self, **overrides: str) -> "Settings":
         return Settings({**self.values, **overrides})
+
+    @property
+    def test_suffix(self) -> str:
+        """The test namespaces' suffix (see DEFAULT_TEST_SUFFIX)."""
+        suffix = self.get("EXCHANGE_TEST_SUFFIX") or DEFAULT_TEST_SUFFIX
+        if not TEST_SUFFIX_SHAPE.fullmatch(suffix):
+            raise ValueError(f"EXCHANGE_TEST_SUFFIX must look like _test or _test_<a-z0-9>, "
+                             f"not {suffix[:40]!r}")
+        return suffix
+
+    @property
+    def test_suffixes(self) -> list[str]:
+        """Every test namespace to prepare: the default one and this environment's."""
+        return sorted({DEFAULT_TEST_SUFFIX, self.test_suffix})
 
     # -- derived addresses ---------------------------------------------------
     @property

@@ -15,7 +15,7 @@ def _migrate_and_load(dsn: str) -> None:
 
 # At import: test modules look assets up at module level, during collection.
 _settings = load_settings()
-_migrate_and_load(_settings.postgres_dsn(_settings["EXCHANGE_POSTGRES_DB"] + "_test"))
+_migrate_and_load(_settings.postgres_dsn(_settings["EXCHANGE_POSTGRES_DB"] + _settings.test_suffix))
 
 
 @pytest.fixture(scope="session", autouse=True)

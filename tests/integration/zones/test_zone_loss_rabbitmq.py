@@ -21,7 +21,7 @@ ADDRESSES = {"zone-a": "169.254.100.11", "zone-b": "169.254.100.12", "zone-c": "
 SCRIPT = REPO_ROOT / "scripts" / "zones.sh"
 SETTINGS = load_settings()
 PORT = SETTINGS.int("EXCHANGE_RABBITMQ_PORT")
-VHOST = SETTINGS["EXCHANGE_RABBITMQ_VHOST"] + "_test"
+VHOST = SETTINGS["EXCHANGE_RABBITMQ_VHOST"] + SETTINGS.test_suffix
 RESUME_LIMIT_S = 30
 
 

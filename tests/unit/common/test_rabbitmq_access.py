@@ -65,3 +65,19 @@ def test_the_rpc_exchange_is_a_per_verb_allow_list(definitions):
         assert allows(rules["read"], f"{name}.*") and allows(rules["read"], reply), name
         for other in set(service_names()) - {name}:
             assert not allows(rules["read"], f"{other}.*"), (name, other)
+
+
+def test_a_run_with_a_test_namespace_of_its_own_gets_its_vhost_and_permissions_too():
+    """EXCHANGE_TEST_SUFFIX gives a test run a namespace of its own (parallel
+    runs in one vhost answered each other's RPCs); `make up` with it set
+    prepares it beside _test, with the same permissions."""
+    settings = load_settings({"EXCHANGE_TEST_SUFFIX": "_test_a1"})
+    assert rabbitmq_access.vhosts(settings) == ["exchange", "exchange_test", "exchange_test_a1"]
+    rendered = rabbitmq_access.definitions(settings)
+    for principal in amqp_principals():
+        assert permission(rendered, principal, "exchange_test_a1") == {
+            **permission(rendered, principal, "exchange_test"), "vhost": "exchange_test_a1"}
+    assert load_settings({}).test_suffixes == ["_test"]
+    for bad in ("_demo", "_test_A", "_test_", "_test_a/b", "_test_" + "x" * 17):
+        with pytest.raises(ValueError):
+            load_settings({"EXCHANGE_TEST_SUFFIX": bad}).test_suffix
