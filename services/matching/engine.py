@@ -56,6 +56,8 @@ from .models import (
     AmendOrder,
     CancelAll,
     CancelOrder,
+    ConfigError,
+    Configure,
     Halt,
     InvalidCommand,
     MarketConfig,
@@ -132,7 +134,6 @@ class MatchingEngine:
     )
 
     def __init__(self, config: MarketConfig):
-        self.config = config
         self.book = book = OrderBook()
         self.seq = 0  # sequence number of the last command applied
         self.trade_seq = 0  # id of the last trade (trade ids are 1, 2, 3, ... per market)
@@ -144,6 +145,13 @@ class MatchingEngine:
         self._levels = book.levels
         self._heaps = book.heaps
         self._best = book.best
+        self._use_config(config)
+
+    def _use_config(self, config: MarketConfig) -> None:
+        """Take ``config``'s rules: the cached ints, the band and the hot
+        paths, whose closures hold the rules in cells (rebuilt, so the next
+        ``apply`` uses them)."""
+        self.config = config
         self._min_lots = config.min_lots
         self._max_lots = config.max_lots
         self._min_notional = config.min_notional_units
@@ -227,6 +235,7 @@ class MatchingEngine:
             Halt: self._halt,
             Resume: self._resume,
             SetReferencePrice: self._set_reference_price,
+            Configure: self._configure,
         }
 
         def apply(command: tuple) -> list:
@@ -902,6 +911,15 @@ class MatchingEngine:
         self.seq = seq = self.seq + 1
         self.halted = False
         return [(COMMAND_ACCEPTED, seq, "resume", None, None), (MARKET_STATUS_CHANGED, seq, False)]
+
+    def _configure(self, cmd: Configure) -> list:
+        self.seq = seq = self.seq + 1
+        try:
+            config = self.config.with_limits(cmd)
+        except ConfigError:
+            return [(COMMAND_REJECTED, seq, "configure", None, None, Reason.INVALID_LIMITS)]
+        self._use_config(config)
+        return [(COMMAND_ACCEPTED, seq, "configure", None, None)]
 
     def _set_reference_price(self, cmd: SetReferencePrice) -> list:
         (price,) = cmd

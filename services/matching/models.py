@@ -19,6 +19,7 @@ Units inside the engine are plain ints:
 Decimal is used only in this module, to convert at the boundary. No floats.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Hashable, NamedTuple, Optional
@@ -77,6 +78,7 @@ class Reason:
     POST_ONLY_WOULD_TAKE = "POST_ONLY_WOULD_TAKE"
     FOK_NOT_FILLABLE = "FOK_NOT_FILLABLE"
     NO_LIQUIDITY = "NO_LIQUIDITY"
+    INVALID_LIMITS = "INVALID_LIMITS"
 
 
 # ---------------------------------------------------------------- errors
@@ -284,6 +286,15 @@ class MarketConfig:
     def units_to_quote(self, units: int) -> str:
         return _from_units(units, self.notional_unit)
 
+    def with_limits(self, limits: "Configure") -> "MarketConfig":
+        """This market with ``limits`` in place of its own (symbol, assets,
+        tick and lot never change: resting orders are priced on them).
+        ConfigError when the result is not a valid market."""
+        try:
+            return dataclasses.replace(self, **limits._asdict())
+        except TypeError as exc:  # a field of the wrong kind, e.g. an unhashable value
+            raise ConfigError(str(exc)) from None
+
     # -- wire form ----------------------------------------------------------
 
     def to_dict(self) -> dict:
@@ -378,6 +389,25 @@ class SetReferencePrice(NamedTuple):
     price: int
 
 
+class Configure(NamedTuple):
+    """Replace the market's limits from the next command on: the fields the
+    registry lets an operator change (services/registry/listing.py MUTABLE,
+    those the engine checks), all of them, so applying one twice is harmless.
+    Orders already resting stay, as on any exchange when limits tighten."""
+
+    min_quantity: Optional[str] = None
+    max_quantity: Optional[str] = None
+    min_notional: Optional[str] = None
+    price_band_percent: Optional[str] = None
+    max_open_orders: Optional[int] = None
+    default_stp: str = STP_NONE
+
+    @classmethod
+    def of(cls, config: "MarketConfig") -> "Configure":
+        """The limits of ``config``, as a command."""
+        return cls(**{name: getattr(config, name) for name in cls._fields})
+
+
 COMMAND_TYPES = {
     "place_order": PlaceOrder,
     "cancel_order": CancelOrder,
@@ -386,6 +416,7 @@ COMMAND_TYPES = {
     "halt": Halt,
     "resume": Resume,
     "set_reference_price": SetReferencePrice,
+    "configure": Configure,
 }
 COMMAND_NAMES = {cls: name for name, cls in COMMAND_TYPES.items()}
 

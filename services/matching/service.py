@@ -27,7 +27,7 @@ from services.common.queues import replicated_event_handler
 from .compiled import require_current_engine
 from .errors import InvalidMarket, UnknownMarket
 from .models import (
-    MAX_PRICE_TICKS, CancelAll, Halt, InvalidValue, Reason, Resume,
+    MAX_PRICE_TICKS, CancelAll, Configure, Halt, InvalidValue, MarketConfig, Reason, Resume,
     SetReferencePrice, command_to_dict,
 )
 from .providers import OUTBOX_STREAM, MarketEngines, command_queue_name
@@ -36,6 +36,8 @@ rpc_replies.install()
 require_current_engine()
 log = logging.getLogger(__name__)
 REQUEUE_PAUSE_S = 1.0
+# The registry's changeable market fields that the engine itself checks.
+ENGINE_LIMITS = frozenset(Configure._fields)
 
 
 def _argument(parse, value, field: str, **limits):
@@ -84,8 +86,9 @@ class MatchingService:
     @replicated_event_handler(events.MARKET_UPDATED.source, events.MARKET_UPDATED.name,
                               requeue_on_error=True)
     def follow_market_status(self, payload):
-        """The engine follows the registry's status of its market. Handled by
-        one process of the service; idempotent (the command's id is the
+        """The engine follows the registry's status and limits of its market
+        (the entrypoint keeps its first name: it names the queue). Handled by
+        one process of the service; idempotent (each command's id is the
         catalogue version it follows, and the engine skips a journaled id)."""
         try:
             event = events.MARKET_UPDATED.parse(payload)
@@ -93,18 +96,24 @@ class MatchingService:
         except (events.UnsupportedEvent, KeyError, TypeError):
             log.error("market_updated dropped, cannot be read: %.500r", payload)
             return
-        if "status" in (event.get("change") or {}):
+        changed = set(event.get("change") or {})
+        status, limits = "status" in changed, bool(changed & ENGINE_LIMITS)
+        if status or limits:
             try:
-                self.follow_status(symbol)
+                self.follow_market(symbol, status=status, limits=limits)
             except Exception:
                 eventlet.sleep(REQUEUE_PAUSE_S)   # requeued: not a hot loop while it fails
                 raise
 
-    def follow_status(self, symbol: str) -> None:
-        """Send the engine of ``symbol`` ``halt`` or ``resume`` as the registry
-        says now, read under a per-market lock in the enqueuing transaction:
-        two status changes handled at once are enqueued in the registry's
-        order, never the older last."""
+    def follow_market(self, symbol: str, status: bool, limits: bool) -> None:
+        """Send the engine of ``symbol`` what the registry says now: ``halt``
+        or ``resume`` (``status``), ``configure`` with every limit the engine
+        checks (``limits``). Read under a per-market lock in the enqueuing
+        transaction: two changes handled at once are enqueued in the
+        registry's order, never the older last. Journaled commands, so the
+        active engine, its standbys and every replay agree on when the market
+        halted or its limits changed (a limit read from the registry at
+        replay time would re-judge old orders by new rules)."""
         with self.db.transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)",
                          (zlib.crc32(f"matching:status:{symbol}".encode()),))
@@ -112,10 +121,16 @@ class MatchingService:
             market = current.market(symbol)
             if market is None or self.engines.market(symbol) is None:
                 return
-            command, verb = (Resume(), "resume") if market.tradable else (Halt(), "halt")
-            enqueue_command(conn, OUTBOX_STREAM, command_queue_name(symbol),
-                            f"registry:{current.version}:{verb}:{symbol}",
-                            {"command": command_to_dict(command)})
+            commands = []
+            if limits:
+                commands.append((Configure.of(MarketConfig.from_dict(market.engine_config())),
+                                 "configure"))
+            if status:
+                commands.append((Resume(), "resume") if market.tradable else (Halt(), "halt"))
+            for command, verb in commands:
+                enqueue_command(conn, OUTBOX_STREAM, command_queue_name(symbol),
+                                f"registry:{current.version}:{verb}:{symbol}",
+                                {"command": command_to_dict(command)})
 
     # Admin verbs: for a person with the realm role admin, whose access token
     # is in the call's context data (services.common.principals). Halting and

@@ -46,12 +46,16 @@ def list_market(settings, spec: dict, base_asset: dict | None = None) -> dict:
     return market
 
 
-def set_status(settings, symbol: str, status: str) -> None:
-    """The market's status in the registry (its one home: orders and the
-    engine follow its ``market_updated``, which a registry container relays)."""
+def change_market(settings, symbol: str, changes: dict) -> None:
+    """Change the market in the registry (its one home: orders and the engine
+    follow its ``market_updated``, which a registry container relays)."""
     with psycopg.connect(settings.postgres_dsn()) as conn:
-        listing.update_market(conn, ACTOR, symbol, {"status": status})
+        listing.update_market(conn, ACTOR, symbol, changes)
     catalogue.load_from_settings(settings)
+
+
+def set_status(settings, symbol: str, status: str) -> None:
+    change_market(settings, symbol, {"status": status})
 
 
 def dropping_its_event(settings, symbol: str, change) -> int:

@@ -20,7 +20,8 @@ from services.matching.errors import InvalidMarket
 from services.matching.service import MatchingService
 from tests.integration.amqp_kit import confirmed_connection, publish_confirmed
 from tests.integration.identity_kit import principal_tokens  # noqa: F401 (fixture)
-from tests.integration.registry_kit import throwaway_market
+from services.registry.service import RegistryService
+from tests.integration.registry_kit import change_market, throwaway_market
 
 
 # The engines' events go to an exchange of these tests: their orders skip
@@ -144,6 +145,47 @@ def test_orders_match_and_events_leave_through_the_outbox(
     for b in batches:
         books = [e for name, _, e in unpack(PUSH_AUDIENCE, None, b) if name == "book_changed"]
         assert [(e["first_seq"], e["seq"]) for e in books] == [(b["first_seq"], b["last_seq"])]
+
+
+def test_the_engine_follows_a_limit_change_of_the_registry_and_a_restart_replays_it(
+        test_settings, pool, relay, container_factory, nameko_config):
+    """An operator lowers the market's minimum quantity in the registry: the
+    engine takes orders it refused before, from a journaled ``configure``, so
+    an engine rebuilt from the journal (a restart, a standby) agrees. Before
+    that command existed the engine kept the limits it started with: orders
+    accepted what the engine then refused."""
+    symbol = f"TM{uuid.uuid4().hex[:6].upper()}-USDT"
+    with throwaway_market(test_settings, symbol, lot="0.001", min_quantity="1") as market:
+        _purge_listener_queues(nameko_config)
+        container_factory(TradeListener, nameko_config).start()
+        container_factory(RegistryService, nameko_config).start()
+        first = container_factory(MatchingService, nameko_config)
+        first.start()
+
+        def bids():
+            with ServiceRpcProxy("matching", nameko_config, timeout=30) as matching:
+                return matching.get_depth(market, 10)["buy"]
+
+        def rejection(order_id):
+            return next((o["reason"] for o in TradeListener.orders
+                         if o["market"] == market and o["order_id"] == order_id
+                         and o["event"] == "command_rejected"), None)
+
+        send(pool, market, "place:1", PlaceOrder(1, "u", "buy", price=9_000, quantity=500))
+        wait_until(lambda: rejection(1), timeout=30)
+        assert rejection(1) == "QTY_BELOW_MIN"
+
+        change_market(test_settings, market, {"min_quantity": "0.1"})
+        wait_until(lambda: any(":configure:" in command_id for _, command_id in journal(pool, market)),
+                   timeout=30)
+        send(pool, market, "place:2", PlaceOrder(2, "u", "buy", price=9_000, quantity=500))
+        wait_until(lambda: bids() == [["90.00", "0.500"]], timeout=30)
+
+        first.stop()  # the next engine rebuilds from the seq-0 snapshot and the journal
+        container_factory(MatchingService, nameko_config).start()
+        send(pool, market, "place:3", PlaceOrder(3, "u", "buy", price=9_000, quantity=200))
+        wait_until(lambda: bids() == [["90.00", "0.700"]], timeout=60)
+        assert rejection(3) is None
 
 
 def test_a_redelivered_command_is_applied_once(market, pool, nameko_config, container_factory):

@@ -25,6 +25,8 @@ from services.matching.models import (
     AmendOrder,
     CancelAll,
     CancelOrder,
+    ConfigError,
+    Configure,
     Halt,
     PlaceOrder,
     Resume,
@@ -175,6 +177,12 @@ class ReferenceEngine:
         if type(cmd) is Resume:
             self.halted = False
             return [(COMMAND_ACCEPTED, self.seq, "resume", None, None), (MARKET_STATUS_CHANGED, self.seq, False)]
+        if type(cmd) is Configure:
+            try:
+                self.config = self.config.with_limits(cmd)
+            except ConfigError:
+                return [(COMMAND_REJECTED, self.seq, "configure", None, None, "INVALID_LIMITS")]
+            return [(COMMAND_ACCEPTED, self.seq, "configure", None, None)]
         if type(cmd) is SetReferencePrice:
             if not is_int(cmd.price) or not 0 < cmd.price <= MAX_PRICE_TICKS:
                 return [(COMMAND_REJECTED, self.seq, "set_reference_price", None, None, "INVALID_PRICE")]

@@ -16,12 +16,15 @@ from services.matching.models import (
     AmendOrder,
     CancelAll,
     CancelOrder,
+    Configure,
     Halt,
     InvalidCommand,
     MarketConfig,
     PlaceOrder,
     Resume,
     SetReferencePrice,
+    command_from_dict,
+    command_to_dict,
 )
 
 
@@ -676,6 +679,42 @@ def test_halt_and_resume_move_the_fast_path_bounds():
     assert e.apply(limit(4, "a", "buy", 89, 1))[0][0] == COMMAND_ACCEPTED
     e.halted = True
     assert rejected(e.apply(limit(5, "a", "buy", 89, 1))) == "MARKET_HALTED"
+
+
+def test_configure_changes_the_limits_from_the_next_command_on_and_snapshots_keep_them():
+    e = market(min_quantity="5", price_band_percent="10", max_open_orders=1)
+    e.apply(SetReferencePrice(100))
+    assert rejected(e.apply(limit(1, "a", "buy", 100, 2))) == "QTY_BELOW_MIN"
+    assert e.apply(limit(2, "a", "buy", 100, 5))[0][0] == COMMAND_ACCEPTED
+    assert rejected(e.apply(limit(3, "a", "buy", 100, 5))) == "TOO_MANY_OPEN_ORDERS"
+    assert e.apply(Configure(min_quantity="2", price_band_percent="5", max_open_orders=3)) == [
+        (COMMAND_ACCEPTED, 5, "configure", None, None)]
+    assert e.apply(limit(4, "a", "buy", 100, 2))[0][0] == COMMAND_ACCEPTED  # the fast path too
+    assert rejected(e.apply(limit(5, "a", "buy", 94, 2))) == "PRICE_OUT_OF_BAND"  # 10% -> 5%
+    assert e.order(2) is not None  # what rested under the old limits stays
+    restored = MatchingEngine.restore(json.loads(json.dumps(e.snapshot())))
+    assert restored.config == e.config and restored.config.min_quantity == "2"
+    assert restored.apply(limit(6, "a", "buy", 100, 2))[0][0] == COMMAND_ACCEPTED
+    assert rejected(restored.apply(limit(7, "a", "buy", 100, 2))) == "TOO_MANY_OPEN_ORDERS"
+
+
+def test_configure_with_invalid_limits_is_rejected_and_keeps_the_old_ones():
+    e = market(min_quantity="5")
+    before = e.config
+    for bad in (Configure(min_quantity="5", max_quantity="2"), Configure(max_open_orders=0),
+                Configure(price_band_percent="-1"), Configure(default_stp="NEVER"),
+                Configure(min_quantity=["1"])):
+        assert rejected(e.apply(bad)) == "INVALID_LIMITS"
+    assert e.config is before
+    assert rejected(e.apply(limit(1, "a", "buy", 100, 2))) == "QTY_BELOW_MIN"
+
+
+def test_configure_round_trips_as_a_journaled_command():
+    cmd = Configure(min_quantity="0.5", max_quantity=None, min_notional="10",
+                    price_band_percent="7.5", max_open_orders=200, default_stp="EXPIRE_TAKER")
+    assert command_from_dict(json.loads(json.dumps(command_to_dict(cmd)))) == cmd
+    config = MarketConfig("T-U", "T", "U", tick_size="1", lot_size="1", min_quantity="3")
+    assert Configure.of(config) == Configure(min_quantity="3")
 
 
 @pytest.mark.parametrize(

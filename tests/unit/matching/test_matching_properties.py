@@ -28,6 +28,7 @@ from services.matching.models import (
     AmendOrder,
     CancelAll,
     CancelOrder,
+    Configure,
     Halt,
     MarketConfig,
     PlaceOrder,
@@ -84,7 +85,7 @@ KINDS = (
     ["limit"] * 12
     + ["market"] * 3
     + ["cancel"] * 4
-    + ["cancel_all", "halt", "reference"]
+    + ["cancel_all", "halt", "reference", "configure"]
     + ["amend"] * 4
     + ["odd_place"] * 2
     + ["resume"] * 4
@@ -166,6 +167,15 @@ def scenarios(draw, max_size=50):
             cmd = Halt()
         elif kind == "resume":
             cmd = Resume()
+        elif kind == "configure":  # new limits mid-stream, sometimes invalid ones
+            cmd = Configure(
+                min_quantity=draw(st.sampled_from([None, "2", "4"])),
+                max_quantity=draw(st.sampled_from([None, "12", "3"])),
+                min_notional=draw(st.sampled_from([None, "250", "0.5"])),
+                price_band_percent=draw(st.sampled_from([None, "4", "7.5", "-1"])),
+                max_open_orders=draw(st.sampled_from([None, 2, 3, 0])),
+                default_stp=draw(st.sampled_from(STP_MODES)),
+            )
         elif kind == "reference":
             cmd = SetReferencePrice(draw(st.sampled_from([0, 96, 100, 104])))
         else:  # malformed or unusual orders: every rejection path gets exercised
