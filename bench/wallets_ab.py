@@ -50,7 +50,8 @@ PHASES = (  # (name, pattern of the bench's result line)
 )
 CPU = re.compile(r"CPU per trade: bench process (\d+) us \+ PostgreSQL (\d+) us; "
                  r"load average ([\d.]+) -> ([\d.]+)")
-PROFILE = re.compile(r"top-level execution ([\d.]+) us .* WAL ([\d.]+) records / (\d+) bytes")
+PROFILE = re.compile(r"top-level execution ([\d.]+) us .* WAL ([\d.]+) records / (\d+) bytes"
+                     r".* shared buffers ([\d.]+) accessed")
 
 
 def worktree(commit: str) -> Path:
@@ -139,11 +140,11 @@ def main() -> None:
             figures = run_bench(*trees[name], extra, logs / f"{pair + 1}-{name}.txt")
             runs[name].append(figures)
             print(f"{time.strftime('%H:%M:%S', time.gmtime())} {name}: " + "; ".join(
-                f"{phase} {f[0]:,.0f}/s {f[1] + f[2]:.0f} us" for phase, f in figures.items()
-                if len(f) >= 4), flush=True)
+                f"{phase} {figures[phase][0]:,.0f}/s {figures[phase][1] + figures[phase][2]:.0f} us"
+                for phase, _ in PHASES), flush=True)
     print(f"\nmedian (range) of {args.pairs} runs each, {started}-"
           f"{time.strftime('%H:%M', time.gmtime())} UTC, old = {args.old}, new = this tree; "
-          f"load average at the phases' start {spread([f[3] for r in runs.values() for x in r for f in x.values() if len(f) >= 4])}")
+          f"load average at the phases' start {spread([x[phase][3] for r in runs.values() for x in r for phase, _ in PHASES])}")
     print("| phase | tree | trades/s | CPU us/trade, bench | CPU us/trade, PostgreSQL | CPU us/trade, total |")
     print("|---|---|---|---|---|---|")
     for phase, _ in PHASES:
@@ -152,10 +153,13 @@ def main() -> None:
             print(f"| {phase} | {name} | {spread([r[0] for r in rows])} | {spread([r[1] for r in rows])} "
                   f"| {spread([r[2] for r in rows])} | {spread([r[1] + r[2] for r in rows])} |")
     if args.statements:
-        print("\npipelined, pg_stat_statements per trade: top-level execution us, WAL records, WAL bytes")
+        print("\npipelined, pg_stat_statements per trade: top-level execution us, WAL records, "
+              "WAL bytes, shared buffers accessed (the last three do not depend on the load)")
         for name in ("old", "new"):
             rows = [r["pipelined (statements)"] for r in runs[name]]
-            print(f"  {name}: " + ", ".join(spread([r[i] for r in rows]) for i in range(3)))
+            print(f"  {name}: " + ", ".join(f"{statistics.median([r[i] for r in rows]):,.1f} "
+                                            f"({min(r[i] for r in rows):,.1f}-{max(r[i] for r in rows):,.1f})"
+                                            for i in range(4)))
     print("\n" + verdict([r["pipelined"][1] + r["pipelined"][2] for r in runs["old"]],
                          [r["pipelined"][1] + r["pipelined"][2] for r in runs["new"]]))
 

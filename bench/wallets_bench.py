@@ -188,10 +188,12 @@ print(json.dumps({"samples": samples, "counts": counts}))
         exec_ms = sum(r[3] for r in top)
         wal_records = sum(r[5] for r in top)
         wal_bytes = sum(r[6] for r in top)
+        blocks = sum(r[8] for r in top)  # nested statements' included
         print(f"  PostgreSQL per trade (pg_stat_statements, {trades} trades): top-level execution "
               f"{exec_ms / trades * 1e3:.1f} us ({exec_ms / 1e3 / elapsed:.0%} of the wall time), "
               f"WAL {wal_records / trades:.2f} records / {wal_bytes / trades:.0f} bytes "
-              f"(full-page images {sum(r[7] for r in top) / trades:.3f}), commits "
+              f"(full-page images {sum(r[7] for r in top) / trades:.3f}), shared buffers "
+              f"{blocks / trades:.1f} accessed, commits "
               f"{(after['commits'] - self.before['commits']) / trades:.4f}, cluster WAL flushes "
               f"{(after['wal_syncs'] - self.before['wal_syncs']) / trades:.4f} (others' included)")
         print(f"  the bench's PostgreSQL backends while it ran (pg_stat_activity, {waits})")

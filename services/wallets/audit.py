@@ -70,6 +70,29 @@ def _amount(asset: str, minor) -> str:
     return format_amount(ASSETS[asset], value) if asset in ASSETS else str(value)
 
 
+# The postings whose transaction matches ``range``, found through their
+# accounts: one range probe of the primary key (account_id, transaction_id,
+# bucket) per account. An index on transaction_id would serve it too, but
+# every posting's insert pays for an index (a BRIN one cost the settler ~12
+# buffer accesses per trade, migration 017); the audit runs now and then.
+# A posting naming no account cannot be written (apply_postings refuses it,
+# accounts are never deleted); the full audit reads every row and reports it.
+# (OFFSET 0 keeps the planner from flattening the LATERAL subquery into a
+# join, which it plans as a sequential scan of the whole journal.)
+_POSTINGS_BY_ACCOUNT = """(
+    SELECT p.* FROM wallets.accounts pa
+     CROSS JOIN LATERAL (SELECT * FROM wallets.postings p
+                          WHERE p.account_id = pa.id AND {range} OFFSET 0) p)"""
+
+# The passes' postings: after the checkpoint (through its accounts), or, in
+# the full audit, all of them. %(checkpointed)s is a constant when the
+# statement is planned (prepare=False): the other branch is not run.
+_POSTINGS_AFTER = f"""(
+    SELECT * FROM wallets.postings WHERE NOT %(checkpointed)s
+    UNION ALL
+    SELECT * FROM {_POSTINGS_BY_ACCOUNT.format(range='p.transaction_id > %(through)s')} q
+     WHERE %(checkpointed)s)"""
+
 # One pass over the postings per transaction: only problem rows come back.
 _TRANSACTIONS_PASS = f"""
 WITH per_transaction_asset AS MATERIALIZED (
@@ -80,9 +103,8 @@ WITH per_transaction_asset AS MATERIALIZED (
            bool_or(a.kind = 'deposits_clearing') AS deposits_clearing,
            bool_or(a.kind = 'withdrawals_clearing') AS withdrawals_clearing,
            bool_or(a.kind = 'fee_revenue') AS fee_revenue
-      FROM wallets.postings p
+      FROM {_POSTINGS_AFTER} p
       LEFT JOIN wallets.accounts a ON a.id = p.account_id
-     WHERE p.transaction_id > %(through)s
      GROUP BY p.transaction_id, p.asset
 ), per_transaction AS (
     SELECT transaction_id, sum(postings) AS postings, bool_or(total <> 0) AS unbalanced,
@@ -124,7 +146,7 @@ WITH per_account AS (
       FROM (SELECT account_id,
                    coalesce(sum(amount) FILTER (WHERE bucket = 'available'), 0) AS available,
                    coalesce(sum(amount) FILTER (WHERE bucket = 'locked'), 0) AS locked
-              FROM wallets.postings WHERE transaction_id > %(through)s GROUP BY account_id
+              FROM {_POSTINGS_AFTER} p GROUP BY account_id
             UNION ALL
             SELECT account_id, available, locked FROM wallets.audit_checkpoint_accounts
              WHERE %(checkpointed)s) AS sums
@@ -139,11 +161,12 @@ SELECT a.id, a.owner, a.asset, a.available, a.locked,
 """
 
 
-# Per (user, asset), what the journal's entries in ``range`` hold for orders.
+# Per (user, asset), what the journal's entries in ``range`` (of
+# ``postings``) hold for orders.
 _JOURNAL_ORDER_HOLDS = """
     SELECT a.owner, a.asset, sum(p.amount) AS held
       FROM wallets.transactions t
-      JOIN wallets.postings p ON p.transaction_id = t.id AND p.bucket = 'locked'
+      JOIN {postings} p ON p.transaction_id = t.id AND p.bucket = 'locked'
       JOIN wallets.accounts a ON a.id = p.account_id
      WHERE t.type IN ('hold', 'release')
        AND t.idempotency_key ~ '^(hold:order:[0-9]+(:amend:[0-9]+)?|release:order:[0-9]+:final)$'
@@ -157,7 +180,7 @@ _JOURNAL_ORDER_HOLDS = """
 _HOLDS_FOR_ORDERS = f"""
 WITH journal AS (
     SELECT owner, asset, sum(held) AS held
-      FROM ({_JOURNAL_ORDER_HOLDS.format(range='t.id > %(through)s AND p.transaction_id > %(through)s')}
+      FROM ({_JOURNAL_ORDER_HOLDS.format(postings=_POSTINGS_AFTER, range='t.id > %(through)s')}
             UNION ALL
             SELECT owner, asset, held FROM wallets.audit_checkpoint_order_holds
              WHERE %(checkpointed)s) AS holds
@@ -200,13 +223,15 @@ SELECT coalesce(array_agg(DISTINCT l.virtualtransaction), '{}') FROM pg_locks l
    AND l.mode = 'RowExclusiveLock'
 """
 
-_ADD_ACCOUNTS = """
+_MOVED_RANGE = "p.transaction_id > %(through)s AND p.transaction_id <= %(new_through)s"
+
+_ADD_ACCOUNTS = f"""
 INSERT INTO wallets.audit_checkpoint_accounts AS c (account_id, asset, available, locked)
 SELECT p.account_id, min(coalesce(a.asset, p.asset)),
        coalesce(sum(p.amount) FILTER (WHERE p.bucket = 'available'), 0),
        coalesce(sum(p.amount) FILTER (WHERE p.bucket = 'locked'), 0)
-  FROM wallets.postings p LEFT JOIN wallets.accounts a ON a.id = p.account_id
- WHERE p.transaction_id > %(through)s AND p.transaction_id <= %(new_through)s
+  FROM {_POSTINGS_BY_ACCOUNT.format(range=_MOVED_RANGE)} p
+  LEFT JOIN wallets.accounts a ON a.id = p.account_id
  GROUP BY p.account_id
 ON CONFLICT (account_id) DO UPDATE
    SET available = c.available + excluded.available, locked = c.locked + excluded.locked
@@ -214,9 +239,8 @@ ON CONFLICT (account_id) DO UPDATE
 
 _ADD_ORDER_HOLDS = f"""
 INSERT INTO wallets.audit_checkpoint_order_holds AS c (owner, asset, held)
-{_JOURNAL_ORDER_HOLDS.format(range='t.id > %(through)s AND t.id <= %(new_through)s '
-                                   'AND p.transaction_id > %(through)s '
-                                   'AND p.transaction_id <= %(new_through)s')}
+{_JOURNAL_ORDER_HOLDS.format(postings=_POSTINGS_BY_ACCOUNT.format(range=_MOVED_RANGE),
+                             range='t.id > %(through)s AND t.id <= %(new_through)s')}
 ON CONFLICT (owner, asset) DO UPDATE SET held = c.held + excluded.held
 """
 
