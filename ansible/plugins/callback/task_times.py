@@ -44,7 +44,8 @@ class CallbackModule(CallbackBase):
     def _open(self, task):
         self._close_current()
         role = task._role.get_name() if task._role else "(play)"
-        self._current = (f"{role} : {task.get_name()}", role, time.monotonic())
+        # get_name() already starts with the role's name when there is one.
+        self._current = (task.get_name(), role, time.monotonic())
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._open(task)
