@@ -5,7 +5,6 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ import time
 import pytest
 
 from services.common.config import REPO_ROOT
+from tests.integration.zones import zone_kit as kit
 
 MODULE = REPO_ROOT / "ansible" / "library" / "exchange_haproxy_server.py"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -22,15 +22,9 @@ FRONT_PORT = 18471  # not ports of config/defaults.env
 pytestmark = pytest.mark.skipif(not os.path.exists(HAPROXY), reason="haproxy not installed")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def edge(tmp_path):
-    backend = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), http.server.BaseHTTPRequestHandler)
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", kit.free_port()), http.server.BaseHTTPRequestHandler)
     backend.RequestHandlerClass.do_GET = lambda self: (self.send_response(200), self.end_headers())
     backend.RequestHandlerClass.log_message = lambda *args: None
     threading.Thread(target=backend.serve_forever, daemon=True).start()

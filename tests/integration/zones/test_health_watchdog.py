@@ -3,7 +3,6 @@ that runs but never answers its probe is restarted (and restarted later only
 after twice the wait); a program that answers is left alone. No namespaces:
 the programs listen on 127.0.0.1 (issue 15: a RabbitMQ node hung alive in
 "Starting broker..." after its pause ended; supervisord alone cannot see it)."""
-import socket
 import subprocess
 import sys
 import time
@@ -13,15 +12,10 @@ from pathlib import Path
 import pytest
 
 from services.common.config import REPO_ROOT
+from tests.integration.zones import zone_kit as kit
 
 WATCHDOG = REPO_ROOT / "ansible" / "roles" / "watchdog" / "files" / "health_watchdog.py"
 SUPERVISOR_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -29,7 +23,7 @@ def supervised(tmp_path):
     """A supervisord with `stuck` (alive, never answers: nothing listens on
     its probe's port), `fine` (an HTTP server answering 200) and the watchdog
     judging both every 0.5 s with a 2 s threshold."""
-    stuck_port, fine_port = free_port(), free_port()
+    stuck_port, fine_port = kit.free_port(), kit.free_port()
     sock = tmp_path / "supervisor.sock"
     (tmp_path / "fine").mkdir()
     (tmp_path / "fine" / "liveness").write_text("ok")

@@ -452,6 +452,13 @@ def audit() -> list:
     return retrying_transient(ask)
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def wait_for(check, seconds: float, step: float = 1.0):
     """``check()`` until it returns something true, for at most ``seconds``."""
     deadline = time.monotonic() + seconds
