@@ -2,8 +2,8 @@
 partition (docs/operations.md, Failover): 3.10.10's rabbit_node_monitor
 compiles against the installed 3.10.8's headers, exports what 3.10.8's does,
 sends global the nodedown/nodeup messages Erlang >= 25.1 reads (with the
-connection id), and `erl -pa` (RABBITMQ_SERVER_CODE_PATH) loads it before
-the installed one."""
+connection id), and the node's environment (RABBITMQ_SERVER_CODE_PATH,
+ERL_AFLAGS) loads it before the boot puts the installed one in front."""
 import os
 import subprocess
 from pathlib import Path
@@ -39,10 +39,11 @@ def test_the_fixed_module_compiles_replaces_the_installed_one_and_speaks_erlang_
                "io:format(\"~w~n\", [lists:sort(E)])")
     assert erl(expression=exports % (tmp_path / "rabbit_node_monitor.beam")) \
         == erl(expression=exports % (installed / "rabbit_node_monitor.beam"))
-    # As rabbitmq-server starts a node: the plugins through ERL_LIBS, then
-    # `-pa $RABBITMQ_SERVER_CODE_PATH`.
-    which = erl(tmp_path, expression='io:format("~s~n", [code:which(rabbit_node_monitor)])',
-                env={"ERL_LIBS": str(RELEASE)})
+    # As the role starts a node: `-pa $RABBITMQ_SERVER_CODE_PATH`, the module
+    # loaded by ERL_AFLAGS; then the boot puts rabbit's ebin in front.
+    which = erl(tmp_path, expression=f'code:add_patha("{installed}"), '
+                'io:format("~s~n", [code:which(rabbit_node_monitor)])',
+                env={"ERL_LIBS": str(RELEASE), "ERL_AFLAGS": "-s rabbit_node_monitor module_info"})
     assert which.strip() == str(tmp_path / "rabbit_node_monitor.beam")
     # Erlang >= 25.1's global reads {nodedown, Node, #{connection_id => Id}}.
     text = SOURCE.read_text()
