@@ -30,6 +30,13 @@ Every figure comes with the CPU it cost (this process and the PostgreSQL
 backends of the bench's pool, from /proc) and the load average, because the
 machine may be shared.
 
+``--statements``: what PostgreSQL did per trade in the pipelined phase
+(pg_stat_statements: calls, time, rows, WAL, shared buffers; nested
+statements included) and what the bench's backends waited on (sampled);
+``--explain``: every plan into the server's log (auto_explain, small runs).
+``bench/wallets_ab.py`` runs this bench on an older commit and on this tree,
+interleaved, and compares the CPU per trade.
+
 Setup (untimed): users get accounts, deposits and holds large enough for
 every trade. The audit runs at the end (untimed) and must be clean: the full
 one (the audit RPC), then the periodic one from its checkpoint after 1,000
