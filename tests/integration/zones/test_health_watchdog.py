@@ -91,4 +91,6 @@ def test_a_program_alive_but_not_answering_is_restarted_and_a_healthy_one_is_not
     restarts = [line for line in text.splitlines() if "stuck: running but not healthy for" in line]
     assert len(restarts) >= 2 and "(threshold 2 s" in restarts[0] and "(threshold 4 s" in restarts[1], text
     assert rpc.supervisor.getProcessInfo("fine")["pid"] == fine, "a healthy program was restarted"
-    assert "fine:" not in text, text
+    # Only restarts count: a probe of `fine` before its server has bound its
+    # port (supervisord says RUNNING after 1 s) may log a failed probe.
+    assert "fine: running but not healthy for" not in text, text
