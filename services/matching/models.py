@@ -393,7 +393,10 @@ class Configure(NamedTuple):
     """Replace the market's limits from the next command on: the fields the
     registry lets an operator change (services/registry/listing.py MUTABLE,
     those the engine checks), all of them, so applying one twice is harmless.
-    Orders already resting stay, as on any exchange when limits tighten."""
+    Orders already resting stay, as on any exchange when limits tighten.
+    The fields repeat MarketConfig's limits on purpose: they are a journaled
+    command's schema (docs/matching-engine.md), which replays must read as
+    written; ``MarketConfig.with_limits`` refuses a name MarketConfig lacks."""
 
     min_quantity: Optional[str] = None
     max_quantity: Optional[str] = None
