@@ -32,6 +32,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 log = logging.getLogger(__name__)
 
 DEFAULT_DEADLINE_S = 10.0
+COLLECT_AFTER_FAILED_START_S = 1.0
 TRANSPORT_FAILURES = (RpcTimeout, OSError, amqp.exceptions.ConnectionError,
                       kombu.exceptions.OperationalError)
 
@@ -51,6 +52,7 @@ class RpcPool:
         self._idle: LightQueue = LightQueue()
         self._created = 0
         self._slots = eventlet.semaphore.Semaphore(size)
+        self._collect_pending = False
 
     def _new_proxy(self, deadline_ms: int) -> ClusterRpcProxy:
         """A started proxy, or RpcTimeout at the deadline: connecting to a
@@ -127,13 +129,20 @@ class RpcPool:
         except Exception:  # a broken connection may fail to close: dropped either way
             log.debug("closing an RPC proxy failed", exc_info=True)
 
-    @classmethod
-    def _stop_half_started(cls, proxy: ClusterRpcProxy) -> None:
-        cls._stop_quietly(proxy)
+    def _stop_half_started(self, proxy: ClusterRpcProxy) -> None:
+        self._stop_quietly(proxy)
         # A half-started proxy's socket stays open in a reference cycle that
         # stop() does not break; only the cyclic collector frees it, and the
         # gateway collects rarely (gateway/collector.py). Against a broker
-        # that hangs, every request would leave one more descriptor open.
+        # that hangs, every request would leave one more descriptor open. One
+        # full collection a second at most frees them all: not one per
+        # failed request, which would stall the hub while every request fails.
+        if not self._collect_pending:
+            self._collect_pending = True
+            eventlet.spawn_after(COLLECT_AFTER_FAILED_START_S, self._collect)
+
+    def _collect(self) -> None:
+        self._collect_pending = False
         gc.collect()
 
     def close(self) -> None:
