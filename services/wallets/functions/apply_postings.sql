@@ -1,8 +1,11 @@
+-- requires: wallets/announce_balances_changed
 -- The statement trigger that moves balances: once per inserting statement
 -- (not per row), move the accounts by the new postings, then refuse the whole
 -- statement if a transaction does not balance, names a missing transaction, or
 -- a posting names a missing account or another asset than its account's. The
 -- CHECK constraints of accounts refuse a balance below zero during the UPDATE.
+-- Then announce the user accounts it moved (balances_changed through the
+-- outbox, announce_balances_changed.sql), from the rows the UPDATE returns.
 -- The accounts are found through the primary key (the planner has no
 -- statistics for a transition table); the per-(transaction, asset) sums serve
 -- both the balance check and the existence check of the transactions.
@@ -13,6 +16,7 @@ DECLARE
     unknown_transaction bigint;
     expected bigint;
     updated bigint;
+    changes jsonb;
 BEGIN
     WITH deltas AS (
         SELECT account_id, asset,
@@ -27,7 +31,7 @@ BEGIN
           FROM deltas d
          WHERE a.id = ANY (ARRAY(SELECT account_id FROM deltas))  -- through the primary key
            AND a.id = d.account_id AND a.asset = d.asset
-        RETURNING 1
+        RETURNING a.owner, a.asset, a.kind
     ), sums AS MATERIALIZED (
         SELECT transaction_id, asset, sum(amount) AS total
           FROM new_postings
@@ -47,8 +51,11 @@ BEGIN
              WHERE t.id IS NULL
              LIMIT 1),
            (SELECT count(*) FROM deltas),
-           (SELECT count(*) FROM moved)
-      INTO unbalanced, unknown_transaction, expected, updated;
+           (SELECT count(*) FROM moved),
+           -- one row per account moved (deltas are per account): no DISTINCT
+           (SELECT jsonb_agg(jsonb_build_object('user', owner, 'asset', asset) ORDER BY owner, asset)
+              FROM moved WHERE kind = 'user')
+      INTO unbalanced, unknown_transaction, expected, updated, changes;
 
     IF unbalanced IS NOT NULL THEN
         RAISE EXCEPTION 'UNBALANCED_TRANSACTION: %', unbalanced
@@ -63,6 +70,7 @@ BEGIN
         RAISE EXCEPTION 'POSTING_ACCOUNT_MISMATCH: a posting names a missing account or another asset than its account''s'
               USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'postings_account_exists';
     END IF;
+    PERFORM wallets.announce_balances_changed(changes);
     RETURN NULL;
 END;
 $$;

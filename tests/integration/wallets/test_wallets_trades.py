@@ -55,6 +55,22 @@ def test_a_trade_moves_base_and_quote_and_charges_both_fees(ledger, traders, db)
     assert fee_revenue(db, "USDT") - fees_usdt == 15_000_005
 
 
+def test_a_settled_batch_is_one_balances_changed_naming_its_user_accounts(ledger, traders, db):
+    """The balance trigger announces what its UPDATE moved: one outbox row per
+    settlement statement, every user account of the batch once, ordered by
+    user then asset, no system account (the fee revenue moved too)."""
+    seller, buyer = traders
+    since = db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0]
+    ledger.settle_trades(trades(trade(seller, buyer), trade(buyer, seller, taker_side="sell")))
+    announced = [payload for (payload,) in db.execute(
+        "SELECT payload FROM outbox WHERE stream = 'wallets' AND routing_key = 'balances_changed' "
+        "AND id > %s ORDER BY id", (since,)).fetchall()
+        if {change["user"] for change in payload["changes"]} & {seller, buyer}]
+    assert announced == [{"event_version": 1, "changes": sorted(
+        [{"user": user, "asset": asset} for user in (seller, buyer) for asset in ("BTC", "USDT")],
+        key=lambda change: (change["user"], change["asset"]))}]
+
+
 def test_a_fee_tier_overrides_the_market_schedule(ledger, traders):
     seller, buyer = traders
     ledger.set_fee_tier(buyer, "vip1")  # taker 0.09 %
