@@ -21,12 +21,15 @@ description:
   - C(describe) returns the processes of a server without installing or configuring it
     (Patroni starts PostgreSQL with the parameters stack/ gives it).
   - C(probe) answers whether the component is ready, C(prepare) runs its stack/prepare.py step.
+  - C(migrate) (component C(rabbitmq)) deletes the queues an older version of our code declared
+    with another type than this one declares (queues_of_the_wrong_type); it fails, naming the
+    queue, while a process still consumes one.
 options:
   action:
     description: what to do
     type: str
     required: true
-    choices: [render, describe, probe, prepare]
+    choices: [render, describe, probe, prepare, migrate]
   component:
     description: a server name of stack/servers.py, C(service:<name>), or C(gateway)
     type: str
@@ -57,6 +60,11 @@ programs:
   returned: action=render
   type: list
   elements: dict
+deleted:
+  description: the queues of the wrong type deleted, with the messages they held (action=migrate)
+  returned: action=migrate
+  type: list
+  elements: dict
 up:
   description: whether the component answered its probe (action=probe)
   returned: action=probe
@@ -65,6 +73,7 @@ up:
 
 import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -145,9 +154,65 @@ def probe(settings, component: str) -> tuple[bool, str]:
     return result.up, result.detail
 
 
+# The durable queues our code declares with the configured type
+# (EXCHANGE_RABBITMQ_QUEUE_TYPE, services/common/queues.py): each service's
+# RPC request queue and the queue of a service-pool event handler, Nameko's
+# names. Reply queues (rpc.reply-...) and broadcast handlers' queues
+# (auto-delete or exclusive, a suffix after the method) stay classic.
+TYPED_QUEUE = re.compile(r"rpc-\w+|evt-.+--\w+\.\w+")
+QUEUE_COLUMNS = ("name", "type", "durable", "auto_delete", "exclusive", "consumers", "messages")
+
+
+def queues_of_the_wrong_type(listing: str, queue_type: str) -> list[dict]:
+    """The queues of ``rabbitmqctl list_queues <QUEUE_COLUMNS>`` (tab-separated)
+    that our code declares as ``queue_type`` but exist with another type. A
+    newer version re-declaring one is refused (PRECONDITION_FAILED, its
+    arguments differ) and, as Nameko consumes all of a service's queues on
+    one connection, that service answers nothing (matching's market_updated
+    queue, classic before 2026-12-05, quorum since)."""
+    wrong = []
+    for line in listing.splitlines():
+        fields = line.split("\t")
+        if len(fields) != len(QUEUE_COLUMNS):
+            continue
+        queue = dict(zip(QUEUE_COLUMNS, fields))
+        if (TYPED_QUEUE.fullmatch(queue["name"]) and queue["durable"] == "true"
+                and queue["auto_delete"] != "true" and queue["exclusive"] != "true"
+                and queue["type"] != queue_type):
+            wrong.append({"name": queue["name"], "type": queue["type"],
+                          "consumers": int(queue["consumers"] or 0),
+                          "messages": int(queue["messages"] or 0)})
+    return wrong
+
+
+def migrate_queues(settings) -> list[dict]:
+    """Delete every queue of the wrong type (queues_of_the_wrong_type) that no
+    process consumes: the new version declares and binds it again when it
+    starts (or on its next reconnection). Refuses while an older process
+    still consumes one (it would declare it again with the old type): its
+    service must be stopped in every zone first (docs/operations.md)."""
+    from stack import servers
+    vhost = settings["EXCHANGE_RABBITMQ_VHOST"]
+    listing = servers.rabbitmqctl(settings, "list_queues", "-p", vhost, "--no-table-headers", "--quiet",
+                                  *QUEUE_COLUMNS)
+    wrong = queues_of_the_wrong_type(listing, settings.get("EXCHANGE_RABBITMQ_QUEUE_TYPE") or "classic")
+    consumed = [q for q in wrong if q["consumers"]]
+    if consumed:
+        queue = consumed[0]
+        raise RuntimeError(
+            f"queue {queue['name']} is {queue['type']} and this version declares it "
+            f"{settings.get('EXCHANGE_RABBITMQ_QUEUE_TYPE') or 'classic'}, and {queue['consumers']} "
+            "process(es) of the older version consume it: stop that service in every zone, then run "
+            "the play again (docs/operations.md, 'Rolling upgrade', one-off steps)")
+    for queue in wrong:
+        servers.rabbitmqctl(settings, "delete_queue", "-p", vhost, queue["name"])
+    return wrong
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec={
-        "action": {"type": "str", "required": True, "choices": ["render", "describe", "probe", "prepare"]},
+        "action": {"type": "str", "required": True,
+                   "choices": ["render", "describe", "probe", "prepare", "migrate"]},
         "component": {"type": "str", "required": True},
         "repo": {"type": "path", "required": True},
         "settings": {"type": "dict", "default": {}},
@@ -172,6 +237,11 @@ def main() -> None:
         if action == "render":
             changed, programs = render(settings, component)
             module.exit_json(changed=changed, programs=programs)
+        if action == "migrate":
+            if component != "rabbitmq":
+                raise ValueError("migrate knows the component rabbitmq only")
+            deleted = migrate_queues(settings)
+            module.exit_json(changed=bool(deleted), deleted=deleted)
         from stack import prepare
         done = prepare.STEPS[component](settings)
         module.exit_json(changed=bool(done), done=done)
