@@ -7,11 +7,13 @@ batch is in flight at a time, and the requests arriving meanwhile form the
 next one (services.common.group_commit). A batch is ONE transaction:
 
 1. ``place_orders_tx`` (functions/place_orders_tx.sql): the orders, their holds
-   (accounts locked in id order) -- each refused on its own with the single
-   path's code and message;
-2. the cancels: the orders locked in id order, each refused on its own
-   (unknown, not open); then the amends, each in a savepoint (refused alone:
-   unknown, not open, off grid, the extra hold refused);
+   (accounts locked in id order, with the amended orders' accounts when the
+   batch has amends) -- each refused on its own with the single path's code
+   and message;
+2. the orders of the cancels and amends locked in id order; the cancels, each
+   refused on its own (unknown, not open); then the amends, each in a
+   savepoint (refused alone: unknown, not open, off grid, the extra hold
+   refused);
 3. the engine commands of what was accepted: one message per market
    (``enqueue_engine_commands``).
 
@@ -57,6 +59,18 @@ LINGER_S = 0.002
 # refusal comes back as a row).
 HOLD_MORE = ("SELECT m.refusal_code, m.refusal "
              "FROM wallets.move_funds_batch(%s, %s, %s, %s, %s) m")
+# The accounts an amended order holds from (the amending user's own orders
+# only; user and hold asset never change) and the placements' accounts, in
+# ONE call (wallets.lock_user_accounts: id order), so the batch's accounts
+# are taken in id order as a whole. place_orders_tx locks its own again
+# (rows this transaction holds already: no wait).
+LOCK_ACCOUNTS = """
+SELECT wallets.lock_user_accounts(array_agg(a.owner), array_agg(a.asset))
+  FROM (SELECT o.user_id, o.hold_asset FROM orders o
+         WHERE (o.order_id, o.user_id) IN (SELECT * FROM unnest(%s::bigint[], %s::text[]))
+        UNION ALL
+        SELECT * FROM unnest(%s::text[], %s::text[])) AS a (owner, asset)
+"""
 PLACE_ORDERS = ("SELECT t.item, t.outcome, t.refusal_code, t.refusal, "
                 + ", ".join(f"(t.placed).{column}" for column in ORDER_COLUMNS)
                 + " FROM place_orders_tx(%s) t")
@@ -178,10 +192,23 @@ class Acceptance(DependencyProvider):
         amends = [(i, r) for i, r in enumerate(requests) if isinstance(r, Amend)]
         commands: list[tuple[str, str, dict]] = []
         with self.pool.connection() as conn, conn.transaction():
+            # Locks in the one order (docs/order-flow.md, "Lock order"):
+            # every account the batch holds from, in id order, then the
+            # order rows, in id order. An amend's extra hold needs its
+            # account: locked here with the placements', before any order
+            # row (a consumer that holds the account and waits for the
+            # order would otherwise deadlock with us).
+            if amends:
+                conn.execute(LOCK_ACCOUNTS, self._accounts(placements, amends))
             if placements:
                 self._place(conn, placements, outcomes, commands)
+            if cancels or amends:
+                ids = sorted({request.order_id for _, request in cancels + amends})
+                locked = {row[0]: order_view(row) for row in conn.execute(
+                    f"{SELECT_ORDER} WHERE order_id = ANY(%s) ORDER BY order_id FOR UPDATE",
+                    (ids,)).fetchall()}
             if cancels:
-                self._cancel(conn, cancels, outcomes, commands)
+                self._cancel(cancels, locked, outcomes, commands)
             for index, amend in amends:
                 try:
                     with conn.transaction():   # a savepoint: a refused amend alone
@@ -225,11 +252,16 @@ class Acceptance(DependencyProvider):
             outcomes[index] = outcomes[first]
 
     @staticmethod
-    def _cancel(conn, cancels, outcomes, commands) -> None:
-        ids = sorted({cancel.order_id for _, cancel in cancels})
-        found = {row[0]: order_view(row) for row in conn.execute(
-            f"{SELECT_ORDER} WHERE order_id = ANY(%s) ORDER BY order_id FOR UPDATE",
-            (ids,)).fetchall()}
+    def _accounts(placements, amends) -> tuple:
+        """LOCK_ACCOUNTS' arguments: the amended orders (order id, user) and
+        the placements' (user, hold asset)."""
+        rows = [placement.row for _, placement in placements]
+        return ([amend.order_id for _, amend in amends], [amend.user for _, amend in amends],
+                [row["user_id"] for row in rows], [row["hold_asset"] for row in rows])
+
+    @staticmethod
+    def _cancel(cancels, found, outcomes, commands) -> None:
+        """``found``: the orders of the batch's cancels and amends, locked."""
         for index, cancel in cancels:
             order = found.get(cancel.order_id)
             if order is None or order["user_id"] != cancel.user:
@@ -245,8 +277,10 @@ class Acceptance(DependencyProvider):
     @staticmethod
     def _amend(conn, amend: Amend) -> tuple[dict, tuple[str, str, dict]]:
         """Raising the price or quantity holds the extra in the batch's
-        transaction; whatever is left over is released when the order ends."""
-        row = conn.execute(f"{SELECT_ORDER} WHERE order_id = %s AND user_id = %s FOR UPDATE",
+        transaction; whatever is left over is released when the order ends.
+        Its account and its order are locked already (``_transaction``); the
+        row is read again here, as an earlier amend of the batch left it."""
+        row = conn.execute(f"{SELECT_ORDER} WHERE order_id = %s AND user_id = %s",
                            (amend.order_id, amend.user)).fetchone()
         if row is None:
             raise UnknownOrder(f"no order {amend.order_id} for this user")

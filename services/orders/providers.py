@@ -192,6 +192,13 @@ class MatchingEvents(BatchConsumerProvider):
             elif update["event"] == "order_amended" and order_id not in finishing:
                 amends.append((update["price"], update["quantity"], *key))
         with self.pool.connection() as conn, conn.transaction():
+            # Locks in the one order (docs/order-flow.md, "Lock order"): the
+            # ending orders' accounts before the fills and amends lock any
+            # order row (an amend that holds its order and waits for the
+            # account would otherwise deadlock with us).
+            accounts_locked = bool(finishing) and bool(fills or amends)
+            if accounts_locked:
+                conn.execute(LOCK_HOLD_ACCOUNTS, (sorted(finishing),))
             # Trades first: within the stream an order's trades all come
             # before its end, so its leftover is computed on every fill.
             if fills:
@@ -199,7 +206,8 @@ class MatchingEvents(BatchConsumerProvider):
             for amend in amends:
                 conn.execute(APPLY_AMEND, amend)
             if finishing:
-                self._finish(conn, [finishing[order_id] for order_id in sorted(finishing)])
+                self._finish(conn, [finishing[order_id] for order_id in sorted(finishing)],
+                             accounts_locked)
 
     @staticmethod
     def _fills(body) -> list[dict]:
@@ -214,16 +222,18 @@ class MatchingEvents(BatchConsumerProvider):
                 for order_id, user, is_maker in trade.sides()]
 
     @staticmethod
-    def _finish(conn, ends: list[tuple]) -> None:
+    def _finish(conn, ends: list[tuple], accounts_locked: bool = False) -> None:
         """The orders that ended (``(key, status, reason)``, key = (order_id,
         market, user), in order id order): each still open one final, with
-        what it did not spend released in this transaction."""
+        what it did not spend released in this transaction.
+        ``accounts_locked``: their accounts are locked already."""
         # Settlement locks accounts in id order; the releases below must
         # too, or the two deadlock. The accounts first, then the orders, in
-        # one statement (one round trip).
+        # one statement (one round trip) unless they are locked already.
         wanted = {key: (status, reason) for key, status, reason in ends}
         ids = [key[0] for key in wanted]
-        rows = conn.execute(LOCK_ENDING_ORDERS, (ids, ids)).fetchall()
+        rows = (conn.execute(LOCK_OPEN_ORDERS, (ids,)) if accounts_locked
+                else conn.execute(LOCK_ENDING_ORDERS, (ids, ids))).fetchall()
         finals, releases = [], []
         for order_id, market, user, side, asset, hold, filled_quantity, filled_quote in rows:
             ending = wanted.get((order_id, market, user))
@@ -252,21 +262,23 @@ class MatchingEvents(BatchConsumerProvider):
 
 
 # The ending orders' hold accounts locked through wallets' declared function
-# (orders reads no wallets table), in id order as settlement does, before
-# (the InitPlan runs first) the still open ones among the orders are locked
-# and read.
-LOCK_ENDING_ORDERS = """
-WITH accounts AS MATERIALIZED (
-    SELECT wallets.lock_user_accounts(array_agg(user_id), array_agg(hold_asset))
-      FROM orders WHERE order_id = ANY(%s)
-)
+# (orders reads no wallets table), in id order as settlement does.
+LOCK_HOLD_ACCOUNTS = ("SELECT wallets.lock_user_accounts(array_agg(user_id), "
+                      "array_agg(hold_asset)) FROM orders WHERE order_id = ANY(%s)")
+OPEN_ENDING_ORDERS = """
 SELECT o.order_id, o.market, o.user_id, o.side, o.hold_asset, o.hold_amount,
        o.filled_quantity, o.filled_quote
   FROM orders o
  WHERE o.order_id = ANY(%s) AND o.status IN ('new', 'partially_filled')
-   AND (SELECT count(*) FROM accounts) = 1
- ORDER BY o.order_id FOR UPDATE
 """
+# The still open ones among the ending orders, locked and read (their
+# accounts locked before).
+LOCK_OPEN_ORDERS = OPEN_ENDING_ORDERS + " ORDER BY o.order_id FOR UPDATE"
+# Both in one statement (one round trip): the accounts (the InitPlan runs
+# first), then the orders.
+LOCK_ENDING_ORDERS = (f"WITH accounts AS MATERIALIZED ({LOCK_HOLD_ACCOUNTS})"
+                      + OPEN_ENDING_ORDERS
+                      + " AND (SELECT count(*) FROM accounts) = 1 ORDER BY o.order_id FOR UPDATE")
 
 # The batch's fills (a JSON array of order_fills rows plus each order's user)
 # in two statements: each fill once (a redelivered trade inserts nothing), then

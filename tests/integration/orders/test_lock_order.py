@@ -1,0 +1,118 @@
+"""The one lock order (docs/order-flow.md, "Lock order"): accounts first, then
+order rows. Each test holds a user's account as settlement would, lets a
+path of orders run into it (it waits on that lock: ``pg_blocking_pids``),
+and then takes the path's order rows with NOWAIT. A path that had locked an
+order row before the account refuses that: the pattern of a deadlock, which
+PostgreSQL breaks by aborting one side (a stall and a retry)."""
+import time
+import uuid
+from decimal import Decimal as D
+
+import eventlet
+import psycopg
+from psycopg import errors
+
+from services.common.config import load_settings
+from services.common.postgres import make_pool
+from services.orders.acceptance import Acceptance, Amend, Cancel
+from services.orders.providers import MarketCatalog, MatchingEvents
+from tests.integration.orders.conftest import balance, fund, wait_for
+
+
+def account_of(conn, user, asset="USDT") -> int:
+    return conn.execute("SELECT id FROM wallets.accounts WHERE owner = %s AND asset = %s "
+                        "AND kind = 'user'", (user, asset)).fetchone()[0]
+
+
+def wait_blocked_by(conn, pid: int, what: str) -> None:
+    """Until a backend waits on a lock ``pid`` holds (bounded: 30 s)."""
+    deadline = time.monotonic() + 30
+    while not conn.execute("SELECT count(*) FROM pg_stat_activity "
+                           "WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)).fetchone()[0]:
+        assert time.monotonic() < deadline, f"timed out waiting for {what} to wait on the account"
+        eventlet.sleep(0.05)
+
+
+def order_rows_free(conn, order_ids) -> bool:
+    """True if ``conn`` can lock the order rows at once (then holds them)."""
+    try:
+        with conn.transaction():   # a savepoint: a refusal leaves conn usable
+            conn.execute("SELECT order_id FROM orders WHERE order_id = ANY(%s) "
+                         "FOR UPDATE NOWAIT", (list(order_ids),)).fetchall()
+        return True
+    except errors.LockNotAvailable:
+        return False
+
+
+def test_an_acceptance_batch_with_a_cancel_and_an_amend_locks_the_account_first(
+        exchange, services, test_settings):
+    container = services["orders"]
+    batcher = next(e for e in container.extensions if isinstance(e, Acceptance)).batcher
+    catalog = next(e for e in container.extensions if isinstance(e, MarketCatalog))
+    user = fund(exchange, {"USDT": "1000"})
+    cancelled, amended = (a["order"]["order_id"] for a in exchange.orders.place_orders([
+        {"user": user, "market": "BTC-USDT", "side": "buy", "type": "limit",
+         "price": "95", "quantity": "1"} for _ in range(2)]))
+    with psycopg.connect(test_settings.postgres_dsn()) as settlement:
+        settlement.execute("SELECT id FROM wallets.accounts WHERE id = %s FOR UPDATE",
+                           (account_of(settlement, user),))
+        batch = eventlet.spawn(batcher.submit_many, [
+            Cancel(user, cancelled), Amend(user, amended, None, D("2"), catalog.config)])
+        with psycopg.connect(test_settings.postgres_dsn(), autocommit=True) as watcher:
+            wait_blocked_by(watcher, settlement.info.backend_pid, "the batch")
+        free = order_rows_free(settlement, (cancelled, amended))
+        settlement.rollback()
+        outcomes = batch.wait()
+    assert free, "the batch locked order rows before their account"
+    assert outcomes[0]["cancel_requested"] and outcomes[1]["amend_requested"]
+    assert D(outcomes[1]["hold_amount"]) == D("190")
+    wait_for(lambda: exchange.orders.get_order(user, cancelled)["status"] == "cancelled",
+             what="the cancel to reach the engine and back")
+    exchange.orders.cancel_all(user, "BTC-USDT")
+
+
+def test_the_events_consumer_locks_the_ending_orders_accounts_before_any_order(
+        exchange, nameko_config, test_settings):
+    """One delivery amends an order and ends another of the same user: the
+    amend's UPDATE is an order row lock, the end needs the account."""
+    user = fund(exchange, {"USDT": "100"})
+    dsn = test_settings.postgres_dsn()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        ids = []
+        for _ in range(2):
+            # Orders the engine never saw (no command in the outbox): only the
+            # events below touch them.
+            ids.append(conn.execute(
+                "INSERT INTO orders (order_id, user_id, market, side, order_type, price, "
+                "quantity, time_in_force, status, hold_asset, hold_amount) "
+                "VALUES (nextval('order_ids'), %s, 'BTC-USDT', 'buy', 'limit', 100, 0.1, 'GTC', "
+                "'new', 'USDT', 10) RETURNING order_id", (user,)).fetchone()[0])
+            conn.execute("SELECT wallets.hold_funds(%s, 'USDT', 10, %s)",
+                         (user, f"order:{ids[-1]}"))
+    amended, ending = ids
+    events = MatchingEvents()
+    events.pool = make_pool(load_settings(), nameko_config["POSTGRES_DB"], min_size=1,
+                            max_size=2, name="test-orders-events")
+    batch = [
+        ("order_updated", f"test-amend-{uuid.uuid4()}",
+         {"event": "order_amended", "market": "BTC-USDT", "order_id": amended,
+          "user_id": user, "price": "99", "quantity": "0.1"}),
+        ("order_updated", f"test-done-{uuid.uuid4()}",
+         {"event": "order_done", "status": "cancelled", "market": "BTC-USDT",
+          "order_id": ending, "user_id": user})]
+    try:
+        with psycopg.connect(dsn) as settlement:
+            settlement.execute("SELECT id FROM wallets.accounts WHERE id = %s FOR UPDATE",
+                               (account_of(settlement, user),))
+            consumer = eventlet.spawn(events.handle, batch)
+            with psycopg.connect(dsn, autocommit=True) as watcher:
+                wait_blocked_by(watcher, settlement.info.backend_pid, "the consumer")
+            free = order_rows_free(settlement, ids)
+            settlement.rollback()
+            consumer.wait()
+    finally:
+        events.pool.close()
+    assert free, "the consumer locked an order row before the ending order's account"
+    assert exchange.orders.get_order(user, ending)["status"] == "cancelled"
+    assert exchange.orders.get_order(user, amended)["price"] == "99"
+    assert balance(exchange, user, "USDT") == (D("90"), D("10"))
