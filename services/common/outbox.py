@@ -12,16 +12,24 @@ those rows again, so every consumer dedupes by ``message_id``.
 
 A batch is published in full and then confirmed once (``ConfirmedPublisher``):
 waiting for the broker's confirm after each message cost a round trip per
-message and made the relay the slowest step of the order flow.
+message and made the relay the slowest step of the order flow. A relay made
+with ``in_flight`` > 1 (matching's: the engines' events, the live push among
+them) does not wait for a batch's confirm before reading and publishing the
+next one: a commit made while a confirm is on its way goes out at once
+instead of after it. Rows are still deleted only once confirmed, so a crash
+or a nack publishes them again (at least once, in order from the first one
+unconfirmed).
 """
 from __future__ import annotations
 
 import logging
+import socket
 import time
 import zlib
 
 import amqp as py_amqp
 import eventlet
+from eventlet.green import select as green_select
 from kombu import Connection, Exchange, Queue
 from nameko.extensions import DependencyProvider
 from psycopg import sql
@@ -148,6 +156,29 @@ class ConfirmedPublisher:
         self.sent += 1
         self.unconfirmed.add(self.sent)
 
+    def fileno(self) -> int:
+        """The broker connection's socket: readable when a confirm arrives."""
+        return self.amqp.connection.sock.fileno()
+
+    def poll(self) -> None:
+        """Take the confirms the broker has sent, without waiting for more
+        (bounded: a confirm is one frame)."""
+        for _ in range(10_000):
+            if not self.unconfirmed:
+                return
+            try:
+                self.amqp.drain_events(timeout=0.000_001)
+            except socket.timeout:
+                return
+
+    def confirmed_through(self) -> int:
+        """The highest delivery tag up to which every message is confirmed;
+        raises once the broker has nacked any message on this channel."""
+        if self.nacked:
+            raise PublishNotConfirmed(f"the broker nacked a message of the {self.sent} "
+                                      f"sent on this channel")
+        return min(self.unconfirmed) - 1 if self.unconfirmed else self.sent
+
     def confirm(self) -> None:
         deadline = time.monotonic() + self.timeout
         while self.unconfirmed and not self.nacked:
@@ -164,7 +195,10 @@ class ConfirmedPublisher:
 class Relay:
     """Publishes one stream's rows. Runs in a greenthread of the owning service."""
 
-    def __init__(self, pool, amqp_uri: str, stream: str):
+    # What publishes (a test may hold the broker's confirms back).
+    publisher_class = ConfirmedPublisher
+
+    def __init__(self, pool, amqp_uri: str, stream: str, in_flight: int = 1):
         self.pool = pool
         self.amqp_uri = amqp_uri
         self.stream = stream
@@ -176,6 +210,11 @@ class Relay:
         # Ids published and confirmed whose delete rides on the next read
         # (publish_batch): deleted at the latest before the relay waits.
         self.undeleted: list[int] = []
+        # Batches published and not yet confirmed, oldest first: (the last
+        # delivery tag, the rows' ids, when published), at most
+        # ``max_in_flight``; 1 = every batch is confirmed before the next read.
+        self.max_in_flight = in_flight
+        self.in_flight: list[tuple[int, list[int], float]] = []
 
     def run(self) -> None:
         while self.running:
@@ -203,29 +242,67 @@ class Relay:
     def _relay(self, lock_conn) -> None:
         lock_conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(_channel(self.stream))))
         with Connection(self.amqp_uri) as amqp:
-            publisher = ConfirmedPublisher(amqp)
+            publisher = self.publisher_class(amqp)
+            self.in_flight = []
             try:
+                more = True
                 while self.running:
-                    if (self.publish_batch(publisher, amqp) < BATCH
-                            and not any(True for _ in lock_conn.notifies(timeout=0))):
-                        # The outbox was empty when read (or held less than a
-                        # batch, all published) and no writer has committed
-                        # since: the published rows are deleted now, then
-                        # this sleeps until a writer commits (NOTIFY) or a
-                        # second passes. A commit after the read has queued
-                        # its notification on lock_conn, which wakes this at
-                        # once: no second, empty read per batch. The other
-                        # commits' notifications already here are taken too
-                        # (timeout 0 polls once): one read serves them all.
-                        # When a commit is already waiting, the next read
-                        # follows at once and carries the delete.
+                    self.settle_confirmed(publisher)
+                    if len(self.in_flight) >= self.max_in_flight:
+                        publisher.confirm()
+                    elif more or self._committed(lock_conn):
+                        # A full batch read means more may be waiting; a
+                        # commit's notification means a new row is.
+                        more = self.publish_batch(publisher, amqp) == BATCH
+                    elif self.in_flight:
+                        # Nothing to read and confirms on their way: wait
+                        # for either a confirm or a writer's commit (whose
+                        # rows go out without waiting for the confirm).
+                        ready, _, _ = green_select.select(
+                            [lock_conn.fileno(), publisher.fileno()], [], [], 1.0)
+                        if publisher.fileno() in ready:
+                            publisher.poll()
+                    else:
+                        # The outbox was empty when read (or held less than
+                        # a batch, all published and confirmed) and no
+                        # writer has committed since: the published rows
+                        # are deleted now, then this sleeps until a writer
+                        # commits (NOTIFY) or a second passes. A commit
+                        # after the read has queued its notification on
+                        # lock_conn, which wakes this at once: no second,
+                        # empty read per batch. The other commits'
+                        # notifications already here are taken too (timeout
+                        # 0 polls once): one read serves them all. When a
+                        # commit is already waiting, the next read follows
+                        # at once and carries the delete.
                         self.delete_published()
                         for _ in lock_conn.notifies(timeout=1.0, stop_after=1):
                             pass
-                        for _ in lock_conn.notifies(timeout=0):
-                            pass
+                        self._committed(lock_conn)
+                        more = True
             finally:
                 self._delete_published_if_possible()
+
+    @staticmethod
+    def _committed(lock_conn) -> bool:
+        """Whether a writer has committed since the last look (takes every
+        notification already here: one read serves them all)."""
+        return any([True for _ in lock_conn.notifies(timeout=0)])
+
+    def settle_confirmed(self, publisher) -> None:
+        """The in-flight batches the broker has confirmed, oldest first, are
+        deleted with the next statement; a nack raises before any later
+        batch is (they all go out again, in order, after reconnecting)."""
+        if not self.in_flight:
+            return
+        through = publisher.confirmed_through()
+        while self.in_flight and self.in_flight[0][0] <= through:
+            _, ids, _ = self.in_flight.pop(0)
+            self.undeleted.extend(ids)
+            self.published += len(ids)
+        if self.in_flight and time.monotonic() - self.in_flight[0][2] > publisher.timeout:
+            raise PublishNotConfirmed(f"a batch of {len(self.in_flight[0][1])} messages not "
+                                      f"confirmed within {publisher.timeout} s")
 
     def publish_batch(self, publisher: ConfirmedPublisher, amqp) -> int:
         """Publish up to BATCH rows, confirmed; how many. On the relay's
@@ -237,10 +314,17 @@ class Relay:
         the delete share one transaction."""
         with self.pool.connection() as conn:
             done, self.undeleted = self.undeleted, []
+            # Rows published and not confirmed yet stay in the outbox until
+            # they are (pipelined relay): not read again meanwhile.
+            sent = [i for _, ids, _ in self.in_flight for i in ids]
             # payload::text: the stored JSON as it is, neither parsed nor dumped again.
-            rows = conn.execute(READ_AFTER_DELETE if done else READ,
-                                (done, self.stream, done, BATCH) if done else
-                                (self.stream, BATCH)).fetchall()
+            if done:
+                rows = conn.execute(READ_AFTER_DELETE,
+                                    (done, self.stream, done + sent, BATCH)).fetchall()
+            elif sent:
+                rows = conn.execute(READ_EXCEPT, (self.stream, sent, BATCH)).fetchall()
+            else:
+                rows = conn.execute(READ, (self.stream, BATCH)).fetchall()
             if not rows:
                 return 0
             for _, exchange, routing_key, message_id, payload in rows:
@@ -260,6 +344,11 @@ class Relay:
                     # (seen in CI: 49 of 120 nacked, then all re-sent).
                     publisher.confirm()
                     publisher.warmed.add((exchange, routing_key))
+            if conn.autocommit and self.max_in_flight > 1:
+                # Confirmed (and then deleted) later: settle_confirmed.
+                self.in_flight.append((publisher.sent, [r[0] for r in rows],
+                                       time.monotonic()))
+                return len(rows)
             # A failure raises before the delete: the rows go out again
             # after reconnecting (at least once).
             publisher.confirm()
@@ -314,6 +403,9 @@ READ_AFTER_DELETE = (
     "WITH published AS (DELETE FROM outbox WHERE id = ANY(%s)) "
     "SELECT id, exchange, routing_key, message_id, payload::text FROM outbox "
     "WHERE stream = %s AND id <> ALL(%s) ORDER BY id LIMIT %s")
+# A read while published rows await their confirm (they stay until then).
+READ_EXCEPT = ("SELECT id, exchange, routing_key, message_id, payload::text FROM outbox "
+               "WHERE stream = %s AND id <> ALL(%s) ORDER BY id LIMIT %s")
 
 
 def relay_pool(settings, dbname: str | None, stream: str):
@@ -328,14 +420,15 @@ def relay_pool(settings, dbname: str | None, stream: str):
 class OutboxRelay(DependencyProvider):
     """Runs the relay for ``stream`` for as long as the service container runs."""
 
-    def __init__(self, stream: str):
+    def __init__(self, stream: str, in_flight: int = 1):
         self.stream = stream
+        self.in_flight = in_flight
 
     def setup(self):
         settings = load_settings()
         config = self.container.config
         self.pool = relay_pool(settings, config.get("POSTGRES_DB"), self.stream)
-        self.relay = Relay(self.pool, config["AMQP_URI"], self.stream)
+        self.relay = Relay(self.pool, config["AMQP_URI"], self.stream, self.in_flight)
 
     def start(self):
         self.thread = self.container.spawn_managed_thread(self.relay.run)

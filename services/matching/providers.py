@@ -43,6 +43,9 @@ from .wire import MalformedCommandMessage, batch_messages, commands_of
 log = logging.getLogger(__name__)
 
 OUTBOX_STREAM = "matching"
+# Batches of events the relay publishes before their confirms are in (bounds
+# the rows it holds unconfirmed: 8 x outbox.BATCH).
+RELAY_IN_FLIGHT = 8
 # Where the engines' events go. Container config MATCHING_EVENTS_EXCHANGE
 # moves them (the matching tests' made-up users must not reach the shared
 # test vhost's settlement).

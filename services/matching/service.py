@@ -30,7 +30,7 @@ from .models import (
     MAX_PRICE_TICKS, CancelAll, Configure, Halt, InvalidValue, MarketConfig, Reason, Resume,
     SetReferencePrice, command_to_dict,
 )
-from .providers import OUTBOX_STREAM, MarketEngines, command_queue_name
+from .providers import OUTBOX_STREAM, RELAY_IN_FLIGHT, MarketEngines, command_queue_name
 
 rpc_replies.install()
 require_current_engine()
@@ -58,7 +58,10 @@ class MatchingService:
 
     db = PostgresPool()
     engines = MarketEngines()
-    relay = OutboxRelay(OUTBOX_STREAM)
+    # Pipelined (outbox.py): an engine batch's events, the live push's
+    # among them, go out right after its commit, not after the previous
+    # batch's confirm.
+    relay = OutboxRelay(OUTBOX_STREAM, in_flight=RELAY_IN_FLIGHT)
     metrics = ServiceMetrics()
     caller = AdminPrincipal()
 

@@ -10,7 +10,8 @@ from nameko.events import event_handler
 from nameko.testing.services import entrypoint_waiter
 
 from services.common.outbox import (
-    Relay, command_queue, enqueue_command, enqueue_event, enqueue_many, relay_pool,
+    ConfirmedPublisher, Relay, command_queue, enqueue_command, enqueue_event, enqueue_many,
+    relay_pool,
 )
 from services.common.postgres import Database, make_pool
 
@@ -36,12 +37,15 @@ def own_pool(test_settings):
     pool.close()
 
 
-@pytest.fixture
-def relay(own_pool, nameko_config, stream):
+@pytest.fixture(params=[1, 8], ids=["confirm-each-batch", "pipelined"])
+def relay(request, own_pool, nameko_config, stream):
+    """Every test runs against both relays: one confirming each batch
+    before the next read, and matching's, with 8 batches in flight."""
     relays = []
 
-    def start():
-        r = Relay(own_pool, nameko_config["AMQP_URI"], stream)
+    def start(publisher_class=ConfirmedPublisher):
+        r = Relay(own_pool, nameko_config["AMQP_URI"], stream, in_flight=request.param)
+        r.publisher_class = publisher_class
         r.thread = eventlet.spawn(r.run)
         relays.append(r)
         return r
@@ -177,3 +181,84 @@ def test_enqueue_many_keeps_the_rows_order(pool, stream):
                               "WHERE stream = %s ORDER BY id", (stream,)).fetchall()
         conn.execute("DELETE FROM outbox WHERE stream = %s", (stream,))
     assert [tuple(row) for row in stored] == rows
+
+
+class HeldConfirms(ConfirmedPublisher):
+    """A real channel in confirm mode whose confirms the test holds back
+    (they arrive from the broker and wait here) until ``release``."""
+    holding = False
+    held: list = []
+
+    def _on_ack(self, tag, multiple):
+        if HeldConfirms.holding:
+            HeldConfirms.held.append((self, tag, multiple))
+        else:
+            super()._on_ack(tag, multiple)
+
+    @classmethod
+    def release(cls):
+        cls.holding = False
+        for publisher, tag, multiple in cls.held:
+            publisher._settle(tag, multiple)
+        cls.held = []
+
+
+def test_a_pipelined_relay_publishes_a_commit_before_the_previous_confirm(
+        pool, relay, stream, nameko_config, request):
+    """Matching's relay (in flight 8): a row committed while the previous
+    batch's confirm is still on its way is published at once, and neither
+    row leaves the outbox before its confirm."""
+    if request.node.callspec.params["relay"] == 1:
+        pytest.skip("the relay that confirms each batch waits, by design")
+    from kombu import Exchange, Queue
+    source = f"test-held-{stream}"
+    queue = Queue(f"{source}.all", routing_key="#",
+                  exchange=Exchange(f"{source}.events", type="topic", durable=True))
+    db = Database(pool)
+
+    def left():
+        with pool.connection() as conn:
+            return [m for m, in conn.execute(
+                "SELECT message_id FROM outbox WHERE stream = %s ORDER BY id", (stream,))]
+    got = []
+    HeldConfirms.holding, HeldConfirms.held = False, []
+    with Connection(nameko_config["AMQP_URI"]) as amqp:
+        queue(amqp.default_channel).declare()
+        consumer = Consumer(amqp, [queue], accept=["json"],
+                            callbacks=[lambda body, m: (got.append(body["n"]), m.ack())])
+
+        def receive(count):
+            deadline = time.monotonic() + 15
+            while len(got) < count and time.monotonic() < deadline:
+                try:
+                    amqp.drain_events(timeout=0.2)
+                except Exception:
+                    eventlet.sleep(0)
+        try:
+            with consumer:
+                r = relay(HeldConfirms)
+                # The first message to a target is confirmed alone (warm-up).
+                with db.transaction() as conn:
+                    enqueue_event(conn, stream, source, "thing", "held-0", {"n": 0})
+                receive(1)
+                deadline = time.monotonic() + 15
+                while r.published < 1 and time.monotonic() < deadline:
+                    eventlet.sleep(0.05)   # its confirm is in (not held)
+                HeldConfirms.holding = True
+                with db.transaction() as conn:
+                    enqueue_event(conn, stream, source, "thing", "held-1", {"n": 1})
+                receive(2)
+                with db.transaction() as conn:
+                    enqueue_event(conn, stream, source, "thing", "held-2", {"n": 2})
+                receive(3)
+                assert got == [0, 1, 2]
+                # Both published, neither confirmed: both still in the outbox.
+                assert left() == ["held-1", "held-2"] and r.published == 1
+                HeldConfirms.release()
+                deadline = time.monotonic() + 15
+                while (left() or r.published < 3) and time.monotonic() < deadline:
+                    eventlet.sleep(0.1)
+                assert left() == [] and r.published == 3
+        finally:
+            HeldConfirms.release()
+            queue(amqp.default_channel).delete()

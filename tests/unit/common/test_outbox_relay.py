@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import contextlib
 
-from services.common.outbox import DELETE, READ, READ_AFTER_DELETE, Relay
+import pytest
+
+from services.common.outbox import (
+    DELETE, READ, READ_AFTER_DELETE, READ_EXCEPT, PublishNotConfirmed, Relay,
+)
 
 
 class Conn:
@@ -15,10 +19,12 @@ class Conn:
 
     def execute(self, query, params):
         self.log.append((query, params))
-        if query in (READ, READ_AFTER_DELETE):
+        if query in (READ, READ_AFTER_DELETE, READ_EXCEPT):
             gone = set(params[0]) if query == READ_AFTER_DELETE else set()
             self.outbox[:] = [row for row in self.outbox if row[0] not in gone]
-            rows = self.outbox[:]
+            skipped = (set() if query == READ else
+                       set(params[1]) if query == READ_EXCEPT else set(params[2]))
+            rows = [row for row in self.outbox if row[0] not in skipped]
         else:
             self.outbox[:] = [row for row in self.outbox if row[0] not in set(params[0])]
             rows = []
@@ -67,3 +73,62 @@ def test_a_batch_is_deleted_by_the_next_read_and_before_the_relay_waits():
     assert pool.log[-1] == (DELETE, ([3],)) and pool.outbox == []
     relay.delete_published()   # nothing left to delete: no statement
     assert len(pool.log) == 3 and relay.published == 3
+
+
+class UnconfirmedPublisher:
+    """Counts delivery tags as a channel in confirm mode does; the test says
+    how far the broker has confirmed."""
+
+    def __init__(self):
+        self.sent, self.through, self.nacked, self.timeout = 0, 0, False, 30.0
+        self.ids, self.warmed = [], set()
+
+    def publish(self, payload, exchange, routing_key, message_id):
+        self.sent += 1
+        self.ids.append(message_id)
+        self.warmed.add((exchange, routing_key))
+
+    def confirmed_through(self):
+        if self.nacked:
+            raise PublishNotConfirmed("nacked")
+        return self.through
+
+
+def test_a_pipelined_relay_publishes_the_next_batch_before_the_first_is_confirmed():
+    pool, publisher = Pool(), UnconfirmedPublisher()
+    relay = Relay(pool, "amqp://unused", "test", in_flight=8)
+    relay.declared.add("things.events")
+    pool.outbox += [row(1), row(2)]
+    assert relay.publish_batch(publisher, None) == 2
+    pool.outbox.append(row(3))
+    # Not confirmed yet: the next read skips the two in flight and publishes row 3.
+    assert relay.publish_batch(publisher, None) == 1
+    assert pool.log[1] == (READ_EXCEPT, ("test", [1, 2], 500))
+    assert publisher.ids == ["m-1", "m-2", "m-3"] and relay.published == 0
+    relay.settle_confirmed(publisher)
+    relay.delete_published()
+    assert [r[0] for r in pool.outbox] == [1, 2, 3]      # nothing deleted unconfirmed
+    publisher.through = 1                                 # half of the first batch
+    relay.settle_confirmed(publisher)
+    assert relay.undeleted == [] and relay.published == 0
+    publisher.through = 2
+    relay.settle_confirmed(publisher)
+    assert relay.undeleted == [1, 2] and relay.published == 2
+    pool.outbox.append(row(4))
+    # The confirmed batch's delete rides on the next read, which still skips row 3.
+    assert relay.publish_batch(publisher, None) == 1
+    assert pool.log[-1] == (READ_AFTER_DELETE, ([1, 2], "test", [1, 2, 3], 500))
+    assert publisher.ids[-1] == "m-4"
+
+
+def test_a_nack_deletes_nothing_after_it():
+    pool, publisher = Pool(), UnconfirmedPublisher()
+    relay = Relay(pool, "amqp://unused", "test", in_flight=8)
+    relay.declared.add("things.events")
+    for n in (1, 2, 3):
+        pool.outbox.append(row(n))
+        relay.publish_batch(publisher, None)
+    publisher.through, publisher.nacked = 3, True
+    with pytest.raises(PublishNotConfirmed):
+        relay.settle_confirmed(publisher)
+    assert relay.undeleted == [] and relay.published == 0
