@@ -13,8 +13,14 @@
 -- account, about a quarter of a settlement statement's time).
 -- p_changes: [{user, asset}, ...] ordered by user then asset, or NULL when
 -- the statement moved no user account (nothing is announced).
+--
+-- A settlement batch's payload is some 20 KB (8 KB compressed), so it is
+-- stored compressed out of line: lz4 instead of the server's default pglz
+-- costs a third of the insert (about 0.1 against 0.3 ms a batch). The
+-- setting is this function's own, for the rows it writes; readers
+-- decompress either kind.
 CREATE OR REPLACE FUNCTION wallets.announce_balances_changed(p_changes jsonb) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET default_toast_compression = lz4 AS $$
 BEGIN
     IF p_changes IS NOT NULL THEN
         INSERT INTO public.outbox (stream, exchange, routing_key, message_id, payload)

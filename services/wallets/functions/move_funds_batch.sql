@@ -88,7 +88,10 @@ BEGIN
 
     -- The account row locks come first: they serialise movements of the
     -- same accounts, so the statement below reads the balances and keys as
-    -- the last committed movement of each account left them.
+    -- the last committed movement of each account left them. (An account
+    -- opened since is locked by that statement's read, in element order: only
+    -- two batches that each met two accounts opened in that instant, in
+    -- opposite orders, could deadlock -- an abort the callers retry.)
     PERFORM wallets.lock_user_accounts(p_owners, p_assets);
 
     WITH scale AS MATERIALIZED (
@@ -118,10 +121,14 @@ BEGIN
                CASE c.kind WHEN 'hold' THEN 'available' ELSE 'locked' END AS source
           FROM checked c
           -- One unique-index lookup per element (LIMIT 1 keeps each a
-          -- parameterised lookup whatever the planner guesses of the batch).
+          -- parameterised lookup whatever the planner guesses of the batch),
+          -- locking the row it reads: an account opened after the locks above
+          -- (they lock the accounts that existed then) is locked here, so no
+          -- balance that decides an element is read unlocked. For the others
+          -- it is the lock this transaction holds already: no wait.
           LEFT JOIN LATERAL (SELECT a.id, a.available, a.locked FROM wallets.accounts a
                               WHERE c.invalid IS NULL AND a.owner = c.owner AND a.asset = c.asset
-                                AND a.kind = 'user' LIMIT 1) a ON true
+                                AND a.kind = 'user' LIMIT 1 FOR UPDATE) a ON true
           LEFT JOIN LATERAL (SELECT t.id, t.details FROM wallets.transactions t
                               WHERE c.invalid IS NULL AND t.idempotency_key = c.key LIMIT 1) t ON true
     ), decided AS (

@@ -4,10 +4,13 @@ time in element order (several on one account included), replays and
 conflicts within the batch as across batches, and the whole batch is one
 posting statement: ONE balances_changed outbox row naming every account it
 touched."""
+import threading
+import time
 import uuid
 from decimal import Decimal
 
 import psycopg
+import pytest
 
 from services.wallets.assets import ASSETS
 
@@ -138,3 +141,54 @@ def test_the_single_movement_raises_the_batch_refusal(new_user, fund, wallets_sc
     assert raised is not None and raised.diag.sqlstate == "EX001"
     assert raised.diag.message_hint == "INSUFFICIENT_FUNDS"
     assert raised.diag.message_primary.endswith(f"{user} has less than 2.000000 USDT available")
+
+
+def test_an_account_opened_after_the_locks_is_locked_when_its_balance_is_read(wallets_schema):
+    """An account created between the batch's locks (lock_user_accounts, the
+    accounts that existed then) and its read of the balances is locked by the
+    read, not decided on an unlocked balance another movement may change
+    before the batch's postings (session 8 review). Deterministic: the batch
+    is held inside its lock step by a row lock on its first account while
+    the second account is opened; the test then tries that account's row lock
+    while the batch's transaction is still open."""
+    user = f"u-{uuid.uuid4()}"
+    ref = uuid.uuid4().hex
+    with psycopg.connect(wallets_schema, autocommit=True) as admin, \
+            psycopg.connect(wallets_schema) as gate, psycopg.connect(wallets_schema) as batch:
+        admin.execute("INSERT INTO wallets.accounts (owner, kind, asset) VALUES (%s, 'user', 'USDT')",
+                      (user,))
+        gate.execute("SELECT 1 FROM wallets.accounts WHERE owner = %s AND asset = 'USDT' FOR UPDATE",
+                     (user,))
+        batch_pid = batch.info.backend_pid
+        outcome = {}
+
+        def run_batch():
+            try:
+                outcome["rows"] = move(batch, [("hold", user, "USDT", Decimal("1"), f"{ref}:1"),
+                                               ("hold", user, "BTC", Decimal("1"), f"{ref}:2")])
+            except Exception as exc:  # reported by the assertion below
+                outcome["error"] = exc
+
+        mover = threading.Thread(target=run_batch, daemon=True)
+        mover.start()
+        try:
+            for _ in range(300):  # the batch waits in its lock step (at most 30 s)
+                waiting = admin.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                        (batch_pid,)).fetchone()
+                if waiting and waiting[0] == "Lock":
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError("the batch never waited for the gate's row lock")
+            admin.execute("INSERT INTO wallets.accounts (owner, kind, asset) VALUES (%s, 'user', 'BTC')",
+                          (user,))
+            gate.commit()  # the batch goes on: locks what existed, then reads both accounts
+            mover.join(timeout=30)
+            assert not mover.is_alive() and "error" not in outcome, outcome
+            assert [code for code, _ in outcome["rows"]] == ["INSUFFICIENT_FUNDS", "INSUFFICIENT_FUNDS"]
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                admin.execute("SELECT 1 FROM wallets.accounts WHERE owner = %s AND asset = 'BTC' "
+                              "FOR UPDATE NOWAIT", (user,))
+        finally:
+            batch.rollback()
+            mover.join(timeout=30)
