@@ -231,9 +231,12 @@ class Trade(NamedTuple):
     def seller(self) -> str:
         return self.maker_user if self.taker_side == BUY else self.taker_user
 
-    def request_details(self) -> dict:
-        base = ASSETS[self.market.base]
-        quote = ASSETS[self.market.quote]
+    def request_details(self, base: Optional[Asset] = None, quote: Optional[Asset] = None) -> dict:
+        """What the trade asks for, as stored in its entry (and compared on a
+        replay); ``base`` / ``quote``: the market's assets when the caller
+        has them already (a catalogue lookup each otherwise)."""
+        base = base or ASSETS[self.market.base]
+        quote = quote or ASSETS[self.market.quote]
         return {
             "market": self.market.symbol,
             "trade_id": self.trade_id,
@@ -278,15 +281,16 @@ def settle_trade(trade: Trade, accounts: Mapping[tuple[str, str], Account],
     """
     market = trade.market
     base, quote = market.base, market.quote
+    base_asset, quote_asset = ASSETS[base], ASSETS[quote]  # once a trade: catalogue lookups
     buyer, seller = trade.buyer, trade.seller
     buyer_is_maker = trade.taker_side == SELL
     buyer_fee = fee_amount(trade.base_amount,
                            fee_rates(market, tiers.get(buyer)).rate(is_maker=buyer_is_maker))
     seller_fee = fee_amount(trade.quote_amount,
                             fee_rates(market, tiers.get(seller)).rate(is_maker=not buyer_is_maker))
-    buyer_fee_text = format_amount(ASSETS[base], buyer_fee)
-    seller_fee_text = format_amount(ASSETS[quote], seller_fee)
-    details = trade.request_details()
+    buyer_fee_text = format_amount(base_asset, buyer_fee)
+    seller_fee_text = format_amount(quote_asset, seller_fee)
+    details = trade.request_details(base_asset, quote_asset)
     if buyer_is_maker:
         details["maker_fee"] = {"asset": base, "amount": buyer_fee_text}
         details["taker_fee"] = {"asset": quote, "amount": seller_fee_text}

@@ -249,18 +249,19 @@ class TradeSettling(LedgerStore):
         entries: list[JournalEntry] = []
         batch: dict[str, dict] = {}
         for trade in trades:
-            previous = stored[trade.key][2] if trade.key in stored else batch.get(trade.key)
+            key = trade.key  # a property that formats the key: once a trade
+            previous = stored[key][2] if key in stored else batch.get(key)
             if previous is not None:
-                check_replay(trade.key, previous, trade.request_details(), TRADE_FIELDS)
+                check_replay(key, previous, trade.request_details(), TRADE_FIELDS)
                 continue
             self._require(accounts, ((user, asset) for user in (trade.maker_user, trade.taker_user)
                                      for asset in (trade.market.base, trade.market.quote)),
-                          f"trade {trade.key}")
+                          f"trade {key}")
             entry = settle_trade(trade, accounts, tiers)
             if balances is not None:
-                balances.apply(entry, f"trade {trade.key}")
+                balances.apply(entry, f"trade {key}")
             entries.append(entry)
-            batch[trade.key] = entry.details
+            batch[key] = entry.details
         return entries, batch
 
     @staticmethod
