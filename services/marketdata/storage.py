@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 TRADE_BUCKET = HOUR            # trades_by_market / trades_by_user partition span
 MAX_TRADE_BUCKETS_PER_READ = 24
+# Candle rows per unlogged batch: a market's 8 intervals (one flush), about
+# 3 KiB, under Cassandra's batch_size_warn_threshold (5 KiB).
+CANDLES_PER_BATCH = 8
 
 
 class _ReplicaBatchWarning(logging.Filter):
@@ -239,23 +242,27 @@ class CassandraStore:
     def _rows(self, statement, params) -> list:
         return list(self.session.execute(statement, params, execution_profile=self.tuples))
 
-    def _batches(self, binder: "_Binder", groups: dict):
+    def _batches(self, binder: Optional["_Binder"], groups: dict, rows: int = 0):
         """Unlogged batches of at most ``batch_rows`` rows; each batch holds
         one group: rows of one partition (Cassandra applies the batch as a
         single mutation), or rows whose partitions
         share a primary replica (the batch is routed to that replica, which
         coordinates only the other replicas of its own rows). A batch costs
         one request instead of one per row; unlogged, it is not atomic and
-        need not be: every row is an idempotent upsert."""
+        need not be: every row is an idempotent upsert. ``binder`` None:
+        the groups hold bound statements already; ``rows``: at most that
+        many per batch instead of ``batch_rows``."""
+        bind = binder.bind if binder is not None else (lambda bound: bound)
+        size = rows or self.batch_rows
         for members in groups.values():
-            for i in range(0, len(members), self.batch_rows):
-                chunk = members[i:i + self.batch_rows]
+            for i in range(0, len(members), size):
+                chunk = members[i:i + size]
                 if len(chunk) == 1:
-                    yield binder.bind(chunk[0]), None
+                    yield bind(chunk[0]), None
                     continue
                 batch = BatchStatement(BatchType.UNLOGGED, consistency_level=self.write_cl)
                 for row in chunk:
-                    batch.add(binder.bind(row))
+                    batch.add(bind(row))
                 yield batch, None
 
     def _primary_replica(self, routing_key: bytes):
@@ -306,14 +313,20 @@ class CassandraStore:
         self._all(self._candle_statements(changes))
 
     def _candle_statements(self, changes: CandleChanges) -> list:
-        statements = []
+        """The upserts in unlogged batches per primary replica, as the
+        trades by user: a flush changes the candles of all 8 intervals, one
+        partition each, and one request per candle was most of marketdata's
+        requests (and of Cassandra's CPU, which the live push shares)."""
+        by_replica: dict = defaultdict(list)
         for c in changes.upserts:
-            statements.append((self.bind_candle.bind((
+            bound = self.bind_candle.bind((
                 c.market, c.interval, partition_start(c.open_time, c.interval), c.open_time,
                 c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trade_count,
                 c.first.executed_at, c.first.seq, c.first.trade_id,
                 c.last.executed_at, c.last.seq, c.last.trade_id,
-                json.dumps(c.row(), separators=(",", ":")))), None))
+                json.dumps(c.row(), separators=(",", ":"))))
+            by_replica[self._primary_replica(bound.routing_key)].append(bound)
+        statements = list(self._batches(None, by_replica, CANDLES_PER_BATCH))
         for market, interval, open_time in changes.deletes:
             statements.append((self.delete_candle, (
                 market, interval, partition_start(open_time, interval), open_time)))

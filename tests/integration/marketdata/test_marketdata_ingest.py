@@ -185,3 +185,36 @@ def test_a_batch_that_fails_to_persist_is_redelivered_not_lost(matching, market,
                        (market, T0)).one()[0] == 2
     assert [c["trade_count"] for c in candles(rpc, market, "1m", T0, T0 + MINUTE)] == [2]
 
+
+
+def test_a_flushs_candles_are_one_request_and_land_as_computed(cql, market):
+    """A trade changes the open candle of all 8 intervals: they go to
+    Cassandra as one unlogged batch (one request, was 8), and every row
+    reads back as the aggregator computed it."""
+    from decimal import Decimal
+
+    from cassandra.query import BatchStatement
+
+    from services.marketdata.candles import CandleAggregator
+    from services.marketdata.models import Trade
+    from services.marketdata.storage import CassandraStore
+    store = CassandraStore(cql, 1, 1)
+    aggregator = CandleAggregator()
+    p, q = Decimal("12.34"), Decimal("0.5000")
+    trade = Trade(market, f"{market}-1", 1, p, q, p * q, "buy", 1, "maker", 2, "taker", T0 + 5)
+    needs = aggregator.missing([trade])
+    for m, minute in needs.minutes:
+        aggregator.load_minute(m, minute, [])
+    for m, parent, start in needs.children:
+        aggregator.load_children(m, parent, start, [])
+    changes = aggregator.apply([trade])
+    assert len(changes.upserts) == len(INTERVALS) == 8
+    statements = store._candle_statements(changes)
+    assert len(statements) == 1
+    batch, _ = statements[0]
+    assert isinstance(batch, BatchStatement) and len(batch._statements_and_parameters) == 8
+    store.write_candles(changes)
+    for c in changes.upserts:
+        [stored] = store.candles_between(market, c.interval, c.open_time, c.open_time + 1)
+        assert (stored.open, stored.close, stored.volume, stored.trade_count,
+                stored.last.trade_id) == (p, p, q, 1, trade.trade_id)
