@@ -85,6 +85,9 @@ def kill9(proc: Process) -> None:
     wait_for(lambda: proc.running_pid() is None, 10, f"{proc.name} to die")
 
 
+UNKNOWN_PLACEMENT = " (placing)"
+
+
 def client(rpc_config, rng, users, acknowledged, refused, stop_at):
     with ClusterRpcProxy(rpc_config, timeout=60) as rpc:
         for _ in range(ORDERS_PER_CLIENT):
@@ -92,11 +95,13 @@ def client(rpc_config, rng, users, acknowledged, refused, stop_at):
                 return
             user = rng.choice(users)
             roll = rng.random()
+            placing = False
             try:
                 if roll < 0.12 and acknowledged:
                     order_id, owner = rng.choice(acknowledged)
                     rpc.orders.cancel_order(owner, order_id)
                     continue
+                placing = True
                 side = rng.choice(["buy", "sell"])
                 if roll < 0.2:
                     kwargs = ({"quote_amount": str(rng.randint(6, 30))} if side == "buy"
@@ -112,7 +117,8 @@ def client(rpc_config, rng, users, acknowledged, refused, stop_at):
             except CodedError as exc:  # a refusal, as its typed exception
                 refused.append(type(exc).__name__)
             except Exception as exc:  # a process died under us: not acknowledged
-                refused.append(type(exc).__name__)
+                # A placement whose outcome is unknown may have placed its order.
+                refused.append(type(exc).__name__ + (UNKNOWN_PLACEMENT if placing else ""))
 
 
 def test_nothing_acknowledged_is_lost_when_processes_are_killed(
@@ -154,16 +160,28 @@ def test_nothing_acknowledged_is_lost_when_processes_are_killed(
         sweep_until_nothing_locked(test_settings, nameko_config, principal_tokens, rpc, users,
                                    deposits)
 
-        # Every acknowledged order exists once, in a final state, its command journaled once.
+        # Every acknowledged order exists, in a final state, its command
+        # journaled. "Once" is not a count per id (the primary key and the
+        # journal's unique (market, command_id) make that 1 whatever
+        # happens): an order placed twice is a second order id, so the
+        # users' orders are compared with what was acknowledged. Those not
+        # acknowledged must be explained by placements whose outcome is
+        # unknown (the process died under the call).
         with psycopg.connect(test_settings.postgres_dsn()) as conn:
             rows = conn.execute(
                 "SELECT order_id, status, quantity, filled_quantity FROM orders "
                 "WHERE order_id = ANY(%s)", (ids,)).fetchall()
-            commands = Counter(r[0] for r in conn.execute(
-                "SELECT command_id FROM matching_journal WHERE market = %s AND command_id = ANY(%s)",
-                (MARKET, [f"place:{i}" for i in ids])))
-        assert len(ids) == len(set(ids)) == len(rows)
-        assert all(count == 1 for count in commands.values()) and len(commands) == len(ids)
+            commands = conn.execute(
+                "SELECT count(*) FROM matching_journal WHERE market = %s AND command_id = ANY(%s)",
+                (MARKET, [f"place:{i}" for i in ids])).fetchone()[0]
+            everything = [r[0] for r in conn.execute(
+                "SELECT order_id FROM orders WHERE user_id = ANY(%s) AND market = %s",
+                (users, MARKET))]
+        assert len(ids) == len(set(ids)) == len(rows) == commands
+        unknown = sum(1 for r in refused if r.endswith(UNKNOWN_PLACEMENT))
+        not_acknowledged = set(everything) - set(ids)
+        assert len(not_acknowledged) <= unknown, (
+            f"{len(not_acknowledged)} orders nobody was told of, {unknown} placements unanswered")
         for order_id, status, quantity, filled in rows:
             assert status in ("filled", "cancelled", "expired", "rejected"), (order_id, status)
             assert quantity is None or filled <= quantity
@@ -214,9 +232,9 @@ def trades_replayed_and_settled_once(settings, journal_start, ids) -> list:
     """The trades of orders ``ids`` made after ``journal_start``: asserted
     equal to a fresh replay of the journal through the engine core (only
     these orders' trades: other tests share the market and the database, and
-    may trade between the two reads), each settled exactly once under its
-    trade key (a lost or doubled settlement shows as a missing or extra key),
-    and nothing settled that the journal does not hold."""
+    may trade between the two reads), each settled under its trade key (a
+    lost settlement shows as a missing key), and nothing settled that the
+    journal does not hold."""
     mine = set(ids)
     replayed = replay_trades(settings, journal_start)
     recorded = recorded_trades(settings, first=replayed[0][0] if replayed else None)
@@ -224,10 +242,12 @@ def trades_replayed_and_settled_once(settings, journal_start, ids) -> list:
     assert ours(replayed) == ours(recorded)
     if not ours(replayed):
         return []
+    # Every trade settled. Not "once" by a count: the ledger's unique key
+    # per trade makes each count 1 whatever happens; money moved twice is
+    # what audit() and assert_conserved catch.
     wait_for(lambda: all(settled_trades(settings, first=replayed[0][0]).get(tid)
                          for tid, *_ in ours(replayed)), 60, "every trade settled")
     settled = settled_trades(settings, first=replayed[0][0])
-    assert all(settled[tid] == 1 for tid, *_ in ours(replayed))
     number = lambda tid: int(tid.rsplit("-", 1)[1])  # noqa: E731
     assert {tid for tid in settled if number(tid) <= number(replayed[-1][0])} \
         <= {tid for tid, *_ in replayed}
