@@ -8,7 +8,7 @@ import uuid  # noqa: E402
 
 import pytest  # noqa: E402
 
-from services.common.config import load_settings  # noqa: E402
+from services.common.config import DEFAULT_TEST_SUFFIX, load_settings  # noqa: E402
 
 
 
@@ -29,6 +29,18 @@ def test_settings(settings):
         EXCHANGE_RABBITMQ_VHOST=settings["EXCHANGE_RABBITMQ_VHOST"] + suffix,
         EXCHANGE_CASSANDRA_KEYSPACE=settings["EXCHANGE_CASSANDRA_KEYSPACE"] + suffix,
     )
+
+
+@pytest.fixture(scope="session")
+def test_run_dir(settings):
+    """Where a test run keeps its own files (the crash tests' process
+    directories: configs, logs, pid files): run/ for the default namespace,
+    run/tests<suffix>/ for one of EXCHANGE_TEST_SUFFIX's, so that runs in
+    namespaces of their own never share a pid file (a process started from
+    a pid file may stop the one it names)."""
+    if settings.test_suffix == DEFAULT_TEST_SUFFIX:
+        return settings.run_dir
+    return settings.run_dir / f"tests{settings.test_suffix}"
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from urllib.parse import urlencode
 
 import requests
@@ -138,15 +138,26 @@ def wait_for_order(settings, person: Person, order_id: int, statuses: set[str] |
 def quiet_price(settings, market: str, tick: Decimal = Decimal("0.01")) -> Decimal:
     """A random price strictly inside the book's spread and near the engine's
     reference price: an order there is crossed only by this test's own
-    counter-order (others rest outside it) and stays within the price band."""
+    counter-order (others rest outside it) and stays within the price band
+    (``price_inside_spread``)."""
     with rpc_proxy(settings) as rpc:
         book = rpc.matching.get_depth(market, 1)
+    return price_inside_spread(book, tick)
+
+
+def price_inside_spread(book: dict, tick: Decimal, pick=random.randint) -> Decimal:
+    """A price on the ``tick`` grid above the best bid and below the best ask
+    of ``book`` (``get_depth``'s answer), within 3 % of its reference price;
+    ``pick(a, b)`` chooses among the candidates (inclusive). A spread of two
+    ticks leaves one price (benches leave the dev stack's ETH-USDT so); one of
+    a single tick leaves none: any price would cross someone else's order,
+    and making room would cancel theirs, so this fails naming the book."""
     reference = Decimal(book["reference_price"] or "2000")
-    low, high = reference * Decimal("0.97"), reference * Decimal("1.03")
+    low = (reference * Decimal("0.97") / tick).to_integral_value(ROUND_CEILING) * tick
+    high = (reference * Decimal("1.03") / tick).to_integral_value(ROUND_FLOOR) * tick
     if book["buy"]:
         low = max(low, Decimal(book["buy"][0][0]) + tick)
     if book["sell"]:
         high = min(high, Decimal(book["sell"][0][0]) - tick)
-    assert low < high, f"no room in the spread of {market}: {book}"
-    ticks = int((high - low) / tick)
-    return (low + tick * random.randint(1, max(1, ticks - 1))).quantize(tick)
+    assert low <= high, f"no price inside the spread of this book: {book}"
+    return (low + tick * pick(0, int((high - low) / tick))).quantize(tick)

@@ -37,8 +37,8 @@ class BalancesListener:
 
 
 @pytest.fixture
-def wallets_process(nameko_config, test_settings):
-    run = test_settings.run_dir / "crash-test"
+def wallets_process(nameko_config, test_settings, test_run_dir):
+    run = test_run_dir / "crash-test"
     run.mkdir(parents=True, exist_ok=True)
     config_file = run / "nameko-balances.yaml"
     config_file.write_text(yaml.safe_dump({**nameko_config, "max_workers": 10}))

@@ -36,10 +36,10 @@ QUEUED_CLIENTS = 8
 
 
 @pytest.fixture
-def orders_process(nameko_config, test_settings, container_factory):
+def orders_process(nameko_config, test_settings, test_run_dir, container_factory):
     for cls in (WalletsService, MatchingService):
         container_factory(cls, nameko_config).start()
-    run = test_settings.run_dir / "crash-test-batch"
+    run = test_run_dir / "crash-test-batch"
     run.mkdir(parents=True, exist_ok=True)
     config_file = run / "nameko.yaml"
     config_file.write_text(yaml.safe_dump({**nameko_config, "max_workers": 40}))

@@ -60,8 +60,8 @@ SERVICES = {
 
 
 @pytest.fixture
-def processes(nameko_config, test_settings, tmp_path_factory):
-    run = test_settings.run_dir / "crash-test"
+def processes(nameko_config, test_settings, test_run_dir):
+    run = test_run_dir / "crash-test"
     run.mkdir(parents=True, exist_ok=True)
     config_file = run / "nameko.yaml"
     config_file.write_text(yaml.safe_dump({**nameko_config, "max_workers": 20}))
