@@ -176,7 +176,10 @@ def test_a_quote_amount_off_the_quote_grid_is_refused_not_rounded():
     taker_buys=st.booleans(),
     maker_tier=st.sampled_from([None, *sorted(FEE_TIERS)]),
     taker_tier=st.sampled_from([None, *sorted(FEE_TIERS)]),
-    market=st.sampled_from(sorted(MARKETS)),
+    # The seed's markets: the process's catalogue also holds whatever other
+    # tests of this run listed (other quotes, other grids), which the
+    # assertions below (USDT received, four-decimal lots) do not describe.
+    market=st.sampled_from(["BTC-USDT", "ETH-USDT"]),
 )
 def test_every_settlement_balances_and_fees_never_exceed_what_is_received(
         price_cents, lots, taker_buys, maker_tier, taker_tier, market):
