@@ -158,10 +158,11 @@ def percentile(values: list[float], p: float) -> float:
 
 
 # -- gateways ---------------------------------------------------------------------------
-def start_gateways(count: int, channel: str | None,
-                   log_dir: Path) -> list[tuple[subprocess.Popen, str]]:
+def start_gateways(count: int, channel: str | None, log_dir: Path,
+                   nice: int = 0) -> list[tuple[subprocess.Popen, str]]:
     """``count`` gateways on spare ports; in push cluster ``channel``, or in
-    the stack's own when None."""
+    the stack's own when None; ``nice`` added to their CPU niceness (below
+    0: scheduled before the rest of the machine; needs root)."""
     import requests
     started = []
     for index in range(count):
@@ -176,7 +177,8 @@ def start_gateways(count: int, channel: str | None,
         # bench/push_gateway.py: the gateway, plus a probe of its event loop.
         process = subprocess.Popen([sys.executable, str(REPO_ROOT / "bench" / "push_gateway.py")],
                                    cwd=REPO_ROOT, env=env, stdout=log, stderr=log,
-                                   start_new_session=True)  # see own_cpu_share
+                                   start_new_session=True,  # see own_cpu_share
+                                   preexec_fn=(lambda: os.nice(nice)) if nice else None)
         started.append((process, f"http://127.0.0.1:{port}"))
         if index == 0 and channel is not None:
             time.sleep(1.0)  # in a cluster of their own, the first holds the active bridge
@@ -738,6 +740,9 @@ def main() -> int:
     parser.add_argument("--synthetic", type=float, metavar="PER_S",
                         help="no orders: emit PER_S trade batches and depth diffs a second "
                              "straight into the gateways' message queue (the fan-out alone)")
+    parser.add_argument("--gateway-nice", type=int, default=0, metavar="N",
+                        help="start the bench's gateways at this CPU niceness (e.g. -5: "
+                             "what a push loses to waiting for a core; needs root)")
     parser.add_argument("--profile", metavar="DIR",
                         help="record each gateway with py-spy during the timed window "
                              "(flame graphs DIR/push-gateway-<n>.svg)")
@@ -757,7 +762,7 @@ def main() -> int:
 
     load_before = os.getloadavg()[0]
     channel = f"push-bench-{uuid.uuid4().hex[:8]}" if args.synthetic else None
-    gateways = start_gateways(args.gateways, channel, log_dir)
+    gateways = start_gateways(args.gateways, channel, log_dir, args.gateway_nice)
     urls = [url for _process, url in gateways]
     context = multiprocessing.get_context("spawn")
     ready, results = context.Queue(), context.Queue()
@@ -843,7 +848,8 @@ def main() -> int:
             lost[reason] = lost.get(reason, 0) + n
     print(f"push bench: {args.connections} connections asked, {args.clients} client processes, "
           f"{args.gateways} gateway processes, {args.rate:.0f} orders/s asked for {args.seconds:.0f} s"
-          f"{' (place_orders batches)' if args.batched else ' (one place_order each)'}")
+          f"{' (place_orders batches)' if args.batched else ' (one place_order each)'}"
+          + (f", gateways at nice {args.gateway_nice}" if args.gateway_nice else ""))
     print(f"connections held: {held} (opened in {opened_s:.1f} s), still connected at the end: "
           f"{still}" + (f" (lost while timed: {lost})" if lost else ""))
     print(f"machine load average before: {load_before:.1f}, at the end: "
