@@ -158,6 +158,19 @@ def percentile(values: list[float], p: float) -> float:
 
 
 # -- gateways ---------------------------------------------------------------------------
+def niced(nice: int) -> None:
+    """In a session of its own (own_cpu_share): its niceness, and its
+    session's. Under autogroup scheduling the CPU is shared between sessions
+    first, whatever the niceness of their processes: only the session's own
+    (``/proc/self/autogroup``) moves its share against the stack's."""
+    os.nice(nice)
+    try:
+        with open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(nice))
+    except OSError:
+        pass  # no autogroup scheduling: the niceness alone counts
+
+
 def start_gateways(count: int, channel: str | None, log_dir: Path,
                    nice: int = 0) -> list[tuple[subprocess.Popen, str]]:
     """``count`` gateways on spare ports; in push cluster ``channel``, or in
@@ -178,7 +191,7 @@ def start_gateways(count: int, channel: str | None, log_dir: Path,
         process = subprocess.Popen([sys.executable, str(REPO_ROOT / "bench" / "push_gateway.py")],
                                    cwd=REPO_ROOT, env=env, stdout=log, stderr=log,
                                    start_new_session=True,  # see own_cpu_share
-                                   preexec_fn=(lambda: os.nice(nice)) if nice else None)
+                                   preexec_fn=(lambda: niced(nice)) if nice else None)
         started.append((process, f"http://127.0.0.1:{port}"))
         if index == 0 and channel is not None:
             time.sleep(1.0)  # in a cluster of their own, the first holds the active bridge
@@ -200,12 +213,14 @@ def start_gateways(count: int, channel: str | None, log_dir: Path,
 # the gateway's per-frame cost). Every connection counts every frame and
 # answers pings; one in ``--sample`` also decodes its frames and times them.
 def client_process(index: int, urls: list[str], count: int, sample: int, ready, go, stop,
-                   results):
+                   results, nice: int = 0):
     import asyncio
     import json
     import struct
 
     own_cpu_share()
+    if nice:
+        niced(nice)
 
     connected = {url: 0 for url in urls}
     trade_delays, depth_delays, bridge_delays, fanout_delays = [], [], [], []
@@ -743,6 +758,9 @@ def main() -> int:
     parser.add_argument("--gateway-nice", type=int, default=0, metavar="N",
                         help="start the bench's gateways at this CPU niceness (e.g. -5: "
                              "what a push loses to waiting for a core; needs root)")
+    parser.add_argument("--client-nice", type=int, default=0, metavar="N",
+                        help="the same for the client processes (the traders' side, which "
+                             "in production is not on this machine)")
     parser.add_argument("--profile", metavar="DIR",
                         help="record each gateway with py-spy during the timed window "
                              "(flame graphs DIR/push-gateway-<n>.svg)")
@@ -772,7 +790,8 @@ def main() -> int:
         share = [args.connections // args.clients + (1 if i < args.connections % args.clients else 0)
                  for i in range(args.clients)]
         procs = [context.Process(target=client_process,
-                                 args=(i, urls, share[i], args.sample, ready, go, stop, results),
+                                 args=(i, urls, share[i], args.sample, ready, go, stop, results,
+                                       args.client_nice),
                                  daemon=True)
                  for i in range(args.clients)]
         opening = time.monotonic()
@@ -849,7 +868,8 @@ def main() -> int:
     print(f"push bench: {args.connections} connections asked, {args.clients} client processes, "
           f"{args.gateways} gateway processes, {args.rate:.0f} orders/s asked for {args.seconds:.0f} s"
           f"{' (place_orders batches)' if args.batched else ' (one place_order each)'}"
-          + (f", gateways at nice {args.gateway_nice}" if args.gateway_nice else ""))
+          + (f", gateways at nice {args.gateway_nice}" if args.gateway_nice else "")
+          + (f", clients at nice {args.client_nice}" if args.client_nice else ""))
     print(f"connections held: {held} (opened in {opened_s:.1f} s), still connected at the end: "
           f"{still}" + (f" (lost while timed: {lost})" if lost else ""))
     print(f"machine load average before: {load_before:.1f}, at the end: "
