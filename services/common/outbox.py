@@ -247,6 +247,12 @@ class Relay:
             try:
                 more = True
                 while self.running:
+                    if self.in_flight:
+                        # The confirms already here: while writers keep
+                        # committing, the select below is not reached, and
+                        # without this the relay would fill up and then
+                        # wait for every batch in flight.
+                        publisher.poll()
                     self.settle_confirmed(publisher)
                     if len(self.in_flight) >= self.max_in_flight:
                         publisher.confirm()
