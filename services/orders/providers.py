@@ -186,12 +186,20 @@ class MatchingEvents(BatchConsumerProvider):
                 continue
             key = (order_id, update["market"], str(update.get("user_id")))
             if update["event"] == "command_rejected" and update.get("command") == "place_order":
-                finishing.setdefault(order_id, (key, "rejected", update.get("reason")))
+                finishing.setdefault(order_id, (key, "rejected", update.get("reason"), None))
             elif update["event"] == "order_done":
-                finishing.setdefault(order_id, (key, update["status"], update.get("reason")))
+                filled = update.get("filled_quantity")
+                finishing.setdefault(order_id, (key, update["status"], update.get("reason"),
+                                                None if filled is None else Decimal(filled)))
             elif update["event"] == "order_amended" and order_id not in finishing:
                 amends.append((update["price"], update["quantity"], *key))
         with self.pool.connection() as conn, conn.transaction():
+            if fills:
+                # Ends that came before these fills (see _finish): finished
+                # below if the fills are what they waited for.
+                for order_id, *end in conn.execute(PENDING_ENDS,
+                                                   ([f["order_id"] for f in fills],)):
+                    finishing.setdefault(order_id, ((order_id, end[0], end[1]), *end[2:]))
             # Locks in the one order (docs/order-flow.md, "Lock order"): the
             # ending orders' accounts before the fills and amends lock any
             # order row (an amend that holds its order and waits for the
@@ -199,8 +207,7 @@ class MatchingEvents(BatchConsumerProvider):
             accounts_locked = bool(finishing) and bool(fills or amends)
             if accounts_locked:
                 conn.execute(LOCK_HOLD_ACCOUNTS, (sorted(finishing),))
-            # Trades first: within the stream an order's trades all come
-            # before its end, so its leftover is computed on every fill.
+            # Fills before ends: an end of this delivery counts them.
             if fills:
                 conn.execute(APPLY_FILLS, (Jsonb(fills),))
             for amend in amends:
@@ -223,27 +230,39 @@ class MatchingEvents(BatchConsumerProvider):
 
     @staticmethod
     def _finish(conn, ends: list[tuple], accounts_locked: bool = False) -> None:
-        """The orders that ended (``(key, status, reason)``, key = (order_id,
-        market, user), in order id order): each still open one final, with
-        what it did not spend released in this transaction.
-        ``accounts_locked``: their accounts are locked already."""
+        """The orders that ended (``(key, status, reason, filled)``, key =
+        (order_id, market, user), in order id order; ``filled`` the engine's
+        cumulative filled quantity at the end, None if not known): each still
+        open one final, with what it did not spend released in this
+        transaction. An end whose order has recorded less than ``filled``
+        came before a fill of it (a batch republished after a later one):
+        it waits in pending_order_ends, unfinished and unreleased, for the
+        fill (``_apply``). ``accounts_locked``: their accounts are locked
+        already."""
         # Settlement locks accounts in id order; the releases below must
         # too, or the two deadlock. The accounts first, then the orders, in
         # one statement (one round trip) unless they are locked already.
-        wanted = {key: (status, reason) for key, status, reason in ends}
+        wanted = {key: (status, reason, filled) for key, status, reason, filled in ends}
         ids = [key[0] for key in wanted]
         rows = (conn.execute(LOCK_OPEN_ORDERS, (ids,)) if accounts_locked
                 else conn.execute(LOCK_ENDING_ORDERS, (ids, ids))).fetchall()
-        finals, releases = [], []
+        finals, releases, waiting = [], [], []
         for order_id, market, user, side, asset, hold, filled_quantity, filled_quote in rows:
             ending = wanted.get((order_id, market, user))
             if ending is None:
                 continue   # not ours (another market or user named it)
+            if ending[2] is not None and filled_quantity < ending[2]:
+                waiting.append({"order_id": order_id, "market": market, "user_id": user,
+                                "status": ending[0], "reason": ending[1],
+                                "filled_quantity": str(ending[2])})
+                continue
             amount = holds.leftover(side, hold, filled_quantity, filled_quote)
             finals.append({"order_id": order_id, "status": ending[0], "reason": ending[1],
                            "released_amount": str(amount)})
             if amount > 0:
                 releases.append((user, asset, amount, f"order:{order_id}:final"))
+        if waiting:
+            conn.execute(WAIT_FOR_FILLS, (Jsonb(waiting),))
         # Ends already final (a redelivery) found no open row: nothing again.
         if finals:
             conn.execute(FINISH_ORDERS, (Jsonb(finals),))
@@ -314,13 +333,35 @@ APPLY_AMEND = ("UPDATE orders SET price = %s, quantity = %s, updated_at = now() 
                "WHERE order_id = %s AND market = %s AND user_id = %s "
                "AND status IN ('new', 'partially_filled')")
 
+# The ended orders final, and any end of theirs that waited for a fill gone
+# (one statement).
 FINISH_ORDERS = """
+WITH f AS (
+    SELECT * FROM jsonb_to_recordset(%s) AS f(order_id bigint, status text, reason text,
+                                              released_amount numeric)
+), waited AS (
+    DELETE FROM pending_order_ends p USING f WHERE p.order_id = f.order_id
+)
 UPDATE orders o
    SET status = f.status, reason = f.reason, released_amount = f.released_amount,
        updated_at = now()
-  FROM jsonb_to_recordset(%s) AS f(order_id bigint, status text, reason text,
-                                   released_amount numeric)
+  FROM f
  WHERE o.order_id = f.order_id
+"""
+
+# The ends waiting for a fill of their orders (migration 013), among the
+# orders of a delivery's fills: ``(order_id, market, user_id, status, reason,
+# filled_quantity)``.
+PENDING_ENDS = ("SELECT order_id, market, user_id, status, reason, filled_quantity "
+                "FROM pending_order_ends WHERE order_id = ANY(%s)")
+# Ends that came before a fill of their order: kept until it comes (a
+# redelivered end is the same end).
+WAIT_FOR_FILLS = """
+INSERT INTO pending_order_ends (order_id, market, user_id, status, reason, filled_quantity)
+SELECT order_id, market, user_id, status, reason, filled_quantity
+  FROM jsonb_to_recordset(%s) AS w(order_id bigint, market text, user_id text, status text,
+                                   reason text, filled_quantity numeric)
+ON CONFLICT (order_id) DO NOTHING
 """
 
 # Every leftover in one call of wallets' declared set-based movement
