@@ -203,10 +203,16 @@ class MatchingEvents(BatchConsumerProvider):
             # Locks in the one order (docs/order-flow.md, "Lock order"): the
             # ending orders' accounts before the fills and amends lock any
             # order row (an amend that holds its order and waits for the
-            # account would otherwise deadlock with us).
+            # account would otherwise deadlock with us), then every order row
+            # of the batch in id order (the fills' UPDATE locks in join
+            # order, the amends in event order: against an acceptance batch
+            # locking the same orders in id order, a deadlock).
             accounts_locked = bool(finishing) and bool(fills or amends)
             if accounts_locked:
                 conn.execute(LOCK_HOLD_ACCOUNTS, (sorted(finishing),))
+            touched = {f["order_id"] for f in fills} | {a[2] for a in amends}
+            if len(touched) > 1 or (touched and accounts_locked):
+                conn.execute(LOCK_ORDER_ROWS, (sorted(touched | set(finishing)),))
             # Fills before ends: an end of this delivery counts them.
             if fills:
                 conn.execute(APPLY_FILLS, (Jsonb(fills),))
@@ -363,6 +369,10 @@ SELECT order_id, market, user_id, status, reason, filled_quantity
                                    reason text, filled_quantity numeric)
 ON CONFLICT (order_id) DO NOTHING
 """
+# Every order row a delivery touches, locked once in id order (docs/order-flow.md,
+# "Lock order"), after the accounts.
+LOCK_ORDER_ROWS = ("SELECT 1 FROM orders WHERE order_id = ANY(%s) "
+                   "ORDER BY order_id FOR UPDATE")
 
 # Every leftover in one call of wallets' declared set-based movement
 # (idempotent by ref; one journal statement, one balances_changed): the

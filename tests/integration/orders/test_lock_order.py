@@ -116,3 +116,52 @@ def test_the_events_consumer_locks_the_ending_orders_accounts_before_any_order(
     assert exchange.orders.get_order(user, ending)["status"] == "cancelled"
     assert exchange.orders.get_order(user, amended)["price"] == "99"
     assert balance(exchange, user, "USDT") == (D("90"), D("10"))
+
+
+def test_the_events_consumer_locks_a_deliverys_order_rows_in_id_order(
+        exchange, nameko_config, test_settings):
+    """One delivery fills the later order and amends the earlier one: the
+    fills' UPDATE and the amends' took their rows in event order (the later
+    first), while an acceptance batch cancelling both takes them in id order,
+    the earlier first: a deadlock. Here the acceptance's side holds the
+    earlier row; the consumer must wait for it holding no other row."""
+    user = fund(exchange, {"USDT": "100"})
+    dsn = test_settings.postgres_dsn()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        earlier, later = (conn.execute(
+            # Orders the engine never saw: only the events below touch them.
+            "INSERT INTO orders (order_id, user_id, market, side, order_type, price, "
+            "quantity, time_in_force, status, hold_asset, hold_amount) "
+            "VALUES (nextval('order_ids'), %s, 'BTC-USDT', 'buy', 'limit', 100, 0.1, 'GTC', "
+            "'new', 'USDT', 10) RETURNING order_id", (user,)).fetchone()[0] for _ in range(2))
+        for order_id in (earlier, later):
+            conn.execute("SELECT wallets.hold_funds(%s, 'USDT', 10, %s)",
+                         (user, f"order:{order_id}"))
+    trade_id = f"test-BTC-USDT-{uuid.uuid4()}"
+    batch = [
+        ("trade_executed", trade_id,
+         {"market": "BTC-USDT", "seq": 1, "trade_id": trade_id, "price": "100",
+          "quantity": "0.05", "quote_quantity": "5", "taker_side": "buy",
+          "maker_order_id": 2 ** 62, "maker_user_id": "nobody",
+          "taker_order_id": later, "taker_user_id": user, "executed_at": 1}),
+        ("order_updated", f"test-amend-{uuid.uuid4()}",
+         {"event": "order_amended", "market": "BTC-USDT", "order_id": earlier,
+          "user_id": user, "price": "99", "quantity": "0.1"})]
+    events = MatchingEvents()
+    events.pool = make_pool(load_settings(), nameko_config["POSTGRES_DB"], min_size=1,
+                            max_size=2, name="test-orders-events")
+    try:
+        with psycopg.connect(dsn) as acceptance:
+            acceptance.execute("SELECT order_id FROM orders WHERE order_id = %s FOR UPDATE",
+                               (earlier,))
+            consumer = eventlet.spawn(events.handle, batch)
+            with psycopg.connect(dsn, autocommit=True) as watcher:
+                wait_blocked_by(watcher, acceptance.info.backend_pid, "the consumer")
+            free = order_rows_free(acceptance, (later,))
+            acceptance.rollback()
+            consumer.wait()
+    finally:
+        events.pool.close()
+    assert free, "the consumer locked the later order's row before the earlier one's"
+    assert exchange.orders.get_order(user, later)["filled_quantity"] == "0.05"
+    assert exchange.orders.get_order(user, earlier)["price"] == "99"
