@@ -386,12 +386,12 @@ class ReleaseRefused(Exception):
     """Wallets refused the release of what an ended order did not spend."""
 
 
-def user_lock(conn, user: str, shared: bool) -> None:
-    """Serialises a freeze against in-flight placements of the same user: a
-    placement either commits (and its command is queued) before the freeze's
-    cancel, or sees the block."""
-    fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    conn.execute(f"SELECT {fn}(hashtextextended(%s, 7))", (f"user:{user}",))
+# A freeze's exclusive locks of its users, against in-flight placements of
+# the same users (place_orders_tx takes them shared): a placement either
+# commits (and its command is queued) before the freeze's cancel, or sees the
+# block. In user order, as place_orders_tx takes its own.
+LOCK_USERS = ("SELECT count(pg_advisory_xact_lock(hashtextextended('user:' || u.user_id, 7))) "
+              "FROM (SELECT DISTINCT unnest(%s::text[]) AS user_id ORDER BY 1) u")
 
 
 def trading_block(conn, user: str):
@@ -423,11 +423,16 @@ class UserStates(BatchConsumerProvider):
         from services.matching.models import CancelAll, command_to_dict
         from services.matching.providers import command_queue_name
         from services.common.outbox import enqueue_command
+        # Each event parsed by its definition (version checked).
+        batch = [(routing_key, message_id, events.ALL[routing_key].parse(body))
+                 for routing_key, message_id, body in batch]
         with self.pool.connection() as conn, conn.transaction():
+            # The users' locks in user order, sorted by the database as
+            # place_orders_tx sorts its shared ones (docs/order-flow.md,
+            # "Lock order"): in batch order the two deadlocked.
+            conn.execute(LOCK_USERS, ([body["user_id"] for _key, _id, body in batch],))
             for routing_key, message_id, body in batch:
-                body = events.ALL[routing_key].parse(body)  # its definition, version checked
                 user, at = body["user_id"], int(body.get("at") or 0)
-                user_lock(conn, user, shared=False)
                 if routing_key == "user_unfrozen":
                     conn.execute("DELETE FROM user_trading_blocks WHERE user_id = %s AND "
                                  "state = 'frozen' AND event_at <= %s", (user, at))

@@ -23,7 +23,7 @@
 --               ones before it: a later one that does not fit is refused.
 --
 -- Locks, in the one order of docs/order-flow.md ("Lock order"): the users'
--- shared locks (against a freeze, providers.user_lock) in user order, then
+-- shared locks (against a freeze, providers.LOCK_USERS) in user order, then
 -- the accounts to hold from in id order (wallets.lock_user_accounts, as
 -- settlement and the events consumer), then the order rows.
 --

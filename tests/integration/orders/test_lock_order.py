@@ -165,3 +165,41 @@ def test_the_events_consumer_locks_a_deliverys_order_rows_in_id_order(
     assert free, "the consumer locked the later order's row before the earlier one's"
     assert exchange.orders.get_order(user, later)["filled_quantity"] == "0.05"
     assert exchange.orders.get_order(user, earlier)["price"] == "99"
+
+
+def test_a_freeze_batch_takes_its_users_locks_in_user_order(nameko_config, test_settings):
+    """A batch freezing B then A took B's exclusive lock, then waited for A's,
+    while a placement (place_orders_tx: shared locks in user order) held A's
+    and waited for B's: a deadlock. Here the placement's side holds A's; the
+    freeze must wait for it holding no lock of B."""
+    from services.orders.providers import UserStates
+    tag = uuid.uuid4().hex[:12]
+    first, second = f"t-lock-a-{tag}", f"t-lock-b-{tag}"
+    batch = [("user_frozen", f"test-freeze-{user}-{tag}",
+              {"user_id": user, "state": "frozen", "previous_state": "active",
+               "reason": "test", "by": "test", "at": 1}) for user in (second, first)]
+    states = UserStates()
+    states.pool = make_pool(load_settings(), nameko_config["POSTGRES_DB"], min_size=1,
+                            max_size=2, name="test-orders-users")
+    dsn = test_settings.postgres_dsn()
+    try:
+        with psycopg.connect(dsn) as placement:
+            placement.execute("SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 7))",
+                              (f"user:{first}",))
+            freeze = eventlet.spawn(states.handle, batch)
+            with psycopg.connect(dsn, autocommit=True) as watcher:
+                wait_blocked_by(watcher, placement.info.backend_pid, "the freeze")
+            free = placement.execute(
+                "SELECT pg_try_advisory_xact_lock_shared(hashtextextended(%s, 7))",
+                (f"user:{second}",)).fetchone()[0]
+            placement.rollback()
+            freeze.wait()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            blocked = conn.execute("SELECT count(*) FROM user_trading_blocks "
+                                   "WHERE user_id = ANY(%s)", ([first, second],)).fetchone()[0]
+            conn.execute("DELETE FROM user_trading_blocks WHERE user_id = ANY(%s)",
+                         ([first, second],))
+    finally:
+        states.pool.close()
+    assert free, "the freeze locked the later user before the earlier one"
+    assert blocked == 2
