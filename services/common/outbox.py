@@ -287,7 +287,23 @@ class Relay:
                         self._committed(lock_conn)
                         more = True
             finally:
+                self._settle_before_stop(publisher)
                 self._delete_published_if_possible()
+
+    def _settle_before_stop(self, publisher) -> None:
+        """A pipelined relay that stops (or lost its database) deletes the
+        in-flight batches whose confirms are already in, instead of leaving
+        up to ``max_in_flight`` x BATCH rows to be sent again by the next
+        relay. A nack, a lost broker connection or a confirm not in yet
+        leaves them all to the next relay (at least once)."""
+        if not self.in_flight:
+            return
+        try:
+            publisher.poll()
+            self.settle_confirmed(publisher)
+        except Exception:   # noqa: BLE001 -- any failure here only means "send again"
+            log.info("outbox relay %s: %d batches in flight go out again",
+                     self.stream, len(self.in_flight))
 
     @staticmethod
     def _committed(lock_conn) -> bool:

@@ -88,6 +88,9 @@ class UnconfirmedPublisher:
         self.ids.append(message_id)
         self.warmed.add((exchange, routing_key))
 
+    def poll(self):
+        pass
+
     def confirmed_through(self):
         if self.nacked:
             raise PublishNotConfirmed("nacked")
@@ -132,3 +135,29 @@ def test_a_nack_deletes_nothing_after_it():
     with pytest.raises(PublishNotConfirmed):
         relay.settle_confirmed(publisher)
     assert relay.undeleted == [] and relay.published == 0
+
+
+def test_a_stopping_pipelined_relay_deletes_the_batches_already_confirmed():
+    pool, publisher = Pool(), UnconfirmedPublisher()
+    relay = Relay(pool, "amqp://unused", "test", in_flight=8)
+    relay.declared.add("things.events")
+    for n in (1, 2, 3):
+        pool.outbox.append(row(n))
+        relay.publish_batch(publisher, None)
+    publisher.through = 2                       # rows 1 and 2 confirmed, row 3 not
+    relay._settle_before_stop(publisher)
+    relay._delete_published_if_possible()
+    assert [r[0] for r in pool.outbox] == [3]   # only the unconfirmed one goes out again
+
+
+def test_a_stopping_relay_after_a_nack_deletes_nothing_in_flight():
+    pool, publisher = Pool(), UnconfirmedPublisher()
+    relay = Relay(pool, "amqp://unused", "test", in_flight=8)
+    relay.declared.add("things.events")
+    for n in (1, 2):
+        pool.outbox.append(row(n))
+        relay.publish_batch(publisher, None)
+    publisher.through, publisher.nacked = 2, True
+    relay._settle_before_stop(publisher)
+    relay._delete_published_if_possible()
+    assert [r[0] for r in pool.outbox] == [1, 2]
