@@ -30,6 +30,11 @@ BEGIN
         PERFORM pg_notify('outbox_wallets', '');
     END IF;
 END $$;
+-- Only the balance trigger calls it: as the wallets role when that role
+-- posts, as the owner inside the SECURITY DEFINER functions (hold_funds,
+-- move_funds_batch, ...). No other role may write balances_changed rows.
+REVOKE ALL ON FUNCTION wallets.announce_balances_changed(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION wallets.announce_balances_changed(jsonb) TO wallets;
 
 -- Until 2026-12-05 it was a statement trigger of its own on wallets.postings;
 -- applied in the same transaction as apply_postings.sql, which calls it now.

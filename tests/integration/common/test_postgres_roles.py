@@ -24,6 +24,9 @@ def test_orders_cannot_touch_wallets_tables_but_may_hold_through_its_function(te
         refused(conn, "UPDATE wallets.accounts SET owner = owner WHERE false")
         refused(conn, "SELECT count(*) FROM wallets.accounts")
         refused(conn, "SELECT wallets.move_funds('hold', 'x', 'USDT', 1, 'r')")
+        # The balance trigger's announcement: nobody else's to write.
+        refused(conn, "SELECT wallets.announce_balances_changed(%s::jsonb)",
+                ('[{"user": "anyone", "asset": "USDT"}]',))
         # Allowed to call: wallets answers with its own refusal.
         nobody = f"nobody-{uuid.uuid4()}"
         with pytest.raises(psycopg.Error) as caught:
