@@ -88,10 +88,14 @@ BEGIN
 
     -- The account row locks come first: they serialise movements of the
     -- same accounts, so the statement below reads the balances and keys as
-    -- the last committed movement of each account left them. (An account
-    -- opened since is locked by that statement's read, in element order: only
-    -- two batches that each met two accounts opened in that instant, in
-    -- opposite orders, could deadlock -- an abort the callers retry.)
+    -- the last committed movement of each account left them. An account
+    -- opened since is locked by that statement's read, after the others and
+    -- so out of id order: ONE such account and one concurrent settlement are
+    -- enough for a deadlock (this batch holds accounts 1 and 12, account 9 is
+    -- opened, a settlement locks 9 and waits for 12, this read waits for 9).
+    -- PostgreSQL aborts one side; every caller runs the transaction again
+    -- (services.common.postgres.retry_transient: wallets' hold/release RPCs
+    -- in movements.py, orders' place_orders_tx and events consumer).
     PERFORM wallets.lock_user_accounts(p_owners, p_assets);
 
     WITH scale AS MATERIALIZED (
@@ -124,8 +128,9 @@ BEGIN
           -- parameterised lookup whatever the planner guesses of the batch),
           -- locking the row it reads: an account opened after the locks above
           -- (they lock the accounts that existed then) is locked here, so no
-          -- balance that decides an element is read unlocked. For the others
-          -- it is the lock this transaction holds already: no wait.
+          -- balance that decides an element is read unlocked (out of id
+          -- order: a deadlock is possible, see above, and retried). For the
+          -- others it is the lock this transaction holds already: no wait.
           LEFT JOIN LATERAL (SELECT a.id, a.available, a.locked FROM wallets.accounts a
                               WHERE c.invalid IS NULL AND a.owner = c.owner AND a.asset = c.asset
                                 AND a.kind = 'user' LIMIT 1 FOR UPDATE) a ON true
