@@ -355,7 +355,19 @@ class Relay:
                 # users may not publish to the default exchange.
                 exchange = exchange or COMMANDS_EXCHANGE
                 self._declare(amqp, exchange, routing_key)
+                # A pipelined relay sends a command (matching's stream: the
+                # registry's halt, resume, configure; rare) only once all
+                # before it are confirmed, and confirms it before sending
+                # more: a nack republishes from the first unconfirmed row,
+                # and an engine skips a command id it has journaled, so a
+                # halt sent after a nacked resume would otherwise be skipped
+                # on the replay and the older resume win.
+                command = exchange == COMMANDS_EXCHANGE and self.max_in_flight > 1
+                if command:
+                    publisher.confirm()
                 publisher.publish(payload, exchange, routing_key, message_id)
+                if command:
+                    publisher.confirm()
                 if (exchange, routing_key) not in publisher.warmed:
                     # The first message to a target on this channel goes
                     # alone: RabbitMQ 3.10's quorum-queue client rejects

@@ -7,7 +7,7 @@ import contextlib
 import pytest
 
 from services.common.outbox import (
-    DELETE, READ, READ_AFTER_DELETE, READ_EXCEPT, PublishNotConfirmed, Relay,
+    COMMANDS_EXCHANGE, DELETE, READ, READ_AFTER_DELETE, READ_EXCEPT, PublishNotConfirmed, Relay,
 )
 
 
@@ -91,6 +91,10 @@ class UnconfirmedPublisher:
     def poll(self):
         pass
 
+    def confirm(self):
+        self.ids.append(f"confirm {self.sent}")
+        self.through = self.sent
+
     def confirmed_through(self):
         if self.nacked:
             raise PublishNotConfirmed("nacked")
@@ -161,3 +165,17 @@ def test_a_stopping_relay_after_a_nack_deletes_nothing_in_flight():
     relay._settle_before_stop(publisher)
     relay._delete_published_if_possible()
     assert [r[0] for r in pool.outbox] == [1, 2]
+
+
+def test_a_pipelined_relay_sends_a_command_alone_between_confirms():
+    pool, publisher = Pool(), UnconfirmedPublisher()
+    relay = Relay(pool, "amqp://unused", "test", in_flight=8)
+    relay.declared.update({"things.events", COMMANDS_EXCHANGE, "market.X"})
+    publisher.warmed.update({("things.events", "thing"), (COMMANDS_EXCHANGE, "market.X")})
+    pool.outbox += [row(1)]
+    relay.publish_batch(publisher, None)
+    pool.outbox += [(2, COMMANDS_EXCHANGE, "market.X", "halt", "{}"), row(3)]
+    relay.publish_batch(publisher, None)
+    # Everything before the command is confirmed before it goes, and it is
+    # confirmed before anything after it: a nack cannot reorder it.
+    assert publisher.ids == ["m-1", "confirm 1", "halt", "confirm 2", "m-3"]
