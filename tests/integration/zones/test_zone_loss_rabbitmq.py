@@ -15,13 +15,15 @@ from pathlib import Path
 import amqp
 import pytest
 
-from services.common.config import REPO_ROOT, load_settings
+from services.common.config import DEFAULT_TEST_SUFFIX, REPO_ROOT, load_settings
 
 ADDRESSES = {"zone-a": "169.254.100.11", "zone-b": "169.254.100.12", "zone-c": "169.254.100.13"}
 SCRIPT = REPO_ROOT / "scripts" / "zones.sh"
 SETTINGS = load_settings()
 PORT = SETTINGS.int("EXCHANGE_RABBITMQ_PORT")
-VHOST = SETTINGS["EXCHANGE_RABBITMQ_VHOST"] + SETTINGS.test_suffix
+# The zones' own test vhost: their prepare step makes the default suffix's,
+# not the one a runner's EXCHANGE_TEST_SUFFIX names (that is the dev stack's).
+VHOST = SETTINGS["EXCHANGE_RABBITMQ_VHOST"] + DEFAULT_TEST_SUFFIX
 RESUME_LIMIT_S = 30
 
 
