@@ -120,11 +120,16 @@ class OrdersService:
     def health(self):
         with self.db.transaction() as conn:
             conn.execute("SELECT 1")
-            parked = conn.execute("SELECT count(*) FROM unprocessed_events").fetchone()[0]
+            parked, waiting = conn.execute(
+                "SELECT (SELECT count(*) FROM unprocessed_events), "
+                "(SELECT count(*) FROM pending_order_ends)").fetchone()
         # A parked event is an order whose state (or released funds) an
-        # operator must put right: the service is degraded, not down.
+        # operator must put right: the service is degraded, not down. An end
+        # waiting for its order's last fill is normal for a moment (a batch
+        # republished late); one that keeps waiting holds funds.
         return {"status": "degraded" if parked else "ok",
-                "events_consumer_active": self.events.active, "parked_events": parked}
+                "events_consumer_active": self.events.active, "parked_events": parked,
+                "ends_waiting_for_fills": waiting}
 
     # -- markets ---------------------------------------------------------------
     def _market(self, symbol) -> MarketConfig:

@@ -2,13 +2,17 @@
 wallets (with its trade settlement) as Nameko containers on the test vhost."""
 import time
 import uuid
+from contextlib import contextmanager
 from decimal import Decimal
 
 import eventlet
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from services.common.config import load_settings
+from services.common.postgres import make_pool
 from services.matching.service import MatchingService
+from services.orders.providers import MatchingEvents
 from services.orders.service import OrdersService
 from services.wallets.service import WalletsService
 from tests.integration.identity_kit import principal_tokens  # noqa: F401 (fixture)
@@ -98,3 +102,40 @@ def wait_settled(rpc, user, asset, available, locked=Decimal(0)):
     return wait_for(lambda: balance(rpc, user, asset) == (Decimal(available), Decimal(locked)),
                     what=f"{user} {asset} to be {available}/{locked} "
                          f"(is {balance(rpc, user, asset)})")
+
+
+@contextmanager
+def matching_events(nameko_config):
+    """The orders service's events consumer on a pool of its own: the test
+    calls its ``handle`` with the deliveries it builds."""
+    events = MatchingEvents()
+    events.pool = make_pool(load_settings(), nameko_config["POSTGRES_DB"], min_size=1,
+                            max_size=2, name="test-orders-events")
+    try:
+        yield events
+    finally:
+        events.pool.close()
+
+
+def unseen_order(conn, user) -> int:
+    """The id of a new open buy of 0.1 BTC-USDT at 100, its 10 USDT held,
+    that the engine never saw (no command in the outbox): only the events a
+    test delivers touch it."""
+    order_id = conn.execute(
+        "INSERT INTO orders (order_id, user_id, market, side, order_type, price, "
+        "quantity, time_in_force, status, hold_asset, hold_amount) "
+        "VALUES (nextval('order_ids'), %s, 'BTC-USDT', 'buy', 'limit', 100, 0.1, 'GTC', "
+        "'new', 'USDT', 10) RETURNING order_id", (user,)).fetchone()[0]
+    conn.execute("SELECT wallets.hold_funds(%s, 'USDT', 10, %s)", (user, f"order:{order_id}"))
+    return order_id
+
+
+def taker_fill(order_id, user, quantity="0.05", quote="5") -> tuple:
+    """A delivery's trade at 100 in which ``order_id`` takes ``quantity``
+    (its other side no order of ours)."""
+    trade_id = f"test-BTC-USDT-{uuid.uuid4()}"
+    return ("trade_executed", trade_id, {
+        "market": "BTC-USDT", "seq": 1, "trade_id": trade_id, "price": "100",
+        "quantity": quantity, "quote_quantity": quote, "taker_side": "buy",
+        "maker_order_id": 2 ** 62, "maker_user_id": "nobody",
+        "taker_order_id": order_id, "taker_user_id": user, "executed_at": 1})

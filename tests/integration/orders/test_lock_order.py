@@ -15,8 +15,10 @@ from psycopg import errors
 from services.common.config import load_settings
 from services.common.postgres import make_pool
 from services.orders.acceptance import Acceptance, Amend, Cancel
-from services.orders.providers import MarketCatalog, MatchingEvents
-from tests.integration.orders.conftest import balance, fund, wait_for
+from services.orders.providers import MarketCatalog, UserStates
+from tests.integration.orders.conftest import (
+    balance, fund, matching_events, taker_fill, unseen_order, wait_for,
+)
 
 
 def account_of(conn, user, asset="USDT") -> int:
@@ -44,6 +46,15 @@ def order_rows_free(conn, order_ids) -> bool:
         return False
 
 
+def run_until_blocked_by(holder, dsn, handle, batch, what):
+    """``handle(batch)`` on a green thread of its own, returned once it waits
+    on a lock ``holder`` holds."""
+    worker = eventlet.spawn(handle, batch)
+    with psycopg.connect(dsn, autocommit=True) as watcher:
+        wait_blocked_by(watcher, holder.info.backend_pid, what)
+    return worker
+
+
 def test_an_acceptance_batch_with_a_cancel_and_an_amend_locks_the_account_first(
         exchange, services, test_settings):
     container = services["orders"]
@@ -56,10 +67,11 @@ def test_an_acceptance_batch_with_a_cancel_and_an_amend_locks_the_account_first(
     with psycopg.connect(test_settings.postgres_dsn()) as settlement:
         settlement.execute("SELECT id FROM wallets.accounts WHERE id = %s FOR UPDATE",
                            (account_of(settlement, user),))
-        batch = eventlet.spawn(batcher.submit_many, [
-            Cancel(user, cancelled), Amend(user, amended, None, D("2"), catalog.config)])
-        with psycopg.connect(test_settings.postgres_dsn(), autocommit=True) as watcher:
-            wait_blocked_by(watcher, settlement.info.backend_pid, "the batch")
+        batch = run_until_blocked_by(settlement, test_settings.postgres_dsn(),
+                                     batcher.submit_many, [
+                                         Cancel(user, cancelled),
+                                         Amend(user, amended, None, D("2"), catalog.config)],
+                                     "the batch")
         free = order_rows_free(settlement, (cancelled, amended))
         settlement.rollback()
         outcomes = batch.wait()
@@ -78,21 +90,8 @@ def test_the_events_consumer_locks_the_ending_orders_accounts_before_any_order(
     user = fund(exchange, {"USDT": "100"})
     dsn = test_settings.postgres_dsn()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        ids = []
-        for _ in range(2):
-            # Orders the engine never saw (no command in the outbox): only the
-            # events below touch them.
-            ids.append(conn.execute(
-                "INSERT INTO orders (order_id, user_id, market, side, order_type, price, "
-                "quantity, time_in_force, status, hold_asset, hold_amount) "
-                "VALUES (nextval('order_ids'), %s, 'BTC-USDT', 'buy', 'limit', 100, 0.1, 'GTC', "
-                "'new', 'USDT', 10) RETURNING order_id", (user,)).fetchone()[0])
-            conn.execute("SELECT wallets.hold_funds(%s, 'USDT', 10, %s)",
-                         (user, f"order:{ids[-1]}"))
+        ids = [unseen_order(conn, user) for _ in range(2)]
     amended, ending = ids
-    events = MatchingEvents()
-    events.pool = make_pool(load_settings(), nameko_config["POSTGRES_DB"], min_size=1,
-                            max_size=2, name="test-orders-events")
     batch = [
         ("order_updated", f"test-amend-{uuid.uuid4()}",
          {"event": "order_amended", "market": "BTC-USDT", "order_id": amended,
@@ -100,18 +99,13 @@ def test_the_events_consumer_locks_the_ending_orders_accounts_before_any_order(
         ("order_updated", f"test-done-{uuid.uuid4()}",
          {"event": "order_done", "status": "cancelled", "market": "BTC-USDT",
           "order_id": ending, "user_id": user})]
-    try:
-        with psycopg.connect(dsn) as settlement:
-            settlement.execute("SELECT id FROM wallets.accounts WHERE id = %s FOR UPDATE",
-                               (account_of(settlement, user),))
-            consumer = eventlet.spawn(events.handle, batch)
-            with psycopg.connect(dsn, autocommit=True) as watcher:
-                wait_blocked_by(watcher, settlement.info.backend_pid, "the consumer")
-            free = order_rows_free(settlement, ids)
-            settlement.rollback()
-            consumer.wait()
-    finally:
-        events.pool.close()
+    with matching_events(nameko_config) as events, psycopg.connect(dsn) as settlement:
+        settlement.execute("SELECT id FROM wallets.accounts WHERE id = %s FOR UPDATE",
+                           (account_of(settlement, user),))
+        consumer = run_until_blocked_by(settlement, dsn, events.handle, batch, "the consumer")
+        free = order_rows_free(settlement, ids)
+        settlement.rollback()
+        consumer.wait()
     assert free, "the consumer locked an order row before the ending order's account"
     assert exchange.orders.get_order(user, ending)["status"] == "cancelled"
     assert exchange.orders.get_order(user, amended)["price"] == "99"
@@ -128,40 +122,19 @@ def test_the_events_consumer_locks_a_deliverys_order_rows_in_id_order(
     user = fund(exchange, {"USDT": "100"})
     dsn = test_settings.postgres_dsn()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        earlier, later = (conn.execute(
-            # Orders the engine never saw: only the events below touch them.
-            "INSERT INTO orders (order_id, user_id, market, side, order_type, price, "
-            "quantity, time_in_force, status, hold_asset, hold_amount) "
-            "VALUES (nextval('order_ids'), %s, 'BTC-USDT', 'buy', 'limit', 100, 0.1, 'GTC', "
-            "'new', 'USDT', 10) RETURNING order_id", (user,)).fetchone()[0] for _ in range(2))
-        for order_id in (earlier, later):
-            conn.execute("SELECT wallets.hold_funds(%s, 'USDT', 10, %s)",
-                         (user, f"order:{order_id}"))
-    trade_id = f"test-BTC-USDT-{uuid.uuid4()}"
+        earlier, later = (unseen_order(conn, user) for _ in range(2))
     batch = [
-        ("trade_executed", trade_id,
-         {"market": "BTC-USDT", "seq": 1, "trade_id": trade_id, "price": "100",
-          "quantity": "0.05", "quote_quantity": "5", "taker_side": "buy",
-          "maker_order_id": 2 ** 62, "maker_user_id": "nobody",
-          "taker_order_id": later, "taker_user_id": user, "executed_at": 1}),
+        taker_fill(later, user, quantity="0.05", quote="5"),
         ("order_updated", f"test-amend-{uuid.uuid4()}",
          {"event": "order_amended", "market": "BTC-USDT", "order_id": earlier,
           "user_id": user, "price": "99", "quantity": "0.1"})]
-    events = MatchingEvents()
-    events.pool = make_pool(load_settings(), nameko_config["POSTGRES_DB"], min_size=1,
-                            max_size=2, name="test-orders-events")
-    try:
-        with psycopg.connect(dsn) as acceptance:
-            acceptance.execute("SELECT order_id FROM orders WHERE order_id = %s FOR UPDATE",
-                               (earlier,))
-            consumer = eventlet.spawn(events.handle, batch)
-            with psycopg.connect(dsn, autocommit=True) as watcher:
-                wait_blocked_by(watcher, acceptance.info.backend_pid, "the consumer")
-            free = order_rows_free(acceptance, (later,))
-            acceptance.rollback()
-            consumer.wait()
-    finally:
-        events.pool.close()
+    with matching_events(nameko_config) as events, psycopg.connect(dsn) as acceptance:
+        acceptance.execute("SELECT order_id FROM orders WHERE order_id = %s FOR UPDATE",
+                           (earlier,))
+        consumer = run_until_blocked_by(acceptance, dsn, events.handle, batch, "the consumer")
+        free = order_rows_free(acceptance, (later,))
+        acceptance.rollback()
+        consumer.wait()
     assert free, "the consumer locked the later order's row before the earlier one's"
     assert exchange.orders.get_order(user, later)["filled_quantity"] == "0.05"
     assert exchange.orders.get_order(user, earlier)["price"] == "99"
@@ -172,7 +145,6 @@ def test_a_freeze_batch_takes_its_users_locks_in_user_order(nameko_config, test_
     while a placement (place_orders_tx: shared locks in user order) held A's
     and waited for B's: a deadlock. Here the placement's side holds A's; the
     freeze must wait for it holding no lock of B."""
-    from services.orders.providers import UserStates
     tag = uuid.uuid4().hex[:12]
     first, second = f"t-lock-a-{tag}", f"t-lock-b-{tag}"
     batch = [("user_frozen", f"test-freeze-{user}-{tag}",
@@ -186,9 +158,7 @@ def test_a_freeze_batch_takes_its_users_locks_in_user_order(nameko_config, test_
         with psycopg.connect(dsn) as placement:
             placement.execute("SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 7))",
                               (f"user:{first}",))
-            freeze = eventlet.spawn(states.handle, batch)
-            with psycopg.connect(dsn, autocommit=True) as watcher:
-                wait_blocked_by(watcher, placement.info.backend_pid, "the freeze")
+            freeze = run_until_blocked_by(placement, dsn, states.handle, batch, "the freeze")
             free = placement.execute(
                 "SELECT pg_try_advisory_xact_lock_shared(hashtextextended(%s, 7))",
                 (f"user:{second}",)).fetchone()[0]
