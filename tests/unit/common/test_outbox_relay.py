@@ -128,13 +128,20 @@ def test_a_pipelined_relay_publishes_the_next_batch_before_the_first_is_confirme
     assert publisher.ids[-1] == "m-4"
 
 
-def test_a_nack_deletes_nothing_after_it():
+def pipelined_with_batches_in_flight(*rows_in_turn):
+    """A pipelined relay that has published each row as a batch of its own,
+    none confirmed yet."""
     pool, publisher = Pool(), UnconfirmedPublisher()
     relay = Relay(pool, "amqp://unused", "test", in_flight=8)
     relay.declared.add("things.events")
-    for n in (1, 2, 3):
+    for n in rows_in_turn:
         pool.outbox.append(row(n))
         relay.publish_batch(publisher, None)
+    return pool, publisher, relay
+
+
+def test_a_nack_deletes_nothing_after_it():
+    pool, publisher, relay = pipelined_with_batches_in_flight(1, 2, 3)
     publisher.through, publisher.nacked = 3, True
     with pytest.raises(PublishNotConfirmed):
         relay.settle_confirmed(publisher)
@@ -142,12 +149,7 @@ def test_a_nack_deletes_nothing_after_it():
 
 
 def test_a_stopping_pipelined_relay_deletes_the_batches_already_confirmed():
-    pool, publisher = Pool(), UnconfirmedPublisher()
-    relay = Relay(pool, "amqp://unused", "test", in_flight=8)
-    relay.declared.add("things.events")
-    for n in (1, 2, 3):
-        pool.outbox.append(row(n))
-        relay.publish_batch(publisher, None)
+    pool, publisher, relay = pipelined_with_batches_in_flight(1, 2, 3)
     publisher.through = 2                       # rows 1 and 2 confirmed, row 3 not
     relay._settle_before_stop(publisher)
     relay._delete_published_if_possible()
@@ -155,12 +157,7 @@ def test_a_stopping_pipelined_relay_deletes_the_batches_already_confirmed():
 
 
 def test_a_stopping_relay_after_a_nack_deletes_nothing_in_flight():
-    pool, publisher = Pool(), UnconfirmedPublisher()
-    relay = Relay(pool, "amqp://unused", "test", in_flight=8)
-    relay.declared.add("things.events")
-    for n in (1, 2):
-        pool.outbox.append(row(n))
-        relay.publish_batch(publisher, None)
+    pool, publisher, relay = pipelined_with_batches_in_flight(1, 2)
     publisher.through, publisher.nacked = 2, True
     relay._settle_before_stop(publisher)
     relay._delete_published_if_possible()
