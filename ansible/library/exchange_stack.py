@@ -185,17 +185,20 @@ def queues_of_the_wrong_type(listing: str, queue_type: str) -> list[dict]:
     return wrong
 
 
-def migrate_queues(settings) -> list[dict]:
+def migrate_queues(settings, names: set[str] | None = None) -> list[dict]:
     """Delete every queue of the wrong type (queues_of_the_wrong_type) that no
     process consumes: the new version declares and binds it again when it
     starts (or on its next reconnection). Refuses while an older process
     still consumes one (it would declare it again with the old type): its
-    service must be stopped in every zone first (docs/operations.md)."""
+    service must be stopped in every zone first (docs/operations.md).
+    ``names``: only these queues (a test's own, in a vhost others use)."""
     from stack import servers
     vhost = settings["EXCHANGE_RABBITMQ_VHOST"]
     listing = servers.rabbitmqctl(settings, "list_queues", "-p", vhost, "--no-table-headers", "--quiet",
                                   *QUEUE_COLUMNS)
-    wrong = queues_of_the_wrong_type(listing, settings.get("EXCHANGE_RABBITMQ_QUEUE_TYPE") or "classic")
+    wrong = [q for q in queues_of_the_wrong_type(listing, settings.get("EXCHANGE_RABBITMQ_QUEUE_TYPE")
+                                                 or "classic")
+             if names is None or q["name"] in names]
     consumed = [q for q in wrong if q["consumers"]]
     if consumed:
         queue = consumed[0]
@@ -205,7 +208,9 @@ def migrate_queues(settings) -> list[dict]:
             "process(es) of the older version consume it: stop that service in every zone, then run "
             "the play again (docs/operations.md, 'Rolling upgrade', one-off steps)")
     for queue in wrong:
-        servers.rabbitmqctl(settings, "delete_queue", "-p", vhost, queue["name"])
+        # --if-unused: a process that started consuming it since the listing
+        # keeps it (the broker refuses; the play stops and is run again).
+        servers.rabbitmqctl(settings, "delete_queue", "-p", vhost, queue["name"], "--if-unused")
     return wrong
 
 

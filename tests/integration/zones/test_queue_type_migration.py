@@ -8,7 +8,9 @@ answered nothing: a redeploy onto an older deployment hung. Checked here: the
 refusal itself, that the step refuses (naming the queue) while a process of
 the old version still consumes the queue, that it deletes the idle queue so
 the quorum declaration succeeds, and that a second run changes nothing.
-A unique queue name of the same shape keeps other runs' queues out of it.
+A unique queue name of the same shape, and the step limited to it, keep
+the other queues of the shared test vhost (other tests' services, classic
+locally) out of it.
 """
 import importlib.util
 import uuid
@@ -58,13 +60,13 @@ def test_a_classic_queue_the_new_code_declares_quorum_is_deleted_when_idle(conne
         consumer_channel = connection.channel()
         tag = consumer_channel.basic_consume(name, callback=lambda message: None)
         with pytest.raises(RuntimeError, match=name):
-            exchange_stack.migrate_queues(quorum_settings)
+            exchange_stack.migrate_queues(quorum_settings, {name})
         consumer_channel.basic_cancel(tag)
         consumer_channel.close()
 
-        deleted = exchange_stack.migrate_queues(quorum_settings)
+        deleted = exchange_stack.migrate_queues(quorum_settings, {name})
         assert ours(deleted, name) == [{"name": name, "type": "classic", "consumers": 0, "messages": 1}]
         new(connection.channel()).declare()
-        assert ours(exchange_stack.migrate_queues(quorum_settings), name) == []
+        assert ours(exchange_stack.migrate_queues(quorum_settings, {name}), name) == []
     finally:
         connection.channel().queue_delete(name)
