@@ -43,7 +43,14 @@ def test_flood_gets_429_then_418_while_others_are_served(settings):
     assert refused is not None, statuses
     assert refused.json()["code"] == -1003
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
-    assert used == sorted(used) or used[-1] < used[0]   # one window, or a new minute began
+    # The header is this IP's weight this minute as the serving gateway
+    # process sees it: a multiple of the call's weight; it starts again at
+    # most once (a new minute began during the flood: CI saw 250 .. 3,000,
+    # then 250 .. 6,000), and two processes within their sync second may
+    # show a value twice (gateway/ratelimit.py, SYNC_S).
+    step = min(used)
+    assert all(u % step == 0 for u in used), used
+    assert sum(1 for a, b in zip(used, used[1:]) if b < a and b <= 2 * step) <= 1, used
     assert ccxt_refusals is not None, statuses
     banned = ccxt_refusals
     assert banned.json()["code"] == -1003 and int(banned.headers["Retry-After"]) >= 1
