@@ -153,12 +153,14 @@ def drill(traders, zone: str) -> None:
 
 
 # One process of each kind: the gateway, services (matching runs the active
-# engine), the zone's HAProxy, RabbitMQ node and Memcached, all in the zone of
-# an active engine and restarted by its supervisord; and PostgreSQL's
-# postmaster on the leader, restarted by Patroni (its supervisor: supervisord
-# runs Patroni, which runs PostgreSQL).
+# engine), the zone's HAProxy, RabbitMQ node, Memcached, Cassandra node,
+# Keycloak node, etcd member and Patroni, all in the zone of an active engine
+# and restarted by its supervisord; and PostgreSQL's postmaster on the
+# leader, restarted by Patroni (its supervisor: supervisord runs Patroni,
+# which runs PostgreSQL).
 KILLED = ["gateway", "service-orders", "service-matching", "service-wallets", "service-users",
-          "haproxy", "rabbitmq", "memcached", "postgresql"]
+          "service-marketdata", "service-registry", "haproxy", "rabbitmq", "memcached",
+          "cassandra", "keycloak", "etcd", "patroni", "postgresql"]
 
 
 def postmaster_pid(zone: str) -> int | None:
@@ -181,7 +183,10 @@ def test_a_process_killed_hard_is_restarted_and_clients_only_retry(traders, prog
             again = postmaster_pid(zone)
             return again not in (None, pid) and kit.patroni_healthy()
     else:
-        zone = (kit.active_engine_zones() or ["zone-a"])[0]
+        # The active engine's zone, or the first that runs the program
+        # (Keycloak runs in two zones of three).
+        zone = next(z for z in kit.active_engine_zones() + list(kit.ADDRESSES)
+                    if program in kit.programs(z))
         state, pid = kit.programs(zone)[program]
         assert state == "RUNNING" and pid
 
