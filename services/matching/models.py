@@ -545,6 +545,23 @@ EVENT_FIELDS = {
 }
 
 
+def refused_until_placed(events: list) -> bool:
+    """Whether a command's events refuse it only because its order is not on
+    the book: a cancel or an amend rejected ``UNKNOWN_ORDER``.
+
+    Such a refusal is not final for delivery. A publisher that resends from
+    its first unconfirmed message (the orders relay after a nack) can deliver
+    the cancel of an order before the order's place, and then both again: a
+    host that deduplicates by command id must apply the later copy instead of
+    skipping it as seen, or the order the user cancelled rests on the book.
+    Applying a copy again is safe: the order is either still unknown (refused
+    again) or now open, which is the state the command was sent against. The
+    journal keeps every copy in order, so a replay gives the same events."""
+    return (len(events) == 1 and events[0][0] == COMMAND_REJECTED
+            and events[0][2] in ("cancel_order", "amend_order")
+            and events[0][5] == Reason.UNKNOWN_ORDER)
+
+
 def event_to_dict(event: tuple, market: str) -> dict:
     """The wire form of one event tuple (ints stay ints: ticks, lots, units)."""
     kind = event[0]

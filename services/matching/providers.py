@@ -15,7 +15,10 @@ are the messages acknowledged. So:
 * a crash before the commit loses nothing: the messages are redelivered and
   the next engine rebuilds its state from the journal;
 * a crash after the commit but before the ack redelivers commands that the
-  journal already holds, and they are skipped;
+  journal already holds, and they are skipped -- except a cancel or an amend
+  refused because its order was not on the book: a nack can deliver it
+  before its order's place, so a later copy is applied again (its journal row
+  carries ``<command id>#<seq>``, models.refused_until_placed);
 * a stale engine cannot write: the journal's primary key (market, seq)
   rejects a second writer of the same sequence number, and the loser rebuilds.
 """
@@ -37,7 +40,7 @@ from services.common.outbox import COMMANDS_EXCHANGE, enqueue_many
 from services.common.postgres import make_pool
 
 from .engine import MatchingEngine
-from .models import InvalidCommand, MarketConfig, command_from_dict
+from .models import InvalidCommand, MarketConfig, command_from_dict, refused_until_placed
 from .wire import MalformedCommandMessage, batch_messages, commands_of
 
 log = logging.getLogger(__name__)
@@ -190,13 +193,20 @@ class MarketHost:
                 for command_id, body in batch:
                     if command_id in seen:
                         continue
-                    seen.add(command_id)
                     try:
                         command = command_from_dict(body["command"])
                     except (InvalidCommand, KeyError, TypeError):
+                        seen.add(command_id)
                         log.error("%s: dropping malformed command %s: %r", market, command_id, body)
                         continue
-                    events.extend(engine.apply(command))
+                    outcome = engine.apply(command)
+                    events.extend(outcome)
+                    if refused_until_placed(outcome):
+                        # Its order is not on the book (yet): a later copy is
+                        # applied again, so this row's id is one no copy matches.
+                        command_id = f"{command_id}#{engine.seq}"
+                    else:
+                        seen.add(command_id)
                     journal.append((engine.seq, command_id, body["command"]))
                 if journal:
                     seqs = [seq for seq, _, _ in journal]
