@@ -255,8 +255,16 @@ def _epmd_process(settings: Settings) -> Process:
 
 
 def _rabbit_process(settings: Settings) -> Process:
+    """The node. RUNNING_UNDER_SYSTEMD (read by rabbitmq-server only) makes the
+    script exec the Erlang VM instead of running it as a child and waiting, so
+    the recorded pid is beam.smp's: a kill -9 of it kills the node. Without it
+    the pid was the shell's, and a kill -9 left the node running orphaned,
+    holding its ports, invisible to `make status` and `make down` (the zones'
+    supervisord had the same fault: ansible/roles/rabbitmq). A SIGTERM (`make
+    down`) stops the VM gracefully itself."""
     server = _binary("/usr/lib/rabbitmq/bin/rabbitmq-server", package="rabbitmq-server")
-    return _proc(settings, "rabbitmq", [server], env=_rabbit_env(settings),
+    return _proc(settings, "rabbitmq", [server],
+                 env={**_rabbit_env(settings), "RUNNING_UNDER_SYSTEMD": "true"},
                  cwd=run_dir(settings, "rabbitmq"))
 
 
