@@ -755,9 +755,10 @@ def main() -> int:
     parser.add_argument("--synthetic", type=float, metavar="PER_S",
                         help="no orders: emit PER_S trade batches and depth diffs a second "
                              "straight into the gateways' message queue (the fan-out alone)")
-    parser.add_argument("--gateway-nice", type=int, default=0, metavar="N",
-                        help="start the bench's gateways at this CPU niceness (e.g. -5: "
-                             "what a push loses to waiting for a core; needs root)")
+    parser.add_argument("--gateway-nice", type=int, default=None, metavar="N",
+                        help="start the bench's gateways at this CPU niceness (their "
+                             "sessions' too; below 0 needs root); default: the stack's "
+                             "gateway's (stack/proc.py CPU_NICE, EXCHANGE_CPU_NICE)")
     parser.add_argument("--client-nice", type=int, default=0, metavar="N",
                         help="the same for the client processes (the traders' side, which "
                              "in production is not on this machine)")
@@ -765,6 +766,10 @@ def main() -> int:
                         help="record each gateway with py-spy during the timed window "
                              "(flame graphs DIR/push-gateway-<n>.svg)")
     args = parser.parse_args()
+    if args.gateway_nice is None:
+        # The bench's gateways are the product's: the same CPU share as `make up` gives its own.
+        from stack.proc import cpu_nice
+        args.gateway_nice = cpu_nice("gateway")
 
     from nameko.standalone.rpc import ClusterRpcProxy
 
