@@ -478,44 +478,77 @@ def order_of(trader: Trader, client_order_id: str) -> dict | None:
             return None
 
 
-def stored_orders(run_id: str) -> dict[str, list[str]]:
-    """client order id -> the order ids stored under it, for one load's run."""
+def stored_orders(run_id: str, query=None) -> dict[str, list[str]]:
+    """client order id -> the order ids stored under it, for one load's run.
+    ``query``: SQL -> psql's lines (``psql`` on zone-a unless given)."""
+    query = query or psql
     stored: dict[str, list[str]] = {}
-    for line in psql(f"SELECT client_order_id, order_id FROM orders WHERE client_order_id LIKE 'zd-{run_id}-%'"):
+    for line in query(f"SELECT client_order_id, order_id FROM orders WHERE client_order_id LIKE 'zd-{run_id}-%'"):
         client_order_id, _, order_id = line.partition("|")
         stored.setdefault(client_order_id, []).append(order_id)
     return stored
 
 
-def holds_of(order_ids: list[str]) -> dict[str, int]:
-    """order id -> how many hold transactions the ledger has for it (one
-    each: wallets' idempotency key ``hold:order:<id>``)."""
-    if not order_ids:
-        return {}
-    keys = ",".join(f"'hold:order:{int(i)}'" for i in order_ids)
-    counts = {i: 0 for i in order_ids}
-    for line in psql(f"SELECT idempotency_key, count(*) FROM wallets.transactions "
-                     f"WHERE idempotency_key IN ({keys}) GROUP BY idempotency_key"):
-        key, _, count = line.partition("|")
-        counts[key.removeprefix("hold:order:")] = int(count)
-    return counts
+def acknowledged_not_kept_once(load: OrderLoad, query=None) -> list[str]:
+    """Every acknowledged order kept exactly once with its hold, checked in
+    the database; what is wrong, one line each. Not counts per key: the
+    unique (user_id, client_order_id) and the ledger's unique idempotency key
+    make each such count 1 whatever happens. So, as sets:
 
+    * each acknowledged client order id has its order (none: lost), the one
+      the 201 named;
+    * the traders' orders are exactly those acknowledged or given up on: an
+      order placed twice is one more order of these users, under whatever
+      client order id (one of another run's load, ``zd-<run>-``, is that
+      run's);
+    * these orders' hold keys are exactly ``hold:order:<id>`` of each (one
+      missing: no hold). A hold moved twice cannot share its key; money
+      moved twice is what ``audit()`` (hold_without_order, conservation)
+      finds.
 
-def acknowledged_not_kept_once(load: OrderLoad) -> list[str]:
-    """Every acknowledged order, checked in the database: exactly one order
-    under its client order id (the one the 201 named, when it named one),
-    with exactly one hold. What is wrong, one line per order."""
-    stored = stored_orders(load.run_id)
+    ``query``: SQL -> psql's lines (``psql`` on zone-a unless given)."""
+    query = query or psql
+    users = ",".join(f"'{trader.user_id}'" for trader in (load.buyer, load.seller))
+    mine, other_runs = f"zd-{load.run_id}-", "zd-"
+    orders: dict[str, list[str]] = {}
+    extra = []
+    for line in query(f"SELECT order_id, coalesce(client_order_id, '') FROM orders "
+                      f"WHERE user_id IN ({users}) ORDER BY order_id"):
+        order_id, _, client_order_id = line.partition("|")
+        if client_order_id.startswith(mine):
+            orders.setdefault(client_order_id, []).append(order_id)
+        elif not client_order_id.startswith(other_runs):
+            extra.append(f"order {order_id} ({client_order_id or 'no client order id'}): "
+                         "stored, never acknowledged")
     wrong = []
+    acknowledged = set()
     for _, client_order_id, order_id in load.acks:
-        found = stored.get(client_order_id, [])
+        acknowledged.add(client_order_id)
+        found = orders.get(client_order_id, [])
         if len(found) != 1:
             wrong.append(f"{client_order_id}: stored {len(found)} times")
         elif order_id is not None and str(order_id) != found[0]:
             wrong.append(f"{client_order_id}: acknowledged as order {order_id}, stored as {found[0]}")
-    kept = [found[0] for _, coid, _ in load.acks if len(found := stored.get(coid, [])) == 1]
-    wrong += [f"order {i}: {n} holds" for i, n in holds_of(kept).items() if n != 1]
+    given_up = set(load.given_up)
+    for client_order_id, found in sorted(orders.items()):
+        if client_order_id not in acknowledged | given_up:
+            extra += [f"order {i} ({client_order_id}): stored, never acknowledged" for i in found]
+    ids = [i for found in orders.values() for i in found]
+    expected = {f"hold:order:{int(i)}" for i in ids}
+    held = set(holds_of(ids, query))
+    wrong += extra
+    wrong += [f"order {key.removeprefix('hold:order:')}: no hold" for key in sorted(expected - held)]
     return wrong
+
+
+def holds_of(order_ids: list[str], query=None) -> list[str]:
+    """The hold keys (wallets' idempotency key ``hold:order:<id>``) the
+    ledger has for these orders."""
+    if not order_ids:
+        return []
+    keys = ",".join(f"'hold:order:{int(i)}'" for i in order_ids)
+    return (query or psql)(f"SELECT idempotency_key FROM wallets.transactions "
+                           f"WHERE idempotency_key IN ({keys})")
 
 
 def given_up_outcomes(load: OrderLoad) -> list[str]:
@@ -524,14 +557,22 @@ def given_up_outcomes(load: OrderLoad) -> list[str]:
     return [f"{coid}: {'placed' if stored.get(coid) else 'not placed'}" for coid in load.given_up]
 
 
-def settlement_counts() -> tuple[int, int]:
-    """(trades of the market executed, trades of the market settled in the
-    ledger): equal once settlement has caught up; a trade settled twice, or
-    not at all, makes them differ."""
-    executed = psql(f"SELECT count(DISTINCT trade_id) FROM order_fills WHERE market = '{MARKET}'")
-    settled = psql("SELECT count(*) FROM wallets.transactions WHERE type = 'trade' "
-                   f"AND idempotency_key LIKE 'trade:{MARKET}:%'")
-    return int(executed[0]), int(settled[0])
+def settlement_differences(query=None, market: str = MARKET) -> list[str]:
+    """The market's trades executed (orders' fills) and settled (the
+    ledger's trade transactions, key ``trade:<market>:<trade id>``) as sets:
+    what is in one and not the other, one line each; empty once settlement
+    has caught up. Not counts: a trade settled twice under its one key
+    cannot be, and two sets of equal size may still differ (one lost, one
+    settled that was never executed). Money moved twice is what ``audit()``
+    finds. ``query``: SQL -> psql's lines (``psql`` on zone-a unless given)."""
+    query = query or psql
+    prefix = f"trade:{market}:"
+    executed = set(query(f"SELECT DISTINCT trade_id FROM order_fills WHERE market = '{market}'"))
+    settled = {key.removeprefix(prefix) for key in query(
+        "SELECT idempotency_key FROM wallets.transactions WHERE type = 'trade' "
+        f"AND starts_with(idempotency_key, '{prefix}')")}
+    return ([f"trade {t}: executed, not settled" for t in sorted(executed - settled)]
+            + [f"trade {t}: settled, never executed" for t in sorted(settled - executed)])
 
 
 def psql(sql: str, zone: str = "zone-a") -> list[str]:
