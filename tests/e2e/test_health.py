@@ -46,10 +46,12 @@ def test_a_dead_cache_degrades_health_but_the_exchange_stays_up(settings, memcac
     assert "DOWN" in line
 
 
-def test_a_taken_port_stops_up_with_one_line(settings):
+def test_a_taken_port_stops_up_with_one_line(settings, test_run_dir):
     taken = settings["EXCHANGE_POSTGRES_PORT"]
-    # A second stack in its own run directory: the running stack holds its ports.
-    scratch = settings.run_dir / "scratch-port-test"
+    # A second stack in its own run directory: the running stack holds its
+    # ports. Under the run's own directory (test_run_dir): two runs in
+    # namespaces of their own must not remove each other's scratch stack.
+    scratch = test_run_dir / "scratch-port-test"
     try:
         result = stack_cli("up", env={"EXCHANGE_RUN_DIR": str(scratch)})
     finally:
