@@ -195,32 +195,56 @@ class MatchingEvents(BatchConsumerProvider):
                 amends.append((update["price"], update["quantity"], *key))
         with self.pool.connection() as conn, conn.transaction():
             if fills:
-                # Ends that came before these fills (see _finish): finished
-                # below if the fills are what they waited for.
-                for order_id, *end in conn.execute(PENDING_ENDS,
-                                                   ([f["order_id"] for f in fills],)):
-                    finishing.setdefault(order_id, ((order_id, end[0], end[1]), *end[2:]))
-            # Locks in the one order (docs/order-flow.md, "Lock order"): the
-            # ending orders' accounts before the fills and amends lock any
-            # order row (an amend that holds its order and waits for the
-            # account would otherwise deadlock with us), then every order row
-            # of the batch in id order (the fills' UPDATE locks in join
-            # order, the amends in event order: against an acceptance batch
-            # locking the same orders in id order, a deadlock).
-            accounts_locked = bool(finishing) and bool(fills or amends)
+                self._apply_fills(conn, fills, amends, finishing)
+                return
+            # No fills: locks in the one order (docs/order-flow.md, "Lock
+            # order"): the ending orders' accounts before the amends lock
+            # any order row (an amend that holds its order and waits for the
+            # account would otherwise deadlock with us), then the order rows
+            # in id order (the amends lock in event order: against an
+            # acceptance batch locking the same orders in id order, a
+            # deadlock).
+            accounts_locked = bool(finishing) and bool(amends)
             if accounts_locked:
                 conn.execute(LOCK_HOLD_ACCOUNTS, (sorted(finishing),))
-            touched = {f["order_id"] for f in fills} | {a[2] for a in amends}
+            touched = {a[2] for a in amends}
             if len(touched) > 1 or (touched and accounts_locked):
                 conn.execute(LOCK_ORDER_ROWS, (sorted(touched | set(finishing)),))
-            # Fills before ends: an end of this delivery counts them.
-            if fills:
-                conn.execute(APPLY_FILLS, (Jsonb(fills),))
             for amend in amends:
                 conn.execute(APPLY_AMEND, amend)
             if finishing:
                 self._finish(conn, [finishing[order_id] for order_id in sorted(finishing)],
                              accounts_locked)
+
+    def _apply_fills(self, conn, fills, amends, finishing) -> None:
+        """A delivery with fills, in its transaction: ONE statement
+        (FILLS_AND_ENDS) reads the ends that waited for these fills, locks
+        the accounts of every ending order (the delivery's and the waiting
+        ones) and then every order row of the delivery in id order
+        (docs/order-flow.md, "Lock order"), applies the fills, and returns
+        the ending orders still open with their amounts after the fills;
+        then the amends (rows locked already) and the ends (_finish, which
+        locks nothing more). Fills before ends: an end of this delivery
+        counts them."""
+        touched = {f["order_id"] for f in fills} | {a[2] for a in amends}
+        rows = conn.execute(FILLS_AND_ENDS, {
+            "fills": Jsonb(fills), "filled": sorted({f["order_id"] for f in fills}),
+            "ending": sorted(finishing), "touched": sorted(touched)}).fetchall()
+        open_rows = []
+        for *order, end_status, end_reason, end_filled, end_market, end_user in rows:
+            order_id = order[0]
+            if end_status is not None:
+                # An end that came before these fills (see _finish): one of
+                # this delivery's own ends goes first.
+                finishing.setdefault(order_id, ((order_id, end_market, end_user), end_status,
+                                                end_reason, end_filled))
+            if order_id in finishing:
+                open_rows.append(tuple(order))
+        for amend in amends:
+            conn.execute(APPLY_AMEND, amend)
+        if finishing:
+            self._finish(conn, [finishing[order_id] for order_id in sorted(finishing)],
+                         accounts_locked=True, rows=open_rows)
 
     @staticmethod
     def _fills(body) -> list[dict]:
@@ -235,7 +259,8 @@ class MatchingEvents(BatchConsumerProvider):
                 for order_id, user, is_maker in trade.sides()]
 
     @staticmethod
-    def _finish(conn, ends: list[tuple], accounts_locked: bool = False) -> None:
+    def _finish(conn, ends: list[tuple], accounts_locked: bool = False,
+                rows: list[tuple] | None = None) -> None:
         """The orders that ended (``(key, status, reason, filled)``, key =
         (order_id, market, user), in order id order; ``filled`` the engine's
         cumulative filled quantity at the end, None if not known): each still
@@ -244,14 +269,16 @@ class MatchingEvents(BatchConsumerProvider):
         came before a fill of it (a batch republished after a later one):
         it waits in pending_order_ends, unfinished and unreleased, for the
         fill (``_apply``). ``accounts_locked``: their accounts are locked
-        already."""
+        already; ``rows``: the still open ones among them, locked and read
+        already (OPEN_ENDING_ORDERS' columns, FILLS_AND_ENDS)."""
         # Settlement locks accounts in id order; the releases below must
         # too, or the two deadlock. The accounts first, then the orders, in
         # one statement (one round trip) unless they are locked already.
         wanted = {key: (status, reason, filled) for key, status, reason, filled in ends}
         ids = [key[0] for key in wanted]
-        rows = (conn.execute(LOCK_OPEN_ORDERS, (ids,)) if accounts_locked
-                else conn.execute(LOCK_ENDING_ORDERS, (ids, ids))).fetchall()
+        if rows is None:
+            rows = (conn.execute(LOCK_OPEN_ORDERS, (ids,)) if accounts_locked
+                    else conn.execute(LOCK_ENDING_ORDERS, (ids, ids))).fetchall()
         finals, releases, waiting = [], [], []
         for order_id, market, user, side, asset, hold, filled_quantity, filled_quote in rows:
             ending = wanted.get((order_id, market, user))
@@ -305,34 +332,84 @@ LOCK_ENDING_ORDERS = (f"WITH accounts AS MATERIALIZED ({LOCK_HOLD_ACCOUNTS})"
                       + OPEN_ENDING_ORDERS
                       + " AND (SELECT count(*) FROM accounts) = 1 ORDER BY o.order_id FOR UPDATE")
 
-# The batch's fills (a JSON array of order_fills rows plus each order's user)
-# in two statements: each fill once (a redelivered trade inserts nothing), then
-# every order's filled amounts raised by what it got in this batch.
-APPLY_FILLS = """
-WITH batch AS (
-    SELECT * FROM jsonb_to_recordset(%s) AS f(trade_id text, market text, price numeric,
-        quantity numeric, quote_quantity numeric, is_maker boolean, executed_at bigint,
-        order_id bigint, user_id text)
+# A delivery with fills in ONE statement (one round trip where it cost four,
+# six with ends: the waiting ends' read, the accounts' lock, the order rows'
+# lock, the fills, the ending orders' read). In this order, each step forced
+# to finish before the next by the MATERIALIZED CTE it waits for:
+# 1. ``pending``: the ends that waited for a fill of these orders (migration
+#    013);
+# 2. ``accounts``: the accounts of every ending order (the delivery's own
+#    ends and those waiting) locked through wallets' declared function, in
+#    id order as settlement locks them, and only if there is one;
+# 3. ``locked``: then every order row of the delivery (fills, amends, ends),
+#    FOR UPDATE in id order (docs/order-flow.md, "Lock order"), read at its
+#    latest version;
+# 4. the fills once each (a redelivered trade inserts nothing) and every
+#    order's filled amounts raised by what it got in this delivery (its row
+#    is locked already);
+# 5. the ending orders still open after the fills, with their amounts after
+#    them and the waiting end, if any: ``(order_id, market, user_id, side,
+#    hold_asset, hold_amount, filled_quantity, filled_quote, end_status,
+#    end_reason, end_filled, end_market, end_user)``.
+# Parameters: fills (JSON array of order_fills rows plus each order's user),
+# filled (their order ids), ending (the delivery's ending order ids), touched
+# (the order ids of its fills and amends).
+FILLS_AND_ENDS = """
+WITH pending AS MATERIALIZED (
+    SELECT order_id, market, user_id, status, reason, filled_quantity
+      FROM pending_order_ends WHERE order_id = ANY(%(filled)s::bigint[])
+), ending AS MATERIALIZED (
+    SELECT unnest(%(ending)s::bigint[]) AS order_id
+     UNION
+    SELECT order_id FROM pending
+), accounts AS MATERIALIZED (
+    SELECT wallets.lock_user_accounts(array_agg(user_id), array_agg(hold_asset))
+      FROM orders WHERE order_id = ANY(ARRAY(SELECT order_id FROM ending))
+    HAVING count(*) > 0
+), locked AS MATERIALIZED (
+    SELECT order_id, market, user_id, side, hold_asset, hold_amount, filled_quantity,
+           filled_quote, status
+      FROM orders
+     WHERE order_id = ANY(%(touched)s::bigint[] || ARRAY(SELECT order_id FROM ending))
+       AND (SELECT count(*) FROM accounts) >= 0
+     ORDER BY order_id FOR UPDATE
+), batch AS (
+    SELECT * FROM jsonb_to_recordset(%(fills)s) AS f(trade_id text, market text,
+        price numeric, quantity numeric, quote_quantity numeric, is_maker boolean,
+        executed_at bigint, order_id bigint, user_id text)
+     WHERE (SELECT count(*) FROM locked) >= 0
 ), filled AS (
     INSERT INTO order_fills (trade_id, order_id, market, price, quantity, quote_quantity,
                              is_maker, executed_at)
     SELECT b.trade_id, o.order_id, b.market, b.price, b.quantity, b.quote_quantity,
            b.is_maker, b.executed_at
-      FROM batch b JOIN orders o
+      FROM batch b JOIN locked o
         ON o.order_id = b.order_id AND o.market = b.market AND o.user_id = b.user_id
     ON CONFLICT DO NOTHING
     RETURNING order_id, quantity, quote_quantity
 ), per_order AS (
     SELECT order_id, sum(quantity) AS quantity, sum(quote_quantity) AS quote_quantity
       FROM filled GROUP BY order_id
+), updated AS (
+    UPDATE orders o
+       SET filled_quantity = o.filled_quantity + f.quantity,
+           filled_quote = o.filled_quote + f.quote_quantity,
+           updated_at = now(),
+           status = CASE WHEN o.status = 'new' THEN 'partially_filled' ELSE o.status END
+      FROM per_order f
+     WHERE o.order_id = f.order_id
+    RETURNING o.order_id, o.filled_quantity, o.filled_quote, o.status
 )
-UPDATE orders o
-   SET filled_quantity = o.filled_quantity + f.quantity,
-       filled_quote = o.filled_quote + f.quote_quantity,
-       updated_at = now(),
-       status = CASE WHEN o.status = 'new' THEN 'partially_filled' ELSE o.status END
-  FROM per_order f
- WHERE o.order_id = f.order_id
+SELECT l.order_id, l.market, l.user_id, l.side, l.hold_asset, l.hold_amount,
+       coalesce(u.filled_quantity, l.filled_quantity),
+       coalesce(u.filled_quote, l.filled_quote),
+       p.status, p.reason, p.filled_quantity, p.market, p.user_id
+  FROM locked l
+  LEFT JOIN updated u ON u.order_id = l.order_id
+  LEFT JOIN pending p ON p.order_id = l.order_id
+ WHERE l.order_id = ANY(ARRAY(SELECT order_id FROM ending))
+   AND coalesce(u.status, l.status) IN ('new', 'partially_filled')
+ ORDER BY l.order_id
 """
 
 APPLY_AMEND = ("UPDATE orders SET price = %s, quantity = %s, updated_at = now() "
@@ -355,11 +432,6 @@ UPDATE orders o
  WHERE o.order_id = f.order_id
 """
 
-# The ends waiting for a fill of their orders (migration 013), among the
-# orders of a delivery's fills: ``(order_id, market, user_id, status, reason,
-# filled_quantity)``.
-PENDING_ENDS = ("SELECT order_id, market, user_id, status, reason, filled_quantity "
-                "FROM pending_order_ends WHERE order_id = ANY(%s)")
 # Ends that came before a fill of their order: kept until it comes (a
 # redelivered end is the same end).
 WAIT_FOR_FILLS = """
@@ -369,8 +441,8 @@ SELECT order_id, market, user_id, status, reason, filled_quantity
                                    reason text, filled_quantity numeric)
 ON CONFLICT (order_id) DO NOTHING
 """
-# Every order row a delivery touches, locked once in id order (docs/order-flow.md,
-# "Lock order"), after the accounts.
+# Every order row of a delivery without fills (amends, ends), locked once in
+# id order (docs/order-flow.md, "Lock order"), after the accounts.
 LOCK_ORDER_ROWS = ("SELECT 1 FROM orders WHERE order_id = ANY(%s) "
                    "ORDER BY order_id FOR UPDATE")
 

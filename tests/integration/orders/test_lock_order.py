@@ -112,6 +112,64 @@ def test_the_events_consumer_locks_the_ending_orders_accounts_before_any_order(
     assert balance(exchange, user, "USDT") == (D("90"), D("10"))
 
 
+def test_a_delivery_with_fills_locks_its_ending_orders_accounts_before_any_order(
+        exchange, nameko_config, test_settings):
+    """A fill of one order and the end of another of the same user in one
+    delivery (the fills' one statement, FILLS_AND_ENDS): the ending order's
+    account before either order row."""
+    user = fund(exchange, {"USDT": "100"})
+    dsn = test_settings.postgres_dsn()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        filled, ending = (unseen_order(conn, user) for _ in range(2))
+    batch = [
+        taker_fill(filled, user, quantity="0.05", quote="5"),
+        ("order_updated", f"test-done-{uuid.uuid4()}",
+         {"event": "order_done", "status": "cancelled", "market": "BTC-USDT",
+          "order_id": ending, "user_id": user})]
+    with matching_events(nameko_config) as events, psycopg.connect(dsn) as settlement:
+        settlement.execute("SELECT id FROM wallets.accounts WHERE id = %s FOR UPDATE",
+                           (account_of(settlement, user),))
+        consumer = run_until_blocked_by(settlement, dsn, events.handle, batch, "the consumer")
+        free = order_rows_free(settlement, (filled, ending))
+        settlement.rollback()
+        consumer.wait()
+    assert free, "the consumer locked an order row before the ending order's account"
+    assert exchange.orders.get_order(user, filled)["filled_quantity"] == "0.05"
+    assert exchange.orders.get_order(user, ending)["status"] == "cancelled"
+    assert balance(exchange, user, "USDT") == (D("90"), D("10"))
+
+
+def test_a_fill_that_an_end_waited_for_locks_the_account_before_the_order(
+        exchange, nameko_config, test_settings):
+    """An end came before its order's fill and waits (pending_order_ends);
+    the delivery with the fill finishes the order and releases its leftover,
+    so it must take the account before the order row, although nothing in
+    the delivery itself is an end."""
+    user = fund(exchange, {"USDT": "100"})
+    dsn = test_settings.postgres_dsn()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        order_id = unseen_order(conn, user)
+    end = ("order_updated", f"test-done-{uuid.uuid4()}", {
+        "event": "order_done", "status": "cancelled", "reason": "USER_CANCEL",
+        "market": "BTC-USDT", "order_id": order_id, "user_id": user, "side": "buy",
+        "filled_quantity": "0.05", "remaining_quantity": "0.05"})
+    with matching_events(nameko_config) as events, psycopg.connect(dsn) as settlement:
+        events.handle([end])   # waits for the fill
+        settlement.execute("SELECT id FROM wallets.accounts WHERE id = %s FOR UPDATE",
+                           (account_of(settlement, user),))
+        consumer = run_until_blocked_by(settlement, dsn, events.handle,
+                                        [taker_fill(order_id, user, quantity="0.05", quote="5")],
+                                        "the consumer")
+        free = order_rows_free(settlement, (order_id,))
+        settlement.rollback()
+        consumer.wait()
+    assert free, "the consumer locked the order row before the waiting end's account"
+    order = exchange.orders.get_order(user, order_id)
+    assert (order["status"], order["filled_quantity"], order["released_amount"]) == (
+        "cancelled", "0.05", "5"), order
+    assert balance(exchange, user, "USDT") == (D("95"), D("5"))
+
+
 def test_the_events_consumer_locks_a_deliverys_order_rows_in_id_order(
         exchange, nameko_config, test_settings):
     """One delivery fills the later order and amends the earlier one: the
