@@ -109,9 +109,12 @@ def program(process, settings) -> dict:
     if process.user:
         import pwd
         env.setdefault("HOME", pwd.getpwnam(process.user).pw_dir)
+    from stack.proc import cpu_nice
+    # nice: the program's CPU niceness (stack/proc.py CPU_NICE; the gateway's
+    # below 0), applied by the supervisor program's command.
     return {"name": process.name, "argv": [str(a) for a in process.argv], "env": env,
             "cwd": str(process.cwd or settings.run_dir), "user": process.user or "root",
-            "log": str(process.log)}
+            "log": str(process.log), "nice": cpu_nice(process.name)}
 
 
 def find_server(name):
