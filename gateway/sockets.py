@@ -26,7 +26,7 @@ event ``{code, message, request}``, never a dropped connection):
   last_seq, changes: [{side, price, quantity}]}`` (quantity is the level's new
   total, "0" removes it; apply the changes in order). ``trades`` come as
   ``{market, trades: [...]}``; both go out as soon as they arrive, a busy
-  market's coalesced (one frame per market and stream per 50 ms on average,
+  market's coalesced (one frame per market and stream per 25 ms on average,
   up to 3 back to back after a quiet spell);
   both carry ``trace`` (ms stamps of each hop, for the bench). Apply a diff when ``first_seq <= held + 1 <=
   last_seq``; skip it when ``last_seq <= held``; otherwise there is a gap:
