@@ -297,16 +297,18 @@ class MatchingEvents(BatchConsumerProvider):
         if waiting:
             conn.execute(WAIT_FOR_FILLS, (Jsonb(waiting),))
         # Ends already final (a redelivery) found no open row: nothing again.
-        if finals:
-            conn.execute(FINISH_ORDERS, (Jsonb(finals),))
-        if releases:
+        if finals and releases:
+            # The ends and their releases in one statement (one round trip).
             owners, assets, amounts, refs = (list(column) for column in zip(*releases))
-            refused = conn.execute(RELEASE_FUNDS, (["release"] * len(releases), owners, assets,
-                                                   amounts, refs)).fetchall()
+            refused = conn.execute(FINISH_AND_RELEASE, (
+                Jsonb(finals), ["release"] * len(releases), owners, assets, amounts,
+                refs)).fetchall()
             if refused:
                 # Wallets refused a release (an order that spent more than it
                 # held): the whole batch fails, and handle() parks the event.
                 raise ReleaseRefused("; ".join(f"{code}: {text}" for code, text in refused))
+        elif finals:
+            conn.execute(FINISH_ORDERS, (Jsonb(finals),))
 
     def parked(self) -> int:
         with self.pool.connection() as conn:
@@ -452,6 +454,28 @@ LOCK_ORDER_ROWS = ("SELECT 1 FROM orders WHERE order_id = ANY(%s) "
 RELEASE_FUNDS = ("SELECT r.refusal_code, r.refusal "
                  "FROM wallets.move_funds_batch(%s, %s, %s, %s, %s) r "
                  "WHERE r.refusal_code IS NOT NULL")
+
+
+# The ended orders final (FINISH_ORDERS) and every leftover released
+# (RELEASE_FUNDS) in one statement: the refusals, if any. The two touch
+# different rows (orders', wallets'), locked already.
+FINISH_AND_RELEASE = """
+WITH f AS (
+    SELECT * FROM jsonb_to_recordset(%s) AS f(order_id bigint, status text, reason text,
+                                              released_amount numeric)
+), waited AS (
+    DELETE FROM pending_order_ends p USING f WHERE p.order_id = f.order_id
+), finished AS (
+    UPDATE orders o
+       SET status = f.status, reason = f.reason, released_amount = f.released_amount,
+           updated_at = now()
+      FROM f
+     WHERE o.order_id = f.order_id
+)
+SELECT r.refusal_code, r.refusal
+  FROM wallets.move_funds_batch(%s, %s, %s, %s, %s) r
+ WHERE r.refusal_code IS NOT NULL
+"""
 
 
 class ReleaseRefused(Exception):
