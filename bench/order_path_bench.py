@@ -693,7 +693,12 @@ def cost_snapshot(settings) -> dict | None:
         commits = conn.execute("SELECT xact_commit, xact_rollback FROM pg_stat_database "
                                "WHERE datid = %s", (dbid,)).fetchone()
         wal = conn.execute("SELECT wal_sync, wal_write, wal_records FROM pg_stat_wal").fetchone()
-    return {"statements": statements, "commits": commits, "wal": wal,
+    with servers.pg_admin_connect(settings, NAMESPACE) as conn:
+        # Row updates per table, and how many were HOT (no index entry written).
+        tables = {f"{row[0]}.{row[1]}": row[2:] for row in conn.execute(
+            "SELECT schemaname, relname, n_tup_ins, n_tup_upd, n_tup_hot_upd "
+            "FROM pg_stat_user_tables")}
+    return {"statements": statements, "commits": commits, "wal": wal, "tables": tables,
             "rabbit": rabbit_counters(settings, NAMESPACE)}
 
 
@@ -709,7 +714,9 @@ def cost_delta(before: dict, after: dict) -> dict:
         grown = count - before["rabbit"].get(key, 0)
         if grown > 0:
             queues[(key[0], key[1])] = queues.get((key[0], key[1]), 0) + grown
-    return {"statements": statements, "queues": queues,
+    tables = {name: [a - b for a, b in zip(counts, before.get("tables", {}).get(name, (0, 0, 0)))]
+              for name, counts in after.get("tables", {}).items()}
+    return {"statements": statements, "queues": queues, "tables": tables,
             "commits": [a - b for a, b in zip(after["commits"], before["commits"])],
             "wal": [a - b for a, b in zip(after["wal"], before["wal"])]}
 
@@ -741,6 +748,11 @@ def report_cost(cost: dict, requests: int, limit: int = 25) -> None:
             text = " ".join(query.split())[:110]
             print(f"    {calls / n:8.3f} {ms_total / n * 1e3:7.1f} {rows_n / n:8.2f} "
                   f"{ms_total / calls * 1e3:8.1f}  {text}")
+    print("  rows per request by table: inserted, updated, of the updates HOT (no index entry)")
+    for name, (ins, upd, hot) in sorted(cost.get("tables", {}).items(),
+                                        key=lambda kv: -(kv[1][0] + kv[1][1]))[:8]:
+        if ins or upd:
+            print(f"    {ins / n:7.3f} {upd / n:7.3f} {hot / n:7.3f}  {name}")
     print("  RabbitMQ messages per request: published (into the queue) / delivered (from it)")
     families = sorted({q for _, q in cost["queues"]},
                       key=lambda q: -(cost["queues"].get(("published", q), 0)
