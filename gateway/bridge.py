@@ -89,9 +89,9 @@ BALANCES_PER_MESSAGE = 20
 # (before session 9) the second of two engine batches 10 ms apart waited
 # 40 ms although the market was far from busy (bench/README.md, "Live push").
 # 25 ms since session 11: at 50 ms and 100 orders/s a batch waited for its
-# token p50 16-23 / p99 46-48 ms, at 25 ms p50 0-2 / p99 3-9 ms, for 0-45%
-# more frames and about 1% of a core more per gateway of 500 connections
-# (bench/README.md "Session 11 (helper P)").
+# token up to p99 34-47 ms, at 25 ms p99 2-9 ms, for 0-45% more frames and
+# about 1% of a core more per gateway of 500 connections (bench/README.md
+# "Session 11 (helper P)").
 PUSH_EVERY = 0.025
 PUSH_BURST = 3
 DISCONNECT_USER = "__disconnect_user__"
