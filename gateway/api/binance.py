@@ -63,6 +63,10 @@ INTERVALS = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")   # marketdata's
 RESP_TYPES = ("ACK", "RESULT", "FULL")
 STP_MODES = ("NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH")
 MAX_HISTORY_PAGES = 10
+# /klines: calls to marketdata per request and buckets per call after the first
+# (1000 x 1m = 16.7 h; 8 calls reach back 5.5 days of 1m, 333 days of 1h).
+KLINE_PAGES, KLINE_PAGE_BUCKETS = 8, 1000
+KLINES_EARLIEST_MS = 946_684_800_000     # marketdata's earliest time (2000-01-01)
 POLL_S = (0.005, 0.01, 0.02, 0.03, 0.05)
 # Engine refusals that Binance reports as an order that expired unfilled.
 EXPIRED_REJECTIONS = {"FOK_NOT_FILLABLE", "NO_LIQUIDITY"}
@@ -286,12 +290,45 @@ def klines():
     limit = limit_param(500, 1000)
     start, end = int_param("startTime"), int_param("endTime")
     with rpc() as services:
-        page = services.marketdata.get_candles(market.symbol, interval, start,
-                                               None if end is None else end + 1, limit)
-    step = page["interval_ms"]
+        rows, step = _candles(services, market.symbol, interval, start, end, limit)
     return ok([[row[0], fmt(row[1]), fmt(row[2]), fmt(row[3]), fmt(row[4]), fmt(row[5]),
                 row[0] + step - 1, fmt(row[6]), row[7], fmt(0), fmt(0), "0"]
-               for row in page["candles"][:limit]])
+               for row in rows])
+
+
+def _candles(services, symbol: str, interval: str, start: int | None, end: int | None,
+             limit: int) -> tuple[list, int]:
+    """Up to ``limit`` klines: the first ones from ``startTime`` on, or else
+    the last ones up to ``endTime`` (or now), as Binance counts them.
+
+    marketdata's ``limit`` counts buckets of time and leaves the empty ones
+    out, so one call over ``limit`` buckets can return fewer klines, or none,
+    while later (earlier) ones exist: a bot paging with ``since`` (ccxt's
+    fetch_ohlcv) took an empty answer for the end of the data and stopped
+    (tests/e2e/gateway/test_partner_klines.py). The first call asks for
+    ``limit`` buckets as before (a busy market: one call); while klines are
+    missing it goes on over the next (previous) ``KLINE_PAGE_BUCKETS``
+    buckets, at most ``KLINE_PAGES`` calls in all."""
+    stop = now_ms() + 1 if end is None else end + 1
+    if start is not None and end is None and start >= stop:
+        return [], 0                                      # from the future on: none yet
+    rows: list = []
+    buckets, cursor = limit, start
+    step = 0
+    for _ in range(KLINE_PAGES):
+        if start is not None:
+            page = services.marketdata.get_candles(symbol, interval, cursor, stop, buckets)
+            rows.extend(page["candles"])
+            cursor, exhausted = page["end"], page["end"] >= stop
+        else:
+            page = services.marketdata.get_candles(symbol, interval, None, stop, buckets)
+            rows[:0] = page["candles"]
+            stop, exhausted = page["start"], page["start"] <= KLINES_EARLIEST_MS
+        step = page["interval_ms"]
+        if len(rows) >= limit or exhausted:
+            break
+        buckets = KLINE_PAGE_BUCKETS
+    return (rows[:limit] if start is not None else rows[-limit:]), step
 
 
 def _ticker_weight() -> int:
