@@ -63,10 +63,11 @@ INTERVALS = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")   # marketdata's
 RESP_TYPES = ("ACK", "RESULT", "FULL")
 STP_MODES = ("NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH")
 MAX_HISTORY_PAGES = 10
-# /klines: calls to marketdata per request and buckets per call after the first
-# (1000 x 1m = 16.7 h; 8 calls reach back 5.5 days of 1m, 333 days of 1h).
-KLINE_PAGES, KLINE_PAGE_BUCKETS = 8, 1000
+# /klines (_candles): calls to marketdata per request, buckets per call after
+# the first (1000 x 1m = 16.7 h), the coarser candles that skip empty stretches.
+KLINE_CALLS, KLINE_PAGE_BUCKETS, KLINE_PROBE_BUCKETS = 12, 1000, 1500
 KLINES_EARLIEST_MS = 946_684_800_000     # marketdata's earliest time (2000-01-01)
+COARSE_INTERVALS = (("1w", 604_800_000), ("1d", 86_400_000), ("1h", 3_600_000))
 POLL_S = (0.005, 0.01, 0.02, 0.03, 0.05)
 # Engine refusals that Binance reports as an order that expired unfilled.
 EXPIRED_REJECTIONS = {"FOK_NOT_FILLABLE", "NO_LIQUIDITY"}
@@ -304,31 +305,103 @@ def _candles(services, symbol: str, interval: str, start: int | None, end: int |
     marketdata's ``limit`` counts buckets of time and leaves the empty ones
     out, so one call over ``limit`` buckets can return fewer klines, or none,
     while later (earlier) ones exist: a bot paging with ``since`` (ccxt's
-    fetch_ohlcv) took an empty answer for the end of the data and stopped
-    (tests/e2e/gateway/test_partner_klines.py). The first call asks for
-    ``limit`` buckets as before (a busy market: one call); while klines are
-    missing it goes on over the next (previous) ``KLINE_PAGE_BUCKETS``
-    buckets, at most ``KLINE_PAGES`` calls in all."""
+    fetch_ohlcv, python-binance's get_historical_klines) took a short answer
+    for the end of the data and stopped (tests/e2e/gateway/
+    test_partner_klines.py). The first call asks for ``limit`` buckets as
+    before (a busy market: one call). While klines are missing:
+
+    * from ``startTime`` on, an empty stretch ahead is skipped with the
+      coarser candles (the first week, then day, then hour with a trade:
+      ``_next_traded``), then the next ``KLINE_PAGE_BUCKETS`` buckets are
+      read; a ``startTime`` before marketdata's earliest time (python-binance
+      asks for ``startTime=0`` to find a market's first kline) starts there;
+    * up to ``endTime``, likewise backwards (``_previous_traded``), the
+      previous ``KLINE_PAGE_BUCKETS`` buckets each time.
+
+    At most ``KLINE_CALLS`` calls to marketdata in all: an answer cut by that
+    budget is short although more klines exist."""
     stop = now_ms() + 1 if end is None else end + 1
-    if start is not None and end is None and start >= stop:
-        return [], 0                                      # from the future on: none yet
+    if start is not None:
+        start = max(start, KLINES_EARLIEST_MS)
+        if start >= stop or stop <= KLINES_EARLIEST_MS:
+            return [], 0                                  # nothing can be there (yet)
     rows: list = []
-    buckets, cursor = limit, start
+    calls = [0]
+
+    def candles(iv, first, last, buckets):
+        calls[0] += 1
+        return services.marketdata.get_candles(symbol, iv, first, last, buckets)
+
     step = 0
-    for _ in range(KLINE_PAGES):
+    buckets, cursor = limit, start
+    while calls[0] < KLINE_CALLS:
         if start is not None:
-            page = services.marketdata.get_candles(symbol, interval, cursor, stop, buckets)
+            page = candles(interval, cursor, stop, buckets)
             rows.extend(page["candles"])
-            cursor, exhausted = page["end"], page["end"] >= stop
+            step, cursor = page["interval_ms"], page["end"]
+            if len(rows) >= limit or cursor >= stop:
+                break
+            cursor = _next_traded(candles, interval, cursor, stop, calls)
+            if cursor is None:
+                break
         else:
-            page = services.marketdata.get_candles(symbol, interval, None, stop, buckets)
+            page = candles(interval, None, stop, buckets)
             rows[:0] = page["candles"]
-            stop, exhausted = page["start"], page["start"] <= KLINES_EARLIEST_MS
-        step = page["interval_ms"]
-        if len(rows) >= limit or exhausted:
-            break
+            step, stop = page["interval_ms"], page["start"]
+            if len(rows) >= limit or stop <= KLINES_EARLIEST_MS:
+                break
+            stop = _previous_traded(candles, interval, stop, calls)
+            if stop is None:
+                break
         buckets = KLINE_PAGE_BUCKETS
     return (rows[:limit] if start is not None else rows[-limit:]), step
+
+
+def _coarser(interval: str) -> list[tuple[str, int]]:
+    return [(c, span) for c, span in COARSE_INTERVALS
+            if INTERVALS.index(c) > INTERVALS.index(interval)]
+
+
+def _next_traded(candles, interval: str, cursor: int, stop: int, calls: list) -> int | None:
+    """Where the next trade at or after ``cursor`` (and before ``stop``) may
+    be: ``cursor`` moved on to the open of the first week, then day, then
+    hour (those coarser than ``interval``) with a trade; None: no trade
+    until ``stop``. A coarser candle holding ``cursor`` may have traded only
+    before it: when the finer candles after ``cursor`` show nothing (1500 of
+    them span more than one of the coarser), the search goes on after them
+    one level up. 1500 weeks reach back from now to marketdata's earliest
+    time."""
+    levels, i = _coarser(interval), 0
+    while i < len(levels) and calls[0] < KLINE_CALLS:
+        coarse, span = levels[i]
+        # marketdata answers the candles opening at or after its start: from
+        # a span before, the one holding ``cursor`` comes too
+        page = candles(coarse, max(cursor - span + 1, KLINES_EARLIEST_MS), stop,
+                       KLINE_PROBE_BUCKETS)
+        if page["candles"]:
+            cursor, i = max(cursor, page["candles"][0][0]), i + 1
+        elif page["end"] >= stop:
+            return None
+        else:                       # none in [cursor, end): on from there, coarser
+            cursor, i = page["end"], max(i - 1, 0)
+    return cursor
+
+
+def _previous_traded(candles, interval: str, stop: int, calls: list) -> int | None:
+    """``_next_traded`` backwards: ``stop`` moved back to the end of the last
+    week, then day, then hour with a trade before it; None: no trade before
+    ``stop``."""
+    levels, i = _coarser(interval), 0
+    while i < len(levels) and calls[0] < KLINE_CALLS:
+        coarse, span = levels[i]
+        page = candles(coarse, None, stop, KLINE_PROBE_BUCKETS)   # holding stop - 1 too
+        if page["candles"]:
+            stop, i = min(stop, page["candles"][-1][0] + span), i + 1
+        elif page["start"] <= KLINES_EARLIEST_MS:
+            return None
+        else:                       # none in [start, stop): back from there, coarser
+            stop, i = page["start"], max(i - 1, 0)
+    return stop
 
 
 def _ticker_weight() -> int:

@@ -76,6 +76,33 @@ def test_paging_with_since_reaches_the_trade(public, traded):
     assert [c[0] for c in seen] == sorted(set(c[0] for c in seen))
 
 
+def test_since_days_before_the_trade_skips_the_empty_stretch(settings, traded):
+    """10 days of empty 1m buckets (14,400) before the first kline: found
+    through the coarser candles, not by reading them all."""
+    price, minute, _ = traded
+    since = minute - 10 * 24 * HOUR
+    candles = klines(settings, interval="1m", limit=1, startTime=since)
+    assert len(candles) == 1 and since <= candles[0][0] <= minute
+
+
+def test_start_time_zero_gives_the_first_kline(settings, traded):
+    """python-binance's _get_earliest_valid_timestamp: startTime=0, limit=1
+    (the old answer: -1100, start=0 outside marketdata's range)."""
+    price, minute, _ = traded
+    candles = klines(settings, interval="1m", limit=1, startTime=0, endTime=minute + MINUTE)
+    assert len(candles) == 1 and candles[0][0] <= minute
+
+
+def test_python_binance_historical_klines_reach_the_trade(gateway_url, traded):
+    """get_historical_klines: the earliest kline (startTime=0), then pages of
+    1000 from the start asked for, until a short page."""
+    price, minute, _ = traded
+    client = kit.binance_client(gateway_url)
+    candles = client.get_historical_klines(BINANCE, "1m", minute - 30 * MINUTE,
+                                           minute + MINUTE)
+    assert minute in [c[0] for c in candles]
+
+
 def test_last_klines_before_end_time_skip_the_empty_buckets(settings, traded):
     """Without ``startTime``: the last ``limit`` klines up to ``endTime``.
     An ``endTime`` 10 minutes after the trade (still in the future, so none
