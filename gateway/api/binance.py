@@ -339,6 +339,8 @@ def klines():
                        field="interval")
     limit = limit_param(500, 1000)
     start, end = int_param("startTime"), int_param("endTime")
+    if start is not None and end is not None and start > end:
+        raise bad_param("startTime", "Start time is greater than end time.", -1023)
     with rpc() as services:
         rows, step = _candles(services, market.symbol, interval, start, end, limit)
     return ok([[row[0], fmt(row[1]), fmt(row[2]), fmt(row[3]), fmt(row[4]), fmt(row[5]),

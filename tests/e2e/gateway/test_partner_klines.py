@@ -118,3 +118,12 @@ def test_limit_still_caps_the_answer(settings, traded):
     price, minute, hour = traded
     assert len(klines(settings, interval="1m", limit=1, startTime=minute - 30 * MINUTE)) == 1
     assert klines(settings, interval="1m", startTime=minute + 3_600_000 * 24 * 365) == []
+
+
+def test_start_after_end_is_refused(settings):
+    """Binance's -1023 (it was -1100 with marketdata's own words, or [] once
+    startTime=0 became legal)."""
+    response = kit.raw(settings, "GET", "/api/v3/klines", params={
+        "symbol": BINANCE, "interval": "1m", "startTime": 200, "endTime": 100})
+    assert response.status_code == 400
+    assert response.json() == {"code": -1023, "msg": "Start time is greater than end time."}
