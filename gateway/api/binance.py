@@ -27,11 +27,21 @@ proxy while it sleeps (``per_call``).
 
 Differences from Binance, on purpose: trades are not aggregated (each
 aggTrade is one trade: ``a = f = l``); klines come in marketdata's intervals
-(1m 5m 15m 30m 1h 4h 1d 1w; others -1120), without empty buckets, and their
+(1m 5m 15m 30m 1h 4h 1d 1w; others -1120), without empty buckets (``limit``
+still counts klines: ``_candles``), and their
 taker-buy volumes are "0" (not recorded); a ticker's ``prevClosePrice`` is its open and
 ``firstId``/``lastId`` are -1; a MARKET SELL by ``quoteOrderQty`` is refused
 (-1013, the engine sells by quantity); commissions shown follow the market's
 fee schedule (a user with a fee tier pays the tier's rate).
+
+Not yet as on Binance: ``/myTrades`` reads one page of the user's newest
+fills in all markets (marketdata's ``get_user_trades``: at most 1000, from at
+most 24 hours that hold fills) and filters the market afterwards, so with a
+``startTime`` further back than that, or more than 1000 fills of other
+markets since, the answer misses fills: it needs a per-market, oldest-first
+read in marketdata. A ``newClientOrderId`` is unique per user for good (the
+orders service's idempotency key), not only among open orders: reusing one
+after its order ended is -2010 "Duplicate order sent.".
 """
 from __future__ import annotations
 
