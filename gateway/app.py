@@ -23,6 +23,7 @@ from flask_socketio import SocketIO
 from werkzeug.exceptions import HTTPException
 
 from gateway import errors
+from gateway.jsonbody import StrictJSONProvider
 from gateway.rpc import RpcPool, TRANSPORT_FAILURES, now_ms
 from services.common import health
 from services.common.config import Settings, load_settings, service_names
@@ -57,6 +58,7 @@ class RequestIdFilter(logging.Filter):
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     app = Flask(__name__)
+    app.json = StrictJSONProvider(app)           # gateway/jsonbody.py
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     rpc_config = settings.nameko_config()
