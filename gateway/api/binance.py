@@ -34,12 +34,12 @@ taker-buy volumes are "0" (not recorded); a ticker's ``prevClosePrice`` is its o
 (-1013, the engine sells by quantity); commissions shown follow the market's
 fee schedule (a user with a fee tier pays the tier's rate).
 
-Not yet as on Binance: ``/myTrades`` reads one page of the user's newest
-fills in all markets (marketdata's ``get_user_trades``: at most 1000, from at
-most 24 hours that hold fills) and filters the market afterwards, so with a
-``startTime`` further back than that, or more than 1000 fills of other
-markets since, the answer misses fills: it needs a per-market, oldest-first
-read in marketdata. A ``newClientOrderId`` is unique per user for good (the
+``/myTrades`` pages marketdata's fills of all markets (``_user_fills``): of
+a millisecond holding more than 1000 fills of one user (one order sweeping
+over 1000 orders) only 1000 can be read, and at most ``USER_FILL_CALLS``
+calls are made per request (an answer cut by them is short, even empty,
+but never has a gap).
+A ``newClientOrderId`` is unique per user for good (the
 orders service's idempotency key), not only among open orders: reusing one
 after its order ended is -2010 "Duplicate order sent.".
 """
@@ -77,6 +77,9 @@ MAX_HISTORY_PAGES = 10
 # the first (1000 x 1m = 16.7 h), the coarser candles that skip empty stretches.
 KLINE_CALLS, KLINE_PAGE_BUCKETS, KLINE_PROBE_BUCKETS = 12, 1000, 1500
 # /aggTrades from startTime (_first_trades): pages of 1000 trades, halvings.
+# /myTrades (_user_fills): calls to marketdata; the hours one call reads at most
+# (services/marketdata/storage.py MAX_TRADE_BUCKETS_PER_READ).
+USER_FILL_CALLS, USER_FILL_HOURS = 16, 24
 AGG_PAGES, AGG_HALVINGS = 4, 8
 KLINES_EARLIEST_MS = 946_684_800_000     # marketdata's earliest time (2000-01-01)
 COARSE_INTERVALS = (("1w", 604_800_000), ("1d", 86_400_000), ("1h", 3_600_000))
@@ -945,14 +948,17 @@ def my_trades():
     limit = limit_param(500, 1000)
     start, end = int_param("startTime"), int_param("endTime")
     order_id, from_id = int_param("orderId", minimum=1), int_param("fromId")
+
+    def wanted(t):
+        return t["market"] == market.symbol and (order_id is None or t["order_id"] == order_id) \
+            and (from_id is None or trade_number(t["trade_id"]) >= from_id)
+
+    oldest_first = from_id is not None or start is not None
     with rpc() as services:
-        trades = services.marketdata.get_user_trades(who.user_id, 1000, start,
-                                                     None if end is None else end + 1)["trades"]
-    trades = [t for t in trades if t["market"] == market.symbol
-              and (order_id is None or t["order_id"] == order_id)
-              and (from_id is None or trade_number(t["trade_id"]) >= from_id)]
+        trades = _user_fills(services, who.user_id, start, None if end is None else end + 1,
+                             wanted, limit, oldest_first)
     trades.sort(key=lambda t: (t["executed_at"], trade_number(t["trade_id"])))
-    trades = trades[:limit] if (from_id is not None or start is not None) else trades[-limit:]
+    trades = trades[:limit] if oldest_first else trades[-limit:]
     out = []
     for t in trades:
         quantity, quote = Decimal(t["quantity"]), Decimal(t["quote_quantity"])
@@ -966,6 +972,82 @@ def my_trades():
                     "isBestMatch": True})
     return ok(out)
 
+
+def _fill_key(t) -> tuple:
+    return (t["trade_id"], t["role"])
+
+
+def _read_fills(services, user_id: str, start, stop, budget: list) -> tuple[list, bool]:
+    """The user's fills of ``[start, stop)``, newest first, read on from the
+    oldest one seen (marketdata answers at most 1000 fills from at most
+    ``USER_FILL_HOURS`` hours holding fills a call): (fills, complete)."""
+    found, seen, end = [], set(), stop
+    while budget[0] > 0:
+        budget[0] -= 1
+        page = services.marketdata.get_user_trades(user_id, 1000, start, end)["trades"]
+        new = [t for t in page if _fill_key(t) not in seen]
+        if not new and len(page) >= 1000:
+            end = min(t["executed_at"] for t in page)   # a millisecond of over 1000 fills
+            continue                                    # (one sweep): the rest is unreadable
+        if not new:
+            return found, True
+        found.extend(new)
+        seen.update(_fill_key(t) for t in new)
+        hours = {t["executed_at"] // 3_600_000 for t in page}
+        if len(page) < 1000 and len(hours) < USER_FILL_HOURS - 2:
+            return found, True          # neither cap reached (the end hours may show none)
+        end = min(t["executed_at"] for t in new) + 1    # that millisecond again, deduplicated
+    return found, False
+
+
+def _user_fills(services, user_id: str, start, stop, wanted, limit: int,
+                oldest_first: bool) -> list:
+    """The user's fills that ``wanted`` keeps: the newest ``limit`` (or more)
+    up to ``stop``, or, ``oldest_first``, the oldest from ``start`` on.
+
+    marketdata has no market filter and pages newest first; one call of 1000
+    fills used to be all: a user with 1000 fills of another market since saw
+    none of this one, and one with a ``startTime`` further back than a page
+    got the page's oldest, skipping the fills between startTime and them
+    (tests/e2e/gateway/test_partner_my_trades.py). Oldest first, a window
+    that cannot be read whole within the budget is halved; an empty window
+    moves on to the rest. At most ``USER_FILL_CALLS`` calls: an answer cut by
+    that is short (or empty), never one with a gap."""
+    budget = [USER_FILL_CALLS]
+    if not oldest_first:
+        out, seen, end = [], set(), stop
+        while budget[0] > 0:
+            budget[0] -= 1
+            page = services.marketdata.get_user_trades(user_id, 1000, start, end)["trades"]
+            new = [t for t in page if _fill_key(t) not in seen]
+            if not new and len(page) >= 1000:
+                end = min(t["executed_at"] for t in page)     # as in _read_fills
+                continue
+            if not new:
+                break
+            seen.update(_fill_key(t) for t in new)
+            out.extend(t for t in new if wanted(t))
+            hours = {t["executed_at"] // 3_600_000 for t in page}
+            if len(out) >= limit or (len(page) < 1000 and len(hours) < USER_FILL_HOURS - 2):
+                break
+            end = min(t["executed_at"] for t in new) + 1
+        return out
+    low = start if start is not None else KLINES_EARLIEST_MS
+    high = stop if stop is not None else now_ms() + 1
+    out: list = []
+    while budget[0] > 0 and low < high and len(out) < limit:
+        window = high
+        while budget[0] > 0:
+            fills, complete = _read_fills(services, user_id, low, window, budget)
+            if complete:
+                out.extend(sorted((t for t in fills if wanted(t)),
+                                  key=lambda t: (t["executed_at"], trade_number(t["trade_id"]))))
+                low = window
+                break
+            if window - low <= 1:
+                return out
+            window = low + (window - low) // 2
+    return out
 
 @blueprint.post("/order/cancelReplace")
 @ratelimit.weight(1)
