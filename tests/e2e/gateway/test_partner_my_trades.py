@@ -28,9 +28,14 @@ def swept(gateway_url, settings, maker, taker):
     sellers' fills are all recorded."""
     ex_maker = kit.binance_local(gateway_url, maker.api_key, maker.secret)
     ex_taker = kit.binance_local(gateway_url, taker.api_key, taker.secret)
-    eth_price = float(quiet_price(settings, "ETH-USDT"))
-    ex_maker.create_order(ETH, "limit", "sell", 0.01, eth_price)
-    bought = ex_taker.create_order(ETH, "limit", "buy", 0.01, eth_price, {"timeInForce": "IOC"})
+    for _ in range(5):             # ETH-USDT's book may move under benches: try again
+        eth_price = float(quiet_price(settings, "ETH-USDT"))
+        ex_maker.create_order(ETH, "limit", "sell", 0.01, eth_price)
+        bought = ex_taker.create_order(ETH, "limit", "buy", 0.01, eth_price,
+                                       {"timeInForce": "IOC"})
+        ex_maker.cancel_all_orders(ETH)
+        if bought["filled"]:
+            break
     assert bought["filled"] > 0
     eth_fill = kit.eventually(lambda: [t for t in ex_taker.fetch_my_trades(ETH)
                                        if t["order"] == bought["id"]])[0]
@@ -50,6 +55,9 @@ def swept(gateway_url, settings, maker, taker):
         kit.eventually(lambda: sum(len(rpc.marketdata.get_user_trades(
             s.user_id, 1000, sweep["timestamp"] - 60_000)["trades"]) for s in sellers) == MAKERS,
             timeout_s=60)
+        # and the taker's own: 1000 of them after the ETH fill are recorded
+        kit.eventually(lambda: len(rpc.marketdata.get_user_trades(
+            taker.user_id, 1000, eth_fill["timestamp"] + 1)["trades"]) == 1000, timeout_s=60)
     return ex_taker, eth_fill
 
 
