@@ -168,10 +168,14 @@ class MatchingEvents(BatchConsumerProvider):
                          (message_id or f"no-id:{uuid.uuid4()}", routing_key, Jsonb(body), error))
 
     def _apply(self, batch) -> None:
-        """One transaction, a few statements per batch whatever its size:
-        the fills (one INSERT ... SELECT and one UPDATE), the amends (rare,
-        one each), the orders that ended (one locking SELECT, one UPDATE,
-        one call for every release)."""
+        """One transaction, a few statements per batch whatever its size: a
+        delivery with fills is one statement (FILLS_AND_ENDS: the waiting
+        ends read, the accounts and then the order rows locked, the fills
+        applied, the ending orders still open returned), the amends (rare,
+        one each), then the ends made final with every leftover released in
+        one statement (FINISH_AND_RELEASE; FINISH_ORDERS alone when nothing
+        is left to release). A delivery without fills locks its ending
+        orders' accounts and rows in one SELECT instead."""
         fills, updates = [], []
         for routing_key, _message_id, body in batch:
             if routing_key == "trade_executed":
@@ -448,17 +452,10 @@ ON CONFLICT (order_id) DO NOTHING
 LOCK_ORDER_ROWS = ("SELECT 1 FROM orders WHERE order_id = ANY(%s) "
                    "ORDER BY order_id FOR UPDATE")
 
-# Every leftover in one call of wallets' declared set-based movement
-# (idempotent by ref; one journal statement, one balances_changed): the
-# refusals, if any. The accounts are locked already (LOCK_ENDING_ORDERS).
-RELEASE_FUNDS = ("SELECT r.refusal_code, r.refusal "
-                 "FROM wallets.move_funds_batch(%s, %s, %s, %s, %s) r "
-                 "WHERE r.refusal_code IS NOT NULL")
-
-
-# The ended orders final (FINISH_ORDERS) and every leftover released
-# (RELEASE_FUNDS) in one statement: the refusals, if any. The two touch
-# different rows (orders', wallets'), locked already.
+# The ended orders final (FINISH_ORDERS) and every leftover released in one
+# call of wallets' declared set-based movement (idempotent by ref; one journal
+# statement, one balances_changed), in one statement: the refusals, if any.
+# The two touch different rows (orders', wallets'), locked already.
 FINISH_AND_RELEASE = """
 WITH f AS (
     SELECT * FROM jsonb_to_recordset(%s) AS f(order_id bigint, status text, reason text,
