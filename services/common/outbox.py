@@ -349,6 +349,10 @@ class Relay:
                 rows = conn.execute(READ, (self.stream, BATCH)).fetchall()
             if not rows:
                 return 0
+            # The command queues with a message of this read not confirmed yet
+            # (a relay that confirms once per read; the pipelined one confirms
+            # around each command already).
+            unconfirmed_commands: set[str] = set()
             for _, exchange, routing_key, message_id, payload in rows:
                 # A row naming the default exchange (queued before commands had
                 # their own) goes through the commands exchange: the relays'
@@ -365,6 +369,21 @@ class Relay:
                 command = exchange == COMMANDS_EXCHANGE and self.max_in_flight > 1
                 if command:
                     publisher.confirm()
+                elif exchange == COMMANDS_EXCHANGE:
+                    # At most one unconfirmed command message per engine
+                    # queue: the broker may nack one message and confirm a
+                    # later one to the same queue (a quorum queue electing
+                    # its leader), and the copy published again then comes
+                    # after it. A place nacked and the user's CancelAll (or
+                    # a freeze's) confirmed behind it: the engine applies the
+                    # CancelAll to nothing, then the place, and skips the
+                    # CancelAll's copy as journaled -- the order stays live.
+                    # Two amends likewise. Messages to other queues still go
+                    # out together.
+                    if routing_key in unconfirmed_commands:
+                        publisher.confirm()
+                        unconfirmed_commands.clear()
+                    unconfirmed_commands.add(routing_key)
                 publisher.publish(payload, exchange, routing_key, message_id)
                 if command:
                     publisher.confirm()

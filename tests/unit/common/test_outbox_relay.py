@@ -176,3 +176,25 @@ def test_a_pipelined_relay_sends_a_command_alone_between_confirms():
     # Everything before the command is confirmed before it goes, and it is
     # confirmed before anything after it: a nack cannot reorder it.
     assert publisher.ids == ["m-1", "confirm 1", "halt", "confirm 2", "m-3"]
+
+
+def test_a_relay_sends_a_second_command_to_one_queue_only_once_the_first_is_confirmed():
+    """Orders' relay (confirms once per read): a place and the user's
+    CancelAll to one engine queue in one read. Were both unconfirmed at once,
+    a nack of the place and a confirm of the CancelAll would deliver the
+    CancelAll first and the place's copy after it (review R, session 11)."""
+    pool, publisher = Pool(), UnconfirmedPublisher()
+    relay = Relay(pool, "amqp://unused", "test")
+    relay.declared.update({"things.events", COMMANDS_EXCHANGE, "market.X", "market.Y"})
+    publisher.warmed.update({("things.events", "thing"), (COMMANDS_EXCHANGE, "market.X"),
+                             (COMMANDS_EXCHANGE, "market.Y")})
+    pool.outbox += [(1, COMMANDS_EXCHANGE, "market.X", "place", "{}"),
+                    (2, COMMANDS_EXCHANGE, "market.Y", "place-y", "{}"), row(3),
+                    (4, COMMANDS_EXCHANGE, "market.X", "cancel-all", "{}"),
+                    (5, COMMANDS_EXCHANGE, "market.Y", "cancel-all-y", "{}")]
+    assert relay.publish_batch(publisher, None) == 5
+    # The second message to market.X waits for the confirm of everything
+    # before it; market.Y's first went out with market.X's (one confirm for
+    # several queues), and its second follows market.X's second unconfirmed.
+    assert publisher.ids == ["place", "place-y", "m-3", "confirm 3", "cancel-all",
+                             "cancel-all-y", "confirm 5"]
