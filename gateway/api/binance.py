@@ -1049,6 +1049,7 @@ def _user_fills(services, user_id: str, start, stop, wanted, limit: int,
             window = low + (window - low) // 2
     return out
 
+
 @blueprint.post("/order/cancelReplace")
 @ratelimit.weight(1)
 def cancel_replace():

@@ -422,21 +422,26 @@ APPLY_AMEND = ("UPDATE orders SET price = %s, quantity = %s, updated_at = now() 
                "WHERE order_id = %s AND market = %s AND user_id = %s "
                "AND status IN ('new', 'partially_filled')")
 
-# The ended orders final, and any end of theirs that waited for a fill gone
-# (one statement).
-FINISH_ORDERS = """
+# The ended orders (``f``: id, status, reason, released amount) and any end
+# of theirs that waited for a fill gone: the CTEs and the UPDATE that
+# FINISH_ORDERS and FINISH_AND_RELEASE share.
+_ENDED = """
 WITH f AS (
     SELECT * FROM jsonb_to_recordset(%s) AS f(order_id bigint, status text, reason text,
                                               released_amount numeric)
 ), waited AS (
     DELETE FROM pending_order_ends p USING f WHERE p.order_id = f.order_id
-)
+)"""
+_MAKE_FINAL = """
 UPDATE orders o
    SET status = f.status, reason = f.reason, released_amount = f.released_amount,
        updated_at = now()
   FROM f
- WHERE o.order_id = f.order_id
-"""
+ WHERE o.order_id = f.order_id"""
+
+# The ended orders final, and any end of theirs that waited for a fill gone
+# (one statement).
+FINISH_ORDERS = _ENDED + _MAKE_FINAL
 
 # Ends that came before a fill of their order: kept until it comes (a
 # redelivered end is the same end).
@@ -456,18 +461,7 @@ LOCK_ORDER_ROWS = ("SELECT 1 FROM orders WHERE order_id = ANY(%s) "
 # call of wallets' declared set-based movement (idempotent by ref; one journal
 # statement, one balances_changed), in one statement: the refusals, if any.
 # The two touch different rows (orders', wallets'), locked already.
-FINISH_AND_RELEASE = """
-WITH f AS (
-    SELECT * FROM jsonb_to_recordset(%s) AS f(order_id bigint, status text, reason text,
-                                              released_amount numeric)
-), waited AS (
-    DELETE FROM pending_order_ends p USING f WHERE p.order_id = f.order_id
-), finished AS (
-    UPDATE orders o
-       SET status = f.status, reason = f.reason, released_amount = f.released_amount,
-           updated_at = now()
-      FROM f
-     WHERE o.order_id = f.order_id
+FINISH_AND_RELEASE = _ENDED + ", finished AS (" + _MAKE_FINAL + """
 )
 SELECT r.refusal_code, r.refusal
   FROM wallets.move_funds_batch(%s, %s, %s, %s, %s) r
