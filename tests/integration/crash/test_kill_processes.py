@@ -220,7 +220,7 @@ def sweep_until_nothing_locked(settings, nameko_config, principal_tokens, rpc, u
         # An admin verb: the test admin's fresh token (services.common.principals).
         with ClusterRpcProxy(nameko_config, timeout=60, context_data={
                 "access_token": principal_tokens.person("admin")}) as admin:
-            admin.matching.cancel_market_orders(MARKET)
+            admin.orders.cancel_market_orders(MARKET)
         eventlet.sleep(1.0)
         return False
     wait_for(swept, 120, "all orders to end")

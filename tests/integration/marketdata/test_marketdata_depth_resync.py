@@ -29,7 +29,7 @@ def exchange(container_factory, nameko_config, principal_tokens):
     with as_admin(nameko_config, principal_tokens) as rpc:
         empty_books(rpc)
         yield rpc
-        rpc.matching.cancel_market_orders(MARKET)
+        rpc.orders.cancel_market_orders(MARKET)
 
 
 def start_marketdata(container_factory, md_config, service_name):

@@ -31,7 +31,7 @@ def empty_books(rpc):
         def empty():
             depth = rpc.matching.get_depth(market, 1)
             if depth["buy"] or depth["sell"]:
-                rpc.matching.cancel_market_orders(market)
+                rpc.orders.cancel_market_orders(market)
                 return False
             return True
         wait_for(empty, timeout=30, what=f"{market} to be empty")
