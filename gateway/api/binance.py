@@ -39,9 +39,10 @@ a millisecond holding more than 1000 fills of one user (one order sweeping
 over 1000 orders) only 1000 can be read, and at most ``USER_FILL_CALLS``
 calls are made per request (an answer cut by them is short, even empty,
 but never has a gap).
-A ``newClientOrderId`` is unique per user for good (the
-orders service's idempotency key), not only among open orders: reusing one
-after its order ended is -2010 "Duplicate order sent.".
+A ``newClientOrderId`` is unique among the user's open orders, as on
+Binance: reusing one while its order is open is -2010 "Duplicate order
+sent.", and once that order has ended the id places a new order (a query or
+cancel by ``origClientOrderId`` names the open order, else the latest).
 """
 from __future__ import annotations
 

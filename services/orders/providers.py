@@ -87,9 +87,12 @@ class OrdersDb:
     def get(self, user: str, order_id=None, client_order_id=None) -> dict | None:
         """One order of the user, by id or client order id: one autocommitted
         statement (one round trip; in a transaction it cost three, and the
-        REST cancel reads an order several times)."""
+        REST cancel reads an order several times). A client order id names
+        the user's open order that has it, else the latest that had it (ids
+        are unique among open orders only, as on Binance)."""
         where, args = ("order_id = %s", (order_id,)) if order_id is not None else (
-            "client_order_id = %s", (client_order_id,))
+            "client_order_id = %s ORDER BY status IN ('new', 'partially_filled') DESC, "
+            "order_id DESC LIMIT 1", (client_order_id,))
         row = self.autocommit_statement(f"{SELECT_ORDER} WHERE user_id = %s AND {where}",
                                         (user, *args))
         return None if row is None else order_view(row)

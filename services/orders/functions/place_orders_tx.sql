@@ -92,7 +92,8 @@ BEGIN
                     ELSE taken.refusal_code END AS code,
                CASE WHEN blocked.state IS NOT NULL THEN format('this user is %s', blocked.state)
                     WHEN b.nth > 1
-                    THEN format('%s is already used by this user', (b.body).client_order_id)
+                    THEN format('%s is already used by an open order of this user',
+                                (b.body).client_order_id)
                     ELSE taken.refusal END AS text,
                CASE WHEN blocked.state IS NULL AND b.nth = 1 THEN taken.placed END AS replayed
           FROM batch b
@@ -131,7 +132,9 @@ BEGIN
           FROM unnest(v_items, v_ids) AS i (item, id)
          CROSS JOIN LATERAL jsonb_populate_record(NULL::orders, p_orders -> (i.item - 1)::int
                                                   || jsonb_build_object('order_id', i.id)) c
-        ON CONFLICT (user_id, client_order_id) WHERE client_order_id IS NOT NULL DO NOTHING
+        ON CONFLICT (user_id, client_order_id)
+           WHERE client_order_id IS NOT NULL AND status IN ('new', 'partially_filled')
+        DO NOTHING
         RETURNING *
     )
     SELECT coalesce(array_agg(inserted), '{}') INTO v_inserted FROM inserted;
@@ -156,6 +159,15 @@ BEGIN
             v_order := jsonb_populate_record(NULL::orders, p_orders -> (item - 1)::int);
             RETURN QUERY SELECT item, t.outcome, t.refusal_code, t.refusal, t.placed
                            FROM place_orders_client_order_id(v_order) t;
+            IF NOT FOUND THEN
+                -- Its open order has ended since: the id was taken at the insert.
+                outcome := 'refused';
+                refusal_code := 'DUPLICATE_CLIENT_ORDER_ID';
+                refusal := format('%s is already used by an open order of this user',
+                                  v_order.client_order_id);
+                placed := NULL;
+                RETURN NEXT;
+            END IF;
             CONTINUE;
         END IF;
         IF v_codes[v_next] IS NULL THEN
