@@ -32,7 +32,9 @@ a second; within one process the counts are exact.
 Use it on a blueprint: ``ratelimit.install(blueprint)`` charges every
 request the weight its view declares with ``@ratelimit.weight(n)`` (or a
 function of the request), default 1; ``charge_key(api_key_id, ...)`` after
-authentication adds the per-key weight and order counts.
+authentication adds the per-key weight and order counts; a view that pages
+a service (``Metered``) is charged its weight again per call after the
+first, once the work is done.
 """
 from __future__ import annotations
 
@@ -246,6 +248,7 @@ class RateLimiter:
     def charge_key(self, key_id: str, weight: int, orders: int = 0) -> None:
         """Charge an authenticated key: weight, and ``orders`` new orders (True: one)."""
         who = f"key:{key_id}"
+        g.ratelimit_key = key_id
         self.check_ban(who)
         used, left = self.counters.add(f"w:{who}", MINUTE, weight)
         if used > self.limits.key_weight_per_minute:
@@ -261,6 +264,19 @@ class RateLimiter:
         if in_day > self.limits.orders_per_day:
             raise self._refuse(who, left_day, MSG_TOO_MANY_ORDERS
                                % (self.limits.orders_per_day, "DAY"), -1015)
+
+
+    def charge_work(self, ip: str, weight: int) -> None:
+        """Charge the current request ``weight`` more for work it has done
+        (a paging read's calls beyond its first): the IP, and its key when
+        the request was signed. Never refuses: the answer is computed, and
+        the next request over a limit is refused."""
+        if weight <= 0:
+            return
+        g.ratelimit_used_weight, _ = self.counters.add(f"w:ip:{ip}", MINUTE, weight)
+        key_id = getattr(g, "ratelimit_key", None)
+        if key_id is not None:
+            self.counters.add(f"w:key:{key_id}", MINUTE, weight)
 
 
 def banned(until: int, retry_after: int) -> ApiError:
@@ -304,6 +320,42 @@ def view_weight() -> int:
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
     amount = getattr(view, "request_weight", 1)
     return amount() if callable(amount) else amount
+
+
+class Metered:
+    """The request's RPC proxies with one service's calls counted:
+    ``metered.<service>.<verb>(...)`` calls through and counts. A paging read
+    (/api/v3 klines, aggTrades, myTrades: up to 12, 33 and 16 marketdata
+    calls) costs the exchange a call's work per page, where Binance answers
+    one indexed read for the endpoint's weight: ``charge_pages`` charges the
+    view's weight again for every call after the first, as if the client
+    had paged itself."""
+
+    def __init__(self, services, name: str):
+        self._services, self.calls = services, 0
+        setattr(self, name, _Counted(getattr(services, name), self))
+
+    def __getattr__(self, name):
+        return getattr(self._services, name)
+
+    def charge_pages(self) -> None:
+        """Charge the request its view's weight for each call after the first."""
+        from gateway.auth import client_ip
+        if self.calls > 1:
+            limiter().charge_work(client_ip(), view_weight() * (self.calls - 1))
+
+
+class _Counted:
+    def __init__(self, service, meter: Metered):
+        self._service, self._meter = service, meter
+
+    def __getattr__(self, verb):
+        method = getattr(self._service, verb)
+
+        def call(*args, **kwargs):
+            self._meter.calls += 1
+            return method(*args, **kwargs)
+        return call
 
 
 def install(blueprint) -> None:

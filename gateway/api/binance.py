@@ -32,7 +32,12 @@ still counts klines: ``_candles``), and their
 taker-buy volumes are "0" (not recorded); a ticker's ``prevClosePrice`` is its open and
 ``firstId``/``lastId`` are -1; a MARKET SELL by ``quoteOrderQty`` is refused
 (-1013, the engine sells by quantity); commissions shown follow the market's
-fee schedule (a user with a fee tier pays the tier's rate).
+fee schedule (a user with a fee tier pays the tier's rate). The paging
+reads (``klines``, ``aggTrades`` from ``startTime``, ``myTrades``) are
+charged their Binance weight (2, 4, 20) per marketdata call they made, not
+once: one request can make up to 12, 33 and 16 calls
+(``ratelimit.Metered``); the extra weight is charged after the answer, so
+the next request over the limit is refused.
 
 ``/myTrades`` pages marketdata's fills of all markets (``_user_fills``): of
 a millisecond holding more than 1000 fills of one user (one order sweeping
@@ -290,7 +295,9 @@ def aggregate_trades():
                                                   None if end is None else end + 1)
             trades = list(reversed(page["trades"]))[-limit:]
         else:
+            services = ratelimit.Metered(services, "marketdata")
             trades = _first_trades(services, market.symbol, start, end + 1, limit)
+            services.charge_pages()
     out = []
     for t in trades:
         number = trade_number(t["trade_id"])
@@ -356,7 +363,9 @@ def klines():
     if start is not None and end is not None and start > end:
         raise bad_param("startTime", "Start time is greater than end time.", -1023)
     with rpc() as services:
+        services = ratelimit.Metered(services, "marketdata")
         rows, step = _candles(services, market.symbol, interval, start, end, limit)
+        services.charge_pages()
     return ok([[row[0], fmt(row[1]), fmt(row[2]), fmt(row[3]), fmt(row[4]), fmt(row[5]),
                 row[0] + step - 1, fmt(row[6]), row[7], fmt(0), fmt(0), "0"]
                for row in rows])
@@ -956,8 +965,10 @@ def my_trades():
 
     oldest_first = from_id is not None or start is not None
     with rpc() as services:
+        services = ratelimit.Metered(services, "marketdata")
         trades = _user_fills(services, who.user_id, start, None if end is None else end + 1,
                              wanted, limit, oldest_first)
+        services.charge_pages()
     trades.sort(key=lambda t: (t["executed_at"], trade_number(t["trade_id"])))
     trades = trades[:limit] if oldest_first else trades[-limit:]
     out = []

@@ -172,3 +172,59 @@ def test_other_processes_see_the_counts_within_the_sync_interval():
         with pytest.raises(ApiError) as caught:          # the ban reached the other
             two.charge_ip("9.9.9.9", 1)
         assert caught.value.status == 418
+
+
+# ------------------------------------------------- paging reads (session 12)
+
+class Marketdata:
+    """Stands in for the marketdata RPC proxy: answers every verb with its name."""
+
+    def __getattr__(self, verb):
+        return lambda *args, **kwargs: verb
+
+
+class Services:
+    marketdata = Marketdata()
+    orders = "orders proxy"
+
+
+def test_a_paging_read_is_charged_its_weight_per_call_after_the_first(limiter, monkeypatch):
+    """/klines made up to 12 marketdata calls, /aggTrades 33, /myTrades 16
+    for the one weight of a single Binance call (review R, session 11 #5)."""
+    from gateway import ratelimit
+    rl, _clock = limiter
+    monkeypatch.setattr(ratelimit, "limiter", lambda: rl)
+    monkeypatch.setattr(ratelimit, "view_weight", lambda: 2)
+    monkeypatch.setattr("gateway.auth.client_ip", lambda: "1.2.3.4")
+    rl.charge_ip("1.2.3.4", 2)                     # before the view, as install() does
+    metered = ratelimit.Metered(Services(), "marketdata")
+    assert [metered.marketdata.get_candles(), metered.marketdata.get_trades()] == [
+        "get_candles", "get_trades"]
+    assert metered.orders == "orders proxy"        # other services pass through
+    metered.marketdata.get_candles()
+    metered.charge_pages()                         # 3 calls: 2 more pages of weight 2
+    assert metered.calls == 3
+    assert rl.charge_ip("1.2.3.4", 0) == 6
+    # Over the limit afterwards: the answer was served, the next request is refused.
+    for _ in range(3):
+        metered.marketdata.get_candles()
+    metered.charge_pages()                         # 6 calls: 10 more, 16 in all
+    with pytest.raises(ApiError) as caught:
+        rl.charge_ip("1.2.3.4", 1)
+    assert caught.value.status == 429
+
+
+def test_a_signed_paging_read_charges_its_key_too(limiter, monkeypatch):
+    from gateway import ratelimit
+    rl, _clock = limiter
+    monkeypatch.setattr(ratelimit, "limiter", lambda: rl)
+    monkeypatch.setattr(ratelimit, "view_weight", lambda: 4)
+    monkeypatch.setattr("gateway.auth.client_ip", lambda: "1.2.3.4")
+    rl.charge_key("k9", 4)
+    metered = ratelimit.Metered(Services(), "marketdata")
+    metered.marketdata.get_trades()
+    metered.charge_pages()                         # one call: nothing more
+    metered.marketdata.get_trades()
+    metered.charge_pages()                         # two calls: 4 more
+    with pytest.raises(ApiError):
+        rl.charge_key("k9", 3)                     # 4 + 4 + 3 > 10
