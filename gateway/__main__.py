@@ -25,8 +25,10 @@ import eventlet
 
 eventlet.monkey_patch()
 
+import eventlet.wsgi  # noqa: E402
 from gateway.app import MAX_CONCURRENT_REQUESTS, create_app, socketio  # noqa: E402
 from gateway.collector import settle_heap  # noqa: E402
+from gateway.errors import uri_too_long_response  # noqa: E402
 from services.common.config import load_settings  # noqa: E402
 
 KEEPALIVE_IDLE_S = 75
@@ -37,6 +39,9 @@ if __name__ == "__main__":
     # Full collections stop the whole process, every push connection's
     # frames included: fewer and shorter (gateway/collector.py).
     settle_heap()
+    # A request line over the server's limit is refused by eventlet before
+    # any route: with a JSON {code, msg} body (gateway/errors.py).
+    eventlet.wsgi.RESPONSE_414 = uri_too_long_response(eventlet.wsgi.MAX_REQUEST_LINE)
     socketio.run(app, host=settings.host, port=settings.int("EXCHANGE_GATEWAY_PORT"),
                  log_output=False, max_size=MAX_CONCURRENT_REQUESTS,
                  keepalive=KEEPALIVE_IDLE_S, debug=False, capitalize_response_headers=False)

@@ -14,6 +14,7 @@ nothing a client sends produces a 500. Only an unexpected failure answers
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from services.common.errors import code_of, message_of, reason_of
@@ -32,6 +33,22 @@ MSG_INTERNAL = "An unknown error occurred while processing the request."
 MSG_PRICE_FILTER = "Filter failure: PRICE_FILTER"   # ccxt: InvalidOrder (by the filter name)
 MSG_LOT_SIZE = "Filter failure: LOT_SIZE"           # ccxt: InvalidOrder
 MSG_NOTIONAL = "Filter failure: NOTIONAL"           # ccxt: BadRequest (-1013)
+
+
+
+def uri_too_long_response(limit: int) -> bytes:
+    """The raw HTTP answer to a request line of ``limit`` bytes or more,
+    which the WSGI server (eventlet) refuses before any route runs: 414 with
+    a JSON ``{code, msg}`` body as every other refusal of the partner API
+    (eventlet's own is a bare 414 without a body). Binance documents no code
+    for it: -1100, as for a body over the limit (413)."""
+    body = json.dumps({"code": -1100, "msg": f"Request URI too long: at most {limit} bytes.",
+                       "error": {"code": "URI_TOO_LONG",
+                                 "message": f"request URI too long: at most {limit} bytes"}},
+                      separators=(",", ":")).encode()
+    return (b"HTTP/1.0 414 Request URI Too Long\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
 @dataclass

@@ -33,11 +33,11 @@ taker-buy volumes are "0" (not recorded); a ticker's ``prevClosePrice`` is its o
 ``firstId``/``lastId`` are -1; a MARKET SELL by ``quoteOrderQty`` is refused
 (-1013, the engine sells by quantity); commissions shown follow the market's
 fee schedule (a user with a fee tier pays the tier's rate). The paging
-reads (``klines``, ``aggTrades`` from ``startTime``, ``myTrades``) are
-charged their Binance weight (2, 4, 20) per marketdata call they made, not
-once: one request can make up to 12, 33 and 16 calls
-(``ratelimit.Metered``); the extra weight is charged after the answer, so
-the next request over the limit is refused.
+reads (``klines``, ``aggTrades`` from ``startTime``, ``myTrades``;
+``allOrders``) are charged their Binance weight (2, 4, 20; 20) per call
+they made to marketdata (orders), not once: one request can make up to 12,
+33 and 16 (10) calls (``ratelimit.Metered``); the extra weight is charged
+after the answer, so the next request over the limit is refused.
 
 ``/myTrades`` pages marketdata's fills of all markets (``_user_fills``): of
 a millisecond holding more than 1000 fills of one user (one order sweeping
@@ -928,8 +928,11 @@ def all_orders():
     limit = limit_param(500, 1000)
     from_id = int_param("orderId", minimum=1)
     start, end = int_param("startTime"), int_param("endTime")
+    if start is not None and end is not None and start > end:
+        raise bad_param("startTime", "Start time is greater than end time.", -1023)
     found, cursor = [], None
     with rpc() as services:
+        services = ratelimit.Metered(services, "orders")
         for _ in range(MAX_HISTORY_PAGES):
             page = services.orders.order_history(who.user_id, cursor, 500)
             for order in page["orders"]:
@@ -945,6 +948,7 @@ def all_orders():
                     or (start is not None and epoch_ms(oldest["created_at"]) < start) \
                     or (from_id is None and start is None and len(found) >= limit):
                 break
+        services.charge_pages()
     found.sort(key=lambda o: o["order_id"])
     found = found[:limit] if (from_id or start is not None) else found[-limit:]
     return ok([order_object(o, market) for o in found])

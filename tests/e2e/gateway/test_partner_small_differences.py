@@ -1,0 +1,46 @@
+"""Small differences from Binance's answers, put right in session 12, against
+the running gateway:
+
+* ``GET /api/v3/allOrders`` with ``startTime`` after ``endTime``: Binance's
+  -1023 "Start time is greater than end time." (as ``/klines``), where the
+  gateway answered an empty list;
+* a request line over the server's limit (eventlet's 8192 bytes): 414 with
+  a JSON ``{code, msg}`` body like every other refusal, where the server
+  answered a bare 414 with no body (a client's JSON decoding failed)."""
+import time
+
+import pytest
+import requests
+
+from tests.e2e.gateway import binance_testkit as kit
+from tests.e2e.gateway.binance_testkit import BINANCE
+
+
+@pytest.fixture(scope="module")
+def reader(settings):
+    return kit.new_trader(settings, {}, prefix="gwsmall")
+
+
+def test_all_orders_with_start_after_end_is_binances_1023(settings, reader):
+    now = int(time.time() * 1000)
+    response = kit.raw(settings, "GET", "/api/v3/allOrders", reader,
+                       params={"symbol": BINANCE, "startTime": now, "endTime": now - 60_000})
+    assert response.status_code == 400, response.text
+    assert response.json() == {"code": -1023, "msg": "Start time is greater than end time."}
+    same = kit.raw(settings, "GET", "/api/v3/allOrders", reader,
+                   params={"symbol": BINANCE, "startTime": now, "endTime": now})
+    assert (same.status_code, same.json()) == (200, [])
+
+
+@pytest.mark.parametrize("path", ["/api/v3/klines", "/api/v1/orders"])
+def test_a_url_over_the_limit_is_a_json_414(settings, path):
+    response = requests.get(f"{settings.gateway_url}{path}?symbol={BINANCE}&pad={'a' * 9000}",
+                            timeout=15)
+    assert response.status_code == 414
+    assert response.headers["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["code"] == -1100 and "too long" in body["msg"]       # Binance's shape
+    assert body["error"]["code"] == "URI_TOO_LONG"                    # the native API's
+    # Under the limit the route answers as before.
+    assert requests.get(f"{settings.gateway_url}/api/v3/ping?pad={'a' * 8000}",
+                        timeout=15).status_code == 200
