@@ -993,10 +993,13 @@ def _fill_key(t) -> tuple:
     return (t["trade_id"], t["role"])
 
 
-def _read_fills(services, user_id: str, start, stop, budget: list) -> tuple[list, bool]:
+def _read_fills(services, user_id: str, start, stop, budget: list,
+                enough=lambda new: False) -> tuple[list, bool]:
     """The user's fills of ``[start, stop)``, newest first, read on from the
     oldest one seen (marketdata answers at most 1000 fills from at most
-    ``USER_FILL_HOURS`` hours holding fills a call): (fills, complete)."""
+    ``USER_FILL_HOURS`` hours holding fills a call): (fills, complete).
+    ``enough(new)``, called with each call's new fills, stops the reading
+    early (an answer that has what it needs: not complete)."""
     found, seen, end = [], set(), stop
     while budget[0] > 0:
         budget[0] -= 1
@@ -1012,6 +1015,8 @@ def _read_fills(services, user_id: str, start, stop, budget: list) -> tuple[list
         hours = {t["executed_at"] // 3_600_000 for t in page}
         if len(page) < 1000 and len(hours) < USER_FILL_HOURS - 2:
             return found, True          # neither cap reached (the end hours may show none)
+        if enough(new):
+            return found, False
         end = min(t["executed_at"] for t in new) + 1    # that millisecond again, deduplicated
     return found, False
 
@@ -1031,23 +1036,13 @@ def _user_fills(services, user_id: str, start, stop, wanted, limit: int,
     that is short (or empty), never one with a gap."""
     budget = [USER_FILL_CALLS]
     if not oldest_first:
-        out, seen, end = [], set(), stop
-        while budget[0] > 0:
-            budget[0] -= 1
-            page = services.marketdata.get_user_trades(user_id, 1000, start, end)["trades"]
-            new = [t for t in page if _fill_key(t) not in seen]
-            if not new and len(page) >= 1000:
-                end = min(t["executed_at"] for t in page)     # as in _read_fills
-                continue
-            if not new:
-                break
-            seen.update(_fill_key(t) for t in new)
-            out.extend(t for t in new if wanted(t))
-            hours = {t["executed_at"] // 3_600_000 for t in page}
-            if len(out) >= limit or (len(page) < 1000 and len(hours) < USER_FILL_HOURS - 2):
-                break
-            end = min(t["executed_at"] for t in new) + 1
-        return out
+        kept = [0]
+
+        def enough(new) -> bool:
+            kept[0] += sum(1 for t in new if wanted(t))
+            return kept[0] >= limit
+        fills, _complete = _read_fills(services, user_id, start, stop, budget, enough)
+        return [t for t in fills if wanted(t)]
     low = start if start is not None else KLINES_EARLIEST_MS
     high = stop if stop is not None else now_ms() + 1
     out: list = []
