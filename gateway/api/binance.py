@@ -45,9 +45,10 @@ over 1000 orders) only 1000 can be read, and at most ``USER_FILL_CALLS``
 calls are made per request (an answer cut by them is short, even empty,
 but never has a gap).
 A ``newClientOrderId`` is unique among the user's open orders, as on
-Binance: reusing one while its order is open is -2010 "Duplicate order
-sent.", and once that order has ended the id places a new order (a query or
-cancel by ``origClientOrderId`` names the open order, else the latest).
+Binance (orders' ``reuse_client_order_id``): reusing one while its order is
+open is -2010 "Duplicate order sent.", and once that order has ended the id
+places a new order (a query or cancel by ``origClientOrderId`` names the open
+order, else the latest). The native API keeps a client order id for good.
 """
 from __future__ import annotations
 
@@ -721,6 +722,9 @@ def order_request(market: Market) -> dict:
     price = decimal_param("price")
     args = {"market": market.symbol, "side": side.lower(), "stp_mode": stp,
             "client_order_id": client_id}
+    if client_id is not None:
+        # Binance's rule: unique among the user's open orders only.
+        args["reuse_client_order_id"] = True
     if kind in ("LIMIT", "LIMIT_MAKER"):
         if kind == "LIMIT" and tif is None:
             raise missing_param("timeInForce")

@@ -87,7 +87,7 @@ def _text_of(amount: Decimal | None) -> str | None:
 
 PLACE_ORDER_ARGUMENTS = frozenset({
     "user", "market", "side", "type", "quantity", "quote_amount", "price", "time_in_force",
-    "post_only", "stp_mode", "client_order_id"})
+    "post_only", "stp_mode", "client_order_id", "reuse_client_order_id"})
 
 
 def batch_answer(outcome) -> dict:
@@ -163,17 +163,20 @@ class OrdersService:
     @request_rpc(expected_exceptions=OrdersError)
     def place_order(self, user, market, side, type="limit", quantity=None, quote_amount=None,
                     price=None, time_in_force=None, post_only=False, stp_mode=None,
-                    client_order_id=None):
+                    client_order_id=None, reuse_client_order_id=False):
         """One order, accepted in the process's next batch (group commit):
         returns it with status ``new`` once committed with its hold and its
         engine command; raises its refusal (InvalidOrder, UnknownMarket,
-        OrderRejected with the reason, DuplicateClientOrderId)."""
+        OrderRejected with the reason, DuplicateClientOrderId). A client
+        order id is the user's for good (a retry with it is safe), unless
+        ``reuse_client_order_id``: then it is refused only while an open
+        order has it (Binance's rule, docs/order-flow.md)."""
         request_id = self._request_id()
         # Without a client order id, the request's id stands in for one.
         return self.acceptance.submit(self._placement(
             user, market, side, type, quantity, quote_amount, price, time_in_force, post_only,
             stp_mode, client_order_id if client_order_id is not None else request_id,
-            request_id))
+            request_id, reuse_client_order_id=reuse_client_order_id))
 
     @request_rpc(expected_exceptions=OrdersError)
     def place_orders(self, orders):
@@ -220,7 +223,8 @@ class OrdersService:
 
     def _placement(self, user, market, side, type="limit", quantity=None, quote_amount=None,
                    price=None, time_in_force=None, post_only=False, stp_mode=None,
-                   client_order_id=None, request_id=None, protection=None) -> Placement:
+                   client_order_id=None, request_id=None, protection=None,
+                   reuse_client_order_id=False) -> Placement:
         """A validated order, or its refusal raised. ``protection``: market
         buys' protection prices already read during this call, by market."""
         user = _user(user)
@@ -233,6 +237,9 @@ class OrdersService:
         stp = _choice("stp_mode", stp_mode, ("NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"))
         if not isinstance(post_only, bool):
             raise InvalidOrder("post_only must be true or false", "post_only")
+        if not isinstance(reuse_client_order_id, bool):
+            raise InvalidOrder("reuse_client_order_id must be true or false",
+                               "reuse_client_order_id")
         client_order_id = _text("client_order_id", client_order_id, 36, optional=True,
                                 pattern=grammar.CLIENT_ORDER_ID)
         price, quantity, quote_amount = (_decimal("price", price), _decimal("quantity", quantity),
@@ -282,7 +289,8 @@ class OrdersService:
             "time_in_force": tif, "post_only": post_only, "stp_mode": stp,
             "hold_asset": hold.asset, "hold_amount": _text_of(hold.amount),
             "cap_price": _text_of(hold.cap_price), "cap_quantity": _text_of(hold.cap_quantity),
-            "request_id": request_id}, command=command_to_dict(place))
+            "request_id": request_id, "reuse_client_order_id": reuse_client_order_id},
+            command=command_to_dict(place))
 
     def _protection_price(self, config: MarketConfig) -> Decimal:
         depth = self.matching_rpc.get_depth(config.symbol, 1)

@@ -8,7 +8,9 @@
 -- p_orders: a JSON array of objects named like the columns of `orders`
 -- (user_id, market, client_order_id, side, order_type, price, quantity,
 -- quote_amount, time_in_force, post_only, stp_mode, hold_asset, hold_amount,
--- cap_price, cap_quantity, request_id); amounts as decimal strings.
+-- cap_price, cap_quantity, request_id); amounts as decimal strings; and
+-- reuse_client_order_id (true: the client order id may be an ended order's,
+-- place_orders_client_order_id).
 --
 -- One row per element: `item` its 1-based position, `outcome`
 --   placed   -- written and held now: the caller enqueues its engine command
@@ -78,6 +80,7 @@ BEGIN
     -- (the user's block, then the client order id), and the replays.
     WITH batch AS (
         SELECT e.n AS item, o AS body,
+               coalesce((e.value->>'reuse_client_order_id')::boolean, false) AS reusable,
                CASE WHEN o.client_order_id IS NULL THEN 1
                     ELSE row_number() OVER (PARTITION BY o.user_id, o.client_order_id
                                             ORDER BY e.n) END AS nth
@@ -92,13 +95,12 @@ BEGIN
                     ELSE taken.refusal_code END AS code,
                CASE WHEN blocked.state IS NOT NULL THEN format('this user is %s', blocked.state)
                     WHEN b.nth > 1
-                    THEN format('%s is already used by an open order of this user',
-                                (b.body).client_order_id)
+                    THEN format('%s is already used by this user', (b.body).client_order_id)
                     ELSE taken.refusal END AS text,
                CASE WHEN blocked.state IS NULL AND b.nth = 1 THEN taken.placed END AS replayed
           FROM batch b
           LEFT JOIN user_trading_blocks blocked ON blocked.user_id = (b.body).user_id
-          LEFT JOIN LATERAL place_orders_client_order_id(b.body) taken
+          LEFT JOIN LATERAL place_orders_client_order_id(b.body, b.reusable) taken
                  ON (b.body).client_order_id IS NOT NULL
     )
     SELECT array_agg(s.item ORDER BY s.item) FILTER (WHERE s.outcome IS NOT NULL),
@@ -158,7 +160,9 @@ BEGIN
             -- Another transaction took the client order id meanwhile.
             v_order := jsonb_populate_record(NULL::orders, p_orders -> (item - 1)::int);
             RETURN QUERY SELECT item, t.outcome, t.refusal_code, t.refusal, t.placed
-                           FROM place_orders_client_order_id(v_order) t;
+                           FROM place_orders_client_order_id(v_order, coalesce(
+                               (p_orders -> (item - 1)::int ->> 'reuse_client_order_id')::boolean,
+                               false)) t;
             IF NOT FOUND THEN
                 -- Its open order has ended since: the id was taken at the insert.
                 outcome := 'refused';

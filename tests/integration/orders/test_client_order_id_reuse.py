@@ -1,10 +1,12 @@
-"""A client order id is unique among the user's open orders, as on Binance
-("newClientOrderId: A unique id among open orders"): once its order has
-ended it places a new order, while a redelivered request (same request id)
-is still answered with the order it placed, whatever that order's state
-(docs/order-flow.md, "Retries and client order ids"). Before session 12 the
-id stayed taken for good: a bot recycling its ids was refused
-DUPLICATE_CLIENT_ORDER_ID."""
+"""Binance's rule for a client order id, asked for with
+``reuse_client_order_id`` (the partner API does): unique among the user's
+open orders ("newClientOrderId: A unique id among open orders"), so once its
+order has ended it places a new order, while a redelivered request (same
+request id) is still answered with the order it placed, whatever that
+order's state. Without it the id stays the user's for good, so a caller's
+retry with it is safe (docs/order-flow.md, "Retries and client order ids").
+Before session 12 every id stayed taken for good: a bot recycling its ids
+through the partner API was refused DUPLICATE_CLIENT_ORDER_ID."""
 import uuid
 from decimal import Decimal as D
 
@@ -17,9 +19,9 @@ from tests.integration.orders.test_order_redelivery import send_requests
 MARKET = "BTC-USDT"
 
 
-def limit_buy(rpc, user, price, client_order_id):
+def limit_buy(rpc, user, price, client_order_id, reuse=True):
     return rpc.orders.place_order(user, MARKET, "buy", "limit", "0.1", price=price,
-                                  client_order_id=client_order_id)
+                                  client_order_id=client_order_id, reuse_client_order_id=reuse)
 
 
 def test_a_client_order_id_is_free_again_once_its_order_has_ended(exchange):
@@ -51,7 +53,8 @@ def test_a_redelivered_request_still_gets_its_ended_order_not_a_new_one(
         exchange, nameko_config):
     user = fund(exchange, {"USDT": "1000"})
     body = {"args": [user, MARKET, "buy", "limit"],
-            "kwargs": {"quantity": "0.1", "price": "99", "client_order_id": "recycled"}}
+            "kwargs": {"quantity": "0.1", "price": "99", "client_order_id": "recycled",
+                       "reuse_client_order_id": True}}
     request_id = str(uuid.uuid4())
     (first,) = send_requests(nameko_config, [(request_id, body)])
     assert first["error"] is None, first
@@ -88,10 +91,34 @@ def test_a_batch_reusing_an_ended_id_places_it_once(exchange):
     exchange.orders.cancel_order(user, first["order_id"])
     wait_status(exchange, user, first["order_id"], {"cancelled"})
     order = {"user": user, "market": MARKET, "side": "buy", "type": "limit",
-             "quantity": "0.1", "price": "99", "client_order_id": "batch-1"}
+             "quantity": "0.1", "price": "99", "client_order_id": "batch-1",
+             "reuse_client_order_id": True}
     answers = exchange.orders.place_orders([order, order])
     assert answers[1]["error"]["code"] == "DUPLICATE_CLIENT_ORDER_ID"
     placed = answers[0]["order"]
     assert placed["order_id"] != first["order_id"]
     exchange.orders.cancel_order(user, placed["order_id"])
     wait_status(exchange, user, placed["order_id"], {"cancelled"})
+
+
+def test_by_default_an_ended_orders_id_stays_taken_so_a_retry_is_safe(exchange):
+    """The native rule: a caller whose answer was lost retries with the same
+    client order id and is told DUPLICATE_CLIENT_ORDER_ID even when the first
+    order has ended meanwhile, never given a second order."""
+    user = fund(exchange, {"USDT": "1000"})
+    first = limit_buy(exchange, user, "99", "native-1", reuse=False)
+    exchange.orders.cancel_order(user, first["order_id"])
+    wait_status(exchange, user, first["order_id"], {"cancelled"})
+    with pytest.raises(DuplicateClientOrderId):
+        limit_buy(exchange, user, "99", "native-1", reuse=False)
+    answers = exchange.orders.place_orders([{
+        "user": user, "market": MARKET, "side": "buy", "type": "limit", "quantity": "0.1",
+        "price": "99", "client_order_id": "native-1"}])
+    assert answers[0]["error"]["code"] == "DUPLICATE_CLIENT_ORDER_ID"
+    assert exchange.orders.open_orders(user) == []
+    assert balance(exchange, user, "USDT") == (D("1000"), D("0"))
+    # The same id under Binance's rule: free, the first order having ended.
+    again = limit_buy(exchange, user, "99", "native-1", reuse=True)
+    assert again["order_id"] != first["order_id"]
+    exchange.orders.cancel_order(user, again["order_id"])
+    wait_status(exchange, user, again["order_id"], {"cancelled"})

@@ -27,8 +27,11 @@ LIMIT = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC"
 def test_a_limit_order_becomes_place_order_arguments():
     args = parsed(f"{LIMIT}&quantity=0.0525&price=50000&newClientOrderId=x-TKT5PX2Fabc")
     assert args == {"market": "BTC-USDT", "side": "buy", "stp_mode": None,
-                    "client_order_id": "x-TKT5PX2Fabc", "type": "limit", "quantity": "0.0525",
+                    "client_order_id": "x-TKT5PX2Fabc", "reuse_client_order_id": True,
+                    "type": "limit", "quantity": "0.0525",
                     "price": "50000", "time_in_force": "GTC", "post_only": False}
+    # Binance's rule (unique among open orders) only for an id the partner sent.
+    assert "reuse_client_order_id" not in parsed(f"{LIMIT}&quantity=0.0525&price=50000")
 
 
 def test_limit_maker_is_post_only_and_market_by_quote_is_a_quote_amount():
