@@ -1073,6 +1073,10 @@ def main():
                              "per request (adds 12 s of quiet per phase)")
     parser.add_argument("--batch-in-flight", type=int, default=2,
                         help="rpc-batch: batch calls in flight per client process")
+    parser.add_argument("--relay-linger-ms", default="",
+                        help="stream=ms,...: the services' outbox relays read at most once "
+                             "per this many ms while commits keep coming (container config "
+                             "OUTBOX_LINGER_S); empty: the services' own")
     args = parser.parse_args()
     transports = args.transports.split(",")
     market_counts = [int(m) for m in args.markets.split(",")]
@@ -1107,6 +1111,11 @@ def main():
     prepare(settings)
     nameko = {**settings.nameko_config(NAMESPACE), "POSTGRES_DB": NAMESPACE,
               "max_workers": 40, "POSTGRES_POOL_MAX": 40}
+    if args.relay_linger_ms:
+        nameko["OUTBOX_LINGER_S"] = {
+            stream: float(ms) / 1000 for stream, ms in
+            (item.split("=") for item in args.relay_linger_ms.split(","))}
+        print(f"outbox relays' linger (s): {nameko['OUTBOX_LINGER_S']}")
     config_file = run / "nameko.yaml"
     config_file.write_text(yaml.safe_dump(nameko))
     modules = {"orders-a": "services.orders.service", "orders-b": "services.orders.service",

@@ -26,6 +26,7 @@ import logging
 import socket
 import time
 import zlib
+from typing import Callable
 
 import amqp as py_amqp
 import eventlet
@@ -41,6 +42,10 @@ from services.common.postgres import make_pool
 log = logging.getLogger(__name__)
 
 BATCH = 500
+# How long published rows wait, once the outbox is read empty, for the next
+# commit's read to carry their delete (one round trip instead of two) before
+# they are deleted on their own: an idle outbox is empty after this.
+DELETE_AFTER_S = 0.1
 
 
 def _channel(stream: str) -> str:
@@ -198,8 +203,13 @@ class Relay:
     # What publishes (a test may hold the broker's confirms back).
     publisher_class = ConfirmedPublisher
 
-    def __init__(self, pool, amqp_uri: str, stream: str, in_flight: int = 1):
+    def __init__(self, pool, amqp_uri: str, stream: str, in_flight: int = 1,
+                 linger_s: float = 0.0, merge: Callable[[list], list] | None = None):
         self.pool = pool
+        # ``merge(rows) -> rows``: the messages to publish for the rows of one
+        # read, in the rows' shape ``(id, exchange, routing_key, message_id,
+        # payload text)``; the read's rows are deleted once they are confirmed.
+        self.merge = merge
         self.amqp_uri = amqp_uri
         self.stream = stream
         self.lock_key = zlib.crc32(f"outbox:{stream}".encode())
@@ -215,6 +225,13 @@ class Relay:
         # ``max_in_flight``; 1 = every batch is confirmed before the next read.
         self.max_in_flight = in_flight
         self.in_flight: list[tuple[int, list[int], float]] = []
+        # Reads woken by a commit start at least ``linger_s`` apart (a read
+        # after a full batch does not wait): while writers commit faster
+        # than that, one read gathers the commits of the interval instead of
+        # one each, and every hop after it gets fuller batches; slower
+        # writers wait for nothing. 0: read at every commit.
+        self.linger_s = linger_s
+        self.last_read = float("-inf")
 
     def run(self) -> None:
         while self.running:
@@ -258,7 +275,11 @@ class Relay:
                         publisher.confirm()
                     elif more or self._committed(lock_conn):
                         # A full batch read means more may be waiting; a
-                        # commit's notification means a new row is.
+                        # commit's notification means a new row is (read
+                        # once the interval since the last read is over:
+                        # the commits made meanwhile go in the same read).
+                        if not more and self._linger():
+                            self._committed(lock_conn)
                         more = self.publish_batch(publisher, amqp) == BATCH
                     elif self.in_flight:
                         # Nothing to read and confirms on their way: wait
@@ -271,20 +292,24 @@ class Relay:
                     else:
                         # The outbox was empty when read (or held less than
                         # a batch, all published and confirmed) and no
-                        # writer has committed since: the published rows
-                        # are deleted now, then this sleeps until a writer
-                        # commits (NOTIFY) or a second passes. A commit
-                        # after the read has queued its notification on
+                        # writer has committed since. Right after a read it
+                        # first lingers (linger_s): a commit made meanwhile
+                        # is read at the interval's end. Then it sleeps
+                        # until a writer commits (NOTIFY) -- a commit after
+                        # the read has queued its notification on
                         # lock_conn, which wakes this at once: no second,
-                        # empty read per batch. The other commits'
-                        # notifications already here are taken too (timeout
-                        # 0 polls once): one read serves them all. When a
-                        # commit is already waiting, the next read follows
-                        # at once and carries the delete.
-                        self.delete_published()
-                        for _ in lock_conn.notifies(timeout=1.0, stop_after=1):
-                            pass
-                        self._committed(lock_conn)
+                        # empty read per batch -- and the next read carries
+                        # the published rows' delete; if no writer commits
+                        # within DELETE_AFTER_S, they are deleted then, and
+                        # it sleeps on until a commit or a second passes.
+                        # The other commits' notifications already here are
+                        # taken too (timeout 0 polls once): one read serves
+                        # them all.
+                        if not (self._linger() and self._committed(lock_conn)):
+                            if not (self.undeleted and self._woken(lock_conn, DELETE_AFTER_S)):
+                                self.delete_published()
+                                self._woken(lock_conn, 1.0)
+                            self._committed(lock_conn)
                         more = True
             finally:
                 self._settle_before_stop(publisher)
@@ -304,6 +329,20 @@ class Relay:
         except Exception:   # noqa: BLE001 -- any failure here only means "send again"
             log.info("outbox relay %s: %d batches in flight go out again",
                      self.stream, len(self.in_flight))
+
+    def _linger(self) -> bool:
+        """Sleep out what is left of ``linger_s`` since the last read;
+        whether it slept."""
+        wait = self.last_read + self.linger_s - time.monotonic()
+        if wait <= 0:
+            return False
+        eventlet.sleep(wait)
+        return True
+
+    @staticmethod
+    def _woken(lock_conn, timeout: float) -> bool:
+        """Whether a writer's commit notified within ``timeout`` seconds."""
+        return any([True for _ in lock_conn.notifies(timeout=timeout, stop_after=1)])
 
     @staticmethod
     def _committed(lock_conn) -> bool:
@@ -334,6 +373,7 @@ class Relay:
         committing, instead of a read and a delete; the delete commits
         without waiting for the WAL flush. On any other pool the read and
         the delete share one transaction."""
+        self.last_read = time.monotonic()
         with self.pool.connection() as conn:
             done, self.undeleted = self.undeleted, []
             # Rows published and not confirmed yet stay in the outbox until
@@ -353,7 +393,11 @@ class Relay:
             # (a relay that confirms once per read; the pipelined one confirms
             # around each command already).
             unconfirmed_commands: set[str] = set()
-            for _, exchange, routing_key, message_id, payload in rows:
+            # One read, fewer messages: the stream's own merge (orders':
+            # every command batch of the read to one engine queue as one
+            # message), the rows still deleted by their own ids.
+            messages = self.merge(rows) if self.merge is not None else rows
+            for _, exchange, routing_key, message_id, payload in messages:
                 # A row naming the default exchange (queued before commands had
                 # their own) goes through the commands exchange: the relays'
                 # users may not publish to the default exchange.
@@ -473,15 +517,22 @@ def relay_pool(settings, dbname: str | None, stream: str):
 class OutboxRelay(DependencyProvider):
     """Runs the relay for ``stream`` for as long as the service container runs."""
 
-    def __init__(self, stream: str, in_flight: int = 1):
+    def __init__(self, stream: str, in_flight: int = 1, linger_s: float = 0.0,
+                 merge: Callable[[list], list] | None = None):
         self.stream = stream
         self.in_flight = in_flight
+        self.linger_s = linger_s
+        self.merge = merge
 
     def setup(self):
         settings = load_settings()
         config = self.container.config
         self.pool = relay_pool(settings, config.get("POSTGRES_DB"), self.stream)
-        self.relay = Relay(self.pool, config["AMQP_URI"], self.stream, self.in_flight)
+        # Container config OUTBOX_LINGER_S: {stream: seconds} overrides the
+        # service's linger (Relay.linger_s).
+        linger = (config.get("OUTBOX_LINGER_S") or {}).get(self.stream, self.linger_s)
+        self.relay = Relay(self.pool, config["AMQP_URI"], self.stream, self.in_flight,
+                           float(linger), self.merge)
 
     def start(self):
         self.thread = self.container.spawn_managed_thread(self.relay.run)

@@ -39,6 +39,9 @@ ADMIN_VERB_ERRORS = (WalletsError, CodedError)
 AUDIT_INTERVAL_S = 60
 
 log = logging.getLogger(__name__)
+# The relay's linger (services.common.outbox.Relay.linger_s): the gateways'
+# push re-reads the balances it announces every 250 ms anyway.
+RELAY_LINGER_S = 0.02
 
 
 class WalletsService:
@@ -48,7 +51,9 @@ class WalletsService:
     caller = AdminPrincipal()
     # balances_changed leaves through the outbox: the ledger's trigger
     # writes it in the transaction that moves the money (migration 011).
-    relay = OutboxRelay("wallets")
+    # Read at most every RELAY_LINGER_S while money moves faster than that
+    # (holds, releases, settlements: one row each): one read for several.
+    relay = OutboxRelay("wallets", linger_s=RELAY_LINGER_S)
     # Settles the engines' trades from the ordered settlement queue (one active
     # wallets process at a time, the others standing by).
     settlement = TradeSettlement()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+import eventlet
 import pytest
 
 from services.common.outbox import (
@@ -198,3 +199,113 @@ def test_a_relay_sends_a_second_command_to_one_queue_only_once_the_first_is_conf
     # several queues), and its second follows market.X's second unconfirmed.
     assert publisher.ids == ["place", "place-y", "m-3", "confirm 3", "cancel-all",
                              "cancel-all-y", "confirm 5"]
+
+
+# -- the relay's loop: the delete waits for the next read, the linger -------------
+
+class LockConn:
+    """The relay's LISTEN connection: ``commits`` says, wait by wait, whether
+    a writer commits (rows added to the outbox, a notification) while the
+    relay waits; the relay stops when the script is used up."""
+
+    def __init__(self, relay, pool, commits):
+        self.relay, self.pool, self.commits = relay, pool, list(commits)
+        self.pending = 0
+        self.waits = []
+
+    def execute(self, query, params=None):
+        return None
+
+    def notifies(self, timeout=None, stop_after=None):
+        if timeout:
+            self.waits.append(timeout)
+            if not self.commits:
+                self.relay.running = False
+                return iter(())
+            rows = self.commits.pop(0)
+            self.pool.outbox += [row(n) for n in rows]
+            self.pending += bool(rows)
+        got, self.pending = self.pending, 0
+        return iter([object()] * got)
+
+
+class LoopPublisher(Publisher):
+    def __init__(self, amqp=None):
+        super().__init__()
+        self.warmed = {("things.events", "thing")}
+
+    def poll(self):
+        pass
+
+
+def relay_loop(commits, linger_s=0.0, first=(1, 2)):
+    pool = Pool()
+    relay = Relay(pool, "amqp://unused", "test", linger_s=linger_s)
+    relay.publisher_class = LoopPublisher
+    relay.declared.add("things.events")
+    pool.outbox += [row(n) for n in first]
+    lock_conn = LockConn(relay, pool, commits)
+    with eventlet.Timeout(10):
+        relay._relay(lock_conn)
+    return pool, relay, lock_conn
+
+
+def test_published_rows_wait_for_the_next_commits_read_to_carry_their_delete():
+    """A commit soon after a batch (within DELETE_AFTER_S): the batch's delete
+    rides on the read of that commit, no statement of its own; a quiet
+    stream deletes what it published once DELETE_AFTER_S passed."""
+    from services.common.outbox import DELETE_AFTER_S
+    pool, relay, lock_conn = relay_loop([[3], []])
+    assert [q for q, _ in pool.log] == [READ, READ_AFTER_DELETE, DELETE]
+    assert pool.log[1][1][0] == [1, 2] and pool.log[2][1] == ([3],)
+    assert lock_conn.waits == [DELETE_AFTER_S, DELETE_AFTER_S, 1.0]
+    assert pool.outbox == [] and relay.published == 3
+
+
+def test_a_relay_that_lingers_reads_the_commits_of_its_interval_at_once(monkeypatch):
+    """linger_s: a commit right after a read is read at the interval's end,
+    together with every commit made meanwhile (one read, one batch), and
+    the earlier batch's delete rides on it."""
+    from services.common import outbox
+    slept = []
+
+    def sleep(seconds):
+        # Two writers commit while the relay lingers the first time.
+        slept.append(seconds)
+        if len(slept) == 1:
+            relay_pool.outbox += [row(4), row(5)]
+            lock.pending += 2
+    monkeypatch.setattr(outbox.eventlet, "sleep", sleep)
+    relay_pool, lock = Pool(), None
+    relay = Relay(relay_pool, "amqp://unused", "test", linger_s=60.0)
+    relay.publisher_class = LoopPublisher
+    relay.declared.add("things.events")
+    relay_pool.outbox += [row(1)]
+    relay_pool.outbox += [row(2)]
+    lock = LockConn(relay, relay_pool, [[]])
+    with eventlet.Timeout(10):
+        relay._relay(lock)
+    # The first read takes rows 1 and 2; then the relay lingers (a wait of
+    # at most linger_s), the commits of the interval arrive, and ONE read
+    # takes both, carrying the first batch's delete; after it the relay
+    # lingers again (nothing comes) and deletes before it waits.
+    assert len(slept) == 2 and all(0 < s <= 60.0 for s in slept)
+    assert [q for q, _ in relay_pool.log] == [READ, READ_AFTER_DELETE, DELETE]
+    assert relay_pool.log[1][1][0] == [1, 2] and relay_pool.log[2][1] == ([4, 5],)
+    assert relay.published == 4
+
+
+def test_a_relay_merges_a_reads_rows_and_deletes_each_by_its_id():
+    pool, publisher = Pool(), Publisher()
+    merged = []
+
+    def merge(rows):
+        merged.append([r[0] for r in rows])
+        return [(rows[0][0], "things.events", "thing", "m-all", "{}")]
+    relay = Relay(pool, "amqp://unused", "test", merge=merge)
+    relay.declared.add("things.events")
+    pool.outbox += [row(1), row(2), row(3)]
+    assert relay.publish_batch(publisher, None) == 3
+    assert merged == [[1, 2, 3]] and publisher.sent == ["m-all"]
+    relay.delete_published()
+    assert pool.log[-1] == (DELETE, ([1, 2, 3],)) and relay.published == 3
