@@ -33,11 +33,16 @@ taker-buy volumes are "0" (not recorded); a ticker's ``prevClosePrice`` is its o
 ``firstId``/``lastId`` are -1; a MARKET SELL by ``quoteOrderQty`` is refused
 (-1013, the engine sells by quantity); commissions shown follow the market's
 fee schedule (a user with a fee tier pays the tier's rate). The paging
-reads (``klines``, ``aggTrades`` from ``startTime``, ``myTrades``;
-``allOrders``) are charged their Binance weight (2, 4, 20; 20) per call
-they made to marketdata (orders), not once: one request can make up to 12,
-33 and 16 (10) calls (``ratelimit.Metered``); the extra weight is charged
-after the answer, so the next request over the limit is refused.
+reads (``klines``, ``aggTrades`` from ``startTime`` or ``fromId``,
+``myTrades``; ``allOrders``) are charged their Binance weight (2, 4, 20; 20)
+per call they made to marketdata (orders), not once: one request can make up
+to 12, 33 (111 from ``fromId``) and 16 (10) calls (``ratelimit.Metered``);
+the extra weight is charged after the answer, so the next request over the
+limit is refused. ``aggTrades`` ``fromId`` is a trade number (numbers are 1,
+2, 3, ... per market; 0 reads from the first): located with the candles'
+trade counts (``_locate_trade``); with ``startTime``/``endTime`` too it is
+-1128 (Binance does not define the combination). Of a minute holding more
+than 4000 trades before ``fromId`` the answer can be empty.
 
 ``/myTrades`` pages marketdata's fills of all markets (``_user_fills``): of
 a millisecond holding more than 1000 fills of one user (one order sweeping
@@ -88,6 +93,10 @@ KLINE_CALLS, KLINE_PAGE_BUCKETS, KLINE_PROBE_BUCKETS = 12, 1000, 1500
 # (services/marketdata/storage.py MAX_TRADE_BUCKETS_PER_READ).
 USER_FILL_CALLS, USER_FILL_HOURS = 16, 24
 AGG_PAGES, AGG_HALVINGS = 4, 8
+# /aggTrades from fromId (_trades_from_id): the candles that locate a trade
+# number, and the rounds of locating and reading per request.
+FROM_ID_LEVELS = (("1w", 604_800_000), ("1d", 86_400_000), ("1h", 3_600_000), ("1m", 60_000))
+FROM_ID_ROUNDS = 3
 KLINES_EARLIEST_MS = 946_684_800_000     # marketdata's earliest time (2000-01-01)
 COARSE_INTERVALS = (("1w", 604_800_000), ("1d", 86_400_000), ("1h", 3_600_000))
 POLL_S = (0.005, 0.01, 0.02, 0.03, 0.05)
@@ -283,15 +292,21 @@ def recent_trades():
 def aggregate_trades():
     market = market_param()
     limit = limit_param(500, 1000)
-    if param("fromId") is not None:
-        raise bad_param("fromId", "Parameter 'fromId' is not supported; use startTime.", -1106)
+    from_id = int_param("fromId")
     start, end = int_param("startTime"), int_param("endTime")
+    if from_id is not None and (start is not None or end is not None):
+        raise ApiError(400, "INVALID_INPUT", "fromId cannot be combined with startTime/endTime",
+                       -1128, "Combination of optional parameters invalid.")
     if start is not None and end is None:
         end = start + 3_600_000
     if start is not None and end is not None and not 0 <= end - start <= 3_600_000:
         raise bad_param("endTime", "startTime and endTime must be at most an hour apart.", -1127)
     with rpc() as services:
-        if start is None:
+        if from_id is not None:
+            services = ratelimit.Metered(services, "marketdata")
+            trades = _trades_from_id(services, market.symbol, from_id, limit)
+            services.charge_pages()
+        elif start is None:
             page = services.marketdata.get_trades(market.symbol, limit, None,
                                                   None if end is None else end + 1)
             trades = list(reversed(page["trades"]))[-limit:]
@@ -308,7 +323,8 @@ def aggregate_trades():
     return ok(out)
 
 
-def _first_trades(services, symbol: str, start: int, stop: int, limit: int) -> list:
+def _first_trades(services, symbol: str, start: int, stop: int, limit: int,
+                  cut: bool = True) -> list:
     """The first trades of ``[start, stop)``, oldest first: at most ``limit``,
     and never a millisecond cut in two (unless it alone holds more than
     ``limit``), so that the next page from the last one's time + 1 misses
@@ -321,7 +337,9 @@ def _first_trades(services, symbol: str, start: int, stop: int, limit: int) -> l
     candles' trade counts to the minutes holding the first ``limit`` trades,
     then read whole (``next_end``), at most ``AGG_PAGES`` pages of 1000; a
     window holding more than that is halved (at most ``AGG_HALVINGS``
-    times): a shorter answer, never one with a gap."""
+    times): a shorter answer, never one with a gap. ``cut=False``: every
+    trade read (whole minutes, at least the first ``limit`` when they fit in
+    the pages), for a caller that picks by trade number."""
     counted = services.marketdata.get_candles(symbol, "1m", start, stop, 61)["candles"]
     total = 0
     for row in counted:
@@ -344,11 +362,75 @@ def _first_trades(services, symbol: str, start: int, stop: int, limit: int) -> l
     else:
         return []                           # unreachable in practice: no partial answer
     found.reverse()                                              # oldest first
-    if len(found) > limit:
+    if cut and len(found) > limit:
         cut = found[limit]["executed_at"]
         whole = [t for t in found[:limit] if t["executed_at"] != cut]
         found = whole or found[:limit]
     return found
+
+
+def _locate_trade(services, symbol: str, trade_no: int) -> tuple[int, int] | None:
+    """(open time of the minute holding trade number ``trade_no``, trades of
+    the market before that minute), or None when the market has no trade
+    ``trade_no`` yet. Trade numbers are 1, 2, 3, ... per market in the
+    engine's order (services/matching/engine.py trade_seq), so the candles'
+    trade counts, summed oldest first, find its week, day, hour and minute:
+    four marketdata calls."""
+    before, start, stop = 0, KLINES_EARLIEST_MS, now_ms() + 60_000
+    for interval, span in FROM_ID_LEVELS:
+        rows = services.marketdata.get_candles(symbol, interval, start, stop,
+                                               KLINE_PROBE_BUCKETS)["candles"]
+        for row in rows:
+            if before + row[7] >= trade_no:
+                start, stop = row[0], row[0] + span
+                break
+            before += row[7]
+        else:
+            return None
+    return start, before
+
+
+def _trades_from_id(services, symbol: str, from_id: int, limit: int) -> list:
+    """Trades numbered ``from_id`` (0 = the first) and on, oldest first, at
+    most ``limit``, with no number missing: the answer stops before the
+    first gap (a trade recorded out of time order, or a read cut short), so
+    paging on from the last number + 1 never skips one. A round locates the
+    next wanted number (``_locate_trade``) and reads from its minute
+    (``_first_trades``, at most 4000 trades); a read holding only trades
+    before it goes on after its last millisecond. At most ``FROM_ID_ROUNDS``
+    rounds."""
+    out: list = []
+    wanted, start, before = max(from_id, 1), None, 0
+    for _ in range(FROM_ID_ROUNDS):
+        if start is None:
+            located = _locate_trade(services, symbol, wanted)
+            if located is None:
+                break
+            start, before = located
+        need = (wanted - before - 1) + (limit - len(out))
+        page = _first_trades(services, symbol, start, start + 3_600_000,
+                             min(need, 1000 * AGG_PAGES), cut=False)
+        numbered = sorted(((trade_number(t["trade_id"]), t) for t in page),
+                          key=lambda nt: nt[0])
+        added = 0
+        for number, t in numbered:
+            if number < wanted:
+                continue
+            if number != wanted or len(out) == limit:
+                break
+            out.append(t)
+            wanted, added = wanted + 1, added + 1
+        if len(out) == limit:
+            break
+        if added:
+            start = None                    # the rest lies after this read: locate it
+        elif numbered and numbered[-1][0] < wanted:
+            # the read (whole milliseconds: marketdata never splits one)
+            # stopped short of it: on from the millisecond after
+            start, before = page[-1]["executed_at"] + 1, numbered[-1][0]
+        else:
+            break
+    return out
 
 
 @blueprint.get("/klines")

@@ -55,3 +55,10 @@ def test_a_single_call_read_pays_its_weight_once(settings):
     assert charged(settings, "/api/v3/klines", {"symbol": BINANCE, "interval": "1m",
                                                  "startTime": now - 300_000, "endTime": now,
                                                  "limit": 1000}) == 2
+
+
+def test_agg_trades_from_an_id_pay_for_every_call(settings):
+    # fromId: the week, day, hour and minute of the trade number from the
+    # candles' trade counts (4 calls), then the trades.
+    assert charged(settings, "/api/v3/aggTrades", {"symbol": BINANCE, "fromId": 0,
+                                                    "limit": 1000}) >= 4 * 5
