@@ -721,6 +721,32 @@ def cost_delta(before: dict, after: dict) -> dict:
             "wal": [a - b for a, b in zip(after["wal"], before["wal"])]}
 
 
+def hop_lines(cost: dict, n: int) -> list[str]:
+    """Mean batch sizes at each hop after acceptance, from the map's counts
+    (whole phase): the outbox relays' reads (all streams), the engine's
+    batches (one journal statement each), the consumers' deliveries."""
+    def calls(prefix):
+        return sum(v[1] for k, v in cost["statements"].items()
+                   if k[1] and " ".join(v[0].split()).startswith(prefix))
+
+    def queue(direction, name):
+        return sum(v for (d, q), v in cost["queues"].items() if d == direction and q == name)
+    reads = (calls("SELECT id, exchange, routing_key") + calls("WITH published AS (DELETE"))
+    deletes = calls("DELETE FROM outbox WHERE id")
+    rows = cost.get("tables", {}).get("public.outbox", (0, 0, 0))[0]
+    engine = calls("WITH changed AS (INSERT INTO matching_journal")
+    journal = cost.get("tables", {}).get("matching.matching_journal", (0, 0, 0))[0]
+    commands = sum(v for (d, q), v in cost["queues"].items()
+                   if d == "delivered" and q.startswith("matching.commands."))
+    orders_in = queue("delivered", "orders.matching-events")
+    settle_in = queue("delivered", "wallets.settlement")
+    return [f"  per hop: outbox relay reads {reads / n:.3f}/req ({rows / (reads or 1):.2f} rows "
+            f"each) + own deletes {deletes / n:.3f}/req; engine batches {engine / n:.3f}/req "
+            f"({journal / (engine or 1):.1f} commands, {commands / (engine or 1):.2f} command "
+            f"messages each); deliveries per engine batch: orders' events "
+            f"{orders_in / (engine or 1):.2f}, wallets' settlement {settle_in / (engine or 1):.2f}"]
+
+
 def report_cost(cost: dict, requests: int, limit: int = 25) -> None:
     """The map of issue 18's next cuts: per accepted request (order or
     cancel) of the whole phase, each statement's calls, time and rows, and each
@@ -748,6 +774,8 @@ def report_cost(cost: dict, requests: int, limit: int = 25) -> None:
             text = " ".join(query.split())[:110]
             print(f"    {calls / n:8.3f} {ms_total / n * 1e3:7.1f} {rows_n / n:8.2f} "
                   f"{ms_total / calls * 1e3:8.1f}  {text}")
+    for line in hop_lines(cost, n):
+        print(line)
     print("  rows per request by table: inserted, updated, of the updates HOT (no index entry)")
     for name, (ins, upd, hot) in sorted(cost.get("tables", {}).items(),
                                         key=lambda kv: -(kv[1][0] + kv[1][1]))[:8]:
@@ -850,6 +878,12 @@ def run_phase(settings, nameko, procs, users, args, transport, markets, mode, ra
     figures["arrived"] = sum(1 for r in records if w0 <= r[1] < w1 and r[0] != "echo")
     figures["answered"] = sum(1 for r in in_window if r[3] != UNSENT and r[0] != "echo")
     figures["unsent"] = sum(1 for r in records if r[3] == UNSENT)
+    # The window's refusals with a code, by kind and code.
+    refused: dict = {}
+    for r in in_window:
+        if r[3] and r[3] != UNSENT and r[0] != "echo":
+            refused[(r[0], r[3])] = refused.get((r[0], r[3]), 0) + 1
+    figures["refused"] = refused
     figures["accept_lat"] = [r[2] - r[1] for r in in_window
                              if r[3] == "" and r[0] in PLACE_KINDS + ("echo",)]
     outcomes: dict = {}
@@ -958,6 +992,20 @@ def report(f: dict, echo_rate: float | None) -> None:
               f"   journaled/s {f['journaled'] / secs:,.1f} (place+cancel commands)"
               f"   settled/s {f['settled'] / secs:,.1f} trades (of {f['trades'] / secs:,.1f} "
               f"trades/s executed)")
+        refused = f.get("refused", {})
+        not_open = sum(n for (kind, code), n in refused.items()
+                       if kind == "cancel" and code.startswith("ORDER_NOT_OPEN"))
+        deliberate = sum(n for (kind, _), n in refused.items() if kind == "refusal")
+        others = sum(refused.values()) - not_open - deliberate
+        print(f"arrived/s {f['arrived'] / secs:,.1f}; answered/s {f['answered'] / secs:,.1f} = "
+              f"accepted {requests / secs:,.1f} + refused with a code "
+              f"{sum(refused.values()) / secs:,.1f} (cancels of orders no longer open "
+              f"{not_open / secs:,.1f}, deliberate {deliberate / secs:,.1f}, other "
+              f"{others / secs:,.1f}); unsent {f['unsent']}. The 1,000/s target is checked on "
+              f"ANSWERED (every arrival answered): accepted cannot reach the arrival rate, 1 % "
+              f"are deliberate refusals and a cancel of an order that traded after its place "
+              f"was answered (always 'new': acceptance comes before matching) is refused "
+              f"ORDER_NOT_OPEN")
         if echo_rate:
             print(f"ratio accepted orders+cancels / bare RPC: {requests / secs / echo_rate:.2f}")
         print(f"backlog at the end of the window: {f['backlog'][0]} commands not journaled, "
