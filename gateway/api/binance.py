@@ -10,8 +10,8 @@ Where each answer comes from:
 * depth and book tickers: the matching engine itself (``matching.get_depth``,
   the freshest book; marketdata's copy trails it by the event pipeline and
   is unavailable until its first snapshot);
-* trades, klines and 24 h tickers: marketdata (Cassandra + Memcached);
-  the ticker's bid/ask from the engine's book;
+* trades, klines, 24 h tickers and the average price: marketdata
+  (Cassandra + Memcached); the ticker's bid/ask from the engine's book;
 * orders: the orders service; balances: wallets; a user's fills: marketdata.
 
 An order is accepted (durably, funds held) before the engine matches it,
@@ -61,7 +61,7 @@ import contextlib
 import json
 import time
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import eventlet
 from flask import Blueprint, current_app, jsonify
@@ -97,6 +97,7 @@ AGG_PAGES, AGG_HALVINGS = 4, 8
 # number, and the rounds of locating and reading per request.
 FROM_ID_LEVELS = (("1w", 604_800_000), ("1d", 86_400_000), ("1h", 3_600_000), ("1m", 60_000))
 FROM_ID_ROUNDS = 3
+AVG_PRICE_MINS = 5                       # /avgPrice: Binance's spot window
 KLINES_EARLIEST_MS = 946_684_800_000     # marketdata's earliest time (2000-01-01)
 COARSE_INTERVALS = (("1w", 604_800_000), ("1d", 86_400_000), ("1h", 3_600_000))
 POLL_S = (0.005, 0.01, 0.02, 0.03, 0.05)
@@ -559,6 +560,32 @@ def _previous_traded(candles, interval: str, stop: int, calls: list) -> int | No
         else:                       # none in [start, stop): back from there, coarser
             stop, i = page["start"], max(i - 1, 0)
     return stop
+
+
+@blueprint.get("/avgPrice")
+@ratelimit.weight(2)
+def avg_price():
+    """Binance's "current average price": the volume-weighted average price
+    of the last ``AVG_PRICE_MINS`` minutes' trades, from marketdata's 1m
+    candles (quote volume / volume) of the minutes opening at or after
+    ``now - 5 min`` floored to the minute (5 to 6 minutes of trades), on the
+    market's tick grid (half-even). No trade in them: the last trade's price;
+    none ever: 0. ``closeTime``: the last trade's time (0 without one)."""
+    market = market_param()
+    now = now_ms()
+    start = (now - AVG_PRICE_MINS * 60_000) // 60_000 * 60_000
+    with rpc() as services:
+        rows = services.marketdata.get_candles(market.symbol, "1m", start, now + 1,
+                                               AVG_PRICE_MINS + 1)["candles"]
+        last = services.marketdata.get_trades(market.symbol, 1)["trades"]
+    volume = sum((Decimal(row[5]) for row in rows), Decimal(0))
+    if volume > 0:
+        quote = sum((Decimal(row[6]) for row in rows), Decimal(0))
+        price = (quote / volume).quantize(market.tick, rounding=ROUND_HALF_EVEN)
+    else:
+        price = Decimal(last[0]["price"]) if last else Decimal(0)
+    return ok({"mins": AVG_PRICE_MINS, "price": fmt(price),
+               "closeTime": last[0]["executed_at"] if last else 0})
 
 
 def _ticker_weight() -> int:
