@@ -71,17 +71,45 @@ def _server_pids(names: tuple[str, ...]) -> list[int]:
     the stack's servers, not the copies other work runs in namespaces of its
     own (the zone clusters run their own RabbitMQ and PostgreSQL)."""
     own = os.readlink("/proc/self/ns/net")
+    own_sockets = _listening("self")
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/comm") as comm:
-                    if comm.read().strip() in names and \
-                            os.readlink(f"/proc/{entry}/ns/net") == own:
+                    if comm.read().strip() in names and _same_net(entry, own, own_sockets):
                         pids.append(int(entry))
             except OSError:
                 pass
     return pids
+
+
+def _same_net(pid: str, own: str, own_sockets: set) -> bool:
+    """Whether ``pid`` is in this process's network namespace. Its
+    ``ns/net`` link needs ptrace access: root without CAP_SYS_PTRACE (a
+    container's default) is refused it for another user's process (the
+    servers run as the stack's user), so the namespace's listening sockets
+    decide then (socket inodes are unique: one in common, the same
+    namespace)."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net") == own
+    except PermissionError:
+        return bool(_listening(pid) & own_sockets)
+
+
+def _listening(pid: str) -> set:
+    """Inodes of the listening TCP sockets of ``pid``'s network namespace."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as lines:
+                for line in list(lines)[1:]:
+                    fields = line.split()
+                    if fields[3] == "0A" and fields[9] != "0":
+                        inodes.add(fields[9])
+        except OSError:
+            pass        # no IPv6 in this kernel, or the process is gone
+    return inodes
 
 
 MACHINE = "machine, busy"
