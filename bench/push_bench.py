@@ -160,6 +160,22 @@ def percentile(values: list[float], p: float) -> float:
 
 
 # -- gateways ---------------------------------------------------------------------------
+def can_lower_niceness(nice: int) -> bool:
+    """Whether this process may set a niceness of ``nice``: below its own
+    needs CAP_SYS_NICE (or RLIMIT_NICE), which a non-root user and root in a
+    container without the capability (Docker's default) both lack. Tried on
+    this process and put back (raising it back needs no privilege)."""
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice >= own:
+        return True
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError:
+        return False
+    os.setpriority(os.PRIO_PROCESS, 0, own)
+    return True
+
+
 def niced(nice: int) -> None:
     """In a session of its own (own_cpu_share): its niceness, and its
     session's. Under autogroup scheduling the CPU is shared between sessions
@@ -784,10 +800,11 @@ def main() -> int:
         # The bench's gateways are the product's: the same CPU share as `make up` gives its own.
         from stack.proc import cpu_nice
         args.gateway_nice = cpu_nice("gateway")
-    if os.geteuid() != 0 and min(args.gateway_nice, args.client_nice) < 0:
-        # Below 0 needs root (os.nice would refuse and the processes not start).
-        print("not root: gateways and clients at niceness 0 (the figures then include the "
-              "clients' wait for a core; see CLIENT_NICE)")
+    if not can_lower_niceness(min(args.gateway_nice, args.client_nice)):
+        # os.nice would refuse and the processes not start.
+        print("no CAP_SYS_NICE (not root, or a container's root): gateways and clients at "
+              "niceness 0 (the figures then include the clients' wait for a core; see "
+              "CLIENT_NICE)")
         args.gateway_nice = max(args.gateway_nice, 0)
         args.client_nice = max(args.client_nice, 0)
 
