@@ -1,6 +1,7 @@
 """Marketdata calls and time per answer of the /api/v3 reads that page
 (gateway/api/binance.py: ``_candles`` for /klines, ``_first_trades`` for
-/aggTrades with startTime, ``_user_fills`` for /myTrades), on the running
+/aggTrades with startTime, ``_trades_from_id`` for /aggTrades with fromId,
+``_user_fills`` for /myTrades), on the running
 stack: the gateway's own functions with a counting wrapper around a real RPC
 proxy (no gateway process, no HTTP), so the count per shape is exact and the
 time is marketdata's round trips.
@@ -37,7 +38,7 @@ class Counting:
         return call
 
 
-def shapes(now: int, user: str | None):
+def shapes(now: int, user: str | None, last_btc: int):
     hour, day = 3_600_000, 86_400_000
     yield "klines ETH 1m last 500", lambda s: binance._candles(s, "ETH-USDT", "1m", None, None, 500)[0]
     yield "klines BTC 1m last 500", lambda s: binance._candles(s, "BTC-USDT", "1m", None, None, 500)[0]
@@ -51,6 +52,9 @@ def shapes(now: int, user: str | None):
         for limit in (3, 500, 1000):
             yield f"aggTrades {market[:3]} since 1 h limit {limit}", \
                 lambda s, m=market, n=limit: binance._first_trades(s, m, now - hour, now + 1, n)
+    for from_id in (0, max(last_btc - 1500, 1), last_btc):
+        yield f"aggTrades BTC fromId {from_id} limit 1000", \
+            lambda s, f=from_id: binance._trades_from_id(s, "BTC-USDT", f, 1000)
     if user:
         keep = (lambda t: t["market"] == "BTC-USDT")
         yield "myTrades BTC newest 500", \
@@ -67,7 +71,9 @@ def main() -> None:
     now = int(time.time() * 1000)
     with rpc_proxy(load_settings()) as rpc:
         print(f"{'shape':40s} {'calls':>5s} {'rows':>5s} {'median ms':>10s} {'max ms':>8s}")
-        for name, read in shapes(now, args.user):
+        newest = rpc.marketdata.get_trades("BTC-USDT", 1)["trades"]
+        last_btc = binance.trade_number(newest[0]["trade_id"]) if newest else 0
+        for name, read in shapes(now, args.user, last_btc):
             times, calls, rows = [], 0, 0
             for _ in range(max(1, min(args.repeat, 200))):
                 counting = Counting(rpc.marketdata)

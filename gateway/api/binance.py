@@ -338,7 +338,8 @@ def _first_trades(services, symbol: str, start: int, stop: int, limit: int,
     candles' trade counts to the minutes holding the first ``limit`` trades,
     then read whole (``next_end``), at most ``AGG_PAGES`` pages of 1000; a
     window holding more than that is halved (at most ``AGG_HALVINGS``
-    times): a shorter answer, never one with a gap. ``cut=False``: every
+    times, keeping what was read of the shorter window and reading on from
+    there): a shorter answer, never one with a gap. ``cut=False``: every
     trade read (whole minutes, at least the first ``limit`` when they fit in
     the pages), for a caller that picks by trade number."""
     counted = services.marketdata.get_candles(symbol, "1m", start, stop, 61)["candles"]
@@ -348,9 +349,9 @@ def _first_trades(services, symbol: str, start: int, stop: int, limit: int,
         if total >= limit:
             stop = min(stop, row[0] + 60_000)
             break
-    found: list = []
+    found: list = []                                             # newest first
+    end = stop
     for _ in range(AGG_HALVINGS):
-        found, end = [], stop
         for _ in range(AGG_PAGES):
             page = services.marketdata.get_trades(symbol, 1000, start, end)
             found.extend(page["trades"])
@@ -359,7 +360,12 @@ def _first_trades(services, symbol: str, start: int, stop: int, limit: int,
                 break
         if end is None:
             break
+        # Halved: what was read of [end, stop) before the new stop stays
+        # (whole milliseconds: marketdata never splits one), the reading
+        # goes on below it.
         stop = start + max((stop - start) // 2, 1)
+        found = [t for t in found if t["executed_at"] < stop]
+        end = min(end, stop)
     else:
         return []                           # unreachable in practice: no partial answer
     found.reverse()                                              # oldest first
