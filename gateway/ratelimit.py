@@ -325,8 +325,8 @@ def view_weight() -> int:
 class Metered:
     """The request's RPC proxies with one service's calls counted:
     ``metered.<service>.<verb>(...)`` calls through and counts. A paging read
-    (/api/v3 klines, aggTrades, myTrades: up to 12, 33 and 16 marketdata
-    calls) costs the exchange a call's work per page, where Binance answers
+    (/api/v3 klines, aggTrades, myTrades: up to 12, 33 (111 from fromId) and
+    16 marketdata calls) costs the exchange a call's work per page, where Binance answers
     one indexed read for the endpoint's weight: ``charge_pages`` charges the
     view's weight again for every call after the first, as if the client
     had paged itself."""
