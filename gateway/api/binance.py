@@ -30,7 +30,8 @@ aggTrade is one trade: ``a = f = l``); klines come in marketdata's intervals
 (1m 5m 15m 30m 1h 4h 1d 1w; others -1120), without empty buckets (``limit``
 still counts klines: ``_candles``), and their
 taker-buy volumes are "0" (not recorded); a ticker's ``prevClosePrice`` is its open and
-``firstId``/``lastId`` are -1; a MARKET SELL by ``quoteOrderQty`` is refused
+``firstId``/``lastId`` are -1; ``avgPrice`` averages the trades of the 1m
+candles opening at or after now - 5 min floored (5 to 6 minutes); a MARKET SELL by ``quoteOrderQty`` is refused
 (-1013, the engine sells by quantity); commissions shown follow the market's
 fee schedule (a user with a fee tier pays the tier's rate). The paging
 reads (``klines``, ``aggTrades`` from ``startTime`` or ``fromId``,
