@@ -61,7 +61,11 @@ LINGER_S = 0.002
 # (merge_engine_commands): the engine gets fuller batches, and every hop
 # after it (its journal statement, its events, the consumers' deliveries and
 # transactions) fewer per order. An order waits at most this long more for
-# the engine; none when acceptance commits less often.
+# the engine, whenever its commit comes within RELAY_LINGER_S of the relay's
+# previous read -- not only at high rates: with irregular arrivals at a mean
+# of 100 commits/s, about 63 % of the gaps are shorter than 10 ms. What it
+# adds to acceptance -> fill (an /api/v3 FULL answer waits for the engine) is
+# not measured; the live push's trade latency starts after the engine.
 RELAY_LINGER_S = 0.01
 # Commands in one merged message at most (the engine's batch: MAX_COMMANDS).
 MERGED_COMMANDS = 2000
@@ -153,10 +157,15 @@ def merge_engine_commands(rows: list) -> list:
     exchange, routing_key, message_id, payload text)`` in commit order): the
     command messages to one engine queue become ONE batch message with their
     commands in the same order (at most MERGED_COMMANDS each), at the place of
-    the first; other rows pass as they are. A queue with a row that is not a
-    well-formed command message keeps its rows as they are. The engine
-    dedupes by command id, so a merged message sent again after a nack (the
-    rows stay in the outbox until confirmed) is applied once."""
+    the first; other rows pass as they are. A queue's rows are merged only
+    until MERGED_COMMANDS commands are taken: the rest of the read goes as it
+    is, after the merged message, so the work per read is bounded (a backlog
+    after a broker outage, 500 rows of up to 200 commands, would otherwise be
+    parsed and written again in the relay's greenthread without a yield). A
+    queue with a row that is not a well-formed command message keeps its rows
+    as they are. The engine dedupes by command id, so a merged message sent
+    again after a nack (the rows stay in the outbox until confirmed) is
+    applied once."""
     by_queue: dict[str, list] = {}
     for row in rows:
         if (row[1] or COMMANDS_EXCHANGE) == COMMANDS_EXCHANGE:
@@ -166,14 +175,21 @@ def merge_engine_commands(rows: list) -> list:
         if len(queue_rows) < 2:
             continue
         commands, market = [], queue.removeprefix(command_queue_name(""))
+        taken = 0
         try:
             for _, _, _, message_id, payload in queue_rows:
+                if len(commands) >= MERGED_COMMANDS:
+                    break
                 errors: list = []
                 commands += commands_of(message_id, json.loads(payload), errors)
                 if errors:
                     raise MalformedCommandMessage(errors[0])
+                taken += 1
         except (MalformedCommandMessage, ValueError):
             continue
+        if taken < 2:
+            continue
+        queue_rows = queue_rows[:taken]
         first = queue_rows[0]
         merged[first[0]] = [
             (first[0], COMMANDS_EXCHANGE, queue, message_id,

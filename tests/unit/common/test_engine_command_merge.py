@@ -52,6 +52,22 @@ def test_a_merged_message_holds_at_most_the_engines_batch(monkeypatch):
     monkeypatch.setattr(acceptance, "MERGED_COMMANDS", 3)
     rows = [batch_row(n, "BTC-USDT", f"place:{n}a", f"place:{n}b") for n in (1, 2, 3)]
     messages = merge_engine_commands(rows)
+    # Rows 1 and 2 reach the cap: merged (split at the cap) at row 1's place;
+    # row 3 goes as it is, after them.
     assert [commands(m) for m in messages] == [["place:1a", "place:1b", "place:2a"],
-                                               ["place:2b", "place:3a", "place:3b"]]
-    assert {m[0] for m in messages} == {1}
+                                               ["place:2b"], ["place:3a", "place:3b"]]
+    assert [m[0] for m in messages] == [1, 1, 3] and messages[2] == rows[2]
+
+
+def test_rows_after_the_cap_are_not_parsed(monkeypatch):
+    # The work per read is bounded: a backlog's rows past MERGED_COMMANDS are
+    # neither parsed nor written again (a row that would not parse shows it).
+    monkeypatch.setattr(acceptance, "MERGED_COMMANDS", 4)
+    unparsable = (3, COMMANDS_EXCHANGE, BTC, "batch:z", "{not json")
+    rows = [batch_row(1, "BTC-USDT", "place:1a", "place:1b"),
+            batch_row(2, "BTC-USDT", "place:2a", "place:2b"), unparsable,
+            batch_row(4, "BTC-USDT", "place:4a")]
+    messages = merge_engine_commands(rows)
+    assert [m[0] for m in messages] == [1, 3, 4]
+    assert commands(messages[0]) == ["place:1a", "place:1b", "place:2a", "place:2b"]
+    assert messages[1:] == rows[2:]
