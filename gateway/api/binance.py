@@ -938,7 +938,8 @@ def _find_order(services, who, market: Market, unknown_code: int, unknown_msg: s
         if order_id is not None:
             order = services.orders.get_order(who.user_id, order_id=order_id)
         else:
-            order = services.orders.get_order(who.user_id, client_order_id=client_id)
+            order = services.orders.get_order(who.user_id, client_order_id=client_id,
+                                              market=market.symbol)
     except Exception as exc:
         if code_of(exc) == "UNKNOWN_ORDER":
             raise unknown() from None

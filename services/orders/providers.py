@@ -84,15 +84,18 @@ class OrdersDb:
             ([key[0] for key in keys], [key[1] for key in keys]), every_row=True)
         return {(row[1], row[0]): order_view(row) for row in rows}
 
-    def get(self, user: str, order_id=None, client_order_id=None) -> dict | None:
+    def get(self, user: str, order_id=None, client_order_id=None, market=None) -> dict | None:
         """One order of the user, by id or client order id: one autocommitted
         statement (one round trip; in a transaction it cost three, and the
         REST cancel reads an order several times). A client order id names
         the user's open order that has it, else the latest that had it (ids
-        are unique among open orders only, as on Binance)."""
+        are unique among open orders only, as on Binance), in ``market`` when
+        given (Binance reads an order by symbol and id)."""
         where, args = ("order_id = %s", (order_id,)) if order_id is not None else (
-            "client_order_id = %s ORDER BY status IN ('new', 'partially_filled') DESC, "
-            "order_id DESC LIMIT 1", (client_order_id,))
+            "client_order_id = %s"
+            + (" AND market = %s" if market is not None else "")
+            + " ORDER BY status IN ('new', 'partially_filled') DESC, order_id DESC LIMIT 1",
+            (client_order_id,) + ((market,) if market is not None else ()))
         row = self.autocommit_statement(f"{SELECT_ORDER} WHERE user_id = %s AND {where}",
                                         (user, *args))
         return None if row is None else order_view(row)

@@ -383,14 +383,18 @@ class OrdersService:
 
     # -- queries -----------------------------------------------------------------
     @rpc(expected_exceptions=OrdersError)
-    def get_order(self, user, order_id=None, client_order_id=None):
+    def get_order(self, user, order_id=None, client_order_id=None, market=None):
+        """The user's order by id, or by client order id: its open order with
+        that id, else the latest that had it; only in ``market`` when given
+        (an id may be reused on another market once its order has ended)."""
         user = _user(user)
         if (order_id is None) == (client_order_id is None):
             raise InvalidOrder("give exactly one of order_id or client_order_id", "order_id")
         order = self.db.get(user, order_id=None if order_id is None else
                             _int_id("order_id", order_id),
                             client_order_id=_text("client_order_id", client_order_id, 36,
-                                                  optional=True))
+                                                  optional=True),
+                            market=_text("market", market, 32, optional=True))
         if order is None:
             raise UnknownOrder("no such order for this user")
         return order

@@ -49,6 +49,26 @@ def test_a_client_order_id_is_free_again_once_its_order_has_ended(exchange):
     assert balance(exchange, user, "USDT") == (D("1000"), D("0"))
 
 
+def test_a_read_by_client_order_id_stays_in_the_market_it_names(exchange):
+    """The id may be reused on another market once its order has ended: a
+    read with the market finds that market's order, not the open one of
+    another market (the gateway's origClientOrderId reads pass the symbol's
+    market; before, they got the other market's order and answered -2013)."""
+    user = fund(exchange, {"USDT": "1000"})
+    ended = exchange.orders.place_order(user, "ETH-USDT", "buy", "limit", "0.1", price="99",
+                                        client_order_id="both", reuse_client_order_id=True)
+    exchange.orders.cancel_order(user, ended["order_id"])
+    wait_status(exchange, user, ended["order_id"], {"cancelled"})
+    open_ = limit_buy(exchange, user, "98", "both")
+    assert exchange.orders.get_order(user, client_order_id="both", market="ETH-USDT")[
+        "order_id"] == ended["order_id"]
+    assert exchange.orders.get_order(user, client_order_id="both", market="BTC-USDT")[
+        "order_id"] == open_["order_id"]
+    # Without a market: the open order, else the latest (as before).
+    assert exchange.orders.get_order(user, client_order_id="both")["order_id"] == \
+        open_["order_id"]
+
+
 def test_a_redelivered_request_still_gets_its_ended_order_not_a_new_one(
         exchange, nameko_config):
     user = fund(exchange, {"USDT": "1000"})
