@@ -84,17 +84,26 @@ def test_a_sweep_cancels_an_order_acknowledged_before_it_still_in_the_outbox(
 
 
 def test_the_sweep_refuses_everyone_but_an_admin(
-        services, nameko_config, principal_tokens, test_settings):
+        exchange, nameko_config, principal_tokens, test_settings):
     """No credentials, a trader, the backend's service account: refused with
-    their codes, nothing sent to an engine."""
+    their codes, nothing sent to an engine: the engine's journal has no sweep
+    command after them and the open order in the market still rests (an order
+    placed after the calls, in the same stream, has reached the engine first:
+    outbox rows could not show it, the relay deletes them as it publishes)."""
+    rpc = exchange
     pool = make_pool(test_settings, nameko_config["POSTGRES_DB"], min_size=1, max_size=1,
                      name="test-sweep-refusals")
 
     def sweeps() -> int:
         with pool.connection() as conn:
-            return conn.execute("SELECT count(*) FROM outbox WHERE message_id LIKE 'sweep:%'"
-                                ).fetchone()[0]
+            return conn.execute("SELECT count(*) FROM matching.matching_journal "
+                                "WHERE market = %s AND command_id LIKE 'sweep:%%'",
+                                (MARKET,)).fetchone()[0]
+    user = fund(rpc, {"USDT": "100"})
     try:
+        resting = rpc.orders.place_order(user, MARKET, "buy", "limit", "0.1", price="99")
+        wait_for(lambda: rpc.matching.get_depth(MARKET, 5)["buy"], timeout=60,
+                 what="the order to rest")
         before = sweeps()
         for token, code in ((None, "UNAUTHENTICATED"),
                             (principal_tokens.person("trader"), "ADMIN_REQUIRED"),
@@ -104,7 +113,16 @@ def test_the_sweep_refuses_everyone_but_an_admin(
                 with pytest.raises(Exception) as raised:
                     orders.cancel_market_orders(MARKET)
                 assert code_of(raised.value) == code, raised.value
+        later = rpc.orders.place_order(user, MARKET, "buy", "limit", "0.1", price="98")
+        wait_for(lambda: len(rpc.matching.get_depth(MARKET, 5)["buy"]) == 2 or
+                 rpc.orders.get_order(user, resting["order_id"])["status"] != "new",
+                 timeout=60, what="the later order to reach the engine")
         assert sweeps() == before
+        assert rpc.orders.get_order(user, resting["order_id"])["status"] == "new"
+        for order in (resting, later):
+            rpc.orders.cancel_order(user, order["order_id"])
+            wait_status(rpc, user, order["order_id"], {"cancelled"}, timeout=60)
+        wait_settled(rpc, user, "USDT", "100")
         with ServiceRpcProxy("orders", nameko_config, timeout=20, context_data={
                 "access_token": principal_tokens.person("admin")}) as orders:
             for market in (MARKET + "\x00", "x" * 1_000_000):
