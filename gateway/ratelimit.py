@@ -329,7 +329,9 @@ class Metered:
     16 marketdata calls) costs the exchange a call's work per page, where Binance answers
     one indexed read for the endpoint's weight: ``charge_pages`` charges the
     view's weight again for every call after the first, as if the client
-    had paged itself."""
+    had paged itself. ``with Metered(...) as metered:`` charges them when
+    the block ends, also when it raises part-way (the calls made were work
+    done)."""
 
     def __init__(self, services, name: str):
         self._services, self.calls = services, 0
@@ -337,6 +339,12 @@ class Metered:
 
     def __getattr__(self, name):
         return getattr(self._services, name)
+
+    def __enter__(self) -> "Metered":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.charge_pages()
 
     def charge_pages(self) -> None:
         """Charge the request its view's weight for each call after the first."""

@@ -305,17 +305,15 @@ def aggregate_trades():
         raise bad_param("endTime", "startTime and endTime must be at most an hour apart.", -1127)
     with rpc() as services:
         if from_id is not None:
-            services = ratelimit.Metered(services, "marketdata")
-            trades = _trades_from_id(services, market.symbol, from_id, limit)
-            services.charge_pages()
+            with ratelimit.Metered(services, "marketdata") as metered:
+                trades = _trades_from_id(metered, market.symbol, from_id, limit)
         elif start is None:
             page = services.marketdata.get_trades(market.symbol, limit, None,
                                                   None if end is None else end + 1)
             trades = list(reversed(page["trades"]))[-limit:]
         else:
-            services = ratelimit.Metered(services, "marketdata")
-            trades = _first_trades(services, market.symbol, start, end + 1, limit)
-            services.charge_pages()
+            with ratelimit.Metered(services, "marketdata") as metered:
+                trades = _first_trades(metered, market.symbol, start, end + 1, limit)
     out = []
     for t in trades:
         number = trade_number(t["trade_id"])
@@ -453,10 +451,8 @@ def klines():
     start, end = int_param("startTime"), int_param("endTime")
     if start is not None and end is not None and start > end:
         raise bad_param("startTime", "Start time is greater than end time.", -1023)
-    with rpc() as services:
-        services = ratelimit.Metered(services, "marketdata")
-        rows, step = _candles(services, market.symbol, interval, start, end, limit)
-        services.charge_pages()
+    with rpc() as services, ratelimit.Metered(services, "marketdata") as metered:
+        rows, step = _candles(metered, market.symbol, interval, start, end, limit)
     return ok([[row[0], fmt(row[1]), fmt(row[2]), fmt(row[3]), fmt(row[4]), fmt(row[5]),
                 row[0] + step - 1, fmt(row[6]), row[7], fmt(0), fmt(0), "0"]
                for row in rows])
@@ -1052,10 +1048,9 @@ def all_orders():
     if start is not None and end is not None and start > end:
         raise bad_param("startTime", "Start time is greater than end time.", -1023)
     found, cursor = [], None
-    with rpc() as services:
-        services = ratelimit.Metered(services, "orders")
+    with rpc() as services, ratelimit.Metered(services, "orders") as metered:
         for _ in range(MAX_HISTORY_PAGES):
-            page = services.orders.order_history(who.user_id, cursor, 500)
+            page = metered.orders.order_history(who.user_id, cursor, 500)
             for order in page["orders"]:
                 created = epoch_ms(order["created_at"])
                 if order["market"] != market.symbol or (from_id and order["order_id"] < from_id) \
@@ -1069,7 +1064,6 @@ def all_orders():
                     or (start is not None and epoch_ms(oldest["created_at"]) < start) \
                     or (from_id is None and start is None and len(found) >= limit):
                 break
-        services.charge_pages()
     found.sort(key=lambda o: o["order_id"])
     found = found[:limit] if (from_id or start is not None) else found[-limit:]
     return ok([order_object(o, market) for o in found])
@@ -1089,11 +1083,9 @@ def my_trades():
             and (from_id is None or trade_number(t["trade_id"]) >= from_id)
 
     oldest_first = from_id is not None or start is not None
-    with rpc() as services:
-        services = ratelimit.Metered(services, "marketdata")
-        trades = _user_fills(services, who.user_id, start, None if end is None else end + 1,
+    with rpc() as services, ratelimit.Metered(services, "marketdata") as metered:
+        trades = _user_fills(metered, who.user_id, start, None if end is None else end + 1,
                              wanted, limit, oldest_first)
-        services.charge_pages()
     trades.sort(key=lambda t: (t["executed_at"], trade_number(t["trade_id"])))
     trades = trades[:limit] if oldest_first else trades[-limit:]
     out = []

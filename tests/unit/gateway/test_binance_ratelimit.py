@@ -228,3 +228,21 @@ def test_a_signed_paging_read_charges_its_key_too(limiter, monkeypatch):
     metered.charge_pages()                         # two calls: 4 more
     with pytest.raises(ApiError):
         rl.charge_key("k9", 3)                     # 4 + 4 + 3 > 10
+
+
+def test_a_paging_read_that_raises_part_way_is_still_charged_its_pages(limiter, monkeypatch):
+    """``with Metered(...)`` charges the calls made when the view raises
+    after some pages (an RPC timeout on the third, say): they were work done
+    (review R, session 12 #4; before, charge_pages was skipped)."""
+    from gateway import ratelimit
+    rl, _clock = limiter
+    monkeypatch.setattr(ratelimit, "limiter", lambda: rl)
+    monkeypatch.setattr(ratelimit, "view_weight", lambda: 2)
+    monkeypatch.setattr("gateway.auth.client_ip", lambda: "1.2.3.4")
+    rl.charge_ip("1.2.3.4", 2)                     # before the view, as install() does
+    with pytest.raises(RuntimeError):
+        with ratelimit.Metered(Services(), "marketdata") as metered:
+            for _ in range(3):
+                metered.marketdata.get_candles()
+            raise RuntimeError("the fourth page timed out")
+    assert rl.charge_ip("1.2.3.4", 0) == 6         # 2 + 2 more pages of weight 2
