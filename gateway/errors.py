@@ -35,7 +35,6 @@ MSG_LOT_SIZE = "Filter failure: LOT_SIZE"           # ccxt: InvalidOrder
 MSG_NOTIONAL = "Filter failure: NOTIONAL"           # ccxt: BadRequest (-1013)
 
 
-
 def uri_too_long_response(limit: int) -> bytes:
     """The raw HTTP answer to a request line of ``limit`` bytes or more,
     which the WSGI server (eventlet) refuses before any route runs: 414 with

@@ -265,7 +265,6 @@ class RateLimiter:
             raise self._refuse(who, left_day, MSG_TOO_MANY_ORDERS
                                % (self.limits.orders_per_day, "DAY"), -1015)
 
-
     def charge_work(self, ip: str, weight: int) -> None:
         """Charge the current request ``weight`` more for work it has done
         (a paging read's calls beyond its first): the IP, and its key when
