@@ -100,3 +100,26 @@ def test_order_objects_in_binances_shape():
     full = placed_object(order(), btc_usdt(), "FULL", [])
     assert full["fills"] == [] and "transactTime" in full and "time" not in full
     assert "fills" not in placed_object(order(), btc_usdt(), "RESULT", None)
+
+
+def test_a_read_by_client_order_id_asks_for_the_symbols_market():
+    """The same id may name an order in each market (reused once its order
+    ended): the read passes the symbol's market to orders, which filters on
+    it (tests/integration/orders/test_client_order_id_reuse.py). Before, the
+    gateway got the open-or-latest across all markets and, finding it in
+    another market, answered -2013 (review R, session 12 #2)."""
+    from types import SimpleNamespace
+
+    from gateway.api.binance import _find_order
+
+    class Orders:
+        def get_order(self, user, client_order_id=None, market=None):
+            # orders' answer without a market: the open order, on ETH-USDT
+            return order(market=market or "ETH-USDT", client_order_id=client_order_id)
+
+    services = SimpleNamespace(orders=Orders())
+    who = SimpleNamespace(user_id="u1")
+    with Flask(__name__).test_request_context(
+            "/api/v3/order?symbol=BTCUSDT&origClientOrderId=grid-1"):
+        found = _find_order(services, who, btc_usdt(), -2013, "Order does not exist.")
+    assert (found["market"], found["client_order_id"]) == ("BTC-USDT", "grid-1")
