@@ -90,6 +90,8 @@ def test_a_quantity_below_the_markets_minimum_is_refused_before_the_hold(exchang
     lambda rpc, user: rpc.orders.get_order(user, order_id="1e5"),
     lambda rpc, user: rpc.orders.get_order(user, order_id=10 ** 30),
     lambda rpc, user: rpc.orders.get_order(user, client_order_id="a\x00"),
+    lambda rpc, user: rpc.orders.get_order(user, client_order_id="a", market="BTC-USDT\x00"),
+    lambda rpc, user: rpc.orders.get_order(user, client_order_id="a", market="x" * 100_000),
     lambda rpc, user: rpc.orders.cancel_order(user, "١"),
     lambda rpc, user: rpc.orders.amend_order(user, 1, price="1e10000000"),
     lambda rpc, user: rpc.orders.order_history(user, limit=10 ** 30),
