@@ -152,3 +152,33 @@ def far_bid(settings, market: str) -> Decimal:
     reference = Decimal(book["reference_price"] or (book["buy"] and book["buy"][0][0])
                         or (book["sell"] and book["sell"][0][0]) or "2000")
     return (reference * Decimal("0.9")).quantize(TICK)
+
+
+# ------------------------------------------------------------ aggregate trades
+
+def agg_trades(settings, **params) -> list[dict]:
+    """GET /api/v3/aggTrades on BTCUSDT with ``params``; must answer 200."""
+    response = raw(settings, "GET", "/api/v3/aggTrades", params={"symbol": BINANCE, **params})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def crossed_trades(gateway_url, maker, taker, settings, count: int) -> list[tuple[int, int]]:
+    """``count`` trades at a quiet price, one taker order each: [(aggregate
+    trade id, time ms)], oldest first, once /aggTrades shows them all (the
+    recent page, no startTime)."""
+    ex_maker = binance_local(gateway_url, maker.api_key, maker.secret)
+    ex_taker = binance_local(gateway_url, taker.api_key, taker.secret)
+    price = float(quiet_price(settings))
+    ex_maker.create_order(SYMBOL, "limit", "sell", 0.001 * count, price)
+    fills = []
+    for _ in range(count):
+        bought = ex_taker.create_order(SYMBOL, "limit", "buy", 0.001, price,
+                                       {"timeInForce": "IOC"})
+        assert bought["status"] == "closed" and len(bought["trades"]) == 1
+        fills.append(int(bought["trades"][0]["id"]))
+
+    def shown():
+        found = [t for t in agg_trades(settings, limit=1000) if t["a"] in fills]
+        return found if len(found) == len(fills) else None
+    return [(t["a"], t["T"]) for t in eventually(shown)]

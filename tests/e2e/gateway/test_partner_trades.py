@@ -9,41 +9,18 @@ holding several trades, more than ``limit``).
 import pytest
 
 import binance_testkit as kit
-from binance_testkit import BINANCE, SYMBOL, quiet_price
+from binance_testkit import SYMBOL
 
 TRADES = 5
 
 
 @pytest.fixture(scope="module")
 def ours(gateway_url, maker, taker, settings):
-    """TRADES trades of this module at a quiet price, one order each:
-    [(trade id, time ms)], oldest first, once marketdata shows them all."""
-    ex_maker = kit.binance_local(gateway_url, maker.api_key, maker.secret)
-    ex_taker = kit.binance_local(gateway_url, taker.api_key, taker.secret)
-    price = float(quiet_price(settings))
-    ex_maker.create_order(SYMBOL, "limit", "sell", 0.001 * TRADES, price)
-    fills = []
-    for _ in range(TRADES):
-        bought = ex_taker.create_order(SYMBOL, "limit", "buy", 0.001, price,
-                                       {"timeInForce": "IOC"})
-        assert bought["status"] == "closed" and len(bought["trades"]) == 1
-        fills.append(int(bought["trades"][0]["id"]))
-    mine = kit.eventually(lambda: _ours_in(settings, fills))
-    return [(t["a"], t["T"]) for t in mine]
+    """TRADES trades of this module: [(trade id, time ms)], oldest first."""
+    return kit.crossed_trades(gateway_url, maker, taker, settings, TRADES)
 
 
-def _ours_in(settings, ids):
-    """Our trades as /aggTrades shows them (the recent page, no startTime)."""
-    response = kit.raw(settings, "GET", "/api/v3/aggTrades",
-                       params={"symbol": BINANCE, "limit": 1000})
-    found = [t for t in response.json() if t["a"] in ids]
-    return found if len(found) == len(ids) else None
-
-
-def agg(settings, **params):
-    response = kit.raw(settings, "GET", "/api/v3/aggTrades", params={"symbol": BINANCE, **params})
-    assert response.status_code == 200, response.text
-    return response.json()
+agg = kit.agg_trades
 
 
 def test_start_time_gives_the_first_trades_from_it(settings, ours):
