@@ -160,22 +160,6 @@ def percentile(values: list[float], p: float) -> float:
 
 
 # -- gateways ---------------------------------------------------------------------------
-def can_lower_niceness(nice: int) -> bool:
-    """Whether this process may set a niceness of ``nice``: below its own
-    needs CAP_SYS_NICE (or RLIMIT_NICE), which a non-root user and root in a
-    container without the capability (Docker's default) both lack. Tried on
-    this process and put back (raising it back needs no privilege)."""
-    own = os.getpriority(os.PRIO_PROCESS, 0)
-    if nice >= own:
-        return True
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
-    except OSError:
-        return False
-    os.setpriority(os.PRIO_PROCESS, 0, own)
-    return True
-
-
 def niced(nice: int) -> None:
     """In a session of its own (own_cpu_share): its niceness, and its
     session's. Under autogroup scheduling the CPU is shared between sessions
@@ -756,7 +740,6 @@ def synthetic_flow(amqp_uri: str, channel: str, per_second: float, seconds: floa
     return {"placed": 0, "refused": 0, "emitted": sent}
 
 
-
 # The client processes stand in for the traders' own machines, where a
 # client never waits for the exchange's cores. Here they share the same two
 # cores, and at the default share the last hop (gateway -> client) was mostly
@@ -766,6 +749,7 @@ def synthetic_flow(amqp_uri: str, channel: str, per_second: float, seconds: floa
 # bench/README.md "Quiet-machine runs after session 11" has both; 0 gives
 # every process the same share.
 CLIENT_NICE = -5
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -800,6 +784,7 @@ def main() -> int:
         # The bench's gateways are the product's: the same CPU share as `make up` gives its own.
         from stack.proc import cpu_nice
         args.gateway_nice = cpu_nice("gateway")
+    from stack.proc import can_lower_niceness
     if not can_lower_niceness(min(args.gateway_nice, args.client_nice)):
         # os.nice would refuse and the processes not start.
         print("no CAP_SYS_NICE (not root, or a container's root): gateways and clients at "

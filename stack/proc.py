@@ -48,6 +48,22 @@ def cpu_nice(name: str) -> int:
     return table.get(name, 0)
 
 
+def can_lower_niceness(nice: int) -> bool:
+    """Whether this process may set a niceness of ``nice``: below its own
+    needs CAP_SYS_NICE (or RLIMIT_NICE), which a non-root user and root in a
+    container without the capability (Docker's default) both lack. Tried on
+    this process and put back (raising it back needs no privilege)."""
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice >= own:
+        return True
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError:
+        return False
+    os.setpriority(os.PRIO_PROCESS, 0, own)
+    return True
+
+
 def set_cpu_nice(pid: int, nice: int) -> bool:
     """Sets the niceness of ``pid``'s session (its autogroup) and of ``pid``
     itself; False where it cannot be set (below 0 needs root; a kernel

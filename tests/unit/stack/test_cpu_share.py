@@ -3,7 +3,6 @@
 path"): the niceness lands on the started process's own session (its
 autogroup), not on the caller's."""
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,21 +20,8 @@ def autogroup_nice(pid: int) -> int | None:
     return int(words[-1]) if words[-2:-1] == ["nice"] else None
 
 
-def can_lower_niceness() -> bool:
-    """Root without CAP_SYS_NICE (a container's default) cannot go below 0."""
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        os.setpriority(os.PRIO_PROCESS, child.pid, -1)
-        return True
-    except OSError:
-        return False
-    finally:
-        child.kill()
-        child.wait()
-
-
 needs_lowering = pytest.mark.skipif(
-    not can_lower_niceness(), reason="a niceness below 0 needs root with CAP_SYS_NICE")
+    not proc.can_lower_niceness(-1), reason="a niceness below 0 needs root with CAP_SYS_NICE")
 needs_autogroup = pytest.mark.skipif(
     autogroup_nice(os.getpid()) is None,
     reason="the session's share needs autogroup scheduling (this process is in a cgroup's group)")
