@@ -369,8 +369,8 @@ def _first_trades(services, symbol: str, start: int, stop: int, limit: int,
         return []                           # unreachable in practice: no partial answer
     found.reverse()                                              # oldest first
     if cut and len(found) > limit:
-        cut = found[limit]["executed_at"]
-        whole = [t for t in found[:limit] if t["executed_at"] != cut]
+        cut_at = found[limit]["executed_at"]
+        whole = [t for t in found[:limit] if t["executed_at"] != cut_at]
         found = whole or found[:limit]
     return found
 

@@ -342,7 +342,7 @@ class Relay:
     @staticmethod
     def _woken(lock_conn, timeout: float) -> bool:
         """Whether a writer's commit notified within ``timeout`` seconds."""
-        return any([True for _ in lock_conn.notifies(timeout=timeout, stop_after=1)])
+        return any(True for _ in lock_conn.notifies(timeout=timeout, stop_after=1))
 
     @staticmethod
     def _committed(lock_conn) -> bool:
