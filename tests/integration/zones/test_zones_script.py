@@ -17,7 +17,6 @@ ADDRESSES = {"zone-a": "169.254.100.11", "zone-b": "169.254.100.12", "zone-c": "
 PORT = 19999
 
 
-
 def can_make_namespaces() -> bool:
     """Root with CAP_SYS_ADMIN and CAP_NET_ADMIN, and ``ip`` and ``iptables``
     installed: root in a container without them (Docker's default
