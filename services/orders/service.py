@@ -190,36 +190,75 @@ class OrdersService:
         if not isinstance(orders, list) or not 1 <= len(orders) <= MAX_ORDERS_PER_CALL:
             raise InvalidOrder(f"orders must be a list of 1 to {MAX_ORDERS_PER_CALL} orders",
                                "orders")
-        request_id = self._request_id()
-        answers: list = [None] * len(orders)
-        pending, protection = [], {}
-        for index, args in enumerate(orders):
-            try:
-                if not isinstance(args, dict):
-                    raise InvalidOrder("an order is an object of place_order's arguments",
-                                       "orders")
-                args = dict(args)
-                unknown = sorted(set(args) - PLACE_ORDER_ARGUMENTS)
-                if unknown:
-                    raise InvalidOrder(f"unknown argument {unknown[0]}", unknown[0])
-                # Each order of the call is a request of its own (its
-                # position in the call names it): a redelivered call replays
-                # each, while two orders of one call naming the same client
-                # order id are a duplicate, not one request seen twice.
-                item_request_id = None if request_id is None \
-                    else derived_client_order_id(request_id, index)
-                if args.get("client_order_id") is None:
-                    args["client_order_id"] = item_request_id
-                pending.append((index, self._placement(request_id=item_request_id,
-                                                       protection=protection, **args)))
-            except OrdersError as exc:
-                answers[index] = exc
-            except TypeError:
-                answers[index] = InvalidOrder("an order needs user, market and side", "orders")
-        outcomes = self.acceptance.submit_many([placement for _, placement in pending])
-        for (index, _), outcome in zip(pending, outcomes):
+        request_id, protection = self._request_id(), {}
+        return self._accepted([self._batch_placement(index, args, request_id, protection)
+                               for index, args in enumerate(orders)])
+
+    @request_rpc(expected_exceptions=OrdersError)
+    def place_and_cancel(self, requests):
+        """Places and cancels in ONE call and one acceptance batch (a bot's
+        or the gateway's concurrent requests of both kinds: one RPC instead
+        of a ``place_orders`` and a ``cancel_orders`` call). Each request is
+        ``{"place": {place_order's keyword arguments}}`` or ``{"cancel":
+        {"user", "order_id"}}``, at most MAX_ORDERS_PER_CALL in all; each
+        answer in order is what ``place_orders`` or ``cancel_orders`` answers
+        for it. A cancel and a place of one call are in one transaction, so a
+        cancel cannot name an order placed by the same call (it has no id
+        yet). A redelivered call replays its places (their client order ids
+        derive from the request id and their position) and asks its cancels
+        again (an order already cancelled answers ``ORDER_NOT_OPEN``)."""
+        if not isinstance(requests, list) or not 1 <= len(requests) <= MAX_ORDERS_PER_CALL:
+            raise InvalidOrder(f"requests must be a list of 1 to {MAX_ORDERS_PER_CALL}",
+                               "requests")
+        request_id, protection = self._request_id(), {}
+        parsed = []
+        for index, request in enumerate(requests):
+            kind = next(iter(request)) if isinstance(request, dict) and len(request) == 1 \
+                else None
+            if kind == "place":
+                parsed.append(self._batch_placement(index, request["place"], request_id,
+                                                    protection))
+            elif kind == "cancel":
+                parsed.append(self._batch_cancel(request["cancel"]))
+            else:
+                parsed.append(InvalidOrder('a request is {"place": {...}} or {"cancel": {...}}',
+                                           "requests"))
+        return self._accepted(parsed)
+
+    def _accepted(self, parsed: list) -> list:
+        """``parsed``: per request, its validated Placement / Cancel or its
+        refusal. The valid ones go to the group commit together; the answers
+        in order (``batch_answer``)."""
+        pending = [(index, item) for index, item in enumerate(parsed)
+                   if not isinstance(item, OrdersError)]
+        answers = list(parsed)
+        for (index, _), outcome in zip(pending, self.acceptance.submit_many(
+                [item for _, item in pending])):
             answers[index] = outcome
         return [batch_answer(answer) for answer in answers]
+
+    def _batch_placement(self, index: int, args, request_id, protection: dict):
+        """One order of a batch call: its Placement, or its refusal (returned)."""
+        try:
+            if not isinstance(args, dict):
+                raise InvalidOrder("an order is an object of place_order's arguments", "orders")
+            args = dict(args)
+            unknown = sorted(set(args) - PLACE_ORDER_ARGUMENTS)
+            if unknown:
+                raise InvalidOrder(f"unknown argument {unknown[0]}", unknown[0])
+            # Each order of the call is a request of its own (its position in
+            # the call names it): a redelivered call replays each, while two
+            # orders of one call naming the same client order id are a
+            # duplicate, not one request seen twice.
+            item_request_id = None if request_id is None \
+                else derived_client_order_id(request_id, index)
+            if args.get("client_order_id") is None:
+                args["client_order_id"] = item_request_id
+            return self._placement(request_id=item_request_id, protection=protection, **args)
+        except OrdersError as exc:
+            return exc
+        except TypeError:
+            return InvalidOrder("an order needs user, market and side", "orders")
 
     def _placement(self, user, market, side, type="limit", quantity=None, quote_amount=None,
                    price=None, time_in_force=None, post_only=False, stp_mode=None,
@@ -323,20 +362,17 @@ class OrdersService:
         would raise it."""
         if not isinstance(cancels, list) or not 1 <= len(cancels) <= MAX_ORDERS_PER_CALL:
             raise InvalidOrder(f"cancels must be a list of 1 to {MAX_ORDERS_PER_CALL}", "cancels")
-        answers: list = [None] * len(cancels)
-        pending = []
-        for index, cancel in enumerate(cancels):
-            try:
-                if not isinstance(cancel, dict) or set(cancel) != {"user", "order_id"}:
-                    raise InvalidOrder("a cancel is an object of user and order_id", "cancels")
-                pending.append((index, Cancel(_user(cancel["user"]),
-                                              _int_id("order_id", cancel["order_id"]))))
-            except OrdersError as exc:
-                answers[index] = exc
-        outcomes = self.acceptance.submit_many([cancel for _, cancel in pending])
-        for (index, _), outcome in zip(pending, outcomes):
-            answers[index] = outcome
-        return [batch_answer(answer) for answer in answers]
+        return self._accepted([self._batch_cancel(cancel) for cancel in cancels])
+
+    @staticmethod
+    def _batch_cancel(cancel):
+        """One cancel of a batch call: its Cancel, or its refusal (returned)."""
+        try:
+            if not isinstance(cancel, dict) or set(cancel) != {"user", "order_id"}:
+                raise InvalidOrder("a cancel is an object of user and order_id", "cancels")
+            return Cancel(_user(cancel["user"]), _int_id("order_id", cancel["order_id"]))
+        except OrdersError as exc:
+            return exc
 
     @rpc(expected_exceptions=OrdersError)
     def cancel_all(self, user, market):

@@ -245,6 +245,64 @@ def test_cancels_in_one_batch_each_answered_on_its_own(exchange):
     exchange.orders.cancel_all(other, "BTC-USDT")
 
 
+def test_places_and_cancels_in_one_call_each_answered_on_its_own(exchange):
+    """orders.place_and_cancel: one call, one batch. Each request is answered
+    as place_orders / cancel_orders answers it, a refused one on its own."""
+    user = fund(exchange, {"USDT": "1000"})
+    resting = [a["order"]["order_id"] for a in exchange.orders.place_orders(
+        [limit_buy(user, "90"), limit_buy(user, "91")])]
+    answers = exchange.orders.place_and_cancel([
+        {"place": limit_buy(user, "92", "1")},
+        {"cancel": {"user": user, "order_id": resting[0]}},
+        {"place": limit_buy(user, "100", "20")},              # 2000 USDT: too much
+        {"cancel": {"user": user, "order_id": 2 ** 62}},     # no such order
+        {"place": limit_buy(user, "93.001", "1")},            # off tick
+        {"cancel": {"user": user, "order_id": resting[1]}},
+        {"place": limit_buy(user, "94", "1"), "cancel": {"user": user, "order_id": 1}},
+        "place",
+    ])
+    assert [next(iter(a)) for a in answers] == ["order", "order", "error", "error", "error",
+                                                 "order", "error", "error"], answers
+    placed = [answers[0]["order"]]
+    assert placed[0]["status"] == "new"
+    assert [answers[1]["order"]["order_id"], answers[5]["order"]["order_id"]] == resting
+    assert answers[1]["order"]["cancel_requested"] is True
+    assert answers[2]["error"]["reason"] == "INSUFFICIENT_FUNDS"
+    assert answers[3]["error"]["code"] == "UNKNOWN_ORDER"
+    assert (answers[4]["error"]["code"], answers[4]["error"]["field"]) == \
+        ("INVALID_ORDER", "price")
+    assert (answers[6]["error"]["code"], answers[6]["error"]["field"]) == \
+        ("INVALID_ORDER", "requests")
+    assert answers[7]["error"]["code"] == "INVALID_ORDER"
+    # The cancels released their holds; the new order's is kept.
+    wait_for(lambda: balance(exchange, user, "USDT") == (D("908"), D("92")),
+             what="both cancels released, the new order held")
+    assert [o["order_id"] for o in exchange.orders.open_orders(user)] == \
+        [placed[0]["order_id"]]
+    with pytest.raises(Exception) as refused:
+        exchange.orders.place_and_cancel([])
+    assert code_of(refused.value) == "INVALID_ORDER"
+    exchange.orders.cancel_all(user, "BTC-USDT")
+
+
+def test_a_redelivered_place_and_cancel_places_nothing_twice(exchange, nameko_config):
+    user = fund(exchange, {"USDT": "1000"})
+    resting = exchange.orders.place_orders([limit_buy(user, "90")])[0]["order"]["order_id"]
+    body = {"args": [[{"place": limit_buy(user, "95.5", "1")},
+                      {"cancel": {"user": user, "order_id": resting}}]], "kwargs": {}}
+    request_id = str(uuid.uuid4())
+    first, redelivered = send_requests(nameko_config, [(request_id, body), (request_id, body)],
+                                       method="place_and_cancel")
+    assert (first["error"], redelivered["error"]) == (None, None)
+    first, redelivered = first["result"], redelivered["result"]
+    assert redelivered[0]["order"]["order_id"] == first[0]["order"]["order_id"]
+    assert first[1]["order"]["cancel_requested"] is True
+    # Asked again: cancelled by now, or its first cancel not yet applied.
+    assert redelivered[1].get("error", {}).get("code", "ORDER_NOT_OPEN") == "ORDER_NOT_OPEN"
+    assert len(exchange.orders.order_history(user)["orders"]) == 2
+    exchange.orders.cancel_all(user, "BTC-USDT")
+
+
 def test_a_request_the_database_fails_fails_only_its_own_caller(exchange, services,
                                                                test_settings):
     """A batch that fails other than by a refusal (here a row the orders
