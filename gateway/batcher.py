@@ -1,18 +1,32 @@
 """Concurrent order requests of this gateway process go to orders as batches.
 
 Every REST order placement (``POST /api/v3/order``, ``POST /api/v1/orders``,
-each order of ``POST /api/v1/orders/batch``) hands its ``orders.place_order``
-arguments to the process's batcher and waits for its own outcome: the
-concurrent requests of several users (a partner trading for a few accounts
-sends a batch request per account) share one ``orders.place_orders`` call
-instead of one call each. One batch is in flight at a time (one
-``orders.place_orders`` call); the requests arriving meanwhile form the next
-(services.common.group_commit: a short linger when idle, a size cap). Each
-request is answered with its own order, or raises its own refusal with the
-code, reason and field the single call would have raised, so the views and
-the error table are unchanged. A batch call that fails as a whole (a timeout,
-the connection lost) fails each of its requests the same way: the outcome is
-unknown, and a client order id is how the client finds out.
+each order of ``POST /api/v1/orders/batch``) and every REST cancel of one
+order (``DELETE /api/v3/order``, also the cancel of ``cancelReplace``, and
+``DELETE /api/v1/orders/<id>``) hands its request to the process's batcher
+and waits for its own outcome: the concurrent requests of several users (a
+partner trading for a few accounts sends a batch request per account), the
+placements and the cancels together, share one ``orders.place_and_cancel``
+call instead of one call each (issue 18: "cancels and amends go through the
+same batching"). One batch is in flight at a time (one call); the requests
+arriving meanwhile form the next (services.common.group_commit: a short
+linger when idle, a size cap). Each request is answered with its own order,
+or raises its own refusal with the code, reason and field the single call
+(``place_order``, ``cancel_order``) would have raised, so the views and the
+error table are unchanged. A batch call that fails as a whole (a timeout,
+the connection lost) fails each of its requests, placements and cancels
+alike, the same way: the outcome is unknown, and a client order id (or
+reading the order) is how the client finds out. A cancel never names an
+order placed in its own batch: the client has the order id only once that
+batch has answered.
+
+The order reads of the requests that wait (a Binance cancel's lookup by
+``orderId`` and its polls until the order is final, a RESULT/FULL
+placement's polls until it is settled) go the same way as reads: one
+``orders.get_orders`` call in flight, no linger.
+
+Needs orders with ``place_and_cancel`` (6102234): on an upgrade, the
+services before the gateways (ansible/upgrade.yml does so).
 """
 from __future__ import annotations
 
@@ -21,13 +35,14 @@ from flask import current_app
 from services.common.errors import CodedError
 from services.common.group_commit import GroupCommit
 
-MAX_BATCH = 200   # orders.place_orders takes up to 200 (MAX_ORDERS_PER_CALL)
+MAX_BATCH = 200   # orders.place_and_cancel takes up to 200 (MAX_ORDERS_PER_CALL)
 LINGER_S = 0.002
 
 
 class OrderRefused(CodedError):
-    """One order's refusal in a ``place_orders`` answer, carrying what the
-    single call's exception carries (code, message, field, reason)."""
+    """One request's refusal in a batch answer (``place_and_cancel``,
+    ``get_orders``), carrying what the single call's exception carries
+    (code, message, field, reason)."""
 
     def __init__(self, error: dict):
         super().__init__(error.get("code"), error.get("message", ""), error.get("field"))
@@ -37,7 +52,10 @@ class OrderRefused(CodedError):
 class OrderBatcher:
     def __init__(self, rpc_pool, max_batch: int = MAX_BATCH, linger_s: float = LINGER_S):
         self.rpc_pool = rpc_pool
-        self.group = GroupCommit(self._place_orders, max_batch=max_batch, linger_s=linger_s)
+        # Placements and cancels: ``{"place": {...}}`` / ``{"cancel": {...}}``
+        # requests, one ``orders.place_and_cancel`` call per batch.
+        self.group = GroupCommit(self._place_and_cancel, max_batch=max_batch,
+                                 linger_s=linger_s)
         # The order reads of the requests that wait for an order's outcome
         # (a Binance cancel until the order is final, a RESULT/FULL placement
         # until it is settled): one ``orders.get_orders`` call in flight, the
@@ -58,18 +76,25 @@ class OrderBatcher:
 
     def place(self, user: str, args: dict) -> dict:
         """``orders.place_order(user, **args)``, in the next batch."""
-        return self.group.submit({"user": user, **args})
+        return self.group.submit({"place": {"user": user, **args}})
 
     def place_many(self, orders: list[dict]) -> list:
         """Several ``orders.place_order`` argument dicts (each with its
         ``user``) of one request, queued together: each outcome in order, an
         order or the exception (``OrderRefused``, or the batch call's
         failure), returned, not raised."""
-        return self.group.submit_many(orders)
+        return self.group.submit_many([{"place": order} for order in orders])
 
-    def _place_orders(self, orders: list[dict]) -> list:
+    def cancel(self, user: str, order_id: int) -> dict:
+        """``orders.cancel_order(user, order_id)``, in the next batch (with
+        the placements): the order with ``cancel_requested``; raises
+        ``OrderRefused`` with the single call's code (UNKNOWN_ORDER,
+        ORDER_NOT_OPEN, INVALID_ORDER)."""
+        return self.group.submit({"cancel": {"user": user, "order_id": order_id}})
+
+    def _place_and_cancel(self, requests: list[dict]) -> list:
         with self.rpc_pool.lease() as services:
-            answers = services.orders.place_orders(orders)
+            answers = services.orders.place_and_cancel(requests)
         return [answer["order"] if "order" in answer else OrderRefused(answer["error"])
                 for answer in answers]
 
@@ -84,6 +109,10 @@ def order_batcher() -> OrderBatcher:
 
 def place_order(user: str, **args) -> dict:
     return order_batcher().place(user, args)
+
+
+def cancel_order(user: str, order_id: int) -> dict:
+    return order_batcher().cancel(user, order_id)
 
 
 def get_order(user: str, order_id: int) -> dict:

@@ -920,7 +920,14 @@ def test_order():
 
 
 def _find_order(services, who, market: Market, unknown_code: int, unknown_msg: str,
-                id_name: str = "orderId", client_name: str = "origClientOrderId") -> dict:
+                id_name: str = "orderId", client_name: str = "origClientOrderId",
+                batched: bool = False) -> dict:
+    """The order the request names, in its market. ``batched``: a read by
+    ``orderId`` goes with the process's next batch of reads (one
+    ``orders.get_orders`` call, gateway/batcher.py; the same answer as
+    ``get_order``), for views that hold no pooled proxy (``per_call``: a
+    view holding one while it waits for the batch could leave the batch
+    none); by client order id it is ``get_order`` with the market."""
     order_id, client_id = int_param(id_name, minimum=1), param(client_name)
     if order_id is None and client_id is None:
         text = f"Param '{id_name}' or '{client_name}' must be sent, but both were empty/null!"
@@ -931,7 +938,9 @@ def _find_order(services, who, market: Market, unknown_code: int, unknown_msg: s
     if client_id is not None and not grammar.CLIENT_ORDER_ID.fullmatch(client_id):
         raise unknown()
     try:
-        if order_id is not None:
+        if order_id is not None and batched:
+            order = batcher.get_order(who.user_id, order_id)
+        elif order_id is not None:
             order = services.orders.get_order(who.user_id, order_id=order_id)
         else:
             order = services.orders.get_order(who.user_id, client_order_id=client_id,
@@ -956,9 +965,12 @@ def get_order():
     return ok(order_object(order, market))
 
 
-def _cancel(services, who, order: dict, market: Market, deadline: float) -> dict:
+def _cancel(who, order: dict, market: Market, deadline: float) -> dict:
+    """Cancel with the process's next batch of orders (gateway/batcher.py:
+    one ``orders.place_and_cancel`` call with the placements), then wait
+    for the final order."""
     try:
-        services.orders.cancel_order(who.user_id, order["order_id"])
+        batcher.cancel_order(who.user_id, order["order_id"])
     except Exception as exc:
         if code_of(exc) in ("UNKNOWN_ORDER", "ORDER_NOT_OPEN"):
             raise ApiError(400, "UNKNOWN_ORDER", MSG_UNKNOWN_ORDER_CANCEL, -2011,
@@ -996,11 +1008,12 @@ def cancel_order():
     market = market_param()
     deadline = time.monotonic() + _wait_budget_s()
     with per_call() as services:
-        order = _find_order(services, who, market, -2011, MSG_UNKNOWN_ORDER_CANCEL)
+        order = _find_order(services, who, market, -2011, MSG_UNKNOWN_ORDER_CANCEL,
+                            batched=True)
         if order["status"] in FINAL:
             raise ApiError(400, "UNKNOWN_ORDER", MSG_UNKNOWN_ORDER_CANCEL, -2011,
                            MSG_UNKNOWN_ORDER_CANCEL)
-        order = _cancel(services, who, order, market, deadline)
+        order = _cancel(who, order, market, deadline)
     return ok(cancelled_object(order, market, order.get("client_order_id")))
 
 
@@ -1189,11 +1202,11 @@ def cancel_replace():
         cancel_result, cancel_body = "SUCCESS", None
         try:
             order = _find_order(services, who, market, -2011, MSG_UNKNOWN_ORDER_CANCEL,
-                                "cancelOrderId", "cancelOrigClientOrderId")
+                                "cancelOrderId", "cancelOrigClientOrderId", batched=True)
             if order["status"] in FINAL:
                 raise ApiError(400, "UNKNOWN_ORDER", MSG_UNKNOWN_ORDER_CANCEL, -2011,
                                MSG_UNKNOWN_ORDER_CANCEL)
-            order = _cancel(services, who, order, market, deadline)
+            order = _cancel(who, order, market, deadline)
             cancel_body = cancelled_object(order, market, order.get("client_order_id"))
         except ApiError as exc:
             if mode == "STOP_ON_FAILURE":

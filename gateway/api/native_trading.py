@@ -160,10 +160,11 @@ def amend_order(path: OrderPath, body: AmendOrder):
                   openapi_extensions=NEEDS_TRADE,
                   responses={200: Order}, summary="Cancel one open order")
 def cancel_order(path: OrderPath):
-    from gateway.app import rpc
     who = caller("trade")
-    with rpc() as services:
-        return reply(order_out(services.orders.cancel_order(who.user_id, path.order_id)))
+    # With the process's next batch of orders (gateway/batcher.py: one
+    # orders.place_and_cancel call for the placements and cancels of
+    # concurrent requests); a refusal raises the single call's code.
+    return reply(order_out(batcher.cancel_order(who.user_id, path.order_id)))
 
 
 @blueprint.get("/fills", tags=[TAG_TRADING], security=PRIVATE, openapi_extensions=NEEDS_READ,
