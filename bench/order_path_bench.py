@@ -146,8 +146,8 @@ class RpcBatchTransport:
     their orders and cancels to one batcher (services.common.group_commit:
     a lone arrival waits ``batch_window_ms`` for company, at most
     ``batch_max`` per call, ``batch_in_flight`` calls at a time), which sends
-    each batch as one ``orders.place_orders`` and one ``orders.cancel_orders``
-    call. Shared by all callers of the process (``shared``)."""
+    each batch, its orders and cancels together, as one
+    ``orders.place_and_cancel`` call. Shared by all callers of the process (``shared``)."""
 
     shared = True
 
@@ -164,7 +164,8 @@ class RpcBatchTransport:
             self.proxies.put(cm.start())
         self.batcher = GroupCommit(self._send, max_batch=spec["batch_max"],
                                    linger_s=spec["batch_window_ms"] / 1000,
-                                   max_in_flight=in_flight)
+                                   max_in_flight=in_flight,
+                                   window_s=spec.get("client_window_ms", 0) / 1000)
 
     def close(self):
         self.batcher.close()
@@ -172,22 +173,14 @@ class RpcBatchTransport:
             cm.stop()
 
     def _send(self, requests: list) -> list:
-        places = [(i, r[1]) for i, r in enumerate(requests) if r[0] == "place"]
-        cancels = [(i, r[1]) for i, r in enumerate(requests) if r[0] == "cancel"]
-        outcomes: list = [None] * len(requests)
         rpc = self.proxies.get()
         try:
-            # Both calls go out before either answer is awaited.
-            replies = [(items, getattr(rpc.orders, verb).call_async([args for _, args in items]))
-                       for verb, items in (("place_orders", places), ("cancel_orders", cancels))
-                       if items]
-            for items, reply in replies:
-                for (index, _), answer in zip(items, reply.result()):
-                    outcomes[index] = (BatchRefused(answer["error"]) if "error" in answer
-                                       else answer["order"])
+            # One call for the batch's places and cancels together.
+            answers = rpc.orders.place_and_cancel([{kind: args} for kind, args in requests])
         finally:
             self.proxies.put(rpc)
-        return outcomes
+        return [BatchRefused(answer["error"]) if "error" in answer else answer["order"]
+                for answer in answers]
 
     def place(self, user, market, side, kind, amount, price):
         kwargs = ({"quantity": amount, "price": price} if kind == "limit" else
@@ -829,6 +822,7 @@ def run_phase(settings, nameko, procs, users, args, transport, markets, mode, ra
                 "users": funded[i::args.clients] or funded, "poor": users["poor"],
                 "markets": markets, "nameko": nameko, "go": str(go),
                 "batch_window_ms": args.batch_window_ms, "batch_max": args.batch_max,
+                "client_window_ms": args.client_window_ms,
                 "batch_in_flight": args.batch_in_flight, "batch_partners": args.batch_partners,
                 "gateway": f"http://127.0.0.1:{args.gateway_port}"}
         spec_file, out = run / f"spec-{tag}-{i}.json", run / f"out-{tag}-{i}.json"
@@ -1125,6 +1119,12 @@ def main():
                         help="stream=ms,...: the services' outbox relays read at most once "
                              "per this many ms while commits keep coming (container config "
                              "OUTBOX_LINGER_S); empty: the services' own")
+    parser.add_argument("--service-config", default="",
+                        help="KEY=number,...: container config of the bench's services, e.g. "
+                             "ORDERS_BATCH_WINDOW_S=0.02")
+    parser.add_argument("--client-window-ms", type=float, default=0,
+                        help="rpc-batch: a client batch gathers this long after its first "
+                             "request, under load too (GroupCommit window_s); 0: none")
     args = parser.parse_args()
     transports = args.transports.split(",")
     market_counts = [int(m) for m in args.markets.split(",")]
@@ -1164,6 +1164,10 @@ def main():
             stream: float(ms) / 1000 for stream, ms in
             (item.split("=") for item in args.relay_linger_ms.split(","))}
         print(f"outbox relays' linger (s): {nameko['OUTBOX_LINGER_S']}")
+    for item in filter(None, args.service_config.split(",")):
+        key, _, value = item.partition("=")
+        nameko[key] = float(value)
+        print(f"services' config {key} = {nameko[key]}")
     config_file = run / "nameko.yaml"
     config_file.write_text(yaml.safe_dump(nameko))
     modules = {"orders-a": "services.orders.service", "orders-b": "services.orders.service",

@@ -5,7 +5,14 @@ the calling greenthread; a serving greenthread runs ``run_batch(requests) ->
 outcomes`` (same length and order) on everything queued, up to
 ``max_batch``, with ``max_in_flight`` batches at a time (1: one batch in
 flight, so the next batch gathers what arrives while it runs). A lone
-request arriving at an idle batcher waits ``linger_s`` for company. An
+request arriving at an idle batcher waits ``linger_s`` for company.
+``window_s`` (0: none) is a gather window that holds under load too: a batch
+starts no sooner than ``window_s`` after its first request arrived (unless
+it is full), as Kafka's ``linger.ms``. Without it a batch starts as soon as a
+slot is free, so every saving of the stages behind it turns into smaller
+batches that cost more per request, and the process keeps the machine busy
+whatever the rate; with it the batch size at a given rate has a floor
+(rate x window) and the saving stays a saving. An
 outcome that is an exception is raised in its own caller only; a
 ``run_batch`` that raises fails its whole batch (and only it).
 
@@ -15,6 +22,7 @@ service, so it dies with the container). Pure otherwise: no I/O of its own.
 """
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Callable
 
@@ -27,10 +35,11 @@ from eventlet.semaphore import Semaphore
 class GroupCommit:
     def __init__(self, run_batch: Callable[[list], list], max_batch: int = 200,
                  linger_s: float = 0.002, max_in_flight: int = 1,
-                 spawn: Callable = eventlet.spawn):
+                 spawn: Callable = eventlet.spawn, window_s: float = 0.0):
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.linger_s = linger_s
+        self.window_s = window_s
         self.spawn = spawn
         self.requests: LightQueue = LightQueue()
         self.slots = Semaphore(max_in_flight)
@@ -52,9 +61,10 @@ class GroupCommit:
         if self.server is None or self.server.dead:
             self.server = self.spawn(self._serve)
         waiters = []
+        arrived = time.monotonic()
         for request in requests:
             waiter = Event()
-            self.requests.put((request, waiter))
+            self.requests.put((request, waiter, arrived))
             waiters.append(waiter)
         outcomes = []
         for waiter in waiters:
@@ -73,7 +83,11 @@ class GroupCommit:
         while True:
             self.slots.acquire()
             first = self.requests.get()
-            if self.linger_s and self.requests.qsize() == 0:
+            if self.window_s:
+                wait = first[2] + self.window_s - time.monotonic()
+                if wait > 0 and self.requests.qsize() < self.max_batch - 1:
+                    eventlet.sleep(wait)
+            elif self.linger_s and self.requests.qsize() == 0:
                 # Alone: give the callers arriving with this one a moment to
                 # join. Under load the queue fills while the previous batch
                 # runs, and no one lingers.
@@ -88,7 +102,7 @@ class GroupCommit:
 
     def _run(self, batch: list) -> None:
         try:
-            outcomes = self.run_batch([request for request, _ in batch])
+            outcomes = self.run_batch([request for request, _, _ in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"run_batch answered {len(outcomes)} outcomes "
                                    f"for {len(batch)} requests")
@@ -97,7 +111,7 @@ class GroupCommit:
         finally:
             self.slots.release()
             self.batch_sizes[len(batch)] += 1
-        for (_, waiter), outcome in zip(batch, outcomes):
+        for (_, waiter, _), outcome in zip(batch, outcomes):
             if isinstance(outcome, BaseException):
                 waiter.send_exception(outcome)
             else:

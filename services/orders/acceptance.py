@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 OUTBOX_STREAM = "orders"
 MAX_BATCH = 200
 LINGER_S = 0.002
+# The acceptance batch's gather window (GroupCommit window_s), under load too.
+WINDOW_S = 0.0
 # Orders' outbox relay reads at most once per RELAY_LINGER_S while acceptance
 # batches commit faster than that (services.common.outbox.Relay.linger_s),
 # and sends each engine queue the read's commands as one message
@@ -215,6 +217,7 @@ class Acceptance(DependencyProvider):
         self.batcher = GroupCommit(
             self._run, max_batch=int(config.get("ORDERS_MAX_BATCH", MAX_BATCH)),
             linger_s=float(config.get("ORDERS_BATCH_LINGER_S", LINGER_S)),
+            window_s=float(config.get("ORDERS_BATCH_WINDOW_S", WINDOW_S)),
             spawn=self.container.spawn_managed_thread)
 
     def stop(self):

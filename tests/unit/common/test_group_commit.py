@@ -94,3 +94,29 @@ def test_a_wrong_number_of_outcomes_is_a_failure_not_a_silent_mismatch():
     group = GroupCommit(lambda requests: requests[:1], linger_s=0)
     outcomes = group.submit_many([1, 2])
     assert all(isinstance(o, RuntimeError) for o in outcomes)
+
+
+def test_the_gather_window_holds_under_load_too():
+    """window_s: the batch behind a busy one waits for its window after its
+    first request, so a request arriving right after the slot frees joins
+    it; without a window it goes alone (linger_s only helps an idle
+    batcher)."""
+    def batches(window_s):
+        run = Recorder()
+        run.release = Event()
+        group = GroupCommit(run, max_batch=100, linger_s=0, window_s=window_s)
+        busy = eventlet.spawn(group.submit, 1)
+        for _ in range(100):                          # its own window first
+            if run.batches:
+                break
+            eventlet.sleep(0.01)
+        queued = eventlet.spawn(group.submit, 2)     # behind the batch in flight
+        settle()
+        run.release.send()
+        settle()
+        late = eventlet.spawn(group.submit, 3)       # after the slot freed
+        assert [busy.wait(), queued.wait(), late.wait()] == [2, 4, 6]
+        return run.batches
+
+    assert batches(window_s=0.05) == [[1], [2, 3]]
+    assert batches(window_s=0) == [[1], [2], [3]]
