@@ -6,13 +6,16 @@ outcomes`` (same length and order) on everything queued, up to
 ``max_batch``, with ``max_in_flight`` batches at a time (1: one batch in
 flight, so the next batch gathers what arrives while it runs). A lone
 request arriving at an idle batcher waits ``linger_s`` for company.
-``window_s`` (0: none) is a gather window that holds under load too: a batch
-starts no sooner than ``window_s`` after its first request arrived (unless
-it is full), as Kafka's ``linger.ms``. Without it a batch starts as soon as a
+``window_s`` (0: none) is the gather window under load: a batch whose first
+request arrived while a batch was in flight starts no sooner than
+``window_s`` after that arrival (unless it is full), as Kafka's
+``linger.ms`` does for every batch. Without it a batch starts as soon as a
 slot is free, so every saving of the stages behind it turns into smaller
-batches that cost more per request, and the process keeps the machine busy
-whatever the rate; with it the batch size at a given rate has a floor
-(rate x window) and the saving stays a saving. An
+batches that cost more per request, and under load the process keeps the
+machine busy whatever the rate; with it the batch size under load has a
+floor (rate x window) and a saving stays a saving. A request arriving at an
+idle batcher does not wait for the window (only ``linger_s``): a lone
+trader's order is not slowed. An
 outcome that is an exception is raised in its own caller only; a
 ``run_batch`` that raises fails its whole batch (and only it).
 
@@ -43,6 +46,7 @@ class GroupCommit:
         self.spawn = spawn
         self.requests: LightQueue = LightQueue()
         self.slots = Semaphore(max_in_flight)
+        self.in_flight = 0   # batches running now
         self.server = None
         # How many batches of each size ran: the bench prints it.
         self.batch_sizes: Counter = Counter()
@@ -61,10 +65,12 @@ class GroupCommit:
         if self.server is None or self.server.dead:
             self.server = self.spawn(self._serve)
         waiters = []
-        arrived = time.monotonic()
+        # Arrived under load (a batch in flight): the window applies.
+        windowed_until = (time.monotonic() + self.window_s
+                          if self.window_s and self.in_flight else 0.0)
         for request in requests:
             waiter = Event()
-            self.requests.put((request, waiter, arrived))
+            self.requests.put((request, waiter, windowed_until))
             waiters.append(waiter)
         outcomes = []
         for waiter in waiters:
@@ -83,8 +89,8 @@ class GroupCommit:
         while True:
             self.slots.acquire()
             first = self.requests.get()
-            if self.window_s:
-                wait = first[2] + self.window_s - time.monotonic()
+            if first[2]:
+                wait = first[2] - time.monotonic()
                 if wait > 0 and self.requests.qsize() < self.max_batch - 1:
                     eventlet.sleep(wait)
             elif self.linger_s and self.requests.qsize() == 0:
@@ -98,6 +104,7 @@ class GroupCommit:
                     batch.append(self.requests.get_nowait())
                 except Empty:
                     break
+            self.in_flight += 1
             eventlet.spawn_n(self._run, batch)
 
     def _run(self, batch: list) -> None:
@@ -109,6 +116,7 @@ class GroupCommit:
         except Exception as exc:  # noqa: BLE001 - every caller of the batch sees it
             outcomes = [exc] * len(batch)
         finally:
+            self.in_flight -= 1
             self.slots.release()
             self.batch_sizes[len(batch)] += 1
         for (_, waiter, _), outcome in zip(batch, outcomes):
