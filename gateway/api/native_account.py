@@ -193,6 +193,15 @@ def list_api_keys():
                   responses={200: ApiKey}, summary="Revoke one of the caller's API keys")
 def revoke_api_key(path: ApiKeyPath):
     from gateway.app import rpc
+    from gateway.auth import key_cache
     who = caller(token_only=True)
     with rpc() as services:
-        return reply(_key(services.users.revoke_api_key(who.person.token, path.api_key)))
+        revoked = services.users.revoke_api_key(who.person.token, path.api_key)
+    # Read-your-writes for the revoking client: this process drops the key
+    # now, not when users' api_key_revoked event arrives (the other gateway
+    # processes drop it then, docs/security.md); a fetch already in flight
+    # is not kept either (evict moves the cache's epoch).
+    cache = key_cache()
+    if cache is not None:
+        cache.evict(key_id=revoked["key_id"])
+    return reply(_key(revoked))

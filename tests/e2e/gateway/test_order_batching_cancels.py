@@ -11,6 +11,7 @@ requests sent meanwhile queue in the gateway's batcher behind that one call
 in flight, as they do under load.
 """
 import uuid
+from decimal import ROUND_UP, Decimal
 
 import eventlet
 import psycopg
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.timeout(600)
 
 MARKET, SYMBOL = "BTC-USDT", "BTCUSDT"
 EACH = 6   # requests of each kind (place, cancel) and API (/api/v3, /api/v1)
-QUANTITY = "0.01"
+QUANTITY = Decimal("0.01")
 # One call per request: what the gateway sent before (a /api/v3 cancel was a
 # get_order and a cancel_order call, a native cancel a cancel_order call).
 SINGLE = ("place_order", "place_orders", "cancel_order", "cancel_orders", "get_order")
@@ -39,10 +40,22 @@ def own(test_settings, test_run_dir):
         stack.stop()
 
 
-def v3_place(settings, trader, price):
+def resting_quantity(settings, price: Decimal) -> Decimal:
+    """QUANTITY, or more where the far bid is so low that QUANTITY would
+    fall under the market's minimum notional (another test moved its
+    reference price): from the gateway's own exchangeInfo filters."""
+    info = kit.raw(settings, "GET", "/api/v3/exchangeInfo", params={"symbol": SYMBOL})
+    assert info.status_code == 200, info.text
+    filters = {f["filterType"]: f for f in info.json()["symbols"][0]["filters"]}
+    step = Decimal(filters["LOT_SIZE"]["stepSize"]).normalize()
+    floor = Decimal(filters["NOTIONAL"]["minNotional"]) * 2 / price
+    return max(QUANTITY, floor.quantize(step, rounding=ROUND_UP))
+
+
+def v3_place(settings, trader, price, quantity):
     response = kit.raw(settings, "POST", "/api/v3/order", trader, {
         "symbol": SYMBOL, "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-        "quantity": QUANTITY, "price": str(price), "newOrderRespType": "ACK"}, body=True)
+        "quantity": str(quantity), "price": str(price), "newOrderRespType": "ACK"}, body=True)
     return response.status_code, response.json()
 
 
@@ -52,9 +65,9 @@ def v3_cancel(settings, trader, order_id):
     return response.status_code, response.json()
 
 
-def native_place(settings, person, price):
+def native_place(settings, person, price, quantity):
     response = native.api(settings, person, "POST", "/api/v1/orders", json={
-        "market": MARKET, "side": "buy", "type": "limit", "quantity": QUANTITY,
+        "market": MARKET, "side": "buy", "type": "limit", "quantity": str(quantity),
         "price": str(price)})
     return response.status_code, response.json()
 
@@ -74,9 +87,11 @@ def waiting_for(settings, lock_pid: int) -> int:
 def test_concurrent_rest_places_and_cancels_share_place_and_cancel_calls(own):
     settings = own.settings
     price = kit.far_bid(settings, MARKET)
-    trader = kit.new_trader(settings, {"USDT": str(price * 10)}, prefix="gw-pc")
+    quantity = resting_quantity(settings, price)
+    trader = kit.new_trader(settings, {"USDT": str(price * quantity * 4 * (EACH + 1))},
+                            prefix="gw-pc")
     person = native.Person(trader.username, trader.user_id, trader.token)
-    resting = [v3_place(settings, trader, price) for _ in range(1 + 2 * EACH)]
+    resting = [v3_place(settings, trader, price, quantity) for _ in range(1 + 2 * EACH)]
     assert {status for status, _ in resting} == {200}, resting
     blocker, *ids = [body["orderId"] for _, body in resting]
     # What an unknown order's cancel is answered alone (and must be in a batch).
@@ -95,7 +110,7 @@ def test_concurrent_rest_places_and_cancels_share_place_and_cancel_calls(own):
         if kind == "native cancel":
             return native_cancel(settings, person, order_id)
         return (v3_place if kind == "v3 place" else native_place)(
-            settings, trader if kind == "v3 place" else person, price)
+            settings, trader if kind == "v3 place" else person, price, quantity)
 
     before = own.entrypoint_calls("orders")
     with psycopg.connect(settings.postgres_dsn()) as lock:
