@@ -70,7 +70,10 @@ def withdrawal_step_up(args):
             if page.locator("#userLabel").count():
                 page.fill("#userLabel", "test phone")
             page.click("#kc-totp-settings-form [type=submit]")
-            page.wait_for_function(f"document.querySelector('#who').textContent === "
+            # Null-safe (as trader_scenarios): until Keycloak's redirect lands
+            # back on the client the page has no #who, and a predicate that
+            # throws ends the wait at once (a CI rehearsal failed so).
+            page.wait_for_function(f"document.querySelector('#who')?.textContent === "
                                    f"{json.dumps(who.username)}", timeout=WAIT_MS)
 
             # 2. That session passed no one-time password: refused, in words.
@@ -93,7 +96,7 @@ def withdrawal_step_up(args):
             trader.shot("03-keycloak-wrong-otp")
             page.fill("#otp", device.code())
             page.click("#kc-login")
-            page.wait_for_function(f"document.querySelector('#who').textContent === "
+            page.wait_for_function(f"document.querySelector('#who')?.textContent === "
                                    f"{json.dumps(who.username)}", timeout=WAIT_MS)
 
             # 4. The same request now goes through and shows as pending.

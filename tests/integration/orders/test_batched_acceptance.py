@@ -183,7 +183,7 @@ def test_concurrent_single_calls_share_one_transaction(exchange, services, test_
 
     def queued_users():
         # (Requests of other test runs sharing the vhost may queue here too.)
-        return {request.row["user_id"] for request, _ in list(batcher.requests.queue)
+        return {request.row["user_id"] for request, *_ in list(batcher.requests.queue)
                 if hasattr(request, "row")}
 
     with psycopg.connect(test_settings.postgres_dsn()) as lock:
