@@ -283,7 +283,10 @@ def run_checkpointed_audit(conn, settled: Optional[int]) -> list[dict]:
     findings = run_audit(conn, None if row is None else through)
     if any(finding["check"] in TRANSACTION_CHECKS for finding in findings):
         return findings
-    new_through = settled if row is not None and settled == row[1] and settled > through else through
+    # A checkpoint taken while the journal was empty has no candidate
+    # (max(id) was NULL): settled is None then, and stays the checkpoint.
+    new_through = (settled if row is not None and settled is not None and settled == row[1]
+                   and settled > through else through)
     try:
         with conn.transaction():
             if new_through != through:

@@ -193,6 +193,23 @@ def test_the_checkpointed_audit_reports_what_goes_wrong_after_its_checkpoint(led
     scratch.rollback()
 
 
+def test_a_checkpoint_taken_on_an_empty_journal_moves_on(funded_account, scratch):
+    """A first audit while the journal was empty leaves a checkpoint without
+    a candidate (max(id) NULL). The next audit must take one, not fail: it
+    raised TypeError (None > int) at its end, so every periodic audit after
+    it read the whole journal and failed again (found in the order path
+    bench's namespace, 4.57 M transactions behind)."""
+    scratch.execute("UPDATE wallets.audit_checkpoint SET candidate_id = NULL, "
+                    "candidate_vxids = '{}'")
+    if scratch.execute("SELECT count(*) FROM wallets.audit_checkpoint").fetchone()[0] == 0:
+        scratch.execute("INSERT INTO wallets.audit_checkpoint (through_id, candidate_id, "
+                        "candidate_vxids) VALUES (-9223372036854775808, NULL, '{}')")
+    assert run_checkpointed_audit(scratch, None) == []
+    candidate = scratch.execute("SELECT candidate_id FROM wallets.audit_checkpoint").fetchone()[0]
+    assert candidate is not None and candidate > 0
+    scratch.rollback()
+
+
 def test_the_full_audit_finds_a_checkpointed_entry_changed_in_place(ledger, funded_account, db, scratch):
     """What a checkpoint cannot see -- an entry up to it changed in place,
     only possible with the journal's guards off -- the full audit (the audit
