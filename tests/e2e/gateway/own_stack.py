@@ -17,7 +17,6 @@ import re
 import socket
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -47,28 +46,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def container_config(test_settings: Settings) -> dict:
-    """The services' Nameko config in the test namespace (the integration
-    tests' ``nameko_config`` fixture's)."""
-    config = test_settings.nameko_config()
-    config.update({
-        "POSTGRES_DB": test_settings["EXCHANGE_POSTGRES_DB"],
-        "CASSANDRA_KEYSPACE": test_settings["EXCHANGE_CASSANDRA_KEYSPACE"],
-        "CACHE_PREFIX": f"test:{uuid.uuid4().hex[:8]}:",
-        "MATCHING_MARKETS": "(?!TM).*",
-        "max_workers": 40,
-    })
-    return config
-
-
 class OwnStack:
     """``services`` and a gateway in the test namespace, under ``run``;
     ``settings``: the test namespace's with this gateway's port (what the
     testkits take)."""
 
-    def __init__(self, test_settings: Settings, run: Path, services=SERVICES):
+    def __init__(self, test_settings: Settings, nameko_config: dict, run: Path,
+                 services=SERVICES):
+        """``nameko_config``: the test namespace's container config (the
+        ``nameko_config`` fixture, tests/conftest.py)."""
         self.run = run
-        self.config = container_config(test_settings)
+        self.config = {**nameko_config, "max_workers": 40}
         self.gateway_port = free_port()
         self.settings = test_settings.with_overrides(EXCHANGE_GATEWAY_PORT=str(self.gateway_port))
         self.metrics_ports = {name: free_port() for name in services}

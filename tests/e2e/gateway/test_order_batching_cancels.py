@@ -31,9 +31,10 @@ QUANTITY = Decimal("0.01")
 SINGLE = ("place_order", "place_orders", "cancel_order", "cancel_orders", "get_order")
 
 
-@pytest.fixture(scope="module")
-def own(test_settings, test_run_dir):
-    stack = OwnStack(test_settings, test_run_dir / f"own-gateway-{uuid.uuid4().hex[:8]}")
+@pytest.fixture
+def own(test_settings, nameko_config, test_run_dir):
+    stack = OwnStack(test_settings, nameko_config,
+                     test_run_dir / f"own-gateway-{uuid.uuid4().hex[:8]}")
     try:
         yield stack.start()
     finally:
