@@ -165,7 +165,7 @@ class RpcBatchTransport:
         self.batcher = GroupCommit(self._send, max_batch=spec["batch_max"],
                                    linger_s=spec["batch_window_ms"] / 1000,
                                    max_in_flight=in_flight,
-                                   window_s=spec.get("client_window_ms", 0) / 1000)
+                                   pace_s=spec.get("client_pace_ms", 0) / 1000)
 
     def close(self):
         self.batcher.close()
@@ -851,7 +851,7 @@ def run_phase(settings, nameko, procs, users, args, transport, markets, mode, ra
                 "users": funded[i::args.clients] or funded, "poor": users["poor"],
                 "markets": markets, "nameko": nameko, "go": str(go),
                 "batch_window_ms": args.batch_window_ms, "batch_max": args.batch_max,
-                "client_window_ms": args.client_window_ms,
+                "client_pace_ms": args.client_pace_ms,
                 "batch_in_flight": args.batch_in_flight, "batch_partners": args.batch_partners,
                 "gateway": f"http://127.0.0.1:{args.gateway_port}"}
         spec_file, out = run / f"spec-{tag}-{i}.json", run / f"out-{tag}-{i}.json"
@@ -1150,10 +1150,12 @@ def main():
                              "OUTBOX_LINGER_S); empty: the services' own")
     parser.add_argument("--service-config", default="",
                         help="KEY=number,...: container config of the bench's services, e.g. "
-                             "ORDERS_BATCH_WINDOW_S=0.02")
-    parser.add_argument("--client-window-ms", type=float, default=0,
-                        help="rpc-batch: a client batch gathers this long after its first "
-                             "request, under load too (GroupCommit window_s); 0: none")
+                             "ORDERS_BATCH_PACE_S=0.02")
+    parser.add_argument("--client-pace-ms", type=float, default=None,
+                        help="rpc-batch: a client process starts a batch call at most once "
+                             "per this many ms under load (GroupCommit pace_s); 0: none; "
+                             "default: the gateway's (EXCHANGE_GATEWAY_BATCH_PACE_MS), for "
+                             "the client stands in for a gateway process")
     args = parser.parse_args()
     transports = args.transports.split(",")
     market_counts = [int(m) for m in args.markets.split(",")]
@@ -1174,6 +1176,9 @@ def main():
 
     from stack import seed
     settings = namespace_settings()
+    if args.client_pace_ms is None:
+        args.client_pace_ms = float(settings.get("EXCHANGE_GATEWAY_BATCH_PACE_MS") or 0)
+    print(f"rpc-batch clients' pace: {args.client_pace_ms:g} ms")
     run = settings.run_dir / "bench" / "order_path"
     run.mkdir(parents=True, exist_ok=True)
     # One run at a time in the namespace: two runs' services would share its

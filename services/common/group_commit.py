@@ -6,16 +6,17 @@ outcomes`` (same length and order) on everything queued, up to
 ``max_batch``, with ``max_in_flight`` batches at a time (1: one batch in
 flight, so the next batch gathers what arrives while it runs). A lone
 request arriving at an idle batcher waits ``linger_s`` for company.
-``window_s`` (0: none) is the gather window under load: a batch whose first
-request arrived while a batch was in flight starts no sooner than
-``window_s`` after that arrival (unless it is full), as Kafka's
-``linger.ms`` does for every batch. Without it a batch starts as soon as a
-slot is free, so every saving of the stages behind it turns into smaller
-batches that cost more per request, and under load the process keeps the
-machine busy whatever the rate; with it the batch size under load has a
-floor (rate x window) and a saving stays a saving. A request arriving at an
-idle batcher does not wait for the window (only ``linger_s``): a lone
-trader's order is not slowed. An
+``pace_s`` (0: none) paces the batches under load: a batch starts no sooner
+than ``pace_s`` after the previous batch started (unless it is full), so the
+batcher runs at most 1 / ``pace_s`` batches a second whatever the rate, and
+the batch size under load has a floor (rate x pace). Without it a batch
+starts as soon as a slot is free, so every saving of the stages behind it
+turns into smaller batches that cost more per request, and under load the
+process keeps the machine busy whatever the rate; with it a saving stays a
+saving (bench/README.md, session 14). A request arriving when the previous
+batch started more than ``pace_s`` ago does not wait for the pace (only
+``linger_s``): a lone trader's order at an idle process is not slowed, and
+under load no request waits more than ``pace_s`` for it. An
 outcome that is an exception is raised in its own caller only; a
 ``run_batch`` that raises fails its whole batch (and only it).
 
@@ -38,15 +39,15 @@ from eventlet.semaphore import Semaphore
 class GroupCommit:
     def __init__(self, run_batch: Callable[[list], list], max_batch: int = 200,
                  linger_s: float = 0.002, max_in_flight: int = 1,
-                 spawn: Callable = eventlet.spawn, window_s: float = 0.0):
+                 spawn: Callable = eventlet.spawn, pace_s: float = 0.0):
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.linger_s = linger_s
-        self.window_s = window_s
+        self.pace_s = pace_s
+        self.last_start = float("-inf")   # monotonic time the last batch started
         self.spawn = spawn
         self.requests: LightQueue = LightQueue()
         self.slots = Semaphore(max_in_flight)
-        self.in_flight = 0   # batches running now
         self.server = None
         # How many batches of each size ran: the bench prints it.
         self.batch_sizes: Counter = Counter()
@@ -65,12 +66,9 @@ class GroupCommit:
         if self.server is None or self.server.dead:
             self.server = self.spawn(self._serve)
         waiters = []
-        # Arrived under load (a batch in flight): the window applies.
-        windowed_until = (time.monotonic() + self.window_s
-                          if self.window_s and self.in_flight else 0.0)
         for request in requests:
             waiter = Event()
-            self.requests.put((request, waiter, windowed_until))
+            self.requests.put((request, waiter))
             waiters.append(waiter)
         outcomes = []
         for waiter in waiters:
@@ -89,10 +87,12 @@ class GroupCommit:
         while True:
             self.slots.acquire()
             first = self.requests.get()
-            if first[2]:
-                wait = first[2] - time.monotonic()
-                if wait > 0 and self.requests.qsize() < self.max_batch - 1:
-                    eventlet.sleep(wait)
+            paced = self.last_start + self.pace_s - time.monotonic()
+            if paced > 0:
+                # Under load: the previous batch started less than pace_s
+                # ago, and this one gathers until then (unless full).
+                if self.requests.qsize() < self.max_batch - 1:
+                    eventlet.sleep(paced)
             elif self.linger_s and self.requests.qsize() == 0:
                 # Alone: give the callers arriving with this one a moment to
                 # join. Under load the queue fills while the previous batch
@@ -104,22 +104,21 @@ class GroupCommit:
                     batch.append(self.requests.get_nowait())
                 except Empty:
                     break
-            self.in_flight += 1
+            self.last_start = time.monotonic()
             eventlet.spawn_n(self._run, batch)
 
     def _run(self, batch: list) -> None:
         try:
-            outcomes = self.run_batch([request for request, _, _ in batch])
+            outcomes = self.run_batch([request for request, _ in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"run_batch answered {len(outcomes)} outcomes "
                                    f"for {len(batch)} requests")
         except Exception as exc:  # noqa: BLE001 - every caller of the batch sees it
             outcomes = [exc] * len(batch)
         finally:
-            self.in_flight -= 1
             self.slots.release()
             self.batch_sizes[len(batch)] += 1
-        for (_, waiter, _), outcome in zip(batch, outcomes):
+        for (_, waiter), outcome in zip(batch, outcomes):
             if isinstance(outcome, BaseException):
                 waiter.send_exception(outcome)
             else:

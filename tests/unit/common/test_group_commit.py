@@ -1,5 +1,7 @@
 """services.common.group_commit: concurrent submissions share batches, one
 batch in flight, each caller gets its own outcome."""
+import time
+
 import eventlet
 import pytest
 from eventlet.event import Event
@@ -96,25 +98,30 @@ def test_a_wrong_number_of_outcomes_is_a_failure_not_a_silent_mismatch():
     assert all(isinstance(o, RuntimeError) for o in outcomes)
 
 
-def test_the_gather_window_holds_under_load_too():
-    """window_s: the batch behind a busy one waits for its window after its
-    first request, so a request arriving right after the slot frees joins
-    it; without a window it goes alone (linger_s only helps an idle
-    batcher). A request at an idle batcher does not wait for the window."""
-    def batches(window_s):
+def test_pacing_caps_the_batch_rate_under_load_and_never_holds_an_idle_request():
+    """pace_s: a batch starts no sooner than pace_s after the previous one
+    started, so the requests arriving meanwhile share one batch even when
+    the previous batch finished long before; without pacing each goes alone
+    as soon as the slot frees. A request at an idle batcher (the previous
+    batch started more than pace_s ago) runs at once."""
+    def batches(pace_s):
         run = Recorder()
-        run.release = Event()
-        group = GroupCommit(run, max_batch=100, linger_s=0, window_s=window_s)
-        busy = eventlet.spawn(group.submit, 1)
-        settle()                                      # idle: no window, it runs at once
-        assert run.batches == [[1]]
-        queued = eventlet.spawn(group.submit, 2)     # behind the batch in flight
-        settle()
-        run.release.send()
-        settle()
-        late = eventlet.spawn(group.submit, 3)       # after the slot freed
-        assert [busy.wait(), queued.wait(), late.wait()] == [2, 4, 6]
-        return run.batches
+        group = GroupCommit(run, max_batch=100, linger_s=0, pace_s=pace_s)
+        assert group.submit(1) == 2                  # idle: runs at once
+        started = time.monotonic()
+        callers = []
+        for n in (2, 3, 4):                          # one by one, each after the slot freed
+            callers.append(eventlet.spawn(group.submit, n))
+            settle()
+        assert [c.wait() for c in callers] == [4, 6, 8]
+        waited = time.monotonic() - started
+        eventlet.sleep(pace_s)                       # idle again
+        before = time.monotonic()
+        assert group.submit(5) == 10
+        return run.batches, waited, time.monotonic() - before
 
-    assert batches(window_s=0.05) == [[1], [2, 3]]
-    assert batches(window_s=0) == [[1], [2], [3]]
+    paced, waited, idle_wait = batches(pace_s=0.2)
+    assert paced == [[1], [2, 3, 4], [5]]
+    assert waited >= 0.15 and idle_wait < 0.1
+    unpaced, _, _ = batches(pace_s=0)
+    assert unpaced == [[1], [2], [3], [4], [5]]
