@@ -165,7 +165,8 @@ class RpcBatchTransport:
         self.batcher = GroupCommit(self._send, max_batch=spec["batch_max"],
                                    linger_s=spec["batch_window_ms"] / 1000,
                                    max_in_flight=in_flight,
-                                   pace_s=spec.get("client_pace_ms", 0) / 1000)
+                                   pace_s=spec.get("client_pace_ms", 0) / 1000,
+                                   enough=spec.get("client_pace_enough") or None)
 
     def close(self):
         self.batcher.close()
@@ -852,6 +853,7 @@ def run_phase(settings, nameko, procs, users, args, transport, markets, mode, ra
                 "markets": markets, "nameko": nameko, "go": str(go),
                 "batch_window_ms": args.batch_window_ms, "batch_max": args.batch_max,
                 "client_pace_ms": args.client_pace_ms,
+                "client_pace_enough": args.client_pace_enough,
                 "batch_in_flight": args.batch_in_flight, "batch_partners": args.batch_partners,
                 "gateway": f"http://127.0.0.1:{args.gateway_port}"}
         spec_file, out = run / f"spec-{tag}-{i}.json", run / f"out-{tag}-{i}.json"
@@ -1156,6 +1158,10 @@ def main():
                              "per this many ms under load (GroupCommit pace_s); 0: none; "
                              "default: the gateway's (EXCHANGE_GATEWAY_BATCH_PACE_MS), for "
                              "the client stands in for a gateway process")
+    parser.add_argument("--client-pace-enough", type=int, default=None,
+                        help="rpc-batch: a paced client batch leaves as soon as this many "
+                             "requests wait; default: the gateway's (gateway/batcher.py "
+                             "PACE_ENOUGH)")
     args = parser.parse_args()
     transports = args.transports.split(",")
     market_counts = [int(m) for m in args.markets.split(",")]
@@ -1178,7 +1184,11 @@ def main():
     settings = namespace_settings()
     if args.client_pace_ms is None:
         args.client_pace_ms = float(settings.get("EXCHANGE_GATEWAY_BATCH_PACE_MS") or 0)
-    print(f"rpc-batch clients' pace: {args.client_pace_ms:g} ms")
+    if args.client_pace_enough is None:
+        from gateway.batcher import PACE_ENOUGH
+        args.client_pace_enough = PACE_ENOUGH
+    print(f"rpc-batch clients' pace: {args.client_pace_ms:g} ms, "
+          f"or {args.client_pace_enough} requests")
     run = settings.run_dir / "bench" / "order_path"
     run.mkdir(parents=True, exist_ok=True)
     # One run at a time in the namespace: two runs' services would share its

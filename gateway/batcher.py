@@ -11,8 +11,9 @@ call instead of one call each (issue 18: "cancels and amends go through the
 same batching"). One batch is in flight at a time (one call); the requests
 arriving meanwhile form the next (services.common.group_commit: a short
 linger when idle, a size cap), and under load a batch leaves at most once per
-``EXCHANGE_GATEWAY_BATCH_PACE_MS`` (GroupCommit's ``pace_s``): at high rates
-the batches stay large and each order costs less on every hop behind. Each
+``EXCHANGE_GATEWAY_BATCH_PACE_MS`` (GroupCommit's ``pace_s``) unless
+``PACE_ENOUGH`` requests wait: at high rates the batches stay large and each
+order costs less on every hop behind. Each
 request is answered with its own order, or raises its own refusal with the
 code, reason and field the single call (``place_order``, ``cancel_order``)
 would have raised, so the views and the error table are unchanged. A batch
@@ -40,6 +41,10 @@ from services.common.group_commit import GroupCommit
 
 MAX_BATCH = 200   # orders.place_and_cancel takes up to 200 (MAX_ORDERS_PER_CALL)
 LINGER_S = 0.002
+# A paced batch leaves as soon as this many requests wait (GroupCommit
+# enough): about where a batch's cost per request stops falling, and a
+# gateway process's waiting requests are bounded by its open connections.
+PACE_ENOUGH = 16
 
 
 class OrderRefused(CodedError):
@@ -54,12 +59,12 @@ class OrderRefused(CodedError):
 
 class OrderBatcher:
     def __init__(self, rpc_pool, max_batch: int = MAX_BATCH, linger_s: float = LINGER_S,
-                 pace_s: float = 0.0):
+                 pace_s: float = 0.0, enough: int = PACE_ENOUGH):
         self.rpc_pool = rpc_pool
         # Placements and cancels: ``{"place": {...}}`` / ``{"cancel": {...}}``
         # requests, one ``orders.place_and_cancel`` call per batch.
         self.group = GroupCommit(self._place_and_cancel, max_batch=max_batch,
-                                 linger_s=linger_s, pace_s=pace_s)
+                                 linger_s=linger_s, pace_s=pace_s, enough=enough)
         # The order reads of the requests that wait for an order's outcome
         # (a Binance cancel until the order is final, a RESULT/FULL placement
         # until it is settled): one ``orders.get_orders`` call in flight, the

@@ -16,7 +16,11 @@ process keeps the machine busy whatever the rate; with it a saving stays a
 saving (bench/README.md, session 14). A request arriving when the previous
 batch started more than ``pace_s`` ago does not wait for the pace (only
 ``linger_s``): a lone trader's order at an idle process is not slowed, and
-under load no request waits more than ``pace_s`` for it. An
+under load no request waits more than ``pace_s`` for it. A paced batch also
+starts as soon as ``enough`` requests wait (default: ``max_batch``): past
+that size a batch costs little less per request, and waiting longer would
+only add latency (and, with a bounded number of callers, cut the rate they
+reach). An
 outcome that is an exception is raised in its own caller only; a
 ``run_batch`` that raises fails its whole batch (and only it).
 
@@ -32,18 +36,22 @@ from typing import Callable
 
 import eventlet
 from eventlet.event import Event
-from eventlet.queue import Empty, LightQueue
+from eventlet.queue import Empty, Full, LightQueue
 from eventlet.semaphore import Semaphore
 
 
 class GroupCommit:
     def __init__(self, run_batch: Callable[[list], list], max_batch: int = 200,
                  linger_s: float = 0.002, max_in_flight: int = 1,
-                 spawn: Callable = eventlet.spawn, pace_s: float = 0.0):
+                 spawn: Callable = eventlet.spawn, pace_s: float = 0.0,
+                 enough: int | None = None):
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.linger_s = linger_s
         self.pace_s = pace_s
+        self.enough = min(enough or max_batch, max_batch)
+        # A token when ``enough`` requests wait: it ends a paced wait early.
+        self.enough_waiting: LightQueue = LightQueue(maxsize=1)
         self.last_start = float("-inf")   # monotonic time the last batch started
         self.spawn = spawn
         self.requests: LightQueue = LightQueue()
@@ -70,6 +78,11 @@ class GroupCommit:
             waiter = Event()
             self.requests.put((request, waiter))
             waiters.append(waiter)
+        if self.requests.qsize() + 1 >= self.enough:
+            try:
+                self.enough_waiting.put_nowait(True)
+            except Full:
+                pass
         outcomes = []
         for waiter in waiters:
             try:
@@ -90,9 +103,17 @@ class GroupCommit:
             paced = self.last_start + self.pace_s - time.monotonic()
             if paced > 0:
                 # Under load: the previous batch started less than pace_s
-                # ago, and this one gathers until then (unless full).
-                if self.requests.qsize() < self.max_batch - 1:
-                    eventlet.sleep(paced)
+                # ago, and this one gathers until then, or until enough wait.
+                while True:                   # a token from before this wait is stale
+                    try:
+                        self.enough_waiting.get_nowait()
+                    except Empty:
+                        break
+                if self.requests.qsize() + 1 < self.enough:
+                    try:
+                        self.enough_waiting.get(timeout=paced)
+                    except Empty:
+                        pass
             elif self.linger_s and self.requests.qsize() == 0:
                 # Alone: give the callers arriving with this one a moment to
                 # join. Under load the queue fills while the previous batch

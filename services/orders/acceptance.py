@@ -62,8 +62,10 @@ LINGER_S = 0.002
 # the relays' linger below) the open loop at 1,000/s costs about 1.2-1.5 ms
 # of machine CPU per request instead of 2.3 (bench/README.md, session 14).
 # A request arriving when the previous batch started longer ago than this
-# is not held.
+# is not held, and a paced batch starts as soon as PACE_ENOUGH requests wait
+# (one gateway's batch is usually that many at such rates).
 PACE_S = 0.02
+PACE_ENOUGH = 16
 # Orders' outbox relay reads at most once per RELAY_LINGER_S while acceptance
 # batches commit faster than that (services.common.outbox.Relay.linger_s),
 # and sends each engine queue the read's commands as one message
@@ -227,6 +229,7 @@ class Acceptance(DependencyProvider):
             self._run, max_batch=int(config.get("ORDERS_MAX_BATCH", MAX_BATCH)),
             linger_s=float(config.get("ORDERS_BATCH_LINGER_S", LINGER_S)),
             pace_s=float(config.get("ORDERS_BATCH_PACE_S", PACE_S)),
+            enough=int(config.get("ORDERS_BATCH_PACE_ENOUGH", PACE_ENOUGH)),
             spawn=self.container.spawn_managed_thread)
 
     def stop(self):

@@ -125,3 +125,24 @@ def test_pacing_caps_the_batch_rate_under_load_and_never_holds_an_idle_request()
     assert waited >= 0.15 and idle_wait < 0.1
     unpaced, _, _ = batches(pace_s=0)
     assert unpaced == [[1], [2], [3], [4], [5]]
+
+
+def test_a_paced_batch_starts_as_soon_as_enough_requests_wait():
+    """enough: past that size the pace no longer holds a batch (with a bounded
+    number of callers, waiting would only cut their rate)."""
+    run = Recorder()
+    group = GroupCommit(run, max_batch=100, linger_s=0, pace_s=5.0, enough=3)
+    assert group.submit(1) == 2                      # idle: at once; the pace starts
+    started = time.monotonic()
+    callers = []
+    for n in (2, 3, 4):                              # the third makes enough
+        callers.append(eventlet.spawn(group.submit, n))
+        settle()
+    assert [c.wait() for c in callers] == [4, 6, 8]
+    assert run.batches == [[1], [2, 3, 4]]
+    assert time.monotonic() - started < 2.5          # not the 5 s pace
+    few = eventlet.spawn(group.submit, 5)            # one alone waits for the pace
+    settle()
+    assert run.batches == [[1], [2, 3, 4]]
+    few.kill()
+    group.close()

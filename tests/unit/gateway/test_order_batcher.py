@@ -255,3 +255,22 @@ def test_a_cancel_by_order_id_reads_in_the_batch_and_by_client_id_with_the_marke
     assert find("origClientOrderId=grid-1")["client_order_id"] == "grid-1"
     assert batched == [("u1", 12), ("u1", 404)]
     assert services.orders.calls == [(None, "grid-1", "BTC-USDT")]
+
+
+def test_the_process_batcher_takes_its_pace_from_the_settings():
+    """EXCHANGE_GATEWAY_BATCH_PACE_MS (config/defaults.env) is the process's
+    batcher's pace (GroupCommit pace_s), in seconds; 0 leaves it unpaced."""
+    from gateway.batcher import order_batcher
+    from services.common.config import load_settings
+
+    def pace(value):
+        app = Flask(__name__)
+        app.config["SETTINGS"] = load_settings().with_overrides(
+            EXCHANGE_GATEWAY_BATCH_PACE_MS=value)
+        app.extensions["rpc_pool"] = Pool(Orders())
+        with app.app_context():
+            return order_batcher().group.pace_s
+
+    assert pace("40") == pytest.approx(0.04)
+    assert pace("0") == 0
+    assert float(load_settings()["EXCHANGE_GATEWAY_BATCH_PACE_MS"]) > 0
