@@ -66,6 +66,8 @@ REFERENCE_PRICE = 100
 POOR_USERS = 8
 PLACE_KINDS = ("limit", "market")
 REFUSAL_CODE = "ORDER_REJECTED:INSUFFICIENT_FUNDS"
+# An accept slower than this counts in the slow-seconds line (the target's p99).
+SLOW_ACCEPT_S = 0.1
 UNSENT = "UNSENT"
 REST_REFUSAL = (400, -2010, "Account has insufficient balance for requested action.")
 REST_BATCH_REFUSAL = "400:INSUFFICIENT_FUNDS"
@@ -911,6 +913,14 @@ def run_phase(settings, nameko, procs, users, args, transport, markets, mode, ra
     figures["refused"] = refused
     figures["accept_lat"] = [r[2] - r[1] for r in in_window
                              if r[3] == "" and r[0] in PLACE_KINDS + ("echo",)]
+    # When the slow answers arrived, by whole second: a tail spread over the
+    # window is queueing, one bunched in a few seconds is a stall (a pause,
+    # a checkpoint's fsync, other work on the machine).
+    figures["slow_seconds"] = {}
+    for r in in_window:
+        if r[3] == "" and r[0] in PLACE_KINDS and r[2] - r[1] > SLOW_ACCEPT_S:
+            second = int(r[1])
+            figures["slow_seconds"][second] = figures["slow_seconds"].get(second, 0) + 1
     outcomes: dict = {}
     for r in records:
         if (r[3] or r[0] == "refusal") and r[3] != UNSENT:
@@ -1039,6 +1049,13 @@ def report(f: dict, echo_rate: float | None) -> None:
               f"{f['unfinished'][1]} trades)")
         print(f"accept (arrival -> answer) p50 {ms(lat, .5)} ms   p99 {ms(lat, .99)} ms   "
               f"p99.9 {ms(lat, .999)} ms   ({len(lat)} orders)")
+        slow = f.get("slow_seconds") or {}
+        if slow:
+            worst = sorted(slow.items(), key=lambda kv: -kv[1])[:5]
+            print(f"accepts slower than {SLOW_ACCEPT_S * 1e3:.0f} ms: {sum(slow.values())} in "
+                  f"{len(slow)} arrival seconds; the worst: " + ", ".join(
+                      f"{time.strftime('%H:%M:%S', time.gmtime(sec))} {n}" for sec, n in worst)
+                  + f" ({sum(n for _, n in worst)} of them)")
         sl = [x / 1e3 for x in f["settle_lat"]]
         print(f"fill-to-settlement p50 {ms(sl, .5)} ms   p99 {ms(sl, .99)} ms   "
               f"p99.9 {ms(sl, .999)} ms   ({len(sl)} trades)")
