@@ -44,7 +44,12 @@ The checks (names are stable):
   released): a hold no order explains, or an order whose hold or release the
   ledger lacks. Both sides count holds and releases only, each written in the
   same transaction as its order row, so a fill executed but not yet settled
-  is no false alarm;
+  is no false alarm. The periodic audit reads the orders side from the totals
+  orders keeps as its orders change (``orders.held_for_orders_kept()``,
+  orders' migration 015), not from every order ever placed;
+* ``held_totals_drift`` -- full audit only: those kept totals differ from the
+  sum over every order (a write to ``orders.orders`` that bypassed its
+  triggers);
 * ``held_for_finished_order`` -- a finished order whose hold its fills and
   its release do not use up (``orders.finished_orders_holding``): funds held
   that no open order explains;
@@ -178,7 +183,7 @@ WITH journal AS (
      GROUP BY owner, asset
 ), orders AS (
     SELECT o.user_id AS owner, o.asset, o.held * power(10::numeric, s.scale) AS held
-      FROM orders.held_for_orders() o
+      FROM {{orders_held}} o
       JOIN registry.asset_scales() s ON s.asset = o.asset
 )
 SELECT owner, asset, coalesce(j.held, 0), coalesce(o.held, 0)
@@ -192,11 +197,28 @@ SELECT owner, asset, coalesce(j.held, 0), coalesce(o.held, 0)
 # whole journal; the checkpointed audit's, the postings after the checkpoint
 # through their accounts (one plan each: a filter that only one of them needs
 # made the full audit's plan slower).
+# The orders side of hold_without_order: the full audit sums every order
+# (orders.held_for_orders), the periodic one reads the totals orders keeps as
+# its orders change (orders.held_for_orders_kept: one row per user and asset,
+# not the whole history every minute); the full audit also compares the two
+# (held_totals_drift).
 _FULL_PASSES, _CHECKPOINTED_PASSES = (
-    tuple(query.format(postings=postings)
+    tuple(query.format(postings=postings, orders_held=orders_held)
           for query in (_TRANSACTIONS_PASS, _ACCOUNTS_PASS, _HOLDS_FOR_ORDERS))
-    for postings in ("wallets.postings",
-                     _POSTINGS_BY_ACCOUNT.format(range="p.transaction_id > %(through)s")))
+    for postings, orders_held in (
+        ("wallets.postings", "orders.held_for_orders()"),
+        (_POSTINGS_BY_ACCOUNT.format(range="p.transaction_id > %(through)s"),
+         "orders.held_for_orders_kept()")))
+
+# The kept totals against the sum of every order, per (user, asset).
+_HELD_TOTALS_DRIFT = f"""
+SELECT owner, asset, coalesce(f.held, 0), coalesce(k.held, 0)
+  FROM (SELECT user_id AS owner, asset, held FROM orders.held_for_orders()) f
+  FULL JOIN (SELECT user_id AS owner, asset, held FROM orders.held_for_orders_kept()) k
+ USING (owner, asset)
+ WHERE coalesce(f.held, 0) <> coalesce(k.held, 0)
+ ORDER BY owner, asset LIMIT {LIMIT}
+"""
 
 
 # The journal's own checks, of each transaction: what a checkpoint vouches for
@@ -433,6 +455,14 @@ def run_audit(conn, through: Optional[int] = None) -> list[dict]:
         found("hold_without_order",
               f"{owner} {asset}: the ledger holds {_amount(asset, journal)} for orders, "
               f"the orders service accounts for {_amount(asset, orders)}")
+
+    if through is None:
+        # The totals the periodic audit reads, against every order (in the
+        # orders' decimal units).
+        for owner, asset, summed, kept in conn.execute(_HELD_TOTALS_DRIFT, prepare=False):
+            found("held_totals_drift",
+                  f"{owner} {asset}: the orders hold {summed} in sum, their kept totals "
+                  f"say {kept}")
 
     for order_id, owner, asset, status, still_held in conn.execute(
             "SELECT order_id, user_id, asset, status, still_held "

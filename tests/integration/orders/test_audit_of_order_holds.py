@@ -8,6 +8,7 @@ The faults are injected by the operator inside a transaction that is rolled
 back, and the audit runs in that same transaction (``run_audit``, what the
 ``audit`` RPC runs): the shared test database never sees them."""
 from contextlib import contextmanager
+from decimal import Decimal
 import psycopg
 
 from services.wallets import audit
@@ -125,3 +126,67 @@ def test_the_finished_orders_holding_are_read_by_an_index_of_them_alone(test_set
         indexes.append(node.get("Index Name"))
         nodes.extend(node.get("Plans", []))
     assert "orders_finished_holding" in indexes, plan
+
+
+def held_by(conn, function: str, user: str) -> dict:
+    return {asset: held for owner, asset, held in conn.execute(
+        f"SELECT user_id, asset, held FROM orders.{function}() WHERE user_id = %s", (user,))
+        if held != 0}
+
+
+def checkpointed_findings(conn, check: str, user: str) -> list[str]:
+    """What the periodic audit would find (from the checkpoint on; one is
+    made in the rolled-back transaction when the database has none yet)."""
+    conn.execute("INSERT INTO wallets.audit_checkpoint (through_id) VALUES (%s) "
+                 "ON CONFLICT DO NOTHING", (audit._EVERYTHING,))
+    through = conn.execute("SELECT through_id FROM wallets.audit_checkpoint").fetchone()[0]
+    return [f["detail"] for f in audit.run_audit(conn, through)
+            if f["check"] == check and user in f["detail"]]
+
+
+def test_the_kept_totals_follow_every_write_of_an_order(exchange, test_settings):
+    """orders.held_totals (orders' migration 015), which the periodic audit
+    reads instead of every order ever placed, follows each statement that
+    writes an order's hold or release: an insert, an amend of the hold, an
+    end's release, a delete; the full audit compares it with the sum."""
+    user = fund(exchange, {"USDT": "100"})
+    with operator_transaction(test_settings) as conn:
+        def same():
+            summed = held_by(conn, "held_for_orders", user)
+            assert held_by(conn, "held_for_orders_kept", user) == summed
+            assert findings(conn, "held_totals_drift", user) == []
+            return summed
+
+        order_id = order_with_hold(conn, user)
+        second = order_with_hold(conn, user)
+        assert same() == {"USDT": 18}
+        conn.execute("UPDATE orders.orders SET hold_amount = 12 WHERE order_id = %s", (order_id,))
+        assert same() == {"USDT": 21}
+        conn.execute("UPDATE orders.orders SET filled_quantity = 0.01, filled_quote = 0.9 "
+                     "WHERE order_id = %s", (order_id,))         # a fill: no change
+        assert same() == {"USDT": 21}
+        # Both ends in one statement: 12 - 11.1 and 9 - 9 stay held.
+        conn.execute("UPDATE orders.orders SET status = 'cancelled', released_amount = "
+                     "CASE order_id WHEN %s THEN 11.1 ELSE 9 END WHERE order_id = ANY(%s)",
+                     (order_id, [order_id, second]))
+        assert same() == {"USDT": Decimal("0.9")}
+        conn.execute("DELETE FROM orders.orders WHERE order_id = %s", (order_id,))
+        assert same() == {}
+
+
+def test_the_periodic_audit_reads_the_kept_totals(exchange, test_settings):
+    """A kept total that no longer matches the orders (a write that bypassed
+    the triggers) is held_totals_drift to the full audit, and to the
+    periodic one (which reads the totals) a hold_without_order."""
+    user = fund(exchange, {"USDT": "100"})
+    with operator_transaction(test_settings) as conn:
+        order_with_hold(conn, user)
+        assert checkpointed_findings(conn, "hold_without_order", user) == []
+        conn.execute("UPDATE orders.held_totals SET held = held + 1 "
+                     "WHERE user_id = %s AND asset = 'USDT'", (user,))
+        assert findings(conn, "held_totals_drift", user) == [
+            f"{user} USDT: the orders hold 9 in sum, their kept totals say 10"]
+        assert findings(conn, "hold_without_order", user) == []
+        assert checkpointed_findings(conn, "hold_without_order", user) == [
+            f"{user} USDT: the ledger holds 9.000000 for orders, "
+            "the orders service accounts for 10.000000"]
