@@ -1,8 +1,9 @@
+-- ran as sha256:c64f8eef0f38aa9396f655fbfbf4c4eb5ad24864d18c492a443521935d2510ec
 -- What orders holds per (user, asset), kept as the orders change, for
 -- wallets' periodic audit (hold_without_order, orders.held_for_orders_kept):
 -- the audit summed every order ever placed once a minute (1.6 s of
 -- PostgreSQL on the order-path bench's 1.5 M orders, growing with the
--- history); the triggers of functions/held_totals.sql keep these sums in the
+-- history); the triggers of functions/keep_held_totals.sql keep these sums in the
 -- transactions that change an order's hold or release, so the periodic audit
 -- reads one row per user and asset. The full audit still sums every order
 -- and compares it with these (held_totals_drift).

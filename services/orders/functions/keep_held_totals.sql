@@ -1,3 +1,4 @@
+-- requires: orders/add_held_totals
 -- orders.held_totals (migration 015) kept by the statements that write
 -- orders.orders: per (user, asset), each statement's change of
 -- hold_amount - released_amount, summed over its rows (statement-level
@@ -7,17 +8,6 @@
 -- writer of a hold or a release has locked the same users' accounts first
 -- (acceptance, an amend, an order's end), so they add no lock order of their
 -- own. TRUNCATE empties the totals with the orders.
-CREATE OR REPLACE FUNCTION orders.add_held_totals(p_changes jsonb)
-RETURNS void LANGUAGE sql AS $$
-    INSERT INTO orders.held_totals AS t (user_id, asset, held)
-    SELECT c.user_id, c.asset, sum(c.held)
-      FROM jsonb_to_recordset(p_changes) AS c (user_id text, asset text, held numeric)
-     GROUP BY c.user_id, c.asset
-    HAVING sum(c.held) <> 0
-     ORDER BY c.user_id, c.asset
-    ON CONFLICT (user_id, asset) DO UPDATE SET held = t.held + excluded.held
-$$;
-
 CREATE OR REPLACE FUNCTION orders.keep_held_totals()
 RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
