@@ -104,11 +104,10 @@ class GroupCommit:
             if paced > 0:
                 # Under load: the previous batch started less than pace_s
                 # ago, and this one gathers until then, or until enough wait.
-                while True:                   # a token from before this wait is stale
-                    try:
-                        self.enough_waiting.get_nowait()
-                    except Empty:
-                        break
+                try:                          # a token from before this wait is stale
+                    self.enough_waiting.get_nowait()
+                except Empty:
+                    pass
                 if self.requests.qsize() + 1 < self.enough:
                     try:
                         self.enough_waiting.get(timeout=paced)
