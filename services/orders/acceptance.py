@@ -165,6 +165,23 @@ def enqueue_engine_commands(conn, commands: list[tuple[str, str, dict]]) -> None
         for market, batch in by_market.items()])
 
 
+def several_commands(rows: list) -> bool:
+    """Whether one outbox read of orders' stream (rows as merge_engine_commands
+    takes them) carried more than one engine command: the relay lingers
+    before its next read only then (Relay.linger_after). A read of one
+    command is a lone order or cancel, often of a client that sends its next
+    one after this one's answer: lingering would add up to RELAY_LINGER_S to
+    each of its RESULT / FULL answers. A row that is not a well-formed
+    command message counts as several (the relay lingers, as it always did)."""
+    if len(rows) != 1:
+        return len(rows) > 1
+    _, _, _, message_id, payload = rows[0]
+    try:
+        return len(commands_of(message_id, json.loads(payload))) > 1
+    except (MalformedCommandMessage, ValueError):
+        return True
+
+
 def merge_engine_commands(rows: list) -> list:
     """The messages for one outbox read of orders' stream (rows ``(id,
     exchange, routing_key, message_id, payload text)`` in commit order): the

@@ -33,7 +33,7 @@ from services.matching.providers import command_queue_name
 from . import holds
 from .acceptance import (
     OUTBOX_STREAM, RELAY_LINGER_S, Acceptance, Amend, Cancel, Placement,
-    derived_client_order_id, invalid_value_field, merge_engine_commands,
+    derived_client_order_id, invalid_value_field, merge_engine_commands, several_commands,
 )
 from .errors import InvalidOrder, OrderRejected, OrdersError, UnknownMarket, UnknownOrder
 from .providers import (
@@ -111,7 +111,8 @@ class OrdersService:
     catalog = MarketCatalog()
     events = MatchingEvents()
     user_states = UserStates()
-    relay = OutboxRelay(OUTBOX_STREAM, linger_s=RELAY_LINGER_S, merge=merge_engine_commands)
+    relay = OutboxRelay(OUTBOX_STREAM, linger_s=RELAY_LINGER_S, merge=merge_engine_commands,
+                        linger_after=several_commands)
     matching_rpc = TimedRpcProxy("matching", timeout_s=MATCHING_CALL_TIMEOUT_S)
     request_id = RequestId()
     metrics = ServiceMetrics()

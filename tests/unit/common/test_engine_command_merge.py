@@ -7,7 +7,7 @@ import json
 from services.common.config import COMMANDS_EXCHANGE
 from services.matching.wire import command_batch_message, commands_of
 from services.orders import acceptance
-from services.orders.acceptance import merge_engine_commands
+from services.orders.acceptance import merge_engine_commands, several_commands
 
 BTC, ETH = "matching.commands.BTC-USDT", "matching.commands.ETH-USDT"
 
@@ -71,3 +71,15 @@ def test_rows_after_the_cap_are_not_parsed(monkeypatch):
     assert [m[0] for m in messages] == [1, 3, 4]
     assert commands(messages[0]) == ["place:1a", "place:1b", "place:2a", "place:2b"]
     assert messages[1:] == rows[2:]
+
+
+def test_the_relay_lingers_after_a_read_of_more_than_one_command():
+    """several_commands (orders' Relay.linger_after): a read of one command is
+    a lone order, whose RESULT / FULL answer the linger would delay."""
+    one = batch_row(1, "BTC-USDT", "place:1")
+    assert not several_commands([one])
+    assert several_commands([batch_row(1, "BTC-USDT", "place:1", "place:2")])
+    assert several_commands([one, batch_row(2, "ETH-USDT", "place:3")])
+    assert not several_commands([(4, "", BTC, "cancel_all:u1:x",
+                                  json.dumps({"command": {"type": "cancel_all"}}))])
+    assert several_commands([(5, "", BTC, "x", "not json")])

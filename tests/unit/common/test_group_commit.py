@@ -107,7 +107,7 @@ def test_pacing_caps_the_batch_rate_under_load_and_never_holds_an_idle_request()
     def batches(pace_s):
         run = Recorder()
         group = GroupCommit(run, max_batch=100, linger_s=0, pace_s=pace_s)
-        assert group.submit(1) == 2                  # idle: runs at once
+        assert group.submit_many([0, 1]) == [0, 2]   # idle: runs at once
         started = time.monotonic()
         callers = []
         for n in (2, 3, 4):                          # one by one, each after the slot freed
@@ -121,10 +121,28 @@ def test_pacing_caps_the_batch_rate_under_load_and_never_holds_an_idle_request()
         return run.batches, waited, time.monotonic() - before
 
     paced, waited, idle_wait = batches(pace_s=0.2)
-    assert paced == [[1], [2, 3, 4], [5]]
+    assert paced == [[0, 1], [2, 3, 4], [5]]
     assert waited >= 0.15 and idle_wait < 0.1
     unpaced, _, _ = batches(pace_s=0)
-    assert unpaced == [[1], [2], [3], [4], [5]]
+    assert unpaced == [[0, 1], [2], [3], [4], [5]]
+
+
+def test_a_client_sending_one_request_after_another_is_not_paced():
+    """After a batch of ONE request the next one does not wait for the pace
+    (a bot placing its orders one after the other would otherwise wait it
+    on every order); after a batch of several it does."""
+    run = Recorder()
+    group = GroupCommit(run, max_batch=100, linger_s=0, pace_s=5.0)
+    started = time.monotonic()
+    assert [group.submit(n) for n in (1, 2, 3)] == [2, 4, 6]
+    assert time.monotonic() - started < 2.5          # not the 5 s pace, thrice
+    assert run.batches == [[1], [2], [3]]
+    assert group.submit_many([4, 5]) == [8, 10]      # unpaced too: after a batch of one
+    late = eventlet.spawn(group.submit, 6)           # after a batch of two: paced
+    settle()
+    assert run.batches == [[1], [2], [3], [4, 5]]
+    late.kill()
+    group.close()
 
 
 def test_a_paced_batch_starts_as_soon_as_enough_requests_wait():
@@ -132,17 +150,17 @@ def test_a_paced_batch_starts_as_soon_as_enough_requests_wait():
     number of callers, waiting would only cut their rate)."""
     run = Recorder()
     group = GroupCommit(run, max_batch=100, linger_s=0, pace_s=5.0, enough=3)
-    assert group.submit(1) == 2                      # idle: at once; the pace starts
+    assert group.submit_many([0, 1]) == [0, 2]       # idle: at once; the pace starts
     started = time.monotonic()
     callers = []
     for n in (2, 3, 4):                              # the third makes enough
         callers.append(eventlet.spawn(group.submit, n))
         settle()
     assert [c.wait() for c in callers] == [4, 6, 8]
-    assert run.batches == [[1], [2, 3, 4]]
+    assert run.batches == [[0, 1], [2, 3, 4]]
     assert time.monotonic() - started < 2.5          # not the 5 s pace
     few = eventlet.spawn(group.submit, 5)            # one alone waits for the pace
     settle()
-    assert run.batches == [[1], [2, 3, 4]]
+    assert run.batches == [[0, 1], [2, 3, 4]]
     few.kill()
     group.close()

@@ -295,6 +295,31 @@ def test_a_relay_that_lingers_reads_the_commits_of_its_interval_at_once(monkeypa
     assert relay.published == 4
 
 
+def test_a_relay_lingers_only_after_a_read_its_stream_calls_several(monkeypatch):
+    """linger_after: after a read it says is not several (orders': one
+    command, a lone order), the next commit is read at once; after one it
+    says is several, the relay lingers as before."""
+    from services.common import outbox
+    slept = []
+    monkeypatch.setattr(outbox.eventlet, "sleep", slept.append)
+
+    def run(linger_after):
+        slept.clear()
+        pool = Pool()
+        relay = Relay(pool, "amqp://unused", "test", linger_s=60.0, linger_after=linger_after)
+        relay.publisher_class = LoopPublisher
+        relay.declared.add("things.events")
+        pool.outbox += [row(1)]
+        lock = LockConn(relay, pool, [[2], [3, 4], []])
+        with eventlet.Timeout(10):
+            relay._relay(lock)
+        assert relay.published == 4
+        return len(slept)
+
+    assert run(lambda rows: len(rows) > 1) == 1      # only after the read of rows 3 and 4
+    assert run(None) == 3                            # after every read
+
+
 def test_a_relay_merges_a_reads_rows_and_deletes_each_by_its_id():
     pool, publisher = Pool(), Publisher()
     merged = []
