@@ -126,11 +126,15 @@ def process_of_port(port: int, candidates: dict) -> str | None:
     """Which of ``candidates`` (name -> Process) owns the local TCP ``port``."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as lines:
-            for line in list(lines)[1:]:
-                fields = line.split()
-                if int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(fields[9])
+        try:
+            with open(table) as lines:
+                rows = list(lines)[1:]
+        except FileNotFoundError:
+            continue            # a kernel without IPv6 has no tcp6 table
+        for line in rows:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
     for name, proc in candidates.items():
         pid = proc.running_pid()
         if pid is None:
