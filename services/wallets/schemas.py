@@ -141,6 +141,15 @@ def trade_from_event(event: events.Trade) -> Trade:
                        "taker_user_id": event.taker_user_id})
 
 
+def load_user_ids(value: Any) -> list[str]:
+    """A list of 1 to MAX_BATCH user ids (balances_of), duplicates dropped,
+    in the order given."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_BATCH:
+        raise InvalidRequest(f"users must be a list of 1 to {MAX_BATCH} user ids")
+    return list(dict.fromkeys(load_user_id(item, f"users[{index}]")
+                              for index, item in enumerate(value)))
+
+
 def load_trades(value: Any) -> list[Trade]:
     """A batch for settle_trades: a non-empty list of at most MAX_BATCH trades."""
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_BATCH:

@@ -79,6 +79,14 @@ class WalletsService:
         return self.books.balances(schemas.load_user_id(user))
 
     @rpc(expected_exceptions=WalletsError)
+    def balances_of(self, users):
+        """``{"balances": {user: {asset: {available, locked}}}}`` of up to
+        MAX_BATCH users in one read (the live push re-reads the balances of
+        every user whose money moved, one call per flush instead of one per
+        user); users without accounts are left out."""
+        return self.books.balances_of(schemas.load_user_ids(users))
+
+    @rpc(expected_exceptions=WalletsError)
     def balance(self, user, asset):
         return self.books.balance(schemas.load_user_id(user), schemas.load_asset(asset))
 

@@ -127,6 +127,10 @@ USER_BALANCES = """
 SELECT asset, available, locked FROM wallets.accounts
  WHERE owner = %s AND kind = 'user' ORDER BY asset
 """
+USERS_BALANCES = """
+SELECT owner, asset, available, locked FROM wallets.accounts
+ WHERE owner = ANY(%s) AND kind = 'user' ORDER BY owner, asset
+"""
 
 HISTORY_PAGE = """
 WITH page AS (
@@ -354,6 +358,19 @@ class LedgerStore:
             asset: {"available": format_amount(ASSETS[asset], int(available)),
                     "locked": format_amount(ASSETS[asset], int(locked))}
             for asset, available, locked in rows}}
+
+    def balances_of(self, users: list[str]) -> dict:
+        """Several users' balances in one read, each as ``balances`` gives
+        them; a user without accounts is left out (no error: the caller
+        pushes the balances of whoever has some)."""
+        found: dict[str, dict] = {}
+        with self._connection() as conn:
+            rows = conn.execute(USERS_BALANCES, (users,)).fetchall()
+        for owner, asset, available, locked in rows:
+            found.setdefault(owner, {})[asset] = {
+                "available": format_amount(ASSETS[asset], int(available)),
+                "locked": format_amount(ASSETS[asset], int(locked))}
+        return {"balances": found}
 
     def balance(self, user: str, asset: Asset) -> dict:
         with self._connection() as conn:

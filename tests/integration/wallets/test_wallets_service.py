@@ -170,6 +170,10 @@ BAD_INPUT = [
     ("adjust_balance", ("ALICE", "BTC", "1", "REF", "nul\x00reason"), errors.InvalidRequest),
     ("reject_withdrawal", ("WITHDRAWAL", "ADMIN", "a\x00"), errors.InvalidRequest),
     ("open_accounts", ("user\x00id",), errors.InvalidId),
+    *[("balances_of", (users,), errors.InvalidRequest)
+      for users in ([], "ALICE", None, {"u": 1}, ["ALICE"] * 1001)],
+    *[("balances_of", (users,), errors.InvalidId)
+      for users in (["ALICE", None], ["ALICE", "user\x00id"], [["ALICE"]], [7])],
     ("cancel_withdrawal", (GHOST, "WITHDRAWAL"), errors.WithdrawalNotFound),
     *[("ledger", ("ALICE", "BTC", cursor, 10), errors.InvalidId) for cursor in ("abc", "0", "-1", 5, "1.5")],
     *[("ledger", ("ALICE", "BTC", None, limit), errors.InvalidRequest) for limit in (0, 1000, "10", 2.5)],
@@ -235,6 +239,17 @@ def test_over_rpc_the_caller_gets_the_typed_error_and_the_code(wallets_container
         assert raised.value.code == "INSUFFICIENT_FUNDS"
         held = wallets.hold(alice, "BTC", "0.25", f"ok:{alice}")
         assert wallets.hold(alice, "BTC", "0.25", f"ok:{alice}") == held
+
+
+def test_balances_of_reads_several_users_as_balances_reads_each(call, alice, carol):
+    """One read for the live push: each user's balances as ``balances`` gives
+    them; a user without accounts is left out, a repeated one read once."""
+    carol_user = carol[0]
+    found = call("balances_of", [alice, GHOST, carol_user, alice])["balances"]
+    assert set(found) == {alice, carol_user}
+    for user in (alice, carol_user):
+        assert found[user] == call("balances", user)["balances"]
+    assert found[alice]["BTC"] == {"available": "1.00000000", "locked": "0.50000000"}
 
 
 def test_history_pages_cover_every_entry_once_newest_first(call, alice):

@@ -17,12 +17,12 @@ class FakeWallets:
         self.failing = set(failing)
         self.reads = []
 
-    def balances(self, user):
-        self.reads.append(user)
-        if user in self.failing:
+    def balances_of(self, users):
+        self.reads.append(list(users))
+        if self.failing & set(users):
             raise OSError("wallets did not answer")
-        return {"user": user, "balances": {"USDT": {"available": "1.000000",
-                                                    "locked": "0.000000"}}}
+        return {"balances": {user: {"USDT": {"available": "1.000000", "locked": "0.000000"}}
+                             for user in users if not user.startswith("no-accounts")}}
 
 
 class FakeServices:
@@ -108,14 +108,31 @@ def test_balances_are_pushed_after_balances_changed_and_a_failed_read_is_retried
     push.handle("balances_changed", {"changes": [{"user": "u-1", "asset": "USDT"},
                                                  {"user": "u-2", "asset": "USDT"}]})
     push.flush()
-    assert [(e, r) for e, _d, r in emitted] == [("balances", "user:u-1")]
-    assert emitted[0][1]["balances"] == [{"asset": "USDT", "available": "1.000000",
-                                          "locked": "0.000000"}]
+    assert emitted == []                    # one read for both: it failed, both wait
     wallets.failing.clear()
     push.flush()
-    assert [(e, r) for e, _d, r in emitted][1:] == [("balances", "user:u-2")]
+    assert [(e, r) for e, _d, r in emitted] == [("balances", "user:u-1"),
+                                                ("balances", "user:u-2")]
+    assert emitted[0][1]["balances"] == [{"asset": "USDT", "available": "1.000000",
+                                          "locked": "0.000000"}]
     push.flush()
     assert len(emitted) == 2  # nothing left to read
+    assert wallets.reads == [["u-1", "u-2"], ["u-1", "u-2"]]
+
+
+def test_the_balances_of_a_flush_are_read_in_one_call_per_balances_per_read_users():
+    """One wallets.balances_of call per BALANCES_PER_READ dirty users, not one
+    per user; a user without accounts is skipped, not retried."""
+    from gateway.bridge import BALANCES_PER_READ
+    wallets = FakeWallets()
+    push, emitted = bridge(wallets)
+    users = [f"u-{n:04d}" for n in range(BALANCES_PER_READ + 5)] + ["no-accounts-1"]
+    push.handle("balances_changed", {"changes": [{"user": u, "asset": "USDT"} for u in users]})
+    push.flush()
+    assert [len(read) for read in wallets.reads] == [BALANCES_PER_READ, 6]
+    assert sorted(r for _e, _d, r in emitted) == sorted(f"user:{u}" for u in users[:-1])
+    push.flush()
+    assert len(wallets.reads) == 2          # nothing dirty left
 
 
 def test_frozen_and_closed_users_are_disconnected_everywhere():
