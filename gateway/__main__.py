@@ -1,47 +1,75 @@
 """Run the gateway: `python -m gateway` (eventlet's WSGI server, Socket.IO enabled).
 
-Serving, and why one process: Flask-SocketIO's ``socketio.run`` on eventlet
-is its documented production server (eventlet.wsgi: green threads, keep-alive,
-WebSocket), the same as ``gunicorn -k eventlet -w 1`` without the extra
-dependency. More processes would need sticky sessions: a Socket.IO client on
-long-polling (the web client's first transport) sends each request of its
-session on a new connection, and gunicorn's or the kernel's (SO_REUSEPORT)
-balancing may hand it to a process that does not know the session
-(Flask-SocketIO deployment docs: "it is not possible to use more than one
-worker process" with gunicorn; several single-worker servers behind an
-``ip_hash`` proxy instead). Nothing here is CPU-bound enough to gain from it
-either: a request is RPC round trips, and the services behind it (on the
-same 2 cores) are the bottleneck (bench/README.md). Scaling out is several
-of these processes on their own ports behind a sticky load balancer (they
-share the rate-limit counters in Memcached and the Socket.IO message queue),
-or websocket-only clients.
+Serving, and why one process: eventlet.wsgi, the server Flask-SocketIO's
+``socketio.run`` runs on eventlet, is its documented production server
+(green threads, keep-alive, WebSocket), the same as ``gunicorn -k eventlet
+-w 1`` without the extra dependency. More processes would need sticky
+sessions: a Socket.IO client on long-polling (the web client's first
+transport) sends each request of its session on a new connection, and
+gunicorn's or the kernel's (SO_REUSEPORT) balancing may hand it to a process
+that does not know the session (Flask-SocketIO deployment docs: "it is not
+possible to use more than one worker process" with gunicorn; several
+single-worker servers behind an ``ip_hash`` proxy instead). Nothing here is
+CPU-bound enough to gain from it either: a request is RPC round trips, and
+the services behind it (on the same 2 cores) are the bottleneck
+(bench/README.md). Scaling out is several of these processes on their own
+ports behind a sticky load balancer (they share the rate-limit counters in
+Memcached and the Socket.IO message queue), or websocket-only clients.
 
-``log_output=False``: eventlet's access log would write every query string,
-signatures included; request ids and errors are logged by the app.
-``debug=False``: no traceback ever reaches a client. Header names go out as
-written (``X-MBX-USED-WEIGHT-1M``), not re-capitalised.
+So the port is this process's alone: its socket is made here without
+SO_REUSEPORT. ``socketio.run`` made it with eventlet's default, which sets
+it: a second gateway started on a taken port shared it silently and took
+half of the new connections, breaking their Socket.IO sessions. Now that
+second gateway exits at once, status 1, "Address already in use", before it
+connects to anything (tests/e2e/gateway/test_gateway_port.py).
+
+The socket is served with what ``socketio.run`` passed to
+``eventlet.wsgi.server`` (Flask-SocketIO 5.7). ``log_output=False``:
+eventlet's access log would write every query string, signatures included;
+request ids and errors are logged by the app. ``debug=False``, Flask's and
+eventlet's: no traceback ever reaches a client (``socketio.run`` left
+eventlet's on, which answers an exception escaping the app with its
+traceback). Header names go out as written (``X-MBX-USED-WEIGHT-1M``), not
+re-capitalised.
 """
 import eventlet
 
 eventlet.monkey_patch()
 
+import socket  # noqa: E402
+import sys  # noqa: E402
+
 import eventlet.wsgi  # noqa: E402
-from gateway.app import MAX_CONCURRENT_REQUESTS, create_app, socketio  # noqa: E402
+from gateway.app import MAX_CONCURRENT_REQUESTS, create_app  # noqa: E402
 from gateway.collector import settle_heap  # noqa: E402
 from gateway.errors import uri_too_long_response  # noqa: E402
 from services.common.config import load_settings  # noqa: E402
 
 KEEPALIVE_IDLE_S = 75
 
+
+def listen(host: str, port: int):
+    """The listening socket, SO_REUSEADDR (a restart binds at once over the
+    old connections in TIME_WAIT) but not SO_REUSEPORT (module docstring)."""
+    family, _type, _proto, _name, address = socket.getaddrinfo(host, port)[0]
+    return eventlet.listen(address, family, reuse_port=False)
+
+
 if __name__ == "__main__":
     settings = load_settings()
+    host, port = settings.host, settings.int("EXCHANGE_GATEWAY_PORT")
+    try:
+        listener = listen(host, port)
+    except OSError as exc:
+        sys.exit(f"gateway: cannot listen on {host}:{port}: {exc.strerror or exc}")
     app = create_app(settings)
+    app.debug = False
     # Full collections stop the whole process, every push connection's
     # frames included: fewer and shorter (gateway/collector.py).
     settle_heap()
     # A request line over the server's limit is refused by eventlet before
     # any route: with a JSON {code, msg} body (gateway/errors.py).
     eventlet.wsgi.RESPONSE_414 = uri_too_long_response(eventlet.wsgi.MAX_REQUEST_LINE)
-    socketio.run(app, host=settings.host, port=settings.int("EXCHANGE_GATEWAY_PORT"),
-                 log_output=False, max_size=MAX_CONCURRENT_REQUESTS,
-                 keepalive=KEEPALIVE_IDLE_S, debug=False, capitalize_response_headers=False)
+    eventlet.wsgi.server(listener, app, log_output=False, max_size=MAX_CONCURRENT_REQUESTS,
+                         keepalive=KEEPALIVE_IDLE_S, debug=False,
+                         capitalize_response_headers=False)

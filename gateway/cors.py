@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from flask import Flask, request
 
+from gateway.ratelimit import USAGE_HEADERS
+
 ALLOWED_HEADERS = "Authorization, Content-Type, X-MBX-APIKEY, X-Request-Id"
 ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
-EXPOSED_HEADERS = "X-Request-Id, X-MBX-USED-WEIGHT-1M, X-MBX-ORDER-COUNT-10S, " \
-                  "X-MBX-ORDER-COUNT-1D, Retry-After"
+EXPOSED_HEADERS = ", ".join(("X-Request-Id", *USAGE_HEADERS, "Retry-After"))
 
 
 def install(app: Flask, origins: str) -> None:

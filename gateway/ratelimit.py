@@ -11,7 +11,10 @@ gateway process through Memcached counters.
 
 Usage headers on every response of a limited API: ``X-MBX-USED-WEIGHT-1M``
 (the IP's weight this minute), and on order endpoints
-``X-MBX-ORDER-COUNT-10S`` / ``X-MBX-ORDER-COUNT-1D``.
+``X-MBX-ORDER-COUNT-10S`` / ``X-MBX-ORDER-COUNT-1D``. GET
+/api/v3/rateLimit/order reads the same order counters (``order_counts``);
+each limit is described once (``Limits``, ``OrderLimit``), and exchangeInfo's
+``rateLimits`` is made from that description.
 
 Counters are fixed windows (``floor(now / window)`` in the key), incremented
 atomically (``incr``; ``add`` creates a missing one, a lost ``add`` race
@@ -54,10 +57,59 @@ from services.common import metrics
 log = logging.getLogger(__name__)
 
 PREFIX = "rl1:"
-MINUTE, TEN_S, DAY = 60, 10, 86400
+MINUTE, DAY = 60, 86400
 MSG_BANNED = "Way too many requests; IP banned until %d. Please use the websocket for live " \
              "updates to avoid bans."
 MSG_TOO_MANY_ORDERS = "Too many new orders; current limit is %d orders per %s."
+
+
+INTERVAL_S = {"SECOND": 1, "MINUTE": MINUTE, "HOUR": 3600, "DAY": DAY}
+# The new-order windows, as Binance names them (interval, intervalNum),
+# shortest first; their limits are settings (``Limits.order_limits``).
+ORDER_WINDOWS = (("SECOND", 10), ("DAY", 1))
+USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+
+
+def order_count_header(interval: str, interval_num: int) -> str:
+    """Binance's usage header: X-MBX-ORDER-COUNT-(intervalNum)(intervalLetter)."""
+    return f"X-MBX-ORDER-COUNT-{interval_num}{interval[0]}"
+
+
+# What a response of a limited API may carry about the caller's usage.
+USAGE_HEADERS = (USED_WEIGHT_HEADER, *(order_count_header(*w) for w in ORDER_WINDOWS))
+
+
+@dataclass(frozen=True)
+class OrderLimit:
+    """One ORDERS limit as Binance names it: ``limit`` new orders per
+    ``interval_num`` ``interval`` (SECOND, MINUTE, HOUR, DAY), per API key.
+    The one description of the limit: ``charge_key`` counts and refuses by
+    it, and exchangeInfo's ``rateLimits``, GET /api/v3/rateLimit/order and
+    the ``X-MBX-ORDER-COUNT-*`` headers show it."""
+    interval: str
+    interval_num: int
+    limit: int
+
+    @property
+    def window_s(self) -> int:
+        return self.interval_num * INTERVAL_S[self.interval]
+
+    @property
+    def header(self) -> str:
+        return order_count_header(self.interval, self.interval_num)
+
+    @property
+    def per(self) -> str:
+        """The interval as Binance's -1015 message writes it (``10SECOND``, ``DAY``)."""
+        return self.interval if self.interval_num == 1 else f"{self.interval_num}{self.interval}"
+
+    def binance(self, count: int | None = None) -> dict:
+        """The ``rateLimits`` entry; with ``count``, rateLimit/order's."""
+        entry = {"rateLimitType": "ORDERS", "interval": self.interval,
+                 "intervalNum": self.interval_num, "limit": self.limit}
+        if count is not None:
+            entry["count"] = count
+        return entry
 
 
 @dataclass(frozen=True)
@@ -78,16 +130,16 @@ class Limits:
                    settings.int("EXCHANGE_GATEWAY_BAN_AFTER"),
                    settings.int("EXCHANGE_GATEWAY_BAN_S"))
 
+    @property
+    def order_limits(self) -> tuple[OrderLimit, ...]:
+        """The new-order limits per key, shortest window first."""
+        return tuple(OrderLimit(interval, num, limit) for (interval, num), limit
+                     in zip(ORDER_WINDOWS, (self.orders_per_10s, self.orders_per_day), strict=True))
+
     def binance_rate_limits(self) -> list[dict]:
         """``rateLimits`` of exchangeInfo: what this gateway enforces."""
-        return [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-             "limit": self.weight_per_minute},
-            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
-             "limit": self.orders_per_10s},
-            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1,
-             "limit": self.orders_per_day},
-        ]
+        return [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                 "limit": self.weight_per_minute}] + [o.binance() for o in self.order_limits]
 
 
 SYNC_S = 1.0
@@ -170,6 +222,9 @@ class Counters:
         return value, left
 
     def _incr(self, key: str, window: int, amount: int) -> int:
+        if amount == 0:                 # a read: nothing to send, no counter to create
+            value = self.client.get(key)
+            return int(value) if value else 0
         value = self.client.incr(key, amount, noreply=False)
         if value is None:
             if self.client.add(key, str(amount), expire=window + 5, noreply=False):
@@ -178,15 +233,10 @@ class Counters:
         return int(value or 0)
 
     def read(self, name: str, window: int) -> int:
-        slot = int(self.clock() // window)
-        if self._down():
-            return 0
-        try:
-            value = self.client.get(f"{PREFIX}{name}:{window}:{slot}")
-        except CACHE_DOWN:
-            self._failed()
-            return 0
-        return int(value) if value else 0
+        """This window's counter as ``add`` would answer it, adding nothing:
+        what this process counted since its last sync included (a stale
+        one is synced, sending what it counted, as ``add`` does)."""
+        return self.add(name, window, 0)[0]
 
     def banned_until(self, who: str) -> int | None:
         if self._down():
@@ -247,7 +297,7 @@ class RateLimiter:
 
     def charge_key(self, key_id: str, weight: int, orders: int = 0) -> None:
         """Charge an authenticated key: weight, and ``orders`` new orders (True: one)."""
-        who = f"key:{key_id}"
+        who = key_who(key_id)
         g.ratelimit_key = key_id
         self.check_ban(who)
         used, left = self.counters.add(f"w:{who}", MINUTE, weight)
@@ -255,15 +305,19 @@ class RateLimiter:
             raise self._refuse(who, left, MSG_TOO_MANY % self.limits.key_weight_per_minute)
         if not orders:
             return
-        in_10s, left_10s = self.counters.add(f"o:{who}", TEN_S, int(orders))
-        in_day, left_day = self.counters.add(f"o:{who}", DAY, int(orders))
-        g.ratelimit_orders = (in_10s, in_day)
-        if in_10s > self.limits.orders_per_10s:
-            raise self._refuse(who, left_10s, MSG_TOO_MANY_ORDERS
-                               % (self.limits.orders_per_10s, "10SECOND"), -1015)
-        if in_day > self.limits.orders_per_day:
-            raise self._refuse(who, left_day, MSG_TOO_MANY_ORDERS
-                               % (self.limits.orders_per_day, "DAY"), -1015)
+        counted = [(limit, *self.counters.add(f"o:{who}", limit.window_s, int(orders)))
+                   for limit in self.limits.order_limits]
+        g.ratelimit_orders = [(limit, count) for limit, count, _ in counted]
+        for limit, count, left in counted:
+            if count > limit.limit:
+                raise self._refuse(who, left, MSG_TOO_MANY_ORDERS % (limit.limit, limit.per),
+                                   -1015)
+
+    def order_counts(self, key_id: str) -> list[tuple[OrderLimit, int]]:
+        """Each new-order limit with the key's count in its current window:
+        the counters ``charge_key`` refuses on (GET /api/v3/rateLimit/order)."""
+        return [(limit, self.counters.read(f"o:{key_who(key_id)}", limit.window_s))
+                for limit in self.limits.order_limits]
 
     def charge_work(self, ip: str, weight: int) -> None:
         """Charge the current request ``weight`` more for work it has done
@@ -275,7 +329,12 @@ class RateLimiter:
         g.ratelimit_used_weight, _ = self.counters.add(f"w:ip:{ip}", MINUTE, weight)
         key_id = getattr(g, "ratelimit_key", None)
         if key_id is not None:
-            self.counters.add(f"w:key:{key_id}", MINUTE, weight)
+            self.counters.add(f"w:{key_who(key_id)}", MINUTE, weight)
+
+
+def key_who(key_id: str) -> str:
+    """Whom a key's counters and ban are kept under."""
+    return f"key:{key_id}"
 
 
 def banned(until: int, retry_after: int) -> ApiError:
@@ -378,9 +437,7 @@ def install(blueprint) -> None:
     def usage_headers(response):
         used = getattr(g, "ratelimit_used_weight", None)
         if used is not None:
-            response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
-        orders = getattr(g, "ratelimit_orders", None)
-        if orders is not None:
-            response.headers["X-MBX-ORDER-COUNT-10S"] = str(orders[0])
-            response.headers["X-MBX-ORDER-COUNT-1D"] = str(orders[1])
+            response.headers[USED_WEIGHT_HEADER] = str(used)
+        for limit, count in getattr(g, "ratelimit_orders", ()):
+            response.headers[limit.header] = str(count)
         return response

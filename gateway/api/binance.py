@@ -12,7 +12,10 @@ Where each answer comes from:
   is unavailable until its first snapshot);
 * trades, klines, 24 h tickers and the average price: marketdata
   (Cassandra + Memcached); the ticker's bid/ask from the engine's book;
-* orders: the orders service; balances: wallets; a user's fills: marketdata.
+* orders: the orders service; balances: wallets; a user's fills: marketdata;
+* ``rateLimit/order`` (the caller's new-order counts): the rate limiter's
+  counters in Memcached (``gateway/ratelimit.py``), the ones it refuses
+  orders on, per ORDERS limit of exchangeInfo's ``rateLimits``.
 
 An order is accepted (durably, funds held) before the engine matches it,
 and its fills arrive asynchronously. For ``newOrderRespType`` RESULT and FULL
@@ -33,7 +36,10 @@ taker-buy volumes are "0" (not recorded); a ticker's ``prevClosePrice`` is its o
 ``firstId``/``lastId`` are -1; ``avgPrice`` averages the trades of the 1m
 candles opening at or after now - 5 min floored (5 to 6 minutes); a MARKET SELL by ``quoteOrderQty`` is refused
 (-1013, the engine sells by quantity); commissions shown follow the market's
-fee schedule (a user with a fee tier pays the tier's rate). The paging
+fee schedule (a user with a fee tier pays the tier's rate); the order rate
+limits count every new order of the API key (``rateLimit/order``'s
+``count``), where Binance counts a user's unfilled ones (an order that
+trades gives its count back there). The paging
 reads (``klines``, ``aggTrades`` from ``startTime`` or ``fromId``,
 ``myTrades``; ``allOrders``) are charged their Binance weight (2, 4, 20; 20)
 per call they made to marketdata (orders), not once: one request can make up
@@ -802,6 +808,17 @@ def account():
                              "locked": fmt(b["locked"])}
                             for asset, b in sorted(balances.items())],
                "permissions": ["SPOT"], "uid": who.user_id})
+
+
+@blueprint.get("/rateLimit/order")
+@ratelimit.weight(40)
+def order_rate_limits():
+    """Binance's "Query Unfilled Order Count": each ORDERS limit of
+    exchangeInfo with the caller's count in its current window, read from
+    the counters POST /order is refused on (``RateLimiter.order_counts``)."""
+    who = authenticated(READ)
+    return ok([limit.binance(count)
+               for limit, count in ratelimit.limiter().order_counts(who.key_id)])
 
 
 def authenticated(permission: str, orders: bool = False):

@@ -85,6 +85,42 @@ def test_orders_are_counted_per_key_in_ten_second_windows(limiter):
     rl.charge_key("k1", 1, orders=True)
 
 
+def test_order_counts_are_the_counters_orders_are_refused_on(limiter):
+    """GET /api/v3/rateLimit/order: each ORDERS limit of exchangeInfo with the
+    key's count in its window, what this process counted since its last
+    sync included; the 10 s count starts again with its window."""
+    rl, clock = limiter
+    clock.now = 1_000_000.0                          # a 10 s window starts
+    rl.charge_key("k1", 1, orders=True)
+    rl.charge_key("k1", 1, orders=True)
+    rl.charge_key("k1", 1)                           # a read: no order
+    counts = [limit.binance(count) for limit, count in rl.order_counts("k1")]
+    assert counts == [
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 2,
+         "count": 2},
+        {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 100,
+         "count": 2}]
+    assert [{k: v for k, v in c.items() if k != "count"} for c in counts] == \
+        [r for r in LIMITS.binance_rate_limits() if r["rateLimitType"] == "ORDERS"]
+    with pytest.raises(ApiError):                    # refused at the count shown + 1
+        rl.charge_key("k1", 1, orders=True)
+    assert [count for _, count in rl.order_counts("k2")] == [0, 0]
+    clock.now += 10
+    assert [count for _, count in rl.order_counts("k1")] == [0, 3]
+
+
+def test_another_process_reads_the_order_counts_once_synced():
+    clock, memcache = Clock(), DictMemcache()
+    with Flask(__name__).test_request_context("/"):
+        one = RateLimiter(Counters(memcache, clock, sync_s=1.0), LIMITS)
+        two = RateLimiter(Counters(memcache, clock, sync_s=1.0), LIMITS)
+        one.charge_key("k1", 1, orders=True)
+        assert [count for _, count in two.order_counts("k1")] == [1, 1]
+        assert not any(key.startswith("rl1:o:key:k2") for key in memcache.values)
+        two.order_counts("k2")                           # a read creates no counter
+        assert not any(key.startswith("rl1:o:key:k2") for key in memcache.values)
+
+
 def test_an_unreachable_memcached_serves_unlimited_and_is_not_asked_again_at_once():
     calls = []
 
