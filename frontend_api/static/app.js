@@ -189,8 +189,11 @@ function connect() {
   socket.on("candle", (data) => {
     if (data.market === state.market && data.interval === state.interval) updateCandle(data.candle);
   });
-  socket.on("order", () => refreshOrders());
-  socket.on("fill", () => { refreshFills(); refreshOrders(); });
+  socket.on("order", (update) => {
+    if (update.event === "order_done") ordersDone.add(update.order_id);
+    ordersChanged();
+  });
+  socket.on("fill", () => { refreshFills(); ordersChanged(); });
   // Deposits and withdrawals move balances (wallets announces balances_changed):
   // their statuses are re-read with them.
   socket.on("balances", (data) => { renderBalances(data.balances); refreshWithdrawals(); });
@@ -331,10 +334,37 @@ function refreshPrivate() {
   refreshWithdrawals();
 }
 
+// The order pushes come from the engine's events; orders records the same
+// events in its own consumer, which can commit after the push reached us, so
+// a read made at the push may still show a filled or cancelled order as open.
+// Orders the push said are done are left out of the open list; the lists are
+// read again RE_READ_MS after the last order push (a partial fill's filled
+// quantity catches up then), and again while orders still lists an order
+// the push said is done (at most RE_READS times: the history catches up).
+const ordersDone = new Set();
+const RE_READ_MS = 1000;
+const RE_READS = 30;
+let reReadTimer = null;
+let reReadsLeft = 0;
+
+function ordersChanged() {
+  reReadsLeft = RE_READS;
+  refreshOrders();
+  reReadLater();
+}
+
+function reReadLater() {
+  clearTimeout(reReadTimer);
+  reReadTimer = setTimeout(() => { reReadsLeft -= 1; refreshOrders(); }, RE_READ_MS);
+}
+
 async function refreshOrders() {
   if (!state.user) return;
   try {
-    const { orders } = await api("GET", `/orders?market=${state.market}`);
+    const { orders: listed } = await api("GET", `/orders?market=${state.market}`);
+    const orders = listed.filter((o) => !ordersDone.has(o.order_id));
+    if (orders.length < listed.length && reReadsLeft > 0) reReadLater();
+    if (ordersDone.size > 1000) ordersDone.clear();  // bounded; the re-reads correct the list
     fillTable("#open-orders", orders.map((o) => {
       const cancel = document.createElement("button");
       cancel.type = "button";

@@ -212,7 +212,57 @@ def refusals_and_phone(args):
             trader.close()
 
 
-SCENARIOS = {"two_traders_trade": two_traders_trade, "refusals_and_phone": refusals_and_phone}
+def filled_order_leaves_while_orders_lags(args):
+    """The order pushes come from the engine's events, and orders records the
+    same events in a consumer of its own, which can commit after the push has
+    reached the browser: a read of the open orders made at the push then
+    still lists a filled order (a CI rehearsal caught the row staying for
+    good). Made certain here: a transaction of the test holds the bid's row
+    (FOR NO KEY UPDATE: orders' consumer waits to update it, reads do not)
+    while it trades, so orders lists it as open for as long as the row is
+    held. The filled order must still leave the open list."""
+    import psycopg
+    shots = chromium.artifacts_dir("browser/trader_client")
+    buyer_account, seller_account = SimpleNamespace(**args["buyer"]), SimpleNamespace(**args["seller"])
+    price, url = args["price"], args["url"]
+    with chromium.browser() as browser:
+        buyer = Trader(browser, url, buyer_account, "lag-buyer", shots)
+        seller = Trader(browser, url, seller_account, "lag-seller", shots)
+        try:
+            buyer.sign_in()
+            seller.sign_in()
+            buyer.wait_balance("USDT", lambda v: v == Decimal("5000"))
+            order_id = buyer.place("buy", price, QUANTITY, post_only=True)
+            row = f"#open-orders tr[data-order='{order_id}']"
+            buyer.page.wait_for_selector(row, timeout=WAIT_MS)
+            with psycopg.connect(args["dsn"]) as hold, psycopg.connect(args["dsn"]) as look:
+                hold.execute("SELECT 1 FROM orders WHERE order_id = %s FOR NO KEY UPDATE",
+                             (order_id,))
+                seller.place("sell", price, QUANTITY, tif="IOC")
+                buyer.tape_has(price, QUANTITY)
+                buyer.page.wait_for_selector(row, state="detached", timeout=WAIT_MS)
+                # ... while orders still had it open: the lag was real.
+                look.autocommit = True
+                status = look.execute("SELECT status FROM orders WHERE order_id = %s",
+                                      (order_id,)).fetchone()[0]
+                assert status == "new", f"orders recorded the fill already ({status})"
+                hold.rollback()
+            buyer.shot("07-filled-while-orders-lagged")
+            # Once orders has recorded it, it shows in the history as filled.
+            buyer.page.wait_for_function(
+                "id => [...document.querySelectorAll('#order-history tr')].some("
+                "r => r.cells[0]?.textContent === String(id) && /filled/i.test(r.textContent))",
+                arg=order_id, timeout=WAIT_MS)
+            assert buyer.page.locator(row).count() == 0
+            for trader in (buyer, seller):
+                assert trader.errors == [], f"{trader.name} console: {trader.errors}"
+        finally:
+            buyer.close()
+            seller.close()
+
+
+SCENARIOS = {"two_traders_trade": two_traders_trade, "refusals_and_phone": refusals_and_phone,
+             "filled_order_leaves_while_orders_lags": filled_order_leaves_while_orders_lags}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](json.loads(sys.argv[2]))
