@@ -17,7 +17,12 @@ event ``{code, message, request}``, never a dropped connection):
   ``{code, message}``). Before the token expires, send ``authenticate``
   ``{token}`` with the refreshed one (same subject); a connection whose token
   expired is told (``error`` TOKEN_EXPIRED) and closed. A frozen or closed
-  user is disconnected at once (``account`` ``{state}`` first).
+  user is disconnected at once (``account`` ``{state}`` first). ``order``
+  and ``fill`` come from the engine's events as they happen; orders records
+  the same events in its own consumer, so a REST read made on their arrival
+  (GET /api/v1/orders) can still show the state before them for a moment:
+  an ``order`` with ``event`` ``order_done`` is newer than such a read (the
+  web client leaves that order out of its open list and reads again).
 * ``subscribe`` / ``unsubscribe`` ``{channel, market?, interval?}`` with
   channel ``depth`` | ``trades`` | ``ticker`` | ``candles`` (needs
   ``interval``) | ``tickers`` (all markets); acknowledged with ``{ok: true}``.
