@@ -198,10 +198,12 @@ class Counters:
     def _down(self) -> bool:
         return self.clock() < self._down_until
 
-    def add(self, name: str, window: int, amount: int) -> tuple[int, int]:
-        """Add ``amount`` to this window's counter: (new value, seconds left)."""
+    def add(self, name: str, window: int, amount: int,
+            at: float | None = None) -> tuple[int, int]:
+        """Add ``amount`` (negative: give back) to the counter of the window
+        holding ``at`` (default now): (new value, seconds left)."""
         now = self.clock()
-        slot = int(now // window)
+        slot = int((now if at is None else at) // window)
         left = max(1, int((slot + 1) * window - now + 0.999))
         key = f"{PREFIX}{name}:{window}:{slot}"
         if self._down():
@@ -225,6 +227,9 @@ class Counters:
         if amount == 0:                 # a read: nothing to send, no counter to create
             value = self.client.get(key)
             return int(value) if value else 0
+        if amount < 0:                  # given back: Memcached's decr stops at 0
+            value = self.client.decr(key, -amount, noreply=False)
+            return int(value or 0)
         value = self.client.incr(key, amount, noreply=False)
         if value is None:
             if self.client.add(key, str(amount), expire=window + 5, noreply=False):
@@ -305,13 +310,38 @@ class RateLimiter:
             raise self._refuse(who, left, MSG_TOO_MANY % self.limits.key_weight_per_minute)
         if not orders:
             return
+        charged_at = self.counters.clock()
         counted = [(limit, *self.counters.add(f"o:{who}", limit.window_s, int(orders)))
                    for limit in self.limits.order_limits]
         g.ratelimit_orders = [(limit, count) for limit, count, _ in counted]
+        # What a refusal gives back (give_back_orders): counted before the
+        # check, so that concurrent requests cannot pass the limit together.
+        g.ratelimit_order_charge = (who, int(orders), charged_at)
         for limit, count, left in counted:
             if count > limit.limit:
                 raise self._refuse(who, left, MSG_TOO_MANY_ORDERS % (limit.limit, limit.per),
                                    -1015)
+
+    def give_back_orders(self, count: int | None = None) -> None:
+        """Take ``count`` (default: all) of the current request's new orders
+        off its key's order counts: they were refused. Binance counts only the
+        orders a request placed ("Every successful request to place an order
+        adds to the unfilled order count"), so a bot refused for its balance,
+        a filter or the limit itself (-2010, -1013, -1015) does not use up
+        its allowance here either. The windows charged are the ones given
+        back, even when the request ended in the next one."""
+        charge = getattr(g, "ratelimit_order_charge", None)
+        if charge is None:
+            return
+        who, orders, charged_at = charge
+        count = orders if count is None else min(count, orders)
+        if count <= 0:
+            return
+        g.ratelimit_order_charge = (who, orders - count, charged_at)
+        g.ratelimit_orders = [
+            (limit, max(0, self.counters.add(f"o:{who}", limit.window_s, -count,
+                                             at=charged_at)[0]))
+            for limit in self.limits.order_limits]
 
     def order_counts(self, key_id: str) -> list[tuple[OrderLimit, int]]:
         """Each new-order limit with the key's count in its current window:
@@ -435,6 +465,10 @@ def install(blueprint) -> None:
 
     @blueprint.after_request
     def usage_headers(response):
+        if 400 <= response.status_code < 500:
+            # Refused (by the limit, a filter, the balance...): its new
+            # orders do not count (RateLimiter.give_back_orders).
+            limiter().give_back_orders()
         used = getattr(g, "ratelimit_used_weight", None)
         if used is not None:
             response.headers[USED_WEIGHT_HEADER] = str(used)

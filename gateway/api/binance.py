@@ -37,9 +37,9 @@ taker-buy volumes are "0" (not recorded); a ticker's ``prevClosePrice`` is its o
 candles opening at or after now - 5 min floored (5 to 6 minutes); a MARKET SELL by ``quoteOrderQty`` is refused
 (-1013, the engine sells by quantity); commissions shown follow the market's
 fee schedule (a user with a fee tier pays the tier's rate); the order rate
-limits count every new order of the API key (``rateLimit/order``'s
-``count``), where Binance counts a user's unfilled ones (an order that
-trades gives its count back there). The paging
+limits count the orders the API key placed (``rateLimit/order``'s
+``count``; a refused one is given back, as on Binance), where Binance counts
+a user's unfilled ones (an order that trades gives its count back there). The paging
 reads (``klines``, ``aggTrades`` from ``startTime`` or ``fromId``,
 ``myTrades``; ``allOrders``) are charged their Binance weight (2, 4, 20; 20)
 per call they made to marketdata (orders), not once: one request can make up

@@ -72,7 +72,8 @@ def place_orders(body: PlaceOrders):
     ``orders.place_orders`` call for the orders of concurrent requests). A
     client order id makes an order idempotent: sent again, in this or a
     later batch, it is refused with DUPLICATE_CLIENT_ORDER_ID. Rate limits
-    count every order (weight and new orders)."""
+    count every order's weight, and as new orders only those placed (the
+    refused ones are given back, as a refused single order is)."""
     from gateway.batcher import OrderRefused
     who = caller("trade", new_order=len(body.orders))
     results: list[OrderOutcome | None] = [None] * len(body.orders)
@@ -94,6 +95,7 @@ def place_orders(body: PlaceOrders):
         for (index, _), outcome in zip(pending, outcomes):
             results[index] = refusal(from_service_error(outcome)) \
                 if isinstance(outcome, OrderRefused) else OrderOutcome(order=order_out(outcome))
+    ratelimit.limiter().give_back_orders(sum(r.order is None for r in results))
     return reply(OrderOutcomes(results=results))
 
 

@@ -1,6 +1,6 @@
 """POST /api/v1/orders/batch on the running stack: each order answered on its
 own with what POST /orders would answer, one orders.place_orders call,
-idempotency by client order id, and rate limits counting every order."""
+idempotency by client order id, and rate limits counting every placed order."""
 import uuid
 
 import pytest
@@ -80,6 +80,25 @@ def test_rate_limits_count_every_order_of_a_batch(settings, trader, bid):
     assert response.headers["X-MBX-ORDER-COUNT-1D"] == "3"
     for result in response.json()["results"]:
         api(settings, trader, "DELETE", f"/api/v1/orders/{result['order']['order_id']}")
+
+
+def test_a_batch_counts_the_orders_it_placed_not_the_refused_ones(settings, trader, bid):
+    """As on Binance, only placed orders count toward the order limits: the
+    refused ones (an unknown market, a hold the balance cannot cover) are
+    given back, and the headers show the count after it."""
+    fresh = create_key(settings, trader, permissions=["read", "trade"])
+    orders = [limit(bid), {**limit(bid), "market": "NOPE-USDT"}, limit(bid, "5"), limit(bid)]
+    response = signed(settings, fresh, "POST", BATCH, body={"orders": orders})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r.get("order") is not None for r in results] == [True, False, False, True]
+    assert response.headers["X-MBX-ORDER-COUNT-10S"] == "2"
+    assert response.headers["X-MBX-ORDER-COUNT-1D"] == "2"
+    refused = signed(settings, fresh, "POST", "/api/v1/orders", body=limit(bid, "5"))
+    assert refused.status_code == 400, refused.text
+    assert refused.headers["X-MBX-ORDER-COUNT-1D"] == "2"            # given back
+    for placed in (results[0], results[3]):
+        api(settings, trader, "DELETE", f"/api/v1/orders/{placed['order']['order_id']}")
 
 
 @pytest.mark.parametrize("count", [0, 51])

@@ -62,6 +62,22 @@ def test_the_count_rises_with_each_new_order(gateway_url, settings):
     assert by_interval(client.get_current_order_count())["1DAY"] == ORDERS
 
 
+def test_a_refused_order_is_not_counted(gateway_url, settings):
+    """Binance: "Every successful request to place an order adds to the
+    unfilled order count". A refusal for the balance (-2010) or a filter
+    (-1013) leaves the count as it was."""
+    trader = kit.new_trader(settings, {"USDT": "10"}, prefix="gwcount")
+    client = kit.binance_client(gateway_url, trader.api_key, trader.secret)
+    price = str(far_bid(settings, MARKET))
+    for quantity, code in (("5", -2010), ("0.0000001", -1013)):
+        with pytest.raises(BinanceAPIException) as caught:
+            client.create_order(symbol=BINANCE, side="BUY", type="LIMIT", timeInForce="GTC",
+                                quantity=quantity, price=price, newOrderRespType="ACK")
+        assert caught.value.code == code, caught.value
+        assert caught.value.response.headers["X-MBX-ORDER-COUNT-1D"] == "0"
+    assert by_interval(client.get_current_order_count()) == {"10SECOND": 0, "1DAY": 0}
+
+
 def test_the_read_weighs_40_and_is_no_order(settings):
     trader = kit.new_trader(settings, {}, permissions=("read",), prefix="gwcount")
     session = session_from(own_address())

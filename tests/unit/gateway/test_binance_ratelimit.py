@@ -19,6 +19,12 @@ class DictMemcache:
         self.values[key] = str(int(self.values[key]) + amount)
         return int(self.values[key])
 
+    def decr(self, key, amount, noreply=False):
+        if key not in self.values:
+            return None
+        self.values[key] = str(max(0, int(self.values[key]) - amount))
+        return int(self.values[key])
+
     def add(self, key, value, expire=0, noreply=False):
         if key in self.values:
             return False
@@ -107,6 +113,46 @@ def test_order_counts_are_the_counters_orders_are_refused_on(limiter):
     assert [count for _, count in rl.order_counts("k2")] == [0, 0]
     clock.now += 10
     assert [count for _, count in rl.order_counts("k1")] == [0, 3]
+
+
+def test_a_refused_order_is_given_back_and_does_not_use_up_the_allowance(limiter):
+    """Binance counts the orders a request placed: a refusal (the balance, a
+    filter, the limit itself) gives its order back, in the windows it was
+    charged to, even when it ended in the next one."""
+    from flask import g
+    rl, clock = limiter
+    clock.now = 1_000_000.0                          # a 10 s window starts
+    rl.charge_key("k1", 1, orders=True)
+    rl.give_back_orders()                            # refused (say -2010)
+    assert [count for _, count in rl.order_counts("k1")] == [0, 0]
+    rl.charge_key("k1", 1, orders=True)
+    rl.charge_key("k1", 1, orders=True)              # 2: the limit
+    with pytest.raises(ApiError) as caught:
+        rl.charge_key("k1", 1, orders=True)
+    assert caught.value.binance_code == -1015
+    rl.give_back_orders()                            # the -1015 itself is not counted
+    rl.give_back_orders()                            # once only
+    assert [count for _, count in rl.order_counts("k1")] == [2, 2]
+    assert [count for _, count in g.ratelimit_orders] == [2, 2]   # what the headers show
+    clock.now += 9.5
+    rl.charge_key("k2", 1, orders=2)                 # a batch of two, at 9.5 s
+    clock.now += 1                                   # answered in the next window
+    rl.give_back_orders(1)                           # one of them refused
+    assert [count for _, count in rl.order_counts("k2")] == [0, 1]
+    clock.now -= 1
+    assert [count for _, count in rl.order_counts("k2")] == [1, 1]
+
+
+def test_a_give_back_after_the_sync_reaches_memcached():
+    clock, memcache = Clock(), DictMemcache()
+    with Flask(__name__).test_request_context("/"):
+        one = RateLimiter(Counters(memcache, clock, sync_s=1.0), LIMITS)
+        two = RateLimiter(Counters(memcache, clock, sync_s=1.0), LIMITS)
+        one.charge_key("k1", 1, orders=True)
+        one.charge_key("k1", 1, orders=True)
+        clock.now += 1.5                             # past the sync interval
+        one.give_back_orders()
+        assert [count for _, count in two.order_counts("k1")] == [1, 1]
 
 
 def test_another_process_reads_the_order_counts_once_synced():
