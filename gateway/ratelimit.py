@@ -3,7 +3,11 @@ gateway process through Memcached counters.
 
 * request weight per minute, per client IP (every request) and per API key
   (signed requests, charged once the key is verified);
-* new orders per 10 seconds and per day, per API key;
+* new orders per 10 seconds and per day, per API key: the orders placed,
+  as Binance counts them; an order is counted before the check (so that
+  concurrent requests cannot pass a limit together) and given back when its
+  request is refused (a 4xx answer, -1015 included) or, in a batch, when it
+  is (``give_back_orders``);
 * a refused request answers 429 (``-1003``, ``Retry-After``: seconds left in
   the window); a client that keeps sending (more than ``BAN_AFTER`` refused
   requests in one minute) is banned for ``BAN_S`` seconds: 418 with
