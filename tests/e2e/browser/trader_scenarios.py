@@ -127,18 +127,30 @@ class Trader:
         self.context.close()
 
 
-def two_traders_trade(args):
+def signed_in_pair(browser, args, prefix: str = "") -> tuple[Trader, Trader]:
+    """The buyer (5000 USDT) and the seller (1 BTC) of ``args``, each in a
+    browser context of their own, signed in, their balances shown."""
     shots = chromium.artifacts_dir("browser/trader_client")
-    buyer_account, seller_account = SimpleNamespace(**args["buyer"]), SimpleNamespace(**args["seller"])
-    price, url = args["price"], args["url"]
+    buyer = Trader(browser, args["url"], SimpleNamespace(**args["buyer"]), f"{prefix}buyer", shots)
+    seller = Trader(browser, args["url"], SimpleNamespace(**args["seller"]), f"{prefix}seller",
+                    shots)
+    try:
+        buyer.sign_in()
+        seller.sign_in()
+        buyer.wait_balance("USDT", lambda v: v == Decimal("5000"))
+        seller.wait_balance("BTC", lambda v: v == Decimal("1"))
+    except BaseException:
+        buyer.close()
+        seller.close()
+        raise
+    return buyer, seller
+
+
+def two_traders_trade(args):
+    price = args["price"]
     with chromium.browser() as browser:
-        buyer = Trader(browser, url, buyer_account, "buyer", shots)
-        seller = Trader(browser, url, seller_account, "seller", shots)
+        buyer, seller = signed_in_pair(browser, args)
         try:
-            buyer.sign_in()
-            seller.sign_in()
-            buyer.wait_balance("USDT", lambda v: v == Decimal("5000"))
-            seller.wait_balance("BTC", lambda v: v == Decimal("1"))
             buyer.shot("02-signed-in")
             seller.shot("02-signed-in")
 
@@ -222,16 +234,10 @@ def filled_order_leaves_while_orders_lags(args):
     while it trades, so orders lists it as open for as long as the row is
     held. The filled order must still leave the open list."""
     import psycopg
-    shots = chromium.artifacts_dir("browser/trader_client")
-    buyer_account, seller_account = SimpleNamespace(**args["buyer"]), SimpleNamespace(**args["seller"])
-    price, url = args["price"], args["url"]
+    price = args["price"]
     with chromium.browser() as browser:
-        buyer = Trader(browser, url, buyer_account, "lag-buyer", shots)
-        seller = Trader(browser, url, seller_account, "lag-seller", shots)
+        buyer, seller = signed_in_pair(browser, args, "lag-")
         try:
-            buyer.sign_in()
-            seller.sign_in()
-            buyer.wait_balance("USDT", lambda v: v == Decimal("5000"))
             order_id = buyer.place("buy", price, QUANTITY, post_only=True)
             row = f"#open-orders tr[data-order='{order_id}']"
             buyer.page.wait_for_selector(row, timeout=WAIT_MS)

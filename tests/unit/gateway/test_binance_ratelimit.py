@@ -143,28 +143,31 @@ def test_a_refused_order_is_given_back_and_does_not_use_up_the_allowance(limiter
     assert [count for _, count in rl.order_counts("k2")] == [1, 1]
 
 
-def test_a_give_back_after_the_sync_reaches_memcached():
+@pytest.fixture
+def two_processes():
+    """Two gateway processes' limiters on one Memcached: (one, two, clock, memcache)."""
     clock, memcache = Clock(), DictMemcache()
     with Flask(__name__).test_request_context("/"):
-        one = RateLimiter(Counters(memcache, clock, sync_s=1.0), LIMITS)
-        two = RateLimiter(Counters(memcache, clock, sync_s=1.0), LIMITS)
-        one.charge_key("k1", 1, orders=True)
-        one.charge_key("k1", 1, orders=True)
-        clock.now += 1.5                             # past the sync interval
-        one.give_back_orders()
-        assert [count for _, count in two.order_counts("k1")] == [1, 1]
+        yield (RateLimiter(Counters(memcache, clock, sync_s=1.0), LIMITS),
+               RateLimiter(Counters(memcache, clock, sync_s=1.0), LIMITS), clock, memcache)
 
 
-def test_another_process_reads_the_order_counts_once_synced():
-    clock, memcache = Clock(), DictMemcache()
-    with Flask(__name__).test_request_context("/"):
-        one = RateLimiter(Counters(memcache, clock, sync_s=1.0), LIMITS)
-        two = RateLimiter(Counters(memcache, clock, sync_s=1.0), LIMITS)
-        one.charge_key("k1", 1, orders=True)
-        assert [count for _, count in two.order_counts("k1")] == [1, 1]
-        assert not any(key.startswith("rl1:o:key:k2") for key in memcache.values)
-        two.order_counts("k2")                           # a read creates no counter
-        assert not any(key.startswith("rl1:o:key:k2") for key in memcache.values)
+def test_a_give_back_after_the_sync_reaches_memcached(two_processes):
+    one, two, clock, _ = two_processes
+    one.charge_key("k1", 1, orders=True)
+    one.charge_key("k1", 1, orders=True)
+    clock.now += 1.5                                 # past the sync interval
+    one.give_back_orders()
+    assert [count for _, count in two.order_counts("k1")] == [1, 1]
+
+
+def test_another_process_reads_the_order_counts_once_synced(two_processes):
+    one, two, _, memcache = two_processes
+    one.charge_key("k1", 1, orders=True)
+    assert [count for _, count in two.order_counts("k1")] == [1, 1]
+    assert not any(key.startswith("rl1:o:key:k2") for key in memcache.values)
+    two.order_counts("k2")                           # a read creates no counter
+    assert not any(key.startswith("rl1:o:key:k2") for key in memcache.values)
 
 
 def test_an_unreachable_memcached_serves_unlimited_and_is_not_asked_again_at_once():
