@@ -123,10 +123,6 @@ SELECT o, k, a FROM unnest(%s::text[], %s::text[], %s::text[]) AS x (o, k, a)
 ON CONFLICT (owner, asset) DO NOTHING
 """
 
-USER_BALANCES = """
-SELECT asset, available, locked FROM wallets.accounts
- WHERE owner = %s AND kind = 'user' ORDER BY asset
-"""
 USERS_BALANCES = """
 SELECT owner, asset, available, locked FROM wallets.accounts
  WHERE owner = ANY(%s) AND kind = 'user' ORDER BY owner, asset
@@ -350,19 +346,15 @@ class LedgerStore:
         return self.balances(user)
 
     def balances(self, user: str) -> dict:
-        with self._connection() as conn:
-            rows = conn.execute(USER_BALANCES, (user,)).fetchall()
-        if not rows:
+        found = self.balances_of([user])["balances"].get(user)
+        if found is None:
             raise UnknownUser(f"{user} has no accounts (open_accounts was not called)")
-        return {"user": user, "balances": {
-            asset: {"available": format_amount(ASSETS[asset], int(available)),
-                    "locked": format_amount(ASSETS[asset], int(locked))}
-            for asset, available, locked in rows}}
+        return {"user": user, "balances": found}
 
     def balances_of(self, users: list[str]) -> dict:
-        """Several users' balances in one read, each as ``balances`` gives
-        them; a user without accounts is left out (no error: the caller
-        pushes the balances of whoever has some)."""
+        """Several users' balances in one read, per user as ``balances``
+        gives them; a user without accounts is left out (no error: the
+        caller pushes the balances of whoever has some)."""
         found: dict[str, dict] = {}
         with self._connection() as conn:
             rows = conn.execute(USERS_BALANCES, (users,)).fetchall()
