@@ -295,14 +295,34 @@ class BalanceListener:
         return payload
 
 
-def test_a_hold_announces_which_balances_changed(wallets_container, service_config, alice, container_factory):
+def test_a_hold_announces_which_balances_changed(wallets_container, service_config, call, ledger,
+                                                 container_factory):
+    """The hold's announcement, in order after the user's set-up ones. The
+    outbox relays rows in commit order, later than the writes, so a listener
+    started after the set-up could take a set-up row for the hold's (the CI of
+    session 18: a USDT change arrived first). So the listener starts before the
+    user exists and waits for all five of the user's rows: two per set-up asset
+    (the deposit and its hold), then the hold below."""
     listener = container_factory(BalanceListener, service_config)
     listener.start()
-    with entrypoint_waiter(listener, "on_balances_changed", timeout=10,
-                           callback=lambda worker_ctx, result, exc_info: alice in str(result)) as waited:
+    seen, user = [], {}
+
+    def of_the_user(payload):
+        return any(change["user"] == user.get("id") for change in payload["changes"])
+
+    def fifth_of_the_users(worker_ctx, result, exc_info):
+        seen.append(result)  # the user's id is known only once set up
+        return sum(1 for payload in seen if payload and of_the_user(payload)) == 5
+
+    with entrypoint_waiter(listener, "on_balances_changed", timeout=10, callback=fifth_of_the_users):
+        user["id"] = alice = open_funded_user(call, "alice")
         with entrypoint_hook(wallets_container, "hold") as hold:
             hold(alice, "BTC", "0.1", f"event:{alice}")
-    assert waited.get() == {"event_version": 1, "changes": [{"user": alice, "asset": "BTC"}]}
+    announced = [[(change["user"], change["asset"]) for change in payload["changes"]]
+                 for payload in seen if payload and of_the_user(payload)]
+    assert announced == [[(alice, "BTC")], [(alice, "BTC")], [(alice, "USDT")], [(alice, "USDT")],
+                         [(alice, "BTC")]]
+    assert all(payload["event_version"] == 1 for payload in seen if payload)
 
 
 def test_health_checks_the_database(call):
