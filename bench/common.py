@@ -1,6 +1,6 @@
 """Pieces the benchmarks share: the statistics they print (pure), the CPU
-each process spent (read from /proc), and starting Nameko service processes
-in a private namespace."""
+each process spent (read from /proc), starting Nameko service processes
+in a private namespace, and funding a bench's traders."""
 from __future__ import annotations
 
 import math
@@ -173,3 +173,15 @@ def start_services(settings, run: Path, config_file: Path, modules: dict[str, st
                               cwd=REPO)
         procs[name].start()
     return procs
+
+
+# ------------------------------------------------------------------ funding
+
+def credit_deposit(rpc, user_id: str, asset: str, amount: str) -> None:
+    """A confirmed deposit of ``amount`` ``asset`` to ``user_id`` through
+    wallets (its deposit address, a made-up transaction id: 0x and 64 hex
+    digits for USDT, 64 hex digits otherwise)."""
+    address = rpc.wallets.deposit_address(user_id, asset)["address"]
+    txid = os.urandom(32).hex()
+    rpc.wallets.credit_deposit(asset, address, amount, "0x" + txid if asset == "USDT" else txid,
+                               1000)

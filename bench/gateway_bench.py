@@ -7,10 +7,11 @@ traders (one per client process, funded by a deposit), never the demo ones.
 
 * Each client process is one partner: its own loopback source address
   (127.77.0.k, so the per-IP weight limit is per client, as for real
-  partners) and its own trader with several API keys used in turn (the
-  per-key order limit, 100 per 10 s by default, would otherwise cap the
-  run at 10 orders/s per key). Inside it, ``--threads`` keep-alive
-  sessions send requests back to back.
+  partners) and ACCOUNTS_PER_CLIENT traders of its own, one API key each,
+  used in turn (the new-order limit, 100 per 10 s per account by default,
+  would otherwise cap the run at 10 orders/s; since session 17 the keys of
+  one account share it, so several keys of one trader no longer help).
+  Inside it, ``--threads`` keep-alive sessions send requests back to back.
 * Orders: LIMIT IOC buys 10 % under the reference price with
   ``newOrderRespType=ACK``: each goes the whole way (signature check over
   RPC, acceptance in orders with its hold, the engine, the expiry and the
@@ -43,16 +44,17 @@ from urllib.parse import urlencode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import percentile  # noqa: E402
+from bench.common import credit_deposit, percentile  # noqa: E402
 
-KEYS_PER_CLIENT = 8
+ACCOUNTS_PER_CLIENT = 8
 SYMBOL, MARKET = "BTCUSDT", "BTC-USDT"
 
 
 # ------------------------------------------------------------------ set-up
 
-def new_partner(settings, index: int) -> dict:
-    """A funded trader with KEYS_PER_CLIENT trade keys."""
+def new_partner(settings, index: int, funds: dict | None = None, keys: int = 1) -> dict:
+    """A trader with ``keys`` trade keys and the deposits ``funds`` (asset ->
+    amount; default 10,000,000 USDT)."""
     from nameko.standalone.rpc import ClusterRpcProxy
     from services.common.identity import backend_openid
     username, password = f"bench-{uuid.uuid4().hex[:10]}", "bench-Password-local-dev-1"
@@ -61,12 +63,12 @@ def new_partner(settings, index: int) -> dict:
                                      "password": password, "first_name": "Bench",
                                      "last_name": f"Client{index}"})["user_id"]
         token = backend_openid(settings).token(username, password)["access_token"]
-        keys = [rpc.users.create_api_key(token, {"label": f"bench-{k}",
+        made = [rpc.users.create_api_key(token, {"label": f"bench-{k}",
                                                  "permissions": ["read", "trade"]})
-                for k in range(KEYS_PER_CLIENT)]
-        address = rpc.wallets.deposit_address(user_id, "USDT")["address"]
-        rpc.wallets.credit_deposit("USDT", address, "10000000", "0x" + os.urandom(32).hex(), 100)
-    return {"user_id": user_id, "keys": [(k["api_key"], k["secret"]) for k in keys]}
+                for k in range(keys)]
+        for asset, amount in (funds or {"USDT": "10000000"}).items():
+            credit_deposit(rpc, user_id, asset, amount)
+    return {"user_id": user_id, "keys": [(k["api_key"], k["secret"]) for k in made]}
 
 
 def bench_price(settings) -> str:
@@ -235,7 +237,10 @@ def main():
     from services.common.config import load_settings
     settings = load_settings()
     base_url = settings.gateway_url
-    partners = [new_partner(settings, i) for i in range(args.clients)]
+    # One partner per client process, its keys each of an account of its own.
+    partners = [{"keys": [key for _ in range(ACCOUNTS_PER_CLIENT)
+                          for key in new_partner(settings, i)["keys"]]}
+                for i in range(args.clients)]
     price = bench_price(settings)
     load_before = os.getloadavg()
 

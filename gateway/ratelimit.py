@@ -3,11 +3,16 @@ gateway process through Memcached counters.
 
 * request weight per minute, per client IP (every request) and per API key
   (signed requests, charged once the key is verified);
-* new orders per 10 seconds and per day, per API key: the orders placed,
+* new orders per 10 seconds and per day, per account (Binance's "unfilled
+  order count is tracked per account", shared by all its API keys and a
+  person's own requests): the orders placed,
   as Binance counts them; an order is counted before the check (so that
   concurrent requests cannot pass a limit together) and given back when its
   request is refused (a 4xx answer, -1015 included) or, in a batch, when it
-  is (``give_back_orders``);
+  is (``give_back_orders``); an order's first fill takes it off again, in
+  the windows current then (``orders_filled``, called at each flush of the
+  push bridge that sees every trade: Binance's "orders which are partially
+  or fully filled do not count", decremented once per order, asynchronously);
 * a refused request answers 429 (``-1003``, ``Retry-After``: seconds left in
   the window); a client that keeps sending (more than ``BAN_AFTER`` refused
   requests in one minute) is banned for ``BAN_S`` seconds: 418 with
@@ -39,7 +44,7 @@ a second; within one process the counts are exact.
 Use it on a blueprint: ``ratelimit.install(blueprint)`` charges every
 request the weight its view declares with ``@ratelimit.weight(n)`` (or a
 function of the request), default 1; ``charge_key(api_key_id, ...)`` after
-authentication adds the per-key weight and order counts; a view that pages
+authentication adds the per-key weight and the account's order counts; a view that pages
 a service (``Metered``) is charged its weight again per call after the
 first, once the work is done.
 """
@@ -86,7 +91,7 @@ USAGE_HEADERS = (USED_WEIGHT_HEADER, *(order_count_header(*w) for w in ORDER_WIN
 @dataclass(frozen=True)
 class OrderLimit:
     """One ORDERS limit as Binance names it: ``limit`` new orders per
-    ``interval_num`` ``interval`` (SECOND, MINUTE, HOUR, DAY), per API key.
+    ``interval_num`` ``interval`` (SECOND, MINUTE, HOUR, DAY), per account.
     The one description of the limit: ``charge_key`` counts and refuses by
     it, and exchangeInfo's ``rateLimits``, GET /api/v3/rateLimit/order and
     the ``X-MBX-ORDER-COUNT-*`` headers show it."""
@@ -136,7 +141,7 @@ class Limits:
 
     @property
     def order_limits(self) -> tuple[OrderLimit, ...]:
-        """The new-order limits per key, shortest window first."""
+        """The new-order limits per account, shortest window first."""
         return tuple(OrderLimit(interval, num, limit) for (interval, num), limit
                      in zip(ORDER_WINDOWS, (self.orders_per_10s, self.orders_per_day), strict=True))
 
@@ -147,6 +152,17 @@ class Limits:
 
 
 SYNC_S = 1.0
+# How long an order's first fill is remembered (Memcached ``add`` of
+# ``ff:<order id>``, atomic across gateway processes and kept across a
+# failover of the push bridge). Long enough for an order's fills close
+# together to be taken off once; short enough that the marks of a busy day
+# do not crowd the cache (a mark is about 70 bytes: 15 minutes at 1,000
+# filled orders/s is about 60 MB of the 128 MB). An order filled again after
+# its mark is gone is taken off again: lenient, once per 15 minutes at most.
+FIRST_FILL_MARK_S = 900
+# Orders this process knows were filled before: their later fills skip the
+# Memcached round trip (bounded; the Memcached mark decides).
+FILLED_SEEN_MAX = 100_000
 PRUNE_AFTER = 10_000
 # What a Memcached call raises when the server or the connection goes away:
 # EOFError too, raised by eventlet when the socket is closed under a pending
@@ -241,6 +257,33 @@ class Counters:
             value = self.client.incr(key, amount, noreply=False)
         return int(value or 0)
 
+    def mark_once(self, name: str, expire_s: int) -> bool:
+        """Mark ``name`` in Memcached for ``expire_s``: True for the one call
+        that marked it, across processes (Memcached's ``add`` is atomic);
+        False when it was marked already, or Memcached is unreachable."""
+        if self._down():
+            return False
+        try:
+            return bool(self.client.add(f"{PREFIX}{name}", "1", expire=expire_s,
+                                        noreply=False))
+        except CACHE_DOWN:
+            self._failed()
+            return False
+
+    def add_now(self, name: str, window: int, amount: int) -> None:
+        """Add ``amount`` (> 0) to the counter of the current window in
+        Memcached now, not at this process's next sync of it as ``add``
+        would: the process adding (the push bridge's) is rarely one that
+        reads the counter, so it might never sync. This process's own view of
+        the counter catches up at its next sync."""
+        if self._down():
+            return
+        key = f"{PREFIX}{name}:{window}:{int(self.clock() // window)}"
+        try:
+            self._incr(key, window, amount)
+        except CACHE_DOWN:
+            self._failed()
+
     def read(self, name: str, window: int) -> int:
         """This window's counter as ``add`` would answer it, adding nothing:
         what this process counted since its last sync included (a stale
@@ -278,6 +321,7 @@ class RateLimiter:
     def __init__(self, counters: Counters, limits: Limits):
         self.counters = counters
         self.limits = limits
+        self._filled_seen: set = set()
 
     def _refuse(self, who: str, left: int, message: str, code: int = -1003) -> ApiError:
         """429, or 418 and a ban once the client has ignored enough 429s."""
@@ -304,8 +348,11 @@ class RateLimiter:
             raise self._refuse(who, left, MSG_TOO_MANY % self.limits.weight_per_minute)
         return used
 
-    def charge_key(self, key_id: str, weight: int, orders: int = 0) -> None:
-        """Charge an authenticated key: weight, and ``orders`` new orders (True: one)."""
+    def charge_key(self, key_id: str, weight: int, orders: int = 0,
+                   account: str | None = None) -> None:
+        """Charge an authenticated key: weight, and ``orders`` new orders
+        (True: one) to its ``account``'s order counts (the user the key
+        belongs to; None: the key is its own account)."""
         who = key_who(key_id)
         g.ratelimit_key = key_id
         self.check_ban(who)
@@ -315,12 +362,16 @@ class RateLimiter:
         if not orders:
             return
         charged_at = self.counters.clock()
-        counted = [(limit, *self.counters.add(f"o:{who}", limit.window_s, int(orders)))
-                   for limit in self.limits.order_limits]
+        account = account or key_id
+        counted, filled = [], []
+        for limit in self.limits.order_limits:
+            placed, left = self.counters.add(order_counter(account), limit.window_s, int(orders))
+            filled.append(self.counters.read(filled_counter(account), limit.window_s))
+            counted.append((limit, max(0, placed - filled[-1]), left))
         g.ratelimit_orders = [(limit, count) for limit, count, _ in counted]
         # What a refusal gives back (give_back_orders): counted before the
         # check, so that concurrent requests cannot pass the limit together.
-        g.ratelimit_order_charge = (who, int(orders), charged_at)
+        g.ratelimit_order_charge = (account, int(orders), charged_at, filled)
         for limit, count, left in counted:
             if count > limit.limit:
                 raise self._refuse(who, left, MSG_TOO_MANY_ORDERS % (limit.limit, limit.per),
@@ -337,20 +388,47 @@ class RateLimiter:
         charge = getattr(g, "ratelimit_order_charge", None)
         if charge is None:
             return
-        who, orders, charged_at = charge
+        account, orders, charged_at, filled = charge
         count = orders if count is None else min(count, orders)
         if count <= 0:
             return
-        g.ratelimit_order_charge = (who, orders - count, charged_at)
+        g.ratelimit_order_charge = (account, orders - count, charged_at, filled)
         g.ratelimit_orders = [
-            (limit, max(0, self.counters.add(f"o:{who}", limit.window_s, -count,
-                                             at=charged_at)[0]))
-            for limit in self.limits.order_limits]
+            (limit, max(0, self.counters.add(order_counter(account), limit.window_s, -count,
+                                             at=charged_at)[0] - filled_then))
+            for limit, filled_then in zip(self.limits.order_limits, filled, strict=True)]
 
-    def order_counts(self, key_id: str) -> list[tuple[OrderLimit, int]]:
-        """Each new-order limit with the key's count in its current window:
-        the counters ``charge_key`` refuses on (GET /api/v3/rateLimit/order)."""
-        return [(limit, self.counters.read(f"o:{key_who(key_id)}", limit.window_s))
+    def orders_filled(self, fills) -> int:
+        """``fills``: ``(order id, account)`` of trades' orders. Each
+        order's FIRST fill takes one order off its account's count in every
+        new-order window current now (``filled_counter``; Binance: "When any order is filled for
+        the first time (partially or fully), the order count will be
+        decremented by 1 for the current 10-second and 24-hour order count
+        windows"); a later fill, or the same trade seen again (a redelivery),
+        takes nothing. Returns how many orders were taken off."""
+        seen = self._filled_seen
+        per_account: dict[str, int] = {}
+        for order_id, account in fills:
+            if not account or order_id in seen:
+                continue
+            if len(seen) >= FILLED_SEEN_MAX:
+                seen.clear()
+            seen.add(order_id)
+            if self.counters.mark_once(f"ff:{order_id}", FIRST_FILL_MARK_S):
+                per_account[account] = per_account.get(account, 0) + 1
+        # One increment per account and window for all of its orders here
+        # (the push bridge passes a flush's trades: a market maker's many).
+        for account, count in per_account.items():
+            for limit in self.limits.order_limits:
+                self.counters.add_now(filled_counter(account), limit.window_s, count)
+        return sum(per_account.values())
+
+    def order_counts(self, account: str) -> list[tuple[OrderLimit, int]]:
+        """Each new-order limit with the account's count in its current
+        window: the counters ``charge_key`` refuses on (GET
+        /api/v3/rateLimit/order)."""
+        return [(limit, max(0, self.counters.read(order_counter(account), limit.window_s)
+                            - self.counters.read(filled_counter(account), limit.window_s)))
                 for limit in self.limits.order_limits]
 
     def charge_work(self, ip: str, weight: int) -> None:
@@ -364,6 +442,23 @@ class RateLimiter:
         key_id = getattr(g, "ratelimit_key", None)
         if key_id is not None:
             self.counters.add(f"w:{key_who(key_id)}", MINUTE, weight)
+
+
+def order_counter(account: str) -> str:
+    """The name of an account's new-order counters (the orders placed)."""
+    return f"o:account:{account}"
+
+
+def filled_counter(account: str) -> str:
+    """The name of the counters of an account's orders first filled in each
+    window. The account's count is the orders placed less these, never
+    below 0. Two counters that only grow, not one taken down: Memcached's
+    ``decr`` stops at 0, so a take-off reaching Memcached before the
+    increment a process has not synced yet would be lost. What it costs:
+    more first fills in a window than orders placed in it (orders placed in
+    an earlier window, or over RPC past the gateway) make room for as many
+    more orders in that window, where a count taken down would stop at 0."""
+    return f"of:account:{account}"
 
 
 def key_who(key_id: str) -> str:

@@ -66,6 +66,7 @@ from socketio import packet as socketio_packet
 from socketio.kombu_manager import KombuManager
 
 from gateway import bridge as push_bridge
+from gateway import ratelimit
 from gateway.push_fanout import Fanout
 from services.common import metrics
 from services.common.config import Settings
@@ -504,7 +505,8 @@ def init_app(app, socketio, settings: Settings, rpc) -> Push:
     # fans out at once, and the diffs' seqs come from the engine either way.
     push.bridge = push_bridge.Bridge(
         amqp_uri, channel, lambda event, data, room: socketio.emit(event, data, to=room), rpc,
-        streams="private", corked=manager.gathered)
+        streams="private", corked=manager.gathered,
+        orders_filled=lambda fills: ratelimit.limiter(app).orders_filled(fills))
     push.market_bridge = push_bridge.Bridge(
         amqp_uri, channel,
         lambda event, data, room: socketio.emit(event, data, to=room, ignore_queue=True), rpc,

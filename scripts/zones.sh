@@ -202,6 +202,15 @@ deploy() {
 
 drill() {
     local rc=0 started=$SECONDS
+    # Zones that exist already belong to another deployment (one being used,
+    # or one left running): the drill neither reuses nor removes them.
+    local z
+    for z in $ZONES; do
+        [ -e /run/netns/zone-$z ] \
+            && die "zone-$z exists already: another three-zones deployment is up (scripts/zones.sh status); take it down first (scripts/zones.sh down from its checkout)"
+    done
+    ip link show $BRIDGE >/dev/null 2>&1 \
+        && die "the zones' bridge $BRIDGE exists already: another three-zones deployment is up; take it down first (scripts/zones.sh down)"
     # The zones come down whatever happens: three Cassandras must not idle on.
     trap down EXIT
     deploy

@@ -155,6 +155,15 @@ def _pg_process(settings: Settings) -> Process:
         "-c", "shared_buffers=256MB",
         # Durability is the point of the ledger: fsync and synchronous commit stay on.
         "-c", "fsync=on", "-c", "synchronous_commit=on",
+        # An exchange's statements are short and many: no parallel workers and
+        # no JIT. A statement the planner misjudges as large (a new market's
+        # journal tail read against the statistics of a market with millions
+        # of rows) launched two worker processes per call, about 20 ms and a
+        # fork's kernel time each, and a generic plan costed above
+        # jit_above_cost spent 13-18 ms compiling: at 1,000 orders/s over 4
+        # markets that saturated the machine (bench/README.md, session 16).
+        # A reporting query that wants them can SET LOCAL them.
+        "-c", "max_parallel_workers_per_gather=0", "-c", "jit=off",
         "-c", "log_min_messages=warning",
         # Per-statement cost (calls, time, rows), read by bench/order_path_bench.py;
         # the view is made in the postgres database by stack/prepare.py.

@@ -6,7 +6,7 @@
 import { io } from "/vendor/socket.io.esm.min.js";
 import { createChart, CandlestickSeries } from "/vendor/lightweight-charts.mjs";
 import { BookSync } from "./book.js";
-import { checkOrder, compare } from "./decimal.js";
+import { checkOrder, compare, sum } from "./decimal.js";
 import { signIn } from "./signin.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -190,10 +190,10 @@ function connect() {
     if (data.market === state.market && data.interval === state.interval) updateCandle(data.candle);
   });
   socket.on("order", (update) => {
-    if (update.event === "order_done") ordersDone.add(update.order_id);
+    if (update.event === "order_done") ordersDone.set(update.order_id, update.status);
     ordersChanged();
   });
-  socket.on("fill", () => { refreshFills(); ordersChanged(); });
+  socket.on("fill", (fill) => { fillPushed(fill); refreshFills(); ordersChanged(); });
   // Deposits and withdrawals move balances (wallets announces balances_changed):
   // their statuses are re-read with them.
   socket.on("balances", (data) => { renderBalances(data.balances); refreshWithdrawals(); });
@@ -341,11 +341,47 @@ function refreshPrivate() {
 // read again RE_READ_MS after the last order push (a partial fill's filled
 // quantity catches up then), and again while orders still lists an order
 // the push said is done (at most RE_READS times: the history catches up).
-const ordersDone = new Set();
+//
+// Fills are pushed the same way, ahead of orders' and marketdata's records:
+// until a read shows them, an open order shows the filled quantity its
+// pushed fills add up to (and "partially_filled"), the lists are read again
+// as for a done order, and the fills table shows the pushed fills it lacks.
+const ordersDone = new Map();    // order id -> its end's status, as pushed
+const pushedFills = new Map();   // order id -> Map(trade id -> quantity): a fill pushed twice counts once
+const recentFills = [];          // the fills pushed lately, newest first
+const RECENT_FILLS = 50;
 const RE_READ_MS = 1000;
 const RE_READS = 30;
 let reReadTimer = null;
 let reReadsLeft = 0;
+
+function fillPushed(fill) {
+  if (pushedFills.size > 1000) pushedFills.clear();  // bounded; the re-reads correct the list
+  if (!pushedFills.has(fill.order_id)) pushedFills.set(fill.order_id, new Map());
+  const fills = pushedFills.get(fill.order_id);
+  if (fills.has(String(fill.trade_id))) return;  // pushed again
+  fills.set(String(fill.trade_id), fill.quantity);
+  recentFills.unshift(fill);
+  recentFills.length = Math.min(recentFills.length, RECENT_FILLS);
+}
+
+// An open order as the pushes know it: the read's, or a filled quantity the
+// read has not caught up with yet (then ``behind``).
+function withPushedFills(order) {
+  const pushed = pushedFills.get(order.order_id);
+  if (!pushed) return { ...order, behind: false };
+  const filled = sum([...pushed.values()]);
+  if (compare(filled, order.filled_quantity ?? "0") <= 0) return { ...order, behind: false };
+  return { ...order, filled_quantity: filled, behind: true,
+           status: order.status === "new" ? "partially_filled" : order.status };
+}
+
+// A history row's status as the pushes know it (the read may lag): an end
+// pushed, or partially_filled from pushed fills; a final status is the read's.
+function statusAsPushed(order) {
+  if (order.status !== "new" && order.status !== "partially_filled") return order.status;
+  return ordersDone.get(order.order_id) ?? withPushedFills(order).status;
+}
 
 function ordersChanged() {
   reReadsLeft = RE_READS;
@@ -362,8 +398,9 @@ async function refreshOrders() {
   if (!state.user) return;
   try {
     const { orders: listed } = await api("GET", `/orders?market=${state.market}`);
-    const orders = listed.filter((o) => !ordersDone.has(o.order_id));
-    if (orders.length < listed.length && reReadsLeft > 0) reReadLater();
+    const orders = listed.filter((o) => !ordersDone.has(o.order_id)).map(withPushedFills);
+    const behind = orders.some((o) => o.behind);
+    if ((orders.length < listed.length || behind) && reReadsLeft > 0) reReadLater();
     if (ordersDone.size > 1000) ordersDone.clear();  // bounded; the re-reads correct the list
     fillTable("#open-orders", orders.map((o) => {
       const cancel = document.createElement("button");
@@ -381,14 +418,18 @@ async function refreshOrders() {
     const history = await api("GET", "/orders/history?limit=50");
     fillTable("#order-history", history.orders.map((o) => row(
       cell(String(o.order_id)), cell(o.market), cell(o.side, o.side), cell(o.price ?? "market"),
-      cell(o.quantity ?? o.quote_amount), cell(o.status))));
+      cell(o.quantity ?? o.quote_amount), cell(statusAsPushed(o)))));
   } catch (error) { console.warn("orders", error.message); }
 }
 
 async function refreshFills() {
   if (!state.user) return;
   try {
-    const { fills } = await api("GET", `/fills?market=${state.market}`);
+    const { fills: read } = await api("GET", `/fills?market=${state.market}`);
+    const key = (f) => `${f.trade_id}:${f.role}`;
+    const known = new Set(read.map(key));
+    const pushed = recentFills.filter((f) => f.market === state.market && !known.has(key(f)));
+    const fills = [...pushed, ...read];
     fillTable("#fills", fills.map((f) => row(cell(f.market), cell(f.side, f.side), cell(f.price),
                                               cell(f.quantity), cell(f.role))));
   } catch (error) { console.warn("fills", error.message); }

@@ -47,6 +47,14 @@ export function multiply(a, b) {
   return fromUnits(toUnits(a, sa) * toUnits(b, sb), sa + sb);
 }
 
+// The exact sum of decimal strings (at the finest scale among them); a value
+// that is not a plain decimal is left out.
+export function sum(values) {
+  const scale = Math.max(0, ...values.map((v) => scaleOf(String(v))));
+  const units = values.map((v) => toUnits(v, scale)).filter((u) => u !== null);
+  return fromUnits(units.reduce((total, u) => total + u, 0n), scale);
+}
+
 export function isZero(text) {
   return /^0*(\.0*)?$/.test(String(text));
 }

@@ -37,9 +37,10 @@ taker-buy volumes are "0" (not recorded); a ticker's ``prevClosePrice`` is its o
 candles opening at or after now - 5 min floored (5 to 6 minutes); a MARKET SELL by ``quoteOrderQty`` is refused
 (-1013, the engine sells by quantity); commissions shown follow the market's
 fee schedule (a user with a fee tier pays the tier's rate); the order rate
-limits count the orders the API key placed (``rateLimit/order``'s
-``count``; a refused one is given back, as on Binance), where Binance counts
-a user's unfilled ones (an order that trades gives its count back there). The paging
+limits count an account's orders placed through the gateway (``rateLimit/order``'s
+``count``; a refused one is given back and a first fill takes one off, as
+on Binance: gateway/ratelimit.py), where Binance counts every order of the
+account. The paging
 reads (``klines``, ``aggTrades`` from ``startTime`` or ``fromId``,
 ``myTrades``; ``allOrders``) are charged their Binance weight (2, 4, 20; 20)
 per call they made to marketdata (orders), not once: one request can make up
@@ -818,14 +819,15 @@ def order_rate_limits():
     the counters POST /order is refused on (``RateLimiter.order_counts``)."""
     who = authenticated(READ)
     return ok([limit.binance(count)
-               for limit, count in ratelimit.limiter().order_counts(who.key_id)])
+               for limit, count in ratelimit.limiter().order_counts(who.user_id)])
 
 
 def authenticated(permission: str, orders: bool = False):
-    """The verified caller; its key is charged the view's weight (and a new
-    order when ``orders``)."""
+    """The verified caller; its key is charged the view's weight, and its
+    account a new order when ``orders``."""
     who = authenticate(permission)
-    ratelimit.limiter().charge_key(who.key_id, ratelimit.view_weight(), orders)
+    ratelimit.limiter().charge_key(who.key_id, ratelimit.view_weight(), orders,
+                                   account=who.user_id)
     return who
 
 

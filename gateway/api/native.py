@@ -98,14 +98,15 @@ def caller(permission: str = "read", token_only: bool = False,
         person = tokens.authenticate(tokens.bearer_token(authorization))
         # A person's requests count like a key's: weight and new orders.
         ratelimit.limiter().charge_key(f"person:{person.user_id}", ratelimit.view_weight(),
-                                       new_order)
+                                       new_order, account=person.user_id)
         return Caller(person.user_id, "token", ALL_PERMISSIONS, person=person)
     if api_key is not None:
         if token_only:
             raise ApiError(403, "TOKEN_REQUIRED", "this endpoint needs a person's access token, "
                            "not an API key", -2015)
         verified = verify_api_key(permission)
-        ratelimit.limiter().charge_key(verified.key_id, ratelimit.view_weight(), new_order)
+        ratelimit.limiter().charge_key(verified.key_id, ratelimit.view_weight(), new_order,
+                                       account=verified.user_id)
         return Caller(verified.user_id, "api_key", verified.permissions, key_id=verified.key_id)
     raise tokens.unauthenticated("UNAUTHENTICATED", "send Authorization: Bearer <access token> "
                                  "or a signed API-key request")

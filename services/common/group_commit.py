@@ -35,6 +35,7 @@ service, so it dies with the container). Pure otherwise: no I/O of its own.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from typing import Callable
@@ -43,6 +44,33 @@ import eventlet
 from eventlet.event import Event
 from eventlet.queue import Empty, Full, LightQueue
 from eventlet.semaphore import Semaphore
+
+log = logging.getLogger(__name__)
+
+
+def run_or_each_alone(run_batch: Callable[[list], list], requests: list,
+                      fatal: tuple = ()) -> list:
+    """``run_batch(requests)``; if it raises with several requests, each
+    request again alone, so one request the batch could not take fails only
+    its own caller: its outcome, or its exception as the outcome. ``fatal``
+    exceptions (the database out of reach) fail the whole batch at once."""
+    try:
+        return run_batch(requests)
+    except fatal:
+        raise
+    except Exception:
+        if len(requests) == 1:
+            raise
+        log.exception("a batch of %d requests failed; running them one by one", len(requests))
+    outcomes = []
+    for request in requests:
+        try:
+            outcomes.append(run_batch([request])[0])
+        except fatal:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this request's own failure
+            outcomes.append(exc)
+    return outcomes
 
 
 class GroupCommit:

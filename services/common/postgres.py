@@ -71,6 +71,20 @@ def retry_transient(run: Callable[[], T], attempts: int = 5) -> T:
     raise AssertionError("unreachable")
 
 
+@contextmanager
+def autocommitted(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+    """A pooled connection whose statements each commit on their own: one
+    round trip where an explicit transaction costs three (BEGIN, the
+    statement, COMMIT). The connection goes back to the pool as it was."""
+    with pool.connection() as conn:
+        conn.autocommit = True
+        try:
+            yield conn
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
+
+
 def make_pool(settings: Settings, dbname: str | None = None, **overrides) -> ConnectionPool:
     kwargs = dict(min_size=settings.int("EXCHANGE_POSTGRES_POOL_MIN"),
                   max_size=settings.int("EXCHANGE_POSTGRES_POOL_MAX"),

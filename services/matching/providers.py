@@ -9,8 +9,9 @@ broker hands the queue to one of them when the active one's connection dies.
 Per batch of commands: one read catches up with the journal and finds the
 commands already journaled (redelivery after a crash, skipped); the rest are
 applied to the engine; then ONE statement -- its own transaction -- appends
-them to the journal and their events to the outbox. Only after its commit
-are the messages acknowledged. So:
+them to the journal and their events to the outbox (with the engine batches
+of the process's other markets that are ready at the same moment:
+JournalWriter). Only after its commit are the messages acknowledged. So:
 
 * a crash before the commit loses nothing: the messages are redelivered and
   the next engine rebuilds its state from the journal;
@@ -27,17 +28,19 @@ from __future__ import annotations
 import logging
 import re
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass
 
 import eventlet
+import psycopg
 from nameko.extensions import DependencyProvider
 from psycopg.types.json import Jsonb
 
 from services.common import catalogue
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumer
+from services.common.group_commit import GroupCommit, run_or_each_alone
 from services.common.outbox import COMMANDS_EXCHANGE, enqueue_many
-from services.common.postgres import make_pool
+from services.common.postgres import autocommitted, make_pool
 
 from .engine import MatchingEngine
 from .models import InvalidCommand, MarketConfig, command_from_dict, refused_until_placed
@@ -56,19 +59,30 @@ EVENTS_EXCHANGE = "matching.events"
 BATCH = 200           # command messages per delivery batch (the prefetch)
 MAX_COMMANDS = 2000   # commands per engine batch (one transaction)
 SNAPSHOT_EVERY = 5000
-# A batch's journal rows as one statement over arrays (executemany paid
-# psycopg's pipeline per row).
-# The batch's journal rows as ONE JSON array of [seq, command_id, command]:
-# a text array of JSON commands made psycopg escape every quote with a regex.
-JOURNAL_MANY = (
+# Journal rows as ONE JSON array of [market, seq, command_id, command, at_ms]
+# (executemany paid psycopg's pipeline per row, and a text array of JSON
+# commands made psycopg escape every quote with a regex).
+JOURNAL_ROWS = (
     "INSERT INTO matching_journal (market, seq, command_id, command, at_ms) "
-    "SELECT %s, (r->>0)::bigint, r->>1, r->2, %s FROM jsonb_array_elements(%s) AS t (r)")
-# The journal rows after the engine's seq (seq, command), then the batch's
-# command ids already journaled (NULL, NULL, command_id).
+    "SELECT r->>0, (r->>1)::bigint, r->>2, r->3, (r->>4)::bigint "
+    "FROM jsonb_array_elements(%s) AS t (r)")
+# Engine batches of different markets journaled in one statement at most.
+MARKETS_PER_WRITE = 16
+# The journal rows after the engine's seq (seq, command), at most
+# CATCH_UP_ROWS of them, then the batch's command ids already journaled
+# (NULL, NULL, command_id). The upper bound on seq is what keeps the plan an
+# index range scan: the planner's statistics of seq are the whole journal's,
+# dominated by the largest market, so "seq > n" alone was estimated as most
+# of a small market's rows: a parallel scan (about 20 ms and two worker
+# processes per engine batch) or, as a generic plan, a sequential scan of
+# every market's journal (about 300 ms). A bounded range is estimated as
+# small whatever the statistics (session 16, bench/README.md).
 CATCH_UP = (
-    "SELECT seq, command, NULL FROM matching_journal WHERE market = %s AND seq > %s "
+    "SELECT seq, command, NULL FROM matching_journal "
+    "WHERE market = %s AND seq > %s AND seq <= %s "
     "UNION ALL SELECT NULL, NULL, command_id FROM matching_journal "
     "WHERE market = %s AND command_id = ANY(%s) ORDER BY 1")
+CATCH_UP_ROWS = 10_000
 IDLE_POLL = 0.25
 
 
@@ -84,11 +98,65 @@ class StaleEngine(Exception):
     """Another process journaled this market's next sequence number."""
 
 
+@dataclass(frozen=True)
+class JournalWrite:
+    """One engine batch, applied in memory: its journal rows ``[market,
+    seq, command_id, command, at_ms]`` and its events' outbox rows
+    ``(exchange, routing_key, message_id, payload)``."""
+    journal: list
+    events: list
+
+
+def write_journal(conn, writes: list[JournalWrite]) -> None:
+    """Engine batches (any markets) in ONE statement, committed on its own
+    (synchronously): their journal rows and their events. All of them or
+    none: a journal key taken (a stale engine, fenced) fails every one."""
+    enqueue_many(conn, OUTBOX_STREAM, [row for write in writes for row in write.events],
+                 together_with=(JOURNAL_ROWS, (Jsonb([row for write in writes
+                                                      for row in write.journal]),)))
+
+
+class JournalWriter:
+    """The process's markets journal through one group commit: the engine
+    batches ready while a write is in flight go in the next write, ONE
+    statement and one commit for all of them (no linger: a lone batch goes
+    at once). With several markets active their engines receive a relay
+    read's commands at the same moment (orders' relay sends each market's
+    queue its message together), and each engine batch as its own commit
+    cost a commit (fsync), a relay read and a delivery to each consumer per
+    market (bench/README.md, session 16). A write that fails with several
+    markets in it is made again market by market, so a stale engine of one
+    market (its journal key taken: the fence) fails only its own batch."""
+
+    def __init__(self, pool, spawn=eventlet.spawn):
+        self.pool = pool
+        self.batcher = GroupCommit(self._run, max_batch=MARKETS_PER_WRITE, linger_s=0,
+                                   spawn=spawn)
+
+    def write(self, write: JournalWrite) -> None:
+        """Returns once ``write`` is committed; raises what its write raised."""
+        self.batcher.submit(write)
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    def _run(self, writes: list[JournalWrite]) -> list:
+        return run_or_each_alone(self._write, writes, fatal=(psycopg.OperationalError,))
+
+    def _write(self, writes: list[JournalWrite]) -> list:
+        with autocommitted(self.pool) as conn:
+            write_journal(conn, writes)
+        return [None] * len(writes)
+
+
 class MarketHost:
     """One market in this process."""
 
     def __init__(self, config: MarketConfig, pool, amqp_uri: str, clock=now_ms,
-                 events_exchange: str = EVENTS_EXCHANGE):
+                 events_exchange: str = EVENTS_EXCHANGE, writer: JournalWriter | None = None):
+        """``writer``: the process's JournalWriter (shared by its markets);
+        None: one of its own."""
+        self.writer = writer if writer is not None else JournalWriter(pool)
         self.config = config
         self.events_exchange = events_exchange
         self.market = config.symbol
@@ -151,19 +219,8 @@ class MarketHost:
             return
         # One read, autocommitted: a standby polls every IDLE_POLL, and a
         # transaction around the read cost a BEGIN and a COMMIT round trip.
-        with self._autocommit() as conn:
+        with autocommitted(self.pool) as conn:
             self._replay(conn, self.engine)
-
-    @contextmanager
-    def _autocommit(self):
-        """A pooled connection whose statements each commit on their own."""
-        with self.pool.connection() as conn:
-            conn.autocommit = True
-            try:
-                yield conn
-            finally:
-                if not conn.closed:
-                    conn.autocommit = False
 
     # -- commands ------------------------------------------------------------
     def process(self, batch: list[tuple[str, dict]]) -> int:
@@ -180,43 +237,50 @@ class MarketHost:
             # fences a second writer is the journal's keys, (market, seq) and
             # (market, command_id), checked by the one write statement, whose
             # commit (synchronous, fsync) comes before the messages' ack.
-            with self._autocommit() as conn:
+            with autocommitted(self.pool) as conn:
                 # One read: the journal entries not applied yet, and which of
-                # the batch's commands are journaled already (the same snapshot).
-                rows = conn.execute(CATCH_UP, (market, engine.seq, market,
-                                               [command_id for command_id, _ in batch])).fetchall()
-                self._apply_journal(engine, [(seq, command) for seq, command, _ in rows
-                                             if seq is not None])
-                seen = {command_id for seq, _, command_id in rows if seq is None}
-                at_ms = self.clock()
-                journal, events = [], []
-                for command_id, body in batch:
-                    if command_id in seen:
-                        continue
-                    try:
-                        command = command_from_dict(body["command"])
-                    except (InvalidCommand, KeyError, TypeError):
-                        seen.add(command_id)
-                        log.error("%s: dropping malformed command %s: %r", market, command_id, body)
-                        continue
-                    outcome = engine.apply(command)
-                    events.extend(outcome)
-                    if refused_until_placed(outcome):
-                        # Its order is not on the book (yet): a later copy is
-                        # applied again, so this row's id is one no copy matches.
-                        command_id = f"{command_id}#{engine.seq}"
-                    else:
-                        seen.add(command_id)
-                    journal.append((engine.seq, command_id, body["command"]))
-                if journal:
-                    seqs = [seq for seq, _, _ in journal]
-                    # One message per audience for the whole batch (wire.py),
-                    # in the journal's statement: one round trip for both.
-                    enqueue_many(conn, OUTBOX_STREAM, [
-                        (self.events_exchange, key, message_id, payload)
-                        for key, message_id, payload in batch_messages(
-                            self.config, events, at_ms, seqs[0], seqs[-1])],
-                        together_with=(JOURNAL_MANY, (market, at_ms, Jsonb(journal))))
+                # the batch's commands are journaled already (the same
+                # snapshot); read again while it returns CATCH_UP_ROWS entries
+                # (an engine that far behind: rare, a standby's replay keeps
+                # it current).
+                ids = [command_id for command_id, _ in batch]
+                while True:
+                    rows = conn.execute(CATCH_UP, (market, engine.seq, engine.seq + CATCH_UP_ROWS,
+                                                   market, ids)).fetchall()
+                    entries = [(seq, command) for seq, command, _ in rows if seq is not None]
+                    self._apply_journal(engine, entries)
+                    if len(entries) < CATCH_UP_ROWS:
+                        break
+            seen = {command_id for seq, _, command_id in rows if seq is None}
+            at_ms = self.clock()
+            journal, events = [], []
+            for command_id, body in batch:
+                if command_id in seen:
+                    continue
+                try:
+                    command = command_from_dict(body["command"])
+                except (InvalidCommand, KeyError, TypeError):
+                    seen.add(command_id)
+                    log.error("%s: dropping malformed command %s: %r", market, command_id, body)
+                    continue
+                outcome = engine.apply(command)
+                events.extend(outcome)
+                if refused_until_placed(outcome):
+                    # Its order is not on the book (yet): a later copy is
+                    # applied again, so this row's id is one no copy matches.
+                    command_id = f"{command_id}#{engine.seq}"
+                else:
+                    seen.add(command_id)
+                journal.append((engine.seq, command_id, body["command"]))
+            if journal:
+                # One message per audience for the whole batch (wire.py), in
+                # the journal's statement: one round trip for both.
+                self.writer.write(JournalWrite(
+                    [[market, seq, command_id, command, at_ms]
+                     for seq, command_id, command in journal],
+                    [(self.events_exchange, key, message_id, payload)
+                     for key, message_id, payload in batch_messages(
+                         self.config, events, at_ms, journal[0][0], journal[-1][0])]))
         except Exception:
             self.engine = None
             raise
@@ -293,6 +357,7 @@ class MarketEngines(DependencyProvider):
         # over processes, and tests sharing a vhost keep apart.
         self.hosted = re.compile(config.get("MATCHING_MARKETS") or ".*")
         self.hosts: dict[str, MarketHost] = {}
+        self.writer = JournalWriter(self.pool, spawn=self.container.spawn_managed_thread)
         self.threads = []
         self.catalogue = catalogue.container_follower(self.container)
 
@@ -320,7 +385,8 @@ class MarketEngines(DependencyProvider):
             if symbol not in self.hosts and market.status != catalogue.DELISTED \
                     and self.hosted.fullmatch(symbol):
                 host = MarketHost(MarketConfig.from_dict(market.engine_config()), self.pool,
-                                  self.amqp_uri, events_exchange=self.events_exchange)
+                                  self.amqp_uri, events_exchange=self.events_exchange,
+                                  writer=self.writer)
                 self.hosts[symbol] = host
                 self.threads.append(self.container.spawn_managed_thread(host.run))
 
@@ -330,6 +396,7 @@ class MarketEngines(DependencyProvider):
             host.stop()
         for thread in self.threads:
             thread.kill()
+        self.writer.close()
         self.pool.close()
 
     kill = stop

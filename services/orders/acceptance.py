@@ -26,7 +26,6 @@ database out of reach fails them all).
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -37,7 +36,7 @@ from nameko.extensions import DependencyProvider
 from psycopg.types.json import Jsonb
 
 from services.common.config import load_settings
-from services.common.group_commit import GroupCommit
+from services.common.group_commit import GroupCommit, run_or_each_alone
 from services.common.outbox import COMMANDS_EXCHANGE, enqueue_many
 from services.common.postgres import make_pool, retry_transient
 from services.matching.models import AmendOrder, CancelOrder, InvalidValue, command_to_dict
@@ -50,7 +49,6 @@ from .errors import (
 )
 from .providers import OPEN, ORDER_COLUMNS, SELECT_ORDER, order_view
 
-log = logging.getLogger(__name__)
 
 OUTBOX_STREAM = "orders"
 MAX_BATCH = 200
@@ -262,27 +260,12 @@ class Acceptance(DependencyProvider):
 
     # -- one batch -----------------------------------------------------------
     def _run(self, requests: list) -> list:
-        try:
-            return retry_transient(lambda: self._transaction(requests))
-        except psycopg.OperationalError:
-            raise   # the database is out of reach: every caller of the batch learns it
-        except Exception:
-            if len(requests) == 1:
-                raise
-            # One request the database refused in a way no refusal code
-            # covers must not fail the others: each alone, in its own
-            # transaction (nothing of the failed one was committed).
-            log.exception("a batch of %d requests failed; running them one by one",
-                          len(requests))
-        return [self._alone(request) for request in requests]
-
-    def _alone(self, request):
-        try:
-            return retry_transient(lambda: self._transaction([request]))[0]
-        except psycopg.OperationalError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - this caller's own failure
-            return exc
+        # One request the database refused in a way no refusal code covers
+        # must not fail the others: each alone, in its own transaction
+        # (nothing of the failed one was committed). The database out of
+        # reach: every caller of the batch learns it.
+        return run_or_each_alone(lambda batch: retry_transient(lambda: self._transaction(batch)),
+                                 requests, fatal=(psycopg.OperationalError,))
 
     def _transaction(self, requests: list) -> list:
         outcomes: list = [None] * len(requests)

@@ -14,7 +14,7 @@ from services.common.catalogue import RegistryCatalogue
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumerProvider
 from services.common.events import ORDERS_AUDIENCE, UnsupportedEvent, trade_executed, unpack
-from services.common.postgres import PostgresPool, make_pool, retry_transient
+from services.common.postgres import PostgresPool, autocommitted, make_pool, retry_transient
 
 from services.matching.models import MarketConfig
 
@@ -66,14 +66,9 @@ class OrdersDb:
         return retry_transient(lambda: self._autocommit_statement(statement, params, every_row))
 
     def _autocommit_statement(self, statement: str, params, every_row: bool):
-        with self.pool.connection() as conn:
-            conn.autocommit = True
-            try:
-                cursor = conn.execute(statement, params)
-                return cursor.fetchall() if every_row else cursor.fetchone()
-            finally:
-                if not conn.closed:
-                    conn.autocommit = False
+        with autocommitted(self.pool) as conn:
+            cursor = conn.execute(statement, params)
+            return cursor.fetchall() if every_row else cursor.fetchone()
 
     def get_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict]:
         """The orders of ``(user, order_id)`` pairs that exist, by pair: one

@@ -41,15 +41,22 @@ def test_two_traders_trade_live_in_the_browser(settings):
                        json.dumps(args))
 
 
-def test_a_filled_order_leaves_the_open_list_while_orders_has_not_recorded_it(settings):
-    """The push reaches the browser before orders records the fill (held
-    back here by a row lock: trader_scenarios.filled_order_leaves_while_orders_lags)."""
+def run_with_orders_lagging(settings, scenario: str) -> None:
+    """A scenario where the push reaches the browser before orders records the
+    trade (held back by a row lock: trader_scenarios.held_bid)."""
     args = {"url": settings.gateway_url, "price": kit.inside_spread(settings, MARKET),
             "dsn": settings.postgres_dsn(),
             "buyer": asdict(kit.new_trader(settings, {"USDT": "5000"}, prefix="web")),
             "seller": asdict(kit.new_trader(settings, {"BTC": "1"}, prefix="web"))}
-    chromium.run_child("tests.e2e.browser.trader_scenarios",
-                       "filled_order_leaves_while_orders_lags", json.dumps(args))
+    chromium.run_child("tests.e2e.browser.trader_scenarios", scenario, json.dumps(args))
+
+
+def test_a_filled_order_leaves_the_open_list_while_orders_has_not_recorded_it(settings):
+    run_with_orders_lagging(settings, "filled_order_leaves_while_orders_lags")
+
+
+def test_a_partial_fill_shows_in_the_open_list_while_orders_has_not_recorded_it(settings):
+    run_with_orders_lagging(settings, "partial_fill_shows_while_orders_lags")
 
 
 def test_client_refuses_off_grid_orders_before_sending_and_fits_a_phone(settings):

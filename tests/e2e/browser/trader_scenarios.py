@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from contextlib import contextmanager
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -224,42 +225,28 @@ def refusals_and_phone(args):
             trader.close()
 
 
-def filled_order_leaves_while_orders_lags(args):
-    """The order pushes come from the engine's events, and orders records the
-    same events in a consumer of its own, which can commit after the push has
-    reached the browser: a read of the open orders made at the push then
-    still lists a filled order (a CI rehearsal caught the row staying for
-    good). Made certain here: a transaction of the test holds the bid's row
-    (FOR NO KEY UPDATE: orders' consumer waits to update it, reads do not)
-    while it trades, so orders lists it as open for as long as the row is
-    held. The filled order must still leave the open list."""
+@contextmanager
+def held_bid(args, prefix: str):
+    """The pair of ``args`` signed in, the buyer's post-only bid of QUANTITY
+    at ``args["price"]`` in its open list, and the bid's orders row held by a
+    transaction of the test (FOR NO KEY UPDATE: orders' consumer waits to
+    update it, reads do not) until ``release()``, so that orders lags behind
+    the pushes for certain. Yields the traders, the order id, its row's
+    selector, ``look`` (a connection to read the row) and ``release``; the
+    traders' consoles must stay free of errors."""
     import psycopg
-    price = args["price"]
     with chromium.browser() as browser:
-        buyer, seller = signed_in_pair(browser, args, "lag-")
+        buyer, seller = signed_in_pair(browser, args, prefix)
         try:
-            order_id = buyer.place("buy", price, QUANTITY, post_only=True)
+            order_id = buyer.place("buy", args["price"], QUANTITY, post_only=True)
             row = f"#open-orders tr[data-order='{order_id}']"
             buyer.page.wait_for_selector(row, timeout=WAIT_MS)
-            with psycopg.connect(args["dsn"]) as hold, psycopg.connect(args["dsn"]) as look:
+            with psycopg.connect(args["dsn"]) as hold, \
+                    psycopg.connect(args["dsn"], autocommit=True) as look:
                 hold.execute("SELECT 1 FROM orders WHERE order_id = %s FOR NO KEY UPDATE",
                              (order_id,))
-                seller.place("sell", price, QUANTITY, tif="IOC")
-                buyer.tape_has(price, QUANTITY)
-                buyer.page.wait_for_selector(row, state="detached", timeout=WAIT_MS)
-                # ... while orders still had it open: the lag was real.
-                look.autocommit = True
-                status = look.execute("SELECT status FROM orders WHERE order_id = %s",
-                                      (order_id,)).fetchone()[0]
-                assert status == "new", f"orders recorded the fill already ({status})"
-                hold.rollback()
-            buyer.shot("07-filled-while-orders-lagged")
-            # Once orders has recorded it, it shows in the history as filled.
-            buyer.page.wait_for_function(
-                "id => [...document.querySelectorAll('#order-history tr')].some("
-                "r => r.cells[0]?.textContent === String(id) && /filled/i.test(r.textContent))",
-                arg=order_id, timeout=WAIT_MS)
-            assert buyer.page.locator(row).count() == 0
+                yield SimpleNamespace(buyer=buyer, seller=seller, order_id=order_id, row=row,
+                                      look=look, release=hold.rollback)
             for trader in (buyer, seller):
                 assert trader.errors == [], f"{trader.name} console: {trader.errors}"
         finally:
@@ -267,8 +254,88 @@ def filled_order_leaves_while_orders_lags(args):
             seller.close()
 
 
+def filled_order_leaves_while_orders_lags(args):
+    """The order pushes come from the engine's events, and orders records the
+    same events in a consumer of its own, which can commit after the push has
+    reached the browser: a read of the open orders made at the push then
+    still lists a filled order (a CI rehearsal caught the row staying for
+    good). Made certain here (``held_bid``): orders lists the bid as open for
+    as long as its row is held. The filled order must still leave the open
+    list."""
+    price = args["price"]
+    with held_bid(args, "lag-") as held:
+        buyer, order_id, row = held.buyer, held.order_id, held.row
+        held.seller.place("sell", price, QUANTITY, tif="IOC")
+        buyer.tape_has(price, QUANTITY)
+        buyer.page.wait_for_selector(row, state="detached", timeout=WAIT_MS)
+        # ... while orders still had it open: the lag was real.
+        status = held.look.execute("SELECT status FROM orders WHERE order_id = %s",
+                                   (order_id,)).fetchone()[0]
+        assert status == "new", f"orders recorded the fill already ({status})"
+        held.release()
+        buyer.shot("07-filled-while-orders-lagged")
+        # Once orders has recorded it, it shows in the history as filled.
+        buyer.page.wait_for_function(
+            "id => [...document.querySelectorAll('#order-history tr')].some("
+            "r => r.cells[0]?.textContent === String(id) && /filled/i.test(r.textContent))",
+            arg=order_id, timeout=WAIT_MS)
+        assert buyer.page.locator(row).count() == 0
+
+
+PART = "0.0050"
+
+
+def partial_fill_shows_while_orders_lags(args):
+    """A partial fill's push reaches the browser before orders records it
+    (``held_bid``): the open order must show the filled part and
+    "partially_filled" from the fill pushed, and the history the same, not
+    the read's 0 and "new" until some later read (before session 18 it
+    stayed so for as long as orders lagged past the client's one re-read)."""
+    filled_is = ("([row, q]) => { const r = document.querySelector(row); return !!r && "
+                 "r.cells[4].textContent.replace(/0+$/, '') === q.replace(/0+$/, '') && "
+                 "r.cells[5].textContent === 'partially_filled'; }")
+    with held_bid(args, "part-") as held:
+        buyer, order_id, row = held.buyer, held.order_id, held.row
+        held.seller.place("sell", args["price"], PART, tif="IOC")
+        # Past the client's first re-read (1 s after the push), so a client
+        # showing only what orders answers would show 0 here.
+        buyer.page.wait_for_timeout(2500)
+        buyer.page.wait_for_function(filled_is, arg=[row, PART], timeout=WAIT_MS)
+        # The fill pushed is in the fills table too.
+        buyer.page.wait_for_function(
+            "q => [...document.querySelectorAll('#fills tbody tr')].some(tr => "
+            "tr.children[3].textContent.replace(/0+$/, '') === q.replace(/0+$/, ''))",
+            arg=PART, timeout=WAIT_MS)
+        # ... while orders still had it unfilled: the lag was real.
+        status, filled = held.look.execute(
+            "SELECT status, filled_quantity FROM orders WHERE order_id = %s",
+            (order_id,)).fetchone()
+        assert (status, Decimal(filled)) == ("new", 0), \
+            f"orders recorded the fill already ({status}, {filled})"
+        # The history's row says the same (its read says "new").
+        buyer.page.wait_for_function(
+            "id => [...document.querySelectorAll('#order-history tr')].some(r => "
+            "r.cells[0]?.textContent === String(id) && "
+            "r.textContent.includes('partially_filled'))", arg=order_id, timeout=WAIT_MS)
+        buyer.shot("08-partial-fill-while-orders-lagged")
+        held.release()
+        # Once orders has recorded it, its read says the same.
+        for _ in range(100):
+            status, = held.look.execute("SELECT status FROM orders WHERE order_id = %s",
+                                        (order_id,)).fetchone()
+            if status == "partially_filled":
+                break
+            buyer.page.wait_for_timeout(100)
+        assert status == "partially_filled", status
+        buyer.page.wait_for_timeout(1500)            # past a re-read of the lists
+        buyer.page.wait_for_function(filled_is, arg=[row, PART], timeout=WAIT_MS)
+        buyer.page.click(f"{row} button")            # the rest cancelled: the row leaves
+        buyer.page.wait_for_selector(row, state="detached", timeout=WAIT_MS)
+
+
 SCENARIOS = {"two_traders_trade": two_traders_trade, "refusals_and_phone": refusals_and_phone,
-             "filled_order_leaves_while_orders_lags": filled_order_leaves_while_orders_lags}
+             "filled_order_leaves_while_orders_lags": filled_order_leaves_while_orders_lags,
+             "partial_fill_shows_while_orders_lags": partial_fill_shows_while_orders_lags}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](json.loads(sys.argv[2]))

@@ -72,21 +72,28 @@ def test_a_client_order_id_places_its_order_once(settings, key, bid):
         (again[0]["error"]["status"], "DUPLICATE_CLIENT_ORDER_ID")
 
 
-def test_rate_limits_count_every_order_of_a_batch(settings, trader, bid):
-    fresh = create_key(settings, trader, permissions=["read", "trade"])
+def fresh_account(settings):
+    """A trader of its own and a key: the order counts are per account, so
+    they start at 0 (the module's trader has placed orders already)."""
+    person = kit.new_person(settings, {"USDT": "50000"}, prefix="natbatch")
+    return person, create_key(settings, person, permissions=["read", "trade"])
+
+
+def test_rate_limits_count_every_order_of_a_batch(settings, bid):
+    person, fresh = fresh_account(settings)
     response = signed(settings, fresh, "POST", BATCH, body={"orders": [limit(bid)] * 3})
     assert response.status_code == 200, response.text
     assert response.headers["X-MBX-ORDER-COUNT-10S"] == "3"
     assert response.headers["X-MBX-ORDER-COUNT-1D"] == "3"
     for result in response.json()["results"]:
-        api(settings, trader, "DELETE", f"/api/v1/orders/{result['order']['order_id']}")
+        api(settings, person, "DELETE", f"/api/v1/orders/{result['order']['order_id']}")
 
 
-def test_a_batch_counts_the_orders_it_placed_not_the_refused_ones(settings, trader, bid):
+def test_a_batch_counts_the_orders_it_placed_not_the_refused_ones(settings, bid):
     """As on Binance, only placed orders count toward the order limits: the
     refused ones (an unknown market, a hold the balance cannot cover) are
     given back, and the headers show the count after it."""
-    fresh = create_key(settings, trader, permissions=["read", "trade"])
+    person, fresh = fresh_account(settings)
     orders = [limit(bid), {**limit(bid), "market": "NOPE-USDT"}, limit(bid, "5"), limit(bid)]
     response = signed(settings, fresh, "POST", BATCH, body={"orders": orders})
     assert response.status_code == 200, response.text
@@ -98,7 +105,7 @@ def test_a_batch_counts_the_orders_it_placed_not_the_refused_ones(settings, trad
     assert refused.status_code == 400, refused.text
     assert refused.headers["X-MBX-ORDER-COUNT-1D"] == "2"            # given back
     for placed in (results[0], results[3]):
-        api(settings, trader, "DELETE", f"/api/v1/orders/{placed['order']['order_id']}")
+        api(settings, person, "DELETE", f"/api/v1/orders/{placed['order']['order_id']}")
 
 
 @pytest.mark.parametrize("count", [0, 51])

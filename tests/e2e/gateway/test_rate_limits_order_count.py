@@ -4,9 +4,12 @@ exchangeInfo, read from the counters new orders are refused on
 (gateway/ratelimit.py), through python-binance's ``get_current_order_count``
 and ccxt's ``privateGetRateLimitOrder``; signed like every USER_DATA call.
 
-A fresh key per test (the counts are per API key, so they start at 0), and
+A fresh trader per test (the counts are per account, so they start at 0), and
 its own loopback address (tests/e2e/loopback.py) where the request weight is
 looked at (the weight is counted per client IP)."""
+import time
+from decimal import Decimal
+
 import pytest
 from binance.exceptions import BinanceAPIException
 
@@ -62,6 +65,31 @@ def test_the_count_rises_with_each_new_order(gateway_url, settings):
     assert by_interval(client.get_current_order_count())["1DAY"] == ORDERS
 
 
+def test_the_keys_of_one_account_share_its_count(gateway_url, settings):
+    """Binance: "The unfilled order count is tracked by each account ...
+    shared across all IP addresses, all API keys and all APIs". Orders placed
+    with two keys of one trader add to one count, which both keys read; another
+    trader's count is not touched."""
+    trader = kit.new_trader(settings, {"USDT": "100000"}, prefix="gwcount")
+    second = kit.another_key(settings, trader, permissions=["read", "trade"])
+    first_client = kit.binance_client(gateway_url, trader.api_key, trader.secret)
+    second_client = kit.binance_client(gateway_url, second["api_key"], second["secret"])
+    price = str(far_bid(settings, MARKET))
+    placed = []
+    for client in (first_client, first_client, second_client):
+        placed.append((client, client.create_order(
+            symbol=BINANCE, side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.01",
+            price=price, newOrderRespType="ACK")))
+    assert second_client.response.headers["X-MBX-ORDER-COUNT-1D"] == "3"
+    assert by_interval(first_client.get_current_order_count())["1DAY"] == 3
+    assert by_interval(second_client.get_current_order_count())["1DAY"] == 3
+    other = kit.new_trader(settings, {}, permissions=("read",), prefix="gwcount")
+    other_client = kit.binance_client(gateway_url, other.api_key, other.secret)
+    assert by_interval(other_client.get_current_order_count())["1DAY"] == 0
+    for client, order in placed:
+        client.cancel_order(symbol=BINANCE, orderId=order["orderId"])
+
+
 def test_a_refused_order_is_not_counted(gateway_url, settings):
     """Binance: "Every successful request to place an order adds to the
     unfilled order count". A refusal for the balance (-2010) or a filter
@@ -76,6 +104,68 @@ def test_a_refused_order_is_not_counted(gateway_url, settings):
         assert caught.value.code == code, caught.value
         assert caught.value.response.headers["X-MBX-ORDER-COUNT-1D"] == "0"
     assert by_interval(client.get_current_order_count()) == {"10SECOND": 0, "1DAY": 0}
+
+
+def day_count(client) -> int:
+    return by_interval(client.get_current_order_count())["1DAY"]
+
+
+def soon(probe):
+    """``probe()`` true within 10 s, asked twice a second (the count's read
+    weighs 40: polled faster it would spend the IP's weight)."""
+    kit.eventually(probe, timeout_s=10.0, interval_s=0.5)
+
+
+def test_an_orders_first_fill_takes_it_off_the_count(gateway_url, settings):
+    """Binance: "When any order is filled for the first time (partially or
+    fully), the order count will be decremented by 1 for the current
+    10-second and 24-hour order count windows", asynchronously (an order that
+    fills at once answers with the count before). Here: a resting sell's
+    first partial fill takes it off its maker's count, its second fill takes
+    nothing more; each taker order that filled comes off the taker's count;
+    the maker's order that never fills stays counted. (The DAY window: the
+    10 s one may turn during the test.)"""
+    maker = kit.new_trader(settings, {"BTC": "1"}, prefix="gwfill")
+    taker = kit.new_trader(settings, {"USDT": "100000"}, prefix="gwfill")
+    maker_client = kit.binance_client(gateway_url, maker.api_key, maker.secret)
+    taker_client = kit.binance_client(gateway_url, taker.api_key, taker.secret)
+    price = kit.quiet_price(settings)
+    resting = maker_client.create_order(symbol=BINANCE, side="SELL", type="LIMIT",
+                                        timeInForce="GTC", quantity="0.003", price=str(price),
+                                        newOrderRespType="ACK")
+    far_ask = str((price * Decimal("1.1")).quantize(kit.TICK))
+    unfilled = maker_client.create_order(symbol=BINANCE, side="SELL", type="LIMIT",
+                                         timeInForce="GTC", quantity="0.001", price=far_ask,
+                                         newOrderRespType="ACK")
+    assert maker_client.response.headers["X-MBX-ORDER-COUNT-1D"] == "2"
+
+    def buy_one():
+        bought = taker_client.create_order(symbol=BINANCE, side="BUY", type="LIMIT",
+                                           timeInForce="IOC", quantity="0.001", price=str(price),
+                                           newOrderRespType="FULL")
+        assert bought["status"] == "FILLED" and len(bought["fills"]) == 1, bought
+        return int(taker_client.response.headers["X-MBX-ORDER-COUNT-1D"])
+
+    assert buy_one() == 1                            # counted when placed ...
+    soon(lambda: day_count(taker_client) == 0)   # ... off once filled
+    soon(lambda: day_count(maker_client) == 1)   # the resting sell's first fill
+    # Past every gateway process's sync of the counts (1 s, gateway/ratelimit.py
+    # SYNC_S): the process answering the next order may have read the
+    # taker's fills before the first one was taken off.
+    time.sleep(1.5)
+    assert buy_one() == 1
+    soon(lambda: day_count(taker_client) == 0)
+    # The bridge took the taker's second order off after the maker's second
+    # fill (one trade, maker first); past any process's sync (1 s), the
+    # maker's count is still 1: a second fill takes nothing.
+    time.sleep(1.5)
+    assert day_count(maker_client) == 1
+    order = maker_client.get_order(symbol=BINANCE, orderId=resting["orderId"])
+    assert (order["status"], Decimal(order["executedQty"])) == ("PARTIALLY_FILLED",
+                                                                 Decimal("0.002"))
+    for placed in (resting, unfilled):
+        maker_client.cancel_order(symbol=BINANCE, orderId=placed["orderId"])
+    assert day_count(maker_client) == 1              # a cancel gives nothing back
 
 
 def test_the_read_weighs_40_and_is_no_order(settings):

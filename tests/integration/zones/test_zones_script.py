@@ -140,3 +140,15 @@ def test_an_unknown_zone_is_refused_in_one_line():
     result = zones("cut", "zone-q", check=False)
     assert result.returncode == 2
     assert result.stderr.strip() == "[zones] ERROR: unknown zone zone-q: one of zone-a, zone-b, zone-c"
+
+
+def test_the_drill_neither_reuses_nor_removes_zones_that_exist_already(fresh_zones):
+    """Zones that are up belong to another deployment: the drill stops at
+    once with a clear error, and they are still there afterwards."""
+    result = zones("drill", check=False)
+    assert result.returncode == 2
+    assert "exists already" in result.stderr and "another three-zones deployment" in result.stderr
+    assert "deployed" not in result.stdout and "zones down" not in result.stdout
+    for name in ADDRESSES:
+        assert Path(f"/run/netns/{name}").exists()
+    assert zones("status").stdout.count("link UP  cut no") == 3

@@ -102,3 +102,18 @@ def test_cost_map_counts_growth_per_channel_and_groups_reply_queues():
                                   (2, False): ("INSERT ...", 3, 1.0, 3)}
     assert cost["queues"] == {("published", "q"): 7.0}
     assert cost["commits"] == [10, 0] and cost["wal"] == [2, 1, 50]
+
+
+def test_only_an_answer_with_a_code_counts_as_answered():
+    """A request the clients send that gets no coded answer (a timeout, a
+    lost connection, a 5xx) is a failure in the 'every arrival answered'
+    verdict, not a refusal."""
+    from nameko.exceptions import RemoteError, RpcTimeout
+
+    from bench.order_path_bench import BatchRefused, RestRefused, answered_with_a_code
+    assert answered_with_a_code(RestRefused(400, -2011, "Unknown order sent."))
+    assert not answered_with_a_code(RestRefused(503, -1003, "busy"))
+    assert answered_with_a_code(BatchRefused({"code": "ORDER_NOT_OPEN", "message": "gone"}))
+    assert answered_with_a_code(RemoteError("OrderRefused", "ORDER_NOT_OPEN: gone"))
+    assert not answered_with_a_code(RpcTimeout(10))
+    assert not answered_with_a_code(ConnectionError("reset"))

@@ -91,6 +91,22 @@ def test_orders_are_counted_per_key_in_ten_second_windows(limiter):
     rl.charge_key("k1", 1, orders=True)
 
 
+def test_the_keys_of_one_account_share_its_order_counts(limiter):
+    """Binance tracks the unfilled order count per account, shared by all its
+    API keys: a second key of the same user is refused at the account's limit,
+    another user's key is not, and the count read is the account's."""
+    rl, clock = limiter
+    clock.now = 1_000_000.0                          # a 10 s window starts
+    rl.charge_key("k1", 1, orders=True, account="u1")
+    rl.charge_key("k2", 1, orders=True, account="u1")
+    with pytest.raises(ApiError) as caught:
+        rl.charge_key("k3", 1, orders=True, account="u1")
+    assert (caught.value.status, caught.value.binance_code) == (429, -1015)
+    rl.charge_key("k4", 1, orders=True, account="u2")
+    assert [count for _, count in rl.order_counts("u1")] == [3, 3]
+    assert [count for _, count in rl.order_counts("u2")] == [1, 1]
+
+
 def test_order_counts_are_the_counters_orders_are_refused_on(limiter):
     """GET /api/v3/rateLimit/order: each ORDERS limit of exchangeInfo with the
     key's count in its window, what this process counted since its last
@@ -168,6 +184,49 @@ def test_another_process_reads_the_order_counts_once_synced(two_processes):
     assert not any(key.startswith("rl1:o:key:k2") for key in memcache.values)
     two.order_counts("k2")                           # a read creates no counter
     assert not any(key.startswith("rl1:o:key:k2") for key in memcache.values)
+
+
+def test_an_orders_first_fill_takes_it_off_its_accounts_order_counts_once(two_processes):
+    """Binance: "When any order is filled for the first time (partially or
+    fully), the order count will be decremented by 1 for the current
+    10-second and 24-hour order count windows": so long as a bot's orders
+    trade, it can keep trading. A later fill of the same order, the same
+    trade seen again, or seen by another gateway process (the push bridge
+    after a failover) takes nothing more."""
+    one, two, clock, _ = two_processes
+    clock.now = 1_000_000.0                          # a 10 s window starts
+    one.charge_key("k1", 1, orders=True, account="u1")
+    clock.now += 1.5
+    one.charge_key("k2", 1, orders=True, account="u1")   # synced: 2, the limit
+    # ``two`` plays the push bridge's process: it takes off in Memcached at
+    # once (it never counts for u1, so it would never sync a pending change).
+    assert two.orders_filled([(7, "u1"), (9, "u2")]) == 2
+    assert [count for _, count in two.order_counts("u1")] == [1, 1]
+    assert [count for _, count in two.order_counts("u2")] == [0, 0]   # never below 0
+    assert two.orders_filled([(7, "u1")]) == 0       # filled again: once per order
+    assert one.orders_filled([(7, "u1"), (9, "u2")]) == 0   # seen by another process
+    clock.now += 1.5
+    one.charge_key("k1", 1, orders=True, account="u1")   # 2 again: under the limit
+    assert [count for _, count in one.order_counts("u1")] == [2, 2]
+    assert two.orders_filled([(8, "u1")]) == 1       # another order of u1, first filled
+    assert [count for _, count in two.order_counts("u1")] == [1, 1]
+
+
+def test_a_fill_taken_off_before_its_orders_count_reached_memcached_is_not_lost(two_processes):
+    """The e2e test's race: an order counted by one process and not synced
+    yet (its count is that process's own for up to a second) filled, and
+    taken off by the bridge's process first. A take-off that was a ``decr``
+    of the placed count stopped at 0 there and was lost; a count of fills
+    apart is not."""
+    one, two, clock, _ = two_processes
+    clock.now = 1_000_000.0
+    one.charge_key("k1", 1, orders=True, account="u1")   # 1 in Memcached
+    assert two.orders_filled([(21, "u1")]) == 1
+    one.charge_key("k1", 1, orders=True, account="u1")   # one's own: not synced yet
+    assert two.orders_filled([(22, "u1")]) == 1          # ... when it fills
+    clock.now += 1.5
+    assert [count for _, count in one.order_counts("u1")] == [0, 0]
+    assert [count for _, count in two.order_counts("u1")] == [0, 0]
 
 
 def test_an_unreachable_memcached_serves_unlimited_and_is_not_asked_again_at_once():

@@ -78,6 +78,30 @@ def test_a_batch_is_one_diff_with_the_changes_in_order():
     assert [c["quantity"] for c in diff["changes"]] == ["1.0000", "0", "3.0000"]
 
 
+def test_trades_orders_go_to_the_order_count_give_back_at_the_flush_and_a_failure_stops_none():
+    """The take-off's Memcached round trips wait for the flush: the fills of
+    the engine batch are pushed first; a failing take-off fails no flush."""
+    taken = []
+    for failing in (False, True):
+        push, emitted = bridge()
+
+        def orders_filled(fills, failing=failing):
+            taken.append(fills)
+            if failing:
+                raise OSError("memcached went away")
+        push.orders_filled = orders_filled
+        push.handle("trade_executed", TRADE)
+        push.handle("trade_executed", {**TRADE, "trade_id": "BTC-USDT-4", "taker_order_id": 11})
+        assert sorted(r for e, _d, r in emitted if e == "fill") == ["user:u-maker"] * 2 + \
+            ["user:u-taker"] * 2
+        assert len(taken) == (1 if failing else 0)      # nothing taken off before the flush
+        push.handle("balances_changed", {"changes": [{"user": "u-maker"}]})
+        push.flush()
+        assert push.pending_filled == []
+        assert any(e == "balances" for e, _d, _r in emitted)   # the flush went on
+    assert taken == [[(7, "u-maker"), (9, "u-taker"), (7, "u-maker"), (11, "u-taker")]] * 2
+
+
 def test_public_trades_name_no_user_or_order_and_fills_go_to_each_side():
     push, emitted = bridge()
     push.handle("trade_executed", TRADE)
