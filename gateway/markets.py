@@ -102,12 +102,11 @@ class Market:
         if notional < self.min_notional:
             raise filter_failure(MSG_NOTIONAL)
 
-    def commission(self, is_buyer: bool, is_maker: bool, quantity: Decimal,
+    def commission(self, is_buyer: bool, rate: Decimal, quantity: Decimal,
                    quote_quantity: Decimal) -> tuple[str, str]:
-        """(amount, asset) of the fee on one fill at the market's schedule: on
-        what the party receives, rounded down to the asset's minor unit (as
-        wallets' settlement charges it)."""
-        rate = self.maker_fee if is_maker else self.taker_fee
+        """(amount, asset) of the fee at ``rate`` on one fill: on what the party
+        receives, rounded down to the asset's minor unit (as wallets'
+        settlement charges it)."""
         if is_buyer:
             amount, asset, scale = quantity * rate, self.base, self.base_scale
         else:

@@ -35,8 +35,7 @@ still counts klines: ``_candles``), and their
 taker-buy volumes are "0" (not recorded); a ticker's ``prevClosePrice`` is its open and
 ``firstId``/``lastId`` are -1; ``avgPrice`` averages the trades of the 1m
 candles opening at or after now - 5 min floored (5 to 6 minutes); a MARKET SELL by ``quoteOrderQty`` is refused
-(-1013, the engine sells by quantity); commissions shown follow the market's
-fee schedule (a user with a fee tier pays the tier's rate); the order rate
+(-1013, the engine sells by quantity); the order rate
 limits count an account's orders placed through the gateway (``rateLimit/order``'s
 ``count``; a refused one is given back and a first fill takes one off, as
 on Binance: gateway/ratelimit.py), where Binance counts every order of the
@@ -100,6 +99,8 @@ KLINE_CALLS, KLINE_PAGE_BUCKETS, KLINE_PROBE_BUCKETS = 12, 1000, 1500
 # /myTrades (_user_fills): calls to marketdata; the hours one call reads at most
 # (services/marketdata/storage.py MAX_TRADE_BUCKETS_PER_READ).
 USER_FILL_CALLS, USER_FILL_HOURS = 16, 24
+# Fills per wallets.trade_fees call (wallets' MAX_BATCH ids).
+TRADE_FEES_BATCH = 1000
 AGG_PAGES, AGG_HALVINGS = 4, 8
 # /aggTrades from fromId (_trades_from_id): the candles that locate a trade
 # number, and the rounds of locating and reading per request.
@@ -729,12 +730,28 @@ def placed_object(order: dict, market: Market, resp_type: str, fills: list | Non
     return body
 
 
-def fill_object(trade: dict, market: Market) -> dict:
-    quantity, quote = Decimal(trade["quantity"]), Decimal(trade["quote_quantity"])
-    commission, asset = market.commission(trade["side"] == "buy", trade["role"] == "maker",
-                                          quantity, quote)
-    return {"price": fmt(trade["price"]), "qty": fmt(quantity), "commission": commission,
-            "commissionAsset": asset, "tradeId": trade_number(trade["trade_id"])}
+def fill_object(trade: dict, market: Market, commission: tuple[str, str]) -> dict:
+    return {"price": fmt(trade["price"]), "qty": fmt(trade["quantity"]),
+            "commission": commission[0], "commissionAsset": commission[1],
+            "tradeId": trade_number(trade["trade_id"])}
+
+
+def commissions(services, user: str, market: Market, trades: list) -> list[tuple[str, str]]:
+    """Each of the user's fills' (commission, commissionAsset): what the
+    ledger charged them on it, or, for a fill not settled yet, what their rate
+    (their fee tier's or the market's schedule) charges at its settlement.
+    One wallets call per TRADE_FEES_BATCH fills."""
+    out = []
+    for start in range(0, len(trades), TRADE_FEES_BATCH):
+        chunk = trades[start:start + TRADE_FEES_BATCH]
+        paid = services.wallets.trade_fees(user, market.symbol, [t["trade_id"] for t in chunk])
+        rates = {role: Decimal(rate) for role, rate in paid["rates"].items()}
+        for t in chunk:
+            charged = paid["fees"].get(t["trade_id"], {}).get(t["role"])
+            out.append((fmt(charged["amount"]), charged["asset"]) if charged else
+                       market.commission(t["side"] == "buy", rates[t["role"]],
+                                         Decimal(t["quantity"]), Decimal(t["quote_quantity"])))
+    return out
 
 
 # ================================================================ private: waiting on the engine
@@ -776,7 +793,8 @@ def fills_of(services, user: str, order: dict, market: Market, deadline: float) 
         if sum(Decimal(t["quantity"]) for t in trades) >= executed or \
                 time.monotonic() >= deadline:
             trades.sort(key=lambda t: (t["executed_at"], trade_number(t["trade_id"])))
-            return [fill_object(t, market) for t in trades]
+            return [fill_object(t, market, paid) for t, paid in
+                    zip(trades, commissions(services, user, market, trades))]
         eventlet.sleep(POLL_S[min(polls, len(POLL_S) - 1)])
         polls += 1
 
@@ -1118,19 +1136,17 @@ def my_trades():
     with rpc() as services, ratelimit.Metered(services, "marketdata") as metered:
         trades = _user_fills(metered, who.user_id, start, None if end is None else end + 1,
                              wanted, limit, oldest_first)
-    trades.sort(key=lambda t: (t["executed_at"], trade_number(t["trade_id"])))
-    trades = trades[:limit] if oldest_first else trades[-limit:]
+        trades.sort(key=lambda t: (t["executed_at"], trade_number(t["trade_id"])))
+        trades = trades[:limit] if oldest_first else trades[-limit:]
+        paid = commissions(services, who.user_id, market, trades)
     out = []
-    for t in trades:
-        quantity, quote = Decimal(t["quantity"]), Decimal(t["quote_quantity"])
-        commission, asset = market.commission(t["side"] == "buy", t["role"] == "maker",
-                                              quantity, quote)
+    for t, (commission, asset) in zip(trades, paid):
         out.append({"symbol": market.binance, "id": trade_number(t["trade_id"]),
                     "orderId": t["order_id"], "orderListId": -1, "price": fmt(t["price"]),
-                    "qty": fmt(quantity), "quoteQty": fmt(quote), "commission": commission,
-                    "commissionAsset": asset, "time": t["executed_at"],
-                    "isBuyer": t["side"] == "buy", "isMaker": t["role"] == "maker",
-                    "isBestMatch": True})
+                    "qty": fmt(t["quantity"]), "quoteQty": fmt(t["quote_quantity"]),
+                    "commission": commission, "commissionAsset": asset,
+                    "time": t["executed_at"], "isBuyer": t["side"] == "buy",
+                    "isMaker": t["role"] == "maker", "isBestMatch": True})
     return ok(out)
 
 

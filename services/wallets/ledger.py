@@ -221,7 +221,7 @@ class Trade(NamedTuple):
 
     @property
     def key(self) -> str:
-        return f"trade:{self.market.symbol}:{self.trade_id}"
+        return trade_key(self.market.symbol, self.trade_id)
 
     @property
     def buyer(self) -> str:
@@ -260,6 +260,11 @@ def quote_amount(market: Market, price: tuple[int, int], base_amount: int) -> Op
     numerator, denominator = price
     scaled, remainder = divmod(numerator * base_amount * quote.unit, denominator * base.unit)
     return None if remainder else scaled
+
+
+def trade_key(market: str, trade_id: str) -> str:
+    """A trade's journal transaction key (its idempotency key)."""
+    return f"trade:{market}:{trade_id}"
 
 
 def fee_amount(received: int, rate: tuple[int, int]) -> int:

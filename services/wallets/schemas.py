@@ -20,7 +20,7 @@ from typing import Any, Optional
 from services.common import events, grammar
 from services.common.errors import InvalidInput as GrammarRefusal
 from services.wallets.amounts import parse_amount, parse_price
-from services.wallets.assets import ASSETS, FEE_TIERS, MARKETS, Asset
+from services.wallets.assets import ASSETS, FEE_TIERS, MARKETS, Asset, Market
 from services.wallets.errors import (
     AmountTooPrecise,
     InvalidId,
@@ -59,6 +59,19 @@ def load_trade_id(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_BIGINT:
         return str(value)
     return load_ref(value, "trade_id")
+
+
+def load_market(value: Any) -> Market:
+    if not isinstance(value, str) or value not in MARKETS:
+        raise UnknownMarket(message=f"{_show(value)} is not a market", field="market")
+    return MARKETS[value]
+
+
+def load_trade_ids(value: Any) -> list[str]:
+    """A list of 0 to MAX_BATCH trade ids (trade_fees), duplicates dropped."""
+    if not isinstance(value, list) or len(value) > MAX_BATCH:
+        raise InvalidRequest(f"trade_ids must be a list of at most {MAX_BATCH} trade ids")
+    return list(dict.fromkeys(load_trade_id(item) for item in value))
 
 
 def load_withdrawal_id(value: Any) -> int:

@@ -90,6 +90,16 @@ class WalletsService:
     def balance(self, user, asset):
         return self.books.balance(schemas.load_user_id(user), schemas.load_asset(asset))
 
+    @rpc(expected_exceptions=WalletsError)
+    def trade_fees(self, user, market, trade_ids):
+        """The fees ``user`` pays on ``market``: ``rates`` (maker, taker: their
+        tier's or the market's own, as the next settlement charges them) and
+        ``fees``, what the ledger charged them on each listed trade settled so
+        far (at most MAX_BATCH ids; the gateway shows these as Binance's
+        commissions)."""
+        return self.books.trade_fees(schemas.load_user_id(user), schemas.load_market(market),
+                                     schemas.load_trade_ids(trade_ids))
+
     # -- holds --------------------------------------------------------------
 
     @rpc(expected_exceptions=WalletsError)

@@ -29,7 +29,7 @@ from psycopg_pool import ConnectionPool
 
 from services.common.postgres import TRANSIENT_ABORTS
 from services.wallets.amounts import format_amount
-from services.wallets.assets import ASSETS, Asset
+from services.wallets.assets import ASSETS, Asset, Market, fee_rates
 from services.wallets.audit import run_audit, run_checkpointed_audit, settled_candidate
 from services.wallets.errors import UnknownUser
 from services.wallets.ledger import (
@@ -39,6 +39,7 @@ from services.wallets.ledger import (
     JournalEntry,
     history_entry,
     system_owner,
+    trade_key,
 )
 
 RETRIES = 3
@@ -389,6 +390,30 @@ class LedgerStore:
                     "ON CONFLICT (user_id) DO UPDATE SET tier = excluded.tier, updated_at = now()",
                     (user, tier))
         return {"user": user, "tier": tier}
+
+    def trade_fees(self, user: str, market: Market, trade_ids: list[str]) -> dict:
+        """What ``user`` pays on ``market``. ``rates``: the maker and taker
+        rates a settlement charges them now (their tier's, or the market's
+        schedule). ``fees``: of the listed trades settled so far, the fee the
+        ledger charged them in each role they had, ``{trade_id: {"maker":
+        {"asset", "amount"}, "taker": {...}}}`` (both roles in a self-trade);
+        trades not settled yet, or not theirs, are left out. A tier changed
+        since a trade does not change what that trade was charged."""
+        with self._connection() as conn:
+            tier = conn.execute("SELECT tier FROM wallets.fee_tiers WHERE user_id = %s",
+                                (user,)).fetchone()
+            rows = conn.execute(
+                "SELECT details FROM wallets.transactions "
+                "WHERE idempotency_key = ANY(%s) AND type = 'trade'",
+                ([trade_key(market.symbol, trade_id) for trade_id in trade_ids],)
+            ).fetchall() if trade_ids else []
+        rates = fee_rates(market, tier[0] if tier else None)
+        fees: dict[str, dict] = {}
+        for (details,) in rows:
+            for role in ("maker", "taker"):
+                if details[f"{role}_user"] == user:
+                    fees.setdefault(details["trade_id"], {})[role] = details[f"{role}_fee"]
+        return {"rates": {"maker": rates.maker, "taker": rates.taker}, "fees": fees}
 
     # -- history ------------------------------------------------------------
 

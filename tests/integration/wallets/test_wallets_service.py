@@ -179,6 +179,13 @@ BAD_INPUT = [
     *[("ledger", ("ALICE", "BTC", None, limit), errors.InvalidRequest) for limit in (0, 1000, "10", 2.5)],
     ("ledger", (GHOST, "BTC", None, 10), errors.UnknownUser),
     ("set_fee_tier", ("ALICE", "gold"), errors.UnknownFeeTier),
+    *[("trade_fees", ("ALICE", market, []), errors.UnknownMarket)
+      for market in ("BTC/USDT", "NOPE-USDT", None, ["BTC-USDT"])],
+    *[("trade_fees", ("ALICE", "BTC-USDT", ids), errors.InvalidRequest)
+      for ids in ("t-1", None, {"t-1": 1}, ["t-1"] * 1001)],
+    *[("trade_fees", ("ALICE", "BTC-USDT", ids), errors.InvalidId)
+      for ids in ([None], ["t\x00"], [-1], [["t-1"]])],
+    ("trade_fees", ("user\x00id", "BTC-USDT", []), errors.InvalidId),
     ("set_fee_tier", (GHOST, "vip1"), errors.UnknownUser),
     ("adjust_balance", ("ALICE", "BTC", "0", "REF", "typo"), errors.InvalidAmount),
     ("adjust_balance", ("ALICE", "BTC", "1", "REF", ""), errors.InvalidRequest),

@@ -81,6 +81,36 @@ def test_a_fee_tier_overrides_the_market_schedule(ledger, traders):
     assert result["taker_fee"] == {"asset": "BTC", "amount": "0.00100000"}
 
 
+def test_trade_fees_are_what_each_trade_charged_its_user(ledger, traders):
+    """What the gateway shows as Binance's commissions: per trade, the fee of
+    the user's own role as charged then (a tier set later changes only the
+    rates), both roles in a self-trade, nothing of trades not settled or not
+    theirs; ``rates`` are the user's tier's or the market's."""
+    seller, buyer = traders
+    ledger.set_fee_tier(buyer, "vip1")  # taker 0.09 %, maker 0.08 %
+    first, second, own = (trade(seller, buyer, quantity="1"),
+                          trade(buyer, seller, taker_side="sell", quantity="0.5"),
+                          trade(buyer, buyer, quantity="0.1"))
+    ledger.settle_trades(trades(first, second))
+    ledger.hold(buyer, BTC, 10 ** 7, f"self:{buyer}")  # the self-trade sells 0.1 BTC of the buyer's
+    ledger.settle_trades(trades(own))
+    ledger.set_fee_tier(buyer, "market_maker")
+    ids = [first["trade_id"], second["trade_id"], own["trade_id"], "t-not-settled"]
+    assert ledger.trade_fees(buyer, schemas.load_market("BTC-USDT"), ids) == {
+        "rates": {"maker": "0", "taker": "0.0005"},
+        "fees": {first["trade_id"]: {"taker": {"asset": "BTC", "amount": "0.00090000"}},
+                 second["trade_id"]: {"maker": {"asset": "BTC", "amount": "0.00040000"}},
+                 own["trade_id"]: {"maker": {"asset": "USDT", "amount": "2.400000"},
+                                   "taker": {"asset": "BTC", "amount": "0.00009000"}}}}
+    assert ledger.trade_fees(seller, schemas.load_market("BTC-USDT"), ids) == {
+        "rates": {"maker": "0.001", "taker": "0.002"},
+        "fees": {first["trade_id"]: {"maker": {"asset": "USDT", "amount": "30.000010"}},
+                 second["trade_id"]: {"taker": {"asset": "USDT", "amount": "30.000010"}}}}
+    assert ledger.trade_fees(seller, schemas.load_market("BTC-USDT"), []) == {
+        "rates": {"maker": "0.001", "taker": "0.002"}, "fees": {}}
+    ledger.set_fee_tier(buyer, None)
+
+
 def test_replaying_a_batch_returns_the_original_results_and_changes_nothing(ledger, traders, footprint, db):
     seller, buyer = traders
     batch = trades(*(trade(seller, buyer, quantity="0.01") for _ in range(20)))

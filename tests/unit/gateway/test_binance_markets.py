@@ -52,14 +52,14 @@ def test_small_notional_is_a_notional_failure():
 
 def test_commission_is_on_what_the_party_receives_rounded_down():
     market = btc_usdt()
-    # taker buyer receives 0.0100 BTC, pays 0.2 % of it in BTC
-    assert market.commission(True, False, Decimal("0.01"), Decimal("300.1")) == \
+    # a buyer receives 0.0100 BTC, pays 0.2 % of it in BTC
+    assert market.commission(True, Decimal("0.002"), Decimal("0.01"), Decimal("300.1")) == \
         ("0.00002000", "BTC")
-    # maker seller receives 300.1 USDT, pays 0.1 % in USDT, floored to 6 decimals
-    assert market.commission(False, True, Decimal("0.01"), Decimal("300.1")) == \
+    # a seller receives 300.1 USDT, pays 0.1 % in USDT, floored to 6 decimals
+    assert market.commission(False, Decimal("0.001"), Decimal("0.01"), Decimal("300.1")) == \
         ("0.30010000", "USDT")
-    assert market.commission(False, True, Decimal("0.0001"), Decimal("0.000999"))[0] == \
-        "0.00000000"
+    assert market.commission(False, Decimal("0.001"), Decimal("0.0001"),
+                             Decimal("0.000999"))[0] == "0.00000000"
 
 
 def test_exchange_info_entry_has_what_ccxt_reads():

@@ -1,0 +1,87 @@
+"""A partner with a fee tier sees what it pays: ccxt's ``order["fee"]`` (from
+FULL ``fills``) and ``fetch_my_trades`` fees are the ledger's, not the
+market's schedule.
+
+Before, the gateway computed every commission at the market's rates
+(BTC-USDT: maker 0.1 %, taker 0.2 %), while wallets charged a market maker's
+0 % or a vip1 taker's 0.09 %: a bot reconciling its fees against its balances
+was off on every fill. And a tier changed later must not rewrite what a past
+trade was charged.
+"""
+from decimal import Decimal
+
+import pytest
+from nameko.standalone.rpc import ClusterRpcProxy
+
+import binance_testkit as kit
+from binance_testkit import SYMBOL, quiet_price
+from tests.integration.identity_kit import principal_tokens  # noqa: F401 (fixture)
+
+QUANTITY = Decimal("0.01")
+
+
+def set_tier(settings, admin_token: str, user: str, tier) -> None:
+    """wallets' admin verb, as an operator calls it (an admin's token)."""
+    with ClusterRpcProxy(settings.nameko_config(), timeout=30,
+                         context_data={"access_token": admin_token}) as rpc:
+        assert rpc.wallets.set_fee_tier(user, tier)["tier"] == tier
+
+
+@pytest.fixture(scope="module")
+def tiered(settings, gateway_url, principal_tokens):  # noqa: F811 (fixture)
+    """A market maker (maker 0 %) and a vip1 taker (taker 0.09 %), each a
+    ccxt bot of its own."""
+    maker = kit.new_trader(settings, {"BTC": "1"}, prefix="tiermaker")
+    taker = kit.new_trader(settings, {"USDT": "10000"}, prefix="tiertaker")
+    admin = principal_tokens.person("admin")
+    set_tier(settings, admin, maker.user_id, "market_maker")
+    set_tier(settings, admin, taker.user_id, "vip1")
+    return (kit.binance_local(gateway_url, maker.api_key, maker.secret),
+            kit.binance_local(gateway_url, taker.api_key, taker.secret),
+            taker, admin)
+
+
+def cross(settings, ex_maker, ex_taker) -> tuple[dict, Decimal]:
+    """The maker's resting sell taken whole by the taker's IOC buy (FULL)."""
+    price = quiet_price(settings)
+    ex_maker.create_order(SYMBOL, "limit", "sell", float(QUANTITY), float(price))
+    bought = ex_taker.create_order(SYMBOL, "limit", "buy", float(QUANTITY), float(price),
+                                   {"timeInForce": "IOC"})
+    assert bought["filled"] == float(QUANTITY), bought
+    return bought, price
+
+
+def btc_available(settings, user: str) -> Decimal:
+    with kit.rpc_proxy(settings) as rpc:
+        return Decimal(rpc.wallets.balance(user, "BTC")["available"])
+
+
+def fees_of(ex, order_id: str) -> list[tuple[Decimal, str]]:
+    trades = kit.eventually(lambda: [t for t in ex.fetch_my_trades(SYMBOL) if t["order"] == order_id])
+    return [(Decimal(str(t["fee"]["cost"])), t["fee"]["currency"]) for t in trades]
+
+
+def test_fills_and_my_trades_show_the_tiers_fees(settings, tiered):
+    ex_maker, ex_taker, _, _ = tiered
+    bought, price = cross(settings, ex_maker, ex_taker)
+    # vip1's taker rate on the 0.01 BTC received: 0.000009 BTC (the market's
+    # taker rate would say 0.00002)
+    assert [(Decimal(str(t["fee"]["cost"])), t["fee"]["currency"]) for t in bought["trades"]] == \
+        [(Decimal("0.000009"), "BTC")]
+    assert fees_of(ex_taker, bought["id"]) == [(Decimal("0.000009"), "BTC")]
+    sold = [t for t in ex_maker.fetch_my_trades(SYMBOL) if t["price"] == float(price)]
+    assert sold and all(Decimal(str(t["fee"]["cost"])) == 0 and t["fee"]["currency"] == "USDT"
+                        for t in sold), sold
+
+
+def test_a_later_tier_change_leaves_past_fees_alone(settings, tiered):
+    ex_maker, ex_taker, taker, admin = tiered
+    held = btc_available(settings, taker.user_id)
+    before, _ = cross(settings, ex_maker, ex_taker)
+    # settled under vip1 before the change (else settlement would charge the new rate)
+    kit.eventually(lambda: btc_available(settings, taker.user_id) - held == QUANTITY - Decimal("0.000009"))
+    set_tier(settings, admin, taker.user_id, None)  # back to the market's 0.2 %
+    after, _ = cross(settings, ex_maker, ex_taker)
+    assert [Decimal(str(t["fee"]["cost"])) for t in after["trades"]] == [Decimal("0.00002")]
+    assert fees_of(ex_taker, before["id"]) == [(Decimal("0.000009"), "BTC")]
+    assert fees_of(ex_taker, after["id"]) == [(Decimal("0.00002"), "BTC")]
