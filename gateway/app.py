@@ -143,6 +143,7 @@ def register_apis(app: Flask) -> None:
     """Each API is a blueprint in its own module."""
     from gateway.api import binance, native
     app.register_blueprint(binance.blueprint, url_prefix="/api/v3")
+    app.register_blueprint(binance.sapi, url_prefix="/sapi/v1")
     app.register_blueprint(native.blueprint, url_prefix="/api/v1")
     from frontend_api import serving
     app.register_blueprint(serving.blueprint)
@@ -152,7 +153,7 @@ def register_apis(app: Flask) -> None:
 
 def error_response(exc: errors.ApiError):
     """The refusal in the format of the API the request was for."""
-    if request.path.startswith("/api/v3"):
+    if request.path.startswith(("/api/v3", "/sapi/v1")):
         body = exc.binance_body()
     else:
         body = exc.native_body(request_id())

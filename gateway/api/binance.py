@@ -12,7 +12,12 @@ Where each answer comes from:
   is unavailable until its first snapshot);
 * trades, klines, 24 h tickers and the average price: marketdata
   (Cassandra + Memcached); the ticker's bid/ask from the engine's book;
-* orders: the orders service; balances: wallets; a user's fills: marketdata;
+* orders: the orders service; balances: wallets; a user's fills: marketdata,
+  with their commissions from wallets (``trade_fees``: what the ledger
+  charged, or for a fill not settled yet the user's rate, their fee tier's
+  or the market's); ``/sapi/v1/asset/tradeFee`` (the one ``/sapi`` read, for
+  ccxt's ``fetch_trading_fee(s)`` and python-binance's ``get_trade_fee``):
+  the user's rates from wallets (``fee_rates``);
 * ``rateLimit/order`` (the caller's new-order counts): the rate limiter's
   counters in Memcached (``gateway/ratelimit.py``), the ones it refuses
   orders on, per ORDERS limit of exchangeInfo's ``rateLimits``.
@@ -84,6 +89,10 @@ from services.common.errors import InvalidInput, code_of
 
 blueprint = Blueprint("binance", __name__)
 ratelimit.install(blueprint)
+# The one /sapi/v1 read bots make of a spot account: its trade fees (ccxt's
+# fetch_trading_fee(s), python-binance's get_trade_fee).
+sapi = Blueprint("binance_sapi", __name__)
+ratelimit.install(sapi)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 FINAL = {"filled", "cancelled", "expired", "rejected"}
@@ -827,6 +836,22 @@ def account():
                              "locked": fmt(b["locked"])}
                             for asset, b in sorted(balances.items())],
                "permissions": ["SPOT"], "uid": who.user_id})
+
+
+@sapi.get("/asset/tradeFee")
+@ratelimit.weight(1)
+def trade_fee():
+    """Binance's "Trade Fee": the caller's maker and taker rates per symbol
+    (``symbol`` optional: all), as their next trade is charged (their fee
+    tier's, or the market's schedule)."""
+    who = authenticated(READ)
+    market = market_param(required=False)
+    with rpc() as services:
+        rates = services.wallets.fee_rates(who.user_id)["rates"]
+    markets = [market] if market else catalogue().markets()
+    return ok([{"symbol": m.binance, "makerCommission": rates[m.symbol]["maker"],
+                "takerCommission": rates[m.symbol]["taker"]}
+               for m in markets if m.symbol in rates])
 
 
 @blueprint.get("/rateLimit/order")

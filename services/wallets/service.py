@@ -91,6 +91,13 @@ class WalletsService:
         return self.books.balance(schemas.load_user_id(user), schemas.load_asset(asset))
 
     @rpc(expected_exceptions=WalletsError)
+    def fee_rates(self, user):
+        """``{"tier", "rates": {market: {"maker", "taker"}}}``: what the next
+        settlement charges ``user`` in each market (their tier's, or the
+        market's own); the gateway's Binance trade-fee answer."""
+        return self.books.fee_rates(schemas.load_user_id(user))
+
+    @rpc(expected_exceptions=WalletsError)
     def trade_fees(self, user, market, trade_ids):
         """The fees ``user`` pays on ``market``: ``rates`` (maker, taker: their
         tier's or the market's own, as the next settlement charges them) and

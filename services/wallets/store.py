@@ -29,7 +29,7 @@ from psycopg_pool import ConnectionPool
 
 from services.common.postgres import TRANSIENT_ABORTS
 from services.wallets.amounts import format_amount
-from services.wallets.assets import ASSETS, Asset, Market, fee_rates
+from services.wallets.assets import ASSETS, MARKETS, Asset, FeeRates, Market, fee_rates
 from services.wallets.audit import run_audit, run_checkpointed_audit, settled_candidate
 from services.wallets.errors import UnknownUser
 from services.wallets.ledger import (
@@ -43,6 +43,10 @@ from services.wallets.ledger import (
 )
 
 RETRIES = 3
+
+
+def rates_of(rates: FeeRates) -> dict:
+    return {"maker": rates.maker, "taker": rates.taker}
 
 # ---------------------------------------------------------------- SQL
 
@@ -391,29 +395,39 @@ class LedgerStore:
                     (user, tier))
         return {"user": user, "tier": tier}
 
-    def trade_fees(self, user: str, market: Market, trade_ids: list[str]) -> dict:
-        """What ``user`` pays on ``market``. ``rates``: the maker and taker
-        rates a settlement charges them now (their tier's, or the market's
-        schedule). ``fees``: of the listed trades settled so far, the fee the
-        ledger charged them in each role they had, ``{trade_id: {"maker":
-        {"asset", "amount"}, "taker": {...}}}`` (both roles in a self-trade);
-        trades not settled yet, or not theirs, are left out. A tier changed
-        since a trade does not change what that trade was charged."""
+    def fee_tier(self, user: str) -> Optional[str]:
         with self._connection() as conn:
-            tier = conn.execute("SELECT tier FROM wallets.fee_tiers WHERE user_id = %s",
-                                (user,)).fetchone()
+            row = conn.execute("SELECT tier FROM wallets.fee_tiers WHERE user_id = %s",
+                               (user,)).fetchone()
+        return row[0] if row else None
+
+    def fee_rates(self, user: str) -> dict:
+        """The maker and taker rates a settlement charges ``user`` now, per
+        market: their tier's in every market, or each market's schedule."""
+        tier = self.fee_tier(user)
+        return {"tier": tier, "rates": {symbol: rates_of(fee_rates(market, tier))
+                                        for symbol, market in sorted(MARKETS.items())}}
+
+    def trade_fees(self, user: str, market: Market, trade_ids: list[str]) -> dict:
+        """What ``user`` pays on ``market``. ``rates``: as ``fee_rates``.
+        ``fees``: of the listed trades settled so far, the fee the ledger
+        charged them in each role they had, ``{trade_id: {"maker": {"asset",
+        "amount"}, "taker": {...}}}`` (both roles in a self-trade); trades not
+        settled yet, or not theirs, are left out. A tier changed since a trade
+        does not change what that trade was charged."""
+        tier = self.fee_tier(user)
+        with self._connection() as conn:
             rows = conn.execute(
                 "SELECT details FROM wallets.transactions "
                 "WHERE idempotency_key = ANY(%s) AND type = 'trade'",
                 ([trade_key(market.symbol, trade_id) for trade_id in trade_ids],)
             ).fetchall() if trade_ids else []
-        rates = fee_rates(market, tier[0] if tier else None)
         fees: dict[str, dict] = {}
         for (details,) in rows:
             for role in ("maker", "taker"):
                 if details[f"{role}_user"] == user:
                     fees.setdefault(details["trade_id"], {})[role] = details[f"{role}_fee"]
-        return {"rates": {"maker": rates.maker, "taker": rates.taker}, "fees": fees}
+        return {"rates": rates_of(fee_rates(market, tier)), "fees": fees}
 
     # -- history ------------------------------------------------------------
 

@@ -85,7 +85,14 @@ def binance_client(base_url, api_key=None, secret=None):
     """python-binance 1.0.37 pointed at the gateway (BINANCE_SUBSET.md section 5)."""
     from binance.client import Client
     client = Client(api_key, secret, ping=False)
-    client.API_URL = base_url.rstrip('/') + '/api'
+    # Every URL it has (API_URL, MARGIN_API_URL for /sapi, futures...) at the
+    # gateway, keeping its path, so no call can leave this machine.
+    base = base_url.rstrip('/')
+    for name in dir(client):
+        value = getattr(client, name)
+        if name.endswith('_URL') and isinstance(value, str) and value.startswith('http'):
+            setattr(client, name, base + urlparse(value).path)
+    assert client.API_URL == base + '/api' and client.MARGIN_API_URL == base + '/sapi'
     return client
 
 

@@ -85,3 +85,31 @@ def test_a_later_tier_change_leaves_past_fees_alone(settings, tiered):
     assert [Decimal(str(t["fee"]["cost"])) for t in after["trades"]] == [Decimal("0.00002")]
     assert fees_of(ex_taker, before["id"]) == [(Decimal("0.000009"), "BTC")]
     assert fees_of(ex_taker, after["id"]) == [(Decimal("0.00002"), "BTC")]
+
+
+def test_bots_read_their_rates(settings, gateway_url, principal_tokens):  # noqa: F811 (fixture)
+    """ccxt's fetch_trading_fee(s) and python-binance's get_trade_fee
+    (``GET /sapi/v1/asset/tradeFee``): the market's schedule, then the tier's
+    once an operator sets one."""
+    trader = kit.new_trader(settings, prefix="tierrates")
+    ex = kit.binance_local(gateway_url, trader.api_key, trader.secret)
+    client = kit.binance_client(gateway_url, trader.api_key, trader.secret)
+    fee = ex.fetch_trading_fee(SYMBOL)
+    assert (fee["symbol"], fee["maker"], fee["taker"]) == (SYMBOL, 0.001, 0.002)
+    assert client.get_trade_fee(symbol="BTCUSDT") == [
+        {"symbol": "BTCUSDT", "makerCommission": "0.001", "takerCommission": "0.002"}]
+    set_tier(settings, principal_tokens.person("admin"), trader.user_id, "vip2")
+    every = ex.fetch_trading_fees()
+    assert SYMBOL in every and "ETH/USDT" in every
+    assert {(f["maker"], f["taker"]) for f in every.values()} == {(0.0005, 0.0007)}
+    assert client.get_trade_fee(symbol="ETHUSDT") == [
+        {"symbol": "ETHUSDT", "makerCommission": "0.0005", "takerCommission": "0.0007"}]
+
+
+def test_trade_fee_refusals(settings):
+    """Signed as any /api/v3 read; an unknown symbol is -1121."""
+    trader = kit.new_trader(settings, prefix="tierrates")
+    unsigned = kit.raw(settings, "GET", "/sapi/v1/asset/tradeFee")
+    assert (unsigned.status_code, unsigned.json()["code"]) == (401, -2014)
+    unknown = kit.raw(settings, "GET", "/sapi/v1/asset/tradeFee", trader, {"symbol": "NOPEUSDT"})
+    assert (unknown.status_code, unknown.json()["code"]) == (400, -1121)

@@ -186,6 +186,7 @@ BAD_INPUT = [
     *[("trade_fees", ("ALICE", "BTC-USDT", ids), errors.InvalidId)
       for ids in ([None], ["t\x00"], [-1], [["t-1"]])],
     ("trade_fees", ("user\x00id", "BTC-USDT", []), errors.InvalidId),
+    *[("fee_rates", (user,), errors.InvalidId) for user in ("user\x00id", None, "", ["ALICE"])],
     ("set_fee_tier", (GHOST, "vip1"), errors.UnknownUser),
     ("adjust_balance", ("ALICE", "BTC", "0", "REF", "typo"), errors.InvalidAmount),
     ("adjust_balance", ("ALICE", "BTC", "1", "REF", ""), errors.InvalidRequest),

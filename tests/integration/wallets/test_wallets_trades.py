@@ -108,6 +108,11 @@ def test_trade_fees_are_what_each_trade_charged_its_user(ledger, traders):
                  second["trade_id"]: {"taker": {"asset": "USDT", "amount": "30.000010"}}}}
     assert ledger.trade_fees(seller, schemas.load_market("BTC-USDT"), []) == {
         "rates": {"maker": "0.001", "taker": "0.002"}, "fees": {}}
+    tiered, scheduled = ledger.fee_rates(buyer), ledger.fee_rates(seller)
+    assert tiered["tier"] == "market_maker" and scheduled["tier"] is None
+    assert set(tiered["rates"]) == set(scheduled["rates"]) >= {"BTC-USDT", "ETH-USDT"}
+    assert all(rates == {"maker": "0", "taker": "0.0005"} for rates in tiered["rates"].values())
+    assert scheduled["rates"]["BTC-USDT"] == {"maker": "0.001", "taker": "0.002"}
     ledger.set_fee_tier(buyer, None)
 
 
