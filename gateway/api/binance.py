@@ -13,9 +13,9 @@ Where each answer comes from:
 * trades, klines, 24 h tickers and the average price: marketdata
   (Cassandra + Memcached); the ticker's bid/ask from the engine's book;
 * orders: the orders service; balances: wallets; a user's fills: marketdata,
-  with their commissions from wallets (``trade_fees``: what the ledger
-  charged, or for a fill not settled yet the user's rate, their fee tier's
-  or the market's); ``/sapi/v1/asset/tradeFee`` (the one ``/sapi`` read, for
+  with their commissions from wallets (``trade_fees``: in ``myTrades`` what
+  the ledger charged, or for a fill not settled yet the user's rate, their
+  fee tier's or the market's; in FULL ``fills`` the rate: ``fills_of``); ``/sapi/v1/asset/tradeFee`` (the one ``/sapi`` read, for
   ccxt's ``fetch_trading_fee(s)`` and python-binance's ``get_trade_fee``):
   the user's rates from wallets (``fee_rates``);
 * ``rateLimit/order`` (the caller's new-order counts): the rate limiter's
