@@ -4,12 +4,23 @@ import eventlet
 
 eventlet.monkey_patch()
 
+import logging  # noqa: E402
 import uuid  # noqa: E402
 
 import pytest  # noqa: E402
 
 from services.common.config import DEFAULT_TEST_SUFFIX, load_settings  # noqa: E402
 
+
+def pytest_unconfigure(config):
+    """Flush and close the log handlers now, and forget them: otherwise a
+    handler collected while the interpreter tears down (its modules already
+    cleared) calls logging's lock through the monkey-patched threading and
+    prints "Exception ignored in _removeHandlerRef ... TypeError" after every
+    run, which reads like a failure. An empty handler list is what
+    logging's own clean-up checks for before it takes the lock."""
+    logging.shutdown()
+    logging._handlerList.clear()
 
 
 @pytest.fixture(scope="session")
