@@ -235,3 +235,17 @@ def test_a_posting_is_written_into_one_index_only(db):
     indexes = db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'wallets' "
                          "AND tablename = 'postings' ORDER BY 1").fetchall()
     assert [name for (name,) in indexes] == ["postings_pkey"]
+
+
+def test_the_periodic_audit_plans_on_what_it_gathered(funded_account, scratch):
+    """The postings since the checkpoint go into a temporary table, which
+    autovacuum never analyzes: the planner guessed its size and the bucket's
+    share from nothing (383 rows for 75 k locked postings on the order path
+    bench's database after its set-up, when a holds pass ran for over two
+    minutes). The audit analyzes it before its passes read it."""
+    assert run_checkpointed_audit(scratch, None) == []  # the deposit is after the checkpoint
+    gathered = scratch.execute("SELECT count(*) FROM pg_temp.audit_new_postings").fetchone()[0]
+    analyzed = scratch.execute("SELECT reltuples FROM pg_class "
+                               "WHERE oid = 'pg_temp.audit_new_postings'::regclass").fetchone()[0]
+    assert gathered > 0 and analyzed == gathered
+    scratch.rollback()
