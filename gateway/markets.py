@@ -103,7 +103,7 @@ class Market:
             raise filter_failure(MSG_NOTIONAL)
 
     def commission(self, is_buyer: bool, rate: Decimal, quantity: Decimal,
-                   quote_quantity: Decimal) -> tuple[str, str]:
+                   quote_quantity: Decimal) -> tuple[Decimal, str]:
         """(amount, asset) of the fee at ``rate`` on one fill: on what the party
         receives, rounded down to the asset's minor unit (as wallets'
         settlement charges it)."""
@@ -111,7 +111,7 @@ class Market:
             amount, asset, scale = quantity * rate, self.base, self.base_scale
         else:
             amount, asset, scale = quote_quantity * rate, self.quote, self.quote_scale
-        return fmt(amount.quantize(Decimal(1).scaleb(-scale), rounding="ROUND_FLOOR")), asset
+        return amount.quantize(Decimal(1).scaleb(-scale), rounding="ROUND_FLOOR"), asset
 
     # -- Binance's exchangeInfo entry ------------------------------------------
     def exchange_info(self) -> dict:

@@ -375,6 +375,15 @@ class FillsQuery(Query):
     limit: Limit(1000, 100)
 
 
+class FillFee(Out):
+    asset: str = Field(description="what you received: the base asset when buying, the quote "
+                                   "asset when selling")
+    amount: DecimalOut
+    settled: bool = Field(description="true: what the ledger charged you; false: not settled yet, "
+                                      "what its settlement charges at your rate now (your fee "
+                                      "tier's, or the market's schedule)")
+
+
 class Fill(Out):
     trade_id: str
     market: str
@@ -385,6 +394,7 @@ class Fill(Out):
     quantity: DecimalOut
     quote_quantity: DecimalOut
     executed_at: int
+    fee: FillFee
 
 
 class Fills(Out):

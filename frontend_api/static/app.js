@@ -196,7 +196,11 @@ function connect() {
   socket.on("fill", (fill) => { fillPushed(fill); refreshFills(); ordersChanged(); });
   // Deposits and withdrawals move balances (wallets announces balances_changed):
   // their statuses are re-read with them.
-  socket.on("balances", (data) => { renderBalances(data.balances); refreshWithdrawals(); });
+  socket.on("balances", (data) => {
+    renderBalances(data.balances);
+    refreshWithdrawals();
+    if (feesPending) refreshFills();  // settled: the fills' fees are charged now
+  });
   socket.on("account", (data) => { $("#connection").textContent = `account ${data.state}`; });
 }
 
@@ -422,6 +426,14 @@ async function refreshOrders() {
   } catch (error) { console.warn("orders", error.message); }
 }
 
+let feesPending = false;  // a fill shown without its settled fee
+
+function feeText(fill) {
+  if (!fill.fee) return "…";
+  const text = `${fill.fee.amount} ${fill.fee.asset}`;
+  return fill.fee.settled ? text : `${text} (pending)`;
+}
+
 async function refreshFills() {
   if (!state.user) return;
   try {
@@ -430,8 +442,11 @@ async function refreshFills() {
     const known = new Set(read.map(key));
     const pushed = recentFills.filter((f) => f.market === state.market && !known.has(key(f)));
     const fills = [...pushed, ...read];
+    // A fill pushed has no fee yet, and a read's fee is "pending" until
+    // wallets settles it: read again at the balances push that follows it.
+    feesPending = fills.some((f) => !f.fee || !f.fee.settled);
     fillTable("#fills", fills.map((f) => row(cell(f.market), cell(f.side, f.side), cell(f.price),
-                                              cell(f.quantity), cell(f.role))));
+                                              cell(f.quantity), cell(f.role), cell(feeText(f)))));
   } catch (error) { console.warn("fills", error.message); }
 }
 

@@ -13,9 +13,10 @@ Where each answer comes from:
 * trades, klines, 24 h tickers and the average price: marketdata
   (Cassandra + Memcached); the ticker's bid/ask from the engine's book;
 * orders: the orders service; balances: wallets; a user's fills: marketdata,
-  with their commissions from wallets (``trade_fees``: in ``myTrades`` what
-  the ledger charged, or for a fill not settled yet the user's rate, their
-  fee tier's or the market's; in FULL ``fills`` the rate: ``fills_of``); ``/sapi/v1/asset/tradeFee`` (the one ``/sapi`` read, for
+  with their commissions from wallets (``gateway/fees.py``: in ``myTrades``
+  what the ledger charged, or for a fill not settled yet the user's rate,
+  their fee tier's or the market's; in FULL ``fills`` the rate:
+  ``fills_of``); ``/sapi/v1/asset/tradeFee`` (the one ``/sapi`` read, for
   ccxt's ``fetch_trading_fee(s)`` and python-binance's ``get_trade_fee``):
   the user's rates from wallets (``fee_rates``);
 * ``rateLimit/order`` (the caller's new-order counts): the rate limiter's
@@ -78,7 +79,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import eventlet
 from flask import Blueprint, copy_current_request_context, current_app, jsonify
 
-from gateway import batcher, ratelimit
+from gateway import batcher, fees, ratelimit
 from gateway.auth import (READ, TRADE, authenticate, bad_param, missing_param, params)
 from gateway.errors import (MSG_UNKNOWN_ORDER_CANCEL, MSG_UNKNOWN_ORDER_QUERY, TABLE,
                             ApiError)
@@ -108,8 +109,6 @@ KLINE_CALLS, KLINE_PAGE_BUCKETS, KLINE_PROBE_BUCKETS = 12, 1000, 1500
 # /myTrades (_user_fills): calls to marketdata; the hours one call reads at most
 # (services/marketdata/storage.py MAX_TRADE_BUCKETS_PER_READ).
 USER_FILL_CALLS, USER_FILL_HOURS = 16, 24
-# Fills per wallets.trade_fees call (wallets' MAX_BATCH ids).
-TRADE_FEES_BATCH = 1000
 AGG_PAGES, AGG_HALVINGS = 4, 8
 # /aggTrades from fromId (_trades_from_id): the candles that locate a trade
 # number, and the rounds of locating and reading per request.
@@ -739,38 +738,10 @@ def placed_object(order: dict, market: Market, resp_type: str, fills: list | Non
     return body
 
 
-def fill_object(trade: dict, market: Market, commission: tuple[str, str]) -> dict:
+def fill_object(trade: dict, fee: fees.Fee) -> dict:
     return {"price": fmt(trade["price"]), "qty": fmt(trade["quantity"]),
-            "commission": commission[0], "commissionAsset": commission[1],
+            "commission": fmt(fee.amount), "commissionAsset": fee.asset,
             "tradeId": trade_number(trade["trade_id"])}
-
-
-def commissions(services, user: str, market: Market, trades: list) -> list[tuple[str, str]]:
-    """Each of the user's fills' (commission, commissionAsset): what the
-    ledger charged them on it, or, for a fill not settled yet, what their rate
-    (their fee tier's or the market's schedule) charges at its settlement.
-    One wallets call per TRADE_FEES_BATCH fills."""
-    out = []
-    for start in range(0, len(trades), TRADE_FEES_BATCH):
-        chunk = trades[start:start + TRADE_FEES_BATCH]
-        paid = services.wallets.trade_fees(user, market.symbol, [t["trade_id"] for t in chunk])
-        rates = rates_of(paid)
-        for t in chunk:
-            charged = paid["fees"].get(t["trade_id"], {}).get(t["role"])
-            out.append((fmt(charged["amount"]), charged["asset"]) if charged else
-                       commission_at(t, market, rates))
-    return out
-
-
-def rates_of(paid: dict) -> dict[str, Decimal]:
-    """The maker and taker rates of a ``wallets.trade_fees`` answer."""
-    return {role: Decimal(rate) for role, rate in paid["rates"].items()}
-
-
-def commission_at(trade: dict, market: Market, rates: dict[str, Decimal]) -> tuple[str, str]:
-    """A fill's (commission, commissionAsset) at the user's ``rates``."""
-    return market.commission(trade["side"] == "buy", rates[trade["role"]],
-                             Decimal(trade["quantity"]), Decimal(trade["quote_quantity"]))
 
 
 # ================================================================ private: waiting on the engine
@@ -810,7 +781,7 @@ def fills_of(services, user: str, order: dict, market: Market, deadline: float) 
     if not executed:
         return []
     asked = eventlet.spawn(copy_current_request_context(services.wallets.trade_fees),
-                           user, market.symbol, [])
+                           user, market.symbol, [])  # the rates only
     since = epoch_ms(order.get("created_at")) - 1
     polls = 0
     while True:
@@ -819,8 +790,8 @@ def fills_of(services, user: str, order: dict, market: Market, deadline: float) 
         if sum(Decimal(t["quantity"]) for t in trades) >= executed or \
                 time.monotonic() >= deadline:
             trades.sort(key=lambda t: (t["executed_at"], trade_number(t["trade_id"])))
-            rates = rates_of(asked.wait())
-            return [fill_object(t, market, commission_at(t, market, rates)) for t in trades]
+            rates = fees.rates_of(asked.wait())
+            return [fill_object(t, fees.fee_at(t, market, rates)) for t in trades]
         eventlet.sleep(POLL_S[min(polls, len(POLL_S) - 1)])
         polls += 1
 
@@ -1180,13 +1151,13 @@ def my_trades():
                              wanted, limit, oldest_first)
         trades.sort(key=lambda t: (t["executed_at"], trade_number(t["trade_id"])))
         trades = trades[:limit] if oldest_first else trades[-limit:]
-        paid = commissions(services, who.user_id, market, trades)
+        paid = fees.fill_fees(services, who.user_id, trades)
     out = []
-    for t, (commission, asset) in zip(trades, paid):
+    for t, fee in zip(trades, paid):
         out.append({"symbol": market.binance, "id": trade_number(t["trade_id"]),
                     "orderId": t["order_id"], "orderListId": -1, "price": fmt(t["price"]),
                     "qty": fmt(t["quantity"]), "quoteQty": fmt(t["quote_quantity"]),
-                    "commission": commission, "commissionAsset": asset,
+                    "commission": fmt(fee.amount), "commissionAsset": fee.asset,
                     "time": t["executed_at"], "isBuyer": t["side"] == "buy",
                     "isMaker": t["role"] == "maker", "isBestMatch": True})
     return ok(out)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import request
 
-from gateway import batcher, ratelimit
+from gateway import batcher, fees, ratelimit
 from gateway.api.native import (NEEDS_READ, NEEDS_TRADE, PRIVATE, TAG_TRADING, blueprint, caller,
                                 reply)
 from gateway.api.native_market import known_market
@@ -180,6 +180,9 @@ def list_fills(query: FillsQuery):
     with rpc() as services:
         page = services.marketdata.get_user_trades(who.user_id, query.limit, query.start,
                                                    query.end)
-    fills = [Fill.model_validate(t) for t in page["trades"]
-             if query.market is None or t["market"] == query.market]
+        found = [t for t in page["trades"] if query.market is None or t["market"] == query.market]
+        paid = fees.fill_fees(services, who.user_id, found)
+    fills = [Fill.model_validate({**t, "fee": {"asset": fee.asset, "amount": format(fee.amount, "f"),
+                                               "settled": fee.settled}})
+             for t, fee in zip(found, paid)]
     return reply(Fills(fills=fills))

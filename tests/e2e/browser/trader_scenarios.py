@@ -175,6 +175,13 @@ def two_traders_trade(args):
             seller.wait_balance("USDT", lambda v: v > 0)
             buyer.page.wait_for_selector(f"#open-orders tr[data-order='{order_id}']",
                                          state="detached", timeout=WAIT_MS)
+            # My trades shows the fee the ledger charged: what the BTC
+            # received lacks (no "(pending)" once settled).
+            fee = buyer.page.wait_for_function(
+                "() => [...document.querySelectorAll('#fills tbody tr')].map(tr => "
+                "tr.children[5].textContent).find(t => t.endsWith(' BTC'))",
+                timeout=WAIT_MS).json_value()
+            assert Decimal(fee.split()[0]) == Decimal(QUANTITY) - buyer.balance("BTC") > 0, fee
             buyer.shot("04-traded")
             seller.shot("04-traded")
 

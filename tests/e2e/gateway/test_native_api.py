@@ -192,6 +192,20 @@ def test_fills_of_a_trade_between_two_people(settings):
     assert sum(Decimal(f["quantity"]) for f in mine) == Decimal("0.01")
     other = api(settings, buyer, "GET", "/api/v1/fills", params={"market": "BTC-USDT"}).json()
     assert not [f for f in other["fills"] if f["order_id"] == order["order_id"]]
+    # Its fee: the market's taker rate on the ETH received (the buyer has no
+    # fee tier), and once settled what the ledger charged: the ETH the buyer
+    # holds is the fill less it.
+    rate = Decimal(api(settings, None, "GET", f"/api/v1/markets/{market}").json()["taker_fee"])
+    assert rate > 0
+    for _ in range(50):
+        fee = next(f for f in api(settings, buyer, "GET", "/api/v1/fills",
+                                  params={"market": market}).json()["fills"]
+                   if f["order_id"] == order["order_id"])["fee"]
+        if fee["settled"]:
+            break
+        time.sleep(0.2)
+    assert fee["settled"] and fee["asset"] == "ETH" and Decimal(fee["amount"]) == Decimal("0.01") * rate
+    assert Decimal(balance(settings, buyer, "ETH")["available"]) == Decimal("0.01") - Decimal(fee["amount"])
 
 
 # -- wallets ---------------------------------------------------------------------

@@ -54,12 +54,12 @@ def test_commission_is_on_what_the_party_receives_rounded_down():
     market = btc_usdt()
     # a buyer receives 0.0100 BTC, pays 0.2 % of it in BTC
     assert market.commission(True, Decimal("0.002"), Decimal("0.01"), Decimal("300.1")) == \
-        ("0.00002000", "BTC")
+        (Decimal("0.00002000"), "BTC")
     # a seller receives 300.1 USDT, pays 0.1 % in USDT, floored to 6 decimals
     assert market.commission(False, Decimal("0.001"), Decimal("0.01"), Decimal("300.1")) == \
-        ("0.30010000", "USDT")
+        (Decimal("0.300100"), "USDT")
     assert market.commission(False, Decimal("0.001"), Decimal("0.0001"),
-                             Decimal("0.000999"))[0] == "0.00000000"
+                             Decimal("0.000999"))[0] == 0
 
 
 def test_exchange_info_entry_has_what_ccxt_reads():
