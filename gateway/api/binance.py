@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -88,6 +89,7 @@ from gateway.rpc import now_ms
 from services.common import grammar
 from services.common.errors import InvalidInput, code_of
 
+log = logging.getLogger(__name__)
 blueprint = Blueprint("binance", __name__)
 ratelimit.install(blueprint)
 # The one /sapi/v1 read bots make of a spot account: its trade fees (ccxt's
@@ -776,7 +778,9 @@ def fills_of(services, user: str, order: dict, market: Market, deadline: float) 
     this answer (myTrades shows what the ledger charged). The rates are
     asked of wallets while marketdata is read: one call more, not one wait
     more (a wallets call after the fills added 5-7 ms to the p50 of a FULL
-    IOC, bench/README.md)."""
+    IOC, bench/README.md). If wallets does not answer, the market's schedule
+    (logged): the order is accepted and traded, and its answer must not
+    become an error that a bot would take for a failed order."""
     executed = Decimal(order.get("filled_quantity") or 0)
     if not executed:
         return []
@@ -790,7 +794,12 @@ def fills_of(services, user: str, order: dict, market: Market, deadline: float) 
         if sum(Decimal(t["quantity"]) for t in trades) >= executed or \
                 time.monotonic() >= deadline:
             trades.sort(key=lambda t: (t["executed_at"], trade_number(t["trade_id"])))
-            rates = fees.rates_of(asked.wait())
+            try:
+                rates = fees.rates_of(asked.wait())
+            except Exception:  # noqa: BLE001 - any failure to ask: see the docstring
+                log.warning("order %s: no fee rates from wallets, commissions at %s's "
+                            "schedule", order["order_id"], market.symbol, exc_info=True)
+                rates = {"maker": market.maker_fee, "taker": market.taker_fee}
             return [fill_object(t, fees.fee_at(t, market, rates)) for t in trades]
         eventlet.sleep(POLL_S[min(polls, len(POLL_S) - 1)])
         polls += 1
