@@ -17,8 +17,8 @@ Where each answer comes from:
   what the ledger charged, or for a fill not settled yet the user's rate,
   their fee tier's or the market's; in FULL ``fills`` the rate:
   ``fills_of``); ``/sapi/v1/asset/tradeFee`` (the one ``/sapi`` read, for
-  ccxt's ``fetch_trading_fee(s)`` and python-binance's ``get_trade_fee``):
-  the user's rates from wallets (``fee_rates``);
+  ccxt's ``fetch_trading_fee(s)`` and python-binance's ``get_trade_fee``)
+  and ``account/commission``: the user's rates from wallets;
 * ``rateLimit/order`` (the caller's new-order counts): the rate limiter's
   counters in Memcached (``gateway/ratelimit.py``), the ones it refuses
   orders on, per ORDERS limit of exchangeInfo's ``rateLimits``.
@@ -41,7 +41,9 @@ still counts klines: ``_candles``), and their
 taker-buy volumes are "0" (not recorded); a ticker's ``prevClosePrice`` is its open and
 ``firstId``/``lastId`` are -1; ``avgPrice`` averages the trades of the 1m
 candles opening at or after now - 5 min floored (5 to 6 minutes); a MARKET SELL by ``quoteOrderQty`` is refused
-(-1013, the engine sells by quantity); the order rate
+(-1013, the engine sells by quantity); ``account``'s ``makerCommission`` and
+``takerCommission`` are 0, without ``commissionRates`` (rates are per market
+here: ``account/commission``, ``/sapi/v1/asset/tradeFee``); the order rate
 limits count an account's orders placed through the gateway (``rateLimit/order``'s
 ``count``; a refused one is given back and a first fill takes one off, as
 on Binance: gateway/ratelimit.py), where Binance counts every order of the
@@ -833,6 +835,27 @@ def account():
                              "locked": fmt(b["locked"])}
                             for asset, b in sorted(balances.items())],
                "permissions": ["SPOT"], "uid": who.user_id})
+
+
+@blueprint.get("/account/commission")
+@ratelimit.weight(20)
+def account_commission():
+    """Binance's "Query Commission Rates" for one symbol: the caller's maker
+    and taker rates as ``standardCommission`` (their fee tier's, or the
+    market's schedule); no buyer/seller, special or tax commissions and no
+    discount asset here (zeros, disabled)."""
+    who = authenticated(READ)
+    market = market_param()
+    with rpc() as services:
+        rates = services.wallets.trade_fees(who.user_id, market.symbol, [])["rates"]
+    zero = fmt(0)
+    none = {"maker": zero, "taker": zero, "buyer": zero, "seller": zero}
+    return ok({"symbol": market.binance,
+               "standardCommission": {**none, "maker": fmt(rates["maker"]),
+                                      "taker": fmt(rates["taker"])},
+               "specialCommission": none, "taxCommission": none,
+               "discount": {"enabledForAccount": False, "enabledForSymbol": False,
+                            "discountAsset": "", "discount": zero}})
 
 
 @sapi.get("/asset/tradeFee")

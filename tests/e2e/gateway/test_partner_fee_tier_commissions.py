@@ -113,3 +113,20 @@ def test_trade_fee_refusals(settings):
     assert (unsigned.status_code, unsigned.json()["code"]) == (401, -2014)
     unknown = kit.raw(settings, "GET", "/sapi/v1/asset/tradeFee", trader, {"symbol": "NOPEUSDT"})
     assert (unknown.status_code, unknown.json()["code"]) == (400, -1121)
+
+
+def test_account_commission_shows_the_rates(settings, gateway_url, principal_tokens):  # noqa: F811
+    """GET /api/v3/account/commission (python-binance's
+    v3_get_account_commission): the market's schedule, then the tier's."""
+    trader = kit.new_trader(settings, prefix="tierrates")
+    client = kit.binance_client(gateway_url, trader.api_key, trader.secret)
+    answer = client.v3_get_account_commission(symbol="BTCUSDT")
+    assert answer["symbol"] == "BTCUSDT"
+    assert answer["standardCommission"] == {"maker": "0.00100000", "taker": "0.00200000",
+                                            "buyer": "0.00000000", "seller": "0.00000000"}
+    assert answer["discount"]["enabledForAccount"] is False
+    set_tier(settings, principal_tokens.person("admin"), trader.user_id, "market_maker")
+    tiered = client.v3_get_account_commission(symbol="BTCUSDT")["standardCommission"]
+    assert (tiered["maker"], tiered["taker"]) == ("0.00000000", "0.00050000")
+    missing = kit.raw(settings, "GET", "/api/v3/account/commission", trader)
+    assert (missing.status_code, missing.json()["code"]) == (400, -1102)
