@@ -178,6 +178,9 @@ class FeeRates:
         """The rate as an exact fraction ``(numerator, denominator)``."""
         return self.maker_ratio if is_maker else self.taker_ratio
 
+    def as_dict(self) -> dict[str, str]:
+        return {"maker": self.maker, "taker": self.taker}
+
 
 # ---------------------------------------------------------------- markets
 

@@ -29,7 +29,7 @@ from psycopg_pool import ConnectionPool
 
 from services.common.postgres import TRANSIENT_ABORTS
 from services.wallets.amounts import format_amount
-from services.wallets.assets import ASSETS, MARKETS, Asset, FeeRates, Market, fee_rates
+from services.wallets.assets import ASSETS, MARKETS, Asset, Market, fee_rates
 from services.wallets.audit import run_audit, run_checkpointed_audit, settled_candidate
 from services.wallets.errors import UnknownUser
 from services.wallets.ledger import (
@@ -44,11 +44,15 @@ from services.wallets.ledger import (
 
 RETRIES = 3
 
-
-def rates_of(rates: FeeRates) -> dict:
-    return {"maker": rates.maker, "taker": rates.taker}
-
 # ---------------------------------------------------------------- SQL
+
+# Users' fee tiers (settlement's, and the fees a user is shown). The users as
+# a JSON array: psycopg's list dumper cost more Python time than the query
+# did in PostgreSQL.
+FEE_TIERS = """
+SELECT t.user_id, t.tier FROM wallets.fee_tiers t
+  JOIN json_array_elements_text(%s::json) AS u (id) ON u.id = t.user_id
+"""
 
 # Two JSON parameters: the entries [{"k": key, "t": type, "d": details}] and
 # their postings [{"k": key, "a": account id, "b": bucket, "s": asset,
@@ -176,6 +180,12 @@ def _bigint_array(ids: Iterable[int]) -> str:
 
 def iso(timestamp) -> str:
     return timestamp.isoformat()
+
+
+def _fee_tier(conn, user: str) -> Optional[str]:
+    """``user``'s fee tier (None: the markets' own schedules), read as
+    settlement reads it."""
+    return dict(conn.execute(FEE_TIERS, (_json([user]),)).fetchall()).get(user)
 
 
 
@@ -395,17 +405,12 @@ class LedgerStore:
                     (user, tier))
         return {"user": user, "tier": tier}
 
-    def fee_tier(self, user: str) -> Optional[str]:
-        with self._connection() as conn:
-            row = conn.execute("SELECT tier FROM wallets.fee_tiers WHERE user_id = %s",
-                               (user,)).fetchone()
-        return row[0] if row else None
-
     def fee_rates(self, user: str) -> dict:
         """The maker and taker rates a settlement charges ``user`` now, per
         market: their tier's in every market, or each market's schedule."""
-        tier = self.fee_tier(user)
-        return {"tier": tier, "rates": {symbol: rates_of(fee_rates(market, tier))
+        with self._connection() as conn:
+            tier = _fee_tier(conn, user)
+        return {"tier": tier, "rates": {symbol: fee_rates(market, tier).as_dict()
                                         for symbol, market in sorted(MARKETS.items())}}
 
     def trade_fees(self, user: str, market: Market, trade_ids: list[str]) -> dict:
@@ -415,8 +420,8 @@ class LedgerStore:
         "amount"}, "taker": {...}}}`` (both roles in a self-trade); trades not
         settled yet, or not theirs, are left out. A tier changed since a trade
         does not change what that trade was charged."""
-        tier = self.fee_tier(user)
         with self._connection() as conn:
+            tier = _fee_tier(conn, user)
             rows = conn.execute(
                 "SELECT details FROM wallets.transactions "
                 "WHERE idempotency_key = ANY(%s) AND type = 'trade'",
@@ -427,7 +432,7 @@ class LedgerStore:
             for role in ("maker", "taker"):
                 if details[f"{role}_user"] == user:
                     fees.setdefault(details["trade_id"], {})[role] = details[f"{role}_fee"]
-        return {"rates": rates_of(fee_rates(market, tier)), "fees": fees}
+        return {"rates": fee_rates(market, tier).as_dict(), "fees": fees}
 
     # -- history ------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from services.wallets.ledger import (
     system_owner,
     trade_result,
 )
-from services.wallets.store import LedgerStore, _bigint_array, _json, retry_on_conflict
+from services.wallets.store import FEE_TIERS, LedgerStore, _bigint_array, _json, retry_on_conflict
 
 # settle_trades' fast path, one statement: lock the accounts in id order,
 # insert the trades' journal entries and their postings; the balance trigger
@@ -59,13 +59,6 @@ WITH locked AS (
       JOIN entries e ON e.n = p.n
 )
 SELECT idempotency_key, id FROM new_transactions
-"""
-
-# The users as a JSON array: psycopg's list dumper cost more Python time than
-# the query did in PostgreSQL.
-FEE_TIERS = """
-SELECT t.user_id, t.tier FROM wallets.fee_tiers t
-  JOIN json_array_elements_text(%s::json) AS u (id) ON u.id = t.user_id
 """
 
 
