@@ -780,9 +780,10 @@ def fills_of(services, user: str, order: dict, market: Market, deadline: float) 
     this answer (myTrades shows what the ledger charged). The rates are
     asked of wallets while marketdata is read: one call more, not one wait
     more (a wallets call after the fills added 5-7 ms to the p50 of a FULL
-    IOC, bench/README.md). If wallets does not answer, the market's schedule
-    (logged): the order is accepted and traded, and its answer must not
-    become an error that a bot would take for a failed order."""
+    IOC, bench/README.md). If wallets does not answer within the order's
+    budget, the market's schedule (logged): the order is accepted and traded,
+    and its answer must not become an error or a timeout that a bot would
+    take for a failed order."""
     executed = Decimal(order.get("filled_quantity") or 0)
     if not executed:
         return []
@@ -796,11 +797,18 @@ def fills_of(services, user: str, order: dict, market: Market, deadline: float) 
         if sum(Decimal(t["quantity"]) for t in trades) >= executed or \
                 time.monotonic() >= deadline:
             trades.sort(key=lambda t: (t["executed_at"], trade_number(t["trade_id"])))
+            rates = None
             try:
-                rates = fees.rates_of(asked.wait())
+                # A wallets that is down answers nothing until the RPC timeout
+                # (10 s): wait no longer than the order's own budget.
+                with eventlet.Timeout(max(0.0, deadline - time.monotonic()), False):
+                    rates = fees.rates_of(asked.wait())
             except Exception:  # noqa: BLE001 - any failure to ask: see the docstring
+                log.warning("order %s: wallets' fee rates failed", order["order_id"],
+                            exc_info=True)
+            if rates is None:
                 log.warning("order %s: no fee rates from wallets, commissions at %s's "
-                            "schedule", order["order_id"], market.symbol, exc_info=True)
+                            "schedule", order["order_id"], market.symbol)
                 rates = {"maker": market.maker_fee, "taker": market.taker_fee}
             return [fill_object(t, fees.fee_at(t, market, rates)) for t in trades]
         eventlet.sleep(POLL_S[min(polls, len(POLL_S) - 1)])

@@ -107,12 +107,15 @@ def test_bots_read_their_rates(settings, gateway_url, principal_tokens):  # noqa
 
 
 def test_trade_fee_refusals(settings):
-    """Signed as any /api/v3 read; an unknown symbol is -1121."""
+    """Signed as any /api/v3 read; an unknown or malformed symbol is -1121."""
     trader = kit.new_trader(settings, prefix="tierrates")
     unsigned = kit.raw(settings, "GET", "/sapi/v1/asset/tradeFee")
     assert (unsigned.status_code, unsigned.json()["code"]) == (401, -2014)
-    unknown = kit.raw(settings, "GET", "/sapi/v1/asset/tradeFee", trader, {"symbol": "NOPEUSDT"})
-    assert (unknown.status_code, unknown.json()["code"]) == (400, -1121)
+    for path in ("/sapi/v1/asset/tradeFee", "/api/v3/account/commission"):
+        for hostile in ("NOPEUSDT", "btcusdt", "BTC-USDT", "BTCUSDT" * 100, "БТЦ", "BTC\x00USDT",
+                        "1e5"):
+            unknown = kit.raw(settings, "GET", path, trader, {"symbol": hostile})
+            assert (unknown.status_code, unknown.json()["code"]) == (400, -1121), (path, hostile)
 
 
 def test_account_commission_shows_the_rates(settings, gateway_url, principal_tokens):  # noqa: F811
