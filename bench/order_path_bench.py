@@ -365,6 +365,10 @@ def run_client(spec_path: str, out_path: str) -> None:
     """One client process: ``spec["callers"]`` greenthreads; writes its
     records, ``[kind, arrival, done, outcome]`` (outcome "" = accepted), as JSON."""
     spec = json.loads(Path(spec_path).read_text())
+    # The clients stand in for gateway processes, which write their RPC
+    # messages so (the echo phase's baseline uses the same clients).
+    from services.common import json_codec
+    json_codec.install()
     rng = random.Random(spec["seed"])
     transport_class = TRANSPORTS[spec["transport"]]
     users, poor, markets = spec["users"], spec["poor"], spec["markets"]

@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 from gateway import errors
 from gateway.jsonbody import StrictJSONProvider
 from gateway.rpc import RpcPool, TRANSPORT_FAILURES, now_ms
-from services.common import health
+from services.common import health, json_codec
 from services.common.config import Settings, load_settings, service_names
 from services.common.metrics import instrument_flask
 
@@ -57,6 +57,7 @@ class RequestIdFilter(logging.Filter):
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
+    json_codec.install()                         # its RPC messages, as the services'
     app = Flask(__name__)
     app.json = StrictJSONProvider(app)           # gateway/jsonbody.py
     app.config["SETTINGS"] = settings

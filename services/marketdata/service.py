@@ -12,7 +12,7 @@ import logging
 from nameko.events import BROADCAST, event_handler
 from nameko.timer import timer
 
-from services.common import rpc_replies
+from services.common import json_codec, rpc_replies
 from services.common.deadlines import TimedRpcProxy, rpc
 from services.common.metrics import ServiceMetrics
 from services.marketdata import schemas
@@ -24,6 +24,7 @@ from services.marketdata.providers import (Clock, DepthBooks, Markets, Reads, Tr
                                            TradeLog)
 
 rpc_replies.install()
+json_codec.install()
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import zlib
 
 import eventlet
 
-from services.common import catalogue, events, grammar, rpc_replies
+from services.common import catalogue, events, grammar, json_codec, rpc_replies
 from services.common.deadlines import rpc
 from services.common.errors import CodedError, InvalidInput
 from services.common.metrics import ServiceMetrics
@@ -33,6 +33,7 @@ from .models import (
 from .providers import OUTBOX_STREAM, RELAY_IN_FLIGHT, MarketEngines, command_queue_name
 
 rpc_replies.install()
+json_codec.install()
 require_current_engine()
 log = logging.getLogger(__name__)
 REQUEUE_PAUSE_S = 1.0

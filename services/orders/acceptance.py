@@ -35,6 +35,7 @@ import psycopg
 from nameko.extensions import DependencyProvider
 from psycopg.types.json import Jsonb
 
+from services.common import json_codec
 from services.common.config import load_settings
 from services.common.group_commit import GroupCommit, run_or_each_alone
 from services.common.outbox import COMMANDS_EXCHANGE, enqueue_many
@@ -221,7 +222,7 @@ def merge_engine_commands(rows: list) -> list:
         first = queue_rows[0]
         merged[first[0]] = [
             (first[0], COMMANDS_EXCHANGE, queue, message_id,
-             json.dumps(payload, separators=(",", ":")))
+             json_codec.dumps(payload).decode())
             for message_id, payload in (
                 command_batch_message(market, commands[start:start + MERGED_COMMANDS])
                 for start in range(0, len(commands), MERGED_COMMANDS))]

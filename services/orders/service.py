@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from services.common import grammar, rpc_replies
+from services.common import grammar, json_codec, rpc_replies
 from services.common.deadlines import TimedRpcProxy, rpc
 from services.common.errors import CodedError, InvalidInput
 from services.common.metrics import ServiceMetrics
@@ -41,6 +41,7 @@ from .providers import (
 )
 
 rpc_replies.install()
+json_codec.install()
 
 MAX_PAGE = 500
 # Orders in one place_orders call.

@@ -15,7 +15,7 @@ catalogue), so they start and trade while this process is down.
 """
 from __future__ import annotations
 
-from services.common import catalogue, grammar, rpc_replies
+from services.common import catalogue, grammar, json_codec, rpc_replies
 from services.common.deadlines import rpc
 from services.common.metrics import ServiceMetrics
 from services.common.errors import CodedError
@@ -26,6 +26,7 @@ from . import listing
 from .admin import Admins, actor_of
 
 rpc_replies.install()
+json_codec.install()
 
 
 class RegistryService:

@@ -23,7 +23,7 @@ import uuid
 
 from nameko.timer import timer
 
-from services.common import rpc_replies
+from services.common import json_codec, rpc_replies
 from services.common.deadlines import rpc
 from services.common.metrics import ServiceMetrics
 from services.common import principals
@@ -38,6 +38,7 @@ from services.users.providers import (
 from services.users.signup import Signup, SignupState, Step, Undo
 
 rpc_replies.install()
+json_codec.install()
 
 log = logging.getLogger(__name__)
 

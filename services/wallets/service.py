@@ -20,7 +20,7 @@ import time
 
 from nameko.timer import timer
 
-from services.common import rpc_replies
+from services.common import json_codec, rpc_replies
 from services.common.outbox import OutboxRelay
 from services.common.deadlines import rpc
 from services.common.errors import CodedError, Forbidden
@@ -33,6 +33,7 @@ from services.wallets.providers import Ledger
 from services.wallets.settlement import TradeSettlement
 
 rpc_replies.install()
+json_codec.install()
 
 ADMIN_VERB_ERRORS = (WalletsError, CodedError)
 # Seconds between periodic ledger audits (each reads every account, and the
