@@ -46,6 +46,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -596,7 +597,8 @@ def start_gateway(settings, run: Path, config_file: Path, port: int, seconds: fl
     answering /health."""
     import requests
     procs = start_services(settings, run, config_file, {"gateway": "gateway"},
-                           {"EXCHANGE_GATEWAY_PORT": str(port), **GATEWAY_LIMITS})
+                           {"EXCHANGE_GATEWAY_PORT": str(port), **GATEWAY_LIMITS,
+                            "EXCHANGE_LOG_DIR": str(run / "logs" / "gateway")})
     deadline = time.time() + seconds
     while True:
         try:
@@ -1349,7 +1351,14 @@ def main():
     # grown to about 1 GB across sessions).
     for name in [*modules, "gateway"]:
         (run / f"{name}.log").unlink(missing_ok=True)
-    procs = start_services(settings, run, config_file, modules)
+    shutil.rmtree(run / "logs", ignore_errors=True)
+    # Each process writes its JSON log as the stack's do (the trace lines
+    # among them), in a directory of its own: two processes of one service
+    # would share `<service>.jsonl` and its rotation.
+    procs = {}
+    for name, module in modules.items():
+        procs.update(start_services(settings, run, config_file, {name: module},
+                                    {"EXCHANGE_LOG_DIR": str(run / "logs" / name)}))
     problems: list[str] = []
     try:
         with ClusterRpcProxy(nameko, timeout=120) as rpc:

@@ -21,7 +21,10 @@ Where the ids come from:
 time order: ``make logs ORDER=<id>``.
 
 Installed only in processes the stack starts (``EXCHANGE_LOG_DIR`` set):
-tests that run services in-process keep pytest's own logging.
+tests that run services in-process keep pytest's own logging. The trace
+lines (``trace``: the per-RPC, per-message and access lines) are written to
+the JSON log only; the plain log keeps everything else (starts, connections,
+warnings, errors).
 """
 from __future__ import annotations
 
@@ -39,6 +42,15 @@ ID_KEYS = ("request_id", "user_id", "order_id", "trade_id")
 CONTEXT_PREFIX = "log_"
 
 TRACE = logging.getLogger("exchange.trace")
+# The trace lines (one per RPC, event handler, consumed message part and
+# gateway request) go to the JSON log only, written in batches
+# (install_for_process). Propagated, each was also a line of the plain log
+# (Nameko's stdout handler at INFO), written with a system call of its own:
+# the active engine wrote about 500 a second under the order-path bench, 7 %
+# of its samples (bench/README.md, session 20). Off until installed, so a
+# process without JSON logs does not make them at all.
+TRACE.propagate = False
+TRACE.setLevel(logging.WARNING)
 
 _process: str | None = None
 
@@ -284,6 +296,7 @@ def install_for_process(process: str, level: int = logging.INFO) -> bool:
     root.addHandler(handler)
     if root.level > level or root.level == logging.NOTSET:
         root.setLevel(level)
+    TRACE.addHandler(handler)
     TRACE.setLevel(logging.INFO)
     _process = process
     return True
