@@ -199,7 +199,10 @@ function connect() {
   socket.on("balances", (data) => {
     renderBalances(data.balances);
     refreshWithdrawals();
-    if (feesPending) refreshFills();  // settled: the fills' fees are charged now
+    // Settled: the fills' fees are charged now. A read of the fills still in
+    // flight may have been answered before the settlement (it showed
+    // "(pending)", and no later push would read them again): read again.
+    if (feesPending || fillsInFlight > 0) refreshFills();
   });
   socket.on("account", (data) => { $("#connection").textContent = `account ${data.state}`; });
 }
@@ -427,6 +430,11 @@ async function refreshOrders() {
 }
 
 let feesPending = false;  // a fill shown without its settled fee
+// Reads of the fills: started, the latest shown, in flight. A read answered
+// after a later one was shown is dropped (it may predate a settlement).
+let fillsAsked = 0;
+let fillsShown = 0;
+let fillsInFlight = 0;
 
 function feeText(fill) {
   if (!fill.fee) return "…";
@@ -436,8 +444,12 @@ function feeText(fill) {
 
 async function refreshFills() {
   if (!state.user) return;
+  const asked = ++fillsAsked;
+  fillsInFlight += 1;
   try {
     const { fills: read } = await api("GET", `/fills?market=${state.market}`);
+    if (asked < fillsShown) return;
+    fillsShown = asked;
     const key = (f) => `${f.trade_id}:${f.role}`;
     const known = new Set(read.map(key));
     const pushed = recentFills.filter((f) => f.market === state.market && !known.has(key(f)));
@@ -447,7 +459,11 @@ async function refreshFills() {
     feesPending = fills.some((f) => !f.fee || !f.fee.settled);
     fillTable("#fills", fills.map((f) => row(cell(f.market), cell(f.side, f.side), cell(f.price),
                                               cell(f.quantity), cell(f.role), cell(feeText(f)))));
-  } catch (error) { console.warn("fills", error.message); }
+  } catch (error) {
+    console.warn("fills", error.message);
+  } finally {
+    fillsInFlight -= 1;
+  }
 }
 
 async function refreshBalances() {
