@@ -339,3 +339,16 @@ def test_a_stopping_relay_deletes_what_it_published(pool, relay, stream, request
         left = conn.execute("SELECT count(*) FROM outbox WHERE stream = %s",
                             (stream,)).fetchone()[0]
     assert (r.published, left) == (3, 0)
+
+
+def test_a_large_payload_is_stored_compressed_with_lz4(pool, stream):
+    """Engine batches' events are above the TOAST threshold: lz4, not pglz
+    (common migration 004: a fraction of the CPU, bench/README.md session 20)."""
+    events = [{"trade_id": i, "price": "100.01", "quantity": "0.1000",
+               "maker_user": uuid.uuid4().hex, "taker_user": uuid.uuid4().hex} for i in range(200)]
+    with pool.connection() as conn:
+        with conn.transaction(force_rollback=True):
+            enqueue_many(conn, stream, [("", "q", "batch-1", {"events": events})])
+            method = conn.execute("SELECT pg_column_compression(payload) FROM outbox "
+                                  "WHERE stream = %s", (stream,)).fetchone()[0]
+    assert method == "lz4"
