@@ -41,9 +41,10 @@ def test_two_traders_trade_live_in_the_browser(settings):
                        json.dumps(args))
 
 
-def run_with_orders_lagging(settings, scenario: str) -> None:
-    """A scenario where the push reaches the browser before orders records the
-    trade (held back by a row lock: trader_scenarios.held_bid)."""
+def run_with_rows_held(settings, scenario: str) -> None:
+    """A scenario that holds rows with a transaction of its own (the database's
+    DSN in its argument): the push reaches the browser before orders records
+    the trade (trader_scenarios.held_bid), or before wallets settles it."""
     args = {"url": settings.gateway_url, "price": kit.inside_spread(settings, MARKET),
             "dsn": settings.postgres_dsn(),
             "buyer": asdict(kit.new_trader(settings, {"USDT": "5000"}, prefix="web")),
@@ -52,11 +53,15 @@ def run_with_orders_lagging(settings, scenario: str) -> None:
 
 
 def test_a_filled_order_leaves_the_open_list_while_orders_has_not_recorded_it(settings):
-    run_with_orders_lagging(settings, "filled_order_leaves_while_orders_lags")
+    run_with_rows_held(settings, "filled_order_leaves_while_orders_lags")
 
 
 def test_a_partial_fill_shows_in_the_open_list_while_orders_has_not_recorded_it(settings):
-    run_with_orders_lagging(settings, "partial_fill_shows_while_orders_lags")
+    run_with_rows_held(settings, "partial_fill_shows_while_orders_lags")
+
+
+def test_a_fee_read_made_before_settlement_and_answered_after_it_ends_settled(settings):
+    run_with_rows_held(settings, "fee_read_before_settlement_lands_after_it")
 
 
 def test_client_refuses_off_grid_orders_before_sending_and_fits_a_phone(settings):

@@ -340,9 +340,71 @@ def partial_fill_shows_while_orders_lags(args):
         buyer.page.wait_for_selector(row, state="detached", timeout=WAIT_MS)
 
 
+def fee_read_before_settlement_lands_after_it(args):
+    """The fill push starts a read of the fills; when wallets settles the
+    trade while that read is in flight, the read's answer (made before the
+    settlement: the fee "pending") lands after the settlement's balances push.
+    A client that re-reads only at a balances push that finds a fee pending
+    then shows "(pending)" for good (session 20's CI caught it by chance).
+    Made certain here: the buyer's wallet accounts are held by a transaction
+    of the test (FOR NO KEY UPDATE: settlement waits to move them, reads do
+    not), every fills read answered meanwhile is held back in the browser
+    until the settlement's balances are shown, then delivered. The fee must
+    still end settled."""
+    import psycopg
+    price = args["price"]
+    with chromium.browser() as browser:
+        buyer, seller = signed_in_pair(browser, args, "fee-")
+        try:
+            order_id = buyer.place("buy", price, QUANTITY, post_only=True)
+            buyer.page.wait_for_selector(f"#open-orders tr[data-order='{order_id}']",
+                                         timeout=WAIT_MS)
+            buyer.wait_balance("USDT", lambda v: v < Decimal("5000"))  # the bid's hold
+            stale, holding = [], [True]
+
+            def fills_read(route):
+                if not holding[0]:
+                    route.continue_()
+                    return
+                # Answered by the gateway now, delivered to the page later.
+                stale.append((route, route.fetch()))
+
+            buyer.page.route("**/fills?*", fills_read)
+            with psycopg.connect(args["dsn"]) as hold:
+                hold.execute("SELECT 1 FROM wallets.accounts WHERE owner = %s FOR NO KEY UPDATE",
+                             (buyer.who.user_id,))
+                seller.place("sell", price, QUANTITY, tif="IOC")
+                buyer.tape_has(price, QUANTITY)
+                for _ in range(200):       # the fill push's read, answered and held
+                    if stale:
+                        break
+                    buyer.page.wait_for_timeout(100)
+                assert stale, "the fill push started no read of the fills"
+                answered = [json.loads(response.text()) for _, response in stale]
+                assert all(not f["fee"]["settled"] for page in answered for f in page["fills"]), \
+                    f"a fee settled while the buyer's accounts were held: {answered}"
+                holding[0] = False
+                hold.rollback()            # settlement goes on: its balances push follows
+            buyer.wait_balance("BTC", lambda v: v > 0)
+            for route, response in stale:  # the reads made before it land after it
+                route.fulfill(response=response)
+            fee = buyer.page.wait_for_function(
+                "() => [...document.querySelectorAll('#fills tbody tr')].map(tr => "
+                "tr.children[5].textContent).find(t => t.endsWith(' BTC'))",
+                timeout=WAIT_MS).json_value()
+            assert Decimal(fee.split()[0]) == Decimal(QUANTITY) - buyer.balance("BTC") > 0, fee
+            buyer.shot("09-fee-settled-after-a-stale-read")
+            for trader in (buyer, seller):
+                assert trader.errors == [], f"{trader.name} console: {trader.errors}"
+        finally:
+            buyer.close()
+            seller.close()
+
+
 SCENARIOS = {"two_traders_trade": two_traders_trade, "refusals_and_phone": refusals_and_phone,
              "filled_order_leaves_while_orders_lags": filled_order_leaves_while_orders_lags,
-             "partial_fill_shows_while_orders_lags": partial_fill_shows_while_orders_lags}
+             "partial_fill_shows_while_orders_lags": partial_fill_shows_while_orders_lags,
+             "fee_read_before_settlement_lands_after_it": fee_read_before_settlement_lands_after_it}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](json.loads(sys.argv[2]))
