@@ -211,6 +211,12 @@ drill() {
     done
     ip link show $BRIDGE >/dev/null 2>&1 \
         && die "the zones' bridge $BRIDGE exists already: another three-zones deployment is up; take it down first (scripts/zones.sh down)"
+    # From nothing: a stopped deployment's data (a drill stopped half-way left
+    # an old leader that could not rejoin) would be deployed on again.
+    if [ -d "$HOSTS_DIR" ]; then
+        say "removing the last deployment's data ($HOSTS_DIR): the drill deploys from nothing"
+        rm -rf "$HOSTS_DIR"
+    fi
     # The zones come down whatever happens: three Cassandras must not idle on.
     trap down EXIT
     deploy
