@@ -99,6 +99,17 @@ class Trader:
             self.page.wait_for_timeout(250)
         raise AssertionError(f"{self.name}: {asset} balance stayed {self.balance(asset)}")
 
+    def wait_settled_fee(self, asset: str, received: str) -> str:
+        """My trades' fee in ``asset`` as the ledger charged it (shown without
+        "(pending)" once settled): what the ``received`` quantity lacks of the
+        balance shown."""
+        fee = self.page.wait_for_function(
+            "a => [...document.querySelectorAll('#fills tbody tr')].map(tr => "
+            "tr.children[5].textContent).find(t => t.endsWith(' ' + a))",
+            arg=asset, timeout=WAIT_MS).json_value()
+        assert Decimal(fee.split()[0]) == Decimal(received) - self.balance(asset) > 0, fee
+        return fee
+
     def book_has(self, side: str, price: str):
         table = "#book-bids" if side == "buy" else "#book-asks"
         self.page.wait_for_function(
@@ -175,13 +186,7 @@ def two_traders_trade(args):
             seller.wait_balance("USDT", lambda v: v > 0)
             buyer.page.wait_for_selector(f"#open-orders tr[data-order='{order_id}']",
                                          state="detached", timeout=WAIT_MS)
-            # My trades shows the fee the ledger charged: what the BTC
-            # received lacks (no "(pending)" once settled).
-            fee = buyer.page.wait_for_function(
-                "() => [...document.querySelectorAll('#fills tbody tr')].map(tr => "
-                "tr.children[5].textContent).find(t => t.endsWith(' BTC'))",
-                timeout=WAIT_MS).json_value()
-            assert Decimal(fee.split()[0]) == Decimal(QUANTITY) - buyer.balance("BTC") > 0, fee
+            buyer.wait_settled_fee("BTC", QUANTITY)
             buyer.shot("04-traded")
             seller.shot("04-traded")
 
@@ -388,11 +393,7 @@ def fee_read_before_settlement_lands_after_it(args):
             buyer.wait_balance("BTC", lambda v: v > 0)
             for route, response in stale:  # the reads made before it land after it
                 route.fulfill(response=response)
-            fee = buyer.page.wait_for_function(
-                "() => [...document.querySelectorAll('#fills tbody tr')].map(tr => "
-                "tr.children[5].textContent).find(t => t.endsWith(' BTC'))",
-                timeout=WAIT_MS).json_value()
-            assert Decimal(fee.split()[0]) == Decimal(QUANTITY) - buyer.balance("BTC") > 0, fee
+            buyer.wait_settled_fee("BTC", QUANTITY)
             buyer.shot("09-fee-settled-after-a-stale-read")
             for trader in (buyer, seller):
                 assert trader.errors == [], f"{trader.name} console: {trader.errors}"
