@@ -365,6 +365,8 @@ def fee_read_before_settlement_lands_after_it(args):
             buyer.page.wait_for_selector(f"#open-orders tr[data-order='{order_id}']",
                                          timeout=WAIT_MS)
             buyer.wait_balance("USDT", lambda v: v < Decimal("5000"))  # the bid's hold
+            # A flag, not page.unroute: unrouting handles the held routes too
+            # ("Route is already handled" at their fulfil).
             stale, holding = [], [True]
 
             def fills_read(route):
