@@ -37,7 +37,10 @@ json_codec.install()
 
 ADMIN_VERB_ERRORS = (WalletsError, CodedError)
 # Seconds between periodic ledger audits (each reads every account, and the
-# journal since the audit checkpoint).
+# journal since the audit checkpoint). The first runs when the process starts
+# (the timer is eager): a wallets process restarted after a crash checks the
+# ledger at once instead of a minute later, and the audit metrics exist from
+# the start (Prometheus' LedgerAuditStale has a value to judge).
 AUDIT_INTERVAL_S = 60
 
 log = logging.getLogger(__name__)
@@ -258,7 +261,7 @@ class WalletsService:
         ``[]`` when clean."""
         return self.books.audit()
 
-    @timer(interval=AUDIT_INTERVAL_S)
+    @timer(interval=AUDIT_INTERVAL_S, eager=True)
     def periodic_audit(self):
         """The same audit, on a timer, from the audit checkpoint on (the RPC
         above reads the whole journal, on demand): its finding count and time are exported

@@ -60,7 +60,7 @@ def test_every_service_reports_entrypoint_latency_and_the_key_series_exist(prome
                 f'exchange_entrypoint_duration_seconds_bucket{{service="{name}", le="+Inf"}}')
     missing = [what for what, expr in KEY_SERIES if not prometheus.query(expr)]
     assert missing == []
-    # The first periodic audit runs a minute after wallets starts.
+    # The first periodic audit runs when wallets starts (an eager timer).
     wait_until(lambda: prometheus.query(
         'exchange_ledger_audit_findings{service="wallets"} '
         'and exchange_ledger_audit_timestamp_seconds{service="wallets"} > 0'),

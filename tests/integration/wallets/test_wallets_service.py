@@ -341,3 +341,16 @@ def test_health_checks_the_database(call):
 def test_audit_over_the_service_is_clean(call):
     assert call("audit") == []
     assert ASSETS  # the registry the audit checks system accounts against
+
+
+def test_the_periodic_audit_runs_when_the_service_starts(service_config):
+    """The audit's timer is eager: a wallets process started after a crash
+    checks the ledger at once, not a timer interval (60 s) later."""
+    container = ServiceContainer(WalletsService, service_config)
+    replace_dependencies(container, "settlement")
+    try:
+        with entrypoint_waiter(container, "periodic_audit", timeout=30) as result:
+            container.start()
+        assert result.get() is None
+    finally:
+        container.stop()
