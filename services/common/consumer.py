@@ -44,6 +44,7 @@ def observed(queue: str, handle):
             result = handle(batch)
         now_ms = time.time() * 1000
         tracing = logs.TRACE.isEnabledFor(logging.INFO)
+        lines = []
         for key, message_id, body in batch:
             if isinstance(body, dict):
                 # An engine batch's events were all executed at its ``at``.
@@ -51,9 +52,9 @@ def observed(queue: str, handle):
                                     else body.get("at") if key.startswith(ENGINE_BATCH_KEYS)
                                     else None, now_ms)
                 if tracing:
-                    for part_id, part in _parts(message_id, body):
-                        logs.trace("%s handled %s %s", queue, key, part_id,
-                                   ids=logs.message_ids(part))
+                    lines += [(f"{queue} handled {key} {part_id}", logs.message_ids(part))
+                              for part_id, part in _parts(message_id, body)]
+        logs.trace_each(lines)
         return result
 
     return observed_handle
