@@ -27,6 +27,7 @@ from services.common.errors import CodedError, Forbidden
 from services.common.principals import AdminPrincipal
 from services.common.metrics import ServiceMetrics
 from services.wallets import addresses, schemas
+from services.wallets.announcements import merge_balances_changed
 from services.wallets.errors import WalletsError
 from services.wallets.ledger import APPROVE, CANCEL, MARK_SENT, REJECT
 from services.wallets.providers import Ledger
@@ -60,7 +61,8 @@ class WalletsService:
     # writes it in the transaction that moves the money (migration 011).
     # Read at most every RELAY_LINGER_S while money moves faster than that
     # (holds, releases, settlements: one row each): one read for several.
-    relay = OutboxRelay("wallets", linger_s=RELAY_LINGER_S)
+    # A read's balances_changed rows go out as one message (announcements).
+    relay = OutboxRelay("wallets", linger_s=RELAY_LINGER_S, merge=merge_balances_changed)
     # Settles the engines' trades from the ordered settlement queue (one active
     # wallets process at a time, the others standing by).
     settlement = TradeSettlement()
