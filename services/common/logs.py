@@ -158,7 +158,7 @@ def trace(message: str, *args, ids: dict | None = None, at: float | None = None)
         TRACE.info(message, *args, extra={"ids": ids or {}, "at": at})
 
 
-def trace_each(lines: list[tuple[str, dict]], at: float | None = None) -> None:
+def trace_each(lines: list[tuple[str, dict]]) -> None:
     """Several trace lines, ``(message, ids)`` each, as ONE record: one pass
     through the logging machinery for all the parts of a consumer's batch
     (an engine batch's events, a command batch's commands), still written as
@@ -167,7 +167,7 @@ def trace_each(lines: list[tuple[str, dict]], at: float | None = None) -> None:
     about a tenth of their samples (bench/README.md, session 22). Free when
     JSON logs are not installed."""
     if lines and TRACE.isEnabledFor(logging.INFO):
-        TRACE.info("%d trace lines", len(lines), extra={"lines": lines, "at": at})
+        TRACE.info("%d trace lines", len(lines), extra={"lines": lines})
 
 
 # ---------------------------------------------------------------- format
