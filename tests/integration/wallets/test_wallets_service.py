@@ -1,7 +1,6 @@
 """The wallets Nameko service on the real PostgreSQL and RabbitMQ: bad input is
 a typed error with a stable code and writes nothing; errors cross RPC with
 their class name and code; history pages; health; the balances event."""
-import time
 import uuid
 
 import pytest
@@ -15,6 +14,7 @@ from services.wallets import errors
 from services.wallets.assets import ASSETS
 from services.wallets.service import WalletsService
 from tests.integration.identity_kit import principal_tokens  # noqa: F401 (fixture)
+from tests.integration.orders.conftest import wait_for
 
 BTC_ADDRESS = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
 ETH_ADDRESS = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -321,10 +321,7 @@ def test_a_hold_announces_which_balances_changed(wallets_container, service_conf
         with wallets_pool.connection() as conn:
             return conn.execute("SELECT count(*) FROM outbox WHERE stream = 'wallets' "
                                 "AND payload::text LIKE %s", (f"%{alice}%",)).fetchone()[0]
-    deadline = time.monotonic() + 10
-    while outbox_rows_of_alice():
-        assert time.monotonic() < deadline, "the set-up's announcements were not published"
-        time.sleep(0.1)
+    wait_for(lambda: not outbox_rows_of_alice(), 10, "the set-up's announcements published")
 
     def names(user):
         return lambda worker_ctx, result, exc_info: bool(result) and any(
@@ -364,3 +361,26 @@ def test_the_periodic_audit_runs_when_the_service_starts(service_config):
         assert result.get() is None
     finally:
         container.stop()
+
+
+def test_announcements_committed_together_reach_a_listener_as_one_message(
+        wallets_container, service_config, container_factory, wallets_pool):
+    """The service's relay merges the balances_changed rows of one read
+    (services.wallets.announcements): two announcements committed in one
+    transaction are read together and arrive as ONE message naming both."""
+    listener = container_factory(BalanceListener, service_config)
+    listener.start()
+    first, second = f"merge-{uuid.uuid4()}", f"merge-{uuid.uuid4()}"
+
+    def names_first(worker_ctx, result, exc_info):
+        return bool(result) and any(change["user"] == first for change in result["changes"])
+    with entrypoint_waiter(listener, "on_balances_changed", timeout=10,
+                           callback=names_first) as waited:
+        with wallets_pool.connection() as conn:
+            for user in (first, second):
+                conn.execute("SELECT wallets.announce_balances_changed(%s::jsonb)",
+                             (f'[{{"user": "{user}", "asset": "BTC"}}]',))
+    payload = waited.get()
+    assert payload["event_version"] == 1
+    assert [c["user"] for c in payload["changes"] if c["user"] in (first, second)] == sorted(
+        (first, second))
