@@ -376,7 +376,7 @@ def test_announcements_committed_together_reach_a_listener_as_one_message(
         return bool(result) and any(change["user"] == first for change in result["changes"])
     with entrypoint_waiter(listener, "on_balances_changed", timeout=10,
                            callback=names_first) as waited:
-        with wallets_pool.connection() as conn:
+        with wallets_pool.connection() as conn, conn.transaction():
             for user in (first, second):
                 conn.execute("SELECT wallets.announce_balances_changed(%s::jsonb)",
                              (f'[{{"user": "{user}", "asset": "BTC"}}]',))
