@@ -54,6 +54,17 @@ def decimal(value, field: str, *, positive: bool = True, scale: int | None = Non
     elif isinstance(value, str):
         text = value
     elif isinstance(value, Decimal) and value.is_finite():
+        # A Decimal this grammar produced (a price or quantity read once
+        # and passed on: every order's twice on its way to the engine's
+        # grid) is taken as it is: unsigned, at most MAX_DIGITS integer
+        # digits, and no more decimals than allowed even before trailing
+        # zeros are stripped, no positive exponent (text never has one).
+        # What it would print is grammar text that reads back as this very
+        # Decimal, so the result is the one the text path gives.
+        exponent = value.as_tuple().exponent
+        if not value.is_signed() and value.adjusted() < MAX_DIGITS \
+                and -min(MAX_SCALE, MAX_SCALE if scale is None else scale) <= exponent <= 0:
+            return _bounded(value, field, positive, max_value)
         # Bounded before formatting: Decimal("1e10000000") would print ten
         # million digits.
         in_range = (value >= 0 and value.adjusted() < MAX_DIGITS
@@ -71,7 +82,10 @@ def decimal(value, field: str, *, positive: bool = True, scale: int | None = Non
     decimals = min(MAX_SCALE, MAX_SCALE if scale is None else scale)
     if len(text.partition(".")[2].rstrip("0")) > decimals:
         raise InvalidInput("TOO_PRECISE", f"{field} has more than {decimals} decimals", field)
-    number = Decimal(text)
+    return _bounded(Decimal(text), field, positive, max_value)
+
+
+def _bounded(number: Decimal, field: str, positive: bool, max_value: Decimal | None) -> Decimal:
     if positive and number == 0:
         raise InvalidInput("NOT_POSITIVE", f"{field} must be greater than zero", field)
     if max_value is not None and number > max_value:

@@ -82,6 +82,38 @@ def test_scale_and_upper_bound_are_checked_on_the_text():
     assert grammar.optional_decimal(None, "fee") is None
 
 
+
+def _outcome(value, **limits):
+    try:
+        number = grammar.decimal(value, "price", **limits)
+    except InvalidInput as exc:
+        return exc.code
+    return number, number.as_tuple()
+
+
+@pytest.mark.parametrize("text", [
+    "0", "0.000", "1", "0.01", "99.99", "30000", "1.500000000", "0." + "0" * 17 + "1",
+    "1." + "0" * 18, "1." + "0" * 19, "1." + "0" * 40, "9" * 20, "9" * 20 + "." + "9" * 18,
+])
+@pytest.mark.parametrize("limits", [{}, {"scale": 2}, {"scale": 0}, {"positive": False},
+                                    {"max_value": Decimal(100)}])
+def test_a_decimal_it_read_reads_back_as_its_text_does(text, limits):
+    """A Decimal the grammar produced is taken as it is (a price or quantity
+    is read once and passed on): the same value and digits, or the same
+    refusal, as the text it came from."""
+    assert _outcome(Decimal(text), **limits) == _outcome(text, **limits)
+
+
+@pytest.mark.parametrize("value", [
+    Decimal("-0"), Decimal("-0.00"), Decimal("1E+3"), Decimal("1E-19"), Decimal("5E-19"),
+    Decimal("1" * 21), Decimal("1.50000000000000000000"), Decimal("1e10000000"),
+])
+def test_other_decimals_are_judged_by_what_they_print(value):
+    """Signed zeros, exponents and too many digits take the text path: the
+    outcome is the one of their printed form."""
+    printed = format(value, "f") if value.adjusted() < 40 else "-"
+    assert _outcome(value) == _outcome(printed)
+
 @pytest.mark.parametrize("value", [
     10 ** 30, -1, "1e3", "١", " 1", "1_0", "9" * 20, MEGABYTE_OF_DIGITS, 1.0, True, None, "",
 ])
