@@ -117,3 +117,10 @@ def test_only_an_answer_with_a_code_counts_as_answered():
     assert answered_with_a_code(RemoteError("OrderRefused", "ORDER_NOT_OPEN: gone"))
     assert not answered_with_a_code(RpcTimeout(10))
     assert not answered_with_a_code(ConnectionError("reset"))
+
+
+def test_the_acceptance_bench_splits_a_batch_into_fixed_and_per_order_costs():
+    from bench.acceptance_bench import fit
+    fixed, per_order = fit([(1, 2.4 + 0.25), (5, 2.4 + 1.25), (30, 2.4 + 7.5), (60, 2.4 + 15)])
+    assert abs(fixed - 2.4) < 1e-9 and abs(per_order - 0.25) < 1e-9
+    assert fit([(30, 9.0)]) == (9.0, 0.0)   # one size: no slope to read
