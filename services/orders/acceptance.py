@@ -25,7 +25,6 @@ database out of reach fails them all).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -82,8 +81,6 @@ PACE_ENOUGH = 16
 RELAY_LINGER_S = 0.05
 # Commands in one merged message at most (the engine's batch: MAX_COMMANDS).
 MERGED_COMMANDS = 2000
-# uuid5's namespace of derived client order ids (derived_client_order_id).
-_URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
 
 # An amend's extra hold: wallets' set-based movement with one element (its
 # refusal comes back as a row).
@@ -150,18 +147,8 @@ def refusal_error(code: str, message: str) -> OrdersError:
 def derived_client_order_id(request_id: str, index: int) -> str:
     """The client order id of the ``index``-th order of a batch request sent
     without one: the same on every redelivery of the request, so a redelivered
-    batch finds its orders (36 characters, in the client order id grammar).
-
-    It is ``str(uuid.uuid5(uuid.NAMESPACE_URL, name))``, written out: the
-    ``UUID`` object and its string cost about three times the hash, once for
-    every order of every batch call (tests/unit/orders: equal on any name)."""
-    digest = bytearray(hashlib.sha1(_URL_NAMESPACE
-                                    + f"orders.place_orders:{request_id}:{index}".encode()
-                                    ).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50   # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80   # RFC 4122 variant
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    batch finds its orders (36 characters, in the client order id grammar)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"orders.place_orders:{request_id}:{index}"))
 
 
 def enqueue_engine_commands(conn, commands: list[tuple[str, str, dict]]) -> None:
