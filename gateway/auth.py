@@ -119,6 +119,19 @@ def missing_param(name: str) -> ApiError:
     return ApiError(400, "MISSING_PARAMETER", text, -1102, text, field=name)
 
 
+# Binance's own codes for two empty parameters; any other is -1105.
+EMPTY_CODES = {"newClientOrderId": (-1118, "New client order ID was empty."),
+               "origClientOrderId": (-1119, "Original client order ID was empty.")}
+
+
+def empty_param(name: str) -> ApiError:
+    """An optional parameter sent with no value (``limit=``): refused, as
+    Binance refuses it, never read as absent (a client that meant a value
+    would get the default silently)."""
+    code, text = EMPTY_CODES.get(name, (-1105, f"Parameter '{name}' was empty."))
+    return ApiError(400, "INVALID_INPUT", text, code, text, field=name)
+
+
 def _pairs(raw: bytes) -> list[tuple[str, str]]:
     try:
         text = raw.decode("ascii")
@@ -230,6 +243,8 @@ def authenticate(permission: str) -> Principal:
     if not KEY_FORMAT.fullmatch(api_key):
         raise _refused(-2014, "API-key format invalid.", 401)
     values = params()
+    if values.get("recvWindow") == "":
+        raise empty_param("recvWindow")
     signature = values.get("signature", "")
     well_formed = bool(HEX64.fullmatch(signature))
     cache = key_cache() if well_formed else None
@@ -273,5 +288,5 @@ def from_service_error_with(code: str, exc: Exception) -> ApiError:
 
 
 __all__ = ["Principal", "authenticate", "client_ip", "params", "signed_payload",
-           "missing_param", "bad_param", "resolve_client_ip", "READ", "TRADE", "WITHDRAW",
-           "MSG_BAD_KEY"]
+           "missing_param", "empty_param", "bad_param", "resolve_client_ip", "READ", "TRADE",
+           "WITHDRAW", "MSG_BAD_KEY"]

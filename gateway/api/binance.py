@@ -83,7 +83,8 @@ import eventlet
 from flask import Blueprint, copy_current_request_context, current_app, jsonify
 
 from gateway import batcher, fees, ratelimit
-from gateway.auth import (READ, TRADE, authenticate, bad_param, missing_param, params)
+from gateway.auth import (READ, TRADE, authenticate, bad_param, empty_param, missing_param,
+                          params)
 from gateway.errors import (MSG_UNKNOWN_ORDER_CANCEL, MSG_UNKNOWN_ORDER_QUERY, TABLE,
                             ApiError)
 from gateway.markets import Market, catalogue, filter_failure, fmt
@@ -163,11 +164,16 @@ def ok(body):
 # ================================================================ parameters
 
 def param(name: str, required: bool = False):
+    """The parameter's text; None when not sent. Sent empty: a mandatory one
+    is -1102 (Binance's "was not sent, was empty/null"), any other -1105
+    (auth.empty_param)."""
     value = params().get(name)
-    if value in (None, ""):
+    if value is None:
         if required:
             raise missing_param(name)
         return None
+    if value == "":
+        raise missing_param(name) if required else empty_param(name)
     return value
 
 

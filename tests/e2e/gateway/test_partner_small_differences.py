@@ -6,7 +6,10 @@ the running gateway:
   gateway answered an empty list;
 * a request line over the server's limit (eventlet's 8192 bytes): 414 with
   a JSON ``{code, msg}`` body like every other refusal, where the server
-  answered a bare 414 with no body (a client's JSON decoding failed)."""
+  answered a bare 414 with no body (a client's JSON decoding failed);
+* (session 24) a parameter sent with no value: Binance's -1105 (-1102 when
+  mandatory), where the gateway read an optional one as absent and answered
+  with its default (``limit=``, ``recvWindow=``)."""
 import time
 
 import pytest
@@ -44,3 +47,19 @@ def test_a_url_over_the_limit_is_a_json_414(settings, path):
     # Under the limit the route answers as before.
     assert requests.get(f"{settings.gateway_url}/api/v3/ping?pad={'a' * 8000}",
                         timeout=15).status_code == 200
+
+
+def test_an_empty_parameter_is_binances_1105_not_its_default(settings, reader):
+    public = requests.get(f"{settings.gateway_url}/api/v3/depth?symbol={BINANCE}&limit=",
+                          timeout=15)
+    assert (public.status_code, public.json()) == (
+        400, {"code": -1105, "msg": "Parameter 'limit' was empty."})
+    mandatory = requests.get(f"{settings.gateway_url}/api/v3/depth?symbol=&limit=5", timeout=15)
+    assert (mandatory.status_code, mandatory.json()["code"]) == (400, -1102)
+    signed = kit.raw(settings, "GET", "/api/v3/account", reader, params={"recvWindow": ""})
+    assert (signed.status_code, signed.json()) == (
+        400, {"code": -1105, "msg": "Parameter 'recvWindow' was empty."})
+    # Sent with values, the same requests answer.
+    assert requests.get(f"{settings.gateway_url}/api/v3/depth?symbol={BINANCE}&limit=5",
+                        timeout=15).status_code == 200
+    assert kit.raw(settings, "GET", "/api/v3/account", reader).status_code == 200

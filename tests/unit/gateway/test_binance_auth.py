@@ -1,9 +1,12 @@
 """Client IP behind trusted proxies, and the signed payload as raw bytes."""
 import ipaddress
 
+import pytest
 from flask import Flask
 
-from gateway.auth import resolve_client_ip, signed_payload
+from gateway.api.binance import limit_param, param
+from gateway.auth import READ, authenticate, resolve_client_ip, signed_payload
+from gateway.errors import ApiError
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.5/32"))
 
@@ -39,3 +42,29 @@ def test_a_json_body_is_signed_whole():
     with app.test_request_context("/api/v1/orders?timestamp=1&signature=ab", method="POST",
                                   data=body, content_type="application/json"):
         assert signed_payload() == "timestamp=1" + body.decode()
+
+
+def test_an_empty_recv_window_is_binances_1105_before_any_key_check():
+    """Read as absent it would have been the default 5,000 ms (a client that
+    meant another window would not know); no service is asked."""
+    app = Flask(__name__)
+    with app.test_request_context("/api/v3/account?recvWindow=&timestamp=1&signature=ab",
+                                  headers={"X-MBX-APIKEY": "k" * 64}):
+        with pytest.raises(ApiError) as caught:
+            authenticate(READ)
+    assert (caught.value.status, caught.value.binance_code, caught.value.binance_msg) == (
+        400, -1105, "Parameter 'recvWindow' was empty.")
+
+
+def test_an_empty_optional_parameter_is_1105_and_an_absent_one_its_default():
+    app = Flask(__name__)
+    with app.test_request_context("/api/v3/depth?symbol=BTCUSDT&limit="):
+        with pytest.raises(ApiError) as caught:
+            limit_param(100, 5000)
+        assert caught.value.binance_code == -1105 and caught.value.field == "limit"
+    with app.test_request_context("/api/v3/depth?symbol=BTCUSDT"):
+        assert limit_param(100, 5000) == 100 and param("symbol", required=True) == "BTCUSDT"
+    with app.test_request_context("/api/v3/depth?symbol=&limit=5"):
+        with pytest.raises(ApiError) as caught:
+            param("symbol", required=True)
+        assert caught.value.binance_code == -1102

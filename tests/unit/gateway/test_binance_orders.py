@@ -123,3 +123,21 @@ def test_a_read_by_client_order_id_asks_for_the_symbols_market():
             "/api/v3/order?symbol=BTCUSDT&origClientOrderId=grid-1"):
         found = _find_order(services, who, btc_usdt(), -2013, "Order does not exist.")
     assert (found["market"], found["client_order_id"]) == ("BTC-USDT", "grid-1")
+
+
+@pytest.mark.parametrize("body, code, message", [
+    (f"{LIMIT}&quantity=&price=30000", -1105, "Parameter 'quantity' was empty."),
+    (f"{LIMIT}&quantity=0.01&price=", -1105, "Parameter 'price' was empty."),
+    (f"{LIMIT}&quantity=0.01&price=30000&newClientOrderId=", -1118,
+     "New client order ID was empty."),
+    (f"{LIMIT}&quantity=0.01&price=30000&selfTradePreventionMode=", -1105,
+     "Parameter 'selfTradePreventionMode' was empty."),
+    ("symbol=BTCUSDT&side=&type=LIMIT&quantity=0.01&price=30000", -1102,
+     "Mandatory parameter 'side' was not sent, was empty/null, or malformed."),
+])
+def test_an_empty_parameter_is_refused_not_read_as_absent(body, code, message):
+    """Read as absent, ``price=`` would have been -1102 and ``timeInForce=`` or
+    ``selfTradePreventionMode=`` the default: Binance refuses every empty
+    parameter, with -1102 when it is mandatory."""
+    error = refused(body)
+    assert (error.status, error.binance_code, error.binance_msg) == (400, code, message)
