@@ -1,4 +1,5 @@
-"""Client IP behind trusted proxies, and the signed payload as raw bytes."""
+"""Client IP behind trusted proxies, the signed payload as raw bytes, and
+parameters sent empty (refused, never read as absent)."""
 import ipaddress
 
 import pytest

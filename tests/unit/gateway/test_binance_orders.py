@@ -136,7 +136,7 @@ def test_a_read_by_client_order_id_asks_for_the_symbols_market():
      "Mandatory parameter 'side' was not sent, was empty/null, or malformed."),
 ])
 def test_an_empty_parameter_is_refused_not_read_as_absent(body, code, message):
-    """Read as absent, ``price=`` would have been -1102 and ``timeInForce=`` or
+    """Read as absent, ``price=`` would have been -1102 and
     ``selfTradePreventionMode=`` the default: Binance refuses every empty
     parameter, with -1102 when it is mandatory."""
     error = refused(body)
