@@ -126,7 +126,9 @@ def _as_int(value, name: str, code: str) -> int:
         raise error(code, f"{name} must be an integer")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit() and len(value) <= 16:
+    # ASCII digits only: str.isdigit() also takes superscripts ("²", which
+    # int() refuses) and other scripts' digits.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 16:
         return int(value)
     raise error(code, f"{name} must be an integer number of milliseconds")
 
@@ -142,7 +144,13 @@ def _ip_allowed(client_ip: str | None, allowlist: tuple[str, ...]) -> bool:
 
 
 def _signed_values(payload: str, name: str) -> list[str]:
-    return re.findall(re.escape(name) + r"=(\d+)(?!\d)", payload)
+    return re.findall(re.escape(name) + r"=([0-9]+)(?![0-9])", payload)
+
+
+def _as_sent(value) -> str:
+    """An integer parameter as it appears in a signed payload (already
+    checked by ``_as_int``)."""
+    return value if isinstance(value, str) else str(value)
 
 
 def verify(record: KeyRecord | None, signature, payload, timestamp, recv_window,
@@ -167,7 +175,9 @@ def verify(record: KeyRecord | None, signature, payload, timestamp, recv_window,
     """
     if permission not in PERMISSIONS:
         raise error("INVALID_REQUEST", f"permission must be one of {list(PERMISSIONS)}")
-    window = DEFAULT_RECV_WINDOW_MS if recv_window in (None, "") else \
+    # Absent is the default window; sent empty is a value that is not a
+    # window (the gateway refuses ``recvWindow=`` with -1105 before asking).
+    window = DEFAULT_RECV_WINDOW_MS if recv_window is None else \
         _as_int(recv_window, "recvWindow", "RECV_WINDOW_INVALID")
     if not 0 < window <= MAX_RECV_WINDOW_MS:
         raise error("RECV_WINDOW_INVALID", f"recvWindow must be 1..{MAX_RECV_WINDOW_MS} ms")
@@ -192,8 +202,11 @@ def verify(record: KeyRecord | None, signature, payload, timestamp, recv_window,
     if now_ms - ts > window:
         raise error("TIMESTAMP_STALE", f"timestamp is {now_ms - ts} ms old, outside recvWindow "
                                        f"{window} ms")
-    if str(ts) not in _signed_values(payload, "timestamp") or (
-            recv_window not in (None, "") and str(window) not in _signed_values(payload, "recvWindow")):
+    # The values as sent (a gateway passes the text: "05000" was signed as
+    # such), or as an RPC caller's integers print.
+    if _as_sent(timestamp) not in _signed_values(payload, "timestamp") or (
+            recv_window is not None
+            and _as_sent(recv_window) not in _signed_values(payload, "recvWindow")):
         raise error("PAYLOAD_MISMATCH", "timestamp and recvWindow must be the signed ones")
 
     expected = sign(secret_of(), payload)

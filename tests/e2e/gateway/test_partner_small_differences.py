@@ -9,7 +9,11 @@ the running gateway:
   answered a bare 414 with no body (a client's JSON decoding failed);
 * (session 24) a parameter sent with no value: Binance's -1105 (-1102 when
   mandatory), where the gateway read an optional one as absent and answered
-  with its default (``limit=``, ``recvWindow=``)."""
+  with its default (``limit=``, ``recvWindow=``);
+* (session 25) a signed ``timestamp`` or ``recvWindow`` of digits that are
+  not ASCII: a superscript ("²", a digit to ``str.isdigit``, refused by
+  ``int``) was a 500, now -1102 / -1131 like any malformed value; leading
+  zeros ("05000"), signed as sent, were refused as a bad signature."""
 import time
 
 import pytest
@@ -63,3 +67,18 @@ def test_an_empty_parameter_is_binances_1105_not_its_default(settings, reader):
     assert requests.get(f"{settings.gateway_url}/api/v3/depth?symbol={BINANCE}&limit=5",
                         timeout=15).status_code == 200
     assert kit.raw(settings, "GET", "/api/v3/account", reader).status_code == 200
+
+
+@pytest.mark.parametrize("name, value, code", [
+    ("recvWindow", "²", -1131), ("recvWindow", "٥٠٠٠", -1131),
+    ("timestamp", "²", -1102), ("timestamp", "١٧٩٦", -1102)])
+def test_non_ascii_digits_in_a_signed_request_are_a_400(settings, reader, name, value, code):
+    response = kit.raw(settings, "GET", "/api/v3/account", reader, params={name: value})
+    assert (response.status_code, response.json()["code"]) == (400, code), response.text
+
+
+def test_leading_zeros_are_read_as_signed(settings, reader):
+    timestamp = f"0{int(time.time() * 1000)}"
+    response = kit.raw(settings, "GET", "/api/v3/account", reader,
+                       params={"timestamp": timestamp, "recvWindow": "05000"})
+    assert response.status_code == 200, response.text

@@ -110,7 +110,10 @@ def test_recv_window_widens_the_window_up_to_a_minute():
     assert code_of(ts=NOW - 60001, recv_window=60000) == "TIMESTAMP_STALE"
 
 
-@pytest.mark.parametrize("recv_window", [0, 60001, -5, "abc", 1.5, True])
+# "" is a value, not an absent window; "²" and "٥٠٠٠" are digits to
+# str.isdigit() (int() refuses the first, reads the second as 5000).
+@pytest.mark.parametrize("recv_window", [0, 60001, -5, "abc", 1.5, True, "", " ", "²", "5²",
+                                         "٥٠٠٠", "+5000"])
 def test_recv_window_out_of_range_is_refused(recv_window):
     body = f"symbol=X&recvWindow={recv_window}&timestamp={NOW}"
     assert code_of(recv_window=recv_window, body=body) == "RECV_WINDOW_INVALID"
@@ -123,8 +126,16 @@ def test_malformed_signature_is_refused_before_any_lookup(signature):
     assert caught.value.code == "REQUEST_MALFORMED"
 
 
-def test_timestamp_must_be_an_integer():
-    assert code_of(ts="yesterday", body="timestamp=yesterday") == "REQUEST_MALFORMED"
+@pytest.mark.parametrize("ts", ["yesterday", "²", "1²", str(NOW).translate(
+    str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")), f"+{NOW}", f" {NOW}"])
+def test_timestamp_must_be_ascii_digits(ts):
+    assert code_of(ts=ts, body=f"timestamp={ts}") == "REQUEST_MALFORMED"
+
+
+def test_leading_zeros_are_checked_as_signed():
+    """The gateway passes the values as sent: "05000" signed is 5000 ms."""
+    check(ts=f"0{NOW}", recv_window="05000")
+    assert code_of(ts=NOW - 5001, recv_window="05000") == "TIMESTAMP_STALE"
 
 
 def test_timestamp_given_separately_must_be_the_signed_one():
