@@ -90,7 +90,8 @@ def _admin() -> str:
 
 def _minutes() -> int:
     raw = request.args.get("minutes", "30")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_MINUTES:
+    # isascii: str.isdigit() also takes "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_MINUTES:
         raise ApiError(400, "INVALID_INPUT", f"minutes must be an integer from 1 to {MAX_MINUTES}",
                        -1100)
     return int(raw)

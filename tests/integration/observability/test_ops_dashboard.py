@@ -43,7 +43,10 @@ def test_the_dashboard_api_is_for_admins_only(settings, admin, stack_rpc):
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "FORBIDDEN"
 
     token = backend_openid(settings).token(*admin)["access_token"]
-    assert dashboard(settings, token, minutes="0").status_code == 400
+    # "²" is a digit to str.isdigit() and not to int(): it was a 500.
+    for minutes in ("0", "²", "1²", "-5", "abc", ""):
+        refused = dashboard(settings, token, minutes=minutes)
+        assert refused.status_code == 400, (minutes, refused.text)
     body = dashboard(settings, token).json()
     assert [p["name"] for p in body["panels"]] == [name for name, *_ in PANELS]
     assert body["problems"] == []
