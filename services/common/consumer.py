@@ -38,6 +38,7 @@ def observed(queue: str, handle):
     if not metrics.enabled():
         return handle
     lag = metrics.EVENT_LAG.labels(queue)
+    metrics.consumer_series(queue)
 
     def observed_handle(batch):
         with metrics.BatchTimer(queue, len(batch)):

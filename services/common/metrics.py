@@ -124,6 +124,20 @@ def observe_lag(histogram: Histogram, executed_at_ms, now_ms: float | None = Non
         histogram.observe(lag)
 
 
+def consumer_series(queue: str) -> tuple:
+    """The queue's batch duration, message and error series, created at 0 when
+    its consumer is set up: a series first created by the first batch left an
+    idle or stuck consumer as no data (exchange:consumer_messages:rate1m, the
+    dashboard's messages per queue), and rate() never counts a counter's
+    first sample."""
+    children = BatchTimer._children.get(queue)
+    if children is None:
+        children = BatchTimer._children[queue] = (BATCH_DURATION.labels(queue),
+                                                  BATCH_MESSAGES.labels(queue),
+                                                  BATCH_ERRORS.labels(queue))
+    return children
+
+
 class BatchTimer:
     """``with BatchTimer(queue, n):`` around a consumer's handle()."""
 
@@ -132,12 +146,7 @@ class BatchTimer:
     _children: dict = {}
 
     def __init__(self, queue: str, n: int):
-        children = self._children.get(queue)
-        if children is None:
-            children = self._children[queue] = (BATCH_DURATION.labels(queue),
-                                                BATCH_MESSAGES.labels(queue),
-                                                BATCH_ERRORS.labels(queue))
-        self.duration, self.messages, self.errors = children
+        self.duration, self.messages, self.errors = consumer_series(queue)
         self.n = n
 
     def __enter__(self):
@@ -414,6 +423,9 @@ class ServiceMetrics(DependencyProvider):
 
 # ---------------------------------------------------------------- Flask
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def instrument_flask(app, port: int | None = None) -> None:
     """Time every request of ``app`` by route and count responses by status
     and error code (the JSON body's ``code``); serve ``/metrics`` on the
@@ -434,14 +446,17 @@ def instrument_flask(app, port: int | None = None) -> None:
             return response
         rule = request.url_rule
         route = rule.rule if rule is not None else "unmatched"
-        HTTP_DURATION.labels(route, request.method).observe(time.perf_counter() - started)
+        # Werkzeug passes any method token through: one a client invents is
+        # "OTHER", or every new one would be a new set of series.
+        method = request.method if request.method in HTTP_METHODS else "OTHER"
+        HTTP_DURATION.labels(route, method).observe(time.perf_counter() - started)
         code = ""
         if response.status_code >= 400 and response.is_json:
             body = response.get_json(silent=True)
             error = body.get("error", body) if isinstance(body, dict) else None
             candidate = error.get("code") if isinstance(error, dict) else None
             code = candidate if isinstance(candidate, str) and len(candidate) <= 64 else ""
-        HTTP_RESPONSES.labels(route, request.method, str(response.status_code), code).inc()
+        HTTP_RESPONSES.labels(route, method, str(response.status_code), code).inc()
         if logs.TRACE.isEnabledFor(logging.INFO) and route != "/health":
             ids = {"request_id": getattr(g, "request_id", None)}
             if response.is_json and request.method != "GET" and response.status_code < 400:
