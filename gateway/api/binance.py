@@ -91,6 +91,7 @@ from gateway.markets import Market, catalogue, filter_failure, fmt
 from gateway.rpc import now_ms
 from services.common import grammar
 from services.common.errors import InvalidInput, code_of
+from services.marketdata.schemas import MAX_TIME_MS, MIN_TIME_MS
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("binance", __name__)
@@ -120,7 +121,7 @@ AGG_PAGES, AGG_HALVINGS = 4, 8
 FROM_ID_LEVELS = (("1w", 604_800_000), ("1d", 86_400_000), ("1h", 3_600_000), ("1m", 60_000))
 FROM_ID_ROUNDS = 3
 AVG_PRICE_MINS = 5                       # /avgPrice: Binance's spot window
-KLINES_EARLIEST_MS = 946_684_800_000     # marketdata's earliest time (2000-01-01)
+KLINES_EARLIEST_MS = MIN_TIME_MS          # marketdata's earliest time (2000-01-01)
 COARSE_INTERVALS = (("1w", 604_800_000), ("1d", 86_400_000), ("1h", 3_600_000))
 POLL_S = (0.005, 0.01, 0.02, 0.03, 0.05)
 # Engine refusals that Binance reports as an order that expired unfilled.
@@ -215,6 +216,24 @@ def choice_param(name: str, allowed, code: int, message: str, required: bool = F
 def market_param(required: bool = True) -> Market | None:
     symbol = param("symbol", required)
     return None if symbol is None else catalogue().by_binance(symbol)
+
+
+def readable(start: int | None, stop: int | None) -> tuple[int | None, int | None] | None:
+    """``[start, stop)`` cut to the times marketdata keeps (``MIN_TIME_MS`` to
+    ``MAX_TIME_MS``, a contract of its reads: it refuses any other time), or
+    None when nothing can lie in it. Binance answers a window before its first
+    trade or far ahead with what is in it (often nothing): ccxt's
+    ``fetch_my_trades(symbol, since=0)``, a bot's "my whole history", reads
+    from the first time there is (tests/e2e/gateway/test_partner_time_bounds.py)."""
+    if start is not None:
+        start = max(start, MIN_TIME_MS)
+    if stop is not None:
+        stop = min(stop, MAX_TIME_MS - 1)           # marketdata's end is below MAX_TIME_MS
+    if (start is not None and start >= MAX_TIME_MS - 1) or \
+            (stop is not None and stop <= MIN_TIME_MS) or \
+            (start is not None and stop is not None and start >= stop):
+        return None
+    return start, stop
 
 
 def epoch_ms(iso: str | None) -> int:
@@ -329,17 +348,20 @@ def aggregate_trades():
         end = start + 3_600_000
     if start is not None and end is not None and not 0 <= end - start <= 3_600_000:
         raise bad_param("endTime", "startTime and endTime must be at most an hour apart.", -1127)
+    window = readable(start, None if end is None else end + 1)
+    if window is None:
+        return ok([])
+    start, stop = window
     with rpc() as services:
         if from_id is not None:
             with ratelimit.Metered(services, "marketdata") as metered:
                 trades = _trades_from_id(metered, market.symbol, from_id, limit)
         elif start is None:
-            page = services.marketdata.get_trades(market.symbol, limit, None,
-                                                  None if end is None else end + 1)
+            page = services.marketdata.get_trades(market.symbol, limit, None, stop)
             trades = list(reversed(page["trades"]))[-limit:]
         else:
             with ratelimit.Metered(services, "marketdata") as metered:
-                trades = _first_trades(metered, market.symbol, start, end + 1, limit)
+                trades = _first_trades(metered, market.symbol, start, stop, limit)
     out = []
     for t in trades:
         number = trade_number(t["trade_id"])
@@ -507,11 +529,10 @@ def _candles(services, symbol: str, interval: str, start: int | None, end: int |
 
     At most ``KLINE_CALLS`` calls to marketdata in all: an answer cut by that
     budget is short although more klines exist."""
-    stop = now_ms() + 1 if end is None else end + 1
-    if start is not None:
-        start = max(start, KLINES_EARLIEST_MS)
-        if start >= stop or stop <= KLINES_EARLIEST_MS:
-            return [], 0                                  # nothing can be there (yet)
+    window = readable(start, now_ms() + 1 if end is None else end + 1)
+    if window is None:
+        return [], 0                                      # nothing can be there (yet)
+    start, stop = window
     rows: list = []
     calls = [0]
 
@@ -1192,9 +1213,11 @@ def my_trades():
             and (from_id is None or trade_number(t["trade_id"]) >= from_id)
 
     oldest_first = from_id is not None or start is not None
+    window = readable(start, None if end is None else end + 1)
+    if window is None:
+        return ok([])
     with rpc() as services, ratelimit.Metered(services, "marketdata") as metered:
-        trades = _user_fills(metered, who.user_id, start, None if end is None else end + 1,
-                             wanted, limit, oldest_first)
+        trades = _user_fills(metered, who.user_id, *window, wanted, limit, oldest_first)
         trades.sort(key=lambda t: (t["executed_at"], trade_number(t["trade_id"])))
         trades = trades[:limit] if oldest_first else trades[-limit:]
         paid = fees.fill_fees(services, who.user_id, trades)
