@@ -86,7 +86,7 @@ from gateway import batcher, fees, ratelimit
 from gateway.auth import (READ, TRADE, authenticate, bad_param, empty_param, missing_param,
                           params)
 from gateway.errors import (MSG_UNKNOWN_ORDER_CANCEL, MSG_UNKNOWN_ORDER_QUERY, TABLE,
-                            ApiError)
+                            ApiError, from_service_error)
 from gateway.markets import Market, catalogue, filter_failure, fmt
 from gateway.rpc import now_ms
 from services.common import grammar
@@ -1304,9 +1304,28 @@ def _user_fills(services, user_id: str, start, stop, wanted, limit: int,
     return out
 
 
+MSG_REPLACE_FAILED = "Order cancel-replace failed."
+MSG_REPLACE_PARTIAL = "Order cancel-replace partially failed."
+
+
+def _refusal(exc: Exception) -> ApiError | None:
+    """A half of cancelReplace refused as a client error (its Binance body goes
+    in the answer's ``data``); None: anything else (a timeout, a failure), whose
+    outcome is unknown and which answers as it would alone."""
+    refused = exc if isinstance(exc, ApiError) else from_service_error(exc)
+    return refused if refused is not None and refused.status < 500 else None
+
+
 @blueprint.post("/order/cancelReplace")
 @ratelimit.weight(1)
 def cancel_replace():
+    """Binance's "Cancel an Existing Order and Send a New Order": the order
+    named by ``cancelOrderId`` / ``cancelOrigClientOrderId`` is cancelled,
+    then the new order placed (STOP_ON_FAILURE: only if the cancel
+    succeeded). Both succeed: 200. One half refused: Binance's 409 -2021
+    (the other succeeded) or 400 -2022 (nothing did), with ``data`` naming
+    each half's result and answer, so that a bot knows whether its old order
+    is gone (tests/e2e/gateway/test_partner_cancel_replace.py)."""
     who = authenticated(TRADE, orders=True)
     market = market_param()
     mode = choice_param("cancelReplaceMode", ("STOP_ON_FAILURE", "ALLOW_FAILURE"), -1100,
@@ -1316,7 +1335,7 @@ def cancel_replace():
     resp_type = _resp_type()
     deadline = time.monotonic() + _wait_budget_s()
     with per_call() as services:
-        cancel_result, cancel_body = "SUCCESS", None
+        cancelled, cancel_body = True, None
         try:
             order = _find_order(services, who, market, -2011, MSG_UNKNOWN_ORDER_CANCEL,
                                 "cancelOrderId", "cancelOrigClientOrderId", batched=True)
@@ -1325,10 +1344,29 @@ def cancel_replace():
                                MSG_UNKNOWN_ORDER_CANCEL)
             order = _cancel(who, order, market, deadline)
             cancel_body = cancelled_object(order, market, order.get("client_order_id"))
-        except ApiError as exc:
-            if mode == "STOP_ON_FAILURE":
+        except Exception as exc:
+            refused = _refusal(exc)
+            if refused is None:
                 raise
-            cancel_result, cancel_body = "FAILURE", exc.binance_body()
-        new_body = _place(services, who, market, args, resp_type)
-    return ok({"cancelResult": cancel_result, "newOrderResult": "SUCCESS",
-               "cancelResponse": cancel_body, "newOrderResponse": new_body})
+            cancelled, cancel_body = False, refused.binance_body()
+        placed, new_body = None, None
+        if cancelled or mode == "ALLOW_FAILURE":
+            try:
+                new_body, placed = _place(services, who, market, args, resp_type), True
+            except Exception as exc:
+                refused = _refusal(exc)
+                if refused is None:
+                    raise
+                new_body, placed = refused.binance_body(), False
+    data = {"cancelResult": "SUCCESS" if cancelled else "FAILURE",
+            "newOrderResult": {True: "SUCCESS", False: "FAILURE"}.get(placed, "NOT_ATTEMPTED"),
+            "cancelResponse": cancel_body, "newOrderResponse": new_body}
+    if cancelled and placed:
+        return ok(data)
+    if cancelled or placed:
+        response = ok({"code": -2021, "msg": MSG_REPLACE_PARTIAL, "data": data})
+        response.status_code = 409
+    else:
+        response = ok({"code": -2022, "msg": MSG_REPLACE_FAILED, "data": data})
+        response.status_code = 400
+    return response
