@@ -42,11 +42,18 @@ ZERO = Decimal(0)
 
 def fmt(value) -> str:
     """Binance's number format: at least 8 decimals (``"0.01000000"``), all of
-    them when there are more; never rounded."""
+    them when there are more, without the zeros after the eighth (an
+    18-decimal asset's ``"20.000000000000000000"`` is ``"20.00000000"``);
+    never rounded."""
     if value is None:
         return "0.00000000"
-    number = Decimal(value)
-    if number.as_tuple().exponent >= -8:
+    sign, digits, exponent = Decimal(value).as_tuple()
+    # The zeros dropped from the digits themselves: Decimal.normalize() would
+    # round to the context's 28 digits.
+    while exponent < -8 and digits[-1] == 0:
+        digits, exponent = digits[:-1] or (0,), exponent + 1
+    number = Decimal((sign, digits, exponent))
+    if exponent >= -8:
         number = number.quantize(EIGHT)
     return format(number, "f")
 

@@ -24,6 +24,16 @@ def test_numbers_have_eight_decimals_and_never_lose_a_digit():
     assert fmt("0.000000000000000001") == "0.000000000000000001"
 
 
+def test_zeros_past_the_eighth_decimal_are_not_shown():
+    """An 18-decimal asset's amounts (wallets' ETH scale) in Binance's 8-decimal
+    form: ``/account`` answered ETH's ``free`` as "20.000000000000000000"."""
+    assert fmt(Decimal("20.000000000000000000")) == "20.00000000"
+    assert fmt("0.000000000000000000") == "0.00000000"
+    assert fmt("1.123456789000000000") == "1.123456789"
+    assert fmt("12345678901234567890.123456789012345678000") == \
+        "12345678901234567890.123456789012345678"
+
+
 def refusal(call) -> ApiError:
     with pytest.raises(ApiError) as caught:
         call()
