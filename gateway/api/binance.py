@@ -41,7 +41,8 @@ still counts klines: ``_candles``), and their
 taker-buy volumes are "0" (not recorded); a ticker's ``prevClosePrice`` is its open and
 ``firstId``/``lastId`` are -1; ``avgPrice`` averages the trades of the 1m
 candles opening at or after now - 5 min floored (5 to 6 minutes); a MARKET SELL by ``quoteOrderQty`` is refused
-(-1013, the engine sells by quantity); ``account``'s ``makerCommission`` and
+(-1013, the engine sells by quantity); a MARKET order takes ``timeInForce``
+IOC or FOK (Binance takes none; GTC is its -1106 here too); ``account``'s ``makerCommission`` and
 ``takerCommission`` are 0, without ``commissionRates`` (rates are per market
 here: ``account/commission``, ``/sapi/v1/asset/tradeFee``); the order rate
 limits count an account's orders placed through the gateway (``rateLimit/order``'s
@@ -976,6 +977,11 @@ def order_request(market: Market) -> dict:
     if price is not None:
         raise ApiError(400, "INVALID_INPUT", "MARKET orders take no price", -1106,
                        "Parameter 'price' sent when not required.")
+    if tif == "GTC":
+        # A market order never rests (orders refuses it, after /order/test has
+        # passed it); IOC, its nature, and FOK are taken.
+        raise ApiError(400, "INVALID_INPUT", "a MARKET order is IOC or FOK", -1106,
+                       "Parameter 'timeInForce' sent when not required.", field="timeInForce")
     if (quantity is None) == (quote is None):
         text = "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!" \
             if quantity is None else "Only one of 'quantity' or 'quoteOrderQty' may be sent."

@@ -58,6 +58,10 @@ def test_limit_maker_is_post_only_and_market_by_quote_is_a_quote_amount():
     ("symbol=BTCUSDT&side=SELL&type=MARKET&quoteOrderQty=10", -1013, None),
     (f"{LIMIT}&quantity=0.01&price=30000&newClientOrderId=has space", -1100, None),
     (f"{LIMIT}&quantity=0.01&price=30000&quantity=0.02", -1101, None),
+    # A market order never rests: /order/test passed it, /order was refused by
+    # orders (-1102 "time_in_force: a market order is IOC or FOK").
+    ("symbol=BTCUSDT&side=BUY&type=MARKET&timeInForce=GTC&quantity=0.01", -1106,
+     "Parameter 'timeInForce' sent when not required."),
 ])
 def test_bad_orders_are_refused_with_binances_code(body, code, message):
     error = refused(body)
