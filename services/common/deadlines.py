@@ -29,6 +29,7 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import MethodProxy, Rpc, RpcProxy, ServiceProxy
 
 from services.common.errors import CodedError, RequestExpired, Unavailable
+from services.common.grammar import may_decode_to_unstorable, storable
 from services.common.queues import RequestQueueConsumer
 
 DEADLINE_CONTEXT_KEY = "deadline_ms"
@@ -73,6 +74,17 @@ class DeadlineRpc(Rpc):
         if CodedError not in expected_exceptions:
             expected_exceptions = (*expected_exceptions, CodedError)
         super().__init__(expected_exceptions=expected_exceptions, **kwargs)
+
+    def handle_message(self, body, message):
+        # Before a worker exists, like the signature check: a refusal here
+        # is the caller's coded error (Nameko's consumer replies with it),
+        # never a database or log failure halfway through the work.
+        if may_decode_to_unstorable(message.body) and isinstance(body, dict):
+            for index, value in enumerate(body.get("args") or ()):
+                storable(value, f"argument {index + 1}")
+            for name, value in (body.get("kwargs") or {}).items():
+                storable(value, name)
+        super().handle_message(body, message)
 
     def unpack_message_headers(self, message):
         data = super().unpack_message_headers(message)

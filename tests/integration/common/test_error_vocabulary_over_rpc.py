@@ -148,3 +148,25 @@ def sql_decided_refusals_arrive_typed(rpc, user, admin):
 
 
 BTC_ADDRESS = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
+
+
+
+# A JSON "\ud800" or "\u0000" escape decodes to a string that PostgreSQL, a
+# UTF-8 log line and Keycloak cannot take: users' verbs failed with an
+# uncoded UnicodeEncodeError or a database error (session 25's RPC sweep).
+# Now every entrypoint refuses it before a worker runs, wherever it sits.
+@pytest.mark.parametrize("bad", ["\ud800", "a\x00b"])
+def test_unstorable_text_in_any_argument_is_refused_before_any_work(rpc, bad):
+    user = f"t-{uuid.uuid4().hex[:12]}"
+    calls = [(rpc.users.get_profile, (bad,), {}),
+             (rpc.users.verify_request, ("k" * 64, "0" * 64, bad, "1"), {}),
+             (rpc.wallets.balance, (user,), {"asset": bad}),
+             (rpc.orders.place_orders, ([{"user": user, "market": "BTC-USDT", "side": "buy",
+                                         "quantity": "1", "price": "1",
+                                         "client_order_id": bad}],), {}),
+             (rpc.orders.get_orders, ([{bad: user}],), {}),
+             (rpc.matching.get_depth, ("BTC-USDT",), {"limit": [bad]})]
+    for call, args, kwargs in calls:
+        exc = refusal(call, *args, **kwargs)
+        check(exc, common.InvalidInput, "INVALID_TEXT")
+        assert "NUL or lone surrogate" in exc.message

@@ -167,3 +167,18 @@ def test_choice():
         with pytest.raises(InvalidInput) as raised:
             grammar.choice(value, "side", ("buy", "sell"))
         assert raised.value.field == "side"
+
+
+@pytest.mark.parametrize("value", ["\x00", "a\ud800", "\udfff", ["ok", "\x00"],
+                                   {"k": {"deep": ["x", "\ud800"]}}, {"\x00": 1}, ("t", "\udc00")])
+def test_storable_refuses_nul_and_lone_surrogates_anywhere(value):
+    with pytest.raises(InvalidInput) as caught:
+        grammar.storable(value, "orders")
+    assert caught.value.code == "INVALID_TEXT" and caught.value.field == "orders"
+
+
+@pytest.mark.parametrize("value", [None, 1, 1.5, True, "", "plain", "tab\there", "€ 中文 😀",
+                                   ["a", {"b": ["c", 2]}], {"k": "v"}, "\ud83d\ude00".encode(
+                                       "utf-16", "surrogatepass").decode("utf-16")])
+def test_storable_takes_every_other_json_value(value):
+    grammar.storable(value, "orders")
