@@ -154,6 +154,7 @@ def register_apis(app: Flask) -> None:
 
 def error_response(exc: errors.ApiError):
     """The refusal in the format of the API the request was for."""
+    g.error_code = exc.code  # the native code for the metrics: a Binance body has a number
     if request.path.startswith(("/api/v3", "/sapi/v1")):
         body = exc.binance_body()
     else:

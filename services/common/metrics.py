@@ -451,10 +451,15 @@ def instrument_flask(app, port: int | None = None) -> None:
         method = request.method if request.method in HTTP_METHODS else "OTHER"
         HTTP_DURATION.labels(route, method).observe(time.perf_counter() - started)
         code = ""
-        if response.status_code >= 400 and response.is_json:
-            body = response.get_json(silent=True)
-            error = body.get("error", body) if isinstance(body, dict) else None
-            candidate = error.get("code") if isinstance(error, dict) else None
+        if response.status_code >= 400:
+            # The app's native code (g.error_code, set by gateway.app's error
+            # response): a Binance body's code is Binance's number, which
+            # does not say whether a service or the gateway failed.
+            candidate = g.get("error_code")
+            if candidate is None and response.is_json:
+                body = response.get_json(silent=True)
+                error = body.get("error", body) if isinstance(body, dict) else None
+                candidate = error.get("code") if isinstance(error, dict) else None
             code = candidate if isinstance(candidate, str) and len(candidate) <= 64 else ""
         HTTP_RESPONSES.labels(route, method, str(response.status_code), code).inc()
         if logs.TRACE.isEnabledFor(logging.INFO) and route != "/health":
