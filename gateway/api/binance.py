@@ -202,6 +202,18 @@ def int_param(name: str, required: bool = False, minimum: int = 0,
                               f"is {minimum}..{maximum}.") from None
 
 
+def bool_param(name: str) -> bool | None:
+    """Binance's BOOLEAN: ``true`` or ``false``, in any case (python-binance
+    sends ``str(True)``)."""
+    value = param(name)
+    if value is None:
+        return None
+    if value.lower() not in ("true", "false"):
+        raise bad_param(name, f"Illegal characters found in parameter '{name}'; legal values "
+                              "are true and false.")
+    return value.lower() == "true"
+
+
 def limit_param(default: int, maximum: int) -> int:
     value = int_param("limit", minimum=1, maximum=maximum)
     return default if value is None else value
@@ -860,8 +872,12 @@ def refusal_after_acceptance(order: dict) -> ApiError | None:
 @ratelimit.weight(20)
 def account():
     who = authenticated(READ)
+    omit_zeros = bool_param("omitZeroBalances")
     with rpc() as services:
         balances = services.wallets.balances(who.user_id)["balances"]
+    if omit_zeros:
+        balances = {asset: b for asset, b in balances.items()
+                    if Decimal(b["available"]) or Decimal(b["locked"])}
     return ok({"makerCommission": 0, "takerCommission": 0, "buyerCommission": 0,
                "sellerCommission": 0, "canTrade": TRADE in who.permissions,
                "canWithdraw": "withdraw" in who.permissions, "canDeposit": True,
