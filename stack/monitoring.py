@@ -16,6 +16,7 @@ What scrapes what (monitoring/prometheus.yml is the template):
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -78,6 +79,24 @@ def _http_ready(name: str, url: str):
 
 # ---------------------------------------------------------------- Prometheus
 
+def prometheus_config(settings: Settings) -> str:
+    """monitoring/prometheus.yml rendered. It names the rule files by a glob,
+    and carries their digest: Prometheus reads them only at start and reload,
+    and a reload follows a change of this text."""
+    app_lines = "\n".join(
+        f"      - targets: ['{address}']\n        labels: {{service: '{name}'}}"
+        for name, address in app_targets(settings))
+    rules = MONITORING_DIR / "rules"
+    digest = hashlib.sha256()
+    for path in sorted(rules.glob("*.yml")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return _render((MONITORING_DIR / "prometheus.yml").read_text(), settings, {
+        "APP_TARGETS": app_lines or "      - targets: []",
+        "RULES_DIR": str(rules),
+        "RULES_DIGEST": digest.hexdigest(),
+    })
+
+
 def _prometheus_configure(settings: Settings) -> None:
     from stack.servers import SERVERS
     rabbit = next(s for s in SERVERS if s.name == "rabbitmq")
@@ -88,14 +107,7 @@ def _prometheus_configure(settings: Settings) -> None:
             pass  # still booting: it reads the plugin from its config files
     base = _owned_dir(settings, run_dir(settings, "prometheus"))
     _owned_dir(settings, base / "data")
-    targets = app_targets(settings)
-    app_lines = "\n".join(
-        f"      - targets: ['{address}']\n        labels: {{service: '{name}'}}"
-        for name, address in targets)
-    config = _render((MONITORING_DIR / "prometheus.yml").read_text(), settings, {
-        "APP_TARGETS": app_lines or "      - targets: []",
-        "RULES_DIR": str(MONITORING_DIR / "rules"),
-    })
+    config = prometheus_config(settings)
     path = base / "prometheus.yml"
     changed = not path.exists() or path.read_text() != config
     path.write_text(config)

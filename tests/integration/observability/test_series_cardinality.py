@@ -14,14 +14,13 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from stack.monitoring import MONITORING_DIR, _render
+from stack.monitoring import prometheus_config
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def scrape_config(settings, job: str) -> dict:
-    config = yaml.safe_load(_render((MONITORING_DIR / "prometheus.yml").read_text(), settings, {
-        "APP_TARGETS": "      - targets: []", "RULES_DIR": str(MONITORING_DIR / "rules")}))
+    config = yaml.safe_load(prometheus_config(settings))
     return next(c for c in config["scrape_configs"] if c["job_name"] == job)
 
 
