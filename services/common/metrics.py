@@ -268,8 +268,13 @@ class _ProviderCollector:
         relay_active = GaugeMetricFamily("exchange_outbox_relay_active",
                                          "1 when this process holds the stream's relay lock.",
                                          labels=["service", "stream"])
+        # "active" is what a process can know: RabbitMQ's single active
+        # consumer is whichever receives the deliveries, so 0 also on the
+        # active one until its first delivery since it (re)connected.
         consumer_active = GaugeMetricFamily(
-            "exchange_consumer_active", "1 when this process is the queue's active consumer.",
+            "exchange_consumer_active",
+            "1 once this process has received the queue's deliveries (the single active "
+            "consumer); 0 on a standby and until the first delivery.",
             labels=["service", "queue"])
         book_orders = GaugeMetricFamily("exchange_engine_book_orders",
                                         "Orders resting in the engine's book.",
@@ -281,7 +286,9 @@ class _ProviderCollector:
                                        "The engine's last applied command sequence.",
                                        labels=["market"])
         engine_active = GaugeMetricFamily("exchange_engine_active",
-                                          "1 when this process runs the market's active engine.",
+                                          "1 once this process's engine has received the market's "
+                                          "commands (the active one); 0 on a standby and until "
+                                          "the first command.",
                                           labels=["market"])
         for owner in list(self.owners):
             container = owner.container

@@ -62,3 +62,11 @@ def test_every_alert_has_a_runbook_section_and_a_severity():
         url = rule["annotations"]["runbook_url"]
         assert url == f"docs/operations.md#{rule['alert'].lower()}", rule["alert"]
         assert rule["alert"].lower() in anchors, f"docs/operations.md lacks ### {rule['alert']}"
+
+
+def test_every_alert_is_in_the_readmes_table():
+    """README's "Monitoring, alerts and logs" lists the alerts an operator gets."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    rows = set(re.findall(r"^\| `(\w+)`(?:, `(\w+)`)? \((?:page|ticket)\) \|", readme, re.M))
+    listed = {name for row in rows for name in row if name}
+    assert {rule["alert"] for rule in alert_rules()} - listed == set()
