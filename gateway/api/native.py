@@ -119,6 +119,39 @@ def verify_api_key(permission: str) -> auth.Principal:
 
 # -- validation failures --------------------------------------------------------
 
+BODY_METHODS = ("POST", "PUT", "PATCH")  # every such operation here takes a JSON object
+
+
+@blueprint.before_request
+def body_is_one_json_object():
+    """A body is a JSON object, parsed once (gateway/jsonbody.py's rules),
+    before its model sees it; else 400 INVALID_INPUT saying what is wrong.
+
+    flask-openapi3 reads a body that is a JSON *string* as JSON a second
+    time, with pydantic's parser: past jsonbody.py, so a key named twice in
+    it was taken (the last one winning) where the same object sent as an
+    object is refused. A body that failed to parse (not JSON, a key named
+    twice, nested too deeply) reached the model as nothing at all and was
+    refused as "Input should be a valid dictionary", naming no reason."""
+    if request.method not in BODY_METHODS:
+        return
+    if not request.is_json:
+        raise ApiError(400, "INVALID_INPUT", "send the body as a JSON object with "
+                       "Content-Type: application/json", -1100)
+    # Cached: the model's read (and a batch's weight) take this very value.
+    body = request.get_json(silent=True, cache=True)
+    if body is None:
+        raw = request.get_data(cache=True)
+        if raw.strip() and raw.strip() != b"null":
+            try:
+                request.json_module.loads(raw)
+            except ValueError as exc:  # only a refusal's path parses twice
+                raise ApiError(400, "INVALID_INPUT", f"the body is not valid JSON: {exc}",
+                               -1100) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "INVALID_INPUT", "the body must be a JSON object", -1100)
+
+
 def refuse_invalid(exc: ValidationError):
     """flask-openapi3's hook for a request that fails its model: 400 naming
     the first field at fault (the grammar's code when the grammar refused it)."""
