@@ -81,7 +81,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import eventlet
-from flask import Blueprint, copy_current_request_context, current_app, jsonify
+from flask import Blueprint, copy_current_request_context, current_app, g, jsonify
 
 from gateway import batcher, fees, ratelimit
 from gateway.auth import (READ, TRADE, authenticate, bad_param, empty_param, missing_param,
@@ -1385,10 +1385,14 @@ def cancel_replace():
             "cancelResponse": cancel_body, "newOrderResponse": new_body}
     if cancelled and placed:
         return ok(data)
+    # g.error_code: the native code the HTTP metrics count a refusal under
+    # (gateway.app error_response sets it for the refusals it writes).
     if cancelled or placed:
+        g.error_code = "CANCEL_REPLACE_PARTIALLY_FAILED"
         response = ok({"code": -2021, "msg": MSG_REPLACE_PARTIAL, "data": data})
         response.status_code = 409
     else:
+        g.error_code = "CANCEL_REPLACE_FAILED"
         response = ok({"code": -2022, "msg": MSG_REPLACE_FAILED, "data": data})
         response.status_code = 400
     return response

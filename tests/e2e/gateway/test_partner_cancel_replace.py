@@ -18,6 +18,8 @@ from decimal import Decimal
 
 import ccxt
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 import binance_testkit as kit
 from binance_testkit import BINANCE, MARKET, SYMBOL, far_bid
@@ -125,3 +127,19 @@ def test_ccxt_edit_order_raises_when_the_new_order_is_refused(gateway_url, setti
     assert not isinstance(caught.value, ccxt.InsufficientFunds)
     assert '"cancelResult":"SUCCESS"' in str(caught.value)
     assert status_of(settings, bot, old) == "CANCELED"
+
+
+def test_a_failed_replace_is_counted_with_a_native_code(settings, bot, price):
+    """The gateway's HTTP metrics (its own port) count the refusal under a code
+    the HttpErrorRatio runbook can read, not "" (tests/e2e/gateway/
+    test_gateway_metrics.py); against another gateway EXCHANGE_METRICS_PORT_GATEWAY
+    names its port."""
+    assert replace(settings, bot, price, NOT_AN_ORDER, "STOP_ON_FAILURE").status_code == 400
+    url = f"http://{settings.host}:{settings['EXCHANGE_METRICS_PORT_GATEWAY']}/metrics"
+    counted = {s.labels["code"] for family in text_string_to_metric_families(
+                   requests.get(url, timeout=5).text)
+               if family.name == "exchange_http_responses" for s in family.samples
+               if s.name == "exchange_http_responses_total"
+               and s.labels["route"] == "/api/v3/order/cancelReplace"
+               and s.labels["status"] == "400"}
+    assert counted == {"CANCEL_REPLACE_FAILED"}, counted
