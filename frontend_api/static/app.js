@@ -6,7 +6,7 @@
 import { io } from "/vendor/socket.io.esm.min.js";
 import { createChart, CandlestickSeries } from "/vendor/lightweight-charts.mjs";
 import { BookSync } from "./book.js";
-import { checkOrder, compare, sum } from "./decimal.js";
+import { checkOrder, compare, isZero, sum } from "./decimal.js";
 import { signIn } from "./signin.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -14,20 +14,47 @@ const state = { markets: new Map(), market: null, interval: "1m", user: null, bo
                 socket: null, candles: new Map(), tickers: new Map() };
 
 // Words for the server's error codes a trader is likely to meet; anything
-// else shows the server's own message.
+// else shows the server's own message without its leading code.
 const WORDS = {
   INSUFFICIENT_FUNDS: "Not enough available balance for this order.",
-  INVALID_PRICE: "The price is not valid for this market.",
-  INVALID_QUANTITY: "The quantity is not valid for this market.",
-  MIN_NOTIONAL: "The order is too small for this market.",
-  POST_ONLY_WOULD_TAKE: "A post-only order would have traded immediately, so it was not placed.",
-  MARKET_HALTED: "Trading in this market is halted.",
   RATE_LIMITED: "Too many requests: wait a moment and try again.",
-  UNAUTHORIZED: "Your session ended: sign in again.",
+  UNAUTHENTICATED: "Your session ended: sign in again.",
+  TOKEN_EXPIRED: "Your session ended: sign in again.",
+  TOKEN_MISSING: "Your session ended: sign in again.",
+  USER_FROZEN: "Your account may not trade at the moment: contact support.",
+  USER_CLOSED: "Your account is closed.",
+  ORDER_NOT_OPEN: "The order is no longer open.",
+  UNAVAILABLE: "The exchange is busy or partly down: try again in a moment.",
+  TIMEOUT: "The exchange did not answer in time: check your open orders before trying again.",
   STRONG_AUTH_REQUIRED: "Withdrawals need your one-time password: confirm and try again.",
   STRONG_AUTH_STALE: "Your one-time password confirmation is too old: confirm again.",
-  TOO_MANY_OPEN_ORDERS: "You have too many open orders in this market.",
 };
+// The engine's reasons for refusing or ending an order (services/matching/
+// models.py Reason; the REST refusals carry the same codes), as the end of a
+// sentence: "Order 12 was refused: <reason>." A refusal of an order orders
+// had accepted reaches the page only as a push (command_rejected).
+const REASONS = {
+  PRICE_OUT_OF_BAND: "the price is too far from the market's current price",
+  POST_ONLY_WOULD_TAKE: "a post-only order would have traded at once, so it was not placed",
+  FOK_NOT_FILLABLE: "a fill-or-kill order could not be filled in full at once",
+  NO_LIQUIDITY: "there was nothing in the book to trade with",
+  MARKET_HALTED: "trading in this market is halted",
+  TOO_MANY_OPEN_ORDERS: "you have too many open orders in this market",
+  NOTIONAL_BELOW_MIN: "the order is too small for this market (its value is below the minimum)",
+  QTY_BELOW_MIN: "the quantity is below this market's minimum",
+  QTY_ABOVE_MAX: "the quantity is above this market's maximum",
+  INVALID_PRICE: "the price is not valid for this market",
+  INVALID_QUANTITY: "the quantity is not valid for this market",
+  INSUFFICIENT_FUNDS: "not enough available balance",
+  UNKNOWN_ORDER: "the order is no longer open",
+  DUPLICATE_ORDER_ID: "an order with the same id was already placed",
+  SELF_TRADE: "it would have traded with your own order",
+  TIME_IN_FORCE: "nothing more could be traded at once",
+};
+
+function sentence(text) {
+  return `${text[0].toUpperCase()}${text.slice(1)}${/[.!?]$/.test(text) ? "" : "."}`;
+}
 
 // -- sign-in ------------------------------------------------------------------
 const { auth, signedInUser } = await signIn("/");
@@ -77,7 +104,11 @@ async function api(method, path, body) {
 }
 
 function inWords(error) {
-  return WORDS[error.code] || error.message || "Something went wrong: try again.";
+  if (WORDS[error.code]) return WORDS[error.code];
+  if (REASONS[error.code]) return sentence(REASONS[error.code]);
+  // The server's message leads with its code(s) ("NOTIONAL_BELOW_MIN: ..."): words only.
+  const message = String(error.message || "").replace(/^(?:[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+: )+/, "");
+  return message ? sentence(message) : "Something went wrong: try again.";
 }
 
 // -- rendering helpers ----------------------------------------------------------
@@ -191,6 +222,8 @@ function connect() {
   });
   socket.on("order", (update) => {
     if (update.event === "order_done") ordersDone.set(update.order_id, update.status);
+    if (update.event === "command_rejected") engineRefused(update);
+    if (update.event === "order_done" && update.status === "expired") orderExpired(update);
     ordersChanged();
   });
   socket.on("fill", (fill) => { fillPushed(fill); refreshFills(); ordersChanged(); });
@@ -425,7 +458,7 @@ async function refreshOrders() {
     const history = await api("GET", "/orders/history?limit=50");
     fillTable("#order-history", history.orders.map((o) => row(
       cell(String(o.order_id)), cell(o.market), cell(o.side, o.side), cell(o.price ?? "market"),
-      cell(o.quantity ?? o.quote_amount), cell(statusAsPushed(o)))));
+      cell(o.quantity ?? o.quote_amount), cell(statusText(o)))));
   } catch (error) { console.warn("orders", error.message); }
 }
 
@@ -504,6 +537,40 @@ $("#order-type").addEventListener("change", (e) => {
   $("#order-post-only").disabled = !limit;
 });
 
+// The engine's refusal of a command orders had accepted (the REST answer
+// said "new"): the order ends there, and the trader is told why. The push
+// may come before or after the REST answer (see the submit handler).
+const refusals = new Map();  // order id -> the engine's reason
+const REFUSED = { place_order: "was refused", cancel_order: "could not be cancelled",
+                  amend_order: "could not be changed" };
+
+function engineRefused(update) {
+  const id = String(update.order_id);
+  if (update.command === "place_order") {
+    if (refusals.size > 1000) refusals.clear();  // bounded: only the latest matter here
+    refusals.set(id, update.reason);
+    ordersDone.set(update.order_id, "rejected");
+  }
+  const reason = REASONS[update.reason] || update.reason;
+  $("#order-error").textContent =
+    `Order ${id} ${REFUSED[update.command] || "was refused"}: ${reason}.`;
+  if ($("#order-status").textContent.startsWith(`Order ${id} `)) $("#order-status").textContent = "";
+}
+
+// An IOC/FOK or market order that ended with nothing more to trade at once.
+function orderExpired(update) {
+  const none = isZero(update.filled_quantity ?? "0");
+  $("#order-status").textContent = `Order ${update.order_id} ended: ${
+    none ? "nothing" : "only part of it"} could be traded at once.`;
+}
+
+// A history row's status, with why the engine refused or ended it.
+function statusText(order) {
+  const status = statusAsPushed(order);
+  const reason = order.reason || refusals.get(String(order.order_id));
+  return status === "rejected" && REASONS[reason] ? `rejected: ${REASONS[reason]}` : status;
+}
+
 $("#order-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   $("#order-error").textContent = "";
@@ -529,7 +596,10 @@ $("#order-form").addEventListener("submit", async (event) => {
   }
   try {
     const placed = await api("POST", "/orders", order);
-    $("#order-status").textContent = `Order ${placed.order_id} accepted (${placed.status}).`;
+    // The engine's refusal may have been pushed already: it says the last word.
+    if (!refusals.has(String(placed.order_id))) {
+      $("#order-status").textContent = `Order ${placed.order_id} accepted (${placed.status}).`;
+    }
   } catch (error) {
     $("#order-error").textContent = inWords(error);
   }

@@ -1,0 +1,180 @@
+"""Browser scenarios of what a trader met in a sweep of the web client
+(session 25), run in a child process by test_trader_client_sweep.py (see
+chromium.py): refusals the engine makes after the order was accepted, the
+tape after the live connection was lost, a phone's width with an open
+order. Same conventions as trader_scenarios.py (JSON argument, exit non-zero
+on the first failure, screenshots in run/artifacts/browser/trader_client/)."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from decimal import Decimal
+from types import SimpleNamespace
+
+from tests.e2e.browser import chromium
+from tests.e2e.browser.trader_scenarios import QUANTITY, WAIT_MS, Trader, signed_in_pair
+
+# A server code shown as it is (NOTIONAL_BELOW_MIN, PRICE_OUT_OF_BAND): not words.
+RAW_CODE = re.compile(r"\b[A-Z]+(?:_[A-Z]+)+\b")
+BAND_FACTOR = Decimal("0.6")    # outside the demo markets' 20 % price band
+RESTING_FACTOR = Decimal("0.85")  # inside it, far below the book: never trades
+
+
+def shots():
+    return chromium.artifacts_dir("browser/trader_client")
+
+
+def submit(page, side: str, order_type: str, quantity: str, price: str = "", post_only=False):
+    """Fill the ticket and send it; the status and error lines once either says something."""
+    page.evaluate("() => { for (const id of ['#order-error', '#order-status'])"
+                  " document.querySelector(id).textContent = ''; }")
+    page.check(f"input[name=side][value={side}]")
+    page.select_option("#order-type", order_type)
+    if order_type == "limit":
+        page.fill("#order-price", price)
+        page.select_option("#order-tif", "GTC")
+        page.set_checked("#order-post-only", post_only)
+    page.fill("#order-quantity", quantity)
+    page.click("#order-submit")
+    page.wait_for_function("document.querySelector('#order-status').textContent || "
+                           "document.querySelector('#order-error').textContent", timeout=WAIT_MS)
+
+
+def wait_error(page) -> str:
+    page.wait_for_function("document.querySelector('#order-error').textContent.length > 0",
+                           timeout=WAIT_MS)
+    return page.text_content("#order-error")
+
+
+def engine_refusals_in_words(args):
+    """The engine refuses some orders after orders has accepted them (the
+    price band, post-only that would take, FOK): the REST answer says "new"
+    and the refusal comes as a ``command_rejected`` push. The trader must be
+    told, in words, and the order's history row must say why; a refusal the
+    REST call answers must be in words too, not the server's code."""
+    price = Decimal(args["price"])
+    with chromium.browser() as browser:
+        trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "refusals",
+                        shots())
+        try:
+            trader.sign_in()
+            page = trader.page
+            # Too small a market order: refused by the REST call itself.
+            submit(page, "buy", "market", "0.0001")
+            error = wait_error(page)
+            assert not RAW_CODE.search(error), f"a code, not words: {error!r}"
+            # Outside the price band: accepted by orders, refused by the engine.
+            far = str((price * BAND_FACTOR).quantize(Decimal("0.01")))
+            submit(page, "buy", "limit", "0.0010", far)
+            error = wait_error(page)
+            assert not RAW_CODE.search(error), f"a code, not words: {error!r}"
+            assert "far" in error and "price" in error, error
+            assert "accepted" not in page.text_content("#order-status"), \
+                page.text_content("#order-status")
+            order_id = re.search(r"\d+", error).group(0)
+            page.wait_for_function(
+                "id => [...document.querySelectorAll('#order-history tr')].some(r => "
+                "r.cells[0]?.textContent === id && /rejected/.test(r.cells[5].textContent) && "
+                "/far/.test(r.cells[5].textContent))", arg=order_id, timeout=WAIT_MS)
+            # Post-only at the best ask: it would take, so the engine refuses it.
+            best_ask = page.text_content("#book-asks tbody tr:last-child td:first-child")
+            submit(page, "buy", "limit", "0.0002", best_ask, post_only=True)
+            error = wait_error(page)
+            assert "post-only" in error.lower() and not RAW_CODE.search(error), error
+            trader.shot("10-engine-refusals")
+            unexpected = [e for e in trader.errors if "status of 400" not in e]
+            assert unexpected == [], unexpected
+        finally:
+            trader.close()
+
+
+TAPE_COUNT = ("(p, q) => [...document.querySelectorAll('#trades tbody tr')].filter(tr => "
+              "tr.children[0].textContent === p && tr.children[1].textContent === q).length")
+
+
+def tape_count(page, price: str, quantity: str) -> int:
+    return page.evaluate(f"([p, q]) => ({TAPE_COUNT})(p, q)", [price, quantity])
+
+
+def tape_catches_up_after_reconnect(args):
+    """A trade made while the buyer's live connection was down (here: the
+    buyer's own bid filled) must show in the buyer's trade tape once the page
+    has reconnected by itself, as the book and the orders do, without a
+    reload."""
+    price = args["price"]
+    with chromium.browser() as browser:
+        buyer, seller = signed_in_pair(browser, args, "outage-")
+        try:
+            order_id = buyer.place("buy", price, QUANTITY, post_only=True)
+            row = f"#open-orders tr[data-order='{order_id}']"
+            buyer.page.wait_for_selector(row, timeout=WAIT_MS)
+            # The tape may show earlier trades at this price and size (the
+            # test's price is the same from run to run): one more is expected.
+            before = tape_count(buyer.page, price, QUANTITY)
+            # Chromium's offline mode cuts the open WebSocket and refuses
+            # new connections and reads, as a gateway gone away would.
+            buyer.context.set_offline(True)
+            buyer.page.wait_for_function(
+                "document.querySelector('#connection').textContent !== 'live'", timeout=WAIT_MS)
+            seller.place("sell", price, QUANTITY, tif="IOC")
+            seller.tape_has(price, QUANTITY)          # the trade happened
+            buyer.page.wait_for_timeout(1000)
+            buyer.context.set_offline(False)
+            buyer.page.wait_for_function(
+                "document.querySelector('#connection').textContent === 'live'", timeout=WAIT_MS)
+            buyer.page.wait_for_selector(row, state="detached", timeout=WAIT_MS)
+            buyer.page.wait_for_function(
+                f"([p, q, n]) => ({TAPE_COUNT})(p, q) > n", arg=[price, QUANTITY, before],
+                timeout=WAIT_MS)
+            buyer.shot("11-tape-after-reconnect")
+            # The tape stays newest first.
+            times = buyer.page.eval_on_selector_all(
+                "#trades tbody tr", "rs => rs.map(r => Number(r.dataset.at))")
+            assert times == sorted(times, reverse=True), times
+            for trader in (buyer, seller):
+                unexpected = [e for e in trader.errors if "ERR_INTERNET_DISCONNECTED" not in e]
+                assert unexpected == [], f"{trader.name} console: {unexpected}"
+        finally:
+            buyer.close()
+            seller.close()
+
+
+def phone_shows_cancel_of_an_open_order(args):
+    """On a phone (390 px) with an open order, the page must not scroll
+    sideways and the order's Cancel button must be on screen and work."""
+    price = Decimal(args["price"])
+    with chromium.browser() as browser:
+        trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "phone",
+                        shots())
+        try:
+            trader.sign_in()
+            page = trader.page
+            resting = str((price * RESTING_FACTOR).quantize(Decimal("0.01")))
+            order_id = trader.place("buy", resting, "0.0010")
+            row = f"#open-orders tr[data-order='{order_id}']"
+            page.wait_for_selector(row, timeout=WAIT_MS)
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.wait_for_timeout(500)
+            trader.shot("12-phone-open-order")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"the page is {width} px wide on a 390 px phone"
+            button = page.locator(f"{row} button")
+            box = button.bounding_box()
+            panel = page.locator("#orders-panel").bounding_box()
+            assert box["x"] + box["width"] <= min(390, panel["x"] + panel["width"]), \
+                f"Cancel is off screen: {box} in {panel}"
+            button.click()
+            page.wait_for_selector(row, state="detached", timeout=WAIT_MS)
+            assert trader.errors == [], trader.errors
+        finally:
+            trader.close()
+
+
+SCENARIOS = {"engine_refusals_in_words": engine_refusals_in_words,
+             "tape_catches_up_after_reconnect": tape_catches_up_after_reconnect,
+             "phone_shows_cancel_of_an_open_order": phone_shows_cancel_of_an_open_order}
+
+if __name__ == "__main__":
+    SCENARIOS[sys.argv[1]](json.loads(sys.argv[2]))
+    print(f"scenario {sys.argv[1]}: ok")

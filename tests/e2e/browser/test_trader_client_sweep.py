@@ -1,0 +1,48 @@
+"""What a trader met in a sweep of the web client, each in headless Chromium
+against the running stack (browser steps in sweep_scenarios.py, run in a
+child process: see chromium.py): the engine's refusals of an accepted order
+shown in words, the trade tape caught up after the live connection came
+back, and a phone's width with an open order to cancel."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import pytest
+
+from services.common.config import load_settings
+from tests.e2e.browser import chromium
+from tests.e2e.push import kit
+
+pytestmark = [pytest.mark.skipif(not chromium.available(), reason="Debian chromium is not installed"),
+              pytest.mark.timeout(300)]
+
+MARKET = "BTC-USDT"
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return load_settings()
+
+
+def run(scenario: str, args: dict) -> None:
+    chromium.run_child("tests.e2e.browser.sweep_scenarios", scenario, json.dumps(args))
+
+
+def test_the_engines_refusal_of_an_accepted_order_is_shown_in_words(settings):
+    run("engine_refusals_in_words",
+        {"url": settings.gateway_url, "price": kit.inside_spread(settings, MARKET),
+         "trader": asdict(kit.new_trader(settings, {"USDT": "100"}, prefix="web"))})
+
+
+def test_a_trade_made_while_the_connection_was_down_shows_after_it_is_back(settings):
+    run("tape_catches_up_after_reconnect",
+        {"url": settings.gateway_url, "price": kit.inside_spread(settings, MARKET),
+         "buyer": asdict(kit.new_trader(settings, {"USDT": "5000"}, prefix="web")),
+         "seller": asdict(kit.new_trader(settings, {"BTC": "1"}, prefix="web"))})
+
+
+def test_a_phone_shows_the_cancel_button_of_an_open_order(settings):
+    run("phone_shows_cancel_of_an_open_order",
+        {"url": settings.gateway_url, "price": kit.inside_spread(settings, MARKET),
+         "trader": asdict(kit.new_trader(settings, {"USDT": "100"}, prefix="web"))})
