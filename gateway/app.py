@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 from gateway import errors
 from gateway.jsonbody import StrictJSONProvider
 from gateway.rpc import RpcPool, TRANSPORT_FAILURES, now_ms
-from services.common import health, json_codec
+from services.common import health, json_codec, logs
 from services.common.config import Settings, load_settings, service_names
 from services.common.metrics import instrument_flask
 
@@ -82,6 +82,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         sent = request.headers.get("X-Request-Id", "")
         g.request_id = sent if REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
         g.received_ms = now_ms()
+        # Every JSON log line written while serving it names the request,
+        # the traceback of an unexpected failure included (the request's
+        # greenthread may have served another on the same connection).
+        logs.unbind()
+        logs.bind(request_id=g.request_id)
+
+    @app.teardown_request
+    def unbind_request_id(_exc):
+        logs.unbind()
 
     @app.after_request
     def stamp_request_id(response):
