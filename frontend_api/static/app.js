@@ -182,6 +182,7 @@ function selectMarket(name) {
     }
     subscribeMarket();
   }
+  tape.clear();
   $("#trades tbody").replaceChildren();
   loadTrades();
   loadCandles();
@@ -198,10 +199,18 @@ function connect() {
     reconnectionDelayMax: 5000,
   });
   state.socket = socket;
+  let connectedBefore = false;
   socket.on("connect", () => {
     $("#connection").textContent = "live";
     socket.emit("subscribe", { channel: "tickers" });
     if (state.market) subscribeMarket();
+    // Trades made while the connection was down were pushed to nobody: the
+    // book re-syncs from its snapshot, the tape and the chart are read again.
+    if (connectedBefore && state.market) {
+      loadTrades();
+      loadCandles();
+    }
+    connectedBefore = true;
     refreshPrivate();
   });
   socket.on("disconnect", (reason) => { $("#connection").textContent = `reconnecting (${reason})`; });
@@ -213,7 +222,7 @@ function connect() {
   socket.on("depth_snapshot", (data) => { if (state.book?.market === data.market) state.book.snapshot(data); });
   socket.on("depth", (data) => { if (state.book?.market === data.market) state.book.diff(data); });
   socket.on("trades", (batch) => {
-    if (batch.market === state.market) for (const trade of batch.trades) addTrade(trade, true);
+    if (batch.market === state.market) addTrades(batch.trades, true);
   });
   socket.on("ticker", (t) => { state.tickers.set(t.market, t); renderMarketList(); });
   socket.on("mini_ticker", (t) => { state.tickers.set(t.market, { ...state.tickers.get(t.market), ...t }); renderMarketList(); });
@@ -272,22 +281,53 @@ function renderBook(book) {
 }
 
 // -- trades and chart -------------------------------------------------------------
+// The tape: this market's latest trades by id, shown newest first. A read
+// (at a market switch, after a reconnection) and the pushes may overlap and
+// arrive in any order: each trade shows once, in its place.
+const TAPE = 100;
+const tape = new Map();
+
 async function loadTrades() {
+  const market = state.market;
   try {
-    const { trades } = await api("GET", `/markets/${state.market}/trades?limit=50`);
-    for (const t of [...trades].reverse()) addTrade(t, false);
+    const { trades } = await api("GET", `/markets/${market}/trades?limit=50`);
+    if (market === state.market) addTrades(trades, false);
   } catch (error) { console.warn("trades", error.message); }
 }
 
-function addTrade(trade, live) {
-  const body = $("#trades tbody");
-  if (trade.trade_id && body.querySelector(`[data-trade="${CSS.escape(trade.trade_id)}"]`)) return;
-  const tr = row(cell(trade.price, trade.taker_side === "sell" ? "sell" : "buy"), cell(trade.quantity),
-                 cell(clock(trade.executed_at)));
-  tr.dataset.trade = trade.trade_id;
-  body.prepend(tr);
-  while (body.children.length > 100) body.lastChild.remove();
-  if (live) foldTrade(trade);
+// The trade ids end with the engine's sequence ("BTC-USDT-1075"): the order
+// of trades made in the same millisecond.
+function tradeOrder(trade) {
+  return [trade.executed_at, Number(String(trade.trade_id).split("-").at(-1)) || 0];
+}
+
+function newerFirst(a, b) {
+  const [x, y] = [tradeOrder(a), tradeOrder(b)];
+  return y[0] - x[0] || y[1] - x[1];
+}
+
+function addTrades(trades, live) {
+  let added = false;
+  for (const trade of trades) {
+    const id = String(trade.trade_id);
+    if (tape.has(id)) continue;
+    tape.set(id, trade);
+    added = true;
+    if (live) foldTrade(trade);
+  }
+  if (!added) return;
+  const shown = [...tape.values()].sort(newerFirst).slice(0, TAPE);
+  if (tape.size > TAPE) {
+    tape.clear();
+    for (const trade of shown) tape.set(String(trade.trade_id), trade);
+  }
+  fillTable("#trades", shown.map((trade) => {
+    const tr = row(cell(trade.price, trade.taker_side === "sell" ? "sell" : "buy"), cell(trade.quantity),
+                   cell(clock(trade.executed_at)));
+    tr.dataset.trade = trade.trade_id;
+    tr.dataset.at = trade.executed_at;
+    return tr;
+  }));
 }
 
 const chart = createChart($("#chart"), {
@@ -309,8 +349,10 @@ function bar(c) {
 }
 
 async function loadCandles() {
+  const { market, interval } = state;
   try {
-    const { candles } = await api("GET", `/markets/${state.market}/candles?interval=${state.interval}&limit=300`);
+    const { candles } = await api("GET", `/markets/${market}/candles?interval=${interval}&limit=300`);
+    if (market !== state.market || interval !== state.interval) return;  // switched meanwhile
     state.candles = new Map(candles.map((c) => [c.open_time, c]));
     series.setData(candles.map(bar));
     showLastCandle();
