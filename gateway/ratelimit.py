@@ -553,6 +553,13 @@ class _Counted:
         return call
 
 
+def orders_placed_despite_refusal() -> None:
+    """The current request answers 4xx but placed its new order (a
+    cancelReplace whose cancel failed under ALLOW_FAILURE: 409 -2021): the
+    order counts, as every order placed does."""
+    g.ratelimit_orders_placed = True
+
+
 def install(blueprint) -> None:
     """Charge every request of ``blueprint`` its weight by client IP, and stamp
     the usage headers on its responses (refusals included)."""
@@ -564,7 +571,7 @@ def install(blueprint) -> None:
 
     @blueprint.after_request
     def usage_headers(response):
-        if 400 <= response.status_code < 500:
+        if 400 <= response.status_code < 500 and not getattr(g, "ratelimit_orders_placed", False):
             # Refused (by the limit, a filter, the balance...): its new
             # orders do not count (RateLimiter.give_back_orders).
             limiter().give_back_orders()

@@ -1387,6 +1387,8 @@ def cancel_replace():
         return ok(data)
     # g.error_code: the native code the HTTP metrics count a refusal under
     # (gateway.app error_response sets it for the refusals it writes).
+    if placed:
+        ratelimit.orders_placed_despite_refusal()
     if cancelled or placed:
         g.error_code = "CANCEL_REPLACE_PARTIALLY_FAILED"
         response = ok({"code": -2021, "msg": MSG_REPLACE_PARTIAL, "data": data})

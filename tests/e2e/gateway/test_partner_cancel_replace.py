@@ -143,3 +143,21 @@ def test_a_failed_replace_is_counted_with_a_native_code(settings, bot, price):
                and s.labels["route"] == "/api/v3/order/cancelReplace"
                and s.labels["status"] == "400"}
     assert counted == {"CANCEL_REPLACE_FAILED"}, counted
+
+
+def test_a_new_order_placed_by_a_partial_failure_counts(settings, bot, price):
+    """A 409 -2021 whose new order was placed (the cancel failed under
+    ALLOW_FAILURE) uses up order allowance like any placed order; a 400
+    -2022 (nothing placed) does not. The day's count: the 10 s window may
+    turn between two requests."""
+    def day_count(response) -> int:
+        return int(response.headers["X-MBX-ORDER-COUNT-1D"])
+
+    before = day_count(replace(settings, bot, price, NOT_AN_ORDER, "STOP_ON_FAILURE"))
+    partial = replace(settings, bot, price, NOT_AN_ORDER, "ALLOW_FAILURE")
+    assert partial.status_code == 409, partial.text
+    assert day_count(partial) == before + 1
+    refused = replace(settings, bot, price, NOT_AN_ORDER, "STOP_ON_FAILURE")
+    assert refused.status_code == 400 and day_count(refused) == before + 1
+    kit.raw(settings, "DELETE", "/api/v3/order", bot,
+            {"symbol": BINANCE, "orderId": partial.json()["data"]["newOrderResponse"]["orderId"]})
