@@ -159,12 +159,12 @@ def phone_shows_cancel_of_an_open_order(args):
             trader.shot("12-phone-open-order")
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"the page is {width} px wide on a 390 px phone"
-            button = page.locator(f"{row} button")
-            box = button.bounding_box()
-            panel = page.locator("#orders-panel").bounding_box()
-            assert box["x"] + box["width"] <= min(390, panel["x"] + panel["width"]), \
-                f"Cancel is off screen: {box} in {panel}"
-            button.click()
+            # In one evaluation: the open orders are drawn again at every re-read.
+            right, edge = page.evaluate(
+                "row => [document.querySelector(row + ' button').getBoundingClientRect().right,"
+                " document.querySelector('#orders-panel').getBoundingClientRect().right]", row)
+            assert right <= min(390, edge), f"Cancel is off screen: its right edge at {right}"
+            page.click(f"{row} button")
             page.wait_for_selector(row, state="detached", timeout=WAIT_MS)
             assert trader.errors == [], trader.errors
         finally:
