@@ -6,7 +6,7 @@
 import { io } from "/vendor/socket.io.esm.min.js";
 import { createChart, CandlestickSeries } from "/vendor/lightweight-charts.mjs";
 import { BookSync } from "./book.js";
-import { checkOrder, compare, isZero, sum } from "./decimal.js";
+import { checkOrder, compare, fixed, isZero, sum } from "./decimal.js";
 import { signIn } from "./signin.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -476,6 +476,27 @@ function reReadLater() {
   reReadTimer = setTimeout(() => { reReadsLeft -= 1; refreshOrders(); }, RE_READ_MS);
 }
 
+// An order's numbers as the book and the tape write them: prices with the
+// market's tick decimals, quantities with its lot decimals (orders answers
+// "30000" and "0.001" where the book shows "30000.00" and "0.0010").
+function priceText(order) {
+  const m = state.markets.get(order.market);
+  if (order.price == null) return "market";
+  return m ? fixed(order.price, m.tick_size) : order.price;
+}
+
+function quantityText(market, quantity) {
+  const m = state.markets.get(market);
+  return m ? fixed(quantity, m.lot_size) : quantity;
+}
+
+// A market buy for a quote amount has no quantity: its amount, in the quote asset.
+function amountText(order) {
+  if (order.quantity != null) return quantityText(order.market, order.quantity);
+  const m = state.markets.get(order.market);
+  return m ? `${order.quote_amount} ${m.quote_asset}` : order.quote_amount;
+}
+
 async function refreshOrders() {
   if (!state.user) return;
   try {
@@ -492,15 +513,16 @@ async function refreshOrders() {
       cancel.addEventListener("click", () => cancelOrder(o.order_id));
       const actions = cell("");
       actions.append(cancel);
-      const tr = row(cell(String(o.order_id)), cell(o.side, o.side), cell(o.price ?? "market"),
-                     cell(o.quantity ?? o.quote_amount), cell(o.filled_quantity), cell(o.status), actions);
+      const tr = row(cell(String(o.order_id)), cell(o.side, o.side), cell(priceText(o)),
+                     cell(amountText(o)), cell(quantityText(o.market, o.filled_quantity)),
+                     cell(o.status), actions);
       tr.dataset.order = o.order_id;
       return tr;
     }));
     const history = await api("GET", "/orders/history?limit=50");
     fillTable("#order-history", history.orders.map((o) => row(
-      cell(String(o.order_id)), cell(o.market), cell(o.side, o.side), cell(o.price ?? "market"),
-      cell(o.quantity ?? o.quote_amount), cell(statusText(o)))));
+      cell(String(o.order_id)), cell(o.market), cell(o.side, o.side), cell(priceText(o)),
+      cell(amountText(o)), cell(statusText(o)))));
   } catch (error) { console.warn("orders", error.message); }
 }
 
@@ -532,8 +554,9 @@ async function refreshFills() {
     // A fill pushed has no fee yet, and a read's fee is "pending" until
     // wallets settles it: read again at the balances push that follows it.
     feesPending = fills.some((f) => !f.fee || !f.fee.settled);
-    fillTable("#fills", fills.map((f) => row(cell(f.market), cell(f.side, f.side), cell(f.price),
-                                              cell(f.quantity), cell(f.role), cell(feeText(f)))));
+    fillTable("#fills", fills.map((f) => row(cell(f.market), cell(f.side, f.side), cell(priceText(f)),
+                                              cell(quantityText(f.market, f.quantity)), cell(f.role),
+                                              cell(feeText(f)))));
   } catch (error) {
     console.warn("fills", error.message);
   } finally {

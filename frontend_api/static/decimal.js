@@ -55,6 +55,18 @@ export function sum(values) {
   return fromUnits(units.reduce((total, u) => total + u, 0n), scale);
 }
 
+// ``value`` written with ``step``'s number of decimals (the market's tick or
+// lot: "30000" at 0.01 -> "30000.00", "0.001" at 0.0001 -> "0.0010"), so
+// every amount of a market reads alike. Only zeros are added or dropped: a
+// value with more significant decimals than the step, or not a plain
+// decimal, is returned as it is (never rounded).
+export function fixed(value, step) {
+  const text = String(value ?? "");
+  const scale = scaleOf(step);
+  const units = toUnits(text, scale);
+  return units === null ? text : fromUnits(units, scale);
+}
+
 export function isZero(text) {
   return /^0*(\.0*)?$/.test(String(text));
 }

@@ -171,7 +171,82 @@ def phone_shows_cancel_of_an_open_order(args):
             trader.close()
 
 
-SCENARIOS = {"engine_refusals_in_words": engine_refusals_in_words,
+def resting_order(trader, args) -> tuple[str, str, int]:
+    """A buy far below the book (never trades) placed from the ticket: its
+    price (with the tick's two decimals, ending in 0, which orders answers
+    without), its open orders row's selector and its id."""
+    price = (Decimal(args["price"]) * RESTING_FACTOR).quantize(Decimal("0.1"))
+    price = f"{price:.2f}"
+    order_id = trader.place("buy", price, "0.0010")
+    row = f"#open-orders tr[data-order='{order_id}']"
+    trader.page.wait_for_selector(row, timeout=WAIT_MS)
+    return price, row, order_id
+
+
+def order_numbers_read_like_the_book(args):
+    """The open orders, the history and the fills write prices and
+    quantities as the book and the tape do (the market's tick and lot
+    decimals): orders answers "25491.6" and "0.001" for 25491.60 and 0.0010."""
+    with chromium.browser() as browser:
+        trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "numbers",
+                        shots())
+        try:
+            trader.sign_in()
+            page = trader.page
+            price, row, order_id = resting_order(trader, args)
+            page.wait_for_function(
+                "([row, p]) => { const c = document.querySelector(row)?.cells; return !!c && "
+                "c[2].textContent === p && c[3].textContent === '0.0010' && "
+                "c[4].textContent === '0.0000'; }", arg=[row, price], timeout=WAIT_MS)
+            page.wait_for_function(
+                "([id, p]) => [...document.querySelectorAll('#order-history tbody tr')].some(r => "
+                "r.cells[0].textContent === String(id) && r.cells[3].textContent === p && "
+                "r.cells[4].textContent === '0.0010')", arg=[order_id, price], timeout=WAIT_MS)
+            trader.shot("13-order-numbers")
+            page.click(f"{row} button")
+            page.wait_for_selector(row, state="detached", timeout=WAIT_MS)
+            assert trader.errors == [], trader.errors
+        finally:
+            trader.close()
+
+
+def keyboard_cancel_survives_a_re_read(args):
+    """A trader on the keyboard tabs to an open order's Cancel; the open
+    orders are read again meanwhile (here at the reconnection after a short
+    loss of the network, as after any order push). The focus must stay on
+    that Cancel (the table was drawn anew at every read: the focus fell back
+    to the page, and Enter did nothing), and Enter must cancel the order."""
+    with chromium.browser() as browser:
+        trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "keyboard",
+                        shots())
+        try:
+            trader.sign_in()
+            page = trader.page
+            _, row, order_id = resting_order(trader, args)
+            page.wait_for_timeout(1500)                  # past the re-read after the push
+            page.focus(f"{row} button")
+            label = f"Cancel order {order_id}"
+            with page.expect_response(lambda r: "/api/v1/orders?market=" in r.url,
+                                      timeout=WAIT_MS):
+                trader.context.set_offline(True)
+                page.wait_for_function(
+                    "document.querySelector('#connection').textContent !== 'live'",
+                    timeout=WAIT_MS)
+                trader.context.set_offline(False)
+            page.wait_for_timeout(500)                   # drawn
+            focused = page.evaluate("document.activeElement?.getAttribute('aria-label')")
+            assert focused == label, f"the focus moved to {focused!r}"
+            page.keyboard.press("Enter")
+            page.wait_for_selector(row, state="detached", timeout=WAIT_MS)
+            unexpected = [e for e in trader.errors if "ERR_INTERNET_DISCONNECTED" not in e]
+            assert unexpected == [], unexpected
+        finally:
+            trader.close()
+
+
+SCENARIOS = {"order_numbers_read_like_the_book": order_numbers_read_like_the_book,
+             "keyboard_cancel_survives_a_re_read": keyboard_cancel_survives_a_re_read,
+"engine_refusals_in_words": engine_refusals_in_words,
              "tape_catches_up_after_reconnect": tape_catches_up_after_reconnect,
              "phone_shows_cancel_of_an_open_order": phone_shows_cancel_of_an_open_order}
 

@@ -46,3 +46,15 @@ def test_a_phone_shows_the_cancel_button_of_an_open_order(settings):
     run("phone_shows_cancel_of_an_open_order",
         {"url": settings.gateway_url, "price": kit.inside_spread(settings, MARKET),
          "trader": asdict(kit.new_trader(settings, {"USDT": "100"}, prefix="web"))})
+
+
+def test_an_orders_numbers_read_like_the_book(settings):
+    run("order_numbers_read_like_the_book",
+        {"url": settings.gateway_url, "price": kit.inside_spread(settings, MARKET),
+         "trader": asdict(kit.new_trader(settings, {"USDT": "100"}, prefix="web"))})
+
+
+def test_the_keyboards_focus_on_cancel_survives_a_re_read_of_the_open_orders(settings):
+    run("keyboard_cancel_survives_a_re_read",
+        {"url": settings.gateway_url, "price": kit.inside_spread(settings, MARKET),
+         "trader": asdict(kit.new_trader(settings, {"USDT": "100"}, prefix="web"))})
