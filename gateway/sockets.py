@@ -36,6 +36,14 @@ event ``{code, message, request}``, never a dropped connection):
   both carry ``trace`` (ms stamps of each hop, for the bench). Apply a diff when ``first_seq <= held + 1 <=
   last_seq``; skip it when ``last_seq <= held``; otherwise there is a gap:
   send ``depth_snapshot`` ``{market}`` for a new snapshot.
+* What is not this protocol's gets an ``error`` and the connection goes on:
+  an event of another name (UNKNOWN_EVENT), a client's event named
+  ``connect`` or ``disconnect`` (RESERVED_EVENT: Socket.IO's own, which
+  python-socketio would hand to the connect and disconnect handlers), an
+  event with more than one argument (BAD_REQUEST), and a packet that is no
+  event of ours (BAD_PACKET: not JSON, no event name or one that is not a
+  string, nested too deeply, an unknown packet type, a binary event: this
+  protocol has none, and its attachments would be kept until they all came).
 * Limits: at most ``MAX_SUBSCRIPTIONS`` per connection; a message larger than
   ``MAX_MESSAGE_BYTES`` is refused; at most ``MAX_QUEUED`` frames
   (``EXCHANGE_PUSH_MAX_QUEUED``) may wait to be written to one connection:
@@ -200,14 +208,50 @@ def answering(handler):
     request} and the acknowledgement {ok: false, code, message}."""
     name = handler.__name__.removeprefix("on_")
 
-    def answer(self, data=None):
+    def answer(self, data=None, *more):
         try:
+            if more:  # python-socketio hands each argument of the event
+                raise Refused("BAD_REQUEST", "send one object")
             return handler(self, data)
         except Refused as refused:
             emit("error", {"code": refused.code, "message": refused.message, "request": name})
             return {"ok": False, "code": refused.code, "message": refused.message}
     answer.__name__ = handler.__name__
     return answer
+
+
+class BadPacket(ValueError):
+    """A client's packet that is no event of this protocol."""
+
+
+class PushPacket(socketio_packet.Packet):
+    """Socket.IO's packet, decoding only what a client of this protocol
+    sends; anything else raises ``BadPacket`` as it is decoded, before
+    python-socketio acts on it (``Push.guard_incoming`` answers it):
+
+    * a binary event or acknowledgement: the server would keep the frames
+      that follow as its attachments, as many as it declares (up to 10^10),
+      text frames included, until the connection ends;
+    * an event that is not ``[name, ...]`` with a string name: ``[]`` or an
+      object failed in python-socketio's dispatch, and a name that is a
+      list or an object in its handler lookup (TypeError, no answer);
+    * JSON nested past the interpreter's recursion limit (RecursionError)."""
+
+    def decode(self, encoded_packet):
+        if not isinstance(encoded_packet, str):
+            raise BadPacket("a binary frame: this protocol has none")
+        try:
+            attachments = super().decode(encoded_packet)
+        except RecursionError:
+            raise BadPacket("JSON nested too deeply") from None
+        except ValueError as exc:
+            raise BadPacket(f"not a packet of this protocol: {str(exc)[:80]}") from None
+        if self.packet_type in (socketio_packet.BINARY_EVENT, socketio_packet.BINARY_ACK):
+            raise BadPacket("a binary event: this protocol has none")
+        if self.packet_type == socketio_packet.EVENT and not (
+                isinstance(self.data, list) and self.data and isinstance(self.data[0], str)):
+            raise BadPacket("an event is [name, data] with a string name")
+        return attachments
 
 
 class Connection:
@@ -308,6 +352,33 @@ class Push:
                                    to=conn.sid, ignore_queue=True)
                 self.socketio.server.disconnect(conn.sid)
 
+    # -- what clients send ------------------------------------------------------------
+    def guard_incoming(self) -> None:
+        """Every client message goes through python-socketio's Engine.IO
+        ``message`` handler, wrapped: a packet that is no event of this
+        protocol (``PushPacket`` refuses it as it is decoded, or the library
+        fails on it) is answered with ``error`` BAD_PACKET and logged in one
+        line, where it left a traceback and no answer. Event handlers run in
+        green threads of their own, outside this: their refusals are theirs."""
+        eio = self.socketio.server.eio
+        handle = eio.handlers["message"]
+        manager = self.socketio.server.manager
+
+        def guarded(eio_sid, data):
+            try:
+                return handle(eio_sid, data)
+            except (ValueError, TypeError, LookupError) as exc:
+                sid = manager.sid_from_eio_sid(eio_sid, "/")
+                log.warning("bad packet from %s: %s", sid or eio_sid, str(exc)[:120])
+                if sid is not None:
+                    message = str(exc) if isinstance(exc, BadPacket) else \
+                        "not a packet of this protocol"
+                    self.socketio.emit("error", {"code": "BAD_PACKET", "message": message,
+                                                 "request": None},
+                                       to=sid, ignore_queue=True)
+
+        eio.on("message", guarded)
+
     # -- sending and slow consumers ------------------------------------------------
     def bound_send_queues(self) -> None:
         """Every frame to a connection goes through here (Engine.IO's one
@@ -354,7 +425,21 @@ class Push:
         eventlet.spawn_after(SLOW_CLOSE_GRACE_S, self.fanout.cut, socket.sid)
 
     # -- handlers --------------------------------------------------------------------
+    def reserved(self, event: str) -> dict:
+        """A client's event named ``connect`` or ``disconnect``: python-socketio
+        hands it to the connect or disconnect handler like the real ones
+        (``disconnect`` made this process forget an open connection, which
+        its token's expiry and a freeze then never closed; ``connect`` gave it
+        a fresh record, without its user and its subscriptions)."""
+        refusal = {"code": "RESERVED_EVENT",
+                   "message": f"{event} is Socket.IO's own event: a client cannot send it"}
+        emit("error", {**refusal, "request": event})
+        return {"ok": False, **refusal}
+
     def on_connect(self, auth):
+        # A real connect runs while the client is still connecting.
+        if not self.socketio.server.manager.is_pre_connected(request.sid, request.namespace):
+            return self.reserved("connect")
         token = auth.get("token") if isinstance(auth, dict) else None
         user, expires = None, None
         if token is not None:
@@ -375,11 +460,22 @@ class Push:
                          "max_subscriptions": MAX_SUBSCRIPTIONS})
 
     def on_disconnect(self, *_reason):
+        # A real disconnect runs once the client is no longer connected.
+        if self.socketio.server.manager.is_connected(request.sid, request.namespace):
+            return self.reserved("disconnect")
         self.connections.pop(request.sid, None)
+
+    def connection(self) -> Connection:
+        """The caller's record; each event is handled in a green thread of its
+        own, which may run after its connection's disconnect."""
+        conn = self.connections.get(request.sid)
+        if conn is None:
+            raise Refused("NOT_CONNECTED", "this connection is closed")
+        return conn
 
     @answering
     def on_authenticate(self, data):
-        conn = self.connections.get(request.sid)
+        conn = self.connection()
         self._sane(data)
         try:
             user, expires = self.identify(data.get("token"))
@@ -397,7 +493,7 @@ class Push:
     @answering
     def on_subscribe(self, data):
         room = self._room(data)
-        conn = self.connections[request.sid]
+        conn = self.connection()
         if room not in conn.rooms and len(conn.rooms) >= MAX_SUBSCRIPTIONS:
             raise Refused("TOO_MANY_SUBSCRIPTIONS",
                           f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
@@ -411,7 +507,7 @@ class Push:
     @answering
     def on_unsubscribe(self, data):
         room = self._room(data)
-        self.connections[request.sid].rooms.discard(room)
+        self.connection().rooms.discard(room)
         leave_room(room)
         return {"ok": True}
 
@@ -419,9 +515,9 @@ class Push:
     def on_depth_snapshot(self, data):
         self._sane(data)
         market = data.get("market")
-        if market not in self.known_markets():
+        if not isinstance(market, str) or market not in self.known_markets():
             raise Refused("UNKNOWN_MARKET", f"no market {str(market)[:40]!r}")
-        if f"depth:{market}" not in self.connections[request.sid].rooms:
+        if f"depth:{market}" not in self.connection().rooms:
             raise Refused("NOT_SUBSCRIBED", "subscribe to depth first")
         self.send_snapshot(market)
         return {"ok": True}
@@ -458,7 +554,7 @@ class Push:
             raise Refused("BAD_REQUEST", "the message must be an object")
         try:
             size = len(json.dumps(data))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             size = MAX_MESSAGE_BYTES + 1
         if size > MAX_MESSAGE_BYTES:
             raise Refused("MESSAGE_TOO_LARGE", f"messages are at most {MAX_MESSAGE_BYTES} bytes")
@@ -490,7 +586,8 @@ def init_app(app, socketio, settings: Settings, rpc) -> Push:
     manager = PushManager(amqp_uri, channel=channel, on_disconnect_user=push.disconnect_user)
     # Engine.IO's own ping timing (25 s + 20 s): a starved but live client is
     # not dropped for a late pong.
-    socketio.init_app(app, client_manager=manager, max_http_buffer_size=MAX_FRAME_BYTES)
+    socketio.init_app(app, client_manager=manager, max_http_buffer_size=MAX_FRAME_BYTES,
+                      serializer=PushPacket)
     socketio.on_event("connect", push.on_connect)
     socketio.on_event("disconnect", push.on_disconnect)
     socketio.on_event("authenticate", push.on_authenticate)
@@ -498,6 +595,7 @@ def init_app(app, socketio, settings: Settings, rpc) -> Push:
     socketio.on_event("unsubscribe", push.on_unsubscribe)
     socketio.on_event("depth_snapshot", push.on_depth_snapshot)
     socketio.on_event("*", push.on_other)
+    push.guard_incoming()
     push.bound_send_queues()
     # The private streams through the one active bridge and the message
     # queue; the market streams (book diffs, trades) from this process's own
