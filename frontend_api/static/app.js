@@ -124,6 +124,36 @@ function fillTable(selector, rows) {
   body.replaceChildren(...rows);
 }
 
+// A table drawn again without replacing the rows it already shows (matched
+// by data-key): their texts are updated in place, so a control in them keeps
+// the keyboard's focus and a click under way. The lists are read again at
+// every order push and a second after it; replaceChildren dropped the focus
+// to the page each time.
+function keepRows(selector, rows) {
+  const body = $(`${selector} tbody`);
+  const shown = new Map([...body.children].map((tr) => [tr.dataset.key, tr]));
+  const kept = new Set();
+  let next = body.firstElementChild;
+  for (const fresh of rows) {
+    const old = shown.get(fresh.dataset.key);
+    let tr = fresh;
+    if (old && old.cells.length === fresh.cells.length && !kept.has(old)) {
+      tr = old;
+      [...fresh.cells].forEach((td, i) => {
+        // The cells with controls stay: they act on the row's key.
+        if (td.children.length === 0 && tr.cells[i].textContent !== td.textContent) {
+          tr.cells[i].textContent = td.textContent;
+        }
+        tr.cells[i].className = td.className;
+      });
+    }
+    kept.add(tr);
+    if (tr === next) next = next.nextElementSibling;
+    else body.insertBefore(tr, next);
+  }
+  for (const tr of [...body.children]) if (!kept.has(tr)) tr.remove();
+}
+
 function row(...cells) {
   const tr = document.createElement("tr");
   tr.append(...cells);
@@ -505,7 +535,7 @@ async function refreshOrders() {
     const behind = orders.some((o) => o.behind);
     if ((orders.length < listed.length || behind) && reReadsLeft > 0) reReadLater();
     if (ordersDone.size > 1000) ordersDone.clear();  // bounded; the re-reads correct the list
-    fillTable("#open-orders", orders.map((o) => {
+    keepRows("#open-orders", orders.map((o) => {
       const cancel = document.createElement("button");
       cancel.type = "button";
       cancel.textContent = "Cancel";
@@ -517,6 +547,7 @@ async function refreshOrders() {
                      cell(amountText(o)), cell(quantityText(o.market, o.filled_quantity)),
                      cell(o.status), actions);
       tr.dataset.order = o.order_id;
+      tr.dataset.key = o.order_id;
       return tr;
     }));
     const history = await api("GET", "/orders/history?limit=50");
