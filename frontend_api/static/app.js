@@ -164,6 +164,10 @@ function clock(ms) {
   return new Date(ms).toLocaleTimeString([], { hour12: false });
 }
 
+function minute(ms) {
+  return clock(ms).slice(0, 5);  // hh:mm of the tape's own clock
+}
+
 // -- markets --------------------------------------------------------------------
 async function loadMarkets() {
   const { markets } = await api("GET", "/markets");
@@ -372,9 +376,16 @@ const series = chart.addSeries(CandlestickSeries, {
 });
 const INTERVAL_MS = { "1m": 60e3, "5m": 300e3, "15m": 900e3, "1h": 3600e3, "4h": 14400e3, "1d": 86400e3 };
 
+// lightweight-charts draws its time axis in UTC; the tape's clock is the
+// trader's own. The chart is given local wall-clock times (its documented
+// way to show a time zone), so both read alike.
+function chartTime(ms) {
+  return Math.floor((ms - new Date(ms).getTimezoneOffset() * 60e3) / 1000);
+}
+
 function bar(c) {
   // lightweight-charts draws numbers: display only, never used for money.
-  return { time: Math.floor(c.open_time / 1000), open: Number(c.open), high: Number(c.high),
+  return { time: chartTime(c.open_time), open: Number(c.open), high: Number(c.high),
            low: Number(c.low), close: Number(c.close) };
 }
 
@@ -418,7 +429,7 @@ function foldTrade(trade) {
 function showLastCandle() {
   const last = [...state.candles.values()].at(-1);
   $("#last-candle").textContent = last
-    ? `${state.interval} candle ${new Date(last.open_time).toISOString().slice(11, 16)}: open ${last.open} high ${last.high} low ${last.low} close ${last.close}`
+    ? `${state.interval} candle ${minute(last.open_time)}: open ${last.open} high ${last.high} low ${last.low} close ${last.close}`
     : "No trades in this interval yet.";
 }
 

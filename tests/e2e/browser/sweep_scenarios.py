@@ -244,7 +244,31 @@ def keyboard_cancel_survives_a_re_read(args):
             trader.close()
 
 
-SCENARIOS = {"order_numbers_read_like_the_book": order_numbers_read_like_the_book,
+def times_read_in_the_traders_zone(args):
+    """A trader in Tokyo (UTC+9) reads the tape's times in Tokyo time; the
+    chart's last candle was labelled in UTC (and its axis drawn in UTC), 9
+    hours apart from the tape it is made of. The last candle's minute must
+    be the latest trade's (1m candles), as the page shows them."""
+    with chromium.browser() as browser:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, bypass_csp=True,
+                                      timezone_id="Asia/Tokyo")
+        try:
+            page = context.new_page()
+            page.goto(args["url"] + "/")
+            page.wait_for_selector("#trades tbody tr", timeout=WAIT_MS)
+            # Read together (a trade may come in between two reads).
+            page.wait_for_function(
+                "() => { const m = /candle (\\d\\d:\\d\\d)/.exec("
+                "document.querySelector('#last-candle').textContent);"
+                " const t = document.querySelector('#trades tbody tr td:nth-child(3)');"
+                " return m && t && t.textContent.startsWith(m[1]); }", timeout=WAIT_MS)
+            page.screenshot(path=str(shots() / "14-tokyo.png"))
+        finally:
+            context.close()
+
+
+SCENARIOS = {"times_read_in_the_traders_zone": times_read_in_the_traders_zone,
+"order_numbers_read_like_the_book": order_numbers_read_like_the_book,
              "keyboard_cancel_survives_a_re_read": keyboard_cancel_survives_a_re_read,
 "engine_refusals_in_words": engine_refusals_in_words,
              "tape_catches_up_after_reconnect": tape_catches_up_after_reconnect,

@@ -58,3 +58,7 @@ def test_the_keyboards_focus_on_cancel_survives_a_re_read_of_the_open_orders(set
     run("keyboard_cancel_survives_a_re_read",
         {"url": settings.gateway_url, "price": kit.inside_spread(settings, MARKET),
          "trader": asdict(kit.new_trader(settings, {"USDT": "100"}, prefix="web"))})
+
+
+def test_the_chart_and_the_tape_read_in_the_traders_time_zone(settings):
+    run("times_read_in_the_traders_zone", {"url": settings.gateway_url})
