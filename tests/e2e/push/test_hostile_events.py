@@ -8,8 +8,8 @@ What did not hold before:
 * python-socketio hands a client's *event* named ``connect`` or
   ``disconnect`` to the connect and disconnect handlers. ``disconnect``
   made the gateway forget the connection while it stayed open in its
-  rooms (its later requests failed with a KeyError; its token's expiry and
-  a freeze no longer closed it); ``connect`` gave it a fresh record: no
+  rooms (its later requests failed with a KeyError; its token's expiry no
+  longer closed it, nor would a freeze); ``connect`` gave it a fresh record: no
   user (a later ``authenticate`` could switch it to another user) and no
   subscriptions counted (the limit of 20 was reset).
 * An event with more than one argument, or ``depth_snapshot`` naming a
@@ -35,6 +35,7 @@ from gateway.sockets import MAX_SUBSCRIPTIONS
 from services.common.config import load_settings
 from tests.e2e.browser.chromium import artifacts_dir
 from tests.e2e.push import kit
+from tests.e2e.push.test_private_streams import SHORT_LIFESPAN_S, short_lived_client  # noqa: F401
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -90,6 +91,25 @@ def test_a_disconnect_event_from_the_client_does_not_make_the_gateway_forget_it(
     assert wait_error(client, "RESERVED_EVENT")
     assert client.client.connected
     assert tracebacks(gateway) == before
+
+
+def test_a_connection_that_sent_a_disconnect_event_is_still_closed_when_its_token_expires(
+        settings, gateway, short_lived_client):
+    trader = kit.new_trader(settings, prefix="pushhostile")
+    listener = kit.Listener(gateway.url, short_lived_client(trader.username)).connect()
+    try:
+        assert listener.wait_for(lambda event, data: event == "welcome")
+        listener.client.emit("disconnect", {})
+        assert wait_error(listener, "TOKEN_EXPIRED", timeout=SHORT_LIFESPAN_S + 15), \
+            listener.received
+        assert wait_error(listener, "RESERVED_EVENT")
+        for _ in range(40):
+            if not listener.client.connected:
+                break
+            time.sleep(0.25)
+        assert not listener.client.connected
+    finally:
+        listener.close()
 
 
 def test_a_connect_event_from_the_client_resets_neither_its_limits_nor_its_user(settings,
