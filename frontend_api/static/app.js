@@ -203,6 +203,10 @@ function selectMarket(name) {
   const previous = state.market;
   state.market = name;
   $("#market-select").value = name;
+  // A reload, or the return from Keycloak's page (which comes back to "/"),
+  // opens the market the trader was on (the start reads both).
+  history.replaceState(null, "", `#market=${encodeURIComponent(name)}`);
+  sessionStorage.setItem("market", name);
   const m = state.markets.get(name);
   $("#order-rules").textContent =
     `Tick ${m.tick_size} · lot ${m.lot_size} · min ${m.min_quantity} · min value ${m.min_notional} ${m.quote_asset}`;
@@ -758,5 +762,5 @@ state.user = await signedInUser();
 showWho();
 await loadMarkets();
 connect();
-const first = new URLSearchParams(location.hash.slice(1)).get("market");
+const first = new URLSearchParams(location.hash.slice(1)).get("market") ?? sessionStorage.getItem("market");
 selectMarket(state.markets.has(first) ? first : [...state.markets.keys()][0]);

@@ -267,7 +267,31 @@ def times_read_in_the_traders_zone(args):
             context.close()
 
 
-SCENARIOS = {"times_read_in_the_traders_zone": times_read_in_the_traders_zone,
+def a_reload_keeps_the_market(args):
+    """A trader on ETH-USDT who reloads the page (or signs in again) is still
+    on ETH-USDT: the page started on the first market whatever the trader was
+    looking at."""
+    with chromium.browser() as browser:
+        trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "reload",
+                        shots())
+        try:
+            trader.sign_in()
+            page = trader.page
+            page.select_option("#market-select", "ETH-USDT")
+            page.reload()
+            page.wait_for_function(
+                "document.querySelector('#connection').textContent === 'live'", timeout=WAIT_MS)
+            page.wait_for_selector("#book-seq:not(:empty)", timeout=WAIT_MS)
+            market = page.eval_on_selector("#market-select", "s => s.value")
+            assert market == "ETH-USDT", f"the reload opened {market}"
+            assert page.text_content("#who") == trader.who.username
+            assert trader.errors == [], trader.errors
+        finally:
+            trader.close()
+
+
+SCENARIOS = {"a_reload_keeps_the_market": a_reload_keeps_the_market,
+"times_read_in_the_traders_zone": times_read_in_the_traders_zone,
 "order_numbers_read_like_the_book": order_numbers_read_like_the_book,
              "keyboard_cancel_survives_a_re_read": keyboard_cancel_survives_a_re_read,
 "engine_refusals_in_words": engine_refusals_in_words,

@@ -62,3 +62,9 @@ def test_the_keyboards_focus_on_cancel_survives_a_re_read_of_the_open_orders(set
 
 def test_the_chart_and_the_tape_read_in_the_traders_time_zone(settings):
     run("times_read_in_the_traders_zone", {"url": settings.gateway_url})
+
+
+def test_a_reload_opens_the_market_the_trader_was_on(settings):
+    run("a_reload_keeps_the_market",
+        {"url": settings.gateway_url,
+         "trader": asdict(kit.new_trader(settings, {"USDT": "100"}, prefix="web"))})
