@@ -26,6 +26,9 @@ const WORDS = {
   ORDER_NOT_OPEN: "The order is no longer open.",
   UNAVAILABLE: "The exchange is busy or partly down: try again in a moment.",
   TIMEOUT: "The exchange did not answer in time: check your open orders before trying again.",
+  NETWORK: "The exchange could not be reached: check your connection and try again.",
+  NETWORK_SENT: "The exchange could not be reached, so whether it got the request is unknown: " +
+    "check your open orders and withdrawals once the connection is back.",
   STRONG_AUTH_REQUIRED: "Withdrawals need your one-time password: confirm and try again.",
   STRONG_AUTH_STALE: "Your one-time password confirmation is too old: confirm again.",
 };
@@ -92,11 +95,20 @@ async function api(method, path, body) {
   const headers = { Accept: "application/json" };
   if (state.user) headers.Authorization = `Bearer ${state.user.access_token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(`/api/v1${path}`, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let response;
+  try {
+    response = await fetch(`/api/v1${path}`, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (error) {
+    // No answer at all (offline, the gateway away): the browser's own words
+    // ("Failed to fetch") mean nothing to a trader.
+    throw new ApiError(0, method === "GET" ? "NETWORK" : "NETWORK_SENT", error.message);
+  }
   const data = response.status === 204 ? {} : await response.json().catch(() => ({}));
   if (!response.ok) {
     const error = data.error || {};
+    // Not our API's answer (a proxy's 502 page): no code, and its status text is no message.
+    if (!error.code && response.status >= 500) throw new ApiError(response.status, "UNAVAILABLE", "");
     throw new ApiError(response.status, error.code || `HTTP_${response.status}`,
                        error.message || response.statusText);
   }

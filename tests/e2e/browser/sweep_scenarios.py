@@ -290,7 +290,29 @@ def a_reload_keeps_the_market(args):
             trader.close()
 
 
-SCENARIOS = {"a_reload_keeps_the_market": a_reload_keeps_the_market,
+def no_answer_is_said_in_words(args):
+    """An order sent while the network is down gets no answer at all: the
+    page showed the browser's "Failed to fetch". It must say in words that
+    the exchange could not be reached and that the order's fate is unknown."""
+    with chromium.browser() as browser:
+        trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "offline",
+                        shots())
+        try:
+            trader.sign_in()
+            page = trader.page
+            trader.context.set_offline(True)
+            submit(page, "buy", "limit", "0.0010", "25000.00")
+            error = wait_error(page)
+            trader.context.set_offline(False)
+            trader.shot("15-order-without-answer")
+            assert "could not be reached" in error and "open orders" in error, error
+            assert "fetch" not in error.lower(), error
+        finally:
+            trader.close()
+
+
+SCENARIOS = {"no_answer_is_said_in_words": no_answer_is_said_in_words,
+"a_reload_keeps_the_market": a_reload_keeps_the_market,
 "times_read_in_the_traders_zone": times_read_in_the_traders_zone,
 "order_numbers_read_like_the_book": order_numbers_read_like_the_book,
              "keyboard_cancel_survives_a_re_read": keyboard_cancel_survives_a_re_read,

@@ -68,3 +68,9 @@ def test_a_reload_opens_the_market_the_trader_was_on(settings):
     run("a_reload_keeps_the_market",
         {"url": settings.gateway_url,
          "trader": asdict(kit.new_trader(settings, {"USDT": "100"}, prefix="web"))})
+
+
+def test_an_order_sent_without_network_is_refused_in_words(settings):
+    run("no_answer_is_said_in_words",
+        {"url": settings.gateway_url,
+         "trader": asdict(kit.new_trader(settings, {"USDT": "100"}, prefix="web"))})
