@@ -282,7 +282,7 @@ function connect() {
   socket.on("order", (update) => {
     if (update.event === "order_done") ordersDone.set(update.order_id, update.status);
     if (update.event === "command_rejected") engineRefused(update);
-    if (update.event === "order_done" && update.status === "expired") orderExpired(update);
+    if (update.event === "order_done") orderEnded(update);
     ordersChanged();
   });
   socket.on("fill", (fill) => { fillPushed(fill); refreshFills(); ordersChanged(); });
@@ -680,11 +680,22 @@ function engineRefused(update) {
   if ($("#order-status").textContent.startsWith(`Order ${id} `)) $("#order-status").textContent = "";
 }
 
-// An IOC/FOK or market order that ended with nothing more to trade at once.
-function orderExpired(update) {
-  const none = isZero(update.filled_quantity ?? "0");
-  $("#order-status").textContent = `Order ${update.order_id} ended: ${
-    none ? "nothing" : "only part of it"} could be traded at once.`;
+// The status line follows the order it names to its end: an order that
+// traded at once said "accepted (new)" for good. Its end may be pushed
+// before the REST answer (see the submit handler).
+const ended = new Map();  // order id -> the status line for its end
+function orderEnded(update) {
+  const id = String(update.order_id);
+  let text = `Order ${id} ${update.status}.`;
+  if (update.status === "expired") {
+    // An IOC/FOK or market order with nothing more to trade at once.
+    const none = isZero(update.filled_quantity ?? "0");
+    text = `Order ${id} ended: ${none ? "nothing" : "only part of it"} could be traded at once.`;
+  }
+  if (ended.size > 1000) ended.clear();  // bounded: only the latest matter here
+  ended.set(id, text);
+  const line = $("#order-status").textContent;
+  if (update.status === "expired" || line.startsWith(`Order ${id} `)) $("#order-status").textContent = text;
 }
 
 // A history row's status, with why the engine refused or ended it.
@@ -719,10 +730,10 @@ $("#order-form").addEventListener("submit", async (event) => {
   }
   try {
     const placed = await api("POST", "/orders", order);
-    // The engine's refusal may have been pushed already: it says the last word.
-    if (!refusals.has(String(placed.order_id))) {
-      $("#order-status").textContent = `Order ${placed.order_id} accepted (${placed.status}).`;
-    }
+    // The engine's refusal or the order's end may have been pushed already: they say the last word.
+    const id = String(placed.order_id);
+    if (ended.has(id)) $("#order-status").textContent = ended.get(id);
+    else if (!refusals.has(id)) $("#order-status").textContent = `Order ${id} accepted (${placed.status}).`;
   } catch (error) {
     $("#order-error").textContent = inWords(error);
   }

@@ -311,7 +311,33 @@ def no_answer_is_said_in_words(args):
             trader.close()
 
 
-SCENARIOS = {"no_answer_is_said_in_words": no_answer_is_said_in_words,
+def an_order_that_traded_at_once_says_so(args):
+    """A market buy that fills at once: the ticket's status line said
+    "Order N accepted (new)." for good, which reads as if it still waited.
+    It must end saying the order filled. (The seller's ask inside the spread
+    is the best one: the buy meets it, never the demo traders' asks.)"""
+    price = args["price"]
+    with chromium.browser() as browser:
+        buyer, seller = signed_in_pair(browser, args, "market-")
+        try:
+            seller.place("sell", price, QUANTITY, post_only=True)
+            buyer.book_has("sell", price)
+            submit(buyer.page, "buy", "market", QUANTITY)
+            assert buyer.page.text_content("#order-error") == "", \
+                buyer.page.text_content("#order-error")
+            buyer.page.wait_for_function(
+                "/^Order \\d+ filled\\.$/.test(document.querySelector('#order-status').textContent)",
+                timeout=WAIT_MS)
+            buyer.shot("16-market-order-filled")
+            for trader in (buyer, seller):
+                assert trader.errors == [], f"{trader.name} console: {trader.errors}"
+        finally:
+            buyer.close()
+            seller.close()
+
+
+SCENARIOS = {"an_order_that_traded_at_once_says_so": an_order_that_traded_at_once_says_so,
+"no_answer_is_said_in_words": no_answer_is_said_in_words,
 "a_reload_keeps_the_market": a_reload_keeps_the_market,
 "times_read_in_the_traders_zone": times_read_in_the_traders_zone,
 "order_numbers_read_like_the_book": order_numbers_read_like_the_book,

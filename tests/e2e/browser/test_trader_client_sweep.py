@@ -74,3 +74,10 @@ def test_an_order_sent_without_network_is_refused_in_words(settings):
     run("no_answer_is_said_in_words",
         {"url": settings.gateway_url,
          "trader": asdict(kit.new_trader(settings, {"USDT": "100"}, prefix="web"))})
+
+
+def test_a_market_order_that_fills_at_once_says_it_filled(settings):
+    run("an_order_that_traded_at_once_says_so",
+        {"url": settings.gateway_url, "price": kit.inside_spread(settings, MARKET),
+         "buyer": asdict(kit.new_trader(settings, {"USDT": "5000"}, prefix="web")),
+         "seller": asdict(kit.new_trader(settings, {"BTC": "1"}, prefix="web"))})
