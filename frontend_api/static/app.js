@@ -630,8 +630,13 @@ async function refreshBalances() {
   } catch (error) { console.warn("balances", error.message); }
 }
 
+// Wallets keeps an account of every listed asset; one that no listed market
+// trades (listed ahead of its market, or its market delisted) is shown only
+// when the trader holds some of it.
 function renderBalances(balances) {
-  fillTable("#balances", balances.map((b) => {
+  const traded = new Set([...state.markets.values()].flatMap((m) => [m.base_asset, m.quote_asset]));
+  const shown = balances.filter((b) => traded.has(b.asset) || !isZero(b.available) || !isZero(b.locked));
+  fillTable("#balances", shown.map((b) => {
     const tr = row(cell(b.asset), cell(b.available), cell(b.locked));
     tr.dataset.asset = b.asset;
     return tr;

@@ -336,7 +336,28 @@ def an_order_that_traded_at_once_says_so(args):
             seller.close()
 
 
-SCENARIOS = {"an_order_that_traded_at_once_says_so": an_order_that_traded_at_once_says_so,
+def balances_show_what_a_trader_can_use(args):
+    """An asset listed with no market (``args["idle_asset"]``, listed by the
+    test) has an account at zero for every trader: it is left out of the
+    balances, while the assets of the markets are all shown."""
+    with chromium.browser() as browser:
+        trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "balances",
+                        shots())
+        try:
+            trader.sign_in()
+            trader.wait_balance("USDT", lambda v: v == Decimal("100"))
+            shown = trader.page.eval_on_selector_all(
+                "#balances tbody tr", "rs => rs.map(r => r.dataset.asset)")
+            assert args["idle_asset"] not in shown, shown
+            assert {"BTC", "ETH", "USDT"} <= set(shown), shown
+            trader.shot("17-balances")
+            assert trader.errors == [], trader.errors
+        finally:
+            trader.close()
+
+
+SCENARIOS = {"balances_show_what_a_trader_can_use": balances_show_what_a_trader_can_use,
+"an_order_that_traded_at_once_says_so": an_order_that_traded_at_once_says_so,
 "no_answer_is_said_in_words": no_answer_is_said_in_words,
 "a_reload_keeps_the_market": a_reload_keeps_the_market,
 "times_read_in_the_traders_zone": times_read_in_the_traders_zone,

@@ -6,6 +6,7 @@ back, and a phone's width with an open order to cancel."""
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import asdict
 
 import pytest
@@ -81,3 +82,14 @@ def test_a_market_order_that_fills_at_once_says_it_filled(settings):
         {"url": settings.gateway_url, "price": kit.inside_spread(settings, MARKET),
          "buyer": asdict(kit.new_trader(settings, {"USDT": "5000"}, prefix="web")),
          "seller": asdict(kit.new_trader(settings, {"BTC": "1"}, prefix="web"))})
+
+
+def test_balances_leave_out_an_asset_no_market_trades_when_none_is_held(settings, operator_token):
+    from services.registry import errors  # noqa: F401 -- typed refusals back over RPC
+    from tests.integration.registry_kit import asset_spec
+    idle = f"W{uuid.uuid4().hex[:8].upper()}"   # listed, never given a market
+    with kit.rpc_proxy(settings) as rpc:
+        rpc.registry.list_asset(operator_token, asset_spec(idle))
+    run("balances_show_what_a_trader_can_use",
+        {"url": settings.gateway_url, "idle_asset": idle,
+         "trader": asdict(kit.new_trader(settings, {"USDT": "100"}, prefix="web"))})
