@@ -141,8 +141,15 @@ def body_is_one_json_object():
     # Cached: the model's read (and a batch's weight) take this very value.
     body = request.get_json(silent=True, cache=True)
     if body is None:
-        raw = request.get_data(cache=True)
-        if raw.strip() and raw.strip() != b"null":
+        raw = request.get_data(cache=True).strip()
+        if not raw and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+            # eventlet does not mark a chunked body as terminated, so
+            # werkzeug reads it as empty (never past the size limit).
+            raise ApiError(400, "INVALID_INPUT", "a chunked body is not read: send the JSON "
+                           "object with a Content-Length", -1100)
+        if not raw:
+            raise ApiError(400, "INVALID_INPUT", "the body is empty: send a JSON object", -1100)
+        if raw != b"null":
             try:
                 request.json_module.loads(raw)
             except ValueError as exc:  # only a refusal's path parses twice
