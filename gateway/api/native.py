@@ -123,6 +123,19 @@ BODY_METHODS = ("POST", "PUT", "PATCH")  # every such operation here takes a JSO
 
 
 @blueprint.before_request
+def each_query_parameter_once():
+    """A query parameter named twice is refused, as a key named twice in a
+    body is (gateway/jsonbody.py) and as a signed request's parameters are
+    (-1101, gateway/auth.py): flask-openapi3 read the first value, so
+    ``DELETE /orders?market=A&market=B`` cancelled A's orders only."""
+    for name, values in request.args.lists():
+        if len(values) > 1:
+            raise ApiError(400, "INVALID_INPUT", f"the query parameter {name[:40]!r} appears "
+                           "twice", -1101, "Duplicate values for a parameter detected.",
+                           field=name[:40])
+
+
+@blueprint.before_request
 def body_is_one_json_object():
     """A body is a JSON object, parsed once (gateway/jsonbody.py's rules),
     before its model sees it; else 400 INVALID_INPUT saying what is wrong.

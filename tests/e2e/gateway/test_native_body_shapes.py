@@ -5,7 +5,10 @@ JSON encoded twice) was decoded a second time by flask-openapi3 with
 pydantic's own parser, past gateway/jsonbody.py: a key named twice there
 was not refused (the last one won: ``"price": A, "price": B`` placed the
 order at B), and a body the document describes as an object was taken as a
-string. And a body that was not JSON at all (a form, text/plain, a JSON
+string. A query parameter named twice was read as its first value with
+an access token (with an API key it is refused, as on /api/v3):
+``DELETE /orders?market=BTC-USDT&market=ETH-USDT`` cancelled BTC-USDT's
+orders only. And a body that was not JSON at all (a form, text/plain, a JSON
 syntax error, a key named twice) was refused as "Input should be a valid
 dictionary or instance of PlaceOrder", which names none of these.
 """
@@ -83,3 +86,19 @@ def test_a_chunked_body_is_refused_saying_so(settings, person):
     response = post(settings, person, iter([order]))  # a generator: requests sends it chunked
     assert response.status_code == 400, response.text
     assert "Content-Length" in response.json()["error"]["message"], response.text
+
+
+def test_a_query_parameter_named_twice_is_refused(settings, person):
+    low = str(far_bid(settings, MARKET))
+    placed = api(settings, person, "POST", "/api/v1/orders",
+                 json={"market": MARKET, "side": "buy", "quantity": "0.001", "price": low})
+    assert placed.status_code == 201, placed.text
+    response = api(settings, person, "DELETE", f"/api/v1/orders?market={MARKET}&market=ETH-USDT")
+    assert response.status_code == 400, response.text
+    assert (error_code(response), response.json()["error"].get("field")) == \
+        ("INVALID_INPUT", "market")
+    still = api(settings, person, "GET", f"/api/v1/orders/{placed.json()['order_id']}").json()
+    assert still["status"] == "new" and not still.get("cancel_requested"), still
+    listed = api(settings, person, "GET", "/api/v1/markets/BTC-USDT/depth?limit=1&limit=1000")
+    assert listed.status_code == 400 and error_code(listed) == "INVALID_INPUT"
+    api(settings, person, "DELETE", f"/api/v1/orders/{placed.json()['order_id']}")
