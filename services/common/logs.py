@@ -110,7 +110,9 @@ def unbind() -> None:
 
 # ---------------------------------------------------------------- ids of messages
 
-_ORDER_KEYS = ("order_id", "maker_order_id", "taker_order_id")
+# "orderId": the gateway's /api/v3 answers (Binance's names), so that
+# `make logs ORDER=<id>` finds a partner's request line too.
+_ORDER_KEYS = ("order_id", "maker_order_id", "taker_order_id", "orderId")
 _BATCH_ITEMS = 1000   # a log line names at most this many orders of one batch
 
 

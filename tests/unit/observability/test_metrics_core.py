@@ -83,6 +83,10 @@ def test_message_ids_of_commands_trades_and_orders():
                                        "user_id": "bob"}
     assert logs.message_ids([1, 2]) == {}
     assert logs.message_ids({"order_id": True}) == {}
+    # A /api/v3 answer names its order Binance's way (the gateway's request
+    # line, which `make logs ORDER=<id>` looks for).
+    assert logs.message_ids({"symbol": "BTCUSDT", "orderId": 2087, "clientOrderId": "x",
+                             "status": "NEW"}) == {"order_ids": ["2087"]}
 
 
 def test_message_ids_of_a_batchs_answers():
