@@ -137,7 +137,8 @@ function fillTable(selector, rows) {
 }
 
 // A table drawn again without replacing the rows it already shows (matched
-// by data-key): their texts are updated in place, so a control in them keeps
+// by data-key): their texts and attributes are updated in place (the rows'
+// listeners stay: they act on the key), so a row or a control in it keeps
 // the keyboard's focus and a click under way. The lists are read again at
 // every order push and a second after it; replaceChildren dropped the focus
 // to the page each time.
@@ -151,6 +152,9 @@ function keepRows(selector, rows) {
     let tr = fresh;
     if (old && old.cells.length === fresh.cells.length && !kept.has(old)) {
       tr = old;
+      for (const { name, value } of fresh.attributes) {
+        if (tr.getAttribute(name) !== value) tr.setAttribute(name, value);
+      }
       [...fresh.cells].forEach((td, i) => {
         // The cells with controls stay: they act on the row's key.
         if (td.children.length === 0 && tr.cells[i].textContent !== td.textContent) {
@@ -197,14 +201,17 @@ async function loadMarkets() {
   renderMarketList();
 }
 
+// Drawn again at every ticker push: in place (keepRows), so a market row
+// the keyboard is on keeps the focus.
 function renderMarketList() {
-  fillTable("#market-list", [...state.markets.keys()].map((name) => {
+  keepRows("#market-list", [...state.markets.keys()].map((name) => {
     const t = state.tickers.get(name) || {};
     const tr = row(cell(name), cell(t.last ?? "—"), cell(t.change_percent != null ? `${t.change_percent}%` : "—"));
     tr.tabIndex = 0;
     tr.setAttribute("aria-selected", String(name === state.market));
     tr.addEventListener("click", () => selectMarket(name));
     tr.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") selectMarket(name); });
+    tr.dataset.key = name;
     return tr;
   }));
 }

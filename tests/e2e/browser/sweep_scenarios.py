@@ -13,7 +13,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 from tests.e2e.browser import chromium
-from tests.e2e.browser.trader_scenarios import QUANTITY, WAIT_MS, Trader, signed_in_pair
+from tests.e2e.browser.trader_scenarios import MARKET, QUANTITY, WAIT_MS, Trader, signed_in_pair
 
 # A server code shown as it is (NOTIONAL_BELOW_MIN, PRICE_OUT_OF_BAND): not words.
 RAW_CODE = re.compile(r"\b[A-Z]+(?:_[A-Z]+)+\b")
@@ -356,7 +356,53 @@ def balances_show_what_a_trader_can_use(args):
             trader.close()
 
 
-SCENARIOS = {"balances_show_what_a_trader_can_use": balances_show_what_a_trader_can_use,
+def market_row_keeps_the_focus_through_a_ticker(args):
+    """A trader on the keyboard is on a market's row of the markets list; a
+    trade moves that market's ticker, whose push draws the list again. The
+    focus must stay on the row (it fell back to the page: the list was
+    replaced at every ticker push)."""
+    price = args["price"]
+    with chromium.browser() as browser:
+        buyer, seller = signed_in_pair(browser, args, "ticker-")
+        try:
+            page = buyer.page
+            tickers = []              # the ticker frames the buyer's page receives
+
+            def watch(ws):
+                ws.on("framereceived", lambda payload: "ticker" in str(payload)
+                      and MARKET in str(payload) and tickers.append(payload))
+
+            page.on("websocket", watch)
+            page.reload()             # the connection made from now on is watched
+            page.wait_for_function(
+                "document.querySelector('#connection').textContent === 'live'", timeout=WAIT_MS)
+            buyer.place("buy", price, QUANTITY, post_only=True)
+            seller.book_has("buy", price)
+            row = "#market-list tbody tr[aria-selected=true]"
+            page.focus(row)           # placing left the focus on the ticket
+            name = page.text_content(f"{row} td:first-child")
+            seen = len(tickers)
+            seller.place("sell", price, QUANTITY, tif="IOC")
+            buyer.tape_has(price, QUANTITY)
+            for _ in range(100):      # the trade's ticker push (flushed each second)
+                if len(tickers) > seen:
+                    break
+                page.wait_for_timeout(100)
+            assert len(tickers) > seen, "no ticker push after the trade"
+            page.wait_for_timeout(300)  # drawn
+            focused = page.evaluate(
+                "document.activeElement?.closest('#market-list tbody tr')?.cells[0].textContent")
+            assert focused == name, f"the focus is on {focused!r}, not the row of {name}"
+            for trader in (buyer, seller):
+                assert trader.errors == [], f"{trader.name} console: {trader.errors}"
+        finally:
+            buyer.close()
+            seller.close()
+
+
+SCENARIOS = {"market_row_keeps_the_focus_through_a_ticker":
+             market_row_keeps_the_focus_through_a_ticker,
+"balances_show_what_a_trader_can_use": balances_show_what_a_trader_can_use,
 "an_order_that_traded_at_once_says_so": an_order_that_traded_at_once_says_so,
 "no_answer_is_said_in_words": no_answer_is_said_in_words,
 "a_reload_keeps_the_market": a_reload_keeps_the_market,

@@ -93,3 +93,10 @@ def test_balances_leave_out_an_asset_no_market_trades_when_none_is_held(settings
     run("balances_show_what_a_trader_can_use",
         {"url": settings.gateway_url, "idle_asset": idle,
          "trader": asdict(kit.new_trader(settings, {"USDT": "100"}, prefix="web"))})
+
+
+def test_a_market_row_keeps_the_keyboards_focus_through_a_ticker_push(settings):
+    run("market_row_keeps_the_focus_through_a_ticker",
+        {"url": settings.gateway_url, "price": kit.inside_spread(settings, MARKET),
+         "buyer": asdict(kit.new_trader(settings, {"USDT": "5000"}, prefix="web")),
+         "seller": asdict(kit.new_trader(settings, {"BTC": "1"}, prefix="web"))})
