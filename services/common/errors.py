@@ -148,6 +148,17 @@ def message_of(exc: BaseException) -> str:
     return match.group(2) if match else text
 
 
+def refusal_line(exc: BaseException) -> str | None:
+    """A refusal as an operator's command prints it, ``CODE: message``; None
+    when ``exc`` carries no code (a failure: the command lets it raise).
+    Keycloak refusing the password grant (python-keycloak's 401) is
+    ``LOGIN_FAILED``."""
+    code = code_of(exc)
+    if code is None and getattr(exc, "response_code", None) == 401:
+        code = "LOGIN_FAILED"
+    return None if code is None else f"{code}: {message_of(exc)}"
+
+
 def reason_of(exc: BaseException) -> str | None:
     """A refusal's inner reason where the service nests one (orders'
     ``ORDER_REJECTED: INSUFFICIENT_FUNDS: ...``)."""

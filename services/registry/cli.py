@@ -27,7 +27,7 @@ import os
 import sys
 
 from services.common.config import load_settings
-from services.common.errors import code_of, message_of
+from services.common.errors import refusal_line
 
 
 def _token(settings, username: str) -> str:
@@ -143,12 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(getattr(rpc.registry, verb)(token, *params), indent=2))
         return 0
     except Exception as exc:  # a refusal: its code and message, exit 1
-        code = code_of(exc)
-        if code is None and getattr(exc, "response_code", None) == 401:
-            code = "LOGIN_FAILED"
-        if code is None:
+        line = refusal_line(exc)
+        if line is None:
             raise
-        print(f"{code}: {message_of(exc)}", file=sys.stderr)
+        print(line, file=sys.stderr)
         return 1
 
 

@@ -20,6 +20,7 @@ import os
 import sys
 
 from services.common.config import load_settings
+from services.common.errors import refusal_line
 
 
 def _password(prompt: str = "password: ") -> str:
@@ -57,8 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     sign.add_argument("secret")
     sign.add_argument("payload")
     args = parser.parse_args(argv)
-    settings = load_settings()
+    try:
+        return _run(args, load_settings())
+    except Exception as exc:  # a refusal: its code and message, exit 1
+        line = refusal_line(exc)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 1
 
+
+def _run(args, settings) -> int:
+    from services.users import errors  # noqa: F401 -- typed errors back over RPC
     if args.command == "sign":
         from services.users.apikeys import sign as hmac_sign
         print(hmac_sign(args.secret, args.payload))
