@@ -86,6 +86,9 @@ class Market:
     maker_fee: Decimal
     taker_fee: Decimal
     status: str = "TRADING"      # Binance's: TRADING, PRE_TRADING, HALT, BREAK
+    # The engine refuses a limit price farther than this from its reference
+    # price (-1013 PERCENT_PRICE_BY_SIDE); None: no band.
+    price_band_percent: Decimal | None = None
 
     @property
     def binance(self) -> str:
@@ -120,6 +123,20 @@ class Market:
             amount, asset, scale = quote_quantity * rate, self.quote, self.quote_scale
         return amount.quantize(Decimal(1).scaleb(-scale), rounding="ROUND_FLOOR"), asset
 
+    def _band_filter(self) -> list[dict]:
+        """The engine's price band as Binance states one: a refusal names
+        PERCENT_PRICE_BY_SIDE (gateway/errors.py), so the bot can read the
+        rule it broke. The same band on both sides, around the engine's
+        reference price (the last trade's, or the one an admin set):
+        ``avgPriceMins`` 0, Binance's "the last price"."""
+        if self.price_band_percent is None:
+            return []
+        up, down = (fmt(1 + self.price_band_percent / 100),
+                    fmt(1 - self.price_band_percent / 100))
+        return [{"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": up,
+                 "bidMultiplierDown": down, "askMultiplierUp": up, "askMultiplierDown": down,
+                 "avgPriceMins": 0}]
+
     # -- Binance's exchangeInfo entry ------------------------------------------
     def exchange_info(self) -> dict:
         return {
@@ -152,6 +169,7 @@ class Market:
                  "maxQty": fmt(self.max_qty or 0), "stepSize": fmt(self.lot)},
                 {"filterType": "NOTIONAL", "minNotional": fmt(self.min_notional),
                  "applyMinToMarket": True, "applyMaxToMarket": False, "avgPriceMins": 0},
+                *self._band_filter(),
             ],
             "permissions": [],
             "permissionSets": [["SPOT"]],
@@ -174,7 +192,8 @@ def market_from_registry(info, scales: dict[str, int]) -> Market:
         min_notional=Decimal(info.min_notional) if info.min_notional else ZERO,
         base_scale=scales.get(info.base, 8), quote_scale=scales.get(info.quote, 8),
         maker_fee=Decimal(info.maker_fee), taker_fee=Decimal(info.taker_fee),
-        status=BINANCE_STATUS.get(info.status, "BREAK"))
+        status=BINANCE_STATUS.get(info.status, "BREAK"),
+        price_band_percent=Decimal(info.price_band_percent) if info.price_band_percent else None)
 
 
 def market_from_engine_config(config: dict) -> Market:
@@ -188,7 +207,9 @@ def market_from_engine_config(config: dict) -> Market:
         max_qty=Decimal(config["max_quantity"]) if config.get("max_quantity") else None,
         min_notional=Decimal(config["min_notional"]) if config.get("min_notional") else ZERO,
         base_scale=8, quote_scale=8, maker_fee=ZERO, taker_fee=ZERO,
-        status="HALT" if config.get("halted") else "TRADING")
+        status="HALT" if config.get("halted") else "TRADING",
+        price_band_percent=Decimal(config["price_band_percent"])
+        if config.get("price_band_percent") else None)
 
 
 def registry_markets(settings) -> list[Market]:

@@ -137,3 +137,25 @@ def test_a_registry_market_becomes_a_binance_market():
     assert (market.base_scale, market.quote_scale, market.taker_fee) == (18, 6, Decimal("0.002"))
     entry = market.exchange_info()
     assert entry["status"] == "HALT" and entry["baseAssetPrecision"] == 18
+
+
+def test_the_engines_price_band_is_stated_as_percent_price_by_side():
+    """A limit price outside the band is refused -1013 "Filter failure:
+    PERCENT_PRICE_BY_SIDE": exchangeInfo states that filter, from the
+    registry's band, so a bot can keep its prices inside it."""
+    from services.common.catalogue import MarketInfo
+    from gateway.markets import market_from_engine_config, market_from_registry
+    info = MarketInfo(symbol="BTC-USDT", base="BTC", quote="USDT", tick_size="0.01",
+                      lot_size="0.0001", maker_fee="0.001", taker_fee="0.002",
+                      min_quantity=None, max_quantity=None, min_notional="5",
+                      status="trading", price_band_percent="7.5")
+    for market in (market_from_registry(info, {}), market_from_engine_config({
+            "symbol": "BTC-USDT", "base_asset": "BTC", "quote_asset": "USDT",
+            "tick_size": "0.01", "lot_size": "0.0001", "price_band_percent": "7.5"})):
+        filters = {f["filterType"]: f for f in market.exchange_info()["filters"]}
+        assert filters["PERCENT_PRICE_BY_SIDE"] == {
+            "filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "1.07500000",
+            "bidMultiplierDown": "0.92500000", "askMultiplierUp": "1.07500000",
+            "askMultiplierDown": "0.92500000", "avgPriceMins": 0}
+    assert "PERCENT_PRICE_BY_SIDE" not in {f["filterType"] for f in btc_usdt().exchange_info()[
+        "filters"]}
