@@ -576,6 +576,36 @@ class Push:
         return f"{channel}:{market}"
 
 
+def refuse_oversized_polls(wsgi_app, path: str = "/socket.io"):
+    """WSGI in front of Socket.IO: a long-polling POST declaring more than
+    ``MAX_FRAME_BYTES`` (or no length: a chunked body) is answered 413 (411)
+    here, before Engine.IO. Engine.IO refuses it too, but then closes the
+    session waiting for the client to read the close, which a client that
+    only posts never does: the request was never answered and its green
+    thread, TCP connection and WSGI slot (the process's 1,000, shared with
+    the REST APIs) were held for good, for the price of a request's headers."""
+    def guarded(environ, start_response):
+        if environ.get("REQUEST_METHOD") == "POST" and \
+                environ.get("PATH_INFO", "").startswith(path):
+            declared = environ.get("CONTENT_LENGTH") or ""
+            if not declared.isdigit():
+                return _refuse(start_response, "411 Length Required", "LENGTH_REQUIRED",
+                               "send the body with a Content-Length")
+            if int(declared) > MAX_FRAME_BYTES:
+                return _refuse(start_response, "413 Request Entity Too Large",
+                               "MESSAGE_TOO_LARGE",
+                               f"a request body is at most {MAX_FRAME_BYTES} bytes")
+        return wsgi_app(environ, start_response)
+    return guarded
+
+
+def _refuse(start_response, status: str, code: str, message: str):
+    body = json.dumps({"code": code, "message": message}).encode()
+    start_response(status, [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def init_app(app, socketio, settings: Settings, rpc) -> Push:
     """Socket.IO on the app with the message queue, the handlers, and this
     process's bridge consumer (active when the broker picks it). ``rpc()``
@@ -588,6 +618,7 @@ def init_app(app, socketio, settings: Settings, rpc) -> Push:
     # not dropped for a late pong.
     socketio.init_app(app, client_manager=manager, max_http_buffer_size=MAX_FRAME_BYTES,
                       serializer=PushPacket)
+    app.wsgi_app = refuse_oversized_polls(app.wsgi_app)
     socketio.on_event("connect", push.on_connect)
     socketio.on_event("disconnect", push.on_disconnect)
     socketio.on_event("authenticate", push.on_authenticate)

@@ -14,6 +14,12 @@ What did not hold before:
   subscriptions counted (the limit of 20 was reset).
 * An event with more than one argument, or ``depth_snapshot`` naming a
   market that is a list, raised a TypeError: no answer at all.
+* A long-polling POST declaring a body over the frame limit was refused
+  by Engine.IO, which then closed the session waiting for the client to
+  read the close: the request was never answered and its green thread, its
+  TCP connection and its WSGI slot (1,000 a process, shared with the REST
+  APIs) were held for good; a few hundred such POSTs, headers only, would
+  stop the gateway answering anyone.
 * Packets that are not this protocol's (bad JSON, ``[]``, an event name
   that is not a string, nesting too deep, unknown packet types, binary
   frames) each left a traceback and no answer; a binary event declaring
@@ -30,8 +36,9 @@ import time
 import uuid
 
 import pytest
+import requests
 
-from gateway.sockets import MAX_SUBSCRIPTIONS
+from gateway.sockets import MAX_FRAME_BYTES, MAX_SUBSCRIPTIONS
 from services.common.config import load_settings
 from tests.e2e.browser.chromium import artifacts_dir
 from tests.e2e.push import kit
@@ -223,4 +230,23 @@ def test_a_binary_event_is_refused_and_keeps_no_frame_of_the_connection(gateway)
     finally:
         raw.close()
     time.sleep(0.2)
+    assert tracebacks(gateway) == before
+
+
+def test_an_oversized_long_polling_post_is_answered_at_once(gateway):
+    before = tracebacks(gateway)
+    polling = f"{gateway.url}/socket.io/?EIO=4&transport=polling"
+    for declared in (MAX_FRAME_BYTES + 1, 10 ** 9):
+        opened = requests.get(polling, timeout=10)
+        sid = json.loads(opened.text[1:])["sid"]
+        started = time.monotonic()
+        # A body of this size is never sent: the declared length is refused
+        # before a byte of it is read.
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as raw:
+            raw.sendall(f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
+                        f"Host: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+                        f"Content-Length: {declared}\r\n\r\n".encode())
+            answer = raw.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert time.monotonic() - started < 5
     assert tracebacks(gateway) == before
