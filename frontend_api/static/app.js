@@ -579,7 +579,7 @@ async function refreshOrders() {
       actions.append(cancel);
       const tr = row(cell(String(o.order_id)), cell(o.side, o.side), cell(priceText(o)),
                      cell(amountText(o)), cell(quantityText(o.market, o.filled_quantity)),
-                     cell(o.status), actions);
+                     cell(o.status, "status"), actions);
       tr.dataset.order = o.order_id;
       tr.dataset.key = o.order_id;
       return tr;
@@ -587,7 +587,7 @@ async function refreshOrders() {
     const history = await api("GET", "/orders/history?limit=50");
     fillTable("#order-history", history.orders.map((o) => row(
       cell(String(o.order_id)), cell(o.market), cell(o.side, o.side), cell(priceText(o)),
-      cell(amountText(o)), cell(statusText(o)))));
+      cell(amountText(o)), cell(statusText(o), "status"))));
   } catch (error) { console.warn("orders", error.message); }
 }
 
