@@ -42,10 +42,25 @@ import sys  # noqa: E402
 import eventlet.wsgi  # noqa: E402
 from gateway.app import MAX_CONCURRENT_REQUESTS, create_app  # noqa: E402
 from gateway.collector import settle_heap  # noqa: E402
-from gateway.errors import uri_too_long_response  # noqa: E402
+from gateway.errors import headers_too_large_response, uri_too_long_response  # noqa: E402
 from services.common.config import load_settings  # noqa: E402
 
 KEEPALIVE_IDLE_S = 75
+
+
+class Protocol(eventlet.wsgi.HttpProtocol):
+    """eventlet's, but headers over its limits are refused with a JSON body
+    like every other refusal (``headers_too_large_response``): eventlet
+    answers them with a bare 400 that a client's JSON decoding fails on."""
+
+    def parse_request(self):
+        try:
+            return super().parse_request()
+        except (eventlet.wsgi.HeaderLineTooLong, eventlet.wsgi.HeadersTooLarge):
+            self.wfile.write(headers_too_large_response(eventlet.wsgi.MAX_HEADER_LINE,
+                                                        eventlet.wsgi.MAX_TOTAL_HEADER_SIZE))
+            self.close_connection = 1
+            return False
 
 
 def listen(host: str, port: int):
@@ -70,6 +85,7 @@ if __name__ == "__main__":
     # A request line over the server's limit is refused by eventlet before
     # any route: with a JSON {code, msg} body (gateway/errors.py).
     eventlet.wsgi.RESPONSE_414 = uri_too_long_response(eventlet.wsgi.MAX_REQUEST_LINE)
-    eventlet.wsgi.server(listener, app, log_output=False, max_size=MAX_CONCURRENT_REQUESTS,
+    eventlet.wsgi.server(listener, app, protocol=Protocol, log_output=False,
+                         max_size=MAX_CONCURRENT_REQUESTS,
                          keepalive=KEEPALIVE_IDLE_S, debug=False,
                          capitalize_response_headers=False)

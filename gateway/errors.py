@@ -35,6 +35,19 @@ MSG_LOT_SIZE = "Filter failure: LOT_SIZE"           # ccxt: InvalidOrder
 MSG_NOTIONAL = "Filter failure: NOTIONAL"           # ccxt: BadRequest (-1013)
 
 
+def headers_too_large_response(limit: int, total: int) -> bytes:
+    """The raw HTTP answer to a header line of ``limit`` bytes or more, or
+    headers of ``total`` in all, which eventlet refuses before any route
+    runs (with a bare 400): 431 with the same JSON body shape as the 414."""
+    text = f"request headers too large: a line at most {limit} bytes, all at most {total}"
+    body = json.dumps({"code": -1100, "msg": text[0].upper() + text[1:] + ".",
+                       "error": {"code": "HEADERS_TOO_LARGE", "message": text}},
+                      separators=(",", ":")).encode()
+    return (b"HTTP/1.0 431 Request Header Fields Too Large\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
 def uri_too_long_response(limit: int) -> bytes:
     """The raw HTTP answer to a request line of ``limit`` bytes or more,
     which the WSGI server (eventlet) refuses before any route runs: 414 with

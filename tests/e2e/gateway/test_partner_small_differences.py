@@ -53,6 +53,20 @@ def test_a_url_over_the_limit_is_a_json_414(settings, path):
                         timeout=15).status_code == 200
 
 
+@pytest.mark.parametrize("headers", [{"X-Padding": "a" * 9000},
+                                     {f"X-Padding-{i}": "a" * 8000 for i in range(9)}])
+def test_headers_over_the_limit_are_a_json_431(settings, headers):
+    """eventlet refuses a header line of 8 KB or more, or 64 KB of headers,
+    before any route: with a bare 400 (no body) until session 25."""
+    response = requests.get(f"{settings.gateway_url}/api/v3/ping", headers=headers, timeout=15)
+    assert response.status_code == 431, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["code"] == -1100 and body["error"]["code"] == "HEADERS_TOO_LARGE"
+    assert requests.get(f"{settings.gateway_url}/api/v3/ping", headers={"X-Padding": "a" * 8000},
+                        timeout=15).status_code == 200
+
+
 def test_an_empty_parameter_is_binances_1105_not_its_default(settings, reader):
     public = requests.get(f"{settings.gateway_url}/api/v3/depth?symbol={BINANCE}&limit=",
                           timeout=15)
