@@ -142,7 +142,9 @@ def tape_catches_up_after_reconnect(args):
 
 def phone_shows_cancel_of_an_open_order(args):
     """On a phone (390 px) with an open order, the page must not scroll
-    sideways and the order's Cancel button must be on screen and work."""
+    sideways and the order's Cancel button must be on screen and work; no
+    id, price or quantity may break over lines to fit (the history holds a
+    refused order's long reason)."""
     price = Decimal(args["price"])
     with chromium.browser() as browser:
         trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "phone",
@@ -150,10 +152,16 @@ def phone_shows_cancel_of_an_open_order(args):
         try:
             trader.sign_in()
             page = trader.page
+            # A refused order first: its history row carries a long reason.
+            far = str((price * BAND_FACTOR).quantize(Decimal("0.01")))
+            submit(page, "buy", "limit", "0.0010", far)
+            wait_error(page)
             resting = str((price * RESTING_FACTOR).quantize(Decimal("0.01")))
             order_id = trader.place("buy", resting, "0.0010")
             row = f"#open-orders tr[data-order='{order_id}']"
             page.wait_for_selector(row, timeout=WAIT_MS)
+            page.wait_for_selector("#order-history td.status:text-matches('rejected: ')",
+                                   timeout=WAIT_MS)
             page.set_viewport_size({"width": 390, "height": 844})
             page.wait_for_timeout(500)
             trader.shot("12-phone-open-order")
@@ -164,6 +172,13 @@ def phone_shows_cancel_of_an_open_order(args):
                 "row => [document.querySelector(row + ' button').getBoundingClientRect().right,"
                 " document.querySelector('#orders-panel').getBoundingClientRect().right]", row)
             assert right <= min(390, edge), f"Cancel is off screen: its right edge at {right}"
+            # ... and not by breaking numbers over lines (a price split in two misreads).
+            lines = page.evaluate(
+                "() => [...document.querySelectorAll('#open-orders tbody tr, #order-history tbody tr')]"
+                ".map(tr => [0, 2, 3, 4].map(i => { const r = document.createRange();"
+                " r.selectNodeContents(tr.cells[i]); return r.getClientRects().length; }))")
+            assert all(n == 1 for row_lines in lines for n in row_lines), \
+                f"lines of the ids, prices, quantities: {lines}"
             page.click(f"{row} button")
             page.wait_for_selector(row, state="detached", timeout=WAIT_MS)
             assert trader.errors == [], trader.errors
