@@ -717,6 +717,19 @@ function statusText(order) {
   return status === "rejected" && REASONS[reason] ? `rejected: ${REASONS[reason]}` : status;
 }
 
+// A form's button is unusable while its request is in flight: a double
+// click (or Enter pressed twice) placed the order, or requested the
+// withdrawal, twice. Disabled before the first await, so the second click
+// of a double click meets a disabled button (which submits nothing).
+async function inFlight(button, request) {
+  button.disabled = true;
+  try {
+    await request();
+  } finally {
+    button.disabled = !state.user;
+  }
+}
+
 $("#order-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   $("#order-error").textContent = "";
@@ -740,15 +753,17 @@ $("#order-form").addEventListener("submit", async (event) => {
     $("#order-error").textContent = problem[1];
     return;
   }
-  try {
-    const placed = await api("POST", "/orders", order);
-    // The engine's refusal or the order's end may have been pushed already: they say the last word.
-    const id = String(placed.order_id);
-    if (ended.has(id)) $("#order-status").textContent = ended.get(id);
-    else if (!refusals.has(id)) $("#order-status").textContent = `Order ${id} accepted (${placed.status}).`;
-  } catch (error) {
-    $("#order-error").textContent = inWords(error);
-  }
+  await inFlight($("#order-submit"), async () => {
+    try {
+      const placed = await api("POST", "/orders", order);
+      // The engine's refusal or the order's end may have been pushed already: they say the last word.
+      const id = String(placed.order_id);
+      if (ended.has(id)) $("#order-status").textContent = ended.get(id);
+      else if (!refusals.has(id)) $("#order-status").textContent = `Order ${id} accepted (${placed.status}).`;
+    } catch (error) {
+      $("#order-error").textContent = inWords(error);
+    }
+  });
   refreshOrders();
 });
 
@@ -766,14 +781,16 @@ $("#withdraw-form").addEventListener("submit", async (event) => {
   $("#step-up").hidden = true;
   const body = { asset: $("#withdraw-asset").value, address: $("#withdraw-address").value.trim(),
                  amount: $("#withdraw-amount").value.trim(), ref: crypto.randomUUID() };
-  try {
-    const w = await api("POST", "/withdrawals", body);
-    $("#withdraw-status").textContent = `Withdrawal ${w.withdrawal_id ?? ""} requested: ${w.status ?? "pending"}.`;
-    refreshWithdrawals();
-  } catch (error) {
-    $("#withdraw-error").textContent = inWords(error);
-    if (String(error.code).startsWith("STRONG_AUTH")) $("#step-up").hidden = false;
-  }
+  await inFlight($("#withdraw-form button[type=submit]"), async () => {
+    try {
+      const w = await api("POST", "/withdrawals", body);
+      $("#withdraw-status").textContent = `Withdrawal ${w.withdrawal_id ?? ""} requested: ${w.status ?? "pending"}.`;
+      refreshWithdrawals();
+    } catch (error) {
+      $("#withdraw-error").textContent = inWords(error);
+      if (String(error.code).startsWith("STRONG_AUTH")) $("#step-up").hidden = false;
+    }
+  });
 });
 
 // Step-up: sign in again on Keycloak's page asking for the one-time password

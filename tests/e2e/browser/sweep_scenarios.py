@@ -415,7 +415,50 @@ def market_row_keeps_the_focus_through_a_ticker(args):
             seller.close()
 
 
-SCENARIOS = {"market_row_keeps_the_focus_through_a_ticker":
+def a_double_click_sends_once(args):
+    """A double click on *Place order* placed two orders, and on *Request
+    withdrawal* sent two withdrawals (each with a reference of its own):
+    one request per click burst, the button unusable while it is in flight."""
+    price = Decimal(args["price"])
+    with chromium.browser() as browser:
+        trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "double",
+                        shots())
+        try:
+            trader.sign_in()
+            page = trader.page
+            posts = []
+            page.on("request", lambda r: r.method == "POST" and "/api/v1/" in r.url
+                    and posts.append(r.url.split("/api/v1/")[1]))
+            resting = str((price * RESTING_FACTOR).quantize(Decimal("0.01")))
+            page.check("input[name=side][value=buy]")
+            page.select_option("#order-type", "limit")
+            page.fill("#order-price", resting)
+            page.fill("#order-quantity", "0.0010")
+            page.dblclick("#order-submit")
+            page.wait_for_selector("#open-orders tbody tr", timeout=WAIT_MS)
+            page.wait_for_timeout(2000)           # a second order would be listed by now
+            orders = page.eval_on_selector_all("#open-orders tbody tr",
+                                               "rs => rs.map(r => r.dataset.order)")
+            page.click("#cancel-all")             # whatever was placed
+            page.wait_for_selector("#open-orders tbody tr", state="detached", timeout=WAIT_MS)
+            assert posts.count("orders") == 1 and len(orders) == 1, (posts, orders)
+            page.select_option("#withdraw-asset", "USDT")
+            page.fill("#withdraw-address", "0x" + "ab" * 20)
+            page.fill("#withdraw-amount", "10")
+            page.dblclick("#withdraw-form button[type=submit]")
+            page.wait_for_function("document.querySelector('#withdraw-error').textContent || "
+                                   "document.querySelector('#withdraw-status').textContent",
+                                   timeout=WAIT_MS)
+            page.wait_for_timeout(1000)
+            assert posts.count("withdrawals") == 1, posts
+            unexpected = [e for e in trader.errors if "status of 403" not in e]
+            assert unexpected == [], unexpected
+        finally:
+            trader.close()
+
+
+SCENARIOS = {"a_double_click_sends_once": a_double_click_sends_once,
+"market_row_keeps_the_focus_through_a_ticker":
              market_row_keeps_the_focus_through_a_ticker,
 "balances_show_what_a_trader_can_use": balances_show_what_a_trader_can_use,
 "an_order_that_traded_at_once_says_so": an_order_that_traded_at_once_says_so,

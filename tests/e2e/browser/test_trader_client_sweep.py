@@ -100,3 +100,9 @@ def test_a_market_row_keeps_the_keyboards_focus_through_a_ticker_push(settings):
         {"url": settings.gateway_url, "price": kit.inside_spread(settings, MARKET),
          "buyer": asdict(kit.new_trader(settings, {"USDT": "5000"}, prefix="web")),
          "seller": asdict(kit.new_trader(settings, {"BTC": "1"}, prefix="web"))})
+
+
+def test_a_double_click_places_one_order_and_requests_one_withdrawal(settings):
+    run("a_double_click_sends_once",
+        {"url": settings.gateway_url, "price": kit.inside_spread(settings, MARKET),
+         "trader": asdict(kit.new_trader(settings, {"USDT": "100"}, prefix="web"))})
