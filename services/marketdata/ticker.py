@@ -12,7 +12,7 @@ the candles table (the cache-miss path), so both give identical answers.
   trade order (models.py); high / low / volume / quote_volume / trade_count
   are over the window.
 * ``change`` = last - open; ``change_percent`` = change / open * 100, rounded
-  half-even to 2 decimals. Decimal throughout.
+  half-even to 2 decimals ("0.00", never "-0.00"). Decimal throughout.
 * A window without trades: open/high/low/change are null, volumes "0", and
   ``last`` is still the last price ever traded (``previous``: the latest 1m
   candle before the window), or null for a market that never traded.
@@ -57,6 +57,10 @@ def _ticker(market: str, agg: Aggregate, previous: Optional[Candle], start: int,
     if agg.count:
         change = agg.close - agg.open
         percent = (change * 100 / agg.open).quantize(_CENT, rounding=ROUND_HALF_EVEN)
+        if not percent:
+            # A fall too small for two decimals rounds to Decimal's "-0.00",
+            # which traders read as a fall they cannot see: no change is 0.
+            percent = percent.copy_abs()
         ticker.update({
             "open": format_decimal(agg.open), "high": format_decimal(agg.high),
             "low": format_decimal(agg.low), "last": format_decimal(agg.close),

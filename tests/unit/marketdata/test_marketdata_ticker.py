@@ -75,3 +75,12 @@ def test_the_incremental_window_equals_the_computation_from_stored_candles():
                 window.update(minute_candles([x for x in fed if x.executed_at // MINUTE
                                               == t.executed_at // MINUTE])[0])
         assert window.snapshot(now) == compute_ticker("BTC-USDT", minute_candles(fed), None, now)
+
+
+def test_a_fall_too_small_for_two_decimals_is_no_change_not_minus_zero():
+    """30000 -> 29999.99 is -0.00003 %: "0.00", not Decimal's "-0.00" (the web
+    client showed ETH-USDT's 24h change as -0.00 %)."""
+    trades = [trade(1, T0 + MINUTE, "30000.00", "1.0000"),
+              trade(2, T0 + 2 * MINUTE, "29999.99", "1.0000")]
+    ticker = compute_ticker("BTC-USDT", minute_candles(trades), None, T0 + 3 * MINUTE)
+    assert ticker["change"] == "-0.01" and ticker["change_percent"] == "0.00"
