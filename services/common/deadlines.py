@@ -22,6 +22,7 @@ to the first caller's deadline.
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import eventlet
@@ -75,16 +76,22 @@ class DeadlineRpc(Rpc):
             expected_exceptions = (*expected_exceptions, CodedError)
         super().__init__(expected_exceptions=expected_exceptions, **kwargs)
 
-    def handle_message(self, body, message):
-        # Before a worker exists, like the signature check: a refusal here
-        # is the caller's coded error (Nameko's consumer replies with it),
-        # never a database or log failure halfway through the work.
-        if may_decode_to_unstorable(message.body) and isinstance(body, dict):
-            for index, value in enumerate(body.get("args") or ()):
-                storable(value, f"argument {index + 1}")
-            for name, value in (body.get("kwargs") or {}).items():
-                storable(value, name)
-        super().handle_message(body, message)
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        # A service's own validation refuses bad text with its own code and
+        # field; what it let through and then failed on (NUL or a lone
+        # surrogate reaching PostgreSQL, a UTF-8 log line or Keycloak: an
+        # uncoded UnicodeEncodeError or database error) is answered as the
+        # caller's INVALID_TEXT, not as the service's failure.
+        if exc_info is not None and not isinstance(exc_info[1], CodedError) \
+                and may_decode_to_unstorable(message.body):
+            try:
+                for index, value in enumerate(worker_ctx.args):
+                    storable(value, f"argument {index + 1}")
+                for name, value in worker_ctx.kwargs.items():
+                    storable(value, name)
+            except CodedError:
+                exc_info = sys.exc_info()
+        return super().handle_result(message, worker_ctx, result, exc_info)
 
     def unpack_message_headers(self, message):
         data = super().unpack_message_headers(message)

@@ -137,8 +137,9 @@ def storable(value, field: str) -> None:
     with a string, key included, holding NUL or a lone UTF-16 surrogate: a
     JSON ``"\\ud800"`` or ``"\\u0000"`` decodes to one, and PostgreSQL,
     UTF-8 logs and Keycloak fail on it mid-request instead of refusing it.
-    Every RPC's arguments whose JSON may hold one pass here
-    (``may_decode_to_unstorable``, services.common.deadlines)."""
+    An RPC whose worker failed uncoded, with arguments whose JSON may hold
+    one (``may_decode_to_unstorable``), is answered with this refusal
+    (services.common.deadlines)."""
     stack = [value]
     while stack:
         item = stack.pop()
