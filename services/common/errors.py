@@ -20,6 +20,7 @@ Pure: standard library and Nameko's registry only.
 from __future__ import annotations
 
 import re
+import sys
 
 from nameko.exceptions import RemoteError, deserialize_to_instance
 
@@ -146,6 +147,20 @@ def message_of(exc: BaseException) -> str:
     text = str(exc.value if isinstance(exc, RemoteError) else exc)
     match = _CODE_PREFIX.match(text)
     return match.group(2) if match else text
+
+
+def run_command(run) -> int:
+    """An operator command's exit status: ``run()``'s, or 1 with its refusal
+    printed as ``refusal_line`` on stderr; a failure without a code raises
+    (its traceback is the bug report)."""
+    try:
+        return run()
+    except Exception as exc:
+        line = refusal_line(exc)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 1
 
 
 def refusal_line(exc: BaseException) -> str | None:

@@ -27,7 +27,7 @@ import os
 import sys
 
 from services.common.config import load_settings
-from services.common.errors import refusal_line
+from services.common.errors import run_command
 
 
 def _token(settings, username: str) -> str:
@@ -124,31 +124,26 @@ def request(args) -> tuple[str, tuple]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = load_settings()
-    from nameko.standalone.rpc import ClusterRpcProxy
     from services.registry import errors  # noqa: F401 -- typed errors back over RPC
-    try:
-        if args.command == "show":
-            with ClusterRpcProxy(settings.nameko_config(), timeout=30) as rpc:
-                print(json.dumps(rpc.registry.get_catalogue(), indent=2))
-            return 0
-        if not args.admin:
-            print("--admin USERNAME (or EXCHANGE_CLI_ADMIN) is required", file=sys.stderr)
-            return 2
-        verb, params = request(args)
-        # Integers typed on the command line travel as digit strings; the
-        # registry's grammar accepts both.
-        token = _token(settings, args.admin)
-        with ClusterRpcProxy(settings.nameko_config(), timeout=30) as rpc:
-            print(json.dumps(getattr(rpc.registry, verb)(token, *params), indent=2))
-        return 0
-    except Exception as exc:  # a refusal: its code and message, exit 1
-        line = refusal_line(exc)
-        if line is None:
-            raise
-        print(line, file=sys.stderr)
-        return 1
+    return run_command(lambda: _run(args, load_settings()))
 
+
+def _run(args, settings) -> int:
+    from nameko.standalone.rpc import ClusterRpcProxy
+    if args.command == "show":
+        with ClusterRpcProxy(settings.nameko_config(), timeout=30) as rpc:
+            print(json.dumps(rpc.registry.get_catalogue(), indent=2))
+        return 0
+    if not args.admin:
+        print("--admin USERNAME (or EXCHANGE_CLI_ADMIN) is required", file=sys.stderr)
+        return 2
+    verb, params = request(args)
+    # Integers typed on the command line travel as digit strings; the
+    # registry's grammar accepts both.
+    token = _token(settings, args.admin)
+    with ClusterRpcProxy(settings.nameko_config(), timeout=30) as rpc:
+        print(json.dumps(getattr(rpc.registry, verb)(token, *params), indent=2))
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,7 +20,7 @@ import os
 import sys
 
 from services.common.config import load_settings
-from services.common.errors import refusal_line
+from services.common.errors import run_command
 
 
 def _password(prompt: str = "password: ") -> str:
@@ -58,14 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     sign.add_argument("secret")
     sign.add_argument("payload")
     args = parser.parse_args(argv)
-    try:
-        return _run(args, load_settings())
-    except Exception as exc:  # a refusal: its code and message, exit 1
-        line = refusal_line(exc)
-        if line is None:
-            raise
-        print(line, file=sys.stderr)
-        return 1
+    return run_command(lambda: _run(args, load_settings()))
 
 
 def _run(args, settings) -> int:
