@@ -116,6 +116,13 @@ class Listener:
     def call(self, event: str, data, timeout: float = 10):
         return self.client.call(event, data, timeout=timeout)
 
+    def closed_by_the_gateway(self, timeout: float = 10.0) -> bool:
+        """Whether the gateway closes this connection within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self.client.connected and time.monotonic() < deadline:
+            time.sleep(0.25)
+        return not self.client.connected
+
     def close(self):
         if self.client.connected:
             self.client.disconnect()

@@ -185,11 +185,7 @@ def test_expired_tokens_are_refused_and_open_connections_closed(settings, short_
         told = open_one.wait_for(lambda e, d: e == "error" and d["code"] == "TOKEN_EXPIRED",
                                  timeout=SHORT_LIFESPAN_S + 15)
         assert told, open_one.received
-        for _ in range(40):
-            if not open_one.client.connected:
-                break
-            time.sleep(0.25)
-        assert not open_one.client.connected
+        assert open_one.closed_by_the_gateway()
     finally:
         open_one.close()
     stale = short_lived_client(trader.username)
@@ -219,11 +215,7 @@ def test_a_frozen_user_is_disconnected_and_refused(settings, operator_token):
             rpc.users.freeze_user(operator_token, trader.user_id, "push test")
         assert listener.wait_for(lambda e, d: e == "account" and d["state"] == "frozen",
                                  timeout=30), listener.received
-        for _ in range(40):
-            if not listener.client.connected:
-                break
-            time.sleep(0.25)
-        assert not listener.client.connected
+        assert listener.closed_by_the_gateway()
     finally:
         listener.close()
     assert refusal(settings.gateway_url, token)["code"] == "USER_FROZEN"
