@@ -11,7 +11,6 @@ from dataclasses import asdict
 
 import pytest
 
-from services.common.config import load_settings
 from tests.e2e.browser import chromium
 from tests.e2e.push import kit
 
@@ -19,11 +18,6 @@ pytestmark = [pytest.mark.skipif(not chromium.available(), reason="Debian chromi
               pytest.mark.timeout(300)]
 
 MARKET = "BTC-USDT"
-
-
-@pytest.fixture(scope="module")
-def settings():
-    return load_settings()
 
 
 def run(scenario: str, args: dict) -> None:
