@@ -122,6 +122,8 @@ AGG_PAGES, AGG_HALVINGS = 4, 8
 FROM_ID_LEVELS = (("1w", 604_800_000), ("1d", 86_400_000), ("1h", 3_600_000), ("1m", 60_000))
 FROM_ID_ROUNDS = 3
 AVG_PRICE_MINS = 5                       # /avgPrice: Binance's spot window
+# /myTrades and /allOrders: the longest startTime..endTime window (Binance's).
+HISTORY_WINDOW_MS = 86_400_000
 KLINES_EARLIEST_MS = MIN_TIME_MS          # marketdata's earliest time (2000-01-01)
 COARSE_INTERVALS = (("1w", 604_800_000), ("1d", 86_400_000), ("1h", 3_600_000))
 POLL_S = (0.005, 0.01, 0.02, 0.03, 0.05)
@@ -229,6 +231,23 @@ def choice_param(name: str, allowed, code: int, message: str, required: bool = F
 def market_param(required: bool = True) -> Market | None:
     symbol = param("symbol", required)
     return None if symbol is None else catalogue().by_binance(symbol)
+
+
+def time_window(longest_ms: int | None = None) -> tuple[int | None, int | None]:
+    """``startTime`` and ``endTime`` (each optional, ms) as Binance checks
+    them: -1023 when the start is after the end; -1127 when both are sent
+    and more than ``longest_ms`` apart (Binance's 24 hours of ``myTrades``
+    and ``allOrders``). One sent alone is not bounded: Binance documents
+    ``symbol + startTime`` (ccxt's ``since`` without ``until``) as a
+    window from there on."""
+    start, end = int_param("startTime"), int_param("endTime")
+    if start is not None and end is not None:
+        if start > end:
+            raise bad_param("startTime", "Start time is greater than end time.", -1023)
+        if longest_ms is not None and end - start > longest_ms:
+            raise bad_param("endTime", f"More than {longest_ms // 3_600_000} hours between "
+                                       "startTime and endTime.", -1127)
+    return start, end
 
 
 def readable(start: int | None, stop: int | None) -> tuple[int | None, int | None] | None:
@@ -509,9 +528,7 @@ def klines():
         raise ApiError(400, "INVALID_INTERVAL", "Invalid interval.", -1120, "Invalid interval.",
                        field="interval")
     limit = limit_param(500, 1000)
-    start, end = int_param("startTime"), int_param("endTime")
-    if start is not None and end is not None and start > end:
-        raise bad_param("startTime", "Start time is greater than end time.", -1023)
+    start, end = time_window()
     with rpc() as services, ratelimit.Metered(services, "marketdata") as metered:
         rows, step = _candles(metered, market.symbol, interval, start, end, limit)
     return ok([[row[0], fmt(row[1]), fmt(row[2]), fmt(row[3]), fmt(row[4]), fmt(row[5]),
@@ -1196,9 +1213,7 @@ def all_orders():
     market = market_param()
     limit = limit_param(500, 1000)
     from_id = int_param("orderId", minimum=1)
-    start, end = int_param("startTime"), int_param("endTime")
-    if start is not None and end is not None and start > end:
-        raise bad_param("startTime", "Start time is greater than end time.", -1023)
+    start, end = time_window(HISTORY_WINDOW_MS)
     found, cursor = [], None
     with rpc() as services, ratelimit.Metered(services, "orders") as metered:
         for _ in range(MAX_HISTORY_PAGES):
@@ -1227,7 +1242,7 @@ def my_trades():
     who = authenticated(READ)
     market = market_param()
     limit = limit_param(500, 1000)
-    start, end = int_param("startTime"), int_param("endTime")
+    start, end = time_window(HISTORY_WINDOW_MS)
     order_id, from_id = int_param("orderId", minimum=1), int_param("fromId")
 
     def wanted(t):
