@@ -31,7 +31,7 @@ import weakref
 
 from nameko.extensions import DependencyProvider
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, make_wsgi_app
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from services.common.errors import code_of
 
@@ -262,9 +262,12 @@ class _ProviderCollector:
         from services.common.consumer import BatchConsumerProvider
         from services.common.outbox import OutboxRelay
 
-        published = GaugeMetricFamily("exchange_outbox_published",
-                                      "Rows this process's relay published since start.",
-                                      labels=["service", "stream"])
+        # A counter, exposed as exchange_outbox_published_total: the relay's
+        # count only grows and starts again at 0 with its process, so rate()
+        # and increase() read it right (a restart is a counter reset to them).
+        published = CounterMetricFamily("exchange_outbox_published",
+                                        "Rows this process's relay published since start.",
+                                        labels=["service", "stream"])
         relay_active = GaugeMetricFamily("exchange_outbox_relay_active",
                                          "1 when this process holds the stream's relay lock.",
                                          labels=["service", "stream"])
