@@ -93,6 +93,7 @@ from gateway.rpc import now_ms
 from services.common import grammar
 from services.common.errors import InvalidInput, code_of
 from services.marketdata.schemas import MAX_TIME_MS, MIN_TIME_MS
+from services.marketdata.ticker import change_percent
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("binance", __name__)
@@ -122,6 +123,7 @@ AGG_PAGES, AGG_HALVINGS = 4, 8
 FROM_ID_LEVELS = (("1w", 604_800_000), ("1d", 86_400_000), ("1h", 3_600_000), ("1m", 60_000))
 FROM_ID_ROUNDS = 3
 AVG_PRICE_MINS = 5                       # /avgPrice: Binance's spot window
+BINANCE_PERCENT_PLACES = 3               # ticker/24hr priceChangePercent ("-95.960")
 # /myTrades and /allOrders: the longest startTime..endTime window (Binance's).
 HISTORY_WINDOW_MS = 86_400_000
 KLINES_EARLIEST_MS = MIN_TIME_MS          # marketdata's earliest time (2000-01-01)
@@ -704,13 +706,21 @@ def ticker_24hr():
     return ok(out[0] if single else out)
 
 
+def _change_percent(t: dict) -> Decimal:
+    """Binance's 3 decimals ("-95.960"), from marketdata's change and open by
+    its rule (its own ``change_percent`` has 2); no trade in the window: 0."""
+    if t["change"] is None or not Decimal(t["open"] or 0):
+        return Decimal("0.000")
+    return change_percent(Decimal(t["change"]), Decimal(t["open"]), BINANCE_PERCENT_PLACES)
+
+
 def _ticker(market: Market, t: dict, book: dict, last_trade: dict | None, now: int) -> dict:
     volume, quote_volume = Decimal(t["volume"] or 0), Decimal(t["quote_volume"] or 0)
     average = (quote_volume / volume).quantize(market.tick) if volume else Decimal(0)
     bid = book["buy"][0] if book["buy"] else ["0", "0"]
     ask = book["sell"][0] if book["sell"] else ["0", "0"]
     return {"symbol": market.binance, "priceChange": fmt(t["change"] or 0),
-            "priceChangePercent": format(Decimal(t["change_percent"] or 0), "f"),
+            "priceChangePercent": format(_change_percent(t), "f"),
             "weightedAvgPrice": fmt(average), "prevClosePrice": fmt(t["open"] or 0),
             "lastPrice": fmt(t["last"] or 0),
             "lastQty": fmt(last_trade["quantity"] if last_trade else 0),

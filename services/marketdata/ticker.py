@@ -12,7 +12,9 @@ the candles table (the cache-miss path), so both give identical answers.
   trade order (models.py); high / low / volume / quote_volume / trade_count
   are over the window.
 * ``change`` = last - open; ``change_percent`` = change / open * 100, rounded
-  half-even to 2 decimals ("0.00", never "-0.00"). Decimal throughout.
+  half-even to 2 decimals ("0.00", never "-0.00"): ``change_percent``, the
+  one home of that rule (the Binance API's ticker asks it for 3 decimals, as
+  Binance shows them). Decimal throughout.
 * A window without trades: open/high/low/change are null, volumes "0", and
   ``last`` is still the last price ever traded (``previous``: the latest 1m
   candle before the window), or null for a market that never traded.
@@ -26,7 +28,16 @@ from services.marketdata.candles import HOUR, MINUTE, floor_to
 from services.marketdata.models import Aggregate, Candle, format_decimal
 
 WINDOW_MINUTES = 1440
-_CENT = Decimal("0.01")
+PERCENT_PLACES = 2
+
+
+def change_percent(change: Decimal, open_price: Decimal, places: int = PERCENT_PLACES) -> Decimal:
+    """``change`` as a percentage of ``open_price``, rounded half-even to
+    ``places`` decimals. A fall too small for them is 0, never Decimal's
+    "-0.00", which traders read as a fall they cannot see."""
+    percent = (change * 100 / open_price).quantize(Decimal(1).scaleb(-places),
+                                                    rounding=ROUND_HALF_EVEN)
+    return percent if percent else percent.copy_abs()
 
 
 def window_start(now: int) -> int:
@@ -56,11 +67,7 @@ def _ticker(market: str, agg: Aggregate, previous: Optional[Candle], start: int,
               "trade_count": 0, "first_trade_at": None, "last_trade_at": None}
     if agg.count:
         change = agg.close - agg.open
-        percent = (change * 100 / agg.open).quantize(_CENT, rounding=ROUND_HALF_EVEN)
-        if not percent:
-            # A fall too small for two decimals rounds to Decimal's "-0.00",
-            # which traders read as a fall they cannot see: no change is 0.
-            percent = percent.copy_abs()
+        percent = change_percent(change, agg.open)
         ticker.update({
             "open": format_decimal(agg.open), "high": format_decimal(agg.high),
             "low": format_decimal(agg.low), "last": format_decimal(agg.close),
