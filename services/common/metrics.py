@@ -15,8 +15,13 @@ process collector: CPU, memory, open files). Each process serves it at
   listens (tests starting services in-process); ``0`` picks a free port.
 - the gateway: ``instrument_flask(app)``.
 
-Series names start with ``exchange_``; labels stay few and bounded (service,
-entrypoint, kind, code, market, stream, route), never user or order ids.
+Series names start with ``exchange_``; labels stay few and bounded (entrypoint,
+kind, code, market, stream, queue, route), never user or order ids. Which
+service a series comes from is the scrape target's ``service`` label
+(monitoring/prometheus.yml, one process per service), on every series, ``up``
+and ``process_*`` too. The processes set it as well until 2026-12-07, and
+Prometheus kept the target's and renamed theirs ``exported_service``: the
+same value twice on each series.
 The SQL-derived figures that must be visible while their service is down
 (outbox backlog, settlement lag, parked events) come from the PostgreSQL
 exporter's queries (monitoring/postgres-queries.yml), not from here.
@@ -46,11 +51,11 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 ENTRYPOINT_DURATION = Histogram(
     "exchange_entrypoint_duration_seconds",
     "Time from a worker's start to its result, per Nameko entrypoint.",
-    ["service", "entrypoint", "kind"], buckets=LATENCY_BUCKETS)
+    ["entrypoint", "kind"], buckets=LATENCY_BUCKETS)
 ENTRYPOINT_ERRORS = Counter(
     "exchange_entrypoint_errors_total",
     "Entrypoint calls that raised, by the error's stable code (UNEXPECTED: no code).",
-    ["service", "entrypoint", "kind", "code"])
+    ["entrypoint", "kind", "code"])
 BATCH_DURATION = Histogram(
     "exchange_consumer_batch_duration_seconds",
     "Time a queue consumer's handle() took for one batch (engine commands, "
@@ -267,10 +272,10 @@ class _ProviderCollector:
         # and increase() read it right (a restart is a counter reset to them).
         published = CounterMetricFamily("exchange_outbox_published",
                                         "Rows this process's relay published since start.",
-                                        labels=["service", "stream"])
+                                        labels=["stream"])
         relay_active = GaugeMetricFamily("exchange_outbox_relay_active",
                                          "1 when this process holds the stream's relay lock.",
-                                         labels=["service", "stream"])
+                                         labels=["stream"])
         # "active" is what a process can know: RabbitMQ's single active
         # consumer is whichever receives the deliveries, so 0 also on the
         # active one until its first delivery since it (re)connected.
@@ -278,7 +283,7 @@ class _ProviderCollector:
             "exchange_consumer_active",
             "1 once this process has received the queue's deliveries (the single active "
             "consumer); 0 on a standby and until the first delivery.",
-            labels=["service", "queue"])
+            labels=["queue"])
         book_orders = GaugeMetricFamily("exchange_engine_book_orders",
                                         "Orders resting in the engine's book.",
                                         labels=["market"])
@@ -295,16 +300,15 @@ class _ProviderCollector:
                                           labels=["market"])
         for owner in list(self.owners):
             container = owner.container
-            service = container.service_name
             for provider in list(container.dependencies):
                 try:
                     if isinstance(provider, OutboxRelay) and hasattr(provider, "relay"):
                         relay = provider.relay
-                        published.add_metric([service, relay.stream], relay.published)
-                        relay_active.add_metric([service, relay.stream], int(relay.active))
+                        published.add_metric([relay.stream], relay.published)
+                        relay_active.add_metric([relay.stream], int(relay.active))
                     elif isinstance(provider, BatchConsumerProvider) and hasattr(provider, "consumer"):
                         consumer = provider.consumer
-                        consumer_active.add_metric([service, consumer.queue_name],
+                        consumer_active.add_metric([consumer.queue_name],
                                                    int(bool(consumer.active)))
                     hosts = getattr(provider, "hosts", None)
                     if isinstance(hosts, dict):
@@ -388,7 +392,7 @@ class ServiceMetrics(DependencyProvider):
         if found is None:
             kind = entrypoint_kind(entrypoint)
             found = self.children[name] = (
-                ENTRYPOINT_DURATION.labels(self.service, name, kind), kind)
+                ENTRYPOINT_DURATION.labels(name, kind), kind)
         return found
 
     def worker_setup(self, worker_ctx):
@@ -407,8 +411,7 @@ class ServiceMetrics(DependencyProvider):
         code = None
         if exc_info is not None:
             code = code_of(exc_info[1]) or "UNEXPECTED"
-            ENTRYPOINT_ERRORS.labels(self.service, worker_ctx.entrypoint.method_name, kind,
-                                     code).inc()
+            ENTRYPOINT_ERRORS.labels(worker_ctx.entrypoint.method_name, kind, code).inc()
         if kind in ("rpc", "event") and worker_ctx.entrypoint.method_name != "health":
             self._trace(worker_ctx, kind, result, code, time.perf_counter() - started)
 

@@ -9,12 +9,15 @@ import uuid
 import eventlet
 import pytest
 import requests
+import yaml
 from nameko.rpc import rpc
+from nameko.standalone.rpc import ServiceRpcProxy
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.metrics import ServiceMetrics
 from services.common.outbox import OutboxRelay, enqueue_event
 from services.common.postgres import Database, make_pool
+from stack.monitoring import prometheus_config
 
 STREAM = f"test-metrics-{uuid.uuid4().hex[:8]}"
 
@@ -79,3 +82,26 @@ def test_the_relays_published_rows_are_a_counter_that_rate_can_read(probe, pool)
     assert family.type == "counter"
     assert [s.name for s in samples] == ["exchange_outbox_published_total"]
     assert samples[0].value == 3
+
+
+
+def test_a_services_series_carry_no_service_label_of_their_own(probe, pool, settings,
+                                                                nameko_config):
+    """Prometheus labels each of our targets ``service`` (the scrape
+    config); a process that set ``service`` too had it renamed
+    ``exported_service`` on every series of its entrypoints, relays and
+    consumers: the same value twice."""
+    with ServiceRpcProxy(MetricsProbe.name, nameko_config, timeout=10) as probe_rpc:
+        assert probe_rpc.ping() == "pong"
+    families = scrape(probe)
+    ours = {f"{s.name}{sorted(s.labels.items())}": s.labels for family in families.values()
+            if family.name.startswith("exchange_") for s in family.samples}
+    assert any('entrypoint' in labels and labels["entrypoint"] == "ping" for labels in ours.values())
+    assert any(labels.get("stream") == STREAM for labels in ours.values())
+    assert [series for series, labels in ours.items() if "service" in labels] == []
+    # The label they carry in Prometheus is the target's, one per process.
+    job = next(c for c in yaml.safe_load(prometheus_config(settings))["scrape_configs"]
+               if c["job_name"] == "exchange")
+    assert job.get("honor_labels") is not True
+    assert job["static_configs"] and all(group["labels"].get("service")
+                                         for group in job["static_configs"])
