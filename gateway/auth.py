@@ -20,8 +20,9 @@ material does not accept is sent to ``users.verify_request``, which decides,
 audits and refuses with the code. Binance checks the signature before the time window: a stale
 request with a wrong signature gets -1021 here where Binance answers -1022
 (both refuse it); likewise a recvWindow above 60000 is -1131 before any
-key check. A missing signature is -1102, after an unknown key (-2015), as on
-Binance. Signatures and secrets are never logged.
+key check, and one that is not a number of milliseconds -1100. A missing
+signature is -1102, after an unknown key (-2015), as on Binance. Signatures
+and secrets are never logged.
 
 Client IP: the peer address, unless the peer is one of the trusted proxies
 (``EXCHANGE_GATEWAY_TRUSTED_PROXIES``): then the right-most
@@ -46,6 +47,13 @@ HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 KEY_FORMAT = re.compile(r"[A-Za-z0-9]{64}")
 NO_SIGNATURE = "0" * 64   # stands in for a missing or malformed one: never matches
 READ, TRADE, WITHDRAW = "read", "trade", "withdraw"
+# recvWindow in whole milliseconds (Binance also takes up to 3 decimals, for
+# microseconds; not here). Anything else is Binance's -1100 for a malformed
+# number, not -1131 "recvWindow must be less than 60000", which names only a
+# window too large (users' rule, services/users/apikeys.py, decides that).
+RECV_WINDOW_FORMAT = re.compile(r"[0-9]{1,20}")
+MSG_RECV_WINDOW_FORMAT = ("Illegal characters found in parameter 'recvWindow'; legal range is "
+                          "'^[0-9]{1,20}$'.")
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -243,8 +251,11 @@ def authenticate(permission: str) -> Principal:
     if not KEY_FORMAT.fullmatch(api_key):
         raise _refused(-2014, "API-key format invalid.", 401)
     values = params()
-    if values.get("recvWindow") == "":
+    recv_window = values.get("recvWindow")
+    if recv_window == "":
         raise empty_param("recvWindow")
+    if recv_window is not None and not RECV_WINDOW_FORMAT.fullmatch(recv_window):
+        raise bad_param("recvWindow", MSG_RECV_WINDOW_FORMAT)
     signature = values.get("signature", "")
     well_formed = bool(HEX64.fullmatch(signature))
     cache = key_cache() if well_formed else None

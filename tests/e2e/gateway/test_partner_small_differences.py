@@ -12,7 +12,7 @@ the running gateway:
   with its default (``limit=``, ``recvWindow=``);
 * (session 25) a signed ``timestamp`` or ``recvWindow`` of digits that are
   not ASCII: a superscript ("²", a digit to ``str.isdigit``, refused by
-  ``int``) was a 500, now -1102 / -1131 like any malformed value; leading
+  ``int``) was a 500, now -1102 / -1100 like any malformed value; leading
   zeros ("05000"), signed as sent, were refused as a bad signature."""
 import time
 
@@ -84,7 +84,10 @@ def test_an_empty_parameter_is_binances_1105_not_its_default(settings, reader):
 
 
 @pytest.mark.parametrize("name, value, code", [
-    ("recvWindow", "²", -1131), ("recvWindow", "٥٠٠٠", -1131),
+    # (session 26) Binance's -1100 for a recvWindow that is no number; -1131
+    # names a window too large
+    ("recvWindow", "²", -1100), ("recvWindow", "٥٠٠٠", -1100), ("recvWindow", "abc", -1100),
+    ("recvWindow", "60001", -1131),
     ("timestamp", "²", -1102), ("timestamp", "١٧٩٦", -1102)])
 def test_non_ascii_digits_in_a_signed_request_are_a_400(settings, reader, name, value, code):
     response = kit.raw(settings, "GET", "/api/v3/account", reader, params={name: value})

@@ -69,3 +69,18 @@ def test_an_empty_optional_parameter_is_1105_and_an_absent_one_its_default():
         with pytest.raises(ApiError) as caught:
             param("symbol", required=True)
         assert caught.value.binance_code == -1102
+
+
+@pytest.mark.parametrize("window", ["abc", "1e4", "5000.5", "-1", "٥٠٠٠", "²", "1" * 21])
+def test_a_recv_window_that_is_no_number_is_binances_1100_before_any_key_check(window):
+    """Binance's -1131 "recvWindow must be less than 60000" names a window too
+    large; a value that is no number of milliseconds is its -1100."""
+    app = Flask(__name__)
+    with app.test_request_context("/api/v3/account", query_string={
+            "recvWindow": window, "timestamp": "1", "signature": "ab"},
+            headers={"X-MBX-APIKEY": "k" * 64}):
+        with pytest.raises(ApiError) as caught:
+            authenticate(READ)
+    assert (caught.value.status, caught.value.binance_code, caught.value.binance_msg) == (
+        400, -1100, "Illegal characters found in parameter 'recvWindow'; legal range is "
+                    "'^[0-9]{1,20}$'.")
