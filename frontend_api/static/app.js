@@ -55,6 +55,21 @@ const REASONS = {
   TIME_IN_FORCE: "nothing more could be traded at once",
 };
 
+// An order's status as a trader reads it; the API's word stays in the
+// status cell's data-status (tests and CSS read it there). cancel_requested
+// is the page's own: the trader asked to cancel (the cancel's answer says
+// cancel_requested) and the engine has not ended the order yet.
+const STATUS_WORDS = {
+  pending: "Sent",
+  new: "Open",
+  partially_filled: "Partially filled",
+  cancel_requested: "Cancelling",
+  filled: "Filled",
+  cancelled: "Cancelled",
+  expired: "Expired",
+  rejected: "Refused",
+};
+
 function sentence(text) {
   return `${text[0].toUpperCase()}${text.slice(1)}${/[.!?]$/.test(text) ? "" : "."}`;
 }
@@ -152,15 +167,13 @@ function keepRows(selector, rows) {
     let tr = fresh;
     if (old && old.cells.length === fresh.cells.length && !kept.has(old)) {
       tr = old;
-      for (const { name, value } of fresh.attributes) {
-        if (tr.getAttribute(name) !== value) tr.setAttribute(name, value);
-      }
+      copyAttributes(tr, fresh);
       [...fresh.cells].forEach((td, i) => {
         // The cells with controls stay: they act on the row's key.
         if (td.children.length === 0 && tr.cells[i].textContent !== td.textContent) {
           tr.cells[i].textContent = td.textContent;
         }
-        tr.cells[i].className = td.className;
+        copyAttributes(tr.cells[i], td);  // a status cell's data-status with its words
       });
     }
     kept.add(tr);
@@ -168,6 +181,14 @@ function keepRows(selector, rows) {
     else body.insertBefore(tr, next);
   }
   for (const tr of [...body.children]) if (!kept.has(tr)) tr.remove();
+}
+
+// ``fresh``'s attributes on ``kept``, in place (none other left).
+function copyAttributes(kept, fresh) {
+  for (const { name } of [...kept.attributes]) if (!fresh.hasAttribute(name)) kept.removeAttribute(name);
+  for (const { name, value } of fresh.attributes) {
+    if (kept.getAttribute(name) !== value) kept.setAttribute(name, value);
+  }
 }
 
 function row(...cells) {
@@ -287,7 +308,10 @@ function connect() {
     if (data.market === state.market && data.interval === state.interval) updateCandle(data.candle);
   });
   socket.on("order", (update) => {
-    if (update.event === "order_done") ordersDone.set(update.order_id, update.status);
+    if (update.event === "order_done") {
+      ordersDone.set(update.order_id, { status: update.status, reason: update.reason });
+      cancelling.delete(String(update.order_id));
+    }
     if (update.event === "command_rejected") engineRefused(update);
     if (update.event === "order_done") orderEnded(update);
     ordersChanged();
@@ -492,7 +516,7 @@ function refreshPrivate() {
 // until a read shows them, an open order shows the filled quantity its
 // pushed fills add up to (and "partially_filled"), the lists are read again
 // as for a done order, and the fills table shows the pushed fills it lacks.
-const ordersDone = new Map();    // order id -> its end's status, as pushed
+const ordersDone = new Map();    // order id -> its end's {status, reason}, as pushed
 const pushedFills = new Map();   // order id -> Map(trade id -> quantity): a fill pushed twice counts once
 const recentFills = [];          // the fills pushed lately, newest first
 const RECENT_FILLS = 50;
@@ -522,11 +546,12 @@ function withPushedFills(order) {
            status: order.status === "new" ? "partially_filled" : order.status };
 }
 
-// A history row's status as the pushes know it (the read may lag): an end
-// pushed, or partially_filled from pushed fills; a final status is the read's.
+// A history row's {status, reason} as the pushes know them (the read may
+// lag): an end pushed, or partially_filled from pushed fills; a final status
+// is the read's.
 function statusAsPushed(order) {
-  if (order.status !== "new" && order.status !== "partially_filled") return order.status;
-  return ordersDone.get(order.order_id) ?? withPushedFills(order).status;
+  if (order.status !== "new" && order.status !== "partially_filled") return order;
+  return ordersDone.get(order.order_id) ?? { status: withPushedFills(order).status, reason: null };
 }
 
 function ordersChanged() {
@@ -561,6 +586,23 @@ function amountText(order) {
   return m ? `${order.quote_amount} ${m.quote_asset}` : order.quote_amount;
 }
 
+// The orders the trader asked to cancel (ids as strings) until the engine
+// ends them (order_done) or refuses the cancel: "Cancelling" meanwhile, in
+// the open list from the click on (the history from its next read).
+const cancelling = new Set();
+let openOrders = [];  // the open list as last read, drawn again at a cancel's click
+
+// A status cell: the status in words, with the engine's reason for a refusal
+// or an end where it gave one (REASONS), the API's word in data-status.
+function statusCell(order) {
+  const open = order.status === "new" || order.status === "partially_filled";
+  const status = open && cancelling.has(String(order.order_id)) ? "cancel_requested" : order.status;
+  const words = STATUS_WORDS[status] ?? `${status[0].toUpperCase()}${status.slice(1).replaceAll("_", " ")}`;
+  const td = cell(REASONS[order.reason] ? `${words}: ${REASONS[order.reason]}` : words, "status");
+  td.dataset.status = status;
+  return td;
+}
+
 async function refreshOrders() {
   if (!state.user) return;
   try {
@@ -569,26 +611,31 @@ async function refreshOrders() {
     const behind = orders.some((o) => o.behind);
     if ((orders.length < listed.length || behind) && reReadsLeft > 0) reReadLater();
     if (ordersDone.size > 1000) ordersDone.clear();  // bounded; the re-reads correct the list
-    keepRows("#open-orders", orders.map((o) => {
-      const cancel = document.createElement("button");
-      cancel.type = "button";
-      cancel.textContent = "Cancel";
-      cancel.setAttribute("aria-label", `Cancel order ${o.order_id}`);
-      cancel.addEventListener("click", () => cancelOrder(o.order_id));
-      const actions = cell("");
-      actions.append(cancel);
-      const tr = row(cell(String(o.order_id)), cell(o.side, o.side), cell(priceText(o)),
-                     cell(amountText(o)), cell(quantityText(o.market, o.filled_quantity)),
-                     cell(o.status, "status"), actions);
-      tr.dataset.order = o.order_id;
-      tr.dataset.key = o.order_id;
-      return tr;
-    }));
+    openOrders = orders;
+    drawOpenOrders();
     const history = await api("GET", "/orders/history?limit=50");
     fillTable("#order-history", history.orders.map((o) => row(
       cell(String(o.order_id)), cell(o.market), cell(o.side, o.side), cell(priceText(o)),
-      cell(amountText(o)), cell(statusText(o), "status"))));
+      cell(amountText(o)), statusCell({ ...o, status: statusAsPushed(o).status, reason: reasonOf(o) }))));
   } catch (error) { console.warn("orders", error.message); }
+}
+
+function drawOpenOrders() {
+  keepRows("#open-orders", openOrders.map((o) => {
+    const cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.textContent = "Cancel";
+    cancel.setAttribute("aria-label", `Cancel order ${o.order_id}`);
+    cancel.addEventListener("click", () => cancelOrder(o.order_id));
+    const actions = cell("");
+    actions.append(cancel);
+    const tr = row(cell(String(o.order_id)), cell(o.side, o.side), cell(priceText(o)),
+                   cell(amountText(o)), cell(quantityText(o.market, o.filled_quantity)),
+                   statusCell(o), actions);
+    tr.dataset.order = o.order_id;
+    tr.dataset.key = o.order_id;
+    return tr;
+  }));
 }
 
 let feesPending = false;  // a fill shown without its settled fee
@@ -650,21 +697,32 @@ function renderBalances(balances) {
   }));
 }
 
-async function cancelOrder(orderId) {
+// A cancel shows "Cancelling" at the click; refused, the orders show their
+// status again.
+async function cancelWith(ids, request, sent) {
+  if (cancelling.size > 1000) cancelling.clear();  // bounded: the ended ones leave at their push
+  for (const id of ids) cancelling.add(id);
+  drawOpenOrders();
   try {
-    await api("DELETE", `/orders/${orderId}`);
-    $("#order-status").textContent = `Cancel of order ${orderId} sent.`;
-  } catch (error) { $("#order-error").textContent = inWords(error); }
+    await request();
+    $("#order-status").textContent = sent;
+  } catch (error) {
+    for (const id of ids) cancelling.delete(id);
+    drawOpenOrders();
+    $("#order-error").textContent = inWords(error);
+  }
   refreshOrders();
 }
 
-$("#cancel-all").addEventListener("click", async () => {
-  try {
-    await api("DELETE", `/orders?market=${state.market}`);
-    $("#order-status").textContent = "Cancel of every open order in this market sent.";
-  } catch (error) { $("#order-error").textContent = inWords(error); }
-  refreshOrders();
-});
+function cancelOrder(orderId) {
+  return cancelWith([String(orderId)], () => api("DELETE", `/orders/${orderId}`),
+                     `Cancel of order ${orderId} sent.`);
+}
+
+$("#cancel-all").addEventListener("click", () => cancelWith(
+  openOrders.filter((o) => o.market === state.market).map((o) => String(o.order_id)),
+  () => api("DELETE", `/orders?market=${state.market}`),
+  "Cancel of every open order in this market sent."));
 
 $("#order-type").addEventListener("change", (e) => {
   const limit = e.target.value === "limit";
@@ -684,7 +742,11 @@ function engineRefused(update) {
   if (update.command === "place_order") {
     if (refusals.size > 1000) refusals.clear();  // bounded: only the latest matter here
     refusals.set(id, update.reason);
-    ordersDone.set(update.order_id, "rejected");
+    ordersDone.set(update.order_id, { status: "rejected", reason: update.reason });
+  }
+  if (update.command === "cancel_order") {
+    cancelling.delete(id);
+    drawOpenOrders();
   }
   const reason = REASONS[update.reason] || update.reason;
   $("#order-error").textContent =
@@ -710,11 +772,10 @@ function orderEnded(update) {
   if (update.status === "expired" || line.startsWith(`Order ${id} `)) $("#order-status").textContent = text;
 }
 
-// A history row's status, with why the engine refused or ended it.
-function statusText(order) {
-  const status = statusAsPushed(order);
-  const reason = order.reason || refusals.get(String(order.order_id));
-  return status === "rejected" && REASONS[reason] ? `rejected: ${REASONS[reason]}` : status;
+// Why the engine refused or ended a history row's order: the read's reason,
+// else the one pushed (the read may lag).
+function reasonOf(order) {
+  return order.reason || statusAsPushed(order).reason || refusals.get(String(order.order_id));
 }
 
 // A form's button is unusable while its request is in flight: a double
@@ -759,7 +820,10 @@ $("#order-form").addEventListener("submit", async (event) => {
       // The engine's refusal or the order's end may have been pushed already: they say the last word.
       const id = String(placed.order_id);
       if (ended.has(id)) $("#order-status").textContent = ended.get(id);
-      else if (!refusals.has(id)) $("#order-status").textContent = `Order ${id} accepted (${placed.status}).`;
+      else if (!refusals.has(id)) {
+        $("#order-status").textContent =
+          `Order ${id} accepted (${(STATUS_WORDS[placed.status] ?? placed.status).toLowerCase()}).`;
+      }
     } catch (error) {
       $("#order-error").textContent = inWords(error);
     }

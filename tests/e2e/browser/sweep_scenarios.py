@@ -75,7 +75,7 @@ def engine_refusals_in_words(args):
             order_id = re.search(r"\d+", error).group(0)
             page.wait_for_function(
                 "id => [...document.querySelectorAll('#order-history tr')].some(r => "
-                "r.cells[0]?.textContent === id && /rejected/.test(r.cells[5].textContent) && "
+                "r.cells[0]?.textContent === id && r.cells[5].dataset.status === 'rejected' && "
                 "/far/.test(r.cells[5].textContent))", arg=order_id, timeout=WAIT_MS)
             # Post-only at the best ask: it would take, so the engine refuses it.
             best_ask = page.text_content("#book-asks tbody tr:last-child td:first-child")
@@ -160,8 +160,9 @@ def phone_shows_cancel_of_an_open_order(args):
             order_id = trader.place("buy", resting, "0.0010")
             row = f"#open-orders tr[data-order='{order_id}']"
             page.wait_for_selector(row, timeout=WAIT_MS)
-            page.wait_for_selector("#order-history td.status:text-matches('rejected: ')",
-                                   timeout=WAIT_MS)
+            page.wait_for_selector(
+                "#order-history td.status[data-status=rejected]:text-matches('far')",
+                timeout=WAIT_MS)
             page.set_viewport_size({"width": 390, "height": 844})
             page.wait_for_timeout(500)
             trader.shot("12-phone-open-order")

@@ -305,7 +305,7 @@ def partial_fill_shows_while_orders_lags(args):
     stayed so for as long as orders lagged past the client's one re-read)."""
     filled_is = ("([row, q]) => { const r = document.querySelector(row); return !!r && "
                  "r.cells[4].textContent.replace(/0+$/, '') === q.replace(/0+$/, '') && "
-                 "r.cells[5].textContent === 'partially_filled'; }")
+                 "r.cells[5].dataset.status === 'partially_filled'; }")
     with held_bid(args, "part-") as held:
         buyer, order_id, row = held.buyer, held.order_id, held.row
         held.seller.place("sell", args["price"], PART, tif="IOC")
@@ -328,7 +328,7 @@ def partial_fill_shows_while_orders_lags(args):
         buyer.page.wait_for_function(
             "id => [...document.querySelectorAll('#order-history tr')].some(r => "
             "r.cells[0]?.textContent === String(id) && "
-            "r.textContent.includes('partially_filled'))", arg=order_id, timeout=WAIT_MS)
+            "r.cells[5].dataset.status === 'partially_filled')", arg=order_id, timeout=WAIT_MS)
         buyer.shot("08-partial-fill-while-orders-lagged")
         held.release()
         # Once orders has recorded it, its read says the same.
