@@ -293,6 +293,15 @@ class _ProviderCollector:
         engine_seq = GaugeMetricFamily("exchange_engine_seq",
                                        "The engine's last applied command sequence.",
                                        labels=["market"])
+        # A standby replays the journal every 0.25 s (services/matching/
+        # providers.py, MarketHost.keep_warm); a failover to it replays what
+        # it lags first, and the market waits meanwhile.
+        journal_lag = GaugeMetricFamily(
+            "exchange_engine_journal_lag_entries",
+            "Journal entries this process's engine was behind the journal's head at its last "
+            "read of the journal (a standby's replay, a batch's catch-up): what a failover to "
+            "it must replay first.",
+            labels=["market"])
         engine_active = GaugeMetricFamily("exchange_engine_active",
                                           "1 once this process's engine has received the market's "
                                           "commands (the active one); 0 on a standby and until "
@@ -314,6 +323,9 @@ class _ProviderCollector:
                     if isinstance(hosts, dict):
                         for market, host in list(hosts.items()):
                             engine_active.add_metric([market], int(bool(getattr(host, "active", 0))))
+                            lag = getattr(host, "journal_lag", None)
+                            if lag is not None:  # also while its engine is being rebuilt
+                                journal_lag.add_metric([market], lag)
                             engine = getattr(host, "engine", None)
                             if engine is None:
                                 continue
@@ -325,7 +337,7 @@ class _ProviderCollector:
                 except Exception:  # a scrape never fails for one provider
                     log.debug("metrics of %r skipped", provider, exc_info=True)
         return [published, relay_active, consumer_active, book_orders, book_levels, engine_seq,
-                engine_active]
+                engine_active, journal_lag]
 
 
 PROVIDERS = _ProviderCollector()

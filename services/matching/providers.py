@@ -168,6 +168,10 @@ class MarketHost:
         self.active = False
         self.running = True
         self.processed = 0
+        # Journal entries the engine was behind the journal's head at its
+        # last read of the journal (None before the first): what a failover
+        # to this engine replays first (metrics: exchange_engine_journal_lag_entries).
+        self.journal_lag: int | None = None
 
     # -- state ---------------------------------------------------------------
     def rebuild(self) -> None:
@@ -204,6 +208,10 @@ class MarketHost:
         rows = conn.execute(
             "SELECT seq, command FROM matching_journal WHERE market = %s AND seq > %s "
             "ORDER BY seq", (self.market, engine.seq)).fetchall()
+        # The read returns every entry after the engine's: its last is the
+        # head, so the lag costs no query of its own. Counted before the
+        # replay: a replay that fails or falls behind leaves the lag showing.
+        self.journal_lag = rows[-1][0] - engine.seq if rows else 0
         self._apply_journal(engine, rows)
         return len(rows)
 
@@ -244,10 +252,13 @@ class MarketHost:
                 # (an engine that far behind: rare, a standby's replay keeps
                 # it current).
                 ids = [command_id for command_id, _ in batch]
+                behind_from = engine.seq
                 while True:
                     rows = conn.execute(CATCH_UP, (market, engine.seq, engine.seq + CATCH_UP_ROWS,
                                                    market, ids)).fetchall()
                     entries = [(seq, command) for seq, command, _ in rows if seq is not None]
+                    # The same lag as a standby's replay (0 on an active engine).
+                    self.journal_lag = (entries[-1][0] if entries else engine.seq) - behind_from
                     self._apply_journal(engine, entries)
                     if len(entries) < CATCH_UP_ROWS:
                         break
