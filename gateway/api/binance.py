@@ -76,6 +76,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import secrets
+import string
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -233,6 +235,28 @@ def choice_param(name: str, allowed, code: int, message: str, required: bool = F
 def market_param(required: bool = True) -> Market | None:
     symbol = param("symbol", required)
     return None if symbol is None else catalogue().by_binance(symbol)
+
+
+def client_id_param(name: str) -> str | None:
+    """A client order id parameter (``newClientOrderId``, a cancel's own id):
+    Binance's grammar, else -1100."""
+    value = param(name)
+    if value is not None and not grammar.CLIENT_ORDER_ID.fullmatch(value):
+        raise bad_param(name)
+    return value
+
+
+CANCEL_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def cancel_client_id(name: str | None = "newClientOrderId") -> str:
+    """The id of a cancel request, as Binance answers it in ``clientOrderId``
+    (the cancelled order's own id goes in ``origClientOrderId``): the one the
+    request gives in ``name``, else (or ``name`` None: a request that names
+    none, ``DELETE /openOrders``) one generated like Binance's (22 letters
+    and digits)."""
+    given = client_id_param(name) if name else None
+    return given or "".join(secrets.choice(CANCEL_ID_ALPHABET) for _ in range(22))
 
 
 def time_window(longest_ms: int | None = None) -> tuple[int | None, int | None]:
@@ -988,9 +1012,7 @@ def order_request(market: Market) -> dict:
             raise ApiError(400, "INVALID_INPUT", f"{unsupported} is not supported", -1106,
                            f"Parameter '{unsupported}' sent when not required.",
                            field=unsupported)
-    client_id = param("newClientOrderId")
-    if client_id is not None and not grammar.CLIENT_ORDER_ID.fullmatch(client_id):
-        raise bad_param("newClientOrderId")
+    client_id = client_id_param("newClientOrderId")
     quantity, quote = decimal_param("quantity"), decimal_param("quoteOrderQty")
     price = decimal_param("price")
     args = {"market": market.symbol, "side": side.lower(), "stp_mode": stp,
@@ -1158,11 +1180,15 @@ def until_final(user: str, order: dict, deadline: float) -> dict:
     return order
 
 
-def cancelled_object(order: dict, market: Market, orig_client_id: str | None) -> dict:
+def cancelled_object(order: dict, market: Market, cancel_id: str) -> dict:
+    """A cancelled order as Binance answers a cancel: the order's client id
+    in ``origClientOrderId``, the cancel request's own (``cancel_client_id``)
+    in ``clientOrderId``."""
     body = order_object(order, market)
     for name in ("time", "updateTime", "isWorking", "workingTime"):
         body.pop(name)
-    body["origClientOrderId"] = orig_client_id or body["clientOrderId"]
+    body["origClientOrderId"] = body["clientOrderId"]
+    body["clientOrderId"] = cancel_id
     body["transactTime"] = epoch_ms(order.get("updated_at"))
     return body
 
@@ -1172,6 +1198,7 @@ def cancelled_object(order: dict, market: Market, orig_client_id: str | None) ->
 def cancel_order():
     who = authenticated(TRADE)
     market = market_param()
+    cancel_id = cancel_client_id()
     deadline = time.monotonic() + _wait_budget_s()
     with per_call() as services:
         order = _find_order(services, who, market, -2011, MSG_UNKNOWN_ORDER_CANCEL,
@@ -1180,7 +1207,7 @@ def cancel_order():
             raise ApiError(400, "UNKNOWN_ORDER", MSG_UNKNOWN_ORDER_CANCEL, -2011,
                            MSG_UNKNOWN_ORDER_CANCEL)
         order = _cancel(who, order, market, deadline)
-    return ok(cancelled_object(order, market, order.get("client_order_id")))
+    return ok(cancelled_object(order, market, cancel_id))
 
 
 def _open_orders_weight() -> int:
@@ -1212,7 +1239,7 @@ def cancel_open_orders():
         out = []
         for order in orders:
             order = until_final(who.user_id, order, deadline)
-            out.append(cancelled_object(order, market, order.get("client_order_id")))
+            out.append(cancelled_object(order, market, cancel_client_id(None)))
     return ok(out)
 
 
@@ -1380,6 +1407,7 @@ def cancel_replace():
                         required=True)
     args = order_request(market)
     resp_type = _resp_type()
+    cancel_id = cancel_client_id("cancelNewClientOrderId")
     deadline = time.monotonic() + _wait_budget_s()
     with per_call() as services:
         cancelled, cancel_body = True, None
@@ -1390,7 +1418,7 @@ def cancel_replace():
                 raise ApiError(400, "UNKNOWN_ORDER", MSG_UNKNOWN_ORDER_CANCEL, -2011,
                                MSG_UNKNOWN_ORDER_CANCEL)
             order = _cancel(who, order, market, deadline)
-            cancel_body = cancelled_object(order, market, order.get("client_order_id"))
+            cancel_body = cancelled_object(order, market, cancel_id)
         except Exception as exc:
             refused = _refusal(exc)
             if refused is None:

@@ -41,3 +41,52 @@ def test_ccxt_since_without_until_still_reads_history(gateway_url, reader):
     week_ago = int(time.time() * 1000) - 7 * DAY_MS
     assert ex.fetch_my_trades(SYMBOL, since=week_ago) == []
     assert ex.fetch_orders(SYMBOL, since=week_ago) == []
+
+
+@pytest.fixture(scope="module")
+def bot(settings):
+    return kit.new_trader(settings, {"USDT": "10000"}, prefix="gwrulesbot")
+
+
+def resting_order(settings, bot, cid: str) -> dict:
+    placed = kit.raw(settings, "POST", "/api/v3/order", bot, body=True, params={
+        "symbol": BINANCE, "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+        "quantity": "0.01", "price": str(kit.far_bid(settings, kit.MARKET)),
+        "newClientOrderId": cid})
+    assert placed.status_code == 200, placed.text
+    return placed.json()
+
+
+def test_a_cancel_answers_its_own_client_id_and_the_orders_as_orig(settings, bot):
+    """Binance: ``origClientOrderId`` is the order's client id, ``clientOrderId``
+    the cancel request's (its ``newClientOrderId``, else a generated one);
+    the gateway answered the order's id in both."""
+    placed = resting_order(settings, bot, "rules-order-1")
+    named = kit.raw(settings, "DELETE", "/api/v3/order", bot, params={
+        "symbol": BINANCE, "orderId": placed["orderId"], "newClientOrderId": "rules-cancel-1"})
+    assert named.status_code == 200, named.text
+    assert (named.json()["status"], named.json()["origClientOrderId"],
+            named.json()["clientOrderId"]) == ("CANCELED", "rules-order-1", "rules-cancel-1")
+    placed = resting_order(settings, bot, "rules-order-2")
+    generated = kit.raw(settings, "DELETE", "/api/v3/order", bot, body=True,
+                        params={"symbol": BINANCE, "origClientOrderId": "rules-order-2"})
+    assert generated.status_code == 200, generated.text
+    body = generated.json()
+    assert body["origClientOrderId"] == "rules-order-2"
+    assert body["clientOrderId"] not in ("", "rules-order-2") and body["clientOrderId"].isalnum()
+    # The cancelled order itself keeps its id.
+    got = kit.raw(settings, "GET", "/api/v3/order", bot,
+                  params={"symbol": BINANCE, "orderId": placed["orderId"]})
+    assert got.json()["clientOrderId"] == "rules-order-2"
+
+
+def test_a_cancel_with_a_malformed_client_id_is_refused_and_cancels_nothing(settings, bot):
+    placed = resting_order(settings, bot, "rules-order-3")
+    refused = kit.raw(settings, "DELETE", "/api/v3/order", bot, params={
+        "symbol": BINANCE, "orderId": placed["orderId"], "newClientOrderId": "has space"})
+    assert (refused.status_code, refused.json()["code"]) == (400, -1100), refused.text
+    got = kit.raw(settings, "GET", "/api/v3/order", bot,
+                  params={"symbol": BINANCE, "orderId": placed["orderId"]})
+    assert got.json()["status"] == "NEW"
+    kit.raw(settings, "DELETE", "/api/v3/order", bot,
+            params={"symbol": BINANCE, "orderId": placed["orderId"]})

@@ -106,6 +106,29 @@ def test_order_objects_in_binances_shape():
     assert "fills" not in placed_object(order(), btc_usdt(), "RESULT", None)
 
 
+def test_a_cancelled_order_names_the_cancels_own_client_id():
+    """Binance's cancel answer: the order's client id in ``origClientOrderId``,
+    the cancel request's ``newClientOrderId`` (else a generated one) in
+    ``clientOrderId``."""
+    from gateway.api.binance import cancel_client_id, cancelled_object
+
+    app = Flask(__name__)
+    with app.test_request_context("/api/v3/order?symbol=BTCUSDT&orderId=7"
+                                  "&newClientOrderId=cancel-1"):
+        named = cancel_client_id()
+    with app.test_request_context("/api/v3/order?symbol=BTCUSDT&orderId=7"):
+        generated = cancel_client_id()
+    assert named == "cancel-1" and len(generated) == 22 and generated.isalnum()
+    body = cancelled_object(order(status="cancelled"), btc_usdt(), named)
+    assert (body["status"], body["origClientOrderId"], body["clientOrderId"]) == (
+        "CANCELED", "c1", "cancel-1")
+    with app.test_request_context("/api/v3/order?symbol=BTCUSDT&orderId=7"
+                                  "&newClientOrderId=has%20space"):
+        with pytest.raises(ApiError) as caught:
+            cancel_client_id()
+    assert (caught.value.binance_code, caught.value.field) == (-1100, "newClientOrderId")
+
+
 def test_a_read_by_client_order_id_asks_for_the_symbols_market():
     """The same id may name an order in each market (reused once its order
     ended): the read passes the symbol's market to orders, which filters on
