@@ -42,18 +42,43 @@ import sys  # noqa: E402
 import eventlet.wsgi  # noqa: E402
 from gateway.app import MAX_CONCURRENT_REQUESTS, create_app  # noqa: E402
 from gateway.collector import settle_heap  # noqa: E402
-from gateway.errors import headers_too_large_response, uri_too_long_response  # noqa: E402
+from gateway.errors import (  # noqa: E402
+    headers_too_large_response, request_timeout_response, uri_too_long_response,
+)
+from gateway.slow_clients import Deadlines, DeadlineInput  # noqa: E402
 from services.common.config import load_settings  # noqa: E402
 
 KEEPALIVE_IDLE_S = 75
 
 
 class Protocol(eventlet.wsgi.HttpProtocol):
-    """eventlet's, but headers over its limits are refused with a JSON body
-    like every other refusal (``headers_too_large_response``): eventlet
-    answers them with a bare 400 that a client's JSON decoding fails on."""
+    """eventlet's, with two changes:
+
+    * headers over its limits are refused with a JSON body like every other
+      refusal (``headers_too_large_response``): eventlet answers them with a
+      bare 400 that a client's JSON decoding fails on;
+    * each phase of reading a request has a deadline (gateway/slow_clients.py:
+      a stalled or trickling client cannot hold its connection and WSGI slot
+      for good)."""
+
+    deadlines: Deadlines   # set from the settings before serving
+
+    def _read_request_line(self):
+        # eventlet's keepalive bounds each read of the line, not the line:
+        # a byte a minute kept it waiting for ever.
+        timer = eventlet.Timeout(self.deadlines.request_line_s)
+        try:
+            return super()._read_request_line()
+        except eventlet.Timeout as exc:
+            if exc is not timer:
+                raise
+            self.close_connection = 1
+            return ""
+        finally:
+            timer.cancel()
 
     def parse_request(self):
+        timer = eventlet.Timeout(self.deadlines.headers_s)
         try:
             return super().parse_request()
         except (eventlet.wsgi.HeaderLineTooLong, eventlet.wsgi.HeadersTooLarge):
@@ -61,6 +86,25 @@ class Protocol(eventlet.wsgi.HttpProtocol):
                                                         eventlet.wsgi.MAX_TOTAL_HEADER_SIZE))
             self.close_connection = 1
             return False
+        except eventlet.Timeout as exc:
+            if exc is not timer:
+                raise
+            self.wfile.write(request_timeout_response("headers", self.deadlines.headers_s))
+            self.close_connection = 1
+            return False
+        finally:
+            timer.cancel()
+
+    def get_environ(self):
+        environ = super().get_environ()
+        environ["wsgi.input"] = DeadlineInput(environ["wsgi.input"], self.deadlines.body_s,
+                                              on_expiry=self._close_after_answer)
+        return environ
+
+    def _close_after_answer(self):
+        # Set before the answer's headers are written: eventlet then sends
+        # "Connection: close" and never reads the rest of the body.
+        self.close_connection = 1
 
 
 def listen(host: str, port: int):
@@ -85,7 +129,9 @@ if __name__ == "__main__":
     # A request line over the server's limit is refused by eventlet before
     # any route: with a JSON {code, msg} body (gateway/errors.py).
     eventlet.wsgi.RESPONSE_414 = uri_too_long_response(eventlet.wsgi.MAX_REQUEST_LINE)
-    eventlet.wsgi.server(listener, app, protocol=Protocol, log_output=False,
-                         max_size=MAX_CONCURRENT_REQUESTS,
+    Protocol.deadlines = Deadlines.from_settings(settings)
+    eventlet.wsgi.server(listener, app, protocol=Protocol,
+                         log_output=False, max_size=MAX_CONCURRENT_REQUESTS,
                          keepalive=KEEPALIVE_IDLE_S, debug=False,
-                         capitalize_response_headers=False)
+                         capitalize_response_headers=False,
+                         socket_timeout=Protocol.deadlines.idle_s)

@@ -103,9 +103,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 408: "REQUEST_TIMEOUT",
                 413: "REQUEST_TOO_LARGE"}.get(exc.code, "BAD_REQUEST")
-        binance = {404: -1000, 405: -1000, 413: -1100}.get(exc.code, -1100)
+        binance = {404: -1000, 405: -1000, 408: -1000, 413: -1100}.get(exc.code, -1100)
         return error_response(errors.ApiError(exc.code or 400, code, exc.description or code,
                                               binance))
 

@@ -35,17 +35,25 @@ MSG_LOT_SIZE = "Filter failure: LOT_SIZE"           # ccxt: InvalidOrder
 MSG_NOTIONAL = "Filter failure: NOTIONAL"           # ccxt: BadRequest (-1013)
 
 
+def raw_refusal(status: str, native_code: str, text: str, binance_code: int = -1100) -> bytes:
+    """The raw HTTP answer the server writes itself, before any route runs,
+    and the connection closed: Binance's ``{code, msg}`` and the native
+    ``error`` in one JSON body, as the API is not known yet."""
+    body = json.dumps({"code": binance_code, "msg": text[0].upper() + text[1:] + ".",
+                       "error": {"code": native_code, "message": text}},
+                      separators=(",", ":")).encode()
+    return (b"HTTP/1.0 " + status.encode() + b"\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
 def headers_too_large_response(limit: int, total: int) -> bytes:
     """The raw HTTP answer to a header line of ``limit`` bytes or more, or
     headers of ``total`` in all, which eventlet refuses before any route
     runs (with a bare 400): 431 with the same JSON body shape as the 414."""
-    text = f"request headers too large: a line at most {limit} bytes, all at most {total}"
-    body = json.dumps({"code": -1100, "msg": text[0].upper() + text[1:] + ".",
-                       "error": {"code": "HEADERS_TOO_LARGE", "message": text}},
-                      separators=(",", ":")).encode()
-    return (b"HTTP/1.0 431 Request Header Fields Too Large\r\nConnection: close\r\n"
-            b"Content-Type: application/json\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return raw_refusal("431 Request Header Fields Too Large", "HEADERS_TOO_LARGE",
+                       f"request headers too large: a line at most {limit} bytes, "
+                       f"all at most {total}")
 
 
 def uri_too_long_response(limit: int) -> bytes:
@@ -54,13 +62,20 @@ def uri_too_long_response(limit: int) -> bytes:
     a JSON ``{code, msg}`` body as every other refusal of the partner API
     (eventlet's own is a bare 414 without a body). Binance documents no code
     for it: -1100, as for a body over the limit (413)."""
-    body = json.dumps({"code": -1100, "msg": f"Request URI too long: at most {limit} bytes.",
-                       "error": {"code": "URI_TOO_LONG",
-                                 "message": f"request URI too long: at most {limit} bytes"}},
-                      separators=(",", ":")).encode()
-    return (b"HTTP/1.0 414 Request URI Too Long\r\nConnection: close\r\n"
-            b"Content-Type: application/json\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return raw_refusal("414 Request URI Too Long", "URI_TOO_LONG",
+                       f"request URI too long: at most {limit} bytes")
+
+
+def request_timeout_response(phase: str, seconds: float) -> bytes:
+    """The raw HTTP answer to a request whose ``phase`` (its headers) did not
+    arrive in time (gateway/slow_clients.py): 408. Binance documents no code
+    for it: -1000."""
+    return raw_refusal("408 Request Timeout", "REQUEST_TIMEOUT",
+                       request_timeout_text(phase, seconds), -1000)
+
+
+def request_timeout_text(phase: str, seconds: float) -> str:
+    return f"request timeout: the {phase} must arrive within {seconds:g} s"
 
 
 @dataclass

@@ -59,6 +59,7 @@ and written straight to every connection with nothing waiting.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
@@ -76,6 +77,7 @@ from socketio.kombu_manager import KombuManager
 from gateway import bridge as push_bridge
 from gateway import ratelimit
 from gateway.push_fanout import Fanout
+from gateway.slow_clients import BodyTimeout
 from services.common import metrics
 from services.common.config import Settings
 from services.common.errors import code_of
@@ -576,14 +578,20 @@ class Push:
         return f"{channel}:{market}"
 
 
-def refuse_oversized_polls(wsgi_app, path: str = "/socket.io"):
-    """WSGI in front of Socket.IO: a long-polling POST declaring more than
-    ``MAX_FRAME_BYTES`` (or no length: a chunked body) is answered 413 (411)
-    here, before Engine.IO. Engine.IO refuses it too, but then closes the
-    session waiting for the client to read the close, which a client that
-    only posts never does: the request was never answered and its green
-    thread, TCP connection and WSGI slot (the process's 1,000, shared with
-    the REST APIs) were held for good, for the price of a request's headers."""
+def guard_polls(wsgi_app, path: str = "/socket.io"):
+    """WSGI in front of Socket.IO, for long-polling POSTs:
+
+    * one declaring more than ``MAX_FRAME_BYTES`` (or no length: a chunked
+      body) is answered 413 (411) here, before Engine.IO. Engine.IO refuses
+      it too, but then closes the session waiting for the client to read the
+      close, which a client that only posts never does: the request was
+      never answered and its green thread, TCP connection and WSGI slot (the
+      process's 1,000, shared with the REST APIs) were held for good, for
+      the price of a request's headers;
+    * its body is read here, within the body's deadline
+      (gateway/slow_clients.py), and handed to Engine.IO read: Engine.IO
+      answers "ok" to any failure of its own read, so a stalled body got a
+      200 and a traceback in the log instead of the 408."""
     def guarded(environ, start_response):
         if environ.get("REQUEST_METHOD") == "POST" and \
                 environ.get("PATH_INFO", "").startswith(path):
@@ -595,6 +603,11 @@ def refuse_oversized_polls(wsgi_app, path: str = "/socket.io"):
                 return _refuse(start_response, "413 Request Entity Too Large",
                                "MESSAGE_TOO_LARGE",
                                f"a request body is at most {MAX_FRAME_BYTES} bytes")
+            try:
+                environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(int(declared)))
+            except BodyTimeout as exc:
+                return _refuse(start_response, "408 Request Timeout", "REQUEST_TIMEOUT",
+                               exc.description)
         return wsgi_app(environ, start_response)
     return guarded
 
@@ -618,7 +631,7 @@ def init_app(app, socketio, settings: Settings, rpc) -> Push:
     # not dropped for a late pong.
     socketio.init_app(app, client_manager=manager, max_http_buffer_size=MAX_FRAME_BYTES,
                       serializer=PushPacket)
-    app.wsgi_app = refuse_oversized_polls(app.wsgi_app)
+    app.wsgi_app = guard_polls(app.wsgi_app)
     socketio.on_event("connect", push.on_connect)
     socketio.on_event("disconnect", push.on_disconnect)
     socketio.on_event("authenticate", push.on_authenticate)
