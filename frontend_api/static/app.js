@@ -205,6 +205,16 @@ function minute(ms) {
   return clock(ms).slice(0, 5);  // hh:mm of the tape's own clock
 }
 
+// A time as the tape's clock writes it, with its date first when it is not
+// of today (My trades go back days); the date and time in full as its title.
+function timeCell(ms) {
+  const at = new Date(ms);
+  const today = at.toDateString() === new Date().toDateString();
+  const td = cell(today ? clock(ms) : `${at.toLocaleDateString()} ${clock(ms)}`, "time");
+  td.title = at.toLocaleString();
+  return td;
+}
+
 // -- markets --------------------------------------------------------------------
 async function loadMarkets() {
   const { markets } = await api("GET", "/markets");
@@ -662,13 +672,19 @@ async function refreshFills() {
     const key = (f) => `${f.trade_id}:${f.role}`;
     const known = new Set(read.map(key));
     const pushed = recentFills.filter((f) => f.market === state.market && !known.has(key(f)));
-    const fills = [...pushed, ...read];
+    // Newest first, as the tape: the pushed fills the read lacks in their place.
+    const fills = [...pushed, ...read].sort(newerFirst);
     // A fill pushed has no fee yet, and a read's fee is "pending" until
     // wallets settles it: read again at the balances push that follows it.
     feesPending = fills.some((f) => !f.fee || !f.fee.settled);
-    fillTable("#fills", fills.map((f) => row(cell(f.market), cell(f.side, f.side), cell(priceText(f)),
-                                              cell(quantityText(f.market, f.quantity)), cell(f.role),
-                                              cell(feeText(f)))));
+    fillTable("#fills", fills.map((f) => {
+      const tr = row(cell(f.market), cell(f.side, f.side), cell(priceText(f)),
+                     cell(quantityText(f.market, f.quantity)), cell(f.role), cell(feeText(f)),
+                     timeCell(f.executed_at));
+      tr.dataset.trade = f.trade_id;
+      tr.dataset.at = f.executed_at;
+      return tr;
+    }));
   } catch (error) {
     console.warn("fills", error.message);
   } finally {

@@ -6,9 +6,14 @@ form's own check before sending. Same conventions as trader_scenarios.py
 run/artifacts/browser/trader_client/)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.e2e.browser import chromium
 from tests.e2e.browser.sweep_scenarios import BAND_FACTOR, submit, wait_error
@@ -26,6 +31,14 @@ STATUS_CELLS = ("() => [...document.querySelectorAll('#open-orders tbody tr, #or
 
 def shots():
     return chromium.artifacts_dir("browser/trader_client")
+
+
+def cancel_left(trader) -> None:
+    """On the way out, even from a failure: the trader's open orders
+    cancelled (a bid left inside the spread narrows it for every later run)."""
+    with contextlib.suppress(PlaywrightError):
+        trader.page.click("#cancel-all", timeout=5000)
+        trader.page.wait_for_selector("#open-orders tbody tr", state="detached", timeout=5000)
 
 
 def wait_status(page, table: str, order_id: int, words: str, raw: str) -> None:
@@ -102,11 +115,59 @@ def statuses_in_words(args):
                 no_raw_words(trader)
                 assert trader.errors == [], f"{trader.name} console: {trader.errors}"
         finally:
+            cancel_left(buyer)
             buyer.close()
             seller.close()
 
 
-SCENARIOS = {"statuses_in_words": statuses_in_words}
+TOKYO = "Asia/Tokyo"  # 9 hours from UTC, the machine's zone: a time in UTC shows
+
+
+def seconds_of_day(text: str) -> int:
+    hours, minutes, seconds = (int(part) for part in text.split(":"))
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def my_trades_show_their_time(args):
+    """My trades had no time column. Each fill must show its time as the
+    tape does (the trader's local time, hh:mm:ss for today's), newest first:
+    a buyer in Tokyo, two fills of their bid 1.5 s apart."""
+    with chromium.browser() as browser:
+        buyer, seller = signed_in_pair(browser, args, "time-", timezone_id=TOKYO)
+        try:
+            page = buyer.page
+            buyer.place("buy", args["price"], QUANTITY, post_only=True)
+            seller.book_has("buy", args["price"])
+            seller.place("sell", args["price"], PART, tif="IOC")
+            page.wait_for_selector("#fills tbody tr", timeout=WAIT_MS)
+            page.wait_for_timeout(1500)
+            seller.place("sell", args["price"], PART, tif="IOC")
+            now = datetime.now(ZoneInfo(TOKYO))
+            page.wait_for_function("document.querySelectorAll('#fills tbody tr').length === 2",
+                                   timeout=WAIT_MS)
+            page.wait_for_timeout(1500)                  # past the read after the pushes
+            headers = page.eval_on_selector_all("#fills thead th", "hs => hs.map(h => h.textContent)")
+            assert "Time" in headers, f"My trades' columns: {headers}"
+            column = headers.index("Time")
+            times = page.eval_on_selector_all(
+                "#fills tbody tr", "(rs, i) => rs.map(r => r.cells[i]?.textContent)", column)
+            buyer.shot("22-my-trades-time")
+            assert len(times) == 2 and all(t and len(t) == 8 for t in times), times
+            # Tokyo's wall clock of the second fill, within the test's own pace.
+            late = (seconds_of_day(now.strftime("%H:%M:%S")) - seconds_of_day(times[0])) % 86400
+            assert late <= 30 or late >= 86400 - 30, f"{times[0]} is not Tokyo's {now:%H:%M:%S}"
+            apart = (seconds_of_day(times[0]) - seconds_of_day(times[1])) % 86400
+            assert 1 <= apart <= 30, f"not newest first, or not 1.5 s apart: {times}"
+            for trader in (buyer, seller):
+                assert trader.errors == [], f"{trader.name} console: {trader.errors}"
+        finally:
+            cancel_left(buyer)
+            buyer.close()
+            seller.close()
+
+
+SCENARIOS = {"statuses_in_words": statuses_in_words,
+             "my_trades_show_their_time": my_trades_show_their_time}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](json.loads(sys.argv[2]))

@@ -24,3 +24,9 @@ def test_orders_statuses_read_in_words_with_the_reason_of_a_refusal_or_an_expiry
     run("statuses_in_words",
         with_price(settings, buyer=trader(settings, {"USDT": "5000"}),
                    seller=trader(settings, {"BTC": "1"})))
+
+
+def test_my_trades_show_each_fills_time_in_the_traders_zone_newest_first(settings):
+    run("my_trades_show_their_time",
+        with_price(settings, buyer=trader(settings, {"USDT": "5000"}),
+                   seller=trader(settings, {"BTC": "1"})))

@@ -21,10 +21,12 @@ WAIT_MS = 20_000
 
 
 class Trader:
-    def __init__(self, browser, gateway_url: str, who, name: str, shots):
-        # The page's CSP forbids eval, which Playwright's waits use.
+    def __init__(self, browser, gateway_url: str, who, name: str, shots,
+                 timezone_id: str | None = None):
+        # The page's CSP forbids eval, which Playwright's waits use. A time
+        # zone (like "Asia/Tokyo") for a trader whose clock is not the machine's.
         self.context = browser.new_context(viewport={"width": 1400, "height": 1000},
-                                           bypass_csp=True)
+                                           bypass_csp=True, timezone_id=timezone_id)
         self.page = self.context.new_page()
         self.name = name
         self.who = who
@@ -139,11 +141,14 @@ class Trader:
         self.context.close()
 
 
-def signed_in_pair(browser, args, prefix: str = "") -> tuple[Trader, Trader]:
+def signed_in_pair(browser, args, prefix: str = "",
+                   timezone_id: str | None = None) -> tuple[Trader, Trader]:
     """The buyer (5000 USDT) and the seller (1 BTC) of ``args``, each in a
-    browser context of their own, signed in, their balances shown."""
+    browser context of their own, signed in, their balances shown; the
+    buyer's clock in ``timezone_id`` when given."""
     shots = chromium.artifacts_dir("browser/trader_client")
-    buyer = Trader(browser, args["url"], SimpleNamespace(**args["buyer"]), f"{prefix}buyer", shots)
+    buyer = Trader(browser, args["url"], SimpleNamespace(**args["buyer"]), f"{prefix}buyer", shots,
+                   timezone_id)
     seller = Trader(browser, args["url"], SimpleNamespace(**args["seller"]), f"{prefix}seller",
                     shots)
     try:
