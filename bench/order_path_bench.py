@@ -730,10 +730,11 @@ def _queue_family(queue: str) -> str:
 
 def rabbit_counters(settings, vhost: str) -> dict:
     """{(direction, queue family, channel, queue): count} from the broker's
-    per-object Prometheus metrics (rabbitmq_prometheus, stack/monitoring.py)."""
+    per-object Prometheus metrics (rabbitmq_prometheus's /metrics/per-object:
+    its /metrics gives the node's totals, stack/monitoring.py)."""
     import re
     import urllib.request
-    url = f"http://{settings.host}:{settings['EXCHANGE_RABBITMQ_METRICS_PORT']}/metrics"
+    url = f"http://{settings.host}:{settings['EXCHANGE_RABBITMQ_METRICS_PORT']}/metrics/per-object"
     with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode()
     out: dict = {}

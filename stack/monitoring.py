@@ -276,12 +276,24 @@ def addresses(settings: Settings) -> dict[str, str]:
     }
 
 
+# The rabbitmq_prometheus plugin's /metrics returns node totals unless it
+# returns per-object metrics; Prometheus reads the queues' depths (what
+# QueueBacklog needs) from /metrics/detailed, with only these families
+# (monitoring/prometheus.yml, job rabbitmq-queues), which needs no setting.
+RABBITMQ_PER_OBJECT_METRICS = "false"
+
+
 def rabbitmq_config_lines(settings: Settings) -> list[str]:
-    """rabbitmq.conf lines for the rabbitmq_prometheus plugin's listener."""
+    """rabbitmq.conf lines for the rabbitmq_prometheus plugin: its listener,
+    and /metrics as node totals. Per object, every scrape (every 5 s) rendered
+    every queue, channel and connection of every vhost: ~25 series per queue,
+    ~8,000 samples and 620 KB a scrape of the dev broker on 2026-12-07, most
+    of them reply queues (rpc.reply-<name>-<uuid>) that Prometheus then
+    dropped. /metrics/per-object still gives everything to whoever asks (the
+    order-path bench's counters)."""
     return [f"prometheus.tcp.ip = {settings.host}",
             f"prometheus.tcp.port = {settings['EXCHANGE_RABBITMQ_METRICS_PORT']}",
-            # Per queue series (depth of wallets.settlement, the engines' queues).
-            "prometheus.return_per_object_metrics = true"]
+            f"prometheus.return_per_object_metrics = {RABBITMQ_PER_OBJECT_METRICS}"]
 
 
 def enable_rabbitmq_plugin_online(settings: Settings) -> list[str]:
@@ -292,7 +304,8 @@ def enable_rabbitmq_plugin_online(settings: Settings) -> list[str]:
         return []
     rabbitmqctl(settings, "eval", "application:set_env(rabbitmq_prometheus, tcp_config, "
                 f"[{{port, {port}}}, {{ip, \"{settings.host}\"}}]), "
-                "application:set_env(rabbitmq_prometheus, return_per_object_metrics, true).")
+                "application:set_env(rabbitmq_prometheus, return_per_object_metrics, "
+                f"{RABBITMQ_PER_OBJECT_METRICS}).")
     plugins = _binary("/usr/lib/rabbitmq/bin/rabbitmq-plugins", package="rabbitmq-server")
     from stack.servers import _rabbit_env
     env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", **_rabbit_env(settings)}

@@ -6,12 +6,12 @@ from stack.monitoring import app_targets
 
 from obs_helpers import wait_until
 
-SERVER_JOBS = {"prometheus", "alertmanager", "rabbitmq", "postgresql", "memcached", "cassandra",
-               "keycloak", "node"}
+SERVER_JOBS = {"prometheus", "alertmanager", "rabbitmq", "rabbitmq-queues", "postgresql",
+               "memcached", "cassandra", "keycloak", "node"}
 
 # (what, PromQL that must return at least one series)
 KEY_SERIES = [
-    ("RabbitMQ queue depths", 'rabbitmq_queue_messages_ready'),
+    ("RabbitMQ queue depths", 'rabbitmq_detailed_queue_messages_ready{queue="wallets.settlement"}'),
     ("PostgreSQL up", 'pg_up == 1'),
     ("Memcached up", 'memcached_up == 1'),
     ("Cassandra client request latency", 'cassandra_clientrequest_latency_count'),
