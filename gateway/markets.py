@@ -31,6 +31,7 @@ from typing import Callable
 from eventlet.semaphore import Semaphore
 
 from gateway.errors import MSG_LOT_SIZE, MSG_NOTIONAL, MSG_PRICE_FILTER, ApiError
+from services.matching.models import MarketConfig
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,16 @@ class Market:
         else:
             amount, asset, scale = quote_quantity * rate, self.quote, self.quote_scale
         return amount.quantize(Decimal(1).scaleb(-scale), rounding="ROUND_FLOOR"), asset
+
+    def engine_config(self) -> MarketConfig:
+        """The market's grid and price band as the matching engine's config:
+        what ``services/matching/verdict.py`` needs to ask a scratch engine
+        about a limit price (POST /api/v3/order/test), the band being the
+        engine's rule alone."""
+        return MarketConfig(symbol=self.symbol, base_asset=self.base, quote_asset=self.quote,
+                            tick_size=format(self.tick, "f"), lot_size=format(self.lot, "f"),
+                            price_band_percent=None if self.price_band_percent is None
+                            else format(self.price_band_percent, "f"))
 
     def _band_filter(self) -> list[dict]:
         """The engine's price band as Binance states one: a refusal names

@@ -96,6 +96,7 @@ from services.common import grammar
 from services.common.errors import InvalidInput, code_of
 from services.marketdata.schemas import MAX_TIME_MS, MIN_TIME_MS
 from services.marketdata.ticker import change_percent
+from services.matching.verdict import limit_price_rejection
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("binance", __name__)
@@ -906,15 +907,18 @@ def fills_of(services, user: str, order: dict, market: Market, deadline: float) 
         polls += 1
 
 
-def refusal_after_acceptance(order: dict) -> ApiError | None:
-    """An engine refusal that Binance would have answered as an error (the
-    engine's reason through the one error table)."""
-    if order["status"] != "rejected" or order.get("reason") in EXPIRED_REJECTIONS:
-        return None
-    reason = order.get("reason") or "ORDER_REJECTED"
+def engine_refusal(reason: str) -> ApiError:
+    """The engine's reason as Binance's error, through the one error table."""
     status, code, message = TABLE.get(reason, (400, -2010, None))
     message = message or f"Order rejected: {reason}."
     return ApiError(status, reason, message, code, message)
+
+
+def refusal_after_acceptance(order: dict) -> ApiError | None:
+    """An engine refusal that Binance would have answered as an error."""
+    if order["status"] != "rejected" or order.get("reason") in EXPIRED_REJECTIONS:
+        return None
+    return engine_refusal(order.get("reason") or "ORDER_REJECTED")
 
 
 # ================================================================ private: endpoints
@@ -1101,9 +1105,21 @@ def place_order():
 @blueprint.post("/order/test")
 @ratelimit.weight(1)
 def test_order():
+    """POST /order's checks without placing anything, the engine's price band
+    included (exchangeInfo's PERCENT_PRICE_BY_SIDE: -1013 as a real order
+    gets): the engine's own verdict on the limit price around its current
+    reference price (services/matching/verdict.py), not a copy of its rule."""
     authenticated(TRADE)
-    order_request(market_param())
+    market = market_param()
+    args = order_request(market)
     _resp_type()
+    if args["type"] == "limit" and market.price_band_percent is not None:
+        with rpc() as services:
+            reference = services.matching.get_depth(market.symbol, 1)["reference_price"]
+        reason = limit_price_rejection(market.engine_config(), reference, args["side"],
+                                       args["price"])
+        if reason is not None:
+            raise engine_refusal(reason)
     return ok({})
 
 

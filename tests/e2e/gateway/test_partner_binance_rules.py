@@ -5,8 +5,15 @@ running gateway:
 * ``myTrades`` and ``allOrders`` with ``startTime`` and ``endTime`` more
   than 24 hours apart: Binance's -1127 "More than 24 hours between
   startTime and endTime.", where the gateway read the whole window; one of
-  them alone stays unbounded (ccxt's ``since`` without ``until``)."""
+  them alone stays unbounded (ccxt's ``since`` without ``until``);
+* a cancel's answer: ``origClientOrderId`` the order's client id,
+  ``clientOrderId`` the cancel's own (``newClientOrderId``, else generated),
+  where the gateway answered the order's id in both;
+* ``POST /order/test`` with a limit price outside the engine's band
+  (exchangeInfo's PERCENT_PRICE_BY_SIDE): -1013 as a real order gets, where
+  the gateway answered {}."""
 import time
+from decimal import Decimal
 
 import pytest
 
@@ -90,3 +97,42 @@ def test_a_cancel_with_a_malformed_client_id_is_refused_and_cancels_nothing(sett
     assert got.json()["status"] == "NEW"
     kit.raw(settings, "DELETE", "/api/v3/order", bot,
             params={"symbol": BINANCE, "orderId": placed["orderId"]})
+
+
+def band_prices(settings) -> tuple[Decimal, Decimal, Decimal]:
+    """(reference price, the band's percentage as exchangeInfo states it,
+    a price just outside the band above the reference)."""
+    with kit.rpc_proxy(settings) as rpc:
+        reference = Decimal(rpc.matching.get_depth(kit.MARKET, 1)["reference_price"])
+    info = kit.raw(settings, "GET", "/api/v3/exchangeInfo", params={"symbol": BINANCE}).json()
+    band = next(f for f in info["symbols"][0]["filters"]
+                if f["filterType"] == "PERCENT_PRICE_BY_SIDE")
+    up = Decimal(band["bidMultiplierUp"])
+    return reference, up, (reference * up + kit.TICK).quantize(kit.TICK)
+
+
+def test_order_test_applies_the_price_band_as_a_real_order_gets_it(settings, bot):
+    """exchangeInfo states the engine's band as PERCENT_PRICE_BY_SIDE and a
+    real order outside it is -1013; order/test answered {} for it."""
+    reference, up, outside = band_prices(settings)
+    order = {"symbol": BINANCE, "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+             "quantity": "0.01", "price": str(outside)}
+    band_refusal = {"code": -1013, "msg": "Filter failure: PERCENT_PRICE_BY_SIDE"}
+    tested = kit.raw(settings, "POST", "/api/v3/order/test", bot, params=order, body=True)
+    assert (tested.status_code, tested.json()) == (400, band_refusal), tested.text
+    placed = kit.raw(settings, "POST", "/api/v3/order", bot, params=order, body=True)
+    assert (placed.status_code, placed.json()) == (400, band_refusal), placed.text
+    # Below the band on the sell side, LIMIT_MAKER too; inside it: {} as before.
+    below = (reference * (2 - up) - kit.TICK).quantize(kit.TICK)
+    for params in ({**order, "side": "SELL", "price": str(below)},
+                   {**order, "type": "LIMIT_MAKER", "timeInForce": None}):
+        params = {k: v for k, v in params.items() if v is not None}
+        tested = kit.raw(settings, "POST", "/api/v3/order/test", bot, params=params, body=True)
+        assert (tested.status_code, tested.json()) == (400, band_refusal), (params, tested.text)
+    inside = kit.raw(settings, "POST", "/api/v3/order/test", bot, body=True,
+                     params={**order, "price": str(kit.far_bid(settings, kit.MARKET))})
+    assert (inside.status_code, inside.json()) == (200, {}), inside.text
+    # A market order has no limit price: the band is not its rule.
+    market = kit.raw(settings, "POST", "/api/v3/order/test", bot, body=True, params={
+        "symbol": BINANCE, "side": "BUY", "type": "MARKET", "quantity": "0.01"})
+    assert (market.status_code, market.json()) == (200, {}), market.text
