@@ -42,7 +42,10 @@ taker-buy volumes are "0" (not recorded); a ticker's ``prevClosePrice`` is its o
 ``firstId``/``lastId`` are -1; ``avgPrice`` averages the trades of the 1m
 candles opening at or after now - 5 min floored (5 to 6 minutes); a MARKET SELL by ``quoteOrderQty`` is refused
 (-1013, the engine sells by quantity); a MARKET order takes ``timeInForce``
-IOC or FOK (Binance takes none; GTC is its -1106 here too); ``account``'s ``makerCommission`` and
+IOC or FOK (Binance takes none; GTC is its -1106 here too); ``recvWindow`` is whole
+milliseconds (Binance also takes 3 decimals, for microseconds: -1100 here,
+gateway/auth.py); ``aggTrades``' ``startTime``/``endTime`` are at most an hour apart
+(-1127; Binance dropped that limit); ``account``'s ``makerCommission`` and
 ``takerCommission`` are 0, without ``commissionRates`` (rates are per market
 here: ``account/commission``, ``/sapi/v1/asset/tradeFee``); the order rate
 limits count an account's orders placed through the gateway (``rateLimit/order``'s
