@@ -9,6 +9,7 @@ Prometheus reads it. To hold it behind, the journal gets an entry it cannot
 apply (a command type it does not know: what an engine of an older release
 meets when a newer one journaled a new command) and more after it.
 """
+import re
 import time
 import uuid
 
@@ -30,20 +31,20 @@ EVENTS = f"standby_lag_test_{uuid.uuid4().hex[:8]}.events"   # its outbox rows, 
 
 
 @pytest.fixture
-def nameko_config(nameko_config):
-    # Only this test's markets (TM...); events to an exchange of its own;
-    # /metrics on a free port.
-    return {**nameko_config, "MATCHING_EVENTS_EXCHANGE": EVENTS, "MATCHING_MARKETS": "TM.*",
-            "METRICS_PORT": 0}
-
-
-@pytest.fixture
 def market(test_settings):
     with throwaway_market(test_settings, f"TM{uuid.uuid4().hex[:6].upper()}-USDT",
                           lot="0.001") as symbol:
         yield symbol
     with psycopg.connect(test_settings.postgres_dsn()) as conn:
         conn.execute("DELETE FROM outbox WHERE exchange = %s", (EVENTS,))
+
+
+@pytest.fixture
+def nameko_config(nameko_config, market):
+    # This test's market only (not the TM markets of tests running beside
+    # it); events to an exchange of its own; /metrics on a free port.
+    return {**nameko_config, "MATCHING_EVENTS_EXCHANGE": EVENTS,
+            "MATCHING_MARKETS": re.escape(market), "METRICS_PORT": 0}
 
 
 def market_config(test_settings, symbol) -> MarketConfig:
