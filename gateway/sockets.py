@@ -63,6 +63,7 @@ import io
 import json
 import logging
 import time
+import urllib.parse
 from contextlib import contextmanager
 
 import eventlet
@@ -71,6 +72,7 @@ import eventlet.semaphore
 from flask import request
 from flask_socketio import ConnectionRefusedError, emit, join_room, leave_room
 from engineio import packet as engineio_packet
+from engineio import payload as engineio_payload
 from socketio import packet as socketio_packet
 from socketio.kombu_manager import KombuManager
 
@@ -578,6 +580,39 @@ class Push:
         return f"{channel}:{market}"
 
 
+# What a client may post in a long-polling payload (Engine.IO 4): close,
+# pong, message, upgrade. A ping, a noop or an unknown type made Engine.IO
+# close the session waiting for the client to read the close (the same hang
+# as an oversized body); an empty or unparsable packet left a traceback and
+# an "ok". Binary messages are not part of this protocol.
+CLIENT_POLL_PACKETS = frozenset(str(kind) for kind in (
+    engineio_packet.CLOSE, engineio_packet.PONG, engineio_packet.MESSAGE,
+    engineio_packet.UPGRADE))
+
+
+def poll_payload_refusal(body: bytes) -> str | None:
+    """Why Engine.IO must not be handed this long-polling POST body, or None.
+    Only the packets' framing and types are read here (Engine.IO parses
+    them; the messages' contents are ``guard_incoming``'s)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "a payload is UTF-8 text"
+    if text.startswith("d="):   # JSONP, as Engine.IO reads it
+        text = urllib.parse.parse_qs(text).get("d", [""])[0]
+    if not text:
+        return None
+    packets = text.split("\x1e")
+    if len(packets) > engineio_payload.Payload.max_decode_packets:
+        return f"at most {engineio_payload.Payload.max_decode_packets} packets per payload"
+    for encoded in packets:
+        if not encoded:
+            return "an empty packet"
+        if encoded[0] not in CLIENT_POLL_PACKETS:
+            return f"a client does not send packets of type {encoded[0]!r}"
+    return None
+
+
 def guard_polls(wsgi_app, path: str = "/socket.io"):
     """WSGI in front of Socket.IO, for long-polling POSTs:
 
@@ -591,7 +626,9 @@ def guard_polls(wsgi_app, path: str = "/socket.io"):
     * its body is read here, within the body's deadline
       (gateway/slow_clients.py), and handed to Engine.IO read: Engine.IO
       answers "ok" to any failure of its own read, so a stalled body got a
-      200 and a traceback in the log instead of the 408."""
+      200 and a traceback in the log instead of the 408;
+    * a payload Engine.IO would refuse (``poll_payload_refusal``) is
+      answered 400 BAD_PACKET here, for the same hang."""
     def guarded(environ, start_response):
         if environ.get("REQUEST_METHOD") == "POST" and \
                 environ.get("PATH_INFO", "").startswith(path):
@@ -604,10 +641,15 @@ def guard_polls(wsgi_app, path: str = "/socket.io"):
                                "MESSAGE_TOO_LARGE",
                                f"a request body is at most {MAX_FRAME_BYTES} bytes")
             try:
-                environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(int(declared)))
+                body = environ["wsgi.input"].read(int(declared))
             except BodyTimeout as exc:
                 return _refuse(start_response, "408 Request Timeout", "REQUEST_TIMEOUT",
                                exc.description)
+            refusal = poll_payload_refusal(body)
+            if refusal is not None:
+                log.warning("bad long-polling payload: %s", refusal)
+                return _refuse(start_response, "400 Bad Request", "BAD_PACKET", refusal)
+            environ["wsgi.input"] = io.BytesIO(body)
         return wsgi_app(environ, start_response)
     return guarded
 

@@ -241,3 +241,24 @@ def test_an_oversized_long_polling_post_is_answered_at_once(gateway):
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         assert time.monotonic() - started < 5
     assert tracebacks(gateway) == before
+
+
+@pytest.mark.parametrize("payload", ["2", "6", "9", "", "\x1e", "4x\x1e", "bAAAA",
+                                     "\x1e".join(["3"] * 17), "d=2"])
+def test_a_long_polling_payload_engine_io_would_refuse_is_answered_400(gateway, payload):
+    """A ping, noop or unknown packet type made Engine.IO close the session
+    and wait for the client to read the close: a POST of one byte was never
+    answered and held its WSGI slot. An empty or unparsable packet (or 17 of
+    them, past Engine.IO's 16) left a traceback and an "ok"."""
+    before = tracebacks(gateway)
+    polling = f"{gateway.url}/socket.io/?EIO=4&transport=polling"
+    sid = json.loads(requests.get(polling, timeout=10).text[1:])["sid"]
+    answer = requests.post(f"{polling}&sid={sid}", data=payload.encode(), timeout=10)
+    if payload == "":
+        assert answer.status_code == 200, answer.text   # no packets: nothing to refuse
+    else:
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["code"] == "BAD_PACKET", answer.text
+    # The session still works: a message posted after it is taken.
+    assert requests.post(f"{polling}&sid={sid}", data=b"40", timeout=10).status_code == 200
+    assert tracebacks(gateway) == before
