@@ -6,12 +6,13 @@
 import { io } from "/vendor/socket.io.esm.min.js";
 import { createChart, CandlestickSeries } from "/vendor/lightweight-charts.mjs";
 import { BookSync } from "./book.js";
-import { checkOrder, compare, fixed, isZero, sum } from "./decimal.js";
+import { checkOrder, checkWithdrawal, compare, fixed, isZero, sum } from "./decimal.js";
 import { signIn } from "./signin.js";
 
 const $ = (selector) => document.querySelector(selector);
 const state = { markets: new Map(), market: null, interval: "1m", user: null, book: null,
-                socket: null, candles: new Map(), tickers: new Map() };
+                socket: null, candles: new Map(), tickers: new Map(),
+                decimals: new Map(), available: new Map() };  // by asset
 
 // Words for the server's error codes a trader is likely to meet; anything
 // else shows the server's own message without its leading code.
@@ -218,7 +219,12 @@ function timeCell(ms) {
 // -- markets --------------------------------------------------------------------
 async function loadMarkets() {
   const { markets } = await api("GET", "/markets");
-  for (const m of markets) state.markets.set(m.market, m);
+  for (const m of markets) {
+    state.markets.set(m.market, m);
+    // An asset's decimals, as the markets trading it give them (the withdrawal form's check).
+    state.decimals.set(m.base_asset, m.base_precision);
+    state.decimals.set(m.quote_asset, m.quote_precision);
+  }
   const select = $("#market-select");
   select.replaceChildren(...markets.map((m) => new Option(m.market, m.market)));
   const assets = [...new Set(markets.flatMap((m) => [m.base_asset, m.quote_asset]))].sort();
@@ -704,6 +710,7 @@ async function refreshBalances() {
 // trades (listed ahead of its market, or its market delisted) is shown only
 // when the trader holds some of it.
 function renderBalances(balances) {
+  state.available = new Map(balances.map((b) => [b.asset, b.available]));
   const traded = new Set([...state.markets.values()].flatMap((m) => [m.base_asset, m.quote_asset]));
   const shown = balances.filter((b) => traded.has(b.asset) || !isZero(b.available) || !isZero(b.locked));
   fillTable("#balances", shown.map((b) => {
@@ -861,6 +868,9 @@ $("#withdraw-form").addEventListener("submit", async (event) => {
   $("#step-up").hidden = true;
   const body = { asset: $("#withdraw-asset").value, address: $("#withdraw-address").value.trim(),
                  amount: $("#withdraw-amount").value.trim(), ref: crypto.randomUUID() };
+  const problems = checkWithdrawal(body, state.decimals.get(body.asset), state.available.get(body.asset));
+  showProblems("withdraw", ["address", "amount"], problems);
+  if (problems.length) return;  // nothing sent
   await inFlight($("#withdraw-form button[type=submit]"), async () => {
     try {
       const w = await api("POST", "/withdrawals", body);
@@ -872,6 +882,27 @@ $("#withdraw-form").addEventListener("submit", async (event) => {
     }
   });
 });
+
+// A form's problems found before sending, each under its field (which is
+// marked aria-invalid and described by it), the first field focused; the
+// other fields' problems cleared. A field's problem goes when it is edited.
+function showProblems(form, fields, problems) {
+  for (const field of fields) {
+    const problem = problems.find(([name]) => name === field);
+    const input = $(`#${form}-${field}`);
+    if (problem) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+    $(`#${form}-${field}-error`).textContent = problem ? problem[1] : "";
+  }
+  if (problems.length) $(`#${form}-${problems[0][0]}`).focus();
+}
+
+for (const field of ["address", "amount"]) {
+  $(`#withdraw-${field}`).addEventListener("input", () => {
+    $(`#withdraw-${field}`).removeAttribute("aria-invalid");
+    $(`#withdraw-${field}-error`).textContent = "";
+  });
+}
 
 // Step-up: sign in again on Keycloak's page asking for the one-time password
 // (acr_values/prompt make Keycloak re-authenticate; the realm's TOTP applies).

@@ -71,19 +71,29 @@ export function isZero(text) {
   return /^0*(\.0*)?$/.test(String(text));
 }
 
+// What is wrong with ``text`` as an amount the API takes (a plain decimal
+// above zero, at most 18 decimals), in words for the field ``name``; null
+// when nothing is.
+function notPositive(text, name) {
+  if (toUnits(text, 18) === null) return `The ${name} must be a plain positive number.`;
+  if (isZero(text)) return `The ${name} must be above zero.`;
+  return null;
+}
+
 // The order ticket's rules for one market; returns [field, message] or null.
 export function checkOrder(market, order) {
   const { type, price, quantity } = order;
   if (type === "limit") {
     if (!price) return ["price", "Enter a price."];
-    if (toUnits(price, 18) === null) return ["price", "The price must be a plain positive number."];
-    if (isZero(price)) return ["price", "The price must be above zero."];
+    const wrong = notPositive(price, "price");
+    if (wrong) return ["price", wrong];
     if (!onGrid(price, market.tick_size)) {
       return ["price", `The price must be a multiple of the tick size ${market.tick_size}.`];
     }
   }
   if (!quantity) return ["quantity", "Enter a quantity."];
-  if (toUnits(quantity, 18) === null) return ["quantity", "The quantity must be a plain positive number."];
+  const wrong = notPositive(quantity, "quantity");
+  if (wrong) return ["quantity", wrong];
   if (!onGrid(quantity, market.lot_size)) {
     return ["quantity", `The quantity must be a multiple of the lot size ${market.lot_size}.`];
   }
@@ -97,4 +107,24 @@ export function checkOrder(market, order) {
     return ["quantity", `The order's value (price × quantity) must be at least ${market.min_notional} ${market.quote_asset}.`];
   }
   return null;
+}
+
+// The withdrawal form's rules as far as the page knows them: every
+// [field, message] wrong, none when the request may go. ``decimals`` is the
+// asset's (the markets' base_precision / quote_precision), ``available`` its
+// available balance; either undefined while unknown. The server stays the
+// authority (the address's form, fees, limits, the one-time password).
+export function checkWithdrawal({ asset, address, amount }, decimals, available) {
+  const problems = [];
+  if (!address) problems.push(["address", "Enter the address to send to."]);
+  const wrong = amount ? notPositive(amount, "amount") : "Enter an amount.";
+  if (wrong) {
+    problems.push(["amount", wrong]);
+  } else if (decimals !== undefined && toUnits(amount, decimals) === null) {
+    problems.push(["amount", decimals === 0 ? `${asset} amounts are whole numbers.`
+      : `${asset} amounts have at most ${decimals} decimals.`]);
+  } else if (available !== undefined && compare(amount, available) > 0) {
+    problems.push(["amount", `The amount is more than your available ${available} ${asset}.`]);
+  }
+  return problems;
 }

@@ -11,13 +11,15 @@ import json
 import sys
 from datetime import datetime
 from decimal import Decimal
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.e2e.browser import chromium
 from tests.e2e.browser.sweep_scenarios import BAND_FACTOR, submit, wait_error
-from tests.e2e.browser.trader_scenarios import PART, QUANTITY, WAIT_MS, signed_in_pair
+from tests.e2e.browser.step_up_scenario import STEP_UP_WORDS
+from tests.e2e.browser.trader_scenarios import PART, QUANTITY, WAIT_MS, Trader, signed_in_pair
 
 ABOVE_FACTOR = Decimal("1.1")   # an IOC sell this far above the book: nothing to take
 
@@ -166,8 +168,85 @@ def my_trades_show_their_time(args):
             seller.close()
 
 
+ADDRESS = "0x" + "ab" * 20
+# What the page can know is wrong with a withdrawal, for a trader holding
+# 100 USDT and no BTC: (asset, address, amount, the field, words said under it).
+# USDT has 6 decimals, BTC 8 (the markets' quote_precision, base_precision).
+WRONG_WITHDRAWALS = [
+    ("USDT", "", "10", "address", "Enter the address"),
+    ("USDT", ADDRESS, "", "amount", "Enter an amount"),
+    ("USDT", ADDRESS, "ten", "amount", "plain positive number"),
+    ("USDT", ADDRESS, "-5", "amount", "plain positive number"),
+    ("USDT", ADDRESS, "0", "amount", "above zero"),
+    ("USDT", ADDRESS, "1.1234567", "amount", "at most 6 decimals"),
+    ("USDT", ADDRESS, "100.01", "amount", "more than your available"),
+    ("BTC", ADDRESS, "0.123456789", "amount", "at most 8 decimals"),
+    ("BTC", ADDRESS, "0.5", "amount", "more than your available"),
+]
+
+# The problem said for a field of the withdrawal form: the field marked
+# invalid, and the text that describes it shown right under it.
+FIELD_PROBLEM = """([field, words]) => {
+  const input = document.querySelector('#withdraw-' + field);
+  const said = document.getElementById(input.getAttribute('aria-describedby') || '');
+  if (!said || input.getAttribute('aria-invalid') !== 'true' || !said.textContent.includes(words)) return null;
+  const [a, b] = [input.getBoundingClientRect(), said.getBoundingClientRect()];
+  return [said.textContent, b.top - a.bottom, b.left < a.right && a.left < b.right,
+          document.activeElement === input];
+}"""
+
+
+def withdrawal_checked_before_sending(args):
+    """The withdrawal form sent whatever it was given and left the server to
+    refuse it. What the page can know must be said under the field before
+    anything is sent (no address; an amount that is not a positive plain
+    decimal, has more decimals than the asset, or is above the available
+    balance), the field focused; a right request is still sent, and the
+    server's refusal (no one-time password here) shows as before."""
+    with chromium.browser() as browser:
+        trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "withdraw",
+                        shots())
+        try:
+            trader.sign_in()
+            trader.wait_balance("USDT", lambda v: v == Decimal("100"))
+            page = trader.page
+            posts = []
+            page.on("request", lambda r: r.method == "POST" and "/api/v1/withdrawals" in r.url
+                    and posts.append(r.url))
+            for asset, address, amount, field, words in WRONG_WITHDRAWALS:
+                page.select_option("#withdraw-asset", asset)
+                page.fill("#withdraw-address", address)
+                page.fill("#withdraw-amount", amount)
+                page.click("#withdraw-form button[type=submit]")
+                said, gap, under, focused = page.wait_for_function(
+                    FIELD_PROBLEM, arg=[field, words], timeout=5000).json_value()
+                assert 0 <= gap <= 24 and under and focused, \
+                    f"{amount!r}: {said!r} is not under its field, focused ({gap}, {under}, {focused})"
+                page.wait_for_timeout(300)                   # a request would have left by now
+                assert posts == [], f"{asset} {address!r} {amount!r} was sent"
+                assert page.text_content("#withdraw-error") == ""
+            trader.shot("23-withdrawal-refused-before-sending")
+            # Edited, the field's problem goes; a right request is sent, and
+            # the server's refusal shows as it did.
+            page.select_option("#withdraw-asset", "USDT")
+            page.fill("#withdraw-amount", "10")
+            assert page.text_content("#withdraw-amount-error") == ""
+            assert page.get_attribute("#withdraw-amount", "aria-invalid") is None
+            page.click("#withdraw-form button[type=submit]")
+            page.wait_for_function("document.querySelector('#withdraw-error').textContent",
+                                   timeout=WAIT_MS)
+            assert page.text_content("#withdraw-error") == STEP_UP_WORDS, \
+                page.text_content("#withdraw-error")
+            assert page.is_visible("#step-up") and len(posts) == 1, posts
+            unexpected = [e for e in trader.errors if "status of 403" not in e]
+            assert unexpected == [], unexpected
+        finally:
+            trader.close()
+
+
 SCENARIOS = {"statuses_in_words": statuses_in_words,
-             "my_trades_show_their_time": my_trades_show_their_time}
+             "my_trades_show_their_time": my_trades_show_their_time,
+             "withdrawal_checked_before_sending": withdrawal_checked_before_sending}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](json.loads(sys.argv[2]))

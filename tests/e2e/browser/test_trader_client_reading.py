@@ -30,3 +30,8 @@ def test_my_trades_show_each_fills_time_in_the_traders_zone_newest_first(setting
     run("my_trades_show_their_time",
         with_price(settings, buyer=trader(settings, {"USDT": "5000"}),
                    seller=trader(settings, {"BTC": "1"})))
+
+
+def test_the_withdrawal_form_says_what_is_wrong_under_the_field_and_sends_nothing(settings):
+    run("withdrawal_checked_before_sending",
+        {"url": settings.gateway_url, "trader": trader(settings, {"USDT": "100"})})
