@@ -26,7 +26,8 @@ ABOVE_FACTOR = Decimal("1.1")   # an IOC sell this far above the book: nothing t
 # Every status cell of the open orders and the history, as [order id, text,
 # data-status]. The API's words are lowercase with underscores
 # ("partially_filled"); a trader's words are not.
-STATUS_CELLS = ("() => [...document.querySelectorAll('#open-orders tbody tr, #order-history tbody tr')]"
+STATUS_CELLS = ("() => [...document.querySelectorAll("
+                "'#open-orders tbody tr, #order-history tbody tr')]"
                 ".map(r => [r.cells[0].textContent, r.querySelector('td.status')?.textContent,"
                 " r.querySelector('td.status')?.dataset.status])")
 
@@ -148,7 +149,8 @@ def my_trades_show_their_time(args):
             page.wait_for_function("document.querySelectorAll('#fills tbody tr').length === 2",
                                    timeout=WAIT_MS)
             page.wait_for_timeout(1500)                  # past the read after the pushes
-            headers = page.eval_on_selector_all("#fills thead th", "hs => hs.map(h => h.textContent)")
+            headers = page.eval_on_selector_all("#fills thead th",
+                                                "hs => hs.map(h => h.textContent)")
             assert "Time" in headers, f"My trades' columns: {headers}"
             column = headers.index("Time")
             times = page.eval_on_selector_all(
@@ -189,7 +191,8 @@ WRONG_WITHDRAWALS = [
 FIELD_PROBLEM = """([field, words]) => {
   const input = document.querySelector('#withdraw-' + field);
   const said = document.getElementById(input.getAttribute('aria-describedby') || '');
-  if (!said || input.getAttribute('aria-invalid') !== 'true' || !said.textContent.includes(words)) return null;
+  if (!said || input.getAttribute('aria-invalid') !== 'true' ||
+      !said.textContent.includes(words)) return null;
   const [a, b] = [input.getBoundingClientRect(), said.getBoundingClientRect()];
   return [said.textContent, b.top - a.bottom, b.left < a.right && a.left < b.right,
           document.activeElement === input];
@@ -221,7 +224,7 @@ def withdrawal_checked_before_sending(args):
                 said, gap, under, focused = page.wait_for_function(
                     FIELD_PROBLEM, arg=[field, words], timeout=5000).json_value()
                 assert 0 <= gap <= 24 and under and focused, \
-                    f"{amount!r}: {said!r} is not under its field, focused ({gap}, {under}, {focused})"
+                    f"{amount!r}: {said!r} not under its field, focused: {gap}, {under}, {focused}"
                 page.wait_for_timeout(300)                   # a request would have left by now
                 assert posts == [], f"{asset} {address!r} {amount!r} was sent"
                 assert page.text_content("#withdraw-error") == ""
