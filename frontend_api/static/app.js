@@ -33,6 +33,12 @@ const WORDS = {
   STRONG_AUTH_REQUIRED: "Withdrawals need your one-time password: confirm and try again.",
   STRONG_AUTH_STALE: "Your one-time password confirmation is too old: confirm again.",
 };
+// The refusals of a withdrawal whose words differ from WORDS' (which speak of
+// orders). Wallets holds the asset's withdrawal fee on top of the amount, a
+// fee no API of the page's tells it: its check before sending cannot count it.
+const WITHDRAWAL_WORDS = {
+  INSUFFICIENT_FUNDS: "Not enough available balance for this amount plus the withdrawal fee.",
+};
 // The engine's reasons for refusing or ending an order (services/matching/
 // models.py Reason; the REST refusals carry the same codes), as the end of a
 // sentence: "Order 12 was refused: <reason>." A refusal of an order orders
@@ -877,7 +883,7 @@ $("#withdraw-form").addEventListener("submit", async (event) => {
       $("#withdraw-status").textContent = `Withdrawal ${w.withdrawal_id ?? ""} requested: ${w.status ?? "pending"}.`;
       refreshWithdrawals();
     } catch (error) {
-      $("#withdraw-error").textContent = inWords(error);
+      $("#withdraw-error").textContent = WITHDRAWAL_WORDS[error.code] ?? inWords(error);
       if (String(error.code).startsWith("STRONG_AUTH")) $("#step-up").hidden = false;
     }
   });

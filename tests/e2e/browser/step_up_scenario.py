@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from decimal import Decimal
 from types import SimpleNamespace
 
 from tests.e2e.browser import chromium
@@ -22,6 +23,8 @@ AMOUNT = "0.5"
 ADDRESS = "0x52908400098527886e0f7030069857d2e4169ee7"
 # The client's words for the refusal (frontend_api/static/app.js WORDS).
 STEP_UP_WORDS = "Withdrawals need your one-time password: confirm and try again."
+# ... and for a withdrawal the balance does not cover with its fee (WITHDRAWAL_WORDS).
+NOT_WITH_THE_FEE = "Not enough available balance for this amount plus the withdrawal fee."
 
 
 def wrong_code(device: OtpDevice) -> str:
@@ -42,10 +45,10 @@ def keycloak_password(page, who) -> None:
     page.click("#kc-login")
 
 
-def request_withdrawal(page) -> None:
+def request_withdrawal(page, amount: str = AMOUNT) -> None:
     page.select_option("#withdraw-asset", ASSET)
     page.fill("#withdraw-address", ADDRESS)
-    page.fill("#withdraw-amount", AMOUNT)
+    page.fill("#withdraw-amount", amount)
     page.click("#withdraw-form button[type=submit]")
     page.wait_for_function(
         "document.querySelector('#withdraw-status').textContent.length > 0 || "
@@ -110,10 +113,23 @@ def withdrawal_step_up(args):
                 "li.textContent.includes(a) && li.textContent.endsWith(': pending'))",
                 arg=ADDRESS, timeout=WAIT_MS)
             trader.shot("04-withdrawal-pending")
-            # Chromium logs the deliberate refusal's response itself (step 2);
-            # nothing else may reach the console.
+
+            # 5. All that is available: the page's check passes it (it cannot
+            # know the fee wallets holds on top), wallets refuses it. The words
+            # must speak of the withdrawal and its fee (they said "for this order").
+            trader.wait_balance(ASSET, lambda v: v < 2 - Decimal(AMOUNT))  # the first one's hold
+            all_of_it = page.text_content(f"#balances tr[data-asset={ASSET}] td:nth-child(2)")
+            page.evaluate("document.querySelector('#withdraw-status').textContent = ''")
+            request_withdrawal(page, all_of_it)
+            assert page.text_content("#withdraw-error") == NOT_WITH_THE_FEE, \
+                page.text_content("#withdraw-error")
+            trader.shot("05-withdrawal-short-of-the-fee")
+            # Chromium logs the deliberate refusals' responses itself (steps 2
+            # and 5); nothing else may reach the console.
             expected = ["Failed to load resource: the server responded with a status of "
-                        "403 (FORBIDDEN)"]
+                        "403 (FORBIDDEN)",
+                        "Failed to load resource: the server responded with a status of "
+                        "400 (BAD REQUEST)"]
             assert trader.errors == expected, f"console errors: {trader.errors}"
         finally:
             trader.close()
