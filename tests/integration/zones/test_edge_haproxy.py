@@ -1,0 +1,344 @@
+"""The zones' edge HAProxy (roles/haproxy, ``frontend/backend gateways``)
+with real connections: a real HAProxy of the test's own, on 127.0.0.1 free
+ports, runs the edge configuration rendered by Ansible from the role
+(tests/unit/ansible/haproxy_render.py), with some of the role's variables
+made short or small so the test is quick. Behind it: a small local HTTP
+server that records what reaches it, or, for the WebSocket, a gateway
+process of this tree (on the running stack).
+
+Before the edge had only ``timeout client 60s`` (inactivity): headers
+trickled a byte every 50 s, or thousands of idle connections from one
+address, held HAProxy's and the gateways' connection slots for as long as
+the client liked. Every process a test starts is stopped at its end."""
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.e2e.push import kit as push_kit
+from tests.unit.ansible import haproxy_render
+
+pytestmark = [pytest.mark.skipif(not haproxy_render.Path(haproxy_render.HAPROXY).exists(),
+                                 reason="haproxy not installed"),
+              pytest.mark.timeout(300)]
+
+# An answer or a close well after every timeout below; only an edge that
+# holds the connection meets it (then the test fails rather than hangs).
+WAIT_S = 15
+
+
+class Backend:
+    """A gateway stand-in: answers 200 to anything (the edge's check on
+    /health/live included) and records the requests' paths and headers."""
+
+    def __init__(self):
+        self.requests: list[tuple[str, dict]] = []
+        recorded = self.requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                recorded.append((self.path, self.headers))
+                body = b'{"ok":true}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def seen(self, path: str) -> list:
+        """The headers (email.message.Message) of each request for ``path``."""
+        return [headers for seen_path, headers in self.requests if seen_path == path]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Edge:
+    """HAProxy with the edge configuration, the role's defaults overridden by
+    ``variables``, in front of one server at ``backend_port``."""
+
+    def __init__(self, directory, backend_port: int, **variables):
+        self.port = push_kit.free_port()
+        inventory = directory / "inventory.yml"
+        # The edge host and one gateway host, as in three-zones (hosts.yml).
+        inventory.write_text(
+            "all:\n  children:\n"
+            "    edge:\n      hosts:\n        edge-lb:\n"
+            "          ansible_connection: local\n          exchange_zone: edge\n"
+            "          exchange_address: 127.0.0.1\n"
+            "    gateway:\n      hosts:\n        gateway-a:\n          exchange_address: 127.0.0.1\n")
+        self.config = haproxy_render.render(inventory, "edge-lb", directory,
+                                            haproxy_gateway_port=self.port,
+                                            haproxy_gateway_backend_port=backend_port,
+                                            **variables)
+        self.log = open(directory / "haproxy.log", "wb")
+        self.process = subprocess.Popen([haproxy_render.HAPROXY, "-W", "-db", "-f", str(self.config)],
+                                        stdout=self.log, stderr=self.log)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_serving(self, path: str = "/ready", timeout: float = 30) -> "Edge":
+        """Until a request reaches the server through the edge (its check
+        has it up). New connections: keep the test's rate limits in mind."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "haproxy exited: " + self.config.read_text()[-2000:]
+            try:
+                if requests.get(self.url + path, timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"nothing served through the edge on {self.port}")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(15)
+        self.log.close()
+
+
+@pytest.fixture
+def backend():
+    server = Backend()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def edge_of(tmp_path):
+    started = []
+
+    def start(backend_port: int, **variables) -> Edge:
+        edge = Edge(tmp_path, backend_port, **variables)
+        started.append(edge)
+        return edge
+
+    yield start
+    for edge in started:
+        edge.stop()
+
+
+def connect(edge: Edge) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", edge.port), timeout=WAIT_S)
+
+
+def refused_at_once(edge: Edge, path: str) -> bool:
+    """The connection is closed without a byte of answer (the edge's
+    ``tcp-request connection reject``: it may already show at connect)."""
+    try:
+        sock = connect(edge)
+    except ConnectionResetError:
+        return True
+    try:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: edge\r\n\r\n".encode())
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    with sock:
+        return until_closed(sock) == b""
+
+
+def until_closed(sock: socket.socket) -> bytes:
+    """What the edge sends until it closes; a reset counts as closed."""
+    received = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            pytest.fail(f"the edge held the connection {WAIT_S} s; received {received[:300]!r}")
+        except ConnectionResetError:
+            return received
+        if not chunk:
+            return received
+        received += chunk
+
+
+def get(sock: socket.socket, path: str) -> tuple[int, bytes]:
+    """One keep-alive GET on ``sock``: its status and body."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: edge\r\n\r\n".encode())
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {received!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed in the body {body!r}"
+        body += chunk
+    return int(head.split(b" ", 2)[1]), body
+
+
+def answer(raw: bytes) -> tuple[int, dict, bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body), head
+
+
+def test_headers_trickled_a_byte_a_second_are_cut_at_the_http_request_timeout(backend, edge_of):
+    """A byte a second passes any inactivity timeout (before: timeout
+    client 60s, restarted by every byte); the whole headers have 2 s."""
+    edge = edge_of(backend.port, haproxy_edge_http_request_timeout="2s").wait_serving()
+    sock = connect(edge)
+    started = time.monotonic()
+    sock.sendall(b"GET /trickled HTTP/1.1\r\nHost: edge\r\n")
+    sock.settimeout(1)
+    received = b""
+    for byte in b"X-Slow: " + b"a" * (WAIT_S + 5):    # bounded: ends with the edge's answer
+        try:
+            sock.sendall(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            break
+        received += chunk
+        if not chunk or b"\r\n\r\n" in received:
+            break
+    sock.settimeout(WAIT_S)
+    received += until_closed(sock)
+    elapsed = time.monotonic() - started
+    sock.close()
+    assert received, f"closed without an answer after {elapsed:.1f} s"
+    # HAProxy's own 408 (HTML: its HTTP/1 layer answers before any errorfile).
+    assert received.startswith(b"HTTP/1.1 408 "), received
+    assert 1.5 <= elapsed <= 5, elapsed
+    assert not backend.seen("/trickled")   # no gateway connection was ever used
+
+
+def test_one_address_gets_so_many_open_connections_and_closing_one_frees_room(backend, edge_of):
+    """All of the test's clients are 127.0.0.1: the limit is per address."""
+    limit = 5
+    edge = edge_of(backend.port, haproxy_edge_client_max_connections=limit,
+                   haproxy_edge_http_keep_alive_timeout="60s").wait_serving()
+    held = []
+    try:
+        for n in range(limit):
+            sock = connect(edge)
+            held.append(sock)
+            assert get(sock, f"/held-{n}")[0] == 200
+        # Over the limit: closed before anything is read or answered.
+        assert refused_at_once(edge, "/over")
+        assert not backend.seen("/over")
+        # The ones held still work.
+        assert get(held[0], "/still-held")[0] == 200
+        # One closed: room for one more, and only one.
+        held.pop().close()
+        deadline = time.monotonic() + WAIT_S
+        while True:     # the edge sees the close a moment later
+            try:
+                sock = connect(edge)
+            except ConnectionResetError:
+                sock = None
+            try:
+                status = get(sock, "/after-close")[0] if sock else None
+            except (AssertionError, ConnectionResetError, BrokenPipeError):
+                status = None
+            if status is not None:
+                held.append(sock)
+                break
+            if sock:
+                sock.close()
+            assert time.monotonic() < deadline, "no room after a connection closed"
+            time.sleep(0.2)
+        assert status == 200
+        assert refused_at_once(edge, "/over-again")
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_new_connections_over_the_rate_are_refused_with_429_minus_1003(backend, edge_of):
+    rate = 8
+    edge = edge_of(backend.port, haproxy_edge_client_max_connection_rate=rate,
+                   haproxy_edge_client_rate_period_s=30)
+    # wait_serving counts too: its connections are new connections.
+    edge.wait_serving()
+    statuses = []
+    refused = None
+    for n in range(rate + 2):   # bounded
+        sock = connect(edge)
+        sock.sendall(f"GET /rate-{n} HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n".encode())
+        raw = until_closed(sock)
+        sock.close()
+        statuses.append(int(raw.split(b" ", 2)[1]))
+        if statuses[-1] == 429:
+            refused = raw
+            break
+    assert refused, statuses
+    assert statuses[:-1] and set(statuses[:-1]) == {200}, statuses
+    status, body, head = answer(refused)
+    assert body["code"] == -1003 and body["msg"].startswith("Too many"), body
+    assert b"\r\nretry-after: 30" in head.lower(), head
+    assert not backend.seen(f"/rate-{len(statuses) - 1}")
+
+
+def test_the_gateway_is_told_the_client_address_after_any_the_client_sent(backend, edge_of):
+    edge = edge_of(backend.port).wait_serving()
+    reply = requests.get(edge.url + "/forwarded", headers={"X-Forwarded-For": "203.0.113.9"},
+                         timeout=WAIT_S)
+    assert reply.status_code == 200
+    (headers,) = backend.seen("/forwarded")
+    # The client's own first, then the edge's: the gateway (eventlet joins
+    # repeated headers with ",") believes the right-most, from the edge only.
+    assert headers.get_all("X-Forwarded-For") == ["203.0.113.9", "127.0.0.1"], headers.items()
+
+
+@pytest.fixture
+def gateway():
+    channel = f"test-edge-{uuid.uuid4().hex[:8]}"
+    from tests.e2e.browser.chromium import artifacts_dir
+    process = push_kit.GatewayProcess(push_kit.free_port(), channel,
+                                      artifacts_dir("gateway") / f"{channel}.log")
+    yield process.wait_ready()
+    process.stop()
+
+
+def test_a_websocket_through_the_edge_outlives_the_request_and_keep_alive_timeouts(gateway, edge_of):
+    """Socket.IO over a WebSocket (a gateway of this tree) through an edge
+    whose http-request and keep-alive timeouts are 2 and 3 s and whose
+    tunnel timeout is 30 s: 35 s later it is still up and answers, as
+    Engine.IO's ping (every 25 s) keeps the tunnel busy."""
+    edge = edge_of(gateway.port, haproxy_edge_http_request_timeout="2s",
+                   haproxy_edge_http_keep_alive_timeout="3s",
+                   haproxy_edge_tunnel_timeout="30s").wait_serving("/health/live")
+    listener = push_kit.Listener(edge.url)
+    disconnected = []
+    listener.client.on("disconnect", lambda *reason: disconnected.append(time.monotonic()))
+    listener.connect()
+    try:
+        assert listener.client.transport() == "websocket"
+        connected_at = time.monotonic()
+        while time.monotonic() - connected_at < 35 and not disconnected:   # bounded
+            time.sleep(0.5)
+        assert not disconnected, f"cut after {disconnected[0] - connected_at:.1f} s"
+        assert listener.client.connected
+        assert listener.call("subscribe", {"channel": "tickers"})["ok"]
+    finally:
+        listener.close()
