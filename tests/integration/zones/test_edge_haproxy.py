@@ -33,21 +33,41 @@ pytestmark = [pytest.mark.skipif(not haproxy_render.Path(haproxy_render.HAPROXY)
 # An answer or a close well after every timeout below; only an edge that
 # holds the connection meets it (then the test fails rather than hangs).
 WAIT_S = 15
+# How long the backend takes to answer a /slow... request.
+SLOW_S = 3
 
 
 class Backend:
     """A gateway stand-in: answers 200 to anything (the edge's check on
-    /health/live included) and records the requests' paths and headers."""
+    /health/live included; /slow... after ``SLOW_S``), records the requests'
+    paths and headers, and the most requests it served at once."""
 
     def __init__(self):
         self.requests: list[tuple[str, dict]] = []
+        self.busy = self.most_busy = 0
         recorded = self.requests
+        lock = threading.Lock()
+        backend = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self):
                 recorded.append((self.path, self.headers))
+                if self.path == "/health/live":     # the edge's check: outside maxconn
+                    return self.answer()
+                with lock:
+                    backend.busy += 1
+                    backend.most_busy = max(backend.most_busy, backend.busy)
+                try:
+                    if self.path.startswith("/slow"):
+                        time.sleep(SLOW_S)
+                    self.answer()
+                finally:
+                    with lock:
+                        backend.busy -= 1
+
+            def answer(self):
                 body = b'{"ok":true}'
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -297,6 +317,45 @@ def test_new_connections_over_the_rate_are_refused_with_429_minus_1003(backend, 
     assert body["code"] == -1003 and body["msg"].startswith("Too many"), body
     assert b"\r\nretry-after: 30" in head.lower(), head
     assert not backend.seen(f"/rate-{len(statuses) - 1}")
+
+
+def test_a_full_gateway_gets_no_more_requests_they_wait_in_the_queue(backend, edge_of):
+    """maxconn 1: a second request waits while the first is served, then is
+    answered; one waiting longer than the queue's timeout gets a JSON 503.
+    The gateway never has more than maxconn at once (before: no maxconn,
+    HAProxy sent it whatever came)."""
+    edge = edge_of(backend.port, haproxy_edge_server_maxconn=1,
+                   haproxy_edge_queue_timeout="5s").wait_serving()
+    results = {}
+
+    def fetch(name):
+        started = time.monotonic()
+        reply = requests.get(f"{edge.url}/{name}", timeout=WAIT_S)
+        results[name] = (reply.status_code, time.monotonic() - started)
+
+    first = threading.Thread(target=fetch, args=("slow-first",))
+    first.start()
+    time.sleep(0.5)
+    fetch("queued")
+    first.join(WAIT_S)
+    assert results["slow-first"][0] == 200, results
+    status, waited = results["queued"]
+    assert status == 200 and waited >= SLOW_S - 1, results
+    assert backend.most_busy == 1
+
+    edge.stop()
+    edge = edge_of(backend.port, haproxy_edge_server_maxconn=1,
+                   haproxy_edge_queue_timeout="1s").wait_serving()
+    first = threading.Thread(target=fetch, args=("slow-again",))
+    first.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    reply = requests.get(f"{edge.url}/too-long", timeout=WAIT_S)
+    first.join(WAIT_S)
+    assert reply.status_code == 503, reply.text
+    assert reply.json()["error"]["code"] == "UNAVAILABLE", reply.text
+    assert 0.5 <= time.monotonic() - started < SLOW_S, time.monotonic() - started
+    assert not backend.seen("/too-long") and backend.most_busy == 1
 
 
 def test_the_gateway_is_told_the_client_address_after_any_the_client_sent(backend, edge_of):
