@@ -690,7 +690,7 @@ async function refreshFills() {
     // wallets settles it: read again at the balances push that follows it.
     feesPending = fills.some((f) => !f.fee || !f.fee.settled);
     fillTable("#fills", fills.map((f) => {
-      const tr = row(cell(f.market), cell(f.side, f.side), cell(priceText(f)),
+      const tr = row(cell(f.market, "market"), cell(f.side, f.side), cell(priceText(f)),
                      cell(quantityText(f.market, f.quantity)), cell(f.role), cell(feeText(f)),
                      timeCell(f.executed_at));
       tr.dataset.trade = f.trade_id;

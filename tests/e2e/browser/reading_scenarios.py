@@ -131,10 +131,34 @@ def seconds_of_day(text: str) -> int:
     return hours * 3600 + minutes * 60 + seconds
 
 
+# On a phone: [the right edges of My trades' time cells], the orders
+# panel's right edge, and the status cells whose words break inside a word
+# (a Range over each word: more than one box is a word split over lines).
+ON_A_PHONE = """() => {
+  const panel = document.querySelector('#orders-panel').getBoundingClientRect().right;
+  const times = [...document.querySelectorAll('#fills tbody tr')]
+    .map(r => r.cells[r.cells.length - 1].getBoundingClientRect().right);
+  const split = [...document.querySelectorAll('td.status')].filter(td => {
+    const text = td.firstChild;
+    let at = 0;
+    return !!text && td.textContent.split(' ').some(word => {
+      const range = document.createRange();
+      range.setStart(text, at);
+      range.setEnd(text, at + word.length);
+      at += word.length + 1;
+      return range.getClientRects().length > 1;
+    });
+  }).map(td => td.textContent);
+  return [times, panel, split];
+}"""
+
+
 def my_trades_show_their_time(args):
     """My trades had no time column. Each fill must show its time as the
     tape does (the trader's local time, hh:mm:ss for today's), newest first:
-    a buyer in Tokyo, two fills of their bid 1.5 s apart."""
+    a buyer in Tokyo, two fills of their bid 1.5 s apart. On a phone the
+    times must be on screen, and the bid's status ("Partially filled")
+    break between its words, not inside one ("Partiall|y")."""
     with chromium.browser() as browser:
         buyer, seller = signed_in_pair(browser, args, "time-", timezone_id=TOKYO)
         try:
@@ -162,6 +186,13 @@ def my_trades_show_their_time(args):
             assert late <= 30 or late >= 86400 - 30, f"{times[0]} is not Tokyo's {now:%H:%M:%S}"
             apart = (seconds_of_day(times[0]) - seconds_of_day(times[1])) % 86400
             assert 1 <= apart <= 30, f"not newest first, or not 1.5 s apart: {times}"
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.wait_for_timeout(500)
+            buyer.shot("24-my-trades-on-a-phone")
+            rights, panel, split = page.evaluate(ON_A_PHONE)
+            assert rights and max(rights) <= min(390, panel), \
+                f"the times' right edges {rights}, off the panel's {panel}"
+            assert split == [], f"statuses broken inside a word: {split}"
             for trader in (buyer, seller):
                 assert trader.errors == [], f"{trader.name} console: {trader.errors}"
         finally:
