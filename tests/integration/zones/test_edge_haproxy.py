@@ -22,6 +22,7 @@ import uuid
 
 import pytest
 import requests
+import socketio
 
 from tests.e2e.push import kit as push_kit
 from tests.unit.ansible import haproxy_render
@@ -391,13 +392,22 @@ def test_a_websocket_through_the_edge_outlives_the_request_and_keep_alive_timeou
     disconnected = []
     listener.client.on("disconnect", lambda *reason: disconnected.append(time.monotonic()))
     listener.connect()
+    # As a browser connects: long polling first (its POSTs' bodies buffered
+    # by the edge), then the upgrade to a WebSocket.
+    browser = socketio.Client(reconnection=False)
     try:
         assert listener.client.transport() == "websocket"
         connected_at = time.monotonic()
+        browser.connect(edge.url, wait_timeout=10)
+        assert browser.call("subscribe", {"channel": "tickers"}, timeout=10)["ok"]
         while time.monotonic() - connected_at < 35 and not disconnected:   # bounded
             time.sleep(0.5)
         assert not disconnected, f"cut after {disconnected[0] - connected_at:.1f} s"
         assert listener.client.connected
         assert listener.call("subscribe", {"channel": "tickers"})["ok"]
+        assert browser.connected and browser.transport() == "websocket"
+        assert browser.call("unsubscribe", {"channel": "tickers"}, timeout=10)["ok"]
     finally:
         listener.close()
+        if browser.connected:
+            browser.disconnect()
