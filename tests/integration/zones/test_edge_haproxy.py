@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import secrets
 import socket
 import subprocess
 import threading
@@ -162,8 +163,17 @@ def edge_of(tmp_path):
         edge.stop()
 
 
-def connect(edge: Edge) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", edge.port), timeout=WAIT_S)
+def connect(edge: Edge, source: str | None = None) -> socket.socket:
+    """From 127.0.0.1, or from ``source``, another loopback address: a
+    client of another address."""
+    return socket.create_connection(("127.0.0.1", edge.port), timeout=WAIT_S,
+                                    source_address=(source, 0) if source else None)
+
+
+def other_address() -> str:
+    """A loopback address of its own for this run (Linux answers all of
+    127/8), so no earlier run's counters apply to it."""
+    return f"127.{secrets.randbelow(250) + 2}.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}"
 
 
 def refused_at_once(edge: Edge, path: str) -> bool:
@@ -290,6 +300,9 @@ def test_one_address_gets_so_many_open_connections_and_closing_one_frees_room(ba
             time.sleep(0.2)
         assert status == 200
         assert refused_at_once(edge, "/over-again")
+        # Another address has its own limit: served while this one is full.
+        with connect(edge, other_address()) as other:
+            assert get(other, "/other-address")[0] == 200
     finally:
         for sock in held:
             sock.close()
@@ -368,6 +381,42 @@ def test_the_gateway_is_told_the_client_address_after_any_the_client_sent(backen
     # The client's own first, then the edge's: the gateway (eventlet joins
     # repeated headers with ",") believes the right-most, from the edge only.
     assert headers.get_all("X-Forwarded-For") == ["203.0.113.9", "127.0.0.1"], headers.items()
+
+
+def test_behind_the_edge_a_gateways_per_address_limit_counts_each_client(edge_of):
+    """A gateway of this tree that trusts the edge's address (as the
+    three-zones inventory has the zones' gateways trust the edge) with a
+    request weight of 5 a minute per address: a client over it is refused,
+    a client of another address is not, and a header naming another address
+    changes nothing. Before (no X-Forwarded-For from the edge, no trusted
+    proxy) every client was the edge to the gateways: one client's excess,
+    and its ban, were everyone's."""
+    channel = f"test-edge-ip-{uuid.uuid4().hex[:8]}"
+    from tests.e2e.browser.chromium import artifacts_dir
+    gateway = push_kit.GatewayProcess(
+        push_kit.free_port(), channel, artifacts_dir("gateway") / f"{channel}.log",
+        env={"EXCHANGE_GATEWAY_TRUSTED_PROXIES": "127.0.0.1/32",
+             "EXCHANGE_GATEWAY_WEIGHT_PER_MINUTE": "5"})
+    try:
+        gateway.wait_ready()
+        edge = edge_of(gateway.port).wait_serving("/health/live")
+        greedy, other = other_address(), other_address()
+        statuses = []
+        with connect(edge, greedy) as sock:
+            for _ in range(8):      # bounded: 5 allowed, then refused
+                statuses.append(get(sock, "/api/v3/ping")[0])
+                if statuses[-1] == 429:
+                    break
+        assert statuses[-1] == 429 and set(statuses[:-1]) == {200}, statuses
+        with connect(edge, other) as sock:
+            assert get(sock, "/api/v3/ping")[0] == 200
+        # The greedy client naming the other address is still itself.
+        with connect(edge, greedy) as sock:
+            sock.sendall(f"GET /api/v3/ping HTTP/1.1\r\nHost: edge\r\n"
+                         f"X-Forwarded-For: {other}\r\nConnection: close\r\n\r\n".encode())
+            assert until_closed(sock).startswith(b"HTTP/1.1 429 ")
+    finally:
+        gateway.stop()
 
 
 @pytest.fixture
