@@ -163,6 +163,24 @@ class MarketList(Out):
     markets: list[Market]
 
 
+class Asset(Out):
+    """An asset and its withdrawal rules, as the registry lists them."""
+    asset: str = Field(examples=["BTC"])
+    decimals: int = Field(description="amounts have at most this many decimals")
+    chain: str = Field(examples=["bitcoin", "ethereum"])
+    deposit_confirmations: int = Field(description="a deposit is credited once it has this many")
+    deposit_enabled: bool
+    withdraw_enabled: bool
+    withdrawal_fee: DecimalOut = Field(description="held on top of the amount withdrawn")
+    min_withdrawal: DecimalOut = Field(description="the smallest amount withdrawn")
+    daily_withdrawal_limit: DecimalOut = Field(
+        description="the most one user may withdraw over a rolling 24 hours")
+
+
+class AssetList(Out):
+    assets: list[Asset]
+
+
 class Ticker(Out):
     market: str
     open: Optional[DecimalOut] = None

@@ -1,11 +1,13 @@
-"""Public market data of the native API: markets, tickers, depth, trades, candles."""
+"""Public market data of the native API: assets, markets, tickers, depth, trades, candles."""
 from __future__ import annotations
 
 from decimal import Decimal
 
 from gateway.api.native import TAG_MARKET, blueprint, reply
+from gateway.assets import assets
 from gateway.errors import ApiError
 from gateway.markets import Market, catalogue
+from gateway.schemas import Asset, AssetList, AssetPath
 from gateway.schemas import Candle, Candles, CandlesQuery, Depth, DepthQuery
 from gateway.schemas import Market as MarketOut
 from gateway.schemas import (MarketList, MarketPath, PriceLevel, Ticker, TickerList, Trades,
@@ -36,6 +38,32 @@ def _market(market: Market) -> MarketOut:
                      min_notional=_decimal(market.min_notional),
                      base_precision=market.base_scale, quote_precision=market.quote_scale,
                      maker_fee=_decimal(market.maker_fee), taker_fee=_decimal(market.taker_fee))
+
+
+def asset_out(info) -> Asset:
+    """An asset as the API shows it, from the registry's ``AssetInfo`` (its
+    decimal fields are canonical strings already: never a float)."""
+    return Asset(asset=info.symbol, decimals=info.scale, chain=info.chain,
+                 deposit_confirmations=info.confirmations,
+                 deposit_enabled=info.deposit_enabled, withdraw_enabled=info.withdraw_enabled,
+                 withdrawal_fee=info.withdrawal_fee, min_withdrawal=info.min_withdrawal,
+                 daily_withdrawal_limit=info.daily_withdrawal_limit)
+
+
+@blueprint.get("/assets", tags=[TAG_MARKET],
+               summary="Every listed asset: decimals, chain, withdrawal fee, minimum and limit",
+               responses={200: AssetList})
+def list_assets():
+    return reply(AssetList(assets=[asset_out(a) for a in assets().all()]))
+
+
+@blueprint.get("/assets/<asset>", tags=[TAG_MARKET], summary="One asset and its withdrawal rules",
+               responses={200: Asset})
+def get_asset(path: AssetPath):
+    found = assets().get(path.asset)
+    if found is None:
+        raise ApiError(404, "UNKNOWN_ASSET", f"no asset {path.asset}", -1100, field="asset")
+    return reply(asset_out(found))
 
 
 @blueprint.get("/markets", tags=[TAG_MARKET], summary="Every listed market and its trading rules",
