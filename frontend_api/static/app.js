@@ -6,13 +6,14 @@
 import { io } from "/vendor/socket.io.esm.min.js";
 import { createChart, CandlestickSeries } from "/vendor/lightweight-charts.mjs";
 import { BookSync } from "./book.js";
-import { checkOrder, checkWithdrawal, compare, fixed, isZero, sum } from "./decimal.js";
+import { FEE_DOES_NOT_FIT, checkOrder, checkWithdrawal, compare, fixed, isZero, sum,
+         withdrawalTerms } from "./decimal.js";
 import { signIn } from "./signin.js";
 
 const $ = (selector) => document.querySelector(selector);
 const state = { markets: new Map(), market: null, interval: "1m", user: null, book: null,
                 socket: null, candles: new Map(), tickers: new Map(),
-                decimals: new Map(), available: new Map() };  // by asset
+                decimals: new Map(), available: new Map(), assets: new Map() };  // by asset
 
 // Words for the server's error codes a trader is likely to meet; anything
 // else shows the server's own message without its leading code.
@@ -34,10 +35,10 @@ const WORDS = {
   STRONG_AUTH_STALE: "Your one-time password confirmation is too old: confirm again.",
 };
 // The refusals of a withdrawal whose words differ from WORDS' (which speak of
-// orders). Wallets holds the asset's withdrawal fee on top of the amount, a
-// fee no API of the page's tells it: its check before sending cannot count it.
+// orders). Wallets holds the asset's withdrawal fee on top of the amount
+// (GET /api/v1/assets tells it: the check before sending counts it too).
 const WITHDRAWAL_WORDS = {
-  INSUFFICIENT_FUNDS: "Not enough available balance for this amount plus the withdrawal fee.",
+  INSUFFICIENT_FUNDS: FEE_DOES_NOT_FIT,
 };
 // The engine's reasons for refusing or ending an order (services/matching/
 // models.py Reason; the REST refusals carry the same codes), as the end of a
@@ -237,6 +238,16 @@ async function loadMarkets() {
   for (const id of ["#deposit-asset", "#withdraw-asset"]) {
     $(id).replaceChildren(...assets.map((a) => new Option(a, a)));
   }
+  // Each asset's withdrawal fee, minimum and limit (the registry's), read
+  // once like the markets; without them the form checks what it can.
+  try {
+    const listed = await api("GET", "/assets");
+    for (const a of listed.assets) {
+      state.assets.set(a.asset, a);
+      state.decimals.set(a.asset, a.decimals);
+    }
+  } catch (error) { console.warn("assets", error.message); }
+  showWithdrawalTerms();
   try {
     const { tickers } = await api("GET", "/tickers");
     for (const t of tickers) state.tickers.set(t.market, t);
@@ -874,8 +885,8 @@ $("#withdraw-form").addEventListener("submit", async (event) => {
   $("#step-up").hidden = true;
   const body = { asset: $("#withdraw-asset").value, address: $("#withdraw-address").value.trim(),
                  amount: $("#withdraw-amount").value.trim(), ref: crypto.randomUUID() };
-  const problems = checkWithdrawal(body, state.decimals.get(body.asset), state.available.get(body.asset));
-  showProblems("withdraw", ["address", "amount"], problems);
+  const problems = checkWithdrawal(body, withdrawalRules(body.asset), state.available.get(body.asset));
+  showProblems("withdraw", ["asset", "address", "amount"], problems);
   if (problems.length) return;  // nothing sent
   await inFlight($("#withdraw-form button[type=submit]"), async () => {
     try {
@@ -903,11 +914,24 @@ function showProblems(form, fields, problems) {
   if (problems.length) $(`#${form}-${problems[0][0]}`).focus();
 }
 
-for (const field of ["address", "amount"]) {
+for (const field of ["asset", "address", "amount"]) {
   $(`#withdraw-${field}`).addEventListener("input", () => {
     $(`#withdraw-${field}`).removeAttribute("aria-invalid");
     $(`#withdraw-${field}-error`).textContent = "";
+    showWithdrawalTerms();
   });
+}
+
+// What the form knows of an asset's withdrawals: its GET /api/v1/assets
+// entry, else the markets' decimals alone.
+function withdrawalRules(asset) {
+  return state.assets.get(asset) ?? { decimals: state.decimals.get(asset) };
+}
+
+function showWithdrawalTerms() {
+  const asset = $("#withdraw-asset").value;
+  $("#withdraw-terms").textContent =
+    withdrawalTerms(asset, state.assets.get(asset), $("#withdraw-amount").value.trim());
 }
 
 // Step-up: sign in again on Keycloak's page asking for the one-time password

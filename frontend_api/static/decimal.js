@@ -109,12 +109,29 @@ export function checkOrder(market, order) {
   return null;
 }
 
+// The words for a withdrawal whose amount fits the available balance but
+// not with the fee held on top of it (said before sending, and for the
+// server's INSUFFICIENT_FUNDS refusal of a withdrawal).
+export const FEE_DOES_NOT_FIT = "Not enough available balance for this amount plus the withdrawal fee.";
+
+// a - b, exact (both plain decimals); may be negative.
+export function subtract(a, b) {
+  const scale = Math.max(scaleOf(a), scaleOf(b));
+  return fromUnits(toUnits(a, scale) - toUnits(b, scale), scale);
+}
+
 // The withdrawal form's rules as far as the page knows them: every
-// [field, message] wrong, none when the request may go. ``decimals`` is the
-// asset's (the markets' base_precision / quote_precision), ``available`` its
-// available balance; either undefined while unknown. The server stays the
-// authority (the address's form, fees, limits, the one-time password).
-export function checkWithdrawal({ asset, address, amount }, decimals, available) {
+// [field, message] wrong, none when the request may go. ``rules`` is the
+// asset's entry of GET /api/v1/assets (decimals, withdraw_enabled,
+// withdrawal_fee held on top of the amount, min_withdrawal,
+// daily_withdrawal_limit), or only ``{ decimals }`` (the markets') while
+// that list is unknown; ``available`` the asset's available balance; either
+// undefined while unknown. The server stays the authority (the address's
+// form, what was withdrawn in the last 24 hours, the one-time password).
+export function checkWithdrawal({ asset, address, amount }, rules, available) {
+  const { decimals, withdraw_enabled: enabled, withdrawal_fee: fee,
+          min_withdrawal: minimum, daily_withdrawal_limit: limit } = rules ?? {};
+  if (enabled === false) return [["asset", `Withdrawals of ${asset} are disabled at the moment.`]];
   const problems = [];
   if (!address) problems.push(["address", "Enter the address to send to."]);
   const wrong = amount ? notPositive(amount, "amount") : "Enter an amount.";
@@ -123,8 +140,32 @@ export function checkWithdrawal({ asset, address, amount }, decimals, available)
   } else if (decimals !== undefined && toUnits(amount, decimals) === null) {
     problems.push(["amount", decimals === 0 ? `${asset} amounts are whole numbers.`
       : `${asset} amounts have at most ${decimals} decimals.`]);
+  } else if (minimum !== undefined && compare(amount, minimum) < 0) {
+    problems.push(["amount", `The minimum withdrawal is ${minimum} ${asset}.`]);
+  } else if (limit !== undefined && compare(amount, limit) > 0) {
+    problems.push(["amount", `The most you may withdraw in 24 hours is ${limit} ${asset}.`]);
   } else if (available !== undefined && compare(amount, available) > 0) {
     problems.push(["amount", `The amount is more than your available ${available} ${asset}.`]);
+  } else if (available !== undefined && fee !== undefined &&
+             compare(sum([amount, fee]), available) > 0) {
+    const most = subtract(available, fee);
+    const fits = !most.startsWith("-") && (minimum === undefined || compare(most, minimum) >= 0);
+    problems.push(["amount", `${FEE_DOES_NOT_FIT} The fee is ${fee} ${asset}` +
+      (fits ? `: you can withdraw at most ${most} ${asset}.` : ".")]);
   }
   return problems;
+}
+
+// The withdrawal form's line under the amount: the asset's fee and minimum
+// and, for a plain amount, what leaves the balance (the amount plus the
+// fee; the address receives the amount). Empty while the asset's rules are unknown.
+export function withdrawalTerms(asset, rules, amount) {
+  if (!rules || rules.withdrawal_fee === undefined) return "";
+  if (rules.withdraw_enabled === false) return `Withdrawals of ${asset} are disabled at the moment.`;
+  const { withdrawal_fee: fee, min_withdrawal: minimum } = rules;
+  let text = `Fee ${fee} ${asset} · minimum ${minimum} ${asset}`;
+  if (amount && toUnits(amount, rules.decimals) !== null && !isZero(amount)) {
+    text += ` · you pay ${sum([amount, fee])} ${asset}`;
+  }
+  return text;
 }

@@ -230,13 +230,34 @@ FIELD_PROBLEM = """([field, words]) => {
 }"""
 
 
+def fee_and_minimum_cases(usdt: dict) -> list:
+    """The withdrawals the asset's rules refuse, for a trader holding 100
+    USDT, from the registry's USDT (``usdt``: its catalogue entry): one minor
+    unit below the minimum, and one minor unit more than the available
+    balance leaves once the fee is held on top."""
+    unit = Decimal(1).scaleb(-usdt["scale"])
+    fee, minimum = usdt["withdrawal_fee"], usdt["min_withdrawal"]
+    assert Decimal(minimum) > 0 and Decimal(minimum) + Decimal(fee) < 100, usdt
+    return [
+        ("USDT", ADDRESS, str(Decimal(minimum) - unit), "amount",
+         f"The minimum withdrawal is {minimum} USDT."),
+        ("USDT", ADDRESS, str(100 - Decimal(fee) + unit), "amount",
+         "Not enough available balance for this amount plus the withdrawal fee. "
+         f"The fee is {fee} USDT"),
+    ]
+
+
 def withdrawal_checked_before_sending(args):
     """The withdrawal form sent whatever it was given and left the server to
     refuse it. What the page can know must be said under the field before
     anything is sent (no address; an amount that is not a positive plain
-    decimal, has more decimals than the asset, or is above the available
-    balance), the field focused; a right request is still sent, and the
-    server's refusal (no one-time password here) shows as before."""
+    decimal, has more decimals than the asset, is below the asset's minimum,
+    or is above the available balance with or without the fee held on top),
+    the field focused; the asset's fee and minimum are shown before sending
+    (GET /api/v1/assets: before it, a trader could not know them); a right
+    request is still sent, and the server's refusal (no one-time password
+    here) shows as before."""
+    usdt = args["usdt"]
     with chromium.browser() as browser:
         trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "withdraw",
                         shots())
@@ -247,7 +268,12 @@ def withdrawal_checked_before_sending(args):
             posts = []
             page.on("request", lambda r: r.method == "POST" and "/api/v1/withdrawals" in r.url
                     and posts.append(r.url))
-            for asset, address, amount, field, words in WRONG_WITHDRAWALS:
+            page.select_option("#withdraw-asset", "USDT")
+            terms = f"Fee {usdt['withdrawal_fee']} USDT · minimum {usdt['min_withdrawal']} USDT"
+            page.wait_for_function("t => document.querySelector('#withdraw-terms')"
+                                   ".textContent === t", arg=terms, timeout=WAIT_MS)
+            for asset, address, amount, field, words in (WRONG_WITHDRAWALS
+                                                         + fee_and_minimum_cases(usdt)):
                 page.select_option("#withdraw-asset", asset)
                 page.fill("#withdraw-address", address)
                 page.fill("#withdraw-amount", amount)
@@ -263,9 +289,12 @@ def withdrawal_checked_before_sending(args):
             # Edited, the field's problem goes; a right request is sent, and
             # the server's refusal shows as it did.
             page.select_option("#withdraw-asset", "USDT")
-            page.fill("#withdraw-amount", "10")
+            amount = usdt["min_withdrawal"]          # the minimum itself is allowed
+            page.fill("#withdraw-amount", amount)
             assert page.text_content("#withdraw-amount-error") == ""
             assert page.get_attribute("#withdraw-amount", "aria-invalid") is None
+            paid = Decimal(amount) + Decimal(usdt["withdrawal_fee"])
+            assert page.text_content("#withdraw-terms") == f"{terms} · you pay {paid} USDT"
             page.click("#withdraw-form button[type=submit]")
             page.wait_for_function("document.querySelector('#withdraw-error').textContent",
                                    timeout=WAIT_MS)
@@ -278,9 +307,43 @@ def withdrawal_checked_before_sending(args):
             trader.close()
 
 
+def withdrawals_disabled_said_before_sending(args):
+    """An asset whose withdrawals the registry has disabled: the form says so
+    as soon as the asset is chosen, and on submit says it under the asset,
+    focused, sending nothing."""
+    asset = args["asset"]
+    words = f"Withdrawals of {asset} are disabled at the moment."
+    with chromium.browser() as browser:
+        trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "disabled",
+                        shots())
+        try:
+            trader.sign_in()
+            trader.wait_balance("USDT", lambda v: v == Decimal("100"))
+            page = trader.page
+            posts = []
+            page.on("request", lambda r: r.method == "POST" and "/api/v1/withdrawals" in r.url
+                    and posts.append(r.url))
+            page.select_option("#withdraw-asset", asset)
+            page.wait_for_function("t => document.querySelector('#withdraw-terms')"
+                                   ".textContent === t", arg=words, timeout=WAIT_MS)
+            page.fill("#withdraw-address", ADDRESS)
+            page.fill("#withdraw-amount", "1")
+            page.click("#withdraw-form button[type=submit]")
+            said, gap, under, focused = page.wait_for_function(
+                FIELD_PROBLEM, arg=["asset", words], timeout=5000).json_value()
+            assert 0 <= gap <= 24 and under and focused, (said, gap, under, focused)
+            page.wait_for_timeout(300)                   # a request would have left by now
+            assert posts == [], posts
+            trader.shot("23-withdrawals-disabled")
+            assert trader.errors == [], trader.errors
+        finally:
+            trader.close()
+
+
 SCENARIOS = {"statuses_in_words": statuses_in_words,
              "my_trades_show_their_time": my_trades_show_their_time,
-             "withdrawal_checked_before_sending": withdrawal_checked_before_sending}
+             "withdrawal_checked_before_sending": withdrawal_checked_before_sending,
+             "withdrawals_disabled_said_before_sending": withdrawals_disabled_said_before_sending}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](json.loads(sys.argv[2]))

@@ -23,7 +23,8 @@ AMOUNT = "0.5"
 ADDRESS = "0x52908400098527886e0f7030069857d2e4169ee7"
 # The client's words for the refusal (frontend_api/static/app.js WORDS).
 STEP_UP_WORDS = "Withdrawals need your one-time password: confirm and try again."
-# ... and for a withdrawal the balance does not cover with its fee (WITHDRAWAL_WORDS).
+# ... and for a withdrawal the balance does not cover with its fee
+# (decimal.js FEE_DOES_NOT_FIT: said before sending, and for wallets' refusal).
 NOT_WITH_THE_FEE = "Not enough available balance for this amount plus the withdrawal fee."
 
 
@@ -114,22 +115,28 @@ def withdrawal_step_up(args):
                 arg=ADDRESS, timeout=WAIT_MS)
             trader.shot("04-withdrawal-pending")
 
-            # 5. All that is available: the page's check passes it (it cannot
-            # know the fee wallets holds on top), wallets refuses it. The words
-            # must speak of the withdrawal and its fee (they said "for this order").
+            # 5. All that is available: wallets holds the fee on top, so it
+            # cannot go. The page knows the fee (GET /api/v1/assets) and says
+            # so under the amount, in words of the withdrawal and its fee,
+            # sending nothing (before, it sent it and wallets refused it).
             trader.wait_balance(ASSET, lambda v: v < 2 - Decimal(AMOUNT))  # the first one's hold
             all_of_it = page.text_content(f"#balances tr[data-asset={ASSET}] td:nth-child(2)")
             page.evaluate("document.querySelector('#withdraw-status').textContent = ''")
-            request_withdrawal(page, all_of_it)
-            assert page.text_content("#withdraw-error") == NOT_WITH_THE_FEE, \
-                page.text_content("#withdraw-error")
+            posts = []
+            page.on("request", lambda r: r.method == "POST" and "/api/v1/withdrawals" in r.url
+                    and posts.append(r.url))
+            page.fill("#withdraw-amount", all_of_it)
+            page.click("#withdraw-form button[type=submit]")
+            page.wait_for_function("w => document.querySelector('#withdraw-amount-error')"
+                                   ".textContent.startsWith(w)", arg=NOT_WITH_THE_FEE,
+                                   timeout=WAIT_MS)
+            page.wait_for_timeout(300)                   # a request would have left by now
+            assert posts == [] and page.text_content("#withdraw-status") == "", posts
             trader.shot("05-withdrawal-short-of-the-fee")
-            # Chromium logs the deliberate refusals' responses itself (steps 2
-            # and 5); nothing else may reach the console.
+            # Chromium logs the deliberate refusal's response itself (step 2);
+            # nothing else may reach the console.
             expected = ["Failed to load resource: the server responded with a status of "
-                        "403 (FORBIDDEN)",
-                        "Failed to load resource: the server responded with a status of "
-                        "400 (BAD REQUEST)"]
+                        "403 (FORBIDDEN)"]
             assert trader.errors == expected, f"console errors: {trader.errors}"
         finally:
             trader.close()

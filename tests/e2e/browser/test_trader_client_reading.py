@@ -6,10 +6,15 @@ sends anything."""
 from __future__ import annotations
 
 import json
+import time
+import uuid
 
 import pytest
+import requests
 
 from tests.e2e.browser import chromium
+from tests.e2e.gateway.native_testkit import rpc_proxy
+from tests.integration.registry_kit import asset_spec, market_spec
 from tests.e2e.browser.test_trader_client_sweep import trader, with_price
 
 pytestmark = [pytest.mark.skipif(not chromium.available(), reason="Debian chromium is not installed"),
@@ -32,6 +37,48 @@ def test_my_trades_show_each_fills_time_in_the_traders_zone_newest_first(setting
                    seller=trader(settings, {"BTC": "1"})))
 
 
+def registry_asset(settings, symbol: str) -> dict:
+    """The asset as the registry lists it (the one home of its withdrawal rules)."""
+    with rpc_proxy(settings) as rpc:
+        return rpc.registry.get_catalogue()["assets"][symbol]
+
+
 def test_the_withdrawal_form_says_what_is_wrong_under_the_field_and_sends_nothing(settings):
+    """Also shows the asset's fee and minimum, and refuses an amount below
+    the minimum or one whose fee does not fit (needs a gateway serving
+    GET /api/v1/assets)."""
     run("withdrawal_checked_before_sending",
-        {"url": settings.gateway_url, "trader": trader(settings, {"USDT": "100"})})
+        {"url": settings.gateway_url, "trader": trader(settings, {"USDT": "100"}),
+         "usdt": registry_asset(settings, "USDT")})
+
+
+@pytest.fixture
+def no_withdrawals_market(settings, operator_token):
+    """An asset listed with withdrawals disabled, and a market BASE-USDT so
+    the web client offers it (delisted after the test), once the gateway
+    shows both (its copies live 10 s)."""
+    from services.registry import errors  # noqa: F401 -- typed refusals back over RPC
+    base = f"D{uuid.uuid4().hex[:8].upper()}"
+    with rpc_proxy(settings) as rpc:
+        rpc.registry.list_asset(operator_token, asset_spec(base, withdraw_enabled=False))
+        rpc.registry.list_market(operator_token, market_spec(f"{base}-USDT"))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            markets = requests.get(f"{settings.gateway_url}/api/v1/markets", timeout=30).json()
+            asset = requests.get(f"{settings.gateway_url}/api/v1/assets/{base}", timeout=30)
+            if asset.status_code == 200 and any(m["market"] == f"{base}-USDT"
+                                                for m in markets["markets"]):
+                break
+            time.sleep(1)
+        yield base
+    finally:
+        with rpc_proxy(settings) as rpc:
+            rpc.registry.update_market(operator_token, f"{base}-USDT", {"status": "delisted"})
+
+
+def test_an_asset_whose_withdrawals_are_disabled_is_said_so_and_nothing_is_sent(
+        settings, no_withdrawals_market):
+    run("withdrawals_disabled_said_before_sending",
+        {"url": settings.gateway_url, "trader": trader(settings, {"USDT": "100"}),
+         "asset": no_withdrawals_market})
