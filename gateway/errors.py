@@ -184,6 +184,7 @@ TABLE: dict[str, tuple[int, int, str | None]] = {
     "ILLEGAL_WITHDRAWAL_TRANSITION": (409, -1000, None),
     "WITHDRAWAL_BELOW_MINIMUM": (400, -1100, None),
     "WITHDRAWAL_LIMIT_EXCEEDED": (400, -1100, None),
+    "WITHDRAWALS_DISABLED": (409, -1000, None),
     "UNKNOWN_INTERVAL": (400, -1100, None),
     "INVALID_TIMESTAMP": (400, -1100, None),
     "INVALID_TIME_RANGE": (400, -1100, None),

@@ -39,6 +39,7 @@ const WORDS = {
 // (GET /api/v1/assets tells it: the check before sending counts it too).
 const WITHDRAWAL_WORDS = {
   INSUFFICIENT_FUNDS: FEE_DOES_NOT_FIT,
+  WITHDRAWALS_DISABLED: "Withdrawals of this asset are disabled at the moment.",
 };
 // The engine's reasons for refusing or ending an order (services/matching/
 // models.py Reason; the REST refusals carry the same codes), as the end of a

@@ -139,6 +139,14 @@ class WithdrawalBelowMinimum(InvalidInput):
 
 
 @registered
+class WithdrawalsDisabled(WalletsError):
+    """The registry has disabled withdrawals of the asset (its catalogue's
+    ``withdraw_enabled``)."""
+
+    code = "WITHDRAWALS_DISABLED"
+
+
+@registered
 class WithdrawalLimitExceeded(WalletsError):
     """The rolling 24-hour withdrawal limit of the asset would be exceeded."""
 
@@ -150,6 +158,7 @@ ALL_ERRORS = (
     InvalidAddress, UnknownAsset, UnknownMarket, UnknownFeeTier, UnknownUser, UnknownAddress,
     IdempotencyConflict, InsufficientFunds, InsufficientLocked, WithdrawalNotFound,
     IllegalWithdrawalTransition, WithdrawalBelowMinimum, WithdrawalLimitExceeded,
+    WithdrawalsDisabled,
 )
 
 _BY_CODE = {cls.code: cls for cls in ALL_ERRORS if issubclass(cls, WalletsError)}

@@ -28,6 +28,7 @@ from services.wallets.errors import (
     InsufficientFunds,
     InsufficientLocked,
     WithdrawalBelowMinimum,
+    WithdrawalsDisabled,
     WithdrawalLimitExceeded,
 )
 
@@ -366,8 +367,11 @@ class Withdrawal:
 
 
 def check_withdrawal_request(asset: Asset, amount: int, withdrawn_last_24h: int) -> int:
-    """The fee to hold on top of ``amount``; raises for a too-small amount or
-    one that would take the user past the asset's rolling 24-hour limit."""
+    """The fee to hold on top of ``amount``; raises for an asset whose
+    withdrawals the registry disabled, a too-small amount or one that would
+    take the user past the asset's rolling 24-hour limit."""
+    if not asset.withdraw_enabled:
+        raise WithdrawalsDisabled(f"withdrawals of {asset.code} are disabled")
     if amount < asset.min_withdrawal_minor:
         raise WithdrawalBelowMinimum(
             f"{format_amount(asset, amount)} {asset.code} is below the minimum "

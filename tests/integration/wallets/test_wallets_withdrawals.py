@@ -1,5 +1,6 @@
 """Withdrawals on the real PostgreSQL: hold on request, the state machine,
 each transition journaled, limits, and illegal steps that write nothing."""
+import dataclasses
 import uuid
 
 import pytest
@@ -14,6 +15,7 @@ from services.wallets.errors import (
     WithdrawalBelowMinimum,
     WithdrawalLimitExceeded,
     WithdrawalNotFound,
+    WithdrawalsDisabled,
 )
 from services.wallets.ledger import APPROVE, CANCEL, MARK_SENT, REJECT
 
@@ -164,6 +166,17 @@ def test_refused_requests_write_nothing(ledger, alice, new_user, footprint):
         request(ledger, poor, 10 ** 8)
     with pytest.raises(UnknownUser):
         request(ledger, f"ghost-{uuid.uuid4()}")
+    assert footprint(alice) == before
+
+
+def test_no_withdrawal_while_the_registry_has_withdrawals_of_the_asset_disabled(
+        ledger, alice, footprint):
+    """``withdraw_enabled`` false in the catalogue: before, wallets held the
+    amount and opened a pending withdrawal all the same."""
+    before = footprint(alice)
+    closed = dataclasses.replace(BTC, withdraw_enabled=False)
+    with pytest.raises(WithdrawalsDisabled):
+        ledger.request_withdrawal(alice, closed, ADDRESS, 10 ** 8, f"w-{uuid.uuid4()}")
     assert footprint(alice) == before
 
 

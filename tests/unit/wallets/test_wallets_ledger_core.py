@@ -11,6 +11,7 @@ from services.wallets.errors import (
     InsufficientLocked,
     WithdrawalBelowMinimum,
     WithdrawalLimitExceeded,
+    WithdrawalsDisabled,
 )
 from services.wallets.ledger import (
     APPROVE,
@@ -246,6 +247,16 @@ def test_withdrawal_requests_respect_minimum_and_daily_limit():
     assert check_withdrawal_request(BTC, 1_000_000, limit - 1_000_000)
     with pytest.raises(WithdrawalLimitExceeded):
         check_withdrawal_request(BTC, 1_000_000, limit - 999_999)
+
+
+def test_no_withdrawal_of_an_asset_whose_withdrawals_the_registry_disabled():
+    """The registry's ``withdraw_enabled`` false was published and shown by
+    the web client, but wallets held and opened the withdrawal all the same."""
+    import dataclasses
+    closed = dataclasses.replace(BTC, withdraw_enabled=False)
+    with pytest.raises(WithdrawalsDisabled) as caught:
+        check_withdrawal_request(closed, BTC.min_withdrawal_minor, 0)
+    assert caught.value.code == "WITHDRAWALS_DISABLED"
 
 
 # ---------------------------------------------------------------- history
