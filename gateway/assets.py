@@ -16,10 +16,8 @@ import logging
 import time
 from typing import Callable
 
-from eventlet.semaphore import Semaphore
-
 from gateway.errors import ApiError
-from gateway.markets import TTL_S
+from gateway.markets import TTL_S, Reloaded
 
 log = logging.getLogger(__name__)
 
@@ -37,35 +35,19 @@ class Assets:
 
     def __init__(self, load: Callable[[], list], ttl_s: float = TTL_S,
                  clock: Callable[[], float] = time.monotonic):
-        self._load = load
-        self._ttl = ttl_s
-        self._clock = clock
-        self._lock = Semaphore(1)
         self._by_symbol: dict = {}
-        self._loaded_at: float | None = None
+        self._copy = Reloaded(load, self._index, "assets", ttl_s, clock)
 
-    def _fresh(self) -> bool:
-        return self._loaded_at is not None and self._clock() - self._loaded_at < self._ttl
+    def _index(self, found: list) -> None:
+        self._by_symbol = {a.symbol: a for a in found}
 
     def _refresh(self) -> None:
-        if self._fresh():
-            return
-        with self._lock:
-            if self._fresh():
-                return
-            try:
-                found = self._load()
-            except Exception:
-                if self._loaded_at is None:
-                    log.warning("the registry's assets could not be read", exc_info=True)
-                    raise ApiError(503, "UNAVAILABLE", "the asset list is unavailable: "
-                                   "try again in a moment", -1001) from None
-                log.warning("reloading the assets failed; serving the cached copy",
-                            exc_info=True)
-                self._loaded_at = self._clock()
-                return
-            self._by_symbol = {a.symbol: a for a in found}
-            self._loaded_at = self._clock()
+        try:
+            self._copy.refresh()
+        except Exception:
+            log.warning("the registry's assets could not be read", exc_info=True)
+            raise ApiError(503, "UNAVAILABLE", "the asset list is unavailable: "
+                           "try again in a moment", -1001) from None
 
     def all(self) -> list:
         """Every listed asset, by symbol."""

@@ -234,39 +234,60 @@ def registry_markets(settings) -> list[Market]:
             if info.status != "delisted"]
 
 
+class Reloaded:
+    """A copy of what ``load`` returns, loaded again once it is ``ttl_s`` old
+    (or when forced). A reload that fails keeps serving the previous copy (and
+    is tried again after another ``ttl_s``); with no copy yet it raises.
+    ``on_load`` receives each new copy. One reload at a time per process."""
+
+    def __init__(self, load: Callable[[], list], on_load: Callable[[list], None],
+                 what: str, ttl_s: float = TTL_S, clock: Callable[[], float] = time.monotonic):
+        self._load = load
+        self._on_load = on_load
+        self._what = what
+        self._ttl = ttl_s
+        self._clock = clock
+        self._lock = Semaphore(1)
+        self.loaded_at: float | None = None
+
+    def _fresh(self) -> bool:
+        return self.loaded_at is not None and self._clock() - self.loaded_at < self._ttl
+
+    def refresh(self, force: bool = False) -> None:
+        if self._fresh() and not force:
+            return
+        with self._lock:
+            if self._fresh() and not force:
+                return
+            try:
+                found = self._load()
+            except Exception:
+                if self.loaded_at is None:
+                    raise
+                log.warning("reloading the %s failed; serving the cached copy", self._what,
+                            exc_info=True)
+                self.loaded_at = self._clock()
+                return
+            self._on_load(found)
+            self.loaded_at = self._clock()
+
+    def age(self) -> float | None:
+        return None if self.loaded_at is None else self._clock() - self.loaded_at
+
+
 class Catalogue:
     """The markets, cached; ``load`` returns them."""
 
     def __init__(self, load: Callable[[], list[Market]], ttl_s: float = TTL_S,
                  clock: Callable[[], float] = time.monotonic):
-        self._load = load
-        self._ttl = ttl_s
-        self._clock = clock
-        self._lock = Semaphore(1)
         self._by_symbol: dict[str, Market] = {}
         self._by_binance: dict[str, Market] = {}
-        self._loaded_at: float | None = None
+        self._copy = Reloaded(load, self._index, "market catalogue", ttl_s, clock)
+        self._refresh = self._copy.refresh
 
-    def _refresh(self, force: bool = False) -> None:
-        fresh = self._loaded_at is not None and self._clock() - self._loaded_at < self._ttl
-        if fresh and not force:
-            return
-        with self._lock:
-            if not force and self._loaded_at is not None and \
-                    self._clock() - self._loaded_at < self._ttl:
-                return
-            try:
-                markets = self._load()
-            except Exception:
-                if self._loaded_at is None:
-                    raise
-                log.warning("reloading the market catalogue failed; serving the cached copy",
-                            exc_info=True)
-                self._loaded_at = self._clock()
-                return
-            self._by_symbol = {m.symbol: m for m in markets}
-            self._by_binance = {m.binance: m for m in markets}
-            self._loaded_at = self._clock()
+    def _index(self, markets: list[Market]) -> None:
+        self._by_symbol = {m.symbol: m for m in markets}
+        self._by_binance = {m.binance: m for m in markets}
 
     def markets(self) -> list[Market]:
         self._refresh()
@@ -279,8 +300,8 @@ class Catalogue:
             raise unknown_symbol(symbol)
         self._refresh()
         market = self._by_binance.get(symbol)
-        if market is None and self._loaded_at is not None:
-            self._refresh(force=self._clock() - self._loaded_at > 1.0)
+        if market is None and self._copy.loaded_at is not None:
+            self._refresh(force=self._copy.age() > 1.0)
             market = self._by_binance.get(symbol)
         if market is None:
             raise unknown_symbol(symbol)
