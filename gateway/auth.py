@@ -53,7 +53,7 @@ READ, TRADE, WITHDRAW = "read", "trade", "withdraw"
 # window too large (users' rule, services/users/apikeys.py, decides that).
 RECV_WINDOW_FORMAT = re.compile(r"[0-9]{1,20}")
 MSG_RECV_WINDOW_FORMAT = ("Illegal characters found in parameter 'recvWindow'; legal range is "
-                          "'^[0-9]{1,20}$'.")
+                          f"'^{RECV_WINDOW_FORMAT.pattern}$'.")
 FORM = "application/x-www-form-urlencoded"
 
 
