@@ -13,7 +13,11 @@ PYTHON=${PYTHON:-python3}
 # gcc, libc6-dev and python3-dev (Python.h of Debian's python3, which makes the
 # venv) compile the matching engine.
 # prometheus* (Prometheus, promtool, Alertmanager, exporters): monitoring, stack/monitoring.py.
-DEBIAN_PACKAGES="python3 python3-venv python3-dev gcc libc6-dev rabbitmq-server memcached postgresql openjdk-17-jre-headless maven procps prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter"
+# haproxy: the zones' edge configuration is checked and run by the suite
+# (tests/unit/ansible/test_haproxy_edge_config.py, tests/integration/zones/
+# test_edge_haproxy.py: HAProxies of the tests' own on 127.0.0.1), not only
+# by scripts/zones.sh.
+DEBIAN_PACKAGES="python3 python3-venv python3-dev gcc libc6-dev rabbitmq-server memcached postgresql openjdk-17-jre-headless maven procps prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter haproxy"
 # chromium runs the browser tests headless (driven by pip's playwright through
 # executable_path: never `playwright install`); npm installs the web client's
 # pinned packages (frontend_api/package-lock.json). A machine with Node.js from
