@@ -314,9 +314,11 @@ class Bridge:
     def take_off_pending(self) -> None:
         """The orders of the trades since the last flush off their accounts'
         order counts (a first fill each); a failure is logged and the
-        flush goes on (the counts are the limit's, not the trades')."""
+        flush goes on (the counts are the limit's, not the trades'). Called
+        with no orders too: what Memcached could not be told at an earlier
+        flush is sent then (RateLimiter.orders_filled keeps it)."""
         filled, self.pending_filled = self.pending_filled, []
-        if not filled:
+        if self.orders_filled is None:
             return
         try:
             self.orders_filled(filled)

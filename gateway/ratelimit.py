@@ -57,7 +57,7 @@ from typing import Callable
 
 from flask import current_app, g, request
 from pymemcache.client.base import PooledClient
-from pymemcache.exceptions import MemcacheError
+from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 from pymemcache.pool import ObjectPool
 
 from gateway.errors import MSG_TOO_MANY, ApiError
@@ -169,6 +169,17 @@ PRUNE_AFTER = 10_000
 # read (a failure clears the pool, closing the clients other requests are
 # using): it answered a partner's order batch 500 under load (session 8).
 CACHE_DOWN = (OSError, EOFError, MemcacheError)
+# What a call on a connection Memcached has closed raises: after a restart of
+# Memcached every idle pooled connection is such. The server running now never
+# saw the call, so it is sent again, once, on a fresh connection (at worst,
+# a counter the old server did count is counted twice: a count errs high).
+# Before, a process that outlived a Memcached restart failed its next call
+# there, and an order's first-fill take-off then was lost (session 27).
+CONNECTION_CLOSED = (MemcacheUnexpectedCloseError, ConnectionResetError, BrokenPipeError)
+# Orders (and accounts' counts) whose take-off Memcached could not be told
+# (unreachable), kept for the next ``orders_filled`` call, at most: beyond,
+# they are not taken off and the counts stay higher, never lower.
+UNTAKEN_MAX = 100_000
 
 
 @dataclass
@@ -218,6 +229,23 @@ class Counters:
     def _down(self) -> bool:
         return self.clock() < self._down_until
 
+    def _call(self, verb: str, *args, **kwargs):
+        """The client's ``verb``, sent again once on a fresh connection when
+        Memcached had closed the one it went out on (``CONNECTION_CLOSED``)."""
+        try:
+            return getattr(self.client, verb)(*args, **kwargs)
+        except CONNECTION_CLOSED:
+            self._drop_idle_connections()
+            return getattr(self.client, verb)(*args, **kwargs)
+
+    def _drop_idle_connections(self) -> None:
+        """Close the pool's idle connections (all dead when one was: Memcached
+        restarted), not those other requests are using now."""
+        pool = getattr(self.client, "client_pool", None)
+        if isinstance(pool, ObjectPool):
+            for _ in range(len(pool.free)):
+                pool.destroy(pool.get())   # get() takes an idle one first
+
     def add(self, name: str, window: int, amount: int,
             at: float | None = None) -> tuple[int, int]:
         """Add ``amount`` (negative: give back) to the counter of the window
@@ -245,44 +273,48 @@ class Counters:
 
     def _incr(self, key: str, window: int, amount: int) -> int:
         if amount == 0:                 # a read: nothing to send, no counter to create
-            value = self.client.get(key)
+            value = self._call("get", key)
             return int(value) if value else 0
         if amount < 0:                  # given back: Memcached's decr stops at 0
-            value = self.client.decr(key, -amount, noreply=False)
+            value = self._call("decr", key, -amount, noreply=False)
             return int(value or 0)
-        value = self.client.incr(key, amount, noreply=False)
+        value = self._call("incr", key, amount, noreply=False)
         if value is None:
-            if self.client.add(key, str(amount), expire=window + 5, noreply=False):
+            if self._call("add", key, str(amount), expire=window + 5, noreply=False):
                 return amount
-            value = self.client.incr(key, amount, noreply=False)
+            value = self._call("incr", key, amount, noreply=False)
         return int(value or 0)
 
-    def mark_once(self, name: str, expire_s: int) -> bool:
+    def mark_once(self, name: str, expire_s: int) -> bool | None:
         """Mark ``name`` in Memcached for ``expire_s``: True for the one call
         that marked it, across processes (Memcached's ``add`` is atomic);
-        False when it was marked already, or Memcached is unreachable."""
+        False when it was marked already; None when Memcached could not be
+        asked (unreachable): neither is known."""
         if self._down():
-            return False
+            return None
         try:
-            return bool(self.client.add(f"{PREFIX}{name}", "1", expire=expire_s,
-                                        noreply=False))
+            return bool(self._call("add", f"{PREFIX}{name}", "1", expire=expire_s,
+                                   noreply=False))
         except CACHE_DOWN:
             self._failed()
-            return False
+            return None
 
-    def add_now(self, name: str, window: int, amount: int) -> None:
+    def add_now(self, name: str, window: int, amount: int) -> bool:
         """Add ``amount`` (> 0) to the counter of the current window in
         Memcached now, not at this process's next sync of it as ``add``
         would: the process adding (the push bridge's) is rarely one that
         reads the counter, so it might never sync. This process's own view of
-        the counter catches up at its next sync."""
+        the counter catches up at its next sync. False when Memcached could
+        not be told (unreachable): nothing was added."""
         if self._down():
-            return
+            return False
         key = f"{PREFIX}{name}:{window}:{int(self.clock() // window)}"
         try:
             self._incr(key, window, amount)
         except CACHE_DOWN:
             self._failed()
+            return False
+        return True
 
     def read(self, name: str, window: int) -> int:
         """This window's counter as ``add`` would answer it, adding nothing:
@@ -297,7 +329,7 @@ class Counters:
         until, checked_at = self._bans.get(who, (None, float("-inf")))
         if now - checked_at >= self.sync_s:
             try:
-                value = self.client.get(f"{PREFIX}ban:{who}")
+                value = self._call("get", f"{PREFIX}ban:{who}")
             except CACHE_DOWN:
                 self._failed()
                 return None
@@ -311,7 +343,7 @@ class Counters:
         until = int(self.clock()) + seconds
         self._bans[who] = (until, self.clock())
         try:
-            self.client.set(f"{PREFIX}ban:{who}", str(until), expire=seconds + 1, noreply=False)
+            self._call("set", f"{PREFIX}ban:{who}", str(until), expire=seconds + 1, noreply=False)
         except CACHE_DOWN:
             self._failed()
         return until
@@ -322,6 +354,10 @@ class RateLimiter:
         self.counters = counters
         self.limits = limits
         self._filled_seen: set = set()
+        # Take-offs Memcached could not be told (orders_filled): fills not
+        # marked yet, and counts of orders marked but not yet added.
+        self._undecided_fills: list[tuple[int, str]] = []
+        self._untaken: dict[tuple[str, int], int] = {}
 
     def _refuse(self, who: str, left: int, message: str, code: int = -1003) -> ApiError:
         """429, or 418 and a ban once the client has ignored enough 429s."""
@@ -405,23 +441,48 @@ class RateLimiter:
         the first time (partially or fully), the order count will be
         decremented by 1 for the current 10-second and 24-hour order count
         windows"); a later fill, or the same trade seen again (a redelivery),
-        takes nothing. Returns how many orders were taken off."""
+        takes nothing. What Memcached could not be told (unreachable) is kept
+        and sent by a later call, the first after it is back (the push bridge
+        calls at every flush, with no fills too). Returns how many orders
+        were found first filled."""
+        undecided, self._undecided_fills = self._undecided_fills, []
+        if not fills and not undecided and not self._untaken:
+            return 0
         seen = self._filled_seen
-        per_account: dict[str, int] = {}
-        for order_id, account in fills:
+        first_filled: dict[str, int] = {}
+        pending = [*undecided, *fills]
+        for index, (order_id, account) in enumerate(pending):
             if not account or order_id in seen:
                 continue
+            marked = self.counters.mark_once(f"ff:{order_id}", FIRST_FILL_MARK_S)
+            if marked is None:          # Memcached unreachable: these, again next time
+                self._keep_undecided(pending[index:])
+                break
             if len(seen) >= FILLED_SEEN_MAX:
                 seen.clear()
             seen.add(order_id)
-            if self.counters.mark_once(f"ff:{order_id}", FIRST_FILL_MARK_S):
-                per_account[account] = per_account.get(account, 0) + 1
+            if marked:
+                first_filled[account] = first_filled.get(account, 0) + 1
         # One increment per account and window for all of its orders here
-        # (the push bridge passes a flush's trades: a market maker's many).
-        for account, count in per_account.items():
+        # (the push bridge passes a flush's trades: a market maker's many);
+        # per window, so that one that failed is not added twice to the other.
+        untaken, self._untaken = self._untaken, {}
+        for account, count in first_filled.items():
             for limit in self.limits.order_limits:
-                self.counters.add_now(filled_counter(account), limit.window_s, count)
-        return sum(per_account.values())
+                key = (account, limit.window_s)
+                untaken[key] = untaken.get(key, 0) + count
+        for (account, window), count in untaken.items():
+            if not self.counters.add_now(filled_counter(account), window, count) \
+                    and len(self._untaken) < UNTAKEN_MAX:
+                self._untaken[(account, window)] = count
+        return sum(first_filled.values())
+
+    def _keep_undecided(self, fills: list) -> None:
+        room = UNTAKEN_MAX - len(self._undecided_fills)
+        if len(fills) > room:
+            log.warning("%d filled orders not taken off their order counts: Memcached has "
+                        "been unreachable for too many", len(fills) - room)
+        self._undecided_fills.extend(fills[:room])
 
     def order_counts(self, account: str) -> list[tuple[OrderLimit, int]]:
         """Each new-order limit with the account's count in its current
@@ -477,19 +538,21 @@ def limiter(app=None) -> RateLimiter:
     app = app or current_app
     found = app.extensions.get("rate_limiter")
     if found is None:
-        from gateway.app import MAX_CONCURRENT_REQUESTS
         settings = app.config["SETTINGS"]
-        # As many clients as requests in flight: a request holds one at a time,
-        # so the pool never runs out (at 32, 64 concurrent callers got
-        # pymemcache's "Too many objects" as a 500). Connections open on demand.
-        client = PooledClient((settings.server_host("memcached"),
-                               settings.int("EXCHANGE_MEMCACHED_PORT")),
-                              connect_timeout=0.5, timeout=0.5,
-                              max_pool_size=MAX_CONCURRENT_REQUESTS,
-                              no_delay=True)
-        found = app.extensions["rate_limiter"] = RateLimiter(Counters(client),
+        found = app.extensions["rate_limiter"] = RateLimiter(Counters(counters_client(settings)),
                                                              Limits.from_settings(settings))
     return found
+
+
+def counters_client(settings) -> PooledClient:
+    """The Memcached client of a process's counters."""
+    from gateway.app import MAX_CONCURRENT_REQUESTS
+    # As many clients as requests in flight: a request holds one at a time,
+    # so the pool never runs out (at 32, 64 concurrent callers got
+    # pymemcache's "Too many objects" as a 500). Connections open on demand.
+    return PooledClient((settings.server_host("memcached"), settings.int("EXCHANGE_MEMCACHED_PORT")),
+                        connect_timeout=0.5, timeout=0.5, max_pool_size=MAX_CONCURRENT_REQUESTS,
+                        no_delay=True)
 
 
 # ------------------------------------------------------------------ Flask glue

@@ -14,6 +14,7 @@ from nameko.standalone.events import event_dispatcher
 from nameko.testing.services import entrypoint_waiter
 
 from tests.integration.amqp_kit import confirmed_connection, publish_confirmed
+from tests.integration.memcached_kit import ThrowawayMemcached, free_port  # noqa: F401 (conftest's)
 from services.marketdata.providers import Backend, Clock
 from services.marketdata.service import MarketDataService
 
@@ -100,35 +101,3 @@ class Matching:
         self.publish("book_changed", payloads, "on_book_changed", timeout)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ThrowawayMemcached:
-    """A real memcached of our own, to kill mid-test (the stack's is shared)."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.process = None
-
-    def start(self):
-        binary = shutil.which("memcached") or "/usr/bin/memcached"
-        argv = [binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64"]
-        if os.geteuid() == 0:
-            argv += ["-u", "nobody"]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("throw-away memcached did not start")
-
-    def kill(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)

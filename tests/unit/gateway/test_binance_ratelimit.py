@@ -390,3 +390,116 @@ def test_a_paging_read_that_raises_part_way_is_still_charged_its_pages(limiter, 
                 metered.marketdata.get_candles()
             raise RuntimeError("the fourth page timed out")
     assert rl.charge_ip("1.2.3.4", 0) == 6         # 2 + 2 more pages of weight 2
+
+
+class SwitchableMemcache(DictMemcache):
+    """A Memcached that can be made unreachable, for every verb or for the
+    keys that contain a given text."""
+
+    def __init__(self):
+        super().__init__()
+        self.down_for = None          # None: up; "": every key; else keys containing it
+
+    def _check(self, key):
+        if self.down_for is not None and self.down_for in key:
+            raise OSError("connection refused")
+
+    def incr(self, key, amount, noreply=False):
+        self._check(key)
+        return super().incr(key, amount, noreply)
+
+    def add(self, key, value, expire=0, noreply=False):
+        self._check(key)
+        return super().add(key, value, expire, noreply)
+
+    def get(self, key):
+        self._check(key)
+        return super().get(key)
+
+
+def filled_in_memcached(memcache, account, clock):
+    """The account's first-filled counts in Memcached: {window: count}."""
+    return {window: int(memcache.values.get(f"rl1:of:account:{account}:{window}:"
+                                           f"{int(clock.now // window)}", 0))
+            for window in (10, 86400)}
+
+
+def test_a_take_off_memcached_could_not_be_told_is_sent_once_it_is_back():
+    """The push bridge's take-off while Memcached is unreachable (a restart):
+    the orders are kept, not lost, and taken off at the first flush after it
+    is back (the bridge calls with no new fills too); each once."""
+    clock, memcache = Clock(), SwitchableMemcache()
+    with Flask(__name__).test_request_context("/"):
+        rl = RateLimiter(Counters(memcache, clock), LIMITS)
+        memcache.down_for = ""
+        assert rl.orders_filled([(31, "u1"), (32, "u1"), (33, "u2")]) == 0
+        assert rl.orders_filled([(34, "u2")]) == 0         # asked at once: still down
+        memcache.down_for = None
+        assert rl.orders_filled([]) == 0                   # within the pause after a failure
+        clock.now += Counters.RETRY_AFTER_FAILURE_S + 1
+        assert rl.orders_filled([]) == 4
+        assert filled_in_memcached(memcache, "u1", clock) == {10: 2, 86400: 2}
+        assert filled_in_memcached(memcache, "u2", clock) == {10: 2, 86400: 2}
+        assert rl.orders_filled([(31, "u1"), (34, "u2")]) == 0   # once per order
+        assert rl.orders_filled([]) == 0
+        assert filled_in_memcached(memcache, "u1", clock) == {10: 2, 86400: 2}
+
+
+def test_a_count_not_added_in_one_window_is_added_later_and_the_other_not_twice():
+    """Marked first filled, then the count of one window fails: that window's
+    count is added at a later call, the other window's is not added again."""
+    clock, memcache = Clock(), SwitchableMemcache()
+    with Flask(__name__).test_request_context("/"):
+        rl = RateLimiter(Counters(memcache, clock), LIMITS)
+        memcache.down_for = ":86400:"
+        assert rl.orders_filled([(41, "u1")]) == 1
+        assert filled_in_memcached(memcache, "u1", clock) == {10: 1, 86400: 0}
+        memcache.down_for = None
+        clock.now += Counters.RETRY_AFTER_FAILURE_S + 1
+        assert rl.orders_filled([]) == 0                   # no order newly found filled ...
+        assert filled_in_memcached(memcache, "u1", clock)[86400] == 1   # ... its count added
+        ten_s_window_then = int((clock.now - Counters.RETRY_AFTER_FAILURE_S - 1) // 10)
+        assert memcache.values[f"rl1:of:account:u1:10:{ten_s_window_then}"] == "1"
+
+
+class ClosedOnce(DictMemcache):
+    """Memcached restarted under a pooled connection: its next call raises
+    what pymemcache raises on a closed connection, then calls go through."""
+
+    def __init__(self, closed):
+        super().__init__()
+        self.closed = closed
+        self.calls = 0
+
+    def add(self, key, value, expire=0, noreply=False):
+        self.calls += 1
+        if self.closed:
+            failure, self.closed = self.closed, None
+            raise failure
+        return super().add(key, value, expire, noreply)
+
+    def incr(self, key, amount, noreply=False):
+        self.calls += 1
+        return super().incr(key, amount, noreply)
+
+
+@pytest.mark.parametrize("closed", [MemcacheUnexpectedCloseError(), ConnectionResetError(),
+                                    BrokenPipeError()])
+def test_a_call_on_a_connection_memcached_closed_is_sent_again_once(closed):
+    clock, memcache = Clock(), ClosedOnce(closed)
+    with Flask(__name__).test_request_context("/"):
+        rl = RateLimiter(Counters(memcache, clock), LIMITS)
+        assert rl.orders_filled([(51, "u1")]) == 1
+        assert filled_in_memcached(memcache, "u1", clock) == {10: 1, 86400: 1}
+
+
+def test_a_timeout_is_not_sent_again():
+    """A timeout may have reached Memcached: not repeated (the counters are
+    skipped for a while instead, and the take-off kept)."""
+    clock, memcache = Clock(), ClosedOnce(TimeoutError())
+    with Flask(__name__).test_request_context("/"):
+        rl = RateLimiter(Counters(memcache, clock), LIMITS)
+        assert rl.orders_filled([(52, "u1")]) == 0
+        assert memcache.calls == 1
+        clock.now += Counters.RETRY_AFTER_FAILURE_S + 1
+        assert rl.orders_filled([]) == 1

@@ -102,6 +102,20 @@ def test_trades_orders_go_to_the_order_count_give_back_at_the_flush_and_a_failur
     assert taken == [[(7, "u-maker"), (9, "u-taker"), (7, "u-maker"), (11, "u-taker")]] * 2
 
 
+def test_every_flush_calls_the_take_off_so_what_memcached_missed_is_sent_without_new_trades():
+    """RateLimiter.orders_filled keeps what Memcached could not be told; it
+    is sent at the next call, which must come at the next flush even when no
+    trade came since (a quiet market after a Memcached restart)."""
+    push, _emitted = bridge()
+    taken = []
+    push.orders_filled = taken.append
+    push.flush()
+    push.handle("trade_executed", TRADE)
+    push.flush()
+    push.flush()
+    assert taken == [[], [(7, "u-maker"), (9, "u-taker")], []]
+
+
 def test_public_trades_name_no_user_or_order_and_fills_go_to_each_side():
     push, emitted = bridge()
     push.handle("trade_executed", TRADE)
