@@ -11,7 +11,7 @@ counters' client is the one every gateway process builds."""
 import pytest
 
 from gateway.ratelimit import Counters, Limits, RateLimiter, counters_client
-from tests.integration.memcached_kit import ThrowawayMemcached, free_port
+from tests.integration.throwaway_memcached import ThrowawayMemcached, free_port
 
 LIMITS = Limits(weight_per_minute=1200, key_weight_per_minute=1200, orders_per_10s=50,
                 orders_per_day=160_000, ban_after=3, ban_s=120)

@@ -14,7 +14,7 @@ from nameko.standalone.events import event_dispatcher
 from nameko.testing.services import entrypoint_waiter
 
 from tests.integration.amqp_kit import confirmed_connection, publish_confirmed
-from tests.integration.memcached_kit import ThrowawayMemcached, free_port  # noqa: F401 (conftest's)
+from tests.integration.throwaway_memcached import ThrowawayMemcached, free_port  # noqa: F401 (conftest's)
 from services.marketdata.providers import Backend, Clock
 from services.marketdata.service import MarketDataService
 
