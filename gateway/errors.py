@@ -185,6 +185,7 @@ TABLE: dict[str, tuple[int, int, str | None]] = {
     "WITHDRAWAL_BELOW_MINIMUM": (400, -1100, None),
     "WITHDRAWAL_LIMIT_EXCEEDED": (400, -1100, None),
     "WITHDRAWALS_DISABLED": (409, -1000, None),
+    "DEPOSITS_DISABLED": (409, -1000, None),
     "UNKNOWN_INTERVAL": (400, -1100, None),
     "INVALID_TIMESTAMP": (400, -1100, None),
     "INVALID_TIME_RANGE": (400, -1100, None),

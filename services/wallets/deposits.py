@@ -6,7 +6,7 @@ from __future__ import annotations
 from services.wallets import addresses
 from services.wallets.amounts import format_amount
 from services.wallets.assets import Asset
-from services.wallets.errors import UnknownAddress
+from services.wallets.errors import DepositsDisabled, UnknownAddress
 from services.wallets.ledger import (
     DEPOSIT_FIELDS,
     DEPOSITS_CLEARING,
@@ -22,7 +22,13 @@ class Deposits(LedgerStore):
     """deposit_address / credit_deposit."""
 
     def deposit_address(self, user: str, asset: Asset) -> dict:
-        """The user's deposit address for ``asset``, created on first request."""
+        """The user's deposit address for ``asset``, created on first request.
+        Refused (DepositsDisabled) while the registry has the asset's deposits disabled (a chain
+        under maintenance): a trader shown an address would send to it.
+        Deposits that arrive meanwhile are still credited (``credit_deposit``):
+        the coins are on the exchange's address and belong to the trader."""
+        if not asset.deposit_enabled:
+            raise DepositsDisabled(f"deposits of {asset.code} are disabled")
         with self._connection() as conn:
             account_id = self._account_id(conn, user, asset.code)
             for _ in range(5):

@@ -147,6 +147,14 @@ class WithdrawalsDisabled(WalletsError):
 
 
 @registered
+class DepositsDisabled(WalletsError):
+    """The registry has disabled deposits of the asset (its catalogue's
+    ``deposit_enabled``): no deposit address is handed out."""
+
+    code = "DEPOSITS_DISABLED"
+
+
+@registered
 class WithdrawalLimitExceeded(WalletsError):
     """The rolling 24-hour withdrawal limit of the asset would be exceeded."""
 
@@ -158,7 +166,7 @@ ALL_ERRORS = (
     InvalidAddress, UnknownAsset, UnknownMarket, UnknownFeeTier, UnknownUser, UnknownAddress,
     IdempotencyConflict, InsufficientFunds, InsufficientLocked, WithdrawalNotFound,
     IllegalWithdrawalTransition, WithdrawalBelowMinimum, WithdrawalLimitExceeded,
-    WithdrawalsDisabled,
+    WithdrawalsDisabled, DepositsDisabled,
 )
 
 _BY_CODE = {cls.code: cls for cls in ALL_ERRORS if issubclass(cls, WalletsError)}

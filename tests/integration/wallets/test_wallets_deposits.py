@@ -1,5 +1,6 @@
 """Deposits on the real PostgreSQL: one address per (user, asset), credited once
 per txid and only after the asset's required confirmations."""
+import dataclasses
 import uuid
 
 import eventlet
@@ -7,7 +8,8 @@ import pytest
 
 from services.wallets.addresses import normalize_address
 from services.wallets.assets import ASSETS
-from services.wallets.errors import IdempotencyConflict, UnknownAddress, UnknownUser, WalletsError
+from services.wallets.errors import (DepositsDisabled, IdempotencyConflict, UnknownAddress,
+                                     UnknownUser, WalletsError)
 
 BTC, ETH, USDT = ASSETS["BTC"], ASSETS["ETH"], ASSETS["USDT"]
 
@@ -87,3 +89,29 @@ def test_concurrent_reports_of_one_deposit_credit_it_once(ledger, new_user, new_
 
     assert len(set(eventlet.GreenPool(8).imap(report, range(8)))) == 1
     assert ledger.balance(user, ETH)["available"] == "1.000000000000000000"
+
+
+def test_no_deposit_address_while_the_registry_has_deposits_of_the_asset_disabled(ledger, new_user,
+                                                                                  db):
+    """``deposit_enabled`` false in the catalogue (a chain under maintenance):
+    before, wallets handed out an address all the same, new or known."""
+    closed = dataclasses.replace(ETH, deposit_enabled=False)
+    known, fresh = new_user(), new_user()
+    ledger.deposit_address(known, ETH)
+    for user in (known, fresh):
+        with pytest.raises(DepositsDisabled):
+            ledger.deposit_address(user, closed)
+    assert db.execute("SELECT count(*) FROM wallets.deposit_addresses WHERE user_id = %s",
+                      (fresh,)).fetchone()[0] == 0
+
+
+def test_a_deposit_arriving_while_deposits_are_disabled_is_still_credited(ledger, new_user,
+                                                                          new_txid):
+    """The coins are on the exchange's address and belong to the trader:
+    disabling deposits stops handing out addresses, not crediting."""
+    user = new_user()
+    address = ledger.deposit_address(user, USDT)["address"]
+    closed = dataclasses.replace(USDT, deposit_enabled=False)
+    credited = ledger.credit_deposit(closed, address, 10 ** 6, new_txid("USDT"), 12)
+    assert credited["status"] == "credited" and credited["user"] == user
+    assert ledger.balance(user, USDT)["available"] == "1.000000"
