@@ -28,7 +28,18 @@ Two consumers in every gateway process:
   ``balances_changed``, a market's ticker and candles after a trade) are
   then made once, not once per gateway process. When the active gateway
   dies (kill -9 included) the broker hands the queue to a standby within the
-  connection's loss; messages it had not acknowledged are redelivered.
+  connection's loss; messages it had not acknowledged are redelivered. It
+  acknowledges a message only once the flush after it has run (``flush``:
+  the orders' first-fill take-offs, the balances read): a process killed
+  in between leaves those to the standby, which gets the message again,
+  instead of losing them with its memory (session 27; before, up to a
+  flush's worth was lost). The standby pushes that message's fills and
+  order updates again (the web client drops a fill it has: ``trade_id``);
+  the take-offs count once (a mark per order in Memcached); the balances
+  are read again. While a flush takes long (a service down: its reads wait
+  for their deadline) at most ``ACK_DEFERRED_MAX`` messages wait for it,
+  then they are acknowledged at once: the broker stops delivering at the
+  prefetch, and the fills must keep flowing.
 
 Frames of the market streams carry ``trace`` (ms stamps: ``at`` the engine
 batch, ``relayed`` its outbox relay's send, ``consumed`` and ``pushed`` by
@@ -78,6 +89,9 @@ INTERVALS = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")
 FLUSH_EVERY = 0.25
 MARKET_FLUSH_EVERY = 1.0
 PREFETCH = 500
+# Messages the private bridge holds unacknowledged for its next flush, at
+# most (module docstring): half the prefetch, so deliveries never stop on it.
+ACK_DEFERRED_MAX = PREFETCH // 2
 # Users' balances read before they go out together (one message-queue message).
 BALANCES_PER_MESSAGE = 20
 # Users whose balances one wallets.balances_of call reads (its limit: 1000).
@@ -148,7 +162,8 @@ class Bridge:
     PushManager.gathered)."""
 
     def __init__(self, amqp_uri: str, channel: str, emit, rpc, clock=now_ms,
-                 streams: str = "all", corked=contextlib.nullcontext, orders_filled=None):
+                 streams: str = "all", corked=contextlib.nullcontext, orders_filled=None,
+                 flush_every: float = FLUSH_EVERY):
         if streams not in STREAMS:
             raise ValueError(f"streams must be one of {STREAMS}")
         self.amqp_uri = amqp_uri
@@ -165,6 +180,15 @@ class Bridge:
         self.market_streams = streams in ("all", "market")
         self.private_streams = streams in ("all", "private")
         self.own_queue = streams == "market"
+        self.flush_every = flush_every
+        # The shared queue's deliveries wait for the flush after them to be
+        # acknowledged (module docstring): those not acknowledged yet, oldest
+        # first, and the newest one a finished flush covers. Acknowledged by
+        # the consumer's green thread (``ack_flushed``), the one that uses
+        # the connection.
+        self.defer_acks = not self.own_queue and self.private_streams
+        self.unacked: list = []
+        self.flushed_through = None
         self.running = True
         self.active = False
         self.handled = 0
@@ -210,6 +234,9 @@ class Bridge:
 
     def _lost(self) -> None:
         self.active = False
+        # Their channel is gone: the broker redelivers them, to whichever
+        # consumer is active next.
+        self.unacked, self.flushed_through = [], None
 
     def _queue(self) -> Queue:
         # Not durable and deleted with its last consumer: pushes are live
@@ -242,7 +269,8 @@ class Bridge:
                     queue.bind_to(target, routing_key=key)
             with Consumer(channel, [queue], callbacks=[self._on_message], accept=["json"],
                           auto_declare=False):
-                drain_while(amqp, lambda: self.running)
+                drain_while(amqp, lambda: self.running, timeout=min(1.0, self.flush_every),
+                            on_wake=self.ack_flushed if self.defer_acks else None)
 
     def new_queue(self) -> None:
         """A new own queue holds nothing from before it: whatever came between
@@ -268,7 +296,13 @@ class Bridge:
             # A push that cannot be made is dropped (clients re-sync), never
             # retried forever in front of the others.
             log.exception("push bridge could not handle %s", message.delivery_info.get("routing_key"))
-        message.ack()
+        if not self.defer_acks:
+            message.ack()
+        elif len(self.unacked) < ACK_DEFERRED_MAX:
+            self.unacked.append(message)
+        else:                           # a flush far behind: the deliveries go on
+            message.ack(multiple=True)
+            self.unacked, self.flushed_through = [], None
         self.handled += 1
         if (self.pending_depth or self.pending_trades) and not self.wake.ready():
             # The push loop runs once this green thread waits for the broker:
@@ -401,9 +435,23 @@ class Bridge:
                 log.exception("push bridge could not push a batch")
 
     # -- coalesced reads -----------------------------------------------------------
+    def ack_flushed(self) -> None:
+        """Acknowledge the deliveries the last finished flush covered (all up
+        to ``flushed_through``, in one frame)."""
+        through, self.flushed_through = self.flushed_through, None
+        if through is None:
+            return
+        for index, message in enumerate(self.unacked):
+            if message is through:
+                through.ack(multiple=True)
+                del self.unacked[:index + 1]
+                return
+        # Not held any more: acknowledged at once past ACK_DEFERRED_MAX, or
+        # delivered on a connection since lost.
+
     def flush_loop(self) -> None:
         while self.running:
-            eventlet.sleep(FLUSH_EVERY)
+            eventlet.sleep(self.flush_every)
             try:
                 self.flush()
             except Exception:
@@ -419,12 +467,17 @@ class Bridge:
             markets = self.dirty_markets | self.settling_markets
             self.settling_markets, self.dirty_markets = self.dirty_markets, set()
         users, self.dirty_users = self.dirty_users, set()
+        # The deliveries whose effects this flush takes: acknowledged once
+        # it has run (a failure raises past this: the next flush covers them).
+        covered = self.unacked[-1] if self.unacked else None
         self.take_off_pending()
         if markets:
             self._push_market_data_or_wait(sorted(markets))
         if users:
             failed = self._push_balances(sorted(users))
             self.dirty_users |= failed
+        if covered is not None:
+            self.flushed_through = covered
 
     def _emit_all(self, emits: list[tuple[str, dict, str]]) -> None:
         """Emits read first, then sent together (no read in between: the

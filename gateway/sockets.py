@@ -690,7 +690,11 @@ def init_app(app, socketio, settings: Settings, rpc) -> Push:
     push.bridge = push_bridge.Bridge(
         amqp_uri, channel, lambda event, data, room: socketio.emit(event, data, to=room), rpc,
         streams="private", corked=manager.gathered,
-        orders_filled=lambda fills: ratelimit.limiter(app).orders_filled(fills))
+        orders_filled=lambda fills: ratelimit.limiter(app).orders_filled(fills),
+        # How often its flush runs (balances, first-fill take-offs, and the
+        # acknowledgements that wait for them); tests widen it.
+        flush_every=(settings.int("EXCHANGE_PUSH_FLUSH_MS") / 1000
+                     if settings.get("EXCHANGE_PUSH_FLUSH_MS") else push_bridge.FLUSH_EVERY))
     push.market_bridge = push_bridge.Bridge(
         amqp_uri, channel,
         lambda event, data, room: socketio.emit(event, data, to=room, ignore_queue=True), rpc,

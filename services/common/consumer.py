@@ -102,13 +102,18 @@ def _parts(message_id, body: dict):
     return [(message_id, body)]
 
 
-def drain_while(amqp, running: Callable[[], bool], timeout: float = 1.0) -> None:
+def drain_while(amqp, running: Callable[[], bool], timeout: float = 1.0,
+                on_wake: Optional[Callable[[], None]] = None) -> None:
     """Deliver a kombu connection's messages to its consumers' callbacks
     while ``running()``, waking at least every ``timeout`` s to look. Each
     wake sends the heartbeats py-amqp owes: it sends them only when asked,
-    and an idle consumer would otherwise be dropped by the broker."""
+    and an idle consumer would otherwise be dropped by the broker. ``on_wake``
+    runs at each wake too, in this green thread: what must use the
+    connection (acks) and is decided elsewhere."""
     while running():
         amqp.heartbeat_check()
+        if on_wake is not None:
+            on_wake()
         try:
             amqp.drain_events(timeout=timeout)
         except socket.timeout:

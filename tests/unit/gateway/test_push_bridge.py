@@ -200,9 +200,10 @@ class Delivery:
         self.delivery_info = {"routing_key": routing_key}
         self.properties = {"message_id": message_id}
         self.acked = False
+        self.multiple = None
 
-    def ack(self):
-        self.acked = True
+    def ack(self, multiple=False):
+        self.acked, self.multiple = True, multiple
 
 
 def test_an_engine_batch_message_is_one_diff_of_its_seqs_with_its_trades_and_orders():
@@ -226,7 +227,7 @@ def test_an_engine_batch_message_is_one_diff_of_its_seqs_with_its_trades_and_ord
             if key == "engine_batch.push":
                 message = Delivery(key, message_id)
                 push._on_message(payload, message)
-                assert message.acked
+                assert push.unacked[-1] is message and not message.acked   # till a flush
         push.push_batches()
 
     deliver(PlaceOrder(1, "u-maker", "sell", price=10_000, quantity=1_000),
@@ -460,3 +461,71 @@ def test_marketdata_down_costs_one_log_line_and_the_balances_still_go_out(caplog
     lines = [r.getMessage() for r in caplog.records if r.name == "gateway.bridge"]
     assert len(lines) == 2 and "not read" in lines[0] and "read again" in lines[1]
     assert not any(r.exc_info for r in caplog.records)
+
+
+def private_bridge():
+    push, emitted = bridge()
+    push.market_streams = False     # what streams="private" makes
+    return push, emitted
+
+
+def order_update(order_id):
+    """A delivery of one order update (no read at the flush)."""
+    body = {"market": "BTC-USDT", "seq": order_id, "order_id": order_id, "user_id": "u-1",
+            "event": "order_done"}
+    return body, Delivery("order_updated", f"m-{order_id}")
+
+
+def test_the_private_bridge_acknowledges_a_delivery_once_the_flush_after_it_has_run():
+    """Killed between a delivery and the flush that takes its effects (the
+    first-fill take-offs, the balances read), the process leaves the delivery
+    unacknowledged: the broker hands it to the standby bridge. Before, it was
+    acknowledged on receipt and those effects died with the process."""
+    push, emitted = private_bridge()
+    first, second = order_update(1), order_update(2)
+    push._on_message(*first)
+    assert [e for e, _d, _r in emitted] == ["order"]          # pushed at once ...
+    push.ack_flushed()
+    assert not first[1].acked                                  # ... acknowledged later
+    push.flush()
+    push._on_message(*second)                                  # after the flush began
+    push.ack_flushed()                                         # the consumer's next wake
+    assert first[1].acked and first[1].multiple                # one frame for all before
+    assert not second[1].acked and push.unacked == [second[1]]
+    push.flush()
+    push.ack_flushed()
+    assert second[1].acked and push.unacked == []
+
+
+def test_past_the_deferred_maximum_deliveries_are_acknowledged_at_once():
+    """A flush far behind (a service down: its reads wait for their deadline)
+    must not stop the deliveries at the prefetch: the fills keep flowing."""
+    from gateway.bridge import ACK_DEFERRED_MAX
+    push, emitted = private_bridge()
+    deliveries = [order_update(i) for i in range(ACK_DEFERRED_MAX + 1)]
+    for body, message in deliveries:
+        push._on_message(body, message)
+    assert not deliveries[-2][1].acked
+    assert deliveries[-1][1].acked and deliveries[-1][1].multiple
+    assert push.unacked == []
+    assert len([e for e, _d, _r in emitted if e == "order"]) == ACK_DEFERRED_MAX + 1
+
+
+def test_deliveries_of_a_lost_connection_are_left_to_the_broker():
+    push, _emitted = private_bridge()
+    delivery = order_update(4)
+    push._on_message(*delivery)
+    push.flush()
+    push._lost()                   # the connection went: its channel cannot acknowledge
+    push.ack_flushed()
+    assert not delivery[1].acked and push.unacked == []
+
+
+def test_the_market_bridge_acknowledges_on_receipt():
+    """Its queue is the process's own (gone with it): nothing to hand over."""
+    push, _emitted = market_bridge()
+    body = {"market": "BTC-USDT", "first_seq": 1, "last_seq": 1, "at": 40,
+            "events": []}
+    message = Delivery("engine_batch.push", "m-5")
+    push._on_message(body, message)
+    assert message.acked and push.unacked == []
