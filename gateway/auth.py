@@ -37,7 +37,7 @@ from urllib.parse import parse_qsl
 
 from flask import current_app, g, request
 
-from gateway.errors import MSG_BAD_KEY, ApiError
+from gateway.errors import MSG_BAD_KEY, ApiError, from_service_error
 from gateway.keycache import DEFAULT_TTL_S, KeyCache, KeyEvents, Material, material_from
 from gateway.rpc import now_ms
 from services.users import apikeys
@@ -286,6 +286,38 @@ def authenticate(permission: str) -> Principal:
     return _principal(verified["user_id"], verified["key_id"], verified["permissions"])
 
 
+def identify_key() -> Principal:
+    """Binance's MARKET_DATA security (``/api/v3/historicalTrades``): a valid
+    API key in ``X-MBX-APIKEY`` and no signature. Missing or malformed:
+    -2014, as Binance; unknown, revoked, expired, from outside its allow-list
+    or of a closed account: the code ``verify`` gives it (-2015, ...), by the
+    same rule (services/users/apikeys.py ``check_key``, ``check_grant`` with
+    ``read``). The cached material decides only acceptance: a key it refuses
+    is decided again on material fetched from users (a stale entry costs one
+    RPC, never a wrong refusal). A refusal here is not audited by users
+    (``verify_request`` audits signed requests): no signature was checked."""
+    api_key = request.headers.get("X-MBX-APIKEY", "")
+    if not KEY_FORMAT.fullmatch(api_key):
+        raise _refused(-2014, "API-key format invalid.", 401)
+    cache = key_cache()
+    if cache is not None:
+        try:
+            return _key_principal(cache.material(api_key))
+        except UsersError:
+            cache.forget(api_key)
+    try:
+        return _key_principal(_fetch_material(api_key))
+    except UsersError as exc:
+        raise from_service_error(exc) from None
+
+
+def _key_principal(material: Material | None) -> Principal:
+    record = material.record if material is not None else None
+    apikeys.check_key(record, client_ip(), now_ms())
+    verified = apikeys.check_grant(record, READ)
+    return _principal(verified.user_id, verified.key_id, verified.permissions)
+
+
 def _principal(user_id: str, key_id: str, permissions) -> Principal:
     principal = Principal(user_id, key_id, tuple(permissions))
     g.principal = principal
@@ -298,6 +330,6 @@ def from_service_error_with(code: str, exc: Exception) -> ApiError:
     return ApiError(status, code, "signature does not match", binance_code, binance_msg)
 
 
-__all__ = ["Principal", "authenticate", "client_ip", "params", "signed_payload",
+__all__ = ["Principal", "authenticate", "identify_key", "client_ip", "params", "signed_payload",
            "missing_param", "empty_param", "bad_param", "resolve_client_ip", "READ", "TRADE",
            "WITHDRAW", "MSG_BAD_KEY"]

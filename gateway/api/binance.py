@@ -10,8 +10,10 @@ Where each answer comes from:
 * depth and book tickers: the matching engine itself (``matching.get_depth``,
   the freshest book; marketdata's copy trails it by the event pipeline and
   is unavailable until its first snapshot);
-* trades, klines, 24 h tickers and the average price: marketdata
-  (Cassandra + Memcached); the ticker's bid/ask from the engine's book;
+* trades (``trades``, ``historicalTrades``, ``aggTrades``), klines (and
+  ``uiKlines``, the same), 24 h and rolling window (``ticker``) tickers and
+  the average price: marketdata (Cassandra + Memcached); the 24 h ticker's
+  bid/ask from the engine's book;
 * orders: the orders service; balances: wallets; a user's fills: marketdata,
   with their commissions from wallets (``gateway/fees.py``: in ``myTrades``
   what the ledger charged, or for a fill not settled yet the user's rate,
@@ -38,13 +40,22 @@ Differences from Binance, on purpose: trades are not aggregated (each
 aggTrade is one trade: ``a = f = l``); klines come in marketdata's intervals
 (1m 5m 15m 30m 1h 4h 1d 1w; others -1120), without empty buckets (``limit``
 still counts klines: ``_candles``), and their
-taker-buy volumes are "0" (not recorded); a ticker's ``prevClosePrice`` is its open and
-``firstId``/``lastId`` are -1; ``avgPrice`` averages the trades of the 1m
-candles opening at or after now - 5 min floored (5 to 6 minutes); a MARKET SELL by ``quoteOrderQty`` is refused
+taker-buy volumes are "0" (not recorded); ``uiKlines`` are the klines
+themselves; a ``timeZone`` is served when the stored candles make its
+klines exactly (every offset in quarter hours up to 1d klines, and 1w
+ones; an offset like "05:07" for 1m..4h only), else -1100, never UTC klines
+for another zone (gateway/klines.py); a ticker's ``prevClosePrice`` is its
+open and ``firstId``/``lastId`` are -1 (``ticker/24hr`` and ``ticker``);
+``avgPrice`` averages the trades of the 1m candles opening at or after
+now - 5 min floored (5 to 6 minutes); a MARKET SELL by ``quoteOrderQty`` is refused
 (-1013, the engine sells by quantity); a MARKET order takes ``timeInForce``
 IOC or FOK (Binance takes none; GTC is its -1106 here too); ``recvWindow`` is whole
 milliseconds (Binance also takes 3 decimals, for microseconds: -1100 here,
-gateway/auth.py); ``aggTrades``' ``startTime``/``endTime`` are at most an hour apart
+gateway/auth.py); ``historicalTrades`` (MARKET_DATA: a valid key, no signature;
+``auth.identify_key``) reads ``fromId`` as ``aggTrades`` does (below) and
+ignores ``startTime``/``endTime`` as Binance does, and a refused key is not
+audited (users audits signed requests only);
+``aggTrades``' ``startTime``/``endTime`` are at most an hour apart
 (-1127; Binance dropped that limit); ``account``'s ``makerCommission`` and
 ``takerCommission`` are 0, without ``commissionRates`` (rates are per market
 here: ``account/commission``, ``/sapi/v1/asset/tradeFee``); the order rate
@@ -52,8 +63,9 @@ limits count an account's orders placed through the gateway (``rateLimit/order``
 ``count``; a refused one is given back and a first fill takes one off, as
 on Binance: gateway/ratelimit.py), where Binance counts every order of the
 account. The paging
-reads (``klines``, ``aggTrades`` from ``startTime`` or ``fromId``,
-``myTrades``; ``allOrders``) are charged their Binance weight (2, 4, 20; 20)
+reads (``klines``/``uiKlines``, ``aggTrades`` from ``startTime`` or ``fromId``,
+``historicalTrades`` from ``fromId``, ``myTrades``; ``allOrders``) are
+charged their Binance weight (2, 4, 25, 20; 20)
 per call they made to marketdata (orders), not once: one request can make up
 to 12, 33 (111 from ``fromId``) and 16 (10) calls (``ratelimit.Metered``);
 the extra weight is charged after the answer, so the next request over the
@@ -79,6 +91,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import secrets
 import string
 import time
@@ -88,16 +101,19 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import eventlet
 from flask import Blueprint, copy_current_request_context, current_app, g, jsonify
 
-from gateway import batcher, fees, ratelimit
-from gateway.auth import (READ, TRADE, authenticate, bad_param, empty_param, missing_param,
-                          params)
+from gateway import batcher, fees, klines as zoned, ratelimit
+from gateway.auth import (READ, TRADE, authenticate, bad_param, empty_param, identify_key,
+                          missing_param, params)
 from gateway.errors import (MSG_UNKNOWN_ORDER_CANCEL, MSG_UNKNOWN_ORDER_QUERY, TABLE,
                             ApiError, from_service_error)
 from gateway.markets import Market, catalogue, filter_failure, fmt
 from gateway.rpc import now_ms
 from services.common import grammar
 from services.common.errors import InvalidInput, code_of
-from services.marketdata.schemas import MAX_TIME_MS, MIN_TIME_MS
+from services.marketdata.candles import INTERVALS as MARKETDATA_INTERVALS
+from services.marketdata.candles import DAY as DAY_MS
+from services.marketdata.candles import MINUTE, floor_to
+from services.marketdata.schemas import CANDLES_MAX_LIMIT, MAX_TIME_MS, MIN_TIME_MS
 from services.marketdata.ticker import change_percent
 from services.matching.verdict import limit_price_rejection
 
@@ -113,6 +129,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 FINAL = {"filled", "cancelled", "expired", "rejected"}
 OPEN = {"new", "partially_filled", "pending"}
 INTERVALS = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")   # marketdata's
+INTERVALS_MS = {name: MARKETDATA_INTERVALS[name].ms for name in INTERVALS}
 RESP_TYPES = ("ACK", "RESULT", "FULL")
 STP_MODES = ("NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH")
 MAX_HISTORY_PAGES = 10
@@ -390,10 +407,38 @@ def recent_trades():
     limit = limit_param(500, 1000)
     with rpc() as services:
         page = services.marketdata.get_trades(market.symbol, limit)
-    return ok([{"id": trade_number(t["trade_id"]), "price": fmt(t["price"]),
-                "qty": fmt(t["quantity"]), "quoteQty": fmt(t["quote_quantity"]),
-                "time": t["executed_at"], "isBuyerMaker": t["taker_side"] == "sell",
-                "isBestMatch": True} for t in reversed(page["trades"])])
+    return ok([_trade_object(t) for t in reversed(page["trades"])])
+
+
+@blueprint.get("/historicalTrades")
+@ratelimit.weight(25)
+def historical_trades():
+    """Binance's "old trade lookup": ``/trades``' answer, or with ``fromId``
+    the trades numbered from it on (``_trades_from_id``, as ``aggTrades``
+    reads them: marketdata keeps every trade, so any number is reachable).
+    MARKET_DATA security: a valid key, no signature (``identify_key``).
+    Binance takes no ``startTime``/``endTime`` here; ccxt's ``fetch_trades``
+    with ``fetchTradesMethod: publicGetHistoricalTrades`` sends them all the
+    same for a ``since``, and Binance ignores them: so does this."""
+    identify_key()
+    market = market_param()
+    limit = limit_param(500, 1000)
+    from_id = int_param("fromId")
+    with rpc() as services:
+        if from_id is None:
+            trades = list(reversed(services.marketdata.get_trades(market.symbol, limit)["trades"]))
+        else:
+            with ratelimit.Metered(services, "marketdata") as metered:
+                trades = _trades_from_id(metered, market.symbol, from_id, limit)
+    return ok([_trade_object(t) for t in trades])
+
+
+def _trade_object(t: dict) -> dict:
+    """Binance's trade (``/trades``, ``/historicalTrades``)."""
+    return {"id": trade_number(t["trade_id"]), "price": fmt(t["price"]),
+            "qty": fmt(t["quantity"]), "quoteQty": fmt(t["quote_quantity"]),
+            "time": t["executed_at"], "isBuyerMaker": t["taker_side"] == "sell",
+            "isBestMatch": True}
 
 
 @blueprint.get("/aggTrades")
@@ -557,13 +602,98 @@ def klines():
     if interval not in INTERVALS:
         raise ApiError(400, "INVALID_INTERVAL", "Invalid interval.", -1120, "Invalid interval.",
                        field="interval")
+    offset, fetch = _time_zone(interval)
     limit = limit_param(500, 1000)
     start, end = time_window()
     with rpc() as services, ratelimit.Metered(services, "marketdata") as metered:
-        rows, step = _candles(metered, market.symbol, interval, start, end, limit)
+        if fetch == interval:
+            rows, step = _candles(metered, market.symbol, interval, start, end, limit)
+        else:
+            rows, step = _zoned_candles(metered, market.symbol, interval, fetch, offset,
+                                        start, end, limit)
     return ok([[row[0], fmt(row[1]), fmt(row[2]), fmt(row[3]), fmt(row[4]), fmt(row[5]),
                 row[0] + step - 1, fmt(row[6]), row[7], fmt(0), fmt(0), "0"]
                for row in rows])
+
+
+# Binance's uiKlines are klines "modified for presentation"; it documents no
+# modification a client could rely on, and here they are the klines
+# themselves (same parameters, weight, answer).
+blueprint.add_url_rule("/uiKlines", "ui_klines", klines, methods=["GET"])
+
+
+def _time_zone(interval: str) -> tuple[int, str]:
+    """``timeZone`` (gateway/klines.py): (offset ms east of UTC, the stored
+    interval its klines are merged from). Absent: UTC. Not one of Binance's
+    forms or outside [-12:00, +14:00]: -1100; an offset whose klines of
+    ``interval`` the stored candles cannot make exactly: -1100 naming why
+    (never klines of another zone)."""
+    text = param("timeZone")
+    if text is None:
+        return 0, interval
+    offset = zoned.zone_offset_ms(text)
+    if offset is None:
+        raise bad_param("timeZone", "Illegal characters found in parameter 'timeZone'; legal "
+                                    "range is [-12:00, +14:00], e.g. '+08:00', '-1:00', '8'.")
+    fetch = zoned.fetch_interval(interval, offset)
+    if fetch is None:
+        raise bad_param("timeZone", f"timeZone '{text}' is not supported for interval "
+                                    f"{interval}: its klines cannot be made exactly from the "
+                                    "stored candles; use an offset in quarter hours.")
+    return offset, fetch
+
+
+def _zoned_candles(services, symbol: str, interval: str, fetch: str, offset: int,
+                   start: int | None, end: int | None, limit: int) -> tuple[list, int]:
+    """``_candles`` for klines in a zone that are not UTC ones: whole klines
+    merged from ``fetch`` candles (gateway/klines.py), read by pages of whole
+    klines (at most ``KLINE_PAGE_BUCKETS`` candles), skipping empty
+    stretches as ``_candles`` does, within the same ``KLINE_CALLS``. The
+    klines opening at or after ``startTime``, or the last ones opening at or
+    before ``endTime`` (or now), as Binance; never a kline read in part,
+    except the current one (as Binance shows it)."""
+    span, step = INTERVALS_MS[interval], INTERVALS_MS[fetch]
+    window = readable(start, now_ms() + 1 if end is None else end + 1)
+    if window is None:
+        return [], span
+    start, stop = window
+    page = max(1, KLINE_PAGE_BUCKETS * step // span) * span       # whole klines
+    first_open = zoned.open_of(KLINES_EARLIEST_MS - 1, span, offset) + span
+    last_end = min(zoned.open_of(stop - 1, span, offset) + span, MAX_TIME_MS - 1)
+    calls = [0]
+
+    def candles(iv, first, last, buckets):
+        calls[0] += 1
+        return services.marketdata.get_candles(symbol, iv, first, last, buckets)
+
+    out: list = []
+    if start is not None:
+        cursor = zoned.open_of(start - 1, span, offset) + span     # opening at or after start
+        while calls[0] < KLINE_CALLS and cursor < last_end:
+            upto = min(cursor + page, last_end)
+            out.extend(zoned.group(candles(fetch, cursor, upto, (upto - cursor) // step)
+                                   ["candles"], span, offset))
+            cursor = upto
+            if len(out) >= limit or cursor >= last_end:
+                break
+            found = _next_traded(candles, fetch, cursor, last_end, calls)
+            if found is None:
+                break
+            cursor = zoned.open_of(found, span, offset)
+        return out[:limit], span
+    stop_at = last_end
+    while calls[0] < KLINE_CALLS and stop_at > first_open:
+        since = max(stop_at - page, first_open)
+        out[:0] = zoned.group(candles(fetch, since, stop_at, (stop_at - since) // step)
+                              ["candles"], span, offset)
+        stop_at = since
+        if len(out) >= limit or stop_at <= first_open:
+            break
+        found = _previous_traded(candles, fetch, stop_at, calls)
+        if found is None:
+            break
+        stop_at = zoned.open_of(found - 1, span, offset) + span
+    return out[-limit:], span
 
 
 def _candles(services, symbol: str, interval: str, start: int | None, end: int | None,
@@ -732,6 +862,100 @@ def ticker_24hr():
                 if ticker.get("last") is not None else []
             out.append(_ticker(market, ticker, book, last[0] if last else None, now))
     return ok(out[0] if single else out)
+
+
+WINDOW_SIZE = re.compile(r"([0-9]{1,2})([mhd])")
+WINDOW_UNITS = {"m": (59, MINUTE), "h": (23, 60 * MINUTE), "d": (7, DAY_MS)}
+ROLLING_TYPES = ("FULL", "MINI")
+
+
+def _rolling_weight() -> int:
+    """Binance's: 4 per symbol, 200 once more than 50."""
+    many = param("symbols")
+    if many and not param("symbol"):
+        count = many.count(",") + 1
+        return 200 if count > 50 else 4 * count
+    return 4
+
+
+def _window_ms() -> int:
+    """``windowSize``: 1m..59m, 1h..23h, 1d..7d; default 1d; else -1100."""
+    text = param("windowSize")
+    if text is None:
+        return DAY_MS
+    found = WINDOW_SIZE.fullmatch(text)
+    most, unit = WINDOW_UNITS[found.group(2)] if found else (0, 0)
+    if found is None or not 1 <= int(found.group(1)) <= most:
+        raise bad_param("windowSize", "Invalid windowSize; legal values are 1m to 59m, 1h to "
+                                      "23h and 1d to 7d.")
+    return int(found.group(1)) * unit
+
+
+@blueprint.get("/ticker")
+@ratelimit.weight(_rolling_weight)
+def ticker_rolling():
+    """Binance's rolling window statistics: as Binance documents them, the
+    window opens on the minute holding ``now - windowSize`` (``openTime``)
+    and closes now (``closeTime``): up to 59.999 s wider than asked (the 24 h
+    ticker's window is the 1440 minutes ending with the current one: one
+    minute fewer than ``windowSize=1d`` here). Exact over that window: the
+    1m candles of a window up to 25 h, else the 1m candles of its partial
+    first and last UTC days and the 1d candles between (at most 3 calls per
+    symbol, ``_window_rows``). ``lastPrice`` of a window without trades: the
+    last trade's price (0 if none ever), its other prices 0; ``firstId`` and
+    ``lastId`` -1, as in ``ticker/24hr``."""
+    if param("symbol") is None and param("symbols") is None:
+        text = "Param 'symbol' or 'symbols' must be sent, but both were empty/null!"
+        raise ApiError(400, "MISSING_PARAMETER", text, -1102, text, field="symbol")
+    markets, single = _wanted_markets()
+    window = _window_ms()
+    full = choice_param("type", ROLLING_TYPES, -1100,
+                        "Invalid type; legal values are FULL and MINI.") != "MINI"
+    now = now_ms()
+    opened = floor_to(now - window, MINUTE)
+    out = []
+    with rpc() as services:
+        tickers = {t["market"]: t for t in services.marketdata.get_tickers()}
+        for market in markets:
+            rows = _window_rows(services, market.symbol, opened, now)
+            last = (tickers.get(market.symbol) or {}).get("last")
+            out.append(_rolling(market, zoned.merge(rows) if rows else None, last, opened,
+                                now, full))
+    return ok(out[0] if single else out)
+
+
+def _window_rows(services, symbol: str, opened: int, now: int) -> list:
+    """The candle rows covering ``[opened, now]`` exactly, oldest first."""
+    rows: list = []
+    for interval, first, last in zoned.window_parts(opened, now + 1, CANDLES_MAX_LIMIT):
+        buckets = -(-(last - first) // INTERVALS_MS[interval])
+        rows.extend(services.marketdata.get_candles(symbol, interval, first, last,
+                                                    buckets)["candles"])
+    return rows
+
+
+def _rolling(market: Market, row: list | None, last, opened: int, now: int,
+             full: bool) -> dict:
+    """One symbol's ``/ticker`` object from the window's merged candle row."""
+    if row is None:
+        row = [opened, 0, 0, 0, Decimal(last or 0), Decimal(0), Decimal(0), 0]
+        change, open_price = Decimal(0), Decimal(0)
+    else:
+        open_price = row[1]
+        change = row[4] - open_price
+    volume, quote_volume = row[5], row[6]
+    body = {"symbol": market.binance}
+    if full:
+        average = (quote_volume / volume).quantize(market.tick) if volume else Decimal(0)
+        percent = change_percent(change, open_price, BINANCE_PERCENT_PLACES) if open_price \
+            else Decimal("0.000")
+        body.update({"priceChange": fmt(change), "priceChangePercent": format(percent, "f"),
+                     "weightedAvgPrice": fmt(average)})
+    body.update({"openPrice": fmt(open_price), "highPrice": fmt(row[2]),
+                 "lowPrice": fmt(row[3]), "lastPrice": fmt(row[4]), "volume": fmt(volume),
+                 "quoteVolume": fmt(quote_volume), "openTime": opened, "closeTime": now,
+                 "firstId": -1, "lastId": -1, "count": row[7]})
+    return body
 
 
 def _change_percent(t: dict) -> Decimal:

@@ -187,15 +187,7 @@ def verify(record: KeyRecord | None, signature, payload, timestamp, recv_window,
     if not isinstance(signature, str) or not _HEX64.match(signature):
         raise error("REQUEST_MALFORMED", "signature must be 64 hexadecimal digits")
 
-    if record is None:
-        raise error("APIKEY_UNKNOWN", "no such API key")
-    if record.revoked:
-        raise error("APIKEY_REVOKED", "the API key was revoked")
-    if record.expires_at_ms is not None and now_ms >= record.expires_at_ms:
-        raise error("APIKEY_EXPIRED", "the API key has expired")
-    if record.ip_allowlist and not _ip_allowed(client_ip, record.ip_allowlist):
-        raise error("APIKEY_IP_NOT_ALLOWED", f"requests from {client_ip} are not allowed "
-                                             "for this API key")
+    check_key(record, client_ip, now_ms)
 
     if ts >= now_ms + FUTURE_TOLERANCE_MS:
         raise error("TIMESTAMP_IN_FUTURE", f"timestamp is {ts - now_ms} ms ahead of server time")
@@ -213,6 +205,28 @@ def verify(record: KeyRecord | None, signature, payload, timestamp, recv_window,
     if not hmac.compare_digest(expected, signature.lower()):
         raise error("SIGNATURE_INVALID", "signature does not match")
 
+    return check_grant(record, permission)
+
+
+def check_key(record: KeyRecord | None, client_ip: str | None, now_ms: int) -> None:
+    """Checks 3-6 of ``verify``: the key exists, is neither revoked nor
+    expired, and ``client_ip`` is in its allow-list. Alone (with
+    ``check_grant``) they are Binance's MARKET_DATA security, a key with no
+    signature (``/api/v3/historicalTrades``: gateway/auth.py ``identify_key``)."""
+    if record is None:
+        raise error("APIKEY_UNKNOWN", "no such API key")
+    if record.revoked:
+        raise error("APIKEY_REVOKED", "the API key was revoked")
+    if record.expires_at_ms is not None and now_ms >= record.expires_at_ms:
+        raise error("APIKEY_EXPIRED", "the API key has expired")
+    if record.ip_allowlist and not _ip_allowed(client_ip, record.ip_allowlist):
+        raise error("APIKEY_IP_NOT_ALLOWED", f"requests from {client_ip} are not allowed "
+                                             "for this API key")
+
+
+def check_grant(record: KeyRecord, permission: str) -> Verified:
+    """Checks 11-12 of ``verify``: the key has ``permission`` and its owner's
+    account allows it."""
     if permission not in record.permissions:
         raise error("APIKEY_PERMISSION_DENIED", f"this API key has no {permission!r} permission")
     if record.account_state is AccountState.CLOSED:

@@ -21,6 +21,7 @@ import ccxt
 import requests
 
 from tests.e2e.gateway import native_testkit
+from tests.e2e.loopback import own_address, session_from
 from tests.e2e.gateway.native_testkit import (  # noqa: F401 (the kit's own names too)
     PASSWORD, credit, new_person, password_token as access_token, rpc_proxy)
 
@@ -159,6 +160,31 @@ def far_bid(settings, market: str) -> Decimal:
     reference = Decimal(book["reference_price"] or (book["buy"] and book["buy"][0][0])
                         or (book["sell"] and book["sell"][0][0]) or "2000")
     return (reference * Decimal("0.9")).quantize(TICK)
+
+
+# ------------------------------------------------------------ weights
+
+HEADER = "X-MBX-USED-WEIGHT-1M"
+
+
+def charged_weight(settings, path: str, params: dict, headers=None) -> int:
+    """The weight the IP was charged for one GET of ``path``, both requests
+    inside one minute's window (the gateway's windows are ``floor(now / 60)``
+    on this machine's clock). A window turning between them is measured again,
+    at most 3 times: from a fresh address it would show the read's weight less
+    the ping's (2 - 1), which session 17's CI (stop 28) took for the read's charge."""
+    session = session_from(own_address())
+    for _ in range(3):
+        window = int(time.time() // 60)
+        before = session.get(settings.gateway_url + "/api/v3/ping", timeout=15)
+        assert before.status_code == 200, before.text
+        time.sleep(1.2)
+        read = session.get(settings.gateway_url + path, params=params, headers=headers,
+                           timeout=30)
+        assert read.status_code == 200, read.text
+        if int(time.time() // 60) == window:
+            return int(read.headers[HEADER]) - int(before.headers[HEADER])
+    raise AssertionError("a minute's window turned on every attempt")
 
 
 # ------------------------------------------------------------ aggregate trades

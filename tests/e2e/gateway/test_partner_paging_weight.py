@@ -12,28 +12,7 @@ gateway process has the other's count (gateway/ratelimit.py ``SYNC_S``)."""
 import time
 
 from tests.e2e.gateway.binance_testkit import BINANCE
-from tests.e2e.loopback import own_address, session_from
-
-HEADER = "X-MBX-USED-WEIGHT-1M"
-
-
-def charged(settings, path: str, params: dict) -> int:
-    """The weight the IP was charged for one GET of ``path``, both requests
-    inside one minute's window (the gateway's windows are ``floor(now / 60)``
-    on this machine's clock). A window turning between them is measured again,
-    at most 3 times: from a fresh address it would show the read's weight less
-    the ping's (2 - 1), which session 17's CI (stop 28) took for the read's charge."""
-    session = session_from(own_address())
-    for _ in range(3):
-        window = int(time.time() // 60)
-        before = session.get(settings.gateway_url + "/api/v3/ping", timeout=15)
-        assert before.status_code == 200, before.text
-        time.sleep(1.2)
-        read = session.get(settings.gateway_url + path, params=params, timeout=30)
-        assert read.status_code == 200, read.text
-        if int(time.time() // 60) == window:
-            return int(read.headers[HEADER]) - int(before.headers[HEADER])
-    raise AssertionError("a minute's window turned on every attempt")
+from tests.e2e.gateway.binance_testkit import charged_weight as charged
 
 
 def test_klines_from_the_first_kline_pay_for_every_page(settings):
