@@ -41,27 +41,36 @@ import sys  # noqa: E402
 
 import eventlet.wsgi  # noqa: E402
 from gateway.app import MAX_CONCURRENT_REQUESTS, create_app  # noqa: E402
+from gateway.auth import trusted_proxies  # noqa: E402
 from gateway.collector import settle_heap  # noqa: E402
+from gateway.connection_limits import Admission, ConnectionLimits  # noqa: E402
 from gateway.errors import (  # noqa: E402
     headers_too_large_response, request_timeout_response, uri_too_long_response,
 )
 from gateway.slow_clients import Deadlines, DeadlineInput  # noqa: E402
+from services.common import metrics  # noqa: E402
 from services.common.config import load_settings  # noqa: E402
 
 KEEPALIVE_IDLE_S = 75
 
 
 class Protocol(eventlet.wsgi.HttpProtocol):
-    """eventlet's, with two changes:
+    """eventlet's, with three changes:
 
     * headers over its limits are refused with a JSON body like every other
       refusal (``headers_too_large_response``): eventlet answers them with a
       bare 400 that a client's JSON decoding fails on;
     * each phase of reading a request has a deadline (gateway/slow_clients.py:
       a stalled or trickling client cannot hold its connection and WSGI slot
-      for good)."""
+      for good);
+    * a trusted proxy's request counts, while it runs, for the client address
+      it forwards, against that address's cap on open connections
+      (gateway/connection_limits.py; other peers' connections are counted
+      by the server's pool, ``Admission.pool``)."""
 
     deadlines: Deadlines   # set from the settings before serving
+    admission: Admission   # likewise
+    _counted: str | None = None   # the address the current request counts for
 
     def _read_request_line(self):
         # eventlet's keepalive bounds each read of the line, not the line:
@@ -77,10 +86,19 @@ class Protocol(eventlet.wsgi.HttpProtocol):
         finally:
             timer.cancel()
 
+    def handle_one_request(self):
+        try:
+            return super().handle_one_request()
+        finally:
+            if self._counted is not None:
+                self.admission.open.give_back(self._counted)
+                self._counted = None
+
     def parse_request(self):
         timer = eventlet.Timeout(self.deadlines.headers_s)
         try:
-            return super().parse_request()
+            if not super().parse_request():
+                return False
         except (eventlet.wsgi.HeaderLineTooLong, eventlet.wsgi.HeadersTooLarge):
             self.wfile.write(headers_too_large_response(eventlet.wsgi.MAX_HEADER_LINE,
                                                         eventlet.wsgi.MAX_TOTAL_HEADER_SIZE))
@@ -94,6 +112,22 @@ class Protocol(eventlet.wsgi.HttpProtocol):
             return False
         finally:
             timer.cancel()
+        return self._admitted()
+
+    def _admitted(self) -> bool:
+        """A trusted proxy's request is counted for its client's address
+        (``_counted``, given back when it ends), or refused over the cap."""
+        address = self.admission.of_request(self.client_address,
+                                            self.headers.get("X-Forwarded-For"))
+        if address is None:
+            return True
+        if not self.admission.open.take(address):
+            metrics.CONNECTION_REFUSALS.labels("open").inc()
+            self.wfile.write(self.admission.refusal)
+            self.close_connection = 1
+            return False
+        self._counted = address
+        return True
 
     def get_environ(self):
         environ = super().get_environ()
@@ -130,8 +164,13 @@ if __name__ == "__main__":
     # any route: with a JSON {code, msg} body (gateway/errors.py).
     eventlet.wsgi.RESPONSE_414 = uri_too_long_response(eventlet.wsgi.MAX_REQUEST_LINE)
     Protocol.deadlines = Deadlines.from_settings(settings)
+    # One client address's share of the pool's connections is capped
+    # (gateway/connection_limits.py): the pool counts each connection.
+    Protocol.admission = Admission(
+        ConnectionLimits.from_settings(settings).per_address, trusted_proxies(app),
+        MAX_CONCURRENT_REQUESTS)
     eventlet.wsgi.server(listener, app, protocol=Protocol,
-                         log_output=False, max_size=MAX_CONCURRENT_REQUESTS,
+                         log_output=False, custom_pool=Protocol.admission.pool,
                          keepalive=KEEPALIVE_IDLE_S, debug=False,
                          capitalize_response_headers=False,
                          socket_timeout=Protocol.deadlines.idle_s)

@@ -39,12 +39,37 @@ def raw_refusal(status: str, native_code: str, text: str, binance_code: int = -1
     """The raw HTTP answer the server writes itself, before any route runs,
     and the connection closed: Binance's ``{code, msg}`` and the native
     ``error`` in one JSON body, as the API is not known yet."""
-    body = json.dumps({"code": binance_code, "msg": text[0].upper() + text[1:] + ".",
-                       "error": {"code": native_code, "message": text}},
-                      separators=(",", ":")).encode()
+    body = raw_refusal_body(native_code, text, binance_code)
     return (b"HTTP/1.0 " + status.encode() + b"\r\nConnection: close\r\n"
             b"Content-Type: application/json\r\n"
             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def raw_refusal_body(native_code: str, text: str, binance_code: int) -> bytes:
+    """``raw_refusal``'s JSON body: Binance's ``{code, msg}`` and the native
+    ``error`` together."""
+    return json.dumps({"code": binance_code, "msg": text[0].upper() + text[1:] + ".",
+                       "error": {"code": native_code, "message": text}},
+                      separators=(",", ":")).encode()
+
+
+def too_many_connections_response(per_address: int) -> bytes:
+    """The raw HTTP answer to a connection (or a trusted proxy's request)
+    over its client address's cap on open connections
+    (gateway/connection_limits.py): 429 with Binance's -1003, its code for
+    too many requests."""
+    return raw_refusal("429 Too Many Requests", "TOO_MANY_CONNECTIONS",
+                       f"too many connections from this address: at most {per_address} open "
+                       "at once on this gateway; close one before opening another", -1003)
+
+
+def too_many_connection_attempts_body(attempts: int, window_s: int) -> bytes:
+    """The JSON body of the 429 to a Socket.IO connection attempt over its
+    address's limit (gateway/connection_limits.py): ``raw_refusal``'s shape."""
+    return raw_refusal_body("TOO_MANY_CONNECTION_ATTEMPTS",
+                            f"too many live push connection attempts from this address: at "
+                            f"most {attempts} per {window_s} s; try again after Retry-After "
+                            "seconds", -1003)
 
 
 def headers_too_large_response(limit: int, total: int) -> bytes:

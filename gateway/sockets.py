@@ -78,6 +78,8 @@ from socketio.kombu_manager import KombuManager
 
 from gateway import bridge as push_bridge
 from gateway import ratelimit
+from gateway.auth import trusted_proxies
+from gateway.connection_limits import ConnectionLimits, guard_attempts
 from gateway.push_fanout import Fanout
 from gateway.slow_clients import BodyTimeout
 from services.common import metrics
@@ -674,6 +676,9 @@ def init_app(app, socketio, settings: Settings, rpc) -> Push:
     socketio.init_app(app, client_manager=manager, max_http_buffer_size=MAX_FRAME_BYTES,
                       serializer=PushPacket)
     app.wsgi_app = guard_polls(app.wsgi_app)
+    # Outermost: an attempt over its address's limit costs no more than its count.
+    app.wsgi_app = guard_attempts(app.wsgi_app, ConnectionLimits.from_settings(settings),
+                                  ratelimit.limiter(app).counters, trusted_proxies(app))
     socketio.on_event("connect", push.on_connect)
     socketio.on_event("disconnect", push.on_disconnect)
     socketio.on_event("authenticate", push.on_authenticate)

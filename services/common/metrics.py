@@ -75,6 +75,12 @@ SOCKET_CONNECTIONS = Gauge(
     "exchange_socketio_connections", "Socket.IO clients connected to this gateway.")
 SOCKET_DROPPED = Counter(
     "exchange_socketio_dropped_total", "Socket.IO clients dropped for being too slow.")
+CONNECTION_REFUSALS = Counter(
+    "exchange_gateway_connection_refusals_total",
+    "Connections and Socket.IO connection attempts refused by the per-address limits "
+    "(gateway/connection_limits.py): open (over the open connections' cap, answered 429), "
+    "dropped (over it while too many refusals were under way: closed unanswered), "
+    "attempts (over the Socket.IO connection attempts' limit).", ["limit"])
 RATE_LIMIT_REFUSALS = Counter(
     "exchange_rate_limit_refusals_total", "Requests refused by the rate limiter.", ["limit"])
 # The audit's series exist only in the process that audits (wallets): created
