@@ -17,7 +17,9 @@ the reference price, so about half of the orders trade.
   ``--connections`` Socket.IO connections (Engine.IO 4 over a websocket parsed
   by hand, to keep the clients' own CPU low), spread round-robin over the
   gateways, each subscribed to depth and trades and reading every frame; one
-  in ``--sample`` decodes and times its frames.
+  in ``--sample`` decodes and times its frames. They leave from loopback
+  addresses of their own, ``CONNECTIONS_PER_SOURCE`` each: within the
+  gateway's caps on one client address.
 * Orders: ``--rate`` orders/s for ``--seconds`` through orders.place_order,
   open loop (an order is due every 1/rate s, answered or not; ``--threads``
   callers, each with its own RPC proxy, take the due orders), limit orders
@@ -71,6 +73,12 @@ from bench.common import KERNEL, MACHINE, REST, cpu_delta, cpu_snapshot  # noqa:
 MARKET = "ETH-USDT"
 PASSWORD = "bench-Password-local-dev-only-1"
 CONNECT_TIMEOUT_S = 600
+# Connections per loopback source address (127.0.0.0/8 is all loopback): the
+# gateway caps what one client address holds and opens (100 open connections
+# per process, 300 Socket.IO connection attempts per 5 minutes:
+# gateway/connection_limits.py), and the traders the bench stands for come
+# from many addresses.
+CONNECTIONS_PER_SOURCE = 50
 
 
 def now_ms() -> int:
@@ -214,8 +222,23 @@ def start_gateways(count: int, channel: str | None, log_dir: Path,
 # cores with the gateways, and a library's per-message cost was larger than
 # the gateway's per-frame cost). Every connection counts every frame and
 # answers pings; one in ``--sample`` also decodes its frames and times them.
+def source_addresses(shares: list[int], per_source: int = CONNECTIONS_PER_SOURCE,
+                     rng: random.Random | None = None) -> list[list[str]]:
+    """Each client process's loopback source addresses, one per
+    ``per_source`` of its ``shares[i]`` connections, none shared. Fresh for
+    each run (a random second octet): the attempt counters outlive a run."""
+    second = (rng or random).randint(100, 199)
+    addresses, made = [], 0
+    for share in shares:
+        needed = -(-share // per_source)
+        addresses.append([f"127.{second}.{(made + k) // 250}.{(made + k) % 250 + 2}"
+                          for k in range(needed)])
+        made += needed
+    return addresses
+
+
 def client_process(index: int, urls: list[str], count: int, sample: int, ready, go, stop,
-                   results, nice: int = 0):
+                   results, nice: int = 0, sources: list[str] = ("127.0.0.1",)):
     import asyncio
     import json
     import struct
@@ -355,8 +378,9 @@ def client_process(index: int, urls: list[str], count: int, sample: int, ready, 
                 made.append(Connection(url, n % sample == 0, opened))
                 return made[0]
             try:
+                source = sources[min(n // CONNECTIONS_PER_SOURCE, len(sources) - 1)]
                 transport, _ = await asyncio.wait_for(loop.create_connection(
-                    protocol, host, int(port)), 60)
+                    protocol, host, int(port), local_addr=(source, 0)), 60)
                 transports.append(transport)
                 ok = await asyncio.wait_for(opened, 60)
             except Exception as exc:
@@ -816,9 +840,10 @@ def main() -> int:
         baseline = {url: rss_kib(process.pid) for process, url in gateways}
         share = [args.connections // args.clients + (1 if i < args.connections % args.clients else 0)
                  for i in range(args.clients)]
+        sources = source_addresses(share)
         procs = [context.Process(target=client_process,
                                  args=(i, urls, share[i], args.sample, ready, go, stop, results,
-                                       args.client_nice),
+                                       args.client_nice, sources[i]),
                                  daemon=True)
                  for i in range(args.clients)]
         opening = time.monotonic()
