@@ -8,6 +8,7 @@ finer ones opening in it), read before and after (a trade landing in
 between: read again). An offset whose klines the stored candles cannot make
 exactly is refused -1100, never answered with UTC klines. Before session 27
 ``timeZone`` was ignored (UTC klines for any zone) and uiKlines a 404."""
+import time
 from decimal import Decimal
 
 import pytest
@@ -116,5 +117,9 @@ def test_zones_it_cannot_serve_exactly_are_refused(client, interval, zone, code)
 
 
 def test_ui_klines_weigh_as_klines(settings):
+    # a window one call covers (a read that pages pays per call, as klines do:
+    # test_partner_paging_weight.py)
+    now = int(time.time() * 1000)
     assert kit.charged_weight(settings, "/api/v3/uiKlines",
-                              {"symbol": BINANCE, "interval": "1m", "limit": 5}) == 2
+                              {"symbol": BINANCE, "interval": "1m", "startTime": now - 300_000,
+                               "endTime": now, "limit": 1000}) == 2
