@@ -118,3 +118,31 @@ def test_decimals_stay_the_strings_the_client_sent():
     order = PlaceOrder.model_validate({"market": "BTC-USDT", "side": "buy", "type": "limit",
                                        "price": "30000.10", "quantity": "0.0100"})
     assert (order.price, order.quantity) == ("30000.10", "0.0100")
+
+
+@pytest.mark.parametrize("address", ["0x52908400098527886e0f7030069857d2e4169ee-", "bc1q xyz",
+                                     "0x5290/8400"])
+def test_a_withdrawal_address_with_characters_no_address_has_is_refused_in_words(address):
+    """The refusal named the grammar's pattern ("address has characters that
+    are not allowed ([A-Za-z0-9]{1,128})"), which the web client showed to
+    the trader as it was: it must say the address is not one of the asset,
+    with no pattern, and keep its code and field."""
+    with pytest.raises(ValidationError) as invalid:
+        WithdrawalRequest.model_validate({"asset": "USDT", "address": address, "amount": "10",
+                                          "ref": "r"})
+    refused = refusal(lambda: refuse_invalid(invalid.value))
+    assert (refused.status, refused.field, refused.code) == (400, "address", "INVALID_TEXT")
+    assert refused.message == ("address is not a valid USDT address: "
+                               "an address has letters and digits only")
+
+
+def test_an_address_of_the_right_characters_is_left_to_wallets_and_its_length_is_said():
+    body = {"asset": "USDT", "amount": "10", "ref": "r"}
+    assert WithdrawalRequest.model_validate(
+        {**body, "address": "0x123"}).address == "0x123"   # wallets checks it for the chain
+    for address, said in (("", "address must be 1 to 128 characters"),
+                          ("a" * 129, "address must be 1 to 128 characters")):
+        with pytest.raises(ValidationError) as invalid:
+            WithdrawalRequest.model_validate({**body, "address": address})
+        refused = refusal(lambda: refuse_invalid(invalid.value))
+        assert (refused.field, refused.code, refused.message) == ("address", "INVALID_TEXT", said)
