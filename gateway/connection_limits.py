@@ -57,16 +57,16 @@ from gateway.auth import resolve_client_ip
 from gateway.errors import too_many_connection_attempts_body, too_many_connections_response
 from services.common import metrics
 
-# Refusals of connections over their address's cap under way at once; each
-# lasts at most REFUSAL_S. Their own pool: a client over its cap never takes
+# Refusals of connections over their address's cap under way at once, each
+# at most twice REFUSAL_S. Their own pool: a client over its cap never takes
 # one of the server's slots, even for the moment of its refusal.
 REFUSING_AT_ONCE = 50
 # How long a refused connection has to send its request's head, and then to
 # read the answer and close: a client's request is read before it is
 # answered and the answer written before the close (a close with its
 # request unread would reset the connection, and the client could lose the
-# answer to the reset).
-REFUSAL_S = 2.0
+# answer to the reset). A client silent that long is answered all the same.
+REFUSAL_S = 1.0
 REQUEST_HEAD_MAX = 16 * 1024
 # Two documentation addresses (RFC 5737): ``proxy_peer`` asks
 # resolve_client_ip whether it would believe a peer's X-Forwarded-For.
@@ -223,30 +223,44 @@ def _nothing():
 
 
 def refuse(sock, answer: bytes, within_s: float = REFUSAL_S) -> None:
-    """Read the request's head (or what comes within ``within_s``), write
-    ``answer``, end the sending side and read what the client still sends
-    until it closes, all within ``within_s``. The server closes the socket
-    after (its link on this green thread)."""
-    timer = eventlet.Timeout(within_s)
+    """Read the request's head (or what comes of it within ``within_s``),
+    write ``answer``, end the sending side and read what the client still
+    sends until it closes (within ``within_s`` again). The server closes the
+    socket after (its link on this green thread)."""
+    if _within(within_s, _read_head, sock):
+        _within(within_s, _answer, sock, answer)
+
+
+def _read_head(sock) -> None:
+    head = b""
+    while b"\r\n\r\n" not in head and len(head) < REQUEST_HEAD_MAX:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return
+        head += chunk
+
+
+def _answer(sock, answer: bytes) -> None:
+    sock.sendall(answer)
+    greenio.shutdown_safe(sock)   # the answer, then the end of it
+    for _ in range(64):           # what is left of a body: not left unread
+        if not sock.recv(4096):
+            return
+
+
+def _within(seconds: float, step, *args) -> bool:
+    """``step(*args)``, cut at ``seconds``; False when the client went away."""
+    timer = eventlet.Timeout(seconds)
     try:
-        head = b""
-        while b"\r\n\r\n" not in head and len(head) < REQUEST_HEAD_MAX:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            head += chunk
-        sock.sendall(answer)
-        greenio.shutdown_safe(sock)   # the answer, then the end of it
-        for _ in range(64):           # what is left of a body: not left unread
-            if not sock.recv(4096):
-                break
+        step(*args)
     except eventlet.Timeout as exc:
         if exc is not timer:
             raise
     except OSError:
-        pass                          # the client went away: nothing to answer
+        return False              # reset or gone: nothing to answer
     finally:
         timer.cancel()
+    return True
 
 
 # ------------------------------------------------------------------ Socket.IO attempts (WSGI)

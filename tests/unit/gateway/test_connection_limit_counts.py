@@ -148,6 +148,7 @@ def test_a_refusal_reads_the_request_then_answers_and_ends_within_its_bound():
     started = eventlet.hubs.get_hub().clock()
     refuse(server, answer, within_s=0.3)
     assert eventlet.hubs.get_hub().clock() - started < 1.0
+    assert silent.recv(65536) == answer                       # answered all the same
 
 
 class _nothing:
