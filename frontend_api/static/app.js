@@ -78,6 +78,23 @@ const STATUS_WORDS = {
   expired: "Expired",
   rejected: "Refused",
 };
+// A withdrawal's status as a trader reads it (services/wallets: the state
+// machine of functions/check_withdrawal_transition.sql); the API's word stays
+// in data-status as for an order. A rejected or cancelled withdrawal's hold
+// (the amount and its fee) is released to the available balance.
+const WITHDRAWAL_STATUS_WORDS = {
+  pending: "Waiting for approval",
+  approved: "Approved: being sent",
+  sent: "Sent",
+  rejected: "Rejected: the amount and its fee are back in your balance",
+  cancelled: "Cancelled: the amount and its fee are back in your balance",
+};
+
+// A status in ``words``, or a status the page does not know yet in the
+// API's word made readable ("partially_filled" -> "Partially filled").
+function statusText(words, status) {
+  return words[status] ?? `${status[0].toUpperCase()}${status.slice(1).replaceAll("_", " ")}`;
+}
 
 function sentence(text) {
   return `${text[0].toUpperCase()}${text.slice(1)}${/[.!?]$/.test(text) ? "" : "."}`;
@@ -112,7 +129,10 @@ function showWho() {
 
 // -- REST -----------------------------------------------------------------------
 class ApiError extends Error {
-  constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+  // field: the request's field at fault, when the server named one.
+  constructor(status, code, message, field) {
+    super(message); this.status = status; this.code = code; this.field = field;
+  }
 }
 
 async function api(method, path, body) {
@@ -134,7 +154,7 @@ async function api(method, path, body) {
     // Not our API's answer (a proxy's 502 page): no code, and its status text is no message.
     if (!error.code && response.status >= 500) throw new ApiError(response.status, "UNAVAILABLE", "");
     throw new ApiError(response.status, error.code || `HTTP_${response.status}`,
-                       error.message || response.statusText);
+                       error.message || response.statusText, error.field);
   }
   return data;
 }
@@ -631,7 +651,7 @@ let openOrders = [];  // the open list as last read, drawn again at a cancel's c
 function statusCell(order) {
   const open = order.status === "new" || order.status === "partially_filled";
   const status = open && cancelling.has(String(order.order_id)) ? "cancel_requested" : order.status;
-  const words = STATUS_WORDS[status] ?? `${status[0].toUpperCase()}${status.slice(1).replaceAll("_", " ")}`;
+  const words = statusText(STATUS_WORDS, status);
   const td = cell(REASONS[order.reason] ? `${words}: ${REASONS[order.reason]}` : words, "status");
   td.dataset.status = status;
   return td;
@@ -649,8 +669,9 @@ async function refreshOrders() {
     drawOpenOrders();
     const history = await api("GET", "/orders/history?limit=50");
     fillTable("#order-history", history.orders.map((o) => row(
-      cell(String(o.order_id)), cell(o.market), cell(o.side, o.side), cell(priceText(o)),
-      cell(amountText(o)), statusCell({ ...o, status: statusAsPushed(o).status, reason: reasonOf(o) }))));
+      cell(String(o.order_id), "id"), cell(o.market), cell(o.side, o.side), cell(priceText(o)),
+      cell(amountText(o)), statusCell({ ...o, status: statusAsPushed(o).status, reason: reasonOf(o) }),
+      timeCell(o.created_at))));  // when it was placed, as My trades' time
   } catch (error) { console.warn("orders", error.message); }
 }
 
@@ -892,10 +913,19 @@ $("#withdraw-form").addEventListener("submit", async (event) => {
   await inFlight($("#withdraw-form button[type=submit]"), async () => {
     try {
       const w = await api("POST", "/withdrawals", body);
-      $("#withdraw-status").textContent = `Withdrawal ${w.withdrawal_id ?? ""} requested: ${w.status ?? "pending"}.`;
+      const status = statusText(WITHDRAWAL_STATUS_WORDS, w.status ?? "pending").toLowerCase();
+      $("#withdraw-status").textContent = `Withdrawal ${w.withdrawal_id ?? ""} requested: ${status}.`;
       refreshWithdrawals();
     } catch (error) {
-      $("#withdraw-error").textContent = WITHDRAWAL_WORDS[error.code] ?? inWords(error);
+      const words = WITHDRAWAL_WORDS[error.code] ?? inWords(error);
+      // An address the server refused (the gateway's grammar, or wallets'
+      // check for the asset's chain) is said under the address, as the
+      // page's own problems are.
+      if (error.field === "address" || error.code === "INVALID_ADDRESS") {
+        showProblems("withdraw", ["asset", "address", "amount"], [["address", words]]);
+      } else {
+        $("#withdraw-error").textContent = words;
+      }
       if (String(error.code).startsWith("STRONG_AUTH")) $("#step-up").hidden = false;
     }
   });
@@ -945,7 +975,12 @@ async function refreshWithdrawals() {
     const { withdrawals } = await api("GET", "/withdrawals");
     $("#withdrawals").replaceChildren(...withdrawals.map((w) => {
       const li = document.createElement("li");
-      li.textContent = `${w.amount} ${w.asset} → ${w.address}: ${w.status}`;
+      const status = document.createElement("span");
+      status.className = "status";
+      status.textContent = statusText(WITHDRAWAL_STATUS_WORDS, w.status);
+      status.dataset.status = w.status;
+      li.append(`${w.amount} ${w.asset} → ${w.address}: `, status);
+      li.dataset.withdrawal = w.withdrawal_id;
       return li;
     }));
   } catch (error) { console.warn("withdrawals", error.message); }

@@ -340,10 +340,152 @@ def withdrawals_disabled_said_before_sending(args):
             trader.close()
 
 
+# A withdrawal's every status (services/wallets: the state machine of
+# functions/check_withdrawal_transition.sql) as the Withdrawals list words it.
+WITHDRAWAL_WORDS = {
+    "pending": "Waiting for approval",
+    "approved": "Approved: being sent",
+    "sent": "Sent",
+    "rejected": "Rejected: the amount and its fee are back in your balance",
+    "cancelled": "Cancelled: the amount and its fee are back in your balance",
+}
+
+# Every withdrawal the list shows, as [id, the status's text, data-status].
+WITHDRAWAL_CELLS = ("() => [...document.querySelectorAll('#withdrawals li')]"
+                    ".map(li => [li.dataset.withdrawal, li.querySelector('.status')?.textContent,"
+                    " li.querySelector('.status')?.dataset.status])")
+
+
+def withdrawal_statuses_in_words(args):
+    """The Withdrawals list showed the API's word ("... → 0xab...: pending").
+    Each status must read in words, the API's word kept in the status's
+    data-status: a trader with one withdrawal in each status (``args
+    ["withdrawals"]``: [id, status], made over RPC by the test)."""
+    with chromium.browser() as browser:
+        trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "withdrawals",
+                        shots())
+        try:
+            trader.sign_in()
+            page = trader.page
+            expected = sorted([str(i), WITHDRAWAL_WORDS[status], status]
+                              for i, status in args["withdrawals"])
+            try:
+                page.wait_for_function(
+                    f"n => ({WITHDRAWAL_CELLS})().length === n", arg=len(expected),
+                    timeout=WAIT_MS)
+            finally:
+                trader.shot("25-withdrawal-statuses")
+            shown = sorted(page.evaluate(WITHDRAWAL_CELLS))
+            assert shown == expected, f"shown {shown}, not {expected}"
+            assert trader.errors == [], trader.errors
+        finally:
+            trader.close()
+
+
+def history_times(page) -> list:
+    """The order history's Time column, top down."""
+    headers = page.eval_on_selector_all("#order-history thead th",
+                                        "hs => hs.map(h => h.textContent)")
+    assert "Time" in headers, f"the order history's columns: {headers}"
+    return page.eval_on_selector_all(
+        "#order-history tbody tr", "(rs, i) => rs.map(r => [r.cells[0].textContent,"
+        " r.cells[i]?.textContent, r.cells[i]?.title])", headers.index("Time"))
+
+
+def order_history_shows_its_time(args):
+    """The order history had no time column. Each order must show the time it
+    was placed as My trades shows a fill's (the trader's local time,
+    hh:mm:ss for today's, the date in its title): a
+    trader in Tokyo places a bid, cancels it, and places a second 1.5 s
+    later; the newer is on top. On a phone the times stay on screen."""
+    with chromium.browser() as browser:
+        trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "history-time",
+                        shots(), timezone_id=TOKYO)
+        try:
+            trader.sign_in()
+            page = trader.page
+            first = trader.place("buy", args["price"], QUANTITY, post_only=True)
+            cancel_left(trader)
+            page.wait_for_timeout(1500)
+            second = trader.place("buy", args["price"], QUANTITY, post_only=True)
+            now = datetime.now(ZoneInfo(TOKYO))
+            wait_status(page, "#order-history", second, "Open", "new")
+            wait_status(page, "#order-history", first, "Cancelled", "cancelled")
+            times = {order: (text, title) for order, text, title in history_times(page)}
+            trader.shot("26-order-history-time")
+            (late, late_title), (early, _) = times[str(second)], times[str(first)]
+            assert all(t and len(t) == 8 for t in (late, early)), times
+            # Tokyo's wall clock of the second order, within the test's own pace.
+            behind = (seconds_of_day(now.strftime("%H:%M:%S")) - seconds_of_day(late)) % 86400
+            assert behind <= 30 or behind >= 86400 - 30, f"{late} is not Tokyo's {now:%H:%M:%S}"
+            apart = (seconds_of_day(late) - seconds_of_day(early)) % 86400
+            assert 1 <= apart <= 30, f"not 1.5 s apart: {times}"
+            assert str(now.year) in late_title, f"no full date as its title: {late_title!r}"
+            rows = [order for order, _, _ in history_times(page)]
+            assert rows.index(str(second)) < rows.index(str(first)), rows
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.wait_for_timeout(500)
+            trader.shot("27-order-history-on-a-phone")
+            rights, panel = page.evaluate(
+                "() => [[...document.querySelectorAll('#order-history tbody tr')]"
+                ".map(r => r.cells[r.cells.length - 1].getBoundingClientRect().right),"
+                " document.querySelector('#orders-panel').getBoundingClientRect().right]")
+            assert rights and max(rights) <= min(390, panel), \
+                f"the times' right edges {rights}, off the panel's {panel}"
+            assert trader.errors == [], trader.errors
+        finally:
+            cancel_left(trader)
+            trader.close()
+
+
+# Characters no chain's address has: the gateway refuses them before wallets.
+BAD_ADDRESS = "0x52908400098527886e0f7030069857d2e4169ee-"
+
+
+def bad_address_said_in_words(args):
+    """A withdrawal to an address with characters no address has was refused
+    with the gateway's regular expression ("Address has characters that are
+    not allowed ([A-Za-z0-9]{1,128})."). The trader must read that it is not
+    a valid address of the asset, under the address field (focused), and
+    nothing of a pattern."""
+    usdt = args["usdt"]
+    with chromium.browser() as browser:
+        trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "bad-address",
+                        shots())
+        try:
+            trader.sign_in()
+            trader.wait_balance("USDT", lambda v: v == Decimal("100"))
+            page = trader.page
+            page.select_option("#withdraw-asset", "USDT")
+            page.fill("#withdraw-address", BAD_ADDRESS)
+            page.fill("#withdraw-amount", usdt["min_withdrawal"])
+            page.click("#withdraw-form button[type=submit]")
+            page.wait_for_function("document.querySelector('#withdraw-error').textContent ||"
+                                   " document.querySelector('#withdraw-address-error').textContent",
+                                   timeout=WAIT_MS)
+            trader.shot("28-withdrawal-bad-address")
+            said = page.text_content("#withdraw-address-error") or page.text_content(
+                "#withdraw-error")
+            assert "not a valid USDT address" in said, said
+            assert not set("[]{}^$\\") & set(said), f"a pattern shown: {said!r}"
+            said, gap, under, focused = page.wait_for_function(
+                FIELD_PROBLEM, arg=["address", "not a valid USDT address"],
+                timeout=5000).json_value()
+            assert 0 <= gap <= 24 and under and focused, (said, gap, under, focused)
+            assert page.text_content("#withdraw-error") == ""
+            unexpected = [e for e in trader.errors if "status of 400" not in e]
+            assert unexpected == [], unexpected
+        finally:
+            trader.close()
+
+
 SCENARIOS = {"statuses_in_words": statuses_in_words,
              "my_trades_show_their_time": my_trades_show_their_time,
              "withdrawal_checked_before_sending": withdrawal_checked_before_sending,
-             "withdrawals_disabled_said_before_sending": withdrawals_disabled_said_before_sending}
+             "withdrawals_disabled_said_before_sending": withdrawals_disabled_said_before_sending,
+             "withdrawal_statuses_in_words": withdrawal_statuses_in_words,
+             "order_history_shows_its_time": order_history_shows_its_time,
+             "bad_address_said_in_words": bad_address_said_in_words}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](json.loads(sys.argv[2]))

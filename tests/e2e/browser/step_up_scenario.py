@@ -107,11 +107,12 @@ def withdrawal_step_up(args):
             request_withdrawal(page)
             assert page.text_content("#withdraw-error") == "", page.text_content("#withdraw-error")
             status = page.text_content("#withdraw-status")
-            assert status.startswith("Withdrawal ") and status.endswith("requested: pending."), \
-                status
+            assert status.startswith("Withdrawal ") and \
+                status.endswith("requested: waiting for approval."), status
             page.wait_for_function(
                 "a => [...document.querySelectorAll('#withdrawals li')].some(li => "
-                "li.textContent.includes(a) && li.textContent.endsWith(': pending'))",
+                "li.textContent.includes(a) && li.querySelector('.status')?.dataset.status === "
+                "'pending' && li.textContent.endsWith(': Waiting for approval'))",
                 arg=ADDRESS, timeout=WAIT_MS)
             trader.shot("04-withdrawal-pending")
 

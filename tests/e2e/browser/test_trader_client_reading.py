@@ -6,11 +6,14 @@ sends anything."""
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import uuid
 
+import jwt
 import pytest
 import requests
+from nameko.standalone.rpc import ClusterRpcProxy
 
 from tests.e2e.browser import chromium
 from tests.e2e.gateway.native_testkit import rpc_proxy
@@ -82,3 +85,48 @@ def test_an_asset_whose_withdrawals_are_disabled_is_said_so_and_nothing_is_sent(
     run("withdrawals_disabled_said_before_sending",
         {"url": settings.gateway_url, "trader": trader(settings, {"USDT": "100"}),
          "asset": no_withdrawals_market})
+
+
+@pytest.fixture
+def withdrawals_in_every_status(settings, operator_token):
+    """A trader with one withdrawal of USDT in each status wallets gives
+    one (pending, approved, sent, rejected, cancelled), moved there over RPC
+    by an operator (the web client cannot approve): the trader and
+    [[withdrawal id, status]]."""
+    person = trader(settings, {"USDT": "1000"})
+    amount = registry_asset(settings, "USDT")["min_withdrawal"]
+    admin = jwt.decode(operator_token, options={"verify_signature": False})["preferred_username"]
+    with ClusterRpcProxy(settings.nameko_config(), timeout=30,
+                         context_data={"access_token": operator_token}) as rpc:
+        def requested(status: str) -> int:
+            return rpc.wallets.request_withdrawal(person["user_id"], "USDT", "0x" + "ab" * 20,
+                                                  amount, f"{status}-{uuid.uuid4().hex[:8]}"
+                                                  )["withdrawal_id"]
+        made = {status: requested(status)
+                for status in ("pending", "approved", "sent", "rejected", "cancelled")}
+        rpc.wallets.approve_withdrawal(made["approved"], admin)
+        rpc.wallets.approve_withdrawal(made["sent"], admin)
+        rpc.wallets.mark_withdrawal_sent(made["sent"], "0x" + secrets.token_hex(32), admin)
+        rpc.wallets.reject_withdrawal(made["rejected"], admin, "browser test")
+        rpc.wallets.cancel_withdrawal(person["user_id"], made["cancelled"])
+        shown = {w["withdrawal_id"]: w["status"] for w in rpc.wallets.withdrawals(person["user_id"])}
+    assert shown == {i: status for status, i in made.items()}, shown
+    return person, [[i, status] for status, i in made.items()]
+
+
+def test_each_withdrawal_status_reads_in_words(settings, withdrawals_in_every_status):
+    person, withdrawals = withdrawals_in_every_status
+    run("withdrawal_statuses_in_words",
+        {"url": settings.gateway_url, "trader": person, "withdrawals": withdrawals})
+
+
+def test_the_order_history_shows_when_each_order_was_placed_in_the_traders_zone(settings):
+    run("order_history_shows_its_time",
+        with_price(settings, trader=trader(settings, {"USDT": "1000"})))
+
+
+def test_a_withdrawal_to_a_malformed_address_is_refused_in_words_not_a_pattern(settings):
+    """Needs a gateway of this tree (its address refusal was the pattern)."""
+    run("bad_address_said_in_words",
+        {"url": settings.gateway_url, "trader": trader(settings, {"USDT": "100"}),
+         "usdt": registry_asset(settings, "USDT")})
