@@ -969,10 +969,22 @@ function showWithdrawalTerms() {
 // (acr_values/prompt make Keycloak re-authenticate; the realm's TOTP applies).
 $("#step-up").addEventListener("click", () => auth.signinRedirect({ prompt: "login", max_age: 0 }));
 
+// An operator's approval moves no money, so no balances push tells of it
+// (every other step does): while a withdrawal waits for approval the list
+// is read again every WITHDRAWALS_REREAD_MS, one timer at a time.
+const WITHDRAWALS_REREAD_MS = 15_000;
+let withdrawalsReRead = null;
+
 async function refreshWithdrawals() {
   if (!state.user) return;
+  clearTimeout(withdrawalsReRead);
+  withdrawalsReRead = null;
   try {
     const { withdrawals } = await api("GET", "/withdrawals");
+    if (withdrawals.some((w) => w.status === "pending")) {
+      clearTimeout(withdrawalsReRead);  // a read that overtook this one set it
+      withdrawalsReRead = setTimeout(refreshWithdrawals, WITHDRAWALS_REREAD_MS);
+    }
     $("#withdrawals").replaceChildren(...withdrawals.map((w) => {
       const li = document.createElement("li");
       const status = document.createElement("span");

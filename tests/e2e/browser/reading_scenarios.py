@@ -382,6 +382,37 @@ def withdrawal_statuses_in_words(args):
             trader.close()
 
 
+def withdrawal_approval_shows_without_a_reload(args):
+    """An operator's approval moves no money, so no balances push came and
+    the list said "Waiting for approval" until the page was loaded again.
+    Approved over RPC (``args["operator"]``: an admin's token and name) while
+    the page is open, it must show "Approved: being sent" within the page's
+    re-read (15 s) and the test's own pace."""
+    from nameko.standalone.rpc import ClusterRpcProxy  # unpatched here: no eventlet needed
+
+    from services.common.config import load_settings
+    withdrawal = args["withdrawal"]
+    with chromium.browser() as browser:
+        trader = Trader(browser, args["url"], SimpleNamespace(**args["trader"]), "approval",
+                        shots())
+        try:
+            trader.sign_in()
+            page = trader.page
+            shown = ("([id, raw]) => document.querySelector("
+                     "`#withdrawals li[data-withdrawal='${id}'] .status`)?.dataset.status === raw")
+            page.wait_for_function(shown, arg=[withdrawal, "pending"], timeout=WAIT_MS)
+            with ClusterRpcProxy(load_settings().nameko_config(), timeout=30, context_data={
+                    "access_token": args["operator"]["token"]}) as rpc:
+                rpc.wallets.approve_withdrawal(withdrawal, args["operator"]["name"])
+            page.wait_for_function(shown, arg=[withdrawal, "approved"], timeout=40_000)
+            assert page.text_content(f"#withdrawals li[data-withdrawal='{withdrawal}'] .status") \
+                == WITHDRAWAL_WORDS["approved"]
+            trader.shot("29-withdrawal-approved")
+            assert trader.errors == [], trader.errors
+        finally:
+            trader.close()
+
+
 def history_times(page) -> list:
     """The order history's Time column, top down."""
     headers = page.eval_on_selector_all("#order-history thead th",
@@ -485,7 +516,9 @@ SCENARIOS = {"statuses_in_words": statuses_in_words,
              "withdrawals_disabled_said_before_sending": withdrawals_disabled_said_before_sending,
              "withdrawal_statuses_in_words": withdrawal_statuses_in_words,
              "order_history_shows_its_time": order_history_shows_its_time,
-             "bad_address_said_in_words": bad_address_said_in_words}
+             "bad_address_said_in_words": bad_address_said_in_words,
+             "withdrawal_approval_shows_without_a_reload":
+                 withdrawal_approval_shows_without_a_reload}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](json.loads(sys.argv[2]))

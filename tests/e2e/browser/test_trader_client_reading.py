@@ -120,6 +120,19 @@ def test_each_withdrawal_status_reads_in_words(settings, withdrawals_in_every_st
         {"url": settings.gateway_url, "trader": person, "withdrawals": withdrawals})
 
 
+def test_an_operators_approval_of_a_withdrawal_shows_without_a_reload(settings, operator_token):
+    person = trader(settings, {"USDT": "100"})
+    amount = registry_asset(settings, "USDT")["min_withdrawal"]
+    with rpc_proxy(settings) as rpc:
+        withdrawal = rpc.wallets.request_withdrawal(
+            person["user_id"], "USDT", "0x" + "ab" * 20, amount,
+            f"approval-{uuid.uuid4().hex[:8]}")["withdrawal_id"]
+    admin = jwt.decode(operator_token, options={"verify_signature": False})["preferred_username"]
+    run("withdrawal_approval_shows_without_a_reload",
+        {"url": settings.gateway_url, "trader": person, "withdrawal": withdrawal,
+         "operator": {"token": operator_token, "name": admin}})
+
+
 def test_the_order_history_shows_when_each_order_was_placed_in_the_traders_zone(settings):
     run("order_history_shows_its_time",
         with_price(settings, trader=trader(settings, {"USDT": "1000"})))
