@@ -1,7 +1,8 @@
 """Browser scenarios of what a trader reads and fills in (session 26), run
 in a child process by test_trader_client_reading.py (see chromium.py): the
 orders' statuses in words, the time of each of My trades, the withdrawal
-form's own check before sending. Same conventions as trader_scenarios.py
+form's own check before sending; and (session 27) the withdrawals' statuses
+in words, the order history's time, an address refused in words. Same conventions as trader_scenarios.py
 (JSON argument, exit non-zero on the first failure, screenshots in
 run/artifacts/browser/trader_client/)."""
 from __future__ import annotations

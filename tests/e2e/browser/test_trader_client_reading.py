@@ -1,8 +1,10 @@
 """What a trader reads and fills in on the web client, each in headless
 Chromium against the running stack (browser steps in reading_scenarios.py,
 run in a child process: see chromium.py): the orders' statuses in words,
-the time of each of My trades, and the withdrawal form checked before it
-sends anything."""
+the time of each of My trades and of each order in the history, the
+withdrawal form checked before it sends anything, the server's refusal of
+an address in words, and the withdrawals' statuses in words, an approval
+shown without a reload."""
 from __future__ import annotations
 
 import json
