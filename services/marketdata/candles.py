@@ -244,6 +244,13 @@ class CandleAggregator:
         self._evict()
         return changes
 
+    def forget(self) -> None:
+        """Drop all state. For a writer that may not have been the only one
+        (IngestPipeline.forget): what the tables hold now is loaded again."""
+        self._minutes.clear()
+        self._minute_trades = 0
+        self._children.clear()
+
     def forget_market(self, market: str) -> None:
         for key in [k for k in self._minutes if k[0] == market]:
             self._minute_trades -= len(self._minutes.pop(key).ids)

@@ -29,7 +29,7 @@ MAX_REBUILD_MS = DAY           # one rebuild call; the CLI loops over longer ran
 
 @dataclass
 class _Job:
-    kind: str                     # "trades" | "rebuild" | "refresh" | "stop"
+    kind: str                     # "trades" | "rebuild" | "refresh" | "forget" | "stop"
     done: Event
     trades: list = None
     now: int = 0
@@ -85,6 +85,17 @@ class IngestPipeline:
     def refresh(self, now: int) -> None:
         self._submit(_Job("refresh", Event(), now=now))
 
+    def forget(self) -> None:
+        """Drop what this process derived from the tables -- the candle
+        state, the latest-trades lists, the ticker windows -- before the next
+        trades it records (jobs run in order; this one is not waited for).
+        For the trade consumer when it lost its connection: another instance
+        may be the active consumer until this one is again, and writes the
+        same candles meanwhile; state kept from before would then overwrite
+        them without its trades, and the ticker windows, rolled every minute
+        even while standing by, would publish tickers without them."""
+        self.jobs.put(_Job("forget", Event()))
+
     def _submit(self, job: _Job):
         self.jobs.put(job)
         return job.done.wait()
@@ -127,6 +138,8 @@ class IngestPipeline:
         try:
             if job.kind == "rebuild":
                 result = self._rebuild(*job.args, now=job.now)
+            elif job.kind == "forget":
+                result = self._forget()
             else:
                 result = self._refresh(job.now)
         except Exception as exc:
@@ -291,6 +304,12 @@ class IngestPipeline:
             self.ticker_minute[market] = snapshot["minute"]
         else:
             self._invalidate(key)
+
+    def _forget(self) -> None:
+        self.aggregator.forget()
+        self.recent.clear()
+        self.tickers.clear()
+        self.ticker_minute.clear()
 
     def _refresh(self, now: int) -> None:
         """Timer: retry what Memcached refused, and roll tickers whose window

@@ -171,7 +171,10 @@ class TradeEvents(BatchConsumerProvider):
         self.setup_consumer()
         self.consumer = PipelinedBatchConsumer(
             self.container.config["AMQP_URI"], self.queue, self.exchange, self.routing_keys,
-            self.handle, self.batch, depth=self.depth)
+            self.handle, self.batch, depth=self.depth,
+            # Single writer per connection: whatever another instance wrote
+            # while this one stood by must be reloaded, not overwritten.
+            on_lost=lambda: self.backend.pipeline.forget())
 
     def handle(self, deliveries) -> None:
         trades = []

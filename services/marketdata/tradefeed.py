@@ -221,11 +221,19 @@ class PipelinedBatchConsumer(BatchConsumer):
     keeps sending while batches are written."""
 
     def __init__(self, amqp_uri, queue, exchange, routing_keys, handle, batch=1000,
-                 idle=None, idle_every=0.5, depth=3, poll=0.005):
+                 idle=None, idle_every=0.5, depth=3, poll=0.005, on_lost=None):
         super().__init__(amqp_uri, queue, exchange, routing_keys, handle, batch, idle, idle_every)
+        self.on_lost = on_lost      # called when a connection ended, the batches settled
         self.depth = depth
         self.poll = poll            # drain timeout while batches are in flight (ack latency)
         self.in_flight = 0          # batches handed over, not yet acked (for tests and health)
+
+    def _lost(self) -> None:
+        """Another instance may be the active consumer from now on (a standby
+        takes the queue over), until this one is again."""
+        super()._lost()
+        if self.on_lost is not None and self.running:
+            self.on_lost()
 
     def _consume(self) -> None:
         buffer: list[Delivery] = []

@@ -177,6 +177,20 @@ def test_rebuild_from_the_trades_table_equals_the_incremental_result(specs, bogu
     assert final_candles(tables) == incremental
 
 
+def test_a_writer_that_forgets_when_handing_over_keeps_the_other_writers_trades():
+    """Two instances take turns as the single writer (the trade queue handed
+    over and back): the one writing again starts from the tables, not from
+    the state it kept, which lacks what the other one wrote meanwhile."""
+    tables, first, second = FakeTables(), CandleAggregator(), CandleAggregator()
+    trades = [trade(n, T0 + n * 1000, f"{10 + n}.00") for n in range(1, 7)]
+    tables.ingest(first, trades[:3])
+    first.forget()                             # its consumer lost the queue
+    tables.ingest(second, trades[3:5])
+    tables.ingest(first, trades[5:])           # and took it back
+    assert final_candles(tables) == candles_from_trades(trades)
+    assert tables.candles[("BTC-USDT", "1w", T0)].trade_count == 6
+
+
 def test_memory_stays_bounded_by_evicting_least_recently_used_minutes():
     agg, tables = CandleAggregator(max_minute_trades=100, max_parents=10), FakeTables()
     rnd = random.Random(7)
