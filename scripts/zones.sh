@@ -211,6 +211,15 @@ drill() {
     done
     ip link show $BRIDGE >/dev/null 2>&1 \
         && die "the zones' bridge $BRIDGE exists already: another three-zones deployment is up; take it down first (scripts/zones.sh down)"
+    # The drill's tests set up through the local stack's PostgreSQL
+    # (tests/integration/conftest.py): without it they stop at collection,
+    # after a deploy of 13 minutes and more (session 27, by hand).
+    PYTHONPATH=$PWD .venv/bin/python -c '
+import socket
+from services.common.config import load_settings
+s = load_settings()
+socket.create_connection((s.server_host("postgres"), s.int("EXCHANGE_POSTGRES_PORT")), timeout=5).close()
+' 2>/dev/null || die "the local stack's PostgreSQL does not answer: the drill's tests need the local stack (make up), as after make test"
     # From nothing: a stopped deployment's data (a drill stopped half-way left
     # an old leader that could not rejoin) would be deployed on again.
     if [ -d "$HOSTS_DIR" ]; then
