@@ -218,13 +218,18 @@ class Counters:
         # failure drops only the one it used, so with many idle ones the
         # counters stayed off for minutes (one per 5 s pause). Drop them all:
         # the next call after the pause opens a fresh connection.
-        pool = getattr(self.client, "client_pool", None)
-        if isinstance(pool, ObjectPool):
+        pool = self._pool()
+        if pool is not None:
             pool.clear()
         if now - self._warned_at > MINUTE:
             self._warned_at = now
             log.warning("rate-limit counters unavailable (Memcached): serving unlimited",
                         exc_info=True)
+
+    def _pool(self) -> ObjectPool | None:
+        """The client's connection pool (a PooledClient's; None for others)."""
+        pool = getattr(self.client, "client_pool", None)
+        return pool if isinstance(pool, ObjectPool) else None
 
     def _down(self) -> bool:
         return self.clock() < self._down_until
@@ -241,8 +246,8 @@ class Counters:
     def _drop_idle_connections(self) -> None:
         """Close the pool's idle connections (all dead when one was: Memcached
         restarted), not those other requests are using now."""
-        pool = getattr(self.client, "client_pool", None)
-        if isinstance(pool, ObjectPool):
+        pool = self._pool()
+        if pool is not None:
             for _ in range(len(pool.free)):
                 pool.destroy(pool.get())   # get() takes an idle one first
 
