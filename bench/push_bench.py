@@ -74,10 +74,11 @@ MARKET = "ETH-USDT"
 PASSWORD = "bench-Password-local-dev-only-1"
 CONNECT_TIMEOUT_S = 600
 # Connections per loopback source address (127.0.0.0/8 is all loopback): the
-# gateway caps what one client address holds and opens (100 open connections
-# per process, 300 Socket.IO connection attempts per 5 minutes:
-# gateway/connection_limits.py), and the traders the bench stands for come
-# from many addresses.
+# gateway caps what one client address holds and opens (gateway/
+# connection_limits.py; 2,000 open per process and 3,000 attempts per 5
+# minutes by default, 100 and 300 when this was written), the traders the
+# bench stands for come from many addresses, and 127.0.0.1's attempts are
+# counted for every local client (the test suite's browsers among them).
 CONNECTIONS_PER_SOURCE = 50
 
 

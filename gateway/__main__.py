@@ -36,6 +36,8 @@ import eventlet
 
 eventlet.monkey_patch()
 
+import logging  # noqa: E402
+import resource  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 
@@ -43,7 +45,7 @@ import eventlet.wsgi  # noqa: E402
 from gateway.app import MAX_CONCURRENT_REQUESTS, create_app  # noqa: E402
 from gateway.auth import trusted_proxies  # noqa: E402
 from gateway.collector import settle_heap  # noqa: E402
-from gateway.connection_limits import Admission, ConnectionLimits  # noqa: E402
+from gateway.connection_limits import Admission, ConnectionLimits, connection_room  # noqa: E402
 from gateway.errors import (  # noqa: E402
     headers_too_large_response, request_timeout_response, uri_too_long_response,
 )
@@ -141,6 +143,22 @@ class Protocol(eventlet.wsgi.HttpProtocol):
         self.close_connection = 1
 
 
+def room_for_connections() -> int:
+    """The connections this process serves: ``MAX_CONCURRENT_REQUESTS``,
+    its open-files limit raised for them (or fewer, said in the log, where
+    the hard limit is too low)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit, connections = connection_room(MAX_CONCURRENT_REQUESTS, soft, hard)
+    if limit != soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    if connections < MAX_CONCURRENT_REQUESTS:
+        logging.getLogger("gateway").warning(
+            "serving at most %d connections, not %d: the open-files limit is %d "
+            "(raise the hard RLIMIT_NOFILE, e.g. LimitNOFILE, for more)",
+            connections, MAX_CONCURRENT_REQUESTS, limit)
+    return connections
+
+
 def listen(host: str, port: int):
     """The listening socket, SO_REUSEADDR (a restart binds at once over the
     old connections in TIME_WAIT) but not SO_REUSEPORT (module docstring)."""
@@ -168,7 +186,7 @@ if __name__ == "__main__":
     # (gateway/connection_limits.py): the pool counts each connection.
     Protocol.admission = Admission(
         ConnectionLimits.from_settings(settings).per_address, trusted_proxies(app),
-        MAX_CONCURRENT_REQUESTS)
+        room_for_connections())
     eventlet.wsgi.server(listener, app, protocol=Protocol,
                          log_output=False, custom_pool=Protocol.admission.pool,
                          keepalive=KEEPALIVE_IDLE_S, debug=False,

@@ -35,9 +35,17 @@ socketio = SocketIO(async_mode="eventlet")
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 MAX_BODY_BYTES = 64 * 1024
-# Concurrent requests (green threads) per process; beyond it connections wait
-# in the listen backlog. Per-request pools (rate-limit counters) are this size.
-MAX_CONCURRENT_REQUESTS = 1000
+# Connections (green threads) a process serves at once; beyond it connections
+# wait in the listen backlog. A live push connection holds one for its life,
+# so this is also the push connections a process can hold: well over the
+# 1,000 subscribed connections one box must hold, from one client address
+# too (config/defaults.env, EXCHANGE_GATEWAY_CONNECTIONS_PER_ADDRESS: one
+# address takes at most 2,000, so it never takes them all). A connection
+# costs about 70 KiB (bench/README.md, "Live push") and up to two file
+# descriptors (its socket, and a request's Memcached connection): fewer when
+# the process may not open that many files (gateway/connection_limits.py
+# ``connection_room``). Per-request pools (rate-limit counters) are this size.
+MAX_CONCURRENT_REQUESTS = 5000
 
 
 def request_id() -> str:

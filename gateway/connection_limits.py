@@ -2,13 +2,22 @@
 may open a live push connection.
 
 A process serves at most ``MAX_CONCURRENT_REQUESTS`` connections at once
-(eventlet's pool: a connection holds its slot from its accept to its close,
+(5,000, fewer where it may not open the files: ``connection_room``;
+eventlet's pool: a connection holds its slot from its accept to its close,
 idle keep-alive waits included, and a Socket.IO WebSocket or long poll for
 its whole life). Nothing capped one client's share: about 1,000 WebSockets
 from one address, opened in seconds from one machine, shut the gateway for
 everyone on one box (``make up``: no proxy in front). In the zones an edge
 HAProxy caps each address (100 open, 1,000 new per 10 s: ansible/); these
 hold on one box too, and behind any proxy.
+
+The defaults (config/defaults.env) let one address hold 2,000 connections
+and open 3,000 live push connections per 5 minutes: the 1,000 subscribed
+connections one box must hold (bench/push_bench.py, or any load from one
+machine) fit, as do the many clients behind one NAT address, and one
+address still leaves a process 3,000 connections for everyone else. Binance
+allows 300 WebSocket attempts per 5 minutes; our Socket.IO is not its API,
+and at 300 a single machine could not open the 1,000 it must hold.
 
 * **Open connections per client address, per process**
   (``EXCHANGE_GATEWAY_CONNECTIONS_PER_ADDRESS``; 0: no cap). The address is
@@ -35,8 +44,8 @@ hold on one box too, and behind any proxy.
 * **Socket.IO connection attempts per client address, across processes**:
   at most ``EXCHANGE_GATEWAY_SOCKET_ATTEMPTS`` per
   ``EXCHANGE_GATEWAY_SOCKET_ATTEMPTS_WINDOW_S`` seconds (0: no limit), as
-  Binance limits its WebSocket API (300 connection attempts per 5 minutes
-  per IP). An attempt is an Engine.IO handshake: a GET of ``/socket.io``
+  Binance limits its WebSocket API per IP (its 300 per 5 minutes are too
+  few here: below). An attempt is an Engine.IO handshake: a GET of ``/socket.io``
   without a session id (a long poll's next request and the WebSocket upgrade
   of a session carry one). Counted in the rate limits' Memcached counters
   (gateway/ratelimit.py ``Counters``: exact within a process, up to a second
@@ -94,6 +103,31 @@ class ConnectionLimits:
                 raise ValueError(f"{key} must be a whole number of at least {least}, not {raw!r}")
             values.append(int(raw))
         return cls(*values)
+
+
+# ------------------------------------------------------------------ the process's room (pure)
+
+# File descriptors a gateway process needs besides its connections' own: its
+# RabbitMQ connections, logs, the listener, eventlet's hub.
+FILES_BESIDES_CONNECTIONS = 256
+# A connection's files: its socket, and the Memcached connection a request
+# holds while it runs (gateway/ratelimit.py ``counters_client``).
+FILES_PER_CONNECTION = 2
+
+
+def connection_room(wanted: int, soft: int, hard: int) -> tuple[int, int]:
+    """(the open-files limit to set, the connections to serve) for a
+    process that wants ``wanted`` connections under RLIMIT_NOFILE
+    ``soft``/``hard`` (negative: unlimited, as ``resource.RLIM_INFINITY``).
+    The soft limit is raised as far as needed and allowed (many systems
+    start processes at 1,024 with a far higher hard limit); where even the
+    hard limit is too low the process serves fewer connections rather than
+    failing its accepts with EMFILE."""
+    needed = FILES_BESIDES_CONNECTIONS + FILES_PER_CONNECTION * wanted
+    if soft < 0 or soft >= needed:
+        return soft, wanted
+    limit = needed if hard < 0 else max(soft, min(needed, hard))
+    return limit, max(1, min(wanted, (limit - FILES_BESIDES_CONNECTIONS) // FILES_PER_CONNECTION))
 
 
 # ------------------------------------------------------------------ the counts (pure)

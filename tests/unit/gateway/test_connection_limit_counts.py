@@ -9,8 +9,10 @@ import eventlet
 import pytest
 from eventlet.green import socket
 
+from gateway.app import MAX_CONCURRENT_REQUESTS
 from gateway.connection_limits import (
-    Admission, ConnectionLimits, OpenConnections, proxy_peer, refuse, socket_attempt,
+    FILES_BESIDES_CONNECTIONS, FILES_PER_CONNECTION, Admission, ConnectionLimits,
+    OpenConnections, connection_room, proxy_peer, refuse, socket_attempt,
 )
 from gateway.errors import too_many_connections_response
 from services.common.config import REPO_ROOT, load_settings
@@ -36,9 +38,27 @@ def test_a_cap_of_zero_is_no_cap():
     assert all(opened.take("127.0.0.2") for _ in range(5000))
 
 
-def test_the_defaults_are_binance_like_and_leave_room_for_a_browser():
+def test_the_defaults_let_one_machine_hold_a_thousand_push_connections_but_not_a_process():
+    """A box must hold 1,000 subscribed connections, and a load test or the
+    clients behind one NAT come from one address: at 100 open and 300
+    attempts per 5 minutes (the first defaults) the 101st was refused."""
     limits = ConnectionLimits.from_settings(load_settings())
-    assert limits == ConnectionLimits(per_address=100, attempts=300, attempts_window_s=300)
+    assert limits == ConnectionLimits(per_address=2000, attempts=3000, attempts_window_s=300)
+    assert limits.per_address >= 1000 + 100 and limits.attempts >= 2 * 1000
+    assert limits.per_address <= MAX_CONCURRENT_REQUESTS // 2    # the others keep the rest
+
+
+def test_the_open_files_limit_is_raised_for_the_connections_or_they_are_fewer():
+    wanted = 5000
+    needed = FILES_BESIDES_CONNECTIONS + FILES_PER_CONNECTION * wanted
+    assert connection_room(wanted, 1024, 524288) == (needed, wanted)     # raised as needed
+    assert connection_room(wanted, 1024, -1) == (needed, wanted)         # hard: unlimited
+    assert connection_room(wanted, 20000, 20000) == (20000, wanted)      # enough: left alone
+    assert connection_room(wanted, -1, -1) == (-1, wanted)
+    limit, connections = connection_room(wanted, 1024, 4096)             # a low hard limit
+    assert limit == 4096
+    assert connections == (4096 - FILES_BESIDES_CONNECTIONS) // FILES_PER_CONNECTION < wanted
+    assert connection_room(wanted, 100, 100)[1] == 1                     # never none
 
 
 @pytest.mark.parametrize("key, value", [
