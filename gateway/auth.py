@@ -106,6 +106,23 @@ def resolve_client_ip(peer: str, forwarded_for: str | None, proxies: tuple) -> s
     return str(current)
 
 
+# An IPv6 client is given a /64 (RFC 6177 and every ISP's practice: a home
+# or a cloud machine has 2**64 addresses to send from), so a limit counted
+# per address would be escaped by taking a new one per request.
+IPV6_CLIENT_PREFIX = 64
+
+
+def limits_address(ip: str) -> str:
+    """The address a client's limits count for (request weight, bans, open
+    connections, Socket.IO attempts): an IPv4 address itself, an IPv6
+    address's /64 network. Not for an API key's IP allowlist, which names
+    addresses as the key's owner wrote them."""
+    address = _address(ip)
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
+    return str(address) if address is not None else ip
+
+
 def client_ip() -> str:
     found = getattr(g, "client_ip", None)
     if found is None:
@@ -331,5 +348,5 @@ def from_service_error_with(code: str, exc: Exception) -> ApiError:
 
 
 __all__ = ["Principal", "authenticate", "identify_key", "client_ip", "params", "signed_payload",
-           "missing_param", "empty_param", "bad_param", "resolve_client_ip", "READ", "TRADE",
+           "missing_param", "empty_param", "bad_param", "resolve_client_ip", "limits_address", "READ", "TRADE",
            "WITHDRAW", "MSG_BAD_KEY"]

@@ -21,7 +21,8 @@ and at 300 a single machine could not open the 1,000 it must hold.
 
 * **Open connections per client address, per process**
   (``EXCHANGE_GATEWAY_CONNECTIONS_PER_ADDRESS``; 0: no cap). The address is
-  gateway/auth.py's ``resolve_client_ip``:
+  gateway/auth.py's ``resolve_client_ip``, an IPv6 one's /64 network
+  (``limits_address``: a client has all of it to send from):
 
   - a peer that is not a trusted proxy is the client: each of its
     connections counts from its accept to its close. One over the cap never
@@ -62,7 +63,7 @@ from dataclasses import dataclass
 import eventlet
 from eventlet import greenio
 
-from gateway.auth import resolve_client_ip
+from gateway.auth import limits_address, resolve_client_ip
 from gateway.errors import too_many_connection_attempts_body, too_many_connections_response
 from services.common import metrics
 
@@ -201,7 +202,7 @@ class Admission:
         peer = client_addr[0] if isinstance(client_addr, tuple) else ""
         if proxy_peer(peer, self.proxies):
             return None
-        return resolve_client_ip(peer, None, self.proxies)
+        return limits_address(resolve_client_ip(peer, None, self.proxies))
 
     def of_request(self, client_addr, forwarded_for: str | None) -> str | None:
         """The address a request counts for: only a trusted proxy's."""
@@ -210,7 +211,7 @@ class Admission:
         peer = client_addr[0] if isinstance(client_addr, tuple) else ""
         if not proxy_peer(peer, self.proxies):
             return None
-        return resolve_client_ip(peer, forwarded_for, self.proxies)
+        return limits_address(resolve_client_ip(peer, forwarded_for, self.proxies))
 
 
 class AdmittingPool(eventlet.GreenPool):
@@ -310,8 +311,8 @@ def guard_attempts(wsgi_app, limits: ConnectionLimits, counters, proxies: tuple)
 
     def guarded(environ, start_response):
         if socket_attempt(environ):
-            address = resolve_client_ip(environ.get("REMOTE_ADDR", ""),
-                                        environ.get("HTTP_X_FORWARDED_FOR"), proxies)
+            address = limits_address(resolve_client_ip(environ.get("REMOTE_ADDR", ""),
+                                                       environ.get("HTTP_X_FORWARDED_FOR"), proxies))
             made, left = counters.add(f"sio:ip:{address}", window, 1)
             if made > limits.attempts:
                 metrics.CONNECTION_REFUSALS.labels("attempts").inc()

@@ -1,7 +1,8 @@
 """Rate limits of the partner APIs, as Binance does them, shared by every
 gateway process through Memcached counters.
 
-* request weight per minute, per client IP (every request) and per API key
+* request weight per minute, per client IP (every request; an IPv6
+  client's /64, gateway/auth.py ``limits_address``) and per API key
   (signed requests, charged once the key is verified);
 * new orders per 10 seconds and per day, per account (Binance's "unfilled
   order count is tracked per account", shared by all its API keys and a
@@ -60,6 +61,7 @@ from pymemcache.client.base import PooledClient
 from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 from pymemcache.pool import ObjectPool
 
+from gateway.auth import limits_address
 from gateway.errors import MSG_TOO_MANY, ApiError
 from services.common import metrics
 
@@ -380,8 +382,9 @@ class RateLimiter:
             raise banned(until, max(1, until - int(self.counters.clock())))
 
     def charge_ip(self, ip: str, weight: int) -> int:
-        """Charge the IP; returns the weight used this minute or raises 429/418."""
-        who = f"ip:{ip}"
+        """Charge the IP (its ``limits_address``); returns the weight used this
+        minute or raises 429/418."""
+        who = f"ip:{limits_address(ip)}"
         self.check_ban(who)
         used, left = self.counters.add(f"w:{who}", MINUTE, weight)
         g.ratelimit_used_weight = used
@@ -504,7 +507,8 @@ class RateLimiter:
         the next request over a limit is refused."""
         if weight <= 0:
             return
-        g.ratelimit_used_weight, _ = self.counters.add(f"w:ip:{ip}", MINUTE, weight)
+        g.ratelimit_used_weight, _ = self.counters.add(f"w:ip:{limits_address(ip)}", MINUTE,
+                                                       weight)
         key_id = getattr(g, "ratelimit_key", None)
         if key_id is not None:
             self.counters.add(f"w:{key_who(key_id)}", MINUTE, weight)

@@ -503,3 +503,18 @@ def test_a_timeout_is_not_sent_again():
         assert memcache.calls == 1
         clock.now += Counters.RETRY_AFTER_FAILURE_S + 1
         assert rl.orders_filled([]) == 1
+
+
+def test_an_ipv6_client_is_limited_by_its_64_not_by_each_address_it_sends_from(limiter):
+    """A /64 is one client's: a limit per IPv6 address was escaped by sending
+    each request from a new one."""
+    rl, clock = limiter
+    clock.now = 1_000_040.0
+    assert rl.charge_ip("2001:db8:1:2::1", 6) == 6
+    assert rl.charge_ip("2001:db8:1:2:ffff:ffff:ffff:fffe", 4) == 10
+    with pytest.raises(ApiError) as caught:
+        rl.charge_ip("2001:db8:1:2:1234::9", 1)
+    assert caught.value.status == 429
+    assert rl.charge_ip("2001:db8:1:3::1", 1) == 1     # the next /64 is another client
+    rl.charge_work("2001:db8:1:3::2", 2)                # work charged to the same /64
+    assert rl.charge_ip("2001:db8:1:3::3", 1) == 4

@@ -177,3 +177,17 @@ class _nothing:
 
     def __exit__(self, *exc_info):
         return False
+
+
+def test_limits_count_an_ipv6_client_by_its_64_and_an_ipv4_one_by_its_address():
+    from gateway.auth import limits_address
+    assert limits_address("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == "2001:db8:1:2::/64"
+    assert limits_address("2001:DB8:1:2::1") == limits_address("2001:db8:1:2:ffff::1")
+    assert limits_address("::ffff:10.1.2.3") == "10.1.2.3"         # IPv4-mapped: the IPv4 one
+    assert limits_address("10.1.2.3") == "10.1.2.3"
+    assert limits_address("::1") == "::/64"
+    assert limits_address("not an address") == "not an address"
+    admission = Admission(1, (), 10)
+    first = admission.of_connection(("2001:db8:1:2::1", 5000, 0, 0))
+    assert first == admission.of_connection(("2001:db8:1:2::99", 5001, 0, 0))
+    assert admission.open.take(first) and not admission.open.take(first)   # one client's cap
