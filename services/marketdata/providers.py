@@ -22,6 +22,8 @@ import logging
 import time
 from collections import Counter
 
+import eventlet
+from eventlet.semaphore import Semaphore
 from nameko.extensions import DependencyProvider, SharedExtension
 
 from services.common import catalogue
@@ -36,7 +38,8 @@ from services.marketdata.errors import InvalidEvent, UnknownMarket
 from services.marketdata.hotcache import HotCache
 from services.marketdata.ingest import IngestPipeline
 from services.marketdata.markets import MarketRegistry
-from services.marketdata.parking import ParkedTrades
+from services.marketdata import parking
+from services.marketdata.parking import ParkedSender, ParkedTrades
 from services.marketdata.reads import MarketReads
 from services.marketdata.storage import CassandraStore, consistency
 from services.marketdata.tradefeed import PipelinedBatchConsumer
@@ -45,6 +48,13 @@ log = logging.getLogger(__name__)
 
 
 GC_THRESHOLDS = (20_000, 20, 20)
+TRADE_QUEUE = "marketdata.trades"
+
+
+def trade_queue(config: dict) -> str:
+    """The queue trades are consumed from (MARKETDATA_TRADE_QUEUE: tests use
+    their own), which parked trades are sent back to as well."""
+    return config.get("MARKETDATA_TRADE_QUEUE", TRADE_QUEUE)
 
 
 def tune_collector() -> None:
@@ -70,7 +80,9 @@ class Backend(SharedExtension):
     MARKETDATA_TRADE_QUEUE and MARKETDATA_TRADE_EXCHANGE (where trades are
     consumed from; tests use their own, isolated from the shared vhost),
     MARKETDATA_DEPTH_RESYNC=False (no engine snapshots: tests that publish
-    book events standing in for the engine).
+    book events standing in for the engine),
+    MARKETDATA_PARKED_RETRY_S (how often parked trades are looked at besides
+    catalogue changes; parking.RETRY_S).
     """
 
     clock = staticmethod(lambda: time.time_ns() // 1_000_000)   # the Clock provider sets it
@@ -92,6 +104,8 @@ class Backend(SharedExtension):
         self.pipeline = IngestPipeline(self.store, self.cache)
         self.parking = ParkedTrades(self.session)
         self.markets.parked = self.parking.count
+        self.parked_sent: Counter = Counter()   # parked trades sent to the trade queue, per market
+        self._sending_parked = Semaphore(1)
         self.depth = DepthKeeper(self.cache, resync=config.get("MARKETDATA_DEPTH_RESYNC", True))
         self.reads = MarketReads(self.store, self.cache, self.depth, self.pipeline)
 
@@ -100,31 +114,64 @@ class Backend(SharedExtension):
             tune_collector()
         self.pipeline.start(self.container.spawn_managed_thread)
         self.depth.start(self.container.spawn_managed_thread)
-        # Parked trades of markets listed since: on every catalogue change, and now.
-        self.catalogue.listeners.append(lambda old, new: self.record_parked())
+        # Parked trades of markets listed since: on every catalogue change,
+        # now, and every RETRY_S (a pass that failed, a trade parked again by
+        # a consumer whose catalogue was behind).
+        self.catalogue.listeners.append(
+            lambda old, new: self.container.spawn_managed_thread(self.send_parked))
         self.catalogue_thread = catalogue.follow_in(self.container, self.catalogue)
-        self.container.spawn_managed_thread(self.record_parked)
+        self.container.spawn_managed_thread(self._send_parked_every)
 
-    def record_parked(self) -> int:
-        """Record the parked trades whose market the catalogue lists now."""
-        recorded = 0
-        for market in self.parking.markets():
-            if market not in self.markets:
-                continue
-            parked = self.parking.take(market)
-            trades = []
-            for trade_id, body in parked:
+    def _send_parked_every(self) -> None:
+        every = float(self.container.config.get("MARKETDATA_PARKED_RETRY_S", parking.RETRY_S))
+        while True:
+            self.send_parked()
+            eventlet.sleep(every)
+
+    def send_parked(self) -> int:
+        """Send the parked trades whose market the catalogue lists now to the
+        trade queue, for its active consumer to ingest (parking.py: never
+        recorded here, as this instance may be a standby); remove each row
+        once its message is confirmed. Drops (logged) a parked trade that is
+        not a valid trade of its market. How many were sent; never raises (a
+        failure leaves the rest parked for the next pass). One pass at a time
+        per process."""
+        sent = 0
+        with self._sending_parked:
+            try:
+                markets = [m for m in self.parking.markets() if m in self.markets]
+                if not markets:
+                    return 0
+                with ParkedSender(self.container.config["AMQP_URI"],
+                                  trade_queue(self.container.config)) as sender:
+                    for market in markets:
+                        sent += self._send_parked_of(market, sender)
+            except Exception:
+                log.exception("parked trades not sent (those not sent stay parked)")
+        return sent
+
+    def _send_parked_of(self, market: str, sender: ParkedSender) -> int:
+        sent = 0
+        for page in self.parking.pages(market):
+            done, bodies = [], []          # rows to remove; the trades to send
+            for parked in page:
                 try:
-                    trades.append(schemas.trade_from_event(body, self.markets))
-                except (InvalidEvent, UnknownMarket) as exc:
-                    log.error("parked trade %s of %s dropped: %s", trade_id, market, exc)
-            if trades:
-                self.pipeline.record(trades, now=self.clock())
-                self.ingested.update(t.market for t in trades)
-            self.parking.remove(market, [trade_id for trade_id, _ in parked])
-            recorded += len(trades)
-            log.info("%d parked trades of %s recorded", len(trades), market)
-        return recorded
+                    schemas.trade_from_event(parked.body, self.markets)
+                except InvalidEvent as exc:
+                    log.error("parked trade %s of %s dropped: %s", parked.trade_id, market, exc)
+                except UnknownMarket:
+                    return sent         # no longer listed: the rest stays parked
+                else:
+                    bodies.append(parked.body)
+                done.append(parked)
+            if bodies:
+                sender.send(market, bodies)
+            self.parking.remove(market, done)
+            sent += len(bodies)
+            self.parked_sent[market] += len(bodies)
+        if sent:
+            log.info("%d parked trades of %s sent to the trade queue", sent, market)
+        return sent
 
     def stop(self):
         self.catalogue.stop()
@@ -149,7 +196,7 @@ class TradeEvents(BatchConsumerProvider):
     earlier batch; if that fails, the batch is redelivered (all writes are
     idempotent). Invalid events are logged and dropped, never retried."""
 
-    queue = "marketdata.trades"
+    queue = TRADE_QUEUE
     exchange = "matching.events"
     # One message per engine batch with its trades (services/matching/wire.py);
     # "trade_executed" is the one-trade format before it.
@@ -161,7 +208,7 @@ class TradeEvents(BatchConsumerProvider):
 
     def setup_consumer(self):
         config = self.container.config
-        self.queue = config.get("MARKETDATA_TRADE_QUEUE", type(self).queue)
+        self.queue = trade_queue(config)
         self.exchange = config.get("MARKETDATA_TRADE_EXCHANGE", type(self).exchange)
         self.depth = int(config.get("MARKETDATA_TRADE_DEPTH", type(self).depth))
 
@@ -195,7 +242,8 @@ class TradeEvents(BatchConsumerProvider):
         try:
             trades.append(schemas.trade_from_event(body, self.backend.markets))
         except UnknownMarket as exc:
-            # Not listed yet: parked (before the ack), recorded once it is.
+            # Not listed yet: parked (before the ack), sent back to this
+            # queue once it is (parking.py).
             if ParkedTrades.parkable(body):
                 self.backend.parking.park(body)
                 log.warning("trade %s parked: %s", body["trade_id"], exc)

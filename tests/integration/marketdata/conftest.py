@@ -18,6 +18,7 @@ from md_it_helpers import (T0, ManualClock, MarketDataUnderTest, Matching,  # no
 from services.common.cache import make_cache  # noqa: E402
 from services.common.cassandra import make_cluster  # noqa: E402
 from services.common.outbox import command_queue  # noqa: E402
+from services.marketdata.parking import parked_exchange  # noqa: E402
 from tests.integration.registry_kit import throwaway_market  # noqa: E402
 
 
@@ -50,6 +51,8 @@ def trade_route(nameko_config):
     with Connection(nameko_config["AMQP_URI"]) as amqp:
         command_queue(queue_name)(amqp.default_channel).delete()
         Exchange(exchange_name)(amqp.default_channel).delete()
+        # Declared by the service when it sends parked trades back (parking.py).
+        Exchange(parked_exchange(queue_name))(amqp.default_channel).delete()
 
 
 @pytest.fixture

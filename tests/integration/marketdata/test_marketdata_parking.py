@@ -1,6 +1,7 @@
 """Nothing dropped for a market that is not listed yet: its trade is parked
 (in Cassandra, before the ack), health says degraded, and the trade is
-recorded -- trades and candles -- as soon as the registry lists the market."""
+recorded -- trades and candles -- as soon as the registry lists the market
+(sent back to the trade queue and ingested by its consumer: parking.py)."""
 import time
 
 import eventlet
