@@ -32,13 +32,12 @@ from services.common.cassandra import make_cluster
 from services.common.config import load_settings
 from services.common.consumer import BatchConsumerProvider
 from services.common.events import TRADES_AUDIENCE, UnsupportedEvent, unpack
-from services.marketdata import schemas
+from services.marketdata import parking, schemas
 from services.marketdata.depthkeeper import DepthKeeper
 from services.marketdata.errors import InvalidEvent, UnknownMarket
 from services.marketdata.hotcache import HotCache
 from services.marketdata.ingest import IngestPipeline
 from services.marketdata.markets import MarketRegistry
-from services.marketdata import parking
 from services.marketdata.parking import ParkedSender, ParkedTrades
 from services.marketdata.reads import MarketReads
 from services.marketdata.storage import CassandraStore, consistency
@@ -104,7 +103,6 @@ class Backend(SharedExtension):
         self.pipeline = IngestPipeline(self.store, self.cache)
         self.parking = ParkedTrades(self.session)
         self.markets.parked = self.parking.count
-        self.parked_sent: Counter = Counter()   # parked trades sent to the trade queue, per market
         self._sending_parked = Semaphore(1)
         self.depth = DepthKeeper(self.cache, resync=config.get("MARKETDATA_DEPTH_RESYNC", True))
         self.reads = MarketReads(self.store, self.cache, self.depth, self.pipeline)
@@ -168,7 +166,6 @@ class Backend(SharedExtension):
                 sender.send(market, bodies)
             self.parking.remove(market, done)
             sent += len(bodies)
-            self.parked_sent[market] += len(bodies)
         if sent:
             log.info("%d parked trades of %s sent to the trade queue", sent, market)
         return sent
