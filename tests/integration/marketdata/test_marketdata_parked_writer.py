@@ -211,3 +211,23 @@ def test_a_trade_parked_again_while_its_row_was_being_sent_stays_parked(cql, md_
             [trades[0]["trade_id"]]
     finally:
         cql.execute("DELETE FROM parked_trades WHERE market = %s", (market,))
+
+
+def test_parked_trades_are_read_a_page_at_a_time_each_once_while_removed(cql, md_config):
+    """A pass holds at most a page (one message's worth) and removes it before
+    reading the next: no row is skipped or read twice."""
+    market = new_symbol()
+    trades = [Matching(md_config, None, market).trade(n, T0 + n) for n in range(1, 6)]
+    parking = ParkedTrades(cql)
+    try:
+        for payload in trades:
+            parking.park(payload)
+        seen = []
+        for page in parking.pages(market, size=2):
+            seen.append([p.trade_id for p in page])
+            parking.remove(market, page)
+        assert [len(page) for page in seen] == [2, 2, 1]
+        assert sorted(t for page in seen for t in page) == sorted(t["trade_id"] for t in trades)
+        assert parked_rows(cql, market) == 0
+    finally:
+        cql.execute("DELETE FROM parked_trades WHERE market = %s", (market,))
