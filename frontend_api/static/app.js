@@ -235,12 +235,14 @@ function minute(ms) {
 }
 
 // A time as the tape's clock writes it, with its date first when it is not
-// of today (My trades go back days); the date and time in full as its title.
+// of today (My trades go back days); the date and time in full as its title,
+// on the same 24-hour clock (the locale's own may be 12-hour: "1:05:09 PM"
+// over a cell that says 13:05:09).
 function timeCell(ms) {
   const at = new Date(ms);
   const today = at.toDateString() === new Date().toDateString();
   const td = cell(today ? clock(ms) : `${at.toLocaleDateString()} ${clock(ms)}`, "time");
-  td.title = at.toLocaleString();
+  td.title = `${at.toLocaleDateString()} ${clock(ms)}`;
   return td;
 }
 

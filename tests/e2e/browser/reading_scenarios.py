@@ -453,6 +453,8 @@ def order_history_shows_its_time(args):
             apart = (seconds_of_day(late) - seconds_of_day(early)) % 86400
             assert 1 <= apart <= 30, f"not 1.5 s apart: {times}"
             assert str(now.year) in late_title, f"no full date as its title: {late_title!r}"
+            # The title's clock is the cell's (a 12-hour locale said "1:05:09 PM").
+            assert late_title.endswith(f" {late}"), f"title {late_title!r} is not on {late}'s clock"
             rows = [order for order, _, _ in history_times(page)]
             assert rows.index(str(second)) < rows.index(str(first)), rows
             page.set_viewport_size({"width": 390, "height": 844})
