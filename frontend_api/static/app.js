@@ -7,7 +7,7 @@ import { io } from "/vendor/socket.io.esm.min.js";
 import { createChart, CandlestickSeries } from "/vendor/lightweight-charts.mjs";
 import { BookSync } from "./book.js";
 import { FEE_DOES_NOT_FIT, checkOrder, checkWithdrawal, compare, fixed, isZero, sum,
-         withdrawalTerms } from "./decimal.js";
+         shownAmount, withdrawalTerms } from "./decimal.js";
 import { signIn } from "./signin.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -755,7 +755,7 @@ function renderBalances(balances) {
   const traded = new Set([...state.markets.values()].flatMap((m) => [m.base_asset, m.quote_asset]));
   const shown = balances.filter((b) => traded.has(b.asset) || !isZero(b.available) || !isZero(b.locked));
   fillTable("#balances", shown.map((b) => {
-    const tr = row(cell(b.asset), cell(b.available), cell(b.locked));
+    const tr = row(cell(b.asset), cell(shownAmount(b.available)), cell(shownAmount(b.locked)));
     tr.dataset.asset = b.asset;
     return tr;
   }));

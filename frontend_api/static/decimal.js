@@ -26,6 +26,17 @@ export function fromUnits(units, scale) {
   return negative ? `-${text}` : text;
 }
 
+// An amount as a balance shows it: the server's own digits, with the zeros
+// that end it past the 8th decimal left out (ETH has 18 decimals: its empty
+// balance read "0.000000000000000000"). Never rounds: every digit that is not
+// a trailing zero stays, so the value is the same.
+export function shownAmount(text, keep = 8) {
+  const [whole, fraction = ""] = String(text).split(".");
+  if (fraction.length <= keep) return String(text);
+  const digits = fraction.replace(/0+$/, "");
+  return `${whole}.${digits.length >= keep ? digits : fraction.slice(0, keep)}`;
+}
+
 // Is value an integer multiple of step (both decimal strings)?
 export function onGrid(value, step) {
   const scale = Math.max(scaleOf(value.includes(".") ? value : "0"), scaleOf(step));

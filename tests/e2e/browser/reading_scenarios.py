@@ -457,6 +457,10 @@ def order_history_shows_its_time(args):
             assert late_title.endswith(f" {late}"), f"title {late_title!r} is not on {late}'s clock"
             rows = [order for order, _, _ in history_times(page)]
             assert rows.index(str(second)) < rows.index(str(first)), rows
+            # ETH has 18 decimals; this trader has none of it: eight zeros,
+            # not eighteen (the value is the server's, only its last zeros go).
+            eth = page.text_content("#balances tr[data-asset=ETH] td:nth-child(2)")
+            assert eth == "0.00000000", f"an empty ETH balance reads {eth!r}"
             page.set_viewport_size({"width": 390, "height": 844})
             page.wait_for_timeout(500)
             trader.shot("27-order-history-on-a-phone")
