@@ -5,6 +5,9 @@ without confirms such messages vanish silently and a test waits in vain
 ("trades not ingested in time" in a CI run)."""
 from __future__ import annotations
 
+import socket
+import time
+
 import eventlet
 from amqp.exceptions import MessageNacked
 from kombu import Connection
@@ -31,3 +34,23 @@ def publish_confirmed(producer, body, **kwargs) -> None:
             if attempt == ATTEMPTS - 1:
                 raise
             eventlet.sleep(0.1)
+
+
+def take(url: str, queue: str, wait_s: float = 30.0) -> list:
+    """The messages in ``queue`` (a quorum queue with single-active-consumer:
+    consumed, not fetched), waiting at most ``wait_s`` for the first and
+    ~1 s for more."""
+    got = []
+    with Connection(url, connect_timeout=10) as conn:
+        channel = conn.channel()
+        channel.basic_consume(queue, callback=got.append, no_ack=True)
+        deadline = time.monotonic() + wait_s
+        quiet_until = None
+        while time.monotonic() < deadline and (quiet_until is None or time.monotonic() < quiet_until):
+            try:
+                conn.drain_events(timeout=0.2)
+            except socket.timeout:
+                pass
+            if got and quiet_until is None:
+                quiet_until = time.monotonic() + 1.0
+    return got

@@ -5,8 +5,6 @@ The refusals are the broker's: ACCESS_REFUSED closes the channel, so every
 attempt below runs on a channel of its own and ends with a synchronous
 method that surfaces an asynchronous refusal of a publish."""
 import json
-import socket
-import time
 import uuid
 
 import amqp as py_amqp
@@ -18,6 +16,7 @@ from services.common.config import COMMANDS_EXCHANGE, RPC_EXCHANGE, amqp_princip
 from services.common.outbox import Relay, command_queue, enqueue_command
 from services.common.postgres import make_pool
 from services.matching.providers import command_queue_name
+from tests.integration.amqp_kit import take
 
 REFUSED = "ACCESS_REFUSED"
 
@@ -54,26 +53,6 @@ def publish(exchange: str, routing_key: str, body: dict | None = None, **propert
                                               **properties),
                               exchange=exchange, routing_key=routing_key)
     return action
-
-
-def take(url: str, queue: str, wait_s: float = 30.0) -> list:
-    """The messages in ``queue`` (a quorum queue with single-active-consumer:
-    consumed, not fetched), waiting at most ``wait_s`` for the first and
-    ~1 s for more."""
-    got = []
-    with Connection(url, connect_timeout=10) as conn:
-        channel = conn.channel()
-        channel.basic_consume(queue, callback=got.append, no_ack=True)
-        deadline = time.monotonic() + wait_s
-        quiet_until = None
-        while time.monotonic() < deadline and (quiet_until is None or time.monotonic() < quiet_until):
-            try:
-                conn.drain_events(timeout=0.2)
-            except socket.timeout:
-                pass
-            if got and quiet_until is None:
-                quiet_until = time.monotonic() + 1.0
-    return got
 
 
 @pytest.fixture

@@ -23,8 +23,6 @@ every run; now the active instance ingests them.
 Both fail on the code before (the standby's pipeline recorded the parked
 trades: its ``ingested`` 5, and 4)."""
 import json
-import socket
-import time
 import uuid
 
 from kombu import Connection, Exchange, Queue
@@ -40,6 +38,7 @@ from services.marketdata.parking import ParkedSender, ParkedTrades, parked_excha
 from services.marketdata.reads import CANDLE_COLUMNS
 from services.marketdata.schemas import trade_from_event
 from services.marketdata.ticker import compute_ticker
+from tests.integration.amqp_kit import take
 from tests.integration.marketdata.test_marketdata_handover import publish
 from tests.integration.orders.conftest import wait_for
 from tests.integration.registry_kit import delist, list_market, market_spec, new_symbol
@@ -170,19 +169,7 @@ def test_marketdata_login_sends_parked_trades_to_its_own_queue_only(test_setting
     try:
         with ParkedSender(test_settings.amqp_uri(vhost, "marketdata"), queue) as sender:
             sender.send("PKD-USDT", bodies)
-        with Connection(nameko_config["AMQP_URI"]) as amqp:
-            channel = amqp.channel()
-            got = []
-            channel.basic_consume(queue, callback=got.append, no_ack=True)
-            deadline = time.monotonic() + 30
-            quiet_until = None          # ~1 s more after the first: a second would show
-            while time.monotonic() < (deadline if quiet_until is None else quiet_until):
-                try:
-                    amqp.drain_events(timeout=0.2)
-                except socket.timeout:
-                    pass
-                if got and quiet_until is None:
-                    quiet_until = time.monotonic() + 1.0
+        got = take(nameko_config["AMQP_URI"], queue)
         (message,) = got
         assert message.delivery_info["routing_key"] == TRADES_AUDIENCE
         assert unpack(TRADES_AUDIENCE, None, json.loads(message.body)) == [
