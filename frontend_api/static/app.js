@@ -993,7 +993,7 @@ async function refreshWithdrawals() {
       status.className = "status";
       status.textContent = statusText(WITHDRAWAL_STATUS_WORDS, w.status);
       status.dataset.status = w.status;
-      li.append(`${w.amount} ${w.asset} → ${w.address}: `, status);
+      li.append(`${shownAmount(w.amount)} ${w.asset} → ${w.address}: `, status);
       li.dataset.withdrawal = w.withdrawal_id;
       return li;
     }));

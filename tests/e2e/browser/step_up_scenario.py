@@ -114,6 +114,12 @@ def withdrawal_step_up(args):
                 "li.textContent.includes(a) && li.querySelector('.status')?.dataset.status === "
                 "'pending' && li.textContent.endsWith(': Waiting for approval'))",
                 arg=ADDRESS, timeout=WAIT_MS)
+            # Its amount as the balances show one: ETH's 18 decimals with the
+            # zeros past the 8th left out.
+            listed = page.evaluate(
+                "a => [...document.querySelectorAll('#withdrawals li')]"
+                ".find(li => li.textContent.includes(a)).textContent", ADDRESS)
+            assert listed.startswith(f"0.50000000 {ASSET} → "), listed
             trader.shot("04-withdrawal-pending")
 
             # 5. All that is available: wallets holds the fee on top, so it
